@@ -1,0 +1,612 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Week 1: CNN basics
+#
+# This week builds a convolutional neural network (CNN) from its parts. We start
+# from the question of why a plain dense network is a poor fit for images,
+# compute a convolution by hand, work out the shapes and parameter counts of
+# convolution and pooling layers, and then train LeNet-5 {cite}`lecun1998` on
+# handwritten digits. We compare it with two older ideas (hand-crafted features
+# and a dense network on raw pixels), measure what data augmentation and
+# test-time augmentation are worth, and look inside the trained network: its
+# filters, its activation maps and the *latent space* in which it arranges the
+# images.
+#
+# Every number on this page is computed by the code above it. The data are
+# scikit-learn's bundled digits, so nothing is downloaded.
+
+# %% tags=["parameters"]
+# Papermill sets this: "smoke" (seconds, for tests), "cpu" (minutes) or "gpu".
+# None picks "gpu" when TensorFlow sees a GPU and "cpu" otherwise.
+PROFILE = None
+
+# %%
+import tempfile
+import time
+from pathlib import Path
+
+import keras
+import matplotlib.pyplot as plt
+import numpy as np
+import scipy.signal
+import tensorflow as tf
+from keras import layers
+
+from course_utils import config, data, models, plots
+
+profile = config.setup(PROFILE, seed=42)
+EPOCHS = profile.pick(smoke=2, cpu=40, gpu=60)
+print(f"profile: {profile}, epochs per model: {EPOCHS}")
+print(config.describe_device())
+
+# %% [markdown]
+# ## 1. Why not a dense network?
+#
+# A dense (fully connected) layer connects every input value to every neuron.
+# For an image that means one weight per pixel and per colour channel, plus a
+# bias, for *each* neuron:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for height, width, channels in [(32, 32, 3), (224, 224, 3)]:
+    weights = height * width * channels + 1
+    print(f"{height}x{width}x{channels} image: {weights:,} weights per dense neuron")
+
+# %% [markdown]
+# A thousand neurons on a 224×224 colour photo would already need 150 million
+# weights, in the first layer alone. Size is only half the problem. A dense
+# layer also has no notion of which pixels are *neighbours*: if we shuffle the
+# pixels of every image with the same fixed permutation, a dense network
+# learns exactly as well as before, because for it the order of the inputs is
+# arbitrary. And nothing in it says that a pattern is the same pattern when it
+# moves a few pixels: every position has its own weights.
+#
+# A convolution layer uses the opposite assumptions. Each output looks only at a
+# small window (its *receptive field*), and the same small set of weights, the
+# *kernel*, is slid over every position. Moving the input moves the output by
+# the same amount (the layer is *translation equivariant*), which we can check:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+digits = data.load_digits(size=32, seed=0)
+image = digits.x_train[:1]                            # one 32x32x1 digit
+shifted = np.roll(image, shift=3, axis=2)             # moved 3 pixels to the right
+
+conv = layers.Conv2D(4, 5, padding="same")
+dense = layers.Dense(4)
+conv_shift = np.roll(conv(image).numpy(), 3, axis=2) - conv(shifted).numpy()
+dense_change = dense(shifted.reshape(1, -1)).numpy() - dense(image.reshape(1, -1)).numpy()
+print(f"convolution: largest difference between 'shift then convolve' and 'convolve then shift' "
+      f"(away from the border): {np.abs(conv_shift[:, :, 5:-5]).max():.1e}")
+print(f"dense layer: its outputs change by {np.abs(dense_change).mean():.2f} on average when the digit moves")
+
+# %% [markdown]
+# ## 2. Convolution, or rather cross-correlation
+#
+# What deep-learning libraries call convolution is, strictly speaking,
+# **cross-correlation**: the kernel $k$ slides over the image $x$ and at each
+# position we add up the element-wise products,
+#
+# $$ y[i, j] = \sum_{m}\sum_{n} x[i + m, j + n]\, k[m, n]. $$
+#
+# The convolution of signal processing flips the kernel first,
+# $y[i, j] = \sum_{m,n} x[i - m, j - n]\, k[m, n]$. Because the kernel is learned,
+# the flip makes no difference to what a network can represent, so libraries
+# skip it. Here is the sum written out in NumPy, on the 3×3 input `0..8` and the
+# 2×2 kernel `0..3`:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def correlate2d_valid(x, k):
+    """Cross-correlation without padding: slide k over x and sum the products."""
+    out_h, out_w = x.shape[0] - k.shape[0] + 1, x.shape[1] - k.shape[1] + 1
+    y = np.zeros((out_h, out_w))
+    for i in range(out_h):
+        for j in range(out_w):
+            y[i, j] = np.sum(x[i:i + k.shape[0], j:j + k.shape[1]] * k)
+    return y
+
+
+x = np.arange(9, dtype=np.float32).reshape(3, 3)
+k = np.arange(4, dtype=np.float32).reshape(2, 2)
+by_hand = correlate2d_valid(x, k)
+print("by hand:\n", by_hand)
+
+# TensorFlow wants (batch, height, width, channels) inputs and (h, w, in, out) kernels.
+by_tf = tf.nn.conv2d(x[None, :, :, None], k[:, :, None, None], strides=1, padding="VALID")[0, :, :, 0].numpy()
+# A true convolution with the flipped kernel gives the same numbers.
+by_scipy = scipy.signal.convolve2d(x, k[::-1, ::-1], mode="valid")
+print("tf.nn.conv2d agrees:", np.array_equal(by_hand, by_tf))
+print("scipy convolve2d with the flipped kernel agrees:", np.array_equal(by_hand, by_scipy))
+print("convolve2d with the kernel as it is gives something else:\n", scipy.signal.convolve2d(x, k, mode="valid"))
+
+# %% [markdown]
+# The first output is $0\cdot0 + 1\cdot1 + 3\cdot2 + 4\cdot3 = 19$. With one ring of
+# zeros around the input (*zero padding*), the kernel can also sit on the border
+# and the output grows from 2×2 to 4×4:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(correlate2d_valid(np.pad(x, 1), k))
+
+# %% [markdown]
+# ## 3. Padding, stride, dilation and pooling
+#
+# Along one axis, an input of length $n$, a kernel of size $k$, padding $p$ on
+# each side, stride $s$ (the step between two positions of the kernel) and
+# dilation $d$ (the gap between kernel taps) give
+#
+# $$ n_\text{out} = \left\lfloor \frac{n + 2p - d(k-1) - 1}{s} \right\rfloor + 1. $$
+#
+# Keras names two paddings: `"valid"` (no padding, the output shrinks by
+# $k - 1$) and `"same"` (enough zeros for the output to keep the input size
+# when the stride is 1). We check the formula against the shapes Keras computes:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(f"{'kernel':>6} {'stride':>6} {'dilation':>8} {'padding':>7} | formula  keras")
+for kernel, stride, dilation, padding in [(3, 1, 1, "valid"), (3, 1, 1, "same"), (5, 2, 1, "valid"),
+                                         (5, 2, 1, "same"), (3, 1, 2, "valid"), (7, 3, 1, "valid")]:
+    pad = (kernel - 1) * dilation // 2 if padding == "same" else 0
+    formula = models.conv_output_size(32, kernel, stride, pad, dilation)
+    if padding == "same":  # Keras pads so that the output is ceil(n / s)
+        formula = -(-32 // stride)
+    layer = layers.Conv2D(1, kernel, strides=stride, dilation_rate=dilation, padding=padding)
+    keras_size = layer.compute_output_shape((None, 32, 32, 1))[1]
+    print(f"{kernel:>6} {stride:>6} {dilation:>8} {padding:>7} | {formula:>7} {keras_size:>6}")
+
+# %% [markdown]
+# For sequences there is a third padding, `"causal"`: all the zeros go at the
+# start, so the output at time $t$ only sees inputs up to $t$, never the future.
+# Changing the last input changes only the last output:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+causal = layers.Conv1D(1, 3, padding="causal", kernel_initializer="ones", use_bias=False)
+sequence = np.arange(1, 7, dtype=np.float32).reshape(1, 6, 1)
+changed = sequence.copy()
+changed[0, -1, 0] = 100.0
+print("output:          ", causal(sequence).numpy().ravel())
+print("last input = 100:", causal(changed).numpy().ravel())
+
+# %% [markdown]
+# **Pooling** shrinks feature maps without weights: each output is the maximum
+# (max pooling) or the mean (average pooling) of a small window. A 2×2 pool with
+# stride 2 halves each side and keeps the number of channels, so a VGG-sized
+# 224×224×64 block becomes 112×112×64:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print("max pooling of a 224x224x64 map:", layers.MaxPooling2D(2).compute_output_shape((None, 224, 224, 64)))
+window = np.array([[1, 3, 2, 0], [4, 8, 1, 1], [0, 2, 5, 7], [1, 1, 6, 2]], dtype=np.float32).reshape(1, 4, 4, 1)
+print("input:\n", window[0, :, :, 0])
+print("2x2 max pooling:\n", layers.MaxPooling2D(2)(window).numpy()[0, :, :, 0])
+print("2x2 average pooling:\n", layers.AveragePooling2D(2)(window).numpy()[0, :, :, 0])
+
+# %% [markdown]
+# After each convolution comes a non-linear **activation**. Without one, a stack
+# of convolutions would collapse into a single linear filter. The classic
+# squashing functions (sigmoid, tanh) saturate: for large inputs their slope is
+# almost zero, and so is the gradient that trains the layers below. ReLU,
+# $\max(0, x)$, keeps a slope of 1 for every positive input; leaky ReLU also
+# keeps a small slope for negative inputs, so a unit cannot get stuck at zero.
+
+# %%
+z = np.linspace(-4, 4, 200).astype(np.float32)
+activations = {
+    "ReLU": keras.activations.relu(z),
+    "leaky ReLU (0.1)": keras.activations.leaky_relu(z, negative_slope=0.1),
+    "tanh": keras.activations.tanh(z),
+    "sigmoid": keras.activations.sigmoid(z),
+}
+fig, axes = plt.subplots(1, 4, figsize=(12, 2.6), sharex=True)
+for ax, (name, values) in zip(axes, activations.items()):
+    ax.plot(z, np.asarray(values))
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.axvline(0, color="grey", lw=0.5)
+    ax.set_title(name)
+fig.tight_layout()
+
+# %% [markdown]
+# ## 4. Counting parameters
+#
+# A convolution layer with $n_f$ filters of size $h \times w$ over $d$ input
+# maps has $(h \cdot w \cdot d)\, n_f$ weights and $n_f$ biases. Two 5×5 filters
+# over a colour image (3 maps) therefore have $(5\cdot5\cdot3)\cdot2 + 2 = 152$
+# parameters, whatever the size of the image:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+by_formula = models.count_conv_params(5, 5, 3, 2)
+by_keras = keras.Sequential([keras.Input((64, 64, 3)), layers.Conv2D(2, 5)]).count_params()
+print(f"formula: {by_formula}, Keras: {by_keras}")
+
+# %% [markdown]
+# ### LeNet-5
+#
+# LeNet-5 {cite}`lecun1998` read handwritten digits on cheques in the 1990s.
+# It alternates convolutions and average pooling, then finishes with dense
+# layers: 32×32 input → 6 maps of 28×28 → pooled to 14×14 → 16 maps of 10×10 →
+# pooled to 5×5 → 120 → 84 → 10 classes. `course_utils.models.lenet5` builds it;
+# its summary reproduces the paper's layer sizes:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+lenet = models.lenet5(input_shape=(32, 32, 1), num_classes=10)
+lenet.summary(line_length=80)
+for layer in lenet.layers:
+    if layer.count_params():
+        print(f"{layer.name:>8}: {layer.count_params():>6,} parameters")
+print(f"   total: {lenet.count_params():,}")
+
+# %% [markdown]
+# Almost 80% of them (48,120) sit in one dense layer, the one that connects the
+# 400 values of the last feature maps to 120 units. A dense network on the raw
+# pixels with a single hidden layer of 84 units already needs more, 86,950:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+dense_net = models.dense_classifier(input_shape=(32, 32, 1), num_classes=10, hidden=84)
+print(f"dense network: {dense_net.count_params():,} parameters "
+      f"(1,024 x 84 + 84 = {1024 * 84 + 84:,}, then 84 x 10 + 10 = {84 * 10 + 10})")
+
+# %% [markdown]
+# ### From LeNet to VGG and MobileNet
+#
+# The same recipe, scaled up, won ImageNet: AlexNet {cite}`krizhevsky2012` in
+# 2012 (large first kernels, ReLU, dropout), then VGG16 {cite}`simonyan2015`, only
+# 3×3 convolutions stacked 13 deep. Their sizes, computed by building them
+# (without weights):
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def alexnet(num_classes=1000):
+    """AlexNet's layer sizes as one tower (the original split them over two GPUs)."""
+    return keras.Sequential([
+        keras.Input((227, 227, 3)),
+        layers.Conv2D(96, 11, strides=4, activation="relu"), layers.MaxPooling2D(3, 2),
+        layers.Conv2D(256, 5, padding="same", activation="relu"), layers.MaxPooling2D(3, 2),
+        layers.Conv2D(384, 3, padding="same", activation="relu"),
+        layers.Conv2D(384, 3, padding="same", activation="relu"),
+        layers.Conv2D(256, 3, padding="same", activation="relu"), layers.MaxPooling2D(3, 2),
+        layers.Flatten(), layers.Dense(4096, activation="relu"), layers.Dense(4096, activation="relu"),
+        layers.Dense(num_classes, activation="softmax"),
+    ], name="alexnet")
+
+
+sizes = {
+    "LeNet-5 (1998)": lenet.count_params(),
+    "AlexNet (2012)": alexnet().count_params(),
+    "VGG16 (2014)": keras.applications.VGG16(weights=None).count_params(),
+    "MobileNet (2017)": keras.applications.MobileNet(weights=None).count_params(),
+}
+for name, count in sizes.items():
+    print(f"{name:>17}: {count:>12,} parameters (~10^{np.log10(count):.1f})")
+keras.backend.clear_session()
+
+# %% [markdown]
+# MobileNet {cite}`howard2017` is thirty times smaller than VGG16 for a similar
+# ImageNet accuracy. Its trick is the **depthwise-separable convolution**: a
+# standard convolution mixes space and channels at once; a separable one first
+# filters each input channel on its own (depthwise, $k\times k$), then mixes the
+# channels with a 1×1 convolution (pointwise). For a 3×3 layer from 32 to 64
+# channels:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+standard = keras.Sequential([keras.Input((56, 56, 32)), layers.Conv2D(64, 3, padding="same", use_bias=False)])
+separable = keras.Sequential([keras.Input((56, 56, 32)), layers.SeparableConv2D(64, 3, padding="same", use_bias=False)])
+print(f"standard 3x3 convolution : {standard.count_params():>6,} weights (3*3*32*64)")
+print(f"depthwise + pointwise    : {separable.count_params():>6,} weights (3*3*32 + 32*64)")
+print(f"ratio: {separable.count_params() / standard.count_params():.3f} "
+      f"= 1/64 + 1/9 = {1 / 64 + 1 / 9:.3f}; multiply-adds shrink by the same factor")
+
+# %% [markdown]
+# Week 2 builds on this with MobileNetV2.
+#
+# ## 5. The digits
+#
+# scikit-learn ships 1,797 handwritten digits of 8×8 pixels. We scale them to
+# 32×32, the input size of LeNet-5, and keep a stratified fifth of them aside as
+# a test set that no model sees during training.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(f"training images: {digits.x_train.shape}, test images: {digits.x_test.shape}")
+print("images per class in the test set:", np.bincount(digits.y_test))
+
+# %%
+fig = plots.image_grid(digits.x_train[:16], titles=digits.y_train[:16], ncols=8, title="training digits, scaled to 32x32")
+
+# %% [markdown]
+# ## 6. Training LeNet-5
+#
+# We train with Adam and the cross-entropy loss, holding out 15% of the
+# training images for validation. Three **callbacks** take care of the
+# bookkeeping: `ModelCheckpoint` saves the best model so far, `EarlyStopping`
+# stops when the validation loss has not improved for a while (and restores the
+# best weights), and `TensorBoard` writes logs that `tensorboard --logdir` can
+# plot live.
+
+# %%
+work_dir = Path(tempfile.mkdtemp(prefix="week1_"))
+
+
+def train(model, x, y, epochs=EPOCHS, callbacks=(), learning_rate=2e-3):
+    """Compile and fit a classifier quietly; return the history and the seconds it took."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    start = time.perf_counter()
+    history = model.fit(x, y, validation_split=0.15, epochs=epochs, batch_size=32, verbose=0,
+                        callbacks=list(callbacks))
+    return history, time.perf_counter() - start
+
+
+config.seed_everything(1)
+lenet = models.lenet5()
+callbacks = [
+    keras.callbacks.ModelCheckpoint(work_dir / "lenet5_best.keras", monitor="val_loss", save_best_only=True),
+    keras.callbacks.EarlyStopping(monitor="val_loss", patience=8, restore_best_weights=True),
+    keras.callbacks.TensorBoard(log_dir=work_dir / "logs"),
+]
+history, lenet_seconds = train(lenet, digits.x_train, digits.y_train, callbacks=callbacks)
+print(f"trained for {len(history.history['loss'])} epochs in {lenet_seconds:.1f} s")
+print("files written:", sorted(p.name for p in work_dir.iterdir()))
+
+# %%
+fig = plots.training_curves(history, title="LeNet-5 on the digits")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+probabilities = lenet.predict(digits.x_test, verbose=0)
+predicted = probabilities.argmax(axis=1)
+lenet_accuracy = np.mean(predicted == digits.y_test)
+print(f"LeNet-5 test accuracy: {lenet_accuracy:.3f} ({np.sum(predicted != digits.y_test)} of {len(predicted)} wrong)")
+
+# %% [markdown]
+# The confusion matrix shows which digits are mistaken for which (rows: the
+# true digit, columns: the prediction), and the mistakes themselves are worth a
+# look: some are digits a person would hesitate over too.
+
+# %%
+fig = plots.confusion_matrix(digits.y_test, predicted, digits.class_names, title="LeNet-5, test set")
+
+# %%
+wrong = np.flatnonzero(predicted != digits.y_test)[:16]
+if len(wrong):
+    fig = plots.prediction_grid(digits.x_test[wrong], digits.y_test[wrong], predicted[wrong], digits.class_names,
+                                confidences=probabilities[wrong].max(axis=1), title="mistakes: predicted (confidence) [true]")
+else:
+    print("No mistakes on the test set.")
+
+# %% [markdown]
+# ## 7. Against older ideas
+#
+# Before CNNs learned their features, people designed them. A classic choice is
+# the histogram of oriented gradients (HOG, {cite}`dalal2005`): the image is cut
+# into cells and each cell is described by how much edge there is in each
+# direction. A linear classifier on those features is our first baseline. The
+# second is the dense network from section 4, on raw pixels. The third row
+# repeats the experiment of section 1: the same networks on images whose pixels
+# were shuffled by one fixed permutation.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from skimage.feature import hog
+from sklearn.linear_model import LogisticRegression
+
+
+def hog_features(images):
+    return np.stack([hog(im[..., 0], orientations=8, pixels_per_cell=(8, 8), cells_per_block=(2, 2)) for im in images])
+
+
+start = time.perf_counter()
+hog_model = LogisticRegression(max_iter=2000).fit(hog_features(digits.x_train), digits.y_train)
+hog_seconds = time.perf_counter() - start
+hog_accuracy = hog_model.score(hog_features(digits.x_test), digits.y_test)
+
+config.seed_everything(1)
+dense_net = models.dense_classifier()
+_, dense_seconds = train(dense_net, digits.x_train, digits.y_train)
+dense_accuracy = dense_net.evaluate(digits.x_test, digits.y_test, verbose=0)[1]
+
+permutation = np.random.default_rng(0).permutation(32 * 32)
+
+
+def shuffle_pixels(images):
+    return images.reshape(len(images), -1)[:, permutation].reshape(images.shape)
+
+
+config.seed_everything(1)
+dense_shuffled = models.dense_classifier()
+train(dense_shuffled, shuffle_pixels(digits.x_train), digits.y_train)
+config.seed_everything(1)
+lenet_shuffled = models.lenet5()
+train(lenet_shuffled, shuffle_pixels(digits.x_train), digits.y_train)
+
+rows = [
+    ("HOG + logistic regression", hog_accuracy, hog_model.coef_.size + hog_model.intercept_.size, hog_seconds),
+    ("dense network, raw pixels", dense_accuracy, dense_net.count_params(), dense_seconds),
+    ("LeNet-5", lenet_accuracy, lenet.count_params(), lenet_seconds),
+]
+print(f"{'model':<28} {'test acc.':>9} {'parameters':>10} {'train s':>8}")
+for name, accuracy, params, seconds in rows:
+    print(f"{name:<28} {accuracy:>9.3f} {params:>10,} {seconds:>8.1f}")
+print("\nwith the pixels shuffled by one fixed permutation:")
+print(f"{'dense network':<28} {dense_shuffled.evaluate(shuffle_pixels(digits.x_test), digits.y_test, verbose=0)[1]:>9.3f}")
+print(f"{'LeNet-5':<28} {lenet_shuffled.evaluate(shuffle_pixels(digits.x_test), digits.y_test, verbose=0)[1]:>9.3f}")
+
+# %% [markdown]
+# On digits this small all three do well; what separates them is how they
+# scale. The HOG features had to be designed by a person for this kind of image.
+# The dense network does not care whether the pixels are in order, which is
+# exactly the problem: it cannot use the fact that neighbouring pixels belong
+# together, and its size grows with the image. LeNet-5 is hurt by the shuffle
+# because it relies on that neighbourhood structure, and it is the only one of
+# the three whose parameter count does not depend on the size of the image in
+# its convolutional part.
+#
+# ## 8. Data augmentation
+#
+# With few training images, a network can memorise them. **Data augmentation**
+# shows it a randomly transformed copy of each image at every epoch: small
+# rotations, shifts and zooms (geometric) or changes of contrast and brightness
+# (photometric). A transformation is only allowed if it keeps the label. A
+# mirror image of a 2 or a 7 is no longer a digit, and a 6 turned upside down is
+# a 9:
+
+# %%
+flips = np.concatenate([digits.x_train[digits.y_train == d][:1] for d in (2, 3, 6, 7)])
+fig = plots.image_grid(
+    np.concatenate([flips, flips[:, :, ::-1], np.rot90(flips, 2, axes=(1, 2))]),
+    titles=["original"] * 4 + ["mirrored"] * 4 + ["rotated 180°"] * 4, ncols=4,
+    title="transformations that break the label of a digit",
+)
+
+# %% [markdown]
+# We put the safe transformations in a small Keras model of random layers. As
+# the first layers of the classifier they are active during training only, and
+# do nothing at prediction time.
+
+# %%
+augment = keras.Sequential([
+    layers.RandomRotation(0.04, fill_mode="constant"),        # up to about ±15 degrees
+    layers.RandomTranslation(0.1, 0.1, fill_mode="constant"),
+    layers.RandomZoom(0.1, fill_mode="constant"),
+    layers.RandomContrast(0.3),
+], name="augment")
+fig = plots.image_grid(augment(np.repeat(digits.x_train[:1], 8, axis=0), training=True), ncols=8,
+                       title="eight random augmentations of one training digit")
+
+# %% [markdown]
+# To measure what it is worth, we evaluate on the clean test set and on a
+# harder copy of it, where every test digit is shifted by up to 3 pixels and
+# rotated by up to 15 degrees (a fixed, seeded perturbation), as if the writer
+# had been less careful than the people who wrote the training set.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+perturb = keras.Sequential([
+    layers.RandomRotation(0.04, fill_mode="constant", seed=7),
+    layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=8),
+])
+x_test_hard = perturb(digits.x_test, training=True).numpy()
+
+config.seed_everything(1)
+lenet_augmented = keras.Sequential([keras.Input((32, 32, 1)), augment, *models.lenet5().layers], name="lenet5_augmented")
+_, augmented_seconds = train(lenet_augmented, digits.x_train, digits.y_train, epochs=EPOCHS + EPOCHS // 2)
+
+results = {}
+for name, model in [("LeNet-5", lenet), ("LeNet-5 + augmentation", lenet_augmented)]:
+    results[name] = [model.evaluate(x, digits.y_test, verbose=0)[1] for x in (digits.x_test, x_test_hard)]
+print(f"{'model':<26} {'clean test':>10} {'perturbed test':>15}")
+for name, (clean, hard) in results.items():
+    print(f"{name:<26} {clean:>10.3f} {hard:>15.3f}")
+
+# %% [markdown]
+# ## 9. Test-time augmentation
+#
+# Augmentation can also help at prediction time: classify several random
+# variants of each test image and average the predicted probabilities. This
+# *test-time augmentation* (TTA) smooths out a prediction that hinges on the
+# exact position of a stroke. It costs one forward pass per variant.
+# `course_utils.models.predict_with_tta` does it (the untouched image is always
+# one of the variants):
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+tta_augment = keras.Sequential([layers.RandomTranslation(0.06, 0.06, fill_mode="constant"),
+                                layers.RandomRotation(0.02, fill_mode="constant")])
+print(f"{'model':<26} {'copies':>6} {'clean test':>10} {'perturbed test':>15}")
+for name, model in [("LeNet-5", lenet), ("LeNet-5 + augmentation", lenet_augmented)]:
+    for copies in (1, 8):
+        config.seed_everything(3)
+        accuracy = [np.mean(models.predict_with_tta(model, x, tta_augment, copies).argmax(1) == digits.y_test)
+                    for x in (digits.x_test, x_test_hard)]
+        print(f"{name:<26} {copies:>6} {accuracy[0]:>10.3f} {accuracy[1]:>15.3f}")
+
+# %% [markdown]
+# ## 10. Inside the network
+#
+# ### Filters and activation maps
+#
+# The six 5×5 kernels of LeNet-5's first layer, and what each of them makes of a
+# test digit. Several respond to edges of one orientation, the kind of
+# feature HOG was designed to compute.
+
+# %%
+fig = plots.conv_filters(lenet.get_layer("c1").kernel.numpy(), ncols=6, title="first-layer filters (red positive, blue negative)")
+
+# %%
+first_maps = models.feature_extractor(lenet, "c1").predict(digits.x_test[:1], verbose=0)[0]
+second_maps = models.feature_extractor(lenet, "c3").predict(digits.x_test[:1], verbose=0)[0]
+fig = plots.image_grid(digits.x_test[:1], titles=[f"test digit ({digits.y_test[0]})"], ncols=1)
+fig = plots.activation_maps(first_maps, ncols=6, title="activation maps of c1 (28x28)")
+fig = plots.activation_maps(second_maps, ncols=8, title="activation maps of c3 (10x10)")
+
+# %% [markdown]
+# ### The latent space
+#
+# The 84 values of the layer before the output are the network's own
+# description of an image, a point in its *latent space*. Images the network
+# finds similar are close there. We can use that directly: the nearest training
+# images of a test image in this space are images of the same digit, and a
+# 1-nearest-neighbour classifier in the latent space works better than the same
+# classifier on raw pixels.
+
+# %%
+from sklearn.manifold import TSNE
+from sklearn.neighbors import KNeighborsClassifier
+
+encoder = models.feature_extractor(lenet, "f6")
+train_features = encoder.predict(digits.x_train, verbose=0)
+test_features = encoder.predict(digits.x_test, verbose=0)
+
+neighbours = KNeighborsClassifier(n_neighbors=5).fit(train_features, digits.y_train)
+_, index = neighbours.kneighbors(test_features[:6])
+fig = plots.retrieval_grid(digits.x_test[:6], digits.x_train[index], query_titles=[f"query {d}" for d in digits.y_test[:6]],
+                           neighbour_titles=digits.y_train[index], title="nearest training images in LeNet-5's latent space")
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+flat_train, flat_test = digits.x_train.reshape(len(digits.x_train), -1), digits.x_test.reshape(len(digits.x_test), -1)
+pixels_1nn = KNeighborsClassifier(n_neighbors=1).fit(flat_train, digits.y_train).score(flat_test, digits.y_test)
+latent_1nn = KNeighborsClassifier(n_neighbors=1).fit(train_features, digits.y_train).score(test_features, digits.y_test)
+print(f"1-nearest-neighbour accuracy on raw pixels ({flat_train.shape[1]} values): {pixels_1nn:.3f}")
+print(f"1-nearest-neighbour accuracy in the latent space ({train_features.shape[1]} values): {latent_1nn:.3f}")
+
+# %% [markdown]
+# t-SNE {cite}`vandermaaten2008` draws the 84-dimensional test points in 2-D,
+# keeping neighbours together. The classes form separate islands; the points
+# that sit on the wrong island are usually the mistakes seen earlier.
+
+# %%
+points = TSNE(n_components=2, perplexity=30, random_state=0, init="pca").fit_transform(test_features)
+fig = plots.embedding_scatter(points, digits.y_test, digits.class_names, highlight=predicted != digits.y_test,
+                              title="t-SNE of the test digits in LeNet-5's latent space (x: misclassified)")
+
+# %% [markdown]
+# ## Summary
+#
+# * A convolution slides one small kernel over the whole image: few parameters,
+#   local connections, and the same response wherever a pattern appears.
+# * Libraries compute cross-correlation; the output size follows from kernel,
+#   padding, stride and dilation, and a layer has $(h\,w\,d)\,n_f + n_f$ parameters.
+# * LeNet-5's 61,706 parameters reach high accuracy on the digits, and learn
+#   features that make even nearest-neighbour search work.
+# * Augmentation, during training and at test time, buys robustness to the
+#   variations the training set lacks; choose transformations that keep the label.
+#
+# The exercise of this week has you write the correlation yourself, count
+# parameters, build and train LeNet-5 and implement test-time augmentation.

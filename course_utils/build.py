@@ -1,0 +1,302 @@
+"""Maintainer tools: generate exercises and Colab notebooks, execute chapters, build the book.
+
+Sources are jupytext py:percent files. Everything else is generated from them:
+
+* ``exercises/<name>.py`` from ``solutions/<name>.py`` (solution blocks become a
+  placeholder that raises, hidden tests are removed);
+* ``book/<chapter>.ipynb`` and ``exercises/<name>.ipynb``: what "Open in Colab"
+  opens, with a badge and an install cell that only acts on Colab;
+* ``_build/book_src/``: the book's Sphinx source, holding every chapter executed
+  by papermill at the chosen profile; Jupyter Book renders it without re-running.
+
+Usage (from the repository root)::
+
+    python -m course_utils.build sync            # regenerate exercises/ and the .ipynb files
+    python -m course_utils.build sync --check    # fail if any generated file is stale
+    python -m course_utils.build book --profile cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jupytext
+import nbformat
+import yaml
+
+SOURCE_FORMAT = "py:percent"
+BUILD_SOURCE = Path("_build") / "book_src"
+BOOK_FILES = ("_config.yml", "_toc.yml", "references.bib")
+
+BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
+BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+PLACEHOLDER = 'raise NotImplementedError("Blank {number} of {name} is not filled in yet: replace this line with your code.")'
+
+
+class MarkerError(ValueError):
+    """A solution notebook whose markers are unbalanced or nested."""
+
+
+# --- exercises -----------------------------------------------------------------------------------
+
+
+def strip_solutions(source: str, name: str, first_number: int = 1) -> tuple[str, int]:
+    """Replace solution blocks by a placeholder and drop hidden tests in one cell's source.
+
+    Returns the new source and the number of the next blank. The placeholder keeps
+    the indentation of its ``BEGIN`` marker so that it sits inside the function or
+    block the student fills in.
+    """
+    out, number, inside = [], first_number, None
+    for line_no, line in enumerate(source.splitlines(), 1):
+        marker = line.strip()
+        if marker in (BEGIN_SOLUTION, BEGIN_HIDDEN):
+            if inside:
+                raise MarkerError(f"{name}: {marker!r} on line {line_no} opens inside an open {inside!r} block")
+            inside = marker
+            if marker == BEGIN_SOLUTION:
+                indent = line[: len(line) - len(line.lstrip())]
+                out.append(indent + PLACEHOLDER.format(number=number, name=name))
+                number += 1
+        elif marker in (END_SOLUTION, END_HIDDEN):
+            expected = BEGIN_SOLUTION if marker == END_SOLUTION else BEGIN_HIDDEN
+            if inside != expected:
+                raise MarkerError(f"{name}: {marker!r} on line {line_no} closes no {expected!r} block")
+            inside = None
+        elif inside is None:
+            out.append(line)
+    if inside:
+        raise MarkerError(f"{name}: {inside!r} is never closed")
+    return "\n".join(out).rstrip(), number
+
+
+def exercise_from_solution(solution: nbformat.NotebookNode, name: str) -> nbformat.NotebookNode:
+    """The student's version of a solution notebook; cells left empty (hidden tests only) are dropped."""
+    exercise = nbformat.v4.new_notebook(metadata=solution.metadata)
+    number = 1
+    for cell in solution.cells:
+        cell = nbformat.from_dict(dict(cell))
+        if cell.cell_type == "code":
+            had_code = bool(cell.source.strip())
+            cell.source, number = strip_solutions(cell.source, name, number)
+            if had_code and not cell.source.strip():
+                continue
+        exercise.cells.append(cell)
+    return exercise
+
+
+# --- Colab notebooks -----------------------------------------------------------------------------
+
+
+def repository(root: Path) -> tuple[str, str]:
+    """The repository URL and branch from ``_config.yml`` (the one place they are written)."""
+    config = yaml.safe_load((root / "_config.yml").read_text())
+    repo = config["repository"]
+    return repo["url"].rstrip("/"), repo.get("branch", "main")
+
+
+def colab_url(root: Path, relative_ipynb: str) -> str:
+    url, branch = repository(root)
+    return f"https://colab.research.google.com/github/{url.split('github.com/')[1]}/blob/{branch}/{relative_ipynb}"
+
+
+def colab_notebook(notebook: nbformat.NotebookNode, root: Path, relative_ipynb: str) -> nbformat.NotebookNode:
+    """Add the "Open in Colab" badge and the Colab-only install cell at the top of a notebook.
+
+    The install cell does nothing outside Colab; on Colab it installs
+    ``course_utils`` from the repository without the ``cpu`` extra, so the
+    TensorFlow and Keras that Colab ships are kept.
+    """
+    url, branch = repository(root)
+    badge = nbformat.v4.new_markdown_cell(
+        f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(root, relative_ipynb)})"
+    )
+    install = nbformat.v4.new_code_cell(
+        "# On Google Colab, install the course package (TensorFlow and Keras are already there).\n"
+        "import sys\n"
+        'if "google.colab" in sys.modules:\n'
+        f'    %pip install --quiet "course_utils @ git+{url}@{branch}"',
+        metadata={"tags": ["remove-cell"]},
+    )
+    result = nbformat.v4.new_notebook(metadata=dict(notebook.metadata))
+    result.metadata.pop("jupytext", None)
+    result.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    result.metadata["colab"] = {"provenance": []}
+    cells = [nbformat.from_dict(dict(c)) for c in notebook.cells]
+    # The badge goes after the title cell so that the page still opens with its title.
+    title_first = cells and cells[0].cell_type == "markdown" and cells[0].source.lstrip().startswith("# ")
+    result.cells = cells[:1] + [badge, install] + cells[1:] if title_first else [badge, install] + cells
+    for i, cell in enumerate(result.cells):
+        cell["id"] = f"cell-{i}"
+    return result
+
+
+# --- the set of generated files ------------------------------------------------------------------
+
+
+def read_source(path: Path) -> nbformat.NotebookNode:
+    return jupytext.read(path, fmt=SOURCE_FORMAT)
+
+
+def generated_files(root: Path) -> dict[Path, str]:
+    """Every generated file (relative path -> text) computed from the sources."""
+    files: dict[Path, str] = {}
+    for chapter in sorted((root / "book").glob("*.py")):
+        ipynb = chapter.with_suffix(".ipynb").relative_to(root)
+        files[ipynb] = nbformat.writes(colab_notebook(read_source(chapter), root, ipynb.as_posix())) + "\n"
+    for solution in sorted((root / "solutions").glob("*.py")):
+        exercise = exercise_from_solution(read_source(solution), solution.stem)
+        py = Path("exercises") / solution.name
+        ipynb = py.with_suffix(".ipynb")
+        files[py] = jupytext.writes(exercise, fmt=SOURCE_FORMAT)
+        files[ipynb] = nbformat.writes(colab_notebook(exercise, root, ipynb.as_posix())) + "\n"
+    return files
+
+
+def sync(root: Path, check: bool = False) -> list[Path]:
+    """Write the generated files (or, with ``check``, list those that are stale or orphaned)."""
+    expected = generated_files(root)
+    stale = [p for p, text in expected.items() if not (root / p).exists() or (root / p).read_text() != text]
+    orphans = [
+        p.relative_to(root)
+        for p in [*(root / "exercises").glob("*.py"), *(root / "exercises").glob("*.ipynb"), *(root / "book").glob("*.ipynb")]
+        if p.relative_to(root) not in expected
+    ]
+    if not check:
+        for path in stale:
+            (root / path).write_text(expected[path])
+        for path in orphans:
+            (root / path).unlink()
+    return sorted(stale + orphans)
+
+
+# --- execution and the book ----------------------------------------------------------------------
+
+
+def toc_files(root: Path) -> list[str]:
+    """The document paths (without suffix) listed in ``_toc.yml``, in reading order."""
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    found = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                found.append(entry["file"])
+            walk(entry.get("sections"))
+            for part in entry.get("parts", []) if isinstance(entry, dict) else []:
+                walk(part.get("chapters"))
+
+    for part in toc.get("parts", []):
+        walk(part.get("chapters"))
+    walk(toc.get("chapters"))
+    return found
+
+
+def execute(notebook_path: Path, profile: str, cwd: Path | None = None) -> float:
+    """Execute one notebook in place with papermill at ``profile``; return the seconds it took.
+
+    A failing cell raises ``papermill.PapermillExecutionError`` naming the cell;
+    the partly executed notebook is kept at ``notebook_path`` to look at.
+    """
+    import papermill
+
+    start = time.perf_counter()
+    papermill.execute_notebook(
+        str(notebook_path), str(notebook_path), parameters={"PROFILE": profile},
+        cwd=str(cwd or notebook_path.parent), progress_bar=False, kernel_name="python3",
+    )
+    return time.perf_counter() - start
+
+
+def stage_book(root: Path, profile: str, out: Path, log=print) -> dict[str, float]:
+    """Write the book's Sphinx source into ``out``: chapters executed at ``profile``, exercises as they are.
+
+    Returns the execution seconds of each chapter.
+    """
+    generated = generated_files(root)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    for name in BOOK_FILES:
+        if (root / name).exists():
+            shutil.copy2(root / name, out / name)
+    seconds = {}
+    for doc in toc_files(root):
+        md = root / f"{doc}.md"
+        target = out / doc
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if md.exists():
+            shutil.copy2(md, target.with_suffix(".md"))
+            continue
+        ipynb = Path(f"{doc}.ipynb")
+        if ipynb not in generated:
+            raise FileNotFoundError(f"_toc.yml lists {doc!r} but there is neither {doc}.md nor a source for {ipynb}")
+        target.with_suffix(".ipynb").write_text(generated[ipynb])
+        if doc.startswith("book/"):
+            log(f"executing {doc} (profile {profile}) ...")
+            seconds[doc] = execute(target.with_suffix(".ipynb"), profile)
+            log(f"  done in {seconds[doc]:.0f} s")
+    for asset_dir in ("book/images",):
+        if (root / asset_dir).is_dir():
+            shutil.copytree(root / asset_dir, out / asset_dir)
+    return seconds
+
+
+def build_book(root: Path, profile: str, build_dir: Path | None = None, log=print) -> Path:
+    """Execute every chapter and render the HTML book; return the path of ``index.html``.
+
+    Sphinx runs with warnings as errors, so a broken reference or a missing
+    figure fails the build instead of being buried in the log.
+    """
+    build_dir = build_dir or root / "_build"
+    source = build_dir / "book_src"
+    stage_book(root, profile, source, log=log)
+    command = [sys.executable, "-m", "jupyter_book.cli.main", "build", str(source),
+               "--path-output", str(build_dir / "book_out"), "-W", "-n", "--keep-going"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"jupyter-book build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    html = build_dir / "html"
+    if html.exists():
+        shutil.rmtree(html)
+    shutil.move(build_dir / "book_out" / "_build" / "html", html)
+    shutil.rmtree(build_dir / "book_out")
+    return html / "index.html"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m course_utils.build", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, default=Path.cwd(), help="repository root (default: current folder)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    sync_cmd = commands.add_parser("sync", help="regenerate exercises/ and the Colab .ipynb files")
+    sync_cmd.add_argument("--check", action="store_true", help="only report stale files; exit 1 if any")
+    book_cmd = commands.add_parser("book", help="execute every chapter with papermill and build the HTML book")
+    book_cmd.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "gpu"))
+    args = parser.parse_args(argv)
+    root = args.root.resolve()
+    if args.command == "sync":
+        changed = sync(root, check=args.check)
+        for path in changed:
+            print(("stale: " if args.check else "wrote: ") + str(path))
+        if args.check and changed:
+            print("Run `python -m course_utils.build sync` to regenerate them.")
+            return 1
+        return 0
+    stale = sync(root, check=True)
+    if stale:
+        print("Generated files are out of date: " + ", ".join(map(str, stale)))
+        print("Run `python -m course_utils.build sync` first.")
+        return 1
+    index = build_book(root, args.profile)
+    print(f"Book written to {index}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""Data loading for the course: a small built-in data set, image folders, tf.data.
+
+* :func:`load_digits` gives scikit-learn's bundled handwritten digits (no download),
+  resized so the classic CNNs of the course (LeNet-5) see the input size they were
+  designed for.
+* :func:`load_image_folder` reads your own images, stored as one folder per class.
+* :func:`make_dataset` turns arrays into a batched, shuffled, augmented
+  ``tf.data.Dataset`` ready for ``model.fit``.
+
+TensorFlow, scikit-learn, scikit-image and tqdm are imported inside the functions
+that use them, so ``import course_utils.data`` stays quick.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+"""File endings :func:`load_image_folder` reads (compared case-insensitively)."""
+
+_PROGRESS_MIN_FILES = 200  # fewer files than this: no progress bar
+
+
+@dataclass(frozen=True, eq=False)
+class Split:
+    """A train/test split of images and integer labels.
+
+    Images are float32 of shape (n, height, width, channels), labels int32 of
+    shape (n,); ``class_names[k]`` names label ``k``. (``eq=False``: comparing
+    two splits with ``==`` would mean comparing arrays, which is ambiguous.)
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+
+
+def load_digits(size: int = 32, test_fraction: float = 0.2, seed: int = 0) -> Split:
+    """Load scikit-learn's 1,797 handwritten digits as a stratified train/test split.
+
+    The 8x8 images (values 0..16) are scaled to [0, 1] float32 and resized
+    bilinearly to ``size`` x ``size``; the default 32 is the input size of LeNet-5
+    in the 1998 paper, so the layer shapes in the course match it. ``size=8``
+    keeps the original pixels. Images have shape (n, size, size, 1). The split is
+    stratified (each digit in the same proportion in train and test) and the same
+    for the same ``seed``.
+    """
+    from sklearn.datasets import load_digits as sklearn_load_digits
+    from sklearn.model_selection import train_test_split
+
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise ValueError(f"size must be a positive integer, got {size!r}")
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction!r}")
+
+    digits = sklearn_load_digits()
+    images = digits.images.astype(np.float32) / 16.0  # (n, 8, 8), values 0..16 -> 0..1
+    if size != images.shape[1]:
+        from skimage.transform import resize
+
+        images = resize(
+            images,
+            (len(images), size, size),  # the first axis is unchanged, so images do not mix
+            order=1,  # bilinear
+            mode="edge",
+            anti_aliasing=size < images.shape[1],  # only blur when shrinking
+        )
+        images = np.clip(images, 0.0, 1.0).astype(np.float32)
+    images = images[..., np.newaxis]
+    labels = digits.target.astype(np.int32)
+
+    x_train, x_test, y_train, y_test = train_test_split(
+        images, labels, test_size=test_fraction, random_state=seed, stratify=labels
+    )
+    class_names = tuple(str(k) for k in range(10))
+    return Split(x_train, y_train, x_test, y_test, class_names)
+
+
+def load_image_folder(
+    root,
+    image_size: tuple[int, int] = (64, 64),
+    class_names=None,
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Load images stored as one sub-folder of ``root`` per class.
+
+    ``root/<class name>/*.png`` (also .jpg, .jpeg, .bmp, .gif, any case); other
+    files, sub-sub-folders and hidden entries (such as ``.ipynb_checkpoints``) are
+    ignored. Every image is converted to RGB (transparent parts become white),
+    turned upright from its EXIF orientation, and resized bilinearly to
+    ``image_size`` = (height, width).
+
+    ``class_names`` defaults to the sorted folder names; give it to fix the order
+    of the labels or to load only some of the classes.
+
+    Returns ``(images, labels, class_names)``: float32 images of shape
+    (n, height, width, 3) in [0, 1], int32 labels indexing ``class_names``, and
+    ``class_names`` as a tuple. Raises an error naming the folder or file at fault
+    when the layout is wrong or an image cannot be read.
+    """
+    from tqdm.auto import tqdm
+
+    root = Path(root)
+    height, width = _check_image_size(image_size)
+    if not root.exists():
+        raise FileNotFoundError(f"Image folder not found: {root}")
+    if not root.is_dir():
+        raise NotADirectoryError(f"Expected a folder with one sub-folder per class, got a file: {root}")
+
+    if class_names is None:
+        class_names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not class_names:
+            raise ValueError(
+                f"No class folders in {root}: expected one sub-folder per class, "
+                f"e.g. {root / 'cats'} and {root / 'dogs'}"
+            )
+    else:
+        if isinstance(class_names, str):
+            raise TypeError("class_names must be a list of folder names, not a single string")
+        class_names = [str(name) for name in class_names]
+        if not class_names:
+            raise ValueError("class_names is empty")
+        if len(set(class_names)) != len(class_names):
+            raise ValueError(f"class_names has duplicates: {class_names}")
+        for name in class_names:
+            if not (root / name).is_dir():
+                raise FileNotFoundError(f"No folder for class {name!r}: {root / name}")
+
+    files, labels = [], []
+    for label, name in enumerate(class_names):
+        folder = root / name
+        found = sorted(
+            p
+            for p in folder.iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+        )
+        if not found:
+            raise ValueError(
+                f"Class folder has no images ({', '.join(IMAGE_EXTENSIONS)}): {folder}"
+            )
+        files += found
+        labels += [label] * len(found)
+
+    images = np.empty((len(files), height, width, 3), dtype=np.float32)
+    progress = tqdm(files, desc="Loading images", unit="img", disable=len(files) < _PROGRESS_MIN_FILES)
+    for i, path in enumerate(progress):
+        images[i] = _read_image(path, height, width)
+    return images, np.asarray(labels, dtype=np.int32), tuple(class_names)
+
+
+def _check_image_size(image_size) -> tuple[int, int]:
+    """Return ``image_size`` as (height, width), or raise if it is not two positive ints."""
+    try:
+        height, width = (int(v) for v in image_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"image_size must be (height, width), got {image_size!r}") from None
+    if height < 1 or width < 1:
+        raise ValueError(f"image_size must be positive, got {image_size!r}")
+    return height, width
+
+
+def _read_image(path: Path, height: int, width: int) -> np.ndarray:
+    """Read one image file as float32 RGB (height, width, 3) in [0, 1]."""
+    from PIL import Image, ImageOps
+
+    try:
+        # verify() checks the file's structure (for PNG also the checksums) and
+        # load() decodes every pixel, so corrupt and truncated files fail here
+        # rather than turning into silently wrong images.
+        with Image.open(path) as image:
+            image.verify()
+        with Image.open(path) as image:
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                rgba = image.convert("RGBA")
+                image = Image.new("RGB", rgba.size, (255, 255, 255))
+                image.paste(rgba, mask=rgba.getchannel("A"))
+            else:
+                image = image.convert("RGB")
+            image = image.resize((width, height), Image.Resampling.BILINEAR)
+    except Exception as error:  # PIL raises many types (OSError, SyntaxError, ValueError, ...)
+        raise ValueError(f"Cannot read image {path}: {type(error).__name__}: {error}") from error
+    return np.asarray(image, dtype=np.float32) / 255.0
+
+
+def make_dataset(
+    images,
+    labels,
+    batch_size: int = 32,
+    shuffle: bool = False,
+    augment=None,
+    seed: int = 0,
+    cache: bool = True,
+):
+    """Build a ``tf.data.Dataset`` of ``(image batch, label batch)`` pairs for training.
+
+    The steps, in order: slice the arrays into examples, ``cache`` them (kept in
+    memory after the first epoch), ``shuffle`` them (the whole set, in a new order
+    each epoch, the same orders for the same ``seed``), batch them, apply
+    ``augment`` to each batch of images, and prefetch so the next batch is ready
+    while the model trains on this one.
+
+    ``augment`` is any callable taking a batch of images, typically a
+    ``keras.Sequential`` of random layers such as ``RandomFlip``; it is called
+    with ``training=True`` when it accepts that argument (Keras random layers do
+    nothing otherwise). Augmenting after the cache gives new random changes every
+    epoch. Use it on the training set only.
+    """
+    import tensorflow as tf
+
+    images = np.asarray(images)
+    labels = np.asarray(labels)
+    if images.ndim != 4:
+        raise ValueError(
+            f"images must be 4-D (n, height, width, channels), got shape {images.shape}; "
+            "for grayscale images add a channel axis, e.g. images[..., None]"
+        )
+    if len(images) != len(labels):
+        raise ValueError(
+            f"images and labels have different lengths: {len(images)} images, {len(labels)} labels"
+        )
+    if len(images) == 0:
+        raise ValueError("images is empty")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if augment is not None and not callable(augment):
+        raise TypeError(f"augment must be callable (e.g. a keras.Sequential), got {type(augment).__name__}")
+
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels))
+    if cache:
+        dataset = dataset.cache()
+    if shuffle:
+        dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size)
+    if augment is not None:
+        if _accepts_training(augment):
+            def apply(x, y):
+                return augment(x, training=True), y
+        else:
+            def apply(x, y):
+                return augment(x), y
+        dataset = dataset.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _accepts_training(fn) -> bool:
+    """True if ``fn`` can be called with a ``training=`` keyword (as Keras layers can)."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "training" or p.kind is p.VAR_KEYWORD for p in parameters)

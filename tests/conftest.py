@@ -1,0 +1,28 @@
+"""Shared fixtures: the repository root and notebooks executed once per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Kernels started by papermill and nbval inherit this: keep TensorFlow's C++ logs down.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory) -> Path:
+    """The whole book built at the smoke profile in a temporary folder (chapters executed by papermill)."""
+    from course_utils.build import build_book
+
+    build_dir = tmp_path_factory.mktemp("book")
+    build_book(ROOT, "smoke", build_dir=build_dir, log=lambda message: None)
+    return build_dir

@@ -1,0 +1,144 @@
+"""Exercise generation, Colab notebooks and the sync check."""
+
+import shutil
+import subprocess
+import sys
+
+import jupytext
+import nbformat
+import pytest
+
+from course_utils import build
+
+SOLUTION = '''\
+# %% [markdown]
+# # A title
+
+# %%
+def add(a, b):
+    ### BEGIN SOLUTION
+    total = a + b
+    return total
+    ### END SOLUTION
+
+# %%
+assert add(1, 2) == 3
+
+# %%
+### BEGIN HIDDEN TESTS
+assert add(2, 2) == 4
+### END HIDDEN TESTS
+
+# %%
+value = 1
+### BEGIN SOLUTION
+value = 2
+### END SOLUTION
+print(value)
+'''
+
+
+def exercise_text(source=SOLUTION, name="demo"):
+    solution = jupytext.reads(source, fmt=build.SOURCE_FORMAT)
+    return jupytext.writes(build.exercise_from_solution(solution, name), fmt=build.SOURCE_FORMAT)
+
+
+def test_solution_blocks_become_numbered_placeholders_at_their_indentation():
+    text = exercise_text()
+    assert "total = a + b" not in text and "value = 2" not in text
+    assert '    raise NotImplementedError("Blank 1 of demo is not filled in yet' in text
+    assert '\nraise NotImplementedError("Blank 2 of demo is not filled in yet' in text
+    assert "assert add(1, 2) == 3" in text  # visible checks stay
+    assert "### " not in text  # no marker is left behind
+
+
+def test_hidden_tests_are_removed_with_their_cell():
+    text = exercise_text()
+    assert "add(2, 2)" not in text
+    solution_cells = jupytext.reads(SOLUTION, fmt=build.SOURCE_FORMAT).cells
+    exercise_cells = jupytext.reads(text, fmt=build.SOURCE_FORMAT).cells
+    assert len(exercise_cells) == len(solution_cells) - 1
+
+
+def test_running_the_exercise_stops_at_the_first_blank_with_a_clear_message():
+    namespace = {}
+    cells = jupytext.reads(exercise_text(), fmt=build.SOURCE_FORMAT).cells
+    code = [c.source for c in cells if c.cell_type == "code"]
+    exec(code[0], namespace)  # defining the function is fine
+    with pytest.raises(NotImplementedError, match="Blank 1 of demo is not filled in yet"):
+        exec(code[1], namespace)
+
+
+@pytest.mark.parametrize("source, problem", [
+    ("### BEGIN SOLUTION\nx = 1\n", "never closed"),
+    ("x = 1\n### END SOLUTION\n", "closes no"),
+    ("### BEGIN SOLUTION\n### BEGIN HIDDEN TESTS\n### END HIDDEN TESTS\n### END SOLUTION\n", "opens inside"),
+    ("### BEGIN HIDDEN TESTS\nx = 1\n### END SOLUTION\n", "closes no"),
+])
+def test_unbalanced_markers_are_reported_with_the_notebook_name(source, problem):
+    with pytest.raises(build.MarkerError, match=problem) as error:
+        build.strip_solutions(source, "week9_exercise")
+    assert "week9_exercise" in str(error.value)
+
+
+def test_colab_notebook_has_badge_and_install_cell_that_only_acts_on_colab(root):
+    notebook = jupytext.reads(SOLUTION, fmt=build.SOURCE_FORMAT)
+    colab = build.colab_notebook(notebook, root, "exercises/demo.ipynb")
+    assert colab.cells[0].source == "# A title"  # the title stays first
+    badge, install = colab.cells[1], colab.cells[2]
+    url, branch = build.repository(root)
+    assert f"/blob/{branch}/exercises/demo.ipynb" in badge.source
+    assert badge.source.startswith("[![Open In Colab]")
+    assert 'if "google.colab" in sys.modules:' in install.source
+    assert f"git+{url}@{branch}" in install.source
+    assert "[cpu" not in install.source and "tensorflow" not in install.source.split("\n", 1)[1]
+    nbformat.validate(colab)
+
+
+def test_install_cell_does_nothing_outside_colab(root):
+    """The install cell's logic, run in a plain Python process: no pip call happens."""
+    notebook = jupytext.reads(SOLUTION, fmt=build.SOURCE_FORMAT)
+    install = build.colab_notebook(notebook, root, "x.ipynb").cells[2].source
+    code = install.replace("%pip install", "raise SystemExit('would install:') #")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    fake_colab = "import sys, types; sys.modules['google.colab'] = types.ModuleType('google.colab')\n" + code
+    result = subprocess.run([sys.executable, "-c", fake_colab], capture_output=True, text=True)
+    assert "would install" in result.stderr
+
+
+def test_generated_files_are_in_sync_with_their_sources(root):
+    stale = build.sync(root, check=True)
+    assert not stale, f"out of date: {stale}; run `python -m course_utils.build sync`"
+
+
+def test_sync_check_notices_an_edited_solution_and_sync_repairs_it(root, tmp_path):
+    for part in ("book", "solutions", "exercises"):
+        shutil.copytree(root / part, tmp_path / part)
+    shutil.copy2(root / "_config.yml", tmp_path / "_config.yml")
+    assert build.sync(tmp_path, check=True) == []
+    solution = tmp_path / "solutions" / "week1_exercise.py"
+    solution.write_text(solution.read_text().replace("## 1. Cross-correlation", "## 1. Correlation"))
+    (tmp_path / "exercises" / "orphan.py").write_text("# left over\n")
+    stale = {p.as_posix() for p in build.sync(tmp_path, check=True)}
+    assert stale == {"exercises/week1_exercise.py", "exercises/week1_exercise.ipynb", "exercises/orphan.py"}
+    assert build.main(["--root", str(tmp_path), "sync", "--check"]) == 1
+    build.sync(tmp_path)
+    assert build.sync(tmp_path, check=True) == []
+    assert "## 1. Correlation" in (tmp_path / "exercises" / "week1_exercise.py").read_text()
+
+
+def test_every_notebook_source_is_in_the_table_of_contents(root):
+    listed = set(build.toc_files(root))
+    for chapter in (root / "book").glob("*.py"):
+        assert f"book/{chapter.stem}" in listed
+    for solution in (root / "solutions").glob("*.py"):
+        assert f"exercises/{solution.stem}" in listed
+    assert not any(doc.startswith("solutions/") for doc in listed), "solutions must not be published in the book"
+
+
+def test_every_source_has_a_tagged_parameters_cell_with_profile(root):
+    for path in [*(root / "book").glob("*.py"), *(root / "solutions").glob("*.py")]:
+        cells = [c for c in build.read_source(path).cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(cells) == 1, f"{path.name}: expected one cell tagged 'parameters'"
+        assert "PROFILE = None" in cells[0].source, path.name
