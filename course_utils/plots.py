@@ -31,9 +31,10 @@ def _show(ax, image, cmap="gray", vmin=None, vmax=None):
 def training_curves(history, metrics=("loss", "accuracy"), title: str | None = None):
     """Training and validation curves of a Keras ``History`` (or its ``.history`` dict), one panel per metric."""
     logs = getattr(history, "history", history)
-    metrics = [m for m in metrics if m in logs]
-    if not metrics:
-        raise ValueError(f"None of the metrics requested is in the history; it has: {', '.join(logs)}")
+    found = [m for m in metrics if m in logs]
+    if not found:
+        raise ValueError(f"None of the metrics {', '.join(metrics)} is in the history; it has: {', '.join(logs)}")
+    metrics = found
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.2), squeeze=False)
     for ax, metric in zip(axes.flat, metrics):
         epochs = np.arange(1, len(logs[metric]) + 1)

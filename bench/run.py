@@ -1,0 +1,125 @@
+"""Measure the course's speed and quality targets and merge them into bench/results.json.
+
+Usage: ``python bench/run.py [--only PREFIX ...]`` (or ``make bench``). Every value is
+measured here; each record says on which machine and on which date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results.json"
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = ""
+    if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
+        memory = f", {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB"
+    return f"{cpu}, {os.cpu_count()} cores{memory}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def record(name, value, unit, profile=None):
+    return {"name": name, "value": value, "unit": unit, "profile": profile,
+            "date": datetime.date.today().isoformat(), "machine": machine()}
+
+
+def bench_lenet5():
+    """LeNet-5 trained on the digits with the chapter's recipe at profile cpu."""
+    import numpy as np
+
+    from course_utils import config, data, models
+
+    profile = config.setup("cpu", seed=42)
+    digits = data.load_digits(size=32, seed=0)
+    config.seed_everything(1)
+    model = models.lenet5()
+    _, seconds = models.fit_classifier(model, digits.x_train, digits.y_train, epochs=models.LENET5_EPOCHS[profile.name])
+    accuracy = float(np.mean(model.predict(digits.x_test, verbose=0).argmax(1) == digits.y_test))
+    return [record("week1.lenet5.test_accuracy", round(accuracy, 4), "fraction", "cpu"),
+            record("week1.lenet5.train_seconds", round(seconds, 1), "s", "cpu")]
+
+
+def bench_chapter1():
+    """Papermill execution of the week 1 chapter at profile cpu, as the book build runs it."""
+    from course_utils.build import execute, generated_files
+
+    with tempfile.TemporaryDirectory() as folder:
+        notebook = Path(folder) / "week1_cnn_basics.ipynb"
+        notebook.write_text(generated_files(ROOT)[Path("book/week1_cnn_basics.ipynb")])
+        seconds = execute(notebook, "cpu")
+    return [record("week1.chapter.seconds", round(seconds, 1), "s", "cpu")]
+
+
+def bench_scenes():
+    """Synthetic scenes generated per second on one core, at 64x64 and 128x128."""
+    code = (
+        "import time; from course_utils.scenes import make_scenes\n"
+        "make_scenes(64, size={size}, seed=0)\n"
+        "start = time.perf_counter(); make_scenes({n}, size={size}, seed=1)\n"
+        "print({n} / (time.perf_counter() - start))"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    records = []
+    for size, n in [(64, 4000), (128, 1000)]:
+        # taskset pins the process to one core where the platform has it.
+        prefix = ["taskset", "-c", "0"] if Path("/usr/bin/taskset").exists() else []
+        out = subprocess.run(prefix + [sys.executable, "-c", code.format(size=size, n=n)], env=env, check=True,
+                             capture_output=True, text=True).stdout
+        records.append(record(f"data.scenes.images_per_second_{size}", round(float(out.strip().splitlines()[-1])), "images/s"))
+    return records
+
+
+def bench_tests():
+    """Wall time of the README's test command once the environment exists (install excluded)."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=ROOT, check=True)
+    return [record("tests.seconds", round(time.perf_counter() - start), "s", "smoke")]
+
+
+BENCHMARKS = {"week1.lenet5": bench_lenet5, "week1.chapter": bench_chapter1, "data.scenes": bench_scenes,
+              "tests": bench_tests}
+
+
+def merge(new_records, path=RESULTS):
+    """Replace the records of the same name, keep the others, write sorted by name."""
+    old = json.loads(path.read_text()) if path.exists() else []
+    names = {r["name"] for r in new_records}
+    merged = sorted([r for r in old if r["name"] not in names] + new_records, key=lambda r: r["name"])
+    path.write_text(json.dumps(merged, indent=2) + "\n")
+    return merged
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", default=None, help="benchmark name prefixes to run (default: all)")
+    args = parser.parse_args(argv)
+    for name, bench in BENCHMARKS.items():
+        if args.only and not any(name.startswith(p) or p.startswith(name) for p in args.only):
+            continue
+        print(f"running {name} ...", flush=True)
+        records = bench()
+        merge(records)
+        for r in records:
+            print(f"  {r['name']}: {r['value']} {r['unit']}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

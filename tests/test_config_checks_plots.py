@@ -1,0 +1,87 @@
+"""Profiles and seeding, exercise checks and the shared figures."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import keras  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from course_utils import checks, config, plots  # noqa: E402
+
+
+def test_profiles_resolve_and_unknown_ones_are_refused():
+    assert config.resolve_profile("smoke") == "smoke"
+    expected = "gpu" if config.gpu_available() else "cpu"
+    assert config.resolve_profile(None) == expected
+    with pytest.raises(ValueError, match="'fast'.*smoke, cpu, gpu"):
+        config.resolve_profile("fast")
+
+
+def test_profile_pick_chooses_by_name():
+    assert config.Profile("smoke").pick(smoke=1, cpu=2, gpu=3) == 1
+    assert config.Profile("gpu").pick(smoke=1, cpu=2, gpu=3) == 3
+
+
+def test_seeding_makes_numpy_and_keras_repeat():
+    def draw():
+        config.seed_everything(7)
+        layer = keras.layers.Dense(3)
+        layer.build((None, 4))
+        return np.random.rand(3), layer.kernel.numpy()
+
+    (a1, k1), (a2, k2) = draw(), draw()
+    np.testing.assert_array_equal(a1, a2)
+    np.testing.assert_array_equal(k1, k2)
+
+
+def test_checks_pass_silently_and_fail_with_a_message_naming_the_value():
+    checks.check_close([1.0, 2.0], [1.0, 2.00001], "pair")
+    checks.check_equal(3, 3, "three")
+    with pytest.raises(AssertionError, match=r"pair: expected shape \(3,\), got \(2,\)"):
+        checks.check_close([1.0, 2.0], [1.0, 2.0, 3.0], "pair")
+    with pytest.raises(AssertionError, match="differ .* by up to 0.5"):
+        checks.check_close([1.0, 2.5], [1.0, 2.0], "pair")
+    with pytest.raises(AssertionError, match="count: expected 152, got 150"):
+        checks.check_equal(150, 152, "count")
+
+
+def test_passed_prints_a_confirmation(capsys):
+    checks.passed("part 1")
+    assert "part 1: all checks passed" in capsys.readouterr().out
+
+
+class FakeHistory:
+    history = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "accuracy": [0.5, 0.8], "val_accuracy": [0.4, 0.7]}
+
+
+def test_figures_are_drawn_with_the_expected_panels():
+    rng = np.random.default_rng(0)
+    fig = plots.training_curves(FakeHistory())
+    assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 2
+    fig = plots.image_grid(rng.random((5, 8, 8, 1)), titles=list("abcde"), ncols=4)
+    assert [ax.get_title() for ax in fig.axes[:5]] == list("abcde")
+    fig = plots.prediction_grid(rng.random((2, 8, 8, 3)), [0, 1], [0, 0], ["x", "y"], confidences=[0.9, 0.6])
+    assert fig.axes[1].get_title() == "x 0.60\n[y]"
+    fig = plots.confusion_matrix([0, 1, 1, 2], [0, 1, 2, 2], ["a", "b", "c"])
+    assert fig.axes[0].images[0].get_array().sum() == 4
+    fig = plots.conv_filters(rng.random((5, 5, 3, 6)))
+    assert sum(bool(ax.images) for ax in fig.axes) == 6
+    fig = plots.activation_maps(rng.random((10, 10, 4)))
+    assert sum(bool(ax.images) for ax in fig.axes) == 4
+    fig = plots.embedding_scatter(rng.random((20, 2)), rng.integers(0, 3, 20), ["a", "b", "c"])
+    assert fig.axes[0].get_legend() is not None
+    fig = plots.retrieval_grid(rng.random((2, 8, 8)), rng.random((2, 3, 8, 8)))
+    assert len(fig.axes) == 8
+    plt.close("all")
+
+
+def test_figures_refuse_wrong_shapes_with_the_shape_in_the_message():
+    with pytest.raises(ValueError, match=r"\(5, 5, 3\)"):
+        plots.conv_filters(np.zeros((5, 5, 3)))
+    with pytest.raises(ValueError, match=r"\(4, 3\)"):
+        plots.embedding_scatter(np.zeros((4, 3)), [0] * 4, ["a"])
+    with pytest.raises(ValueError, match="accuracy"):
+        plots.training_curves({"loss": [1.0]}, metrics=("accuracy",))
