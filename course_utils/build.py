@@ -257,7 +257,8 @@ def build_book(root: Path, profile: str, build_dir: Path | None = None, log=prin
     build_dir = build_dir or root / "_build"
     source = build_dir / "book_src"
     stage_book(root, profile, source, log=log)
-    command = [sys.executable, "-m", "jupyter_book.cli.main", "build", str(source),
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    command = [str(jupyter_book) if jupyter_book.exists() else "jupyter-book", "build", str(source),
                "--path-output", str(build_dir / "book_out"), "-W", "-n", "--keep-going"]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
