@@ -24,3 +24,25 @@ def test_exercise_page_is_published_without_solutions(built_book):
     page = (built_book / "html" / "exercises" / "week1_exercise.html").read_text()
     assert "not filled in yet" in page
     assert "BEGIN SOLUTION" not in page and "tensordot" not in page
+
+
+def test_a_failing_cell_fails_the_build_and_names_the_error(root, tmp_path):
+    import shutil
+
+    import papermill
+    import pytest
+
+    from course_utils.build import build_book
+
+    for name in ("_config.yml", "references.bib"):
+        shutil.copy2(root / name, tmp_path / name)
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/broken\n")
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "intro.md").write_text("# Intro\n")
+    (tmp_path / "book" / "broken.py").write_text(
+        '# %% [markdown]\n# # Broken\n\n# %% tags=["parameters"]\nPROFILE = None\n\n'
+        '# %%\nraise RuntimeError("this chapter is broken")\n'
+    )
+    with pytest.raises(papermill.PapermillExecutionError, match="this chapter is broken"):
+        build_book(tmp_path, "smoke", build_dir=tmp_path / "_build", log=lambda message: None)
+    assert not (tmp_path / "_build" / "html").exists()
