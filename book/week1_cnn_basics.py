@@ -57,8 +57,7 @@ print(config.describe_device())
 # For an image that means one weight per pixel and per colour channel, plus a
 # bias, for *each* neuron:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 for height, width, channels in [(32, 32, 3), (224, 224, 3)]:
     weights = height * width * channels + 1
     print(f"{height}x{width}x{channels} image: {weights:,} weights per dense neuron")
@@ -77,8 +76,7 @@ for height, width, channels in [(32, 32, 3), (224, 224, 3)]:
 # *kernel*, is slid over every position. Moving the input moves the output by
 # the same amount (the layer is *translation equivariant*), which we can check:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 digits = data.load_digits(size=32, seed=0)
 image = digits.x_train[:1]                            # one 32x32x1 digit
 shifted = np.roll(image, shift=3, axis=2)             # moved 3 pixels to the right
@@ -106,8 +104,7 @@ print(f"dense layer: its outputs change by {np.abs(dense_change).mean():.2f} on 
 # skip it. Here is the sum written out in NumPy, on the 3×3 input `0..8` and the
 # 2×2 kernel `0..3`:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 def correlate2d_valid(x, k):
     """Cross-correlation without padding: slide k over x and sum the products."""
     out_h, out_w = x.shape[0] - k.shape[0] + 1, x.shape[1] - k.shape[1] + 1
@@ -136,8 +133,7 @@ print("convolve2d with the kernel as it is gives something else:\n", scipy.signa
 # zeros around the input (*zero padding*), the kernel can also sit on the border
 # and the output grows from 2×2 to 4×4:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 print(correlate2d_valid(np.pad(x, 1), k))
 
 # %% [markdown]
@@ -153,8 +149,7 @@ print(correlate2d_valid(np.pad(x, 1), k))
 # $k - 1$) and `"same"` (enough zeros for the output to keep the input size
 # when the stride is 1). We check the formula against the shapes Keras computes:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 print(f"{'kernel':>6} {'stride':>6} {'dilation':>8} {'padding':>7} | formula  keras")
 for kernel, stride, dilation, padding in [(3, 1, 1, "valid"), (3, 1, 1, "same"), (5, 2, 1, "valid"),
                                          (5, 2, 1, "same"), (3, 1, 2, "valid"), (7, 3, 1, "valid")]:
@@ -171,8 +166,7 @@ for kernel, stride, dilation, padding in [(3, 1, 1, "valid"), (3, 1, 1, "same"),
 # start, so the output at time $t$ only sees inputs up to $t$, never the future.
 # Changing the last input changes only the last output:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 causal = layers.Conv1D(1, 3, padding="causal", kernel_initializer="ones", use_bias=False)
 sequence = np.arange(1, 7, dtype=np.float32).reshape(1, 6, 1)
 changed = sequence.copy()
@@ -186,8 +180,7 @@ print("last input = 100:", causal(changed).numpy().ravel())
 # stride 2 halves each side and keeps the number of channels, so a VGG-sized
 # 224×224×64 block becomes 112×112×64:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 print("max pooling of a 224x224x64 map:", layers.MaxPooling2D(2).compute_output_shape((None, 224, 224, 64)))
 window = np.array([[1, 3, 2, 0], [4, 8, 1, 1], [0, 2, 5, 7], [1, 1, 6, 2]], dtype=np.float32).reshape(1, 4, 4, 1)
 print("input:\n", window[0, :, :, 0])
@@ -226,8 +219,7 @@ fig.tight_layout()
 # over a colour image (3 maps) therefore have $(5\cdot5\cdot3)\cdot2 + 2 = 152$
 # parameters, whatever the size of the image:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 by_formula = models.count_conv_params(5, 5, 3, 2)
 by_keras = keras.Sequential([keras.Input((64, 64, 3)), layers.Conv2D(2, 5)]).count_params()
 print(f"formula: {by_formula}, Keras: {by_keras}")
@@ -241,8 +233,7 @@ print(f"formula: {by_formula}, Keras: {by_keras}")
 # pooled to 5×5 → 120 → 84 → 10 classes. `course_utils.models.lenet5` builds it;
 # its summary reproduces the paper's layer sizes:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 lenet = models.lenet5(input_shape=(32, 32, 1), num_classes=10)
 lenet.summary(line_length=80)
 for layer in lenet.layers:
@@ -255,8 +246,7 @@ print(f"   total: {lenet.count_params():,}")
 # 400 values of the last feature maps to 120 units. A dense network on the raw
 # pixels with a single hidden layer of 84 units already needs more, 86,950:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 dense_net = models.dense_classifier(input_shape=(32, 32, 1), num_classes=10, hidden=84)
 print(f"dense network: {dense_net.count_params():,} parameters "
       f"(1,024 x 84 + 84 = {1024 * 84 + 84:,}, then 84 x 10 + 10 = {84 * 10 + 10})")
@@ -269,8 +259,7 @@ print(f"dense network: {dense_net.count_params():,} parameters "
 # 3×3 convolutions stacked 13 deep. Their sizes, computed by building them
 # (without weights):
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 def alexnet(num_classes=1000):
     """AlexNet's layer sizes as one tower (the original split them over two GPUs)."""
     return keras.Sequential([
@@ -303,8 +292,7 @@ keras.backend.clear_session()
 # channels with a 1×1 convolution (pointwise). For a 3×3 layer from 32 to 64
 # channels:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 standard = keras.Sequential([keras.Input((56, 56, 32)), layers.Conv2D(64, 3, padding="same", use_bias=False)])
 separable = keras.Sequential([keras.Input((56, 56, 32)), layers.SeparableConv2D(64, 3, padding="same", use_bias=False)])
 print(f"standard 3x3 convolution : {standard.count_params():>6,} weights (3*3*32*64)")
@@ -321,8 +309,7 @@ print(f"ratio: {separable.count_params() / standard.count_params():.3f} "
 # 32×32, the input size of LeNet-5, and keep a stratified fifth of them aside as
 # a test set that no model sees during training.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 print(f"training images: {digits.x_train.shape}, test images: {digits.x_test.shape}")
 print("images per class in the test set:", np.bincount(digits.y_test))
 
@@ -357,8 +344,7 @@ print("files written:", sorted(p.name for p in work_dir.iterdir()))
 # %%
 fig = plots.training_curves(history, title="LeNet-5 on the digits")
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 probabilities = lenet.predict(digits.x_test, verbose=0)
 predicted = probabilities.argmax(axis=1)
 lenet_accuracy = np.mean(predicted == digits.y_test)
@@ -404,7 +390,6 @@ fig = plots.image_grid(np.concatenate([digits.x_test[:8], x_test_moved[:8]]), nc
                        title="test digits (top) and their perturbed copies (bottom)")
 
 # %%
-# NBVAL_IGNORE_OUTPUT
 from skimage.feature import hog
 from sklearn.linear_model import LogisticRegression
 
@@ -486,7 +471,6 @@ fig = plots.image_grid(augment(np.repeat(digits.x_train[:1], 8, axis=0), trainin
 # both on the clean and the perturbed test digits.
 
 # %%
-# NBVAL_IGNORE_OUTPUT
 config.seed_everything(1)
 lenet_augmented = keras.Sequential([keras.Input((32, 32, 1)), augment, models.lenet5()], name="lenet5_augmented")
 models.fit_classifier(lenet_augmented, digits.x_train, digits.y_train, epochs=EPOCHS + EPOCHS // 2,
@@ -510,7 +494,6 @@ for name, (clean, moved) in results.items():
 # it for both networks, with 8 variants:
 
 # %%
-# NBVAL_IGNORE_OUTPUT
 tta_augment = keras.Sequential([layers.RandomTranslation(0.06, 0.06, fill_mode="constant"),
                                 layers.RandomRotation(0.02, fill_mode="constant")])
 print(f"{'model':<26} {'copies':>6} {'clean test':>10} {'perturbed test':>15}")
@@ -576,7 +559,6 @@ fig = plots.retrieval_grid(digits.x_test[:6], digits.x_train[index], query_title
 # of each of our two networks (84 numbers).
 
 # %%
-# NBVAL_IGNORE_OUTPUT
 def flat(images):
     return images.reshape(len(images), -1)
 

@@ -19,7 +19,7 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
-import re
+import os
 import shutil
 import subprocess
 import sys
@@ -206,6 +206,8 @@ def execute(notebook_path: Path, profile: str, cwd: Path | None = None) -> float
     """
     import papermill
 
+    # The kernel inherits this: TensorFlow's C++ log lines are noise in a rendered page.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     start = time.perf_counter()
     papermill.execute_notebook(
         str(notebook_path), str(notebook_path), parameters={"PROFILE": profile},

@@ -67,8 +67,9 @@ def setup(profile: str | None = None, seed: int = 42) -> Profile:
 def seed_everything(seed: int = 42) -> None:
     """Seed Python, NumPy and TensorFlow/Keras so that printed results are reproducible.
 
-    Also asks TensorFlow for deterministic kernels: on a CPU this makes a training
-    run repeat exactly, which the tests rely on when they compare outputs.
+    On a CPU it also asks TensorFlow for deterministic kernels, so that a training
+    run repeats exactly (the tests compare outputs). Not on a GPU: there some
+    operations have no deterministic kernel and would raise instead of running.
     """
     import keras
     import tensorflow as tf
@@ -76,7 +77,8 @@ def seed_everything(seed: int = 42) -> None:
     random.seed(seed)
     np.random.seed(seed)
     keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    if not gpu_available():
+        tf.config.experimental.enable_op_determinism()
 
 
 def describe_device() -> str:

@@ -53,7 +53,7 @@ def test_chapter_executes_at_smoke_profile(built_book, name):
 def test_chapter_outputs_are_reproducible_under_nbval(root, built_book, tmp_path, name):
     executed = tmp_path / f"{name}.ipynb"
     shutil.copy2(built_book / "book_src" / "book" / f"{name}.ipynb", executed)
-    checked = [c for c in nbformat.read(executed, as_version=4).cells if "# NBVAL_CHECK_OUTPUT" in c.source]
+    checked = [c for c in nbformat.read(executed, as_version=4).cells if "nbval-check-output" in c.metadata.get("tags", [])]
     assert len(checked) >= 5, "the chapter should mark its reproducible outputs for nbval"
     result = run_nbval(root, executed)
     assert result.returncode == 0, result.stdout[-5000:]
@@ -79,7 +79,7 @@ def test_exercise_as_given_stops_at_the_first_blank_with_a_clear_message(root, t
 
 
 NBVAL_DEMO = [
-    ("# NBVAL_CHECK_OUTPUT\nprint(6 * 7)", "42\n"),
+    ("print(6 * 7)", "42\n"),
     ("import time\nprint(f'took {time.perf_counter() % 1:.2f} s')", "took 0.12 s\n"),
 ]
 
@@ -90,6 +90,8 @@ def demo_notebook(path, checked_output):
     outputs = [checked_output, NBVAL_DEMO[1][1]]
     for count, ((source, _), text) in enumerate(zip(NBVAL_DEMO, outputs), 1):
         cell = nbformat.v4.new_code_cell(source, execution_count=count)
+        if count == 1:
+            cell.metadata["tags"] = ["nbval-check-output"]
         cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
         notebook.cells.append(cell)
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
