@@ -41,8 +41,10 @@ def machine() -> str:
 
 
 def record(name, value, unit, profile=None):
+    """One result; ``load`` is the 1-minute load average when it was taken (other work slows timings)."""
+    load = round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None
     return {"name": name, "value": value, "unit": unit, "profile": profile,
-            "date": datetime.date.today().isoformat(), "machine": machine()}
+            "date": datetime.date.today().isoformat(), "machine": machine(), "load": load}
 
 
 def bench_lenet5():

@@ -65,11 +65,23 @@ for height, width, channels in [(32, 32, 3), (224, 224, 3)]:
 # %% [markdown]
 # A thousand neurons on a 224×224 colour photo would already need 150 million
 # weights, in the first layer alone. Size is only half the problem. A dense
-# layer also has no notion of which pixels are *neighbours*: if we shuffle the
-# pixels of every image with the same fixed permutation, a dense network
-# learns exactly as well as before, because for it the order of the inputs is
-# arbitrary. And nothing in it says that a pattern is the same pattern when it
-# moves a few pixels: every position has its own weights.
+# layer also has no notion of which pixels are *neighbours*. Shuffle the pixels
+# of every image with one fixed permutation, shuffle the layer's weight rows the
+# same way, and its outputs do not change at all: whatever a dense network can
+# learn from images, it can learn just as well from scrambled ones. For it, the
+# order of the inputs is arbitrary.
+
+# %% tags=["nbval-check-output"]
+rng = np.random.default_rng(0)
+pixels = rng.random((5, 32 * 32))  # five flattened 32x32 images
+weights = rng.normal(size=(32 * 32, 16))  # a dense layer with 16 neurons
+permutation = rng.permutation(32 * 32)
+same = np.allclose(pixels @ weights, pixels[:, permutation] @ weights[permutation])
+print("scrambled pixels + scrambled weights give the same outputs:", same)
+
+# %% [markdown]
+# Nor does anything in a dense layer say that a pattern is the same pattern when
+# it moves a few pixels: every position has its own weights.
 #
 # A convolution layer uses the opposite assumptions. Each output looks only at a
 # small window (its *receptive field*), and the same small set of weights, the
@@ -78,16 +90,22 @@ for height, width, channels in [(32, 32, 3), (224, 224, 3)]:
 
 # %% tags=["nbval-check-output"]
 digits = data.load_digits(size=32, seed=0)
-image = digits.x_train[:1]                            # one 32x32x1 digit
-shifted = np.roll(image, shift=3, axis=2)             # moved 3 pixels to the right
+image = digits.x_train[:1]  # one 32x32x1 digit
+shifted = np.roll(image, shift=3, axis=2)  # moved 3 pixels to the right
 
 conv = layers.Conv2D(4, 5, padding="same")
 dense = layers.Dense(4)
 conv_shift = np.roll(conv(image).numpy(), 3, axis=2) - conv(shifted).numpy()
-dense_change = dense(shifted.reshape(1, -1)).numpy() - dense(image.reshape(1, -1)).numpy()
-print(f"convolution: largest difference between 'shift then convolve' and 'convolve then shift' "
-      f"(away from the border): {np.abs(conv_shift[:, :, 5:-5]).max():.1e}")
-print(f"dense layer: its outputs change by {np.abs(dense_change).mean():.2f} on average when the digit moves")
+dense_change = (
+    dense(shifted.reshape(1, -1)).numpy() - dense(image.reshape(1, -1)).numpy()
+)
+print(
+    f"convolution: largest difference between 'shift then convolve' and 'convolve then shift' "
+    f"(away from the border): {np.abs(conv_shift[:, :, 5:-5]).max():.1e}"
+)
+print(
+    f"dense layer: its outputs change by {np.abs(dense_change).mean():.2f} on average when the digit moves"
+)
 
 # %% [markdown]
 # ## 2. Convolution, or rather cross-correlation
@@ -104,6 +122,7 @@ print(f"dense layer: its outputs change by {np.abs(dense_change).mean():.2f} on 
 # skip it. Here is the sum written out in NumPy, on the 3×3 input `0..8` and the
 # 2×2 kernel `0..3`:
 
+
 # %% tags=["nbval-check-output"]
 def correlate2d_valid(x, k):
     """Cross-correlation without padding: slide k over x and sum the products."""
@@ -111,7 +130,7 @@ def correlate2d_valid(x, k):
     y = np.zeros((out_h, out_w))
     for i in range(out_h):
         for j in range(out_w):
-            y[i, j] = np.sum(x[i:i + k.shape[0], j:j + k.shape[1]] * k)
+            y[i, j] = np.sum(x[i : i + k.shape[0], j : j + k.shape[1]] * k)
     return y
 
 
@@ -121,12 +140,20 @@ by_hand = correlate2d_valid(x, k)
 print("by hand:\n", by_hand)
 
 # TensorFlow wants (batch, height, width, channels) inputs and (h, w, in, out) kernels.
-by_tf = tf.nn.conv2d(x[None, :, :, None], k[:, :, None, None], strides=1, padding="VALID")[0, :, :, 0].numpy()
+by_tf = tf.nn.conv2d(
+    x[None, :, :, None], k[:, :, None, None], strides=1, padding="VALID"
+)[0, :, :, 0].numpy()
 # A true convolution with the flipped kernel gives the same numbers.
 by_scipy = scipy.signal.convolve2d(x, k[::-1, ::-1], mode="valid")
 print("tf.nn.conv2d agrees:", np.array_equal(by_hand, by_tf))
-print("scipy convolve2d with the flipped kernel agrees:", np.array_equal(by_hand, by_scipy))
-print("convolve2d with the kernel as it is gives something else:\n", scipy.signal.convolve2d(x, k, mode="valid"))
+print(
+    "scipy convolve2d with the flipped kernel agrees:",
+    np.array_equal(by_hand, by_scipy),
+)
+print(
+    "convolve2d with the kernel as it is gives something else:\n",
+    scipy.signal.convolve2d(x, k, mode="valid"),
+)
 
 # %% [markdown]
 # The first output is $0\cdot0 + 1\cdot1 + 3\cdot2 + 4\cdot3 = 19$. With one ring of
@@ -151,15 +178,25 @@ print(correlate2d_valid(np.pad(x, 1), k))
 
 # %% tags=["nbval-check-output"]
 print(f"{'kernel':>6} {'stride':>6} {'dilation':>8} {'padding':>7} | formula  keras")
-for kernel, stride, dilation, padding in [(3, 1, 1, "valid"), (3, 1, 1, "same"), (5, 2, 1, "valid"),
-                                         (5, 2, 1, "same"), (3, 1, 2, "valid"), (7, 3, 1, "valid")]:
+for kernel, stride, dilation, padding in [
+    (3, 1, 1, "valid"),
+    (3, 1, 1, "same"),
+    (5, 2, 1, "valid"),
+    (5, 2, 1, "same"),
+    (3, 1, 2, "valid"),
+    (7, 3, 1, "valid"),
+]:
     pad = (kernel - 1) * dilation // 2 if padding == "same" else 0
     formula = models.conv_output_size(32, kernel, stride, pad, dilation)
     if padding == "same":  # Keras pads so that the output is ceil(n / s)
         formula = -(-32 // stride)
-    layer = layers.Conv2D(1, kernel, strides=stride, dilation_rate=dilation, padding=padding)
+    layer = layers.Conv2D(
+        1, kernel, strides=stride, dilation_rate=dilation, padding=padding
+    )
     keras_size = layer.compute_output_shape((None, 32, 32, 1))[1]
-    print(f"{kernel:>6} {stride:>6} {dilation:>8} {padding:>7} | {formula:>7} {keras_size:>6}")
+    print(
+        f"{kernel:>6} {stride:>6} {dilation:>8} {padding:>7} | {formula:>7} {keras_size:>6}"
+    )
 
 # %% [markdown]
 # For sequences there is a third padding, `"causal"`: all the zeros go at the
@@ -167,7 +204,9 @@ for kernel, stride, dilation, padding in [(3, 1, 1, "valid"), (3, 1, 1, "same"),
 # Changing the last input changes only the last output:
 
 # %% tags=["nbval-check-output"]
-causal = layers.Conv1D(1, 3, padding="causal", kernel_initializer="ones", use_bias=False)
+causal = layers.Conv1D(
+    1, 3, padding="causal", kernel_initializer="ones", use_bias=False
+)
 sequence = np.arange(1, 7, dtype=np.float32).reshape(1, 6, 1)
 changed = sequence.copy()
 changed[0, -1, 0] = 100.0
@@ -181,8 +220,13 @@ print("last input = 100:", causal(changed).numpy().ravel())
 # 224×224×64 block becomes 112×112×64:
 
 # %% tags=["nbval-check-output"]
-print("max pooling of a 224x224x64 map:", layers.MaxPooling2D(2).compute_output_shape((None, 224, 224, 64)))
-window = np.array([[1, 3, 2, 0], [4, 8, 1, 1], [0, 2, 5, 7], [1, 1, 6, 2]], dtype=np.float32).reshape(1, 4, 4, 1)
+print(
+    "max pooling of a 224x224x64 map:",
+    layers.MaxPooling2D(2).compute_output_shape((None, 224, 224, 64)),
+)
+window = np.array(
+    [[1, 3, 2, 0], [4, 8, 1, 1], [0, 2, 5, 7], [1, 1, 6, 2]], dtype=np.float32
+).reshape(1, 4, 4, 1)
 print("input:\n", window[0, :, :, 0])
 print("2x2 max pooling:\n", layers.MaxPooling2D(2)(window).numpy()[0, :, :, 0])
 print("2x2 average pooling:\n", layers.AveragePooling2D(2)(window).numpy()[0, :, :, 0])
@@ -221,7 +265,9 @@ fig.tight_layout()
 
 # %% tags=["nbval-check-output"]
 by_formula = models.count_conv_params(5, 5, 3, 2)
-by_keras = keras.Sequential([keras.Input((64, 64, 3)), layers.Conv2D(2, 5)]).count_params()
+by_keras = keras.Sequential(
+    [keras.Input((64, 64, 3)), layers.Conv2D(2, 5)]
+).count_params()
 print(f"formula: {by_formula}, Keras: {by_keras}")
 
 # %% [markdown]
@@ -248,8 +294,10 @@ print(f"   total: {lenet.count_params():,}")
 
 # %% tags=["nbval-check-output"]
 dense_net = models.dense_classifier(input_shape=(32, 32, 1), num_classes=10, hidden=84)
-print(f"dense network: {dense_net.count_params():,} parameters "
-      f"(1,024 x 84 + 84 = {1024 * 84 + 84:,}, then 84 x 10 + 10 = {84 * 10 + 10})")
+print(
+    f"dense network: {dense_net.count_params():,} parameters "
+    f"(1,024 x 84 + 84 = {1024 * 84 + 84:,}, then 84 x 10 + 10 = {84 * 10 + 10})"
+)
 
 # %% [markdown]
 # ### From LeNet to VGG and MobileNet
@@ -259,19 +307,28 @@ print(f"dense network: {dense_net.count_params():,} parameters "
 # 3×3 convolutions stacked 13 deep. Their sizes, computed by building them
 # (without weights):
 
+
 # %% tags=["nbval-check-output"]
 def alexnet(num_classes=1000):
     """AlexNet's layer sizes as one tower (the original split them over two GPUs)."""
-    return keras.Sequential([
-        keras.Input((227, 227, 3)),
-        layers.Conv2D(96, 11, strides=4, activation="relu"), layers.MaxPooling2D(3, 2),
-        layers.Conv2D(256, 5, padding="same", activation="relu"), layers.MaxPooling2D(3, 2),
-        layers.Conv2D(384, 3, padding="same", activation="relu"),
-        layers.Conv2D(384, 3, padding="same", activation="relu"),
-        layers.Conv2D(256, 3, padding="same", activation="relu"), layers.MaxPooling2D(3, 2),
-        layers.Flatten(), layers.Dense(4096, activation="relu"), layers.Dense(4096, activation="relu"),
-        layers.Dense(num_classes, activation="softmax"),
-    ], name="alexnet")
+    return keras.Sequential(
+        [
+            keras.Input((227, 227, 3)),
+            layers.Conv2D(96, 11, strides=4, activation="relu"),
+            layers.MaxPooling2D(3, 2),
+            layers.Conv2D(256, 5, padding="same", activation="relu"),
+            layers.MaxPooling2D(3, 2),
+            layers.Conv2D(384, 3, padding="same", activation="relu"),
+            layers.Conv2D(384, 3, padding="same", activation="relu"),
+            layers.Conv2D(256, 3, padding="same", activation="relu"),
+            layers.MaxPooling2D(3, 2),
+            layers.Flatten(),
+            layers.Dense(4096, activation="relu"),
+            layers.Dense(4096, activation="relu"),
+            layers.Dense(num_classes, activation="softmax"),
+        ],
+        name="alexnet",
+    )
 
 
 sizes = {
@@ -293,12 +350,23 @@ keras.backend.clear_session()
 # channels:
 
 # %% tags=["nbval-check-output"]
-standard = keras.Sequential([keras.Input((56, 56, 32)), layers.Conv2D(64, 3, padding="same", use_bias=False)])
-separable = keras.Sequential([keras.Input((56, 56, 32)), layers.SeparableConv2D(64, 3, padding="same", use_bias=False)])
+standard = keras.Sequential(
+    [keras.Input((56, 56, 32)), layers.Conv2D(64, 3, padding="same", use_bias=False)]
+)
+separable = keras.Sequential(
+    [
+        keras.Input((56, 56, 32)),
+        layers.SeparableConv2D(64, 3, padding="same", use_bias=False),
+    ]
+)
 print(f"standard 3x3 convolution : {standard.count_params():>6,} weights (3*3*32*64)")
-print(f"depthwise + pointwise    : {separable.count_params():>6,} weights (3*3*32 + 32*64)")
-print(f"ratio: {separable.count_params() / standard.count_params():.3f} "
-      f"= 1/64 + 1/9 = {1 / 64 + 1 / 9:.3f}; multiply-adds shrink by the same factor")
+print(
+    f"depthwise + pointwise    : {separable.count_params():>6,} weights (3*3*32 + 32*64)"
+)
+print(
+    f"ratio: {separable.count_params() / standard.count_params():.3f} "
+    f"= 1/64 + 1/9 = {1 / 64 + 1 / 9:.3f}; multiply-adds shrink by the same factor"
+)
 
 # %% [markdown]
 # Week 2 builds on this with MobileNetV2.
@@ -314,7 +382,12 @@ print(f"training images: {digits.x_train.shape}, test images: {digits.x_test.sha
 print("images per class in the test set:", np.bincount(digits.y_test))
 
 # %%
-fig = plots.image_grid(digits.x_train[:16], titles=digits.y_train[:16], ncols=8, title="training digits, scaled to 32x32")
+fig = plots.image_grid(
+    digits.x_train[:16],
+    titles=digits.y_train[:16],
+    ncols=8,
+    title="training digits, scaled to 32x32",
+)
 
 # %% [markdown]
 # ## 6. Training LeNet-5
@@ -330,14 +403,25 @@ fig = plots.image_grid(digits.x_train[:16], titles=digits.y_train[:16], ncols=8,
 # %%
 work_dir = Path(tempfile.mkdtemp(prefix="week1_"))
 callbacks = [
-    keras.callbacks.ModelCheckpoint(work_dir / "lenet5_best.keras", monitor="val_loss", save_best_only=True),
-    keras.callbacks.EarlyStopping(monitor="val_loss", patience=10, restore_best_weights=True),
+    keras.callbacks.ModelCheckpoint(
+        work_dir / "lenet5_best.keras", monitor="val_loss", save_best_only=True
+    ),
+    keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=10, restore_best_weights=True
+    ),
     keras.callbacks.TensorBoard(log_dir=work_dir / "logs"),
 ]
 config.seed_everything(1)
 lenet = models.lenet5()
-history, lenet_seconds = models.fit_classifier(lenet, digits.x_train, digits.y_train, epochs=EPOCHS,
-                                               learning_rate=5e-3, batch_size=32, callbacks=callbacks)
+history, lenet_seconds = models.fit_classifier(
+    lenet,
+    digits.x_train,
+    digits.y_train,
+    epochs=EPOCHS,
+    learning_rate=5e-3,
+    batch_size=32,
+    callbacks=callbacks,
+)
 print(f"trained for {len(history.history['loss'])} epochs in {lenet_seconds:.1f} s")
 print("files written:", sorted(p.name for p in work_dir.iterdir()))
 
@@ -348,7 +432,9 @@ fig = plots.training_curves(history, title="LeNet-5 on the digits")
 probabilities = lenet.predict(digits.x_test, verbose=0)
 predicted = probabilities.argmax(axis=1)
 lenet_accuracy = np.mean(predicted == digits.y_test)
-print(f"LeNet-5 test accuracy: {lenet_accuracy:.3f} ({np.sum(predicted != digits.y_test)} of {len(predicted)} wrong)")
+print(
+    f"LeNet-5 test accuracy: {lenet_accuracy:.3f} ({np.sum(predicted != digits.y_test)} of {len(predicted)} wrong)"
+)
 
 # %% [markdown]
 # The confusion matrix shows which digits are mistaken for which (rows: the
@@ -356,13 +442,21 @@ print(f"LeNet-5 test accuracy: {lenet_accuracy:.3f} ({np.sum(predicted != digits
 # look: some are digits a person would hesitate over too.
 
 # %%
-fig = plots.confusion_matrix(digits.y_test, predicted, digits.class_names, title="LeNet-5, test set")
+fig = plots.confusion_matrix(
+    digits.y_test, predicted, digits.class_names, title="LeNet-5, test set"
+)
 
 # %%
 wrong = np.flatnonzero(predicted != digits.y_test)[:16]
 if len(wrong):
-    fig = plots.prediction_grid(digits.x_test[wrong], digits.y_test[wrong], predicted[wrong], digits.class_names,
-                                confidences=probabilities[wrong].max(axis=1), title="mistakes: predicted (confidence) [true]")
+    fig = plots.prediction_grid(
+        digits.x_test[wrong],
+        digits.y_test[wrong],
+        predicted[wrong],
+        digits.class_names,
+        confidences=probabilities[wrong].max(axis=1),
+        title="mistakes: predicted (confidence) [true]",
+    )
 else:
     print("No mistakes on the test set.")
 
@@ -381,13 +475,20 @@ else:
 # than the people who wrote the training set.
 
 # %%
-perturb = keras.Sequential([
-    layers.RandomRotation(0.04, fill_mode="constant", seed=7),       # 0.04 of a full turn: about 15 degrees
-    layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=8),
-])
+perturb = keras.Sequential(
+    [
+        layers.RandomRotation(
+            0.04, fill_mode="constant", seed=7
+        ),  # 0.04 of a full turn: about 15 degrees
+        layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=8),
+    ]
+)
 x_test_moved = perturb(digits.x_test, training=True).numpy()
-fig = plots.image_grid(np.concatenate([digits.x_test[:8], x_test_moved[:8]]), ncols=8,
-                       title="test digits (top) and their perturbed copies (bottom)")
+fig = plots.image_grid(
+    np.concatenate([digits.x_test[:8], x_test_moved[:8]]),
+    ncols=8,
+    title="test digits (top) and their perturbed copies (bottom)",
+)
 
 # %%
 from skimage.feature import hog
@@ -395,7 +496,17 @@ from sklearn.linear_model import LogisticRegression
 
 
 def hog_features(images):
-    return np.stack([hog(im[..., 0], orientations=8, pixels_per_cell=(8, 8), cells_per_block=(2, 2)) for im in images])
+    return np.stack(
+        [
+            hog(
+                im[..., 0],
+                orientations=8,
+                pixels_per_cell=(8, 8),
+                cells_per_block=(2, 2),
+            )
+            for im in images
+        ]
+    )
 
 
 def accuracy(predict, images):
@@ -403,24 +514,47 @@ def accuracy(predict, images):
 
 
 start = time.perf_counter()
-hog_model = LogisticRegression(max_iter=2000).fit(hog_features(digits.x_train), digits.y_train)
+hog_model = LogisticRegression(max_iter=2000).fit(
+    hog_features(digits.x_train), digits.y_train
+)
 hog_seconds = time.perf_counter() - start
 
 config.seed_everything(1)
 dense_net = models.dense_classifier()
-_, dense_seconds = models.fit_classifier(dense_net, digits.x_train, digits.y_train, epochs=EPOCHS,
-                                         learning_rate=5e-3, batch_size=32)
+_, dense_seconds = models.fit_classifier(
+    dense_net,
+    digits.x_train,
+    digits.y_train,
+    epochs=EPOCHS,
+    learning_rate=5e-3,
+    batch_size=32,
+)
 
 comparison = {
-    "HOG + logistic regression": (lambda x: hog_model.predict(hog_features(x)),
-                                  hog_model.coef_.size + hog_model.intercept_.size, hog_seconds),
-    "dense network, raw pixels": (lambda x: dense_net.predict(x, verbose=0).argmax(1), dense_net.count_params(), dense_seconds),
-    "LeNet-5": (lambda x: lenet.predict(x, verbose=0).argmax(1), lenet.count_params(), lenet_seconds),
+    "HOG + logistic regression": (
+        lambda x: hog_model.predict(hog_features(x)),
+        hog_model.coef_.size + hog_model.intercept_.size,
+        hog_seconds,
+    ),
+    "dense network, raw pixels": (
+        lambda x: dense_net.predict(x, verbose=0).argmax(1),
+        dense_net.count_params(),
+        dense_seconds,
+    ),
+    "LeNet-5": (
+        lambda x: lenet.predict(x, verbose=0).argmax(1),
+        lenet.count_params(),
+        lenet_seconds,
+    ),
 }
-print(f"{'model':<28} {'test acc.':>9} {'perturbed':>9} {'parameters':>10} {'train s':>8}")
+print(
+    f"{'model':<28} {'test acc.':>9} {'perturbed':>9} {'parameters':>10} {'train s':>8}"
+)
 for name, (predict, params, seconds) in comparison.items():
-    print(f"{name:<28} {accuracy(predict, digits.x_test):>9.3f} {accuracy(predict, x_test_moved):>9.3f} "
-          f"{params:>10,} {seconds:>8.1f}")
+    print(
+        f"{name:<28} {accuracy(predict, digits.x_test):>9.3f} {accuracy(predict, x_test_moved):>9.3f} "
+        f"{params:>10,} {seconds:>8.1f}"
+    )
 
 # %% [markdown]
 # On digits this small and clean, all three do about equally well on the test
@@ -446,7 +580,8 @@ for name, (predict, params, seconds) in comparison.items():
 flips = np.concatenate([digits.x_train[digits.y_train == d][:1] for d in (2, 3, 6, 7)])
 fig = plots.image_grid(
     np.concatenate([flips, flips[:, :, ::-1], np.rot90(flips, 2, axes=(1, 2))]),
-    titles=["original"] * 4 + ["mirrored"] * 4 + ["rotated 180°"] * 4, ncols=4,
+    titles=["original"] * 4 + ["mirrored"] * 4 + ["rotated 180°"] * 4,
+    ncols=4,
     title="transformations that break the label of a digit",
 )
 
@@ -456,14 +591,20 @@ fig = plots.image_grid(
 # do nothing at prediction time.
 
 # %%
-augment = keras.Sequential([
-    layers.RandomRotation(0.04, fill_mode="constant"),        # up to about ±15 degrees
-    layers.RandomTranslation(0.1, 0.1, fill_mode="constant"),
-    layers.RandomZoom(0.1, fill_mode="constant"),
-    layers.RandomContrast(0.3),
-], name="augment")
-fig = plots.image_grid(augment(np.repeat(digits.x_train[:1], 8, axis=0), training=True), ncols=8,
-                       title="eight random augmentations of one training digit")
+augment = keras.Sequential(
+    [
+        layers.RandomRotation(0.04, fill_mode="constant"),  # up to about ±15 degrees
+        layers.RandomTranslation(0.1, 0.1, fill_mode="constant"),
+        layers.RandomZoom(0.1, fill_mode="constant"),
+        layers.RandomContrast(0.3),
+    ],
+    name="augment",
+)
+fig = plots.image_grid(
+    augment(np.repeat(digits.x_train[:1], 8, axis=0), training=True),
+    ncols=8,
+    title="eight random augmentations of one training digit",
+)
 
 # %% [markdown]
 # We train a second LeNet-5 the same way, with the augmentation in front (and
@@ -472,13 +613,24 @@ fig = plots.image_grid(augment(np.repeat(digits.x_train[:1], 8, axis=0), trainin
 
 # %%
 config.seed_everything(1)
-lenet_augmented = keras.Sequential([keras.Input((32, 32, 1)), augment, models.lenet5()], name="lenet5_augmented")
-models.fit_classifier(lenet_augmented, digits.x_train, digits.y_train, epochs=EPOCHS + EPOCHS // 2,
-                      learning_rate=5e-3, batch_size=32)
+lenet_augmented = keras.Sequential(
+    [keras.Input((32, 32, 1)), augment, models.lenet5()], name="lenet5_augmented"
+)
+models.fit_classifier(
+    lenet_augmented,
+    digits.x_train,
+    digits.y_train,
+    epochs=EPOCHS + EPOCHS // 2,
+    learning_rate=5e-3,
+    batch_size=32,
+)
 
 results = {}
 for name, model in [("LeNet-5", lenet), ("LeNet-5 + augmentation", lenet_augmented)]:
-    results[name] = [model.evaluate(x, digits.y_test, verbose=0)[1] for x in (digits.x_test, x_test_moved)]
+    results[name] = [
+        model.evaluate(x, digits.y_test, verbose=0)[1]
+        for x in (digits.x_test, x_test_moved)
+    ]
 print(f"{'model':<26} {'clean test':>10} {'perturbed test':>15}")
 for name, (clean, moved) in results.items():
     print(f"{name:<26} {clean:>10.3f} {moved:>15.3f}")
@@ -494,14 +646,23 @@ for name, (clean, moved) in results.items():
 # it for both networks, with 8 variants:
 
 # %%
-tta_augment = keras.Sequential([layers.RandomTranslation(0.06, 0.06, fill_mode="constant"),
-                                layers.RandomRotation(0.02, fill_mode="constant")])
+tta_augment = keras.Sequential(
+    [
+        layers.RandomTranslation(0.06, 0.06, fill_mode="constant"),
+        layers.RandomRotation(0.02, fill_mode="constant"),
+    ]
+)
 print(f"{'model':<26} {'copies':>6} {'clean test':>10} {'perturbed test':>15}")
 for name, model in [("LeNet-5", lenet), ("LeNet-5 + augmentation", lenet_augmented)]:
     for copies in (1, 8):
         config.seed_everything(3)
-        scores = [np.mean(models.predict_with_tta(model, x, tta_augment, copies).argmax(1) == digits.y_test)
-                  for x in (digits.x_test, x_test_moved)]
+        scores = [
+            np.mean(
+                models.predict_with_tta(model, x, tta_augment, copies).argmax(1)
+                == digits.y_test
+            )
+            for x in (digits.x_test, x_test_moved)
+        ]
         print(f"{name:<26} {copies:>6} {scores[0]:>10.3f} {scores[1]:>15.3f}")
 
 # %% [markdown]
@@ -522,12 +683,22 @@ for name, model in [("LeNet-5", lenet), ("LeNet-5 + augmentation", lenet_augment
 # feature HOG was designed to compute.
 
 # %%
-fig = plots.conv_filters(lenet.get_layer("c1").kernel.numpy(), ncols=6, title="first-layer filters (red positive, blue negative)")
+fig = plots.conv_filters(
+    lenet.get_layer("c1").kernel.numpy(),
+    ncols=6,
+    title="first-layer filters (red positive, blue negative)",
+)
 
 # %%
-first_maps = models.feature_extractor(lenet, "c1").predict(digits.x_test[:1], verbose=0)[0]
-second_maps = models.feature_extractor(lenet, "c3").predict(digits.x_test[:1], verbose=0)[0]
-fig = plots.image_grid(digits.x_test[:1], titles=[f"test digit ({digits.y_test[0]})"], ncols=1)
+first_maps = models.feature_extractor(lenet, "c1").predict(
+    digits.x_test[:1], verbose=0
+)[0]
+second_maps = models.feature_extractor(lenet, "c3").predict(
+    digits.x_test[:1], verbose=0
+)[0]
+fig = plots.image_grid(
+    digits.x_test[:1], titles=[f"test digit ({digits.y_test[0]})"], ncols=1
+)
 fig = plots.activation_maps(first_maps, ncols=6, title="activation maps of c1 (28x28)")
 fig = plots.activation_maps(second_maps, ncols=8, title="activation maps of c3 (10x10)")
 
@@ -549,14 +720,20 @@ test_features = encoder.predict(digits.x_test, verbose=0)
 
 neighbours = KNeighborsClassifier(n_neighbors=5).fit(train_features, digits.y_train)
 _, index = neighbours.kneighbors(test_features[:6])
-fig = plots.retrieval_grid(digits.x_test[:6], digits.x_train[index], query_titles=[f"query {d}" for d in digits.y_test[:6]],
-                           neighbour_titles=digits.y_train[index], title="nearest training images in LeNet-5's latent space")
+fig = plots.retrieval_grid(
+    digits.x_test[:6],
+    digits.x_train[index],
+    query_titles=[f"query {d}" for d in digits.y_test[:6]],
+    neighbour_titles=digits.y_train[index],
+    title="nearest training images in LeNet-5's latent space",
+)
 
 # %% [markdown]
 # A 1-nearest-neighbour classifier gives each test image the label of its
 # closest training image. How well that works depends entirely on the space in
 # which "closest" is measured: raw pixels (1,024 numbers), or the latent space
 # of each of our two networks (84 numbers).
+
 
 # %%
 def flat(images):
@@ -565,12 +742,21 @@ def flat(images):
 
 spaces = {"raw pixels": flat}
 # The augmented model holds LeNet-5 as its second layer; at prediction time the augmentation does nothing.
-for name, model in [("LeNet-5 latent space", lenet), ("LeNet-5 + augmentation latent space", lenet_augmented.layers[1])]:
-    spaces[name] = (lambda m: lambda images: m.predict(images, verbose=0))(models.feature_extractor(model, "f6"))
+for name, model in [
+    ("LeNet-5 latent space", lenet),
+    ("LeNet-5 + augmentation latent space", lenet_augmented.layers[1]),
+]:
+    spaces[name] = (lambda m: lambda images: m.predict(images, verbose=0))(
+        models.feature_extractor(model, "f6")
+    )
 print(f"{'1-NN in':<36} {'clean test':>10} {'perturbed':>10}")
 for name, describe in spaces.items():
-    nearest = KNeighborsClassifier(n_neighbors=1).fit(describe(digits.x_train), digits.y_train)
-    clean, moved = (nearest.score(describe(x), digits.y_test) for x in (digits.x_test, x_test_moved))
+    nearest = KNeighborsClassifier(n_neighbors=1).fit(
+        describe(digits.x_train), digits.y_train
+    )
+    clean, moved = (
+        nearest.score(describe(x), digits.y_test) for x in (digits.x_test, x_test_moved)
+    )
     print(f"{name:<36} {clean:>10.3f} {moved:>10.3f}")
 
 # %% [markdown]
@@ -586,9 +772,16 @@ for name, describe in spaces.items():
 # that sit on the wrong island are usually the mistakes seen earlier.
 
 # %%
-points = TSNE(n_components=2, perplexity=30, random_state=0, init="pca").fit_transform(test_features)
-fig = plots.embedding_scatter(points, digits.y_test, digits.class_names, highlight=predicted != digits.y_test,
-                              title="t-SNE of the test digits in LeNet-5's latent space (x: misclassified)")
+points = TSNE(n_components=2, perplexity=30, random_state=0, init="pca").fit_transform(
+    test_features
+)
+fig = plots.embedding_scatter(
+    points,
+    digits.y_test,
+    digits.class_names,
+    highlight=predicted != digits.y_test,
+    title="t-SNE of the test digits in LeNet-5's latent space (x: misclassified)",
+)
 
 # %% [markdown]
 # ## Summary

@@ -55,22 +55,33 @@ rng = np.random.default_rng(0)
 # and column `j * stride` of the padded input and over all input channels, of
 # the input times `kernel[..., f]`. Use NumPy only (loops are fine).
 
+
 # %%
 def correlate2d(x, kernel, padding=0, stride=1):
     raise NotImplementedError("Blank 1 of week1_exercise is not filled in yet: replace this line with your code.")
 
 
 # %%
-worked = correlate2d(np.arange(9.0).reshape(3, 3, 1), np.arange(4.0).reshape(2, 2, 1, 1))
+# CHECK correlate2d points=2
+worked = correlate2d(
+    np.arange(9.0).reshape(3, 3, 1), np.arange(4.0).reshape(2, 2, 1, 1)
+)
 check_close(worked[..., 0], [[19, 25], [37, 43]], "the worked example of the chapter")
 for padding, stride in [(0, 1), (1, 1), (2, 2), (0, 3)]:
     x = rng.normal(size=(9, 11, 3))
     kernel = rng.normal(size=(3, 2, 3, 4))
-    expected = tf.nn.conv2d(x[None], kernel, strides=stride,
-                            padding=[[0, 0], [padding, padding], [padding, padding], [0, 0]])[0]
-    check_close(correlate2d(x, kernel, padding, stride), expected, f"correlate2d with padding={padding}, stride={stride}")
+    expected = tf.nn.conv2d(
+        x[None],
+        kernel,
+        strides=stride,
+        padding=[[0, 0], [padding, padding], [padding, padding], [0, 0]],
+    )[0]
+    check_close(
+        correlate2d(x, kernel, padding, stride),
+        expected,
+        f"correlate2d with padding={padding}, stride={stride}",
+    )
 passed("correlate2d")
-
 
 # %% [markdown]
 # ## 2. Output sizes and parameter counts
@@ -80,6 +91,7 @@ passed("correlate2d")
 # in_channels, filters)`, the number of weights and biases of a convolution
 # layer. Then fill in the three numbers below **by using your functions** (not
 # by building a Keras model).
+
 
 # %%
 def output_size(n, kernel, stride=1, padding=0):
@@ -98,17 +110,34 @@ raise NotImplementedError("Blank 5 of week1_exercise is not filled in yet: repla
 raise NotImplementedError("Blank 6 of week1_exercise is not filled in yet: replace this line with your code.")
 
 # %%
-for n, kernel, stride, padding in [(32, 5, 1, 0), (28, 2, 2, 0), (9, 3, 2, 1), (10, 4, 3, 2)]:
+# CHECK sizes points=2
+for n, kernel, stride, padding in [
+    (32, 5, 1, 0),
+    (28, 2, 2, 0),
+    (9, 3, 2, 1),
+    (10, 4, 3, 2),
+]:
     x = np.zeros((1, n, n, 1), np.float32)
-    expected = tf.nn.conv2d(x, np.zeros((kernel, kernel, 1, 1), np.float32), strides=stride,
-                            padding=[[0, 0], [padding, padding], [padding, padding], [0, 0]]).shape[1]
-    check_equal(output_size(n, kernel, stride, padding), expected, f"output_size({n}, {kernel}, {stride}, {padding})")
+    expected = tf.nn.conv2d(
+        x,
+        np.zeros((kernel, kernel, 1, 1), np.float32),
+        strides=stride,
+        padding=[[0, 0], [padding, padding], [padding, padding], [0, 0]],
+    ).shape[1]
+    check_equal(
+        output_size(n, kernel, stride, padding),
+        expected,
+        f"output_size({n}, {kernel}, {stride}, {padding})",
+    )
 check_equal(conv_params(5, 5, 3, 2), 152, "conv_params(5, 5, 3, 2)")
 check_equal(first_layer_side, 112, "first_layer_side")
-check_equal(c3_params, keras.Sequential([keras.Input((14, 14, 6)), layers.Conv2D(16, 5)]).count_params(), "c3_params")
+check_equal(
+    c3_params,
+    keras.Sequential([keras.Input((14, 14, 6)), layers.Conv2D(16, 5)]).count_params(),
+    "c3_params",
+)
 check_equal(vgg_block_params, 73_856, "vgg_block_params")
 passed("output sizes and parameter counts")
-
 
 # %% [markdown]
 # ## 3. LeNet-5
@@ -119,18 +148,33 @@ passed("output sizes and parameter counts")
 # layers of 120 and 84 units (tanh) and a 10-way softmax. It must have exactly
 # 61,706 parameters.
 
+
 # %%
 def build_lenet5():
     raise NotImplementedError("Blank 7 of week1_exercise is not filled in yet: replace this line with your code.")
 
 
 # %%
+# CHECK lenet5 points=2
 lenet = build_lenet5()
-check(isinstance(lenet, keras.Model), f"build_lenet5 must return a keras Model, got {type(lenet).__name__}")
+check(
+    isinstance(lenet, keras.Model),
+    f"build_lenet5 must return a keras Model, got {type(lenet).__name__}",
+)
 check_equal(lenet.count_params(), 61_706, "number of parameters of LeNet-5")
-shapes = [tuple(layer.output.shape[1:]) for layer in lenet.layers if isinstance(layer, layers.Conv2D)]
-check_equal(shapes, [(28, 28, 6), (10, 10, 16)], "output shapes of the two convolutions")
-check_shape(lenet.predict(np.zeros((2, 32, 32, 1)), verbose=0), (2, 10), "LeNet-5's predictions for 2 images")
+shapes = [
+    tuple(layer.output.shape[1:])
+    for layer in lenet.layers
+    if isinstance(layer, layers.Conv2D)
+]
+check_equal(
+    shapes, [(28, 28, 6), (10, 10, 16)], "output shapes of the two convolutions"
+)
+check_shape(
+    lenet.predict(np.zeros((2, 32, 32, 1)), verbose=0),
+    (2, 10),
+    "LeNet-5's predictions for 2 images",
+)
 passed("LeNet-5")
 
 # %% [markdown]
@@ -148,9 +192,15 @@ config.seed_everything(0)
 raise NotImplementedError("Blank 8 of week1_exercise is not filled in yet: replace this line with your code.")
 
 # %%
-test_accuracy = float(np.mean(lenet.predict(digits.x_test, verbose=0).argmax(1) == digits.y_test))
+# CHECK training points=2
+test_accuracy = float(
+    np.mean(lenet.predict(digits.x_test, verbose=0).argmax(1) == digits.y_test)
+)
 print(f"test accuracy: {test_accuracy:.3f}")
-check(test_accuracy >= 0.95, f"LeNet-5 reaches {test_accuracy:.3f} test accuracy; at least 0.95 is needed.")
+check(
+    test_accuracy >= 0.95,
+    f"LeNet-5 reaches {test_accuracy:.3f} test accuracy; at least 0.95 is needed.",
+)
 passed("training")
 
 # %% [markdown]
@@ -161,12 +211,14 @@ passed("training")
 # image itself and the others are `augment(images, training=True)` (a new
 # random draw each time). With `copies=1` it is plain `model.predict`.
 
+
 # %%
 def tta_predict(model, images, augment, copies=8):
     raise NotImplementedError("Blank 9 of week1_exercise is not filled in yet: replace this line with your code.")
 
 
 # %%
+# CHECK tta points=2
 def mirror(images, training=False):
     """A deterministic 'augmentation', so that the expected result is known."""
     return images[:, :, ::-1]
@@ -174,12 +226,21 @@ def mirror(images, training=False):
 
 some = digits.x_test[:20]
 plain = lenet.predict(some, verbose=0)
-check_close(tta_predict(lenet, some, mirror, copies=1), plain, "tta_predict with copies=1")
-check_close(tta_predict(lenet, some, mirror, copies=2), (plain + lenet.predict(mirror(some), verbose=0)) / 2,
-            "tta_predict with copies=2 and a mirror augmentation")
+check_close(
+    tta_predict(lenet, some, mirror, copies=1), plain, "tta_predict with copies=1"
+)
+check_close(
+    tta_predict(lenet, some, mirror, copies=2),
+    (plain + lenet.predict(mirror(some), verbose=0)) / 2,
+    "tta_predict with copies=2 and a mirror augmentation",
+)
 shift = keras.Sequential([layers.RandomTranslation(0.1, 0.1, fill_mode="constant")])
 probabilities = tta_predict(lenet, some, shift, copies=4)
-check_close(probabilities.sum(axis=1), np.ones(len(some)), "the averaged probabilities of each image sum to 1")
+check_close(
+    probabilities.sum(axis=1),
+    np.ones(len(some)),
+    "the averaged probabilities of each image sum to 1",
+)
 passed("test-time augmentation")
 
 # %% [markdown]
