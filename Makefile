@@ -8,9 +8,17 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROFILE ?= cpu
 
-.PHONY: book test sync bench env clean
+.PHONY: book test sync bench env browser clean
 
 env: $(VENV)/.installed
+
+# The browser tests drive Debian's Chromium. Installed here when we may (root
+# with apt-get, as on CI); elsewhere the tests say how to install it and skip.
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "Chromium is not installed (sudo apt-get install chromium): the browser tests will be skipped."; fi
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +29,7 @@ $(VENV)/.installed: pyproject.toml
 book: env
 	$(PY) -m course_utils.build book --profile $(PROFILE)
 
-test: env
+test: env browser
 	$(PY) -m pytest
 
 sync: env

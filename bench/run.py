@@ -92,6 +92,29 @@ def bench_scenes():
     return records
 
 
+# What a Colab runtime already ships (its TensorFlow stack and the scientific
+# Python basics); everything else course_utils needs is downloaded on install.
+COLAB_PREINSTALLED = {"tensorflow", "keras", "tensorboard", "tensorflow-datasets", "numpy", "scipy", "scikit-learn",
+                      "scikit-image", "matplotlib", "pillow", "tqdm", "pandas", "requests", "pyyaml"}
+
+
+def bench_colab():
+    """Megabytes a Colab user downloads to install course_utils: its wheel plus the dependencies Colab lacks."""
+    import re
+    import tomllib
+
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    missing = [d for d in dependencies if re.split(r"[<>=!~\[ ;]", d, maxsplit=1)[0].lower() not in COLAB_PREINSTALLED]
+    with tempfile.TemporaryDirectory() as folder:
+        pip = [sys.executable, "-m", "pip", "--quiet", "--disable-pip-version-check"]
+        subprocess.run(pip + ["wheel", "--no-deps", "-w", folder, str(ROOT)], check=True, capture_output=True)
+        if missing:
+            subprocess.run(pip + ["download", "--no-deps", "--only-binary=:all:", "-d", folder, *missing], check=True,
+                           capture_output=True)
+        total = sum(f.stat().st_size for f in Path(folder).iterdir())
+    return [record("colab.install_megabytes", round(total / 2**20, 2), "MB")]
+
+
 def bench_tests():
     """Wall time of the README's test command once the environment exists (install excluded)."""
     start = time.perf_counter()
@@ -99,7 +122,8 @@ def bench_tests():
     return [record("tests.seconds", round(time.perf_counter() - start), "s", "smoke")]
 
 
-BENCHMARKS = {"week1.lenet5": bench_lenet5, "week1.chapter": bench_chapter1, "data.scenes": bench_scenes}
+BENCHMARKS = {"week1.lenet5": bench_lenet5, "week1.chapter": bench_chapter1, "data.scenes": bench_scenes,
+              "colab": bench_colab}
 
 
 def all_benchmarks():

@@ -13,7 +13,9 @@ Usage (from the repository root)::
 
     python -m course_utils.build sync            # regenerate exercises/ and the .ipynb files
     python -m course_utils.build sync --check    # fail if any generated file is stale
-    python -m course_utils.build book --profile cpu
+    python -m course_utils.build book --profile cpu   # execute, then render _build/html
+    python -m course_utils.build execute --profile gpu  # only execute (CI checks the outputs with nbval)
+    python -m course_utils.build html                 # only render what was executed
 """
 
 from __future__ import annotations
@@ -106,17 +108,21 @@ def colab_url(root: Path, relative_ipynb: str) -> str:
     return f"https://colab.research.google.com/github/{url.split('github.com/')[1]}/blob/{branch}/{relative_ipynb}"
 
 
-def colab_notebook(notebook: nbformat.NotebookNode, root: Path, relative_ipynb: str) -> nbformat.NotebookNode:
+COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
+LOCAL_BADGE = "book/images/colab-badge.svg"
+
+
+def colab_notebook(notebook: nbformat.NotebookNode, root: Path, relative_ipynb: str,
+                   badge_image: str = COLAB_BADGE) -> nbformat.NotebookNode:
     """Add the "Open in Colab" badge and the Colab-only install cell at the top of a notebook.
 
     The install cell does nothing outside Colab; on Colab it installs
     ``course_utils`` from the repository without the ``cpu`` extra, so the
-    TensorFlow and Keras that Colab ships are kept.
+    TensorFlow and Keras that Colab ships are kept. The book uses a local copy
+    of the badge image (``badge_image``) so that its pages need no network.
     """
     url, branch = repository(root)
-    badge = nbformat.v4.new_markdown_cell(
-        f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(root, relative_ipynb)})"
-    )
+    badge = nbformat.v4.new_markdown_cell(f"[![Open In Colab]({badge_image})]({colab_url(root, relative_ipynb)})")
     install = nbformat.v4.new_code_cell(
         "# On Google Colab, install the course package (TensorFlow and Keras are already there).\n"
         "import sys\n"
@@ -144,18 +150,23 @@ def read_source(path: Path) -> nbformat.NotebookNode:
     return jupytext.read(path, fmt=SOURCE_FORMAT)
 
 
+def published_notebooks(root: Path) -> dict[Path, nbformat.NotebookNode]:
+    """What readers get, by the path of its ``.ipynb``: the chapters, and the exercises made from the solutions."""
+    notebooks = {}
+    for chapter in sorted((root / "book").glob("*.py")):
+        notebooks[chapter.with_suffix(".ipynb").relative_to(root)] = read_source(chapter)
+    for solution in sorted((root / "solutions").glob("*.py")):
+        notebooks[Path("exercises") / f"{solution.stem}.ipynb"] = exercise_from_solution(read_source(solution), solution.stem)
+    return notebooks
+
+
 def generated_files(root: Path) -> dict[Path, str]:
     """Every generated file (relative path -> text) computed from the sources."""
     files: dict[Path, str] = {}
-    for chapter in sorted((root / "book").glob("*.py")):
-        ipynb = chapter.with_suffix(".ipynb").relative_to(root)
-        files[ipynb] = nbformat.writes(colab_notebook(read_source(chapter), root, ipynb.as_posix())) + "\n"
-    for solution in sorted((root / "solutions").glob("*.py")):
-        exercise = exercise_from_solution(read_source(solution), solution.stem)
-        py = Path("exercises") / solution.name
-        ipynb = py.with_suffix(".ipynb")
-        files[py] = jupytext.writes(exercise, fmt=SOURCE_FORMAT)
-        files[ipynb] = nbformat.writes(colab_notebook(exercise, root, ipynb.as_posix())) + "\n"
+    for ipynb, notebook in published_notebooks(root).items():
+        if ipynb.parts[0] == "exercises":
+            files[ipynb.with_suffix(".py")] = jupytext.writes(notebook, fmt=SOURCE_FORMAT)
+        files[ipynb] = nbformat.writes(colab_notebook(notebook, root, ipynb.as_posix())) + "\n"
     return files
 
 
@@ -221,7 +232,7 @@ def stage_book(root: Path, profile: str, out: Path, log=print) -> dict[str, floa
 
     Returns the execution seconds of each chapter.
     """
-    generated = generated_files(root)
+    published = published_notebooks(root)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -237,9 +248,11 @@ def stage_book(root: Path, profile: str, out: Path, log=print) -> dict[str, floa
             shutil.copy2(md, target.with_suffix(".md"))
             continue
         ipynb = Path(f"{doc}.ipynb")
-        if ipynb not in generated:
+        if ipynb not in published:
             raise FileNotFoundError(f"_toc.yml lists {doc!r} but there is neither {doc}.md nor a source for {ipynb}")
-        target.with_suffix(".ipynb").write_text(generated[ipynb])
+        badge = os.path.relpath(LOCAL_BADGE, ipynb.parent.as_posix())
+        notebook = colab_notebook(published[ipynb], root, ipynb.as_posix(), badge_image=badge)
+        target.with_suffix(".ipynb").write_text(nbformat.writes(notebook))
         if doc.startswith("book/"):
             log(f"executing {doc} (profile {profile}) ...")
             seconds[doc] = execute(target.with_suffix(".ipynb"), profile)
@@ -250,17 +263,14 @@ def stage_book(root: Path, profile: str, out: Path, log=print) -> dict[str, floa
     return seconds
 
 
-def build_book(root: Path, profile: str, build_dir: Path | None = None, log=print) -> Path:
-    """Execute every chapter and render the HTML book; return the path of ``index.html``.
+def render_html(build_dir: Path) -> Path:
+    """Render the staged source in ``build_dir/book_src`` to ``build_dir/html``; return ``index.html``.
 
     Sphinx runs with warnings as errors, so a broken reference or a missing
     figure fails the build instead of being buried in the log.
     """
-    build_dir = build_dir or root / "_build"
-    source = build_dir / "book_src"
-    stage_book(root, profile, source, log=log)
     jupyter_book = Path(sys.executable).parent / "jupyter-book"
-    command = [str(jupyter_book) if jupyter_book.exists() else "jupyter-book", "build", str(source),
+    command = [str(jupyter_book) if jupyter_book.exists() else "jupyter-book", "build", str(build_dir / "book_src"),
                "--path-output", str(build_dir / "book_out"), "-W", "-n", "--keep-going"]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
@@ -273,14 +283,25 @@ def build_book(root: Path, profile: str, build_dir: Path | None = None, log=prin
     return html / "index.html"
 
 
+def build_book(root: Path, profile: str, build_dir: Path | None = None, log=print) -> Path:
+    """Execute every chapter (:func:`stage_book`), then render the HTML book; return ``index.html``."""
+    build_dir = build_dir or root / "_build"
+    stage_book(root, profile, build_dir / "book_src", log=log)
+    return render_html(build_dir)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_utils.build", description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="repository root (default: current folder)")
     commands = parser.add_subparsers(dest="command", required=True)
     sync_cmd = commands.add_parser("sync", help="regenerate exercises/ and the Colab .ipynb files")
     sync_cmd.add_argument("--check", action="store_true", help="only report stale files; exit 1 if any")
-    book_cmd = commands.add_parser("book", help="execute every chapter with papermill and build the HTML book")
-    book_cmd.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "gpu"))
+    for name, text in [("book", "execute every chapter with papermill, then build the HTML book"),
+                       ("execute", "only execute every chapter into _build/book_src (e.g. to check it with nbval)"),
+                       ("html", "only render _build/book_src, executed before, to _build/html")]:
+        command = commands.add_parser(name, help=text)
+        if name != "html":
+            command.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "gpu"))
     args = parser.parse_args(argv)
     root = args.root.resolve()
     if args.command == "sync":
@@ -296,8 +317,10 @@ def main(argv=None) -> int:
         print("Generated files are out of date: " + ", ".join(map(str, stale)))
         print("Run `python -m course_utils.build sync` first.")
         return 1
-    index = build_book(root, args.profile)
-    print(f"Book written to {index}")
+    if args.command in ("book", "execute"):
+        stage_book(root, args.profile, root / BUILD_SOURCE)
+    if args.command in ("book", "html"):
+        print(f"Book written to {render_html(root / '_build')}")
     return 0
 
 

@@ -20,9 +20,15 @@ def root() -> Path:
 
 @pytest.fixture(scope="session")
 def built_book(tmp_path_factory) -> Path:
-    """The whole book built at the smoke profile in a temporary folder (chapters executed by papermill)."""
+    """The whole book built at the smoke profile in a temporary folder (chapters executed by papermill).
+
+    To iterate on the page tests, point COURSE_TEST_BUILD_DIR at a folder already
+    holding ``book_src/`` and ``html/`` from an earlier build; it is used as it is.
+    """
     from course_utils.build import build_book
 
+    if os.environ.get("COURSE_TEST_BUILD_DIR"):
+        return Path(os.environ["COURSE_TEST_BUILD_DIR"])
     build_dir = tmp_path_factory.mktemp("book")
     build_book(ROOT, "smoke", build_dir=build_dir, log=lambda message: None)
     return build_dir
