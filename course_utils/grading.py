@@ -1,0 +1,742 @@
+"""Grade students' exercise notebooks against the solution's checks; write a gradebook and feedback.
+
+Usage (from the repository root)::
+
+    python -m course_utils.grading week1_exercise submissions/ --out grades/week1 [--workers 2] [--timeout 120]
+
+For every file in ``submissions/`` the grader builds a *graded notebook*: the
+solution's cells in order, where each answer cell (a cell of ``solutions/`` that
+holds ``### BEGIN SOLUTION``) is replaced by the student's cell that matches it
+and each check cell (marked ``# CHECK <question> points=<n>``) is the solution's,
+hidden tests included. That notebook runs with papermill in its own process, in
+an empty temporary folder, with a time limit per cell and per notebook and a
+memory cap. A check scores its points when its cell ran to the end: the grader
+reads that from the outputs of the cells it injected, never from what the
+student's code prints. Results are stored per submission in ``OUT/results/``,
+so a second run only grades new or changed files; ``OUT/gradebook.csv`` and
+``OUT/feedback/<student>.md`` are rewritten from them each time.
+
+Grading runs the students' code with your permissions: do it in a container or
+on a throwaway machine (see the "For instructors" page of the book).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import concurrent.futures
+import csv
+import datetime
+import hashlib
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from course_utils import build
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+CHECK_LINE = re.compile(r"^\s*#\s*CHECK\b.*$", re.MULTILINE)
+CHECK_MARKER = re.compile(r"^\s*#\s*CHECK\s+(?P<question>[A-Za-z0-9_.-]+)\s+points\s*=\s*(?P<points>\d+(\.\d+)?)\s*$")
+PLACEHOLDER_START = 'raise NotImplementedError("Blank '
+SHELL_ESCAPE = re.compile(r"^(\s*)(!|%pip\b|%conda\b|%mamba\b|%system\b|%sx\b|%%bash\b|%%sh\b|%%script\b|%%system\b)", re.MULTILINE)
+OUTPUT_LIMIT = 20_000  # characters of each output kept in the stored copy of a graded notebook
+
+
+class GradingError(Exception):
+    """A problem with the command's arguments or with the solution's markers: stops the run."""
+
+
+# --- the week: questions, checks and answer cells from solutions/<week>.py -------------------
+
+
+@dataclass
+class Check:
+    """One check cell of the solution: visible, or hidden tests that students never saw."""
+
+    id: str
+    question: str
+    points: float
+    hidden: bool
+    source: str
+
+
+@dataclass
+class Slot:
+    """A code cell of the solution, with what a student's copy of it looks like."""
+
+    kind: str  # "answer" (the student's cell is used), "check" (injected), "fixed" (the solution's is used)
+    source: str
+    template_lines: set = field(default_factory=set)
+    names: set = field(default_factory=set)
+    number: int = 0  # answers: 1, 2, ... in order
+    check: Check | None = None
+    metadata: dict = field(default_factory=dict)
+
+
+@dataclass
+class Week:
+    name: str
+    path: Path
+    sha256: str
+    cells: list  # Slot, or a str for a markdown cell
+    questions: dict  # question -> max points, in order of appearance
+    preamble: str  # trusted imports put at the top of every injected check cell
+
+    @property
+    def checks(self) -> list[Check]:
+        return [c.check for c in self.cells if isinstance(c, Slot) and c.kind == "check"]
+
+    @property
+    def max_points(self) -> float:
+        return sum(self.questions.values())
+
+
+def find_solution(root: Path, week: str) -> Path:
+    """``solutions/<week>.py``; ``week`` is a file stem (``week1_exercise``) or a number (``1``)."""
+    folder = root / "solutions"
+    if not folder.is_dir():
+        raise GradingError(f"No solutions/ folder in {root}: run from the repository root or pass --root.")
+    available = sorted(p.stem for p in folder.glob("*.py"))
+    if week.isdigit():
+        found = sorted(folder.glob(f"week{int(week)}_*.py"))
+    else:
+        found = [folder / f"{week}.py"] if (folder / f"{week}.py").is_file() else []
+    if len(found) != 1:
+        raise GradingError(f"Unknown week {week!r}: expected one of {', '.join(available) or '(none)'} in {folder}.")
+    return found[0]
+
+
+def defined_names(source: str) -> set:
+    """Top-level names a cell binds (functions, classes, assignments, imports); regex fallback if it does not parse."""
+    try:
+        tree = ast.parse(_without_magics(source))
+    except SyntaxError:
+        return {a or b for a, b in re.findall(r"^(?:def|class)\s+(\w+)|^(\w+)\s*=", source, re.MULTILINE)}
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        else:
+            names.update(n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))
+    return names
+
+
+def _without_magics(source: str) -> str:
+    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+
+
+def _lines(source: str) -> set:
+    return {line.strip() for line in source.splitlines() if line.strip() and PLACEHOLDER_START not in line}
+
+
+def _module_file(module: str) -> Path | None:
+    """The file of a ``course_utils`` module inside this package, or None."""
+    parts = module.split(".")[1:]
+    for candidate in (PACKAGE_DIR.joinpath(*parts).with_suffix(".py") if parts else None,
+                      PACKAGE_DIR.joinpath(*parts, "__init__.py")):
+        if candidate is not None and candidate.is_file():
+            return candidate
+    return None
+
+
+def trusted_import(node: ast.stmt) -> list[str]:
+    """Rewrite one import so that ``course_utils`` modules come fresh from their files, not from ``sys.modules``."""
+    lines = []
+    if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "course_utils":
+        loaded = False
+        for alias in node.names:
+            target = alias.asname or alias.name
+            sub = _module_file(f"{node.module}.{alias.name}")
+            if alias.name == "*":
+                lines.append(ast.unparse(ast.ImportFrom(node.module, [alias], 0)))
+            elif sub is not None:
+                lines.append(f"{target} = _grader_load({node.module + '.' + alias.name!r}, {str(sub)!r})")
+            else:
+                if not loaded:
+                    lines.append(f"_grader_module = _grader_load({node.module!r}, {str(_module_file(node.module))!r})")
+                    loaded = True
+                lines.append(f"{target} = _grader_module.{alias.name}")
+        return lines
+    if isinstance(node, ast.Import):
+        for alias in node.names:
+            if alias.name.split(".")[0] == "course_utils" and alias.asname and _module_file(alias.name):
+                lines.append(f"{alias.asname} = _grader_load({alias.name!r}, {str(_module_file(alias.name))!r})")
+            else:
+                lines.append(ast.unparse(ast.Import([alias])))
+        return lines
+    return [ast.unparse(node)]
+
+
+def trusted_source(source: str) -> str:
+    """A check's source with its top-level imports of ``course_utils`` rewritten by :func:`trusted_import`."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:  # IPython syntax in a check: leave it as it is
+        return source
+    lines = source.splitlines()
+    for node in reversed(tree.body):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            lines[node.lineno - 1:node.end_lineno] = trusted_import(node)
+    return "\n".join(lines)
+
+
+PREAMBLE_HEAD = '''\
+# Added by the grader: names used by the checks are bound again here and the course's helpers
+# are loaded fresh from their files, so rebinding or monkey-patching them changes nothing.
+import importlib.util as _grader_util, sys as _grader_sys
+def _grader_load(name, path):
+    spec = _grader_util.spec_from_file_location(name, path)
+    module = _grader_util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+'''
+
+
+def load_week(root: Path, week: str) -> Week:
+    """Parse ``solutions/<week>.py``: its answer cells, check cells (with points) and other cells."""
+    path = find_solution(root, week)
+    name = path.stem
+    notebook = build.read_source(path)
+    cells, questions, imports, used = [], {}, [], set()
+    number = 0
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type == "markdown":
+            cells.append(cell.source)
+            continue
+        if cell.cell_type != "code" or not cell.source.strip():
+            continue
+        source = cell.source
+        template, _ = build.strip_solutions(source, name)
+        markers = CHECK_LINE.findall(source)
+        has_solution = build.BEGIN_SOLUTION in source
+        slot = Slot("fixed", source, _lines(template), defined_names(source), metadata=dict(cell.metadata))
+        if markers:
+            if has_solution:
+                raise GradingError(f"{path.name}, code cell {index}: a cell cannot hold both a solution and a CHECK marker.")
+            if len(markers) > 1:
+                raise GradingError(f"{path.name}, code cell {index}: one CHECK marker per cell, found {len(markers)}.")
+            match = CHECK_MARKER.match(markers[0])
+            if not match:
+                raise GradingError(f"{path.name}, code cell {index}: malformed marker {markers[0].strip()!r}; "
+                                   "write '# CHECK <question> points=<number>'.")
+            question, points = match["question"], float(match["points"])
+            hidden = build.BEGIN_HIDDEN in source
+            code = "\n".join(l for l in source.splitlines() if l.strip() not in (build.BEGIN_HIDDEN, build.END_HIDDEN))
+            count = sum(1 for c in cells if isinstance(c, Slot) and c.kind == "check" and c.check.question == question)
+            slot.kind = "check"
+            slot.check = Check(f"{question}.{count + 1}", question, points, hidden, code)
+            questions[question] = questions.get(question, 0) + points
+            used |= {n.id for n in ast.walk(ast.parse(_without_magics(code))) if isinstance(n, ast.Name)}
+        elif build.BEGIN_HIDDEN in source:
+            raise GradingError(f"{path.name}, code cell {index}: hidden tests without a '# CHECK <question> points=<n>' "
+                               "marker would score nothing; add one inside the hidden block.")
+        elif has_solution:
+            number += 1
+            slot.kind, slot.number = "answer", number
+        else:
+            tree = ast.parse(_without_magics(source))
+            imports += [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+        cells.append(slot)
+    if not questions:
+        raise GradingError(f"{path.name} has no '# CHECK <question> points=<n>' markers: nothing to grade "
+                           "(see the 'For instructors' page).")
+    # Rebind, before every check, the imported names that checks use.
+    preamble = [PREAMBLE_HEAD]
+    for node in imports:
+        aliases = [a for a in node.names if (a.asname or a.name).split(".")[0] in used]
+        if aliases:
+            node = ast.ImportFrom(node.module, aliases, node.level) if isinstance(node, ast.ImportFrom) else ast.Import(aliases)
+            preamble += trusted_import(node)
+    install = build.colab_notebook(nbformat.v4.new_notebook(), root, "x.ipynb").cells[1].source
+    cells.insert(0, Slot("drop", install, _lines(install), set()))  # the Colab install cell: never run
+    return Week(name, path, hashlib.sha256(path.read_bytes()).hexdigest(), cells, questions, "\n".join(preamble))
+
+
+# --- one submission -> the graded notebook ------------------------------------------------------
+
+
+def similarity(source: str, names: set, slot: Slot) -> float:
+    """How much a student's cell looks like a solution cell: shared template lines or defined names (0..1)."""
+    lines = _lines(source)
+    by_lines = len(slot.template_lines & lines) / len(slot.template_lines) if slot.template_lines else 0.0
+    by_names = len(slot.names & names) / len(slot.names) if slot.names else 0.0
+    return max(by_lines, by_names)
+
+
+def match_cells(student: list[str], slots: list[Slot]) -> dict[int, int]:
+    """Pair student cells with solution cells (slot index -> student index), best matches first.
+
+    Works whatever the order of the student's cells; a pair needs a similarity of at least 0.5.
+    """
+    names = [defined_names(s) for s in student]
+    pairs = []
+    for j, slot in enumerate(slots):
+        if slot.kind == "check" and not slot.template_lines:
+            continue  # hidden tests: students never had this cell
+        for i, source in enumerate(student):
+            score = similarity(source, names[i], slot)
+            if score >= 0.5:
+                distance = abs(i / max(len(student), 1) - j / max(len(slots), 1))
+                pairs.append((-score, distance, j, i))
+    matched, used = {}, set()
+    for _, _, j, i in sorted(pairs):
+        if j not in matched and i not in used:
+            matched[j] = i
+            used.add(i)
+    return matched
+
+
+def neutralise_shell(source: str) -> tuple[str, bool]:
+    """Comment out shell escapes and package installs (``!cmd``, ``%pip``, ``%%bash`` ...) in a student's cell."""
+    new = SHELL_ESCAPE.sub(lambda m: m.group(1) + "# (not run by the grader) " + m.group(2), source)
+    return new, new != source
+
+
+def graded_notebook(week: Week, submission: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, dict, list[str]]:
+    """The notebook to execute, the secret token of each injected check, and notes for the feedback."""
+    student = [c.source for c in submission.cells if c.get("cell_type") == "code" and str(c.get("source", "")).strip()]
+    slots = [c for c in week.cells if isinstance(c, Slot)]
+    matched = match_cells(student, slots)
+    answer_of = {i: j for j, i in matched.items() if slots[j].kind == "answer"}
+    # Student cells that match nothing (helpers, scratch work) run just before their next answer cell.
+    extras, pending = {}, []
+    for i in range(len(student)):
+        if i in answer_of:
+            extras[answer_of[i]], pending = pending, []
+        elif i not in matched.values():
+            pending.append(i)
+    notes = []
+    if pending:
+        notes.append(f"{len(pending)} cell(s) of yours after your last answer cell were not run.")
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    tokens, shell_notes = {}, False
+    for item in week.cells:
+        if isinstance(item, str):
+            notebook.cells.append(nbformat.v4.new_markdown_cell(item))
+            continue
+        j = slots.index(item)
+        if item.kind == "fixed":
+            notebook.cells.append(nbformat.v4.new_code_cell(item.source, metadata=dict(item.metadata)))
+        elif item.kind == "answer":
+            for i in extras.get(j, []) + ([matched[j]] if j in matched else []):
+                source, changed = neutralise_shell(student[i])
+                shell_notes |= changed
+                kind = "answer" if i == matched.get(j) else "extra"
+                notebook.cells.append(nbformat.v4.new_code_cell(source, metadata={"grader": {"kind": kind, "answer": item.number}}))
+            if j not in matched:
+                wanted = ", ".join(sorted(item.names)) or "the code of this part"
+                notes.append(f"No cell of yours matched answer cell {item.number} (the one defining {wanted}); "
+                             "if that code is elsewhere in your notebook it was used from there.")
+        elif item.kind == "check":
+            token = secrets.token_hex(16)
+            tokens[item.check.id] = token
+            source = (f"{week.preamble}\n# --- check {item.check.id} ---\n{trusted_source(item.check.source)}\n"
+                      f"_grader_sys.stdout.write({token!r} + '\\n'); _grader_sys.stdout.flush()")
+            notebook.cells.append(nbformat.v4.new_code_cell(source, metadata={"grader": {"kind": "check", "id": item.check.id}}))
+    if shell_notes:
+        notes.append("Shell commands and installs in your cells (!..., %pip, %%bash) were not run.")
+    return notebook, tokens, notes
+
+
+def check_outcomes(week: Week, executed: nbformat.NotebookNode | None, tokens: dict, cell_timeout: float) -> dict:
+    """Check id -> (passed, message), read from the injected cells' outputs: an error fails, the token passes."""
+    found = {}
+    for cell in executed.cells if executed is not None else []:
+        info = cell.get("metadata", {}).get("grader", {})
+        if info.get("kind") != "check" or info.get("id") not in tokens:
+            continue
+        outputs = cell.get("outputs", [])
+        errors = [o for o in outputs if o.get("output_type") == "error"]
+        text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+        if errors:
+            ename, evalue = errors[0].get("ename", "Error"), _plain(errors[0].get("evalue", ""))
+            if ename == "KeyboardInterrupt":
+                found[info["id"]] = (False, f"stopped: it ran longer than the limit of {cell_timeout:g} s for one cell")
+            else:
+                found[info["id"]] = (False, f"{ename}: {evalue}"[:600])
+        elif tokens[info["id"]] in text:
+            found[info["id"]] = (True, "")
+        elif cell.get("metadata", {}).get("papermill", {}).get("status") in ("running", "completed"):
+            found[info["id"]] = (False, "the check did not finish (the notebook was stopped or its output was hidden)")
+    return {c.id: found.get(c.id, (False, "not run: the notebook stopped before this check")) for c in week.checks}
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", str(text)).strip()
+
+
+def _truncate_outputs(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Shorten huge outputs in the stored copy (a student may print megabytes)."""
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            if isinstance(output.get("text"), str) and len(output["text"]) > OUTPUT_LIMIT:
+                output["text"] = output["text"][:OUTPUT_LIMIT] + f"\n... [{len(output['text']) - OUTPUT_LIMIT} characters cut by the grader]\n"
+    return notebook
+
+
+# --- execution in a separate process ------------------------------------------------------------
+
+
+def execute_one(source: str, target: str, cwd: str, cell_timeout: str, profile: str, memory_bytes: str) -> int:
+    """Run in the worker process: cap memory (the kernel inherits it), execute with papermill, keep going on errors."""
+    try:
+        import resource
+
+        limit = int(memory_bytes)
+        if limit > 0:
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    except (ImportError, ValueError, OSError):
+        pass  # no address-space limit on this platform
+    import papermill
+
+    try:
+        # Only the kernel starts in ``cwd`` (nbclient's resources path): the worker stays out of it, so a
+        # notebook that deletes its working folder cannot break the writing of the executed notebook.
+        papermill.execute_notebook(source, target, parameters={"PROFILE": profile}, kernel_name="python3",
+                                   resources={"metadata": {"path": cwd}}, progress_bar=False,
+                                   execution_timeout=float(cell_timeout), allow_errors=True, interrupt_on_timeout=True)
+    except papermill.PapermillExecutionError:
+        pass  # failing cells are expected; the grader reads them from the notebook
+    return 0
+
+
+WORKER = "import sys; from course_utils.grading import execute_one; sys.exit(execute_one(*sys.argv[1:]))"
+_running: dict[int, str] = {}
+_running_lock = threading.Lock()
+
+
+def _kill_marked(marker: str) -> None:
+    """Kill every process started for one submission (found by an environment marker; Linux /proc)."""
+    needle = marker.encode() + b"\0"
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return
+    for entry in proc.iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if needle in (entry / "environ").read_bytes():
+                    os.kill(int(entry.name), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+
+
+@dataclass
+class Settings:
+    profile: str = "cpu"
+    cell_timeout: float = 120.0
+    notebook_timeout: float = 600.0
+    memory_gb: float = 8.0
+
+
+def run_notebook(notebook: nbformat.NotebookNode, settings: Settings) -> tuple[str, str, nbformat.NotebookNode | None]:
+    """Execute a graded notebook in a worker process in a fresh empty folder; return (status, detail, executed)."""
+    with tempfile.TemporaryDirectory(prefix="grading-") as folder:
+        folder = Path(folder)
+        (folder / "nb").mkdir()
+        (folder / "work").mkdir()
+        source, target = folder / "nb" / "graded.ipynb", folder / "nb" / "executed.ipynb"
+        nbformat.write(notebook, source)
+        marker = f"COURSE_UTILS_GRADING_RUN={secrets.token_hex(8)}"
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg", marker.split("=")[0]: marker.split("=")[1]}
+        args = [sys.executable, "-c", WORKER, str(source), str(target), str(folder / "work"),
+                str(settings.cell_timeout), settings.profile, str(int(settings.memory_gb * 2**30))]
+        with open(folder / "nb" / "worker.log", "wb") as log:
+            process = subprocess.Popen(args, cwd=folder / "nb", env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+            with _running_lock:
+                _running[process.pid] = marker
+            try:
+                code = process.wait(timeout=settings.notebook_timeout)
+                status, detail = ("graded", "") if code == 0 else ("crashed", f"the grading process ended with code {code}")
+            except subprocess.TimeoutExpired:
+                status, detail = "timeout", f"stopped after {settings.notebook_timeout:g} s (the limit for a whole notebook)"
+            finally:
+                _stop(process, marker)
+        if status == "crashed":
+            tail = (folder / "nb" / "worker.log").read_text(errors="replace").strip().splitlines()[-3:]
+            if any("DeadKernelError" in line or "Kernel died" in line for line in tail):
+                detail = "the kernel died (out of memory, or the code ended the process)"
+            detail += (": " + " | ".join(tail))[:500] if tail else ""
+        try:
+            executed = nbformat.read(target, as_version=4)
+        except Exception:  # noqa: BLE001 - missing, or half-written when the run was killed
+            executed = None
+    return status, detail, executed
+
+
+def _stop(process: subprocess.Popen, marker: str) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    process.wait()
+    _kill_marked(marker)
+    with _running_lock:
+        _running.pop(process.pid, None)
+
+
+def grade_file(week: Week, path: Path, settings: Settings) -> tuple[dict, nbformat.NotebookNode | None]:
+    """Grade one submission file; never raises for a bad submission (its status says what happened)."""
+    start = time.perf_counter()
+    data = path.read_bytes()
+    result = {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(), "week": week.name,
+              "solution_sha256": week.sha256, "profile": settings.profile, "status": "", "detail": "", "notes": [],
+              "checks": [], "graded_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    outcomes, executed = {}, None
+    try:
+        submission = nbformat.reads(data.decode("utf-8"), as_version=4)
+        if not isinstance(submission.get("cells"), list):
+            raise TypeError("it has no list of cells")
+    except Exception as error:  # noqa: BLE001 - whatever is wrong with the file, it is that submission's status
+        result["status"] = "invalid"
+        result["detail"] = f"not a readable .ipynb notebook ({type(error).__name__}: {str(error)[:200]})"
+    else:
+        notebook, tokens, result["notes"] = graded_notebook(week, submission)
+        result["status"], result["detail"], executed = run_notebook(notebook, settings)
+        outcomes = check_outcomes(week, executed, tokens, settings.cell_timeout)
+        stopped = [c.metadata.get("grader", {}) for c in (executed.cells if executed is not None else [])
+                   if any(o.get("ename") == "KeyboardInterrupt" for o in c.get("outputs", []))]
+        if stopped and result["status"] == "graded":
+            result["status"] = "cell-timeout"
+        for info in stopped:
+            if info.get("kind") in ("answer", "extra"):
+                result["notes"].append(f"A cell of yours (with answer {info['answer']}) ran longer than the limit of "
+                                       f"{settings.cell_timeout:g} s for one cell and was stopped.")
+    for check in week.checks:
+        passed, message = outcomes.get(check.id, (False, result["detail"]))
+        result["checks"].append({"id": check.id, "question": check.question, "points": check.points,
+                                 "hidden": check.hidden, "passed": passed, "message": message})
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    return result, (_truncate_outputs(executed) if executed is not None else None)
+
+
+def model_submission(root: Path, week: str) -> nbformat.NotebookNode:
+    """The handout (the exercise's Colab notebook) filled in with the solution: what a perfect student hands in.
+
+    Grading it must give full marks; the tests and the benchmark start from it.
+    """
+    path = find_solution(root, week)
+    handout = nbformat.reads(build.generated_files(root)[Path("exercises") / f"{path.stem}.ipynb"], as_version=4)
+    solved = iter("\n".join(l for l in c.source.splitlines() if l.strip() not in (build.BEGIN_SOLUTION, build.END_SOLUTION))
+                  for c in build.read_source(path).cells if c.cell_type == "code" and build.BEGIN_SOLUTION in c.source)
+    for cell in handout.cells:
+        if cell.cell_type == "code" and PLACEHOLDER_START in cell.source:
+            cell.source = next(solved)
+    return handout
+
+
+# --- the run: stored results, gradebook, feedback -------------------------------------------------
+
+
+def submission_files(folder: Path) -> list[Path]:
+    """Every visible regular file of the folder (not recursive), sorted by name."""
+    if not folder.is_dir():
+        raise GradingError(f"Submissions folder not found: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise GradingError(f"Submissions folder is empty: {folder} (expected students' .ipynb files)")
+    return files
+
+
+def result_key(file_name: str) -> str:
+    return hashlib.sha256(file_name.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+
+
+def student_names(file_names: list[str], taken: set = frozenset()) -> dict[str, str]:
+    """File name -> a unique student name that is safe as a file name (unicode letters kept), none of ``taken``."""
+    names, taken = {}, {name.lower() for name in taken}
+    for file_name in sorted(file_names):
+        stem = file_name[:-6] if file_name.lower().endswith(".ipynb") else file_name
+        base = re.sub(r"[^\w.-]+", "_", unicodedata.normalize("NFC", stem)).strip("._-")[:80] or "student"
+        name, n = base, 1
+        while name.lower() in taken:
+            n += 1
+            name = f"{base}-{n}"
+        taken.add(name.lower())
+        names[file_name] = name
+    return names
+
+
+def _points(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def load_results(out: Path, week: Week) -> list[dict]:
+    results = []
+    for path in sorted((out / "results").glob("*.json")):
+        try:
+            results.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue  # a result half-written by an interrupted run: that file is graded again
+    return sorted([r for r in results if r.get("week") == week.name], key=lambda r: r["file"])
+
+
+def question_points(result: dict) -> dict[str, float]:
+    points = {}
+    for check in result["checks"]:
+        points[check["question"]] = points.get(check["question"], 0) + (check["points"] if check["passed"] else 0)
+    return points
+
+
+def write_reports(out: Path, week: Week) -> Path:
+    """Rewrite ``gradebook.csv`` and ``feedback/*.md`` from every stored result of the week."""
+    results = load_results(out, week)
+    names = {r["file"]: r["student"] for r in results if r.get("student")}
+    names.update(student_names([r["file"] for r in results if r["file"] not in names], set(names.values())))
+    feedback = out / "feedback"
+    feedback.mkdir(parents=True, exist_ok=True)
+    gradebook = out / "gradebook.csv"
+    with open(gradebook.with_suffix(".tmp"), "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["student", "file", "week", *week.questions, "total", "max", "status"])
+        for result in results:
+            points = question_points(result)
+            writer.writerow([names[result["file"]], result["file"], week.name,
+                             *(_points(points.get(q, 0)) for q in week.questions),
+                             _points(sum(points.values())), _points(week.max_points), result["status"]])
+            (feedback / f"{names[result['file']]}.md").write_text(feedback_text(week, result, names[result["file"]]),
+                                                                  encoding="utf-8")
+    os.replace(gradebook.with_suffix(".tmp"), gradebook)
+    return gradebook
+
+
+STATUS_TEXT = {
+    "graded": "your notebook ran to the end",
+    "cell-timeout": "a cell ran longer than the time limit and was stopped; the rest of the notebook still ran",
+    "timeout": "your notebook took longer than the time limit and was stopped; checks not reached score 0",
+    "crashed": "the run of your notebook broke off; checks not reached score 0",
+    "invalid": "the file could not be read as a Jupyter notebook, so nothing was run",
+}
+
+
+def feedback_text(week: Week, result: dict, student: str) -> str:
+    """A student's feedback: points per question, each check passed or failed with its message."""
+    points = question_points(result)
+    lines = [f"# Feedback on {week.name}: {student}", "",
+             f"File `{result['file']}`: **{_points(sum(points.values()))} / {_points(week.max_points)} points**.", "",
+             f"Status: {result['status']}, {STATUS_TEXT.get(result['status'], '')}"
+             + (f" ({result['detail']})." if result.get("detail") else "."), ""]
+    for question, maximum in week.questions.items():
+        lines += [f"## {question}: {_points(points.get(question, 0))} / {_points(maximum)}", ""]
+        for check in (c for c in result["checks"] if c["question"] == question):
+            kind = "hidden test" if check["hidden"] else "check"
+            worth = f"{_points(check['points'])} point{'s' if check['points'] != 1 else ''}"
+            if check["passed"]:
+                lines.append(f"- passed: {kind} {check['id']} ({worth})")
+            else:
+                lines.append(f"- FAILED: {kind} {check['id']} ({worth}): {check['message'] or 'not run'}")
+        lines.append("")
+    if result.get("notes"):
+        lines += ["## Notes", ""] + [f"- {note}" for note in result["notes"]] + [""]
+    return "\n".join(lines)
+
+
+def grade(week_name: str, submissions: Path, out: Path, *, root: Path | None = None, workers: int = 1,
+          force: bool = False, settings: Settings | None = None, progress: bool = True) -> Path:
+    """Grade every new or changed submission of a folder, then rewrite the gradebook; return its path."""
+    from tqdm import tqdm
+
+    settings = settings or Settings()
+    week = load_week(Path(root or Path.cwd()), week_name)
+    files = submission_files(submissions)
+    results_dir = out / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    others = {r.get("week") for r in map(_read_json, results_dir.glob("*.json"))} - {week.name, None}
+    if others:
+        raise GradingError(f"{out} already holds grades of {', '.join(sorted(others))}; use one output folder per week.")
+    # A student keeps the name given at their first grading, whatever files come later.
+    known = {r["file"]: r["student"] for r in load_results(out, week) if r.get("student")}
+    known.update(student_names([p.name for p in files if p.name not in known], set(known.values())))
+    todo = []
+    for path in files:
+        stored = _read_json(results_dir / f"{result_key(path.name)}.json")
+        same = (stored.get("sha256") == hashlib.sha256(path.read_bytes()).hexdigest()
+                and stored.get("solution_sha256") == week.sha256 and stored.get("profile") == settings.profile)
+        if force or not same:
+            todo.append(path)
+    bar = tqdm(total=len(files), initial=len(files) - len(todo), desc=f"grading {week.name}", unit="notebook",
+               disable=not progress)
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers))  # each thread drives one worker process
+    try:
+        futures = [pool.submit(grade_file, week, path, settings) for path in todo]
+        for future in concurrent.futures.as_completed(futures):
+            result, executed = future.result()
+            result["student"] = known[result["file"]]
+            key = result_key(result["file"])  # stored as soon as graded: an interrupted run resumes from here
+            if executed is not None:
+                nbformat.write(executed, results_dir / f"{key}.ipynb")
+            _write_json(results_dir / f"{key}.json", result)
+            bar.update(1)
+        pool.shutdown()
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        with _running_lock:
+            running = list(_running.items())
+        for pid, marker in running:  # interrupted: stop the notebooks still running
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            _kill_marked(marker)
+        raise
+    finally:
+        bar.close()
+        write_reports(out, week)
+    return out / "gradebook.csv"
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(data, indent=1, ensure_ascii=False))
+    os.replace(temporary, path)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m course_utils.grading", description=__doc__.split("\n\n")[0])
+    parser.add_argument("week", help="the exercise: a file stem of solutions/ (week1_exercise) or a week number (1)")
+    parser.add_argument("submissions", type=Path, help="folder of the students' .ipynb files (one per student)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder: gradebook.csv, feedback/, results/")
+    parser.add_argument("--workers", type=int, default=1, help="submissions graded in parallel (default 1)")
+    parser.add_argument("--timeout", type=float, default=120, help="seconds one cell may run before it is interrupted (default 120)")
+    parser.add_argument("--notebook-timeout", type=float, default=None,
+                        help="seconds a whole submission may run before it is stopped (default 5 x --timeout)")
+    parser.add_argument("--memory", type=float, default=8, help="address-space cap per submission in GiB, 0 for none (default 8)")
+    parser.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "gpu"), help="PROFILE injected into every notebook")
+    parser.add_argument("--force", action="store_true", help="grade again the submissions already graded")
+    parser.add_argument("--root", type=Path, default=Path.cwd(), help="repository root holding solutions/ (default: current folder)")
+    args = parser.parse_args(argv)
+    settings = Settings(args.profile, args.timeout, args.notebook_timeout or 5 * args.timeout, args.memory)
+    try:
+        gradebook = grade(args.week, args.submissions, args.out, root=args.root.resolve(), workers=args.workers,
+                          force=args.force, settings=settings)
+    except GradingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"Gradebook written to {gradebook}; feedback in {args.out / 'feedback'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

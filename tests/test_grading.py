@@ -1,0 +1,414 @@
+"""Grading: markers, cell matching, isolation of each run, and week 1 graded end to end.
+
+The submissions are written here by transforming the exercise handed out to
+students (its Colab .ipynb) with the solution's answers, then breaking them in
+the ways students do.
+"""
+
+import csv
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from course_utils import build, grading
+
+WEEK = "week1_exercise"
+
+
+# --- helpers: writing submissions ------------------------------------------------------------
+
+
+def answers(root):
+    """The solution's answer cells, as a student who solved them would have written them."""
+    cells = build.read_source(root / "solutions" / f"{WEEK}.py").cells
+    return ["\n".join(l for l in c.source.splitlines() if l.strip() not in (build.BEGIN_SOLUTION, build.END_SOLUTION))
+            for c in cells if c.cell_type == "code" and build.BEGIN_SOLUTION in c.source]
+
+
+def handout(root):
+    """The exercise notebook as students download it."""
+    return nbformat.reads(build.generated_files(root)[Path(f"exercises/{WEEK}.ipynb")], as_version=4)
+
+
+def submission(root, filled):
+    """The handout with answer cell k (1-based) replaced by ``filled[k]``; the others stay blank."""
+    notebook = handout(root)
+    blanks = [c for c in notebook.cells if c.cell_type == "code" and "is not filled in yet" in c.source]
+    for number, source in filled.items():
+        blanks[number - 1].source = source
+    return notebook
+
+
+def replaced(text, old, new):
+    assert old in text, f"the solution changed: {old!r} is not in it any more"
+    return text.replace(old, new)
+
+
+def answer_cell(notebook, text):
+    return next(c for c in notebook.cells if c.cell_type == "code" and text in c.source)
+
+
+def write(folder, name, notebook):
+    (folder / name).write_text(nbformat.writes(notebook))
+
+
+WRONG_CORRELATE = """\
+def correlate2d(x, kernel, padding=0, stride=1):
+    # forgets the padding
+    kh, kw, _, filters = kernel.shape
+    out_h, out_w = (x.shape[0] - kh) // stride + 1, (x.shape[1] - kw) // stride + 1
+    y = np.zeros((out_h, out_w, filters))
+    for i in range(out_h):
+        for j in range(out_w):
+            y[i, j] = np.tensordot(x[i * stride:i * stride + kh, j * stride:j * stride + kw], kernel, axes=3)
+    return y
+"""
+
+CHEAT = """\
+import sys, types
+import course_utils.checks as _checks
+
+def _always(*args, **kwargs):
+    return None
+
+for _name in ("check", "check_close", "check_equal", "check_shape"):
+    setattr(_checks, _name, _always)
+sys.modules["course_utils.checks"] = types.SimpleNamespace(check=_always, check_close=_always, check_equal=_always,
+                                                           check_shape=_always, passed=lambda what: None)
+check = check_close = check_equal = check_shape = _always
+print("✔ correlate2d: all checks passed")
+
+def correlate2d(x, kernel, padding=0, stride=1):
+    return np.zeros((1, 1, 1))
+"""
+
+CHEAT_SIZES = """\
+def output_size(n, kernel, stride=1, padding=0):
+    return 0
+
+
+def conv_params(kh, kw, in_channels, filters):
+    return 0
+
+
+first_layer_side = c3_params = vgg_block_params = 0
+print("✔ output sizes and parameter counts: all checks passed")
+"""
+
+# Expected points per question (correlate2d, sizes, lenet5, training, tta) and status.
+EXPECTED = {
+    "Correct solution": ([3, 3, 2, 2, 3], "graded"),
+    "Zoë partly wrong": ([0, 1, 2, 0, 3], "graded"),
+    "raises at import": ([0, 3, 0, 0, 0], "graded"),
+    "Loop forever": ([0, 3, 0, 0, 0], "cell-timeout"),
+    "megabytes": ([3, 0, 0, 0, 0], "graded"),
+    "cheater": ([0, 0, 0, 0, 0], "graded"),
+    "deletes files": ([3, 3, 0, 0, 0], "graded"),
+    "reordered": ([3, 3, 0, 0, 0], "graded"),
+    "broken file": ([0, 0, 0, 0, 0], "invalid"),  # not a notebook
+    "broken_file": ([0, 0, 0, 0, 0], "invalid"),  # truncated JSON; same sanitised name
+}
+
+
+def write_submissions(root, folder):
+    """One file per case of EXPECTED."""
+    solved = answers(root)
+    everything = dict(enumerate(solved, 1))
+    write(folder, "Correct solution.ipynb", grading.model_submission(root, WEEK))
+
+    partly = dict(everything)
+    partly[1] = WRONG_CORRELATE
+    partly[2] = replaced(partly[2], "conv_params(3, 3, 64, 128)", "3 * 3 * 64 * 128")  # forgets the biases
+    partly[4] += "\nlenet = build_lenet5()  # a fresh, untrained model"
+    write(folder, "Zoë partly wrong.ipynb", submission(root, partly))
+
+    write(folder, "raises at import.ipynb", submission(root, {1: "import a_module_that_does_not_exist\n" + solved[0],
+                                                              2: solved[1]}))
+    # The loop sleeps so that it does not slow the other submissions down while it waits for the limit.
+    write(folder, "Loop forever.ipynb", submission(root, {1: "import time\nwhile True:\n    time.sleep(0.05)\n" + solved[0],
+                                                          2: solved[1]}))
+    write(folder, "megabytes.ipynb", submission(root, {1: solved[0] + "\nfor _ in range(60_000):\n    print('x' * 99)"}))
+    write(folder, "cheater.ipynb", submission(root, {1: CHEAT, 2: CHEAT_SIZES}))
+    deletes = ("\nimport os, shutil\nfrom pathlib import Path\nPath('precious.txt').write_text('x')\n"
+               "for p in Path.cwd().iterdir():\n    shutil.rmtree(p) if p.is_dir() else p.unlink()\n"
+               "shutil.rmtree(Path.cwd())")
+    write(folder, "deletes files.ipynb", submission(root, {1: solved[0] + deletes, 2: solved[1]}))
+
+    # Reordered and deleted cells: answers 2 and 5 moved to the top, answer 3 and a check deleted,
+    # and a helper cell of the student's own used by answer 1.
+    notebook = submission(root, {**everything, 1: replaced(solved[0], "x = np.pad(", "x = pad_all(")})
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    second, fifth = answer_cell(notebook, "def output_size"), answer_cell(notebook, "def tta_predict")
+    third, lenet_check = answer_cell(notebook, "def build_lenet5():\n    return"), answer_cell(notebook, "lenet = build_lenet5()")
+    first = answer_cell(notebook, "def correlate2d")
+    helper = nbformat.v4.new_code_cell("def pad_all(x, *widths):\n    return np.pad(x, *widths)")
+    cells = [c for c in notebook.cells if c not in (second, fifth, third, lenet_check)]
+    cells.insert(cells.index(first), helper)
+    setup = next(c for c in code if "import keras" in c.source)
+    cells[cells.index(setup) + 1:cells.index(setup) + 1] = [fifth, second]
+    notebook.cells = cells
+    write(folder, "reordered.ipynb", notebook)
+
+    (folder / "broken file.ipynb").write_text("This is my homework, I could not export the notebook.\n")
+    text = nbformat.writes(submission(root, everything))
+    (folder / "broken_file.ipynb").write_text(text[: len(text) // 2])
+
+
+def digests(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def read_gradebook(out):
+    with open(out / "gradebook.csv", newline="", encoding="utf-8") as handle:
+        return {row["file"]: row for row in csv.DictReader(handle)}
+
+
+def stored(out):
+    return {json.loads(p.read_text())["file"]: json.loads(p.read_text()) for p in (out / "results").glob("*.json")}
+
+
+# --- week 1 graded end to end (one run shared by the tests below) -------------------------------
+
+# The limit per cell leaves room for the slowest cell of a correct submission on a busy machine
+# (importing TensorFlow: 5 s alone, 45 s with other jobs running).
+SETTINGS = grading.Settings(profile="smoke", cell_timeout=90, notebook_timeout=400, memory_gb=8)
+
+
+@pytest.fixture(scope="module")
+def graded(root, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("submissions")
+    out = tmp_path_factory.mktemp("grades")
+    write_submissions(root, folder)
+    before = digests(folder)
+    start = time.perf_counter()
+    grading.grade(WEEK, folder, out, root=root, workers=2, settings=SETTINGS, progress=False)
+    return folder, out, before, time.perf_counter() - start
+
+
+def test_gradebook_has_one_correct_row_per_submission(graded):
+    folder, out, _, _ = graded
+    rows = read_gradebook(out)
+    assert set(rows) == {p.name for p in folder.iterdir()}
+    questions = ["correlate2d", "sizes", "lenet5", "training", "tta"]
+    problems = []
+    for file_name, row in rows.items():
+        points, status = EXPECTED[file_name[:-6]]
+        found = [int(row[q]) for q in questions]
+        if found != points or row["status"] != status or int(row["total"]) != sum(points) or row["max"] != "13":
+            problems.append(f"{file_name}: {found} {row['status']}, expected {points} {status}")
+    assert not problems, "\n".join(problems)
+    assert rows["broken file.ipynb"]["student"] == "broken_file" and rows["broken_file.ipynb"]["student"] == "broken_file-2"
+    assert rows["Zoë partly wrong.ipynb"]["student"] == "Zoë_partly_wrong"
+
+
+def test_submissions_are_left_byte_identical(graded):
+    folder, _, before, _ = graded
+    assert digests(folder) == before
+
+
+def test_feedback_says_what_failed_and_why(graded):
+    _, out, _, _ = graded
+    feedback = {p.stem: p.read_text(encoding="utf-8") for p in (out / "feedback").glob("*.md")}
+    assert len(feedback) == len(EXPECTED)
+    assert "13 / 13 points" in feedback["Correct_solution"] and "FAILED" not in feedback["Correct_solution"]
+    partly = feedback["Zoë_partly_wrong"]
+    assert "6 / 13 points" in partly
+    assert "correlate2d with padding=1, stride=1: expected shape (9, 12, 4), got (7, 10, 4)" in partly
+    assert "vgg_block_params: expected 73856, got 73728" in partly
+    assert "LeNet-5 reaches" in partly and "at least 0.95 is needed" in partly
+    assert "ModuleNotFoundError" in feedback["raises_at_import"] or "NameError" in feedback["raises_at_import"]
+    assert "longer than the limit of 90 s" in feedback["Loop_forever"]
+    assert "could not be read as a Jupyter notebook" in feedback["broken_file"]
+    assert "Blank 7 of week1_exercise is not filled in yet" in feedback["megabytes"]
+    assert "No cell of yours matched answer cell 3" in feedback["reordered"]
+
+
+def test_printed_megabytes_are_cut_in_the_stored_notebook(graded):
+    _, out, _, _ = graded
+    key = grading.result_key("megabytes.ipynb")
+    assert (out / "results" / f"{key}.ipynb").stat().st_size < 1_000_000
+
+
+def test_second_run_skips_everything_and_grades_a_late_submission(graded, root):
+    folder, out, _, _ = graded
+    before = stored(out)
+    late = folder.parent / "late"
+    shutil.copytree(folder, late)
+    (late / "Broken file.ipynb").write_text("{")  # late, truncated (graded without running), and a name taken before
+    start = time.perf_counter()
+    grading.grade(WEEK, late, out, root=root, workers=2, settings=SETTINGS, progress=False)
+    assert time.perf_counter() - start < 30
+    after = stored(out)
+    assert {k: v["graded_at"] for k, v in after.items() if k in before} == {k: v["graded_at"] for k, v in before.items()}
+    assert after["Broken file.ipynb"]["status"] == "invalid"
+    rows = read_gradebook(out)
+    assert len(rows) == len(EXPECTED) + 1
+    assert rows["broken file.ipynb"]["student"] == "broken_file" and rows["Broken file.ipynb"]["student"] == "Broken_file-3"
+
+
+def test_forced_run_regrades(graded, root, tmp_path):
+    folder, out, _, _ = graded
+    subset = tmp_path / "subset"
+    subset.mkdir()
+    for name in ("broken file.ipynb", "broken_file.ipynb"):  # quick to grade; the skip logic is the same for all
+        shutil.copy2(folder / name, subset / name)
+    before = stored(out)
+    time.sleep(1.1)  # graded_at has a resolution of one second
+    grading.grade(WEEK, subset, out, root=root, workers=2, settings=SETTINGS, force=True, progress=False)
+    after = stored(out)
+    for name in ("broken file.ipynb", "broken_file.ipynb"):
+        assert after[name]["graded_at"] != before[name]["graded_at"]
+    assert after["Correct solution.ipynb"] == before["Correct solution.ipynb"]
+    rows = read_gradebook(out)
+    assert rows["broken_file.ipynb"]["status"] == "invalid" and rows["Correct solution.ipynb"]["total"] == "13"
+
+
+def test_an_interrupted_run_resumes_with_what_is_missing(graded, root):
+    folder, out, _, _ = graded
+    (out / "results" / f"{grading.result_key('broken file.ipynb')}.json").write_text('{"file": "broken fi')  # cut mid-write
+    grading.grade(WEEK, folder, out, root=root, workers=1, settings=SETTINGS, progress=False)
+    assert stored(out)["broken file.ipynb"]["status"] == "invalid"
+
+
+# --- the solution's markers --------------------------------------------------------------------
+
+
+def test_week1_points_come_from_the_check_markers(root):
+    week = grading.load_week(root, "1")
+    assert week.name == WEEK
+    assert week.questions == {"correlate2d": 3, "sizes": 3, "lenet5": 2, "training": 2, "tta": 3}
+    assert [c.id for c in week.checks if c.hidden] == ["correlate2d.2", "sizes.2", "tta.2"]
+    assert all("### BEGIN HIDDEN" not in c.source for c in week.checks)
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "solutions").glob("*.py")))
+def test_every_exercise_can_be_graded(root, name):
+    """Markers parse, and each answer cell of a perfect submission is found (no execution: quick)."""
+    if "# CHECK" not in (root / "solutions" / f"{name}.py").read_text():
+        pytest.skip(f"{name} has no '# CHECK <question> points=<n>' markers yet (see book/instructors.md)")
+    week = grading.load_week(root, name)
+    notebook, tokens, notes = grading.graded_notebook(week, grading.model_submission(root, name))
+    assert not notes, notes
+    assert set(tokens) == {c.id for c in week.checks}
+    answers = sum(1 for c in week.cells if isinstance(c, grading.Slot) and c.kind == "answer")
+    assert sum(1 for c in notebook.cells if c.metadata.get("grader", {}).get("kind") == "answer") == answers
+
+
+def demo_root(tmp_path, root, solution):
+    shutil.copy2(root / "_config.yml", tmp_path / "_config.yml")
+    (tmp_path / "solutions").mkdir()
+    (tmp_path / "solutions" / "week9_exercise.py").write_text(solution)
+    return tmp_path
+
+
+@pytest.mark.parametrize("cell, problem", [
+    ("# CHECK q1 points=two\nassert True", "malformed marker"),
+    ("### BEGIN HIDDEN TESTS\nassert True\n### END HIDDEN TESTS", "without a '# CHECK"),
+    ("# CHECK q1 points=1\n### BEGIN SOLUTION\nx = 1\n### END SOLUTION", "both a solution and a CHECK"),
+    ("assert True", "has no '# CHECK"),
+])
+def test_marker_mistakes_are_reported(tmp_path, root, cell, problem):
+    solution = f"# %% tags=[\"parameters\"]\nPROFILE = None\n\n# %%\n{cell}\n"
+    with pytest.raises(grading.GradingError, match=problem):
+        grading.load_week(demo_root(tmp_path, root, solution), "week9_exercise")
+
+
+def test_cells_are_matched_whatever_their_order(root):
+    week = grading.load_week(root, WEEK)
+    slots = [c for c in week.cells if isinstance(c, grading.Slot)]
+    solved = answers(root)
+    student = [solved[4], "x = 1  # scratch", solved[1], solved[0]]  # answers 5, 2, 1; 3 and 4 deleted
+    matched = grading.match_cells(student, slots)
+    by_answer = {slots[j].number: i for j, i in matched.items() if slots[j].kind == "answer"}
+    assert by_answer == {5: 0, 2: 2, 1: 3}
+
+
+def test_student_names_are_safe_and_unique():
+    names = grading.student_names(["a b.ipynb", "a_b.ipynb", "A B.ipynb", "../../etc.ipynb", "Łukasz Żak.ipynb",
+                                   ".ipynb", "notes.txt"])
+    assert len({n.lower() for n in names.values()}) == len(names)
+    assert names["Łukasz Żak.ipynb"] == "Łukasz_Żak"
+    assert all("/" not in n and not n.startswith(".") and n for n in names.values())
+    assert names[".ipynb"] == "student" and names["notes.txt"] == "notes.txt"
+    assert grading.student_names(["a b.ipynb"], taken={"A_B"}) == {"a b.ipynb": "a_b-2"}
+
+
+def test_command_line_errors_are_clear(root, tmp_path, capsys):
+    assert grading.main(["week42", str(tmp_path), "--out", str(tmp_path / "o"), "--root", str(root)]) == 2
+    assert "Unknown week 'week42'" in capsys.readouterr().err
+    assert grading.main(["1", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"), "--root", str(root)]) == 2
+    assert "not found" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert grading.main(["1", str(tmp_path / "empty"), "--out", str(tmp_path / "o"), "--root", str(root)]) == 2
+    assert "is empty" in capsys.readouterr().err
+
+
+# --- isolation of one run (tiny notebooks, no TensorFlow) ---------------------------------------
+
+
+def tiny(*sources):
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    notebook.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    return notebook
+
+
+def cell_with(notebook, text):
+    return next(c for c in notebook.cells if c.cell_type == "code" and text in c.source)
+
+
+def outputs_text(notebook):
+    return "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
+
+
+def test_a_cell_over_the_limit_is_interrupted_and_the_next_cells_run():
+    status, _, executed = grading.run_notebook(tiny("import os\nprint(os.listdir('.'), os.getcwd())",
+                                                    "while True:\n    pass", "print('after')"),
+                                               grading.Settings(cell_timeout=3, notebook_timeout=60))
+    assert status == "graded"
+    assert cell_with(executed, "listdir").outputs[0].text.startswith("[] /")  # an empty folder of its own
+    assert cell_with(executed, "while True").outputs[-1].ename == "KeyboardInterrupt"
+    assert "after" in outputs_text(executed)
+
+
+def test_a_notebook_over_its_limit_is_stopped_with_its_processes(tmp_path):
+    pid_file = tmp_path / "pid"
+    stubborn = (f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\nwhile True:\n"
+                "    try:\n        time.sleep(0.1)\n    except KeyboardInterrupt:\n        pass")
+    start = time.perf_counter()
+    status, detail, _ = grading.run_notebook(tiny(stubborn), grading.Settings(cell_timeout=2, notebook_timeout=12))
+    assert status == "timeout" and "12 s" in detail
+    assert time.perf_counter() - start < 30
+    assert not alive(int(pid_file.read_text())), "the kernel was left running"
+
+
+def alive(pid, wait=5.0):
+    """True if the process still runs after ``wait`` seconds (a zombie waiting to be reaped counts as ended)."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return False
+        except OSError:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def test_a_dying_kernel_is_reported_as_crashed():
+    status, _, _ = grading.run_notebook(tiny("print('before')", "import os\nos._exit(1)", "print('never')"),
+                                        grading.Settings(cell_timeout=20, notebook_timeout=60))
+    assert status == "crashed"
+
+
+def test_memory_is_capped():
+    status, _, executed = grading.run_notebook(tiny("big = bytearray(4 * 2**30)", "print('still here')"),
+                                               grading.Settings(cell_timeout=30, notebook_timeout=60, memory_gb=2))
+    assert status == "graded"
+    assert cell_with(executed, "bytearray").outputs[-1].ename == "MemoryError"
+    assert "still here" in outputs_text(executed)
