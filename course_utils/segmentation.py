@@ -45,6 +45,8 @@ def conv_block(x, filters: int, batch_norm: bool = True, dropout: float = 0.0, r
                name: str = "block"):
     """Two 3x3 convolutions (each followed by batch norm when asked, then ReLU), then dropout.
 
+    Batch norm uses a momentum of 0.9 (Keras: 0.99) so that its running averages,
+    used at prediction time, settle within the few hundred steps of a short training.
     With ``residual`` the block's input, projected by a 1x1 convolution to
     ``filters`` channels, is added before the second ReLU (a ResNet-style block).
     """
@@ -52,7 +54,7 @@ def conv_block(x, filters: int, batch_norm: bool = True, dropout: float = 0.0, r
     for i in (1, 2):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=not batch_norm, name=f"{name}_conv{i}")(x)
         if batch_norm:
-            x = layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+            x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn{i}")(x)
         if i == 2 and residual:
             shortcut = layers.Conv2D(filters, 1, padding="same", name=f"{name}_shortcut")(shortcut)
             x = layers.Add(name=f"{name}_add")([x, shortcut])
@@ -177,17 +179,30 @@ def transposed_conv_by_hand(x, kernel, stride: int):
 # ------------------------------------------------------------------------- losses and metrics
 
 
+def _align(y_true, y_pred):
+    """Truth as class ids (..., H, W), prediction as (..., H, W, C).
+
+    Accepts truth with a trailing channel axis of 1, and a binary prediction
+    whose channel axis was squeezed away (Keras does that to one-channel
+    predictions before calling a loss function).
+    """
+    y_true, y_pred = ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred)
+    if len(y_true.shape) == len(y_pred.shape):
+        if y_true.shape[-1] == 1:
+            y_true = ops.squeeze(y_true, axis=-1)
+        else:
+            y_pred = ops.expand_dims(y_pred, -1)
+    return y_true, y_pred
+
+
 def _one_hot_pair(y_true, y_pred):
     """(true, predicted) as float tensors of the same shape (..., C): one-hot truth, probabilities.
 
     ``y_true`` holds class ids, shape (..., H, W) or (..., H, W, 1). For a one-channel
     (binary) prediction, the truth is the 0/1 foreground mask in one channel.
     """
-    y_pred = ops.convert_to_tensor(y_pred)
+    y_true, y_pred = _align(y_true, y_pred)
     y_pred = ops.cast(y_pred, "float32")
-    y_true = ops.convert_to_tensor(y_true)
-    if len(y_true.shape) == len(y_pred.shape):
-        y_true = ops.squeeze(y_true, axis=-1)
     channels = y_pred.shape[-1]
     if channels == 1:
         return ops.cast(ops.expand_dims(y_true, -1) > 0, "float32"), y_pred
@@ -285,9 +300,7 @@ class _ConfusionMetric(keras.metrics.Metric):
                                         dtype="float32", name="confusion")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true = ops.convert_to_tensor(y_true)
-        if len(y_true.shape) == len(ops.shape(y_pred)):
-            y_true = ops.squeeze(y_true, axis=-1)
+        y_true, y_pred = _align(y_true, y_pred)
         truth = ops.one_hot(ops.reshape(ops.cast(y_true, "int32"), (-1,)), self.num_classes, dtype="float32")
         guess = ops.one_hot(ops.reshape(predicted_labels(y_pred), (-1,)), self.num_classes, dtype="float32")
         self.matrix.assign_add(ops.matmul(ops.transpose(truth), guess))
@@ -397,6 +410,34 @@ def compile_segmenter(model: keras.Model, loss="ce", learning_rate: float = 3e-3
     metrics = [MeanIoU(num_classes)] + ([DiceScore(2)] if channels == 1 else [])
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=metrics)
     return model
+
+
+def fit_segmenter(model: keras.Model, images, masks, epochs: int, loss="ce", learning_rate: float = 3e-3,
+                  batch_size: int = 32, augment: bool = False, seed: int = 0, validation=None):
+    """Compile ``model`` (:func:`compile_segmenter`, cosine decay over the whole run) and fit it quietly.
+
+    ``masks`` are class ids (binary 0/1 masks for a one-channel model).
+    ``augment`` trains on :func:`make_segmentation_dataset` with paired
+    augmentation. ``validation``: optional ``(images, masks)``. Returns
+    ``(history, seconds)``.
+    """
+    import time
+
+    steps = max(1, epochs * int(np.ceil(len(images) / batch_size)))
+    compile_segmenter(model, loss=loss, learning_rate=learning_rate, steps=steps)
+    start = time.perf_counter()
+    if augment:
+        data = make_segmentation_dataset(images, masks, batch_size, shuffle=True, augment=True, seed=seed)
+        history = model.fit(data, epochs=epochs, verbose=0, validation_data=validation)
+    else:
+        history = model.fit(images, masks, epochs=epochs, batch_size=batch_size, verbose=0,
+                            validation_data=validation)
+    return history, time.perf_counter() - start
+
+
+def predict_masks(model: keras.Model, images, batch_size: int = 128) -> np.ndarray:
+    """Predicted class ids (n, H, W) uint8 for a batch of images (threshold 0.5 for a binary model)."""
+    return np.asarray(predicted_labels(model.predict(images, batch_size=batch_size, verbose=0))).astype(np.uint8)
 
 
 # ------------------------------------------------------------------------------- augmentation
@@ -595,8 +636,9 @@ def _class_ids(masks, sources, class_names, mask_map):
         unknown = np.flatnonzero((recoded < 0).reshape(len(out), -1).any(axis=1))
         if unknown.size:
             i = unknown[0]
-            values = sorted(set(np.unique(out[i])) - set(mask_map))
-            raise ValueError(f"Mask {sources[i]} has values {values} that mask_map does not map "
+            values = sorted(int(v) for v in set(np.unique(out[i])) - set(mask_map))
+            shown = f"{values[:10]}" + (f" and {len(values) - 10} more" if len(values) > 10 else "")
+            raise ValueError(f"Mask {sources[i]} has values {shown} that mask_map does not map "
                              f"(it maps {sorted(mask_map)})")
         out = recoded
     if class_names is None:
@@ -679,15 +721,19 @@ def error_map(y_true, y_pred_labels) -> np.ndarray:
 
 
 def show_segmentation(images, true_masks, pred_masks=None, class_names=None, n: int = 6, title: str | None = None):
-    """One column per image; rows: image, true mask over the image, and when given the prediction and its errors."""
+    """One column per image; rows: image, true mask, and when given the predicted mask and the error map.
+
+    Masks are drawn with one colour per class (:data:`MASK_COLOURS`, background
+    black); see :func:`overlay` to tint an image with its mask instead.
+    """
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
     images, true_masks = np.asarray(images)[:n], np.asarray(true_masks)[:n]
-    rows = [("image", lambda i: images[i]), ("true mask", lambda i: overlay(images[i], true_masks[i]))]
+    rows = [("image", lambda i: images[i]), ("true mask", lambda i: colour_mask(true_masks[i]))]
     if pred_masks is not None:
         pred_masks = np.asarray(pred_masks)[:n]
-        rows += [("prediction", lambda i: overlay(images[i], pred_masks[i])),
+        rows += [("prediction", lambda i: colour_mask(pred_masks[i])),
                  ("errors", lambda i: error_map(true_masks[i], pred_masks[i]))]
     count = len(images)
     fig, axes = plt.subplots(len(rows), count, figsize=(1.7 * count + 1.2, 1.7 * len(rows) + 0.6), squeeze=False)

@@ -1,0 +1,475 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Week 4: Image segmentation with U-Net
+#
+# A classifier gives one answer per image, a detector one box per object. A
+# **segmentation** network answers for every pixel: which class does this pixel
+# belong to? Its output is a mask the size of the image. This week builds the
+# network most often used for it, U-Net {cite}`ronneberger2015`, from its parts:
+# an *encoder* that shrinks the image while it grows the number of feature maps,
+# a *bottleneck*, a *decoder* that grows the maps back to the size of the image
+# with transposed convolutions, *skip connections* that hand the decoder the
+# fine detail the encoder had, and a 1×1 convolution that classifies each pixel.
+#
+# We compute a transposed convolution by hand, train U-Nets for binary and
+# multi-class masks, look at their mistakes pixel by pixel, remove the skip
+# connections to see what they are worth, and compare two losses on small
+# objects. The data are the course's synthetic scenes, whose masks come from
+# the same drawing as the images, so nothing is downloaded.
+
+# %% tags=["parameters"]
+# Papermill sets this: "smoke" (seconds, for tests), "cpu" (minutes) or "gpu".
+# None picks "gpu" when TensorFlow sees a GPU and "cpu" otherwise.
+PROFILE = None
+
+# %%
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers
+from PIL import Image
+
+from course_utils import config, plots, segmentation
+from course_utils.scenes import make_scenes
+
+profile = config.setup(PROFILE, seed=4)
+SIZE = profile.pick(smoke=32, cpu=32, gpu=64)  # image side in pixels
+N_TRAIN = profile.pick(smoke=200, cpu=2000, gpu=4000)  # training scenes for the main model
+EPOCHS = profile.pick(smoke=2, cpu=20, gpu=30)  # epochs of the main model
+N_SMALL = profile.pick(smoke=100, cpu=600, gpu=2000)  # scenes for the side experiments
+EPOCHS_SMALL = profile.pick(smoke=1, cpu=6, gpu=15)
+BASE = profile.pick(smoke=8, cpu=8, gpu=16)  # filters of the first level
+print(f"profile: {profile}, {SIZE}x{SIZE} images, {N_TRAIN} training scenes, {EPOCHS} epochs")
+print(config.describe_device())
+
+# %% [markdown]
+# ## 1. The task: one label per pixel
+#
+# Each scene holds one or two filled shapes (circle, square, triangle, diamond)
+# on a textured background. The mask gives every pixel a class id: 0 for the
+# background and 1 + the shape's index for an object. The colour of a shape
+# says nothing about its class, so the network has to recognise the *shape*,
+# and then paint all of its pixels with that class. We draw separate training,
+# validation and test scenes from different seeds.
+
+# %% tags=["nbval-check-output"]
+OBJECTS = (1, 2)
+train = make_scenes(N_TRAIN, size=SIZE, seed=1, objects=OBJECTS)
+valid = make_scenes(N_TRAIN // 10, size=SIZE, seed=2, objects=OBJECTS)
+test = make_scenes(500, size=SIZE, seed=3, objects=OBJECTS)
+CLASSES = ("background",) + train.class_names
+print(f"images {train.images.shape} {train.images.dtype}, masks {train.masks.shape} {train.masks.dtype}")
+print(f"validation: {len(valid)} scenes, test: {len(test)} scenes")
+share = np.bincount(train.masks.ravel(), minlength=len(CLASSES)) / train.masks.size
+print("share of the pixels per class:", ", ".join(f"{c} {s:.1%}" for c, s in zip(CLASSES, share)))
+
+# %% [markdown]
+# The background covers most of the pixels. A "network" that answers
+# *background* everywhere is right about that often, which is why pixel
+# accuracy is a poor score for segmentation. We use the **intersection over
+# union** (IoU, or Jaccard index) of each class instead: the pixels both the
+# truth and the prediction give to the class, divided by the pixels either of
+# them gives to it. Its relative, the **Dice coefficient**, is
+# $2|T \cap P| / (|T| + |P|)$. The all-background answer scores an IoU of 0 on
+# every shape class:
+
+# %% tags=["nbval-check-output"]
+all_background = np.zeros_like(test.masks)
+print(f"pixel accuracy of 'all background': {np.mean(all_background == test.masks):.3f}")
+print("its IoU per class:", np.round(segmentation.per_class_iou(test.masks, all_background, len(CLASSES)), 3))
+
+# %%
+fig = segmentation.show_segmentation(train.images, train.masks, class_names=CLASSES, n=8,
+                                     title="training scenes and their masks")
+
+# %% [markdown]
+# ## 2. The encoder: smaller maps, more of them
+#
+# `course_utils.segmentation.unet` builds the network. Each encoder level is a
+# block of two 3×3 convolutions (each followed by batch normalisation and a
+# ReLU), then a 2×2 max pooling that halves the height and width. The number
+# of filters doubles from one level to the next. Below the last level, the
+# bottleneck block works on the smallest maps. With three levels and 8 filters
+# in the first one, a 32×32 image goes through these shapes:
+
+# %% tags=["nbval-check-output"]
+model = segmentation.unet((SIZE, SIZE, 3), num_classes=len(CLASSES), depth=3, base_filters=BASE)
+for name, shape in segmentation.level_shapes(model):
+    print(f"{name:>16}: {'x'.join(map(str, shape))}")
+bottleneck = model.get_layer("bottleneck_relu2").output.shape[1:]
+print(f"numbers in an input image: {SIZE * SIZE * 3:,}; in the bottleneck: {np.prod(bottleneck):,} "
+      f"({'x'.join(map(str, bottleneck))})")
+
+# %% [markdown]
+# Going down, each map covers a larger part of the image with fewer, coarser
+# pixels: at the bottleneck one position summarises an 8×8 patch of the input
+# (and, through the stacked 3×3 convolutions, sees much more of it). That is
+# where *what* is in the image is best known and *where* is known most
+# roughly. The bottleneck is a compact description of the scene: fewer numbers
+# than the image has pixel values. The decoder has to turn it back into a
+# full-size mask.
+#
+# Because every pooling halves the size, the input side must be divisible by
+# $2^\text{depth}$, or the decoder could not restore it exactly. The builder
+# says so rather than failing somewhere inside:
+
+# %% tags=["nbval-check-output"]
+try:
+    segmentation.unet((36, 36, 3), depth=3)
+except ValueError as error:
+    print(error)
+
+# %% [markdown]
+# ## 3. Going back up: the transposed convolution
+#
+# A strided convolution makes a map smaller; a **transposed convolution**
+# makes it larger, and its kernel is learned. One way to compute it: write
+# $s - 1$ zeros between neighbouring inputs (for stride $s$), pad the result
+# with $k - 1$ zeros on every side, and run an ordinary convolution with the
+# kernel flipped in both directions. Each input value thereby "stamps" a copy
+# of the kernel, scaled by the value, into the output, and overlapping stamps
+# add up. Along one axis the output has $(n - 1)\,s + k$ values. Here it is in
+# NumPy for a 2×2 input, a 3×3 kernel and stride 2, checked against Keras'
+# `Conv2DTranspose` given the same kernel:
+
+# %% tags=["nbval-check-output"]
+x = np.array([[1.0, 2.0], [3.0, 4.0]])
+kernel = np.arange(1.0, 10.0).reshape(3, 3)
+spread = np.zeros((3, 3))
+spread[::2, ::2] = x  # stride 2: one zero between neighbours
+print("input with zeros in between:\n", spread)
+by_hand = segmentation.transposed_conv_by_hand(x, kernel, stride=2)
+print("transposed convolution by hand:\n", by_hand)
+
+transposed = layers.Conv2DTranspose(1, 3, strides=2, padding="valid", use_bias=False)
+transposed.build((1, 2, 2, 1))
+transposed.set_weights([kernel[:, :, None, None]])
+by_keras = transposed(x[None, :, :, None]).numpy()[0, :, :, 0]
+print(f"output size (n - 1) s + k = {segmentation.transposed_conv_output_size(2, 3, 2)}; "
+      f"Keras gives {by_keras.shape}, equal to ours: {np.allclose(by_hand, by_keras)}")
+
+# %% [markdown]
+# The top-left corner is $1 \times 1 = 1$ (only the first input's stamp reaches
+# it); the centre, $1\cdot9 + 2\cdot7 + 3\cdot3 + 4\cdot1 = 36$, is where all four
+# stamps overlap. That uneven overlap is a known weakness: with a kernel of 3
+# and a stride of 2, some output pixels receive one stamp, others two or four,
+# so even a constant input and a constant kernel give a chequered output. The
+# U-Net of this course uses a 2×2 kernel with stride 2 ("same" padding): the
+# stamps tile the output without overlapping, each input becomes one 2×2
+# block.
+
+# %% tags=["nbval-check-output"]
+ones = np.ones((3, 3))
+print("kernel 3, stride 2, all ones:\n", segmentation.transposed_conv_by_hand(ones, np.ones((3, 3)), 2))
+print("kernel 2, stride 2, all ones:\n", segmentation.transposed_conv_by_hand(ones, np.ones((2, 2)), 2))
+
+# %% [markdown]
+# The alternative is to **upsample** without weights (repeat each value, or
+# interpolate bilinearly) and let a following convolution do the learning.
+# Both double the size; the transposed convolution learns how to, at the cost
+# of parameters:
+
+# %% tags=["nbval-check-output"]
+small = np.arange(4.0).reshape(1, 2, 2, 1)
+print("nearest-neighbour upsampling:\n", layers.UpSampling2D(2)(small).numpy()[0, :, :, 0])
+print("bilinear upsampling:\n", layers.UpSampling2D(2, interpolation="bilinear")(small).numpy()[0, :, :, 0])
+for layer in (layers.UpSampling2D(2), layers.Conv2DTranspose(32, 2, strides=2, padding="same")):
+    probe = keras.Sequential([keras.Input((4, 4, 64)), layer])
+    print(f"{type(layer).__name__:>16}: 4x4x64 -> {'x'.join(map(str, probe.output_shape[1:]))}, "
+          f"{probe.count_params():,} parameters")
+
+# %% [markdown]
+# The 8,224 parameters are $2 \cdot 2 \cdot 64 \cdot 32$ weights plus 32 biases.
+#
+# ## 4. Skip connections: concatenate or add
+#
+# After each transposed convolution, the decoder receives the output of the
+# encoder level of the same size. U-Net **concatenates** the two: the decoder
+# block then sees both the coarse "what" coming up from the bottleneck and the
+# sharp "where" of the encoder, side by side, as twice as many channels. The
+# alternative from residual networks is to **add** them, which needs equal
+# channel counts and keeps the decoder narrower. Without skips, the decoder
+# must rebuild the edges from the bottleneck's coarse maps alone. The
+# parameter counts:
+
+# %% tags=["nbval-check-output"]
+for skip in segmentation.SKIP_MODES:
+    variant = segmentation.unet((SIZE, SIZE, 3), len(CLASSES), depth=3, base_filters=BASE, skip=skip)
+    print(f"skips by {skip:<6}: {variant.count_params():>7,} parameters, "
+          f"first decoder block sees {variant.get_layer('dec2_conv1').input.shape[-1]} channels")
+residual = segmentation.unet((SIZE, SIZE, 3), len(CLASSES), depth=3, base_filters=BASE, residual=True)
+print(f"residual blocks (a 1x1 shortcut in each block): {residual.count_params():,} parameters")
+
+# %% [markdown]
+# The last layer is a 1×1 convolution: a small classifier applied to every
+# pixel's feature vector, with a softmax over the classes (or, for a binary
+# mask, a sigmoid giving the probability of "object").
+#
+# ## 5. Binary segmentation: object or background
+#
+# First the simpler task: every object pixel is 1, whatever its shape. The
+# model has one sigmoid output channel, and we train it with binary
+# cross-entropy plus the Dice loss ($1 -$ soft Dice, computed from the
+# probabilities), a common pairing for masks. Adam's learning rate decays along
+# a cosine (`segmentation.fit_segmenter`).
+
+# %%
+config.seed_everything(1)
+binary_model = segmentation.unet((SIZE, SIZE, 3), num_classes=1, depth=3, base_filters=BASE)
+binary_train = train.subset(slice(0, N_SMALL))
+history, seconds = segmentation.fit_segmenter(binary_model, binary_train.images, binary_train.binary_masks(),
+                                              epochs=EPOCHS_SMALL, loss="ce+dice", batch_size=16)
+binary_predicted = segmentation.predict_masks(binary_model, test.images)
+binary_iou = segmentation.per_class_iou(test.binary_masks(), binary_predicted, 2)
+dice = segmentation.dice_coefficient(test.binary_masks(), binary_predicted[..., None].astype("float32"), smooth=0.0)
+print(f"trained on {len(binary_train)} scenes in {seconds:.1f} s")
+print(f"test: Dice {float(dice):.3f}, IoU of the objects {binary_iou[1]:.3f}, of the background {binary_iou[0]:.3f}")
+
+# %%
+fig = segmentation.show_segmentation(test.images, test.binary_masks(), binary_predicted,
+                                     class_names=("background", "object"), n=8, title="binary U-Net on test scenes")
+
+# %% [markdown]
+# ## 6. Multi-class segmentation
+#
+# Now the full task: five classes, a softmax output, cross-entropy, and
+# `EPOCHS` epochs over all training scenes. The metric is the mean IoU over the
+# classes, accumulated over each epoch (`segmentation.MeanIoU`).
+
+# %%
+config.seed_everything(2)
+model = segmentation.unet((SIZE, SIZE, 3), num_classes=len(CLASSES), depth=3, base_filters=BASE)
+history, seconds = segmentation.fit_segmenter(model, train.images, train.masks, epochs=EPOCHS, loss="ce",
+                                              validation=(valid.images, valid.masks))
+print(f"trained {model.count_params():,} parameters for {EPOCHS} epochs in {seconds:.1f} s "
+      f"({EPOCHS * len(train) / seconds:.0f} images/s)")
+
+# %%
+fig = plots.training_curves(history, metrics=("loss", "mean_iou"), title="multi-class U-Net")
+
+# %% [markdown]
+# On the held-out test scenes, per class:
+
+# %%
+predicted = segmentation.predict_masks(model, test.images)
+results = {"U-Net (concat)": segmentation.per_class_iou(test.masks, predicted, len(CLASSES))}
+print(segmentation.iou_table(results, CLASSES))
+print(f"pixel accuracy: {np.mean(predicted == test.masks):.3f}")
+
+# %% [markdown]
+# Each column of the figure is one test scene: the image, the true mask, the
+# prediction, and an **error map** (red: object pixels missed or given the
+# wrong shape; blue: background taken for an object). Most scenes come out
+# (almost) perfect, so we show the eight with the most wrong pixels.
+
+# %%
+worst = np.argsort(-(predicted != test.masks).sum(axis=(1, 2)), kind="stable")[:8]
+fig = segmentation.show_segmentation(test.images[worst], test.masks[worst], predicted[worst], class_names=CLASSES,
+                                     n=8, title="multi-class U-Net: the eight test scenes with the most errors")
+
+# %% [markdown]
+# Two kinds of mistakes are possible: a thin seam along the edges of an
+# object (the outline is a little off) or a whole object painted with the
+# wrong class (the shape was misread). We count both, over the whole test set:
+# the share of wrong pixels that lie on an object's edge (within one pixel of
+# a change of class in the true mask), and the objects whose pixels mostly
+# received the wrong class.
+
+# %%
+def edge_pixels(masks):
+    """Pixels with a differently labelled neighbour (4-neighbourhood)."""
+    edge = np.zeros(masks.shape, bool)
+    edge[:, 1:] |= masks[:, 1:] != masks[:, :-1]
+    edge[:, :-1] |= masks[:, 1:] != masks[:, :-1]
+    edge[:, :, 1:] |= masks[:, :, 1:] != masks[:, :, :-1]
+    edge[:, :, :-1] |= masks[:, :, 1:] != masks[:, :, :-1]
+    return edge
+
+
+def misread_objects(scenes, predicted):
+    """Objects whose pixels mostly got another class, and the number of objects."""
+    wrong = total = 0
+    for i, (boxes, classes) in enumerate(zip(scenes.boxes.astype(int), scenes.box_classes)):
+        for (x0, y0, x1, y1), cls in zip(boxes, classes):
+            if cls < 0:
+                continue
+            inside = scenes.masks[i, y0:y1, x0:x1] == cls + 1
+            total += 1
+            wrong += np.mean(predicted[i, y0:y1, x0:x1][inside] == cls + 1) < 0.5
+    return wrong, total
+
+
+errors = predicted != test.masks
+wrong, total = misread_objects(test, predicted)
+print(f"wrong pixels: {errors.mean():.2%} of all; {np.mean(edge_pixels(test.masks)[errors]):.0%} of them on an edge")
+print(f"objects mostly given the wrong class: {wrong} of {total}")
+
+# %% [markdown]
+# ## 7. Ablation: what are the skip connections worth?
+#
+# An **ablation** removes one part of a model and measures the loss. We train
+# three U-Nets that differ only in their skips (concatenation, addition, none)
+# with the same data, seed and budget, on the binary task of section 5 (it
+# learns in a few epochs, so the three fit in this page's time), and score
+# them on the same test scenes. Beside the IoU of the objects we report the
+# accuracy on edge pixels, where the fine detail is needed most.
+
+# %%
+small_train = train.subset(slice(0, N_SMALL))
+truth = test.binary_masks()
+edges = edge_pixels(truth)
+ablation = {}
+print(f"{'skips':<8} {'parameters':>10} {'object IoU':>10} {'edge-pixel accuracy':>20} {'seconds':>8}")
+for skip in segmentation.SKIP_MODES:
+    config.seed_everything(3)
+    variant = segmentation.unet((SIZE, SIZE, 3), 1, depth=3, base_filters=BASE, skip=skip)
+    _, seconds = segmentation.fit_segmenter(variant, small_train.images, small_train.binary_masks(),
+                                            epochs=EPOCHS_SMALL, loss="ce+dice", batch_size=16)
+    guess = segmentation.predict_masks(variant, test.images)
+    ablation[skip] = segmentation.per_class_iou(truth, guess, 2)[1]
+    print(f"{skip:<8} {variant.count_params():>10,} {ablation[skip]:>10.3f} "
+          f"{np.mean(guess[edges] == truth[edges]):>20.3f} {seconds:>8.1f}")
+print(f"removing the skips changes the object IoU by {ablation['none'] - ablation['concat']:+.3f}")
+
+# %% [markdown]
+# Without skips, everything the decoder knows has passed through the
+# bottleneck's coarse maps: it can still say roughly *where* the objects are,
+# but it has to guess their exact outline, which is why the edge pixels are
+# the place to look for the difference. Addition passes the same detail on
+# with fewer parameters than concatenation; concatenation leaves the decoder
+# free to weigh the two sources differently. One short training per variant
+# is a single sample, so small differences between rows are within the noise
+# of the seed; a careful ablation repeats each run with several seeds.
+#
+# ## 8. The loss and small objects
+#
+# Cross-entropy averages over pixels, so a class that covers few pixels
+# counts for little in it: a model can lower the loss a lot by getting the
+# background right and stay lazy on small objects. The Dice loss is computed
+# per class from sums over the whole batch, so a class with few pixels weighs
+# as much as the background. To see the difference, we make scenes of three
+# to six small objects (4 to 7 pixels across) and train the same binary
+# U-Net twice, once with each loss. Beside the IoU of the object class we count the
+# objects *found*: those with at least half of their pixels predicted.
+
+# %% tags=["nbval-check-output"]
+tiny_args = dict(size=SIZE, objects=(3, 6), object_size=(4, 7))
+tiny_train = make_scenes(N_SMALL, seed=11, **tiny_args)
+tiny_test = make_scenes(300, seed=12, **tiny_args)
+print(f"objects per test scene: {tiny_test.object_counts().mean():.1f}, "
+      f"object pixels: {tiny_test.binary_masks().mean():.1%} of all")
+
+
+# %%
+def objects_found(scenes, predicted):
+    found = total = 0
+    for i, (boxes, classes) in enumerate(zip(scenes.boxes.astype(int), scenes.box_classes)):
+        for (x0, y0, x1, y1), cls in zip(boxes, classes):
+            if cls >= 0:
+                inside = scenes.masks[i, y0:y1, x0:x1] > 0
+                total += 1
+                found += np.mean(predicted[i, y0:y1, x0:x1][inside] > 0) >= 0.5
+    return found / total
+
+
+print(f"{'loss':<22} {'object IoU':>10} {'objects found':>14} {'share predicted as object':>26}")
+loss_results = {}
+for loss in ("ce", "dice"):
+    config.seed_everything(5)
+    tiny_model = segmentation.unet((SIZE, SIZE, 3), 1, depth=3, base_filters=BASE)
+    segmentation.fit_segmenter(tiny_model, tiny_train.images, tiny_train.binary_masks(), epochs=EPOCHS_SMALL,
+                               loss=loss, batch_size=16)
+    guess = segmentation.predict_masks(tiny_model, tiny_test.images)
+    loss_results[loss] = found = objects_found(tiny_test, guess)
+    iou = segmentation.per_class_iou(tiny_test.binary_masks(), guess, 2)[1]
+    print(f"{loss:<22} {iou:>10.3f} {found:>14.1%} {guess.mean():>26.1%}")
+print(f"most objects found with: {max(loss_results, key=loss_results.get)} "
+      f"(true share of object pixels: {tiny_test.binary_masks().mean():.1%})")
+
+# %% [markdown]
+# Compare the last column with the true share of object pixels: a loss that
+# under-predicts the rare class shows it there first. The Dice loss alone
+# pays no attention to how confident each single pixel is, which can make its
+# training less smooth; the sum of both, used in section 5, is the usual
+# compromise.
+#
+# ## 9. Augmenting images and masks together
+#
+# A geometric augmentation (a flip, a turn) must move the mask exactly as it
+# moves the image, or the labels stop matching the pixels. Colour changes, on
+# the other hand, apply to the image only. `segmentation.augment_pair` does
+# both from one random seed; flips and quarter turns never blur a pixel, so the
+# mask keeps exact class ids. (With synthetic data we can simply draw more
+# scenes; with a few hundred real photographs, augmentation is how a U-Net
+# gets enough variety.)
+
+# %%
+import tensorflow as tf
+
+pairs = [segmentation.augment_pair(train.images[0], train.masks[0], tf.constant([0, s])) for s in range(6)]
+fig = segmentation.show_segmentation([p[0].numpy() for p in pairs], [p[1].numpy() for p in pairs],
+                                     class_names=CLASSES, title="six random augmentations of one scene and its mask")
+
+# %% [markdown]
+# ## 10. Your own data
+#
+# `segmentation.load_segmentation` reads a folder of images and a folder of
+# masks, paired by file name (`images/cat_01.jpg` with `masks/cat_01.png`);
+# masks are single-channel PNG files of class ids. It checks every pair and
+# names the file at fault: a missing mask, a mask of another size than its
+# image, a value that is not a class. To show it at work without downloading
+# anything, we write a few test scenes to disk and read them back:
+
+# %% tags=["nbval-check-output"]
+folder = Path(tempfile.mkdtemp(prefix="week4_"))
+(folder / "images").mkdir()
+(folder / "masks").mkdir()
+for i in range(5):
+    Image.fromarray((test.images[i] * 255).round().astype(np.uint8)).save(folder / "images" / f"scene_{i}.png")
+    Image.fromarray(test.masks[i]).save(folder / "masks" / f"scene_{i}.png")
+loaded = segmentation.load_segmentation(folder, image_size=(SIZE, SIZE), class_names=CLASSES)
+print(f"loaded {len(loaded)} pairs: images {loaded.images.shape}, masks {loaded.masks.shape}")
+print("masks identical to the originals:", np.array_equal(loaded.masks, test.masks[:5]))
+Image.fromarray(np.zeros((SIZE // 2, SIZE // 2), np.uint8)).save(folder / "masks" / "scene_3.png")
+try:
+    segmentation.load_segmentation(folder, image_size=(SIZE, SIZE), class_names=CLASSES)
+except ValueError as error:
+    print(str(error).replace(str(folder), "<folder>"))
+
+# %% [markdown]
+# On Colab, a named TensorFlow Datasets set goes through the same function,
+# for example the Oxford-IIIT pets with their three-class masks (pet, outline,
+# background), downloaded on first use:
+#
+# ```python
+# pets = segmentation.load_segmentation("tfds:oxford_iiit_pet", image_size=(128, 128), split="train")
+# model = segmentation.unet((128, 128, 3), num_classes=len(pets.class_names), depth=4, base_filters=16)
+# ```
+#
+# ## Summary
+#
+# * Segmentation classifies every pixel; score it per class with IoU or Dice,
+#   not with pixel accuracy, which the background dominates.
+# * U-Net's encoder halves the maps and doubles the filters at each level down
+#   to a compact bottleneck; its decoder doubles them back with transposed
+#   convolutions, which are convolutions over a zero-interleaved input.
+# * Skip connections give the decoder the encoder's fine detail; without them,
+#   edges suffer first.
+# * The loss decides what the network cares about: cross-entropy counts pixels,
+#   Dice counts classes, which matters for small objects.
+#
+# The exercise has you write Dice and IoU, work out the size of a transposed
+# convolution, build a U-Net to an exact parameter count and train it.

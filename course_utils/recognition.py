@@ -1,0 +1,670 @@
+"""Image recognition with MobileNetV2 (week 2): model builder, fine-tuning, schedule, class weights, data.
+
+* :func:`mobilenetv2_classifier` builds a classifier on a MobileNetV2 base, from
+  scratch (``weights=None``) or from ImageNet weights, with a frozen or trainable
+  base and a small head. When the ImageNet weights cannot be fetched (no
+  network), it says so in one line and continues from scratch; the choice it made
+  is printed and stored on the model (:func:`weights_used`).
+* :func:`fine_tune` unfreezes the top layers of the base, keeps every
+  BatchNormalization layer frozen (in inference mode) and recompiles with a
+  lower learning rate.
+* :class:`WarmupExponentialDecay` is the learning-rate schedule: a linear warm-up
+  followed by exponential decay, as a serialisable Keras schedule.
+* :func:`class_weights` turns label counts into the weights ``model.fit`` takes.
+* :func:`load_classification` is the one entry point for classification data:
+  the synthetic scenes (balanced or deliberately imbalanced), a folder of images
+  per class, or a named TensorFlow Datasets set (for Colab users).
+* :func:`conv_cost` and :func:`separable_conv_cost` count the parameters and
+  multiply-adds of a standard and a depthwise-separable convolution;
+  :func:`block_layers` and :func:`draw_block` show an inverted-residual block of
+  a built MobileNetV2.
+
+TensorFlow Datasets is imported only by the ``"tfds:..."`` source, so it does not
+have to be installed for anything else.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers
+
+ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+"""The width multipliers for which Keras publishes MobileNetV2 ImageNet weights."""
+
+IMAGENET_SIZES = (96, 128, 160, 192, 224)
+"""The square input sizes for which Keras publishes MobileNetV2 ImageNet weights."""
+
+MIN_SIZE = 32  # Keras' MobileNetV2 refuses smaller inputs
+
+BASE_NAME = "mobilenetv2_base"
+"""Name of the MobileNetV2 base inside the models built here (``model.get_layer(BASE_NAME)``)."""
+
+
+# ------------------------------------------------------------------------------------ builder
+
+
+def check_alpha(alpha) -> float:
+    """Return ``alpha`` as a float if it is one of Keras' published widths, else raise a clear error."""
+    try:
+        value = float(alpha)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or not any(math.isclose(value, a) for a in ALPHAS):
+        raise ValueError(
+            f"alpha must be one of Keras' published MobileNetV2 widths {', '.join(map(str, ALPHAS))}; "
+            f"got {alpha!r}"
+        )
+    return value
+
+
+def check_input_size(input_size, weights) -> tuple[int, int]:
+    """Return ``(height, width)``; ImageNet weights need a square 96/128/160/192/224 input."""
+    if isinstance(input_size, (int, np.integer)) and not isinstance(input_size, bool):
+        input_size = (int(input_size), int(input_size))
+    try:
+        height, width = (int(v) for v in input_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"input_size must be an int or (height, width), got {input_size!r}") from None
+    if height < MIN_SIZE or width < MIN_SIZE:
+        raise ValueError(f"MobileNetV2 needs inputs of at least {MIN_SIZE}x{MIN_SIZE} pixels, got {height}x{width}")
+    if weights == "imagenet" and (height != width or height not in IMAGENET_SIZES):
+        raise ValueError(
+            f"ImageNet weights for MobileNetV2 exist only for square inputs of "
+            f"{', '.join(map(str, IMAGENET_SIZES))} pixels, got {height}x{width}: "
+            "resize the images to one of these sizes or use weights=None"
+        )
+    return height, width
+
+
+def _imagenet_base(shape, alpha, pooling):
+    """The MobileNetV2 base with ImageNet weights, or ``None`` and the reason if they cannot be fetched.
+
+    Keras' own "Downloading data from ..." line is kept out of the notebook: the
+    caller prints one line saying what happened.
+    """
+    import contextlib
+    import io
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            base = keras.applications.MobileNetV2(
+                input_shape=shape, alpha=alpha, include_top=False, weights="imagenet", pooling=pooling
+            )
+        return base, None
+    except Exception as error:  # no network, a proxy, a truncated download: all land here
+        reason = str(error).split(" on http")[0].strip() or type(error).__name__
+        return None, reason[:80]
+
+
+def mobilenetv2_classifier(
+    num_classes: int,
+    input_size=96,
+    alpha: float = 0.35,
+    weights=None,
+    trainable_base: bool = True,
+    pooling: str = "avg",
+    dropout: float = 0.2,
+    hidden_units=(),
+    augment=None,
+    bn_momentum: float | None = None,
+    verbose: bool = True,
+    name: str | None = None,
+) -> keras.Model:
+    """A MobileNetV2 classifier for images with values in ``[0, 1]``.
+
+    The model is: input -> ``augment`` (optional, e.g. a ``keras.Sequential`` of
+    random layers, active in training only) -> rescaling to ``[-1, 1]`` (what
+    MobileNetV2 expects) -> the MobileNetV2 base without its ImageNet top, named
+    :data:`BASE_NAME` -> global ``pooling`` (``"avg"`` or ``"max"``), exposed as the
+    layer ``"features"`` -> dropout ->
+    optional hidden dense layers (``hidden_units``, ReLU) -> a softmax layer
+    ``"predictions"`` with ``num_classes`` outputs.
+
+    ``weights`` is ``None`` (random initialisation) or ``"imagenet"``. With
+    ImageNet weights the base is called in inference mode (``training=False``),
+    so its BatchNormalization layers keep the ImageNet statistics even when the
+    base is later unfrozen for fine-tuning. If the weights cannot be fetched, one
+    line says so and the base starts from random weights instead; nothing is
+    raised. Either way one line reports the choice, and :func:`weights_used`
+    returns it (``"imagenet"`` or ``"none"``).
+
+    ``trainable_base=False`` freezes the base (only the head learns).
+    ``bn_momentum`` sets the momentum of the base's BatchNormalization layers;
+    the default (``None``) keeps Keras' 0.999 for ImageNet weights and uses 0.9
+    from scratch, because with 0.999 the moving statistics need thousands of
+    steps to forget their initial values and a short training run would then
+    predict badly at test time.
+
+    Raises ``ValueError`` for an ``alpha`` that is not one of :data:`ALPHAS`, an
+    unknown ``weights`` or ``pooling``, and an input size without ImageNet
+    weights when ``weights="imagenet"``.
+    """
+    alpha = check_alpha(alpha)
+    if weights not in (None, "imagenet"):
+        raise ValueError(f"weights must be None or 'imagenet', got {weights!r}")
+    if pooling not in ("avg", "max"):
+        raise ValueError(f"pooling must be 'avg' or 'max', got {pooling!r}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    height, width = check_input_size(input_size, weights)
+    shape = (height, width, 3)
+
+    base, failure = (None, None)
+    if weights == "imagenet":
+        base, failure = _imagenet_base(shape, alpha, pooling)
+        if base is None and verbose:
+            print(f"ImageNet weights could not be fetched ({failure}: no network?); "
+                  "continuing from scratch (weights=None).")
+    used = "imagenet" if base is not None else "none"
+    if base is None:
+        base = keras.applications.MobileNetV2(
+            input_shape=shape, alpha=alpha, include_top=False, weights=None, pooling=pooling
+        )
+    base.name = BASE_NAME
+    momentum = bn_momentum if bn_momentum is not None else (0.999 if used == "imagenet" else 0.9)
+    for layer in base.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = float(momentum)
+    base.trainable = bool(trainable_base)
+
+    inputs = keras.Input(shape, name="image")
+    x = inputs
+    if augment is not None:
+        x = augment(x)
+    x = layers.Rescaling(2.0, offset=-1.0, name="to_minus1_1")(x)
+    x = base(x, training=False) if used == "imagenet" else base(x)
+    x = layers.Identity(name="features")(x)  # the pooled features, for feature_extractor(model, "features")
+    if dropout:
+        x = layers.Dropout(dropout, name="dropout")(x)
+    for i, units in enumerate(hidden_units):
+        x = layers.Dense(int(units), activation="relu", name=f"hidden_{i}")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    model = keras.Model(inputs, outputs, name=name or f"mobilenetv2_{alpha:g}_{used}")
+    model._course_weights_used = used  # read with weights_used(model)
+    if verbose:
+        print(f"MobileNetV2 (alpha {alpha:g}, {height}x{width} input): weights={used}, "
+              f"base {'trainable' if trainable_base else 'frozen'}, {model.count_params():,} parameters")
+    return model
+
+
+def weights_used(model: keras.Model) -> str:
+    """``"imagenet"`` or ``"none"``: the weights a model from :func:`mobilenetv2_classifier` started from."""
+    return getattr(model, "_course_weights_used", "none")
+
+
+def base_of(model: keras.Model) -> keras.Model:
+    """The MobileNetV2 base inside a model built by :func:`mobilenetv2_classifier`."""
+    try:
+        return model.get_layer(BASE_NAME)
+    except ValueError:
+        raise ValueError(f"Model {model.name!r} has no layer {BASE_NAME!r}: build it with mobilenetv2_classifier") from None
+
+
+def trainable_counts(model: keras.Model) -> tuple[int, int]:
+    """``(trainable, non-trainable)`` parameter counts of a model."""
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    frozen = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
+    return trainable, frozen
+
+
+def compile_classifier(model: keras.Model, learning_rate=1e-3) -> keras.Model:
+    """Compile for integer labels: Adam, sparse categorical cross-entropy, accuracy."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+def fine_tune(model: keras.Model, top_layers: int, learning_rate: float = 1e-4) -> int:
+    """Unfreeze the top ``top_layers`` layers of the MobileNetV2 base and recompile with ``learning_rate``.
+
+    Layers below stay frozen, and every BatchNormalization layer stays frozen
+    (``trainable=False`` also runs it in inference mode in Keras 3), so the
+    statistics learned on ImageNet are not overwritten by a few small batches.
+    Returns the number of layers that became trainable (BatchNormalization layers
+    not counted). Use a learning rate about ten times lower than for the head:
+    large steps would wreck the pretrained weights.
+    """
+    if isinstance(top_layers, bool) or not isinstance(top_layers, (int, np.integer)) or top_layers < 0:
+        raise ValueError(f"top_layers must be a non-negative integer, got {top_layers!r}")
+    base = base_of(model)
+    base.trainable = True
+    cut = len(base.layers) - int(top_layers)
+    unfrozen = 0
+    for i, layer in enumerate(base.layers):
+        layer.trainable = i >= cut and not isinstance(layer, layers.BatchNormalization)
+        unfrozen += bool(layer.trainable and layer.weights)
+    compile_classifier(model, learning_rate)
+    return unfrozen
+
+
+@keras.saving.register_keras_serializable(package="course_utils")
+class RandomDihedral(layers.Layer):
+    """Random flips and quarter turns of square images: the 8 symmetries of a square, one drawn per image.
+
+    Every symmetry keeps the class of the synthetic shapes (a square stays a square,
+    a triangle stays a triangle at another orientation), unlike a rotation by 45
+    degrees, which turns a square into a diamond. Active only when
+    ``training=True``; at inference it returns its input unchanged.
+    """
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=False):
+        from keras import ops
+
+        if not training:
+            return images
+        batch = ops.shape(images)[0]
+        draws = keras.random.uniform((batch, 3), seed=self.seed_generator)
+        swap, flip_rows, flip_cols = (ops.reshape(draws[:, i] < 0.5, (-1, 1, 1, 1)) for i in range(3))
+        images = ops.where(swap, ops.transpose(images, (0, 2, 1, 3)), images)  # a transpose; square images only
+        images = ops.where(flip_rows, ops.flip(images, axis=1), images)
+        return ops.where(flip_cols, ops.flip(images, axis=2), images)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
+
+
+def small_cnn(input_shape=(64, 64, 3), num_classes: int = 4, filters=(16, 32, 64, 128), dropout: float = 0.2,
+              augment=None, name: str = "small_cnn") -> keras.Model:
+    """A plain CNN baseline: per stage a 3x3 convolution, BatchNorm, ReLU and 2x2 max pooling.
+
+    Then global average pooling, dropout and a softmax. With the default four
+    stages it has about 99 thousand parameters on 3-channel inputs, a quarter of
+    MobileNetV2 at alpha 0.35.
+    """
+    inputs = keras.Input(input_shape, name="image")
+    x = augment(inputs) if augment is not None else inputs
+    for i, f in enumerate(filters):
+        x = layers.Conv2D(f, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)
+        x = layers.ReLU(name=f"relu{i}")(x)
+        x = layers.MaxPooling2D(2, name=f"pool{i}")(x)
+    x = layers.GlobalAveragePooling2D(name="pooled")(x)
+    if dropout:
+        x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def train(model: keras.Model, x, y=None, epochs: int = 10, peak_lr: float = 3e-3, batch_size: int = 64,
+          validation_data=None, class_weight=None, warmup_epochs: float = 1.0, final_fraction: float = 0.02,
+          steps_per_epoch: int | None = None):
+    """Compile ``model`` with Adam on a :class:`WarmupExponentialDecay` schedule and fit it quietly.
+
+    The learning rate rises linearly to ``peak_lr`` during ``warmup_epochs``, then
+    decays exponentially to ``final_fraction * peak_lr`` at the last step.
+    ``x`` is an array (with labels ``y``) or a ``tf.data.Dataset`` of batches (then
+    give ``steps_per_epoch`` if it cannot be computed). Returns ``(history, seconds)``;
+    ``history.epoch_seconds`` lists the wall time of each epoch (see
+    :func:`images_per_second`).
+    """
+    import time
+
+    if steps_per_epoch is None:
+        steps_per_epoch = int(np.ceil(len(x) / batch_size)) if y is not None else int(len(x))
+    total = max(1, epochs * steps_per_epoch)
+    warmup = int(round(warmup_epochs * steps_per_epoch))
+    decay_steps = max(1, total - warmup)
+    schedule = WarmupExponentialDecay(peak_lr, warmup, decay_steps=decay_steps, decay_rate=final_fraction)
+    compile_classifier(model, schedule)
+    clock = _EpochClock()
+    fit_args = dict(epochs=epochs, verbose=0, validation_data=validation_data, class_weight=class_weight,
+                    callbacks=[clock])
+    start = time.perf_counter()
+    if y is not None:
+        history = model.fit(x, y, batch_size=batch_size, **fit_args)
+    else:
+        history = model.fit(x, shuffle=False, **fit_args)  # a dataset shuffles itself
+    history.epoch_seconds = clock.seconds
+    return history, time.perf_counter() - start
+
+
+class _EpochClock(keras.callbacks.Callback):
+    """Wall time of each epoch (the first one includes tracing the training step)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        import time
+
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        import time
+
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def images_per_second(history, images_per_epoch: int) -> float:
+    """Training speed from a history returned by :func:`train`: the median epoch after the first
+    (which also traces the training step), or the only epoch if there is one."""
+    seconds = getattr(history, "epoch_seconds", None)
+    if not seconds:
+        raise ValueError("this history has no epoch times: train the model with course_utils.recognition.train")
+    steady = seconds[1:] or seconds
+    return float(images_per_epoch / np.median(steady))
+
+
+def evaluate(model: keras.Model, x, y, batch_size: int = 256) -> tuple[float, np.ndarray]:
+    """``(accuracy, probabilities)`` of ``model`` on ``x`` with integer labels ``y``."""
+    probabilities = model.predict(x, batch_size=batch_size, verbose=0)
+    return float(np.mean(probabilities.argmax(1) == np.asarray(y))), probabilities
+
+
+# ----------------------------------------------------------------------------------- schedule
+
+
+@keras.saving.register_keras_serializable(package="course_utils")
+class WarmupExponentialDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """A linear warm-up from ``initial`` to ``peak`` over ``warmup_steps``, then exponential decay.
+
+    ``lr(step) = initial + (peak - initial) * step / warmup_steps`` while
+    ``step < warmup_steps``, then
+    ``max(floor, peak * decay_rate ** ((step - warmup_steps) / decay_steps))``.
+    Warming up avoids large, badly aimed first steps while the weights (and, for
+    Adam, its moment estimates) are still random; the decay lets training settle.
+    """
+
+    def __init__(self, peak, warmup_steps, decay_steps, decay_rate=0.5, initial=0.0, floor=0.0):
+        if peak <= 0:
+            raise ValueError(f"peak must be positive, got {peak!r}")
+        if warmup_steps < 0 or decay_steps <= 0:
+            raise ValueError(f"need warmup_steps >= 0 and decay_steps > 0, got {warmup_steps!r}, {decay_steps!r}")
+        if not 0 < decay_rate <= 1:
+            raise ValueError(f"decay_rate must be in (0, 1], got {decay_rate!r}")
+        self.peak = float(peak)
+        self.warmup_steps = int(warmup_steps)
+        self.decay_steps = float(decay_steps)
+        self.decay_rate = float(decay_rate)
+        self.initial = float(initial)
+        self.floor = float(floor)
+
+    def __call__(self, step):
+        from keras import ops
+
+        step = ops.cast(step, "float32")
+        warm = float(max(self.warmup_steps, 1))
+        rising = self.initial + (self.peak - self.initial) * step / warm
+        decaying = self.peak * ops.power(self.decay_rate, (step - self.warmup_steps) / self.decay_steps)
+        decaying = ops.maximum(decaying, self.floor)
+        return ops.where(step < self.warmup_steps, rising, decaying)
+
+    def get_config(self):
+        return {"peak": self.peak, "warmup_steps": self.warmup_steps, "decay_steps": self.decay_steps,
+                "decay_rate": self.decay_rate, "initial": self.initial, "floor": self.floor}
+
+
+# ------------------------------------------------------------------------------- class weights
+
+
+def class_weights(labels, num_classes: int | None = None) -> dict[int, float]:
+    """Weights ``n / (K * n_k)`` per class, for ``model.fit(class_weight=...)``.
+
+    Each class then contributes the same total weight to the loss, as if the
+    classes were balanced; a class of average size gets weight 1. Raises a clear
+    error when a class has no example (its weight would be infinite).
+    """
+    labels = np.asarray(labels).astype(int).ravel()
+    if labels.size == 0:
+        raise ValueError("labels is empty")
+    if labels.min() < 0:
+        raise ValueError(f"labels must be class ids >= 0, found {labels.min()}")
+    k = int(num_classes) if num_classes is not None else int(labels.max()) + 1
+    if labels.max() >= k:
+        raise ValueError(f"label {labels.max()} is out of range for num_classes={k}")
+    counts = np.bincount(labels, minlength=k)
+    missing = np.flatnonzero(counts == 0)
+    if missing.size:
+        raise ValueError(f"class(es) {missing.tolist()} have no examples: cannot weight them")
+    return {i: float(labels.size / (k * counts[i])) for i in range(k)}
+
+
+# ------------------------------------------------------------------------------------- data
+
+
+def _stratified(images, labels, class_names, test_fraction, seed):
+    from sklearn.model_selection import train_test_split
+
+    from course_utils.data import Split
+
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction!r}")
+    x_train, x_test, y_train, y_test = train_test_split(
+        images, labels, test_size=test_fraction, random_state=seed, stratify=labels
+    )
+    return Split(x_train, y_train.astype(np.int32), x_test, y_test.astype(np.int32), tuple(class_names))
+
+
+def imbalanced_counts(n: int, num_classes: int, ratio: float) -> np.ndarray:
+    """Images per class falling geometrically from the first class to the last, which gets ``ratio`` times as many."""
+    if not 0 < ratio <= 1:
+        raise ValueError(f"imbalance ratio must be in (0, 1], got {ratio!r}")
+    share = ratio ** (np.arange(num_classes) / max(num_classes - 1, 1))
+    counts = np.floor(n * share / share.sum()).astype(int)
+    counts[0] += n - counts.sum()
+    return counts
+
+
+def _scenes(n_train, n_test, size, seed, imbalance, noise):
+    from course_utils.data import Split
+    from course_utils.scenes import make_scenes
+
+    total = n_train + n_test
+    if imbalance is None:
+        scenes = make_scenes(total, size=size, seed=seed, objects=(1, 1), noise=noise)
+        images, labels = scenes.images, scenes.labels
+    else:
+        # Draw enough balanced scenes, then keep a geometrically shrinking number per class.
+        k = 4
+        wanted = imbalanced_counts(total, k, imbalance)
+        scenes = make_scenes(int(wanted[0] * k * 1.3) + 64, size=size, seed=seed, objects=(1, 1), noise=noise)
+        keep = []
+        for label, count in enumerate(wanted):
+            found = np.flatnonzero(scenes.labels == label)
+            if len(found) < count:  # pragma: no cover - 30% spare makes this vanishingly rare
+                raise RuntimeError("not enough scenes of one class were drawn; try another seed")
+            keep.append(found[:count])
+        order = np.random.default_rng(seed).permutation(np.concatenate(keep))
+        images, labels = scenes.images[order], scenes.labels[order]
+        # Split train/test with the same class proportions.
+        return _stratified(images, labels, scenes.class_names, n_test / total, seed)
+    return Split(images[:n_train], labels[:n_train], images[n_train:], labels[n_train:], scenes.class_names)
+
+
+def _tfds(name, size, seed, test_fraction, max_images, data_dir, split):
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:
+        raise ImportError(
+            f"Loading {name!r} needs TensorFlow Datasets: pip install tensorflow-datasets "
+            "(it is preinstalled on Colab)"
+        ) from None
+    import tensorflow as tf
+
+    dataset, info = tfds.load(name, split=split, as_supervised=True, with_info=True, data_dir=data_dir)
+    label_feature = info.features[info.supervised_keys[1]]
+    class_names = tuple(label_feature.names)
+
+    def prepare(image, label):
+        image = tf.image.convert_image_dtype(image, tf.float32)  # uint8 -> [0, 1]
+        if image.shape[-1] == 1:
+            image = tf.image.grayscale_to_rgb(image)
+        return tf.image.resize(image, (size, size)), label
+
+    if max_images is not None:
+        dataset = dataset.take(int(max_images))
+    images, labels = [], []
+    for image, label in dataset.map(prepare).batch(256).as_numpy_iterator():
+        images.append(image)
+        labels.append(label)
+    if not images:
+        raise ValueError(f"TensorFlow Datasets set {name!r} (split {split!r}) is empty")
+    images = np.clip(np.concatenate(images), 0.0, 1.0).astype(np.float32)
+    return _stratified(images, np.concatenate(labels).astype(np.int32), class_names, test_fraction, seed)
+
+
+def load_classification(
+    source="scenes",
+    image_size: int = 96,
+    n_train: int = 2000,
+    n_test: int = 800,
+    seed: int = 0,
+    imbalance: float = 0.1,
+    noise: float = 0.04,
+    test_fraction: float = 0.2,
+    max_images: int | None = None,
+    data_dir=None,
+    split: str = "train",
+):
+    """One entry point for image-classification data; returns a :class:`course_utils.data.Split`.
+
+    ``source`` chooses the data:
+
+    * ``"scenes"``: synthetic scenes with one shape each (4 classes: circle,
+      square, triangle, diamond), ``n_train`` + ``n_test`` images of
+      ``image_size`` pixels from ``seed``; nothing is downloaded.
+    * ``"scenes-imbalanced"``: the same, with class sizes falling geometrically so
+      that the last class has ``imbalance`` times as many images as the first;
+      train and test keep the same proportions.
+    * a folder (a ``Path``, or a string naming an existing folder) with one
+      sub-folder of images per class, read by
+      :func:`course_utils.data.load_image_folder`; a stratified ``test_fraction``
+      is held out.
+    * ``"tfds:<name>"``, e.g. ``"tfds:tf_flowers"``: a TensorFlow Datasets set
+      (downloaded to ``data_dir`` on first use: for Colab), its ``split``, at most
+      ``max_images`` images, resized to ``image_size`` and split like a folder.
+
+    Images are float32 ``(n, image_size, image_size, 3)`` in ``[0, 1]``.
+    """
+    size = int(image_size)
+    if isinstance(source, Path) or (isinstance(source, str) and Path(source).is_dir()
+                                    and source not in ("scenes", "scenes-imbalanced")):
+        from course_utils.data import load_image_folder
+
+        images, labels, class_names = load_image_folder(source, (size, size))
+        if max_images is not None:
+            keep = np.random.default_rng(seed).permutation(len(images))[: int(max_images)]
+            images, labels = images[keep], labels[keep]
+        return _stratified(images, labels, class_names, test_fraction, seed)
+    if not isinstance(source, str):
+        raise TypeError(f"source must be a string or a path, got {type(source).__name__}")
+    if source in ("scenes", "scenes-imbalanced"):
+        if n_train < 1 or n_test < 1:
+            raise ValueError(f"n_train and n_test must be positive, got {n_train}, {n_test}")
+        return _scenes(int(n_train), int(n_test), size, seed, imbalance if source.endswith("imbalanced") else None,
+                       noise)
+    if source.startswith("tfds:"):
+        return _tfds(source[5:], size, seed, test_fraction, max_images, data_dir, split)
+    raise ValueError(
+        f"Unknown data source {source!r}: use 'scenes', 'scenes-imbalanced', 'tfds:<name>' "
+        "(e.g. 'tfds:tf_flowers') or the path of an existing folder with one sub-folder per class"
+    )
+
+
+# ------------------------------------------------------------------------ costs and blocks
+
+
+def conv_cost(height: int, width: int, kernel: int, c_in: int, c_out: int, stride: int = 1) -> tuple[int, int]:
+    """``(parameters, multiply-adds)`` of a standard ``kernel`` x ``kernel`` convolution, "same" padding, no bias.
+
+    Each of the ``(height/stride) * (width/stride)`` outputs of each of the ``c_out``
+    filters takes ``kernel^2 * c_in`` multiply-adds.
+    """
+    out = math.ceil(height / stride) * math.ceil(width / stride)
+    params = kernel * kernel * c_in * c_out
+    return params, params * out
+
+
+def separable_conv_cost(height: int, width: int, kernel: int, c_in: int, c_out: int,
+                        stride: int = 1) -> tuple[int, int]:
+    """``(parameters, multiply-adds)`` of a depthwise ``kernel`` x ``kernel`` convolution then a 1x1 pointwise one.
+
+    Depthwise: one ``kernel^2`` filter per input channel; pointwise: ``c_in * c_out``
+    weights applied at every output position. No biases.
+    """
+    out = math.ceil(height / stride) * math.ceil(width / stride)
+    depthwise = kernel * kernel * c_in
+    pointwise = c_in * c_out
+    return depthwise + pointwise, (depthwise + pointwise) * out
+
+
+def block_layers(base: keras.Model, block: int) -> list:
+    """The layers of inverted-residual block ``block`` of a Keras MobileNetV2 base, in order.
+
+    Keras names them ``block_<n>_expand``, ``block_<n>_depthwise``,
+    ``block_<n>_project``, ... and ``block_<n>_add`` for the residual sum (block 0
+    is the first, ``expanded_conv_*``, which has no expansion).
+    """
+    prefix = "expanded_conv_" if block == 0 else f"block_{block}_"
+    found = [layer for layer in base.layers if layer.name.startswith(prefix)]
+    if not found:
+        numbers = sorted({int(m.group(1)) for l in base.layers if (m := re.match(r"block_(\d+)_", l.name))})
+        raise ValueError(f"No block {block} in {base.name!r}; blocks 0..{max(numbers) if numbers else 0} exist")
+    return found
+
+
+def describe_block(base: keras.Model, block: int) -> list[tuple[str, str, tuple, int]]:
+    """``(layer name, layer type, output shape, parameters)`` of each layer of a block."""
+    return [(layer.name, type(layer).__name__, tuple(layer.output.shape[1:]), layer.count_params())
+            for layer in block_layers(base, block)]
+
+
+def draw_block(base: keras.Model, block: int, title: str | None = None):
+    """A flow diagram of one inverted-residual block, drawn from the layers of ``base``.
+
+    Each box is one layer (name, type, output shape); the three convolutions are
+    coloured (expand, depthwise, project), box widths follow the number of
+    channels (narrow, wide, narrow), and a skip arrow joins the block's
+    input to the ``add`` layer when the block has one. Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    rows = describe_block(base, block)
+    first = block_layers(base, block)[0]
+    in_shape = tuple(first.input.shape[1:])
+    boxes = [("block input", "", in_shape, 0)] + rows
+    colours = {"expand": "#f4c27a", "depthwise": "#8fc1e3", "project": "#9fd39b", "add": "#d9b3e6"}
+    n = len(boxes)
+    widest = max(shape[-1] for _, _, shape, _ in boxes)
+    fig, ax = plt.subplots(figsize=(6.4, 0.62 * n + 0.8))
+    ax.set_xlim(0, 10)
+    ax.set_ylim(-0.5, n)
+    ax.axis("off")
+    for i, (name, kind, shape, params) in enumerate(boxes):
+        y = n - 1 - i
+        colour = next((c for key, c in colours.items() if name.endswith(key) or f"_{key}_" in name
+                       or name.endswith(f"{key}_BN") or name.endswith(f"{key}_relu")), "#eeeeee")
+        alpha = 0.45 if kind in ("BatchNormalization", "ReLU", "ZeroPadding2D") else 1.0
+        half = 1.6 + 1.5 * shape[-1] / widest  # box width grows with the channels: narrow-wide-narrow
+        ax.add_patch(FancyBboxPatch((4.7 - half, y - 0.3), 2 * half, 0.6, boxstyle="round,pad=0.02", fc=colour,
+                                    ec="grey", alpha=alpha))
+        label = f"{name}  ({kind})" if kind else name
+        extra = f"  {params:,} params" if params else ""
+        ax.text(4.7, y, f"{label}\n{'x'.join(map(str, shape))}{extra}", ha="center", va="center", fontsize=7.5)
+        if i:
+            ax.annotate("", xy=(4.7, y + 0.3), xytext=(4.7, y + 0.7), arrowprops=dict(arrowstyle="->", color="grey"))
+    if rows[-1][0].endswith("_add"):
+        edge = 4.75 + 1.6 + 1.5 * in_shape[-1] / widest
+        ax.add_patch(FancyArrowPatch((edge, n - 1), (edge, 0), connectionstyle="arc3,rad=-0.45",
+                                     arrowstyle="->", mutation_scale=12, color="purple"))
+        ax.text(9.3, (n - 1) / 2, "skip\nconnection", color="purple", ha="center", va="center", fontsize=8)
+    ax.set_title(title or f"MobileNetV2 block {block}, from the model's own layers", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,180 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Exercise, week 2: image recognition with MobileNetV2
+#
+# Fill in every cell that says `raise NotImplementedError(...)`, then run the
+# check cell below it: it prints "✔ ... all checks passed" or stops with a
+# message saying what is wrong. Run the cells in order, from the top.
+#
+# 1. A frozen MobileNetV2 base with a new classification head
+# 2. Fine-tuning the top layers with a lower learning rate
+# 3. Precision and recall from a confusion matrix, by hand
+# 4. A classifier with at least 90% held-out accuracy on the scenes
+
+# %% tags=["parameters"]
+PROFILE = None
+
+# %%
+import keras
+import numpy as np
+from keras import layers
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+from course_utils import config
+from course_utils import recognition as rec
+from course_utils.checks import check, check_close, check_equal, check_shape, passed
+
+profile = config.setup(PROFILE, seed=0)
+
+# %% [markdown]
+# ## 1. A frozen base with a new head
+#
+# Write `build_frozen_classifier(num_classes, input_size, alpha, weights)`. It
+# returns a Keras model for `input_size` x `input_size` RGB images with values
+# in [0, 1] that
+#
+# * rescales the images to [-1, 1] (what MobileNetV2 expects);
+# * passes them through `keras.applications.MobileNetV2` without its top
+#   (`include_top=False`), with global average pooling (`pooling="avg"`), the
+#   given `alpha` and `weights`, and **frozen** (`base.trainable = False`);
+#   call the base with `training=False`, so that its BatchNormalization layers
+#   stay in inference mode even if you unfreeze it later;
+# * ends with a new head: dropout (0.2) and a dense softmax layer with
+#   `num_classes` outputs.
+#
+# Give the base the name `"base"` (`base.name = "base"`) so the checks can find
+# it. The checks use `weights=None`, which works offline; on Colab you can try
+# `weights="imagenet"` with `input_size=96`.
+
+# %%
+def build_frozen_classifier(num_classes, input_size=96, alpha=0.35, weights=None):
+    raise NotImplementedError("Blank 1 of week2_exercise is not filled in yet: replace this line with your code.")
+
+
+# %%
+frozen = build_frozen_classifier(5, input_size=64, alpha=0.35, weights=None)
+check(isinstance(frozen, keras.Model), f"build_frozen_classifier must return a keras Model, got {type(frozen).__name__}")
+check_shape(frozen.predict(np.zeros((2, 64, 64, 3), np.float32), verbose=0), (2, 5), "predictions for 2 images")
+base = frozen.get_layer("base")
+check(len(base.layers) > 100, "the layer named 'base' should be the MobileNetV2 model")
+check_equal(base.output.shape[-1], 1280, "features per image of the pooled base (is pooling='avg'?)")
+trainable = sum(int(np.prod(w.shape)) for w in frozen.trainable_weights)
+check_equal(trainable, 1280 * 5 + 5, "trainable parameters (only the new dense layer should train)")
+probabilities = frozen.predict(np.random.default_rng(0).random((3, 64, 64, 3), np.float32), verbose=0)
+check_close(probabilities.sum(axis=1), np.ones(3), "the outputs are probabilities (softmax)")
+scaled = [l for l in frozen.layers if isinstance(l, layers.Rescaling)]
+check(len(scaled) == 1 and np.isclose(float(scaled[0].scale), 2.0) and np.isclose(float(scaled[0].offset), -1.0),
+      "rescale [0, 1] to [-1, 1] with one Rescaling layer (scale 2, offset -1)")
+passed("frozen base with a new head")
+
+
+# %% [markdown]
+# ## 2. Fine-tuning the top layers
+#
+# Write `unfreeze_top(model, top_layers, learning_rate)` for a model from part 1:
+#
+# * make the base trainable, then freeze again every layer of the base except
+#   the last `top_layers` ones;
+# * keep **every** BatchNormalization layer of the base frozen, even among
+#   the top layers (a few small batches would overwrite its statistics);
+# * compile the model again with Adam at `learning_rate`, the sparse
+#   categorical cross-entropy and the accuracy metric (the new `trainable`
+#   settings take effect when the model is compiled).
+
+# %%
+def unfreeze_top(model, top_layers, learning_rate=1e-4):
+    raise NotImplementedError("Blank 2 of week2_exercise is not filled in yet: replace this line with your code.")
+
+
+# %%
+unfreeze_top(frozen, 20, learning_rate=1e-5)
+base = frozen.get_layer("base")
+top = base.layers[-20:]
+check(all(not l.trainable for l in base.layers[:-20]), "the layers below the top 20 stay frozen")
+check(all(not l.trainable for l in base.layers if isinstance(l, layers.BatchNormalization)),
+      "every BatchNormalization layer stays frozen")
+expected = 1280 * 5 + 5 + sum(l.count_params() for l in top if not isinstance(l, layers.BatchNormalization))
+trainable = sum(int(np.prod(w.shape)) for w in frozen.trainable_weights)
+check_equal(trainable, expected, "trainable parameters after unfreezing the top 20 layers")
+check(frozen.optimizer is not None, "compile the model again")
+check_close(float(keras.ops.convert_to_numpy(frozen.optimizer.learning_rate)), 1e-5, "the learning rate", atol=1e-12)
+passed("fine-tuning set-up")
+
+
+# %% [markdown]
+# ## 3. Precision and recall by hand
+#
+# Write `confusion(y_true, y_pred, num_classes)`, the matrix whose entry
+# `[i, j]` counts the images of true class `i` predicted as class `j`, and
+# `precision_recall(matrix)`, which returns two arrays with one value per
+# class: precision (correct predictions of the class over all predictions of
+# the class) and recall (correct predictions of the class over all images of
+# the class). When a class is never predicted, its precision is 0. NumPy only.
+
+# %%
+def confusion(y_true, y_pred, num_classes):
+    raise NotImplementedError("Blank 3 of week2_exercise is not filled in yet: replace this line with your code.")
+
+
+def precision_recall(matrix):
+    raise NotImplementedError("Blank 4 of week2_exercise is not filled in yet: replace this line with your code.")
+
+
+# %%
+y_true = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 3])
+y_pred = np.array([0, 1, 0, 1, 1, 2, 0, 2, 1, 3])
+matrix = confusion(y_true, y_pred, 4)
+check_equal(np.asarray(matrix).tolist(), confusion_matrix(y_true, y_pred, labels=range(4)).tolist(), "confusion matrix")
+precision, recall = precision_recall(matrix)
+check_close(precision, [2 / 3, 2 / 4, 1.0, 1.0], "precision per class")
+check_close(recall, [2 / 3, 1.0, 2 / 4, 1.0], "recall per class")
+rng = np.random.default_rng(1)
+truth, guess = rng.integers(0, 5, 200), rng.integers(0, 5, 200)
+expected_p, expected_r, _, _ = precision_recall_fscore_support(truth, guess, labels=range(5), zero_division=0)
+check_close(precision_recall(confusion(truth, guess, 5))[0], expected_p, "precision against scikit-learn")
+check_close(precision_recall(confusion(truth, guess, 5))[1], expected_r, "recall against scikit-learn")
+passed("precision and recall")
+
+# %% [markdown]
+# ## 4. At least 90% on the held-out scenes
+#
+# Build and train a classifier on `scenes.x_train`, `scenes.y_train` so that
+# it classifies at least 90% of `scenes.x_test` correctly; store it in
+# `classifier`. Anything from the chapter is allowed: a small CNN
+# (`rec.small_cnn`, or your own layers), MobileNetV2, `rec.train` with its
+# warm-up schedule. Keep it quick: with `EPOCHS` epochs a small CNN gets there
+# on a laptop CPU in well under a minute.
+
+# %%
+SIZE = 48
+scenes = rec.load_classification("scenes", image_size=SIZE, n_train=5000,
+                                  n_test=500, seed=11)
+EPOCHS = 6
+config.seed_everything(0)
+raise NotImplementedError("Blank 5 of week2_exercise is not filled in yet: replace this line with your code.")
+
+# %%
+predicted = classifier.predict(scenes.x_test, verbose=0).argmax(axis=1)
+test_accuracy = float(np.mean(predicted == scenes.y_test))
+print(f"held-out accuracy: {test_accuracy:.3f}")
+check(test_accuracy >= 0.9, f"the classifier reaches {test_accuracy:.3f} held-out accuracy; at least 0.90 is needed.")
+precision, recall = precision_recall(confusion(scenes.y_test, predicted, len(scenes.class_names)))
+for name, p, r in zip(scenes.class_names, precision, recall):
+    print(f"{name:<10} precision {p:.3f}  recall {r:.3f}")
+passed("training")
+
+# %% [markdown]
+# Done: every check above passed.

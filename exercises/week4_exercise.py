@@ -1,0 +1,176 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Exercise, week 4: image segmentation with U-Net
+#
+# Fill in every cell that says `raise NotImplementedError(...)`, then run the
+# check cell below it: it prints "✔ ... all checks passed" or stops with a
+# message saying what is wrong. Run the cells in order, from the top.
+#
+# 1. Dice and IoU
+# 2. The output size of a transposed convolution
+# 3. A three-level U-Net with an exact parameter count
+# 4. Training it to a mean IoU of at least 0.8
+
+# %% tags=["parameters"]
+PROFILE = None
+
+# %%
+import keras
+import numpy as np
+from keras import layers
+
+from course_utils import config, segmentation
+from course_utils.checks import check, check_close, check_equal, check_shape, passed
+from course_utils.scenes import make_scenes
+
+profile = config.setup(PROFILE, seed=0)
+rng = np.random.default_rng(0)
+
+# %% [markdown]
+# ## 1. Dice and IoU
+#
+# Write `dice(truth, predicted)` and `iou(truth, predicted)` for two binary
+# masks of the same shape (arrays of 0 and 1, or of booleans):
+#
+# * Dice $= 2\,|T \cap P| \,/\, (|T| + |P|)$,
+# * IoU $= |T \cap P| \,/\, |T \cup P|$,
+#
+# where $|\cdot|$ counts the pixels that are 1. When both masks are empty there
+# is nothing to get wrong: return 1.0 (and never divide by zero). Use NumPy.
+
+# %%
+def dice(truth, predicted):
+    raise NotImplementedError("Blank 1 of week4_exercise is not filled in yet: replace this line with your code.")
+
+
+def iou(truth, predicted):
+    raise NotImplementedError("Blank 2 of week4_exercise is not filled in yet: replace this line with your code.")
+
+
+# %%
+square = np.zeros((6, 6), int)
+square[1:4, 1:4] = 1            # 9 pixels
+shifted = np.roll(square, 1, axis=1)  # 6 of them overlap
+check_close(dice(square, shifted), 2 * 6 / 18, "dice of a 3x3 square and its copy moved one pixel")
+check_close(iou(square, shifted), 6 / 12, "iou of a 3x3 square and its copy moved one pixel")
+check_close(dice(square, square), 1.0, "dice of a mask with itself")
+empty = np.zeros((5, 5), int)
+check_close(dice(empty, empty), 1.0, "dice of two empty masks")
+check_close(iou(empty, empty), 1.0, "iou of two empty masks")
+check_close(iou(square, np.zeros_like(square)), 0.0, "iou of a mask and an empty prediction")
+for _ in range(5):
+    truth, predicted = rng.random((2, 16, 16)) < rng.uniform(0.05, 0.6, size=(2, 1, 1))
+    check_close(iou(truth, predicted), segmentation.per_class_iou(truth, predicted, 2)[1],
+                "iou against course_utils.segmentation.per_class_iou on random masks")
+    check_close(dice(truth, predicted), float(segmentation.dice_coefficient(
+        truth[None].astype(np.float32), predicted[None, ..., None].astype(np.float32), smooth=0.0)),
+        "dice against course_utils.segmentation.dice_coefficient on random masks")
+passed("Dice and IoU")
+
+
+# %% [markdown]
+# ## 2. The output size of a transposed convolution
+#
+# Write `transposed_output_size(n, kernel, stride, padding)`: the length along
+# one axis of the output of Keras' `Conv2DTranspose` for an input of length `n`
+# (`padding` is `"valid"` or `"same"`; assume `kernel >= stride`). Recall the
+# chapter: with `"valid"`, the input with zeros in between has $(n-1)s + 1$
+# values and the kernel adds $k - 1$ more; `"same"` is chosen so that the
+# output is exactly `stride` times the input.
+
+# %%
+def transposed_output_size(n, kernel, stride, padding="valid"):
+    raise NotImplementedError("Blank 3 of week4_exercise is not filled in yet: replace this line with your code.")
+
+
+# %%
+for n, kernel, stride, padding in [(4, 3, 2, "valid"), (4, 2, 2, "same"), (7, 5, 3, "valid"), (5, 3, 1, "same"),
+                                   (1, 4, 2, "valid")]:
+    probe = keras.Sequential([keras.Input((n, n, 1)), layers.Conv2DTranspose(1, kernel, strides=stride, padding=padding)])
+    check_equal(transposed_output_size(n, kernel, stride, padding), probe.output_shape[1],
+                f"transposed_output_size({n}, {kernel}, {stride}, {padding!r})")
+passed("transposed convolution sizes")
+
+
+# %% [markdown]
+# ## 3. A three-level U-Net
+#
+# Write `build_unet(input_shape, num_classes)` with the Keras functional API:
+#
+# * a **block** is two 3×3 convolutions with `padding="same"`, each followed by
+#   `BatchNormalization(momentum=0.9)` and a ReLU; a convolution followed by
+#   batch normalisation needs no bias (`use_bias=False`). (The momentum sets how
+#   fast the running averages that batch normalisation uses at prediction time
+#   follow the training batches; Keras' default, 0.99, is too slow for the few
+#   hundred steps we train for.)
+# * **encoder**: three levels, each a block then a 2×2 `MaxPooling2D`, with 8,
+#   16 and 32 filters; keep each block's output for the skip connections;
+# * **bottleneck**: a block with 64 filters;
+# * **decoder**: three levels, each a `Conv2DTranspose` with kernel 2, stride 2,
+#   `padding="same"` and 32, 16, then 8 filters, a `Concatenate` with the
+#   encoder output of the same size, then a block with that many filters;
+# * **head**: a 1×1 convolution with `num_classes` filters and a softmax.
+#
+# For 32×32×3 inputs and 3 classes it has exactly 121,899 parameters.
+
+# %%
+def build_unet(input_shape=(32, 32, 3), num_classes=3):
+    raise NotImplementedError("Blank 4 of week4_exercise is not filled in yet: replace this line with your code.")
+
+
+# %%
+unet_model = build_unet((32, 32, 3), 3)
+check(isinstance(unet_model, keras.Model), f"build_unet must return a keras Model, got {type(unet_model).__name__}")
+check_equal(unet_model.count_params(), 121_899, "number of parameters of the U-Net")
+check_shape(unet_model.predict(np.zeros((2, 32, 32, 3)), verbose=0), (2, 32, 32, 3), "predictions for 2 images")
+pools = [layer for layer in unet_model.layers if isinstance(layer, layers.MaxPooling2D)]
+check_equal(len(pools), 3, "number of max-pooling layers")
+check_close(unet_model.predict(rng.random((1, 32, 32, 3)), verbose=0).sum(axis=-1), np.ones((1, 32, 32)),
+            "the class probabilities of every pixel sum to 1")
+passed("U-Net")
+
+# %% [markdown]
+# ## 4. Training
+#
+# The scenes below hold one circle or one square each; the masks are 0 for the
+# background, 1 for the circle and 2 for the square. Compile `unet_model` and
+# train it on `train.images`, `train.masks` so that its **mean IoU over the
+# three classes on the test scenes is at least 0.8**. Use `EPOCHS` epochs (it
+# depends on the profile). Adam with a learning rate of about 3e-3, batches of
+# 8, and a loss for integer class ids work well; a learning rate that decays
+# during training (`keras.optimizers.schedules.CosineDecay`) helps.
+
+# %%
+scene_args = dict(size=32, objects=1, object_size=(10, 16), classes=("circle", "square"))
+train = make_scenes(480, seed=1, **scene_args)
+test = make_scenes(200, seed=2, **scene_args)
+EPOCHS = profile.pick(smoke=12, cpu=12, gpu=12)
+config.seed_everything(0)
+raise NotImplementedError("Blank 5 of week4_exercise is not filled in yet: replace this line with your code.")
+
+# %%
+predicted = unet_model.predict(test.images, verbose=0).argmax(axis=-1)
+score = segmentation.mean_iou(test.masks, predicted, 3)
+print(f"mean IoU on the test scenes: {score:.3f}")
+check(score >= 0.8, f"the U-Net reaches a mean IoU of {score:.3f}; at least 0.8 is needed.")
+passed("training")
+
+# %%
+fig = segmentation.show_segmentation(test.images, test.masks, predicted, class_names=("background", "circle", "square"),
+                                     n=8, title="your U-Net on test scenes")
+
+# %% [markdown]
+# Done: every check above passed.

@@ -1,0 +1,176 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Exercise, week 5: metric learning and kNN
+#
+# Fill in every cell that says `raise NotImplementedError(...)`, then run the
+# check cell below it: it prints "✔ ... all checks passed" or stops with a
+# message saying what is wrong. Run the cells in order, from the top.
+#
+# 1. The cosine similarity matrix
+# 2. The temperature softmax loss
+# 3. The kNN majority vote
+# 4. Training an embedding network
+# 5. Choosing k on a validation split, and reaching 90% test accuracy
+
+# %% tags=["parameters"]
+PROFILE = None
+
+# %%
+import numpy as np
+from sklearn.neighbors import KNeighborsClassifier
+
+from course_utils import config
+from course_utils import metric_learning as ml
+from course_utils.checks import check, check_close, check_equal, check_shape, passed
+from course_utils.scenes import make_scenes
+
+profile = config.setup(PROFILE, seed=0)
+rng = np.random.default_rng(0)
+
+# %% [markdown]
+# ## 1. The cosine similarity matrix
+#
+# Write `cosine_similarity_matrix(a, b)` with NumPy: `a` has shape `(n, d)`, `b`
+# has shape `(m, d)`, and the result has shape `(n, m)` with entry `[i, j]`
+# equal to the cosine of the angle between row `i` of `a` and row `j` of `b`,
+# $\frac{a_i \cdot b_j}{\|a_i\|\,\|b_j\|}$. The rows need not have length 1.
+
+# %%
+def cosine_similarity_matrix(a, b):
+    raise NotImplementedError("Blank 1 of week5_exercise is not filled in yet: replace this line with your code.")
+
+
+# %%
+a, b = rng.normal(size=(6, 8)), rng.normal(size=(4, 8))
+similarities = cosine_similarity_matrix(a, b)
+check_shape(similarities, (6, 4), "cosine_similarity_matrix of 6 and 4 vectors")
+check_close(similarities, ml.cosine_similarity_matrix(a, b), "cosine_similarity_matrix against the course's")
+check_close(np.diag(cosine_similarity_matrix(a, 3 * a)), np.ones(6), "the similarity of a vector with itself, scaled by 3")
+check_close(cosine_similarity_matrix(np.array([[1.0, 0.0]]), np.array([[0.0, 2.0], [-1.0, 0.0]])), [[0.0, -1.0]],
+            "similarities of perpendicular and opposite vectors")
+passed("cosine similarity matrix")
+
+
+# %% [markdown]
+# ## 2. The temperature softmax loss
+#
+# Anchor `i` and positive `i` are two images of the same class. Write
+# `softmax_loss(anchors, positives, temperature)`: compute the similarity matrix
+# $S$ of the anchors against the positives with your function, divide it by the
+# temperature, turn each row into probabilities with a softmax, and return the
+# average over the rows of $-\log P_{ii}$ (the cross-entropy with the target
+# "anchor `i` belongs with positive `i`"). Subtract each row's maximum before
+# taking exponentials, so that small temperatures do not overflow.
+
+# %%
+def softmax_loss(anchors, positives, temperature):
+    raise NotImplementedError("Blank 2 of week5_exercise is not filled in yet: replace this line with your code.")
+
+
+# %%
+anchors, positives = rng.normal(size=(8, 16)), rng.normal(size=(8, 16))
+for temperature in (0.05, 0.1, 1.0):
+    expected = np.mean(ml.similarity_softmax_loss(anchors, positives, temperature))
+    check_close(softmax_loss(anchors, positives, temperature), expected, f"softmax_loss at temperature {temperature}")
+check_close(softmax_loss(np.ones((5, 3)), np.ones((5, 3)), 0.1), np.log(5), "collapsed embeddings cost log(n)")
+check(softmax_loss(np.eye(4), np.eye(4), 0.01) < 1e-3, "perfectly matched embeddings at a low temperature cost almost 0")
+check(np.isfinite(softmax_loss(anchors, positives, 1e-4)), "softmax_loss must not overflow at tiny temperatures")
+passed("temperature softmax loss")
+
+
+# %% [markdown]
+# ## 3. The kNN majority vote
+#
+# Write `knn_vote(reference, labels, queries, k)`: for each query, find the `k`
+# reference vectors with the highest cosine similarity, and return the label
+# that most of them carry (a NumPy array of labels, one per query). When two
+# labels get the same number of votes, return the smaller label
+# (`np.bincount(...).argmax()` does exactly that). The check compares your
+# votes with scikit-learn's `KNeighborsClassifier(metric="cosine")`.
+
+# %%
+def knn_vote(reference, labels, queries, k):
+    raise NotImplementedError("Blank 3 of week5_exercise is not filled in yet: replace this line with your code.")
+
+
+# %%
+reference = rng.normal(size=(60, 5))
+reference_labels = rng.integers(0, 4, 60)
+queries = rng.normal(size=(40, 5))
+for k in (1, 3, 5, 8):
+    sklearn = KNeighborsClassifier(n_neighbors=k, metric="cosine").fit(reference, reference_labels).predict(queries)
+    check_equal(list(knn_vote(reference, reference_labels, queries, k)), list(sklearn), f"knn_vote with k={k}")
+passed("kNN majority vote")
+
+# %% [markdown]
+# ## 4. Training an embedding network
+#
+# The data: circles, squares and triangles, a labelled set of 100 images per
+# class, a validation set and a test set. Build an embedding network with
+# `ml.embedding_model(input_shape=(32, 32, 3))`, a sampler with
+# `ml.BalancedBatches(train.images, train.labels, per_class=16, steps=10, seed=0)`,
+# and train the network with `ml.fit_embedding` and the loss
+# `ml.SimilaritySoftmaxLoss(temperature=0.1)` for `EPOCHS` epochs. Store the network in
+# `embedder`.
+
+# %%
+classes = ("circle", "square", "triangle")
+train = make_scenes(300, size=32, seed=1, classes=classes, object_size=(12, 22))
+validation = make_scenes(150, size=32, seed=2, classes=classes, object_size=(12, 22))
+test = make_scenes(300, size=32, seed=3, classes=classes, object_size=(12, 22))
+EPOCHS = 20  # the same at every profile: the checks need a trained network
+config.seed_everything(0)
+raise NotImplementedError("Blank 4 of week5_exercise is not filled in yet: replace this line with your code.")
+
+# %%
+train_embeddings = ml.embed(embedder, train.images)
+check_shape(train_embeddings, (300, 32), "embeddings of the 300 training images")
+check_close(np.linalg.norm(train_embeddings, axis=1), np.ones(300), "lengths of the embeddings", atol=1e-3)
+same = train.labels[:, None] == train.labels[None, :]
+gap = (train_embeddings @ train_embeddings.T)[same].mean() - (train_embeddings @ train_embeddings.T)[~same].mean()
+print(f"mean similarity, same class minus different classes: {gap:.2f}")
+check(gap > 0.3, f"images of the same class should be much more similar than others (gap {gap:.2f}); train longer?")
+passed("training")
+
+# %% [markdown]
+# ## 5. Choosing k, and the test accuracy
+#
+# Use your `knn_vote` with the training images as the reference set. Compute the
+# accuracy on the **validation** set for each k in `CANDIDATES` and store the
+# best k in `best_k` (the smallest one if several tie). Then compute the accuracy
+# on the test set with that k and store it in `test_accuracy`. The test set is
+# used once, at the end: choosing k on it would make its accuracy an optimistic
+# estimate.
+
+# %%
+CANDIDATES = [1, 3, 5, 7, 9, 15]
+validation_embeddings = ml.embed(embedder, validation.images)
+test_embeddings = ml.embed(embedder, test.images)
+raise NotImplementedError("Blank 5 of week5_exercise is not filled in yet: replace this line with your code.")
+
+# %%
+check(best_k in CANDIDATES, f"best_k must be one of {CANDIDATES}, got {best_k!r}")
+scores = {k: np.mean(knn_vote(train_embeddings, train.labels, validation_embeddings, k) == validation.labels)
+          for k in CANDIDATES}
+check_equal(best_k, max(CANDIDATES, key=lambda k: (scores[k], -k)), "best_k (highest validation accuracy)")
+check_close(test_accuracy, np.mean(knn_vote(train_embeddings, train.labels, test_embeddings, best_k) == test.labels),
+            "test_accuracy with best_k")
+print(f"best k on the validation set: {best_k}; test accuracy: {test_accuracy:.3f}")
+check(test_accuracy >= 0.9, f"kNN on your embedding reaches {test_accuracy:.3f} test accuracy; at least 0.9 is needed.")
+passed("choosing k and test accuracy")
+
+# %% [markdown]
+# Done: every check above passed.

@@ -1,0 +1,243 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Exercise, week 4: image segmentation with U-Net
+#
+# Fill in every cell that says `raise NotImplementedError(...)`, then run the
+# check cell below it: it prints "✔ ... all checks passed" or stops with a
+# message saying what is wrong. Run the cells in order, from the top.
+#
+# 1. Dice and IoU
+# 2. The output size of a transposed convolution
+# 3. A three-level U-Net with an exact parameter count
+# 4. Training it to a mean IoU of at least 0.8
+
+# %% tags=["parameters"]
+PROFILE = None
+
+# %%
+import keras
+import numpy as np
+from keras import layers
+
+from course_utils import config, segmentation
+from course_utils.checks import check, check_close, check_equal, check_shape, passed
+from course_utils.scenes import make_scenes
+
+profile = config.setup(PROFILE, seed=0)
+rng = np.random.default_rng(0)
+
+# %% [markdown]
+# ## 1. Dice and IoU
+#
+# Write `dice(truth, predicted)` and `iou(truth, predicted)` for two binary
+# masks of the same shape (arrays of 0 and 1, or of booleans):
+#
+# * Dice $= 2\,|T \cap P| \,/\, (|T| + |P|)$,
+# * IoU $= |T \cap P| \,/\, |T \cup P|$,
+#
+# where $|\cdot|$ counts the pixels that are 1. When both masks are empty there
+# is nothing to get wrong: return 1.0 (and never divide by zero). Use NumPy.
+
+# %%
+def dice(truth, predicted):
+    ### BEGIN SOLUTION
+    truth, predicted = np.asarray(truth, bool), np.asarray(predicted, bool)
+    total = truth.sum() + predicted.sum()
+    return 1.0 if total == 0 else 2.0 * np.sum(truth & predicted) / total
+    ### END SOLUTION
+
+
+def iou(truth, predicted):
+    ### BEGIN SOLUTION
+    truth, predicted = np.asarray(truth, bool), np.asarray(predicted, bool)
+    union = np.sum(truth | predicted)
+    return 1.0 if union == 0 else np.sum(truth & predicted) / union
+    ### END SOLUTION
+
+
+# %%
+square = np.zeros((6, 6), int)
+square[1:4, 1:4] = 1            # 9 pixels
+shifted = np.roll(square, 1, axis=1)  # 6 of them overlap
+check_close(dice(square, shifted), 2 * 6 / 18, "dice of a 3x3 square and its copy moved one pixel")
+check_close(iou(square, shifted), 6 / 12, "iou of a 3x3 square and its copy moved one pixel")
+check_close(dice(square, square), 1.0, "dice of a mask with itself")
+empty = np.zeros((5, 5), int)
+check_close(dice(empty, empty), 1.0, "dice of two empty masks")
+check_close(iou(empty, empty), 1.0, "iou of two empty masks")
+check_close(iou(square, np.zeros_like(square)), 0.0, "iou of a mask and an empty prediction")
+for _ in range(5):
+    truth, predicted = rng.random((2, 16, 16)) < rng.uniform(0.05, 0.6, size=(2, 1, 1))
+    check_close(iou(truth, predicted), segmentation.per_class_iou(truth, predicted, 2)[1],
+                "iou against course_utils.segmentation.per_class_iou on random masks")
+    check_close(dice(truth, predicted), float(segmentation.dice_coefficient(
+        truth[None].astype(np.float32), predicted[None, ..., None].astype(np.float32), smooth=0.0)),
+        "dice against course_utils.segmentation.dice_coefficient on random masks")
+passed("Dice and IoU")
+
+# %%
+### BEGIN HIDDEN TESTS
+hidden = np.random.default_rng(42)
+for _ in range(10):
+    truth, predicted = hidden.random((2, 9, 13)) < hidden.uniform(0.0, 0.3, size=(2, 1, 1))
+    check_close(iou(truth, predicted), np.nan_to_num(segmentation.per_class_iou(truth, predicted, 2)[1], nan=1.0),
+                "iou (hidden)")
+    check_close(dice(truth, predicted), float(segmentation.dice_coefficient(
+        truth[None].astype(np.float32), predicted[None, ..., None].astype(np.float32), smooth=0.0)), "dice (hidden)")
+check_close(dice(np.ones((3, 3)), np.zeros((3, 3))), 0.0, "dice with an empty prediction (hidden)")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 2. The output size of a transposed convolution
+#
+# Write `transposed_output_size(n, kernel, stride, padding)`: the length along
+# one axis of the output of Keras' `Conv2DTranspose` for an input of length `n`
+# (`padding` is `"valid"` or `"same"`; assume `kernel >= stride`). Recall the
+# chapter: with `"valid"`, the input with zeros in between has $(n-1)s + 1$
+# values and the kernel adds $k - 1$ more; `"same"` is chosen so that the
+# output is exactly `stride` times the input.
+
+# %%
+def transposed_output_size(n, kernel, stride, padding="valid"):
+    ### BEGIN SOLUTION
+    if padding == "same":
+        return n * stride
+    return (n - 1) * stride + kernel
+    ### END SOLUTION
+
+
+# %%
+for n, kernel, stride, padding in [(4, 3, 2, "valid"), (4, 2, 2, "same"), (7, 5, 3, "valid"), (5, 3, 1, "same"),
+                                   (1, 4, 2, "valid")]:
+    probe = keras.Sequential([keras.Input((n, n, 1)), layers.Conv2DTranspose(1, kernel, strides=stride, padding=padding)])
+    check_equal(transposed_output_size(n, kernel, stride, padding), probe.output_shape[1],
+                f"transposed_output_size({n}, {kernel}, {stride}, {padding!r})")
+passed("transposed convolution sizes")
+
+# %%
+### BEGIN HIDDEN TESTS
+for n, kernel, stride, padding in [(10, 4, 4, "valid"), (3, 7, 2, "same"), (6, 3, 3, "valid")]:
+    probe = keras.Sequential([keras.Input((n, n, 1)), layers.Conv2DTranspose(1, kernel, strides=stride, padding=padding)])
+    check_equal(transposed_output_size(n, kernel, stride, padding), probe.output_shape[1], "transposed size (hidden)")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 3. A three-level U-Net
+#
+# Write `build_unet(input_shape, num_classes)` with the Keras functional API:
+#
+# * a **block** is two 3×3 convolutions with `padding="same"`, each followed by
+#   `BatchNormalization(momentum=0.9)` and a ReLU; a convolution followed by
+#   batch normalisation needs no bias (`use_bias=False`). (The momentum sets how
+#   fast the running averages that batch normalisation uses at prediction time
+#   follow the training batches; Keras' default, 0.99, is too slow for the few
+#   hundred steps we train for.)
+# * **encoder**: three levels, each a block then a 2×2 `MaxPooling2D`, with 8,
+#   16 and 32 filters; keep each block's output for the skip connections;
+# * **bottleneck**: a block with 64 filters;
+# * **decoder**: three levels, each a `Conv2DTranspose` with kernel 2, stride 2,
+#   `padding="same"` and 32, 16, then 8 filters, a `Concatenate` with the
+#   encoder output of the same size, then a block with that many filters;
+# * **head**: a 1×1 convolution with `num_classes` filters and a softmax.
+#
+# For 32×32×3 inputs and 3 classes it has exactly 121,899 parameters.
+
+# %%
+def build_unet(input_shape=(32, 32, 3), num_classes=3):
+    ### BEGIN SOLUTION
+    def block(x, filters):
+        for _ in range(2):
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+            x = layers.BatchNormalization(momentum=0.9)(x)
+            x = layers.ReLU()(x)
+        return x
+
+    inputs = keras.Input(input_shape)
+    x, skips = inputs, []
+    for filters in (8, 16, 32):
+        x = block(x, filters)
+        skips.append(x)
+        x = layers.MaxPooling2D(2)(x)
+    x = block(x, 64)
+    for filters, skip in zip((32, 16, 8), reversed(skips)):
+        x = layers.Conv2DTranspose(filters, 2, strides=2, padding="same")(x)
+        x = layers.Concatenate()([x, skip])
+        x = block(x, filters)
+    outputs = layers.Conv2D(num_classes, 1, activation="softmax")(x)
+    return keras.Model(inputs, outputs)
+    ### END SOLUTION
+
+
+# %%
+unet_model = build_unet((32, 32, 3), 3)
+check(isinstance(unet_model, keras.Model), f"build_unet must return a keras Model, got {type(unet_model).__name__}")
+check_equal(unet_model.count_params(), 121_899, "number of parameters of the U-Net")
+check_shape(unet_model.predict(np.zeros((2, 32, 32, 3)), verbose=0), (2, 32, 32, 3), "predictions for 2 images")
+pools = [layer for layer in unet_model.layers if isinstance(layer, layers.MaxPooling2D)]
+check_equal(len(pools), 3, "number of max-pooling layers")
+check_close(unet_model.predict(rng.random((1, 32, 32, 3)), verbose=0).sum(axis=-1), np.ones((1, 32, 32)),
+            "the class probabilities of every pixel sum to 1")
+passed("U-Net")
+
+# %%
+### BEGIN HIDDEN TESTS
+reference = segmentation.unet((32, 32, 3), 3, depth=3, base_filters=8)
+check_equal(unet_model.count_params(), reference.count_params(), "parameters against the package's U-Net (hidden)")
+check_equal(tuple(build_unet((64, 48, 3), 5).output_shape), (None, 64, 48, 5), "another input size (hidden)")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 4. Training
+#
+# The scenes below hold one circle or one square each; the masks are 0 for the
+# background, 1 for the circle and 2 for the square. Compile `unet_model` and
+# train it on `train.images`, `train.masks` so that its **mean IoU over the
+# three classes on the test scenes is at least 0.8**. Use `EPOCHS` epochs (it
+# depends on the profile). Adam with a learning rate of about 3e-3, batches of
+# 8, and a loss for integer class ids work well; a learning rate that decays
+# during training (`keras.optimizers.schedules.CosineDecay`) helps.
+
+# %%
+scene_args = dict(size=32, objects=1, object_size=(10, 16), classes=("circle", "square"))
+train = make_scenes(480, seed=1, **scene_args)
+test = make_scenes(200, seed=2, **scene_args)
+EPOCHS = profile.pick(smoke=12, cpu=12, gpu=12)
+config.seed_everything(0)
+### BEGIN SOLUTION
+steps = EPOCHS * int(np.ceil(len(train.images) / 8))
+unet_model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(3e-3, steps)),
+                   loss="sparse_categorical_crossentropy")
+unet_model.fit(train.images, train.masks, batch_size=8, epochs=EPOCHS, verbose=0)
+### END SOLUTION
+
+# %%
+predicted = unet_model.predict(test.images, verbose=0).argmax(axis=-1)
+score = segmentation.mean_iou(test.masks, predicted, 3)
+print(f"mean IoU on the test scenes: {score:.3f}")
+check(score >= 0.8, f"the U-Net reaches a mean IoU of {score:.3f}; at least 0.8 is needed.")
+passed("training")
+
+# %%
+### BEGIN HIDDEN TESTS
+fresh = make_scenes(200, seed=7, **scene_args)
+fresh_score = segmentation.mean_iou(fresh.masks, unet_model.predict(fresh.images, verbose=0).argmax(axis=-1), 3)
+check(fresh_score >= 0.75, f"mean IoU on other scenes (hidden): {fresh_score:.3f}")
+### END HIDDEN TESTS
+
+# %%
+fig = segmentation.show_segmentation(test.images, test.masks, predicted, class_names=("background", "circle", "square"),
+                                     n=8, title="your U-Net on test scenes")
+
+# %% [markdown]
+# Done: every check above passed.

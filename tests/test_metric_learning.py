@@ -1,0 +1,190 @@
+"""course_utils.metric_learning: sampler, losses, embedding model, training step, kNN helpers."""
+
+import keras
+import numpy as np
+import pytest
+from sklearn.neighbors import KNeighborsClassifier
+
+from course_utils import metric_learning as ml
+
+
+def separated(labels, dim=8):
+    """Unit embeddings with one orthogonal direction per class."""
+    return np.eye(dim, dtype=np.float32)[labels]
+
+
+def test_sampler_yields_anchor_positive_halves_of_p_classes_by_k_images():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(5), 6)
+    images = rng.random((30, 16, 16, 3)).astype(np.float32)
+    images[:, 0, 0, 0] = np.arange(30)  # tag each image, to see which one is drawn (no augmentation)
+    batches = ml.BalancedBatches(images, labels, classes_per_batch=3, per_class=4, steps=7, augment=False, seed=1)
+    assert len(batches) == 7
+    for i in range(len(batches)):
+        x, y = batches[i]
+        assert x.shape == (12, 16, 16, 3) and y.shape == (12,)
+        assert len(np.unique(y)) == 3 and set(np.bincount(y)[np.unique(y)]) == {4}
+        np.testing.assert_array_equal(y[:6], y[6:])                 # anchor j and positive j share a class
+        drawn = x[:, 0, 0, 0].astype(int)
+        assert np.all(drawn[:6] != drawn[6:])                       # ... but are different images
+        np.testing.assert_array_equal(labels[drawn], y)
+    x0, _ = batches[0]
+    np.testing.assert_array_equal(x0, batches[0][0])                # reproducible within an epoch
+    batches.on_epoch_end()
+    assert not np.array_equal(x0, batches[0][0])                    # a new draw next epoch
+
+
+def test_sampler_rejects_odd_per_class_and_single_image_classes():
+    images = np.zeros((5, 8, 8, 3), np.float32)
+    with pytest.raises(ValueError, match="even"):
+        ml.BalancedBatches(images, [0, 0, 1, 1, 1], per_class=3)
+    with pytest.raises(ValueError, match="fewer than 2"):
+        ml.BalancedBatches(images, [0, 1, 1, 1, 1], per_class=2)
+
+
+def test_augmentation_keeps_shapes_and_the_set_of_values_without_colour():
+    rng = np.random.default_rng(0)
+    images = rng.random((4, 10, 10, 3)).astype(np.float32)
+    out = ml.augment_batch(images, rng, shift=0, colour=False)
+    assert out.shape == images.shape
+    for a, b in zip(images, out):
+        np.testing.assert_allclose(np.sort(a.ravel()), np.sort(b.ravel()))
+
+
+def test_cosine_similarity_matrix_matches_numpy():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(5, 7)), rng.normal(size=(3, 7))
+    expected = (a / np.linalg.norm(a, axis=1, keepdims=True)) @ (b / np.linalg.norm(b, axis=1, keepdims=True)).T
+    np.testing.assert_allclose(np.asarray(ml.cosine_similarity_matrix(a, b)), expected, atol=1e-6)
+
+
+def test_softmax_loss_is_at_its_floor_when_separated_and_high_when_collapsed():
+    labels = np.repeat(np.arange(4), 3)
+    good = separated(labels)
+    low = np.asarray(ml.similarity_softmax_loss(good, good, 0.05, labels, labels))
+    np.testing.assert_allclose(low, np.log(3), atol=1e-4)             # 3 equally right positives per anchor
+    pairwise = np.asarray(ml.similarity_softmax_loss(separated(np.arange(6)), separated(np.arange(6)), 0.05))
+    assert pairwise.max() < 1e-6
+    collapsed = np.ones((12, 8), np.float32)
+    high = np.asarray(ml.similarity_softmax_loss(collapsed, collapsed, 0.05, labels, labels))
+    np.testing.assert_allclose(high, np.log(12), atol=1e-4)
+    # A higher temperature cannot reach the floor even for perfect embeddings.
+    assert np.mean(ml.similarity_softmax_loss(good, good, 1.0, labels, labels)) > np.log(3) + 0.5
+
+
+def test_loss_class_splits_the_batch_into_anchors_and_positives():
+    labels = np.tile(np.arange(3), 2)
+    embeddings = separated(labels)
+    loss = ml.SimilaritySoftmaxLoss(0.05, use_labels=False)
+    assert float(loss(labels, embeddings)) < 1e-6
+    swapped = np.concatenate([embeddings[:3], embeddings[3:][::-1]])
+    assert float(loss(labels, swapped)) > 1.0
+
+
+@pytest.mark.parametrize("mining", ["hard", "semi-hard"])
+def test_triplet_loss_is_zero_when_separated_and_the_margin_when_collapsed(mining):
+    labels = np.repeat(np.arange(3), 4)
+    np.testing.assert_allclose(np.asarray(ml.triplet_loss(labels, separated(labels), 0.2, mining)), 0.0, atol=1e-6)
+    collapsed = np.ones((12, 8), np.float32) / np.sqrt(8)
+    np.testing.assert_allclose(np.asarray(ml.triplet_loss(labels, collapsed, 0.2, mining)), 0.2, atol=1e-5)
+
+
+def test_batch_hard_triplet_loss_by_hand():
+    # 1-D points: class 0 at 0 and 1, class 1 at 1.5 and 4.
+    points = np.array([[0.0], [1.0], [1.5], [4.0]], np.float32)
+    labels = np.array([0, 0, 1, 1])
+    loss = np.asarray(ml.triplet_loss(labels, points, margin=0.2, mining="hard"))
+    # anchor 0: farthest positive 1, nearest negative 1.5 -> max(0, 1 - 1.5 + .2) = 0
+    # anchor 1: 1 - 0.5 + .2 = 0.7; anchor 2: 2.5 - 0.5 + .2 = 2.2; anchor 3: 2.5 - 3 + .2 = 0
+    np.testing.assert_allclose(loss, [0.0, 0.7, 2.2, 0.0], atol=1e-5)
+    with pytest.raises(ValueError):
+        ml.triplet_loss(labels, points, mining="easy")
+
+
+def test_embeddings_have_unit_length():
+    model = ml.embedding_model((16, 16, 3), embedding_dim=8, filters=(4, 8))
+    out = ml.embed(model, np.random.default_rng(0).random((5, 16, 16, 3)).astype(np.float32))
+    assert out.shape == (5, 8)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+
+
+def test_one_training_step_lowers_the_loss_on_a_fixed_batch():
+    keras.utils.set_random_seed(0)
+    from course_utils.scenes import make_scenes
+
+    scenes = make_scenes(24, size=16, seed=0, classes=("circle", "square", "triangle"))
+    batches = ml.BalancedBatches(scenes.images, scenes.labels, per_class=4, steps=1, augment=False, seed=0)
+    x, y = batches[0]
+    model = ml.embedding_model((16, 16, 3), embedding_dim=8, filters=(8, 16))
+    loss = ml.SimilaritySoftmaxLoss(0.1)
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss=loss)
+    before = float(loss(y, model(x, training=True)))
+    model.train_on_batch(x, y)
+    after = float(loss(y, model(x, training=True)))
+    assert after < before
+
+
+def test_fit_embedding_trains_through_keras_fit_and_returns_history():
+    from course_utils.scenes import make_scenes
+
+    scenes = make_scenes(24, size=16, seed=0, classes=("circle", "square"))
+    batches = ml.BalancedBatches(scenes.images, scenes.labels, per_class=4, steps=2, seed=0)
+    model = ml.embedding_model((16, 16, 3), embedding_dim=8, filters=(4,))
+    history, seconds = ml.fit_embedding(model, batches, ml.TripletLoss(0.2, "semi-hard"), epochs=2)
+    assert len(history.history["loss"]) == 2 and seconds > 0
+    classifier = ml.classifier_from(ml.embedding_model((16, 16, 3), filters=(4,)), num_classes=2)
+    history, _ = ml.fit_embedding(classifier, batches, "sparse_categorical_crossentropy", epochs=1)
+    assert "accuracy" in history.history
+
+
+def test_knn_matches_scikit_learn_and_confidence_is_vote_share():
+    rng = np.random.default_rng(2)
+    reference, labels, queries = rng.normal(size=(40, 6)), rng.integers(0, 3, 40), rng.normal(size=(25, 6))
+    predicted, confidence = ml.knn_predict(reference, labels, queries, k=5)
+    expected = KNeighborsClassifier(5, metric="cosine").fit(reference, labels).predict(queries)
+    np.testing.assert_array_equal(predicted, expected)
+    index, similarity = ml.retrieve(reference, queries, k=5)
+    votes = np.array([np.mean(labels[row] == p) for row, p in zip(index, predicted)])
+    np.testing.assert_allclose(confidence, votes)
+    assert np.all(np.diff(similarity, axis=1) <= 1e-12)             # best first
+    scores = ml.accuracy_vs_k(reference, labels, queries, expected, ks=(5, 100))
+    assert scores == {5: 1.0}                                       # k larger than the reference set is skipped
+
+
+def test_coverage_curve():
+    correct = np.array([1, 1, 0, 1, 0, 1])
+    confidence = np.array([1.0, 1.0, 0.6, 0.8, 0.6, 0.6])
+    curve = ml.coverage_curve(correct, confidence)
+    assert curve[0] == (0.6, 1.0, 4 / 6)
+    assert curve[-1] == (1.0, 2 / 6, 1.0)
+
+
+def test_few_label_split_keeps_the_held_out_class_out_of_training():
+    split = ml.scenes_few_labels(size=16, per_class=5, test_per_class=7, held_out="diamond", seed=0)
+    assert split.class_names[split.held_out] == "diamond"
+    assert split.held_out not in split.y_labelled
+    assert np.bincount(split.y_labelled).tolist() == [5, 5, 5]
+    assert np.bincount(split.y_reference).tolist() == [5, 5, 5, 5]
+    assert np.bincount(split.y_test).tolist() == [7, 7, 7, 7]
+    assert split.seen.sum() == 21
+    # No test image is also a labelled one.
+    flat_ref = {im.tobytes() for im in split.x_reference}
+    assert not any(im.tobytes() in flat_ref for im in split.x_test)
+    with pytest.raises(ValueError, match="held_out"):
+        ml.few_label_split(split.x_test, split.y_test, split.class_names, per_class=2, held_out="hexagon")
+
+
+def test_image_folder_arrays_work_with_few_label_split(tmp_path):
+    from PIL import Image
+
+    from course_utils import data
+
+    rng = np.random.default_rng(0)
+    for name in ("cats", "dogs"):
+        (tmp_path / name).mkdir()
+        for i in range(4):
+            Image.fromarray((rng.random((12, 12, 3)) * 255).astype(np.uint8)).save(tmp_path / name / f"{i}.png")
+    images, labels, names = data.load_image_folder(tmp_path, image_size=(16, 16))
+    split = ml.few_label_split(images, labels, names, per_class=2, held_out=names[-1])
+    assert split.x_labelled.shape == (2, 16, 16, 3) and split.class_names == ("cats", "dogs")
+    assert split.y_test.tolist() == [0, 0, 1, 1]
