@@ -1,0 +1,259 @@
+"""Week 3 helpers of course_utils.detection: data, boxes, anchors, model, augmentation, loaders, mAP."""
+
+import json
+import socket
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+
+from course_utils import detection as d
+from course_utils.scenes import make_scenes
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    return d.make_detection_scenes(24, size=64, seed=3, objects=(1, 4), object_size=(8, 24))
+
+
+def components(binary):
+    """Tight xyxy boxes of the connected components of a 2-D boolean image, sorted."""
+    labelled, _ = ndi.label(binary)
+    return sorted((s[1].start, s[0].start, s[1].stop, s[0].stop) for s in ndi.find_objects(labelled))
+
+
+# ---------------------------------------------------------------------------- formats
+
+
+@pytest.mark.parametrize("target", ["xywh", "center_xywh", "yxyx", "rel_xyxy", "center_yxhw"])
+def test_box_format_conversions_round_trip(scenes, target):
+    boxes = scenes.boxes[scenes.classes >= 0]
+    there = d.convert_boxes(boxes, "xyxy", target, image_size=scenes.image_size)
+    back = d.convert_boxes(there, target, "xyxy", image_size=scenes.image_size)
+    np.testing.assert_allclose(back, boxes, atol=1e-4)
+    if target == "xywh":
+        np.testing.assert_allclose(there[:, 2:], boxes[:, 2:] - boxes[:, :2])
+
+
+def test_generator_boxes_are_the_tight_boxes_of_the_drawn_objects():
+    s = make_scenes(12, size=64, seed=5, objects=(1, 4), object_size=(8, 24))
+    data = d.from_scenes(s)
+    for i in range(len(data)):
+        expected = sorted(tuple(int(v) for v in b) for b, c in zip(data.boxes[i], data.classes[i]) if c >= 0)
+        assert components(s.masks[i] > 0) == expected
+        for b, c in zip(data.boxes[i], data.classes[i]):
+            if c >= 0:
+                x0, y0, x1, y1 = b.astype(int)
+                assert set(np.unique(s.masks[i, y0:y1, x0:x1])) <= {0, c + 1}
+    targets = data.targets()
+    assert targets["boxes"].dtype == np.float32 and targets["classes"].dtype == np.float32
+    assert np.all(targets["boxes"][targets["classes"] < 0] == -1)
+
+
+def test_iou_matrix_matches_keras_and_a_hand_computed_value():
+    import keras
+
+    np.testing.assert_allclose(d.iou_matrix([[0, 0, 10, 10]], [[5, 5, 15, 15]]), [[25 / 175]])
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 50, size=(2, 30, 2))
+    wh = rng.uniform(1, 30, size=(2, 30, 2))
+    a, b = np.concatenate([xy[0], xy[0] + wh[0]], 1), np.concatenate([xy[1], xy[1] + wh[1]], 1)
+    expected = np.asarray(keras.utils.bounding_boxes.compute_iou(a.astype("float32"), b.astype("float32"), "xyxy"))
+    np.testing.assert_allclose(d.iou_matrix(a, b), expected, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------- anchors
+
+
+def test_anchors_cover_each_level_grid_and_matching_counts_add_up(scenes):
+    config = d.AnchorConfig(sizes=(8.0, 16.0, 32.0))
+    anchors = d.make_anchors(config, 64)
+    assert {k: len(v) for k, v in anchors.items()} == {"P3": 8 * 8 * 2, "P4": 4 * 4 * 2, "P5": 2 * 2 * 2}
+    stats = d.matching_statistics(scenes, config)
+    assert stats["positive"] + stats["ignored"] + stats["negative"] == len(scenes) * stats["anchors_per_image"]
+    assert stats["negative"] > 10 * stats["positive"] > 0
+    labels, _, best = d.match_anchors(anchors["P3"], [[0, 0, 8, 8]])
+    assert labels[0] == 1 and best[0] == pytest.approx(1.0)
+
+
+def test_focal_loss_matches_keras_cv():
+    import keras_cv
+
+    rng = np.random.default_rng(1)
+    y = (rng.random((4, 7)) < 0.3).astype("float32")
+    logits = rng.normal(0, 3, size=(4, 7)).astype("float32")
+    expected = keras_cv.losses.FocalLoss(from_logits=True, reduction="sum")(y, logits)
+    assert d.binary_focal_loss(y, logits).sum() == pytest.approx(float(expected), rel=1e-4)
+    assert d.focal_loss_values(0.9, gamma=0) == pytest.approx(-np.log(0.9))
+
+
+# --------------------------------------------------------------------------------- model
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return d.build_retinanet(4, image_size=64, backbone_filters=(8, 8, 16, 16), pyramid_channels=16, head_width=16,
+                             head_depth=1, anchors=d.AnchorConfig(sizes=(8.0, 16.0, 32.0)), learning_rate=3e-3)
+
+
+def test_builder_makes_no_network_call(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a network connection was attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    model = d.build_retinanet(4, image_size=64, backbone_filters=(8, 8, 16, 16), pyramid_channels=16, head_width=16,
+                              head_depth=1, anchors=d.AnchorConfig(sizes=(8.0, 16.0, 32.0)))
+    shapes = d.pyramid_shapes(model, 64)
+    assert shapes["P3"] == (8, 8, 16) and shapes["P5"] == (2, 2, 16)
+    out = model(np.zeros((1, 64, 64, 3), "float32"))
+    assert tuple(out["classification"].shape) == (1, (64 + 16 + 4) * 2, 4)
+
+
+def test_one_training_step_lowers_the_loss_on_a_fixed_batch(tiny_model, scenes):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x, y = scenes.images[:8], {k: v[:8] for k, v in scenes.targets().items()}
+    import tensorflow as tf
+
+    # One step per epoch; each epoch reports the loss computed before its update, so the
+    # second epoch's loss is the loss on the same batch after one training step.
+    batch = tf.data.Dataset.from_tensors((x, y))
+    before, after = tiny_model.fit(batch, epochs=2, verbose=0).history["loss"]
+    assert after < before
+
+
+def test_predictions_have_the_documented_format(tiny_model, scenes):
+    p = d.predict(tiny_model, scenes.images[:3])
+    assert p["boxes"].shape[:2] == p["classes"].shape == p["confidence"].shape
+    assert p["num_detections"].shape == (3,)
+    assert p["classes"].dtype == np.int32
+
+
+# -------------------------------------------------------------------------- augmentation
+
+
+def test_augmentation_keeps_boxes_inside_and_consistent_with_the_pixels():
+    s = make_scenes(24, size=64, seed=7, objects=(1, 4), object_size=(8, 24))
+    masks = np.repeat((s.masks > 0).astype("float32")[..., None], 3, axis=-1)
+    images, boxes, classes = (np.asarray(v) for v in d.augmenter(scale=0.3, seed=2)(masks, s.boxes, s.box_classes))
+    assert images.shape == masks.shape and boxes.shape == s.boxes.shape
+    kept = classes >= 0
+    assert np.all(boxes[~kept] == -1)
+    inside = boxes[kept]
+    assert np.all(inside[:, :2] >= 0) and np.all(inside[:, 2] <= 64) and np.all(inside[:, 3] <= 64)
+    assert np.all(inside[:, 2:] > inside[:, :2])
+    changed = 0
+    for i in range(len(s)):
+        found = components(images[i, ..., 0] > 0.5)
+        for box in boxes[i][kept[i]]:
+            # every kept box has a drawn object within 2 pixels (interpolation blurs the edges)
+            err = min(max(abs(a - b) for a, b in zip(box, f)) for f in found)
+            assert err <= 2.0, (i, box, found)
+        changed += not np.allclose(boxes[i][kept[i]], s.boxes[i][kept[i]])
+    assert changed > len(s) // 2  # the augmentation does something
+
+
+def test_training_dataset_yields_what_retinanet_expects(scenes):
+    ds = d.make_train_dataset(scenes, batch_size=8, augment=True, seed=0)
+    x, y = next(iter(ds))
+    assert tuple(x.shape) == (8, 64, 64, 3)
+    assert set(y) == {"boxes", "classes"} and y["classes"].dtype.name == "float32"
+
+
+# ------------------------------------------------------------------------------ loaders
+
+
+def test_coco_loader_reads_what_write_coco_wrote(tmp_path, scenes):
+    small = scenes.subset(slice(0, 5))
+    path = d.write_coco(small, tmp_path)
+    loaded = d.load_detection_data(str(path), image_size=32)
+    assert loaded.class_names == small.class_names and len(loaded) == 5
+    m = small.boxes.shape[1]
+    np.testing.assert_allclose(loaded.boxes[:, :m][small.classes >= 0], small.boxes[small.classes >= 0] / 2, atol=1e-4)
+    np.testing.assert_array_equal(loaded.object_counts(), small.object_counts())
+    assert loaded.images.shape == (5, 32, 32, 3)
+
+
+def _corrupt(tmp_path, scenes, change):
+    path = d.write_coco(scenes.subset(slice(0, 3)), tmp_path)
+    coco = json.loads(path.read_text())
+    change(coco)
+    path.write_text(json.dumps(coco))
+    return path
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda c: c["annotations"][0].update(bbox=[60, 10, 20, 10]), "box outside the image"),
+        (lambda c: c["annotations"][0].update(bbox=[10, 10, -4, 6]), "negative or zero size"),
+        (lambda c: c["annotations"][0].update(category_id=99), "unknown class id 99"),
+        (lambda c: c["images"][1].update(file_name="missing.png"), "file not found"),
+    ],
+)
+def test_coco_loader_names_the_image_and_the_box_of_a_bad_annotation(tmp_path, scenes, change, message):
+    path = _corrupt(tmp_path, scenes, change)
+    with pytest.raises(d.AnnotationError, match=message) as error:
+        d.load_coco(path)
+    text = str(error.value)
+    assert "image_0000.png" in text or "missing.png" in text
+    if "file" not in message:
+        assert "box 0" in text
+
+
+def test_validate_boxes_names_the_box(scenes):
+    boxes = scenes.boxes.copy()
+    boxes[2, 0] = (-5, 0, 10, 10)
+    with pytest.raises(d.AnnotationError, match=r"scene 2, box 0 .*outside"):
+        d.validate_boxes(boxes, scenes.classes, scenes.image_size, 4, scenes.names)
+    d.validate_boxes(scenes.boxes, scenes.classes, scenes.image_size, 4, scenes.names)
+
+
+def test_unknown_source_is_refused():
+    with pytest.raises(ValueError, match="unknown detection data source"):
+        d.load_detection_data("voc")
+
+
+def test_tfds_entry_point_with_mocked_data():
+    tfds = pytest.importorskip("tensorflow_datasets")
+    import tensorflow as tf
+
+    def examples(builder, *args, **kwargs):
+        # tfds' random mock boxes are not valid boxes: give it three images with known ones
+        image = np.zeros((3, 40, 80, 3), np.uint8)
+        bbox = np.array([[[0.1, 0.2, 0.5, 0.6], [0.0, 0.0, 1.0, 1.0]]] * 3, np.float32)  # ymin, xmin, ymax, xmax
+        label = np.array([[3, 14]] * 3, np.int64)
+        return tf.data.Dataset.from_tensor_slices({"image": image, "objects": {"bbox": bbox, "label": label}})
+
+    with tfds.testing.mock_data(as_dataset_fn=examples):
+        data = d.load_detection_data("tfds:voc/2007", n=3, image_size=32)
+    assert len(data) == 3 and data.images.shape == (3, 32, 32, 3)
+    assert len(data.class_names) == 20 and data.class_names[14] == "person"
+    np.testing.assert_allclose(data.boxes[0, :2], [[0.2 * 32, 0.1 * 32, 0.6 * 32, 0.5 * 32], [0, 0, 32, 32]], atol=1e-4)
+    np.testing.assert_array_equal(data.classes[0, :3], [3, 14, -1])
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def test_map_of_perfect_predictions_is_one_and_of_shuffled_ones_is_low(scenes):
+    perfect = d.evaluate(d.perfect_predictions(scenes), scenes, iou_thresholds=(0.5, 0.75))
+    assert perfect["map"][0.5] == pytest.approx(1.0) and perfect["map"][0.75] == pytest.approx(1.0)
+    shuffled = d.evaluate(d.shuffled_predictions(scenes, seed=0), scenes)
+    assert shuffled["map"][0.5] < 0.2
+
+
+def test_average_precision_on_a_small_ranking():
+    # ranking: TP, FP, TP with 3 objects -> precision envelope 1 up to recall 1/3, 2/3 up to 2/3
+    ap, recall, precision = d.average_precision([0.9, 0.8, 0.7], [True, False, True], 3)
+    assert ap == pytest.approx(1 / 3 + (1 / 3) * (2 / 3))
+    np.testing.assert_allclose(recall, [1 / 3, 1 / 3, 2 / 3])
+
+
+def test_coco_metrics_agree_on_perfect_predictions(scenes):
+    pytest.importorskip("pycocotools")
+    result = d.coco_metrics(d.perfect_predictions(scenes), scenes)
+    assert result["MaP"] == pytest.approx(1.0, abs=1e-6)
