@@ -106,7 +106,7 @@ def load_image_folder(
     from tqdm.auto import tqdm
 
     root = Path(root)
-    height, width = _check_image_size(image_size)
+    height, width = check_image_size(image_size)
     if not root.exists():
         raise FileNotFoundError(f"Image folder not found: {root}")
     if not root.is_dir():
@@ -153,7 +153,7 @@ def load_image_folder(
     return images, np.asarray(labels, dtype=np.int32), tuple(class_names)
 
 
-def _check_image_size(image_size) -> tuple[int, int]:
+def check_image_size(image_size) -> tuple[int, int]:
     """Return ``image_size`` as (height, width), or raise if it is not two positive ints."""
     try:
         height, width = (int(v) for v in image_size)

@@ -36,6 +36,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from course_utils.data import check_image_size
+
 SKIP_MODES = ("concat", "add", "none")
 
 # ----------------------------------------------------------------------------------- the model
@@ -548,7 +550,7 @@ def load_segmentation(source, masks=None, image_size=(64, 64), class_names=None,
     mask values first, e.g. ``{255: 1}`` for black-and-white masks. Images are
     resized bilinearly, masks by nearest neighbour (no invented classes at edges).
     """
-    height, width = _size_pair(image_size)
+    height, width = check_image_size(image_size)
     if isinstance(source, str) and source.startswith("tfds:"):
         return _load_tfds(source[5:], (height, width), class_names, split, max_examples, mask_map)
     root = Path(source)
@@ -614,16 +616,6 @@ def load_segmentation(source, masks=None, image_size=(64, 64), class_names=None,
         raw_masks.append((mask_path, mask_array))
     mask_array, names = _class_ids([m for _, m in raw_masks], [p for p, _ in raw_masks], class_names, mask_map)
     return SegmentationData(images, mask_array, names, tuple(stems))
-
-
-def _size_pair(image_size):
-    try:
-        height, width = (int(v) for v in image_size)
-    except (TypeError, ValueError):
-        raise ValueError(f"image_size must be (height, width), got {image_size!r}") from None
-    if height < 1 or width < 1:
-        raise ValueError(f"image_size must be positive, got {image_size!r}")
-    return height, width
 
 
 def _class_ids(masks, sources, class_names, mask_map):
