@@ -65,6 +65,7 @@ def build_frozen_classifier(num_classes, input_size=96, alpha=0.35, weights=None
 
 
 # %%
+# CHECK frozen-base-with-a-new-head points=2
 frozen = build_frozen_classifier(5, input_size=64, alpha=0.35, weights=None)
 check(isinstance(frozen, keras.Model), f"build_frozen_classifier must return a keras Model, got {type(frozen).__name__}")
 check_shape(frozen.predict(np.zeros((2, 64, 64, 3), np.float32), verbose=0), (2, 5), "predictions for 2 images")
@@ -100,6 +101,7 @@ def unfreeze_top(model, top_layers, learning_rate=1e-4):
 
 
 # %%
+# CHECK fine-tuning-set-up points=2
 unfreeze_top(frozen, 20, learning_rate=1e-5)
 base = frozen.get_layer("base")
 top = base.layers[-20:]
@@ -134,6 +136,7 @@ def precision_recall(matrix):
 
 
 # %%
+# CHECK precision-and-recall points=2
 y_true = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 3])
 y_pred = np.array([0, 1, 0, 1, 1, 2, 0, 2, 1, 3])
 matrix = confusion(y_true, y_pred, 4)
@@ -167,6 +170,7 @@ config.seed_everything(0)
 raise NotImplementedError("Blank 5 of week2_exercise is not filled in yet: replace this line with your code.")
 
 # %%
+# CHECK training points=2
 predicted = classifier.predict(scenes.x_test, verbose=0).argmax(axis=1)
 test_accuracy = float(np.mean(predicted == scenes.y_test))
 print(f"held-out accuracy: {test_accuracy:.3f}")

@@ -61,6 +61,7 @@ def iou(truth, predicted):
 
 
 # %%
+# CHECK dice-and-iou points=2
 square = np.zeros((6, 6), int)
 square[1:4, 1:4] = 1            # 9 pixels
 shifted = np.roll(square, 1, axis=1)  # 6 of them overlap
@@ -97,6 +98,7 @@ def transposed_output_size(n, kernel, stride, padding="valid"):
 
 
 # %%
+# CHECK transposed-convolution-sizes points=2
 for n, kernel, stride, padding in [(4, 3, 2, "valid"), (4, 2, 2, "same"), (7, 5, 3, "valid"), (5, 3, 1, "same"),
                                    (1, 4, 2, "valid")]:
     probe = keras.Sequential([keras.Input((n, n, 1)), layers.Conv2DTranspose(1, kernel, strides=stride, padding=padding)])
@@ -132,6 +134,7 @@ def build_unet(input_shape=(32, 32, 3), num_classes=3):
 
 
 # %%
+# CHECK u-net points=2
 unet_model = build_unet((32, 32, 3), 3)
 check(isinstance(unet_model, keras.Model), f"build_unet must return a keras Model, got {type(unet_model).__name__}")
 check_equal(unet_model.count_params(), 121_899, "number of parameters of the U-Net")
@@ -162,6 +165,7 @@ config.seed_everything(0)
 raise NotImplementedError("Blank 5 of week4_exercise is not filled in yet: replace this line with your code.")
 
 # %%
+# CHECK training points=2
 predicted = unet_model.predict(test.images, verbose=0).argmax(axis=-1)
 score = segmentation.mean_iou(test.masks, predicted, 3)
 print(f"mean IoU on the test scenes: {score:.3f}")

@@ -54,6 +54,7 @@ def cosine_similarity_matrix(a, b):
 
 
 # %%
+# CHECK cosine-similarity-matrix points=2
 a, b = rng.normal(size=(6, 8)), rng.normal(size=(4, 8))
 similarities = cosine_similarity_matrix(a, b)
 check_shape(similarities, (6, 4), "cosine_similarity_matrix of 6 and 4 vectors")
@@ -81,6 +82,7 @@ def softmax_loss(anchors, positives, temperature):
 
 
 # %%
+# CHECK temperature-softmax-loss points=2
 anchors, positives = rng.normal(size=(8, 16)), rng.normal(size=(8, 16))
 for temperature in (0.05, 0.1, 1.0):
     expected = np.mean(ml.similarity_softmax_loss(anchors, positives, temperature))
@@ -107,6 +109,7 @@ def knn_vote(reference, labels, queries, k):
 
 
 # %%
+# CHECK knn-majority-vote points=2
 reference = rng.normal(size=(60, 5))
 reference_labels = rng.integers(0, 4, 60)
 queries = rng.normal(size=(40, 5))
@@ -136,6 +139,7 @@ config.seed_everything(0)
 raise NotImplementedError("Blank 4 of week5_exercise is not filled in yet: replace this line with your code.")
 
 # %%
+# CHECK training points=2
 train_embeddings = ml.embed(embedder, train.images)
 check_shape(train_embeddings, (300, 32), "embeddings of the 300 training images")
 check_close(np.linalg.norm(train_embeddings, axis=1), np.ones(300), "lengths of the embeddings", atol=1e-3)
@@ -162,6 +166,7 @@ test_embeddings = ml.embed(embedder, test.images)
 raise NotImplementedError("Blank 5 of week5_exercise is not filled in yet: replace this line with your code.")
 
 # %%
+# CHECK choosing-k-and-test-accuracy points=2
 check(best_k in CANDIDATES, f"best_k must be one of {CANDIDATES}, got {best_k!r}")
 scores = {k: np.mean(knn_vote(train_embeddings, train.labels, validation_embeddings, k) == validation.labels)
           for k in CANDIDATES}

@@ -74,6 +74,7 @@ def build_frozen_classifier(num_classes, input_size=96, alpha=0.35, weights=None
 
 
 # %%
+# CHECK frozen-base-with-a-new-head points=2
 frozen = build_frozen_classifier(5, input_size=64, alpha=0.35, weights=None)
 check(isinstance(frozen, keras.Model), f"build_frozen_classifier must return a keras Model, got {type(frozen).__name__}")
 check_shape(frozen.predict(np.zeros((2, 64, 64, 3), np.float32), verbose=0), (2, 5), "predictions for 2 images")
@@ -91,6 +92,7 @@ passed("frozen base with a new head")
 
 # %%
 ### BEGIN HIDDEN TESTS
+# CHECK frozen-base-with-a-new-head points=1
 other = build_frozen_classifier(3, input_size=96, alpha=0.5, weights=None)
 check_equal(sum(int(np.prod(w.shape)) for w in other.trainable_weights), 1280 * 3 + 3, "hidden: 3 classes, alpha 0.5")
 check(any(isinstance(l, layers.Dropout) for l in other.layers), "hidden: the head has a dropout layer")
@@ -125,6 +127,7 @@ def unfreeze_top(model, top_layers, learning_rate=1e-4):
 
 
 # %%
+# CHECK fine-tuning-set-up points=2
 unfreeze_top(frozen, 20, learning_rate=1e-5)
 base = frozen.get_layer("base")
 top = base.layers[-20:]
@@ -140,6 +143,7 @@ passed("fine-tuning set-up")
 
 # %%
 ### BEGIN HIDDEN TESTS
+# CHECK fine-tuning-set-up points=1
 fresh = build_frozen_classifier(4, input_size=64)
 unfreeze_top(fresh, 40, learning_rate=3e-5)
 fresh_base = fresh.get_layer("base")
@@ -179,6 +183,7 @@ def precision_recall(matrix):
 
 
 # %%
+# CHECK precision-and-recall points=2
 y_true = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 3])
 y_pred = np.array([0, 1, 0, 1, 1, 2, 0, 2, 1, 3])
 matrix = confusion(y_true, y_pred, 4)
@@ -195,6 +200,7 @@ passed("precision and recall")
 
 # %%
 ### BEGIN HIDDEN TESTS
+# CHECK precision-and-recall points=1
 never = precision_recall(confusion([0, 1, 2], [0, 0, 0], 3))
 check_close(never[0], [1 / 3, 0, 0], "hidden: a class never predicted has precision 0")
 check_close(never[1], [1, 0, 0], "hidden: recall")
@@ -222,6 +228,7 @@ rec.train(classifier, scenes.x_train, scenes.y_train, epochs=EPOCHS, peak_lr=3e-
 ### END SOLUTION
 
 # %%
+# CHECK training points=2
 predicted = classifier.predict(scenes.x_test, verbose=0).argmax(axis=1)
 test_accuracy = float(np.mean(predicted == scenes.y_test))
 print(f"held-out accuracy: {test_accuracy:.3f}")
@@ -233,6 +240,7 @@ passed("training")
 
 # %%
 ### BEGIN HIDDEN TESTS
+# CHECK training points=1
 check(min(recall) >= 0.7, f"hidden: every class is recognised (lowest recall {min(recall):.3f})")
 ### END HIDDEN TESTS
 

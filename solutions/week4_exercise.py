@@ -67,6 +67,7 @@ def iou(truth, predicted):
 
 
 # %%
+# CHECK dice-and-iou points=2
 square = np.zeros((6, 6), int)
 square[1:4, 1:4] = 1            # 9 pixels
 shifted = np.roll(square, 1, axis=1)  # 6 of them overlap
@@ -88,6 +89,7 @@ passed("Dice and IoU")
 
 # %%
 ### BEGIN HIDDEN TESTS
+# CHECK dice-and-iou points=1
 hidden = np.random.default_rng(42)
 for _ in range(10):
     truth, predicted = hidden.random((2, 9, 13)) < hidden.uniform(0.0, 0.3, size=(2, 1, 1))
@@ -118,6 +120,7 @@ def transposed_output_size(n, kernel, stride, padding="valid"):
 
 
 # %%
+# CHECK transposed-convolution-sizes points=2
 for n, kernel, stride, padding in [(4, 3, 2, "valid"), (4, 2, 2, "same"), (7, 5, 3, "valid"), (5, 3, 1, "same"),
                                    (1, 4, 2, "valid")]:
     probe = keras.Sequential([keras.Input((n, n, 1)), layers.Conv2DTranspose(1, kernel, strides=stride, padding=padding)])
@@ -127,6 +130,7 @@ passed("transposed convolution sizes")
 
 # %%
 ### BEGIN HIDDEN TESTS
+# CHECK transposed-convolution-sizes points=1
 for n, kernel, stride, padding in [(10, 4, 4, "valid"), (3, 7, 2, "same"), (6, 3, 3, "valid")]:
     probe = keras.Sequential([keras.Input((n, n, 1)), layers.Conv2DTranspose(1, kernel, strides=stride, padding=padding)])
     check_equal(transposed_output_size(n, kernel, stride, padding), probe.output_shape[1], "transposed size (hidden)")
@@ -180,6 +184,7 @@ def build_unet(input_shape=(32, 32, 3), num_classes=3):
 
 
 # %%
+# CHECK u-net points=2
 unet_model = build_unet((32, 32, 3), 3)
 check(isinstance(unet_model, keras.Model), f"build_unet must return a keras Model, got {type(unet_model).__name__}")
 check_equal(unet_model.count_params(), 121_899, "number of parameters of the U-Net")
@@ -192,6 +197,7 @@ passed("U-Net")
 
 # %%
 ### BEGIN HIDDEN TESTS
+# CHECK u-net points=1
 reference = segmentation.unet((32, 32, 3), 3, depth=3, base_filters=8)
 check_equal(unet_model.count_params(), reference.count_params(), "parameters against the package's U-Net (hidden)")
 check_equal(tuple(build_unet((64, 48, 3), 5).output_shape), (None, 64, 48, 5), "another input size (hidden)")
@@ -222,6 +228,7 @@ unet_model.fit(train.images, train.masks, batch_size=8, epochs=EPOCHS, verbose=0
 ### END SOLUTION
 
 # %%
+# CHECK training points=2
 predicted = unet_model.predict(test.images, verbose=0).argmax(axis=-1)
 score = segmentation.mean_iou(test.masks, predicted, 3)
 print(f"mean IoU on the test scenes: {score:.3f}")
@@ -230,6 +237,7 @@ passed("training")
 
 # %%
 ### BEGIN HIDDEN TESTS
+# CHECK training points=1
 fresh = make_scenes(200, seed=7, **scene_args)
 fresh_score = segmentation.mean_iou(fresh.masks, unet_model.predict(fresh.images, verbose=0).argmax(axis=-1), 3)
 check(fresh_score >= 0.75, f"mean IoU on other scenes (hidden): {fresh_score:.3f}")

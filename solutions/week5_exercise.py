@@ -56,6 +56,7 @@ def cosine_similarity_matrix(a, b):
 
 
 # %%
+# CHECK cosine-similarity-matrix points=2
 a, b = rng.normal(size=(6, 8)), rng.normal(size=(4, 8))
 similarities = cosine_similarity_matrix(a, b)
 check_shape(similarities, (6, 4), "cosine_similarity_matrix of 6 and 4 vectors")
@@ -67,6 +68,7 @@ passed("cosine similarity matrix")
 
 # %%
 ### BEGIN HIDDEN TESTS
+# CHECK cosine-similarity-matrix points=1
 a, b = np.random.default_rng(7).normal(size=(9, 3)), np.random.default_rng(8).normal(size=(2, 3))
 check_close(cosine_similarity_matrix(a, b), ml.cosine_similarity_matrix(a, b), "cosine_similarity_matrix (hidden)")
 ### END HIDDEN TESTS
@@ -93,6 +95,7 @@ def softmax_loss(anchors, positives, temperature):
 
 
 # %%
+# CHECK temperature-softmax-loss points=2
 anchors, positives = rng.normal(size=(8, 16)), rng.normal(size=(8, 16))
 for temperature in (0.05, 0.1, 1.0):
     expected = np.mean(ml.similarity_softmax_loss(anchors, positives, temperature))
@@ -104,6 +107,7 @@ passed("temperature softmax loss")
 
 # %%
 ### BEGIN HIDDEN TESTS
+# CHECK temperature-softmax-loss points=1
 anchors, positives = np.random.default_rng(3).normal(size=(5, 4)), np.random.default_rng(4).normal(size=(5, 4))
 check_close(softmax_loss(anchors, positives, 0.3), np.mean(ml.similarity_softmax_loss(anchors, positives, 0.3)),
             "softmax_loss (hidden)")
@@ -129,6 +133,7 @@ def knn_vote(reference, labels, queries, k):
 
 
 # %%
+# CHECK knn-majority-vote points=2
 reference = rng.normal(size=(60, 5))
 reference_labels = rng.integers(0, 4, 60)
 queries = rng.normal(size=(40, 5))
@@ -139,6 +144,7 @@ passed("kNN majority vote")
 
 # %%
 ### BEGIN HIDDEN TESTS
+# CHECK knn-majority-vote points=1
 reference = np.random.default_rng(11).normal(size=(30, 3))
 reference_labels = np.random.default_rng(12).integers(0, 3, 30)
 queries = np.random.default_rng(13).normal(size=(25, 3))
@@ -171,6 +177,7 @@ history, seconds = ml.fit_embedding(embedder, batches, ml.SimilaritySoftmaxLoss(
 ### END SOLUTION
 
 # %%
+# CHECK training points=2
 train_embeddings = ml.embed(embedder, train.images)
 check_shape(train_embeddings, (300, 32), "embeddings of the 300 training images")
 check_close(np.linalg.norm(train_embeddings, axis=1), np.ones(300), "lengths of the embeddings", atol=1e-3)
@@ -202,6 +209,7 @@ test_accuracy = float(np.mean(knn_vote(train_embeddings, train.labels, test_embe
 ### END SOLUTION
 
 # %%
+# CHECK choosing-k-and-test-accuracy points=2
 check(best_k in CANDIDATES, f"best_k must be one of {CANDIDATES}, got {best_k!r}")
 scores = {k: np.mean(knn_vote(train_embeddings, train.labels, validation_embeddings, k) == validation.labels)
           for k in CANDIDATES}
@@ -214,6 +222,7 @@ passed("choosing k and test accuracy")
 
 # %%
 ### BEGIN HIDDEN TESTS
+# CHECK choosing-k-and-test-accuracy points=1
 sklearn_accuracy = KNeighborsClassifier(n_neighbors=best_k, metric="cosine").fit(
     train_embeddings, train.labels).score(test_embeddings, test.labels)
 check_close(test_accuracy, sklearn_accuracy, "test_accuracy against scikit-learn (hidden)", atol=0.02)

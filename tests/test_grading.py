@@ -289,8 +289,8 @@ def test_week1_points_come_from_the_check_markers(root):
 @pytest.mark.parametrize("name", sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "solutions").glob("*.py")))
 def test_every_exercise_can_be_graded(root, name):
     """Markers parse, and each answer cell of a perfect submission is found (no execution: quick)."""
-    if "# CHECK" not in (root / "solutions" / f"{name}.py").read_text():
-        pytest.skip(f"{name} has no '# CHECK <question> points=<n>' markers yet (see book/instructors.md)")
+    assert "# CHECK" in (root / "solutions" / f"{name}.py").read_text(), \
+        f"{name} has no '# CHECK <question> points=<n>' markers (see book/instructors.md)"
     week = grading.load_week(root, name)
     notebook, tokens, notes = grading.graded_notebook(week, grading.model_submission(root, name))
     assert not notes, notes
