@@ -10,6 +10,22 @@ One notebook parameter, ``PROFILE``, scales every experiment:
 Notebooks leave ``PROFILE = None`` in their parameters cell; :func:`resolve_profile`
 then picks ``gpu`` when TensorFlow sees a GPU and ``cpu`` otherwise. Papermill
 injects an explicit profile in the tests and the book build.
+
+Precision and devices are decided here too, by :func:`setup`, and nowhere else.
+With the ``gpu`` profile and a visible GPU, Keras' global dtype policy becomes
+``mixed_float16`` (float16 computations, float32 weights; the builders keep their
+output layers in float32), and with two GPUs or more a
+``tf.distribute.MirroredStrategy`` over all of them becomes TensorFlow's default
+strategy, so that the models a notebook builds are mirrored without any change to
+its code. The training helpers (``models.fit_classifier``,
+``segmentation.fit_segmenter``, ``metric_learning.fit_embedding``,
+``detection.train``) take a ``strategy`` and call :func:`distribute`: the batch
+size they are given is per replica. XLA is left to Keras (``jit_compile="auto"``):
+on for a single GPU, off on a CPU, and off under ``tf.distribute``, where Keras
+disables it (XLA and mirrored variables clash, keras-team/keras#19005). That is
+why one GPU gets no MirroredStrategy: it would gain nothing and lose XLA.
+Everywhere else (``smoke``, ``cpu``, or ``gpu`` without a GPU) nothing changes:
+float32 and TensorFlow's default strategy.
 """
 
 from __future__ import annotations
@@ -41,9 +57,16 @@ def resolve_profile(profile: str | None = None) -> str:
 
 @dataclass(frozen=True)
 class Profile:
-    """The resolved run profile; ``pick`` chooses a setting by profile name."""
+    """The resolved run profile; ``pick`` chooses a setting by profile name.
+
+    ``mixed_precision`` tells whether :func:`setup` set the ``mixed_float16``
+    policy, ``replicas`` how many devices share each batch (1 unless several
+    GPUs are mirrored).
+    """
 
     name: str
+    mixed_precision: bool = False
+    replicas: int = 1
 
     def pick(self, *, smoke, cpu, gpu):
         """Return the value given for this profile, e.g. ``epochs = p.pick(smoke=1, cpu=20, gpu=40)``."""
@@ -54,14 +77,61 @@ class Profile:
 
 
 def setup(profile: str | None = None, seed: int = 42) -> Profile:
-    """Resolve the profile, seed every random generator and quieten TensorFlow's logs.
+    """Resolve the profile, seed every random generator, set precision and devices, quieten TensorFlow's logs.
 
-    Call once at the top of a notebook, after the parameters cell.
+    Call once at the top of a notebook, after the parameters cell (and outside
+    any ``strategy.scope()``). Profile ``gpu`` with a visible GPU sets the
+    ``mixed_float16`` policy, and with two GPUs or more makes a
+    ``MirroredStrategy`` over all of them the default strategy; any other
+    profile, or ``gpu`` on a machine without a GPU, gets float32 and
+    TensorFlow's default strategy (undoing an earlier call in the same process).
     """
+    import keras
+    import tensorflow as tf
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     name = resolve_profile(profile)
     seed_everything(seed)
-    return Profile(name)
+    gpus = tf.config.list_physical_devices("GPU") if name == "gpu" else []
+    keras.mixed_precision.set_global_policy("mixed_float16" if gpus else "float32")
+    if len(gpus) >= 2:
+        tf.distribute.experimental_set_strategy(tf.distribute.MirroredStrategy())  # all visible GPUs
+    elif tf.distribute.has_strategy():
+        tf.distribute.experimental_set_strategy(None)
+    return Profile(name, mixed_precision=bool(gpus), replicas=replicas())
+
+
+def replicas(strategy=None) -> int:
+    """How many replicas share each batch under ``strategy`` (default: the current one); 1 without distribution."""
+    import tensorflow as tf
+
+    return (strategy or tf.distribute.get_strategy()).num_replicas_in_sync
+
+
+def distribute(model, batch_size: int | None = None, strategy=None):
+    """The strategy to train ``model`` with and the global batch size: ``(strategy, batch_size * replicas)``.
+
+    The one place where the training helpers handle ``tf.distribute``: they
+    call it, then compile under ``strategy.scope()`` and fit with the global
+    batch size, so that ``batch_size`` always means images per replica.
+    ``strategy=None`` means the strategy the model was built under or, for a
+    model built outside any, the current one (``tf.distribute.get_strategy()``,
+    which :func:`setup` may have set). Raises ``ValueError`` if the model's
+    variables were not created under that strategy: Keras can only train a model
+    with the strategy whose scope it was built in. ``batch_size=None`` returns
+    ``None`` as the batch size (for data that is already batched).
+    """
+    if strategy is None:
+        strategy = model.distribute_strategy
+    strays = [w.path for w in model.weights if not strategy.extended.variable_created_in_scope(w.value)]
+    if strays or model.distribute_strategy is not strategy:
+        where = f"e.g. {strays[0]}" if strays else "its strategy differs"
+        raise ValueError(
+            f"Model {model.name!r} was not built under the {type(strategy).__name__} it is to be trained with "
+            f"({where}). Build the model inside `with strategy.scope():` and pass the same strategy "
+            "(or none, to use the model's own)."
+        )
+    return strategy, None if batch_size is None else int(batch_size) * strategy.num_replicas_in_sync
 
 
 def seed_everything(seed: int = 42) -> None:
@@ -81,11 +151,39 @@ def seed_everything(seed: int = 42) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
+def replica_share(loss):
+    """``loss`` divided by the number of replicas when computed by one replica of a ``tf.distribute`` strategy.
+
+    Each replica computes the loss of its part of the batch and the gradients are
+    summed over the replicas, so each replica must contribute ``1 / replicas`` of
+    its loss. Keras divides losses reduced to a mean over the batch itself;
+    losses it leaves alone, those that return one number for the whole batch
+    (Dice, or a sum over anchors normalised by the number of objects), call
+    this. Outside a replica, or without distribution, ``loss`` is returned as it is.
+    """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return loss
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    n = context.num_replicas_in_sync if context is not None else 1
+    return loss if n == 1 else loss / n
+
+
 def describe_device() -> str:
-    """One line naming the profile-relevant hardware, for the top of each chapter."""
+    """One line naming the profile-relevant hardware, for the top of each chapter.
+
+    On a GPU it also names the precision policy and, with several GPUs, the
+    number of replicas (what :func:`setup` chose).
+    """
+    import keras
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
-        return f"GPU: {', '.join(g.name for g in gpus)}"
+        line = f"GPU: {', '.join(g.name for g in gpus)}; {keras.mixed_precision.global_policy().name}"
+        n = replicas()
+        return line + (f", MirroredStrategy over {n} replicas" if n > 1 else "")
     return f"CPU only ({os.cpu_count()} cores)"

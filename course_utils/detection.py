@@ -585,36 +585,61 @@ def build_retinanet(num_classes: int, image_size: int = 128, backbone_filters=(1
     The prediction decoder keeps detections with confidence >= ``confidence_threshold``
     (low, for mAP; see :func:`set_decoder`) and applies per-class non-maximum
     suppression at ``iou_threshold``. Adam with ``global_clipnorm=10``.
+
+    The model is float32 even under the gpu profile's ``mixed_float16`` policy:
+    KerasCV's RetinaNet then outputs float16 boxes and scores, which its box
+    decoding and non-maximum suppression reject. Build it inside
+    ``with strategy.scope():`` to train it with a ``tf.distribute`` strategy.
     """
     import keras
     import keras_cv
     from keras_cv.models.retinanet import LabelEncoder as RetinaNetLabelEncoder
 
     anchors = anchors or AnchorConfig()
-    generator = anchors.generator()
-    encoder = RetinaNetLabelEncoder(bounding_box_format=BOX_FORMAT, anchor_generator=generator,
-                                    positive_threshold=positive_threshold, negative_threshold=negative_threshold,
-                                    box_variance=BOX_VARIANCE)
     per_location = anchors.per_location
     prior = -math.log((1 - 0.01) / 0.01)
-    model = keras_cv.models.RetinaNet(
-        backbone=build_backbone(image_size, backbone_filters, backbone_blocks),
-        num_classes=num_classes,
-        bounding_box_format=BOX_FORMAT,
-        label_encoder=encoder,
-        prediction_decoder=_decoder(confidence_threshold, iou_threshold, max_detections),
-        feature_pyramid=_feature_pyramid_class()(pyramid_channels, len(anchors.sizes), name="feature_pyramid"),
-        classification_head=_head_class()(per_location * num_classes, head_width, head_depth, prior,
-                                          name="classification_head"),
-        box_head=_head_class()(per_location * 4, head_width, head_depth, 0.0, name="box_head"),
-    )
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")  # float16 outputs break KerasCV's decoding (see above)
+    try:
+        encoder = RetinaNetLabelEncoder(bounding_box_format=BOX_FORMAT, anchor_generator=anchors.generator(),
+                                        positive_threshold=positive_threshold, negative_threshold=negative_threshold,
+                                        box_variance=BOX_VARIANCE)
+        model = keras_cv.models.RetinaNet(
+            backbone=build_backbone(image_size, backbone_filters, backbone_blocks),
+            num_classes=num_classes,
+            bounding_box_format=BOX_FORMAT,
+            label_encoder=encoder,
+            prediction_decoder=_decoder(confidence_threshold, iou_threshold, max_detections),
+            feature_pyramid=_feature_pyramid_class()(pyramid_channels, len(anchors.sizes), name="feature_pyramid"),
+            classification_head=_head_class()(per_location * num_classes, head_width, head_depth, prior,
+                                              name="classification_head"),
+            box_head=_head_class()(per_location * 4, head_width, head_depth, 0.0, name="box_head"),
+        )
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
     if compile:
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate, global_clipnorm=10.0),
-            classification_loss=keras_cv.losses.FocalLoss(from_logits=True, reduction="sum"),
-            box_loss=keras_cv.losses.SmoothL1Loss(l1_cutoff=1.0, reduction="sum"),
+            classification_loss=_replica_share(keras_cv.losses.FocalLoss)(from_logits=True, reduction="sum"),
+            box_loss=_replica_share(keras_cv.losses.SmoothL1Loss)(l1_cutoff=1.0, reduction="sum"),
         )
     return model
+
+
+def _replica_share(loss_class):
+    """A subclass of ``loss_class`` whose value passes through :func:`course_utils.config.replica_share`.
+
+    RetinaNet's losses are sums over the anchors divided by the number of
+    matched anchors, not means that Keras would divide by the number of
+    replicas itself: under ``tf.distribute`` each replica must contribute its share.
+    """
+    from course_utils.config import replica_share
+
+    class ReplicaShare(loss_class):
+        def __call__(self, *args, **kwargs):
+            return replica_share(super().__call__(*args, **kwargs))
+
+    return ReplicaShare
 
 
 def _decoder(confidence_threshold, iou_threshold, max_detections):
@@ -622,7 +647,7 @@ def _decoder(confidence_threshold, iou_threshold, max_detections):
 
     return keras_cv.layers.NonMaxSuppression(bounding_box_format=BOX_FORMAT, from_logits=True,
                                              iou_threshold=iou_threshold, confidence_threshold=confidence_threshold,
-                                             max_detections=max_detections)
+                                             max_detections=max_detections, dtype="float32")
 
 
 def set_decoder(model, confidence_threshold: float = 0.05, iou_threshold: float = 0.5, max_detections: int = 20):
@@ -675,12 +700,13 @@ def augmenter(flip: bool = True, scale: float = 0.25, seed: int | None = None):
     import keras
     from keras import ops
 
-    layers = []
+    layers = []  # float32 like the model, also under a mixed_float16 policy
     if flip:
-        layers.append(keras.layers.RandomFlip("horizontal", seed=seed, bounding_box_format=BOX_FORMAT))
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed, bounding_box_format=BOX_FORMAT,
+                                              dtype="float32"))
     if scale:
         layers.append(keras.layers.RandomZoom((-scale, scale), seed=None if seed is None else seed + 1,
-                                              fill_mode="constant", bounding_box_format=BOX_FORMAT))
+                                              fill_mode="constant", bounding_box_format=BOX_FORMAT, dtype="float32"))
 
     def apply(images, boxes, classes):
         height, width = int(images.shape[1]), int(images.shape[2])
@@ -734,8 +760,16 @@ def make_train_dataset(data: DetectionData, batch_size: int = 16, augment: bool 
 
 
 def train(model, data: DetectionData, epochs: int, batch_size: int = 16, augment: bool = True, seed: int = 0,
-          validation: DetectionData | None = None, callbacks=None):
-    """Fit ``model`` on ``data``; returns ``(history, seconds)``. Validation loss uses the unaugmented ``validation`` set."""
+          validation: DetectionData | None = None, callbacks=None, strategy=None):
+    """Fit ``model`` on ``data``; returns ``(history, seconds)``. Validation loss uses the unaugmented ``validation`` set.
+
+    ``strategy``: a ``tf.distribute`` strategy the model was built (and compiled)
+    under (default: the model's own, see :func:`course_utils.config.distribute`);
+    ``batch_size`` is per replica.
+    """
+    from course_utils.config import distribute
+
+    _, batch_size = distribute(model, batch_size, strategy)
     val = None
     if validation is not None:
         import tensorflow as tf

@@ -15,7 +15,8 @@ with k-nearest neighbours (kNN) among a few labelled reference images.
   against positives, with a temperature) and :func:`triplet_loss` (batch-hard or
   semi-hard mining), and their ``keras.losses.Loss`` forms
   :class:`SimilaritySoftmaxLoss` and :class:`TripletLoss` for ``model.compile``;
-  training is a plain ``model.fit`` on :class:`BalancedBatches`.
+  training is a plain ``model.fit`` on :class:`BalancedBatches` (:func:`fit_embedding`;
+  under ``tf.distribute``, :class:`ReplicaBatches` gives each replica a whole batch).
 * kNN on embeddings with scikit-learn (cosine metric): :func:`knn_fit`,
   :func:`knn_predict` (prediction and vote agreement as confidence),
   :func:`accuracy_vs_k`, :func:`retrieve` (top-k neighbours of a query) and
@@ -35,6 +36,8 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 from keras import layers, ops
+
+from course_utils.config import distribute
 
 # ------------------------------------------------------------------------- the model
 
@@ -65,9 +68,13 @@ def embedding_model(input_shape=(32, 32, 3), embedding_dim: int = 32, filters=(1
     then division by their Euclidean norm, so that every embedding lies on the
     unit sphere and the dot product of two embeddings is their cosine similarity.
     The layers are named ``encoder`` (the pooled features) and ``projection``.
+    The standardisation, the projection and the normalisation are float32 even
+    under the ``mixed_float16`` policy of the gpu profile (a mean over thousands
+    of pixels and a norm are where float16 loses precision); the convolutions
+    follow the policy.
     """
     inputs = keras.Input(input_shape)
-    x = PerImageStandardization(name="standardize")(inputs) if standardize else inputs
+    x = PerImageStandardization(dtype="float32", name="standardize")(inputs) if standardize else inputs
     for level, width in enumerate(filters):
         for j in range(2):
             x = layers.Conv2D(width, 3, padding="same", use_bias=not batch_norm, name=f"conv{level}_{j}")(x)
@@ -78,19 +85,19 @@ def embedding_model(input_shape=(32, 32, 3), embedding_dim: int = 32, filters=(1
             x = layers.ReLU(name=f"relu{level}_{j}")(x)
         x = layers.MaxPooling2D(2, name=f"pool{level}")(x)
     x = layers.GlobalAveragePooling2D(name="encoder")(x)
-    x = layers.Dense(embedding_dim, name="projection")(x)
-    outputs = layers.UnitNormalization(name="unit_norm")(x)
+    x = layers.Dense(embedding_dim, dtype="float32", name="projection")(x)
+    outputs = layers.UnitNormalization(dtype="float32", name="unit_norm")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
 def classifier_from(model: keras.Model, num_classes: int, layer: str = "encoder", name: str = "classifier") -> keras.Model:
-    """A supervised classifier: the layers of ``model`` up to ``layer``, then a softmax over ``num_classes``.
+    """A supervised classifier: the layers of ``model`` up to ``layer``, then a (float32) softmax over ``num_classes``.
 
     With a fresh :func:`embedding_model` this gives the discriminative twin of the
     embedding network: the same encoder, trained with cross-entropy instead.
     """
     features = model.get_layer(layer).output
-    outputs = layers.Dense(num_classes, activation="softmax", name="class_scores")(features)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="class_scores")(features)
     return keras.Model(model.inputs, outputs, name=name)
 
 
@@ -103,6 +110,7 @@ def mobilenetv2_classifier(input_shape=(32, 32, 3), num_classes: int = 3, alpha:
     pooling="avg")``; its pooled output is the layer ``"encoder"`` (its *features*).
     The BatchNormalization momentum is lowered to 0.9 so that a short training
     run leaves usable running statistics (Keras' 0.999 needs thousands of steps).
+    The softmax layer is float32, also under the ``mixed_float16`` policy.
     """
     base = keras.applications.MobileNetV2(input_shape=input_shape, alpha=alpha, include_top=False, weights=None,
                                           pooling="avg")
@@ -112,7 +120,7 @@ def mobilenetv2_classifier(input_shape=(32, 32, 3), num_classes: int = 3, alpha:
     inputs = keras.Input(input_shape)
     x = layers.Rescaling(2.0, offset=-1.0, name="to_minus1_1")(inputs)
     features = layers.Identity(name="encoder")(base(x))
-    outputs = layers.Dense(num_classes, activation="softmax", name="class_scores")(features)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="class_scores")(features)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -367,8 +375,36 @@ class TripletLoss(keras.losses.Loss):
         return {**super().get_config(), "margin": self.margin, "mining": self.mining}
 
 
+class ReplicaBatches(keras.utils.PyDataset):
+    """``replicas`` consecutive batches of ``batches`` stacked into one global batch, for ``tf.distribute``.
+
+    A strategy splits each global batch into contiguous parts, one per replica,
+    so replica ``r`` gets exactly batch ``i * replicas + r`` of ``batches`` with
+    its anchor/positive layout intact. An epoch covers the batches of ``batches``
+    once (the last global batch wraps around to the first ones when
+    ``replicas`` does not divide their number).
+    """
+
+    def __init__(self, batches, replicas: int):
+        super().__init__()
+        self.batches, self.replicas = batches, int(replicas)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.batches) / self.replicas)
+
+    def __getitem__(self, i):
+        parts = [self.batches[(i * self.replicas + r) % len(self.batches)] for r in range(self.replicas)]
+        return tuple(np.concatenate(arrays) for arrays in zip(*parts))
+
+    def on_epoch_begin(self):
+        self.batches.on_epoch_begin()
+
+    def on_epoch_end(self):
+        self.batches.on_epoch_end()
+
+
 def fit_embedding(model: keras.Model, batches: BalancedBatches, loss, epochs: int, learning_rate: float = 3e-3,
-                  callbacks=(), jit_compile: bool = False, run_eagerly: bool = False):
+                  callbacks=(), jit_compile: bool = False, run_eagerly: bool = False, strategy=None):
     """Compile ``model`` with ``loss`` (e.g. :class:`SimilaritySoftmaxLoss`) and fit it quietly on ``batches``.
 
     Adam with a cosine-decaying learning rate. Returns ``(history, seconds)``.
@@ -377,11 +413,20 @@ def fit_embedding(model: keras.Model, batches: BalancedBatches, loss, epochs: in
     compiling a network like MobileNetV2 takes longer than training it.
     ``run_eagerly`` skips building a TensorFlow graph altogether: slower per
     step, but quicker for a run of a few steps (the smoke profile).
+    ``strategy``: a ``tf.distribute`` strategy the model was built under
+    (default: the model's own, see :func:`course_utils.config.distribute`). With
+    several replicas each one gets a whole batch of ``batches``
+    (:class:`ReplicaBatches`): the losses compare anchors with the positives of
+    their own batch, and an epoch then has fewer, larger steps.
     """
+    strategy, _ = distribute(model, None, strategy)
+    if strategy.num_replicas_in_sync > 1:
+        batches = ReplicaBatches(batches, strategy.num_replicas_in_sync)
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, epochs * len(batches)))
     metrics = ["accuracy"] if isinstance(loss, (str, keras.losses.SparseCategoricalCrossentropy)) else None
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=metrics, jit_compile=jit_compile,
-                  run_eagerly=run_eagerly)
+    with strategy.scope():
+        model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=metrics, jit_compile=jit_compile,
+                      run_eagerly=run_eagerly)
     start = time.perf_counter()
     history = model.fit(batches, epochs=epochs, verbose=0, callbacks=list(callbacks))
     return history, time.perf_counter() - start

@@ -2,6 +2,9 @@
 
 Each builder returns an uncompiled ``keras.Model`` so that a chapter can show the
 architecture first and choose the optimiser and loss where it teaches them.
+Output layers have ``dtype="float32"``: under the ``mixed_float16`` policy of the
+gpu profile the softmax is then computed in float32, and under float32 nothing
+changes.
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 from keras import layers
+
+from course_utils.config import distribute
 
 
 def lenet5(input_shape=(32, 32, 1), num_classes: int = 10) -> keras.Model:
@@ -28,7 +33,7 @@ def lenet5(input_shape=(32, 32, 1), num_classes: int = 10) -> keras.Model:
             layers.Flatten(name="flatten"),
             layers.Dense(120, activation="tanh", name="c5"),
             layers.Dense(84, activation="tanh", name="f6"),
-            layers.Dense(num_classes, activation="softmax", name="output"),
+            layers.Dense(num_classes, activation="softmax", dtype="float32", name="output"),
         ],
         name="lenet5",
     )
@@ -45,25 +50,31 @@ def dense_classifier(input_shape=(32, 32, 1), num_classes: int = 10, hidden: int
             keras.Input(shape=input_shape),
             layers.Flatten(),
             layers.Dense(hidden, activation="tanh"),
-            layers.Dense(num_classes, activation="softmax"),
+            layers.Dense(num_classes, activation="softmax", dtype="float32"),
         ],
         name="dense_classifier",
     )
 
 
 def fit_classifier(model: keras.Model, x, y, epochs: int, learning_rate: float = 3e-3, batch_size: int = 64,
-                   validation_split: float = 0.15, callbacks=(), decay: bool = True):
+                   validation_split: float = 0.15, callbacks=(), decay: bool = True, strategy=None):
     """Compile ``model`` for integer labels and fit it quietly; return ``(history, seconds)``.
 
     Adam with a cosine-decaying learning rate (when ``decay``): large steps first,
     small ones at the end, so the last epoch does not land on a noisy point.
     The last ``validation_split`` of the training data is held out for validation.
+    ``strategy``: a ``tf.distribute`` strategy the model was built under (default:
+    the model's own, see :func:`course_utils.config.distribute`); ``batch_size``
+    is per replica.
     """
     import time
 
+    strategy, batch_size = distribute(model, batch_size, strategy)
     steps = epochs * int(np.ceil(len(x) * (1 - validation_split) / batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps) if decay else learning_rate
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    with strategy.scope():
+        model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
     start = time.perf_counter()
     history = model.fit(x, y, validation_split=validation_split, epochs=epochs, batch_size=batch_size, verbose=0,
                         callbacks=list(callbacks))

@@ -36,6 +36,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from course_utils.config import distribute, replica_share
 from course_utils.data import check_image_size
 
 SKIP_MODES = ("concat", "add", "none")
@@ -125,7 +126,8 @@ def unet(input_shape=(64, 64, 3), num_classes: int = 1, depth: int = 3, base_fil
             x = layers.Add(name=f"skip{level}")([x, skips[level]])
         x = conv_block(x, filters, batch_norm, 0.0, residual, name=f"dec{level}")
     activation = "sigmoid" if num_classes == 1 else "softmax"
-    outputs = layers.Conv2D(num_classes, 1, activation=activation, name="head")(x)
+    # float32 head: under the gpu profile's mixed_float16 policy the probabilities stay float32.
+    outputs = layers.Conv2D(num_classes, 1, activation=activation, dtype="float32", name="head")(x)
     if name is None:
         name = ("res" if residual else "") + "unet" + ("" if skip == "concat" else f"_skip_{skip}")
     return keras.Model(inputs, outputs, name=name)
@@ -239,7 +241,8 @@ class DiceLoss(keras.losses.Loss):
         self.smooth = smooth
 
     def call(self, y_true, y_pred):
-        return 1.0 - dice_coefficient(y_true, y_pred, self.smooth)
+        # One number for the whole batch: under tf.distribute, each replica's share.
+        return replica_share(1.0 - dice_coefficient(y_true, y_pred, self.smooth))
 
     def get_config(self):
         return {**super().get_config(), "smooth": self.smooth}
@@ -250,7 +253,8 @@ class CrossEntropyDiceLoss(keras.losses.Loss):
     """Pixel-wise cross-entropy plus ``dice_weight`` times the Dice loss ("BCE + Dice" for binary masks).
 
     Binary cross-entropy for a one-channel prediction, categorical cross-entropy
-    on class ids otherwise.
+    on class ids otherwise. ``dice_weight=0`` leaves the cross-entropy alone (the
+    ``"ce"`` of :func:`compile_segmenter`).
     """
 
     def __init__(self, dice_weight: float = 1.0, smooth: float = 1.0, name: str = "ce_dice_loss", **kwargs):
@@ -259,7 +263,11 @@ class CrossEntropyDiceLoss(keras.losses.Loss):
         self.smooth = smooth
 
     def call(self, y_true, y_pred):
-        return cross_entropy(y_true, y_pred) + self.dice_weight * (1.0 - dice_coefficient(y_true, y_pred, self.smooth))
+        loss = cross_entropy(y_true, y_pred)
+        if self.dice_weight:
+            loss = loss + self.dice_weight * (1.0 - dice_coefficient(y_true, y_pred, self.smooth))
+        # One number for the whole batch: under tf.distribute, each replica's share.
+        return replica_share(loss)
 
     def get_config(self):
         return {**super().get_config(), "dice_weight": self.dice_weight, "smooth": self.smooth}
@@ -398,35 +406,43 @@ def mean_iou(y_true, y_pred_labels, num_classes: int) -> float:
     return float(np.nanmean(per_class_iou(y_true, y_pred_labels, num_classes)))
 
 
-def compile_segmenter(model: keras.Model, loss="ce", learning_rate: float = 3e-3, steps: int | None = None):
+def compile_segmenter(model: keras.Model, loss="ce", learning_rate: float = 3e-3, steps: int | None = None,
+                      strategy=None):
     """Compile ``model`` with Adam (cosine decay over ``steps`` when given) and the segmentation metrics.
 
     ``loss``: ``"ce"`` (cross-entropy), ``"dice"``, ``"ce+dice"``, or any Keras loss.
-    Metrics: mean IoU, plus Dice for a binary (one-channel) model.
+    Metrics: mean IoU, plus Dice for a binary (one-channel) model. Compiles under
+    ``strategy.scope()`` (default: the model's own strategy, see
+    :func:`course_utils.config.distribute`).
     """
+    strategy, _ = distribute(model, None, strategy)
     channels = model.output_shape[-1]
     num_classes = 2 if channels == 1 else channels
-    losses = {"ce": cross_entropy, "dice": DiceLoss(), "ce+dice": CrossEntropyDiceLoss()}
+    losses = {"ce": CrossEntropyDiceLoss(dice_weight=0.0, name="cross_entropy"), "dice": DiceLoss(),
+              "ce+dice": CrossEntropyDiceLoss()}
     loss = losses.get(loss, loss) if isinstance(loss, str) else loss
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps) if steps else learning_rate
-    metrics = [MeanIoU(num_classes)] + ([DiceScore(2)] if channels == 1 else [])
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=metrics)
+    with strategy.scope():
+        metrics = [MeanIoU(num_classes)] + ([DiceScore(2)] if channels == 1 else [])
+        model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=metrics)
     return model
 
 
 def fit_segmenter(model: keras.Model, images, masks, epochs: int, loss="ce", learning_rate: float = 3e-3,
-                  batch_size: int = 32, augment: bool = False, seed: int = 0, validation=None):
+                  batch_size: int = 32, augment: bool = False, seed: int = 0, validation=None, strategy=None):
     """Compile ``model`` (:func:`compile_segmenter`, cosine decay over the whole run) and fit it quietly.
 
     ``masks`` are class ids (binary 0/1 masks for a one-channel model).
     ``augment`` trains on :func:`make_segmentation_dataset` with paired
-    augmentation. ``validation``: optional ``(images, masks)``. Returns
-    ``(history, seconds)``.
+    augmentation. ``validation``: optional ``(images, masks)``. ``strategy``: a
+    ``tf.distribute`` strategy the model was built under (default: the model's
+    own); ``batch_size`` is per replica. Returns ``(history, seconds)``.
     """
     import time
 
+    strategy, batch_size = distribute(model, batch_size, strategy)
     steps = max(1, epochs * int(np.ceil(len(images) / batch_size)))
-    compile_segmenter(model, loss=loss, learning_rate=learning_rate, steps=steps)
+    compile_segmenter(model, loss=loss, learning_rate=learning_rate, steps=steps, strategy=strategy)
     start = time.perf_counter()
     if augment:
         data = make_segmentation_dataset(images, masks, batch_size, shuffle=True, augment=True, seed=seed)
