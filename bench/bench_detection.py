@@ -8,17 +8,12 @@ profile cpu), ``week3.retinanet.train_seconds``,
 
 from __future__ import annotations
 
-import importlib.util
 import time
-from pathlib import Path
 
-
-def _run_module():
-    """bench/run.py, loaded by path (bench/ is not a package), for ``record`` and ``execute_chapter``."""
-    spec = importlib.util.spec_from_file_location("bench_run", Path(__file__).with_name("run.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from run import (  # bench/run.py: bench/ is on sys.path when run as a script
+    execute_chapter,
+    record,
+)
 
 
 def bench_retinanet():
@@ -26,7 +21,6 @@ def bench_retinanet():
     from course_utils import config
     from course_utils import detection as det
 
-    run = _run_module()
     profile = config.setup("cpu", seed=42)
     size = 128
     n_train, n_test, epochs, batch = 2000, 300, 6, 16
@@ -47,18 +41,17 @@ def bench_retinanet():
     images = epochs * (n_train // batch) * batch
     name = profile.name
     return [
-        run.record("week3.retinanet.map50", round(ours["map"][0.5], 4), "mAP@0.5", name),
-        run.record("week3.retinanet.map50_95", round(coco["MaP"], 4), "mAP@[.5:.95]", name),
-        run.record("week3.retinanet.train_seconds", round(seconds, 1), "s", name),
-        run.record("week3.retinanet.train_images_per_second", round(images / seconds, 1), "images/s", name),
-        run.record("week3.retinanet.predict_images_per_second", round(n_test / predict_seconds, 1), "images/s", name),
+        record("week3.retinanet.map50", round(ours["map"][0.5], 4), "mAP@0.5", name),
+        record("week3.retinanet.map50_95", round(coco["MaP"], 4), "mAP@[.5:.95]", name),
+        record("week3.retinanet.train_seconds", round(seconds, 1), "s", name),
+        record("week3.retinanet.train_images_per_second", round(images / seconds, 1), "images/s", name),
+        record("week3.retinanet.predict_images_per_second", round(n_test / predict_seconds, 1), "images/s", name),
     ]
 
 
 def bench_chapter():
     """Papermill execution of the week 3 chapter at profile cpu."""
-    run = _run_module()
-    return [run.record("week3.chapter.seconds", round(run.execute_chapter("week3_detection"), 1), "s", "cpu")]
+    return [record("week3.chapter.seconds", round(execute_chapter("week3_detection"), 1), "s", "cpu")]
 
 
 def bench_week3():

@@ -7,22 +7,15 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import tempfile
 import time
 from pathlib import Path
 
 import nbformat
+from run import record  # bench/run.py: bench/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def record(*args, **kwargs):
-    """``record`` of bench/run.py (loaded by path: this module is itself loaded by path)."""
-    spec = importlib.util.spec_from_file_location("bench_run", Path(__file__).with_name("run.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.record(*args, **kwargs)
 
 
 def bench_grading(n: int = 20, workers: int = 2):

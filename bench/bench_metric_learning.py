@@ -8,13 +8,10 @@ fourth class (diamond) held out of training, kNN with k = 5 and the cosine metri
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-_spec = importlib.util.spec_from_file_location("bench_run", Path(__file__).with_name("run.py"))
-_run = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_run)
-record, execute_chapter = _run.record, _run.execute_chapter
+from run import (  # bench/run.py: bench/ is on sys.path when run as a script
+    execute_chapter,
+    record,
+)
 
 
 def bench_week5():

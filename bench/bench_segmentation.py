@@ -9,24 +9,16 @@ The recipes are those of ``book/week4_segmentation.py`` (sections 5 and 6).
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-_RUN = Path(__file__).with_name("run.py")
-
-
-def _run_module():
-    spec = importlib.util.spec_from_file_location("bench_run", _RUN)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from run import (  # bench/run.py: bench/ is on sys.path when run as a script
+    execute_chapter,
+    record,
+)
 
 
 def bench_week4():
     from course_utils import config, segmentation
     from course_utils.scenes import make_scenes
 
-    run = _run_module()
     profile = config.setup("cpu", seed=4)
     size = profile.pick(smoke=32, cpu=32, gpu=64)
     n_train = profile.pick(smoke=200, cpu=2000, gpu=4000)
@@ -54,8 +46,7 @@ def bench_week4():
                                             validation=(valid.images, valid.masks))
     score = segmentation.mean_iou(test.masks, segmentation.predict_masks(model, test.images), classes)
 
-    chapter = run.execute_chapter("week4_segmentation", "cpu")
-    record = run.record
+    chapter = execute_chapter("week4_segmentation", "cpu")
     return [
         record("week4.unet.mean_iou", round(score, 4), "mean IoU (5 classes, held-out scenes)", "cpu"),
         record("week4.unet.binary_dice", round(dice, 4), "Dice (object vs background, held-out scenes)", "cpu"),

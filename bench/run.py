@@ -101,6 +101,7 @@ COLAB_PREINSTALLED = {"tensorflow", "keras", "tensorboard", "tensorflow-datasets
 def bench_colab():
     """Megabytes a Colab user downloads to install course_utils: its wheel plus the dependencies Colab lacks."""
     import re
+
     import tomllib
 
     dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
@@ -141,13 +142,17 @@ def all_benchmarks():
 
 
 def execute_chapter(name: str, profile: str = "cpu"):
-    """Seconds of a papermill execution of ``book/<name>`` at ``profile``, as the book build runs it."""
+    """Seconds of a papermill execution of ``book/<name>`` at ``profile``, as the book build runs it.
+
+    The executed notebook is kept as ``_build/bench/<name>.ipynb``, so the numbers
+    behind a benchmark can be read afterwards.
+    """
     from course_utils.build import execute, generated_files
 
-    with tempfile.TemporaryDirectory() as folder:
-        notebook = Path(folder) / f"{name}.ipynb"
-        notebook.write_text(generated_files(ROOT)[Path(f"book/{name}.ipynb")])
-        return execute(notebook, profile)
+    notebook = ROOT / "_build" / "bench" / f"{name}.ipynb"
+    notebook.parent.mkdir(parents=True, exist_ok=True)
+    notebook.write_text(generated_files(ROOT)[Path(f"book/{name}.ipynb")])
+    return execute(notebook, profile)
 
 
 def merge(new_records, path=RESULTS):

@@ -48,6 +48,7 @@ from sklearn.manifold import TSNE
 
 from course_utils import config, data, models, plots
 from course_utils import metric_learning as ml
+from course_utils import recognition as rec
 
 profile = config.setup(PROFILE, seed=5)
 SIZE = profile.pick(smoke=32, cpu=32, gpu=64)              # image side in pixels
@@ -466,7 +467,7 @@ supervised = ml.classifier_from(ml.embedding_model((SIZE, SIZE, 3)), num_classes
 _, supervised_seconds = ml.fit_embedding(supervised, batches, "sparse_categorical_crossentropy", EPOCHS,
                                          learning_rate=3e-3, run_eagerly=EAGER)
 config.seed_everything(1)
-mobilenet = ml.mobilenetv2_classifier((SIZE, SIZE, 3), num_classes=len(names), alpha=0.35)
+mobilenet = rec.mobilenetv2_classifier(len(names), input_size=SIZE, alpha=0.35, weights=None, dropout=0, verbose=False)
 _, mobilenet_seconds = ml.fit_embedding(mobilenet, batches, "sparse_categorical_crossentropy", EPOCHS,
                                         learning_rate=3e-3, run_eagerly=EAGER)
 print(f"supervised CNN: {supervised.count_params():,} parameters, trained in {supervised_seconds:.0f} s")
@@ -480,7 +481,7 @@ def flat(images):
 
 spaces = {
     "raw pixels": flat,
-    "MobileNetV2 features": lambda x: ml.embed(models.feature_extractor(mobilenet, "encoder"), x),
+    "MobileNetV2 features": lambda x: ml.embed(models.feature_extractor(mobilenet, "features"), x),
     "supervised CNN features": lambda x: ml.embed(models.feature_extractor(supervised, "encoder"), x),
     "learned embedding": lambda x: ml.embed(embedder, x),
 }

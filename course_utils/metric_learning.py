@@ -101,29 +101,6 @@ def classifier_from(model: keras.Model, num_classes: int, layer: str = "encoder"
     return keras.Model(model.inputs, outputs, name=name)
 
 
-def mobilenetv2_classifier(input_shape=(32, 32, 3), num_classes: int = 3, alpha: float = 0.35,
-                           name: str = "mobilenetv2") -> keras.Model:
-    """Week 2's network as a baseline: MobileNetV2 from scratch (no ImageNet weights) with a softmax head.
-
-    Inputs in ``[0, 1]`` are rescaled to ``[-1, 1]``; the base is
-    ``keras.applications.MobileNetV2(weights=None, alpha=alpha, include_top=False,
-    pooling="avg")``; its pooled output is the layer ``"encoder"`` (its *features*).
-    The BatchNormalization momentum is lowered to 0.9 so that a short training
-    run leaves usable running statistics (Keras' 0.999 needs thousands of steps).
-    The softmax layer is float32, also under the ``mixed_float16`` policy.
-    """
-    base = keras.applications.MobileNetV2(input_shape=input_shape, alpha=alpha, include_top=False, weights=None,
-                                          pooling="avg")
-    for layer in base.layers:
-        if isinstance(layer, layers.BatchNormalization):
-            layer.momentum = 0.9
-    inputs = keras.Input(input_shape)
-    x = layers.Rescaling(2.0, offset=-1.0, name="to_minus1_1")(inputs)
-    features = layers.Identity(name="encoder")(base(x))
-    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="class_scores")(features)
-    return keras.Model(inputs, outputs, name=name)
-
-
 def embed(model: keras.Model, images, batch_size: int = 256) -> np.ndarray:
     """The model's outputs for ``images`` (in inference mode) as a NumPy array.
 

@@ -33,6 +33,8 @@ import keras
 import numpy as np
 from keras import layers
 
+from course_utils.config import distribute
+
 ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 """The width multipliers for which Keras publishes MobileNetV2 ImageNet weights."""
 
@@ -185,7 +187,7 @@ def mobilenetv2_classifier(
         x = layers.Dropout(dropout, name="dropout")(x)
     for i, units in enumerate(hidden_units):
         x = layers.Dense(int(units), activation="relu", name=f"hidden_{i}")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     model = keras.Model(inputs, outputs, name=name or f"mobilenetv2_{alpha:g}_{used}")
     model._course_weights_used = used  # read with weights_used(model)
     if verbose:
@@ -214,10 +216,16 @@ def trainable_counts(model: keras.Model) -> tuple[int, int]:
     return trainable, frozen
 
 
-def compile_classifier(model: keras.Model, learning_rate=1e-3) -> keras.Model:
-    """Compile for integer labels: Adam, sparse categorical cross-entropy, accuracy."""
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+def compile_classifier(model: keras.Model, learning_rate=1e-3, strategy=None) -> keras.Model:
+    """Compile for integer labels: Adam, sparse categorical cross-entropy, accuracy.
+
+    ``strategy``: a ``tf.distribute`` strategy, by default the model's own
+    (see :func:`course_utils.config.distribute`).
+    """
+    strategy, _ = distribute(model, None, strategy)
+    with strategy.scope():
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
     return model
 
 
@@ -296,13 +304,13 @@ def small_cnn(input_shape=(64, 64, 3), num_classes: int = 4, filters=(16, 32, 64
     x = layers.GlobalAveragePooling2D(name="pooled")(x)
     if dropout:
         x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
 def train(model: keras.Model, x, y=None, epochs: int = 10, peak_lr: float = 3e-3, batch_size: int = 64,
           validation_data=None, class_weight=None, warmup_epochs: float = 1.0, final_fraction: float = 0.02,
-          steps_per_epoch: int | None = None):
+          steps_per_epoch: int | None = None, strategy=None):
     """Compile ``model`` with Adam on a :class:`WarmupExponentialDecay` schedule and fit it quietly.
 
     The learning rate rises linearly to ``peak_lr`` during ``warmup_epochs``, then
@@ -311,16 +319,21 @@ def train(model: keras.Model, x, y=None, epochs: int = 10, peak_lr: float = 3e-3
     give ``steps_per_epoch`` if it cannot be computed). Returns ``(history, seconds)``;
     ``history.epoch_seconds`` lists the wall time of each epoch (see
     :func:`images_per_second`).
+
+    ``strategy``: a ``tf.distribute`` strategy (by default the model's own, see
+    :func:`course_utils.config.distribute`); ``batch_size`` is then per replica.
+    A dataset of batches is used as it is: batch it with the global batch size.
     """
     import time
 
+    strategy, batch_size = distribute(model, batch_size, strategy)
     if steps_per_epoch is None:
         steps_per_epoch = int(np.ceil(len(x) / batch_size)) if y is not None else int(len(x))
     total = max(1, epochs * steps_per_epoch)
     warmup = int(round(warmup_epochs * steps_per_epoch))
     decay_steps = max(1, total - warmup)
     schedule = WarmupExponentialDecay(peak_lr, warmup, decay_steps=decay_steps, decay_rate=final_fraction)
-    compile_classifier(model, schedule)
+    compile_classifier(model, schedule, strategy=strategy)
     clock = _EpochClock()
     fit_args = dict(epochs=epochs, verbose=0, validation_data=validation_data, class_weight=class_weight,
                     callbacks=[clock])

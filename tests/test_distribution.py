@@ -22,6 +22,7 @@ import tensorflow as tf
 from course_utils import config, models
 from course_utils import detection as det
 from course_utils import metric_learning as ml
+from course_utils import recognition as rec
 from course_utils import segmentation as seg
 
 DISTRIBUTED = textwrap.dedent('''
@@ -64,6 +65,14 @@ DISTRIBUTED = textwrap.dedent('''
     out["classifier"] = {"steps": steps(lenet), "loss": history.history["loss"],
                          "eval": [lenet.evaluate(x[:16], y[:16], batch_size=16, verbose=0, return_dict=True)["loss"],
                                   single.evaluate(x[:16], y[:16], batch_size=16, verbose=0)]}
+
+    # Week 2's helper: rec.train with the strategy given explicitly.
+    from course_utils import recognition as rec
+    images, labels = rng.random((32, 16, 16, 3)).astype("float32"), rng.integers(0, 2, 32)
+    with strategy.scope():
+        cnn = rec.small_cnn((16, 16, 3), 2, filters=(8,))
+    history, _ = rec.train(cnn, images, labels, epochs=2, batch_size=8, strategy=strategy)
+    out["recognition"] = {"steps": steps(cnn), "loss": history.history["loss"]}
 
     # The clear error: a model built outside the strategy, with the strategy.
     outside = models.lenet5(num_classes=2)
@@ -175,6 +184,12 @@ def test_classifier_trains_with_the_batch_scaled_by_the_replicas(distributed):
     assert result["eval"][0] == pytest.approx(result["eval"][1], rel=1e-4)
 
 
+def test_week2_training_helper_scales_the_batch_too(distributed):
+    result = distributed["recognition"]
+    assert result["steps"] == 2 * int(np.ceil(32 / (8 * 2)))  # 4; 8 if the batch were not scaled
+    assert all(np.isfinite(result["loss"]))
+
+
 def test_a_model_built_outside_the_strategy_is_refused_clearly(distributed):
     assert distributed["error"] is not None
     assert "not built under the MirroredStrategy" in distributed["error"]
@@ -283,6 +298,17 @@ def test_classifiers_output_float32_and_train_in_mixed_precision(mixed):
         assert np.isfinite(history.history["loss"]).all()
 
 
+def test_recognition_classifiers_output_float32_and_train_in_mixed_precision(mixed):
+    rng = np.random.default_rng(0)
+    x, y = rng.random((16, 32, 32, 3)).astype("float32"), rng.integers(0, 4, 16)
+    cnn = rec.small_cnn((32, 32, 3), 4, filters=(8, 16))
+    float16_inside_float32_out(cnn, x[:2])
+    history, _ = rec.train(cnn, x, y, epochs=1, batch_size=8)
+    assert type(cnn.optimizer).__name__ == "LossScaleOptimizer" and np.isfinite(history.history["loss"]).all()
+    # MobileNetV2 takes long to train on a CPU: its output dtype only.
+    float16_inside_float32_out(rec.mobilenetv2_classifier(4, input_size=32, verbose=False), x[:2])
+
+
 @pytest.mark.parametrize("num_classes", [1, 3])
 def test_unet_outputs_float32_and_trains_in_mixed_precision(mixed, num_classes):
     rng = np.random.default_rng(0)
@@ -305,8 +331,6 @@ def test_metric_learning_models_output_float32_and_train_in_mixed_precision(mixe
     float16_inside_float32_out(classifier, split.x_labelled[:2])
     history, _ = ml.fit_embedding(classifier, batches, "sparse_categorical_crossentropy", epochs=1)
     assert np.isfinite(history.history["loss"]).all()
-    # MobileNetV2 takes long to train on a CPU: its output dtype only.
-    float16_inside_float32_out(ml.mobilenetv2_classifier((32, 32, 3), num_classes=4), split.x_labelled[:2])
 
 
 def test_retinanet_stays_float32_under_mixed_precision(mixed):
