@@ -52,8 +52,8 @@ SIZE = profile.pick(smoke=32, cpu=64, gpu=96)              # image side in pixel
 N_TRAIN = profile.pick(smoke=320, cpu=4000, gpu=8000)
 N_TEST = profile.pick(smoke=160, cpu=800, gpu=2000)
 EPOCHS = profile.pick(smoke=2, cpu=6, gpu=15)               # small CNN
-MOBILENET_TRAIN = profile.pick(smoke=320, cpu=12000, gpu=40000)  # fresh scenes for MobileNetV2 from scratch
-MOBILENET_EPOCHS = profile.pick(smoke=0, cpu=3, gpu=12)   # 0: built and evaluated, not trained
+MOBILENET_TRAIN = profile.pick(smoke=320, cpu=12000, gpu=24000)  # fresh scenes for MobileNetV2 from scratch
+MOBILENET_EPOCHS = profile.pick(smoke=0, cpu=3, gpu=15)   # 0: built and evaluated, not trained
 ALPHA = 0.35                                                # MobileNetV2 width
 TRANSFER_SIZE = 96                                          # smallest size with ImageNet weights
 print(f"profile: {profile}, {SIZE}x{SIZE} images, {N_TRAIN} for training, {N_TEST} held out")
