@@ -8,10 +8,7 @@ fourth class (diamond) held out of training, kNN with k = 5 and the cosine metri
 
 from __future__ import annotations
 
-from run import (  # bench/run.py: bench/ is on sys.path when run as a script
-    execute_chapter,
-    record,
-)
+from run import execute_chapter, record  # bench/run.py: bench/ is on sys.path when run as a script
 
 
 def bench_week5():

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import time
 
-from run import (  # bench/run.py: bench/ is on sys.path when run as a script
-    execute_chapter,
-    record,
-)
+from run import execute_chapter, record  # bench/run.py: bench/ is on sys.path when run as a script
 
 
 def _throughput(model, source, steps: int, batch_size: int) -> float:

@@ -9,10 +9,7 @@ The recipes are those of ``book/week4_segmentation.py`` (sections 5 and 6).
 
 from __future__ import annotations
 
-from run import (  # bench/run.py: bench/ is on sys.path when run as a script
-    execute_chapter,
-    record,
-)
+from run import execute_chapter, record  # bench/run.py: bench/ is on sys.path when run as a script
 
 
 def bench_week4():
