@@ -141,18 +141,34 @@ def all_benchmarks():
     return found
 
 
-def execute_chapter(name: str, profile: str = "cpu"):
+def execute_chapter(name: str, profile: str = "cpu", parameters: dict | None = None, keep_as: str | None = None):
     """Seconds of a papermill execution of ``book/<name>`` at ``profile``, as the book build runs it.
 
-    The executed notebook is kept as ``_build/bench/<name>.ipynb``, so the numbers
-    behind a benchmark can be read afterwards.
+    ``parameters`` sets further variables of the chapter's parameters cell. The
+    executed notebook is kept as ``_build/bench/<keep_as or name>.ipynb``, so the
+    numbers behind a benchmark can be read afterwards.
     """
     from course_utils.build import execute, generated_files
 
-    notebook = ROOT / "_build" / "bench" / f"{name}.ipynb"
+    notebook = ROOT / "_build" / "bench" / f"{keep_as or name}.ipynb"
     notebook.parent.mkdir(parents=True, exist_ok=True)
     notebook.write_text(generated_files(ROOT)[Path(f"book/{name}.ipynb")])
-    return execute(notebook, profile)
+    return execute(notebook, profile, parameters=parameters)
+
+
+def printed_output(notebook, pattern: str):
+    """The groups of the first match of the regular expression ``pattern`` in the printed output of ``notebook``.
+
+    Benchmarks read a chapter's own measurements this way, so their settings live
+    in the chapter only.
+    """
+    import re
+
+    for cell in json.loads(Path(notebook).read_text())["cells"]:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and (match := re.search(pattern, "".join(output["text"]))):
+                return match.groups()
+    raise ValueError(f"{notebook}: no printed output matches {pattern!r}")
 
 
 def merge(new_records, path=RESULTS):

@@ -209,8 +209,10 @@ def toc_files(root: Path) -> list[str]:
     return found
 
 
-def execute(notebook_path: Path, profile: str, cwd: Path | None = None) -> float:
+def execute(notebook_path: Path, profile: str, cwd: Path | None = None, parameters: dict | None = None) -> float:
     """Execute one notebook in place with papermill at ``profile``; return the seconds it took.
+
+    ``parameters`` sets further variables of the notebook's parameters cell.
 
     A failing cell raises ``papermill.PapermillExecutionError`` naming the cell;
     the partly executed notebook is kept at ``notebook_path`` to look at.
@@ -221,7 +223,7 @@ def execute(notebook_path: Path, profile: str, cwd: Path | None = None) -> float
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     start = time.perf_counter()
     papermill.execute_notebook(
-        str(notebook_path), str(notebook_path), parameters={"PROFILE": profile},
+        str(notebook_path), str(notebook_path), parameters={**(parameters or {}), "PROFILE": profile},
         cwd=str(cwd or notebook_path.parent), progress_bar=False, kernel_name="python3",
     )
     return time.perf_counter() - start

@@ -114,6 +114,7 @@ def mobilenetv2_classifier(
     hidden_units=(),
     augment=None,
     bn_momentum: float | None = None,
+    zero_init_residual: bool = False,
     verbose: bool = True,
     name: str | None = None,
 ) -> keras.Model:
@@ -142,6 +143,13 @@ def mobilenetv2_classifier(
     steps to forget their initial values and a short training run would then
     predict badly at test time.
 
+    ``zero_init_residual=True`` (from scratch only) sets the scale (gamma) of the
+    last BatchNormalization of every block with a skip connection to zero, so
+    each such block starts as the identity and the network behaves at first like
+    a much shallower one; a deep network from random weights then learns faster
+    (the "zero gamma" trick of Goyal et al., 2017). Training makes the scales
+    grow as the blocks become useful.
+
     Raises ``ValueError`` for an ``alpha`` that is not one of :data:`ALPHAS`, an
     unknown ``weights`` or ``pooling``, and an input size without ImageNet
     weights when ``weights="imagenet"``.
@@ -153,6 +161,8 @@ def mobilenetv2_classifier(
         raise ValueError(f"pooling must be 'avg' or 'max', got {pooling!r}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    if zero_init_residual and weights is not None:
+        raise ValueError("zero_init_residual=True would overwrite ImageNet weights: use it with weights=None")
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
     height, width = check_input_size(input_size, weights)
@@ -174,6 +184,10 @@ def mobilenetv2_classifier(
     for layer in base.layers:
         if isinstance(layer, layers.BatchNormalization):
             layer.momentum = float(momentum)
+    if zero_init_residual:
+        for block in _residual_blocks(base):
+            gamma = base.get_layer(f"{block}_project_BN").gamma
+            gamma.assign(np.zeros(gamma.shape, dtype=gamma.dtype))
     base.trainable = bool(trainable_base)
 
     inputs = keras.Input(shape, name="image")
@@ -194,6 +208,11 @@ def mobilenetv2_classifier(
         print(f"MobileNetV2 (alpha {alpha:g}, {height}x{width} input): weights={used}, "
               f"base {'trainable' if trainable_base else 'frozen'}, {model.count_params():,} parameters")
     return model
+
+
+def _residual_blocks(base: keras.Model) -> list[str]:
+    """Names (``"block_2"``, ...) of the inverted-residual blocks of a Keras MobileNetV2 that have a skip connection."""
+    return [layer.name[: -len("_add")] for layer in base.layers if re.fullmatch(r"block_\d+_add", layer.name)]
 
 
 def weights_used(model: keras.Model) -> str:
@@ -474,19 +493,41 @@ def imbalanced_counts(n: int, num_classes: int, ratio: float) -> np.ndarray:
     return counts
 
 
-def _scenes(n_train, n_test, size, seed, imbalance, noise):
+def classification_object_size(size: int, object_fraction=(0.3, 0.75)) -> tuple[int, int]:
+    """``(min_px, max_px)`` of the one shape in a classification scene of ``size`` pixels.
+
+    ``object_fraction`` is the shape's extent as a fraction of the image side. The
+    default makes the shape the subject of the picture, as in a photo taken to
+    be classified, and keeps it at least 10 pixels across in a 32-pixel image: a
+    network such as MobileNetV2, which halves the resolution in its very first
+    layer, cannot tell shapes a few pixels across apart (small objects are the
+    business of detection, week 3).
+    """
+    try:
+        low, high = (float(f) for f in object_fraction)
+    except (TypeError, ValueError):
+        raise ValueError(f"object_fraction must be a pair (low, high), got {object_fraction!r}") from None
+    if not 0 < low <= high <= 1:
+        raise ValueError(f"object_fraction needs 0 < low <= high <= 1, got {object_fraction!r}")
+    min_px = max(4, round(low * size))
+    return min_px, max(min_px, round(high * size))
+
+
+def _scenes(n_train, n_test, size, seed, imbalance, noise, object_fraction):
     from course_utils.data import Split
     from course_utils.scenes import make_scenes
 
     total = n_train + n_test
+    object_size = classification_object_size(size, object_fraction)
     if imbalance is None:
-        scenes = make_scenes(total, size=size, seed=seed, objects=(1, 1), noise=noise)
+        scenes = make_scenes(total, size=size, seed=seed, objects=(1, 1), object_size=object_size, noise=noise)
         images, labels = scenes.images, scenes.labels
     else:
         # Draw enough balanced scenes, then keep a geometrically shrinking number per class.
         k = 4
         wanted = imbalanced_counts(total, k, imbalance)
-        scenes = make_scenes(int(wanted[0] * k * 1.3) + 64, size=size, seed=seed, objects=(1, 1), noise=noise)
+        scenes = make_scenes(int(wanted[0] * k * 1.3) + 64, size=size, seed=seed, objects=(1, 1),
+                             object_size=object_size, noise=noise)
         keep = []
         for label, count in enumerate(wanted):
             found = np.flatnonzero(scenes.labels == label)
@@ -540,6 +581,7 @@ def load_classification(
     seed: int = 0,
     imbalance: float = 0.1,
     noise: float = 0.04,
+    object_fraction=(0.3, 0.75),
     test_fraction: float = 0.2,
     max_images: int | None = None,
     data_dir=None,
@@ -551,7 +593,9 @@ def load_classification(
 
     * ``"scenes"``: synthetic scenes with one shape each (4 classes: circle,
       square, triangle, diamond), ``n_train`` + ``n_test`` images of
-      ``image_size`` pixels from ``seed``; nothing is downloaded.
+      ``image_size`` pixels from ``seed``; nothing is downloaded. The shape spans
+      ``object_fraction`` of the image side (see :func:`classification_object_size`).
+      ``n_test`` may be 0 (more training scenes from another seed, say).
     * ``"scenes-imbalanced"``: the same, with class sizes falling geometrically so
       that the last class has ``imbalance`` times as many images as the first;
       train and test keep the same proportions.
@@ -578,10 +622,12 @@ def load_classification(
     if not isinstance(source, str):
         raise TypeError(f"source must be a string or a path, got {type(source).__name__}")
     if source in ("scenes", "scenes-imbalanced"):
-        if n_train < 1 or n_test < 1:
-            raise ValueError(f"n_train and n_test must be positive, got {n_train}, {n_test}")
-        return _scenes(int(n_train), int(n_test), size, seed, imbalance if source.endswith("imbalanced") else None,
-                       noise)
+        imbalanced = source.endswith("imbalanced")
+        if n_train < 1 or n_test < (1 if imbalanced else 0):
+            raise ValueError(f"n_train must be positive and n_test {'positive' if imbalanced else 'at least 0'}, "
+                             f"got {n_train}, {n_test}")
+        return _scenes(int(n_train), int(n_test), size, seed, imbalance if imbalanced else None, noise,
+                       object_fraction)
     if source.startswith("tfds:"):
         return _tfds(source[5:], size, seed, test_fraction, max_images, data_dir, split)
     raise ValueError(

@@ -62,6 +62,21 @@ def test_scratch_model_uses_a_fast_batchnorm_momentum(scratch):
     assert momenta == {0.9}
 
 
+def test_zero_init_residual_starts_each_skip_block_as_the_identity():
+    model = rec.mobilenetv2_classifier(4, input_size=32, zero_init_residual=True, verbose=False)
+    base = rec.base_of(model)
+    with_skip = [2, 4, 5, 7, 8, 9, 11, 12, 14, 15]  # stride 1 and as many channels out as in
+    for block in range(1, 17):
+        gamma = keras.ops.convert_to_numpy(base.get_layer(f"block_{block}_project_BN").gamma)
+        assert np.all(gamma == 0) == (block in with_skip), block
+    # A zeroed block adds nothing to its input: its output equals what comes in through the skip connection.
+    probe = keras.Model(base.input, [base.get_layer("block_1_project_BN").output, base.get_layer("block_2_add").output])
+    before, after = probe.predict(np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)), verbose=0)
+    np.testing.assert_allclose(after, before, atol=1e-6)
+    with pytest.raises(ValueError, match="overwrite ImageNet weights"):
+        rec.mobilenetv2_classifier(4, input_size=96, weights="imagenet", zero_init_residual=True, verbose=False)
+
+
 @pytest.mark.parametrize("alpha", [0.4, 2, "wide", None])
 def test_invalid_alpha_is_rejected_with_the_published_values(alpha):
     with pytest.raises(ValueError, match=r"published.*0\.35, 0\.5, 0\.75, 1\.0, 1\.3, 1\.4"):
@@ -189,6 +204,25 @@ def test_scenes_classification_set():
     assert set(np.unique(split.y_train)) == {0, 1, 2, 3}
     again = rec.load_classification("scenes", image_size=32, n_train=60, n_test=20, seed=3)
     np.testing.assert_array_equal(split.x_train, again.x_train)
+
+
+def test_classification_scenes_draw_large_shapes_and_may_skip_the_test_split(monkeypatch):
+    assert rec.classification_object_size(32) == (10, 24)
+    assert rec.classification_object_size(64) == (19, 48)
+    assert rec.classification_object_size(64, (0.5, 0.5)) == (32, 32)
+    for bad in [(0, 0.5), (0.6, 0.5), (0.5, 1.5), 0.5]:
+        with pytest.raises(ValueError, match="object_fraction"):
+            rec.classification_object_size(64, bad)
+    import course_utils.scenes
+
+    calls = []
+    original = course_utils.scenes.make_scenes
+    monkeypatch.setattr(course_utils.scenes, "make_scenes", lambda *a, **k: calls.append(k) or original(*a, **k))
+    split = rec.load_classification("scenes", image_size=32, n_train=30, n_test=0, object_fraction=(0.5, 0.75))
+    assert calls[0]["object_size"] == (16, 24)
+    assert split.x_train.shape == (30, 32, 32, 3) and split.x_test.shape == (0, 32, 32, 3)
+    with pytest.raises(ValueError, match="n_test"):
+        rec.load_classification("scenes-imbalanced", image_size=32, n_train=30, n_test=0)
 
 
 def test_imbalanced_scenes_follow_the_ratio():
