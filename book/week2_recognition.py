@@ -267,7 +267,9 @@ print(f"small CNN: held-out accuracy {cnn_accuracy:.3f} after {EPOCHS} epochs ({
 #   its input through unchanged {cite}`goyal2017`. At the start the network
 #   then behaves like a much shallower one, which learns quickly; training
 #   makes the scales grow where the blocks are useful. The parameter
-#   `ZERO_INIT_RESIDUAL` at the top of the page switches it off;
+#   `ZERO_INIT_RESIDUAL` at the top of the page switches it off: the course's
+#   benchmark runs this page both ways, and without it the same ten epochs
+#   end near the chance level;
 # * **a learning rate kept high for longer**: a peak of 4e-3 that decays only
 #   to a fifth of it over ten epochs. (A peak half as high again made the same
 #   run diverge in our trials: a deep network tolerates a narrower range of

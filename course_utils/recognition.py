@@ -151,8 +151,8 @@ def mobilenetv2_classifier(
     grow as the blocks become useful.
 
     Raises ``ValueError`` for an ``alpha`` that is not one of :data:`ALPHAS`, an
-    unknown ``weights`` or ``pooling``, and an input size without ImageNet
-    weights when ``weights="imagenet"``.
+    unknown ``weights`` or ``pooling``, an input size without ImageNet weights
+    when ``weights="imagenet"``, and ``zero_init_residual`` with ImageNet weights.
     """
     alpha = check_alpha(alpha)
     if weights not in (None, "imagenet"):
