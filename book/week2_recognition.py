@@ -338,12 +338,13 @@ for name in ["small CNN", "MobileNetV2, from scratch", "MobileNetV2, ImageNet, f
 print(f"(chance level: {1 / len(names):.2f})")
 
 # %% [markdown]
-# At profile `cpu` both networks classify about 98% of the held-out scenes
-# correctly, at very different costs: MobileNetV2 from scratch needed three
-# times as many scenes, more epochs and more than ten times the training time
-# of the small CNN (the last column) to draw level with it. The ImageNet rows need the weights; offline they stay empty, and on Colab (or any
-# machine with a network) they are filled in when the page runs. We write no
-# number here that this page did not measure.
+# At profile `cpu` both networks classify about 98% of the
+# held-out scenes correctly, at very different costs: MobileNetV2 from scratch
+# needed three times as many scenes, more epochs and more than ten times the
+# training time of the small CNN (the last column) to draw level with it. The
+# ImageNet rows need the weights; offline they stay empty, and on Colab (or
+# any machine with a network) they are filled in when the page runs. We write
+# no number here that this page did not measure.
 #
 # ## 5. Reading the results
 #
@@ -355,15 +356,15 @@ if mobilenet_history is not None:
     fig = plots.training_curves(mobilenet_history, title="MobileNetV2 (alpha 0.35) from scratch")
 
 # %% [markdown]
-# Both networks learn steadily; the small CNN gets there in fewer epochs, on
-# fewer scenes. (MobileNetV2's validation accuracy lies above its training
-# accuracy because it is trained on flipped and turned scenes and with
-# dropout, and validated on the plain held-out ones.) Has the large network
-# learned the shapes, or memorised its training scenes? Training accuracy is measured during training,
-# when BatchNormalization normalises with each batch's own statistics; we also
-# score each model on (some of) its own training images in inference mode, as
-# it is used for prediction, when BatchNormalization uses the moving averages
-# it collected:
+# Both networks learn steadily; the small CNN gets there in
+# fewer epochs, on fewer scenes. (MobileNetV2's validation accuracy lies above
+# its training accuracy because it is trained on flipped and turned scenes and
+# with dropout, and validated on the plain held-out ones.) Has the large
+# network learned the shapes, or memorised its training scenes? Training
+# accuracy is measured during training, when BatchNormalization normalises
+# with each batch's own statistics; we also score each model on (some of) its
+# own training images in inference mode, as it is used for prediction, when
+# BatchNormalization uses the moving averages it collected:
 
 # %%
 for name, model, history, (x_seen, y_seen) in [("small CNN", cnn, cnn_history, (scenes.x_train, scenes.y_train)),
