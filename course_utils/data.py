@@ -105,7 +105,7 @@ def load_image_folder(
     """
     from tqdm.auto import tqdm
 
-    root = Path(root)
+    root = Path(root).expanduser()
     height, width = check_image_size(image_size)
     if not root.exists():
         raise FileNotFoundError(f"Image folder not found: {root}")

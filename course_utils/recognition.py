@@ -19,13 +19,15 @@
   :func:`block_layers` and :func:`draw_block` show an inverted-residual block of
   a built MobileNetV2.
 
-TensorFlow Datasets is imported only by the ``"tfds:..."`` source, so it does not
-have to be installed for anything else.
+TensorFlow Datasets is imported only by the ``"tfds:..."`` source: it takes
+seconds to import, and nothing else needs it.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
+import os
 import re
 from pathlib import Path
 
@@ -83,24 +85,34 @@ def check_input_size(input_size, weights) -> tuple[int, int]:
     return height, width
 
 
+DOWNLOAD_TIMEOUT = 20
+"""Seconds to wait for the weight server before giving up (a firewall that drops packets would otherwise hang)."""
+
+
 def _imagenet_base(shape, alpha, pooling):
     """The MobileNetV2 base with ImageNet weights, or ``None`` and the reason if they cannot be fetched.
 
     Keras' own "Downloading data from ..." line is kept out of the notebook: the
-    caller prints one line saying what happened.
+    caller prints one line saying what happened. Keras downloads with
+    ``urlretrieve``, which has no timeout of its own, hence the socket default.
     """
     import contextlib
     import io
+    import socket
 
+    previous_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             base = keras.applications.MobileNetV2(
                 input_shape=shape, alpha=alpha, include_top=False, weights="imagenet", pooling=pooling
             )
         return base, None
-    except Exception as error:  # no network, a proxy, a truncated download: all land here
+    except Exception as error:  # no network, a proxy, a timeout, a truncated download: all land here
         reason = str(error).split(" on http")[0].strip() or type(error).__name__
         return None, reason[:80]
+    finally:
+        socket.setdefaulttimeout(previous_timeout)
 
 
 def mobilenetv2_classifier(
@@ -125,13 +137,16 @@ def mobilenetv2_classifier(
     MobileNetV2 expects) -> the MobileNetV2 base without its ImageNet top, named
     :data:`BASE_NAME` -> global ``pooling`` (``"avg"`` or ``"max"``), exposed as the
     layer ``"features"`` -> dropout ->
-    optional hidden dense layers (``hidden_units``, ReLU) -> a softmax layer
-    ``"predictions"`` with ``num_classes`` outputs.
+    optional hidden dense layers (``hidden_units``, ReLU: a positive int for one
+    layer, or a sequence such as ``(256, 64)`` for several) -> a softmax layer
+    ``"predictions"`` with ``num_classes`` outputs. ``dropout`` is a rate in ``[0, 1)``.
 
-    ``weights`` is ``None`` (random initialisation) or ``"imagenet"``. With
-    ImageNet weights the base is called in inference mode (``training=False``),
-    so its BatchNormalization layers keep the ImageNet statistics even when the
-    base is later unfrozen for fine-tuning. If the weights cannot be fetched, one
+    ``weights`` is ``None`` (random initialisation) or ``"imagenet"``. A frozen
+    base runs its BatchNormalization layers in inference mode, so they keep the
+    ImageNet statistics; :func:`fine_tune` keeps them frozen when it unfreezes
+    the top of the base. (Calling the base with ``training=False``, the Keras 2
+    recipe, would not do it: ``fit`` overrides that argument in Keras 3,
+    keras-team/keras#20285.) If the weights cannot be fetched, one
     line says so and the base starts from random weights instead; nothing is
     raised. Either way one line reports the choice, and :func:`weights_used`
     returns it (``"imagenet"`` or ``"none"``).
@@ -152,7 +167,8 @@ def mobilenetv2_classifier(
 
     Raises ``ValueError`` for an ``alpha`` that is not one of :data:`ALPHAS`, an
     unknown ``weights`` or ``pooling``, an input size without ImageNet weights
-    when ``weights="imagenet"``, and ``zero_init_residual`` with ImageNet weights.
+    when ``weights="imagenet"``, ``zero_init_residual`` with ImageNet weights, and
+    a ``dropout`` or ``hidden_units`` of the wrong kind.
     """
     alpha = check_alpha(alpha)
     if weights not in (None, "imagenet"):
@@ -163,8 +179,16 @@ def mobilenetv2_classifier(
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
     if zero_init_residual and weights is not None:
         raise ValueError("zero_init_residual=True would overwrite ImageNet weights: use it with weights=None")
-    if not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    if not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+    hidden = (hidden_units,) if isinstance(hidden_units, numbers.Integral) else hidden_units
+    try:
+        valid = all(isinstance(u, numbers.Integral) and not isinstance(u, bool) and u > 0 for u in hidden)
+    except TypeError:  # not iterable
+        valid = False
+    if not valid:
+        raise ValueError(f"hidden_units must be a positive int (one layer) or a sequence of them, "
+                         f"e.g. (256, 64); got {hidden_units!r}")
     height, width = check_input_size(input_size, weights)
     shape = (height, width, 3)
 
@@ -185,7 +209,7 @@ def mobilenetv2_classifier(
         if isinstance(layer, layers.BatchNormalization):
             layer.momentum = float(momentum)
     if zero_init_residual:
-        for block in _residual_blocks(base):
+        for block in residual_blocks(base):
             gamma = base.get_layer(f"{block}_project_BN").gamma
             gamma.assign(np.zeros(gamma.shape, dtype=gamma.dtype))
     base.trainable = bool(trainable_base)
@@ -195,11 +219,11 @@ def mobilenetv2_classifier(
     if augment is not None:
         x = augment(x)
     x = layers.Rescaling(2.0, offset=-1.0, name="to_minus1_1")(x)
-    x = base(x, training=False) if used == "imagenet" else base(x)
+    x = base(x)
     x = layers.Identity(name="features")(x)  # the pooled features, for feature_extractor(model, "features")
     if dropout:
         x = layers.Dropout(dropout, name="dropout")(x)
-    for i, units in enumerate(hidden_units):
+    for i, units in enumerate(hidden):
         x = layers.Dense(int(units), activation="relu", name=f"hidden_{i}")(x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     model = keras.Model(inputs, outputs, name=name or f"mobilenetv2_{alpha:g}_{used}")
@@ -210,7 +234,7 @@ def mobilenetv2_classifier(
     return model
 
 
-def _residual_blocks(base: keras.Model) -> list[str]:
+def residual_blocks(base: keras.Model) -> list[str]:
     """Names (``"block_2"``, ...) of the inverted-residual blocks of a Keras MobileNetV2 that have a skip connection."""
     return [layer.name[: -len("_add")] for layer in base.layers if re.fullmatch(r"block_\d+_add", layer.name)]
 
@@ -255,12 +279,16 @@ def fine_tune(model: keras.Model, top_layers: int, learning_rate: float = 1e-4) 
     (``trainable=False`` also runs it in inference mode in Keras 3), so the
     statistics learned on ImageNet are not overwritten by a few small batches.
     Returns the number of layers that became trainable (BatchNormalization layers
-    not counted). Use a learning rate about ten times lower than for the head:
-    large steps would wreck the pretrained weights.
+    not counted); ``top_layers`` may be at most the number of layers of the base.
+    Use a learning rate about ten times lower than for the head: large steps
+    would wreck the pretrained weights.
     """
     if isinstance(top_layers, bool) or not isinstance(top_layers, (int, np.integer)) or top_layers < 0:
         raise ValueError(f"top_layers must be a non-negative integer, got {top_layers!r}")
     base = base_of(model)
+    if top_layers > len(base.layers):
+        raise ValueError(f"top_layers={top_layers} is more than the {len(base.layers)} layers of the base: "
+                         f"use at most {len(base.layers)} (that many unfreezes the whole base)")
     base.trainable = True
     cut = len(base.layers) - int(top_layers)
     unfrozen = 0
@@ -394,9 +422,17 @@ def images_per_second(history, images_per_epoch: int) -> float:
 
 
 def evaluate(model: keras.Model, x, y, batch_size: int = 256) -> tuple[float, np.ndarray]:
-    """``(accuracy, probabilities)`` of ``model`` on ``x`` with integer labels ``y``."""
+    """``(accuracy, probabilities)`` of ``model`` on ``x`` with integer labels ``y`` (shape ``(n,)`` or ``(n, 1)``)."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"y must be integer labels of shape (n,), got shape {y.shape}; "
+                         "for one-hot labels pass y.argmax(1)")
+    if len(x) != len(y):
+        raise ValueError(f"x and y have different lengths: {len(x)} images, {len(y)} labels")
     probabilities = model.predict(x, batch_size=batch_size, verbose=0)
-    return float(np.mean(probabilities.argmax(1) == np.asarray(y))), probabilities
+    return float(np.mean(probabilities.argmax(1) == y)), probabilities
 
 
 # ----------------------------------------------------------------------------------- schedule
@@ -450,11 +486,18 @@ def class_weights(labels, num_classes: int | None = None) -> dict[int, float]:
 
     Each class then contributes the same total weight to the loss, as if the
     classes were balanced; a class of average size gets weight 1. Raises a clear
-    error when a class has no example (its weight would be infinite).
+    error when a class has no example (its weight would be infinite), and for
+    labels that are not class ids >= 0 (whole-number floats such as ``1.0`` are accepted).
     """
-    labels = np.asarray(labels).astype(int).ravel()
+    labels = np.asarray(labels).ravel()
     if labels.size == 0:
         raise ValueError("labels is empty")
+    if labels.dtype.kind not in "iuf":
+        raise ValueError(f"labels must be integer class ids, got an array of {labels.dtype}")
+    fractional = ~np.isfinite(labels) | (labels != np.round(labels))
+    if fractional.any():
+        raise ValueError(f"labels must be integer class ids 0, 1, 2, ..., found {labels[fractional][0].item()!r}")
+    labels = labels.astype(int)
     if labels.min() < 0:
         raise ValueError(f"labels must be class ids >= 0, found {labels.min()}")
     k = int(num_classes) if num_classes is not None else int(labels.max()) + 1
@@ -470,13 +513,26 @@ def class_weights(labels, num_classes: int | None = None) -> dict[int, float]:
 # ------------------------------------------------------------------------------------- data
 
 
-def _stratified(images, labels, class_names, test_fraction, seed):
+def _stratified(images, labels, class_names, test_fraction, seed, where="the data"):
+    """A stratified train/test :class:`~course_utils.data.Split`; ``where`` names the data in errors."""
     from sklearn.model_selection import train_test_split
 
     from course_utils.data import Split
 
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction!r}")
+    # scikit-learn holds out ceil(test_fraction * n) images and needs room for every class on both sides.
+    counts = np.bincount(labels, minlength=len(class_names))
+    present = np.count_nonzero(counts)
+    n_test = math.ceil(test_fraction * len(labels))
+    if counts[counts > 0].min() < 2 or not present <= n_test <= len(labels) - present:
+        per_class = ", ".join(f"{name}: {count}" for name, count in zip(class_names, counts))
+        raise ValueError(
+            f"Too few images in {where} to hold out test_fraction={test_fraction:g} with every class in both "
+            f"the training and the test part (images per class: {per_class}): each class needs at least 2 "
+            f"images, and the {n_test} held out of {len(labels)} must leave one of each of the {present} "
+            "classes on both sides"
+        )
     x_train, x_test, y_train, y_test = train_test_split(
         images, labels, test_size=test_fraction, random_state=seed, stratify=labels
     )
@@ -537,18 +593,13 @@ def _scenes(n_train, n_test, size, seed, imbalance, noise, object_fraction):
         order = np.random.default_rng(seed).permutation(np.concatenate(keep))
         images, labels = scenes.images[order], scenes.labels[order]
         # Split train/test with the same class proportions.
-        return _stratified(images, labels, scenes.class_names, n_test / total, seed)
+        return _stratified(images, labels, scenes.class_names, n_test / total, seed,
+                           "the imbalanced scenes (raise n_train and n_test)")
     return Split(images[:n_train], labels[:n_train], images[n_train:], labels[n_train:], scenes.class_names)
 
 
 def _tfds(name, size, seed, test_fraction, max_images, data_dir, split):
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError:
-        raise ImportError(
-            f"Loading {name!r} needs TensorFlow Datasets: pip install tensorflow-datasets "
-            "(it is preinstalled on Colab)"
-        ) from None
+    import tensorflow_datasets as tfds
     import tensorflow as tf
 
     dataset, info = tfds.load(name, split=split, as_supervised=True, with_info=True, data_dir=data_dir)
@@ -570,7 +621,8 @@ def _tfds(name, size, seed, test_fraction, max_images, data_dir, split):
     if not images:
         raise ValueError(f"TensorFlow Datasets set {name!r} (split {split!r}) is empty")
     images = np.clip(np.concatenate(images), 0.0, 1.0).astype(np.float32)
-    return _stratified(images, np.concatenate(labels).astype(np.int32), class_names, test_fraction, seed)
+    return _stratified(images, np.concatenate(labels).astype(np.int32), class_names, test_fraction, seed,
+                       f"TensorFlow Datasets set {name!r}")
 
 
 def load_classification(
@@ -595,6 +647,7 @@ def load_classification(
       square, triangle, diamond), ``n_train`` + ``n_test`` images of
       ``image_size`` pixels from ``seed``; nothing is downloaded. The shape spans
       ``object_fraction`` of the image side (see :func:`classification_object_size`).
+      ``n_train`` and ``n_test`` must be integers.
       ``n_test`` may be 0 (more training scenes from another seed, say).
     * ``"scenes-imbalanced"``: the same, with class sizes falling geometrically so
       that the last class has ``imbalance`` times as many images as the first;
@@ -602,28 +655,41 @@ def load_classification(
     * a folder (a ``Path``, or a string naming an existing folder) with one
       sub-folder of images per class, read by
       :func:`course_utils.data.load_image_folder`; a stratified ``test_fraction``
-      is held out.
+      is held out (each class needs at least 2 images). A string that looks like
+      a path (it contains a path separator or starts with ``.`` or ``~``) but names
+      no folder raises ``FileNotFoundError``.
     * ``"tfds:<name>"``, e.g. ``"tfds:tf_flowers"``: a TensorFlow Datasets set
       (downloaded to ``data_dir`` on first use: for Colab), its ``split``, at most
       ``max_images`` images, resized to ``image_size`` and split like a folder.
 
-    Images are float32 ``(n, image_size, image_size, 3)`` in ``[0, 1]``.
+    Images are float32 ``(n, image_size, image_size, 3)`` in ``[0, 1]``;
+    ``image_size`` is an int or a square ``(size, size)`` pair.
     """
-    size = int(image_size)
-    if isinstance(source, Path) or (isinstance(source, str) and Path(source).is_dir()
-                                    and source not in ("scenes", "scenes-imbalanced")):
-        from course_utils.data import load_image_folder
+    from course_utils.data import check_image_size, load_image_folder
+    from course_utils.scenes import _as_int
 
-        images, labels, class_names = load_image_folder(source, (size, size))
+    if isinstance(image_size, numbers.Integral):
+        image_size = (image_size, image_size)
+    size, width = check_image_size(image_size)
+    if size != width:
+        raise ValueError(f"load_classification makes square images: image_size must be an int or (size, size), "
+                         f"got {image_size!r}")
+    if max_images is not None and _as_int(max_images, "max_images") < 1:
+        raise ValueError(f"max_images must be at least 1, got {max_images!r}")
+    named = isinstance(source, str) and (source in ("scenes", "scenes-imbalanced") or source.startswith("tfds:"))
+    looks_like_path = isinstance(source, str) and not named and (
+        "/" in source or os.sep in source or source.startswith((".", "~")) or Path(source).is_dir())
+    if isinstance(source, Path) or looks_like_path:
+        images, labels, class_names = load_image_folder(source, (size, size))  # raises if there is no such folder
         if max_images is not None:
-            keep = np.random.default_rng(seed).permutation(len(images))[: int(max_images)]
+            keep = np.random.default_rng(seed).permutation(len(images))[:max_images]
             images, labels = images[keep], labels[keep]
-        return _stratified(images, labels, class_names, test_fraction, seed)
+        return _stratified(images, labels, class_names, test_fraction, seed, f"folder {source}")
     if not isinstance(source, str):
         raise TypeError(f"source must be a string or a path, got {type(source).__name__}")
     if source in ("scenes", "scenes-imbalanced"):
         imbalanced = source.endswith("imbalanced")
-        if n_train < 1 or n_test < (1 if imbalanced else 0):
+        if _as_int(n_train, "n_train") < 1 or _as_int(n_test, "n_test") < (1 if imbalanced else 0):
             raise ValueError(f"n_train must be positive and n_test {'positive' if imbalanced else 'at least 0'}, "
                              f"got {n_train}, {n_test}")
         return _scenes(int(n_train), int(n_test), size, seed, imbalance if imbalanced else None, noise,

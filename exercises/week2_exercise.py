@@ -49,9 +49,9 @@ profile = config.setup(PROFILE, seed=0)
 # * rescales the images to [-1, 1] (what MobileNetV2 expects);
 # * passes them through `keras.applications.MobileNetV2` without its top
 #   (`include_top=False`), with global average pooling (`pooling="avg"`), the
-#   given `alpha` and `weights`, and **frozen** (`base.trainable = False`);
-#   call the base with `training=False`, so that its BatchNormalization layers
-#   stay in inference mode even if you unfreeze it later;
+#   given `alpha` and `weights`, and **frozen** (`base.trainable = False`;
+#   in Keras 3 a frozen BatchNormalization layer also runs in inference mode,
+#   using the statistics it learned on ImageNet);
 # * ends with a new head: dropout (0.2) and a dense softmax layer with
 #   `num_classes` outputs.
 #
@@ -90,7 +90,10 @@ passed("frozen base with a new head")
 # * make the base trainable, then freeze again every layer of the base except
 #   the last `top_layers` ones;
 # * keep **every** BatchNormalization layer of the base frozen, even among
-#   the top layers (a few small batches would overwrite its statistics);
+#   the top layers (a few small batches would overwrite its statistics). Older
+#   tutorials call the base with `training=False` for this; in Keras 3 that
+#   argument is overridden when `fit` trains the model (keras-team/keras#20285),
+#   and only `trainable = False` on the layer keeps it in inference mode;
 # * compile the model again with Adam at `learning_rate`, the sparse
 #   categorical cross-entropy and the accuracy metric (the new `trainable`
 #   settings take effect when the model is compiled).

@@ -47,9 +47,9 @@ profile = config.setup(PROFILE, seed=0)
 # * rescales the images to [-1, 1] (what MobileNetV2 expects);
 # * passes them through `keras.applications.MobileNetV2` without its top
 #   (`include_top=False`), with global average pooling (`pooling="avg"`), the
-#   given `alpha` and `weights`, and **frozen** (`base.trainable = False`);
-#   call the base with `training=False`, so that its BatchNormalization layers
-#   stay in inference mode even if you unfreeze it later;
+#   given `alpha` and `weights`, and **frozen** (`base.trainable = False`;
+#   in Keras 3 a frozen BatchNormalization layer also runs in inference mode,
+#   using the statistics it learned on ImageNet);
 # * ends with a new head: dropout (0.2) and a dense softmax layer with
 #   `num_classes` outputs.
 #
@@ -66,7 +66,7 @@ def build_frozen_classifier(num_classes, input_size=96, alpha=0.35, weights=None
     base.trainable = False
     inputs = keras.Input((input_size, input_size, 3))
     x = layers.Rescaling(2.0, offset=-1.0)(inputs)
-    x = base(x, training=False)
+    x = base(x)
     x = layers.Dropout(0.2)(x)
     outputs = layers.Dense(num_classes, activation="softmax")(x)
     return keras.Model(inputs, outputs)
@@ -95,7 +95,8 @@ passed("frozen base with a new head")
 # CHECK frozen-base-with-a-new-head points=1
 other = build_frozen_classifier(3, input_size=96, alpha=0.5, weights=None)
 check_equal(sum(int(np.prod(w.shape)) for w in other.trainable_weights), 1280 * 3 + 3, "hidden: 3 classes, alpha 0.5")
-check(any(isinstance(l, layers.Dropout) for l in other.layers), "hidden: the head has a dropout layer")
+check(any(isinstance(l, layers.Dropout) and np.isclose(l.rate, 0.2) for l in other.layers),
+      "hidden: the head has a dropout layer with rate 0.2")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -106,7 +107,10 @@ check(any(isinstance(l, layers.Dropout) for l in other.layers), "hidden: the hea
 # * make the base trainable, then freeze again every layer of the base except
 #   the last `top_layers` ones;
 # * keep **every** BatchNormalization layer of the base frozen, even among
-#   the top layers (a few small batches would overwrite its statistics);
+#   the top layers (a few small batches would overwrite its statistics). Older
+#   tutorials call the base with `training=False` for this; in Keras 3 that
+#   argument is overridden when `fit` trains the model (keras-team/keras#20285),
+#   and only `trainable = False` on the layer keeps it in inference mode;
 # * compile the model again with Adam at `learning_rate`, the sparse
 #   categorical cross-entropy and the accuracy metric (the new `trainable`
 #   settings take effect when the model is compiled).

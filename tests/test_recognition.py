@@ -1,8 +1,12 @@
 """course_utils.recognition: the MobileNetV2 builder, fine-tuning, schedule, class weights and data."""
 
+import re
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 from keras import layers
 from PIL import Image
 
@@ -55,6 +59,10 @@ def test_fine_tune_unfreezes_top_layers_but_not_batchnorm():
     assert rec.fine_tune(model, 0) == 0 and rec.trainable_counts(model)[0] == 1280 * 4 + 4
     with pytest.raises(ValueError, match="top_layers"):
         rec.fine_tune(model, -1)
+    n = len(base.layers)
+    assert rec.fine_tune(model, n) > 0  # the whole base is allowed
+    with pytest.raises(ValueError, match=f"top_layers=10000 is more than the {n} layers of the base"):
+        rec.fine_tune(model, 10_000)
 
 
 def test_scratch_model_uses_a_fast_batchnorm_momentum(scratch):
@@ -66,6 +74,7 @@ def test_zero_init_residual_starts_each_skip_block_as_the_identity():
     model = rec.mobilenetv2_classifier(4, input_size=32, zero_init_residual=True, verbose=False)
     base = rec.base_of(model)
     with_skip = [2, 4, 5, 7, 8, 9, 11, 12, 14, 15]  # stride 1 and as many channels out as in
+    assert rec.residual_blocks(base) == [f"block_{b}" for b in with_skip]
     for block in range(1, 17):
         gamma = keras.ops.convert_to_numpy(base.get_layer(f"block_{block}_project_BN").gamma)
         assert np.all(gamma == 0) == (block in with_skip), block
@@ -100,6 +109,24 @@ def test_other_invalid_options():
         rec.mobilenetv2_classifier(1, input_size=32, verbose=False)
 
 
+def test_hidden_units_may_be_one_int():
+    model = rec.mobilenetv2_classifier(3, input_size=32, hidden_units=16, verbose=False)
+    assert model.get_layer("hidden_0").units == 16
+    assert not any(l.name == "hidden_1" for l in model.layers)
+
+
+@pytest.mark.parametrize("hidden_units", [0, (16, -2), "16", (16.5,), True, None])
+def test_invalid_hidden_units_are_explained(hidden_units):
+    with pytest.raises(ValueError, match=r"hidden_units must be a positive int \(one layer\) or a sequence"):
+        rec.mobilenetv2_classifier(3, input_size=32, hidden_units=hidden_units, verbose=False)
+
+
+@pytest.mark.parametrize("dropout", ["0.2", None, 1, -0.1])
+def test_invalid_dropout_is_explained(dropout):
+    with pytest.raises(ValueError, match=r"dropout must be a number in \[0, 1\)"):
+        rec.mobilenetv2_classifier(3, input_size=32, dropout=dropout, verbose=False)
+
+
 def test_offline_imagenet_falls_back_to_scratch_with_one_line(monkeypatch, capsys):
     original = keras.applications.MobileNetV2
 
@@ -119,7 +146,24 @@ def test_offline_imagenet_falls_back_to_scratch_with_one_line(monkeypatch, capsy
     assert model.predict(np.zeros((1, 96, 96, 3), np.float32), verbose=0).shape == (1, 4)
 
 
-def test_imagenet_success_path_calls_the_base_in_inference_mode(monkeypatch, capsys):
+def test_imagenet_download_has_a_timeout_and_restores_the_socket_default(monkeypatch):
+    import socket
+
+    seen = []
+
+    def hanging_server(*args, weights=None, **kwargs):
+        seen.append(socket.getdefaulttimeout())
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr(keras.applications, "MobileNetV2", hanging_server)
+    previous = socket.getdefaulttimeout()
+    base, reason = rec._imagenet_base((96, 96, 3), 0.35, "avg")
+    assert base is None and "timed out" in reason
+    assert seen == [rec.DOWNLOAD_TIMEOUT]
+    assert socket.getdefaulttimeout() == previous
+
+
+def test_imagenet_path_keeps_the_batchnorm_statistics_through_fine_tuning(monkeypatch, capsys):
     original = keras.applications.MobileNetV2
     monkeypatch.setattr(keras.applications, "MobileNetV2",
                         lambda *a, weights=None, **k: original(*a, weights=None, **k))  # "downloaded"
@@ -194,6 +238,17 @@ def test_class_weights_balance_the_classes():
         rec.class_weights([])
 
 
+def test_class_weights_refuse_labels_that_are_not_class_ids():
+    assert rec.class_weights([0.0, 1.0, 1.0]) == rec.class_weights([0, 1, 1])
+    for labels, found in [([0.7, 1.2, 1.9], "0.7"), ([0, 1, -0.5], "-0.5"), ([0, 1, np.nan], "nan")]:
+        with pytest.raises(ValueError, match=f"labels must be integer class ids 0, 1, 2, ..., found {found}"):
+            rec.class_weights(labels)
+    with pytest.raises(ValueError, match="class ids >= 0, found -1"):
+        rec.class_weights([0, 1, -1])
+    with pytest.raises(ValueError, match="integer class ids, got an array of <U"):
+        rec.class_weights(["cat", "dog"])
+
+
 # --- data --------------------------------------------------------------------------------------
 
 
@@ -223,6 +278,21 @@ def test_classification_scenes_draw_large_shapes_and_may_skip_the_test_split(mon
     assert split.x_train.shape == (30, 32, 32, 3) and split.x_test.shape == (0, 32, 32, 3)
     with pytest.raises(ValueError, match="n_test"):
         rec.load_classification("scenes-imbalanced", image_size=32, n_train=30, n_test=0)
+
+
+def test_square_image_size_pair_and_invalid_sizes_and_counts():
+    split = rec.load_classification("scenes", image_size=(32, 32), n_train=8, n_test=4)
+    assert split.x_train.shape == (8, 32, 32, 3)
+    with pytest.raises(ValueError, match=r"square images: image_size must be an int or \(size, size\), got \(32, 48\)"):
+        rec.load_classification("scenes", image_size=(32, 48))
+    with pytest.raises(ValueError, match="image_size must be"):
+        rec.load_classification("scenes", image_size="big")
+    with pytest.raises(ValueError, match="n_train must be an integer, got 10.5"):
+        rec.load_classification("scenes", image_size=32, n_train=10.5)
+    with pytest.raises(ValueError, match="n_test must be an integer, got 4.0"):
+        rec.load_classification("scenes", image_size=32, n_train=10, n_test=4.0)
+    with pytest.raises(ValueError, match="max_images must be an integer, got 5.5"):
+        rec.load_classification("scenes", image_size=32, max_images=5.5)
 
 
 def test_imbalanced_scenes_follow_the_ratio():
@@ -263,20 +333,39 @@ def test_image_folder_corrupt_image_names_the_file(tmp_path):
 
 def test_image_folder_empty_class_names_the_folder(tmp_path):
     _write_folder(tmp_path, ["a"])
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="empty"):
+    (tmp_path / "class_without_images").mkdir()
+    with pytest.raises(ValueError, match=f"no images.*: {re.escape(str(tmp_path / 'class_without_images'))}$"):
         rec.load_classification(tmp_path, image_size=16)
+
+
+def test_image_folder_too_small_to_split_names_the_folder_and_counts(tmp_path):
+    _write_folder(tmp_path, ["cats", "dogs"], per_class=1)
+    with pytest.raises(ValueError, match=f"folder {re.escape(str(tmp_path))} .*cats: 1, dogs: 1\\).*"
+                                         "at least 2 images"):
+        rec.load_classification(tmp_path, image_size=16)
+    _write_folder(tmp_path / "more", ["cats", "dogs"], per_class=2)  # a test split of 1 image cannot hold 2 classes
+    with pytest.raises(ValueError, match=r"test_fraction=0\.2 .*cats: 2, dogs: 2\).* 1 held out of 4 .* 2 classes"):
+        rec.load_classification(tmp_path / "more", image_size=16)
+    assert len(rec.load_classification(tmp_path / "more", image_size=16, test_fraction=0.5).y_test) == 2
+    _write_folder(tmp_path / "enough", ["cats", "dogs"], per_class=3)  # the minimum: 6 images, 2 held out
+    assert len(rec.load_classification(tmp_path / "enough", image_size=16).y_test) == 2
 
 
 def test_unknown_source_is_explained(tmp_path):
     with pytest.raises(ValueError, match="Unknown data source 'flowers'.*tfds:tf_flowers"):
         rec.load_classification("flowers")
-    with pytest.raises(ValueError, match="Unknown data source"):
-        rec.load_classification(str(tmp_path / "missing"))
+    for path in [str(tmp_path / "missing"), "data/flowers", "./flowers", "~/no_such_folder_here"]:
+        with pytest.raises(FileNotFoundError, match=f"Image folder not found: {re.escape(str(Path(path).expanduser()))}$"):
+            rec.load_classification(path)
+
+
+def test_home_folder_path_is_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _write_folder(tmp_path / "photos", ["cats", "dogs"], per_class=5)
+    assert rec.load_classification("~/photos", image_size=16).class_names == ("cats", "dogs")
 
 
 def test_tfds_source_offline_with_mock_data():
-    tfds = pytest.importorskip("tensorflow_datasets")
     with tfds.testing.mock_data(num_examples=30):
         split = rec.load_classification("tfds:tf_flowers", image_size=40, test_fraction=0.2, seed=1)
     assert split.class_names == ("dandelion", "daisy", "tulips", "sunflowers", "roses")
@@ -321,6 +410,18 @@ def test_train_uses_the_warmup_schedule_and_returns_seconds():
     assert (schedule.peak, schedule.warmup_steps, schedule.decay_steps) == (1e-3, 2, 2)
     accuracy, probabilities = rec.evaluate(model, split.x_test, split.y_test)
     assert probabilities.shape == (16, 4) and 0 <= accuracy <= 1
+
+
+def test_evaluate_takes_a_label_column_and_refuses_other_shapes():
+    model = keras.Sequential([keras.Input((2,)), layers.Dense(2, activation="softmax")])
+    x = np.eye(2, dtype=np.float32).repeat(4, axis=0)  # 4 x [1, 0] then 4 x [0, 1]
+    y = model.predict(x, verbose=0).argmax(1)  # a perfect prediction
+    assert rec.evaluate(model, x, y)[0] == 1.0
+    assert rec.evaluate(model, x, y[:, None])[0] == 1.0
+    with pytest.raises(ValueError, match=r"shape \(8, 2\); for one-hot labels pass y\.argmax\(1\)"):
+        rec.evaluate(model, x, np.eye(2)[y])
+    with pytest.raises(ValueError, match="x and y have different lengths: 8 images, 7 labels"):
+        rec.evaluate(model, x, y[:7])
 
 
 def test_images_per_second_uses_the_epochs_after_the_first():
