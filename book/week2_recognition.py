@@ -273,8 +273,12 @@ print(f"small CNN: held-out accuracy {cnn_accuracy:.3f} after {EPOCHS} epochs ({
 #   makes the scales grow where the blocks are useful. The parameter
 #   `ZERO_INIT_RESIDUAL` at the top of the page switches it off. The course's
 #   benchmark runs this page both ways at profile `cpu` and records both
-#   held-out accuracies in `bench/results.json`: without it, the same ten
-#   epochs ended near the chance level (0.31 against 0.976, on 2026-11-22);
+#   held-out accuracies in `bench/results.json`. On two machines, the page
+#   reached 0.976 and 0.979 with it; without it, the same ten epochs reached
+#   0.31 on the first and 0.65 on the second. Without the help, training is
+#   not only slower but fragile: with the same code and seeds, the small
+#   differences in rounding between two processors took it to very different
+#   places;
 # * **a learning rate kept high for longer**: a peak of 4e-3 that decays only
 #   to a fifth of it over the epochs. A deep network tolerates a narrower
 #   range of learning rates than a shallow one: try a higher peak, and watch
@@ -511,16 +515,17 @@ for label, (acc, balanced, class_recall) in imbalance_results.items():
 
 # %% [markdown]
 # At profile `cpu` the numbers tell the story. Without class weights, plain
-# accuracy looks respectable (0.86) because the test set is mostly circles and
-# squares, which the network finds almost all of; it finds fewer than a third
-# of the rare triangles and diamonds, and balanced accuracy (0.64) exposes
-# that. With class weights the rare classes are found far more often (recall
-# 0.59 and 0.87) and balanced accuracy rises to 0.79, at the price of plain
-# accuracy (0.78), since circles are now often taken for something rarer.
-# Neither run comes near the 0.985 of the same network trained on the balanced
-# set (which also had twice as many images): weighting changes what the
-# network pays attention to, but it cannot make up for the 112 diamonds and
-# 241 triangles it had to learn from. Report balanced
+# accuracy looks respectable (about 0.86) because the test set is mostly
+# circles and squares, which the network finds almost all of; it finds fewer
+# than a third of the rare triangles and diamonds, and balanced accuracy
+# (below 0.65) exposes that. With class weights the rare classes are found
+# far more often (recall about 0.6 and close to 0.9) and balanced accuracy
+# rises to about 0.8, at the price of plain accuracy (about 0.78), since
+# circles are now often taken for something rarer. Neither run comes near the
+# 0.98 of the same network trained on the balanced set (which also had twice
+# as many images): weighting changes what the network pays attention to, but
+# it cannot make up for the 112 diamonds and 241 triangles it had to learn
+# from. Report balanced
 # accuracy (or per-class recall) whenever classes are imbalanced, and collect
 # more examples of the rare classes when you can.
 #
@@ -577,15 +582,16 @@ for label, (_, acc, speed) in augmentation_results.items():
     print(f"{label:<28} {acc:>13.3f} {speed:>9.0f}")
 
 # %% [markdown]
-# With only an eighth of the images, the network is far from the 0.985 it
+# With only an eighth of the images, the network is far from the 0.98 it
 # reached on the full training set. At profile `cpu` augmentation adds about
-# fifteen points of held-out accuracy (0.62 without, 0.77 to 0.78 with), and the
-# two placements end up close to each other: they apply the same random
-# symmetries, only in a different place. What differs is where the work is
-# done, and what it costs: in our `cpu` run both placements trained a little
-# more slowly than no augmentation at all (the speed column), because on a
-# CPU-only machine the augmentation and the training step compete for the
-# same cores; which placement is faster depends on the machine and its load. On a GPU, the
+# fifteen points of held-out accuracy (about 0.61 without, 0.77 to 0.79 with),
+# and the two placements end up close to each other: they apply the same
+# random symmetries, only in a different place. What differs is where the
+# work is done. On a CPU-only machine the augmentation and the training step
+# compete for the same two cores, so the speed column says little: the
+# flips cost next to nothing beside the convolutions, and from one run to
+# the next the order of the three speeds changed with the machine and its
+# load. On a GPU, the
 # `tf.data` placement lets the CPU prepare the next batches while the GPU
 # trains, whereas in-model augmentation runs on the GPU itself and travels
 # with the saved model.
@@ -609,8 +615,8 @@ for label in ["no augmentation", "augmentation in the model"]:
 
 # %% [markdown]
 # At profile `cpu`, TTA adds about seven points to the network trained without
-# augmentation (0.62 to 0.69) and four to the one trained with it (0.78 to
-# 0.83). It helps most where the network's answer depends on the orientation
+# augmentation (about 0.61 to 0.69) and a few to the one trained with it
+# (about 0.79 to 0.82). It helps most where the network's answer depends on the orientation
 # it happens to see; a network that has learned every symmetry gives more
 # nearly the same answer for each, so averaging over them adds less. TTA costs
 # one forward pass per variant, eight times the prediction time here, so it is
@@ -637,12 +643,12 @@ fig = plots.embedding_scatter(points, scenes.y_test[shown], names, highlight=mob
                               title=f"t-SNE of MobileNetV2's {features.shape[1]} pooled features (x: misclassified)")
 
 # %% [markdown]
-# At profile `cpu` each class gathers in a region of its own. Circles and
-# triangles touch, and most of the misclassified scenes (crosses) sit where
-# they touch or at the edge of another class's region: the confusion between
-# small circles and triangles seen in the confusion matrix is visible in the
-# features themselves. The classifier's last layer cannot undo what the features do
-# not separate.
+# In our run at profile `cpu` each class gathers in a region of its own. Squares lie far
+# from everything else; triangles and diamonds touch, and most of
+# MobileNetV2's misclassified scenes (crosses) sit where they touch: the
+# network's doubts are visible in the features themselves. The classifier's
+# last layer draws straight boundaries in this space; it cannot undo what
+# the features do not separate.
 #
 # ## Summary
 #
@@ -652,7 +658,7 @@ fig = plots.embedding_scatter(points, scenes.y_test[shown], names, highlight=mob
 #   skip connection between the narrow ends).
 # * On a few thousand synthetic scenes and a few epochs on a CPU, a small CNN
 #   (99 thousand parameters) reached about 98% held-out accuracy. MobileNetV2
-#   from scratch drew level, but only with three times the scenes, over ten times
+#   from scratch drew level, but only with three times the scenes, many times
 #   the training time, augmentation, blocks started as the identity and a
 #   carefully chosen learning rate: a large network from random weights needs
 #   far more data and training, which is what ImageNet weights (frozen base,
