@@ -584,7 +584,7 @@ for label, (_, acc, speed) in augmentation_results.items():
 # %% [markdown]
 # With only an eighth of the images, the network is far from the 0.98 it
 # reached on the full training set. At profile `cpu` augmentation adds about
-# fifteen points of held-out accuracy (about 0.61 without, 0.77 to 0.79 with),
+# fifteen points of held-out accuracy (0.61 to 0.62 without, 0.77 to 0.79 with),
 # and the two placements end up close to each other: they apply the same
 # random symmetries, only in a different place. What differs is where the
 # work is done. On a CPU-only machine the augmentation and the training step
@@ -615,7 +615,7 @@ for label in ["no augmentation", "augmentation in the model"]:
 
 # %% [markdown]
 # At profile `cpu`, TTA adds about seven points to the network trained without
-# augmentation (about 0.61 to 0.69) and a few to the one trained with it
+# augmentation (from about 0.62 to 0.69) and a few to the one trained with it
 # (about 0.79 to 0.82). It helps most where the network's answer depends on the orientation
 # it happens to see; a network that has learned every symmetry gives more
 # nearly the same answer for each, so averaging over them adds less. TTA costs
