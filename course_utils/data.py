@@ -153,14 +153,19 @@ def load_image_folder(
     return images, np.asarray(labels, dtype=np.int32), tuple(class_names)
 
 
-def check_image_size(image_size) -> tuple[int, int]:
-    """Return ``image_size`` as (height, width), or raise if it is not two positive ints."""
+def check_image_size(image_size, name: str = "image_size") -> tuple[int, int]:
+    """Return ``image_size`` (an int for a square, or ``(height, width)``) as (height, width).
+
+    Raises a clear error, naming the argument ``name``, for anything but positive ints.
+    """
+    if isinstance(image_size, (int, np.integer)) and not isinstance(image_size, bool):
+        image_size = (image_size, image_size)
     try:
         height, width = (int(v) for v in image_size)
     except (TypeError, ValueError):
-        raise ValueError(f"image_size must be (height, width), got {image_size!r}") from None
+        raise ValueError(f"{name} must be an int or (height, width), got {image_size!r}") from None
     if height < 1 or width < 1:
-        raise ValueError(f"image_size must be positive, got {image_size!r}")
+        raise ValueError(f"{name} must be positive, got {image_size!r}")
     return height, width
 
 

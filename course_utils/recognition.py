@@ -68,12 +68,9 @@ def check_alpha(alpha) -> float:
 
 def check_input_size(input_size, weights) -> tuple[int, int]:
     """Return ``(height, width)``; ImageNet weights need a square 96/128/160/192/224 input."""
-    if isinstance(input_size, (int, np.integer)) and not isinstance(input_size, bool):
-        input_size = (int(input_size), int(input_size))
-    try:
-        height, width = (int(v) for v in input_size)
-    except (TypeError, ValueError):
-        raise ValueError(f"input_size must be an int or (height, width), got {input_size!r}") from None
+    from course_utils.data import check_image_size
+
+    height, width = check_image_size(input_size, "input_size")
     if height < MIN_SIZE or width < MIN_SIZE:
         raise ValueError(f"MobileNetV2 needs inputs of at least {MIN_SIZE}x{MIN_SIZE} pixels, got {height}x{width}")
     if weights == "imagenet" and (height != width or height not in IMAGENET_SIZES):
@@ -666,15 +663,13 @@ def load_classification(
     ``image_size`` is an int or a square ``(size, size)`` pair.
     """
     from course_utils.data import check_image_size, load_image_folder
-    from course_utils.scenes import _as_int
+    from course_utils.scenes import as_int
 
-    if isinstance(image_size, numbers.Integral):
-        image_size = (image_size, image_size)
     size, width = check_image_size(image_size)
     if size != width:
         raise ValueError(f"load_classification makes square images: image_size must be an int or (size, size), "
                          f"got {image_size!r}")
-    if max_images is not None and _as_int(max_images, "max_images") < 1:
+    if max_images is not None and as_int(max_images, "max_images") < 1:
         raise ValueError(f"max_images must be at least 1, got {max_images!r}")
     named = isinstance(source, str) and (source in ("scenes", "scenes-imbalanced") or source.startswith("tfds:"))
     looks_like_path = isinstance(source, str) and not named and (
@@ -689,7 +684,7 @@ def load_classification(
         raise TypeError(f"source must be a string or a path, got {type(source).__name__}")
     if source in ("scenes", "scenes-imbalanced"):
         imbalanced = source.endswith("imbalanced")
-        if _as_int(n_train, "n_train") < 1 or _as_int(n_test, "n_test") < (1 if imbalanced else 0):
+        if as_int(n_train, "n_train") < 1 or as_int(n_test, "n_test") < (1 if imbalanced else 0):
             raise ValueError(f"n_train must be positive and n_test {'positive' if imbalanced else 'at least 0'}, "
                              f"got {n_train}, {n_test}")
         return _scenes(int(n_train), int(n_test), size, seed, imbalance if imbalanced else None, noise,

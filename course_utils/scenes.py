@@ -297,7 +297,8 @@ def _place(rng, size, count, lo, sizes, shape_ids, turns, classes, min_px):
 # ---------------------------------------------------------------------- validation
 
 
-def _as_int(value, name: str) -> int:
+def as_int(value, name: str) -> int:
+    """``value`` as an int, or a ValueError naming ``name`` (floats such as 10.5 or 4.0 are refused)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     return int(value)
@@ -310,7 +311,7 @@ def _as_pair(value, name: str) -> tuple[int, int]:
         lo, hi = value
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a pair (low, high) of integers, got {value!r}") from None
-    return _as_int(lo, name), _as_int(hi, name)
+    return as_int(lo, name), as_int(hi, name)
 
 
 def _default_object_size(size: int, max_objects: int) -> tuple[int, int]:
@@ -362,10 +363,10 @@ def make_scenes(
     Scenes
         See the module docstring for the format.
     """
-    n = _as_int(n, "n")
+    n = as_int(n, "n")
     if n < 0:
         raise ValueError(f"n must be >= 0, got n={n}")
-    size = _as_int(size, "size")
+    size = as_int(size, "size")
     if size < 16:
         raise ValueError(f"size must be >= 16 pixels, got size={size}")
     lo, hi = _as_pair(objects, "objects")
