@@ -67,6 +67,16 @@ class Profile:
     name: str
     mixed_precision: bool = False
     replicas: int = 1
+    run_seed: int = 0
+
+    def seed(self, step: int) -> int:
+        """The seed of one random step of the chapter (its data, an initialisation, a training order).
+
+        ``step`` itself for run seed 0, the book's default; another run seed
+        (the ``SEED`` parameter) shifts every step's seed at once, so that the
+        benchmarks can rerun a whole chapter with fresh data, weights and order.
+        """
+        return 1000 * self.run_seed + step
 
     def pick(self, *, smoke, cpu, gpu):
         """Return the value given for this profile, e.g. ``epochs = p.pick(smoke=1, cpu=20, gpu=40)``."""
@@ -76,8 +86,10 @@ class Profile:
         return self.name
 
 
-def setup(profile: str | None = None, seed: int = 42) -> Profile:
+def setup(profile: str | None = None, seed: int = 0) -> Profile:
     """Resolve the profile, seed every random generator, set precision and devices, quieten TensorFlow's logs.
+
+    ``seed`` is the run seed (a chapter's ``SEED`` parameter): see :meth:`Profile.seed`.
 
     Call once at the top of a notebook, after the parameters cell (and outside
     any ``strategy.scope()``). Profile ``gpu`` with a visible GPU sets the
@@ -91,14 +103,14 @@ def setup(profile: str | None = None, seed: int = 42) -> Profile:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     name = resolve_profile(profile)
-    seed_everything(seed)
+    seed_everything(1000 * seed)
     gpus = tf.config.list_physical_devices("GPU") if name == "gpu" else []
     keras.mixed_precision.set_global_policy("mixed_float16" if gpus else "float32")
     if len(gpus) >= 2:
         tf.distribute.experimental_set_strategy(tf.distribute.MirroredStrategy())  # all visible GPUs
     elif tf.distribute.has_strategy():
         tf.distribute.experimental_set_strategy(None)
-    return Profile(name, mixed_precision=bool(gpus), replicas=replicas())
+    return Profile(name, mixed_precision=bool(gpus), replicas=replicas(), run_seed=int(seed))
 
 
 def replicas(strategy=None) -> int:

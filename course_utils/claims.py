@@ -1,0 +1,82 @@
+"""Keep a chapter's prose true to its outputs.
+
+A chapter records every result its text talks about with :func:`record`, and
+checks every number its text states with :func:`expect`, in a cell tagged
+``remove-cell`` right after the claim. The text gives a range ("between 0.85
+and 0.95"); if a run leaves it, the cell raises :class:`ClaimError`, the
+chapter's execution fails and so does the book build: the text can never say
+one thing while the page shows another.
+
+Recorded values are stored in the executed notebook as MyST-NB "glue" outputs
+(a hidden ``display_data``), so the benchmarks read a chapter's own results
+with :func:`read_records` instead of re-computing them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+MIME_PREFIX = "application/papermill.record/"
+MIME = MIME_PREFIX + "text/plain"
+
+
+class ClaimError(AssertionError):
+    """A value the prose states a range for came out of that range in this run."""
+
+
+def record(name: str, value):
+    """Store ``value`` under ``name`` in the notebook's outputs (invisible on the page); return it.
+
+    Numbers are stored as plain floats or ints, rounded to 6 significant digits
+    (so they print as "0.5" and not "0.49999997").
+    """
+    value = _plain(value)
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:  # plain Python: nothing to store the value in
+        return value
+    if get_ipython() is not None:
+        display({MIME: json.dumps(value)}, raw=True,
+                metadata={"scrapbook": {"name": name, "mime_prefix": MIME_PREFIX}})
+    return value
+
+
+def expect(name: str, value, low: float, high: float):
+    """Record ``value``, then fail unless ``low <= value <= high``, the range the text states for it."""
+    value = record(name, value)
+    if not isinstance(value, (int, float)) or math.isnan(value) or not low <= value <= high:
+        raise ClaimError(f"{name} = {value!r}, but the text says it lies between {low} and {high}: "
+                         f"fix the recipe, or re-measure and correct the text")
+    return value
+
+
+def read_records(notebook) -> dict:
+    """All values stored by :func:`record` in an executed notebook (a path or a notebook dict)."""
+    cells = (json.loads(Path(notebook).read_text()) if not isinstance(notebook, dict) else notebook)["cells"]
+    found = {}
+    for cell in cells:
+        for output in cell.get("outputs", []):
+            scrap = output.get("metadata", {}).get("scrapbook")
+            if scrap and MIME in output.get("data", {}):
+                found[scrap["name"]] = json.loads(output["data"][MIME])
+    return found
+
+
+def _plain(value):
+    """``value`` as JSON-friendly Python: NumPy scalars and arrays become floats, ints and lists."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return float(f"{value:.6g}")
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
