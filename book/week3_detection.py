@@ -42,17 +42,18 @@ import keras_cv
 import matplotlib.pyplot as plt
 import numpy as np
 
-from course_utils import config
+from course_utils import claims, config
 from course_utils import detection as det
 
 profile = config.setup(PROFILE, seed=SEED)
 IMAGE_SIZE = profile.pick(smoke=64, cpu=128, gpu=128)
 N_TRAIN = profile.pick(smoke=96, cpu=2000, gpu=6000)
 N_TEST = profile.pick(smoke=48, cpu=300, gpu=1000)
+N_VALID = profile.pick(smoke=32, cpu=150, gpu=300)  # held out to choose the counting threshold (section 9)
 EPOCHS = profile.pick(smoke=1, cpu=6, gpu=15)
 BATCH_SIZE = 16
 print(f"profile: {profile}, {IMAGE_SIZE}x{IMAGE_SIZE} images, {N_TRAIN} for training, "
-      f"{N_TEST} for testing, {EPOCHS} epochs")
+      f"{N_VALID} for validation, {N_TEST} for testing, {EPOCHS} epochs")
 print(config.describe_device())
 
 # %% [markdown]
@@ -63,21 +64,25 @@ print(config.describe_device())
 # also returns its class and its **bounding box**, in pixels, as
 # `[x_min, y_min, x_max, y_max]` with exclusive maxima (Keras calls this format
 # `"xyxy"`). Images have a fixed number of box slots; unused slots are `-1`.
-# Objects measure 12 to 48 pixels on 128-pixel images (scaled with the image size
-# in the smoke profile).
+# The generator draws each object's extent between 12 and 48 pixels on
+# 128-pixel images (scaled with the image size in the smoke profile); a
+# triangle's shorter box side is only $\sin 60° \approx 0.87$ of its longer one,
+# which is why the smallest box sides printed below are under 12 pixels.
 
 # %% tags=["nbval-check-output"]
 object_size = (IMAGE_SIZE * 12 // 128, IMAGE_SIZE * 48 // 128)
 if DATA_SOURCE == "scenes":
     train_data = det.make_detection_scenes(N_TRAIN, size=IMAGE_SIZE, seed=profile.seed(1), object_size=object_size)
     test_data = det.make_detection_scenes(N_TEST, size=IMAGE_SIZE, seed=profile.seed(2), object_size=object_size)
-else:  # real data: 85% for training, the rest held out
-    everything = det.load_detection_data(DATA_SOURCE, n=N_TRAIN + N_TEST, image_size=IMAGE_SIZE)
-    cut = int(0.85 * len(everything))
-    train_data, test_data = everything.subset(slice(0, cut)), everything.subset(slice(cut, None))
+    valid_data = det.make_detection_scenes(N_VALID, size=IMAGE_SIZE, seed=profile.seed(4), object_size=object_size)
+else:  # real data: 70% for training, 15% for validation, 15% for testing
+    everything = det.load_detection_data(DATA_SOURCE, n=N_TRAIN + N_VALID + N_TEST, image_size=IMAGE_SIZE)
+    cut, cut_valid = int(0.7 * len(everything)), int(0.85 * len(everything))
+    train_data, valid_data, test_data = (everything.subset(slice(0, cut)), everything.subset(slice(cut, cut_valid)),
+                                         everything.subset(slice(cut_valid, None)))
 class_names = train_data.class_names
 NUM_CLASSES = len(class_names)
-print(f"images: train {train_data.images.shape}, test {test_data.images.shape}")
+print(f"images: train {train_data.images.shape}, validation {valid_data.images.shape}, test {test_data.images.shape}")
 print(f"boxes: {train_data.boxes.shape} (images, slots, xyxy), classes: {train_data.classes.shape}")
 valid = train_data.classes >= 0
 sides = np.concatenate([train_data.boxes[valid][:, 2] - train_data.boxes[valid][:, 0],
@@ -118,7 +123,7 @@ box = train_data.boxes[0, :1]
 for target in ("xywh", "center_xywh", "yxyx", "rel_xyxy"):
     converted = det.convert_boxes(box, "xyxy", target, image_size=train_data.image_size)
     back = det.convert_boxes(converted, target, "xyxy", image_size=train_data.image_size)
-    print(f"{target:>12}: {np.round(converted[0], 3).tolist()}  round trip exact: {np.allclose(back, box)}")
+    print(f"{target:>12}: {[round(float(v), 3) for v in converted[0]]}  round trip exact: {np.allclose(back, box)}")
 
 # %% [markdown]
 # ## 2. Intersection over union
@@ -137,9 +142,19 @@ print(f"keras.utils.bounding_boxes.compute_iou: "
       f"{float(keras.utils.bounding_boxes.compute_iou(a.astype('float32'), b.astype('float32'), 'xyxy')[0, 0]):.4f}")
 
 # %% [markdown]
-# Shifting a box by a third of its size already drops the IoU to 0.5 in one
-# direction, or about 0.4 diagonally — which is why the thresholds used below
-# (0.5 and 0.4) are strict: a candidate must sit on an object to count.
+# How fast does the IoU fall when a box is off? A square of side 3 shifted by
+# one unit (a third of its side) along one axis, then along both:
+
+# %% tags=["nbval-check-output"]
+square = np.array([[0, 0, 3, 3]])
+for name, shift in [("along x", [1, 0, 1, 0]), ("along x and y", [1, 1, 1, 1])]:
+    print(f"shifted by a third of its side {name:>13}: IoU {det.iou_matrix(square, square + shift)[0, 0]:.3f}")
+print(f"by hand: 6 / (9 + 9 - 6) = {6 / 12:.3f}, 4 / (9 + 9 - 4) = {4 / 14:.3f}")
+
+# %% [markdown]
+# A third of the side along one axis already costs half of the IoU; along both
+# axes it leaves 4/14, under 0.3. The thresholds used below (0.5 and 0.4) are
+# therefore strict: a candidate must sit on its object to count.
 #
 # ## 3. Anchors
 #
@@ -158,7 +173,7 @@ anchor_config = det.AnchorConfig(sizes=(IMAGE_SIZE / 8, IMAGE_SIZE / 4, IMAGE_SI
 anchors = det.make_anchors(anchor_config, IMAGE_SIZE)
 for (level, boxes), size in zip(anchors.items(), anchor_config.sizes):
     stride = det.LEVEL_STRIDES[level]
-    sides_here = [round(size * scale, 1) for scale in anchor_config.scales]
+    sides_here = [round(float(size * scale), 1) for scale in anchor_config.scales]
     print(f"{level}: stride {stride:>2}, grid {IMAGE_SIZE // stride:>2}x{IMAGE_SIZE // stride:<2}, "
           f"{anchor_config.per_location} anchors per cell, sides {sides_here} px -> {len(boxes)} anchors")
 total_anchors = sum(len(b) for b in anchors.values())
@@ -382,7 +397,10 @@ fig = det.plot_detections(test_data.images[:8], class_names, test_data.boxes, te
 # %% [markdown]
 # Several anchors near an object predict a box for it, so without NMS one
 # object gets a cluster of overlapping boxes. We switch NMS off (an IoU
-# threshold of 1 removes nothing) on the same images and count:
+# threshold of 1 removes nothing) on the same images and count. Our decoder
+# (`det.PerClassNMS`) suppresses within each class, as the RetinaNet paper
+# does: a box only removes lower-scored boxes *of its own class* that overlap
+# it by more than the IoU threshold, so a circle next to a square keeps both.
 
 # %%
 without_nms = det.predict(model, test_data.images, confidence_threshold=0.3, iou_threshold=1.0, max_detections=100,
@@ -390,9 +408,11 @@ without_nms = det.predict(model, test_data.images, confidence_threshold=0.3, iou
 with_nms = det.predict(model, test_data.images, confidence_threshold=0.3, iou_threshold=0.5, max_detections=100,
                        raw=raw)
 true_objects = test_data.object_counts().sum()
-print(f"{true_objects} objects in {N_TEST} test images; detections with score >= 0.3:")
-print(f"  without NMS: {without_nms['num_detections'].sum():>5}")
-print(f"  with NMS:    {with_nms['num_detections'].sum():>5}")
+per_object = {name: out["num_detections"].sum() / true_objects for name, out in
+              [("without NMS", without_nms), ("with NMS", with_nms)]}
+print(f"{true_objects} objects in {len(test_data)} test images; detections with score >= 0.3:")
+for name, out in [("without NMS", without_nms), ("with NMS", with_nms)]:
+    print(f"  {name + ':':<12} {out['num_detections'].sum():>5} ({per_object[name]:.2f} per object)")
 fig = det.plot_detections(np.concatenate([test_data.images[:4]] * 2), class_names,
                           predictions={k: np.concatenate([without_nms[k][:4], with_nms[k][:4]]) for k in with_nms},
                           titles=["without NMS"] * 4 + ["with NMS"] * 4, min_confidence=0.3)
@@ -405,16 +425,18 @@ fig = det.plot_detections(np.concatenate([test_data.images[:4]] * 2), class_name
 
 # %%
 matched = {}
-for i in range(N_TEST):
+for i in range(len(test_data)):
     for c in range(NUM_CLASSES):
         keep = (predictions["classes"][i] == c) & (predictions["confidence"][i] >= 0)
         gt = test_data.boxes[i][test_data.classes[i] == c]
         matched[(i, c)] = (predictions["confidence"][i][keep],
                            det.match_detections(predictions["boxes"][i][keep], predictions["confidence"][i][keep], gt))
 print(f"{'threshold':>9} {'detections':>10} {'TP':>5} {'FP':>5} {'precision':>9} {'recall':>6}")
+operating = {}
 for threshold in (0.05, 0.2, 0.5, 0.8, 0.95):
     tp = sum(int(np.sum(t[s >= threshold])) for s, t in matched.values())
     n = sum(int(np.sum(s >= threshold)) for s, _ in matched.values())
+    operating[threshold] = (tp / max(n, 1), tp / true_objects)
     print(f"{threshold:>9} {n:>10} {tp:>5} {n - tp:>5} {tp / max(n, 1):>9.3f} {tp / true_objects:>6.3f}")
 
 # %% [markdown]
@@ -448,16 +470,22 @@ for threshold in (0.05, 0.2, 0.5, 0.8, 0.95):
 
 # %%
 result = det.evaluate(predictions, test_data, iou_thresholds=(0.5, 0.75))
+for name, ap in zip(class_names, result["ap"][0.5]):
+    claims.record(f"week3.retinanet.ap50.{name}", ap)
 fig = det.plot_precision_recall(result["curves"][0.5], class_names, result["ap"][0.5],
                                 title="precision-recall at IoU 0.5, test scenes")
 
 # %%
 coco = det.coco_metrics(predictions, test_data)
 print("AP@0.5 per class:", {c: round(float(a), 3) for c, a in zip(class_names, result["ap"][0.5])})
-print(f"mAP@0.5  (ours):            {result['map'][0.5]:.3f}   untrained: {untrained['map'][0.5]:.3f}")
-print(f"mAP@0.5  (KerasCV, COCO):   {coco['MaP@[IoU=50]']:.3f}")
-print(f"mAP@0.75 (ours):            {result['map'][0.75]:.3f}")
-print(f"mAP@[.5:.95] (KerasCV, COCO): {coco['MaP']:.3f}")
+print(f"mAP@0.5      (ours, VOC-style):       {result['map'][0.5]:.3f}   untrained: {untrained['map'][0.5]:.3f}")
+print(f"mAP@0.5      (pycocotools COCOeval):  {coco['map50']:.3f}")
+print(f"mAP@0.75     (ours):                  {result['map'][0.75]:.3f}")
+print(f"mAP@[.5:.95] (pycocotools COCOeval):  {coco['map']:.3f}")
+claims.record("week3.retinanet.map50", result["map"][0.5])
+claims.record("week3.retinanet.map50_coco", coco["map50"])
+claims.record("week3.retinanet.map50_95", coco["map"])
+claims.record("week3.retinanet.train_seconds", train_seconds)
 
 # %% [markdown]
 # At the `cpu` profile, six epochs on 2,000 scenes (four to five minutes of
@@ -475,26 +503,34 @@ print(f"mAP@[.5:.95] (KerasCV, COCO): {coco['MaP']:.3f}")
 # ## 9. Counting objects
 #
 # A detector also counts: the number of detections above a threshold is its
-# estimate of the number of objects. On the test images, at threshold 0.3:
+# estimate of the number of objects. Which threshold? Not one read off the test
+# images, whose score we want to report, but the one that counts best on the
+# held-out **validation** scenes:
 
 # %%
-predicted_counts = det.count_objects(predictions, confidence_threshold=0.3)
+count_threshold, validation_errors = det.choose_count_threshold(det.predict(model, valid_data.images), valid_data)
+print(f"on {len(valid_data)} validation images the counts are best at threshold {count_threshold:.2f} "
+      f"(mean absolute error {validation_errors.min():.2f}; {validation_errors[0]:.2f} at 0.05, "
+      f"{validation_errors[-1]:.2f} at 0.95)")
+
+predicted_counts = det.count_objects(predictions, confidence_threshold=count_threshold)
 true_counts = test_data.object_counts()
 error = predicted_counts - true_counts
-print(f"exact count on {np.mean(error == 0):.1%} of the test images; "
+print(f"test images, threshold {count_threshold:.2f}: exact count on {np.mean(error == 0):.1%}; "
       f"mean absolute error {np.mean(np.abs(error)):.2f} objects per image")
 print(f"too few: {np.sum(error < 0)} images, too many: {np.sum(error > 0)} images")
+claims.record("week3.count.exact_share", np.mean(error == 0))
 fig = det.plot_counts(true_counts, predicted_counts)
 
 # %% [markdown]
 # Which objects does the detector miss? For each test object we check whether a
-# detection of the right class with score ≥ 0.3 covers it with IoU ≥ 0.5, and
-# group the objects by size:
+# detection of the right class, with a score at or above the counting threshold,
+# covers it with IoU ≥ 0.5, and group the objects by size:
 
 # %%
 found, side = [], []
-for i in range(N_TEST):
-    keep = predictions["confidence"][i] >= 0.3
+for i in range(len(test_data)):
+    keep = predictions["confidence"][i] >= count_threshold
     for b, c in zip(test_data.boxes[i], test_data.classes[i]):
         if c < 0:
             continue

@@ -582,9 +582,9 @@ def build_retinanet(num_classes: int, image_size: int = 128, backbone_filters=(1
     across levels, ``head_depth`` convolutions of ``head_width`` channels; the
     classification head's bias starts at ``-log(99)`` so that every anchor first
     predicts "object" with probability 0.01 (the focal-loss paper's prior).
-    The prediction decoder keeps detections with confidence >= ``confidence_threshold``
-    (low, for mAP; see :func:`set_decoder`) and applies per-class non-maximum
-    suppression at ``iou_threshold``. Adam with ``global_clipnorm=10``.
+    The prediction decoder (:func:`PerClassNMS`) keeps detections with confidence
+    >= ``confidence_threshold`` (low, for mAP; see :func:`set_decoder`) and applies
+    per-class non-maximum suppression at ``iou_threshold``. Adam with ``global_clipnorm=10``.
 
     The model is float32 even under the gpu profile's ``mixed_float16`` policy:
     KerasCV's RetinaNet then outputs float16 boxes and scores, which its box
@@ -643,11 +643,52 @@ def _replica_share(loss_class):
 
 
 def _decoder(confidence_threshold, iou_threshold, max_detections):
-    import keras_cv
+    return PerClassNMS(confidence_threshold, iou_threshold, max_detections)
 
-    return keras_cv.layers.NonMaxSuppression(bounding_box_format=BOX_FORMAT, from_logits=True,
-                                             iou_threshold=iou_threshold, confidence_threshold=confidence_threshold,
-                                             max_detections=max_detections, dtype="float32")
+
+def _per_class_nms_class():
+    import keras
+    import tensorflow as tf
+
+    class PerClassNMS(keras.layers.Layer):
+        """Score threshold, then non-maximum suppression **within each class**, as the RetinaNet paper does.
+
+        KerasCV's ``NonMaxSuppression`` keeps only each anchor's best class and
+        suppresses across classes: a square would then remove a circle it
+        overlaps. Here every (anchor, class) pair whose sigmoid score is at least
+        ``confidence_threshold`` is a candidate, duplicates are removed class by
+        class (``tf.image.combined_non_max_suppression``), and the best
+        ``max_detections`` of all classes are kept. Takes and returns ``xyxy``
+        pixel boxes; padding is -1, as everywhere in this module.
+        """
+
+        def __init__(self, confidence_threshold=0.05, iou_threshold=0.5, max_detections=20, **kwargs):
+            super().__init__(dtype="float32", **kwargs)
+            self.confidence_threshold = float(confidence_threshold)
+            self.iou_threshold = float(iou_threshold)
+            self.max_detections = int(max_detections)
+            self.bounding_box_format = BOX_FORMAT
+            self.built = True
+
+        def call(self, box_prediction, class_prediction, images=None, image_shape=None):
+            scores = tf.sigmoid(tf.cast(class_prediction, tf.float32))
+            boxes = tf.cast(box_prediction, tf.float32)[:, :, None, :]
+            # IoU does not care whether x or y comes first, so xyxy boxes go in as they are.
+            out = tf.image.combined_non_max_suppression(
+                boxes, scores, max_output_size_per_class=self.max_detections, max_total_size=self.max_detections,
+                iou_threshold=self.iou_threshold, score_threshold=self.confidence_threshold, clip_boxes=False)
+            valid = tf.range(self.max_detections)[None, :] < out.valid_detections[:, None]
+            return {"boxes": tf.where(valid[..., None], out.nmsed_boxes, -1.0),
+                    "confidence": tf.where(valid, out.nmsed_scores, -1.0),
+                    "classes": tf.where(valid, out.nmsed_classes, -1.0),
+                    "num_detections": out.valid_detections}
+
+    return PerClassNMS
+
+
+def PerClassNMS(confidence_threshold=0.05, iou_threshold=0.5, max_detections=20):  # noqa: N802 (a layer factory)
+    """The prediction decoder of our RetinaNet: per-class non-maximum suppression (see the layer's docstring)."""
+    return _per_class_nms_class()(confidence_threshold, iou_threshold, max_detections)
 
 
 def set_decoder(model, confidence_threshold: float = 0.05, iou_threshold: float = 0.5, max_detections: int = 20):
@@ -914,22 +955,69 @@ def evaluate(predictions: dict, data: DetectionData, iou_thresholds=(0.5,)) -> d
 
 
 def coco_metrics(predictions: dict, data: DetectionData) -> dict:
-    """KerasCV's ``BoxCOCOMetrics`` (pycocotools underneath): ``MaP`` is mAP@[.5:.95], ``MaP@[IoU=50]`` mAP@0.5."""
-    import keras_cv
+    """COCO evaluation with pycocotools' ``COCOeval`` over **every** image of ``data``.
 
-    metric = keras_cv.metrics.BoxCOCOMetrics(bounding_box_format=BOX_FORMAT, evaluate_freq=1)
-    y_true = {"boxes": data.boxes.astype(np.float32), "classes": data.classes.astype(np.float32)}
-    y_pred = {"boxes": predictions["boxes"].astype(np.float32),
-              "classes": predictions["classes"].astype(np.float32),
-              "confidence": predictions["confidence"].astype(np.float32)}
-    metric.update_state(y_true, y_pred)
-    return {k: float(v) for k, v in metric.result(force=True).items()}
+    Returns ``{"map": mAP@[.5:.95], "map50": mAP@0.5, "map75": mAP@0.75}``.
+    Images without any detection count (they lower recall); KerasCV 0.9's
+    ``BoxCOCOMetrics`` leaves them out (keras-cv issue 2504) and so inflates the
+    mAP. COCO boxes are ``[x, y, width, height]``; pycocotools' printed summary
+    is silenced.
+    """
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    height, width = data.image_size
+    truth = {"images": [{"id": i, "height": height, "width": width} for i in range(len(data))],
+             "categories": [{"id": c, "name": n} for c, n in enumerate(data.class_names)], "annotations": []}
+    for i in range(len(data)):
+        for box, c in zip(data.boxes[i], data.classes[i]):
+            if c >= 0:
+                w, h = float(box[2] - box[0]), float(box[3] - box[1])
+                truth["annotations"].append({"id": len(truth["annotations"]) + 1, "image_id": i, "category_id": int(c),
+                                             "bbox": [float(box[0]), float(box[1]), w, h], "area": w * h,
+                                             "iscrowd": 0})
+    detections = []
+    for i in range(len(data)):
+        for k in range(int(predictions["num_detections"][i])):
+            if predictions["confidence"][i][k] >= 0:
+                x0, y0, x1, y1 = (float(v) for v in predictions["boxes"][i][k])
+                detections.append({"image_id": i, "category_id": int(predictions["classes"][i][k]),
+                                   "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(predictions["confidence"][i][k])})
+    with contextlib.redirect_stdout(io.StringIO()):
+        ground_truth = COCO()
+        ground_truth.dataset = truth
+        ground_truth.createIndex()
+        if not detections:
+            return {"map": 0.0, "map50": 0.0, "map75": 0.0}
+        evaluation = COCOeval(ground_truth, ground_truth.loadRes(detections), "bbox")
+        evaluation.params.imgIds = list(range(len(data)))
+        evaluation.params.maxDets = [1, 10, max(100, int(np.max(predictions["num_detections"], initial=0)))]
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    return {"map": float(evaluation.stats[0]), "map50": float(evaluation.stats[1]), "map75": float(evaluation.stats[2])}
 
 
 def count_objects(predictions: dict, confidence_threshold: float = 0.5) -> np.ndarray:
     """Number of detections per image with confidence at least ``confidence_threshold``."""
     conf = np.asarray(predictions["confidence"])
     return np.sum(conf >= confidence_threshold, axis=1).astype(np.int32)
+
+
+def choose_count_threshold(predictions: dict, data: DetectionData, thresholds=np.arange(0.05, 0.96, 0.05)):
+    """The confidence threshold whose counts are closest to the truth on ``data`` (a validation split).
+
+    Returns ``(threshold, mean absolute count error at each of thresholds)``;
+    ties go to the lower threshold. Choose it on images the final score is not
+    computed on, or the test error is optimistic.
+    """
+    thresholds = np.round(np.asarray(thresholds, float), 4)
+    truth = data.object_counts()
+    errors = np.array([np.mean(np.abs(count_objects(predictions, t) - truth)) for t in thresholds])
+    return float(thresholds[int(np.argmin(errors))]), errors
 
 
 def shuffled_predictions(data: DetectionData, seed: int = 0) -> dict:
