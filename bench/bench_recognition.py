@@ -4,8 +4,8 @@ Loaded by ``bench/run.py`` (``BENCHMARKS``); it can also run alone:
 ``python bench/bench_recognition.py`` prints the records without writing them.
 
 The MobileNetV2 numbers are the chapter's own: the chapter is executed at
-profile ``cpu`` and its printed result is read back, so the recipe lives in one
-place. A second execution with ``ZERO_INIT_RESIDUAL=False`` measures what the
+profile ``cpu`` with five run seeds and what it recorded is read back, so the
+recipe lives in one place. A second execution with ``ZERO_INIT_RESIDUAL=False`` measures what the
 zero-initialised skip blocks contribute.
 """
 
@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import time
 
-from run import ROOT, execute_chapter, printed_output, record  # bench/ is on sys.path when run as a script
+from run import ROOT, execute_chapter, record, sweep  # bench/ is on sys.path when run as a script
+
+from course_utils import claims
 
 CHAPTER = "week2_recognition"
-RESULT_LINE = r"MobileNetV2 from scratch: held-out accuracy ([\d.]+) after \d+ epochs on \d+ images \((\d+) s\)"
 
 
 def _images_per_second(model, dataset, steps: int, batch_size: int) -> float:
@@ -57,18 +58,13 @@ def _throughput(size: int = 32, batch: int = 64, steps: int = 100, rounds: int =
 
 
 def bench_week2():
-    """The chapter at profile cpu (with and without zero-initialised skip blocks) and the pipeline's throughput."""
-    seconds = execute_chapter(CHAPTER)
-    accuracy, train_seconds = printed_output(ROOT / "_build" / "bench" / f"{CHAPTER}.ipynb", RESULT_LINE)
-    records = [record("week2.chapter.seconds", round(seconds, 1), "s", "cpu"),
-               record("week2.mobilenetv2_scratch.test_accuracy", float(accuracy), "fraction", "cpu"),
-               record("week2.mobilenetv2_scratch.train_seconds", float(train_seconds), "s", "cpu")]
-
+    """The chapter at profile cpu over five run seeds, once without zero-initialised skip blocks, and the pipeline's throughput."""
+    records = sweep(CHAPTER, "week2", {"week2.mobilenetv2_scratch.test_accuracy": "fraction",
+                                       "week2.mobilenetv2_scratch.train_seconds": "s"})
     keep_as = f"{CHAPTER}_no_zero_init"
     execute_chapter(CHAPTER, parameters={"ZERO_INIT_RESIDUAL": False}, keep_as=keep_as)
-    accuracy, _ = printed_output(ROOT / "_build" / "bench" / f"{keep_as}.ipynb", RESULT_LINE)
-    records.append(record("week2.mobilenetv2_scratch.test_accuracy_without_zero_init", float(accuracy),
-                          "fraction", "cpu"))
+    accuracy = claims.read_records(ROOT / "_build" / "bench" / f"{keep_as}.ipynb")["week2.mobilenetv2_scratch.test_accuracy"]
+    records.append(record("week2.mobilenetv2_scratch.test_accuracy_without_zero_init", accuracy, "fraction", "cpu"))
 
     with_pipeline, resident = _throughput()
     records += [record("week2.train_images_per_second", with_pipeline, "images/s", "cpu"),
