@@ -7,7 +7,7 @@ import pytest
 from course_utils import claims
 from course_utils.build import read_source
 
-EXPECT = re.compile(r"claims\.expect\(\s*\"([^\"]+)\"\s*,.*?,\s*([-\d.e]+)\s*,\s*([-\d.e]+)\s*\)", re.S)
+EXPECT = re.compile(r"claims\.expect\(\s*\"([^\"]+)\"\s*,[^\n]*?,\s*([-\d.e]+)\s*,\s*([-\d.e]+)\s*[,)]")
 
 
 def test_expect_passes_inside_the_range_and_names_the_claim_outside():
@@ -16,6 +16,14 @@ def test_expect_passes_inside_the_range_and_names_the_claim_outside():
         claims.expect("week9.map", 0.3, 0.4, 0.6)
     with pytest.raises(claims.ClaimError):
         claims.expect("x", float("nan"), 0.0, 1.0)
+
+
+def test_the_text_describes_profile_cpu_so_other_profiles_only_record():
+    from course_utils.config import Profile
+
+    assert claims.expect("x", 0.0, 0.4, 0.6, profile=Profile("smoke")) == 0.0
+    with pytest.raises(claims.ClaimError):
+        claims.expect("x", 0.0, 0.4, 0.6, profile=Profile("cpu"))
 
 
 def test_values_are_stored_as_plain_rounded_numbers():
@@ -45,7 +53,9 @@ def test_every_checked_range_is_the_one_the_text_states(root, chapter):
         assert "remove-cell" in tags, f"{chapter}: the check of {name} should be hidden (tag remove-cell)"
         plain = text.replace("\u2013", "-")
         for bound in (low, high):
-            assert bound in plain, f"{chapter}: {name} is checked against {low}..{high}, but the text before says:\n{text}"
+            as_percent = f"{float(bound) * 100:g}%"  # 0.75 may be written 75%
+            assert bound in plain or as_percent in plain, (
+                f"{chapter}: {name} is checked against {low}..{high}, but the text before says:\n{text}")
 
 
 def claim_chapter(value):
