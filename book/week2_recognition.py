@@ -50,7 +50,7 @@ import tensorflow as tf
 from keras import layers
 from sklearn.metrics import balanced_accuracy_score, precision_recall_fscore_support
 
-from course_utils import config, data, models, plots
+from course_utils import claims, config, data, models, plots
 from course_utils import recognition as rec
 
 tf.get_logger().setLevel("ERROR")  # hide TensorFlow's notices about re-tracing functions
@@ -62,7 +62,7 @@ EPOCHS = profile.pick(smoke=2, cpu=6, gpu=15)               # small CNN
 MOBILENET_TRAIN = profile.pick(smoke=320, cpu=12000, gpu=24000)  # fresh scenes for MobileNetV2 from scratch
 MOBILENET_EPOCHS = profile.pick(smoke=1, cpu=10, gpu=15)
 ALPHA = 0.35                                                # MobileNetV2 width
-TRANSFER_SIZE = 96                                          # smallest size with ImageNet weights
+TRANSFER_SIZE = 96                                          # smallest size with ImageNet weights of its own
 print(f"profile: {profile}, {SIZE}x{SIZE} images, {N_TRAIN} for training, {N_TEST} held out")
 print(config.describe_device())
 
@@ -103,8 +103,13 @@ for h, k, c_in, c_out in [(112, 3, 32, 64), (28, 3, 128, 128), (7, 3, 512, 1024)
 # %% [markdown]
 # The multiply-adds are the numbers in millions; the parameters, on the second
 # line of each layer, shrink by the same factor. Most of the remaining cost sits
-# in the pointwise 1×1 convolutions, which is why MobileNet's designers then
-# worked on *those*.
+# in the pointwise 1×1 convolutions: $c_\text{in} c_\text{out}$ against
+# $k^2 c_\text{in}$ for the depthwise step, $c_\text{out}/k^2$ times more. It
+# was ShuffleNet {cite}`zhang2018shufflenet` that cut *that* cost, by splitting
+# the 1×1 convolutions into groups and shuffling the channels between groups
+# so that information still crosses them. MobileNetV2 kept ordinary, dense 1×1
+# convolutions; what it changed is where they sit and how wide the tensors
+# between them are.
 #
 # ### Inverted residuals and linear bottlenecks
 #
@@ -159,16 +164,26 @@ print(f"parameters of the base: {base.count_params():,} at alpha {ALPHA}, {full_
 del full_width
 
 # %% [markdown]
-# `alpha` must be one of the values for which Keras publishes ImageNet
-# weights, and those weights exist only for square inputs of 96, 128, 160, 192
-# or 224 pixels; the builder checks both and says why it refuses:
+# From scratch, any positive `alpha` and any input from 32×32 pixels up give
+# a network. Keras publishes ImageNet weights for six widths only (`alpha`
+# 0.35, 0.5, 0.75, 1.0, 1.3 and 1.4), each trained at five square sizes (96,
+# 128, 160, 192 and 224 pixels). Without its classification top the network
+# is convolutional throughout, so its weights fit any input size: for a size
+# without weights of its own, Keras loads those trained at 224×224, with a
+# warning. The builder accepts what Keras accepts and says why it refuses the
+# rest: an unpublished `alpha` when ImageNet weights are asked for, and inputs
+# below 32×32.
 
 # %% tags=["nbval-check-output"]
-for kwargs in [dict(alpha=0.4), dict(input_size=64, weights="imagenet")]:
+for kwargs in [dict(alpha=0.4, weights="imagenet"), dict(input_size=16)]:
     try:
         rec.mobilenetv2_classifier(4, **{"input_size": 96, **kwargs})
     except ValueError as error:
         print(f"{kwargs}: {error}")
+unpublished_width = rec.mobilenetv2_classifier(4, input_size=SIZE, alpha=0.4, weights=None, verbose=False)
+print(f"alpha 0.4 from scratch at {SIZE}x{SIZE}: "
+      f"{rec.base_of(unpublished_width).count_params():,} parameters in the base")
+del unpublished_width
 
 # %% [markdown]
 # ## 2. The data: one shape per scene
@@ -299,6 +314,8 @@ results["MobileNetV2, from scratch"] = ("none", mobilenet_accuracy, mobilenet.co
                                         rec.trainable_counts(mobilenet)[0], mobilenet_seconds)
 print(f"MobileNetV2 from scratch: held-out accuracy {mobilenet_accuracy:.3f} after {MOBILENET_EPOCHS} epochs "
       f"on {MOBILENET_TRAIN} images ({mobilenet_seconds:.0f} s)")
+claims.record("week2.mobilenetv2_scratch.test_accuracy", mobilenet_accuracy)
+claims.record("week2.mobilenetv2_scratch.train_seconds", mobilenet_seconds)
 trained_base = rec.base_of(mobilenet)
 skip_scales = [np.abs(keras.ops.convert_to_numpy(trained_base.get_layer(f"{block}_project_BN").gamma)).mean()
                for block in with_skip]
@@ -308,7 +325,9 @@ print("mean |gamma| of the last BatchNorm in blocks", with_skip, "now:", np.roun
 # For the ImageNet rows the builder tries to download the weights. Without a
 # network it says so in one line and we skip those rows instead of training a
 # second from-scratch model under a misleading name. The scenes are resized
-# to 96×96, the smallest input with published weights.
+# to 96×96, the smallest size with ImageNet weights trained at that size. The
+# builder would take the 32×32 scenes as they are, but Keras would then load
+# the weights trained on 224×224 images, seven times the resolution.
 
 # %%
 config.seed_everything(profile.seed(3))
@@ -366,9 +385,14 @@ fig = plots.training_curves(mobilenet_history, title=f"MobileNetV2 (alpha {ALPHA
 
 # %% [markdown]
 # Both networks learn steadily; the small CNN gets there in
-# fewer epochs, on fewer scenes. (MobileNetV2's validation accuracy lies above
-# its training accuracy because it is trained on flipped and turned scenes and
-# with dropout, and validated on the plain held-out ones.) Has the large
+# fewer epochs, on fewer scenes. The validation curve can lie above the
+# training curve, for the small CNN as well, which sees no augmentation. The
+# two are not measured the same way. Dropout is active only during training;
+# BatchNormalization normalises each training batch with that batch's own
+# statistics, and validation batches with its moving averages; and Keras
+# reports as training accuracy the average over all the batches of an epoch,
+# while the network is still improving, whereas validation accuracy is measured
+# once, with the weights of the end of the epoch. Has the large
 # network learned the shapes, or memorised its training scenes? Training
 # accuracy is measured during training, when BatchNormalization normalises
 # with each batch's own statistics; we also score each model on (some of) its
@@ -645,12 +669,15 @@ fig = plots.embedding_scatter(points, scenes.y_test[shown], names, highlight=mob
                               title=f"t-SNE of MobileNetV2's {features.shape[1]} pooled features (x: misclassified)")
 
 # %% [markdown]
-# In our run at profile `cpu` each class gathers in a region of its own. Squares lie far
-# from everything else; triangles and diamonds touch, and most of
-# MobileNetV2's misclassified scenes (crosses) sit where they touch: the
-# network's doubts are visible in the features themselves. The classifier's
-# last layer draws straight boundaries in this space; it cannot undo what
-# the features do not separate.
+# Read such a plot for its neighbourhoods only. t-SNE keeps the near
+# neighbours of each scene near, but it does not keep the distances between
+# groups, nor their sizes: a class drawn far from the others, or a cluster
+# that looks wide or tight, says nothing about the 1,280-dimensional features.
+# What the plot does show is whether the neighbours of a scene belong to its
+# own class, and where the misclassified scenes (crosses) sit: inside a group
+# of another class, or where classes mix. The classifier's last layer draws
+# straight boundaries in the feature space; it cannot undo what the features
+# do not separate.
 #
 # ## Summary
 #

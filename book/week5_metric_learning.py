@@ -48,7 +48,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.manifold import TSNE
 
-from course_utils import config, data, models, plots
+from course_utils import claims, config, data, models, plots
 from course_utils import metric_learning as ml
 from course_utils import recognition as rec
 
@@ -78,8 +78,11 @@ print(config.describe_device())
 # **Metric learning** drops the classifying head. The network maps an image to
 # an *embedding*, here a vector of length 1, and the loss only looks at pairs:
 # embeddings of two images of the same class should be similar, those of two
-# different classes dissimilar, an idea that goes back to *siamese* networks
-# trained on pairs {cite}`hadsell2006`. The labels are used only to say *same* or
+# different classes dissimilar. The idea goes back to *siamese* networks
+# {cite}`bromley1993`: two copies of one network, sharing their weights,
+# trained to verify signatures by the distance between their two outputs. The
+# margin-based *contrastive loss* for such pairs, still in wide use, came
+# later {cite}`hadsell2006`. The labels are used only to say *same* or
 # *different*: no image is ever mapped to a class. This is why the approach is
 # called *weakly supervised*. What comes out is a distance that reflects how
 # different two images are. Classification is then left to a separate, very simple
@@ -113,7 +116,7 @@ print(f"test images:              {split.x_test.shape}, per class {np.bincount(s
 
 # %%
 show = np.concatenate([np.flatnonzero(split.y_reference == c)[:6] for c in range(len(names))])
-fig = plots.image_grid(split.x_reference[show], titles=[names[c] for c in split.y_reference[show]], ncols=12,
+fig = plots.image_grid(split.x_reference[show], titles=[names[c] for c in split.y_reference[show]], ncols=6,
                        title="labelled images (the held-out class is only in the kNN reference set)")
 
 # %% [markdown]
@@ -217,14 +220,16 @@ print(f"lowest possible value, log(3) = {np.log(3):.3f}; collapsed = log(12) = {
 # (15.1 at $\tau = 0.02$), where any accidental similarity becomes a confident
 # wrong match.
 #
-# The classic alternative is the **triplet loss** {cite}`schroff2015`: for an
-# anchor $a$, a positive $p$ and a negative $n$ (another class),
-# $\max(0,\ d(a,p) - d(a,n) + \text{margin})$ with Euclidean distances $d$. Which
-# triplets to use matters {cite}`hermans2017`: *batch-hard* mining takes, for
+# The classic alternative is the **triplet loss** of FaceNet {cite}`schroff2015`:
+# for an anchor $a$, a positive $p$ and a negative $n$ (another class),
+# $\max(0,\ \lVert a-p \rVert^2 - \lVert a-n \rVert^2 + \text{margin})$, with
+# *squared* Euclidean distances. `ml.triplet_loss` uses plain Euclidean
+# distances $d$ instead, $\max(0,\ d(a,p) - d(a,n) + \text{margin})$. Which
+# triplets to use matters: *batch-hard* mining {cite}`hermans2017` takes, for
 # each anchor, its farthest positive and nearest negative in the batch;
-# *semi-hard* mining takes the nearest negative that is still farther than the
-# positive. `ml.triplet_loss` implements both. On the same fixed embeddings
-# (margin 0.2):
+# *semi-hard* mining, FaceNet's choice, takes the nearest negative that is
+# still farther than the positive. `ml.triplet_loss` implements both. On the
+# same fixed embeddings (margin 0.2):
 
 # %% tags=["nbval-check-output"]
 for case, (a, p) in cases.items():
@@ -334,24 +339,84 @@ fig = ml.similarity_heatmaps({label: batch_similarity(model) for label, (model, 
                              labels=eval_labels, class_names=names, title="test-batch similarities after training")
 
 # %% [markdown]
-# At profile cpu, the temperature makes the difference between a good and a
-# mediocre embedding: with $\tau = 1$ the loss stays far above its floor
-# (about 2.7, against 2.1 for $\tau = 0.1$) and kNN drops from about 0.98 to
-# below 0.8. Its similarity gap is nevertheless *larger*, and its heatmap shows
-# why: it has put the squares at one pole of the sphere and the circles and
-# triangles *together* at the opposite pole. With $\tau = 1$ the logits can
-# differ by at most 2, so the loss gains most by making some pairs of classes
-# maximally different (similarity −1) and neglects the rest. The gap, an
-# average, rewards that; kNN, which needs the *nearest* images to be of the
-# right class, does not. With $\tau = 0.1$ the loss stops pushing pairs that
-# are already well separated and spends its effort on the confusable ones.
+# The table and the heatmaps show what each loss made of the same batches in
+# this run. Read the similarity gap and the kNN accuracy together: they can
+# disagree. The gap is an average over all pairs of images, so pushing two
+# classes to opposite poles of the sphere raises it even while two other
+# classes share one place. kNN needs the *nearest* reference images to be of
+# the right class, and two classes that share a place cost it about half of
+# their test images.
 #
-# The triplet loss with semi-hard mining does about as well as the softmax loss.
-# Batch-hard mining, on this little data, collapses: its loss sits at the
-# margin (0.2), every image is mapped to the same point (gap 0, a uniform
-# heatmap), and kNN is at chance level, exactly the failure the collapsed case
-# of section 5 predicted. Hardest-negative mining is known to need care
-# (a warm-up, larger batches, or semi-hard negatives first) {cite}`hermans2017`.
+# That is the failure to look for with $\tau = 1$: one class at one pole, the
+# two others *together* at the opposite pole, which the heatmap shows as two
+# classes sharing one bright block. It is not what the loss asks for. The cell
+# below computes the loss of a training batch of section 4 (8 anchors per
+# class) for ideal embeddings, every image exactly at its class centre.
+
+# %% tags=["nbval-check-output"]
+def simplex(n, dim=32):
+    """n unit vectors in dim dimensions at equal angles to each other (cosine -1/(n-1))."""
+    if n == 1:
+        return np.eye(1, dim)
+    v = np.eye(n, dim) - np.pad(np.full((n, n), 1 / n), ((0, 0), (0, dim - n)))
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def two_merged(n, angle=0.0, dim=32):
+    """Classes 0 and 1 on one point (or `angle` degrees apart, out of the plane of the others), the rest apart."""
+    centres = simplex(n - 1, dim)[[0] + list(range(n - 1))]
+    half_angle, away = np.radians(angle) / 2, np.eye(1, dim, dim - 1)[0]
+    centres[0] = np.cos(half_angle) * centres[0] + np.sin(half_angle) * away
+    centres[1] = np.cos(half_angle) * centres[1] - np.sin(half_angle) * away
+    return centres
+
+
+batch_classes, class_of = np.unique(y_batch, return_inverse=True)  # the training batch shown in section 4
+n_pairs = len(class_of) // 2
+
+
+def ideal_loss(centres, tau):
+    e = centres[class_of]
+    return float(np.mean(ml.similarity_softmax_loss(e[:n_pairs], e[n_pairs:], tau,
+                                                    class_of[:n_pairs], class_of[n_pairs:])))
+
+
+ideal = {f"{len(batch_classes)} classes, equally spaced": simplex(len(batch_classes)),
+         "two classes on one point": two_merged(len(batch_classes)),
+         "the same two, 20 degrees apart": two_merged(len(batch_classes), 20)}
+print(f"{'every image at its class centre':<34} {'tau = 1':>8} {f'tau = {TEMPERATURE:g}':>10}")
+for label, centres in ideal.items():
+    print(f"{label:<34} {ideal_loss(centres, 1.0):>8.3f} {ideal_loss(centres, TEMPERATURE):>10.3f}")
+positives_per_class = np.bincount(class_of[n_pairs:])[0]
+print(f"floor: log {positives_per_class} = {np.log(positives_per_class):.3f}")
+
+# %% [markdown]
+# Even at $\tau = 1$, three equally spaced classes (120° apart) cost less,
+# 2.448, than two classes on one point and the third opposite, 2.665: the loss
+# does prefer every class to have a place of its own. A run that ends near
+# 2.665 has not found a better configuration of the loss; it has stopped near
+# a *saddle point*. While two classes sit on exactly the same point, the loss
+# treats them exactly alike, so its gradient moves them alike and they stay
+# together: the slope that would pull them apart is zero there. It only grows
+# as their embeddings start to differ, and at $\tau = 1$ it grows slowly:
+# moving the two classes 20° apart lowers the loss by 0.017 at $\tau = 1$, ten
+# times less than at $\tau = 0.1$ (0.171). A network whose features do not yet
+# tell two classes apart therefore gets almost no push from the $\tau = 1$
+# loss to learn the difference. A small temperature does not change which
+# configuration is best; it makes the loss steep around the bad one, and it
+# concentrates the softmax, and with it the gradient, on the most similar
+# wrong matches: the confusable pairs.
+#
+# Among the triplet losses, compare the two kinds of mining row by row. A
+# batch-hard run whose final loss equals the margin (0.2), with a similarity
+# gap of 0 and a uniform heatmap, has collapsed: every image is mapped to the
+# same point, the case of section 5 where the loss has no gradient left, and
+# kNN is then at chance level. This is the failure that made FaceNet's authors
+# avoid the hardest negatives: early in training they can lead to a collapsed
+# model, so FaceNet mines semi-hard ones {cite}`schroff2015`.
+# {cite:t}`hermans2017` later defended batch-hard mining, which worked well in
+# their experiments on person re-identification, with far more images than
+# our sixty.
 #
 # ## 7. Classifying with k-nearest neighbours
 #
@@ -438,11 +503,13 @@ ax.set_title(f"only confident predictions (kNN, k = {K}, all 4 classes)")
 fig.tight_layout()
 
 # %% [markdown]
-# With five voters and four classes the winner has at least two votes; here it
-# always had at least three. Keeping only unanimous votes answers a little under
-# nine test images in ten and makes fewer mistakes than answering all of them.
-# Whether that trade is worth it depends on the cost of a mistake against the
-# cost of asking a person, and the numbers above are what such a decision needs.
+# With five voters and four classes the winner has at least two votes; the
+# table starts at the smallest share of votes any winner had in this run. Each
+# row raises the threshold: fewer test images are answered, and the last row,
+# unanimous votes only, answers the fewest. Whether the answered images are
+# also more often right, and by how much, is what the accuracy column says.
+# Whether such a trade is worth it depends on the cost of a mistake against the
+# cost of asking a person, and the two columns are what that decision needs.
 #
 # ## 8. Side by side, on the same 60 labelled images
 #
@@ -500,6 +567,10 @@ for name, classifier in [("supervised CNN", supervised), ("MobileNetV2", mobilen
 print(f"{'method':<34} {'3 training classes':>19} {'all 4 classes':>14}")
 for name, (seen_acc, all_acc) in comparison.items():
     print(f"{name:<34} {seen_acc:>19.3f} {all_acc:>14.3f}")
+claims.record("week5.embedding_knn.test_accuracy", comparison["kNN on learned embedding"][0])
+claims.record("week5.embedding_knn.test_accuracy_with_held_out_class", comparison["kNN on learned embedding"][1])
+claims.record("week5.raw_pixels_knn.test_accuracy", comparison["kNN on raw pixels"][0])
+claims.record("week5.embedding.train_seconds", embed_seconds)
 
 # %% [markdown]
 # At profile cpu:
@@ -536,10 +607,14 @@ fig = plots.embedding_scatter(points, split.y_test, names, highlight=~correct,
                               title=f"t-SNE of the test embeddings ({names[held]}: never trained on; x: kNN wrong)")
 
 # %% [markdown]
-# The three training classes form compact islands, the squares far from the
-# rest. The diamonds, never seen in training, still gather in a region of their
-# own, between the circles and the triangles: that border is where most of the
-# kNN mistakes (crosses) sit.
+# Read the plot for its neighbourhoods: whether the neighbours of a point are
+# of its own class, whether the diamonds, never seen in training, have
+# diamonds as neighbours, and next to which class the crosses (kNN mistakes)
+# sit. Do not read it for distances between groups or for their sizes: t-SNE
+# keeps near neighbours near, but it stretches and shrinks the rest, so a
+# class that looks far from the others, or a group that looks compact, says
+# nothing about the 32-dimensional embedding. To compare classes, use the
+# cosine similarities themselves, as in the heatmaps of section 6.
 #
 # ## 10. Retrieval
 #
@@ -572,13 +647,15 @@ for r, (row, q) in enumerate(zip(index, queries)):
 # * Metric learning trains an embedding with pairs: same class close, different
 #   classes far; no classifying head, no fixed list of classes.
 # * The similarity-matrix softmax loss turns each batch into a small
-#   classification problem over the batch's own images; its temperature matters
-#   (here $\tau = 0.1$ gave about 0.98 kNN accuracy, $\tau = 1$ below 0.8), and
-#   batch-hard triplet mining collapsed where semi-hard mining worked.
+#   classification problem over the batch's own images. Its temperature
+#   matters: at $\tau = 1$ the loss still prefers every class in a place of its
+#   own, but it is nearly flat around the saddle point where two classes share
+#   one, so a run can stop there; a small $\tau$ makes the loss steep around
+#   it. Batch-hard triplet mining can collapse every image onto one point, the
+#   risk that led FaceNet to semi-hard negatives.
 # * kNN on the embedding classifies from a handful of reference images, gives a
 #   confidence for free (the share of agreeing votes), and accepts a new class by
-#   adding its reference images: about nine diamonds in ten were recognised
-#   without retraining.
+#   adding its reference images, without retraining.
 # * With 20 labelled images per class, the embedding beat raw pixels by about
 #   65 points, MobileNetV2 from scratch (which learned next to nothing from so
 #   little data), and, by a smaller margin, a supervised CNN with the same

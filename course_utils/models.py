@@ -21,7 +21,10 @@ def lenet5(input_shape=(32, 32, 1), num_classes: int = 10) -> keras.Model:
 
     Two 5x5 tanh convolutions (6 then 16 maps), each followed by 2x2 average
     pooling, then dense layers of 120 and 84 tanh units and a softmax output.
-    On a 32x32x1 input it has 61,706 parameters, as in the paper's layout.
+    On a 32x32x1 input it has 61,706 parameters. The paper's network differs
+    (a sparse connection table between S2 and C3, a trainable coefficient and
+    bias per map in S2 and S4, radial-basis-function output units) and has
+    about 60,000 trainable parameters.
     """
     return keras.Sequential(
         [

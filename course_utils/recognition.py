@@ -41,7 +41,10 @@ ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 """The width multipliers for which Keras publishes MobileNetV2 ImageNet weights."""
 
 IMAGENET_SIZES = (96, 128, 160, 192, 224)
-"""The square input sizes for which Keras publishes MobileNetV2 ImageNet weights."""
+"""The square input sizes for which Keras publishes MobileNetV2 ImageNet weights.
+
+Other sizes (from :data:`MIN_SIZE` up) are not refused: Keras then loads the 224x224 weights.
+"""
 
 MIN_SIZE = 32  # Keras' MobileNetV2 refuses smaller inputs
 
@@ -52,38 +55,54 @@ BASE_NAME = "mobilenetv2_base"
 # ------------------------------------------------------------------------------------ builder
 
 
-def check_alpha(alpha) -> float:
-    """Return ``alpha`` as a float if it is one of Keras' published widths, else raise a clear error."""
+def check_alpha(alpha, weights=None) -> float:
+    """Return the width multiplier ``alpha`` as a float, or raise a clear error.
+
+    From scratch (``weights=None``) any positive number is a width, as in Keras.
+    With ``weights="imagenet"`` it must be one of :data:`ALPHAS`, the widths
+    Keras publishes weights for (Keras refuses the others); a value within
+    rounding of one of them is returned as that value.
+    """
     try:
-        value = float(alpha)
+        value = None if isinstance(alpha, bool) else float(alpha)
     except (TypeError, ValueError):
         value = None
-    if value is None or not any(math.isclose(value, a) for a in ALPHAS):
-        raise ValueError(
-            f"alpha must be one of Keras' published MobileNetV2 widths {', '.join(map(str, ALPHAS))}; "
-            f"got {alpha!r}"
-        )
+    if value is None or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"alpha, MobileNetV2's width multiplier, must be a positive number; got {alpha!r}")
+    if weights == "imagenet":
+        published = [a for a in ALPHAS if math.isclose(value, a)]
+        if not published:
+            raise ValueError(
+                f"ImageNet weights for MobileNetV2 are published only for alpha "
+                f"{', '.join(map(str, ALPHAS))}; got {alpha!r} (any positive alpha works with weights=None)"
+            )
+        value = published[0]
     return value
 
 
-def check_input_size(input_size, weights) -> tuple[int, int]:
-    """Return ``(height, width)``; ImageNet weights need a square 96/128/160/192/224 input."""
+def check_input_size(input_size, weights=None) -> tuple[int, int]:
+    """Return ``(height, width)``; MobileNetV2 needs at least 32x32 pixels, with or without ImageNet weights.
+
+    Keras publishes ImageNet weights for square inputs of :data:`IMAGENET_SIZES`
+    pixels; for any other size of at least 32x32 (non-square too) it loads the
+    weights of the 224x224 model, with a warning. Without the classification
+    top every layer is convolutional, so those weights fit any input size.
+    The rule is therefore the same with and without ``weights="imagenet"``.
+    """
     from course_utils.data import check_image_size
 
     height, width = check_image_size(input_size, "input_size")
     if height < MIN_SIZE or width < MIN_SIZE:
         raise ValueError(f"MobileNetV2 needs inputs of at least {MIN_SIZE}x{MIN_SIZE} pixels, got {height}x{width}")
-    if weights == "imagenet" and (height != width or height not in IMAGENET_SIZES):
-        raise ValueError(
-            f"ImageNet weights for MobileNetV2 exist only for square inputs of "
-            f"{', '.join(map(str, IMAGENET_SIZES))} pixels, got {height}x{width}: "
-            "resize the images to one of these sizes or use weights=None"
-        )
     return height, width
 
 
 DOWNLOAD_TIMEOUT = 20
 """Seconds to wait for the weight server before giving up (a firewall that drops packets would otherwise hang)."""
+
+
+OFFLINE_MESSAGE = "ImageNet weights are not reachable from this machine: training from scratch."
+"""What :func:`mobilenetv2_classifier` prints when the ImageNet weights cannot be fetched."""
 
 
 def _imagenet_base(shape, alpha, pooling):
@@ -162,14 +181,20 @@ def mobilenetv2_classifier(
     (the "zero gamma" trick of Goyal et al., 2017). Training makes the scales
     grow as the blocks become useful.
 
-    Raises ``ValueError`` for an ``alpha`` that is not one of :data:`ALPHAS`, an
-    unknown ``weights`` or ``pooling``, an input size without ImageNet weights
-    when ``weights="imagenet"``, ``zero_init_residual`` with ImageNet weights, and
+    ``input_size`` and ``alpha`` follow Keras: any input of at least 32x32
+    pixels and any positive ``alpha`` from scratch. With ``weights="imagenet"``,
+    ``alpha`` must be one of :data:`ALPHAS`; an input that is not a square of
+    :data:`IMAGENET_SIZES` pixels gets the weights of the 224x224 model (Keras
+    warns, and the summary line says so).
+
+    Raises ``ValueError`` for an input smaller than 32x32, an ``alpha`` that is not
+    positive (or, with ImageNet weights, not one of :data:`ALPHAS`), an unknown
+    ``weights`` or ``pooling``, ``zero_init_residual`` with ImageNet weights, and
     a ``dropout`` or ``hidden_units`` of the wrong kind.
     """
-    alpha = check_alpha(alpha)
     if weights not in (None, "imagenet"):
         raise ValueError(f"weights must be None or 'imagenet', got {weights!r}")
+    alpha = check_alpha(alpha, weights)
     if pooling not in ("avg", "max"):
         raise ValueError(f"pooling must be 'avg' or 'max', got {pooling!r}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
@@ -193,8 +218,12 @@ def mobilenetv2_classifier(
     if weights == "imagenet":
         base, failure = _imagenet_base(shape, alpha, pooling)
         if base is None and verbose:
-            print(f"ImageNet weights could not be fetched ({failure}: no network?); "
-                  "continuing from scratch (weights=None).")
+            # One plain sentence on the page; the raw error (URL, errno) is build-machine noise.
+            print(OFFLINE_MESSAGE)
+        if base is None:
+            import logging
+
+            logging.getLogger(__name__).debug("ImageNet weights not fetched: %s", failure)
     used = "imagenet" if base is not None else "none"
     if base is None:
         base = keras.applications.MobileNetV2(
@@ -226,7 +255,9 @@ def mobilenetv2_classifier(
     model = keras.Model(inputs, outputs, name=name or f"mobilenetv2_{alpha:g}_{used}")
     model._course_weights_used = used  # read with weights_used(model)
     if verbose:
-        print(f"MobileNetV2 (alpha {alpha:g}, {height}x{width} input): weights={used}, "
+        published = height == width and height in IMAGENET_SIZES
+        note = " (those of the 224x224 model)" if used == "imagenet" and not published else ""
+        print(f"MobileNetV2 (alpha {alpha:g}, {height}x{width} input): weights={used}{note}, "
               f"base {'trainable' if trainable_base else 'frozen'}, {model.count_params():,} parameters")
     return model
 
@@ -763,7 +794,7 @@ def draw_block(base: keras.Model, block: int, title: str | None = None):
     colours = {"expand": "#f4c27a", "depthwise": "#8fc1e3", "project": "#9fd39b", "add": "#d9b3e6"}
     n = len(boxes)
     widest = max(shape[-1] for _, _, shape, _ in boxes)
-    fig, ax = plt.subplots(figsize=(6.4, 0.62 * n + 0.8))
+    fig, ax = plt.subplots(figsize=(6.8, 0.7 * n + 0.8))  # narrower than the page: its 9-pt labels stay 9 pt
     ax.set_xlim(0, 10)
     ax.set_ylim(-0.5, n)
     ax.axis("off")
@@ -777,14 +808,14 @@ def draw_block(base: keras.Model, block: int, title: str | None = None):
                                     ec="grey", alpha=alpha))
         label = f"{name}  ({kind})" if kind else name
         extra = f"  {params:,} params" if params else ""
-        ax.text(4.7, y, f"{label}\n{'x'.join(map(str, shape))}{extra}", ha="center", va="center", fontsize=7.5)
+        ax.text(4.7, y, f"{label}\n{'x'.join(map(str, shape))}{extra}", ha="center", va="center", fontsize=9)
         if i:
             ax.annotate("", xy=(4.7, y + 0.3), xytext=(4.7, y + 0.7), arrowprops=dict(arrowstyle="->", color="grey"))
     if rows[-1][0].endswith("_add"):
         edge = 4.75 + 1.6 + 1.5 * in_shape[-1] / widest
         ax.add_patch(FancyArrowPatch((edge, n - 1), (edge, 0), connectionstyle="arc3,rad=-0.45",
                                      arrowstyle="->", mutation_scale=12, color="purple"))
-        ax.text(9.3, (n - 1) / 2, "skip\nconnection", color="purple", ha="center", va="center", fontsize=8)
+        ax.text(9.3, (n - 1) / 2, "skip\nconnection", color="purple", ha="center", va="center", fontsize=9)
     ax.set_title(title or f"MobileNetV2 block {block}, from the model's own layers", fontsize=10)
     fig.tight_layout()
     return fig

@@ -86,16 +86,61 @@ def test_zero_init_residual_starts_each_skip_block_as_the_identity():
         rec.mobilenetv2_classifier(4, input_size=96, weights="imagenet", zero_init_residual=True, verbose=False)
 
 
-@pytest.mark.parametrize("alpha", [0.4, 2, "wide", None])
-def test_invalid_alpha_is_rejected_with_the_published_values(alpha):
-    with pytest.raises(ValueError, match=r"published.*0\.35, 0\.5, 0\.75, 1\.0, 1\.3, 1\.4"):
+def test_any_positive_alpha_works_from_scratch_as_in_keras():
+    model = rec.mobilenetv2_classifier(4, input_size=32, alpha=0.4, dropout=0, verbose=False)
+    reference = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.4, include_top=False, weights=None)
+    assert rec.base_of(model).count_params() == reference.count_params()
+
+
+@pytest.mark.parametrize("alpha", [0, -0.5, "wide", None, True, float("nan")])
+def test_alpha_that_is_not_a_positive_number_is_rejected(alpha):
+    with pytest.raises(ValueError, match="must be a positive number"):
         rec.mobilenetv2_classifier(4, input_size=32, alpha=alpha, verbose=False)
 
 
-@pytest.mark.parametrize("size", [64, (96, 128), 100])
-def test_imagenet_needs_a_square_published_size(size):
-    with pytest.raises(ValueError, match="96, 128, 160, 192, 224"):
-        rec.mobilenetv2_classifier(4, input_size=size, weights="imagenet", verbose=False)
+@pytest.mark.parametrize("alpha", [0.4, 2])
+def test_imagenet_alpha_must_be_a_published_width(alpha, monkeypatch):
+    monkeypatch.setattr(keras.applications, "MobileNetV2", lambda *a, **k: pytest.fail("Keras should not be called"))
+    with pytest.raises(ValueError, match=r"published only for alpha 0\.35, 0\.5, 0\.75, 1\.0, 1\.3, 1\.4"):
+        rec.mobilenetv2_classifier(4, input_size=96, alpha=alpha, weights="imagenet", verbose=False)
+
+
+def test_imagenet_alpha_within_rounding_is_passed_to_keras_as_published():
+    assert rec.check_alpha(0.35000000001, "imagenet") == 0.35
+    assert rec.check_alpha(0.4) == 0.4
+
+
+@pytest.mark.parametrize("size", [32, 64, (96, 128), 100])
+def test_imagenet_accepts_any_size_from_32_and_says_which_weights(size, monkeypatch, capsys):
+    # Keras loads the 224x224 weights for sizes it has none for; we only check what reaches Keras.
+    seen = []
+    original = keras.applications.MobileNetV2
+
+    def downloaded(*args, weights=None, **kwargs):
+        seen.append((kwargs["input_shape"], kwargs["alpha"], weights))
+        return original(*args, weights=None, **kwargs)
+
+    monkeypatch.setattr(keras.applications, "MobileNetV2", downloaded)
+    model = rec.mobilenetv2_classifier(4, input_size=size, weights="imagenet")
+    height, width = (size, size) if isinstance(size, int) else size
+    assert seen == [((height, width, 3), 0.35, "imagenet")]
+    assert rec.weights_used(model) == "imagenet"
+    assert "weights=imagenet (those of the 224x224 model)" in capsys.readouterr().out
+
+
+def test_published_imagenet_size_has_no_224_note(monkeypatch, capsys):
+    original = keras.applications.MobileNetV2
+    monkeypatch.setattr(keras.applications, "MobileNetV2",
+                        lambda *a, weights=None, **k: original(*a, weights=None, **k))
+    rec.mobilenetv2_classifier(4, input_size=128, weights="imagenet")
+    out = capsys.readouterr().out
+    assert "weights=imagenet," in out and "224x224" not in out
+
+
+@pytest.mark.parametrize("weights", [None, "imagenet"])
+def test_inputs_below_32_pixels_are_refused_with_or_without_weights(weights):
+    with pytest.raises(ValueError, match="at least 32x32"):
+        rec.mobilenetv2_classifier(4, input_size=(32, 31), weights=weights, verbose=False)
 
 
 def test_other_invalid_options():
@@ -140,7 +185,8 @@ def test_offline_imagenet_falls_back_to_scratch_with_one_line(monkeypatch, capsy
     model = rec.mobilenetv2_classifier(4, input_size=96, weights="imagenet", trainable_base=False)
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 2, out  # the fallback line and the usual summary line, no Keras download line
-    assert "could not be fetched" in out[0] and "from scratch" in out[0] and "URL fetch failure" in out[0]
+    assert out[0] == "ImageNet weights are not reachable from this machine: training from scratch."
+    assert "URL fetch failure" not in "\n".join(out) and "http" not in "\n".join(out)  # no raw exception text
     assert "weights=none" in out[1]
     assert rec.weights_used(model) == "none"
     assert model.predict(np.zeros((1, 96, 96, 3), np.float32), verbose=0).shape == (1, 4)
