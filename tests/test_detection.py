@@ -253,7 +253,76 @@ def test_average_precision_on_a_small_ranking():
     np.testing.assert_allclose(recall, [1 / 3, 1 / 3, 2 / 3])
 
 
-def test_coco_metrics_agree_on_perfect_predictions(scenes):
-    pytest.importorskip("pycocotools")
+def test_coco_metrics_agree_on_perfect_predictions(scenes, capsys):
     result = d.coco_metrics(d.perfect_predictions(scenes), scenes)
-    assert result["MaP"] == pytest.approx(1.0, abs=1e-6)
+    assert result == pytest.approx({"map": 1.0, "map50": 1.0, "map75": 1.0}, abs=1e-6)
+    assert capsys.readouterr().out == ""  # pycocotools' summary is silenced
+
+
+def test_coco_metrics_count_the_objects_of_images_without_any_detection(scenes):
+    """KerasCV 0.9's BoxCOCOMetrics skips such images (keras-cv issue 2504); COCOeval over all images does not."""
+    predictions = d.perfect_predictions(scenes)
+    half = len(scenes) // 2
+    predictions["num_detections"][:half] = 0
+    predictions["confidence"][:half] = -1
+    objects = scenes.object_counts()
+    found_share = objects[half:].sum() / objects.sum()  # every object of the other half is found, with score 1
+    assert d.coco_metrics(predictions, scenes)["map50"] == pytest.approx(found_share, abs=0.05)
+    assert d.evaluate(predictions, scenes)["map"][0.5] == pytest.approx(found_share, abs=0.05)
+
+
+def test_per_class_nms_suppresses_within_a_class_only():
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+    boxes = np.array([[[0, 0, 10, 10], [1, 1, 11, 11], [0, 0, 10, 10], [50, 50, 60, 60]]], np.float32)
+    scores = np.full((1, 4, 2), logit(0.001), np.float32)
+    scores[0, 0, 0], scores[0, 1, 0], scores[0, 2, 1], scores[0, 3, 1] = logit(0.9), logit(0.8), logit(0.7), logit(0.6)
+    out = {k: np.asarray(v) for k, v in d.PerClassNMS(0.05, 0.5, 5)(boxes, scores).items()}
+    assert out["num_detections"].tolist() == [3]  # the 0.8 box of class 0 is a duplicate of the 0.9 one
+    np.testing.assert_allclose(out["confidence"][0], [0.9, 0.7, 0.6, -1, -1], atol=1e-6)
+    assert out["classes"][0].tolist() == [0, 1, 1, -1, -1]  # class 1's box on top of class 0's survives
+    off = {k: np.asarray(v) for k, v in d.PerClassNMS(0.05, 1.0, 5)(boxes, scores).items()}
+    assert off["num_detections"].tolist() == [4]  # IoU threshold 1 switches NMS off
+
+
+def test_count_threshold_is_chosen_where_counts_are_best(scenes):
+    predictions = d.perfect_predictions(scenes)
+    predictions["confidence"] = np.where(predictions["confidence"] > 0, 0.6, -1.0).astype(np.float32)
+    threshold, errors = d.choose_count_threshold(predictions, scenes, thresholds=[0.3, 0.5, 0.7])
+    assert threshold == 0.3 and errors.tolist() == [0.0, 0.0, pytest.approx(scenes.object_counts().mean())]
+
+
+# ---------------------------------------------------------------------------------------------- figures
+
+
+def test_ground_truth_is_labelled_with_class_names_and_predictions_with_class_and_score(scenes):
+    import matplotlib.pyplot as plt
+
+    from course_utils import plots
+
+    data = scenes.subset(slice(0, 4))
+    names = list(data.class_names)
+    truth = d.plot_detections(data.images, names, data.boxes, data.classes)
+    labels = {t.get_text() for ax in truth.axes for t in ax.texts}
+    assert labels and labels <= set(names)  # "circle", never "circle 1.00"
+    predicted = d.plot_detections(data.images, names, data.boxes, data.classes, d.perfect_predictions(data))
+    labels = [t.get_text() for ax in predicted.axes for t in ax.texts]
+    assert len(labels) == int((data.classes >= 0).sum())  # the truth beside predictions is unlabelled
+    assert all(label.rsplit(" ", 1)[0] in names and label.endswith(" 1.00") for label in labels)
+    assert truth.get_size_inches()[0] <= plots.PAGE_WIDTH + 1e-9
+    plt.close("all")
+
+
+def test_count_plot_has_integer_ticks_fitted_to_the_counts_and_shows_how_many_images_share_a_point():
+    import matplotlib.pyplot as plt
+
+    true = np.array([1, 1, 1, 2, 2, 3, 4, 4])
+    predicted = np.array([1, 1, 2, 2, 2, 3, 4, 5])
+    ax = d.plot_counts(true, predicted).axes[0]
+    assert ax.get_xlim() == (0.5, 4.5) and ax.get_ylim() == (0.5, 5.5)
+    for ticks, (lo, hi) in ((ax.get_xticks(), ax.get_xlim()), (ax.get_yticks(), ax.get_ylim())):
+        shown = [t for t in ticks if lo <= t <= hi]
+        assert shown and all(float(t).is_integer() for t in shown)
+    offsets = ax.collections[0].get_offsets()
+    assert len(offsets) == 6  # one disc per distinct (true, predicted) pair, not one dot per image
+    assert sorted(t.get_text() for t in ax.texts) == sorted(["2", "1", "2", "1", "1", "1"])
+    plt.close("all")
