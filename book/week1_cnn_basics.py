@@ -249,7 +249,7 @@ activations = {
     "tanh": keras.activations.tanh(z),
     "sigmoid": keras.activations.sigmoid(z),
 }
-fig, axes = plt.subplots(1, 4, figsize=(12, 2.6), sharex=True)
+fig, axes = plt.subplots(1, 4, figsize=(6.7, 2.2), sharex=True)
 for ax, (name, values) in zip(axes, activations.items()):
     ax.plot(z, np.asarray(values))
     ax.axhline(0, color="grey", lw=0.5)

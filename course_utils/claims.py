@@ -77,7 +77,9 @@ def read_records(notebook) -> dict:
 
 
 def _plain(value):
-    """``value`` as JSON-friendly Python: NumPy scalars and arrays become floats, ints and lists."""
+    """``value`` as JSON-friendly Python: NumPy and TensorFlow scalars and arrays become floats, ints and lists."""
+    if hasattr(value, "numpy"):  # a TensorFlow tensor
+        value = value.numpy()
     if hasattr(value, "tolist"):
         value = value.tolist()
     if isinstance(value, bool) or value is None or isinstance(value, str):

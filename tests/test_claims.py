@@ -31,6 +31,9 @@ def test_values_are_stored_as_plain_rounded_numbers():
 
     assert claims.record("x", np.float32(0.406)) == 0.406
     assert claims.record("x", np.array([1, 2])) == [1, 2]
+    import tensorflow as tf
+
+    assert claims.record("x", tf.constant(0.25)) == 0.25
 
 
 def chapter_expectations(path):
