@@ -151,8 +151,10 @@ def sweep(chapter: str, prefix: str, units: dict, seeds=None, worst=None, parame
     ``.mean`` and ``.spread`` (largest minus smallest) over the seeds. The worst
     of a time is its maximum, of anything else its minimum (``worst`` overrides,
     name -> "max"/"min"). Also ``<prefix>.chapter.seconds`` per seed and worst,
-    and ``<prefix>.chapter.failed_seeds``: seeds whose execution raised (a claim
-    of the text that did not hold, say); what they recorded before failing counts.
+    ``<prefix>.claims_failed.seed<k>``: the claims of the text that run k broke
+    (they are listed, not raised, so that every run measures everything), and
+    ``<prefix>.chapter.failed_seeds``: seeds whose execution raised; what they
+    recorded before failing counts.
     Rerunning some ``seeds`` keeps the other seeds' earlier records in the summary.
     """
     import numpy as np
@@ -167,17 +169,31 @@ def sweep(chapter: str, prefix: str, units: dict, seeds=None, worst=None, parame
         keep_as = f"{chapter}_seed{seed}"
         start = time.perf_counter()
         try:
+            os.environ[claims.REPORT_ONLY] = "1"  # the kernel inherits it: a broken claim is listed, not raised
             execute_chapter(chapter, "cpu", parameters={**(parameters or {}), "SEED": seed}, keep_as=keep_as)
-        except papermill.PapermillExecutionError as error:
+        except (papermill.PapermillExecutionError, RuntimeError) as error:
             failed.append(seed)
-            log(f"  seed {seed}: the chapter failed: {error.ename}: {error.evalue}")
+            log(f"  seed {seed}: the chapter failed: {getattr(error, 'ename', type(error).__name__)}: "
+                f"{getattr(error, 'evalue', error)}")
+        finally:
+            os.environ.pop(claims.REPORT_ONLY, None)
         seconds = time.perf_counter() - start
         found = claims.read_records(ROOT / "_build" / "bench" / f"{keep_as}.ipynb")
+        broken = sorted(k[len(claims.FAILED_PREFIX):] for k in found if k.startswith(claims.FAILED_PREFIX))
+        values.setdefault(f"{prefix}.claims_failed", {})[seed] = broken
+        for name in broken:
+            log(f"  seed {seed}: {found[claims.FAILED_PREFIX + name]}")
         values.setdefault(f"{prefix}.chapter.seconds", {})[seed] = round(seconds, 1)
         for name in units:
             if name in found:
                 values[name][seed] = found[name]
         log(f"  seed {seed}: {seconds:.0f} s, " + ", ".join(f"{n} {values[n].get(seed)}" for n in units))
+        # Stored at once, so that an interrupted sweep keeps the seeds it finished.
+        merge([record(f"{name}.seed{seed}", values[name][seed], unit, "cpu")
+               for name, unit in {**units, f"{prefix}.chapter.seconds": "s", f"{prefix}.claims_failed": "claims"}.items()
+               if seed in values[name]])
+    for seed, broken in values.pop(f"{prefix}.claims_failed").items():
+        records.append(record(f"{prefix}.claims_failed.seed{seed}", broken, "claims", "cpu"))
     units = {**units, f"{prefix}.chapter.seconds": "s"}
     earlier = {r["name"]: r["value"] for r in json.loads(RESULTS.read_text())} if RESULTS.exists() else {}
     for name, unit in units.items():

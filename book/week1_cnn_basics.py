@@ -433,6 +433,7 @@ history, lenet_seconds = models.fit_classifier(
     callbacks=callbacks,
 )
 print(f"trained for {len(history.history['loss'])} epochs in {lenet_seconds:.1f} s")
+claims.record("week1.lenet5.train_seconds", lenet_seconds)
 print("files written:", sorted(p.name for p in work_dir.iterdir()))
 
 # %%
@@ -446,7 +447,6 @@ print(
     f"LeNet-5 test accuracy: {lenet_accuracy:.3f} ({np.sum(predicted != digits.y_test)} of {len(predicted)} wrong)"
 )
 claims.record("week1.lenet5.test_accuracy", lenet_accuracy)
-claims.record("week1.lenet5.train_seconds", lenet_seconds)
 
 # %% [markdown]
 # The confusion matrix shows which digits are mistaken for which (rows: the

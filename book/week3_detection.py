@@ -211,8 +211,10 @@ background_per_positive = stats["negative"] / stats["positive"]
 # objects but hundreds of anchors, and at profile `cpu` there are between 50 and
 # 200 background anchors for every positive one (the ratio printed above). The
 # positives are spread over all three levels, so each level matters. And a few
-# objects get no positive anchor at all (the share printed above; typically a
-# small one lying between the cells of P3, or a size between two anchor sizes).
+# objects get no positive anchor at all (the share printed above): objects whose
+# centre falls between the cells of the level their size belongs to, or whose
+# size falls between two anchor sizes, so that no anchor reaches an IoU of 0.5
+# (compare the median sides printed above).
 # They are not invisible: anchors that overlap them by 0.4 to 0.5 are ignored
 # rather than taught "background", and at test time it is each anchor's
 # *regressed* box that is scored, so a neighbouring anchor can still stretch
@@ -380,7 +382,7 @@ print(f"trained {EPOCHS} epochs on {N_TRAIN} images in {train_seconds:.0f} s "
 
 # %%
 logs = history.history
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+fig, axes = plt.subplots(1, 3, figsize=(6.7, 2.6))
 for ax, key in zip(axes, ("loss", "classification_loss", "box_loss")):
     if key in logs:
         ax.plot(np.arange(1, len(logs[key]) + 1), logs[key], marker="o", label="training")
@@ -428,6 +430,13 @@ per_object = {name: out["num_detections"].sum() / true_objects for name, out in
 print(f"{true_objects} objects in {len(test_data)} test images; detections with score >= 0.3:")
 for name, out in [("without NMS", without_nms), ("with NMS", with_nms)]:
     print(f"  {name + ':':<12} {out['num_detections'].sum():>5} ({per_object[name]:.2f} per object)")
+other_class = 0  # detections kept by NMS that sit on a better-scored box of another class
+for i in range(len(test_data)):
+    n = int(with_nms["num_detections"][i])
+    boxes, classes = with_nms["boxes"][i][:n], with_nms["classes"][i][:n]  # sorted by score
+    overlap = det.iou_matrix(boxes, boxes) > 0.5
+    other_class += sum(bool(np.any(overlap[k, :k] & (classes[:k] != classes[k]))) for k in range(n))
+print(f"  of those with NMS, {other_class} lie on a better-scored box of another class")
 fig = det.plot_detections(np.concatenate([test_data.images[:4]] * 2), class_names,
                           predictions={k: np.concatenate([without_nms[k][:4], with_nms[k][:4]]) for k in with_nms},
                           titles=["without NMS"] * 4 + ["with NMS"] * 4, min_confidence=0.3)
@@ -457,11 +466,16 @@ for threshold in (0.05, 0.2, 0.5, 0.8, 0.95):
 # %% [markdown]
 # Without NMS the trained model gives each object a cluster of boxes (at
 # profile `cpu`, between 2 and 6 detections per object above a score of 0.3);
-# with it, between 0.9 and 1.3 per object: nearly all the duplicates are gone.
+# with it, between 0.9 and 1.8 per object. The duplicates of the same class are
+# gone; what is left above one per object are false alarms and boxes of a
+# *second* class on an object that already has one (counted in the last line
+# above), which per-class NMS keeps on purpose: it cannot know which of the
+# two classes is right, and the evaluation below charges the wrong one as a
+# false positive of its class.
 
 # %% tags=["remove-cell"]
 claims.expect("week3.nms.detections_per_object_without", per_object["without NMS"], 2, 6, profile)
-claims.expect("week3.nms.detections_per_object_with", per_object["with NMS"], 0.9, 1.3, profile)
+claims.expect("week3.nms.detections_per_object_with", per_object["with NMS"], 0.9, 1.8, profile)
 
 # %% [markdown]
 # A low threshold finds more of the objects but lets in more false alarms; a
@@ -596,8 +610,7 @@ for name, group in [(f"smaller than {small} px", side < small),
 # %% [markdown]
 # At the `cpu` profile the large objects are found between 90% and 100% of the
 # time, the small ones less often: on a small object a box that is off by a
-# pixel or two loses much of its IoU, and the objects without a positive anchor
-# (section 3) are mostly small ones.
+# pixel or two loses much of its IoU.
 
 # %% tags=["remove-cell"]
 claims.expect("week3.found.large", list(found_share.values())[-1], 0.9, 1.0, profile)

@@ -17,7 +17,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
+
+REPORT_ONLY = "COURSE_CLAIMS_REPORT_ONLY"
+"""Set to "1" (the benchmarks do), a claim that fails is recorded as ``failed claim: <name>`` instead of
+raised, so that one run measures everything and lists every claim it broke."""
+FAILED_PREFIX = "failed claim: "
 
 MIME_PREFIX = "application/papermill.record/"
 MIME = MIME_PREFIX + "text/plain"
@@ -59,8 +65,12 @@ def expect(name: str, value, low: float, high: float, profile=None):
     if profile is not None and getattr(profile, "name", profile) != TEXT_PROFILE:
         return value
     if not isinstance(value, (int, float)) or math.isnan(value) or not low <= value <= high:
-        raise ClaimError(f"{name} = {value!r}, but the text says it lies between {low} and {high}: "
-                         f"fix the recipe, or re-measure and correct the text")
+        message = (f"{name} = {value!r}, but the text says it lies between {low} and {high}: "
+                   f"fix the recipe, or re-measure and correct the text")
+        if os.environ.get(REPORT_ONLY) == "1":  # a benchmark run: note it and go on measuring
+            record(f"{FAILED_PREFIX}{name}", message)
+            return value
+        raise ClaimError(message)
     return value
 
 
