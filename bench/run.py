@@ -215,8 +215,9 @@ def sweep(chapter: str, prefix: str, units: dict, seeds=None, worst=None, parame
     return records
 
 
-def merge(new_records, path=RESULTS):
-    """Replace the records of the same name, keep the others, write sorted by name."""
+def merge(new_records, path=None):
+    """Replace the records of the same name in ``path`` (default: bench/results.json), keep the others, sort by name."""
+    path = path or RESULTS
     old = json.loads(path.read_text()) if path.exists() else []
     names = {r["name"] for r in new_records}
     merged = sorted([r for r in old if r["name"] not in names] + new_records, key=lambda r: r["name"])
