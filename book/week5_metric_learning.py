@@ -56,7 +56,7 @@ profile = config.setup(PROFILE, seed=SEED)
 SIZE = profile.pick(smoke=32, cpu=32, gpu=64)              # image side in pixels
 PER_CLASS = 20                                             # labelled images per class
 TEST_PER_CLASS = profile.pick(smoke=30, cpu=150, gpu=500)  # test images per class
-EPOCHS = profile.pick(smoke=1, cpu=60, gpu=60)             # epochs of STEPS batches
+EPOCHS = profile.pick(smoke=1, cpu=60, gpu=100)            # epochs of STEPS batches
 STEPS = profile.pick(smoke=3, cpu=10, gpu=10)
 K = 5                                                      # neighbours that vote
 EAGER = profile.name == "smoke"  # a few steps only: skip building TensorFlow graphs
