@@ -226,7 +226,29 @@ def execute(notebook_path: Path, profile: str, cwd: Path | None = None, paramete
         str(notebook_path), str(notebook_path), parameters={**(parameters or {}), "PROFILE": profile},
         cwd=str(cwd or notebook_path.parent), progress_bar=False, kernel_name="python3",
     )
+    executed = nbformat.read(notebook_path, as_version=4)
+    if hide_injected_parameters(executed):
+        nbformat.write(executed, notebook_path)
     return time.perf_counter() - start
+
+
+INJECTED_TAG = "injected-parameters"  # papermill's tag on the cell it adds after the parameters cell
+
+
+def hide_injected_parameters(notebook: nbformat.NotebookNode) -> int:
+    """Tag papermill's injected-parameters cell ``remove-cell`` so the book does not show it.
+
+    The ``parameters`` cell itself stays on the page (readers see PROFILE, SEED,
+    DATA_SOURCE and their defaults); only papermill's copy with the values of
+    this run is removed. Returns the number of cells newly tagged.
+    """
+    tagged = 0
+    for cell in notebook.cells:
+        tags = cell.metadata.setdefault("tags", []) if INJECTED_TAG in cell.metadata.get("tags", []) else None
+        if tags is not None and "remove-cell" not in tags:
+            tags.append("remove-cell")
+            tagged += 1
+    return tagged
 
 
 def stage_book(root: Path, profile: str, out: Path, log=print) -> dict[str, float]:

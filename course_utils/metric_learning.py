@@ -550,12 +550,18 @@ def similarity_heatmaps(matrices: dict, labels=None, class_names=None, title: st
     """
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(matrices), figsize=(4.2 * len(matrices), 3.9), squeeze=False)
-    for ax, (name, matrix) in zip(axes.flat, matrices.items()):
+    from course_utils.plots import PAGE_WIDTH
+
+    # No wider than the page, which would scale the figure (and its labels) down.
+    width = min(4.2 * len(matrices), PAGE_WIDTH)
+    fig, axes = plt.subplots(1, len(matrices), figsize=(width, 3.9 * width / (4.2 * len(matrices)) + 0.3),
+                             squeeze=False, layout="constrained")
+    for i, (ax, (name, matrix)) in enumerate(zip(axes.flat, matrices.items())):
         image = ax.imshow(np.asarray(matrix), cmap="RdBu_r", vmin=-1, vmax=1)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("positives")
-        ax.set_ylabel("anchors")
+        if i == 0:  # one label for the row: the panels' own labels ran into their neighbours
+            ax.set_ylabel("anchors")
         if labels is not None:
             labels_arr = np.asarray(labels)
             edges = np.flatnonzero(np.diff(labels_arr)) + 0.5
@@ -567,8 +573,8 @@ def similarity_heatmaps(matrices: dict, labels=None, class_names=None, title: st
                 ends = np.concatenate([starts[1:], [len(labels_arr)]])
                 centres = (starts + ends - 1) / 2
                 names = [class_names[labels_arr[s]] for s in starts]
-                ax.set_xticks(centres, names, fontsize=8)
-                ax.set_yticks(centres, names, fontsize=8, rotation=90, va="center")
+                ax.set_xticks(centres, names, fontsize=9)
+                ax.set_yticks(centres, names, fontsize=9, rotation=90, va="center")
     fig.colorbar(image, ax=list(axes.flat), shrink=0.8, label="cosine similarity")
     if title:
         fig.suptitle(title)

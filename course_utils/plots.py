@@ -12,13 +12,84 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
-def _grid(n: int, ncols: int, cell: float = 1.6, **subplot_kw):
-    ncols = max(1, min(ncols, n))
+PAGE_WIDTH = 6.7
+"""Width in inches of the book's content column for a figure at matplotlib's 100 dpi.
+
+The column is about 690 CSS px in a 1280-px wide browser window (790 px in a
+wider one); the notebook saves figures with 0.1 inch of padding on each side.
+The page scales a wider figure down to fit, and its text with it: a figure
+``w`` inches wide is shown at about ``PAGE_WIDTH / w`` of its size. Figures
+here are at most this wide, so that their 9-pt labels are read at 9 pt.
+"""
+
+MAX_COLUMNS = 8
+"""The most images per row of a grid: more would make each one smaller than about 0.9 inch."""
+
+TITLE_SIZE = 9
+"""Font size (pt) of the small titles above the images of a grid."""
+
+_LABELS = {"mean_iou": "mean IoU", "iou": "IoU", "dice": "Dice", "map": "mAP", "auc": "AUC"}
+
+
+def metric_label(name: str) -> str:
+    """A metric's Keras name as an axis label: ``"mean_iou"`` -> ``"mean IoU"``, ``"top_5_accuracy"`` -> ``"top 5 accuracy"``."""
+    name = str(name)
+    return _LABELS.get(name, " ".join(_LABELS.get(word, word) for word in name.split("_")))
+
+
+def _grid(n: int, ncols: int, cell: float = 1.6, title_lines: int = 0, suptitle: bool = False, **subplot_kw):
+    """A grid of ``n`` empty panels, at most :data:`MAX_COLUMNS` per row and :data:`PAGE_WIDTH` wide.
+
+    Panels are ``cell`` inches square, smaller when that many would not fit the
+    page; ``title_lines`` lines of title above each panel (and a figure title
+    when ``suptitle``) get room of their own, so titles of one row never run
+    into the images of the row above (constrained layout).
+    """
+    ncols = max(1, min(ncols, n, MAX_COLUMNS))
     nrows = max(1, math.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols, cell * nrows + 0.3), squeeze=False, **subplot_kw)
+    cell = _cell(n, ncols, cell)
+    line = TITLE_SIZE * 1.3 / 72  # inches per line of title
+    height = nrows * (cell + title_lines * line + 0.05) + (0.35 if suptitle else 0.05)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols, height), squeeze=False, layout="constrained",
+                             **subplot_kw)
+    fig.get_layout_engine().set(w_pad=0.02, h_pad=0.02, wspace=0.02, hspace=0.02)
     for ax in axes.flat:
         ax.axis("off")
     return fig, axes.flat
+
+
+def _cell(n: int, ncols: int, cell: float = 1.6) -> float:
+    """The side in inches of the panels :func:`_grid` makes for these arguments."""
+    return min(cell, PAGE_WIDTH / max(1, min(ncols, n, MAX_COLUMNS)))
+
+
+def _text_width(text: str, size: float = TITLE_SIZE) -> float:
+    """Width in inches of one line of ``text`` in matplotlib's default font at ``size`` points."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+
+    return TextToPath().get_text_width_height_descent(text, FontProperties(size=size), ismath=False)[0] / 72
+
+
+def _wrap(title, width_inches: float) -> str:
+    """``title`` broken at spaces into lines that fit a panel ``width_inches`` wide at :data:`TITLE_SIZE`.
+
+    Neighbouring titles would otherwise run into one another; a single word
+    longer than the panel stays whole.
+    """
+    room = 0.92 * width_inches  # a little space between neighbouring titles
+    lines = []
+    for line in str(title).split("\n"):
+        current = ""
+        for word in line.split(" "):
+            candidate = f"{current} {word}" if current else word
+            if current and _text_width(candidate) > room:
+                lines.append(current)
+                current = word
+            else:
+                current = candidate
+        lines.append(current)
+    return "\n".join(lines)
 
 
 def _show(ax, image, cmap="gray", vmin=None, vmax=None):
@@ -35,14 +106,19 @@ def training_curves(history, metrics=("loss", "accuracy"), title: str | None = N
     if not found:
         raise ValueError(f"None of the metrics {', '.join(metrics)} is in the history; it has: {', '.join(logs)}")
     metrics = found
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(min(4.5 * len(metrics), PAGE_WIDTH), 3.2), squeeze=False)
     for ax, metric in zip(axes.flat, metrics):
         epochs = np.arange(1, len(logs[metric]) + 1)
-        ax.plot(epochs, logs[metric], label="training")
+        marker = "o" if len(epochs) <= 3 else None  # a line of one point is invisible
+        ax.plot(epochs, logs[metric], label="training", marker=marker)
         if f"val_{metric}" in logs:
-            ax.plot(epochs, logs[f"val_{metric}"], label="validation")
+            ax.plot(epochs, logs[f"val_{metric}"], label="validation", marker=marker)
         ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
+        if len(epochs) <= 10:
+            ax.set_xticks(epochs)  # whole epochs only, also for one or two
+        else:
+            ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+        ax.set_ylabel(metric_label(metric))
         ax.grid(alpha=0.3)
         ax.legend()
     if title:
@@ -54,15 +130,17 @@ def training_curves(history, metrics=("loss", "accuracy"), title: str | None = N
 def image_grid(images, titles=None, ncols: int = 8, cmap: str = "gray", title: str | None = None, title_colors=None):
     """Images in a grid with an optional title each (and an optional colour per title)."""
     images = list(images)
-    fig, axes = _grid(len(images), ncols)
+    if titles is not None:
+        titles = [_wrap(t, _cell(len(images), ncols)) for t in titles]
+    lines = max((t.count("\n") + 1 for t in titles), default=0) if titles is not None else 0
+    fig, axes = _grid(len(images), ncols, title_lines=lines, suptitle=bool(title))
     for i, (ax, image) in enumerate(zip(axes, images)):
         _show(ax, image, cmap=cmap)
         if titles is not None:
             color = title_colors[i] if title_colors is not None else "black"
-            ax.set_title(str(titles[i]), fontsize=9, color=color)
+            ax.set_title(str(titles[i]), fontsize=TITLE_SIZE, color=color)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     return fig
 
 
@@ -77,6 +155,11 @@ def prediction_grid(images, y_true, y_pred, class_names, confidences=None, ncols
             text += f"\n[{class_names[t]}]"
         titles.append(text)
         colors.append("green" if t == p else "red")
+    # As many columns as "class 0.97" titles fit side by side, in rows of even length.
+    widest = max((_text_width(line) for text in titles for line in text.split("\n")), default=0.0)
+    fit = max(1, int(0.92 * PAGE_WIDTH / widest)) if widest else ncols
+    ncols = max(1, min(ncols, fit, MAX_COLUMNS, len(titles) or 1))
+    ncols = math.ceil(len(titles) / math.ceil(len(titles) / ncols)) if titles else ncols
     return image_grid(images, titles, ncols=ncols, title=title, title_colors=colors)
 
 
@@ -87,7 +170,7 @@ def confusion_matrix(y_true, y_pred, class_names, normalize: bool = False, title
     np.add.at(matrix, (np.asarray(y_true), np.asarray(y_pred)), 1)
     if normalize:
         matrix = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(0.45 * k + 2.5, 0.45 * k + 2))
+    fig, ax = plt.subplots(figsize=(min(0.45 * k + 2.5, PAGE_WIDTH), min(0.45 * k + 2, PAGE_WIDTH - 0.5)))
     ax.imshow(matrix, cmap="Blues")
     ax.set_xticks(range(k), class_names, rotation=45 if k > 6 and max(map(len, map(str, class_names))) > 2 else 0)
     ax.set_yticks(range(k), class_names)
@@ -98,7 +181,7 @@ def confusion_matrix(y_true, y_pred, class_names, normalize: bool = False, title
         for j in range(k):
             if matrix[i, j]:
                 text = f"{matrix[i, j]:.2f}" if normalize else f"{int(matrix[i, j])}"
-                ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                ax.text(j, i, text, ha="center", va="center", fontsize=9 if k <= 12 else 7,
                         color="white" if matrix[i, j] > threshold else "black")
     ax.set_title(title or "confusion matrix")
     fig.tight_layout()
@@ -112,14 +195,13 @@ def conv_filters(kernel, ncols: int = 8, title: str | None = None):
         raise ValueError(f"Expected a convolution kernel of shape (h, w, in, out), got {kernel.shape}")
     filters = kernel.mean(axis=2)
     limit = np.abs(filters).max()
-    fig, axes = _grid(filters.shape[-1], ncols)
+    fig, axes = _grid(filters.shape[-1], ncols, title_lines=1, suptitle=bool(title))
     for i, ax in enumerate(axes):
         if i < filters.shape[-1]:
             _show(ax, filters[..., i], cmap="RdBu_r", vmin=-limit, vmax=limit)
-            ax.set_title(f"filter {i}", fontsize=8)
+            ax.set_title(f"filter {i}", fontsize=TITLE_SIZE)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     return fig
 
 
@@ -128,14 +210,13 @@ def activation_maps(maps, ncols: int = 8, title: str | None = None):
     maps = np.asarray(maps)
     if maps.ndim != 3:
         raise ValueError(f"Expected activation maps of shape (h, w, channels), got {maps.shape}")
-    fig, axes = _grid(maps.shape[-1], ncols)
+    fig, axes = _grid(maps.shape[-1], ncols, title_lines=1, suptitle=bool(title))
     for i, ax in enumerate(axes):
         if i < maps.shape[-1]:
             _show(ax, maps[..., i], cmap="viridis")
-            ax.set_title(f"map {i}", fontsize=8)
+            ax.set_title(f"map {i}", fontsize=TITLE_SIZE)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     return fig
 
 
@@ -153,7 +234,7 @@ def embedding_scatter(points, labels, class_names, title: str | None = None, hig
         ax.scatter(*points[chosen & ~highlight].T, s=10, color=cmap(k), label=str(name))
         if (chosen & highlight).any():
             ax.scatter(*points[chosen & highlight].T, s=40, color=cmap(k), marker="x")
-    ax.legend(fontsize=8, markerscale=1.5, loc="best", ncols=2)
+    ax.legend(fontsize=9, markerscale=1.5, loc="best", ncols=2)
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title or "2-D embedding")
@@ -166,17 +247,24 @@ def retrieval_grid(query_images, neighbour_images, query_titles=None, neighbour_
     query_images = np.asarray(query_images)
     neighbour_images = np.asarray(neighbour_images)
     n, k = neighbour_images.shape[:2]
-    fig, axes = plt.subplots(n, k + 1, figsize=(1.5 * (k + 1), 1.6 * n + 0.3), squeeze=False)
+    cell = min(1.5, PAGE_WIDTH / (k + 1))  # one row per query, however many neighbours: never wider than the page
+    query_titles = [_wrap(query_titles[row] if query_titles is not None else "query", cell) for row in range(n)]
+    if neighbour_titles is not None:
+        neighbour_titles = [[_wrap(t, cell) for t in neighbour_titles[row]] for row in range(n)]
+    lines = max(t.count("\n") + 1 for t in query_titles + sum(neighbour_titles or [], []))
+    line = TITLE_SIZE * 1.3 / 72
+    fig, axes = plt.subplots(n, k + 1, figsize=(cell * (k + 1), n * (cell + lines * line + 0.05) + (0.35 if title else 0.05)),
+                             squeeze=False, layout="constrained")
+    fig.get_layout_engine().set(w_pad=0.02, h_pad=0.02, wspace=0.02, hspace=0.02)
     for row in range(n):
         _show(axes[row, 0], query_images[row])
-        axes[row, 0].set_title(query_titles[row] if query_titles is not None else "query", fontsize=8, color="blue")
+        axes[row, 0].set_title(query_titles[row], fontsize=TITLE_SIZE, color="blue")
         for col in range(k):
             _show(axes[row, col + 1], neighbour_images[row, col])
             if neighbour_titles is not None:
-                axes[row, col + 1].set_title(neighbour_titles[row][col], fontsize=8)
+                axes[row, col + 1].set_title(neighbour_titles[row][col], fontsize=TITLE_SIZE)
     for ax in axes.flat:
         ax.axis("off")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     return fig

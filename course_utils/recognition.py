@@ -794,7 +794,7 @@ def draw_block(base: keras.Model, block: int, title: str | None = None):
     colours = {"expand": "#f4c27a", "depthwise": "#8fc1e3", "project": "#9fd39b", "add": "#d9b3e6"}
     n = len(boxes)
     widest = max(shape[-1] for _, _, shape, _ in boxes)
-    fig, ax = plt.subplots(figsize=(6.8, 0.7 * n + 0.8))  # narrower than the page: its 9-pt labels stay 9 pt
+    fig, ax = plt.subplots(figsize=(6.6, 0.7 * n + 0.8))  # narrower than the page: its 9-pt labels stay 9 pt
     ax.set_xlim(0, 10)
     ax.set_ylim(-0.5, n)
     ax.axis("off")

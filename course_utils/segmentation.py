@@ -454,8 +454,17 @@ def fit_segmenter(model: keras.Model, images, masks, epochs: int, loss="ce", lea
 
 
 def predict_masks(model: keras.Model, images, batch_size: int = 128) -> np.ndarray:
-    """Predicted class ids (n, H, W) uint8 for a batch of images (threshold 0.5 for a binary model)."""
-    return np.asarray(predicted_labels(model.predict(images, batch_size=batch_size, verbose=0))).astype(np.uint8)
+    """Predicted class ids (n, H, W) uint8 for a batch of images (threshold 0.5 for a binary model).
+
+    Calls the model directly on each batch instead of ``model.predict``: every
+    new model gets its own ``predict`` function, so a chapter that trains and
+    scores several U-Nets in a row made TensorFlow warn "triggered tf.function
+    retracing" into its output.
+    """
+    images = np.asarray(images)
+    labels = [np.asarray(predicted_labels(model(images[i:i + batch_size], training=False))).astype(np.uint8)
+              for i in range(0, len(images), batch_size)]
+    return np.concatenate(labels) if labels else np.zeros(images.shape[:3], np.uint8)
 
 
 # ------------------------------------------------------------------------------- augmentation
@@ -716,15 +725,22 @@ def overlay(image, mask, alpha: float = 0.5) -> np.ndarray:
     return np.where(np.asarray(mask)[..., None] > 0, tinted, image)
 
 
+ERROR_COLOURS = {"object pixel missed or given the wrong class": (0.0, 0.0, 0.0),
+                 "background called an object": (0.902, 0.624, 0.0)}
+"""The colours of :func:`error_map` (Okabe-Ito black and orange): unlike red or blue they match no class
+colour of :data:`MASK_COLOURS`, and colour-blind readers tell them apart too."""
+
+
 def error_map(y_true, y_pred_labels) -> np.ndarray:
-    """RGB image of the mistakes: white where right, red where an object pixel was missed or mislabelled,
-    blue where background was called an object."""
+    """RGB image of the mistakes (:data:`ERROR_COLOURS`): white where right, black where an object pixel was
+    missed or mislabelled, orange where background was called an object."""
     y_true, y_pred_labels = np.asarray(y_true), np.asarray(y_pred_labels)
     out = np.ones(y_true.shape + (3,), dtype=np.float32)
     missed = (y_true > 0) & (y_pred_labels != y_true)
     invented = (y_true == 0) & (y_pred_labels > 0)
-    out[missed] = (0.85, 0.1, 0.1)
-    out[invented] = (0.1, 0.3, 0.9)
+    missed_colour, invented_colour = ERROR_COLOURS.values()
+    out[missed] = missed_colour
+    out[invented] = invented_colour
     return out
 
 
@@ -743,8 +759,18 @@ def show_segmentation(images, true_masks, pred_masks=None, class_names=None, n: 
         pred_masks = np.asarray(pred_masks)[:n]
         rows += [("prediction", lambda i: colour_mask(pred_masks[i])),
                  ("errors", lambda i: error_map(true_masks[i], pred_masks[i]))]
+    from course_utils.plots import PAGE_WIDTH, TITLE_SIZE
+
     count = len(images)
-    fig, axes = plt.subplots(len(rows), count, figsize=(1.7 * count + 1.2, 1.7 * len(rows) + 0.6), squeeze=False)
+    # At most the page's width (row labels included), so the labels are read at their size, not scaled down.
+    cell = min(1.7, (PAGE_WIDTH - 0.3) / max(count, 1))
+    split = cell < 1.0  # narrow panels: "93.9%" and "right" on two lines, or neighbouring labels touch
+    below = (0.35 if split else 0.2) if pred_masks is not None else 0.0  # the "% right" under the error maps
+    legend_rows = (2 if class_names is not None else 0) + (3 if pred_masks is not None else 0)
+    fig, axes = plt.subplots(len(rows), count, squeeze=False, layout="constrained",
+                             figsize=(cell * count + 0.3, cell * len(rows) + below + (0.35 if title else 0.05)
+                                      + 0.2 * min(legend_rows, 3)))
+    fig.get_layout_engine().set(w_pad=0.02, h_pad=0.02, wspace=0.02, hspace=0.02)
     for r, (label, draw) in enumerate(rows):
         for i in range(count):
             ax = axes[r, i]
@@ -752,22 +778,23 @@ def show_segmentation(images, true_masks, pred_masks=None, class_names=None, n: 
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
-                ax.set_ylabel(label)
+                ax.set_ylabel(label, fontsize=TITLE_SIZE + 1)
             if pred_masks is not None and r == 3:
                 right = np.mean(pred_masks[i] == true_masks[i])
-                ax.set_xlabel(f"{right:.1%} right", fontsize=8)
-    handles = []
+                ax.set_xlabel(f"{right:.1%}" + ("\n" if split else " ") + "right", fontsize=TITLE_SIZE)
+    legends = []
     if class_names is not None:
-        handles = [Patch(color=colour_mask(np.array([[k]]))[0, 0], label=str(name))
-                   for k, name in enumerate(class_names) if k > 0]
+        legends.append(("classes", [Patch(color=colour_mask(np.array([[k]]))[0, 0], label=str(name))
+                                    for k, name in enumerate(class_names) if k > 0]))
     if pred_masks is not None:
-        handles += [Patch(color=(0.85, 0.1, 0.1), label="error: object missed / wrong class"),
-                    Patch(color=(0.1, 0.3, 0.9), label="error: background called object")]
-    if handles:
-        fig.legend(handles=handles, loc="lower center", ncols=min(len(handles), 4), fontsize=8, frameon=False)
+        legends.append(("errors", [Patch(facecolor=c, edgecolor="grey", label=name)
+                                   for name, c in ERROR_COLOURS.items()]))
+    for place, (name, handles) in zip(("outside lower left", "outside lower right") if len(legends) > 1
+                                      else ("outside lower center",), legends):
+        fig.legend(handles=handles, loc=place, ncols=1 if name == "errors" else min(len(handles), 3),
+                   fontsize=TITLE_SIZE, title=name, title_fontsize=TITLE_SIZE, frameon=False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.07 if handles else 0, 1, 1))
     return fig
 
 

@@ -142,3 +142,20 @@ def test_every_source_has_a_tagged_parameters_cell_with_profile(root):
         cells = [c for c in build.read_source(path).cells if "parameters" in c.metadata.get("tags", [])]
         assert len(cells) == 1, f"{path.name}: expected one cell tagged 'parameters'"
         assert "PROFILE = None" in cells[0].source, path.name
+
+
+def test_papermills_injected_parameters_cell_is_removed_from_the_page_but_the_parameters_cell_stays(tmp_path):
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
+
+    notebook = jupytext.reads('# %% tags=["parameters"]\nPROFILE = None\n\n# %%\nprint(PROFILE)\n', fmt=build.SOURCE_FORMAT)
+    notebook.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    nbformat.write(notebook, tmp_path / "demo.ipynb")
+    # What papermill.execute_notebook does before running the kernel.
+    injected = parameterize_notebook(load_notebook_node(str(tmp_path / "demo.ipynb")), {"PROFILE": "smoke"},
+                                     kernel_name="python3", language="python")
+    assert build.hide_injected_parameters(injected) == 1
+    tags = [c.metadata.get("tags", []) for c in injected.cells]
+    assert tags[0] == ["parameters"]  # students see the defaults
+    assert "injected-parameters" in tags[1] and "remove-cell" in tags[1]
+    assert build.hide_injected_parameters(injected) == 0  # already tagged: nothing to do

@@ -85,3 +85,28 @@ def test_figures_refuse_wrong_shapes_with_the_shape_in_the_message():
         plots.embedding_scatter(np.zeros((4, 3)), [0] * 4, ["a"])
     with pytest.raises(ValueError, match="accuracy"):
         plots.training_curves({"loss": [1.0]}, metrics=("accuracy",))
+
+
+def test_metric_names_become_readable_axis_labels():
+    assert plots.metric_label("mean_iou") == "mean IoU"
+    assert plots.metric_label("top_5_accuracy") == "top 5 accuracy"
+    fig = plots.training_curves({"loss": [1.0, 0.5], "mean_iou": [0.2, 0.6]}, metrics=("loss", "mean_iou"))
+    assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "mean IoU"]
+    assert all(float(t).is_integer() for t in fig.axes[0].get_xticks())  # epochs: no 1.5
+    plt.close("all")
+
+
+def test_wide_grids_fit_the_page_so_their_titles_are_not_scaled_down():
+    rng = np.random.default_rng(0)
+    figures = [plots.image_grid(rng.random((24, 8, 8)), titles=["positive triangle"] * 24, ncols=12, title="t"),
+               plots.prediction_grid(rng.random((16, 8, 8)), [0] * 16, [1] * 16, ["a", "b"], confidences=[0.5] * 16),
+               plots.conv_filters(rng.random((5, 5, 1, 32)), ncols=16),
+               plots.retrieval_grid(rng.random((3, 8, 8)), rng.random((3, 9, 8, 8)), neighbour_titles=[["x 0.9"] * 9] * 3),
+               plots.training_curves({"loss": [1.0], "accuracy": [0.5], "auc": [0.5]}, metrics=("loss", "accuracy", "auc"))]
+    for fig in figures:
+        assert fig.get_size_inches()[0] <= plots.PAGE_WIDTH + 1e-9
+    grid = figures[0]
+    assert sum(bool(ax.images) for ax in grid.axes) == 24 and len(grid.axes) == 24  # 3 rows of 8
+    assert grid.axes[0].get_title() == "positive\ntriangle"  # wrapped to the narrower panel
+    assert grid.axes[0].title.get_fontsize() >= 9
+    plt.close("all")

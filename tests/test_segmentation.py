@@ -159,6 +159,18 @@ def test_compiled_model_reports_the_metrics_and_the_losses_save_and_load(tmp_pat
     np.testing.assert_allclose(loaded.predict(data.images, verbose=0), model.predict(data.images, verbose=0), atol=1e-5)
 
 
+def test_predicting_with_many_fresh_models_gives_the_labels_of_predict_without_retracing_warnings(caplog):
+    images = make_scenes(10, size=16, seed=0).images
+    models = [seg.unet((16, 16, 3), num_classes, depth=1, base_filters=4) for num_classes in (1, 1, 1, 3, 3, 3)]
+    with caplog.at_level("WARNING", logger="tensorflow"):
+        found = [seg.predict_masks(model, images, batch_size=4) for model in models]  # the last batch is partial
+    assert "retracing" not in caplog.text
+    for model, labels in zip(models[2:4], found[2:4]):  # a binary and a multi-class model
+        assert labels.dtype == np.uint8 and labels.shape == (10, 16, 16)
+        np.testing.assert_array_equal(labels, np.asarray(seg.predicted_labels(model.predict(images, verbose=0))))
+    assert seg.predict_masks(models[0], images[:0]).shape == (0, 16, 16)
+
+
 # -------------------------------------------------------------------------------- augmentation
 
 
@@ -285,5 +297,11 @@ def test_figures_draw():
     plt.close(fig)
     errors = seg.error_map(np.array([[0, 1], [2, 0]]), np.array([[1, 1], [0, 0]]))
     np.testing.assert_allclose(errors[0, 1], 1.0)
-    assert errors[0, 0, 2] > 0.5 and errors[1, 0, 0] > 0.5
+    missed, invented = seg.ERROR_COLOURS.values()
+    np.testing.assert_allclose(errors[1, 0], missed)  # an object pixel called background
+    np.testing.assert_allclose(errors[0, 0], invented)  # a background pixel called an object
+    # The two error colours are far apart, and far from every class colour of the masks.
+    colours = np.array([missed, invented])
+    assert np.abs(colours[0] - colours[1]).sum() > 1.0
+    assert min(np.abs(c - k).sum() for c in colours for k in seg.MASK_COLOURS[1:]) > 0.3
     assert "mean" in seg.iou_table({"model": np.array([0.5, np.nan])}, ["a", "b"])
