@@ -21,6 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+if __name__ == "__main__":  # the bench_*.py modules import this file as "run": let them share its settings
+    sys.modules["run"] = sys.modules[__name__]
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results.json"
 

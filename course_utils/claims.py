@@ -27,6 +27,7 @@ FAILED_PREFIX = "failed claim: "
 
 MIME_PREFIX = "application/papermill.record/"
 MIME = MIME_PREFIX + "text/plain"
+_RECORDED: set[str] = set()  # names recorded in this kernel
 
 
 class ClaimError(AssertionError):
@@ -46,8 +47,11 @@ def record(name: str, value):
     except ImportError:  # plain Python: nothing to store the value in
         return value
     if get_ipython() is not None:
-        display({MIME: json.dumps(value)}, raw=True,
+        # One output per name (a glue key must be unique on a page): recording a name again, as
+        # expect() does, updates the first output in place.
+        display({MIME: json.dumps(value)}, raw=True, display_id=name, update=name in _RECORDED,
                 metadata={"scrapbook": {"name": name, "mime_prefix": MIME_PREFIX}})
+        _RECORDED.add(name)
     return value
 
 

@@ -70,7 +70,7 @@ def claim_chapter(value):
     return ('# %% [markdown]\n# # Claims\n\n# %% tags=["parameters"]\nPROFILE = None\n\n'
             '# %%\nfrom course_utils import claims\nanswer = ' + repr(value) + '\nprint(answer)\n\n'
             '# %% [markdown]\n# The answer lies between 41 and 43.\n\n'
-            '# %% tags=["remove-cell"]\nclaims.expect("answer", answer, 41, 43)\n')
+            '# %% tags=["remove-cell"]\nclaims.record("answer", answer)\nclaims.expect("answer", answer, 41, 43)\n')
 
 
 def test_a_claim_whose_number_drifts_fails_the_book_build(root, tmp_path):
