@@ -34,8 +34,10 @@ class ClaimError(AssertionError):
     """A value the prose states a range for came out of that range in this run."""
 
 
-def record(name: str, value):
-    """Store ``value`` under ``name`` in the notebook's outputs (invisible on the page); return it.
+def record(name: str, value) -> None:
+    """Store ``value`` under ``name`` in the notebook's outputs, invisible on the page.
+
+    It returns nothing, so that a cell ending with it shows no stray number.
 
     Numbers are stored as plain floats or ints, rounded to 6 significant digits
     (so they print as "0.5" and not "0.49999997").
@@ -45,37 +47,36 @@ def record(name: str, value):
         from IPython import get_ipython
         from IPython.display import display
     except ImportError:  # plain Python: nothing to store the value in
-        return value
+        return
     if get_ipython() is not None:
         # One output per name (a glue key must be unique on a page): recording a name again, as
         # expect() does, updates the first output in place.
         display({MIME: json.dumps(value)}, raw=True, display_id=name, update=name in _RECORDED,
                 metadata={"scrapbook": {"name": name, "mime_prefix": MIME_PREFIX}})
         _RECORDED.add(name)
-    return value
 
 
 TEXT_PROFILE = "cpu"
 """The profile the prose describes: the book is built at it."""
 
 
-def expect(name: str, value, low: float, high: float, profile=None):
+def expect(name: str, value, low: float, high: float, profile=None) -> None:
     """Record ``value``, then fail unless ``low <= value <= high``, the range the text states for it.
 
     The text describes runs at profile ``cpu``; given the run's ``profile``, any
     other (``smoke`` in the tests, ``gpu`` on Colab) only records the value.
     """
-    value = record(name, value)
+    value = _plain(value)
+    record(name, value)
     if profile is not None and getattr(profile, "name", profile) != TEXT_PROFILE:
-        return value
+        return
     if not isinstance(value, (int, float)) or math.isnan(value) or not low <= value <= high:
         message = (f"{name} = {value!r}, but the text says it lies between {low} and {high}: "
                    f"fix the recipe, or re-measure and correct the text")
         if os.environ.get(REPORT_ONLY) == "1":  # a benchmark run: note it and go on measuring
             record(f"{FAILED_PREFIX}{name}", message)
-            return value
+            return
         raise ClaimError(message)
-    return value
 
 
 def read_records(notebook) -> dict:
