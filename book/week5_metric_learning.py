@@ -473,7 +473,7 @@ for c, name in enumerate(names):
 # The held-out diamonds are recognised most of the time, from 20 reference
 # images and a network that has never seen one: over the benchmark's five run
 # seeds (`SEED` = 0..4), the share of test diamonds kNN got right lay between
-# 0.7 and 0.95. Most of the mistakes are between the new class and the old
+# 0.82 and 0.97. Most of the mistakes are between the new class and the old
 # ones: circles and triangles taken for diamonds, and diamonds for circles or
 # triangles. Squares, the diamonds' twins turned by 45°, are rarely confused
 # with them. The embedding was never asked to separate diamonds from
@@ -481,7 +481,7 @@ for c, name in enumerate(names):
 # rounded or pointed shapes.
 
 # %% tags=["remove-cell"]
-claims.expect("week5.embedding_knn.held_out_class_accuracy", correct[split.y_test == held].mean(), 0.7, 0.95, profile)
+claims.expect("week5.embedding_knn.held_out_class_accuracy", correct[split.y_test == held].mean(), 0.82, 0.97, profile)
 
 # %% [markdown]
 # ### Confidence: how many of the votes agree
@@ -587,7 +587,7 @@ claims.record("week5.embedding.train_seconds", embed_seconds)
 #   the pixels scored between 0.28 and 0.42): a pixel distance compares
 #   backgrounds and colours, and the shape is a small part of the image.
 # * **MobileNetV2 trained from scratch** is barely better: near chance with its
-#   own softmax (between 0.3 and 0.45 on the three classes) and with kNN on its
+#   own softmax (between 0.3 and 0.47 on the three classes) and with kNN on its
 #   features. Sixty images and 600 steps are far too little
 #   for a network of 415 thousand parameters designed for ImageNet and 224-pixel
 #   inputs (on 32 pixels its last feature map is a single pixel). This is the
@@ -595,26 +595,28 @@ claims.record("week5.embedding.train_seconds", embed_seconds)
 #   out of reach here.
 # * The **supervised CNN**, the same encoder trained with cross-entropy on the
 #   same batches, does well on the three classes it knows (its softmax between
-#   0.91 and 1.0), and so does kNN on the **learned embedding** (between 0.87
+#   0.92 and 1.0), and so does kNN on the **learned embedding** (between 0.93
 #   and 1.0). Neither is ahead on every run: which of the two does better, by
-#   a few points either way, changes with the seed. With the same encoder and
+#   a point or so either way, changes with the seed. With the same encoder and
 #   the same augmentation, the choice of loss changes little on the classes
 #   seen in training.
 # * The **held-out class** is where the softmax fails outright: it can only
 #   answer circle, square or triangle, so every diamond, a quarter of the
 #   four-class test set, is wrong. kNN can use the diamond reference images, on
 #   the classifier's features as on the embedding (on the embedding, between
-#   0.77 and 0.95 with all four classes), and both stay well above the softmax,
-#   which cannot exceed 0.75 there. Neither set of
-#   features was trained to keep diamonds apart, and which of the two transfers
-#   better to the class it never saw varies from run to run.
+#   0.88 and 0.97 with all four classes), and both stay well above the softmax,
+#   which cannot exceed 0.75 there. Neither set of features was trained to keep
+#   diamonds apart, but the embedding, trained only to make similar things
+#   similar, usually transfers better to the class it never saw: in the
+#   benchmark's five runs it was ahead of kNN on the classifier's features, by
+#   up to seven points, or level with it.
 
 # %% tags=["remove-cell"]
 claims.expect("week5.raw_pixels_knn.test_accuracy", comparison["kNN on raw pixels"][0], 0.28, 0.42, profile)
-claims.expect("week5.mobilenetv2_softmax.test_accuracy", comparison["MobileNetV2, its softmax"][0], 0.3, 0.45, profile)
-claims.expect("week5.supervised_softmax.test_accuracy", comparison["supervised CNN, its softmax"][0], 0.91, 1.0, profile)
-claims.expect("week5.embedding_knn.test_accuracy", comparison["kNN on learned embedding"][0], 0.87, 1.0, profile)
-claims.expect("week5.embedding_knn.test_accuracy_with_held_out_class", comparison["kNN on learned embedding"][1], 0.77, 0.95, profile)
+claims.expect("week5.mobilenetv2_softmax.test_accuracy", comparison["MobileNetV2, its softmax"][0], 0.3, 0.47, profile)
+claims.expect("week5.supervised_softmax.test_accuracy", comparison["supervised CNN, its softmax"][0], 0.92, 1.0, profile)
+claims.expect("week5.embedding_knn.test_accuracy", comparison["kNN on learned embedding"][0], 0.93, 1.0, profile)
+claims.expect("week5.embedding_knn.test_accuracy_with_held_out_class", comparison["kNN on learned embedding"][1], 0.88, 0.97, profile)
 
 # %% [markdown]
 # ## 9. The embedding in two dimensions
@@ -680,7 +682,7 @@ for r, (row, q) in enumerate(zip(index, queries)):
 #   confidence for free (the share of agreeing votes), and accepts a new class by
 #   adding its reference images, without retraining.
 # * With 20 labelled images per class, kNN on the embedding beat kNN on raw
-#   pixels by between 48 and 72 points of accuracy over the benchmark's five
+#   pixels by between 52 and 72 points of accuracy over the benchmark's five
 #   run seeds, and MobileNetV2 from scratch, which learned next to nothing from
 #   so little data. A supervised CNN with the same encoder did about as well on
 #   the classes it was trained on, ahead on some runs and behind on others.
@@ -691,4 +693,4 @@ for r, (row, q) in enumerate(zip(index, queries)):
 
 # %% tags=["remove-cell"]
 points_over_pixels = 100 * (comparison["kNN on learned embedding"][0] - comparison["kNN on raw pixels"][0])
-claims.expect("week5.embedding_minus_raw_pixels_knn.points", points_over_pixels, 48, 72, profile)
+claims.expect("week5.embedding_minus_raw_pixels_knn.points", points_over_pixels, 52, 72, profile)
