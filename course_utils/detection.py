@@ -609,7 +609,7 @@ def build_retinanet(num_classes: int, image_size: int = 128, backbone_filters=(1
             num_classes=num_classes,
             bounding_box_format=BOX_FORMAT,
             label_encoder=encoder,
-            prediction_decoder=_decoder(confidence_threshold, iou_threshold, max_detections),
+            prediction_decoder=PerClassNMS(confidence_threshold, iou_threshold, max_detections),
             feature_pyramid=_feature_pyramid_class()(pyramid_channels, len(anchors.sizes), name="feature_pyramid"),
             classification_head=_head_class()(per_location * num_classes, head_width, head_depth, prior,
                                               name="classification_head"),
@@ -640,10 +640,6 @@ def _replica_share(loss_class):
             return replica_share(super().__call__(*args, **kwargs))
 
     return ReplicaShare
-
-
-def _decoder(confidence_threshold, iou_threshold, max_detections):
-    return PerClassNMS(confidence_threshold, iou_threshold, max_detections)
 
 
 def _per_class_nms_class():
@@ -697,7 +693,7 @@ def set_decoder(model, confidence_threshold: float = 0.05, iou_threshold: float 
     ``iou_threshold=1.0`` switches non-maximum suppression off (no box has an
     IoU above 1 with another), to show what it removes.
     """
-    model.prediction_decoder = _decoder(confidence_threshold, iou_threshold, max_detections)
+    model.prediction_decoder = PerClassNMS(confidence_threshold, iou_threshold, max_detections)
 
 
 def pyramid_shapes(model, image_size: int) -> dict:
@@ -857,7 +853,7 @@ def predict(model, images, confidence_threshold: float | None = None, iou_thresh
     raw = raw if raw is not None else raw_outputs(model, images, batch_size)
     decoder = model.prediction_decoder
     if confidence_threshold is not None or iou_threshold is not None or max_detections is not None:
-        decoder = _decoder(decoder.confidence_threshold if confidence_threshold is None else confidence_threshold,
+        decoder = PerClassNMS(decoder.confidence_threshold if confidence_threshold is None else confidence_threshold,
                            decoder.iou_threshold if iou_threshold is None else iou_threshold,
                            decoder.max_detections if max_detections is None else max_detections)
     image_shape = tuple(images.shape[1:])
