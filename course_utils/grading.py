@@ -16,8 +16,11 @@ student's code prints. Results are stored per submission in ``OUT/results/``,
 so a second run only grades new or changed files; ``OUT/gradebook.csv`` and
 ``OUT/feedback/<student>.md`` are rewritten from them each time.
 
-Grading runs the students' code with your permissions: do it in a container or
-on a throwaway machine (see the "For instructors" page of the book).
+On Linux every submission runs confined by bubblewrap (:mod:`course_utils.sandbox`):
+no network, its own processes only, a read-only system in which the repository
+(solutions and hidden tests included), the submissions, the output folder and
+your home folder are hidden, and one writable scratch folder. Where that is
+impossible the grader refuses to start unless given ``--no-isolation``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import argparse
 import ast
 import concurrent.futures
 import csv
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -44,7 +48,7 @@ from pathlib import Path
 
 import nbformat
 
-from course_utils import build
+from course_utils import build, sandbox
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 CHECK_LINE = re.compile(r"^\s*#\s*CHECK\b.*$", re.MULTILINE)
@@ -437,24 +441,38 @@ def _kill_marked(marker: str) -> None:
 
 @dataclass
 class Settings:
+    """How submissions run. ``isolate``: confine each one with :mod:`course_utils.sandbox` (Linux); ``hide``:
+    host folders it must not see, besides the home folder and ``/tmp`` (the grader adds the repository, the
+    solutions, the submissions and the output folder)."""
+
     profile: str = "cpu"
     cell_timeout: float = 120.0
     notebook_timeout: float = 600.0
     memory_gb: float = 8.0
+    isolate: bool = True
+    hide: tuple = ()
 
 
 def run_notebook(notebook: nbformat.NotebookNode, settings: Settings) -> tuple[str, str, nbformat.NotebookNode | None]:
     """Execute a graded notebook in a worker process in a fresh empty folder; return (status, detail, executed)."""
+    if settings.isolate and (reason := sandbox.unavailable()):
+        raise GradingError(f"cannot confine the notebook: {reason}")
     with tempfile.TemporaryDirectory(prefix="grading-") as folder:
         folder = Path(folder)
         (folder / "nb").mkdir()
         (folder / "work").mkdir()
-        source, target = folder / "nb" / "graded.ipynb", folder / "nb" / "executed.ipynb"
-        nbformat.write(notebook, source)
+        nbformat.write(notebook, folder / "nb" / "graded.ipynb")
         marker = f"COURSE_UTILS_GRADING_RUN={secrets.token_hex(8)}"
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg", marker.split("=")[0]: marker.split("=")[1]}
-        args = [sys.executable, "-c", WORKER, str(source), str(target), str(folder / "work"),
-                str(settings.cell_timeout), settings.profile, str(int(settings.memory_gb * 2**30))]
+        extra = {"TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg", marker.split("=")[0]: marker.split("=")[1]}
+        inside = Path(sandbox.SCRATCH) if settings.isolate else folder  # the scratch folder as the worker sees it
+        args = [sys.executable, "-c", WORKER, str(inside / "nb" / "graded.ipynb"), str(inside / "nb" / "executed.ipynb"),
+                str(inside / "work"), str(settings.cell_timeout), settings.profile, str(int(settings.memory_gb * 2**30))]
+        if settings.isolate:
+            (folder / "home").mkdir()
+            args, env = sandbox.command(args, folder, hide=list(settings.hide)), sandbox.environment(extra)
+        else:
+            env = {**os.environ, **extra}
+        target = folder / "nb" / "executed.ipynb"
         with open(folder / "nb" / "worker.log", "wb") as log:
             process = subprocess.Popen(args, cwd=folder / "nb", env=env, stdin=subprocess.DEVNULL, stdout=log,
                                        stderr=subprocess.STDOUT, start_new_session=True)
@@ -653,9 +671,15 @@ def grade(week_name: str, submissions: Path, out: Path, *, root: Path | None = N
 
     settings = settings or Settings()
     week = load_week(Path(root or Path.cwd()), week_name)
+    if settings.isolate and (reason := sandbox.unavailable()):
+        raise GradingError(f"cannot confine the submissions: {reason}. The grader runs students' code; to run it "
+                           "unconfined, with your permissions, pass --no-isolation (only inside a throwaway "
+                           "virtual machine or container, or for code you trust).")
     files = submission_files(submissions)
     results_dir = out / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
+    private = (Path(root or Path.cwd()), week.path.parent, PACKAGE_DIR.parent, submissions, out)
+    settings = dataclasses.replace(settings, hide=tuple(settings.hide) + tuple(Path(p).resolve() for p in private))
     others = {r.get("week") for r in map(_read_json, results_dir.glob("*.json"))} - {week.name, None}
     if others:
         raise GradingError(f"{out} already holds grades of {', '.join(sorted(others))}; use one output folder per week.")
@@ -726,8 +750,12 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "gpu"), help="PROFILE injected into every notebook")
     parser.add_argument("--force", action="store_true", help="grade again the submissions already graded")
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="repository root holding solutions/ (default: current folder)")
+    parser.add_argument("--no-isolation", action="store_true",
+                        help="run submissions unconfined, with your permissions (where bubblewrap cannot run; "
+                             "only in a throwaway machine or container)")
     args = parser.parse_args(argv)
-    settings = Settings(args.profile, args.timeout, args.notebook_timeout or 5 * args.timeout, args.memory)
+    settings = Settings(args.profile, args.timeout, args.notebook_timeout or 5 * args.timeout, args.memory,
+                        isolate=not args.no_isolation)
     try:
         gradebook = grade(args.week, args.submissions, args.out, root=args.root.resolve(), workers=args.workers,
                           force=args.force, settings=settings)

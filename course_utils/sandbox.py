@@ -1,0 +1,99 @@
+"""Run untrusted code (a student's notebook) confined with bubblewrap.
+
+The grader runs each submission through :func:`command`: a ``bwrap`` command line
+that gives the process
+
+* no network (its own network namespace holds only the loopback device, which the
+  Jupyter kernel needs to talk to papermill);
+* its own process namespace: it sees only its own processes, and when the
+  notebook's runner ends, everything it started is killed with it;
+* its own user namespace, with every capability dropped, and no way to make more;
+* a read-only view of the system, in which the instructor's home folder, the
+  course repository (its ``solutions/``, hidden tests and ``.git`` included), the
+  submissions, the output folder and the host's ``/tmp`` are hidden behind empty
+  read-only folders; only the Python installation and the ``course_utils`` package are
+  shown again, read-only;
+* one writable folder, its own scratch folder, at :data:`SCRATCH` (the rest of
+  ``/tmp`` is an empty, size-capped, private tmpfs that vanishes with it).
+
+Bubblewrap is a Debian/Ubuntu package (``apt-get install bubblewrap``); ``make env``
+installs it when it may. Where it is missing or the kernel refuses namespaces
+(macOS, some container hosts, Ubuntu 24.04's AppArmor rule for unprivileged
+user namespaces), :func:`unavailable` says why, and the grader refuses to run
+untrusted code unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+SCRATCH = "/tmp/grading"
+"""Where a confined process finds its scratch folder (the only host folder it may write to)."""
+TMP_BYTES = 1 << 30
+"""Size cap of the private ``/tmp`` of a confined process (it lives in memory)."""
+
+
+@functools.lru_cache(maxsize=1)
+def unavailable() -> str | None:
+    """``None`` if :func:`command` works on this machine, else why not, in one sentence."""
+    if not sys.platform.startswith("linux"):
+        return f"confinement needs Linux namespaces, and this is {sys.platform}"
+    binary = shutil.which("bwrap")
+    if binary is None:
+        return "bubblewrap (bwrap) is not installed: sudo apt-get install bubblewrap"
+    try:
+        probe = subprocess.run(command(["true"], Path("/"), hide=[]), capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"bubblewrap could not be started: {error}"
+    if probe.returncode != 0:
+        reason = probe.stderr.strip().splitlines()[-1] if probe.stderr.strip() else f"exit code {probe.returncode}"
+        if "ermission denied" in reason or "not permitted" in reason:
+            reason += ("; the kernel refuses namespaces to this user (on Ubuntu 24.04, AppArmor's rule for "
+                       "unprivileged user namespaces: see the instructors' page)")
+        return f"bubblewrap cannot confine a process here: {reason}"
+    return None
+
+
+def _shown_again() -> list[Path]:
+    """What a confined Python needs to run: its installation and this package (read-only)."""
+    paths = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent.parent,
+             Path(__file__).resolve().parent}
+    return sorted(p for p in paths if p.exists())
+
+
+def command(args: list[str], scratch: Path, hide: list[Path]) -> list[str]:
+    """The ``bwrap`` command line that runs ``args`` confined, with ``scratch`` writable at :data:`SCRATCH`.
+
+    ``hide`` lists host folders to cover with empty ones (the repository, the
+    submissions, the output folder); the home folder and ``/tmp`` are always
+    hidden. The working directory inside is :data:`SCRATCH`.
+    """
+    hidden = {Path.home(), Path("/root"), Path("/var/tmp"), *[Path(p).resolve() for p in hide]}
+    line = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
+            "--hostname", "grading", "--cap-drop", "ALL", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"]
+    covered = sorted(p for p in hidden if p.is_dir() and p != Path("/"))
+    for path in covered:
+        line += ["--tmpfs", str(path)]
+    for path in _shown_again():
+        line += ["--ro-bind", str(path), str(path)]
+    for path in covered:  # read-only once the folders shown again have their mount points
+        line += ["--remount-ro", str(path)]
+    line += ["--size", str(TMP_BYTES), "--tmpfs", "/tmp", "--bind", str(Path(scratch).resolve()), SCRATCH,
+             "--chdir", SCRATCH, "--"]
+    return line + list(args)
+
+
+def environment(extra: dict | None = None) -> dict:
+    """A clean environment for confined code: none of the instructor's variables, a home in the scratch folder."""
+    home = f"{SCRATCH}/home"
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "HOME": home,
+           "LANG": os.environ.get("LANG", "C.UTF-8"), "TMPDIR": "/tmp", "JUPYTER_RUNTIME_DIR": f"{home}/runtime",
+           "MPLCONFIGDIR": f"{home}/matplotlib", "KERAS_HOME": f"{home}/keras", "PYTHONNOUSERSITE": "1"}
+    if os.environ.get("VIRTUAL_ENV"):
+        env["VIRTUAL_ENV"] = os.environ["VIRTUAL_ENV"]
+    return {**env, **(extra or {})}
