@@ -107,11 +107,13 @@ class Week:
         return sum(self.questions.values())
 
 
-def find_solution(root: Path, week: str) -> Path:
-    """``solutions/<week>.py``; ``week`` is a file stem (``week1_exercise``) or a number (``1``)."""
-    folder = root / "solutions"
+def find_solution(root: Path, week: str, solutions: Path | None = None) -> Path:
+    """``<solutions>/<week>.py`` (``solutions`` defaults to ``root/solutions``); ``week`` is a file stem
+    (``week1_exercise``) or a number (``1``)."""
+    folder = Path(solutions) if solutions is not None else root / "solutions"
     if not folder.is_dir():
-        raise GradingError(f"No solutions/ folder in {root}: run from the repository root or pass --root.")
+        where = f"No solutions folder {folder}" if solutions is not None else f"No solutions/ folder in {root}"
+        raise GradingError(f"{where}: run from the repository root, or pass --root or --solutions.")
     available = sorted(p.stem for p in folder.glob("*.py"))
     if week.isdigit():
         found = sorted(folder.glob(f"week{int(week)}_*.py"))
@@ -210,9 +212,9 @@ def _grader_load(name, path):
 '''
 
 
-def load_week(root: Path, week: str) -> Week:
-    """Parse ``solutions/<week>.py``: its answer cells, check cells (with points) and other cells."""
-    path = find_solution(root, week)
+def load_week(root: Path, week: str, solutions: Path | None = None) -> Week:
+    """Parse ``solutions/<week>.py`` (or the one in ``solutions``): its answer, check and other cells."""
+    path = find_solution(root, week, solutions)
     name = path.stem
     notebook = build.read_source(path)
     cells, questions, imports, used = [], {}, [], set()
@@ -664,13 +666,16 @@ def feedback_text(week: Week, result: dict, student: str) -> str:
     return "\n".join(lines)
 
 
-def grade(week_name: str, submissions: Path, out: Path, *, root: Path | None = None, workers: int = 1,
-          force: bool = False, settings: Settings | None = None, progress: bool = True) -> Path:
-    """Grade every new or changed submission of a folder, then rewrite the gradebook; return its path."""
+def grade(week_name: str, submissions: Path, out: Path, *, root: Path | None = None, solutions: Path | None = None,
+          workers: int = 1, force: bool = False, settings: Settings | None = None, progress: bool = True) -> Path:
+    """Grade every new or changed submission of a folder, then rewrite the gradebook; return its path.
+
+    ``solutions``: a folder with the week's solution file to grade from instead of the repository's
+    ``solutions/`` (a private copy, whose hidden tests students have not seen)."""
     from tqdm import tqdm
 
     settings = settings or Settings()
-    week = load_week(Path(root or Path.cwd()), week_name)
+    week = load_week(Path(root or Path.cwd()), week_name, solutions)
     if settings.isolate and (reason := sandbox.unavailable()):
         raise GradingError(f"cannot confine the submissions: {reason}. The grader runs students' code; to run it "
                            "unconfined, with your permissions, pass --no-isolation (only inside a throwaway "
@@ -750,6 +755,8 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "gpu"), help="PROFILE injected into every notebook")
     parser.add_argument("--force", action="store_true", help="grade again the submissions already graded")
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="repository root holding solutions/ (default: current folder)")
+    parser.add_argument("--solutions", type=Path, default=None,
+                        help="folder holding the solution files to grade from (a private copy; default: ROOT/solutions)")
     parser.add_argument("--no-isolation", action="store_true",
                         help="run submissions unconfined, with your permissions (where bubblewrap cannot run; "
                              "only in a throwaway machine or container)")
@@ -757,8 +764,8 @@ def main(argv=None) -> int:
     settings = Settings(args.profile, args.timeout, args.notebook_timeout or 5 * args.timeout, args.memory,
                         isolate=not args.no_isolation)
     try:
-        gradebook = grade(args.week, args.submissions, args.out, root=args.root.resolve(), workers=args.workers,
-                          force=args.force, settings=settings)
+        gradebook = grade(args.week, args.submissions, args.out, root=args.root.resolve(), solutions=args.solutions,
+                          workers=args.workers, force=args.force, settings=settings)
     except GradingError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -417,3 +417,18 @@ def test_memory_is_capped():
     assert status == "graded"
     assert cell_with(executed, "bytearray").outputs[-1].ename == "MemoryError"
     assert "still here" in outputs_text(executed)
+
+
+def test_a_private_copy_of_the_solutions_is_graded_from(root, tmp_path, capsys):
+    private = tmp_path / "private"
+    private.mkdir()
+    source = (root / "solutions" / "week1_exercise.py").read_text()
+    extra = "\n# %%\n### BEGIN HIDDEN TESTS\n# CHECK private_question points=3\nassert True\n### END HIDDEN TESTS\n"
+    (private / "week1_exercise.py").write_text(source + extra)
+    week = grading.load_week(root, "1", solutions=private)
+    assert week.path == private / "week1_exercise.py"
+    assert week.questions["private_question"] == 3
+    assert "private_question" not in grading.load_week(root, "1").questions
+    assert grading.main(["1", str(tmp_path), "--out", str(tmp_path / "o"), "--root", str(root),
+                         "--solutions", str(tmp_path / "missing")]) == 2
+    assert "No solutions folder" in capsys.readouterr().err
