@@ -103,9 +103,20 @@ def repository(root: Path) -> tuple[str, str]:
     return repo["url"].rstrip("/"), repo.get("branch", "main")
 
 
+def release(root: Path) -> str:
+    """The git tag of this version of the course, ``v`` + the version in ``pyproject.toml`` (e.g. ``v0.1.0``).
+
+    Colab badges open the notebooks at this tag and their install cell installs the package at this tag, so a
+    notebook and the package it installs always match (see CONTRIBUTING, "Releasing").
+    """
+    import tomllib
+
+    return "v" + tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
+
+
 def colab_url(root: Path, relative_ipynb: str) -> str:
-    url, branch = repository(root)
-    return f"https://colab.research.google.com/github/{url.split('github.com/')[1]}/blob/{branch}/{relative_ipynb}"
+    url, _ = repository(root)
+    return f"https://colab.research.google.com/github/{url.split('github.com/')[1]}/blob/{release(root)}/{relative_ipynb}"
 
 
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
@@ -117,19 +128,35 @@ def colab_notebook(notebook: nbformat.NotebookNode, root: Path, relative_ipynb: 
     """Add the "Open in Colab" badge and the Colab-only install cell at the top of a notebook.
 
     The install cell does nothing outside Colab; on Colab it installs
-    ``course_utils`` from the repository without the ``cpu`` extra, so the
-    TensorFlow and Keras that Colab ships are kept. The book uses a local copy
-    of the badge image (``badge_image``) so that its pages need no network.
+    ``course_utils`` at this release's tag without the ``cpu`` extra, so the
+    TensorFlow and Keras that Colab ships are kept, and stops with a clear error
+    if that fails (no network, a tag not pushed yet), so that "Run all" goes no
+    further. An exercise also says how to keep and hand in one's work. The book
+    uses a local copy of the badge image (``badge_image``) so that its pages need
+    no network.
     """
-    url, branch = repository(root)
+    url, _ = repository(root)
+    tag = release(root)
     badge = nbformat.v4.new_markdown_cell(f"[![Open In Colab]({badge_image})]({colab_url(root, relative_ipynb)})")
     install = nbformat.v4.new_code_cell(
-        "# On Google Colab, install the course package (TensorFlow and Keras are already there).\n"
-        "import sys\n"
+        f"# On Google Colab, install the course package, release {tag} (TensorFlow and Keras are already there).\n"
+        "import subprocess, sys\n"
         'if "google.colab" in sys.modules:\n'
-        f'    %pip install --quiet "course_utils @ git+{url}@{branch}"',
+        f'    _pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "course_utils @ git+{url}@{tag}"],\n'
+        "                          capture_output=True, text=True)\n"
+        "    if _pip.returncode != 0:\n"
+        "        raise RuntimeError(\n"
+        f'            "Could not install the course package (course_utils {tag}), so the cells below cannot run. "\n'
+        '            "Check that this runtime is connected to the internet, then run this cell again. pip said:\\n"\n'
+        "            + _pip.stderr[-1500:])",
         metadata={"tags": ["remove-cell"]},
     )
+    keep = nbformat.v4.new_markdown_cell(
+        "**Keep your work.** On Colab, a notebook opened from the badge is a temporary copy: choose *File → Save a "
+        "copy in Drive* before you start. **Hand it in** as an `.ipynb` file: on Colab *File → Download → Download "
+        ".ipynb*; in Jupyter, save it and send the file itself. Your instructor grades that file."
+    )
+    header = [badge, install] + ([keep] if relative_ipynb.startswith("exercises/") else [])
     result = nbformat.v4.new_notebook(metadata=dict(notebook.metadata))
     result.metadata.pop("jupytext", None)
     result.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
@@ -137,7 +164,7 @@ def colab_notebook(notebook: nbformat.NotebookNode, root: Path, relative_ipynb: 
     cells = [nbformat.from_dict(dict(c)) for c in notebook.cells]
     # The badge goes after the title cell so that the page still opens with its title.
     title_first = cells and cells[0].cell_type == "markdown" and cells[0].source.lstrip().startswith("# ")
-    result.cells = cells[:1] + [badge, install] + cells[1:] if title_first else [badge, install] + cells
+    result.cells = cells[:1] + header + cells[1:] if title_first else header + cells
     for i, cell in enumerate(result.cells):
         cell["id"] = f"cell-{i}"
     return result

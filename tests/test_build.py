@@ -2,6 +2,7 @@
 
 import shutil
 import subprocess
+import tomllib
 import sys
 
 import jupytext
@@ -85,26 +86,45 @@ def test_colab_notebook_has_badge_and_install_cell_that_only_acts_on_colab(root)
     notebook = jupytext.reads(SOLUTION, fmt=build.SOURCE_FORMAT)
     colab = build.colab_notebook(notebook, root, "exercises/demo.ipynb")
     assert colab.cells[0].source == "# A title"  # the title stays first
-    badge, install = colab.cells[1], colab.cells[2]
-    url, branch = build.repository(root)
-    assert f"/blob/{branch}/exercises/demo.ipynb" in badge.source
+    badge, install, keep = colab.cells[1], colab.cells[2], colab.cells[3]
+    url, _ = build.repository(root)
+    tag = build.release(root)
+    assert tag == "v" + tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
+    assert f"/blob/{tag}/exercises/demo.ipynb" in badge.source  # the notebook and the package: one release
     assert badge.source.startswith("[![Open In Colab]")
     assert 'if "google.colab" in sys.modules:' in install.source
-    assert f"git+{url}@{branch}" in install.source
+    assert f"git+{url}@{tag}" in install.source
     assert "[cpu" not in install.source and "tensorflow" not in install.source.split("\n", 1)[1]
+    assert "Save a copy in Drive" in keep.source and "Download .ipynb" in keep.source
+    assert not any("Save a copy" in c.source for c in build.colab_notebook(notebook, root, "book/week1.ipynb").cells)
     nbformat.validate(colab)
 
 
+def install_cell(root, url=None):
+    source = build.colab_notebook(jupytext.reads(SOLUTION, fmt=build.SOURCE_FORMAT), root, "x.ipynb").cells[2].source
+    return source if url is None else source.replace(f"git+{build.repository(root)[0]}", url)
+
+
+FAKE_COLAB = "import sys, types; sys.modules['google.colab'] = types.ModuleType('google.colab')\n"
+NO_PIP = "import subprocess, sys; subprocess.run = lambda *args, **kwargs: sys.exit('would install: ' + args[0][-1])\n"
+
+
 def test_install_cell_does_nothing_outside_colab(root):
-    """The install cell's logic, run in a plain Python process: no pip call happens."""
-    notebook = jupytext.reads(SOLUTION, fmt=build.SOURCE_FORMAT)
-    install = build.colab_notebook(notebook, root, "x.ipynb").cells[2].source
-    code = install.replace("%pip install", "raise SystemExit('would install:') #")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    fake_colab = "import sys, types; sys.modules['google.colab'] = types.ModuleType('google.colab')\n" + code
-    result = subprocess.run([sys.executable, "-c", fake_colab], capture_output=True, text=True)
-    assert "would install" in result.stderr
+    """Run in a plain Python process, the cell calls no pip at all; on Colab it installs this release."""
+    result = subprocess.run([sys.executable, "-c", NO_PIP + install_cell(root)], capture_output=True, text=True)
+    assert result.returncode == 0 and not result.stderr, result.stderr
+    result = subprocess.run([sys.executable, "-c", NO_PIP + FAKE_COLAB + install_cell(root)], capture_output=True,
+                            text=True)
+    assert f"would install: course_utils @ git+{build.repository(root)[0]}@{build.release(root)}" in result.stderr
+
+
+def test_a_failed_install_on_colab_stops_with_a_clear_error(root):
+    """No network or a release that does not exist: the cell raises, so "Run all" stops there."""
+    code = install_cell(root, url="git+file:///nonexistent/course-repository")
+    result = subprocess.run([sys.executable, "-c", FAKE_COLAB + code], capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "RuntimeError: Could not install the course package (course_utils v" in result.stderr
+    assert "connected to the internet" in result.stderr and "pip said" in result.stderr
 
 
 def test_generated_files_are_in_sync_with_their_sources(root):
