@@ -148,7 +148,9 @@ def colab_notebook(notebook: nbformat.NotebookNode, root: Path, relative_ipynb: 
         "        raise RuntimeError(\n"
         f'            "Could not install the course package (course_utils {tag}), so the cells below cannot run. "\n'
         '            "Check that this runtime is connected to the internet, then run this cell again. pip said:\\n"\n'
-        "            + _pip.stderr[-1500:])",
+        "            + _pip.stderr[-1500:])\n"
+        "from course_utils.config import quiet_tensorflow\n"
+        "quiet_tensorflow()  # before TensorFlow loads: its start-up notices stay out of the cells, real errors do not",
         metadata={"tags": ["remove-cell"]},
     )
     keep = nbformat.v4.new_markdown_cell(

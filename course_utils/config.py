@@ -32,11 +32,69 @@ from __future__ import annotations
 
 import os
 import random
+import re
 from dataclasses import dataclass
 
 import numpy as np
 
 PROFILES = ("smoke", "cpu", "gpu")
+
+TENSORFLOW_NOISE = re.compile(
+    rb"failed call to cuInit"  # a CUDA build of TensorFlow on a machine without a GPU (a Colab CPU runtime)
+    rb"|mentions attribute use_unbounded_threadpool"  # tf.data graphs of newer TensorFlow Python code, harmless
+    rb"|All log messages before absl::InitializeLog\(\) is called"
+)
+"""Lines TensorFlow's C++ side prints as errors or warnings that are not: :func:`quiet_tensorflow` drops them."""
+_stderr_filtered = False
+
+
+def quiet_tensorflow(filter_stderr: bool | None = None) -> None:
+    """Keep TensorFlow's start-up notices out of the cells, and keep its real errors. Call before TensorFlow loads.
+
+    It sets ``TF_CPP_MIN_LOG_LEVEL=1`` (no INFO lines, such as the oneDNN and CPU-feature notices; warnings and
+    errors stay), unless already set. In a Jupyter kernel (``filter_stderr`` None) it also filters the process's
+    standard error, which the kernel shows in the cells, dropping the lines of :data:`TENSORFLOW_NOISE`. Every
+    generated notebook calls it in its first cell; :func:`setup` calls it too, too late to silence start-up.
+    """
+    global _stderr_filtered
+    import sys
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    if filter_stderr is None:
+        filter_stderr = "ipykernel" in sys.modules  # a plain script keeps its standard error untouched
+    if filter_stderr and not _stderr_filtered:
+        _stderr_filtered = True
+        _filter_fd(2, TENSORFLOW_NOISE)
+
+
+def _filter_fd(fd: int, noise: re.Pattern) -> None:
+    """Route file descriptor ``fd`` through a pipe whose reader drops the lines matching ``noise``."""
+    import select
+    import threading
+
+    original = os.dup(fd)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, fd)
+    os.close(write_end)
+
+    def pump():
+        pending = b""
+        while True:
+            ready, _, _ = select.select([read_end], [], [], 0.2)
+            chunk = os.read(read_end, 65536) if ready else b""
+            if ready and not chunk:  # the write end closed: pass on what is left
+                break
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            kept = b"".join(line + b"\n" for line in lines if not noise.search(line))
+            if not ready and pending:  # a partial line with nothing more coming: pass it on now
+                kept, pending = kept + pending, b""
+            if kept:
+                os.write(original, kept)
+        if pending and not noise.search(pending):
+            os.write(original, pending)
+
+    threading.Thread(target=pump, name="quiet-tensorflow", daemon=True).start()
 
 
 def gpu_available() -> bool:
@@ -101,7 +159,7 @@ def setup(profile: str | None = None, seed: int = 0) -> Profile:
     import keras
     import tensorflow as tf
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tensorflow()
     name = resolve_profile(profile)
     seed_everything(1000 * seed)
     gpus = tf.config.list_physical_devices("GPU") if name == "gpu" else []

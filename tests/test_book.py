@@ -34,7 +34,7 @@ def test_a_failing_cell_fails_the_build_and_names_the_error(root, tmp_path):
 
     from course_utils.build import build_book
 
-    for name in ("_config.yml", "references.bib"):
+    for name in ("_config.yml", "pyproject.toml", "references.bib"):
         shutil.copy2(root / name, tmp_path / name)
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/broken\n")
     (tmp_path / "book").mkdir()

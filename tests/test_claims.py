@@ -81,7 +81,7 @@ def test_a_claim_whose_number_drifts_fails_the_book_build(root, tmp_path):
 
     from course_utils.build import build_book
 
-    for name in ("_config.yml", "references.bib"):
+    for name in ("_config.yml", "pyproject.toml", "references.bib"):
         shutil.copy2(root / name, tmp_path / name)
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/claims\n")
     shutil.copytree(root / "book" / "images", tmp_path / "book" / "images")

@@ -302,7 +302,8 @@ def test_every_exercise_can_be_graded(root, name):
 
 
 def demo_root(tmp_path, root, solution):
-    shutil.copy2(root / "_config.yml", tmp_path / "_config.yml")
+    for name in ("_config.yml", "pyproject.toml"):
+        shutil.copy2(root / name, tmp_path / name)
     (tmp_path / "solutions").mkdir()
     (tmp_path / "solutions" / "week9_exercise.py").write_text(solution)
     return tmp_path
