@@ -1,0 +1,96 @@
+"""The chapters' data loaders on real photographs (tests/photo_fixtures.py), and their errors on bad data."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import photo_fixtures
+from course_utils import detection as det
+from course_utils import recognition, segmentation
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    return {"classes": photo_fixtures.classification_folder(root / "classes"),
+            "coco": photo_fixtures.coco_file(root / "detection"),
+            "pairs": photo_fixtures.segmentation_folders(root / "segmentation")}
+
+
+def test_a_folder_of_class_folders_gives_a_stratified_split_with_the_folder_names(photos):
+    split = recognition.load_classification(str(photos["classes"]), image_size=48, seed=0)
+    assert split.class_names == ("astronaut", "cat", "coffee", "rocket")
+    assert split.x_train.shape[1:] == (48, 48, 3) and split.x_test.shape[1:] == (48, 48, 3)
+    assert len(split.x_train) + len(split.x_test) == 4 * 12  # the grayscale and the RGBA file included
+    assert set(np.unique(split.y_test)) == {0, 1, 2, 3}  # every class on both sides
+    assert 0.0 <= split.x_train.min() and split.x_train.max() <= 1.0
+
+
+def test_a_coco_file_of_photographs_of_many_sizes_loads_resized_with_its_boxes(photos):
+    data = det.load_detection_data(str(photos["coco"]), image_size=128)
+    coco = json.loads(photos["coco"].read_text())
+    assert data.class_names == ("cat", "coin")
+    assert len(data.images) == len(coco["images"]) == 28
+    real = data.classes >= 0  # each image's rows beyond its own boxes are padding (class -1)
+    assert real.sum() == len(coco["annotations"])
+    assert np.all((data.boxes[real] >= 0) & (data.boxes[real] <= 128))
+    assert data.images.shape[1:] == (128, 128, 3)
+
+
+def test_image_and_mask_folders_load_with_their_class_ids(photos):
+    data = segmentation.load_segmentation(str(photos["pairs"]), image_size=(64, 64),
+                                          class_names=["background", "horse", "coin"])
+    assert data.images.shape == (16, 64, 64, 3) and data.masks.shape == (16, 64, 64)
+    assert set(np.unique(data.masks)) == {0, 1, 2}
+
+
+def damaged(tmp_path, photos, name):
+    """A copy of one fixture to break."""
+    target = tmp_path / name
+    shutil.copytree(photos[name].parent if name == "coco" else photos[name], target)
+    return target
+
+
+def test_a_class_with_one_image_is_named(tmp_path, photos):
+    folder = damaged(tmp_path, photos, "classes")
+    for extra in sorted((folder / "cat").iterdir())[1:]:
+        extra.unlink()
+    with pytest.raises(ValueError, match=r"Too few images in folder .*cat: 1"):
+        recognition.load_classification(str(folder), image_size=32)
+
+
+def test_an_unreadable_image_is_named(tmp_path, photos):
+    folder = damaged(tmp_path, photos, "classes")
+    (folder / "cat" / "broken.jpg").write_bytes(b"this is not a JPEG")
+    with pytest.raises(ValueError, match=r"Cannot read image .*cat/broken\.jpg"):
+        recognition.load_classification(str(folder), image_size=32)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["annotations"][0].update(bbox=[500, 10, 40, 40]), r"photo_00\.jpg.*box outside the image"),
+    (lambda c: c["annotations"][0].update(category_id=9), r"photo_00\.jpg.*unknown class id 9"),
+    (lambda c: c["images"][0].update(file_name="gone.jpg"), r"gone\.jpg.*file not found"),
+])
+def test_bad_coco_annotations_are_named(tmp_path, photos, change, message):
+    folder = damaged(tmp_path, photos, "coco")
+    coco = json.loads((folder / "annotations.json").read_text())
+    change(coco)
+    (folder / "annotations.json").write_text(json.dumps(coco))
+    with pytest.raises(det.AnnotationError, match=message):
+        det.load_detection_data(str(folder / "annotations.json"), image_size=64)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda m, size: m.unlink(), r"No mask for image .*scene_00\.jpg"),
+    (lambda m, size: Image.new("L", (10, 10)).save(m), r"Size mismatch: image .*scene_00\.jpg"),
+    (lambda m, size: Image.new("L", size, 7).save(m), r"scene_00\.png has values \[7\] outside the classes"),
+])
+def test_bad_masks_are_named(tmp_path, photos, damage, message):
+    folder = damaged(tmp_path, photos, "pairs")
+    size = Image.open(folder / "images" / "scene_00.jpg").size
+    damage(folder / "masks" / "scene_00.png", size)
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        segmentation.load_segmentation(str(folder), image_size=(32, 32), class_names=["background", "horse", "coin"])
