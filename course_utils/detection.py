@@ -574,7 +574,7 @@ def build_retinanet(num_classes: int, image_size: int = 128, backbone_filters=(1
                     head_depth: int = 2, anchors: AnchorConfig | None = None, positive_threshold: float = 0.5,
                     negative_threshold: float = 0.4, confidence_threshold: float = 0.05,
                     iou_threshold: float = 0.5, max_detections: int = 20, learning_rate: float = 1e-3,
-                    compile: bool = True):
+                    compile: bool = True, classification_loss=None, features_from=None):
     """KerasCV RetinaNet sized for a CPU, compiled with focal loss and smooth L1.
 
     The pyramid has as many levels as ``anchors.sizes`` (P3 upwards); every
@@ -585,6 +585,15 @@ def build_retinanet(num_classes: int, image_size: int = 128, backbone_filters=(1
     The prediction decoder (:func:`PerClassNMS`) keeps detections with confidence
     >= ``confidence_threshold`` (low, for mAP; see :func:`set_decoder`) and applies
     per-class non-maximum suppression at ``iou_threshold``. Adam with ``global_clipnorm=10``.
+    ``classification_loss`` defaults to :func:`focal_loss` with the paper's
+    ``gamma=2, alpha=0.25``; ``focal_loss(gamma=0, alpha=...)`` trains with
+    (alpha-balanced) binary cross-entropy instead. Any loss given must sum over
+    anchors and classes (``reduction="sum"``): RetinaNet divides the sum by
+    the number of positive anchors itself.
+    ``features_from``: another RetinaNet of the same backbone and pyramid sizes
+    whose backbone and feature-pyramid weights are copied in and frozen, so
+    that only the two heads train (fresh, and free to use other anchors): a
+    cheap way to compare losses or anchor layouts on the same features.
 
     The model is float32 even under the gpu profile's ``mixed_float16`` policy:
     KerasCV's RetinaNet then outputs float16 boxes and scores, which its box
@@ -597,6 +606,14 @@ def build_retinanet(num_classes: int, image_size: int = 128, backbone_filters=(1
 
     anchors = anchors or AnchorConfig()
     per_location = anchors.per_location
+    if classification_loss is None:
+        classification_loss = focal_loss()
+    elif not isinstance(classification_loss, keras.losses.Loss):
+        raise TypeError(f"classification_loss must be a keras.losses.Loss such as det.focal_loss(gamma=0, alpha=0.75), "
+                        f"not {type(classification_loss).__name__} {classification_loss!r}")
+    elif getattr(classification_loss, "reduction", None) != "sum":
+        raise ValueError(f"classification_loss must sum over anchors and classes (reduction='sum'): RetinaNet divides "
+                         f"by the number of positive anchors itself; got reduction={classification_loss.reduction!r}")
     prior = -math.log((1 - 0.01) / 0.01)
     policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")  # float16 outputs break KerasCV's decoding (see above)
@@ -617,13 +634,63 @@ def build_retinanet(num_classes: int, image_size: int = 128, backbone_filters=(1
         )
     finally:
         keras.mixed_precision.set_global_policy(policy)
+    if features_from is not None:
+        for part in ("backbone", "feature_pyramid"):
+            source, target = getattr(features_from, part, None), getattr(model, part)
+            shapes = [tuple(w.shape) for w in source.weights] if source is not None else None
+            if shapes != [tuple(w.shape) for w in target.weights]:
+                raise ValueError(f"features_from must be a RetinaNet with the same {part.replace('_', ' ')} "
+                                 f"(backbone_filters, backbone_blocks, pyramid_channels and pyramid levels) as this one")
+            target.set_weights(source.get_weights())
+            target.trainable = False
     if compile:
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate, global_clipnorm=10.0),
-            classification_loss=_replica_share(keras_cv.losses.FocalLoss)(from_logits=True, reduction="sum"),
+            classification_loss=classification_loss,
             box_loss=_replica_share(keras_cv.losses.SmoothL1Loss)(l1_cutoff=1.0, reduction="sum"),
         )
     return model
+
+
+def focal_loss(gamma: float = 2.0, alpha: float = 0.25):
+    """RetinaNet's classification loss as a Keras loss: the alpha-balanced focal loss from logits, summed.
+
+    ``alpha`` weighs the positive targets and ``1 - alpha`` the negative ones (KerasCV's
+    ``FocalLoss``); ``gamma`` is the focusing exponent. ``gamma=0`` is alpha-balanced binary
+    cross-entropy (``alpha=0.5`` is plain cross-entropy at half weight), the baseline the
+    focal loss is compared with. The defaults are those of Lin et al. (2017).
+    """
+    if not (math.isfinite(gamma) and gamma >= 0):
+        raise ValueError(f"gamma must be a number >= 0 (0 gives cross-entropy), got {gamma!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie strictly between 0 and 1 (the weight of positives), got {alpha!r}")
+    return _replica_share(_focal_loss_class())(alpha=float(alpha), gamma=float(gamma), from_logits=True,
+                                               reduction="sum")
+
+
+def _focal_loss_class():
+    """KerasCV's ``FocalLoss``, with ``gamma=0`` computed as a stable cross-entropy from the logits.
+
+    KerasCV computes ``(1 - p_t) ** gamma`` even for ``gamma=0``; once a sigmoid
+    saturates (``p_t`` exactly 1 in float32) the gradient of that power is
+    ``0 * inf``, NaN, and training with cross-entropy diverges. For ``gamma > 0``
+    the class is KerasCV's own.
+    """
+    import keras_cv
+    from keras import ops
+
+    class FocalLoss(keras_cv.losses.FocalLoss):
+        def call(self, y_true, y_pred):
+            if self.gamma != 0 or not self.from_logits or self.label_smoothing:
+                return super().call(y_true, y_pred)
+            y_pred = ops.convert_to_tensor(y_pred)
+            y_true = ops.cast(y_true, y_pred.dtype)
+            weight = ops.where(ops.equal(y_true, 1.0), self.alpha, 1.0 - self.alpha)
+            # max(z, 0) - z y + log(1 + exp(-|z|)): sigmoid cross-entropy without computing the sigmoid
+            cross_entropy = ops.relu(y_pred) - y_pred * y_true + ops.log1p(ops.exp(-ops.abs(y_pred)))
+            return ops.sum(weight * cross_entropy, axis=-1)  # over the classes, as KerasCV's FocalLoss
+
+    return FocalLoss
 
 
 def _replica_share(loss_class):
@@ -868,6 +935,79 @@ def predict(model, images, confidence_threshold: float | None = None, iou_thresh
     result = {k: np.asarray(out[k]) for k in ("boxes", "classes", "confidence", "num_detections")}
     result["classes"] = result["classes"].astype(np.int32)
     return result
+
+
+def anchor_targets(model, data: DetectionData, batch_size: int = 64) -> np.ndarray:
+    """Every anchor's classification target under the model's own matching, ``(images, anchors)`` int32.
+
+    A class id (``0 ..``) for a positive anchor, ``-1`` for background, ``-2`` for an
+    ignored anchor: computed by the model's label encoder (KerasCV's
+    ``RetinaNetLabelEncoder`` with the model's anchors and IoU thresholds), the
+    very targets training sees, without augmentation. Same anchor order as
+    :func:`raw_outputs`.
+    """
+    parts = []
+    for start in range(0, len(data), batch_size):
+        part = data.subset(slice(start, start + batch_size))
+        _, classes = model.label_encoder(np.asarray(part.images, np.float32), part.targets())
+        parts.append(np.asarray(classes))
+    return np.rint(np.concatenate(parts)).astype(np.int32)
+
+
+def anchor_scores(raw: dict, targets) -> dict:
+    """The model's sigmoid scores split by what each anchor should say (``targets`` from :func:`anchor_targets`).
+
+    ``"object"``: at every positive anchor, the probability given to its true class;
+    ``"background"``: at every background anchor, the highest probability over the
+    classes (the score a false detection there would get). Ignored anchors are left out.
+    """
+    logits = np.asarray(raw["classification"], np.float64)
+    targets = np.asarray(targets)
+    if logits.shape[:2] != targets.shape:
+        raise ValueError(f"raw outputs cover {logits.shape[:2]} (images, anchors) but the targets {targets.shape}: "
+                         "compute both on the same images with the same model")
+    probability = 1.0 / (1.0 + np.exp(-logits))
+    positive = targets >= 0
+    return {"object": probability[positive, targets[positive]],
+            "background": probability[targets == -1].max(axis=-1)}
+
+
+def plot_score_distributions(scores: dict, threshold: float | None = 0.05, title: str | None = None):
+    """Histograms of anchor scores, background anchors and object anchors side by side, one line per model.
+
+    ``scores`` maps a model's name to :func:`anchor_scores`. Scores are drawn on a
+    log axis (background scores span several decades); each histogram shows the
+    share of its anchors per bin. ``threshold`` (the decoder's score threshold)
+    is marked: background anchors to its right become candidate false detections.
+    """
+    import matplotlib.pyplot as plt
+
+    from course_utils.plots import PAGE_WIDTH
+
+    if not scores:
+        raise ValueError("scores is empty: pass {model name: det.anchor_scores(...)} for at least one model")
+    fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 2.9), sharey=False, layout="constrained")
+    low = min(max(float(np.min(v[k], initial=1.0)), 1e-8) for v in scores.values() for k in ("object", "background"))
+    bins = np.logspace(np.floor(np.log10(low)), 0, 41)
+    for ax, key, name in zip(axes, ("background", "object"),
+                             ("background anchors: highest class score", "object anchors: score of the true class")):
+        for k, (model_name, groups) in enumerate(scores.items()):
+            values = np.clip(np.asarray(groups[key]), bins[0], 1.0)
+            share = np.histogram(values, bins=bins)[0] / max(len(values), 1)
+            ax.stairs(share, bins, color=_COLOURS[[1, 0, 2, 3][k % 4]], lw=1.6,
+                      label=f"{model_name} ({len(values):,} anchors)")
+        if threshold is not None:
+            ax.axvline(threshold, color="grey", ls="--", lw=1)
+            ax.text(threshold, ax.get_ylim()[1] * 0.97, f" {threshold:g}", color="grey", fontsize=8, va="top")
+        ax.set_xscale("log")
+        ax.set_xlabel("score (sigmoid probability)")
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
+    axes[0].set_ylabel("share of anchors")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
 
 
 # -------------------------------------------------------------------------- evaluation

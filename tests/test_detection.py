@@ -132,6 +132,92 @@ def test_predictions_have_the_documented_format(tiny_model, scenes):
     assert p["classes"].dtype == np.int32
 
 
+def test_focal_loss_object_is_cross_entropy_at_gamma_zero_and_checks_its_arguments():
+    rng = np.random.default_rng(2)
+    y = (rng.random((3, 5)) < 0.3).astype("float32")
+    logits = rng.normal(0, 2, size=(3, 5)).astype("float32")
+    ce = np.maximum(logits, 0) - logits * y + np.log1p(np.exp(-np.abs(logits)))  # sigmoid cross-entropy
+    weights = np.where(y == 1, 0.75, 0.25)
+    assert float(d.focal_loss(gamma=0, alpha=0.75)(y, logits)) == pytest.approx(float(np.sum(weights * ce)), rel=1e-4)
+    assert float(d.focal_loss()(y, logits)) == pytest.approx(d.binary_focal_loss(y, logits).sum(), rel=1e-4)
+    # per anchor, summed over the classes like KerasCV's FocalLoss (RetinaNet weighs anchors, not classes)
+    per_anchor = d.focal_loss(gamma=0, alpha=0.75).call(y, logits)
+    assert tuple(per_anchor.shape) == (3,)
+    with pytest.raises(ValueError, match="gamma"):
+        d.focal_loss(gamma=-1)
+    with pytest.raises(ValueError, match="alpha"):
+        d.focal_loss(alpha=1.5)
+
+
+def test_builder_takes_a_classification_loss_and_rejects_a_mean_or_a_name():
+    import keras
+
+    small = dict(image_size=64, backbone_filters=(8, 8, 16, 16), pyramid_channels=16, head_width=16, head_depth=1,
+                 anchors=d.AnchorConfig(sizes=(8.0, 16.0, 32.0)))
+    ce = d.focal_loss(gamma=0.0, alpha=0.75)
+    model = d.build_retinanet(4, classification_loss=ce, **small)
+    assert model.classification_loss is ce
+    assert d.build_retinanet(4, **small).classification_loss.gamma == 2.0
+    with pytest.raises(TypeError, match="keras.losses.Loss"):
+        d.build_retinanet(4, classification_loss="binary_crossentropy", **small)
+    with pytest.raises(ValueError, match="reduction='sum'"):
+        d.build_retinanet(4, classification_loss=keras.losses.BinaryFocalCrossentropy(from_logits=True), **small)
+
+
+def test_cross_entropy_stays_finite_where_the_sigmoid_saturates():
+    import tensorflow as tf
+
+    y = tf.constant([[1.0, 0.0, 0.0]])
+    logits = tf.Variable([[30.0, -30.0, 2.0]])  # sigmoid(30) is 1 in float32
+    with tf.GradientTape() as tape:
+        loss = d.focal_loss(gamma=0.0, alpha=0.75)(y, logits)
+    gradient = tape.gradient(loss, logits).numpy()
+    assert np.all(np.isfinite(gradient)) and np.isfinite(float(loss))
+    p = 1 / (1 + np.exp(-2.0))
+    np.testing.assert_allclose(gradient, [[0.75 * (-1 / (1 + np.exp(30.0))), 0.25 / (1 + np.exp(30.0)), 0.25 * p]],
+                               rtol=1e-4, atol=1e-12)
+
+
+def test_features_from_copies_and_freezes_the_backbone_and_pyramid(tiny_model):
+    other = d.build_retinanet(4, image_size=64, backbone_filters=(8, 8, 16, 16), pyramid_channels=16, head_width=16,
+                              head_depth=1, anchors=d.AnchorConfig(sizes=(8.0, 16.0, 32.0), scales=(1.0,),
+                                                                   aspect_ratios=(0.5, 1.0, 2.0)),
+                              features_from=tiny_model)
+    for part in ("backbone", "feature_pyramid"):
+        for a, b in zip(getattr(tiny_model, part).get_weights(), getattr(other, part).get_weights()):
+            np.testing.assert_array_equal(a, b)
+        assert not getattr(other, part).trainable_weights
+    trainable = sum(int(np.prod(w.shape)) for w in other.trainable_weights)
+    assert trainable == other.classification_head.count_params() + other.box_head.count_params()
+    with pytest.raises(ValueError, match="same backbone"):
+        d.build_retinanet(4, image_size=64, backbone_filters=(8, 16, 16, 16), pyramid_channels=16, head_width=16,
+                          head_depth=1, anchors=d.AnchorConfig(sizes=(8.0, 16.0, 32.0)), features_from=tiny_model)
+
+
+def test_anchor_targets_follow_the_numpy_matching_and_scores_split_by_target(tiny_model, scenes):
+    data = scenes.subset(slice(0, 6))
+    targets = d.anchor_targets(tiny_model, data, batch_size=4)
+    anchors = np.concatenate(list(d.make_anchors(d.AnchorConfig(sizes=(8.0, 16.0, 32.0)), 64).values()))
+    assert targets.shape == (6, len(anchors))
+    for i in range(len(data)):
+        gt = data.boxes[i][data.classes[i] >= 0]
+        labels, best, _ = d.match_anchors(anchors, gt)
+        expected = np.where(labels == 1, data.classes[i][data.classes[i] >= 0][best], np.where(labels == 0, -1, -2))
+        np.testing.assert_array_equal(targets[i], expected)
+    raw = d.raw_outputs(tiny_model, data.images)
+    scores = d.anchor_scores(raw, targets)
+    assert len(scores["object"]) == np.sum(targets >= 0) and len(scores["background"]) == np.sum(targets == -1)
+    i, a = np.argwhere(targets >= 0)[0]
+    assert scores["object"][0] == pytest.approx(1 / (1 + np.exp(-raw["classification"][i, a, targets[i, a]])))
+    assert np.all((scores["background"] > 0) & (scores["background"] < 1))
+    with pytest.raises(ValueError, match="same images"):
+        d.anchor_scores(raw, targets[:3])
+    fig = d.plot_score_distributions({"focal loss": scores, "cross-entropy": scores})
+    assert len(fig.axes) == 2
+    with pytest.raises(ValueError, match="empty"):
+        d.plot_score_distributions({})
+
+
 # -------------------------------------------------------------------------- augmentation
 
 
