@@ -40,21 +40,26 @@ import numpy as np
 PROFILES = ("smoke", "cpu", "gpu")
 
 TENSORFLOW_NOISE = re.compile(
-    rb"failed call to cuInit"  # a CUDA build of TensorFlow on a machine without a GPU (a Colab CPU runtime)
+    rb"^I\d{4} [\d:.]+ +\d+ \S+:\d+\]"  # INFO lines: I<mmdd> <time> <thread> <file>:<line>] (oneDNN, CPU, ...)
+    rb"|^To enable the following instructions: .* rebuild TensorFlow"  # the second line of the CPU-feature notice
+    rb"|failed call to cuInit"  # a CUDA build of TensorFlow on a machine without a GPU (a Colab CPU runtime)
     rb"|mentions attribute use_unbounded_threadpool"  # tf.data graphs of newer TensorFlow Python code, harmless
     rb"|All log messages before absl::InitializeLog\(\) is called"
 )
-"""Lines TensorFlow's C++ side prints as errors or warnings that are not: :func:`quiet_tensorflow` drops them."""
+"""Lines TensorFlow's C++ side prints that are not errors, or are errors that do not matter: dropped by
+:func:`quiet_tensorflow`. (TensorFlow 2.21 prints its start-up INFO lines before it reads
+``TF_CPP_MIN_LOG_LEVEL``, so only filtering removes them.)"""
 _stderr_filtered = False
 
 
 def quiet_tensorflow(filter_stderr: bool | None = None) -> None:
     """Keep TensorFlow's start-up notices out of the cells, and keep its real errors. Call before TensorFlow loads.
 
-    It sets ``TF_CPP_MIN_LOG_LEVEL=1`` (no INFO lines, such as the oneDNN and CPU-feature notices; warnings and
-    errors stay), unless already set. In a Jupyter kernel (``filter_stderr`` None) it also filters the process's
-    standard error, which the kernel shows in the cells, dropping the lines of :data:`TENSORFLOW_NOISE`. Every
-    generated notebook calls it in its first cell; :func:`setup` calls it too, too late to silence start-up.
+    It sets ``TF_CPP_MIN_LOG_LEVEL=1`` (no INFO lines once TensorFlow's logging is up; warnings and errors stay),
+    unless already set. In a Jupyter kernel (``filter_stderr`` None) it also filters the process's standard
+    error, which the kernel shows in the cells, dropping the lines of :data:`TENSORFLOW_NOISE` (the oneDNN and
+    CPU-feature notices among them) and passing every other line on. Every generated notebook calls it in its
+    first cell; :func:`setup` calls it too, too late to silence start-up.
     """
     global _stderr_filtered
     import sys
@@ -126,6 +131,7 @@ class Profile:
     mixed_precision: bool = False
     replicas: int = 1
     run_seed: int = 0
+    data_source: str = "scenes"
 
     def seed(self, step: int) -> int:
         """The seed of one random step of the chapter (its data, an initialisation, a training order).
@@ -144,10 +150,12 @@ class Profile:
         return self.name
 
 
-def setup(profile: str | None = None, seed: int = 0) -> Profile:
+def setup(profile: str | None = None, seed: int = 0, data_source: str = "scenes") -> Profile:
     """Resolve the profile, seed every random generator, set precision and devices, quieten TensorFlow's logs.
 
-    ``seed`` is the run seed (a chapter's ``SEED`` parameter): see :meth:`Profile.seed`.
+    ``seed`` is the run seed (a chapter's ``SEED`` parameter): see :meth:`Profile.seed`. ``data_source`` is a
+    chapter's ``DATA_SOURCE``: on anything but the synthetic ``"scenes"`` the text, which describes the scenes,
+    is not checked against the outputs (:func:`course_utils.claims.expect` only records), and a note says so.
 
     Call once at the top of a notebook, after the parameters cell (and outside
     any ``strategy.scope()``). Profile ``gpu`` with a visible GPU sets the
@@ -168,7 +176,11 @@ def setup(profile: str | None = None, seed: int = 0) -> Profile:
         tf.distribute.experimental_set_strategy(tf.distribute.MirroredStrategy())  # all visible GPUs
     elif tf.distribute.has_strategy():
         tf.distribute.experimental_set_strategy(None)
-    return Profile(name, mixed_precision=bool(gpus), replicas=replicas(), run_seed=int(seed))
+    data_source = str(data_source)
+    if data_source != "scenes":
+        print(f"DATA_SOURCE = {data_source!r}: the outputs below are your data's; the text describes the synthetic "
+              "scenes, so its numbers are not yours.")
+    return Profile(name, mixed_precision=bool(gpus), replicas=replicas(), run_seed=int(seed), data_source=data_source)
 
 
 def replicas(strategy=None) -> int:
