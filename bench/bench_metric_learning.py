@@ -3,8 +3,10 @@
 Records (each per seed, worst seed, mean and spread; see ``run.sweep``): kNN
 accuracy on the learned embedding for the three training classes
 (``week5.embedding_knn.test_accuracy``, target: worst seed >= 0.95) and with the
-held-out class, kNN on raw pixels, the embedding's training time and the
-chapter's time, all read from what the chapter recorded: the recipe lives in
+held-out class, kNN on raw pixels, the embedding's training time, the denoising
+autoencoder's PSNR (noisy input, its output, a blur; all against the clean
+images), kNN on its latent space and its training time, and the chapter's time,
+all read from what the chapter recorded: the recipe lives in
 ``book/week5_metric_learning.py`` only.
 """
 
@@ -19,6 +21,13 @@ def bench_week5():
         "week5.embedding_knn.test_accuracy_with_held_out_class": "fraction",
         "week5.raw_pixels_knn.test_accuracy": "fraction",
         "week5.embedding.train_seconds": "s",
+        "week5.autoencoder.psnr_noisy": "dB",
+        "week5.autoencoder.psnr_denoised": "dB",
+        "week5.autoencoder.psnr_blurred": "dB",
+        "week5.autoencoder.knn_accuracy": "fraction",
+        "week5.autoencoder.knn_accuracy_pooled": "fraction",
+        "week5.autoencoder.knn_accuracy_with_held_out_class": "fraction",
+        "week5.autoencoder.train_seconds": "s",
     })
 
 

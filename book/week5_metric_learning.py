@@ -27,6 +27,9 @@
 # and a softmax with a temperature), how kNN turns votes into a confidence, and
 # how the learned embedding compares with raw pixels, with MobileNetV2 features
 # and with an ordinary supervised classifier trained on the same images.
+# Last, a denoising autoencoder learns from images without any labels at all:
+# how well it removes noise, and what its latent space is worth for the same
+# kNN.
 #
 # Every number on this page is computed by the code above it. The data are the
 # course's synthetic scenes, so nothing is downloaded.
@@ -46,11 +49,13 @@ HELD_OUT = None
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
+from scipy.ndimage import gaussian_filter
 from sklearn.manifold import TSNE
 
 from course_utils import claims, config, data, models, plots
 from course_utils import metric_learning as ml
 from course_utils import recognition as rec
+from course_utils.scenes import make_scenes
 
 profile = config.setup(PROFILE, seed=SEED)
 SIZE = profile.pick(smoke=32, cpu=32, gpu=64)              # image side in pixels
@@ -666,7 +671,163 @@ for r, (row, q) in enumerate(zip(index, queries)):
 # query as a right one: the embedding places some shapes of different classes
 # almost on top of each other, and a small shape differs from another by a
 # handful of pixels.
+
+# %% [markdown]
+# ## 11. Without any labels: a denoising autoencoder
 #
+# Everything so far used labels, if only to say *same* or *different*. An
+# **autoencoder** uses none. It is two networks in a row: an *encoder* that
+# squeezes the image into a small *latent* representation (the bottleneck), and
+# a *decoder* that rebuilds the image from it; the pair is trained to make its
+# output equal to its input. Copying the input through a narrow bottleneck
+# forces the network to keep what matters most for the reconstruction and drop
+# the rest. A **denoising** autoencoder {cite}`vincent2008` is given a
+# corrupted copy of the image and trained to reconstruct the *clean* one, so
+# that it cannot simply learn to copy: it has to learn what images of this kind
+# look like, which is what Vincent and his colleagues wanted as features for
+# other tasks. Two questions, then: how well does it remove noise, and is its
+# latent space a useful embedding for kNN, without a single label?
+#
+# Unlabelled images are cheap, so the autoencoder gets a pool of new scenes,
+# none of them in the test set (with your own image folder: the reference
+# images, without their labels). The corruption is Gaussian noise of standard
+# deviation `NOISE` added to every pixel value (values in [0, 1], clipped),
+# drawn afresh for every batch (`ml.NoisyBatches`); the loss is the mean
+# squared error between the output and the clean image. `ml.denoising_autoencoder`
+# has two 3×3 convolutions with 2×2 max pooling down to an 8×8×16 bottleneck
+# (1,024 numbers for the 3,072 of an image) and two transposed convolutions
+# back up.
+
+# %% tags=["nbval-check-output"]
+NOISE = 0.2                                                  # standard deviation of the added noise
+AE_IMAGES = profile.pick(smoke=64, cpu=2000, gpu=4000)       # unlabelled training images
+AE_EPOCHS = profile.pick(smoke=1, cpu=10, gpu=30)
+if IMAGE_FOLDER is None:
+    unlabelled = make_scenes(AE_IMAGES, size=SIZE, seed=profile.seed(2), objects=(1, 1)).images
+else:
+    unlabelled = split.x_reference                           # a folder has no spare images: the reference set, unlabelled
+config.seed_everything(profile.seed(3))
+autoencoder = ml.denoising_autoencoder((SIZE, SIZE, 3), filters=(32, 64), latent_channels=16)
+latent_layer = autoencoder.get_layer("latent")
+print(f"{autoencoder.name}: {autoencoder.count_params():,} parameters, bottleneck {latent_layer.output.shape[1:]} "
+      f"= {int(np.prod(latent_layer.output.shape[1:])):,} numbers per image; {len(unlabelled)} unlabelled training images")
+
+# %%
+noisy_batches = ml.NoisyBatches(unlabelled, NOISE, batch_size=64, seed=profile.seed(3))
+ae_history, ae_seconds = ml.fit_autoencoder(autoencoder, noisy_batches, AE_EPOCHS, run_eagerly=EAGER)
+print(f"trained {AE_EPOCHS} epochs of {len(noisy_batches)} batches in {ae_seconds:.0f} s; "
+      f"mean squared error {ae_history.history['loss'][0]:.4f} -> {ae_history.history['loss'][-1]:.4f}")
+claims.record("week5.autoencoder.train_seconds", ae_seconds)
+
+# %% [markdown]
+# ### Denoising, measured
+#
+# The measure is the **peak signal-to-noise ratio** of an image against the
+# clean original, $\mathrm{PSNR} = 10 \log_{10}(1 / \mathrm{MSE})$ in decibels
+# for pixel values in [0, 1] (`ml.psnr`, which is `tf.image.psnr`): the higher,
+# the closer to the original; every halving of the mean squared error adds
+# 3 dB. We corrupt the test images with the same kind of noise (a fixed draw)
+# and compare two numbers, both against the *clean* test image: the PSNR of the
+# noisy input, and the PSNR of the autoencoder's output for that noisy input.
+# The difference is what the network removed. As a yardstick that knows nothing
+# about the images, a Gaussian blur of 1 pixel's standard deviation
+# (scipy's `gaussian_filter`) is scored the same way. ("Clean" means the scene
+# as the generator made it: it already holds a faint noise of its own, part of
+# the scene's texture.)
+
+# %%
+
+
+noisy_test = ml.add_noise(split.x_test, NOISE, seed=profile.seed(4))
+denoised_test = ml.embed(autoencoder, noisy_test)
+blurred_test = gaussian_filter(noisy_test, sigma=(0, 1, 1, 0))  # 1 pixel across height and width, per channel
+psnr_noisy = ml.psnr(split.x_test, noisy_test)
+psnr_denoised = ml.psnr(split.x_test, denoised_test)
+psnr_blurred = ml.psnr(split.x_test, blurred_test)
+print(f"PSNR against the clean test images, mean over {len(split.x_test)} images:")
+print(f"  noisy input (sigma = {NOISE}):   {psnr_noisy.mean():6.2f} dB")
+print(f"  Gaussian blur of the input:    {psnr_blurred.mean():6.2f} dB")
+print(f"  autoencoder output:            {psnr_denoised.mean():6.2f} dB "
+      f"(better than its noisy input on {np.mean(psnr_denoised > psnr_noisy):.0%} of the images)")
+claims.record("week5.autoencoder.psnr_noisy", float(psnr_noisy.mean()))
+claims.record("week5.autoencoder.psnr_denoised", float(psnr_denoised.mean()))
+claims.record("week5.autoencoder.psnr_blurred", float(psnr_blurred.mean()))
+
+# %%
+panel = np.concatenate([np.flatnonzero(split.y_test == c)[:2] for c in range(len(names))])
+fig = plots.image_grid(np.concatenate([split.x_test[panel], noisy_test[panel], denoised_test[panel]]),
+                       titles=[names[c] for c in split.y_test[panel]] + [f"{psnr_noisy[i]:.1f} dB" for i in panel]
+                       + [f"{psnr_denoised[i]:.1f} dB" for i in panel], ncols=len(panel),
+                       title="clean test images (top), noisy inputs (middle), autoencoder outputs (bottom); PSNR against the clean image")
+# %% [markdown]
+# Read the table and the panels together. The gain of the autoencoder is the
+# difference between its row and the noisy row: each 3 dB is a halving of the
+# squared error. The blur is the honest yardstick: these scenes are smooth
+# backgrounds with one flat-coloured shape, exactly the kind of image a blur
+# cleans well, so a network has to beat it to have learned anything a fixed
+# filter does not know. What holds the autoencoder back is its bottleneck:
+# everything the 8×8×16 latent cannot hold (fine texture, sharp corners, a
+# small shape's exact outline) comes back smoothed, noisy input or not. A
+# denoising network *without* a bottleneck (week 4's U-Net, whose skip
+# connections carry the full-resolution detail past it) would not have this
+# limit, but it would also have no small latent to use as an embedding.
+#
+# ### The latent space as an embedding
+#
+# The bottleneck is a description of each image learned without labels. We use
+# it exactly as the learned embedding of section 7: kNN ($k = 5$, cosine) with
+# the same reference images and the same test images, and retrieval for the
+# same queries, on the clean images. Two forms of the latent: all 1,024
+# numbers (flattened), and the 16 channel means (pooled over the 8×8
+# positions, as the embedding network's encoder pools).
+
+# %%
+latent_model = models.feature_extractor(autoencoder, "latent")
+latent_spaces = {
+    "autoencoder latent, flattened": lambda x: flat(ml.embed(latent_model, x)),
+    "autoencoder latent, pooled": lambda x: ml.embed(latent_model, x).mean(axis=(1, 2)),
+}
+for name, describe in latent_spaces.items():
+    ref, test = describe(split.x_reference), describe(split.x_test)
+    seen_pred, _ = ml.knn_predict(ref[seen_ref], split.y_reference[seen_ref], test[seen_test], K)
+    all_pred, _ = ml.knn_predict(ref, split.y_reference, test, K)
+    comparison[f"kNN on {name}"] = (np.mean(seen_pred == split.y_test[seen_test]), np.mean(all_pred == split.y_test))
+print(f"{'kNN (k = 5) on':<34} {'3 training classes':>19} {'all 4 classes':>14}")
+for name in ["raw pixels", *latent_spaces, "learned embedding"]:
+    seen_acc, all_acc = comparison[f"kNN on {name}"]
+    print(f"{name:<34} {seen_acc:>19.3f} {all_acc:>14.3f}")
+claims.record("week5.autoencoder.knn_accuracy", comparison["kNN on autoencoder latent, flattened"][0])
+claims.record("week5.autoencoder.knn_accuracy_pooled", comparison["kNN on autoencoder latent, pooled"][0])
+claims.record("week5.autoencoder.knn_accuracy_with_held_out_class", comparison["kNN on autoencoder latent, flattened"][1])
+
+# %%
+latent_index, latent_similarity = ml.retrieve(latent_spaces["autoencoder latent, flattened"](split.x_reference),
+                                              latent_spaces["autoencoder latent, flattened"](split.x_test[queries]), k=6)
+fig = plots.retrieval_grid(split.x_test[queries], split.x_reference[latent_index],
+                           query_titles=[f"query: {names[c]}" for c in split.y_test[queries]],
+                           neighbour_titles=[[f"{names[split.y_reference[i]]} {s:.2f}" for i, s in zip(row, sims)]
+                                             for row, sims in zip(latent_index, latent_similarity)],
+                           title="nearest reference images in the autoencoder's latent space (same queries as section 10)")
+for r, (row, q) in enumerate(zip(latent_index, queries)):
+    for col, i in enumerate(row):
+        if split.y_reference[i] != split.y_test[q]:
+            fig.axes[r * 7 + col + 1].title.set_color("red")
+
+# %% [markdown]
+# Compare the neighbours with those of section 10. In the autoencoder's
+# latent space the nearest images are the ones whose *pixels* are alike:
+# similar background colours and brightness, wherever the shape is and
+# whatever it is. That is what a reconstruction loss rewards: the background
+# fills most of the image, so most of the squared error, and so most of the
+# latent, is about the background. Nothing in the loss says that the shape is
+# what matters, and the latent cannot know it; the labels of the learned
+# embedding, and its colour augmentation, are exactly that knowledge. An
+# autoencoder's latent is a compressed description of the image, not of its
+# class: useful where the task is "find images that look like this one", or
+# as a starting point that a few labels then fine-tune, but no substitute for
+# the labels when the class is a small part of the picture.
+
+# %% [markdown]
 # ## Summary
 #
 # * Metric learning trains an embedding with pairs: same class close, different
@@ -686,6 +847,10 @@ for r, (row, q) in enumerate(zip(index, queries)):
 #   run seeds, and MobileNetV2 from scratch, which learned next to nothing from
 #   so little data. A supervised CNN with the same encoder did about as well on
 #   the classes it was trained on, ahead on some runs and behind on others.
+# * A denoising autoencoder learns without labels to remove noise (measured as
+#   the PSNR of its output against the clean image, beside that of its noisy
+#   input), but its latent space describes the pixels, mostly the background,
+#   not the shape: no labels, no knowledge of what the class is.
 #
 # The exercise of this week has you write the similarity matrix, the
 # temperature softmax loss and the kNN vote yourself, choose $k$ on a validation

@@ -188,3 +188,70 @@ def test_image_folder_arrays_work_with_few_label_split(tmp_path):
     split = ml.few_label_split(images, labels, names, per_class=2, held_out=names[-1])
     assert split.x_labelled.shape == (2, 16, 16, 3) and split.class_names == ("cats", "dogs")
     assert split.y_test.tolist() == [0, 0, 1, 1]
+
+
+def test_psnr_matches_its_formula_and_rejects_mismatched_shapes():
+    rng = np.random.default_rng(0)
+    clean = rng.random((3, 8, 8, 3)).astype(np.float32)
+    noisy = np.clip(clean + rng.normal(0, 0.1, clean.shape).astype(np.float32), 0, 1)
+    mse = np.mean((clean - noisy) ** 2, axis=(1, 2, 3))
+    np.testing.assert_allclose(ml.psnr(clean, noisy), 10 * np.log10(1.0 / mse), rtol=1e-4)
+    np.testing.assert_allclose(ml.psnr(clean[0] * 255, noisy[0] * 255, max_val=255), 10 * np.log10(1 / mse[0]), rtol=1e-4)
+    halved = clean + (noisy - clean) / np.sqrt(2)                       # half the squared error: +3 dB
+    np.testing.assert_allclose(ml.psnr(clean, halved) - ml.psnr(clean, noisy), 10 * np.log10(2), rtol=1e-3)
+    with pytest.raises(ValueError, match="same shape"):
+        ml.psnr(clean, noisy[:2])
+    with pytest.raises(ValueError, match="height, width, channels"):
+        ml.psnr(clean[0, 0], noisy[0, 0])
+
+
+def test_add_noise_is_seeded_clipped_and_has_the_asked_spread():
+    images = np.full((4, 16, 16, 3), 0.5, np.float32)
+    noisy = ml.add_noise(images, 0.1, seed=3)
+    np.testing.assert_array_equal(noisy, ml.add_noise(images, 0.1, seed=3))
+    assert not np.array_equal(noisy, ml.add_noise(images, 0.1, seed=4))
+    assert abs(np.std(noisy - images) - 0.1) < 0.01                      # no clipping this far from 0 and 1
+    assert ml.add_noise(images, 2.0, seed=0).min() == 0.0 and ml.add_noise(images, 2.0, seed=0).max() == 1.0
+    with pytest.raises(ValueError, match="sigma"):
+        ml.add_noise(images, -0.1)
+
+
+def test_denoising_autoencoder_shapes_and_bottleneck():
+    model = ml.denoising_autoencoder((16, 16, 3), filters=(8, 16), latent_channels=4)
+    assert model.output.shape[1:] == (16, 16, 3)
+    assert model.get_layer("latent").output.shape[1:] == (4, 4, 4)
+    out = ml.embed(model, np.random.default_rng(0).random((2, 16, 16, 3)))
+    assert out.min() >= 0.0 and out.max() <= 1.0                         # a sigmoid: valid pixel values
+    with pytest.raises(ValueError, match="divisible by 4"):
+        ml.denoising_autoencoder((18, 16, 3), filters=(8, 16))
+
+
+def test_noisy_batches_pair_fresh_noise_with_the_clean_images():
+    rng = np.random.default_rng(0)
+    images = rng.random((10, 8, 8, 3)).astype(np.float32)
+    batches = ml.NoisyBatches(images, 0.1, batch_size=4, seed=1)
+    assert len(batches) == 3
+    seen = []
+    for i in range(len(batches)):
+        noisy, clean = batches[i]
+        assert noisy.shape == clean.shape and 0 < len(clean) <= 4
+        assert 0.05 < np.std(noisy - clean) < 0.15
+        seen.append(clean)
+    np.testing.assert_allclose(np.sort(np.concatenate(seen).ravel()), np.sort(images.ravel()))  # each image once
+    first = batches[0][0]
+    np.testing.assert_array_equal(first, batches[0][0])                  # reproducible within an epoch
+    batches.on_epoch_end()
+    assert not np.array_equal(first, batches[0][0])                      # new order and noise next epoch
+    with pytest.raises(ValueError, match="non-empty"):
+        ml.NoisyBatches(images[:0], 0.1)
+
+
+def test_fit_autoencoder_lowers_the_reconstruction_error():
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    images = np.repeat(rng.random((4, 1, 1, 3)), 8, axis=1).repeat(8, axis=2).astype(np.float32)  # flat colours
+    images = np.tile(images, (8, 1, 1, 1))
+    model = ml.denoising_autoencoder((8, 8, 3), filters=(8,), latent_channels=4)
+    batches = ml.NoisyBatches(images, 0.1, batch_size=16, seed=0)
+    history, seconds = ml.fit_autoencoder(model, batches, epochs=15, learning_rate=1e-2)
+    assert history.history["loss"][-1] < 0.5 * history.history["loss"][0] and seconds > 0
