@@ -34,6 +34,10 @@
 PROFILE = None
 # The run seed: 0 for the book; the benchmarks rerun the chapter with others (fresh data, weights and order).
 SEED = 0
+# The data: "scenes" (synthetic, offline), a folder holding images/ and masks/ (masks: PNG files of class ids,
+# 0 = background, named like their images), or a TensorFlow Datasets name such as "tfds:oxford_iiit_pet" (Colab).
+# See the page "Use your own images".
+DATA_SOURCE = "scenes"
 
 # %%
 import tempfile
@@ -47,8 +51,8 @@ from PIL import Image
 from course_utils import claims, config, plots, segmentation
 from course_utils.scenes import make_scenes
 
-profile = config.setup(PROFILE, seed=SEED)
-SIZE = profile.pick(smoke=32, cpu=32, gpu=64)  # image side in pixels
+profile = config.setup(PROFILE, seed=SEED, data_source=DATA_SOURCE)
+SIZE = profile.pick(smoke=32, cpu=32 if DATA_SOURCE == "scenes" else 64, gpu=64)  # image side in pixels
 N_TRAIN = profile.pick(smoke=200, cpu=2000, gpu=4000)  # training scenes for the main model
 EPOCHS = profile.pick(smoke=2, cpu=20, gpu=30)  # epochs of the main model
 N_SMALL = profile.pick(smoke=100, cpu=600, gpu=2000)  # scenes for the side experiments
@@ -69,10 +73,16 @@ print(config.describe_device())
 
 # %% tags=["nbval-check-output"]
 OBJECTS = (1, 2)
-train = make_scenes(N_TRAIN, size=SIZE, seed=profile.seed(1), objects=OBJECTS)
-valid = make_scenes(N_TRAIN // 10, size=SIZE, seed=profile.seed(2), objects=OBJECTS)
-test = make_scenes(500, size=SIZE, seed=profile.seed(3), objects=OBJECTS)
-CLASSES = ("background",) + train.class_names
+if DATA_SOURCE == "scenes":
+    train = make_scenes(N_TRAIN, size=SIZE, seed=profile.seed(1), objects=OBJECTS)
+    valid = make_scenes(N_TRAIN // 10, size=SIZE, seed=profile.seed(2), objects=OBJECTS)
+    test = make_scenes(500, size=SIZE, seed=profile.seed(3), objects=OBJECTS)
+    CLASSES = ("background",) + train.class_names
+else:  # your images: shuffled, then 70% for training, 15% for validation, 15% for testing
+    everything = segmentation.load_segmentation(DATA_SOURCE, image_size=(SIZE, SIZE), max_examples=N_TRAIN + 600)
+    train, valid, test = segmentation.split_data(everything, valid_fraction=0.15, test_fraction=0.15,
+                                                 seed=profile.seed(1))
+    CLASSES = everything.class_names
 print(f"images {train.images.shape} {train.images.dtype}, masks {train.masks.shape} {train.masks.dtype}")
 print(f"validation: {len(valid)} scenes, test: {len(test)} scenes")
 share = np.bincount(train.masks.ravel(), minlength=len(CLASSES)) / train.masks.size
@@ -334,9 +344,12 @@ def misread_objects(scenes, predicted):
 
 
 errors = predicted != test.masks
-wrong, total = misread_objects(test, predicted)
 print(f"wrong pixels: {errors.mean():.2%} of all; {np.mean(edge_pixels(test.masks)[errors]):.0%} of them on an edge")
-print(f"objects mostly given the wrong class: {wrong} of {total}")
+if DATA_SOURCE == "scenes":
+    wrong, total = misread_objects(test, predicted)
+    print(f"objects mostly given the wrong class: {wrong} of {total}")
+else:
+    print("(objects misread: skipped, it needs the scenes' list of objects, which masks alone do not give)")
 
 # %% [markdown]
 # ## 7. Ablation: what are the skip connections worth?
@@ -384,7 +397,8 @@ print(f"removing the skips changes the object IoU by {ablation['none'] - ablatio
 # of prediction and truth, divided by their sizes, with sums over the whole
 # batch. The background's pixels never enter it, so it measures which share of
 # the object pixels is found, however few of them there are. To see the difference, we make scenes of three
-# to six small objects (4 to 7 pixels across) and train the same binary
+# to six small objects (4 to 7 pixels across; synthetic whatever `DATA_SOURCE` is, because the experiment
+# needs objects of a controlled size) and train the same binary
 # U-Net twice, once with each loss. Beside the IoU of the object class we count the
 # objects *found*: those with at least half of their pixels predicted.
 
@@ -451,6 +465,9 @@ fig = segmentation.show_segmentation([p[0].numpy() for p in pairs], [p[1].numpy(
 # %% [markdown]
 # ## 10. Your own data
 #
+# Set `DATA_SOURCE` in the parameters cell to a folder holding `images/` and
+# `masks/` (or a TensorFlow Datasets name) and the whole page runs on your data;
+# the page "Use your own images" gives the layout and the tools that make masks.
 # `segmentation.load_segmentation` reads a folder of images and a folder of
 # masks, paired by file name (`images/cat_01.jpg` with `masks/cat_01.png`);
 # masks are single-channel PNG files of class ids. It checks every pair and
@@ -462,13 +479,14 @@ fig = segmentation.show_segmentation([p[0].numpy() for p in pairs], [p[1].numpy(
 folder = Path(tempfile.mkdtemp(prefix="week4_"))
 (folder / "images").mkdir()
 (folder / "masks").mkdir()
-for i in range(5):
+shown = min(5, len(test))
+for i in range(shown):
     Image.fromarray((test.images[i] * 255).round().astype(np.uint8)).save(folder / "images" / f"scene_{i}.png")
     Image.fromarray(test.masks[i]).save(folder / "masks" / f"scene_{i}.png")
 loaded = segmentation.load_segmentation(folder, image_size=(SIZE, SIZE), class_names=CLASSES)
 print(f"loaded {len(loaded)} pairs: images {loaded.images.shape}, masks {loaded.masks.shape}")
-print("masks identical to the originals:", np.array_equal(loaded.masks, test.masks[:5]))
-Image.fromarray(np.zeros((SIZE // 2, SIZE // 2), np.uint8)).save(folder / "masks" / "scene_3.png")
+print("masks identical to the originals:", np.array_equal(loaded.masks, test.masks[:shown]))
+Image.fromarray(np.zeros((SIZE // 2, SIZE // 2), np.uint8)).save(folder / "masks" / f"scene_{shown - 1}.png")
 try:
     segmentation.load_segmentation(folder, image_size=(SIZE, SIZE), class_names=CLASSES)
 except ValueError as error:

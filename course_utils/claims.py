@@ -63,12 +63,15 @@ TEXT_PROFILE = "cpu"
 def expect(name: str, value, low: float, high: float, profile=None) -> None:
     """Record ``value``, then fail unless ``low <= value <= high``, the range the text states for it.
 
-    The text describes runs at profile ``cpu``; given the run's ``profile``, any
-    other (``smoke`` in the tests, ``gpu`` on Colab) only records the value.
+    The text describes runs at profile ``cpu`` on the synthetic scenes; given the
+    run's ``profile``, any other profile (``smoke`` in the tests, ``gpu`` on
+    Colab) or data source (a reader's own images) only records the value.
     """
     value = _plain(value)
     record(name, value)
     if profile is not None and getattr(profile, "name", profile) != TEXT_PROFILE:
+        return
+    if getattr(profile, "data_source", "scenes") != "scenes":
         return
     if not isinstance(value, (int, float)) or math.isnan(value) or not low <= value <= high:
         message = (f"{name} = {value!r}, but the text says it lies between {low} and {high}: "

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
+"""The image files every loader of the course reads (other files in a data folder are ignored)."""
 """File endings :func:`load_image_folder` reads (compared case-insensitively)."""
 
 _PROGRESS_MIN_FILES = 200  # fewer files than this: no progress bar
@@ -169,14 +170,19 @@ def check_image_size(image_size, name: str = "image_size") -> tuple[int, int]:
     return height, width
 
 
-def _read_image(path: Path, height: int, width: int) -> np.ndarray:
-    """Read one image file as float32 RGB (height, width, 3) in [0, 1]."""
+def read_rgb(path):
+    """Read one image file as an RGB PIL image, the way every loader of the course does.
+
+    The file is checked whole (a corrupt or truncated file raises ``ValueError`` naming it, rather than
+    turning into a silently wrong image), turned as its EXIF orientation says (as photo viewers and
+    annotation tools show it), and made RGB: grayscale gives three equal channels, transparent pixels
+    are put on white.
+    """
     from PIL import Image, ImageOps
 
     try:
         # verify() checks the file's structure (for PNG also the checksums) and
-        # load() decodes every pixel, so corrupt and truncated files fail here
-        # rather than turning into silently wrong images.
+        # load() decodes every pixel.
         with Image.open(path) as image:
             image.verify()
         with Image.open(path) as image:
@@ -184,13 +190,19 @@ def _read_image(path: Path, height: int, width: int) -> np.ndarray:
             image = ImageOps.exif_transpose(image)
             if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
                 rgba = image.convert("RGBA")
-                image = Image.new("RGB", rgba.size, (255, 255, 255))
-                image.paste(rgba, mask=rgba.getchannel("A"))
-            else:
-                image = image.convert("RGB")
-            image = image.resize((width, height), Image.Resampling.BILINEAR)
+                rgb = Image.new("RGB", rgba.size, (255, 255, 255))
+                rgb.paste(rgba, mask=rgba.getchannel("A"))
+                return rgb
+            return image.convert("RGB")
     except Exception as error:  # PIL raises many types (OSError, SyntaxError, ValueError, ...)
         raise ValueError(f"Cannot read image {path}: {type(error).__name__}: {error}") from error
+
+
+def _read_image(path: Path, height: int, width: int) -> np.ndarray:
+    """Read one image file as float32 RGB (height, width, 3) in [0, 1]."""
+    from PIL import Image
+
+    image = read_rgb(path).resize((width, height), Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.float32) / 255.0
 
 

@@ -37,7 +37,7 @@ import numpy as np
 from keras import layers, ops
 
 from course_utils.config import distribute, replica_share
-from course_utils.data import check_image_size
+from course_utils.data import IMAGE_EXTENSIONS, check_image_size, read_rgb
 
 SKIP_MODES = ("concat", "add", "none")
 
@@ -545,6 +545,31 @@ class SegmentationData:
     def __len__(self) -> int:
         return len(self.images)
 
+    def binary_masks(self) -> np.ndarray:
+        """Object-versus-background masks (every class but 0 is "object"), uint8 of 0/1, as ``Scenes`` has."""
+        return (self.masks > 0).astype(np.uint8)
+
+    def subset(self, index) -> SegmentationData:
+        """The images selected by ``index`` (integer array, boolean mask or slice)."""
+        names = tuple(np.asarray(self.names, dtype=object)[index]) if self.names else ()
+        return SegmentationData(self.images[index], self.masks[index], self.class_names, names)
+
+
+def split_data(data, valid_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0):
+    """Shuffle ``data`` (``SegmentationData`` or ``Scenes``) and cut it into (train, validation, test).
+
+    Each part gets at least one image; fewer than three images, or fractions that leave no training
+    images, are an error naming the counts.
+    """
+    n = len(data)
+    n_valid, n_test = max(1, round(valid_fraction * n)), max(1, round(test_fraction * n))
+    if n - n_valid - n_test < 1:
+        raise ValueError(f"{n} image(s) cannot be split into training, validation ({valid_fraction:.0%}) and test "
+                         f"({test_fraction:.0%}) parts with at least one image each: add images")
+    order = np.random.default_rng(seed).permutation(n)
+    return (data.subset(np.sort(order[n_valid + n_test:])), data.subset(np.sort(order[:n_valid])),
+            data.subset(np.sort(order[n_valid:n_valid + n_test])))
+
 
 TFDS_PRESETS = {
     # The pets' trimaps: 1 pet, 2 outline, 3 background; mapped to 0 background, 1 pet, 2 outline.
@@ -552,7 +577,6 @@ TFDS_PRESETS = {
                         "mask_map": {3: 0, 1: 1, 2: 2}, "class_names": ("background", "pet", "outline")},
 }
 
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 def load_segmentation(source, masks=None, image_size=(64, 64), class_names=None, split: str = "train",
@@ -570,8 +594,9 @@ def load_segmentation(source, masks=None, image_size=(64, 64), class_names=None,
       (downloads on first use: for Colab), with ``split`` and ``max_examples``.
       Known sets (:data:`TFDS_PRESETS`) come with their mask mapping and class names.
 
-    ``class_names`` fixes the classes (default: ``class0``, ``class1``, ... up to
-    the largest value found). ``mask_map`` (dict stored value -> class id) recodes
+    ``class_names`` fixes the classes (default: the lines of ``classes.txt`` in
+    ``source`` if there is one, background first, else ``class0``, ``class1``, ...
+    up to the largest value found). ``mask_map`` (dict stored value -> class id) recodes
     mask values first, e.g. ``{255: 1}`` for black-and-white masks. Images are
     resized bilinearly, masks by nearest neighbour (no invented classes at edges).
     """
@@ -590,11 +615,14 @@ def load_segmentation(source, masks=None, image_size=(64, 64), class_names=None,
     for folder in (image_dir, mask_dir):
         if not folder.is_dir():
             raise FileNotFoundError(f"Folder not found: {folder}")
+    names_file = root / "classes.txt"
+    if class_names is None and masks is None and names_file.is_file():
+        class_names = [line.strip() for line in names_file.read_text().splitlines() if line.strip()]
 
     def listing(folder):
         files = {}
         for p in sorted(folder.iterdir()):
-            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in _IMAGE_SUFFIXES:
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS:
                 if p.stem in files:
                     raise ValueError(f"Two files named {p.stem!r} in {folder}: {files[p.stem].name} and {p.name}")
                 files[p.stem] = p
@@ -602,7 +630,7 @@ def load_segmentation(source, masks=None, image_size=(64, 64), class_names=None,
 
     image_files, mask_files = listing(image_dir), listing(mask_dir)
     if not image_files:
-        raise ValueError(f"No images ({', '.join(_IMAGE_SUFFIXES)}) in {image_dir}")
+        raise ValueError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) in {image_dir}")
     for stem, path in image_files.items():
         if stem not in mask_files:
             raise FileNotFoundError(f"No mask for image {path}: expected a file named {stem}.png in {mask_dir}")
@@ -618,10 +646,9 @@ def load_segmentation(source, masks=None, image_size=(64, 64), class_names=None,
     for i, stem in enumerate(stems):
         image_path, mask_path = image_files[stem], mask_files[stem]
         try:
-            with Image.open(image_path) as image:
-                image = image.convert("RGB")
-                original = image.size
-                images[i] = np.asarray(image.resize((width, height), Image.Resampling.BILINEAR), np.float32) / 255.0
+            image = read_rgb(image_path)
+            original = image.size
+            images[i] = np.asarray(image.resize((width, height), Image.Resampling.BILINEAR), np.float32) / 255.0
             with Image.open(mask_path) as mask:
                 if mask.mode in ("RGB", "RGBA"):
                     rgb = np.asarray(mask.convert("RGB"))

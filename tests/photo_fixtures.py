@@ -97,7 +97,7 @@ def coco_file(root: Path, n_images: int = 28, seed: int = 0) -> Path:
 
 def segmentation_folders(root: Path, n: int = 16, seed: int = 0) -> Path:
     """``root/images/*.jpg`` and ``root/masks/*.png``: a horse's silhouette filled with a photograph (class 1) and
-    coins (class 2) on textures; mask value 0 is the background."""
+    coins (class 2) on textures; mask value 0 is the background; ``classes.txt`` names the classes."""
     rng = np.random.default_rng(seed)
     root = Path(root)
     (root / "images").mkdir(parents=True, exist_ok=True)
@@ -122,4 +122,5 @@ def segmentation_folders(root: Path, n: int = 16, seed: int = 0) -> Path:
         mask[disc] = 2
         Image.fromarray(image).save(root / "images" / f"scene_{i:02d}.jpg", quality=90)
         Image.fromarray(mask).save(root / "masks" / f"scene_{i:02d}.png")
+    (root / "classes.txt").write_text("background\nhorse\ncoin\n")
     return root

@@ -26,6 +26,14 @@ def test_the_text_describes_profile_cpu_so_other_profiles_only_record():
         claims.expect("x", 0.0, 0.4, 0.6, profile=Profile("cpu"))
 
 
+def test_the_text_describes_the_scenes_so_a_readers_own_data_only_records():
+    from course_utils.config import Profile
+
+    claims.expect("x", 0.0, 0.4, 0.6, profile=Profile("cpu", data_source="my_photos/annotations.json"))
+    with pytest.raises(claims.ClaimError):
+        claims.expect("x", 0.0, 0.4, 0.6, profile=Profile("cpu", data_source="scenes"))
+
+
 def test_benchmarks_can_list_broken_claims_instead_of_stopping(monkeypatch):
     monkeypatch.setenv(claims.REPORT_ONLY, "1")
     claims.expect("x", 0.3, 0.4, 0.6)  # listed, not raised

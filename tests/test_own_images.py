@@ -40,11 +40,40 @@ def test_a_coco_file_of_photographs_of_many_sizes_loads_resized_with_its_boxes(p
     assert data.images.shape[1:] == (128, 128, 3)
 
 
-def test_image_and_mask_folders_load_with_their_class_ids(photos):
-    data = segmentation.load_segmentation(str(photos["pairs"]), image_size=(64, 64),
-                                          class_names=["background", "horse", "coin"])
+def test_image_and_mask_folders_load_with_their_class_ids_and_names(photos):
+    data = segmentation.load_segmentation(str(photos["pairs"]), image_size=(64, 64))
+    assert data.class_names == ("background", "horse", "coin")  # from classes.txt
     assert data.images.shape == (16, 64, 64, 3) and data.masks.shape == (16, 64, 64)
     assert set(np.unique(data.masks)) == {0, 1, 2}
+    train, valid, test = segmentation.split_data(data, seed=0)
+    assert (len(train), len(valid), len(test)) == (12, 2, 2)
+    assert sorted(train.names + valid.names + test.names) == sorted(data.names)
+    with pytest.raises(ValueError, match="2 image"):
+        segmentation.split_data(data.subset(slice(0, 2)))
+
+
+def run_chapter(root, tmp_path, chapter, source):
+    """Execute ``book/<chapter>`` at profile smoke on ``source``; return its printed text."""
+    import nbformat
+    import papermill
+
+    from course_utils import build
+
+    notebook = tmp_path / f"{chapter}.ipynb"
+    notebook.write_text(build.generated_files(root)[build.Path("book") / f"{chapter}.ipynb"])
+    out = tmp_path / "executed.ipynb"
+    papermill.execute_notebook(str(notebook), str(out), parameters={"PROFILE": "smoke", "DATA_SOURCE": str(source)},
+                               kernel_name="python3", progress_bar=False, cwd=str(tmp_path))
+    cells = nbformat.read(out, as_version=4).cells
+    return "".join(o.get("text", "") for c in cells for o in c.get("outputs", []))
+
+
+def test_week4_runs_on_a_folder_of_photographs(root, tmp_path, photos):
+    text = run_chapter(root, tmp_path, "week4_segmentation", photos["pairs"])
+    assert "DATA_SOURCE = " in text and "the text describes the synthetic scenes" in text
+    assert "validation: 2 scenes, test: 2 scenes" in text  # 16 pairs split 12 / 2 / 2
+    assert "background" in text and "horse" in text and "coin" in text  # the classes of classes.txt in the tables
+    assert "objects misread: skipped" in text
 
 
 def damaged(tmp_path, photos, name):
