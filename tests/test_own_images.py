@@ -123,3 +123,32 @@ def test_bad_masks_are_named(tmp_path, photos, damage, message):
     damage(folder / "masks" / "scene_00.png", size)
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         segmentation.load_segmentation(str(folder), image_size=(32, 32), class_names=["background", "horse", "coin"])
+
+
+def test_a_tensorflow_datasets_classification_set_loads_through_the_same_function():
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=60):  # random images with the real set's classes, offline
+        split = recognition.load_classification("tfds:tf_flowers", image_size=32, max_images=60, seed=0)
+    assert split.class_names == ("dandelion", "daisy", "tulips", "sunflowers", "roses")
+    assert len(split.x_train) + len(split.x_test) == 60 and split.x_train.shape[1:] == (32, 32, 3)
+    assert set(np.unique(split.y_test)) == set(range(5))
+
+
+def test_a_tensorflow_datasets_segmentation_set_is_recoded_with_its_preset():
+    """The pets' trimaps (1 pet, 2 outline, 3 background) become 0 background, 1 pet, 2 outline."""
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    def pets(*args, **kwargs):
+        mask = np.full((6, 40, 50, 1), 3, np.uint8)
+        mask[:, 10:30, 10:40] = 2
+        mask[:, 14:26, 14:36] = 1
+        images = np.random.default_rng(0).integers(0, 255, (6, 40, 50, 3), dtype=np.uint8)
+        return tf.data.Dataset.from_tensor_slices({"image": images, "segmentation_mask": mask})
+
+    with tfds.testing.mock_data(as_dataset_fn=pets):
+        data = segmentation.load_segmentation("tfds:oxford_iiit_pet", image_size=(20, 25), max_examples=6)
+    assert data.class_names == ("background", "pet", "outline")
+    assert data.images.shape == (6, 20, 25, 3) and data.masks.shape == (6, 20, 25)
+    assert data.masks[0, 0, 0] == 0 and data.masks[0, 10, 12] == 1 and data.masks[0, 6, 6] == 2
