@@ -2,6 +2,22 @@
 
 A failed check raises ``AssertionError`` with a message written for the student
 (what was expected, what was found), so the notebook stops where the problem is.
+
+Known wrong answers get named. ``check_close``, ``check_equal``, ``check_shape``
+and ``check_prediction`` take ``mistakes``: a dict from an explanation to the
+value that mistake produces (or to a function of the student's value that says
+whether it is that mistake). When a check fails and the student's value matches
+one of them, the message ends with ``Likely cause: <explanation>`` (several causes, when
+several mistakes give that value)::
+
+    check_close(worked, [[19, 25], [37, 43]], "the worked example",
+                mistakes={"you flipped the kernel: that is a convolution": [[5, 11], [23, 29]]})
+
+A mistake's value is compared only after the check failed, so a mistake that
+happens to give the right answer on some input is never reported there.
+
+This module imports nothing else from ``course_utils``: the grader loads it fresh
+from its file, and a check must not depend on modules a submission could patch.
 """
 
 from __future__ import annotations
@@ -15,23 +31,127 @@ def check(condition: bool, message: str) -> None:
         raise AssertionError(message)
 
 
-def check_shape(array, expected: tuple, what: str) -> None:
-    """``array`` has exactly the shape ``expected``."""
+def _matches(actual, wrong, atol: float) -> bool:
+    """Whether ``actual`` is the wrong answer ``wrong`` (a value, or a predicate of the student's value)."""
+    if callable(wrong):
+        try:
+            return bool(wrong(actual))
+        except Exception:  # a predicate that cannot handle the student's value does not match it
+            return False
+    try:
+        a, w = np.asarray(actual, dtype=float), np.asarray(wrong, dtype=float)
+    except (TypeError, ValueError):
+        try:
+            return bool(actual == wrong)
+        except Exception:
+            return False
+    return a.shape == w.shape and bool(np.all(np.abs(a - w) <= atol))
+
+
+def likely_mistake(actual, mistakes: dict | None, atol: float = 1e-4) -> str | None:
+    """The explanations of the known mistakes that ``actual`` matches, joined with "; or ", or None.
+
+    A mistake whose value is None is skipped (it cannot happen on this input, e.g. forgetting a padding of 0).
+    """
+    if mistakes is None:
+        return None
+    if not isinstance(mistakes, dict):
+        raise TypeError(f"mistakes must be a dict from explanation to wrong value, got {type(mistakes).__name__}")
+    causes = [explanation for explanation, wrong in mistakes.items()
+              if wrong is not None and _matches(actual, wrong, atol)]
+    return "; or ".join(causes) if causes else None
+
+
+def _fail(message: str, actual, mistakes: dict | None, atol: float = 1e-4) -> None:
+    cause = likely_mistake(actual, mistakes, atol)
+    if cause is None:
+        raise AssertionError(message)
+    raise AssertionError(f"{message} Likely cause{'s' if '; or ' in cause else ''}: {cause}")
+
+
+def check_shape(array, expected: tuple, what: str, mistakes: dict | None = None) -> None:
+    """``array`` has exactly the shape ``expected``; ``mistakes`` maps explanations to wrong shapes."""
     shape = tuple(np.shape(array))
-    check(shape == tuple(expected), f"{what}: expected shape {tuple(expected)}, got {shape}.")
+    if shape != tuple(expected):
+        _fail(f"{what}: expected shape {tuple(expected)}, got {shape}.", shape, mistakes, atol=0)
 
 
-def check_close(actual, expected, what: str, atol: float = 1e-4) -> None:
-    """``actual`` has the shape of ``expected`` and every value within ``atol`` of it."""
+def check_close(actual, expected, what: str, atol: float = 1e-4, mistakes: dict | None = None) -> None:
+    """``actual`` has the shape of ``expected`` and every value within ``atol`` of it.
+
+    ``mistakes`` maps explanations to the (wrong) values known mistakes give, compared with the same ``atol``.
+    """
+    raw = actual
     actual, expected = np.asarray(actual, dtype=float), np.asarray(expected, dtype=float)
-    check_shape(actual, expected.shape, what)
+    if actual.shape != expected.shape:
+        _fail(f"{what}: expected shape {expected.shape}, got {actual.shape}.", raw, mistakes, atol)
     error = np.abs(actual - expected).max() if actual.size else 0.0
-    check(error <= atol, f"{what}: values differ from the expected ones by up to {error:.3g} (tolerance {atol}).")
+    if not error <= atol:  # also fails on NaN
+        shown = ""
+        if expected.size <= 8:  # small enough to show both
+            shown = f" Expected {_rounded(expected)}, got {_rounded(actual)}."
+        _fail(f"{what}: values differ from the expected ones by up to {error:.3g} (tolerance {atol}).{shown}", raw,
+              mistakes, atol)
 
 
-def check_equal(actual, expected, what: str) -> None:
-    """``actual == expected`` (for numbers, shapes, strings)."""
-    check(actual == expected, f"{what}: expected {expected!r}, got {actual!r}.")
+def _rounded(array: np.ndarray):
+    """A small array as a plain (nested) list of numbers rounded to 4 decimals, for messages."""
+    return np.round(array, 4).tolist() if array.ndim else round(float(array), 4)
+
+
+def check_equal(actual, expected, what: str, mistakes: dict | None = None) -> None:
+    """``actual == expected`` (for numbers, shapes, strings); ``mistakes`` maps explanations to wrong answers."""
+    if not actual == expected:
+        _fail(f"{what}: expected {expected!r}, got {actual!r}.", actual, mistakes, atol=0)
+
+
+def _plain(value):
+    """Shapes and sequences as tuples of plain numbers, NumPy scalars as Python numbers (for messages)."""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "TensorShape":
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def check_prediction(prediction, actual, what: str, explanation: str, rtol: float = 0.0,
+                     mistakes: dict | None = None) -> None:
+    """A "predict, then verify" question: the student's ``prediction`` against the ``actual`` computed value.
+
+    Numbers match within the relative tolerance ``rtol`` (0: exactly); shapes and other sequences match
+    element by element. Right or wrong, the student reads ``explanation`` (why the value is what it is).
+    """
+    prediction, actual = _plain(prediction), _plain(actual)
+    if prediction is None or prediction is Ellipsis:
+        raise AssertionError(f"{what}: write your prediction first (it is {prediction!r}).")
+    try:
+        p, a = np.asarray(prediction, dtype=float), np.asarray(actual, dtype=float)
+        right = p.shape == a.shape and bool(np.all(np.abs(p - a) <= rtol * np.abs(a)))
+    except (TypeError, ValueError):
+        right = prediction == actual
+    if not right:
+        within = f" (within {rtol:.0%})" if rtol else ""
+        _fail(f"{what}: you predicted {prediction!r}, the computed value is {actual!r}{within}. {explanation}",
+              prediction, mistakes, atol=rtol * float(np.max(np.abs(np.asarray(actual, dtype=float)))) if rtol else 0)
+    print(f"✔ {what}: you predicted {prediction!r}, and it is {actual!r}. {explanation}")
+
+
+def check_gradient(gradient, reference, what: str, max_error: float = 1e-6, mistakes: dict | None = None) -> None:
+    """A gradient check: ``gradient`` has the shape of ``reference`` and is within ``max_error`` of it.
+
+    The distance is the relative error ``|g - r| / (|g| + |r|)`` (Euclidean norms over all elements, as in
+    ``course_utils.gradients.relative_error``, repeated here so that this module stands alone): about 1e-8
+    between a right float64 backward pass and central differences, of order 1 for a wrong one.
+    """
+    raw = gradient
+    g, r = np.asarray(gradient, dtype=float), np.asarray(reference, dtype=float)
+    if g.shape != r.shape:
+        _fail(f"{what}: expected shape {r.shape}, got {g.shape}.", raw, mistakes)
+    scale = np.linalg.norm(g) + np.linalg.norm(r)
+    error = 0.0 if scale == 0 else float(np.linalg.norm(g - r) / scale)
+    if not error <= max_error:
+        _fail(f"{what}: relative error {error:.2g} against the reference (at most {max_error:g} is allowed).", raw,
+              mistakes, atol=1e-6 * max(1.0, float(np.abs(r).max()) if r.size else 1.0))
 
 
 def passed(what: str) -> None:

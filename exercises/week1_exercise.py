@@ -24,6 +24,12 @@
 # 3. LeNet-5
 # 4. Training LeNet-5 to at least 95% test accuracy
 # 5. Test-time augmentation
+# 6. The backward pass of the cross-correlation, with a gradient check
+#
+# When a check fails on an answer that a common mistake produces, its message
+# names the mistake ("Likely cause: ..."). Some parts ask you to *predict* a
+# value before the check computes it: write down what you think, then read the
+# explanation the check prints, right or wrong.
 
 # %% tags=["parameters"]
 PROFILE = None
@@ -35,7 +41,8 @@ import tensorflow as tf
 from keras import layers
 
 from course_utils import config, data
-from course_utils.checks import check, check_close, check_equal, check_shape, passed
+from course_utils.checks import (check, check_close, check_equal, check_gradient, check_prediction,
+                                    check_shape, likely_mistake, passed)
 
 profile = config.setup(PROFILE, seed=0)
 rng = np.random.default_rng(0)
@@ -63,23 +70,45 @@ def correlate2d(x, kernel, padding=0, stride=1):
 
 # %%
 # CHECK correlate2d points=2
+def reference(x, kernel, padding, stride):
+    """TensorFlow's cross-correlation with ``padding`` zeros on each side."""
+    pads = [[0, 0], [padding, padding], [padding, padding], [0, 0]]
+    return tf.nn.conv2d(x[None], kernel, strides=stride, padding=pads)[0].numpy()
+
+
 worked = correlate2d(
     np.arange(9.0).reshape(3, 3, 1), np.arange(4.0).reshape(2, 2, 1, 1)
 )
-check_close(worked[..., 0], [[19, 25], [37, 43]], "the worked example of the chapter")
+check_close(
+    worked[..., 0],
+    [[19, 25], [37, 43]],
+    "the worked example of the chapter",
+    mistakes={
+        "you computed a convolution, not a cross-correlation: your kernel is flipped (x[i + a, j + b] times "
+        "kernel[kh - 1 - a, kw - 1 - b]). Multiply x[i + a, j + b] by kernel[a, b].": [[5, 11], [23, 29]]
+    },
+)
 for padding, stride in [(0, 1), (1, 1), (2, 2), (0, 3)]:
     x = rng.normal(size=(9, 11, 3))
     kernel = rng.normal(size=(3, 2, 3, 4))
-    expected = tf.nn.conv2d(
-        x[None],
-        kernel,
-        strides=stride,
-        padding=[[0, 0], [padding, padding], [padding, padding], [0, 0]],
-    )[0]
     check_close(
         correlate2d(x, kernel, padding, stride),
-        expected,
+        reference(x, kernel, padding, stride),
         f"correlate2d with padding={padding}, stride={stride}",
+        mistakes={
+            "you computed a convolution, not a cross-correlation (the kernel is flipped).": reference(
+                x, kernel[::-1, ::-1], padding, stride
+            ),
+            "you forgot the padding (add `padding` zeros on each side with np.pad).": (
+                reference(x, kernel, 0, stride) if padding else None
+            ),
+            "you padded twice as much as asked (`padding` is the number of zeros on EACH side).": (
+                reference(x, kernel, 2 * padding, stride) if padding else None
+            ),
+            "you ignored the stride (windows start at row i * stride, column j * stride).": (
+                reference(x, kernel, padding, 1) if stride > 1 else None
+            ),
+        },
     )
 passed("correlate2d")
 
@@ -89,8 +118,31 @@ passed("correlate2d")
 # Write `output_size(n, kernel, stride, padding)`, the length along one axis of
 # the output of a convolution (no dilation), and `conv_params(kh, kw,
 # in_channels, filters)`, the number of weights and biases of a convolution
-# layer. Then fill in the three numbers below **by using your functions** (not
-# by building a Keras model).
+# layer. Then define these variables **by using your functions** (not by
+# building a Keras model):
+#
+# * `first_layer_side`: the output side length for a 224×224 input, a 7×7
+#   kernel, stride 2 and padding 3;
+# * `c3_params`: the parameters of LeNet-5's second convolution, 16 filters of
+#   5×5 over 6 maps;
+# * `vgg_block_params`: the parameters of a 3×3 convolution with 128 filters
+#   over 64 maps.
+#
+# Two design decisions, checked by what they achieve (TensorFlow computes the
+# sizes), not by the exact numbers:
+#
+# * `same_padding`: the padding that keeps a 28×28 input 28×28 under a 5×5
+#   kernel with stride 1;
+# * `halving`: a pair `(stride, padding)` with which a 3×3 convolution turns a
+#   64×64 map into a 32×32 one.
+#
+# And one prediction (its check comes after the next one): the LeNet-5 of part 3
+# takes a 32×32×1 image through a 5×5 convolution with 6 filters, 2×2 pooling,
+# a 5×5 convolution with 16 filters and 2×2 pooling (no padding), then flattens
+# the maps and feeds them to a dense layer of 120 units. Predict by hand (or
+# with your functions) `predicted_flatten_input`, the shape of the maps that
+# enter the flatten, as a tuple `(height, width, channels)`, and
+# `predicted_dense_params`, the parameters of that first dense layer.
 
 
 # %%
@@ -102,12 +154,18 @@ def conv_params(kh, kw, in_channels, filters):
     raise NotImplementedError("Blank 3 of week1_exercise is not filled in yet: replace this line with your code.")
 
 
-# A 224x224 input, a 7x7 kernel, stride 2, padding 3: the output side length.
+# first_layer_side: the output side length for a 224x224 input, a 7x7 kernel, stride 2, padding 3.
 raise NotImplementedError("Blank 4 of week1_exercise is not filled in yet: replace this line with your code.")
-# LeNet-5's second convolution: 16 filters of 5x5 over 6 maps.
+# c3_params: the parameters of LeNet-5's second convolution, 16 filters of 5x5 over 6 maps.
 raise NotImplementedError("Blank 5 of week1_exercise is not filled in yet: replace this line with your code.")
-# A 3x3 convolution with 128 filters over 64 maps.
+# vgg_block_params: the parameters of a 3x3 convolution with 128 filters over 64 maps.
 raise NotImplementedError("Blank 6 of week1_exercise is not filled in yet: replace this line with your code.")
+# Design decisions: same_padding, the padding that keeps 28x28 at 28x28 (5x5 kernel, stride 1),
+# and halving, a (stride, padding) that takes 64x64 to 32x32 with a 3x3 kernel.
+raise NotImplementedError("Blank 7 of week1_exercise is not filled in yet: replace this line with your code.")
+# Predictions for LeNet-5: predicted_flatten_input, the shape entering the flatten (a tuple), and
+# predicted_dense_params, the parameters of the first dense layer.
+raise NotImplementedError("Blank 8 of week1_exercise is not filled in yet: replace this line with your code.")
 
 # %%
 # CHECK sizes points=2
@@ -124,20 +182,90 @@ for n, kernel, stride, padding in [
         strides=stride,
         padding=[[0, 0], [padding, padding], [padding, padding], [0, 0]],
     ).shape[1]
+    total = n + 2 * padding - kernel
     check_equal(
         output_size(n, kernel, stride, padding),
         expected,
         f"output_size({n}, {kernel}, {stride}, {padding})",
+        mistakes={
+            "you forgot the +1 (the first window position counts too).": total // stride,
+            "you added the padding once; it goes on both sides (2 * padding).": (total - padding) // stride + 1,
+            "you added the padding four times (2 * padding is already both sides).": (total + 2 * padding) // stride
+            + 1,
+        },
     )
-check_equal(conv_params(5, 5, 3, 2), 152, "conv_params(5, 5, 3, 2)")
+
+
+def count_mistakes(kh, kw, in_channels, filters):
+    """What the usual wrong formulas give for a convolution layer."""
+    weights = kh * kw * in_channels * filters
+    return {
+        "you forgot the biases (one per filter).": weights,
+        "you counted a bias per input channel and filter; a filter has ONE bias.": weights
+        + in_channels * filters,
+        "you counted a bias per input channel; there is one per filter.": weights + in_channels,
+        "each filter spans all the input channels: kh * kw * in_channels weights per filter.": kh * kw * filters
+        + filters,
+    }
+
+
+check_equal(conv_params(5, 5, 3, 2), 152, "conv_params(5, 5, 3, 2)", mistakes=count_mistakes(5, 5, 3, 2))
 check_equal(first_layer_side, 112, "first_layer_side")
 check_equal(
     c3_params,
     keras.Sequential([keras.Input((14, 14, 6)), layers.Conv2D(16, 5)]).count_params(),
     "c3_params",
+    mistakes=count_mistakes(5, 5, 6, 16),
 )
-check_equal(vgg_block_params, 73_856, "vgg_block_params")
+check_equal(vgg_block_params, 73_856, "vgg_block_params", mistakes=count_mistakes(3, 3, 64, 128))
+
+
+def side_after(n, kernel, stride, padding):
+    """The output side TensorFlow computes for an n x n input."""
+    pads = [[0, 0], [padding, padding], [padding, padding], [0, 0]]
+    probe = tf.nn.conv2d(np.zeros((1, n, n, 1), np.float32), np.zeros((kernel, kernel, 1, 1), np.float32),
+                         strides=stride, padding=pads)
+    return int(probe.shape[1])
+
+
+check(isinstance(same_padding, (int, np.integer)) and same_padding >= 0,
+      f"same_padding must be a whole number of zeros, got {same_padding!r}")
+check_equal(side_after(28, 5, 1, int(same_padding)), 28, f"the side of 28x28 after a 5x5 kernel with padding {same_padding}",
+            mistakes={"each side needs (kernel - 1) / 2 zeros: the 5x5 window loses 4 positions, 2 per side.": 26})
+check(isinstance(halving, (tuple, list)) and len(halving) == 2 and all(isinstance(v, (int, np.integer)) for v in halving) and halving[0] >= 1
+      and halving[1] >= 0, f"halving must be a pair of whole numbers (stride, padding), got {halving!r}")
+check_equal(side_after(64, 3, *map(int, halving)), 32, f"the side of 64x64 after a 3x3 kernel with (stride, padding) = {halving}",
+            mistakes={"off by one: without padding the 3x3 window fits (64 - 3) // 2 + 1 = 31 times; one zero "
+                      "on each side gives the 32nd position.": 31,
+                      "one position too many: use less padding.": 33,
+                      "stride 1 never shrinks a map by half: choose stride 2.":
+                          lambda side: int(halving[0]) == 1})
 passed("output sizes and parameter counts")
+
+# %%
+# CHECK predictions points=1
+lenet_features = keras.Sequential([keras.Input((32, 32, 1)), layers.Conv2D(6, 5), layers.AveragePooling2D(2),
+                                   layers.Conv2D(16, 5), layers.AveragePooling2D(2)])
+flatten_input = tuple(lenet_features(np.zeros((1, 32, 32, 1), np.float32)).shape[1:])
+check_prediction(
+    predicted_flatten_input,
+    flatten_input,
+    "the shape entering LeNet-5's flatten",
+    "Each 5x5 convolution without padding takes 4 off each side (32 -> 28, 14 -> 10), each 2x2 pooling "
+    "halves it (28 -> 14, 10 -> 5), and the second convolution has 16 filters: 5 x 5 x 16 = 400 numbers.",
+    mistakes={"(8, 8, 16) would need convolutions that keep the size; without padding each 5x5 convolution "
+              "takes 4 off the side.": (8, 8, 16),
+              "the maps entering the flatten come from the second convolution, which has 16 filters.": (5, 5, 6)},
+)
+dense_params = keras.Sequential([keras.Input(flatten_input), layers.Flatten(), layers.Dense(120)]).count_params()
+check_prediction(
+    predicted_dense_params,
+    dense_params,
+    "the parameters of LeNet-5's first dense layer",
+    "Each of its 120 units has one weight per input (5 * 5 * 16 = 400) and one bias: 400 * 120 + 120.",
+    mistakes={"you forgot the 120 biases.": 400 * 120, "the layer sees 5 * 5 * 16 = 400 inputs, not 5 * 5 * 6.": 150 * 120 + 120},
+)
+passed("predictions")
 
 # %% [markdown]
 # ## 3. LeNet-5
@@ -151,7 +279,7 @@ passed("output sizes and parameter counts")
 
 # %%
 def build_lenet5():
-    raise NotImplementedError("Blank 7 of week1_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 9 of week1_exercise is not filled in yet: replace this line with your code.")
 
 
 # %%
@@ -161,14 +289,31 @@ check(
     isinstance(lenet, keras.Model),
     f"build_lenet5 must return a keras Model, got {type(lenet).__name__}",
 )
-check_equal(lenet.count_params(), 61_706, "number of parameters of LeNet-5")
+check_equal(
+    lenet.count_params(),
+    61_706,
+    "number of parameters of LeNet-5",
+    mistakes={
+        "both convolutions have padding='same'; LeNet-5's use none, so the maps shrink (32 -> 28, 14 -> 10).": 136_586,
+        "the first convolution has padding='same'; LeNet-5 uses none.": 82_826,
+    },
+)
 shapes = [
     tuple(layer.output.shape[1:])
     for layer in lenet.layers
     if isinstance(layer, layers.Conv2D)
 ]
 check_equal(
-    shapes, [(28, 28, 6), (10, 10, 16)], "output shapes of the two convolutions"
+    shapes,
+    [(28, 28, 6), (10, 10, 16)],
+    "output shapes of the two convolutions",
+    mistakes={
+        "padding='same' keeps the size; LeNet-5's convolutions use no padding (Keras' default, 'valid').": [
+            (32, 32, 6),
+            (16, 16, 16),
+        ],
+        "the first convolution has padding='same'; LeNet-5 uses none.": [(32, 32, 6), (12, 12, 16)],
+    },
 )
 check_shape(
     lenet.predict(np.zeros((2, 32, 32, 1)), verbose=0),
@@ -189,7 +334,7 @@ passed("LeNet-5")
 digits = data.load_digits(size=32, seed=0)
 EPOCHS = profile.pick(smoke=15, cpu=30, gpu=30)
 config.seed_everything(0)
-raise NotImplementedError("Blank 8 of week1_exercise is not filled in yet: replace this line with your code.")
+raise NotImplementedError("Blank 10 of week1_exercise is not filled in yet: replace this line with your code.")
 
 # %%
 # CHECK training points=2
@@ -197,9 +342,17 @@ test_accuracy = float(
     np.mean(lenet.predict(digits.x_test, verbose=0).argmax(1) == digits.y_test)
 )
 print(f"test accuracy: {test_accuracy:.3f}")
+cause = likely_mistake(
+    test_accuracy,
+    {
+        "that is chance level (1 in 10): the model checked here was not trained. Compile and fit `lenet`, "
+        "the model built above, and do not build a new one after training.": lambda accuracy: accuracy < 0.2
+    },
+)
 check(
     test_accuracy >= 0.95,
-    f"LeNet-5 reaches {test_accuracy:.3f} test accuracy; at least 0.95 is needed.",
+    f"LeNet-5 reaches {test_accuracy:.3f} test accuracy; at least 0.95 is needed."
+    + (f" Likely cause: {cause}" if cause else ""),
 )
 passed("training")
 
@@ -214,7 +367,7 @@ passed("training")
 
 # %%
 def tta_predict(model, images, augment, copies=8):
-    raise NotImplementedError("Blank 9 of week1_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 11 of week1_exercise is not filled in yet: replace this line with your code.")
 
 
 # %%
@@ -226,13 +379,31 @@ def mirror(images, training=False):
 
 some = digits.x_test[:20]
 plain = lenet.predict(some, verbose=0)
+mirrored = lenet.predict(mirror(some), verbose=0)
 check_close(
-    tta_predict(lenet, some, mirror, copies=1), plain, "tta_predict with copies=1"
+    tta_predict(lenet, some, mirror, copies=1),
+    plain,
+    "tta_predict with copies=1",
+    mistakes={
+        "the original image is missing: the first of the `copies` versions is the image itself.": mirrored,
+        "you averaged the image with `copies` augmented versions: `copies` counts the original too.": (
+            plain + mirrored
+        )
+        / 2,
+    },
 )
 check_close(
     tta_predict(lenet, some, mirror, copies=2),
-    (plain + lenet.predict(mirror(some), verbose=0)) / 2,
+    (plain + mirrored) / 2,
     "tta_predict with copies=2 and a mirror augmentation",
+    mistakes={
+        "the original image is missing: the first of the `copies` versions is the image itself.": mirrored,
+        "you averaged the image with `copies` augmented versions: `copies` counts the original too.": (
+            plain + 2 * mirrored
+        )
+        / 3,
+        "you summed the probabilities: divide by the number of versions.": plain + mirrored,
+    },
 )
 shift = keras.Sequential([layers.RandomTranslation(0.1, 0.1, fill_mode="constant")])
 probabilities = tta_predict(lenet, some, shift, copies=4)
@@ -242,6 +413,86 @@ check_close(
     "the averaged probabilities of each image sum to 1",
 )
 passed("test-time augmentation")
+
+# %% [markdown]
+# ## 6. The backward pass of the cross-correlation
+#
+# Training needs the gradient of the loss with respect to every weight, and,
+# to pass it on to the layers below, with respect to the layer's input. Write
+# `correlate2d_backward(x, kernel, grad_y, padding, stride)`: given the gradient
+# `grad_y` of a scalar loss with respect to the output `y = correlate2d(x,
+# kernel, padding, stride)` (so `grad_y` has the shape of `y`), return the pair
+# `(grad_x, grad_kernel)`, the gradients with respect to `x` (shape of `x`) and
+# to `kernel` (shape of `kernel`). NumPy only.
+#
+# Follow the forward pass: output `[i, j, f]` is the sum of `window * kernel[...,
+# f]` over the window at row `i * stride`, column `j * stride` of the padded
+# input. So every output position adds `grad_y[i, j, f] * window` to
+# `grad_kernel[..., f]`, and `grad_y[i, j, f] * kernel[..., f]` to the gradient
+# of that window of the *padded* input; the gradient of `x` is the padded one
+# with the padding cropped off.
+#
+# The check is a **gradient check**: it nudges every entry of `x` and of
+# `kernel` up and down by `eps` and measures how your `correlate2d` moves the
+# loss (central differences, `course_utils.gradients.numerical_gradient`), and it
+# asks `tf.GradientTape` for the same gradients. Both must agree with yours to a
+# relative error below 1e-6.
+
+
+# %%
+def correlate2d_backward(x, kernel, grad_y, padding=0, stride=1):
+    raise NotImplementedError("Blank 12 of week1_exercise is not filled in yet: replace this line with your code.")
+
+
+# %%
+# CHECK gradient points=2
+from course_utils.gradients import numerical_gradient
+
+
+def tape_gradients(x, kernel, grad_y, padding, stride):
+    """TensorFlow's gradients of sum(conv2d(x, kernel) * grad_y) with respect to x and the kernel."""
+    x_t, kernel_t = tf.constant(x[None]), tf.constant(kernel)
+    with tf.GradientTape() as tape:
+        tape.watch([x_t, kernel_t])
+        pads = [[0, 0], [padding, padding], [padding, padding], [0, 0]]
+        loss = tf.reduce_sum(tf.nn.conv2d(x_t, kernel_t, strides=stride, padding=pads)[0] * grad_y)
+    grad_x, grad_kernel = tape.gradient(loss, [x_t, kernel_t])
+    return grad_x.numpy()[0], grad_kernel.numpy()
+
+
+def gradient_mistakes(x, kernel, grad_y, padding, stride):
+    """The gradients that the usual mistakes give, as ({explanation: grad_x}, {explanation: grad_kernel})."""
+    right_x, right_kernel = tape_gradients(x, kernel, grad_y, padding, stride)
+    padded_shape = (x.shape[0] + 2 * padding, x.shape[1] + 2 * padding, x.shape[2])
+    for_x = {
+        "you returned the gradient of the PADDED input: crop the padding off (rows and columns "
+        "padding .. padding + height).": (lambda g: np.shape(g) == padded_shape) if padding else None,
+        "the input's gradient is the kernel flipped: a window at (i, j) receives grad_y[i, j, f] * kernel[a, b, :, f] "
+        "at offset (a, b), not kernel[kh - 1 - a, kw - 1 - b] (a 'full convolution' needs the flipped kernel).":
+            tape_gradients(x, kernel[::-1, ::-1], grad_y, padding, stride)[0],
+    }
+    for_kernel = {
+        "your kernel gradient is flipped: kernel[a, b] meets x[i * stride + a, j * stride + b].": right_kernel[::-1, ::-1],
+    }
+    return for_x, for_kernel
+
+
+for padding, stride in [(0, 1), (1, 2)]:
+    x = rng.normal(size=(5, 6, 2))
+    kernel = rng.normal(size=(3, 3, 2, 2))
+    grad_y = rng.normal(size=correlate2d(x, kernel, padding, stride).shape)  # the loss is sum(y * grad_y)
+    grad_x, grad_kernel = correlate2d_backward(x, kernel, grad_y, padding, stride)
+    for_x, for_kernel = gradient_mistakes(x, kernel, grad_y, padding, stride)
+    numeric_x = numerical_gradient(lambda v: np.sum(correlate2d(v, kernel, padding, stride) * grad_y), x, eps=1e-5)
+    numeric_kernel = numerical_gradient(lambda k: np.sum(correlate2d(x, k, padding, stride) * grad_y), kernel, eps=1e-5)
+    tape_x, tape_kernel = tape_gradients(x, kernel, grad_y, padding, stride)
+    setting = f"padding={padding}, stride={stride}"
+    check_gradient(grad_x, numeric_x, f"grad_x against central differences ({setting})", mistakes=for_x)
+    check_gradient(grad_kernel, numeric_kernel, f"grad_kernel against central differences ({setting})",
+                   mistakes=for_kernel)
+    check_gradient(grad_x, tape_x, f"grad_x against tf.GradientTape ({setting})", mistakes=for_x)
+    check_gradient(grad_kernel, tape_kernel, f"grad_kernel against tf.GradientTape ({setting})", mistakes=for_kernel)
+passed("the backward pass")
 
 # %% [markdown]
 # Done: every check above passed.

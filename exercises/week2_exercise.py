@@ -23,6 +23,10 @@
 # 2. Fine-tuning the top layers with a lower learning rate
 # 3. Precision and recall from a confusion matrix, by hand
 # 4. A classifier with at least 90% held-out accuracy on the scenes
+#
+# When a check fails on an answer that a common mistake produces, its message
+# names the mistake ("Likely cause: ..."). Part 1 also asks you to *predict* a
+# number before the check computes it.
 
 # %% tags=["parameters"]
 PROFILE = None
@@ -35,7 +39,7 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from course_utils import config
 from course_utils import recognition as rec
-from course_utils.checks import check, check_close, check_equal, check_shape, passed
+from course_utils.checks import check, check_close, check_equal, check_prediction, check_shape, likely_mistake, passed
 
 profile = config.setup(PROFILE, seed=0)
 
@@ -58,10 +62,42 @@ profile = config.setup(PROFILE, seed=0)
 # Give the base the name `"base"` (`base.name = "base"`) so the checks can find
 # it. The checks use `weights=None`, which works offline; on Colab you can try
 # `weights="imagenet"` with `input_size=96`.
+#
+# **Predict, then verify.** Before running the checks, predict how many
+# parameters of `build_frozen_classifier(5, input_size=64, alpha=0.35)` are
+# trainable, and store the number in `predicted_trainable` (in the next cell,
+# before you write the function). Hint: what does the pooled base hand to the
+# head, per image?
+
+# %%
+# Your prediction: the trainable parameters of build_frozen_classifier(5, input_size=64, alpha=0.35).
+raise NotImplementedError("Blank 1 of week2_exercise is not filled in yet: replace this line with your code.")
+
+# %%
+# CHECK prediction points=1
+reference_base = keras.applications.MobileNetV2(input_shape=(64, 64, 3), alpha=0.35, include_top=False, weights=None,
+                                                pooling="avg")
+features = reference_base.output.shape[-1]
+check_prediction(
+    predicted_trainable,
+    features * 5 + 5,
+    "trainable parameters of the frozen classifier",
+    f"The frozen base trains nothing, dropout has no parameters, and the dense head has one weight per pooled "
+    f"feature and class plus one bias per class: {features} x 5 + 5. MobileNetV2 ends with {features} channels "
+    "whatever alpha <= 1 (alpha thins the layers before the last one).",
+    mistakes={
+        "you forgot the 5 biases of the dense layer.": features * 5,
+        f"alpha = 0.35 does not thin MobileNetV2's last layer: it keeps {features} channels for alpha <= 1.": (
+            lambda p: p in (448 * 5 + 5, 448 * 5)
+        ),
+        "the frozen base's weights do not train: only the new head does.": lambda p: p > 100_000,
+    },
+)
+passed("prediction")
 
 # %%
 def build_frozen_classifier(num_classes, input_size=96, alpha=0.35, weights=None):
-    raise NotImplementedError("Blank 1 of week2_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 2 of week2_exercise is not filled in yet: replace this line with your code.")
 
 
 # %%
@@ -73,12 +109,20 @@ base = frozen.get_layer("base")
 check(len(base.layers) > 100, "the layer named 'base' should be the MobileNetV2 model")
 check_equal(base.output.shape[-1], 1280, "features per image of the pooled base (is pooling='avg'?)")
 trainable = sum(int(np.prod(w.shape)) for w in frozen.trainable_weights)
-check_equal(trainable, 1280 * 5 + 5, "trainable parameters (only the new dense layer should train)")
+check_equal(trainable, 1280 * 5 + 5, "trainable parameters (only the new dense layer should train)",
+            mistakes={"the base still trains: set base.trainable = False after building it.": lambda n: n > 100_000,
+                      "the dense layer is missing or has no bias (use layers.Dense(num_classes, ...)).":
+                          lambda n: n in (0, 1280 * 5)})
 probabilities = frozen.predict(np.random.default_rng(0).random((3, 64, 64, 3), np.float32), verbose=0)
 check_close(probabilities.sum(axis=1), np.ones(3), "the outputs are probabilities (softmax)")
 scaled = [l for l in frozen.layers if isinstance(l, layers.Rescaling)]
-check(len(scaled) == 1 and np.isclose(float(scaled[0].scale), 2.0) and np.isclose(float(scaled[0].offset), -1.0),
-      "rescale [0, 1] to [-1, 1] with one Rescaling layer (scale 2, offset -1)")
+check_equal(len(scaled), 1, "Rescaling layers of the model (rescale [0, 1] to [-1, 1] with one)")
+check_close([float(scaled[0].scale), float(scaled[0].offset)], [2.0, -1.0],
+            "scale and offset of the Rescaling layer ([0, 1] to [-1, 1])",
+            mistakes={"scale 1/127.5 is for images in [0, 255]; these are in [0, 1]: scale 2, offset -1.":
+                          [1 / 127.5, -1.0],
+                      "x * 2 alone gives [0, 2]: add the offset -1.": [2.0, 0.0],
+                      "x - 1 alone gives [-1, 0]: scale by 2 as well.": [1.0, -1.0]})
 passed("frozen base with a new head")
 
 
@@ -95,16 +139,40 @@ passed("frozen base with a new head")
 #   argument is overridden when `fit` trains the model (keras-team/keras#20285),
 #   and only `trainable = False` on the layer keeps it in inference mode;
 # * compile the model again with Adam at `learning_rate`, the sparse
-#   categorical cross-entropy and the accuracy metric (the new `trainable`
-#   settings take effect when the model is compiled).
+#   categorical cross-entropy (as a string or a Keras loss object, matching the
+#   softmax output) and the accuracy metric (the new `trainable` settings take
+#   effect when the model is compiled).
 
 # %%
 def unfreeze_top(model, top_layers, learning_rate=1e-4):
-    raise NotImplementedError("Blank 2 of week2_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 3 of week2_exercise is not filled in yet: replace this line with your code.")
 
 
 # %%
 # CHECK fine-tuning-set-up points=2
+def loss_problem(model):
+    """What is wrong with the compiled loss for integer labels, or None if it is the sparse cross-entropy."""
+    softmax = getattr(model.layers[-1], "activation", None) is keras.activations.softmax
+    loss = model.loss
+    if isinstance(loss, str):
+        try:
+            loss = keras.losses.get(loss)
+        except ValueError:
+            return f"Keras knows no loss named {model.loss!r}"
+    if loss is keras.losses.sparse_categorical_crossentropy:
+        from_logits = False
+    elif isinstance(loss, keras.losses.SparseCategoricalCrossentropy) or (
+            isinstance(loss, keras.losses.Loss) and getattr(loss, "fn", None) is keras.losses.sparse_categorical_crossentropy):
+        from_logits = bool(loss.get_config().get("from_logits", False))
+    else:
+        return (f"the loss is {model.loss!r}; integer class labels need the sparse categorical cross-entropy "
+                "(categorical_crossentropy expects one-hot labels)")
+    if from_logits == softmax:
+        return ("from_logits=True tells the loss that the outputs are raw scores, but the model ends with a softmax"
+                if softmax else "the model outputs raw scores (no softmax): use from_logits=True")
+    return None
+
+
 unfreeze_top(frozen, 20, learning_rate=1e-5)
 base = frozen.get_layer("base")
 top = base.layers[-20:]
@@ -113,8 +181,14 @@ check(all(not l.trainable for l in base.layers if isinstance(l, layers.BatchNorm
       "every BatchNormalization layer stays frozen")
 expected = 1280 * 5 + 5 + sum(l.count_params() for l in top if not isinstance(l, layers.BatchNormalization))
 trainable = sum(int(np.prod(w.shape)) for w in frozen.trainable_weights)
-check_equal(trainable, expected, "trainable parameters after unfreezing the top 20 layers")
+check_equal(trainable, expected, "trainable parameters after unfreezing the top 20 layers",
+            mistakes={"nothing of the base was unfrozen: set base.trainable = True first, then freeze the layers "
+                      "below the top ones.": 1280 * 5 + 5,
+                      "the whole base trains: freeze every layer of the base except the last `top_layers`.":
+                          lambda n: n > 10 * expected})
 check(frozen.optimizer is not None, "compile the model again")
+problem = loss_problem(frozen)
+check(problem is None, f"the loss: {problem}.")
 check_close(float(keras.ops.convert_to_numpy(frozen.optimizer.learning_rate)), 1e-5, "the learning rate", atol=1e-12)
 passed("fine-tuning set-up")
 
@@ -131,11 +205,11 @@ passed("fine-tuning set-up")
 
 # %%
 def confusion(y_true, y_pred, num_classes):
-    raise NotImplementedError("Blank 3 of week2_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 4 of week2_exercise is not filled in yet: replace this line with your code.")
 
 
 def precision_recall(matrix):
-    raise NotImplementedError("Blank 4 of week2_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 5 of week2_exercise is not filled in yet: replace this line with your code.")
 
 
 # %%
@@ -143,10 +217,16 @@ def precision_recall(matrix):
 y_true = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 3])
 y_pred = np.array([0, 1, 0, 1, 1, 2, 0, 2, 1, 3])
 matrix = confusion(y_true, y_pred, 4)
-check_equal(np.asarray(matrix).tolist(), confusion_matrix(y_true, y_pred, labels=range(4)).tolist(), "confusion matrix")
+right = confusion_matrix(y_true, y_pred, labels=range(4))
+check_equal(np.asarray(matrix).tolist(), right.tolist(), "confusion matrix",
+            mistakes={"rows and columns are swapped: entry [i, j] counts true class i predicted as j.": right.T.tolist()})
 precision, recall = precision_recall(matrix)
-check_close(precision, [2 / 3, 2 / 4, 1.0, 1.0], "precision per class")
-check_close(recall, [2 / 3, 1.0, 2 / 4, 1.0], "recall per class")
+check_close(precision, [2 / 3, 2 / 4, 1.0, 1.0], "precision per class",
+            mistakes={"you divided by the row sums (all images of the class): that is recall. Precision divides by "
+                      "the column sums (all predictions of the class).": [2 / 3, 1.0, 2 / 4, 1.0]})
+check_close(recall, [2 / 3, 1.0, 2 / 4, 1.0], "recall per class",
+            mistakes={"you divided by the column sums (all predictions of the class): that is precision. Recall "
+                      "divides by the row sums (all images of the class).": [2 / 3, 2 / 4, 1.0, 1.0]})
 rng = np.random.default_rng(1)
 truth, guess = rng.integers(0, 5, 200), rng.integers(0, 5, 200)
 expected_p, expected_r, _, _ = precision_recall_fscore_support(truth, guess, labels=range(5), zero_division=0)
@@ -170,7 +250,7 @@ scenes = rec.load_classification("scenes", image_size=SIZE, n_train=5000,
                                   n_test=500, seed=11)
 EPOCHS = 6
 config.seed_everything(0)
-raise NotImplementedError("Blank 5 of week2_exercise is not filled in yet: replace this line with your code.")
+raise NotImplementedError("Blank 6 of week2_exercise is not filled in yet: replace this line with your code.")
 
 # %%
 # CHECK training points=2

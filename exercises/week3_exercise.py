@@ -29,6 +29,10 @@
 #
 # Boxes are `[x_min, y_min, x_max, y_max]` in pixels (the `xyxy` format of the
 # chapter), with `x_max`, `y_max` exclusive, so a box's width is `x_max - x_min`.
+#
+# When a check fails on an answer that a common mistake produces, its message
+# names the mistake ("Likely cause: ..."). Part 3 asks you to *predict* what
+# non-maximum suppression keeps before you write it.
 
 # %% tags=["parameters"]
 PROFILE = None
@@ -39,7 +43,7 @@ import numpy as np
 import tensorflow as tf
 
 from course_utils import config
-from course_utils.checks import check, check_close, check_equal, check_shape, passed
+from course_utils.checks import check, check_close, check_equal, check_prediction, check_shape, passed
 
 profile = config.setup(PROFILE, seed=0)
 rng = np.random.default_rng(0)
@@ -69,8 +73,17 @@ def iou(boxes_a, boxes_b):
 
 # %%
 # CHECK iou points=2
-check_close(iou(np.array([[0, 0, 10, 10]]), np.array([[5, 5, 15, 15]])), [[25 / 175]], "IoU of two shifted 10x10 boxes")
-check_close(iou(np.array([[0, 0, 10, 10]]), np.array([[20, 20, 30, 30]])), [[0.0]], "IoU of two boxes far apart")
+# Two 10x10 boxes overlapping on a 5x5 square: intersection 25, union 100 + 100 - 25 = 175.
+check_close(iou(np.array([[0, 0, 10, 10]]), np.array([[5, 5, 15, 15]])), [[25 / 175]], "IoU of two shifted 10x10 boxes",
+            mistakes={"you counted pixels inclusively (width x_max - x_min + 1); here x_max is exclusive, so the "
+                      "width is x_max - x_min.": [[36 / (121 + 121 - 36)]],
+                      "the union subtracts the intersection twice: it is area_a + area_b - intersection.":
+                          [[25 / 150]],
+                      "the union must subtract the intersection (counted in both areas).": [[25 / 200]],
+                      "you divided by the smaller box's area, not by the union.": [[25 / 100]]})
+check_close(iou(np.array([[0, 0, 10, 10]]), np.array([[20, 20, 30, 30]])), [[0.0]], "IoU of two boxes far apart",
+            mistakes={"boxes far apart have a negative overlap width AND height, whose product is positive: clip "
+                      "each of them at 0 before multiplying.": lambda value: np.asarray(value).item() > 0.5})
 a, b = random_boxes(7, rng), random_boxes(5, rng)
 result = iou(a, b)
 check_shape(result, (7, 5), "iou of 7 boxes against 5")
@@ -102,9 +115,20 @@ def focal_loss(y_true, logits, gamma=2.0, alpha=0.25):
 y = (rng.random((6, 10)) < 0.2).astype(np.float32)
 logits = rng.normal(0, 3, size=(6, 10)).astype(np.float32)
 for gamma, alpha in [(2.0, 0.25), (0.0, 0.5), (1.0, 0.75)]:
-    expected = keras_cv.losses.FocalLoss(alpha=alpha, gamma=gamma, from_logits=True, reduction="sum")(y, logits)
-    check_close(focal_loss(y, logits, gamma, alpha), float(expected), f"focal_loss with gamma={gamma}, alpha={alpha}",
-                atol=1e-3)
+    def library(alpha=alpha, gamma=gamma):
+        return float(keras_cv.losses.FocalLoss(alpha=alpha, gamma=gamma, from_logits=True, reduction="sum")(y, logits))
+
+    expected = library()
+    check_close(focal_loss(y, logits, gamma, alpha), expected, f"focal_loss with gamma={gamma}, alpha={alpha}",
+                atol=1e-3,
+                mistakes={"alpha_t is swapped: alpha weighs the positives (y = 1), 1 - alpha the negatives.":
+                              library(alpha=1 - alpha) if alpha != 0.5 else None,
+                          "you averaged the entries; the loss asked for is their sum.": expected / y.size,
+                          "the modulating factor is (1 - p_t) ** gamma: you wrote p_t ** gamma (it must shrink "
+                          "for easy examples, where p_t is near 1).": None if gamma == 0 else float(np.sum(
+                              np.where(y == 1, alpha, 1 - alpha)
+                              * np.where(y == 1, 1 / (1 + np.exp(-logits)), 1 / (1 + np.exp(logits))) ** gamma
+                              * (np.maximum(logits, 0) - logits * y + np.log1p(np.exp(-np.abs(logits))))))})
 easy = focal_loss(np.zeros(1), np.array([-4.0]))
 hard = focal_loss(np.zeros(1), np.array([4.0]))
 check(hard > 1000 * easy, "an easy negative (logit -4) should cost far less than a hard one (logit +4)")
@@ -118,25 +142,62 @@ passed("focal loss")
 # **greater than** `iou_threshold`, and repeats with the best of what remains.
 # Return the indices of the kept boxes, best score first, as an integer array.
 # Use your `iou` from part 1.
+#
+# **Predict, then verify.** First, by hand: three 10×10 boxes in a row,
+# `A = [0, 0, 10, 10]` (score 0.9), `B = [2, 0, 12, 10]` (0.8) and
+# `C = [4, 0, 14, 10]` (0.7), threshold 0.5. How many boxes does non-maximum
+# suppression keep? Store your answer in `predicted_kept` (work out the IoU of
+# each pair first).
+
+
+# %%
+# Your prediction: how many of A, B and C does non-maximum suppression keep (threshold 0.5)?
+raise NotImplementedError("Blank 3 of week3_exercise is not filled in yet: replace this line with your code.")
+
+# %%
+# CHECK prediction points=1
+row = np.array([[0, 0, 10, 10], [2, 0, 12, 10], [4, 0, 14, 10]], np.float32)
+kept = tf.image.non_max_suppression(row[:, [1, 0, 3, 2]], np.array([0.9, 0.8, 0.7], np.float32), 3,
+                                    iou_threshold=0.5).numpy()
+check_prediction(
+    predicted_kept,
+    len(kept),
+    "boxes kept by NMS among A, B, C",
+    "A (the best) is kept; IoU(A, B) = 80 / 120 = 0.67 > 0.5 removes B; IoU(A, C) = 60 / 140 = 0.43 keeps C. "
+    "C overlaps B by 0.67 too, but B was already removed: only kept boxes suppress others.",
+    mistakes={"C overlaps B by 80 / 120 = 0.67, but B was removed first by A: a removed box suppresses nothing.": 1,
+              "IoU(A, B) = 80 / 120 = 0.67 is above the threshold 0.5: B is removed.": 3},
+)
+passed("prediction")
 
 
 # %%
 def nms(boxes, scores, iou_threshold=0.5):
-    raise NotImplementedError("Blank 3 of week3_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 4 of week3_exercise is not filled in yet: replace this line with your code.")
 
 
 # %%
 # CHECK nms points=2
 two_close = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [30, 30, 40, 40]], np.float32)
-check_equal(list(nms(two_close, np.array([0.9, 0.8, 0.7]))), [0, 2], "nms keeps the best of two overlapping boxes")
-check_equal(list(nms(two_close, np.array([0.6, 0.8, 0.7]))), [1, 2], "nms keeps the higher score, whichever it is")
+check_equal(list(nms(two_close, np.array([0.9, 0.8, 0.7]))), [0, 2], "nms keeps the best of two overlapping boxes",
+            mistakes={"you removed the boxes that overlap LITTLE: remove those whose IoU is greater than the "
+                      "threshold, keep the others.": [0, 1],
+                      "nothing was removed: drop every box whose IoU with the kept one is above the threshold.":
+                          [0, 1, 2]})
+check_equal(list(nms(two_close, np.array([0.6, 0.8, 0.7]))), [1, 2], "nms keeps the higher score, whichever it is",
+            mistakes={"you took the boxes in their input order: sort them by decreasing score first.": [0, 2]})
 for threshold in (0.3, 0.5, 0.7):
     boxes = random_boxes(40, rng)
     scores = rng.random(40).astype(np.float32)
     # TensorFlow wants yxyx boxes; IoU does not care about the order of the axes.
     expected = tf.image.non_max_suppression(boxes[:, [1, 0, 3, 2]], scores, max_output_size=40,
                                             iou_threshold=threshold).numpy()
-    check_equal(list(nms(boxes, scores, threshold)), list(expected), f"nms against TensorFlow, threshold {threshold}")
+    in_input_order = tf.image.non_max_suppression(boxes[:, [1, 0, 3, 2]], np.linspace(1, 0.5, 40, dtype=np.float32),
+                                                  max_output_size=40, iou_threshold=threshold).numpy()
+    check_equal(list(nms(boxes, scores, threshold)), list(expected), f"nms against TensorFlow, threshold {threshold}",
+                mistakes={"you took the boxes in their input order: sort them by decreasing score first.":
+                              list(in_input_order),
+                          "return the kept boxes best score first, not in index order.": sorted(expected)})
 passed("non-maximum suppression")
 
 # %% [markdown]
@@ -159,19 +220,30 @@ passed("non-maximum suppression")
 
 # %%
 def average_precision(scores, is_true_positive, n_objects):
-    raise NotImplementedError("Blank 4 of week3_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 5 of week3_exercise is not filled in yet: replace this line with your code.")
 
 
 # %%
 # CHECK ap points=2
 check_close(average_precision([0.9, 0.8, 0.7], [True, True, True], 3), 1.0, "AP of three correct detections")
 check_close(average_precision([0.9, 0.8, 0.7], [True, False, True], 3), 1 / 3 + 1 / 3 * 2 / 3,
-            "AP of correct, wrong, correct with 3 objects")
-check_close(average_precision([0.7, 0.8, 0.9], [True, False, True], 3), 1 / 3 + 1 / 3 * 2 / 3,
-            "AP must sort by score first")
-check_close(average_precision([0.9, 0.8], [True, True], 4), 0.5, "AP when half of the objects are never found")
+            "AP of correct, wrong, correct with 3 objects",
+            mistakes={"recall divides by the number of objects (3), not by the number of true positives.":
+                          1 / 2 + 1 / 2 * 2 / 3})
+# Ranked by score: 0.9 wrong, 0.8 right, 0.7 right: precision 0, 1/2, 2/3, made monotone 2/3 everywhere.
+check_close(average_precision([0.7, 0.9, 0.8], [True, False, True], 3), 2 / 3 * 2 / 3,
+            "AP must sort by score first",
+            mistakes={"you kept the detections in their input order: sort them by decreasing score first.":
+                          1 / 3 + 1 / 3 * 2 / 3,
+                      "you sorted by increasing score: the best-scored detection comes first.": 2 / 3,
+                      "you did not make the precision monotone: replace each precision by the largest one at the "
+                      "same or a later rank.": 1 / 3 * 1 / 2 + 1 / 3 * 2 / 3})
+check_close(average_precision([0.9, 0.8], [True, True], 4), 0.5, "AP when half of the objects are never found",
+            mistakes={"recall divides by all the objects (4), found or not: missed objects cap the recall.": 1.0})
 check_close(average_precision([0.9, 0.8, 0.5], [False, True, True], 2), 2 / 3,
-            "AP when the best-scored detection is wrong (precision 2/3 is kept back to recall 0)")
+            "AP when the best-scored detection is wrong (precision 2/3 is kept back to recall 0)",
+            mistakes={"you did not make the precision monotone: replace each precision by the largest one at the "
+                      "same or a later rank.": 1 / 2 * 1 / 2 + 1 / 2 * 2 / 3})
 passed("average precision")
 
 # %% [markdown]

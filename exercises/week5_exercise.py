@@ -24,6 +24,9 @@
 # 3. The kNN majority vote
 # 4. Training an embedding network
 # 5. Choosing k on a validation split, and reaching 90% test accuracy
+#
+# When a check fails on an answer that a common mistake produces, its message
+# names the mistake ("Likely cause: ..."). Part 2 starts with a prediction.
 
 # %% tags=["parameters"]
 PROFILE = None
@@ -34,7 +37,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from course_utils import config
 from course_utils import metric_learning as ml
-from course_utils.checks import check, check_close, check_equal, check_shape, passed
+from course_utils.checks import check, check_close, check_equal, check_prediction, check_shape, passed
 from course_utils.scenes import make_scenes
 
 profile = config.setup(PROFILE, seed=0)
@@ -58,12 +61,20 @@ def cosine_similarity_matrix(a, b):
 a, b = rng.normal(size=(6, 8)), rng.normal(size=(4, 8))
 similarities = cosine_similarity_matrix(a, b)
 check_shape(similarities, (6, 4), "cosine_similarity_matrix of 6 and 4 vectors")
-check_close(similarities, ml.cosine_similarity_matrix(a, b), "cosine_similarity_matrix against the course's")
+def unit_rows(v, axis=1):
+    return v / np.linalg.norm(v, axis=axis, keepdims=True)
+
+
+check_close(similarities, ml.cosine_similarity_matrix(a, b), "cosine_similarity_matrix against the course's",
+            mistakes={"these are plain dot products: divide each row by its length first.": a @ b.T,
+                      "only the rows of a were normalised: normalise the rows of b too.": unit_rows(a) @ b.T,
+                      "only the rows of b were normalised: normalise the rows of a too.": a @ unit_rows(b).T,
+                      "you normalised the columns (axis=0): each ROW is a vector, normalise with axis=1.":
+                          unit_rows(a, 0) @ unit_rows(b, 0).T})
 check_close(np.diag(cosine_similarity_matrix(a, 3 * a)), np.ones(6), "the similarity of a vector with itself, scaled by 3")
 check_close(cosine_similarity_matrix(np.array([[1.0, 0.0]]), np.array([[0.0, 2.0], [-1.0, 0.0]])), [[0.0, -1.0]],
             "similarities of perpendicular and opposite vectors")
 passed("cosine similarity matrix")
-
 
 # %% [markdown]
 # ## 2. The temperature softmax loss
@@ -75,18 +86,57 @@ passed("cosine similarity matrix")
 # average over the rows of $-\log P_{ii}$ (the cross-entropy with the target
 # "anchor `i` belongs with positive `i`"). Subtract each row's maximum before
 # taking exponentials, so that small temperatures do not overflow.
+#
+# **Predict, then verify.** Before you write it: if the network had
+# *collapsed*, mapping every image to the same vector, what would this loss be
+# for a batch of 48 anchor-positive pairs (16 per class, 3 classes) at
+# temperature 0.1? Store the number in `predicted_collapsed_loss` (within 1%).
+
+# %%
+# Your prediction: the loss of collapsed embeddings for 48 pairs at temperature 0.1.
+raise NotImplementedError("Blank 2 of week5_exercise is not filled in yet: replace this line with your code.")
+
+# %%
+# CHECK prediction points=1
+collapsed = np.ones((48, 32)) / np.sqrt(32)
+check_prediction(
+    predicted_collapsed_loss,
+    float(np.mean(ml.similarity_softmax_loss(collapsed, collapsed, 0.1))),
+    "the loss of collapsed embeddings, 48 pairs",
+    "All 48 similarities of a row are equal (1, divided by any temperature), so the softmax gives each positive "
+    "the same probability 1/48 and the loss is -log(1/48) = log(48), about 3.87: the temperature does not matter.",
+    rtol=0.01,
+    mistakes={"the softmax runs over the 48 positives of the batch, not over the 3 classes.": np.log(3),
+              "that is the probability of the right positive (1/48); the loss is minus its log.": 1 / 48,
+              "collapsed embeddings are no better on the right positive than on the others: the softmax is "
+              "uniform, so the loss is far from 0.": 0.0,
+              "the temperature scales all similarities of a row alike, which a softmax ignores.":
+                  lambda p: abs(p - 10 * np.log(48)) < 0.1 or abs(p - 0.1 * np.log(48)) < 0.01},
+)
+passed("prediction")
+
 
 # %%
 def softmax_loss(anchors, positives, temperature):
-    raise NotImplementedError("Blank 2 of week5_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 3 of week5_exercise is not filled in yet: replace this line with your code.")
 
 
 # %%
 # CHECK temperature-softmax-loss points=2
 anchors, positives = rng.normal(size=(8, 16)), rng.normal(size=(8, 16))
 for temperature in (0.05, 0.1, 1.0):
-    expected = np.mean(ml.similarity_softmax_loss(anchors, positives, temperature))
-    check_close(softmax_loss(anchors, positives, temperature), expected, f"softmax_loss at temperature {temperature}")
+    def reference_loss(a=anchors, p=positives, t=temperature):
+        return float(np.mean(ml.similarity_softmax_loss(a, p, t)))
+
+    expected = reference_loss()
+    check_close(softmax_loss(anchors, positives, temperature), expected, f"softmax_loss at temperature {temperature}",
+                mistakes={"you did not divide the similarities by the temperature.":
+                              reference_loss(t=1.0) if temperature != 1 else None,
+                          "you multiplied by the temperature; divide by it.":
+                              reference_loss(t=1 / temperature) if temperature != 1 else None,
+                          "you summed over the rows; the loss is their mean.": len(anchors) * expected,
+                          "the softmax runs over each ROW (one anchor against all positives), not each column.":
+                              reference_loss(a=positives, p=anchors)})
 check_close(softmax_loss(np.ones((5, 3)), np.ones((5, 3)), 0.1), np.log(5), "collapsed embeddings cost log(n)")
 check(softmax_loss(np.eye(4), np.eye(4), 0.01) < 1e-3, "perfectly matched embeddings at a low temperature cost almost 0")
 check(np.isfinite(softmax_loss(anchors, positives, 1e-4)), "softmax_loss must not overflow at tiny temperatures")
@@ -105,7 +155,7 @@ passed("temperature softmax loss")
 
 # %%
 def knn_vote(reference, labels, queries, k):
-    raise NotImplementedError("Blank 3 of week5_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 4 of week5_exercise is not filled in yet: replace this line with your code.")
 
 
 # %%
@@ -115,7 +165,13 @@ reference_labels = rng.integers(0, 4, 60)
 queries = rng.normal(size=(40, 5))
 for k in (1, 3, 5, 8):
     sklearn = KNeighborsClassifier(n_neighbors=k, metric="cosine").fit(reference, reference_labels).predict(queries)
-    check_equal(list(knn_vote(reference, reference_labels, queries, k)), list(sklearn), f"knn_vote with k={k}")
+    farthest = KNeighborsClassifier(n_neighbors=k, metric="cosine").fit(-reference, reference_labels).predict(queries)
+    euclidean = KNeighborsClassifier(n_neighbors=k).fit(reference, reference_labels).predict(queries)
+    check_equal(list(knn_vote(reference, reference_labels, queries, k)), list(sklearn), f"knn_vote with k={k}",
+                mistakes={"you took the k LEAST similar references: sort by decreasing similarity "
+                          "(np.argsort(-similarities)).": list(farthest),
+                          "you used Euclidean distances between unnormalised vectors; the vote uses cosine "
+                          "similarity.": list(euclidean)})
 passed("kNN majority vote")
 
 # %% [markdown]
@@ -136,7 +192,7 @@ validation = make_scenes(150, size=32, seed=2, classes=classes, object_size=(12,
 test = make_scenes(300, size=32, seed=3, classes=classes, object_size=(12, 22))
 EPOCHS = 20  # the same at every profile: the checks need a trained network
 config.seed_everything(0)
-raise NotImplementedError("Blank 4 of week5_exercise is not filled in yet: replace this line with your code.")
+raise NotImplementedError("Blank 5 of week5_exercise is not filled in yet: replace this line with your code.")
 
 # %%
 # CHECK training points=2
@@ -163,14 +219,21 @@ passed("training")
 CANDIDATES = [1, 3, 5, 7, 9, 15]
 validation_embeddings = ml.embed(embedder, validation.images)
 test_embeddings = ml.embed(embedder, test.images)
-raise NotImplementedError("Blank 5 of week5_exercise is not filled in yet: replace this line with your code.")
+raise NotImplementedError("Blank 6 of week5_exercise is not filled in yet: replace this line with your code.")
 
 # %%
 # CHECK choosing-k-and-test-accuracy points=2
 check(best_k in CANDIDATES, f"best_k must be one of {CANDIDATES}, got {best_k!r}")
 scores = {k: np.mean(knn_vote(train_embeddings, train.labels, validation_embeddings, k) == validation.labels)
           for k in CANDIDATES}
-check_equal(best_k, max(CANDIDATES, key=lambda k: (scores[k], -k)), "best_k (highest validation accuracy)")
+on_test = {k: np.mean(knn_vote(train_embeddings, train.labels, test_embeddings, k) == test.labels) for k in CANDIDATES}
+check_equal(best_k, max(CANDIDATES, key=lambda k: (scores[k], -k)), "best_k (highest validation accuracy)",
+            mistakes={"you chose k on the TEST set: choose it on the validation set, and use the test set once, "
+                      "at the end.": max(CANDIDATES, key=lambda k: (on_test[k], -k)),
+                      "several k tie on the validation set: take the smallest of them.":
+                          max(CANDIDATES, key=lambda k: (scores[k], k)),
+                      "that k has the LOWEST validation accuracy: take the highest.":
+                          min(CANDIDATES, key=lambda k: (scores[k], k))})
 check_close(test_accuracy, np.mean(knn_vote(train_embeddings, train.labels, test_embeddings, best_k) == test.labels),
             "test_accuracy with best_k")
 print(f"best k on the validation set: {best_k}; test accuracy: {test_accuracy:.3f}")

@@ -19,8 +19,12 @@
 #
 # 1. Dice and IoU
 # 2. The output size of a transposed convolution
-# 3. A three-level U-Net with an exact parameter count
+# 3. A three-level U-Net with an exact parameter count, then one on a parameter budget
 # 4. Training it to a mean IoU of at least 0.8
+#
+# When a check fails on an answer that a common mistake produces, its message
+# names the mistake ("Likely cause: ..."). Part 3 asks you to *predict* a
+# parameter count, and to choose a smaller U-Net that still does the job.
 
 # %% tags=["parameters"]
 PROFILE = None
@@ -31,7 +35,7 @@ import numpy as np
 from keras import layers
 
 from course_utils import config, segmentation
-from course_utils.checks import check, check_close, check_equal, check_shape, passed
+from course_utils.checks import check, check_close, check_equal, check_prediction, check_shape, passed
 from course_utils.scenes import make_scenes
 
 profile = config.setup(PROFILE, seed=0)
@@ -71,12 +75,20 @@ def iou(truth, predicted):
 square = np.zeros((6, 6), int)
 square[1:4, 1:4] = 1            # 9 pixels
 shifted = np.roll(square, 1, axis=1)  # 6 of them overlap
-check_close(dice(square, shifted), 2 * 6 / 18, "dice of a 3x3 square and its copy moved one pixel")
-check_close(iou(square, shifted), 6 / 12, "iou of a 3x3 square and its copy moved one pixel")
+# |T| = |P| = 9, |T and P| = 6, |T or P| = 12.
+check_close(dice(square, shifted), 2 * 6 / 18, "dice of a 3x3 square and its copy moved one pixel",
+            mistakes={"Dice has a factor 2: 2 |T and P| / (|T| + |P|).": 6 / 18,
+                      "that is the IoU (intersection over union); Dice divides 2 |T and P| by |T| + |P|.": 6 / 12})
+check_close(iou(square, shifted), 6 / 12, "iou of a 3x3 square and its copy moved one pixel",
+            mistakes={"the union subtracts the intersection twice: |T or P| = |T| + |P| - |T and P|.": 6 / 6,
+                      "you divided by |T| + |P|, which counts the overlap twice: divide by the union.": 6 / 18,
+                      "that is the Dice coefficient; IoU divides |T and P| by the union |T or P|.": 2 * 6 / 18})
 check_close(dice(square, square), 1.0, "dice of a mask with itself")
 empty = np.zeros((5, 5), int)
-check_close(dice(empty, empty), 1.0, "dice of two empty masks")
-check_close(iou(empty, empty), 1.0, "iou of two empty masks")
+nothing_to_get_wrong = {"two empty masks agree perfectly: return 1.0 when the denominator is 0.": 0.0,
+                        "0 / 0 gives nan: test for two empty masks first and return 1.0.": lambda v: np.isnan(v)}
+check_close(dice(empty, empty), 1.0, "dice of two empty masks", mistakes=nothing_to_get_wrong)
+check_close(iou(empty, empty), 1.0, "iou of two empty masks", mistakes=nothing_to_get_wrong)
 check_close(iou(square, np.zeros_like(square)), 0.0, "iou of a mask and an empty prediction")
 for _ in range(5):
     truth, predicted = rng.random((2, 16, 16)) < rng.uniform(0.05, 0.6, size=(2, 1, 1))
@@ -124,8 +136,18 @@ def transposed_output_size(n, kernel, stride, padding="valid"):
 for n, kernel, stride, padding in [(4, 3, 2, "valid"), (4, 2, 2, "same"), (7, 5, 3, "valid"), (5, 3, 1, "same"),
                                    (1, 4, 2, "valid")]:
     probe = keras.Sequential([keras.Input((n, n, 1)), layers.Conv2DTranspose(1, kernel, strides=stride, padding=padding)])
+    if padding == "valid":
+        mistakes = {"that is the size of a (forward) convolution; a transposed one grows the input.":
+                        (n - kernel) // stride + 1,
+                    "the input with zeros in between has (n - 1) * stride + 1 values, not n * stride.":
+                        n * stride + kernel - 1,
+                    "the kernel adds kernel - 1 values to the (n - 1) * stride + 1 of the spread-out input.":
+                        (n - 1) * stride + kernel + 1,
+                    "'same' gives stride * n; with 'valid' the kernel's overhang adds to it.": n * stride}
+    else:
+        mistakes = {"with 'same' the output is exactly stride * n.": (n - 1) * stride + kernel}
     check_equal(transposed_output_size(n, kernel, stride, padding), probe.output_shape[1],
-                f"transposed_output_size({n}, {kernel}, {stride}, {padding!r})")
+                f"transposed_output_size({n}, {kernel}, {stride}, {padding!r})", mistakes=mistakes)
 passed("transposed convolution sizes")
 
 # %%
@@ -139,7 +161,7 @@ for n, kernel, stride, padding in [(10, 4, 4, "valid"), (3, 7, 2, "same"), (6, 3
 # %% [markdown]
 # ## 3. A three-level U-Net
 #
-# Write `build_unet(input_shape, num_classes)` with the Keras functional API:
+# Write `build_unet(input_shape, num_classes, filters)` with the Keras functional API:
 #
 # * a **block** is two 3×3 convolutions with `padding="same"`, each followed by
 #   `BatchNormalization(momentum=0.9)` and a ReLU; a convolution followed by
@@ -147,18 +169,21 @@ for n, kernel, stride, padding in [(10, 4, 4, "valid"), (3, 7, 2, "same"), (6, 3
 #   fast the running averages that batch normalisation uses at prediction time
 #   follow the training batches; Keras' default, 0.99, is too slow for the few
 #   hundred steps we train for.)
-# * **encoder**: three levels, each a block then a 2×2 `MaxPooling2D`, with 8,
-#   16 and 32 filters; keep each block's output for the skip connections;
-# * **bottleneck**: a block with 64 filters;
+# * **encoder**: three levels, each a block then a 2×2 `MaxPooling2D`, with
+#   `filters[0]`, `filters[1]` and `filters[2]` filters (8, 16 and 32 by
+#   default); keep each block's output for the skip connections;
+# * **bottleneck**: a block with `filters[3]` filters (64 by default);
 # * **decoder**: three levels, each a `Conv2DTranspose` with kernel 2, stride 2,
-#   `padding="same"` and 32, 16, then 8 filters, a `Concatenate` with the
-#   encoder output of the same size, then a block with that many filters;
+#   `padding="same"` and `filters[2]`, `filters[1]`, then `filters[0]` filters,
+#   a `Concatenate` with the encoder output of the same size, then a block with
+#   that many filters;
 # * **head**: a 1×1 convolution with `num_classes` filters and a softmax.
 #
-# For 32×32×3 inputs and 3 classes it has exactly 121,899 parameters.
+# With the default filters, for 32×32×3 inputs and 3 classes, it has exactly
+# 121,899 parameters.
 
 # %%
-def build_unet(input_shape=(32, 32, 3), num_classes=3):
+def build_unet(input_shape=(32, 32, 3), num_classes=3, filters=(8, 16, 32, 64)):
     ### BEGIN SOLUTION
     def block(x, filters):
         for _ in range(2):
@@ -169,15 +194,15 @@ def build_unet(input_shape=(32, 32, 3), num_classes=3):
 
     inputs = keras.Input(input_shape)
     x, skips = inputs, []
-    for filters in (8, 16, 32):
-        x = block(x, filters)
+    for level in filters[:3]:
+        x = block(x, level)
         skips.append(x)
         x = layers.MaxPooling2D(2)(x)
-    x = block(x, 64)
-    for filters, skip in zip((32, 16, 8), reversed(skips)):
-        x = layers.Conv2DTranspose(filters, 2, strides=2, padding="same")(x)
+    x = block(x, filters[3])
+    for level, skip in zip(reversed(filters[:3]), reversed(skips)):
+        x = layers.Conv2DTranspose(level, 2, strides=2, padding="same")(x)
         x = layers.Concatenate()([x, skip])
-        x = block(x, filters)
+        x = block(x, level)
     outputs = layers.Conv2D(num_classes, 1, activation="softmax")(x)
     return keras.Model(inputs, outputs)
     ### END SOLUTION
@@ -187,7 +212,11 @@ def build_unet(input_shape=(32, 32, 3), num_classes=3):
 # CHECK u-net points=2
 unet_model = build_unet((32, 32, 3), 3)
 check(isinstance(unet_model, keras.Model), f"build_unet must return a keras Model, got {type(unet_model).__name__}")
-check_equal(unet_model.count_params(), 121_899, "number of parameters of the U-Net")
+check_equal(unet_model.count_params(), 121_899, "number of parameters of the U-Net",
+            mistakes={"the convolutions followed by batch normalisation have biases: use_bias=False (the "
+                      "normalisation's beta replaces them).": 121_899 + 2 * (8 + 16 + 32) * 2 + 2 * 64,
+                      "batch normalisation is missing after some convolutions (or has no scale and offset).":
+                          lambda n: 100_000 < n < 121_899})
 check_shape(unet_model.predict(np.zeros((2, 32, 32, 3)), verbose=0), (2, 32, 32, 3), "predictions for 2 images")
 pools = [layer for layer in unet_model.layers if isinstance(layer, layers.MaxPooling2D)]
 check_equal(len(pools), 3, "number of max-pooling layers")
@@ -202,6 +231,68 @@ reference = segmentation.unet((32, 32, 3), 3, depth=3, base_filters=8)
 check_equal(unet_model.count_params(), reference.count_params(), "parameters against the package's U-Net (hidden)")
 check_equal(tuple(build_unet((64, 48, 3), 5).output_shape), (None, 64, 48, 5), "another input size (hidden)")
 ### END HIDDEN TESTS
+
+# %% [markdown]
+# ### A U-Net on a parameter budget
+#
+# Suppose the U-Net must run on a small device that holds at most **40,000
+# parameters**. Two answers in the cell below:
+#
+# 1. **Predict, then verify.** Before you build anything: how many parameters
+#    has `build_unet((32, 32, 3), 3, filters=(4, 8, 16, 32))`, every layer with
+#    half the filters? Store your estimate in `predicted_half_params` (within
+#    10% is right). Hint: how does a convolution's weight count depend on its
+#    input channels and its filters?
+# 2. **Design.** Write `build_small_unet(input_shape, num_classes)`: a U-Net
+#    that fits the budget and keeps what makes it a U-Net: three levels (three
+#    2×2 poolings), the three skip connections (`Concatenate` layers), and one
+#    softmax over the classes per pixel at the input's resolution. *How* you
+#    save parameters is your decision (fewer filters, one convolution per
+#    block, ...); the check measures the result, not the recipe.
+
+# %%
+# Your prediction, predicted_half_params, and your build_small_unet(input_shape, num_classes)
+# (at most 40,000 parameters).
+### BEGIN SOLUTION
+predicted_half_params = 121_899 / 4  # weights scale with in_channels x filters: halving both divides by 4
+
+
+def build_small_unet(input_shape=(32, 32, 3), num_classes=3):
+    return build_unet(input_shape, num_classes, filters=(4, 8, 16, 32))
+    ### END SOLUTION
+
+
+# %%
+# CHECK budget points=2
+half = segmentation.unet((32, 32, 3), 3, depth=3, base_filters=4).count_params()
+check_prediction(
+    predicted_half_params,
+    half,
+    "the parameters of the U-Net with half the filters",
+    "A 3x3 convolution has 3 * 3 * in_channels * filters weights: halving the filters of every layer halves both "
+    f"factors and divides the weights by 4. Only the small linear terms (biases, batch normalisation) halve, so "
+    f"the count, {half:,}, is a little above 121,899 / 4 = {121_899 / 4:,.0f}.",
+    rtol=0.1,
+    mistakes={"halving the filters does not halve the count: each convolution's weights depend on its input "
+              "channels AND its filters, and both halve.": lambda p: abs(p - 121_899 / 2) < 0.1 * 121_899 / 2},
+)
+small = build_small_unet((32, 32, 3), 3)
+check(isinstance(small, keras.Model), f"build_small_unet must return a keras Model, got {type(small).__name__}")
+parameters = small.count_params()
+print(f"your small U-Net: {parameters:,} parameters")
+check(parameters <= 40_000, f"the small U-Net has {parameters:,} parameters; the budget is 40,000.")
+check_equal(len([l for l in small.layers if isinstance(l, layers.MaxPooling2D)]), 3,
+            "2x2 poolings of the small U-Net (three levels)",
+            mistakes={"removing a level saves parameters but shrinks the receptive field; keep three levels and "
+                      "save elsewhere (fewer filters).": lambda n: n < 3})
+check_equal(len([l for l in small.layers if isinstance(l, layers.Concatenate)]), 3,
+            "skip connections (Concatenate layers) of the small U-Net",
+            mistakes={"the skip connections cost few parameters and carry the fine detail of the encoder to the "
+                      "decoder: keep all three.": lambda n: n < 3})
+check_shape(small.predict(np.zeros((2, 32, 32, 3)), verbose=0), (2, 32, 32, 3), "the small U-Net's predictions")
+check_close(small.predict(rng.random((1, 32, 32, 3)), verbose=0).sum(axis=-1), np.ones((1, 32, 32)),
+            "the class probabilities of every pixel sum to 1 (small U-Net)")
+passed("U-Net on a budget")
 
 # %% [markdown]
 # ## 4. Training

@@ -48,6 +48,68 @@ def test_checks_pass_silently_and_fail_with_a_message_naming_the_value():
         checks.check_equal(150, 152, "count")
 
 
+def test_known_mistakes_are_named_only_when_the_check_fails():
+    flipped = {"you computed a convolution, not a cross-correlation": [[5, 11], [23, 29]]}
+    checks.check_close([[19, 25], [37, 43]], [[19, 25], [37, 43]], "worked", mistakes=flipped)
+    with pytest.raises(AssertionError, match=r"worked: values differ .* Likely cause: you computed a convolution"):
+        checks.check_close([[5, 11], [23, 29]], [[19, 25], [37, 43]], "worked", mistakes=flipped)
+    with pytest.raises(AssertionError) as error:  # wrong, but not a known mistake: no cause is guessed
+        checks.check_close([[0, 0], [0, 0]], [[19, 25], [37, 43]], "worked", mistakes=flipped)
+    assert "Likely cause" not in str(error.value)
+    with pytest.raises(AssertionError, match=r"count: expected 152, got 150\. Likely cause: no bias"):
+        checks.check_equal(150, 152, "count", mistakes={"no bias": 150, "skipped": None, "never": 7})
+    with pytest.raises(AssertionError, match=r"expected shape \(5, 6\), got \(7, 8\)\. Likely cause: padded"):
+        checks.check_shape(np.zeros((7, 8)), (5, 6), "grad", mistakes={"padded": (7, 8)})
+    with pytest.raises(AssertionError, match=r"expected shape \(3,\), got \(2,\)\. Likely cause: short"):
+        checks.check_close([1.0, 2.0], [1.0, 2.0, 3.0], "pair", mistakes={"short": lambda v: len(v) == 2})
+
+
+def test_several_matching_mistakes_are_all_named_and_broken_predicates_do_not_match():
+    mistakes = {"first": 10, "second": lambda v: v > 5, "broken": lambda v: v.no_such_attribute}
+    with pytest.raises(AssertionError, match=r"Likely causes: first; or second$"):
+        checks.check_equal(10, 9, "n", mistakes=mistakes)
+    assert checks.likely_mistake("text", {"a list": [1, 2], "the word": "text"}) == "the word"
+    assert checks.likely_mistake(3, None) is None
+    with pytest.raises(TypeError, match="mistakes must be a dict"):
+        checks.likely_mistake(3, [("a", 3)])
+
+
+def test_nan_never_passes_check_close():
+    with pytest.raises(AssertionError, match="Likely cause: 0/0"):
+        checks.check_close(float("nan"), 1.0, "iou", mistakes={"0/0": lambda v: np.isnan(v)})
+
+
+def test_predictions_are_compared_and_explained(capsys):
+    checks.check_prediction((5, 5, 16), (5, 5, 16), "shape", "because of the pooling")
+    checks.check_prediction(np.int64(48_120), 48_120, "count", "weights and biases")
+    checks.check_prediction([5, 5, 16], (5, 5, 16), "list for tuple", "sequences compare element by element")
+    checks.check_prediction(3.9, 3.871, "loss", "log 48", rtol=0.01)
+    out = capsys.readouterr().out
+    assert "✔ shape: you predicted (5, 5, 16), and it is (5, 5, 16). because of the pooling" in out
+    assert "count: you predicted 48120, and it is 48120" in out
+    with pytest.raises(AssertionError, match=r"count: you predicted 48000, the computed value is 48120\. weights and "
+                                             r"biases Likely cause: no biases"):
+        checks.check_prediction(48_000, 48_120, "count", "weights and biases", mistakes={"no biases": 48_000})
+    with pytest.raises(AssertionError, match=r"you predicted 4\.2, the computed value is 3\.871 \(within 1%\)"):
+        checks.check_prediction(4.2, 3.871, "loss", "log 48", rtol=0.01)
+    with pytest.raises(AssertionError, match="the computed value is \\(5, 5, 16\\)"):
+        checks.check_prediction((5, 5), (5, 5, 16), "shape", "why")
+    with pytest.raises(AssertionError, match="write your prediction first"):
+        checks.check_prediction(None, 3, "count", "why")
+    with pytest.raises(AssertionError, match="you predicted 'five'"):
+        checks.check_prediction("five", 5, "count", "why")
+
+
+def test_gradient_check_measures_relative_error_and_names_mistakes():
+    reference = np.array([[1.0, -2.0], [3.0, 0.5]])
+    checks.check_gradient(reference + 1e-9, reference, "grad")
+    with pytest.raises(AssertionError, match=r"grad: relative error 1 against the reference .* Likely cause: sign"):
+        checks.check_gradient(-reference, reference, "grad", mistakes={"sign": -reference})
+    with pytest.raises(AssertionError, match=r"grad: expected shape \(2, 2\), got \(4,\)\. Likely cause: flat"):
+        checks.check_gradient(reference.ravel(), reference, "grad", mistakes={"flat": lambda g: np.ndim(g) == 1})
+    checks.check_gradient(np.zeros(3), np.zeros(3), "zero gradients agree")
+
+
 def test_passed_prints_a_confirmation(capsys):
     checks.passed("part 1")
     assert "part 1: all checks passed" in capsys.readouterr().out

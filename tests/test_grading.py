@@ -100,18 +100,19 @@ first_layer_side = c3_params = vgg_block_params = 0
 print("✔ output sizes and parameter counts: all checks passed")
 """
 
-# Expected points per question (correlate2d, sizes, lenet5, training, tta) and status.
+# Expected points per question (correlate2d, sizes, predictions, lenet5, training, tta, gradient) and status.
+# Zoë's gradient check fails where it runs her unpadded correlate2d (visible) and passes on TensorFlow's (hidden).
 EXPECTED = {
-    "Correct solution": ([3, 3, 2, 2, 3], "graded"),
-    "Zoë partly wrong": ([0, 1, 2, 0, 3], "graded"),
-    "raises at import": ([0, 3, 0, 0, 0], "graded"),
-    "Loop forever": ([0, 3, 0, 0, 0], "cell-timeout"),
-    "megabytes": ([3, 0, 0, 0, 0], "graded"),
-    "cheater": ([0, 0, 0, 0, 0], "graded"),
-    "deletes files": ([3, 3, 0, 0, 0], "graded"),
-    "reordered": ([3, 3, 0, 0, 0], "graded"),
-    "broken file": ([0, 0, 0, 0, 0], "invalid"),  # not a notebook
-    "broken_file": ([0, 0, 0, 0, 0], "invalid"),  # truncated JSON; same sanitised name
+    "Correct solution": ([3, 3, 1, 2, 2, 3, 3], "graded"),
+    "Zoë partly wrong": ([0, 1, 1, 2, 0, 3, 1], "graded"),
+    "raises at import": ([0, 3, 1, 0, 0, 0, 0], "graded"),
+    "Loop forever": ([0, 3, 1, 0, 0, 0, 0], "cell-timeout"),
+    "megabytes": ([3, 0, 0, 0, 0, 0, 0], "graded"),
+    "cheater": ([0, 0, 0, 0, 0, 0, 0], "graded"),
+    "deletes files": ([3, 3, 1, 0, 0, 0, 0], "graded"),
+    "reordered": ([3, 3, 1, 0, 0, 0, 3], "graded"),
+    "broken file": ([0, 0, 0, 0, 0, 0, 0], "invalid"),  # not a notebook
+    "broken_file": ([0, 0, 0, 0, 0, 0, 0], "invalid"),  # truncated JSON; same sanitised name
 }
 
 
@@ -196,12 +197,12 @@ def test_gradebook_has_one_correct_row_per_submission(graded):
     folder, out, _, _ = graded
     rows = read_gradebook(out)
     assert set(rows) == {p.name for p in folder.iterdir()}
-    questions = ["correlate2d", "sizes", "lenet5", "training", "tta"]
+    questions = ["correlate2d", "sizes", "predictions", "lenet5", "training", "tta", "gradient"]
     problems = []
     for file_name, row in rows.items():
         points, status = EXPECTED[file_name[:-6]]
         found = [int(row[q]) for q in questions]
-        if found != points or row["status"] != status or int(row["total"]) != sum(points) or row["max"] != "13":
+        if found != points or row["status"] != status or int(row["total"]) != sum(points) or row["max"] != "17":
             problems.append(f"{file_name}: {found} {row['status']}, expected {points} {status}")
     assert not problems, "\n".join(problems)
     assert rows["broken file.ipynb"]["student"] == "broken_file" and rows["broken_file.ipynb"]["student"] == "broken_file-2"
@@ -217,16 +218,16 @@ def test_feedback_says_what_failed_and_why(graded):
     _, out, _, _ = graded
     feedback = {p.stem: p.read_text(encoding="utf-8") for p in (out / "feedback").glob("*.md")}
     assert len(feedback) == len(EXPECTED)
-    assert "13 / 13 points" in feedback["Correct_solution"] and "FAILED" not in feedback["Correct_solution"]
+    assert "17 / 17 points" in feedback["Correct_solution"] and "FAILED" not in feedback["Correct_solution"]
     partly = feedback["Zoë_partly_wrong"]
-    assert "6 / 13 points" in partly
+    assert "8 / 17 points" in partly
     assert "correlate2d with padding=1, stride=1: expected shape (9, 12, 4), got (7, 10, 4)" in partly
-    assert "vgg_block_params: expected 73856, got 73728" in partly
+    assert "vgg_block_params: expected 73856, got 73728. Likely cause: you forgot the biases" in partly
     assert "LeNet-5 reaches" in partly and "at least 0.95 is needed" in partly
     assert "ModuleNotFoundError" in feedback["raises_at_import"] or "NameError" in feedback["raises_at_import"]
     assert "longer than the limit of 90 s" in feedback["Loop_forever"]
     assert "could not be read as a Jupyter notebook" in feedback["broken_file"]
-    assert "Blank 7 of week1_exercise is not filled in yet" in feedback["megabytes"]
+    assert "Blank 9 of week1_exercise is not filled in yet" in feedback["megabytes"]
     assert "No cell of yours matched answer cell 3" in feedback["reordered"]
 
 
@@ -267,7 +268,7 @@ def test_forced_run_regrades(graded, root, tmp_path):
         assert after[name]["graded_at"] != before[name]["graded_at"]
     assert after["Correct solution.ipynb"] == before["Correct solution.ipynb"]
     rows = read_gradebook(out)
-    assert rows["broken_file.ipynb"]["status"] == "invalid" and rows["Correct solution.ipynb"]["total"] == "13"
+    assert rows["broken_file.ipynb"]["status"] == "invalid" and rows["Correct solution.ipynb"]["total"] == "17"
 
 
 def test_an_interrupted_run_resumes_with_what_is_missing(graded, root):
@@ -283,8 +284,9 @@ def test_an_interrupted_run_resumes_with_what_is_missing(graded, root):
 def test_week1_points_come_from_the_check_markers(root):
     week = grading.load_week(root, "1")
     assert week.name == WEEK
-    assert week.questions == {"correlate2d": 3, "sizes": 3, "lenet5": 2, "training": 2, "tta": 3}
-    assert [c.id for c in week.checks if c.hidden] == ["correlate2d.2", "sizes.2", "tta.2"]
+    assert week.questions == {"correlate2d": 3, "sizes": 3, "predictions": 1, "lenet5": 2, "training": 2, "tta": 3,
+                              "gradient": 3}
+    assert [c.id for c in week.checks if c.hidden] == ["correlate2d.2", "sizes.2", "tta.2", "gradient.2"]
     assert all("### BEGIN HIDDEN" not in c.source for c in week.checks)
 
 
