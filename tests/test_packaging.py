@@ -15,4 +15,4 @@ def test_environment_yml_has_the_same_dependencies_as_pyproject(root):
     assert set(pip) - {"-e ."} == wanted
     assert "-e ." in pip
     python = next(d for d in environment["dependencies"] if isinstance(d, str) and d.startswith("python="))
-    assert project["requires-python"] == ">=3.10" and python == "python=3.11"
+    assert project["requires-python"] == ">=3.11" and python == "python=3.11"
