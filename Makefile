@@ -1,6 +1,6 @@
 # The two commands of the README. Each creates the environment first if needed.
 #   make book   execute every chapter (profile cpu) and build _build/html/index.html
-#   make test   run the whole test suite
+#   make test   run the whole test suite (make test-fast: without the notebook runs)
 # Other targets: make sync (regenerate exercises/ and the Colab notebooks), make bench,
 # make sandbox (bubblewrap, which the grader needs).
 
@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROFILE ?= cpu
 
-.PHONY: book test sync bench env browser sandbox clean
+.PHONY: book test test-fast sync bench env browser sandbox clean
 
 env: $(VENV)/.installed
 
@@ -29,10 +29,10 @@ sandbox:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
 	else echo "bubblewrap is not installed (sudo apt-get install bubblewrap): the grader will refuse to run submissions."; fi
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[cpu,book,test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[cpu,book,test]'
 	touch $@
 
 book: env
@@ -40,6 +40,10 @@ book: env
 
 test: env browser sandbox
 	$(PY) -m pytest
+
+# The package's own tests, without executing whole notebooks: a few minutes.
+test-fast: env sandbox
+	$(PY) -m pytest -m "not notebooks"
 
 sync: env
 	$(PY) -m course_utils.build sync

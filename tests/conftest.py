@@ -13,6 +13,18 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+# Tests that execute whole notebooks (chapters, exercises, graded submissions, the book): `make test-fast`
+# leaves them out (pytest -m "not notebooks"); `make test` runs everything.
+NOTEBOOK_FILES = {"test_notebooks.py", "test_book.py", "test_browser.py"}
+NOTEBOOK_FIXTURES = {"built_book", "graded"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.path.name in NOTEBOOK_FILES or NOTEBOOK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.notebooks)
+
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT

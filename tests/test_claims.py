@@ -81,6 +81,7 @@ def claim_chapter(value):
             '# %% tags=["remove-cell"]\nclaims.record("answer", answer)\nclaims.expect("answer", answer, 41, 43)\n')
 
 
+@pytest.mark.notebooks
 def test_a_claim_whose_number_drifts_fails_the_book_build(root, tmp_path):
     """The same page builds while its number matches the text, and fails the build once it drifts."""
     import shutil

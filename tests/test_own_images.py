@@ -68,6 +68,7 @@ def run_chapter(root, tmp_path, chapter, source):
     return "".join(o.get("text", "") for c in cells for o in c.get("outputs", []))
 
 
+@pytest.mark.notebooks
 def test_week4_runs_on_a_folder_of_photographs(root, tmp_path, photos):
     text = run_chapter(root, tmp_path, "week4_segmentation", photos["pairs"])
     assert "DATA_SOURCE = " in text and "the text describes the synthetic scenes" in text

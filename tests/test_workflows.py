@@ -32,3 +32,11 @@ def test_gpu_workflow_executes_checks_builds_and_publishes_in_that_order(root):
     assert positions == sorted(positions)
     assert workflow["jobs"]["deploy"]["needs"] == "execute-and-build"
     assert "actions/cache" not in text, "notebook outputs must not be cached across changes"
+
+
+def test_a_weekly_workflow_tries_the_newest_keras_beyond_the_cap(root):
+    workflow, triggers = load(root, "newest-keras.yml")
+    assert triggers["schedule"][0]["cron"] and "workflow_dispatch" in triggers
+    text = steps_text(workflow["jobs"]["newest-keras"])
+    assert text.index("make env") < text.index("install --upgrade keras") < text.index('-m "not notebooks"')
+    assert "keras>=3.8,<3.16" in (root / "pyproject.toml").read_text()  # the cap it tests beyond
