@@ -1,4 +1,4 @@
-"""Week 2 benchmarks: MobileNetV2 from scratch on the scenes, training throughput, chapter time.
+"""Week 2 benchmarks: MobileNetV2 from scratch on the scenes, transfer from the source task, throughput, chapter time.
 
 Loaded by ``bench/run.py`` (``BENCHMARKS``); it can also run alone:
 ``python bench/bench_recognition.py`` prints the records without writing them.
@@ -59,8 +59,12 @@ def _throughput(size: int = 32, batch: int = 64, steps: int = 100, rounds: int =
 
 def bench_seeds():
     """The chapter at profile cpu over five run seeds."""
+    transfer = {f"week2.transfer.{method}_{k}_per_class": "fraction"
+                for method in ("scratch", "frozen", "fine_tuned") for k in (10, 30, 100)}
     return sweep(CHAPTER, "week2", {"week2.mobilenetv2_scratch.test_accuracy": "fraction",
-                                    "week2.mobilenetv2_scratch.train_seconds": "s"})
+                                    "week2.mobilenetv2_scratch.train_seconds": "s",
+                                    "week2.transfer.frozen_all_labels": "fraction",
+                                    "week2.transfer.fine_tuned_all_labels": "fraction", **transfer})
 
 
 def bench_zero_init():

@@ -36,6 +36,7 @@ import numpy as np
 from keras import layers
 
 from course_utils.config import distribute
+from course_utils.scenes import EXTRA_SHAPES
 
 ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 """The width multipliers for which Keras publishes MobileNetV2 ImageNet weights."""
@@ -50,6 +51,21 @@ MIN_SIZE = 32  # Keras' MobileNetV2 refuses smaller inputs
 
 BASE_NAME = "mobilenetv2_base"
 """Name of the MobileNetV2 base inside the models built here (``model.get_layer(BASE_NAME)``)."""
+
+SOURCE_CLASSES = EXTRA_SHAPES
+"""The classes of the source task (pentagon, hexagon, cross, rectangle): none of them is a target class."""
+
+SOURCE_WEIGHTS = Path(__file__).resolve().parent / "weights" / "mobilenetv2_0.35_32_source_shapes.weights.h5"
+"""The MobileNetV2 base pretrained on the source task, shipped as package data (see :func:`pretrain_source`)."""
+
+SOURCE_SHA256 = "8f59bdf866789e555828b353922e2a661077bea943f0373bbb98f56aa2831a7d"
+"""SHA-256 of the shipped :data:`SOURCE_WEIGHTS` file; :func:`check_source_weights` refuses any other file."""
+
+SOURCE_RECIPE = dict(alpha=0.35, input_size=32, n_train=12000, n_test=2000, epochs=10, peak_lr=4e-3,
+                     final_fraction=0.2, seed=2026)
+"""How the shipped source-task base was trained: ``python -m course_utils.recognition pretrain-source``."""
+
+PRETRAIN_COMMAND = "python -m course_utils.recognition pretrain-source"
 
 
 # ------------------------------------------------------------------------------------ builder
@@ -157,19 +173,22 @@ def mobilenetv2_classifier(
     layer, or a sequence such as ``(256, 64)`` for several) -> a softmax layer
     ``"predictions"`` with ``num_classes`` outputs. ``dropout`` is a rate in ``[0, 1)``.
 
-    ``weights`` is ``None`` (random initialisation) or ``"imagenet"``. A frozen
-    base runs its BatchNormalization layers in inference mode, so they keep the
-    ImageNet statistics; :func:`fine_tune` keeps them frozen when it unfreezes
+    ``weights`` is ``None`` (random initialisation), ``"imagenet"`` or
+    ``"source"``: the base pretrained offline on the source task of other shapes
+    (:func:`pretrain_source`), loaded from the file that ships with the package
+    after checking its SHA-256 (:func:`check_source_weights`; alpha 0.35 only).
+    A frozen base runs its BatchNormalization layers in inference mode, so they
+    keep the pretrained statistics; :func:`fine_tune` keeps them frozen when it unfreezes
     the top of the base. (Calling the base with ``training=False``, the Keras 2
     recipe, would not do it: ``fit`` overrides that argument in Keras 3,
     keras-team/keras#20285.) If the weights cannot be fetched, one
     line says so and the base starts from random weights instead; nothing is
     raised. Either way one line reports the choice, and :func:`weights_used`
-    returns it (``"imagenet"`` or ``"none"``).
+    returns it (``"imagenet"``, ``"source"`` or ``"none"``).
 
     ``trainable_base=False`` freezes the base (only the head learns).
     ``bn_momentum`` sets the momentum of the base's BatchNormalization layers;
-    the default (``None``) keeps Keras' 0.999 for ImageNet weights and uses 0.9
+    the default (``None``) keeps Keras' 0.999 for pretrained weights and uses 0.9
     from scratch, because with 0.999 the moving statistics need thousands of
     steps to forget their initial values and a short training run would then
     predict badly at test time.
@@ -192,15 +211,18 @@ def mobilenetv2_classifier(
     ``weights`` or ``pooling``, ``zero_init_residual`` with ImageNet weights, and
     a ``dropout`` or ``hidden_units`` of the wrong kind.
     """
-    if weights not in (None, "imagenet"):
-        raise ValueError(f"weights must be None or 'imagenet', got {weights!r}")
+    if weights not in (None, "imagenet", "source"):
+        raise ValueError(f"weights must be None, 'imagenet' or 'source', got {weights!r}")
     alpha = check_alpha(alpha, weights)
+    if weights == "source" and not math.isclose(alpha, SOURCE_RECIPE["alpha"]):
+        raise ValueError(f"the source-task weights shipped with course_utils are those of alpha "
+                         f"{SOURCE_RECIPE['alpha']:g}; got alpha {alpha!r}")
     if pooling not in ("avg", "max"):
         raise ValueError(f"pooling must be 'avg' or 'max', got {pooling!r}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
     if zero_init_residual and weights is not None:
-        raise ValueError("zero_init_residual=True would overwrite ImageNet weights: use it with weights=None")
+        raise ValueError("zero_init_residual=True would overwrite pretrained weights: use it with weights=None")
     if not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
         raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
     hidden = (hidden_units,) if isinstance(hidden_units, numbers.Integral) else hidden_units
@@ -229,8 +251,11 @@ def mobilenetv2_classifier(
         base = keras.applications.MobileNetV2(
             input_shape=shape, alpha=alpha, include_top=False, weights=None, pooling=pooling
         )
+    if weights == "source":
+        base.load_weights(check_source_weights())  # raises a clear error if the file is missing or damaged
+        used = "source"
     base.name = BASE_NAME
-    momentum = bn_momentum if bn_momentum is not None else (0.999 if used == "imagenet" else 0.9)
+    momentum = bn_momentum if bn_momentum is not None else (0.9 if used == "none" else 0.999)
     for layer in base.layers:
         if isinstance(layer, layers.BatchNormalization):
             layer.momentum = float(momentum)
@@ -268,7 +293,7 @@ def residual_blocks(base: keras.Model) -> list[str]:
 
 
 def weights_used(model: keras.Model) -> str:
-    """``"imagenet"`` or ``"none"``: the weights a model from :func:`mobilenetv2_classifier` started from."""
+    """``"imagenet"``, ``"source"`` or ``"none"``: the weights a model from :func:`mobilenetv2_classifier` started from."""
     return getattr(model, "_course_weights_used", "none")
 
 
@@ -597,14 +622,19 @@ def classification_object_size(size: int, object_fraction=(0.3, 0.75)) -> tuple[
     return min_px, max(min_px, round(high * size))
 
 
-def _scenes(n_train, n_test, size, seed, imbalance, noise, object_fraction):
+SCENE_SOURCES = ("scenes", "scenes-imbalanced", "scenes-source")
+"""The names :func:`load_classification` draws synthetic scenes for."""
+
+
+def _scenes(n_train, n_test, size, seed, imbalance, noise, object_fraction, classes=None):
     from course_utils.data import Split
-    from course_utils.scenes import make_scenes
+    from course_utils.scenes import SHAPES, make_scenes
 
     total = n_train + n_test
     object_size = classification_object_size(size, object_fraction)
     if imbalance is None:
-        scenes = make_scenes(total, size=size, seed=seed, objects=(1, 1), object_size=object_size, noise=noise)
+        scenes = make_scenes(total, size=size, seed=seed, objects=(1, 1), object_size=object_size, noise=noise,
+                             classes=classes or SHAPES)
         images, labels = scenes.images, scenes.labels
     else:
         # Draw enough balanced scenes, then keep a geometrically shrinking number per class.
@@ -680,6 +710,9 @@ def load_classification(
     * ``"scenes-imbalanced"``: the same, with class sizes falling geometrically so
       that the last class has ``imbalance`` times as many images as the first;
       train and test keep the same proportions.
+    * ``"scenes-source"``: scenes like ``"scenes"`` but of four *other* shapes
+      (:data:`SOURCE_CLASSES`: pentagon, hexagon, cross, rectangle), the source
+      task on which :func:`pretrain_source` pretrains a base for transfer learning.
     * a folder (a ``Path``, or a string naming an existing folder) with one
       sub-folder of images per class, read by
       :func:`course_utils.data.load_image_folder`; a stratified ``test_fraction``
@@ -702,7 +735,7 @@ def load_classification(
                          f"got {image_size!r}")
     if max_images is not None and as_int(max_images, "max_images") < 1:
         raise ValueError(f"max_images must be at least 1, got {max_images!r}")
-    named = isinstance(source, str) and (source in ("scenes", "scenes-imbalanced") or source.startswith("tfds:"))
+    named = isinstance(source, str) and (source in SCENE_SOURCES or source.startswith("tfds:"))
     looks_like_path = isinstance(source, str) and not named and (
         "/" in source or os.sep in source or source.startswith((".", "~")) or Path(source).is_dir())
     if isinstance(source, Path) or looks_like_path:
@@ -713,17 +746,17 @@ def load_classification(
         return _stratified(images, labels, class_names, test_fraction, seed, f"folder {source}")
     if not isinstance(source, str):
         raise TypeError(f"source must be a string or a path, got {type(source).__name__}")
-    if source in ("scenes", "scenes-imbalanced"):
+    if source in SCENE_SOURCES:
         imbalanced = source.endswith("imbalanced")
         if as_int(n_train, "n_train") < 1 or as_int(n_test, "n_test") < (1 if imbalanced else 0):
             raise ValueError(f"n_train must be positive and n_test {'positive' if imbalanced else 'at least 0'}, "
                              f"got {n_train}, {n_test}")
         return _scenes(int(n_train), int(n_test), size, seed, imbalance if imbalanced else None, noise,
-                       object_fraction)
+                       object_fraction, SOURCE_CLASSES if source == "scenes-source" else None)
     if source.startswith("tfds:"):
         return _tfds(source[5:], size, seed, test_fraction, max_images, data_dir, split)
     raise ValueError(
-        f"Unknown data source {source!r}: use 'scenes', 'scenes-imbalanced', 'tfds:<name>' "
+        f"Unknown data source {source!r}: use 'scenes', 'scenes-imbalanced', 'scenes-source', 'tfds:<name>' "
         "(e.g. 'tfds:tf_flowers') or the path of an existing folder with one sub-folder per class"
     )
 
@@ -819,3 +852,294 @@ def draw_block(base: keras.Model, block: int, title: str | None = None):
     ax.set_title(title or f"MobileNetV2 block {block}, from the model's own layers", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------ transfer learning offline
+
+
+def file_sha256(path) -> str:
+    """The SHA-256 of a file's bytes, as 64 hex digits."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_source_weights(path=None, sha256: str | None = None) -> Path:
+    """Return the path of the source-task weights after checking that the file is the one that was shipped.
+
+    ``path`` and ``sha256`` default to :data:`SOURCE_WEIGHTS` and :data:`SOURCE_SHA256`.
+    A missing file raises ``FileNotFoundError``, a file with another hash
+    ``ValueError``; both say how to regenerate it. (A damaged or half-written
+    file would otherwise load as nonsense weights, or fail deep inside h5py.)
+    """
+    path = Path(SOURCE_WEIGHTS if path is None else path)
+    expected = SOURCE_SHA256 if sha256 is None else sha256
+    if not path.is_file():
+        raise FileNotFoundError(f"The source-task weights {path} are missing: reinstall course_utils, or "
+                                f"regenerate them with `{PRETRAIN_COMMAND}` and update SOURCE_SHA256")
+    found = file_sha256(path)
+    if found != expected:
+        raise ValueError(f"The source-task weights {path} have SHA-256 {found}, but course_utils expects "
+                         f"{expected}: the file is damaged or comes from another run. Reinstall course_utils, "
+                         f"or regenerate it with `{PRETRAIN_COMMAND}` and update SOURCE_SHA256")
+    return path
+
+
+def pretrain_source(path=None, n_train=None, n_test=None, epochs=None, seed=None, verbose=True) -> dict:
+    """Pretrain a MobileNetV2 base on the source task (:data:`SOURCE_CLASSES`) and save its weights.
+
+    The recipe is :data:`SOURCE_RECIPE` (the arguments override it; keep them
+    for the shipped file): ``n_train`` scenes of the four other shapes at
+    32x32 pixels, alpha 0.35, random flips and quarter turns, zero-initialised
+    skip blocks, :func:`train` with a peak learning rate of 4e-3 decaying to a
+    fifth. It is the chapter's from-scratch recipe on another task. Only the
+    base is saved (a Keras ``.weights.h5`` file, about 2 MB); the head
+    belongs to the source classes and is discarded.
+
+    Every random step is seeded, so a rerun on the same machine and software
+    gives the same weight values (not the same bytes: the HDF5 file records
+    when its parts were written, so every file has its own SHA-256); another
+    processor, TensorFlow build or thread count rounds differently and gives
+    other weights. That is why the hash of the shipped file is stored and
+    checked, not recomputed from a rerun.
+    Returns ``{"path", "sha256", "source_test_accuracy", "seconds"}``. Run it
+    with ``python -m course_utils.recognition pretrain-source`` (about five
+    minutes on two CPU cores), then put the printed hash in :data:`SOURCE_SHA256`.
+    """
+    from course_utils import config
+
+    recipe = dict(SOURCE_RECIPE)
+    recipe.update({k: v for k, v in dict(n_train=n_train, n_test=n_test, epochs=epochs, seed=seed).items()
+                   if v is not None})
+    path = Path(SOURCE_WEIGHTS if path is None else path)
+    if not str(path).endswith(".weights.h5"):
+        raise ValueError(f"the weights file must end in .weights.h5 (Keras' format), got {path}")
+    source = load_classification("scenes-source", image_size=recipe["input_size"], n_train=recipe["n_train"],
+                                 n_test=recipe["n_test"], seed=recipe["seed"])
+    config.seed_everything(recipe["seed"] + 1)
+    model = mobilenetv2_classifier(len(SOURCE_CLASSES), input_size=recipe["input_size"], alpha=recipe["alpha"],
+                                   weights=None, augment=RandomDihedral(seed=recipe["seed"] + 2),
+                                   zero_init_residual=True, verbose=False)
+    _, seconds = train(model, source.x_train, source.y_train, epochs=recipe["epochs"], peak_lr=recipe["peak_lr"],
+                       final_fraction=recipe["final_fraction"])
+    accuracy = evaluate(model, source.x_test, source.y_test)[0] if recipe["n_test"] else float("nan")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    base_of(model).save_weights(path)
+    result = {"path": path, "sha256": file_sha256(path), "source_test_accuracy": accuracy, "seconds": seconds}
+    if verbose:
+        print(f"pretrained on {recipe['n_train']} source scenes ({', '.join(SOURCE_CLASSES)}) in {seconds:.0f} s; "
+              f"held-out source accuracy {accuracy:.3f}\nwrote {path} ({path.stat().st_size:,} bytes)\n"
+              f"SHA-256 {result['sha256']}")
+    return result
+
+
+def labelled_subset(labels, per_class: int, seed: int = 0) -> np.ndarray:
+    """Indices of ``per_class`` images of every class, drawn at random (seeded) from ``labels``.
+
+    The result is shuffled. A class with fewer images raises a ``ValueError`` naming it.
+    """
+    labels = np.asarray(labels).ravel()
+    if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)) or per_class < 1:
+        raise ValueError(f"per_class must be a positive integer, got {per_class!r}")
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for k in np.unique(labels):
+        found = np.flatnonzero(labels == k)
+        if len(found) < per_class:
+            raise ValueError(f"class {int(k)} has only {len(found)} images, fewer than per_class={per_class}")
+        chosen.append(rng.choice(found, per_class, replace=False))
+    return rng.permutation(np.concatenate(chosen))
+
+
+TRANSFER_METHODS = ("from scratch", "frozen base", "fine-tuned")
+"""The three ways :func:`transfer_learning_curve` trains a classifier on few labels."""
+
+
+def _fit_steps(model, x, y, steps, batch_size, seed):
+    """Train a compiled ``model`` for exactly ``steps`` full batches drawn from ``(x, y)``, reshuffled every pass.
+
+    Every batch has the same shape, so a model trained again on other data of the
+    same kind reuses its traced training step (no new tracing, which costs seconds
+    for MobileNetV2). Returns the training seconds.
+    """
+    import time
+
+    import tensorflow as tf
+
+    batch = min(batch_size, len(x))
+    dataset = (tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+               .repeat().batch(batch, drop_remainder=True).prefetch(2))
+    start = time.perf_counter()
+    model.fit(dataset, epochs=1, steps_per_epoch=int(steps), shuffle=False, verbose=0)  # it shuffles itself
+    return time.perf_counter() - start
+
+
+def _reset(model, weights):
+    """Put ``weights`` back into ``model`` and zero its optimizer's state (step counter, moments)."""
+    model.set_weights(weights)
+    for variable in model.optimizer.variables:
+        variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
+
+
+def transfer_learning_curve(x_pool, y_pool, x_test, y_test, num_classes: int, per_class=(10, 30, 100),
+                            steps: int = 80, batch_size: int = 32, head_steps: int = 300, fine_tune_layers: int = 60,
+                            fine_tune_lr: float = 5e-4, include_all: bool = False, seed: int = 0) -> dict:
+    """Held-out accuracy of three MobileNetV2 classifiers (alpha 0.35) trained on ``per_class`` labels per class.
+
+    For each number ``k`` in ``per_class``, ``k`` images of every class are drawn
+    from the pool (:func:`labelled_subset`, the same images for all three), and:
+
+    * ``"from scratch"``: random weights, trained for ``steps`` batches with the
+      chapter's from-scratch recipe (zero-initialised skip blocks, peak learning
+      rate 4e-3 after a warm-up, decaying to a fifth);
+    * ``"frozen base"``: the source-task base (``weights="source"``) as a fixed
+      feature extractor; a new head (dropout 0.2, dense softmax) learns on the
+      pooled features, which are computed once for the whole pool, for
+      ``head_steps`` batches;
+    * ``"fine-tuned"``: that head on that base, then the top ``fine_tune_layers``
+      layers of the base unfrozen (BatchNormalization kept frozen, see
+      :func:`fine_tune`) and trained for ``steps`` batches at a peak learning rate
+      of ``fine_tune_lr``.
+
+    Every run of a method takes the same number of batches of ``batch_size``
+    images, whatever ``k`` (a small set is seen many times), and starts from the
+    same weights: each model is built and traced once, and reset between runs.
+    No augmentation: the methods differ only in where their weights start and
+    what they train. ``include_all=True`` also trains the frozen and fine-tuned
+    models on the whole pool (the from-scratch recipe for a large set is another
+    one). Returns ``{"per_class": [...], method: [accuracy per k], "all": {method:
+    accuracy}, "all_seconds": {method: training seconds of that run}, "seconds":
+    {method: training seconds over all runs}, "features": seconds to compute the
+    features}``. A run's seconds include tracing the first time a model is trained.
+    """
+    import time
+
+    import tensorflow as tf
+
+    from course_utils import config
+
+    per_class = list(per_class)
+    for k in per_class:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"per_class must hold positive integers, got {per_class!r}")
+    size = x_pool.shape[1]
+    alpha = SOURCE_RECIPE["alpha"]
+    subsets = [labelled_subset(y_pool, k, seed=seed + i) for i, k in enumerate(per_class)]
+    runs = list(zip(per_class, subsets)) + ([("all", np.arange(len(y_pool)))] if include_all else [])
+    result = {"per_class": per_class, **{m: [] for m in TRANSFER_METHODS}, "all": {},
+              "seconds": dict.fromkeys(TRANSFER_METHODS, 0.0)}
+
+    def schedule(total, peak, final):
+        warmup = max(1, total // 10)
+        return WarmupExponentialDecay(peak, warmup, decay_steps=max(1, total - warmup), decay_rate=final)
+
+    # From scratch: one model, reset to the same random weights for every k.
+    config.seed_everything(seed)
+    scratch = mobilenetv2_classifier(num_classes, input_size=size, alpha=alpha, weights=None,
+                                     zero_init_residual=True, verbose=False)
+    compile_classifier(scratch, schedule(steps, 4e-3, 0.2))
+    scratch.optimizer.build(scratch.trainable_variables)
+    start_weights = scratch.get_weights()
+    for i, (k, index) in enumerate(runs):
+        if k == "all":
+            continue
+        _reset(scratch, start_weights)
+        result["seconds"]["from scratch"] += _fit_steps(scratch, x_pool[index], y_pool[index], steps, batch_size,
+                                                        seed + 10 + i)
+        result["from scratch"].append(evaluate(scratch, x_test, y_test)[0])
+    del scratch
+
+    # The source-task base, frozen: features of the whole pool and the test set, computed once.
+    config.seed_everything(seed + 1)
+    model = mobilenetv2_classifier(num_classes, input_size=size, alpha=alpha, weights="source",
+                                   trainable_base=False, verbose=False)
+    extractor = keras.Model(model.input, model.get_layer("features").output)
+    start = time.perf_counter()
+    pool_features = extractor.predict(x_pool, batch_size=256, verbose=0)
+    test_features = extractor.predict(x_test, batch_size=256, verbose=0)
+    result["features"] = time.perf_counter() - start
+    head = keras.Sequential([keras.Input(pool_features.shape[1:]), layers.Dropout(0.2),
+                             layers.Dense(num_classes, activation="softmax", name="predictions")], name="head")
+    compile_classifier(head, schedule(head_steps, 3e-3, 0.02))
+    head.optimizer.build(head.trainable_variables)
+    head_start = head.get_weights()
+    fine_tune(model, top_layers=fine_tune_layers)
+    compile_classifier(model, schedule(steps, fine_tune_lr, 0.2))
+    model.optimizer.build(model.trainable_variables)
+    model_start = model.get_weights()
+    predictions = model.get_layer("predictions")
+    for i, (k, index) in enumerate(runs):
+        _reset(head, head_start)
+        head_seconds = _fit_steps(head, pool_features[index], y_pool[index], head_steps, batch_size, seed + 20 + i)
+        frozen = evaluate(head, test_features, y_test)[0]
+        _reset(model, model_start)
+        predictions.set_weights(head.get_layer("predictions").get_weights())
+        tuning_seconds = _fit_steps(model, x_pool[index], y_pool[index], steps, batch_size, seed + 30 + i)
+        tuned = evaluate(model, x_test, y_test)[0]
+        result["seconds"]["frozen base"] += head_seconds
+        result["seconds"]["fine-tuned"] += tuning_seconds
+        if k == "all":
+            result["all"] = {"frozen base": frozen, "fine-tuned": tuned}
+            result["all_seconds"] = {"frozen base": head_seconds, "fine-tuned": head_seconds + tuning_seconds}
+        else:
+            result["frozen base"].append(frozen)
+            result["fine-tuned"].append(tuned)
+    # Fine-tuning starts from the trained head, so its time includes the head's.
+    result["seconds"]["fine-tuned"] += result["seconds"]["frozen base"]
+    return result
+
+
+def plot_learning_curve(per_class, accuracy: dict, chance: float | None = None, title=None):
+    """Held-out accuracy against labelled images per class, one line per method (``accuracy[method]`` a list).
+
+    Log-scaled x axis with a tick at each measured size; a dotted line marks ``chance``.
+    """
+    import matplotlib.pyplot as plt
+
+    from course_utils import plots
+
+    fig, ax = plt.subplots(figsize=(min(6.4, plots.PAGE_WIDTH), 3.4))
+    markers = dict(zip(TRANSFER_METHODS, "osD"))
+    colours = dict(zip(TRANSFER_METHODS, ["#D55E00", "#0072B2", "#009E73"]))  # Okabe-Ito
+    for method, values in accuracy.items():
+        ax.plot(per_class, values, marker=markers.get(method, "o"), color=colours.get(method), label=method)
+    if chance is not None:
+        ax.axhline(chance, color="grey", linestyle=":", label="chance")
+    ax.set_xscale("log")
+    ax.set_xticks(list(per_class), [str(k) for k in per_class])
+    ax.minorticks_off()
+    ax.set_xlabel("labelled images per class")
+    ax.set_ylabel("held-out accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=9, frameon=False)
+    ax.set_title(title or "learning curve: few labels, three starts", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _main(argv=None) -> int:
+    """``python -m course_utils.recognition pretrain-source [--out PATH]``: regenerate the source-task weights."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m course_utils.recognition",
+                                     description="Week 2 tools: regenerate the shipped source-task weights.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    pretrain = commands.add_parser("pretrain-source", help="pretrain MobileNetV2 on the source shapes, save the base")
+    pretrain.add_argument("--out", default=None, help=f"weights file (default: {SOURCE_WEIGHTS})")
+    args = parser.parse_args(argv)
+    from course_utils import config
+
+    config.setup("cpu", seed=0)
+    result = pretrain_source(args.out)
+    if result["sha256"] != SOURCE_SHA256:
+        print("The hash differs from SOURCE_SHA256 in course_utils/recognition.py: update it if you ship this file.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

@@ -58,7 +58,18 @@ from functools import lru_cache
 import numpy as np
 
 SHAPES = ("circle", "square", "triangle", "diamond")
-"""All shape names; a shape's class id is its index in ``classes`` (by default this tuple)."""
+"""The default shape names; a shape's class id is its index in ``classes`` (by default this tuple)."""
+
+EXTRA_SHAPES = ("pentagon", "hexagon", "cross", "rectangle")
+"""Shapes that are never drawn unless ``classes`` names them: other classes for a source task.
+
+Week 2 pretrains a network on them and transfers it to :data:`SHAPES`. A
+pentagon and a hexagon are regular and turned at random, a cross is a plus
+sign with arms a third of its extent wide, a rectangle is twice as long as
+it is wide, lying or standing.
+"""
+
+_TURNING = ("triangle", "pentagon", "hexagon", "rectangle")  # shapes drawn at a random orientation
 
 _MIN_OBJECT_PX = 4  # smallest allowed object extent: smaller shapes are indistinct blobs
 _DEFAULT_MIN_PX = 6  # smallest default extent: below about 8 px shapes get hard to tell apart
@@ -121,12 +132,12 @@ class Scenes:
 def _stencil(shape: str, extent: int, turn: int) -> np.ndarray:
     """Boolean pixel mask of one shape, cropped to its tight bounding box.
 
-    ``extent`` is the diameter / side in pixels; ``turn`` (triangles only) picks
-    one of ``_TRIANGLE_ANGLES`` orientations. The shape lives in the continuous
-    square ``[0, extent]^2`` and a pixel is on when at least half of it is
+    ``extent`` is the diameter / side in pixels; ``turn`` (shapes in ``_TURNING``
+    only) picks one of ``_TRIANGLE_ANGLES`` orientations (for a rectangle,
+    its parity). The shape lives in the continuous square ``[0, extent]^2`` and a pixel is on when at least half of it is
     covered, which keeps small shapes recognisable. Coverage is computed from the
     shape's horizontal extent ``[x_left, x_right]`` on ``_SUPERSAMPLE`` lines per
-    pixel row (all four shapes are convex), exact along x. Only the object's own
+    pixel row (every shape meets each such line in one interval), exact along x. Only the object's own
     box is rasterised, and results are cached: the same stencil recurs often.
     """
     s = extent
@@ -142,6 +153,20 @@ def _stencil(shape: str, extent: int, turn: int) -> np.ndarray:
         left, right = c - half, c + half
     elif shape == "triangle":
         left, right = _triangle_span(s, turn, y)
+    elif shape in ("pentagon", "hexagon"):
+        left, right = _polygon_span(s, 5 if shape == "pentagon" else 6, turn, y)
+    elif shape == "cross":  # a plus sign: each horizontal line meets it in one interval
+        arm = max(s / 3.0, 1.0)
+        band = np.abs(y - c) <= arm / 2.0
+        left = np.where(band, 0.0, c - arm / 2.0)
+        right = np.where(band, float(s), c + arm / 2.0)
+    elif shape == "rectangle":  # 2:1, lying (even turn) or standing (odd turn)
+        short = max(s / 2.0, 1.0)
+        if turn % 2 == 0:
+            inside = np.abs(y - c) <= short / 2.0
+            left, right = np.where(inside, 0.0, c), np.where(inside, float(s), c - 1.0)
+        else:
+            left, right = np.full_like(y, c - short / 2.0), np.full_like(y, c + short / 2.0)
     else:  # pragma: no cover - names are validated before
         raise ValueError(f"unknown shape {shape!r}")
     cols = np.arange(s, dtype=np.float64)
@@ -183,6 +208,36 @@ def _triangle_span(s: int, turn: int, y: np.ndarray) -> tuple[np.ndarray, np.nda
         elif a < -1e-12:
             right = np.minimum(right, -b / a)
         else:  # horizontal edge: a whole line is in or out
+            right = np.where(b >= 0.0, right, -np.inf)
+    return left, right
+
+
+def _polygon_span(s: int, sides: int, turn: int, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Left and right x of a regular polygon with ``sides`` corners on the lines ``y``.
+
+    Like :func:`_triangle_span`: turned by ``turn / _TRIANGLE_ANGLES`` of the
+    polygon's symmetry angle (360 / ``sides`` degrees), scaled so that its larger
+    bounding-box side is ``s``, centred, and cut out of ``sides`` half-planes.
+    """
+    step = 2.0 * math.pi / sides
+    ang = step * turn / _TRIANGLE_ANGLES - math.pi / 2.0 + step * np.arange(sides)
+    vx, vy = np.cos(ang), np.sin(ang)
+    scale = s / max(np.ptp(vx), np.ptp(vy))
+    vx = (vx - vx.min()) * scale
+    vy = (vy - vy.min()) * scale
+    vx += (s - vx.max()) / 2.0
+    vy += (s - vy.max()) / 2.0
+    left = np.full_like(y, -np.inf)
+    right = np.full_like(y, np.inf)
+    for i in range(sides):
+        j = (i + 1) % sides
+        a = -(vy[j] - vy[i])
+        b = (vx[j] - vx[i]) * (y - vy[i]) + (vy[j] - vy[i]) * vx[i]
+        if a > 1e-12:
+            left = np.maximum(left, -b / a)
+        elif a < -1e-12:
+            right = np.minimum(right, -b / a)
+        else:
             right = np.where(b >= 0.0, right, -np.inf)
     return left, right
 
@@ -263,7 +318,7 @@ def _place(rng, size, count, lo, sizes, shape_ids, turns, classes, min_px):
     for j in range(count):
         cls = int(shape_ids[j])
         name = classes[cls]
-        turn = int(turns[j]) if name == "triangle" else 0
+        turn = int(turns[j]) if name in _TURNING else 0
         for extent in (int(sizes[j]), min_px):
             stencil = _stencil(name, extent, turn)
             h, w = stencil.shape
@@ -355,8 +410,8 @@ def make_scenes(
         (``(size//8, size/(1 + sqrt(hi)))``), never below 6 pixels.
     noise : standard deviation of the Gaussian pixel noise added everywhere
         (background and objects) before clipping to ``[0, 1]``.
-    classes : shape names to use, a subset of :data:`SHAPES` in any order;
-        class id ``k`` means ``classes[k]``.
+    classes : shape names to use, from :data:`SHAPES` and :data:`EXTRA_SHAPES`,
+        in any order; class id ``k`` means ``classes[k]``.
 
     Returns
     -------
@@ -392,9 +447,9 @@ def make_scenes(
     if isinstance(classes, str):
         classes = (classes,)
     classes = tuple(classes)
-    unknown = [c for c in classes if c not in SHAPES]
+    unknown = [c for c in classes if c not in SHAPES + EXTRA_SHAPES]
     if unknown:
-        raise ValueError(f"unknown class names in classes: {unknown!r}; choose from {SHAPES}")
+        raise ValueError(f"unknown class names in classes: {unknown!r}; choose from {SHAPES + EXTRA_SHAPES}")
     if not classes:
         raise ValueError("classes must name at least one shape")
     if len(set(classes)) != len(classes):

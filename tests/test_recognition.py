@@ -82,7 +82,7 @@ def test_zero_init_residual_starts_each_skip_block_as_the_identity():
     probe = keras.Model(base.input, [base.get_layer("block_1_project_BN").output, base.get_layer("block_2_add").output])
     before, after = probe.predict(np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)), verbose=0)
     np.testing.assert_allclose(after, before, atol=1e-6)
-    with pytest.raises(ValueError, match="overwrite ImageNet weights"):
+    with pytest.raises(ValueError, match="overwrite pretrained weights"):
         rec.mobilenetv2_classifier(4, input_size=96, weights="imagenet", zero_init_residual=True, verbose=False)
 
 
@@ -146,7 +146,7 @@ def test_inputs_below_32_pixels_are_refused_with_or_without_weights(weights):
 def test_other_invalid_options():
     with pytest.raises(ValueError, match="at least 32"):
         rec.mobilenetv2_classifier(4, input_size=16, verbose=False)
-    with pytest.raises(ValueError, match="weights must be None or 'imagenet'"):
+    with pytest.raises(ValueError, match="weights must be None, 'imagenet' or 'source'"):
         rec.mobilenetv2_classifier(4, input_size=32, weights="coco", verbose=False)
     with pytest.raises(ValueError, match="pooling"):
         rec.mobilenetv2_classifier(4, input_size=32, pooling="flatten", verbose=False)
@@ -477,3 +477,123 @@ def test_images_per_second_uses_the_epochs_after_the_first():
     assert rec.images_per_second(History(), 100) == pytest.approx(50.0)
     with pytest.raises(ValueError, match="no epoch times"):
         rec.images_per_second(object(), 100)
+
+
+# --- transfer learning offline: the shipped source-task base --------------------------------------
+
+
+def test_shipped_source_weights_have_the_recorded_checksum():
+    assert re.fullmatch(r"[0-9a-f]{64}", rec.SOURCE_SHA256)
+    assert rec.SOURCE_WEIGHTS.is_file(), "the source-task weights must ship with the package"
+    assert rec.file_sha256(rec.SOURCE_WEIGHTS) == rec.SOURCE_SHA256
+    assert rec.check_source_weights() == rec.SOURCE_WEIGHTS
+    assert rec.SOURCE_WEIGHTS.stat().st_size < 5_000_000  # a few MB at most
+
+
+def test_source_weights_are_package_data():
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text())
+    patterns = config["tool"]["setuptools"]["package-data"]["course_utils"]
+    relative = rec.SOURCE_WEIGHTS.relative_to(root / "course_utils")
+    assert any(relative.match(pattern) for pattern in patterns), patterns
+
+
+def test_missing_or_wrong_source_weights_are_refused_clearly(tmp_path, monkeypatch):
+    missing = tmp_path / "none.weights.h5"
+    with pytest.raises(FileNotFoundError, match="pretrain-source"):
+        rec.check_source_weights(missing)
+    wrong = tmp_path / "wrong.weights.h5"
+    wrong.write_bytes(b"not the shipped weights")
+    with pytest.raises(ValueError, match=r"SHA-256 [0-9a-f]{64}.*damaged.*pretrain-source"):
+        rec.check_source_weights(wrong)
+    monkeypatch.setattr(rec, "SOURCE_WEIGHTS", wrong)
+    with pytest.raises(ValueError, match="SHA-256"):
+        rec.mobilenetv2_classifier(4, input_size=32, weights="source", verbose=False)
+    monkeypatch.setattr(rec, "SOURCE_WEIGHTS", missing)
+    with pytest.raises(FileNotFoundError, match="missing"):
+        rec.mobilenetv2_classifier(4, input_size=32, weights="source", verbose=False)
+
+
+def test_source_weights_load_into_the_base(capsys):
+    model = rec.mobilenetv2_classifier(4, input_size=32, weights="source", trainable_base=False)
+    assert "weights=source" in capsys.readouterr().out and rec.weights_used(model) == "source"
+    again = rec.mobilenetv2_classifier(4, input_size=32, weights="source", verbose=False)
+    fresh = rec.mobilenetv2_classifier(4, input_size=32, weights=None, verbose=False)
+    for loaded, other, random_init in zip(rec.base_of(model).weights, rec.base_of(again).weights,
+                                          rec.base_of(fresh).weights):
+        np.testing.assert_array_equal(loaded.numpy(), other.numpy())
+    moved = [not np.allclose(a.numpy(), b.numpy()) for a, b in zip(rec.base_of(model).weights,
+                                                                   rec.base_of(fresh).weights)]
+    assert np.mean(moved) > 0.9  # the pretrained weights are not a fresh initialisation
+    assert rec.base_of(model).get_layer("bn_Conv1").momentum == pytest.approx(0.999)
+    with pytest.raises(ValueError, match="alpha 0.35"):
+        rec.mobilenetv2_classifier(4, input_size=32, alpha=0.5, weights="source")
+    with pytest.raises(ValueError, match="pretrained"):
+        rec.mobilenetv2_classifier(4, input_size=32, weights="source", zero_init_residual=True)
+    with pytest.raises(ValueError, match="'source'"):
+        rec.mobilenetv2_classifier(4, input_size=32, weights="sauce")
+
+
+def test_source_task_has_none_of_the_target_classes():
+    source = rec.load_classification("scenes-source", image_size=32, n_train=80, n_test=20, seed=1)
+    target = rec.load_classification("scenes", image_size=32, n_train=8, n_test=0, seed=1)
+    assert source.class_names == rec.SOURCE_CLASSES and not set(source.class_names) & set(target.class_names)
+    assert source.x_train.shape == (80, 32, 32, 3) and set(np.unique(source.y_train)) == {0, 1, 2, 3}
+
+
+def test_pretrain_source_is_deterministic_and_writes_a_loadable_file(tmp_path):
+    import h5py
+
+    first = rec.pretrain_source(tmp_path / "a.weights.h5", n_train=48, n_test=16, epochs=1, verbose=False)
+    second = rec.pretrain_source(tmp_path / "b.weights.h5", n_train=48, n_test=16, epochs=1, verbose=False)
+    assert first["sha256"] == rec.file_sha256(first["path"])
+
+    def arrays(path):  # the weight values; the file's bytes also hold HDF5 timestamps
+        found = {}
+
+        def keep(name, item):  # returns None, so that visititems goes on
+            if isinstance(item, h5py.Dataset):
+                found[name] = item[()]
+
+        with h5py.File(path) as handle:
+            handle.visititems(keep)
+        return found
+
+    a, b = arrays(first["path"]), arrays(second["path"])
+    assert len(a) > 100 and a.keys() == b.keys()
+    assert all(np.array_equal(a[name], b[name]) for name in a)  # same seed, same machine: same weights
+    assert 0 <= first["source_test_accuracy"] <= 1
+    assert rec.check_source_weights(first["path"], first["sha256"]) == first["path"]
+    with pytest.raises(ValueError, match=r"\.weights\.h5"):
+        rec.pretrain_source(tmp_path / "weights.h5", n_train=8, n_test=0, epochs=1)
+    with pytest.raises(SystemExit):
+        rec._main([])  # the command is required
+
+
+def test_labelled_subset_draws_per_class_images():
+    labels = np.repeat(np.arange(3), [5, 7, 9])
+    chosen = rec.labelled_subset(labels, 4, seed=3)
+    assert len(chosen) == 12 and len(set(chosen)) == 12
+    assert np.bincount(labels[chosen]).tolist() == [4, 4, 4]
+    np.testing.assert_array_equal(chosen, rec.labelled_subset(labels, 4, seed=3))
+    with pytest.raises(ValueError, match="class 0 has only 5"):
+        rec.labelled_subset(labels, 6)
+    with pytest.raises(ValueError, match="positive integer"):
+        rec.labelled_subset(labels, 0)
+
+
+def test_transfer_learning_curve_trains_three_methods_per_size():
+    data = rec.load_classification("scenes", image_size=32, n_train=120, n_test=40, seed=4)
+    curve = rec.transfer_learning_curve(data.x_train, data.y_train, data.x_test, data.y_test, 4, per_class=(2, 5),
+                                        steps=2, batch_size=8, head_steps=3, include_all=True, seed=0)
+    assert curve["per_class"] == [2, 5]
+    for method in rec.TRANSFER_METHODS:
+        assert len(curve[method]) == 2 and all(0 <= a <= 1 for a in curve[method])
+        assert curve["seconds"][method] > 0
+    assert set(curve["all"]) == {"frozen base", "fine-tuned"} and set(curve["all_seconds"]) == set(curve["all"])
+    with pytest.raises(ValueError, match="per_class"):
+        rec.transfer_learning_curve(data.x_train, data.y_train, data.x_test, data.y_test, 4, per_class=(0,))
+    fig = rec.plot_learning_curve(curve["per_class"], {m: curve[m] for m in rec.TRANSFER_METHODS}, chance=0.25)
+    assert [line.get_label() for line in fig.axes[0].lines][:3] == list(rec.TRANSFER_METHODS)

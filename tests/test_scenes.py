@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from course_utils.scenes import SHAPES, Scenes, make_scenes
+from course_utils.scenes import EXTRA_SHAPES, SHAPES, Scenes, make_scenes
 
 SIZE = 64
 
@@ -252,6 +252,32 @@ def test_shapes_look_like_their_class():
             assert 0.44 < fill < 0.62 and not mirror
 
 
+def test_extra_shapes_are_drawn_only_when_named_and_look_like_their_class():
+    s = make_scenes(200, seed=6, object_size=(12, 30), objects=(1, 2), size=96, classes=EXTRA_SHAPES)
+    assert s.class_names == EXTRA_SHAPES and set(np.unique(s.labels)) == {0, 1, 2, 3}
+    lying = standing = 0
+    for i, _, cls, x0, y0, x1, y1 in _objects(s):
+        on = s.masks[i, y0:y1, x0:x1] == cls + 1
+        fill, (h, w) = on.mean(), on.shape
+        name = EXTRA_SHAPES[cls]
+        if name == "rectangle":
+            assert on.all() and abs(max(h, w) - 2 * min(h, w)) <= 2  # edges halved by rounding count as inside
+            lying, standing = lying + (w > h), standing + (h > w)
+        elif name == "cross":
+            mirror = np.array_equal(on, on[::-1]) and np.array_equal(on, on[:, ::-1])
+            assert 0.5 < fill < 0.66 and mirror and on[h // 2].all() and not on[0, 0]
+        else:  # regular polygons fill more of their box than a triangle, less than a square
+            assert 0.6 < fill < 0.86, (name, fill)
+    assert lying and standing
+    # The default classes, and the images drawn for them, do not change.
+    default = make_scenes(20, size=32, seed=1)
+    assert default.class_names == SHAPES
+    named = make_scenes(20, size=32, seed=1, classes=SHAPES)
+    assert np.array_equal(default.images, named.images)
+    with pytest.raises(ValueError, match="pentagon"):
+        make_scenes(2, classes=("heptagon",))
+
+
 def test_colour_does_not_reveal_the_class():
     s = make_scenes(800, seed=8, noise=0.0)
     colour = np.stack([img[mask > 0][0] for img, mask in zip(s.images, s.masks)])
@@ -308,7 +334,7 @@ def test_single_class():
         (dict(n=3, object_size=(20, 10)), "object_size=(20, 10)"),
         (dict(n=3, noise=-0.1), "noise=-0.1"),
         (dict(n=3, noise=float("nan")), "noise=nan"),
-        (dict(n=3, classes=("circle", "hexagon")), "hexagon"),
+        (dict(n=3, classes=("circle", "heptagon")), "heptagon"),
         (dict(n=3, classes=()), "classes"),
         (dict(n=3, classes=("circle", "circle")), "classes"),
     ],
