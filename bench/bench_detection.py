@@ -27,7 +27,7 @@ def bench_week3():
         "week3.focal_vs_ce.background_per_object": "background anchors per object anchor",
         "week3.focal_vs_ce.map50_focal": "mAP@0.5",
         "week3.focal_vs_ce.map50_ce": "mAP@0.5",
-        "week3.focal_vs_ce.map50_difference": "mAP@0.5 (focal - cross-entropy)",
+        "week3.focal_vs_ce.map50_ce_minus_focal": "mAP@0.5 (cross-entropy - focal)",
         "week3.focal_vs_ce.map50_95_focal": "mAP@[.5:.95] (COCOeval)",
         "week3.focal_vs_ce.map50_95_ce": "mAP@[.5:.95] (COCOeval)",
         "week3.focal_vs_ce.background_scored_focal": "share of background anchors scoring >= 0.05",

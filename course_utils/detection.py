@@ -976,8 +976,9 @@ def plot_score_distributions(scores: dict, threshold: float | None = 0.05, title
     """Histograms of anchor scores, background anchors and object anchors side by side, one line per model.
 
     ``scores`` maps a model's name to :func:`anchor_scores`. Scores are drawn on a
-    log axis (background scores span several decades); each histogram shows the
-    share of its anchors per bin. ``threshold`` (the decoder's score threshold)
+    log axis (background scores span several decades, down to 1e-8, where lower
+    scores are counted in the first bin); each histogram shows the share of its
+    anchors per bin. ``threshold`` (the decoder's score threshold)
     is marked: background anchors to its right become candidate false detections.
     """
     import matplotlib.pyplot as plt
