@@ -45,7 +45,7 @@ import numpy as np
 from course_utils import claims, config
 from course_utils import detection as det
 
-profile = config.setup(PROFILE, seed=SEED)
+profile = config.setup(PROFILE, seed=SEED, data_source=DATA_SOURCE)
 IMAGE_SIZE = profile.pick(smoke=64, cpu=128, gpu=128)
 N_TRAIN = profile.pick(smoke=96, cpu=2000, gpu=6000)
 N_TEST = profile.pick(smoke=48, cpu=300, gpu=1000)
@@ -537,7 +537,8 @@ claims.expect("week3.retinanet.map50", result["map"][0.5], 0.85, 0.97, profile)
 # number of examples.
 
 # %% tags=["remove-cell"]
-claims.expect("week3.retinanet.ap50.triangle", result["ap"][0.5][class_names.index("triangle")], 0.7, 0.95, profile)
+if "triangle" in class_names:  # the scenes' hardest class; your data may have no triangles
+    claims.expect("week3.retinanet.ap50.triangle", result["ap"][0.5][class_names.index("triangle")], 0.7, 0.95, profile)
 
 # %% [markdown]
 # Our own VOC-style computation and pycocotools' `COCOeval`, run over every

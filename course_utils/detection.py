@@ -164,6 +164,8 @@ def load_coco(annotation_file, image_dir=None, image_size: int = 128, max_boxes:
     """
     from PIL import Image
 
+    from course_utils.data import read_rgb
+
     annotation_file = Path(annotation_file)
     image_dir = Path(image_dir) if image_dir is not None else annotation_file.parent
     try:
@@ -196,10 +198,12 @@ def load_coco(annotation_file, image_dir=None, image_size: int = 128, max_boxes:
         path = image_dir / name
         if not path.is_file():
             raise AnnotationError(f"image {name!r} (id {info['id']}): file not found at {path}")
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            width, height = im.size
-            images[i] = np.asarray(im.resize((image_size, image_size), Image.BILINEAR), np.float32) / 255.0
+        try:
+            im = read_rgb(path)  # the course's one reader: EXIF orientation as annotation tools show it
+        except ValueError as error:
+            raise AnnotationError(f"image {name!r} (id {info['id']}): {error}") from error
+        width, height = im.size
+        images[i] = np.asarray(im.resize((image_size, image_size), Image.BILINEAR), np.float32) / 255.0
         anns = per_image[info["id"]]
         if len(anns) > m:
             raise AnnotationError(f"image {name!r} has {len(anns)} boxes, more than max_boxes={m}")

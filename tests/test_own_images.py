@@ -153,3 +153,18 @@ def test_a_tensorflow_datasets_segmentation_set_is_recoded_with_its_preset():
     assert data.class_names == ("background", "pet", "outline")
     assert data.images.shape == (6, 20, 25, 3) and data.masks.shape == (6, 20, 25)
     assert data.masks[0, 0, 0] == 0 and data.masks[0, 10, 12] == 1 and data.masks[0, 6, 6] == 2
+
+
+@pytest.mark.notebooks
+def test_week3_runs_on_a_coco_file_of_photographs(root, tmp_path, photos):
+    text = run_chapter(root, tmp_path, "week3_detection", photos["coco"])
+    assert "the text describes the synthetic scenes" in text
+    assert "objects per class: {'cat': " in text and "'coin': " in text  # the file's categories
+    assert "validation (4, 64, 64, 3), test (5, 64, 64, 3)" in text  # 28 photographs split 19 / 4 / 5
+
+
+def test_an_unreadable_photograph_in_a_coco_file_is_named(tmp_path, photos):
+    folder = damaged(tmp_path, photos, "coco")
+    (folder / "photo_03.jpg").write_bytes(b"truncated")
+    with pytest.raises(det.AnnotationError, match=r"image 'photo_03\.jpg' \(id 4\): Cannot read image"):
+        det.load_detection_data(str(folder / "annotations.json"), image_size=64)
