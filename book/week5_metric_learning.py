@@ -758,7 +758,7 @@ panel = np.concatenate([np.flatnonzero(split.y_test == c)[:2] for c in range(len
 fig = plots.image_grid(np.concatenate([split.x_test[panel], noisy_test[panel], denoised_test[panel]]),
                        titles=[names[c] for c in split.y_test[panel]] + [f"{psnr_noisy[i]:.1f} dB" for i in panel]
                        + [f"{psnr_denoised[i]:.1f} dB" for i in panel], ncols=len(panel),
-                       title="test images: clean (top), noisy (middle), denoised (bottom); PSNR against the clean image")
+                       title="clean, noisy and denoised test images (PSNR against the clean one)")
 # %% [markdown]
 # Read the table and the panels together. The gain of the autoencoder is the
 # difference between its row and the noisy row: each 3 dB is a halving of the
