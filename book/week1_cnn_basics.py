@@ -15,13 +15,17 @@
 #
 # This week builds a convolutional neural network (CNN) from its parts. We start
 # from the question of why a plain dense network is a poor fit for images,
-# compute a convolution by hand, work out the shapes and parameter counts of
-# convolution and pooling layers, and then train LeNet-5 {cite}`lecun1998` on
-# handwritten digits. We compare it with two older ideas (hand-crafted features
-# and a dense network on raw pixels), measure what data augmentation and
-# test-time augmentation are worth, and look inside the trained network: its
-# filters, its activation maps and the *latent space* in which it arranges the
-# images.
+# compute a convolution by hand and its gradients (the backward pass, checked
+# against TensorFlow and against finite differences), work out the shapes and
+# parameter counts of convolution and pooling layers, and follow the lineage of
+# architectures from AlexNet and VGG16 to Inception and MobileNetV2 by counting
+# their parameters. Then we train LeNet-5 {cite}`lecun1998` on handwritten
+# digits, set it against a modern small CNN one change at a time, compare it
+# with two older ideas (hand-crafted features and a dense network on raw
+# pixels), measure what data augmentation and test-time augmentation are worth,
+# and look inside the trained network: its filters, its activation maps and the
+# *latent space* in which it arranges the images. The last section shows why
+# residual connections let deep networks train.
 #
 # Every number on this page is computed by the code above it. The data are
 # scikit-learn's bundled digits, so nothing is downloaded.
@@ -1129,7 +1133,6 @@ fig = plots.activation_maps(second_maps, ncols=8, title="activation maps of c3 (
 # training images of a few test digits.
 
 # %%
-from sklearn.manifold import TSNE
 from sklearn.neighbors import KNeighborsClassifier
 
 encoder = models.feature_extractor(lenet, "f6")
@@ -1201,9 +1204,7 @@ for name, describe in spaces.items():
 # in the plot says nothing about the 84-dimensional space.
 
 # %%
-points = TSNE(n_components=2, perplexity=30, random_state=0, init="pca").fit_transform(
-    test_features
-)
+points = plots.tsne_2d(test_features)
 fig = plots.embedding_scatter(
     points,
     digits.y_test,
@@ -1415,7 +1416,18 @@ claims.expect("week1.residual.residual_accuracy", res_accuracy["residual"], 0.45
 # * Augmentation during training shows the network variations its training set
 #   lacks; choose transformations that keep the label. Whether it, or
 #   test-time augmentation, pays off on a given test set is something to
-#   measure, as sections 8 and 9 do, not to assume.
+#   measure, as sections 9 and 10 do, not to assume.
+# * Backpropagation through a convolution is two more correlations: of the
+#   input with the upstream gradient (for the kernel) and of the padded upstream
+#   gradient with the flipped kernel (for the input). A gradient check against
+#   finite differences tells a right backward pass from a wrong one at once.
+# * Architectures moved their parameters out of dense layers (94% of AlexNet's,
+#   89% of VGG16's) into stacks of small and 1×1 convolutions, which cost less
+#   for the same receptive field.
+# * In a deep plain network the gradient shrinks from layer to layer; identity
+#   skip connections carry it through, which is what lets residual networks
+#   train at depth.
 #
-# The exercise of this week has you write the correlation yourself, count
+# The exercise of this week has you write the correlation and its backward
+# pass yourself, choose a padding and stride for a given output size, count
 # parameters, build and train LeNet-5 and implement test-time augmentation.

@@ -41,6 +41,9 @@ SEED = 0
 # MobileNetV2 from scratch starts each block that has a skip connection as the identity (section 4).
 # Set it to False to see what that is worth.
 ZERO_INIT_RESIDUAL = True
+# The data: "scenes" (synthetic, offline), a folder with one sub-folder of images per class, or a TensorFlow
+# Datasets name such as "tfds:tf_flowers" (Colab). See the page "Use your own images".
+DATA_SOURCE = "scenes"
 
 # %%
 import time
@@ -56,7 +59,7 @@ from course_utils import claims, config, data, models, plots
 from course_utils import recognition as rec
 
 tf.get_logger().setLevel("ERROR")  # hide TensorFlow's notices about re-tracing functions
-profile = config.setup(PROFILE, seed=SEED)
+profile = config.setup(PROFILE, seed=SEED, data_source=DATA_SOURCE)
 SIZE = profile.pick(smoke=32, cpu=32, gpu=96)              # image side in pixels
 N_TRAIN = profile.pick(smoke=320, cpu=4000, gpu=8000)
 N_TEST = profile.pick(smoke=160, cpu=800, gpu=2000)
@@ -203,7 +206,10 @@ del unpublished_width
 # or, on Colab, a TensorFlow Datasets set (`load_classification("tfds:tf_flowers")`).
 
 # %% tags=["nbval-check-output"]
-scenes = rec.load_classification("scenes", image_size=SIZE, n_train=N_TRAIN, n_test=N_TEST, seed=profile.seed(0))
+if DATA_SOURCE == "scenes":
+    scenes = rec.load_classification("scenes", image_size=SIZE, n_train=N_TRAIN, n_test=N_TEST, seed=profile.seed(0))
+else:  # your images: a stratified fifth of them held out
+    scenes = rec.load_classification(DATA_SOURCE, image_size=SIZE, seed=profile.seed(0), max_images=N_TRAIN + N_TEST)
 names = scenes.class_names
 print(f"training images {scenes.x_train.shape}, held-out images {scenes.x_test.shape}")
 print("images per class (train):", dict(zip(names, np.bincount(scenes.y_train).tolist())))
@@ -313,7 +319,8 @@ print(f"small CNN: held-out accuracy {cnn_accuracy:.3f} after {EPOCHS} epochs ({
 
 # %%
 # More scenes of the same kind (another seed), and random flips and quarter turns inside the model.
-more = rec.load_classification("scenes", image_size=SIZE, n_train=MOBILENET_TRAIN, n_test=0, seed=profile.seed(5))
+more = (rec.load_classification("scenes", image_size=SIZE, n_train=MOBILENET_TRAIN, n_test=0, seed=profile.seed(5))
+        if DATA_SOURCE == "scenes" else scenes)  # your images: no more of them to draw
 config.seed_everything(profile.seed(3))
 mobilenet = rec.mobilenetv2_classifier(len(names), input_size=SIZE, alpha=ALPHA, weights=None,
                                        augment=rec.RandomDihedral(seed=profile.seed(4)), zero_init_residual=ZERO_INIT_RESIDUAL)
@@ -410,7 +417,8 @@ fig = plots.image_grid(source.x_train[:8], titles=[source.class_names[k] for k i
 # %%
 config.seed_everything(profile.seed(10))
 curve = rec.transfer_learning_curve(scenes.x_train, scenes.y_train, scenes.x_test, scenes.y_test, len(names),
-                                    per_class=LABELS_PER_CLASS, steps=CURVE_STEPS, include_all=True,
+                                    per_class=[k for k in LABELS_PER_CLASS if k <= np.bincount(scenes.y_train).min()]
+                                    or [int(np.bincount(scenes.y_train).min())], steps=CURVE_STEPS, include_all=True,
                                     seed=profile.seed(10))
 source_model = rec.mobilenetv2_classifier(len(names), input_size=SIZE, alpha=ALPHA, weights="source",
                                           trainable_base=False, verbose=False)
@@ -554,13 +562,17 @@ for name, model, history, (x_seen, y_seen) in [("small CNN", cnn, cnn_history, (
 # 32×32) both models are on unfamiliar ground:
 
 # %%
-small_shapes = rec.load_classification("scenes", image_size=SIZE, n_train=N_TEST, n_test=0, seed=profile.seed(9),
-                                       object_fraction=(0.19, 0.28))
-print(f"{'model':<25} {'shapes of 30-75%':>17} {'shapes of 19-28%':>17}")
-for name, model, accuracy in [("small CNN", cnn, cnn_accuracy), ("MobileNetV2 from scratch", mobilenet,
-                                                                 mobilenet_accuracy)]:
-    print(f"{name:<25} {accuracy:>17.3f} "
-          f"{rec.evaluate(model, small_shapes.x_train, small_shapes.y_train)[0]:>17.3f}")
+if DATA_SOURCE == "scenes":
+    small_shapes = rec.load_classification("scenes", image_size=SIZE, n_train=N_TEST, n_test=0, seed=profile.seed(9),
+                                           object_fraction=(0.19, 0.28))
+    print(f"{'model':<25} {'shapes of 30-75%':>17} {'shapes of 19-28%':>17}")
+    for name, model, accuracy in [("small CNN", cnn, cnn_accuracy), ("MobileNetV2 from scratch", mobilenet,
+                                                                     mobilenet_accuracy)]:
+        print(f"{name:<25} {accuracy:>17.3f} "
+              f"{rec.evaluate(model, small_shapes.x_train, small_shapes.y_train)[0]:>17.3f}")
+else:
+    print("(skipped: the small shapes are scenes, and your classes are not the scenes' shapes)")
+
 
 # %% [markdown]
 # Both networks do much worse on the small shapes (the table above). What a
@@ -627,7 +639,8 @@ if len(worst):
 #
 # Real data sets are rarely balanced. We draw a training set in which each
 # class has fewer images than the previous one, the last having a tenth of the
-# first, and a test set with the same proportions. Plain **accuracy** is then
+# first, and a test set with the same proportions (synthetic scenes whatever
+# `DATA_SOURCE` is: the experiment needs an imbalance we control). Plain **accuracy** is then
 # dominated by the frequent classes; **balanced accuracy**, the mean of the
 # per-class recalls, weighs every class equally.
 #
@@ -641,22 +654,22 @@ imbalanced = rec.load_classification("scenes-imbalanced", image_size=SIZE, n_tra
                                      n_test=N_TEST, imbalance=0.1, seed=profile.seed(1))
 counts = np.bincount(imbalanced.y_train)
 weights = rec.class_weights(imbalanced.y_train)
-print("training images per class:", dict(zip(names, counts.tolist())))
-print("test images per class:    ", dict(zip(names, np.bincount(imbalanced.y_test).tolist())))
-print("class weights:            ", {names[k]: round(w, 2) for k, w in weights.items()})
-print("weight x count per class: ", [round(float(weights[k] * counts[k]), 1) for k in range(len(names))])
+print("training images per class:", dict(zip(imbalanced.class_names, counts.tolist())))
+print("test images per class:    ", dict(zip(imbalanced.class_names, np.bincount(imbalanced.y_test).tolist())))
+print("class weights:            ", {imbalanced.class_names[k]: round(w, 2) for k, w in weights.items()})
+print("weight x count per class: ", [round(float(weights[k] * counts[k]), 1) for k in range(len(imbalanced.class_names))])
 
 # %%
 imbalance_results = {}
 for label, class_weight in [("no class weights", None), ("class weights", weights)]:
     config.seed_everything(profile.seed(4))
-    model = rec.small_cnn((SIZE, SIZE, 3), len(names))
+    model = rec.small_cnn((SIZE, SIZE, 3), len(imbalanced.class_names))
     rec.train(model, imbalanced.x_train, imbalanced.y_train, epochs=EPOCHS, peak_lr=3e-3, class_weight=class_weight)
     guess = model.predict(imbalanced.x_test, verbose=0).argmax(1)
     _, class_recall, _, _ = precision_recall_fscore_support(imbalanced.y_test, guess, zero_division=0)
     imbalance_results[label] = (np.mean(guess == imbalanced.y_test),
                                 balanced_accuracy_score(imbalanced.y_test, guess), class_recall)
-print(f"{'training':<18} {'accuracy':>8} {'balanced acc.':>13}   recall per class ({', '.join(names)})")
+print(f"{'training':<18} {'accuracy':>8} {'balanced acc.':>13}   recall per class ({', '.join(imbalanced.class_names)})")
 for label, (acc, balanced, class_recall) in imbalance_results.items():
     print(f"{label:<18} {acc:>8.3f} {balanced:>13.3f}   {np.round(class_recall, 2)}")
 
@@ -692,13 +705,17 @@ claims.expect("week2.imbalance.accuracy_loss_points", 100 * (plain_unweighted - 
 # a square turned by 45 degrees *is* a diamond.
 
 # %%
-square = scenes.x_train[np.flatnonzero(scenes.y_train == names.index("square"))[:1]]
-turned = layers.RandomRotation((0.125, 0.125), fill_mode="reflect")(square, training=True)
-dihedral = rec.RandomDihedral(seed=profile.seed(5))
-variants = np.concatenate([dihedral(np.repeat(square, 6, axis=0), training=True), turned])
-fig = plots.image_grid(np.concatenate([square, variants]),
-                       titles=["a square"] + ["flip/turn"] * 6 + ["45°: a diamond?"], ncols=8,
-                       title="label-preserving symmetries, and a rotation that changes the class")
+if DATA_SOURCE == "scenes":
+    square = scenes.x_train[np.flatnonzero(scenes.y_train == names.index("square"))[:1]]
+    turned = layers.RandomRotation((0.125, 0.125), fill_mode="reflect")(square, training=True)
+    dihedral = rec.RandomDihedral(seed=profile.seed(5))
+    variants = np.concatenate([dihedral(np.repeat(square, 6, axis=0), training=True), turned])
+    fig = plots.image_grid(np.concatenate([square, variants]),
+                           titles=["a square"] + ["flip/turn"] * 6 + ["45°: a diamond?"], ncols=8,
+                           title="label-preserving symmetries, and a rotation that changes the class")
+else:
+    print("(skipped: this example turns one of the scenes' squares)")
+
 
 # %% [markdown]
 # The random layers can sit in two places:
@@ -805,12 +822,10 @@ claims.expect("week2.tta.gain_with_augmentation_points", 100 * tta_gain["augment
 # embedding directly, without a classification head.
 
 # %%
-from sklearn.manifold import TSNE
-
 features = models.feature_extractor(mobilenet, "features").predict(scenes.x_test, verbose=0)
 mobilenet_wrong = mobilenet_probabilities.argmax(1) != scenes.y_test
 shown = slice(0, profile.pick(smoke=150, cpu=600, gpu=1000))
-points = TSNE(n_components=2, perplexity=30, random_state=0, init="pca").fit_transform(features[shown])
+points = plots.tsne_2d(features[shown])
 fig = plots.embedding_scatter(points, scenes.y_test[shown], names, highlight=mobilenet_wrong[shown],
                               title=f"t-SNE of MobileNetV2's {features.shape[1]} pooled features (x: misclassified)")
 

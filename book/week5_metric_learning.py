@@ -50,7 +50,6 @@ HELD_OUT = None
 import matplotlib.pyplot as plt
 import numpy as np
 from scipy.ndimage import gaussian_filter
-from sklearn.manifold import TSNE
 
 from course_utils import claims, config, data, models, plots
 from course_utils import metric_learning as ml
@@ -631,7 +630,7 @@ claims.expect("week5.embedding_knn.test_accuracy_with_held_out_class", compariso
 # training; crosses mark the test images that kNN gets wrong.
 
 # %%
-points = TSNE(n_components=2, perplexity=30, random_state=0, init="pca").fit_transform(test_embeddings)
+points = plots.tsne_2d(test_embeddings)
 fig = plots.embedding_scatter(points, split.y_test, names, highlight=~correct,
                               title=f"t-SNE of the test embeddings ({names[held]}: never trained on; x: kNN wrong)")
 

@@ -220,6 +220,21 @@ def activation_maps(maps, ncols: int = 8, title: str | None = None):
     return fig
 
 
+def tsne_2d(features, perplexity: float = 30.0, seed: int = 0):
+    """Points in the plane for ``features`` (n, d) by t-SNE, for :func:`embedding_scatter`.
+
+    The perplexity (about the number of neighbours each point keeps close) is capped below the number of
+    points, which t-SNE requires, so that a small data set (a reader's own images) still gets a plot.
+    """
+    from sklearn.manifold import TSNE
+
+    features = np.asarray(features)
+    if len(features) < 3:
+        raise ValueError(f"t-SNE needs at least 3 points to place, got {len(features)}")
+    perplexity = min(float(perplexity), (len(features) - 1) / 3)
+    return TSNE(n_components=2, perplexity=perplexity, random_state=seed, init="pca").fit_transform(features)
+
+
 def embedding_scatter(points, labels, class_names, title: str | None = None, highlight=None):
     """A 2-D embedding (e.g. t-SNE) coloured by class; ``highlight`` (a boolean mask) draws those points as crosses."""
     points = np.asarray(points)

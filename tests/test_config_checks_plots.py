@@ -172,3 +172,15 @@ def test_wide_grids_fit_the_page_so_their_titles_are_not_scaled_down():
     assert grid.axes[0].get_title() == "positive\ntriangle"  # wrapped to the narrower panel
     assert grid.axes[0].title.get_fontsize() >= 9
     plt.close("all")
+
+
+def test_tsne_places_few_points_and_refuses_too_few():
+    import numpy as np
+    import pytest
+
+    from course_utils import plots
+
+    points = plots.tsne_2d(np.random.default_rng(0).normal(size=(10, 5)))
+    assert points.shape == (10, 2)
+    with pytest.raises(ValueError, match="at least 3 points"):
+        plots.tsne_2d(np.zeros((2, 5)))

@@ -168,3 +168,12 @@ def test_an_unreadable_photograph_in_a_coco_file_is_named(tmp_path, photos):
     (folder / "photo_03.jpg").write_bytes(b"truncated")
     with pytest.raises(det.AnnotationError, match=r"image 'photo_03\.jpg' \(id 4\): Cannot read image"):
         det.load_detection_data(str(folder / "annotations.json"), image_size=64)
+
+
+@pytest.mark.notebooks
+def test_week2_runs_on_a_folder_of_class_folders(root, tmp_path, photos):
+    text = run_chapter(root, tmp_path, "week2_recognition", photos["classes"])
+    assert "the text describes the synthetic scenes" in text
+    assert "images per class (train): {'astronaut': " in text and "'rocket': " in text
+    assert "(skipped: the small shapes are scenes" in text and "(skipped: this example turns" in text
+    assert "circle" in text  # the imbalance experiment keeps its synthetic scenes and their names
