@@ -40,9 +40,10 @@
 PROFILE = None
 # The run seed: 0 for the book; the benchmarks rerun the chapter with others (fresh data, weights and order).
 SEED = 0
-# Your own images instead of the synthetic scenes: a folder with one sub-folder of
-# images per class (at least PER_CLASS + a few images in each).
-IMAGE_FOLDER = None
+# The data: "scenes" (synthetic, offline), a folder with one sub-folder of images per class (at least
+# PER_CLASS + a few images in each), or a TensorFlow Datasets name such as "tfds:tf_flowers" (Colab).
+# See the page "Use your own images".
+DATA_SOURCE = "scenes"
 # The class kept out of training (a name); None: "diamond" for the scenes, the last class of a folder.
 HELD_OUT = None
 
@@ -56,7 +57,7 @@ from course_utils import metric_learning as ml
 from course_utils import recognition as rec
 from course_utils.scenes import make_scenes
 
-profile = config.setup(PROFILE, seed=SEED)
+profile = config.setup(PROFILE, seed=SEED, data_source=DATA_SOURCE)
 SIZE = profile.pick(smoke=32, cpu=32, gpu=64)              # image side in pixels
 PER_CLASS = 20                                             # labelled images per class
 TEST_PER_CLASS = profile.pick(smoke=30, cpu=150, gpu=500)  # test images per class
@@ -103,11 +104,16 @@ print(config.describe_device())
 # by no model, measures everything.
 
 # %% tags=["nbval-check-output"]
-if IMAGE_FOLDER is None:
+if DATA_SOURCE == "scenes":
     split = ml.scenes_few_labels(size=SIZE, per_class=PER_CLASS, test_per_class=TEST_PER_CLASS,
                                  held_out=HELD_OUT or "diamond", seed=profile.seed(0))
 else:
-    images, labels, names = data.load_image_folder(IMAGE_FOLDER, image_size=(SIZE, SIZE))
+    if str(DATA_SOURCE).startswith("tfds:"):  # every image of the set's split, divided below as a folder's
+        whole = rec.load_classification(DATA_SOURCE, image_size=SIZE, test_fraction=0.5, seed=profile.seed(0))
+        images, labels = np.concatenate([whole.x_train, whole.x_test]), np.concatenate([whole.y_train, whole.y_test])
+        names = whole.class_names
+    else:
+        images, labels, names = data.load_image_folder(DATA_SOURCE, image_size=(SIZE, SIZE))
     split = ml.few_label_split(images, labels, names, per_class=PER_CLASS, held_out=HELD_OUT or names[-1],
                                test_per_class=TEST_PER_CLASS, seed=profile.seed(0))
 names = split.class_names
@@ -265,7 +271,8 @@ def sorted_pairs(images, labels, classes, per_class=8, seed=1):
 
 
 seen_classes = [c for c in range(len(names)) if c != held]
-eval_anchors, eval_positives, eval_labels = sorted_pairs(split.x_test, split.y_test, seen_classes)
+pairs_per_class = min(8, min(int(np.sum(split.y_test == c)) for c in seen_classes) // 2)  # 8 on the scenes
+eval_anchors, eval_positives, eval_labels = sorted_pairs(split.x_test, split.y_test, seen_classes, pairs_per_class)
 
 
 def batch_similarity(model):
@@ -445,7 +452,7 @@ for k in ks:
 # %%
 fig, ax = plt.subplots(figsize=(5.5, 3.4))
 ax.plot(list(by_k_seen), list(by_k_seen.values()), "o-", label="3 training classes")
-ax.plot(list(by_k_all), list(by_k_all.values()), "s-", label=f"all 4 classes ({names[held]} unseen in training)")
+ax.plot(list(by_k_all), list(by_k_all.values()), "s-", label=f"all {len(names)} classes ({names[held]} unseen in training)")
 ax.set_xlabel("k (neighbours that vote)")
 ax.set_ylabel("test accuracy")
 ax.grid(alpha=0.3)
@@ -701,7 +708,7 @@ for r, (row, q) in enumerate(zip(index, queries)):
 NOISE = 0.2                                                  # standard deviation of the added noise
 AE_IMAGES = profile.pick(smoke=64, cpu=2000, gpu=4000)       # unlabelled training images
 AE_EPOCHS = profile.pick(smoke=1, cpu=10, gpu=30)
-if IMAGE_FOLDER is None:
+if DATA_SOURCE == "scenes":
     unlabelled = make_scenes(AE_IMAGES, size=SIZE, seed=profile.seed(2), objects=(1, 1)).images
 else:
     unlabelled = split.x_reference                           # a folder has no spare images: the reference set, unlabelled

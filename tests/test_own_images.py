@@ -177,3 +177,11 @@ def test_week2_runs_on_a_folder_of_class_folders(root, tmp_path, photos):
     assert "images per class (train): {'astronaut': " in text and "'rocket': " in text
     assert "(skipped: the small shapes are scenes" in text and "(skipped: this example turns" in text
     assert "circle" in text  # the imbalance experiment keeps its synthetic scenes and their names
+
+
+@pytest.mark.notebooks
+def test_week5_runs_on_a_folder_of_class_folders(root, tmp_path):
+    folder = photo_fixtures.classification_folder(tmp_path / "classes", per_class=30)
+    text = run_chapter(root, tmp_path, "week5_metric_learning", folder)
+    assert "the text describes the synthetic scenes" in text
+    assert "classes: astronaut, cat, coffee, rocket; held out of training: rocket" in text
