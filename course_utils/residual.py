@@ -105,8 +105,15 @@ def gradient_norms(model: keras.Model, x, y, wrt: str = "activations") -> dict:
 
 
 def first_to_last(norms: dict) -> float:
-    """How much of the last layer's gradient norm reaches the first convolution: ``norm[first] / norm[last]``."""
+    """How much of the last layer's gradient norm reaches the first convolution: ``norm[first] / norm[last]``.
+
+    0 when no gradient reaches the first layer, also when none reaches the last one either (a network whose
+    units have all died gives zeros everywhere).
+    """
     values = list(norms.values())
     if len(values) < 2:
         raise ValueError("need the norms of at least two layers")
-    return values[0] / values[-1]
+    first, last = float(values[0]), float(values[-1])
+    if first == 0.0:
+        return 0.0
+    return first / last if last != 0.0 else float("inf")

@@ -75,7 +75,9 @@ def command(args: list[str], scratch: Path, hide: list[Path]) -> list[str]:
     """
     hidden = {Path.home(), Path("/root"), Path("/var/tmp"), *[Path(p).resolve() for p in hide]}
     line = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
-            "--hostname", "grading", "--cap-drop", "ALL", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"]
+            "--hostname", "grading", "--cap-drop", "ALL", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
+            # The private /tmp first: what is shown again below may live under the host's /tmp (a clone there).
+            "--size", str(TMP_BYTES), "--tmpfs", "/tmp"]
     covered = sorted(p for p in hidden if p.is_dir() and p != Path("/"))
     for path in covered:
         line += ["--tmpfs", str(path)]
@@ -83,8 +85,7 @@ def command(args: list[str], scratch: Path, hide: list[Path]) -> list[str]:
         line += ["--ro-bind", str(path), str(path)]
     for path in covered:  # read-only once the folders shown again have their mount points
         line += ["--remount-ro", str(path)]
-    line += ["--size", str(TMP_BYTES), "--tmpfs", "/tmp", "--bind", str(Path(scratch).resolve()), SCRATCH,
-             "--chdir", SCRATCH, "--"]
+    line += ["--bind", str(Path(scratch).resolve()), SCRATCH, "--chdir", SCRATCH, "--"]
     return line + list(args)
 
 

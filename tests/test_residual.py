@@ -91,3 +91,8 @@ def test_bad_arguments_are_named():
         residual.deep_cnn(input_shape=(16, 16, 3), stages=6)
     with pytest.raises(ValueError, match="at least two"):
         residual.first_to_last({"conv01": 1.0})
+
+
+def test_a_dead_network_has_a_ratio_of_zero_not_a_division_error():
+    assert residual.first_to_last({"conv01": 0.0, "conv19": 0.0}) == 0.0
+    assert residual.first_to_last({"conv01": 0.0, "conv19": 2.0}) == 0.0

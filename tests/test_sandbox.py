@@ -131,3 +131,12 @@ def test_the_probe_names_a_missing_bubblewrap(monkeypatch):
         assert "apt-get install bubblewrap" in sandbox.unavailable()
     finally:
         sandbox.unavailable.cache_clear()
+
+
+def test_the_private_tmp_is_mounted_before_what_is_shown_again(tmp_path):
+    """A course cloned under /tmp (as CI does) must stay visible: /tmp's tmpfs comes before the re-binds."""
+    line = sandbox.command(["true"], tmp_path, hide=[])
+    pairs = list(zip(line, line[1:]))
+    private_tmp = pairs.index(("--tmpfs", "/tmp"))
+    shown = [k for k, (option, _) in enumerate(pairs) if option == "--ro-bind"][1:]  # after "--ro-bind / /"
+    assert shown and private_tmp < min(shown)
