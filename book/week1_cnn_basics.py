@@ -860,7 +860,23 @@ ax.set_title("LeNet-5, one change at a time, and a modern small CNN")
 # each network by about as much as some of the differences between the bars.
 # The benchmark reruns this page with five run seeds (`week1.ablation.*` in
 # `bench/results.json`); an ingredient matters if it wins on every seed, not
-# in one run.
+# in one run. Over those seeds, the three changes together put LeNet-5 between
+# 0 and 3 points of accuracy ahead of itself, and the small modern CNN was
+# between 0 and 3 points ahead too: never behind on any seed. Max pooling
+# alone moved LeNet-5 by between -1 and 2 points, ReLU alone by between -2 and
+# 2 and dropout alone by between -1 and 2: one at a time, each change is
+# within the spread between seeds. It is the combination that pays. (A likely
+# reason, not measured here: ReLU fits the training digits faster and more
+# closely, which dropout restrains, and max pooling keeps each window's
+# strongest response instead of averaging it away.)
+
+# %% tags=["remove-cell"]
+gain = {key: 100 * (ablation[name][0] - lenet_accuracy) for name, (key, _) in variants.items()}
+claims.expect("week1.ablation.all_three_gain_points", gain["lenet5_all_three"], 0, 3, profile)
+claims.expect("week1.ablation.small_convnet_gain_points", gain["small_convnet"], 0, 3, profile)
+claims.expect("week1.ablation.max_pooling_gain_points", gain["lenet5_max_pooling"], -1, 2, profile)
+claims.expect("week1.ablation.relu_gain_points", gain["lenet5_relu"], -2, 2, profile)
+claims.expect("week1.ablation.dropout_gain_points", gain["lenet5_dropout"], -1, 2, profile)
 
 # %% [markdown]
 # ## 8. Against older ideas
@@ -1362,8 +1378,8 @@ _ = axes[1].legend(fontsize=8)
 # flat (first/last between 0.2 and 5).
 #
 # The residual network, with the very same weights, has no such slope: its
-# gradient reaches the first convolution at between 1 and
-# 20 times its size at the last one, more rather than less, since
+# gradient reaches the first convolution at between 1.5 and
+# 6 times its size at the last one, more rather than less, since
 # every skip passes the gradient of its output on unchanged and its two
 # convolutions add their own share. (Its zigzag: the odd-numbered
 # convolutions end a block, where the skip's gradient arrives too; the
@@ -1372,19 +1388,23 @@ _ = axes[1].legend(fontsize=8)
 #
 # The training curves show what that means. The plain network does not learn:
 # its test accuracy stays between 0.2 and 0.33, where
-# guessing gives about 0.25 for four classes. The residual one, with the same layers, parameters,
-# initial weights, optimiser and epochs, reaches between 0.45 and
-# 0.95. (The ranges are for profile `cpu` and are checked on every
-# build; the benchmark's five run seeds are `week1.residual.*` in
-# `bench/results.json`.)
+# guessing gives about 0.25 for four classes. The residual one, with the same
+# layers, parameters, initial weights, optimiser and epochs, can: on four of
+# the benchmark's five run seeds it reached 0.86 to 0.89 (`week1.residual.*` in
+# `bench/results.json`). On the fifth, seed 3, it sat for all 12 epochs on the
+# plateau its training curve shows at the start, and ended at chance like the
+# plain one. So the page's own result, checked on every build, is only that
+# it lies between 0.2 and 0.95. Skips make a deep network trainable; they do
+# not make a short training without normalisation certain to get going, which
+# is one more reason residual networks come with BatchNorm.
 
 # %% tags=["remove-cell"]
 claims.expect("week1.residual.plain_gradient_ratio_init", ratio_init["plain"], 0.0003, 0.01, profile)
 he_ratio = ratio_init["plain, He initialisation"]
 claims.expect("week1.residual.plain_he_gradient_ratio_init", he_ratio, 0.2, 5, profile)
-claims.expect("week1.residual.residual_gradient_ratio_init", ratio_init["residual"], 1, 20, profile)
+claims.expect("week1.residual.residual_gradient_ratio_init", ratio_init["residual"], 1.5, 6, profile)
 claims.expect("week1.residual.plain_accuracy", res_accuracy["plain"], 0.2, 0.33, profile)
-claims.expect("week1.residual.residual_accuracy", res_accuracy["residual"], 0.45, 0.95, profile)
+claims.expect("week1.residual.residual_accuracy", res_accuracy["residual"], 0.2, 0.95, profile)
 
 # %% [markdown]
 # Vanishing gradients are the simplest of the difficulties of depth, and the
