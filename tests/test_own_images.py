@@ -1,6 +1,7 @@
 """The chapters' data loaders on real photographs (tests/photo_fixtures.py), and their errors on bad data."""
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -185,3 +186,22 @@ def test_week5_runs_on_a_folder_of_class_folders(root, tmp_path):
     text = run_chapter(root, tmp_path, "week5_metric_learning", folder)
     assert "the text describes the synthetic scenes" in text
     assert "classes: astronaut, cat, coffee, rocket; held out of training: rocket" in text
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("chapter, source, expected", [
+    ("week2_recognition", "tfds:tf_flowers", ["images per class (train): {'dandelion': ", "'roses': "]),
+    ("week3_detection", "tfds:voc/2007", ["objects per class: {'aeroplane': ", "'tvmonitor': ", "images: train ("]),
+    ("week4_segmentation", "tfds:oxford_iiit_pet", ["share of the pixels per class: background", "pet", "outline"]),
+    ("week5_metric_learning", "tfds:tf_flowers",
+     ["classes: dandelion, daisy, tulips, sunflowers, roses; held out of training: roses"]),
+])
+def test_each_chapter_runs_on_a_tensorflow_datasets_name(root, tmp_path, monkeypatch, chapter, source, expected):
+    """The kernel starts tests/tfds_kernel/sitecustomize.py: the set's real metadata, made-up examples, offline."""
+    stand_ins = root / "tests" / "tfds_kernel"
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(stand_ins), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("COURSE_TEST_TFDS_EXAMPLES", "150")
+    text = run_chapter(root, tmp_path, chapter, source)
+    assert f"DATA_SOURCE = '{source}'" in text and "the text describes the synthetic scenes" in text
+    for line in expected:
+        assert line in text
