@@ -41,14 +41,10 @@ if os.environ.get("COURSE_TEST_TFDS_EXAMPLES"):
         features = self.info.features["objects"] if name == "voc" else self.info.features
         num_classes = features["label"].num_classes if "label" in features.keys() else 1
         rows = list(_examples(name, num_classes, np.random.default_rng(0)))
-        if name == "voc":  # boxes per image differ in real sets: a ragged batch of one row per image
-            dataset = tf.data.Dataset.from_generator(lambda: iter(rows), output_signature={
-                "image": tf.TensorSpec((None, None, 3), tf.uint8),
-                "objects": {"bbox": tf.TensorSpec((None, 4), tf.float32), "label": tf.TensorSpec((None,), tf.int64)}})
-        else:
-            spec = {key: tf.TensorSpec((None, None, value.shape[-1]) if np.ndim(value) == 3 else (), tf.as_dtype(value.dtype))
-                    for key, value in rows[0].items()}
-            dataset = tf.data.Dataset.from_generator(lambda: iter(rows), output_signature=spec)
+        # Any length along every axis: image sizes and the number of boxes differ from one example to the next.
+        spec = tf.nest.map_structure(lambda v: tf.TensorSpec((None,) * np.ndim(v), tf.as_dtype(np.asarray(v).dtype)),
+                                     rows[0])
+        dataset = tf.data.Dataset.from_generator(lambda: iter(rows), output_signature=spec)
         if as_supervised:
             dataset = dataset.map(lambda example: (example["image"], example["label"]))
         return dataset
