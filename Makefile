@@ -18,7 +18,7 @@ env: $(VENV)/.installed
 browser:
 	@if [ -x /usr/bin/chromium ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium >/dev/null; \
 	else echo "Chromium is not installed (sudo apt-get install chromium): the browser tests will be skipped."; fi
 
 # The grader confines each student's notebook with bubblewrap (course_utils/sandbox.py). Installed here
@@ -26,7 +26,7 @@ browser:
 sandbox:
 	@if command -v bwrap >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
+		apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq bubblewrap >/dev/null; \
 	else echo "bubblewrap is not installed (sudo apt-get install bubblewrap): the grader will refuse to run submissions."; fi
 
 $(VENV)/.installed: pyproject.toml constraints.txt
