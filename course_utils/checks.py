@@ -16,8 +16,9 @@ several mistakes give that value)::
 A mistake's value is compared only after the check failed, so a mistake that
 happens to give the right answer on some input is never reported there.
 
-This module imports nothing else from ``course_utils``: the grader loads it fresh
-from its file, and a check must not depend on modules a submission could patch.
+This module imports nothing else from ``course_utils``. The grader runs the checks in
+its own process (:mod:`course_utils.judge`), so what a submission patches in its
+kernel does not reach them.
 """
 
 from __future__ import annotations

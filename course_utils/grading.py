@@ -8,12 +8,15 @@ For every file in ``submissions/`` the grader builds a *graded notebook*: the
 solution's cells in order, where each answer cell (a cell of ``solutions/`` that
 holds ``### BEGIN SOLUTION``) is replaced by the student's cell that matches it
 and each check cell (marked ``# CHECK <question> points=<n>``) is the solution's,
-hidden tests included. That notebook runs with papermill in its own process, in
+hidden tests included. A worker process per submission, the judge
+(:mod:`course_utils.judge`), runs the student's cells in a kernel of their own, in
 an empty temporary folder, with a time limit per cell and per notebook and a
-memory cap. A check scores its points when its cell ran to the end: the grader
-reads that from the outputs of the cells it injected, never from what the
-student's code prints. Results are stored per submission in ``OUT/results/``,
-so a second run only grades new or changed files; ``OUT/gradebook.csv`` and
+memory cap, and runs every check itself, in its own process, calling the
+student's functions in that kernel and fetching their values as data. A check
+scores its points when the judge ran it to the end: the expected answers never
+enter the student's process, and nothing printed or patched there decides a
+verdict. Results are stored per submission in ``OUT/results/``, so a second run
+only grades new or changed files; ``OUT/gradebook.csv`` and
 ``OUT/feedback/<student>.md`` are rewritten from them each time.
 
 On Linux every submission runs confined by bubblewrap (:mod:`course_utils.sandbox`):
@@ -48,7 +51,7 @@ from pathlib import Path
 
 import nbformat
 
-from course_utils import build, sandbox
+from course_utils import build, judge, sandbox
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 CHECK_LINE = re.compile(r"^\s*#\s*CHECK\b.*$", re.MULTILINE)
@@ -96,7 +99,6 @@ class Week:
     sha256: str
     cells: list  # Slot, or a str for a markdown cell
     questions: dict  # question -> max points, in order of appearance
-    preamble: str  # trusted imports put at the top of every injected check cell
 
     @property
     def checks(self) -> list[Check]:
@@ -127,7 +129,7 @@ def find_solution(root: Path, week: str, solutions: Path | None = None) -> Path:
 def defined_names(source: str) -> set:
     """Top-level names a cell binds (functions, classes, assignments, imports); regex fallback if it does not parse."""
     try:
-        tree = ast.parse(_without_magics(source))
+        tree = ast.parse(judge.without_magics(source))
     except SyntaxError:
         return {a or b for a, b in re.findall(r"^(?:def|class)\s+(\w+)|^(\w+)\s*=", source, re.MULTILINE)}
     names = set()
@@ -141,75 +143,8 @@ def defined_names(source: str) -> set:
     return names
 
 
-def _without_magics(source: str) -> str:
-    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
-
-
 def _lines(source: str) -> set:
     return {line.strip() for line in source.splitlines() if line.strip() and PLACEHOLDER_START not in line}
-
-
-def _module_file(module: str) -> Path | None:
-    """The file of a ``course_utils`` module inside this package, or None."""
-    parts = module.split(".")[1:]
-    for candidate in (PACKAGE_DIR.joinpath(*parts).with_suffix(".py") if parts else None,
-                      PACKAGE_DIR.joinpath(*parts, "__init__.py")):
-        if candidate is not None and candidate.is_file():
-            return candidate
-    return None
-
-
-def trusted_import(node: ast.stmt) -> list[str]:
-    """Rewrite one import so that ``course_utils`` modules come fresh from their files, not from ``sys.modules``."""
-    lines = []
-    if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "course_utils":
-        loaded = False
-        for alias in node.names:
-            target = alias.asname or alias.name
-            sub = _module_file(f"{node.module}.{alias.name}")
-            if alias.name == "*":
-                lines.append(ast.unparse(ast.ImportFrom(node.module, [alias], 0)))
-            elif sub is not None:
-                lines.append(f"{target} = _grader_load({node.module + '.' + alias.name!r}, {str(sub)!r})")
-            else:
-                if not loaded:
-                    lines.append(f"_grader_module = _grader_load({node.module!r}, {str(_module_file(node.module))!r})")
-                    loaded = True
-                lines.append(f"{target} = _grader_module.{alias.name}")
-        return lines
-    if isinstance(node, ast.Import):
-        for alias in node.names:
-            if alias.name.split(".")[0] == "course_utils" and alias.asname and _module_file(alias.name):
-                lines.append(f"{alias.asname} = _grader_load({alias.name!r}, {str(_module_file(alias.name))!r})")
-            else:
-                lines.append(ast.unparse(ast.Import([alias])))
-        return lines
-    return [ast.unparse(node)]
-
-
-def trusted_source(source: str) -> str:
-    """A check's source with its top-level imports of ``course_utils`` rewritten by :func:`trusted_import`."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:  # IPython syntax in a check: leave it as it is
-        return source
-    lines = source.splitlines()
-    for node in reversed(tree.body):
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            lines[node.lineno - 1:node.end_lineno] = trusted_import(node)
-    return "\n".join(lines)
-
-
-PREAMBLE_HEAD = '''\
-# Added by the grader: names used by the checks are bound again here and the course's helpers
-# are loaded fresh from their files, so rebinding or monkey-patching them changes nothing.
-import importlib.util as _grader_util, sys as _grader_sys
-def _grader_load(name, path):
-    spec = _grader_util.spec_from_file_location(name, path)
-    module = _grader_util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-'''
 
 
 def load_week(root: Path, week: str, solutions: Path | None = None) -> Week:
@@ -217,7 +152,7 @@ def load_week(root: Path, week: str, solutions: Path | None = None) -> Week:
     path = find_solution(root, week, solutions)
     name = path.stem
     notebook = build.read_source(path)
-    cells, questions, imports, used = [], {}, [], set()
+    cells, questions = [], {}
     number = 0
     for index, cell in enumerate(notebook.cells):
         if cell.cell_type == "markdown":
@@ -246,30 +181,34 @@ def load_week(root: Path, week: str, solutions: Path | None = None) -> Week:
             slot.kind = "check"
             slot.check = Check(f"{question}.{count + 1}", question, points, hidden, code)
             questions[question] = questions.get(question, 0) + points
-            used |= {n.id for n in ast.walk(ast.parse(_without_magics(code))) if isinstance(n, ast.Name)}
         elif build.BEGIN_HIDDEN in source:
             raise GradingError(f"{path.name}, code cell {index}: hidden tests without a '# CHECK <question> points=<n>' "
                                "marker would score nothing; add one inside the hidden block.")
         elif has_solution:
             number += 1
             slot.kind, slot.number = "answer", number
-        else:
-            tree = ast.parse(_without_magics(source))
-            imports += [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
         cells.append(slot)
     if not questions:
         raise GradingError(f"{path.name} has no '# CHECK <question> points=<n>' markers: nothing to grade "
                            "(see the 'For instructors' page).")
-    # Rebind, before every check, the imported names that checks use.
-    preamble = [PREAMBLE_HEAD]
-    for node in imports:
-        aliases = [a for a in node.names if (a.asname or a.name).split(".")[0] in used]
-        if aliases:
-            node = ast.ImportFrom(node.module, aliases, node.level) if isinstance(node, ast.ImportFrom) else ast.Import(aliases)
-            preamble += trusted_import(node)
+    _check_hidden_tests_leave_nothing_behind(path, cells)
     install = build.colab_notebook(nbformat.v4.new_notebook(), root, "x.ipynb").cells[1].source
     cells.insert(0, Slot("drop", install, _lines(install), set()))  # the Colab install cell: never run
-    return Week(name, path, hashlib.sha256(path.read_bytes()).hexdigest(), cells, questions, "\n".join(preamble))
+    return Week(name, path, hashlib.sha256(path.read_bytes()).hexdigest(), cells, questions)
+
+
+def _check_hidden_tests_leave_nothing_behind(path: Path, cells: list) -> None:
+    """Hidden tests run only in the judge, so no later cell may use a name that one of them binds."""
+    code = [c for c in cells if isinstance(c, Slot)]
+    elsewhere = set().union(set(), *(judge.bound_names(c.source) for c in code
+                                     if not (c.kind == "check" and c.check.hidden)))
+    for k, slot in enumerate(code):
+        if slot.kind == "check" and slot.check.hidden:
+            later = set().union(set(), *(judge.free_names(c.source) for c in code[k + 1:]))
+            left = sorted(judge.bound_names(slot.check.source) & later - elsewhere)
+            if left:
+                raise GradingError(f"{path.name}: hidden test {slot.check.id} binds {', '.join(left)}, which later "
+                                   "cells use; hidden tests run only in the grader's process, so bind them elsewhere.")
 
 
 # --- one submission -> the graded notebook ------------------------------------------------------
@@ -312,8 +251,8 @@ def neutralise_shell(source: str) -> tuple[str, bool]:
     return new, new != source
 
 
-def graded_notebook(week: Week, submission: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, dict, list[str]]:
-    """The notebook to execute, the secret token of each injected check, and notes for the feedback."""
+def graded_notebook(week: Week, submission: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, list[str]]:
+    """The notebook the judge executes (every cell marked with its kind in ``metadata.grader``), and feedback notes."""
     student = [c.source for c in submission.cells if c.get("cell_type") == "code" and str(c.get("source", "")).strip()]
     slots = [c for c in week.cells if isinstance(c, Slot)]
     matched = match_cells(student, slots)
@@ -330,14 +269,15 @@ def graded_notebook(week: Week, submission: nbformat.NotebookNode) -> tuple[nbfo
         notes.append(f"{len(pending)} cell(s) of yours after your last answer cell were not run.")
     notebook = nbformat.v4.new_notebook()
     notebook.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
-    tokens, shell_notes = {}, False
+    shell_notes = False
     for item in week.cells:
         if isinstance(item, str):
             notebook.cells.append(nbformat.v4.new_markdown_cell(item))
             continue
         j = slots.index(item)
         if item.kind == "fixed":
-            notebook.cells.append(nbformat.v4.new_code_cell(item.source, metadata=dict(item.metadata)))
+            metadata = {**item.metadata, "grader": {"kind": "fixed"}}
+            notebook.cells.append(nbformat.v4.new_code_cell(item.source, metadata=metadata))
         elif item.kind == "answer":
             for i in extras.get(j, []) + ([matched[j]] if j in matched else []):
                 source, changed = neutralise_shell(student[i])
@@ -349,36 +289,21 @@ def graded_notebook(week: Week, submission: nbformat.NotebookNode) -> tuple[nbfo
                 notes.append(f"No cell of yours matched answer cell {item.number} (the one defining {wanted}); "
                              "if that code is elsewhere in your notebook it was used from there.")
         elif item.kind == "check":
-            token = secrets.token_hex(16)
-            tokens[item.check.id] = token
-            source = (f"{week.preamble}\n# --- check {item.check.id} ---\n{trusted_source(item.check.source)}\n"
-                      f"_grader_sys.stdout.write({token!r} + '\\n'); _grader_sys.stdout.flush()")
-            notebook.cells.append(nbformat.v4.new_code_cell(source, metadata={"grader": {"kind": "check", "id": item.check.id}}))
+            info = {"kind": "check", "id": item.check.id, "hidden": item.check.hidden}
+            notebook.cells.append(nbformat.v4.new_code_cell(item.check.source, metadata={"grader": info}))
     if shell_notes:
         notes.append("Shell commands and installs in your cells (!..., %pip, %%bash) were not run.")
-    return notebook, tokens, notes
+    return notebook, notes
 
 
-def check_outcomes(week: Week, executed: nbformat.NotebookNode | None, tokens: dict, cell_timeout: float) -> dict:
-    """Check id -> (passed, message), read from the injected cells' outputs: an error fails, the token passes."""
+def check_outcomes(week: Week, executed: nbformat.NotebookNode | None) -> dict:
+    """Check id -> (passed, message), as the judge recorded them in the executed notebook."""
     found = {}
     for cell in executed.cells if executed is not None else []:
         info = cell.get("metadata", {}).get("grader", {})
-        if info.get("kind") != "check" or info.get("id") not in tokens:
-            continue
-        outputs = cell.get("outputs", [])
-        errors = [o for o in outputs if o.get("output_type") == "error"]
-        text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
-        if errors:
-            ename, evalue = errors[0].get("ename", "Error"), _plain(errors[0].get("evalue", ""))
-            if ename == "KeyboardInterrupt":
-                found[info["id"]] = (False, f"stopped: it ran longer than the limit of {cell_timeout:g} s for one cell")
-            else:
-                found[info["id"]] = (False, f"{ename}: {evalue}"[:600])
-        elif tokens[info["id"]] in text:
-            found[info["id"]] = (True, "")
-        elif cell.get("metadata", {}).get("papermill", {}).get("status") in ("running", "completed"):
-            found[info["id"]] = (False, "the check did not finish (the notebook was stopped or its output was hidden)")
+        verdict = info.get("verdict")
+        if info.get("kind") == "check" and isinstance(verdict, dict):
+            found[info.get("id")] = (verdict.get("passed") is True, _plain(verdict.get("message", "")))
     return {c.id: found.get(c.id, (False, "not run: the notebook stopped before this check")) for c in week.checks}
 
 
@@ -398,30 +323,7 @@ def _truncate_outputs(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
 # --- execution in a separate process ------------------------------------------------------------
 
 
-def execute_one(source: str, target: str, cwd: str, cell_timeout: str, profile: str, memory_bytes: str) -> int:
-    """Run in the worker process: cap memory (the kernel inherits it), execute with papermill, keep going on errors."""
-    try:
-        import resource
-
-        limit = int(memory_bytes)
-        if limit > 0:
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    except (ImportError, ValueError, OSError):
-        pass  # no address-space limit on this platform
-    import papermill
-
-    try:
-        # Only the kernel starts in ``cwd`` (nbclient's resources path): the worker stays out of it, so a
-        # notebook that deletes its working folder cannot break the writing of the executed notebook.
-        papermill.execute_notebook(source, target, parameters={"PROFILE": profile}, kernel_name="python3",
-                                   resources={"metadata": {"path": cwd}}, progress_bar=False,
-                                   execution_timeout=float(cell_timeout), allow_errors=True, interrupt_on_timeout=True)
-    except papermill.PapermillExecutionError:
-        pass  # failing cells are expected; the grader reads them from the notebook
-    return 0
-
-
-WORKER = "import sys; from course_utils.grading import execute_one; sys.exit(execute_one(*sys.argv[1:]))"
+WORKER = "import sys; from course_utils.judge import main; sys.exit(main(sys.argv[1:]))"
 _running: dict[int, str] = {}
 _running_lock = threading.Lock()
 
@@ -462,18 +364,16 @@ def run_notebook(notebook: nbformat.NotebookNode, settings: Settings) -> tuple[s
     with tempfile.TemporaryDirectory(prefix="grading-") as folder:
         folder = Path(folder)
         (folder / "nb").mkdir()
-        (folder / "work").mkdir()
+        for part in ("home", "work"):  # the kernel's scratch folder: its home, and its (empty) working folder
+            (folder / "scratch" / part).mkdir(parents=True)
         nbformat.write(notebook, folder / "nb" / "graded.ipynb")
         marker = f"COURSE_UTILS_GRADING_RUN={secrets.token_hex(8)}"
         extra = {"TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg", marker.split("=")[0]: marker.split("=")[1]}
-        inside = Path(sandbox.SCRATCH) if settings.isolate else folder  # the scratch folder as the worker sees it
-        args = [sys.executable, "-c", WORKER, str(inside / "nb" / "graded.ipynb"), str(inside / "nb" / "executed.ipynb"),
-                str(inside / "work"), str(settings.cell_timeout), settings.profile, str(int(settings.memory_gb * 2**30))]
-        if settings.isolate:
-            (folder / "home").mkdir()
-            args, env = sandbox.command(args, folder, hide=list(settings.hide)), sandbox.environment(extra)
-        else:
-            env = {**os.environ, **extra}
+        # The judge runs here, unconfined: it holds the checks. It confines the student's kernel itself.
+        args = [sys.executable, "-c", WORKER, str(folder / "nb" / "graded.ipynb"), str(folder / "nb" / "executed.ipynb"),
+                str(folder / "scratch"), str(settings.cell_timeout), settings.profile, str(int(settings.memory_gb * 2**30)),
+                "1" if settings.isolate else "0", json.dumps([str(p) for p in settings.hide])]
+        env = {**os.environ, **extra}
         target = folder / "nb" / "executed.ipynb"
         with open(folder / "nb" / "worker.log", "wb") as log:
             process = subprocess.Popen(args, cwd=folder / "nb", env=env, stdin=subprocess.DEVNULL, stdout=log,
@@ -526,9 +426,9 @@ def grade_file(week: Week, path: Path, settings: Settings) -> tuple[dict, nbform
         result["status"] = "invalid"
         result["detail"] = f"not a readable .ipynb notebook ({type(error).__name__}: {str(error)[:200]})"
     else:
-        notebook, tokens, result["notes"] = graded_notebook(week, submission)
+        notebook, result["notes"] = graded_notebook(week, submission)
         result["status"], result["detail"], executed = run_notebook(notebook, settings)
-        outcomes = check_outcomes(week, executed, tokens, settings.cell_timeout)
+        outcomes = check_outcomes(week, executed)
         stopped = [c.metadata.get("grader", {}) for c in (executed.cells if executed is not None else [])
                    if any(o.get("ename") == "KeyboardInterrupt" for o in c.get("outputs", []))]
         if stopped and result["status"] == "graded":

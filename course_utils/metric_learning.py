@@ -312,6 +312,7 @@ def triplet_loss(labels, embeddings, margin: float = 0.2, mining: str = "hard"):
     return per_anchor * has_both
 
 
+@keras.saving.register_keras_serializable(package="course_utils")
 class SimilaritySoftmaxLoss(keras.losses.Loss):
     """:func:`similarity_softmax_loss` for ``model.compile``, on batches laid out by :class:`BalancedBatches`.
 
@@ -337,6 +338,7 @@ class SimilaritySoftmaxLoss(keras.losses.Loss):
         return {**super().get_config(), "temperature": self.temperature, "use_labels": self.use_labels}
 
 
+@keras.saving.register_keras_serializable(package="course_utils")
 class TripletLoss(keras.losses.Loss):
     """:func:`triplet_loss` for ``model.compile``: ``y_true`` labels, ``y_pred`` embeddings."""
 

@@ -34,6 +34,8 @@ from pathlib import Path
 
 SCRATCH = "/tmp/grading"
 """Where a confined process finds its scratch folder (the only host folder it may write to)."""
+INBOX = "/tmp/grading-inbox"
+"""Where a confined process finds the read-only folder of :func:`command`'s ``inbox``."""
 TMP_BYTES = 1 << 30
 """Size cap of the private ``/tmp`` of a confined process (it lives in memory)."""
 
@@ -66,12 +68,14 @@ def _shown_again() -> list[Path]:
     return sorted(p for p in paths if p.exists())
 
 
-def command(args: list[str], scratch: Path, hide: list[Path]) -> list[str]:
+def command(args: list[str], scratch: Path, hide: list[Path], inbox: Path | None = None, chdir: str = SCRATCH) -> list[str]:
     """The ``bwrap`` command line that runs ``args`` confined, with ``scratch`` writable at :data:`SCRATCH`.
 
     ``hide`` lists host folders to cover with empty ones (the repository, the
     submissions, the output folder); the home folder and ``/tmp`` are always
-    hidden. The working directory inside is :data:`SCRATCH`.
+    hidden. ``inbox``, if given, is shown read-only at :data:`INBOX` (where the
+    grader leaves requests that the confined code must not alter). The working
+    directory inside is ``chdir`` (default :data:`SCRATCH`).
     """
     hidden = {Path.home(), Path("/root"), Path("/var/tmp"), *[Path(p).resolve() for p in hide]}
     line = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
@@ -85,7 +89,10 @@ def command(args: list[str], scratch: Path, hide: list[Path]) -> list[str]:
         line += ["--ro-bind", str(path), str(path)]
     for path in covered:  # read-only once the folders shown again have their mount points
         line += ["--remount-ro", str(path)]
-    line += ["--bind", str(Path(scratch).resolve()), SCRATCH, "--chdir", SCRATCH, "--"]
+    line += ["--bind", str(Path(scratch).resolve()), SCRATCH]
+    if inbox is not None:
+        line += ["--ro-bind", str(Path(inbox).resolve()), INBOX]
+    line += ["--chdir", chdir, "--"]
     return line + list(args)
 
 

@@ -2,7 +2,8 @@
 
 Each case runs, in one namespace, the solution's set-up cells, its answer cells
 (with the answer under test changed the way students get it wrong) and one check
-cell, exactly as the grader injects it, and asserts the message. That the same
+cell, and asserts the message. (The grader's judge runs the same check source,
+with the student's names fetched from their kernel; here everything is local.) That the same
 checks pass on the right answers is tested by running the solutions
 (tests/test_notebooks.py).
 """

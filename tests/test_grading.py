@@ -296,9 +296,10 @@ def test_every_exercise_can_be_graded(root, name):
     assert "# CHECK" in (root / "solutions" / f"{name}.py").read_text(), \
         f"{name} has no '# CHECK <question> points=<n>' markers (see book/instructors.md)"
     week = grading.load_week(root, name)
-    notebook, tokens, notes = grading.graded_notebook(week, grading.model_submission(root, name))
+    notebook, notes = grading.graded_notebook(week, grading.model_submission(root, name))
     assert not notes, notes
-    assert set(tokens) == {c.id for c in week.checks}
+    assert [c.metadata["grader"]["id"] for c in notebook.cells if c.metadata.get("grader", {}).get("kind") == "check"] \
+        == [c.id for c in week.checks]
     answers = sum(1 for c in week.cells if isinstance(c, grading.Slot) and c.kind == "answer")
     assert sum(1 for c in notebook.cells if c.metadata.get("grader", {}).get("kind") == "answer") == answers
 
@@ -320,6 +321,14 @@ def demo_root(tmp_path, root, solution):
 def test_marker_mistakes_are_reported(tmp_path, root, cell, problem):
     solution = f"# %% tags=[\"parameters\"]\nPROFILE = None\n\n# %%\n{cell}\n"
     with pytest.raises(grading.GradingError, match=problem):
+        grading.load_week(demo_root(tmp_path, root, solution), "week9_exercise")
+
+
+def test_a_hidden_test_that_leaves_a_name_for_later_cells_is_refused(tmp_path, root):
+    """Hidden tests run only in the judge, so what they bind never reaches the student's kernel."""
+    solution = ("# %% tags=[\"parameters\"]\nPROFILE = None\n\n# %%\n### BEGIN HIDDEN TESTS\n# CHECK q1 points=1\n"
+                "shared = 3\n### END HIDDEN TESTS\n\n# %%\nprint(shared)\n")
+    with pytest.raises(grading.GradingError, match="hidden test q1.1 binds shared"):
         grading.load_week(demo_root(tmp_path, root, solution), "week9_exercise")
 
 

@@ -74,13 +74,39 @@ subprocess.Popen(["sh", "-c", "sleep 4; echo late > " + HOST_TMP + "/late"], sta
 print("planted:", planted)
 '''
 
+WRONG = "def double(x):\n    return None\n"
+# Each tries to earn points for a wrong answer by acting on its own interpreter; the checks run in the judge.
+FORGERS = {
+    "input transformer.ipynb": "def _skip_checks(lines):\n"
+                               "    return ['pass\\n'] if any('check' in l for l in lines) else lines\n"
+                               "get_ipython().input_transformers_post.append(_skip_checks)\n",
+    "AST transformer and events.ipynb": "import ast\nclass Empty(ast.NodeTransformer):\n"
+                                        "    def visit_Module(self, node):\n        return ast.Module([], [])\n"
+                                        "get_ipython().ast_transformers.append(Empty())\n"
+                                        "get_ipython().events.register('post_run_cell', lambda r: print('passed'))\n",
+    "trace function.ipynb": "import sys\ndef _tracer(frame, event, arg):\n"
+                            "    if event == 'exception' and arg[0] is AssertionError:\n"
+                            "        frame.f_globals['__builtins__']['AssertionError'] = type('Nothing', (Exception,), {})\n"
+                            "    return _tracer\nsys.settrace(_tracer)\n"
+                            "import inspect\ncaller = inspect.currentframe().f_back\n",
+    "patches NumPy, builtins and stdout.ipynb": "import builtins, sys\nimport numpy as np\nimport course_utils.checks as c\n"
+                                                "np.allclose = lambda *a, **k: True\nnp.testing.assert_allclose = print\n"
+                                                "c.check_close = c.check = c.passed = lambda *a, **k: None\n"
+                                                "builtins.AssertionError = KeyboardInterrupt\n"
+                                                "sys.stdout.write('all checks passed\\n')\n",
+    "returns an object equal to anything.ipynb": "class Anything:\n    def __eq__(self, other):\n        return True\n"
+                                                 "    __array_priority__ = 1000\n"
+                                                 "def double(x):\n    return Anything()\n",
+}
+
 # Expected points per question (double, double_hidden) and status, by file name.
 EXPECTED = {
+    **{name: ([0, 0], "graded") for name in FORGERS},
     "correct.ipynb": ([2, 1], "graded"),
     "blank.ipynb": ([0, 0], "graded"),
     "saboteur.ipynb": ([2, 1], "graded"),
     "exits.ipynb": ([0, 0], "crashed"),
-    "kills its parent.ipynb": ([0, 0], "crashed"),
+    "kills its parent.ipynb": ([2, 1], "graded"),  # confined, its parent is the namespace's init: nothing happens
     "memory bomb.ipynb": ([0, 0], "graded"),
     "nbformat 3.ipynb": ([2, 1], "graded"),
     "saved on Colab.ipynb": ([2, 1], "graded"),
@@ -117,6 +143,8 @@ def graded(root, tmp_path_factory):
     write("correct.ipynb", filled(course, ANSWER))
     write("blank.ipynb", handout(course))
     write("saboteur.ipynb", filled(course, names + SABOTEUR))
+    for name, attack in FORGERS.items():
+        write(name, filled(course, attack + (WRONG if "def double" not in attack else "")))
     write("exits.ipynb", filled(course, "import os\nos._exit(3)\n" + ANSWER))
     write("kills its parent.ipynb", filled(course, "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n" + ANSWER))
     write("memory bomb.ipynb", filled(course, "hoard = bytearray(64 * 2**30)\n" + ANSWER))
@@ -147,6 +175,8 @@ def gradebook(out):
 def test_each_submission_gets_exactly_its_points_and_status(graded, name):
     row = gradebook(graded["out"])[name]
     points, status = EXPECTED[name]
+    if name == "kills its parent.ipynb" and not graded["isolated"]:
+        points, status = [0, 0], "crashed"  # unconfined, its parent is the judge
     assert [float(row["double"]), float(row["double_hidden"])] == points, row
     assert row["status"] == status, row
 
@@ -172,25 +202,3 @@ def test_the_saboteur_touched_nothing_outside_its_scratch_folder(graded):
     executed = nbformat.read(graded["out"] / "results" / f"{grading.result_key('saboteur.ipynb')}.ipynb", 4)
     printed = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
     assert "planted: []" in printed
-
-
-@pytest.mark.xfail(strict=True, reason="issue 17 item 2: a check's verdict is still reached in the process that "
-                                       "runs the student's code, so an IPython input transformer can forge it")
-def test_an_input_transformer_cannot_earn_points(root, tmp_path):
-    course = tmp_path / "course"
-    course.mkdir()
-    for name in ("_config.yml", "pyproject.toml"):
-        (course / name).write_bytes((root / name).read_bytes())
-    (course / "solutions").mkdir()
-    (course / "solutions" / "week9_exercise.py").write_text(SOLUTION)
-    forger = ("import re\ndef _forge(lines):\n    text = ''.join(lines)\n"
-              "    tokens = re.findall(r\"write\\('([0-9a-f]{32})'\", text)\n"
-              "    return [f'print({t!r})\\n' for t in tokens] if tokens else lines\n"
-              "get_ipython().input_transformers_post.append(_forge)\n"
-              "def double(x):\n    return None\n")
-    (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "forger.ipynb").write_text(nbformat.writes(filled(course, forger)))
-    settings = grading.Settings(profile="smoke", cell_timeout=30, notebook_timeout=120,
-                                isolate=sandbox.unavailable() is None)
-    grading.grade("week9_exercise", tmp_path / "in", tmp_path / "out", root=course, settings=settings, progress=False)
-    assert float(gradebook(tmp_path / "out")["forger.ipynb"]["total"]) == 0

@@ -1,0 +1,369 @@
+"""Run one graded notebook: the student's cells in a confined kernel, the checks in this process.
+
+The grader (:mod:`course_utils.grading`) starts this module as a worker process
+per submission. The worker is the *judge*: it starts the student's kernel (confined
+by :mod:`course_utils.sandbox` unless told otherwise) and sends it the notebook's
+cells one by one, except the checks. Each check runs here, in a fresh namespace
+holding the solution's own set-up (imports, seeded generators), where every name
+the check reads from the student's notebook is fetched from the kernel as data and
+every student function is called there (:mod:`course_utils.wire`). So the expected
+answers never enter the student's process, and a verdict is what this process
+computed: nothing the student's code does to its own interpreter (input
+transformers, trace functions, patched NumPy or builtins, printing) reaches it.
+
+A visible check also runs in the kernel when it binds a name that later cells
+use (``lenet = build_lenet5()`` before the student trains ``lenet``); its output
+there is not kept. Hidden tests never run in the kernel.
+
+The executed notebook, with each check's output and its verdict in the cell's
+metadata (``grader.verdict``), is written after every cell, so a run stopped at
+any moment keeps the verdicts reached.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import contextlib
+import io
+import json
+import os
+import sys
+import traceback
+import types
+from pathlib import Path
+
+import nbformat
+from jupyter_client.kernelspec import KernelSpec
+from jupyter_client.manager import AsyncKernelManager
+from nbclient import NotebookClient
+from nbclient.exceptions import DeadKernelError
+
+from course_utils import sandbox, wire
+
+OUTPUT_CAP = 200_000
+"""Characters of output kept per cell while it runs (a student may print gigabytes)."""
+WIRE = ".grader"
+"""The folder, inside the scratch folder, where the kernel leaves its replies."""
+KERNEL_VARIABLES = ("TF_CPP_MIN_LOG_LEVEL", "MPLBACKEND")
+"""Environment variables of the grader that the confined kernel gets (besides the run's marker)."""
+
+
+class CellTimeout(Exception):
+    """A cell (or a call of the student's function) ran past the limit for one cell and was interrupted."""
+
+
+def without_magics(source: str) -> str:
+    """A cell's source with its IPython lines (``%magic``, ``!shell``) blanked, so that ``ast`` can parse it."""
+    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+
+
+def bound_names(source: str) -> set:
+    """Every name a cell binds anywhere (assignments, loops, definitions, imports, function arguments)."""
+    try:
+        tree = ast.parse(without_magics(source))
+    except SyntaxError:
+        return set()
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            names.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
+
+
+def free_names(source: str) -> set:
+    """The names a cell reads and does not bind itself (nor are builtins): what it needs from elsewhere."""
+    try:
+        tree = ast.parse(without_magics(source))
+    except SyntaxError:
+        return set()
+    read = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return read - bound_names(source) - set(dir(builtins))
+
+
+class ConfinedKernelManager(AsyncKernelManager):
+    """A kernel started through bubblewrap, talking over Unix sockets in its scratch folder.
+
+    The confined kernel has its own network namespace (no TCP to the judge), so the
+    ZeroMQ channels are ``ipc`` sockets in the scratch folder, which both sides
+    see, under different paths.
+    """
+
+    def configure(self, scratch: Path, hide: list, env: dict, inbox: Path) -> None:
+        self.scratch, self.hide, self.inbox = Path(scratch), hide, inbox
+        self._kernel_spec = KernelSpec(argv=["python"], display_name="graded", language="python",
+                                       interrupt_mode="message", env=env)
+
+    def format_kernel_cmd(self, extra_arguments=None) -> list:
+        inside = json.loads(Path(self.connection_file).read_text())
+        inside["ip"] = inside["ip"].replace(str(self.scratch), sandbox.SCRATCH, 1)
+        (self.scratch / ".kernel-inside.json").write_text(json.dumps(inside))
+        # The kernel's parent is bubblewrap's init in its own PID namespace: no parent polling.
+        args = ["/usr/bin/env", "-u", "JPY_PARENT_PID", sys.executable, "-m", "ipykernel_launcher",
+                "-f", f"{sandbox.SCRATCH}/.kernel-inside.json"]
+        return sandbox.command(args, self.scratch, hide=self.hide, inbox=self.inbox, chdir=f"{sandbox.SCRATCH}/work")
+
+
+class CappedClient(NotebookClient):
+    """nbclient's client, keeping at most :data:`OUTPUT_CAP` characters of output per cell."""
+
+    def output(self, outs, msg, display_id, cell_index):
+        size = sum(len(str(o.get("text", ""))) + len(json.dumps(o.get("data", {}))) for o in outs)
+        if size > OUTPUT_CAP:
+            if not (outs and outs[-1].get("text", "").startswith("[output cut")):
+                outs.append(nbformat.v4.new_output("stream", name="stdout",
+                                                   text=f"[output cut by the grader after {OUTPUT_CAP:,} characters]\n"))
+            return None
+        return super().output(outs, msg, display_id, cell_index)
+
+
+class Kernel:
+    """The student's kernel seen from the judge: run cells, fetch names, call functions.
+
+    Requests go to ``inbox`` (read-only for the kernel, so it cannot plant a link
+    there for the judge to write through), replies come back in ``replies``.
+    Each folder is given as (path here, path in the kernel).
+    """
+
+    def __init__(self, client: NotebookClient, notebook, inbox: tuple, replies: tuple, cell_timeout: float):
+        self.client, self.notebook, self.cell_timeout = client, notebook, cell_timeout
+        self.inbox, self.replies = inbox, replies
+        self.namespace: dict = {}  # the check's namespace, where models changed by a call are rebound
+        self.check_source, self.check_file = "", ""  # the check being run, whose own functions may be passed on
+
+    def source_of(self, value):
+        """A function the running check defined at its top level: (its source, the modules it uses), else None."""
+        code = getattr(value, "__code__", None)
+        if code is None or code.co_filename != self.check_file:
+            return None
+        for node in ast.parse(without_magics(self.check_source)).body:
+            if isinstance(node, ast.FunctionDef) and node.name == value.__name__:
+                source = ast.get_source_segment(without_magics(self.check_source), node)
+                modules = {name: v.__name__ for name in free_names(source)
+                           if isinstance(v := self.namespace.get(name), types.ModuleType)}
+                return source, modules
+        return None
+
+    def run(self, cell, index: int) -> None:
+        """Execute ``cell`` in the kernel as cell ``index`` of the notebook (nbclient stores it there)."""
+        kept = self.notebook.cells[index] if index < len(self.notebook.cells) else None
+        if kept is not cell and kept is not None:
+            try:
+                self.client.execute_cell(cell, index)
+            finally:
+                self.notebook.cells[index] = kept
+        else:
+            self.client.execute_cell(cell, index)
+
+    def _request(self, message: dict, values: dict) -> tuple[dict, dict]:
+        for folder in (self.inbox[0], self.replies[0]):
+            for stale in folder.iterdir():
+                with contextlib.suppress(OSError):  # the kernel may leave anything in its replies' folder
+                    stale.unlink()
+        wire.write(self.inbox[0], "request", message, values, source_of=self.source_of)
+        written = json.loads((self.inbox[0] / "request.json").read_text())
+        if written["unavailable"]:  # an argument that cannot cross: the check itself is at fault
+            raise wire.WireError(f"the grader could not pass {', '.join(written['unavailable'])} to your code: "
+                                 + "; ".join(written["unavailable"].values()))
+        cell = nbformat.v4.new_code_cell(f"__import__('course_utils.wire', fromlist=['serve']).serve(globals(), "
+                                         f"{self.inbox[1]!r}, {self.replies[1]!r})")
+        self.notebook.cells.append(cell)
+        try:
+            self.client.execute_cell(cell, len(self.notebook.cells) - 1, store_history=False)
+        finally:
+            self.notebook.cells.pop()
+        errors = [o for o in cell.outputs if o.get("output_type") == "error"]
+        if any(o.get("ename") == "KeyboardInterrupt" for o in errors):
+            raise CellTimeout(f"stopped: your code ran longer than the limit of {self.cell_timeout:g} s for one cell")
+        if errors:
+            raise wire.WireError(f"the grader could not reach the values of your notebook "
+                                 f"({errors[0].get('ename')}: {errors[0].get('evalue', '')[:300]})")
+        reply, values = wire.read(self.replies[0], "response", call=lambda handle: StudentFunction(self, handle))
+        if not reply.get("ok"):
+            raise wire.StudentError(str(reply.get("ename", "Error")), str(reply.get("evalue", "")))
+        return reply, values
+
+    def fetch(self, names) -> tuple[dict, dict]:
+        """The values of those ``names`` that the student's notebook defines, and why others could not be passed."""
+        if not names:
+            return {}, {}
+        reply, values = self._request({"op": "get", "names": sorted(names)}, {})
+        unavailable = reply.get("unavailable", {})
+        return values, {str(k): str(v) for k, v in unavailable.items()} if isinstance(unavailable, dict) else {}
+
+    def call(self, handle: wire.Handle, args: tuple, kwargs: dict):
+        sent = {"args": [_encode_handles(a) for a in args], "kwargs": {k: _encode_handles(v) for k, v in kwargs.items()}}
+        reply, values = self._request({"op": "call", "handle": handle.id}, sent)
+        if "result" in reply.get("unavailable", {}):
+            raise wire.WireError(f"{handle.name} returned {reply['unavailable']['result']}")
+        for n, (positional, key) in enumerate(reply.get("changed", [])):
+            original = args[int(key)] if positional else kwargs[str(key)]
+            for name, value in list(self.namespace.items()):  # the model the check holds is the changed one now
+                if value is original:
+                    self.namespace[name] = values[f"changed{n}"]
+        return values.get("result")
+
+
+class StudentFunction:
+    """A function of the student's notebook: calling it runs it in their kernel, on copies of the arguments."""
+
+    def __init__(self, kernel: Kernel, handle: wire.Handle):
+        self.kernel, self.handle, self.__name__ = kernel, handle, handle.name
+
+    def __call__(self, *args, **kwargs):
+        return self.kernel.call(self.handle, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<your function {self.handle.name}>"
+
+
+def _encode_handles(value):
+    return value.handle if isinstance(value, StudentFunction) else value
+
+
+class Judge:
+    """Holds the solution's set-up namespace and reaches each check's verdict."""
+
+    def __init__(self, kernel: Kernel):
+        self.kernel, self.base = kernel, {"__name__": "__grader__"}
+
+    def setup(self, source: str) -> None:
+        """Run a solution cell here too if all it reads is already here (imports, ``profile``, ``rng``)."""
+        if free_names(source) <= set(self.base):
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                try:
+                    exec(compile(without_magics(source), "<solution set-up>", "exec"), self.base)
+                except Exception:  # noqa: BLE001 - a check that needs what failed says so itself
+                    pass
+
+    def check(self, source: str, name: str) -> tuple[bool, str, str]:
+        """(passed, message, printed output) of one check run here against the student's kernel."""
+        namespace = dict(self.base)
+        self.kernel.namespace, self.kernel.check_source, self.kernel.check_file = namespace, source, f"<check {name}>"
+        printed, unavailable = io.StringIO(), {}
+        try:
+            values, unavailable = self.kernel.fetch(free_names(source) - set(namespace))
+            namespace.update(values)
+            with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+                exec(compile(without_magics(source), f"<check {name}>", "exec"), namespace)
+        except CellTimeout as error:
+            return False, str(error), printed.getvalue()
+        except DeadKernelError:
+            raise
+        except wire.StudentError as error:
+            return False, str(error)[:600], printed.getvalue()
+        except NameError as error:
+            why = unavailable.get(getattr(error, "name", None))
+            message = f"{error.name}: {why}" if why else f"NameError: {error}"
+            return False, message[:600], printed.getvalue()
+        except Exception as error:  # noqa: BLE001 - any error of the check is its failure, with its message
+            return False, f"{type(error).__name__}: {error}"[:600], printed.getvalue()
+        return True, "", printed.getvalue()
+
+
+def _check_outputs(printed: str, passed: bool, message: str) -> list:
+    outputs = [nbformat.v4.new_output("stream", name="stdout", text=printed)] if printed else []
+    if not passed:
+        ename, _, evalue = message.partition(": ")
+        outputs.append(nbformat.v4.new_output("error", ename=ename or "Error", evalue=evalue, traceback=[message]))
+    return outputs
+
+
+def later_reads(cells: list) -> list[set]:
+    """For each cell, the names that the cells after it read."""
+    reads, after = [], set()
+    for cell in reversed(cells):
+        reads.append(set(after))
+        if cell.cell_type == "code":
+            after |= free_names(cell.source)
+    return reads[::-1]
+
+
+def run(source: Path, target: Path, scratch: Path, cell_timeout: float, profile: str, isolate: bool,
+        hide: list) -> int:
+    """Execute the graded notebook ``source``; write it, outputs and verdicts included, to ``target``."""
+    notebook = nbformat.read(source, as_version=4)
+    reads = later_reads(notebook.cells)
+    inbox, replies = scratch.parent / "inbox", scratch / WIRE
+    inbox.mkdir(exist_ok=True)
+    replies.mkdir(exist_ok=True)
+    passed_on = {k: v for k, v in os.environ.items() if k in KERNEL_VARIABLES or k.startswith("COURSE_UTILS_GRADING_RUN")}
+    if isolate:
+        env = sandbox.environment(passed_on)
+        manager = ConfinedKernelManager(transport="ipc", ip=str(scratch / ".k"),
+                                        connection_file=str(scratch / ".kernel.json"))
+        manager.configure(scratch, hide, env, inbox)
+        inbox_inside, replies_inside = sandbox.INBOX, f"{sandbox.SCRATCH}/{WIRE}"
+    else:
+        env = {**os.environ, "PYTHONNOUSERSITE": "1"}
+        manager = AsyncKernelManager(kernel_name="python3")
+        inbox_inside, replies_inside = str(inbox), str(replies)
+    client = CappedClient(notebook, km=manager, timeout=cell_timeout, allow_errors=True, interrupt_on_timeout=True,
+                          resources={"metadata": {"path": str(scratch / "work")}})
+    kernel = Kernel(client, notebook, (inbox, inbox_inside), (replies, replies_inside), cell_timeout)
+    judge = Judge(kernel)
+    judge.base["PROFILE"] = profile
+
+    def save():
+        temporary = target.with_suffix(".tmp")
+        nbformat.write(notebook, temporary)
+        os.replace(temporary, target)
+
+    code = 0
+    try:
+        with client.setup_kernel(env=env, cwd=str(scratch / "work")):
+            for index, cell in enumerate(list(notebook.cells)):
+                if cell.cell_type != "code":
+                    continue
+                info = cell.metadata.get("grader", {})
+                if info.get("kind") == "check":
+                    if not info.get("hidden") and bound_names(cell.source) & reads[index]:
+                        kernel.run(nbformat.v4.new_code_cell(cell.source), index)  # its state, for later cells
+                    passed, message, printed = judge.check(cell.source, info.get("id", str(index)))
+                    cell.outputs = _check_outputs(printed, passed, message)
+                    info["verdict"] = {"passed": passed, "message": message}
+                else:
+                    kernel.run(cell, index)
+                    if info.get("kind") == "fixed":
+                        judge.setup(cell.source)
+                        judge.base["PROFILE"] = profile  # the parameters cell sets None; the run's value wins
+                    if "parameters" in cell.metadata.get("tags", []):
+                        injected = nbformat.v4.new_code_cell(f"PROFILE = {profile!r}", metadata={"tags": ["injected-parameters"]})
+                        notebook.cells.insert(index + 1, injected)
+                        kernel.run(injected, index + 1)
+                        notebook.cells.pop(index + 1)
+                save()
+    except DeadKernelError:
+        print("DeadKernelError: Kernel died", file=sys.stderr)
+        code = 3
+    except Exception:  # noqa: BLE001 - the grader reports the tail of this log as the run's detail
+        traceback.print_exc()
+        code = 4
+    finally:
+        save()
+    return code
+
+
+def main(argv: list[str]) -> int:
+    """Worker entry: ``graded.ipynb executed.ipynb scratch cell_timeout profile memory_bytes isolate hide_json``."""
+    source, target, scratch, cell_timeout, profile, memory, isolate, hide = argv
+    try:
+        import resource
+
+        limit = int(memory)
+        if limit > 0:  # the judge and the kernel it starts (which inherits it)
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    except (ImportError, ValueError, OSError):
+        pass  # no address-space limit on this platform
+    return run(Path(source), Path(target), Path(scratch), float(cell_timeout), profile, isolate == "1",
+               [Path(p) for p in json.loads(hide)])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,334 @@
+"""Values passed between a student's kernel and the grader's judge, as data only.
+
+The grader (:mod:`course_utils.judge`) runs each check in its own process; the
+names a check reads from the student's notebook are fetched from the student's
+kernel, and the student's functions are called there, through files: requests
+in a folder the kernel can only read, replies in its scratch folder. What crosses is data: numbers, strings, NumPy
+arrays (``.npz``, read without pickle), lists, tuples, dicts, the course's
+dataclasses rebuilt field by field, and Keras models as ``.keras`` files loaded
+in Keras' safe mode. A student's function crosses as a handle: calling it runs it
+in the student's kernel. A function that a check defines and passes to the
+student's code (a fixed "augmentation", say) crosses as its source and runs in
+the kernel. Nothing a kernel writes is ever executed by the judge.
+
+Both sides use :func:`encode` and :func:`decode`; the kernel side runs
+:func:`serve` once per request (the judge executes
+``wire.serve(globals(), requests, responses)`` as a cell there).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import io
+import json
+import os
+import stat
+import tempfile
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+MAX_BYTES = 1 << 30
+"""The largest file either side reads from the other (arrays or one model)."""
+REQUEST, RESPONSE = "request.json", "response.json"
+
+
+class WireError(Exception):
+    """A value that cannot cross, or a reply that is missing or malformed; the message is for the student."""
+
+
+class StudentError(Exception):
+    """The student's code raised in their kernel: ``ename`` and ``evalue`` are theirs."""
+
+    def __init__(self, ename: str, evalue: str):
+        super().__init__(f"{ename}: {evalue}")
+        self.ename, self.evalue = ename, evalue
+
+
+@dataclasses.dataclass
+class Handle:
+    """A callable that lives in the other process (its kernel-side table id)."""
+
+    id: int
+    name: str
+
+
+def _is_keras_model(value) -> bool:
+    keras = _loaded("keras")
+    return keras is not None and isinstance(value, keras.Model)
+
+
+def _loaded(module: str):
+    """The module if some code already imported it (so that wire itself never imports TensorFlow needlessly)."""
+    import sys
+
+    return sys.modules.get(module)
+
+
+class Encoder:
+    """Turns a value into JSON plus side files (arrays in one ``.npz``, each model in a ``.keras``) in ``folder``."""
+
+    def __init__(self, folder: Path, prefix: str, handles: list | None = None, source_of=None):
+        self.folder, self.prefix, self.arrays, self.models = Path(folder), prefix, {}, 0
+        self.handles = handles  # the kernel's table of callables; None on the judge's side
+        self.source_of = source_of  # judge side: a check's own function -> (source, {alias: module}) or None
+
+    def encode(self, value):
+        if value is None or isinstance(value, (bool, str)):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return {"float": repr(value)} if isinstance(value, float) and not np.isfinite(value) else value
+        if isinstance(value, np.generic):
+            return self.encode(value.item())
+        if isinstance(value, np.ndarray) or (hasattr(value, "numpy") and hasattr(value, "dtype") and hasattr(value, "shape")
+                                             and not _is_keras_model(value)):
+            array = np.asarray(value)
+            if array.dtype == object:
+                raise WireError("an array of Python objects (dtype=object) cannot be graded; use numbers")
+            key = f"a{len(self.arrays)}"
+            self.arrays[key] = array
+            return {"array": key}
+        if isinstance(value, (list, tuple, set, frozenset, range)):
+            kind = {list: "list", tuple: "tuple", range: "list"}.get(type(value), "tuple" if isinstance(value, tuple) else "set")
+            return {kind: [self.encode(v) for v in value]}
+        if isinstance(value, dict):
+            return {"dict": [[self.encode(k), self.encode(v)] for k, v in value.items()]}
+        if _is_keras_model(value):
+            name = f"{self.prefix}-model{self.models}.keras"
+            self.models += 1
+            value.save(self.folder / name)
+            # Loading sets a nested model's flag on all its layers: the flags of every layer travel alongside.
+            return {"keras": name, "trainable": [bool(layer.trainable) for layer in _all_layers(value)]}
+        if isinstance(value, Handle):
+            return {"handle": value.id, "name": value.name}
+        if dataclasses.is_dataclass(value) and not isinstance(value, type) and type(value).__module__.startswith("course_utils."):
+            fields = {f.name: self.encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+            return {"dataclass": f"{type(value).__module__}:{type(value).__qualname__}", "fields": fields}
+        if callable(value) and self.source_of is not None and (found := self.source_of(value)):
+            source, imports = found
+            return {"function": source, "name": value.__name__, "imports": imports}
+        if callable(value) and self.handles is not None:
+            self.handles.append(value)
+            return {"handle": len(self.handles) - 1, "name": getattr(value, "__name__", type(value).__name__)}
+        raise WireError(f"a value of type {type(value).__module__}.{type(value).__qualname__} cannot be passed to the "
+                        "grader (it takes numbers, strings, NumPy arrays, lists, tuples, dicts and Keras models)")
+
+    def finish(self) -> None:
+        if self.arrays:
+            np.savez(self.folder / f"{self.prefix}-arrays.npz", **self.arrays)
+
+
+class Decoder:
+    """Reads what an :class:`Encoder` wrote; ``call`` turns a handle into a callable (judge side)."""
+
+    def __init__(self, folder: Path, prefix: str, call=None, handles: list | None = None):
+        self.folder, self.prefix, self.call, self.handles = Path(folder), prefix, call, handles
+        self._arrays = None
+
+    def _bytes(self, name: str) -> bytes:
+        """A regular file directly in the folder, read without following links, and not too large.
+
+        The other side may be hostile and may swap files while we read: the file is
+        opened once, with ``O_NOFOLLOW``, and only that open file is measured and read.
+        """
+        if "/" in name or name.startswith("."):
+            raise WireError(f"malformed reply: file name {name!r}")
+        try:
+            descriptor = os.open(self.folder / name, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError as error:
+            raise WireError(f"the reply's file {name} is missing or is a link") from error
+        with os.fdopen(descriptor, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_BYTES:
+                raise WireError(f"the reply's file {name} is not a regular file under {MAX_BYTES >> 20} MB")
+            return handle.read(MAX_BYTES + 1)
+
+    def arrays(self):
+        if self._arrays is None:
+            self._arrays = np.load(io.BytesIO(self._bytes(f"{self.prefix}-arrays.npz")), allow_pickle=False)
+        return self._arrays
+
+    def decode(self, data):
+        if data is None or isinstance(data, (bool, str, int, float)):
+            return data
+        if not isinstance(data, dict) or not 1 <= len(data) <= 3:
+            raise WireError("malformed reply")
+        if "float" in data:
+            return float(data["float"])
+        if "array" in data:
+            return self.arrays()[str(data["array"])]
+        if "list" in data:
+            return [self.decode(v) for v in data["list"]]
+        if "tuple" in data:
+            return tuple(self.decode(v) for v in data["tuple"])
+        if "set" in data:
+            return {self.decode(v) for v in data["set"]}
+        if "dict" in data:
+            return {_hashable(self.decode(k)): self.decode(v) for k, v in data["dict"]}
+        if "keras" in data:
+            content = self._bytes(str(data["keras"]))
+            try:
+                with tempfile.TemporaryDirectory(prefix="grader-model-") as private:
+                    path = Path(private) / "model.keras"
+                    path.write_bytes(content)
+                    model = _load_model(path)
+                for layer, trainable in zip(_all_layers(model), data.get("trainable", [])):
+                    layer.trainable = bool(trainable)
+                return model
+            except Exception as error:  # noqa: BLE001 - whatever Keras refuses, the message says it
+                raise WireError(f"the grader could not load the Keras model passed to it ({type(error).__name__}: "
+                                f"{str(error)[:300]}); models made of Keras' own layers can be graded, "
+                                "Lambda layers and custom classes cannot") from error
+        if "handle" in data:
+            if self.handles is not None:
+                return self.handles[int(data["handle"])]
+            return self.call(Handle(int(data["handle"]), str(data.get("name", "function"))))
+        if "dataclass" in data:
+            return self._dataclass(str(data["dataclass"]), data.get("fields", {}))
+        if "function" in data and self.handles is not None:  # only the kernel runs code that crossed
+            namespace = {alias: importlib.import_module(module) for alias, module in data.get("imports", {}).items()}
+            exec(str(data["function"]), namespace)
+            return namespace[str(data["name"])]
+        raise WireError("malformed reply")
+
+    def _dataclass(self, where: str, fields: dict):
+        module, _, name = where.partition(":")
+        if not module.startswith("course_utils."):
+            raise WireError(f"malformed reply: {where}")
+        cls = getattr(importlib.import_module(module), name, None)
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+            raise WireError(f"malformed reply: {where} is not one of the course's data classes")
+        value = object.__new__(cls)  # frozen dataclasses too; their fields come from the reply, nothing runs
+        for field in dataclasses.fields(cls):
+            if field.name in fields:
+                object.__setattr__(value, field.name, self.decode(fields[field.name]))
+        return value
+
+
+COURSE_LAYERS = ("course_utils.recognition", "course_utils.segmentation", "course_utils.metric_learning")
+"""The modules that register the course's own Keras layers and losses (imported when a model needs them)."""
+
+
+def _load_model(path: Path):
+    """A model from a ``.keras`` file in safe mode; the course's own classes are allowed, and a compiled loss or
+    optimizer that cannot be restored (a custom class of the student's) is left out rather than failing the load."""
+    import keras
+
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except (TypeError, ValueError):
+        for module in COURSE_LAYERS:
+            importlib.import_module(module)
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except (TypeError, ValueError):
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+
+
+def _hashable(key):
+    return tuple(key) if isinstance(key, list) else key
+
+
+def write(folder: Path, prefix: str, message: dict, values: dict, handles: list | None = None, source_of=None) -> None:
+    """Write ``message`` (JSON) with ``values`` encoded under ``message["values"]``.
+
+    A value that cannot cross is left out, and why is listed under ``message["unavailable"]``,
+    so that one such value does not keep the others from crossing.
+    """
+    encoder = Encoder(folder, prefix, handles, source_of)
+    encoded, unavailable = {}, {}
+    for key, value in values.items():
+        try:
+            encoded[key] = encoder.encode(value)
+        except WireError as error:
+            unavailable[key] = str(error)
+    message = {**message, "values": encoded, "unavailable": unavailable}
+    encoder.finish()
+    (Path(folder) / f"{prefix}.json").write_text(json.dumps(message))
+
+
+def read(folder: Path, prefix: str, call=None, handles: list | None = None) -> tuple[dict, dict]:
+    """The message written by :func:`write` and its decoded values."""
+    decoder = Decoder(folder, prefix, call, handles)
+    try:
+        message = json.loads(decoder._bytes(f"{prefix}.json"))
+    except ValueError as error:
+        raise WireError("malformed reply") from error
+    if not isinstance(message, dict) or not isinstance(message.get("values", {}), dict):
+        raise WireError("malformed reply")
+    return message, {k: decoder.decode(v) for k, v in message.get("values", {}).items()}
+
+
+def fingerprint(model) -> str:
+    """What a call may change in a model it was given: trainable flags, compiled loss and optimizer, weights."""
+    digest = hashlib.sha256()
+    for layer in _all_layers(model):
+        digest.update(f"{layer.name}:{layer.trainable};".encode())
+    digest.update(repr((getattr(model, "loss", None), type(getattr(model, "optimizer", None)).__name__)).encode())
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None:
+        digest.update(json.dumps(optimizer.get_config(), default=repr, sort_keys=True).encode())
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()
+
+
+def _all_layers(model):
+    for layer in getattr(model, "layers", []):
+        yield layer
+        yield from _all_layers(layer)
+
+
+# --- the kernel's side -------------------------------------------------------------------------
+
+_HANDLES: list = []
+
+
+def serve(namespace: dict, requests: str, responses: str) -> None:
+    """Answer one request of the judge from the student's ``namespace``: fetch names, or call a function.
+
+    Runs in the student's kernel. A request ``{"op": "get", "names": [...]}`` replies with
+    the values that exist; ``{"op": "call", "handle": id}`` with the function's result, and
+    with the models among its arguments when the call changed them (``changed``).
+    """
+    requests, responses = Path(requests), Path(responses)
+    reply, values = {"ok": True}, {}
+    try:
+        message, args = read(requests, "request", handles=_HANDLES)
+        if message.get("op") == "get":
+            for name in message.get("names", []):
+                if name in namespace:
+                    value = namespace[name]
+                    values[name] = Handle(_remember(value), name) if callable(value) and not _is_keras_model(value) else value
+        elif message.get("op") == "call":
+            function = _HANDLES[int(message["handle"])]
+            positional = args.get("args", ())
+            keywords = args.get("kwargs", {})
+            models = {i: a for i, a in enumerate(positional) if _is_keras_model(a)}
+            models.update({k: a for k, a in keywords.items() if _is_keras_model(a)})
+            before = {k: fingerprint(m) for k, m in models.items()}
+            try:
+                result = function(*positional, **keywords)
+            except Exception as error:  # noqa: BLE001 - the student's error is the reply
+                reply = {"ok": False, "ename": type(error).__name__, "evalue": str(error)[:2000]}
+            else:
+                values["result"] = result
+                changed = [k for k, m in models.items() if fingerprint(m) != before[k]]
+                reply["changed"] = [[isinstance(k, int), k] for k in changed]
+                for n, k in enumerate(changed):
+                    values[f"changed{n}"] = models[k]
+        write(responses, "response", reply, values, handles=_HANDLES)
+    except Exception as error:  # noqa: BLE001 - e.g. a result that cannot cross: say so
+        for stale in responses.glob("response*"):
+            stale.unlink()
+        detail = "".join(traceback.format_exception_only(type(error), error)).strip()
+        ename = type(error).__name__ if not isinstance(error, WireError) else "GradingError"
+        write(responses, "response", {"ok": False, "ename": ename, "evalue": detail[:2000]}, {})
+
+
+def _remember(value) -> int:
+    _HANDLES.append(value)
+    return len(_HANDLES) - 1
