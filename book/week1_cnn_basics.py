@@ -1292,8 +1292,9 @@ at_init = {name: residual.gradient_norms(model, probe_x, probe_y) for name, mode
 at_init["plain, He initialisation"] = residual.gradient_norms(plain_he, probe_x, probe_y)
 
 # %% [markdown]
-# We train both the same way (Adam, as LeNet-5 above, for the same number of
-# epochs and in the same order), measuring the gradients again afterwards.
+# We train both the same way (Adam with a cosine-decaying learning rate, as
+# LeNet-5 above, but from a peak of 0.001 where LeNet-5 started at 0.005; the
+# same epochs, in the same order), measuring the gradients again afterwards.
 
 # %%
 tf.get_logger().setLevel("ERROR")  # hide TensorFlow's notices about re-tracing functions
@@ -1301,7 +1302,7 @@ res_histories, res_seconds = {}, {}
 for name, model in deep.items():
     config.seed_everything(profile.seed(202))
     res_histories[name], res_seconds[name] = models.fit_classifier(
-        model, res_x, res_y, epochs=RES_EPOCHS, learning_rate=3e-3, batch_size=64)
+        model, res_x, res_y, epochs=RES_EPOCHS, learning_rate=1e-3, batch_size=64)
 after = {name: residual.gradient_norms(model, probe_x, probe_y) for name, model in deep.items()}
 res_accuracy = {name: model.evaluate(res_x_test, res_y_test, verbose=0)[1] for name, model in deep.items()}
 ratio_init = {name: residual.first_to_last(norms) for name, norms in at_init.items()}
@@ -1389,14 +1390,17 @@ _ = axes[1].legend(fontsize=8)
 # The training curves show what that means. The plain network does not learn:
 # its test accuracy stays between 0.2 and 0.33, where
 # guessing gives about 0.25 for four classes. The residual one, with the same
-# layers, parameters, initial weights, optimiser and epochs, can: on four of
-# the benchmark's five run seeds it reached 0.86 to 0.89 (`week1.residual.*` in
-# `bench/results.json`). On the fifth, seed 3, it sat for all 12 epochs on the
-# plateau its training curve shows at the start, and ended at chance like the
-# plain one. So the page's own result, checked on every build, is only that
-# it lies between 0.2 and 0.95. Skips make a deep network trainable; they do
-# not make a short training without normalisation certain to get going, which
-# is one more reason residual networks come with BatchNorm.
+# layers, parameters, initial weights, optimiser and epochs, learns: on the
+# benchmark's five run seeds it reached between 0.82 and 0.91
+# (`week1.residual.*` in `bench/results.json`), and on this page it lies
+# between 0.7 and 0.95. Its start is fragile all the same. At a peak learning
+# rate of 0.003, which an earlier version of this page used, it never left
+# its starting plateau in 12 epochs on one run seed in five, and ended at
+# chance like the plain one
+# (`bench/notes/2026-12-02-residual-learning-rate.md`). Skips make a deep
+# network trainable; without normalisation, a short training still needs
+# gentle first steps, which is one more reason residual networks come with
+# BatchNorm.
 
 # %% tags=["remove-cell"]
 claims.expect("week1.residual.plain_gradient_ratio_init", ratio_init["plain"], 0.0003, 0.01, profile)
@@ -1404,7 +1408,7 @@ he_ratio = ratio_init["plain, He initialisation"]
 claims.expect("week1.residual.plain_he_gradient_ratio_init", he_ratio, 0.2, 5, profile)
 claims.expect("week1.residual.residual_gradient_ratio_init", ratio_init["residual"], 1.5, 6, profile)
 claims.expect("week1.residual.plain_accuracy", res_accuracy["plain"], 0.2, 0.33, profile)
-claims.expect("week1.residual.residual_accuracy", res_accuracy["residual"], 0.2, 0.95, profile)
+claims.expect("week1.residual.residual_accuracy", res_accuracy["residual"], 0.7, 0.95, profile)
 
 # %% [markdown]
 # Vanishing gradients are the simplest of the difficulties of depth, and the

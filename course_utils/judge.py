@@ -16,7 +16,7 @@ use (``lenet = build_lenet5()`` before the student trains ``lenet``); its output
 there is not kept. Hidden tests never run in the kernel.
 
 The executed notebook, with each check's output and its verdict in the cell's
-metadata (``grader.verdict``), is written after every cell, so a run stopped at
+metadata (``grader.verdict``), is written after every check, so a run stopped at
 any moment keeps the verdicts reached.
 """
 
@@ -310,9 +310,9 @@ def run(source: Path, target: Path, scratch: Path, cell_timeout: float, profile:
     judge = Judge(kernel)
     judge.base["PROFILE"] = profile
 
-    def save():
+    def save():  # plain JSON: nbformat.write would validate the whole notebook each time
         temporary = target.with_suffix(".tmp")
-        nbformat.write(notebook, temporary)
+        temporary.write_text(json.dumps(notebook, ensure_ascii=False), encoding="utf-8")
         os.replace(temporary, target)
 
     code = 0
@@ -328,6 +328,7 @@ def run(source: Path, target: Path, scratch: Path, cell_timeout: float, profile:
                     passed, message, printed = judge.check(cell.source, info.get("id", str(index)))
                     cell.outputs = _check_outputs(printed, passed, message)
                     info["verdict"] = {"passed": passed, "message": message}
+                    save()
                 else:
                     kernel.run(cell, index)
                     if info.get("kind") == "fixed":
@@ -338,7 +339,6 @@ def run(source: Path, target: Path, scratch: Path, cell_timeout: float, profile:
                         notebook.cells.insert(index + 1, injected)
                         kernel.run(injected, index + 1)
                         notebook.cells.pop(index + 1)
-                save()
     except DeadKernelError:
         print("DeadKernelError: Kernel died", file=sys.stderr)
         code = 3
