@@ -114,9 +114,13 @@ class CappedClient(NotebookClient):
     """nbclient's client, keeping at most :data:`OUTPUT_CAP` characters of output per cell."""
 
     def output(self, outs, msg, display_id, cell_index):
-        size = sum(len(str(o.get("text", ""))) + len(json.dumps(o.get("data", {}))) for o in outs)
+        sizes = self.__dict__.setdefault("_sizes", {})  # id of an output list -> (that list, characters so far)
+        kept, size = sizes.get(id(outs), (None, 0))
+        content = msg.get("content", {})
+        size = (size if kept is outs else 0) + len(str(content.get("text", ""))) + len(json.dumps(content.get("data", {})))
+        sizes[id(outs)] = (outs, size)
         if size > OUTPUT_CAP:
-            if not (outs and outs[-1].get("text", "").startswith("[output cut")):
+            if not (outs and str(outs[-1].get("text", "")).startswith("[output cut")):
                 outs.append(nbformat.v4.new_output("stream", name="stdout",
                                                    text=f"[output cut by the grader after {OUTPUT_CAP:,} characters]\n"))
             return None
