@@ -200,11 +200,11 @@ def load_week(root: Path, week: str, solutions: Path | None = None) -> Week:
 def _check_hidden_tests_leave_nothing_behind(path: Path, cells: list) -> None:
     """Hidden tests run only in the judge, so no later cell may use a name that one of them binds."""
     code = [c for c in cells if isinstance(c, Slot)]
-    elsewhere = set().union(set(), *(judge.bound_names(c.source) for c in code
+    elsewhere = set().union(*(judge.bound_names(c.source) for c in code
                                      if not (c.kind == "check" and c.check.hidden)))
     for k, slot in enumerate(code):
         if slot.kind == "check" and slot.check.hidden:
-            later = set().union(set(), *(judge.free_names(c.source) for c in code[k + 1:]))
+            later = set().union(*(judge.free_names(c.source) for c in code[k + 1:]))
             left = sorted(judge.bound_names(slot.check.source) & later - elsewhere)
             if left:
                 raise GradingError(f"{path.name}: hidden test {slot.check.id} binds {', '.join(left)}, which later "

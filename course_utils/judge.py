@@ -170,11 +170,10 @@ class Kernel:
             for stale in folder.iterdir():
                 with contextlib.suppress(OSError):  # the kernel may leave anything in its replies' folder
                     stale.unlink()
-        wire.write(self.inbox[0], "request", message, values, source_of=self.source_of)
-        written = json.loads((self.inbox[0] / "request.json").read_text())
-        if written["unavailable"]:  # an argument that cannot cross: the check itself is at fault
-            raise wire.WireError(f"the grader could not pass {', '.join(written['unavailable'])} to your code: "
-                                 + "; ".join(written["unavailable"].values()))
+        unavailable = wire.write(self.inbox[0], "request", message, values, source_of=self.source_of)
+        if unavailable:  # an argument that cannot cross: the check itself is at fault
+            raise wire.WireError(f"the grader could not pass {', '.join(unavailable)} to your code: "
+                                 + "; ".join(unavailable.values()))
         cell = nbformat.v4.new_code_cell(f"__import__('course_utils.wire', fromlist=['serve']).serve(globals(), "
                                          f"{self.inbox[1]!r}, {self.replies[1]!r})")
         self.notebook.cells.append(cell)

@@ -25,6 +25,7 @@ import io
 import json
 import os
 import stat
+import sys
 import tempfile
 import traceback
 from pathlib import Path
@@ -57,15 +58,8 @@ class Handle:
 
 
 def _is_keras_model(value) -> bool:
-    keras = _loaded("keras")
+    keras = sys.modules.get("keras")  # only if some code imported it: wire itself never loads TensorFlow needlessly
     return keras is not None and isinstance(value, keras.Model)
-
-
-def _loaded(module: str):
-    """The module if some code already imported it (so that wire itself never imports TensorFlow needlessly)."""
-    import sys
-
-    return sys.modules.get(module)
 
 
 class Encoder:
@@ -79,7 +73,7 @@ class Encoder:
     def encode(self, value):
         if value is None or isinstance(value, (bool, str)):
             return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, (int, float)):
             return {"float": repr(value)} if isinstance(value, float) and not np.isfinite(value) else value
         if isinstance(value, np.generic):
             return self.encode(value.item())
@@ -232,11 +226,12 @@ def _hashable(key):
     return tuple(key) if isinstance(key, list) else key
 
 
-def write(folder: Path, prefix: str, message: dict, values: dict, handles: list | None = None, source_of=None) -> None:
+def write(folder: Path, prefix: str, message: dict, values: dict, handles: list | None = None,
+          source_of=None) -> dict:
     """Write ``message`` (JSON) with ``values`` encoded under ``message["values"]``.
 
-    A value that cannot cross is left out, and why is listed under ``message["unavailable"]``,
-    so that one such value does not keep the others from crossing.
+    A value that cannot cross is left out, and why is listed under ``message["unavailable"]``
+    (and returned, name -> reason), so that one such value does not keep the others from crossing.
     """
     encoder = Encoder(folder, prefix, handles, source_of)
     encoded, unavailable = {}, {}
@@ -248,6 +243,7 @@ def write(folder: Path, prefix: str, message: dict, values: dict, handles: list 
     message = {**message, "values": encoded, "unavailable": unavailable}
     encoder.finish()
     (Path(folder) / f"{prefix}.json").write_text(json.dumps(message))
+    return unavailable
 
 
 def read(folder: Path, prefix: str, call=None, handles: list | None = None) -> tuple[dict, dict]:
