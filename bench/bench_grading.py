@@ -1,11 +1,16 @@
 """Grading speed: week 1 submissions graded per minute at profile smoke with 2 workers.
 
-Run by ``bench/run.py``; alone, ``python bench/bench_grading.py [--n 3]`` prints the record.
+Beside it, the same submissions run by papermill alone, two at a time, with no
+grader, no sandbox and no judge: what executing the students' notebooks costs by
+itself on this machine, the ceiling for any grader that executes them.
+
+Run by ``bench/run.py``; alone, ``python bench/bench_grading.py [--n 3]`` prints the records.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import csv
 import tempfile
 import time
@@ -40,11 +45,34 @@ def bench_grading(n: int = 20, workers: int = 2):
     return [record("grading.submissions_per_minute", round(n / minutes, 2), "submissions/min", "smoke")]
 
 
-BENCHMARKS = {"grading": bench_grading}
+def bench_notebooks_alone(n: int = 20, workers: int = 2):
+    """The correct week 1 submission executed ``n`` times by papermill at profile smoke, ``workers`` at a time."""
+    import papermill
+
+    from course_utils import grading
+
+    with tempfile.TemporaryDirectory() as folder:
+        source = Path(folder) / "submission.ipynb"
+        nbformat.write(grading.model_submission(ROOT, "week1_exercise"), source)
+
+        def execute(i):
+            work = Path(folder) / f"run{i:02d}"
+            work.mkdir()
+            papermill.execute_notebook(str(source), str(work / "executed.ipynb"), parameters={"PROFILE": "smoke"},
+                                       cwd=str(work), kernel_name="python3", progress_bar=False)
+
+        start = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(execute, range(n)))
+        minutes = (time.perf_counter() - start) / 60
+    return [record("grading.notebooks_alone_per_minute", round(n / minutes, 2), "notebooks/min", "smoke")]
+
+
+BENCHMARKS = {"grading.submissions": bench_grading, "grading.notebooks_alone": bench_notebooks_alone}
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    print(bench_grading(args.n, args.workers))
+    print(bench_grading(args.n, args.workers) + bench_notebooks_alone(args.n, args.workers))

@@ -8,11 +8,12 @@ For every file in ``submissions/`` the grader builds a *graded notebook*: the
 solution's cells in order, where each answer cell (a cell of ``solutions/`` that
 holds ``### BEGIN SOLUTION``) is replaced by the student's cell that matches it
 and each check cell (marked ``# CHECK <question> points=<n>``) is the solution's,
-hidden tests included. A worker process per submission, the judge
-(:mod:`course_utils.judge`), runs the student's cells in a kernel of their own, in
-an empty temporary folder, with a time limit per cell and per notebook and a
-memory cap, and runs every check itself, in its own process, calling the
-student's functions in that kernel and fetching their values as data. A check
+hidden tests included. A worker process, the judge (:mod:`course_utils.judge`,
+one per ``--workers``, grading submissions in turn), runs the student's cells in
+a kernel of their own, in an empty temporary folder, with a time limit per cell
+and per notebook and a memory cap, and runs every check itself, in its own
+process, calling the student's functions in that kernel and fetching their
+values as data. A check
 scores its points when the judge ran it to the end: the expected answers never
 enter the student's process, and nothing printed or patched there decides a
 verdict. Results are stored per submission in ``OUT/results/``, so a second run
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import ast
 import concurrent.futures
+import contextlib
 import csv
 import dataclasses
 import datetime
@@ -39,6 +41,8 @@ import json
 import os
 import re
 import secrets
+import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -324,7 +328,9 @@ def _truncate_outputs(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 WORKER = "import sys; from course_utils.judge import main; sys.exit(main(sys.argv[1:]))"
-_running: dict[int, str] = {}
+JOBS_PER_JUDGE = 50
+"""Submissions one judge process grades before a fresh one takes over (what a long run leaks stays bounded)."""
+_running: dict[int, str] = {}  # judge process id -> the marker of the submission it is grading
 _running_lock = threading.Lock()
 
 
@@ -357,60 +363,147 @@ class Settings:
     hide: tuple = ()
 
 
-def run_notebook(notebook: nbformat.NotebookNode, settings: Settings) -> tuple[str, str, nbformat.NotebookNode | None]:
-    """Execute a graded notebook in a worker process in a fresh empty folder; return (status, detail, executed)."""
+class JudgeProcess:
+    """One judge worker (:func:`course_utils.judge.main`), kept for many submissions in turn.
+
+    Starting a judge costs about 5 s of a core (Python, TensorFlow, Keras); a run of
+    many submissions pays it once per worker thread. A submission that runs past its
+    time limit takes its judge down with it; the next one gets a fresh judge.
+    """
+
+    def __init__(self, memory_bytes: int):
+        self.memory_bytes, self.jobs, self.retired = memory_bytes, 0, False
+        self.folder = Path(tempfile.mkdtemp(prefix="grading-judge-"))
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"}
+        with open(self.folder / "judge.log", "wb") as log:  # its own start-up; each job writes to the job's log
+            self.process = subprocess.Popen([sys.executable, "-c", WORKER, str(memory_bytes)], cwd=self.folder,
+                                            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                            start_new_session=True)
+
+    def usable(self, memory_bytes: int) -> bool:
+        return (self.process.poll() is None and not self.retired and self.memory_bytes == memory_bytes
+                and self.jobs < JOBS_PER_JUDGE)
+
+    def run(self, job: dict, timeout: float) -> int | None:
+        """The job's exit code (``judge.run``'s); None if it ran past ``timeout``; raises ChildProcessError if
+        the judge ended (killed by the student's code when unconfined, or out of memory)."""
+        self.jobs += 1
+        try:
+            self.process.stdin.write((json.dumps(job) + "\n").encode())
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise ChildProcessError(f"the judge process ended with code {self.process.wait()}") from None
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        if not ready:
+            return None
+        line = self.process.stdout.readline()
+        if not line:
+            raise ChildProcessError(f"the judge process ended with code {self.process.wait()}")
+        reply = json.loads(line)
+        self.retired = bool(reply.get("retire"))  # it grew past half its memory limit and has ended
+        return int(reply["code"])
+
+    def close(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.process.wait()
+        for handle in (self.process.stdin, self.process.stdout):
+            with contextlib.suppress(OSError):
+                handle.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class Judges:
+    """The judge processes of one grading run: one per thread that grades, each kept across its submissions."""
+
+    def __init__(self):
+        self._local, self._all, self._lock = threading.local(), [], threading.Lock()
+
+    def take(self, memory_bytes: int) -> JudgeProcess:
+        """This thread's judge, or a fresh one if it has none that can take another submission."""
+        current = getattr(self._local, "judge", None)
+        if current is None or not current.usable(memory_bytes):
+            if current is not None:
+                self.drop(current)
+            current = self._local.judge = JudgeProcess(memory_bytes)
+            with self._lock:
+                self._all.append(current)
+        return current
+
+    def drop(self, judge_process: JudgeProcess) -> None:
+        judge_process.close()
+        with self._lock:
+            if judge_process in self._all:
+                self._all.remove(judge_process)
+        if getattr(self._local, "judge", None) is judge_process:
+            self._local.judge = None
+
+    def close(self) -> None:
+        with self._lock:
+            every = list(self._all)
+        for judge_process in every:
+            self.drop(judge_process)
+
+
+def run_notebook(notebook: nbformat.NotebookNode, settings: Settings,
+                 judges: Judges | None = None) -> tuple[str, str, nbformat.NotebookNode | None]:
+    """Execute a graded notebook with a judge of ``judges`` (a one-off judge if None) in a fresh empty folder;
+    return (status, detail, executed)."""
     if settings.isolate and (reason := sandbox.unavailable()):
         raise GradingError(f"cannot confine the notebook: {reason}")
-    with tempfile.TemporaryDirectory(prefix="grading-") as folder:
-        folder = Path(folder)
-        (folder / "nb").mkdir()
-        for part in ("home", "work"):  # the kernel's scratch folder: its home, and its (empty) working folder
-            (folder / "scratch" / part).mkdir(parents=True)
-        nbformat.write(notebook, folder / "nb" / "graded.ipynb")
-        marker = f"COURSE_UTILS_GRADING_RUN={secrets.token_hex(8)}"
-        extra = {"TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg", marker.split("=")[0]: marker.split("=")[1]}
-        # The judge runs here, unconfined: it holds the checks. It confines the student's kernel itself.
-        args = [sys.executable, "-c", WORKER, str(folder / "nb" / "graded.ipynb"), str(folder / "nb" / "executed.ipynb"),
-                str(folder / "scratch"), str(settings.cell_timeout), settings.profile, str(int(settings.memory_gb * 2**30)),
-                "1" if settings.isolate else "0", json.dumps([str(p) for p in settings.hide])]
-        env = {**os.environ, **extra}
-        target = folder / "nb" / "executed.ipynb"
-        with open(folder / "nb" / "worker.log", "wb") as log:
-            process = subprocess.Popen(args, cwd=folder / "nb", env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
+    own = judges is None
+    judges = judges or Judges()
+    try:
+        with tempfile.TemporaryDirectory(prefix="grading-") as folder:
+            folder = Path(folder)
+            (folder / "nb").mkdir()
+            for part in ("home", "work"):  # the kernel's scratch folder: its home, and its (empty) working folder
+                (folder / "scratch" / part).mkdir(parents=True)
+            nbformat.write(notebook, folder / "nb" / "graded.ipynb")
+            target, log = folder / "nb" / "executed.ipynb", folder / "nb" / "worker.log"
+            marker = secrets.token_hex(8)
+            # The judge runs here, unconfined: it holds the checks. It confines the student's kernel itself.
+            job = {"argv": [str(folder / "nb" / "graded.ipynb"), str(target), str(folder / "scratch"),
+                            str(settings.cell_timeout), settings.profile, "1" if settings.isolate else "0",
+                            json.dumps([str(p) for p in settings.hide])],
+                   "marker": marker, "log": str(log), "cwd": str(folder / "nb")}
+            judge_process = judges.take(int(settings.memory_gb * 2**30))
             with _running_lock:
-                _running[process.pid] = marker
+                _running[judge_process.process.pid] = marker
             try:
-                code = process.wait(timeout=settings.notebook_timeout)
-                status, detail = ("graded", "") if code == 0 else ("crashed", f"the grading process ended with code {code}")
-            except subprocess.TimeoutExpired:
-                status, detail = "timeout", f"stopped after {settings.notebook_timeout:g} s (the limit for a whole notebook)"
+                code = judge_process.run(job, settings.notebook_timeout)
+                if code is None:
+                    status = "timeout"
+                    detail = f"stopped after {settings.notebook_timeout:g} s (the limit for a whole notebook)"
+                    judges.drop(judge_process)
+                else:
+                    status, detail = ("graded", "") if code == 0 else ("crashed", f"the judge ended the run with code {code}")
+            except ChildProcessError as error:
+                status, detail = "crashed", str(error)
+                judges.drop(judge_process)
             finally:
-                _stop(process, marker)
-        if status == "crashed":
-            tail = (folder / "nb" / "worker.log").read_text(errors="replace").strip().splitlines()[-3:]
-            if any("DeadKernelError" in line or "Kernel died" in line for line in tail):
-                detail = "the kernel died (out of memory, or the code ended the process)"
-            detail += (": " + " | ".join(tail))[:500] if tail else ""
-        try:
-            executed = nbformat.read(target, as_version=4)
-        except Exception:  # noqa: BLE001 - missing, or half-written when the run was killed
-            executed = None
+                _kill_marked(f"{judge.MARKER}={marker}")  # whatever the submission left running
+                with _running_lock:
+                    _running.pop(judge_process.process.pid, None)
+            if status == "crashed":
+                tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
+                if any("DeadKernelError" in line or "Kernel died" in line for line in tail):
+                    detail = "the kernel died (out of memory, or the code ended the process)"
+                detail += (": " + " | ".join(tail))[:500] if tail else ""
+            try:
+                executed = nbformat.read(target, as_version=4)
+            except Exception:  # noqa: BLE001 - missing, or half-written when the run was killed
+                executed = None
+    finally:
+        if own:
+            judges.close()
     return status, detail, executed
 
 
-def _stop(process: subprocess.Popen, marker: str) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    process.wait()
-    _kill_marked(marker)
-    with _running_lock:
-        _running.pop(process.pid, None)
-
-
-def grade_file(week: Week, path: Path, settings: Settings) -> tuple[dict, nbformat.NotebookNode | None]:
+def grade_file(week: Week, path: Path, settings: Settings,
+               judges: Judges | None = None) -> tuple[dict, nbformat.NotebookNode | None]:
     """Grade one submission file; never raises for a bad submission (its status says what happened)."""
     start = time.perf_counter()
     data = path.read_bytes()
@@ -427,7 +520,7 @@ def grade_file(week: Week, path: Path, settings: Settings) -> tuple[dict, nbform
         result["detail"] = f"not a readable .ipynb notebook ({type(error).__name__}: {str(error)[:200]})"
     else:
         notebook, result["notes"] = graded_notebook(week, submission)
-        result["status"], result["detail"], executed = run_notebook(notebook, settings)
+        result["status"], result["detail"], executed = run_notebook(notebook, settings, judges)
         outcomes = check_outcomes(week, executed)
         stopped = [c.metadata.get("grader", {}) for c in (executed.cells if executed is not None else [])
                    if any(o.get("ename") == "KeyboardInterrupt" for o in c.get("outputs", []))]
@@ -600,9 +693,10 @@ def grade(week_name: str, submissions: Path, out: Path, *, root: Path | None = N
             todo.append(path)
     bar = tqdm(total=len(files), initial=len(files) - len(todo), desc=f"grading {week.name}", unit="notebook",
                disable=not progress)
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers))  # each thread drives one worker process
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers))  # each thread drives one judge process
+    judges = Judges()
     try:
-        futures = [pool.submit(grade_file, week, path, settings) for path in todo]
+        futures = [pool.submit(grade_file, week, path, settings, judges) for path in todo]
         for future in concurrent.futures.as_completed(futures):
             result, executed = future.result()
             result["student"] = known[result["file"]]
@@ -616,14 +710,12 @@ def grade(week_name: str, submissions: Path, out: Path, *, root: Path | None = N
         pool.shutdown(wait=False, cancel_futures=True)
         with _running_lock:
             running = list(_running.items())
-        for pid, marker in running:  # interrupted: stop the notebooks still running
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            _kill_marked(marker)
+        judges.close()  # interrupted: stop the judges, then the notebooks they were running
+        for _, marker in running:
+            _kill_marked(f"{judge.MARKER}={marker}")
         raise
     finally:
+        judges.close()
         bar.close()
         write_reports(out, week)
     return out / "gradebook.csv"

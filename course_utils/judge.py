@@ -1,9 +1,10 @@
-"""Run one graded notebook: the student's cells in a confined kernel, the checks in this process.
+"""Run graded notebooks: the student's cells in a confined kernel, the checks in this process.
 
 The grader (:mod:`course_utils.grading`) starts this module as a worker process
-per submission. The worker is the *judge*: it starts the student's kernel (confined
-by :mod:`course_utils.sandbox` unless told otherwise) and sends it the notebook's
-cells one by one, except the checks. Each check runs here, in a fresh namespace
+that grades submissions one after the other. The worker is the *judge*: for each
+one, it starts the student's kernel (confined by :mod:`course_utils.sandbox`
+unless told otherwise) and sends it the notebook's cells one by one, except the
+checks. Each check runs here, in a fresh namespace
 holding the solution's own set-up (imports, seeded generators), where every name
 the check reads from the student's notebook is fetched from the kernel as data and
 every student function is called there (:mod:`course_utils.wire`). So the expected
@@ -28,7 +29,9 @@ import contextlib
 import io
 import json
 import os
+import queue
 import sys
+import time
 import traceback
 import types
 from pathlib import Path
@@ -36,6 +39,7 @@ from pathlib import Path
 import nbformat
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
@@ -45,6 +49,8 @@ OUTPUT_CAP = 200_000
 """Characters of output kept per cell while it runs (a student may print gigabytes)."""
 WIRE = ".grader"
 """The folder, inside the scratch folder, where the kernel leaves its replies."""
+MARKER = "COURSE_UTILS_GRADING_RUN"
+"""The environment variable that marks every process started for one submission (the grader kills them by it)."""
 KERNEL_VARIABLES = ("TF_CPP_MIN_LOG_LEVEL", "MPLBACKEND")
 """Environment variables of the grader that the confined kernel gets (besides the run's marker)."""
 
@@ -174,23 +180,54 @@ class Kernel:
         if unavailable:  # an argument that cannot cross: the check itself is at fault
             raise wire.WireError(f"the grader could not pass {', '.join(unavailable)} to your code: "
                                  + "; ".join(unavailable.values()))
-        cell = nbformat.v4.new_code_cell(f"__import__('course_utils.wire', fromlist=['serve']).serve(globals(), "
-                                         f"{self.inbox[1]!r}, {self.replies[1]!r})")
-        self.notebook.cells.append(cell)
-        try:
-            self.client.execute_cell(cell, len(self.notebook.cells) - 1, store_history=False)
-        finally:
-            self.notebook.cells.pop()
-        errors = [o for o in cell.outputs if o.get("output_type") == "error"]
-        if any(o.get("ename") == "KeyboardInterrupt" for o in errors):
+        error = self._execute_quietly(f"__import__('course_utils.wire', fromlist=['serve']).serve(globals(), "
+                                      f"{self.inbox[1]!r}, {self.replies[1]!r})")
+        if error.get("ename") == "KeyboardInterrupt":
             raise CellTimeout(f"stopped: your code ran longer than the limit of {self.cell_timeout:g} s for one cell")
-        if errors:
+        if error:
             raise wire.WireError(f"the grader could not reach the values of your notebook "
-                                 f"({errors[0].get('ename')}: {errors[0].get('evalue', '')[:300]})")
+                                 f"({error.get('ename')}: {str(error.get('evalue', ''))[:300]})")
         reply, values = wire.read(self.replies[0], "response", call=lambda handle: StudentFunction(self, handle))
         if not reply.get("ok"):
             raise wire.StudentError(str(reply.get("ename", "Error")), str(reply.get("evalue", "")))
         return reply, values
+
+    def _execute_quietly(self, code: str) -> dict:
+        """Run ``code`` in the kernel without recording it as a cell; its error's content, or {} if none.
+
+        A check may call the student's functions hundreds of times (a gradient check
+        nudges every input), so this waits for the shell's reply only, and drops what
+        the call printed, instead of nbclient's full cell machinery (about 3x slower).
+        Past the cell time limit the kernel is interrupted, as nbclient would.
+        """
+        return run_sync(self._async_execute_quietly)(code)
+
+    async def _async_execute_quietly(self, code: str) -> dict:
+        kc, km = self.client.kc, self.client.km
+        msg_id = kc.execute(code, silent=True, store_history=False, allow_stdin=False, stop_on_error=False)
+        deadline, interrupted = time.monotonic() + self.cell_timeout, False
+        while True:
+            try:
+                reply = await kc.shell_channel.get_msg(timeout=max(0.0, min(1.0, deadline - time.monotonic())))
+            except queue.Empty:
+                if not await km.is_alive():
+                    raise DeadKernelError("Kernel died") from None
+                if time.monotonic() < deadline:
+                    continue
+                if interrupted:
+                    raise DeadKernelError("the kernel did not answer after an interrupt") from None
+                await km.interrupt_kernel()
+                deadline, interrupted = time.monotonic() + 10, True
+                continue
+            if reply["parent_header"].get("msg_id") == msg_id:
+                break
+        with contextlib.suppress(queue.Empty):  # what the call printed, and its status messages: not kept
+            while True:
+                await kc.iopub_channel.get_msg(timeout=0)
+        content = reply.get("content", {})
+        if interrupted:
+            return {"ename": "KeyboardInterrupt"}
+        return content if content.get("status") == "error" else {}
 
     def fetch(self, names) -> tuple[dict, dict]:
         """The values of those ``names`` that the student's notebook defines, and why others could not be passed."""
@@ -296,7 +333,7 @@ def run(source: Path, target: Path, scratch: Path, cell_timeout: float, profile:
     inbox, replies = scratch.parent / "inbox", scratch / WIRE
     inbox.mkdir(exist_ok=True)
     replies.mkdir(exist_ok=True)
-    passed_on = {k: v for k, v in os.environ.items() if k in KERNEL_VARIABLES or k.startswith("COURSE_UTILS_GRADING_RUN")}
+    passed_on = {k: v for k, v in os.environ.items() if k in KERNEL_VARIABLES or k == MARKER}
     if isolate:
         env = sandbox.environment(passed_on)
         manager = ConfinedKernelManager(transport="ipc", ip=str(scratch / ".k"),
@@ -354,18 +391,52 @@ def run(source: Path, target: Path, scratch: Path, cell_timeout: float, profile:
 
 
 def main(argv: list[str]) -> int:
-    """Worker entry: ``graded.ipynb executed.ipynb scratch cell_timeout profile memory_bytes isolate hide_json``."""
-    source, target, scratch, cell_timeout, profile, memory, isolate, hide = argv
+    """Worker entry: ``memory_bytes``; then one job per line on standard input, its exit code per line on stdout.
+
+    A job is a JSON object: ``argv`` (``graded.ipynb executed.ipynb scratch cell_timeout profile
+    isolate hide_json``, as :func:`run` takes them), ``marker`` (this submission's value of
+    :data:`MARKER`), ``log`` (the file that gets this job's output) and ``cwd``. One worker grades
+    many submissions in turn, so TensorFlow, which most checks need, is imported once
+    (about 5 s of a core per submission otherwise). Nothing of one submission stays for the next:
+    each gets a fresh kernel and a fresh namespace for its checks, and Keras' state is cleared.
+    """
+    limit = int(argv[0])
     try:
         import resource
 
-        limit = int(memory)
-        if limit > 0:  # the judge and the kernel it starts (which inherits it)
+        if limit > 0:  # the judge and the kernels it starts (which inherit it)
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    except (ImportError, ValueError, OSError):
+    except (ImportError, OSError):
         pass  # no address-space limit on this platform
-    return run(Path(source), Path(target), Path(scratch), float(cell_timeout), profile, isolate == "1",
-               [Path(p) for p in json.loads(hide)])
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    while line := sys.stdin.readline():
+        job = json.loads(line)
+        sys.stdout.flush(), sys.stderr.flush()
+        log = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(log, 1), os.dup2(log, 2), os.close(log)  # the job's output, the kernel's included, goes to its log
+        os.environ[MARKER] = job["marker"]
+        os.chdir(job["cwd"])
+        source, target, scratch, cell_timeout, profile, isolate, hide = job["argv"]
+        code = run(Path(source), Path(target), Path(scratch), float(cell_timeout), profile, isolate == "1",
+                   [Path(p) for p in json.loads(hide)])
+        sys.stdout.flush(), sys.stderr.flush()
+        if "keras" in sys.modules:  # the models this submission's checks loaded
+            sys.modules["keras"].backend.clear_session(free_memory=True)
+        # Past half its memory limit, this judge asks to be replaced rather than risk a check failing for want of it.
+        retire = limit > 0 and _address_space() > limit // 2
+        replies.write(json.dumps({"code": code, "retire": retire}) + "\n")
+        replies.flush()
+        if retire:
+            break
+    return 0
+
+
+def _address_space() -> int:
+    """This process's virtual memory in bytes, which the memory limit caps (0 where /proc is missing)."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 if __name__ == "__main__":

@@ -403,6 +403,26 @@ def test_a_notebook_over_its_limit_is_stopped_with_its_processes(tmp_path):
     assert not alive(int(pid_file.read_text())), "the kernel was left running"
 
 
+def test_one_judge_grades_submissions_in_turn_and_one_stopped_is_replaced():
+    """Unconfined, the kernel's parent is the judge: the same one for consecutive submissions, a fresh one after a
+    submission ran past its notebook's limit (which takes its judge down with it)."""
+    judges = grading.Judges()
+    parent = "import os\nprint('judge', os.getppid())"
+    quick = grading.Settings(cell_timeout=30, notebook_timeout=60, isolate=False)
+    try:
+        first = grading.run_notebook(tiny(parent), quick, judges)
+        second = grading.run_notebook(tiny(parent), quick, judges)
+        stopped = grading.run_notebook(tiny("import time\ntime.sleep(60)"),
+                                       grading.Settings(cell_timeout=60, notebook_timeout=8, isolate=False), judges)
+        after = grading.run_notebook(tiny(parent), quick, judges)
+    finally:
+        judges.close()
+    assert [first[0], second[0], stopped[0], after[0]] == ["graded", "graded", "timeout", "graded"]
+    judge_of = [outputs_text(run[2]).split("judge")[1].split()[0] for run in (first, second, after)]
+    assert judge_of[0] == judge_of[1] != judge_of[2]
+    assert not alive(int(judge_of[0]), wait=1), "the judge of the stopped submission was left running"
+
+
 def alive(pid, wait=5.0):
     """True if the process still runs after ``wait`` seconds (a zombie waiting to be reaped counts as ended)."""
     deadline = time.monotonic() + wait
