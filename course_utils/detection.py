@@ -917,8 +917,7 @@ def predict(model, images, confidence_threshold: float | None = None, iou_thresh
     non-maximum suppression off). ``raw`` reuses :func:`raw_outputs` of the same images.
     """
     from keras import ops
-    from keras_cv import bounding_box
-    from keras_cv.src.bounding_box.converters import _decode_deltas_to_boxes
+    from keras.utils import bounding_boxes
 
     images = np.asarray(images, np.float32)
     raw = raw if raw is not None else raw_outputs(model, images, batch_size)
@@ -930,11 +929,10 @@ def predict(model, images, confidence_threshold: float | None = None, iou_thresh
     image_shape = tuple(images.shape[1:])
     anchors = model.anchor_generator(image_shape=image_shape)
     anchors = ops.concatenate(list(anchors.values()), axis=0)
-    boxes = _decode_deltas_to_boxes(anchors=anchors, boxes_delta=ops.convert_to_tensor(raw["box"]),
-                                    anchor_format=model.anchor_generator.bounding_box_format,
-                                    box_format=BOX_FORMAT, variance=BOX_VARIANCE, image_shape=image_shape)
-    boxes = bounding_box.convert_format(boxes, source=BOX_FORMAT, target=decoder.bounding_box_format,
-                                        image_shape=image_shape)
+    boxes = bounding_boxes.decode_deltas_to_boxes(anchors=anchors, boxes_delta=ops.convert_to_tensor(raw["box"]),
+                                                  anchor_format=model.anchor_generator.bounding_box_format,
+                                                  box_format=decoder.bounding_box_format, variance=BOX_VARIANCE,
+                                                  image_shape=image_shape)
     out = decoder(boxes, ops.convert_to_tensor(raw["classification"]), image_shape=image_shape)
     result = {k: np.asarray(out[k]) for k in ("boxes", "classes", "confidence", "num_detections")}
     result["classes"] = result["classes"].astype(np.int32)

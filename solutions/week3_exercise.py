@@ -36,6 +36,7 @@
 PROFILE = None
 
 # %%
+import keras
 import keras_cv
 import numpy as np
 import tensorflow as tf
@@ -94,8 +95,8 @@ check_close(iou(np.array([[0, 0, 10, 10]]), np.array([[20, 20, 30, 30]])), [[0.0
 a, b = random_boxes(7, rng), random_boxes(5, rng)
 result = iou(a, b)
 check_shape(result, (7, 5), "iou of 7 boxes against 5")
-expected = keras_cv.bounding_box.compute_iou(a, b, bounding_box_format="xyxy")
-check_close(result, np.asarray(expected), "iou against keras_cv.bounding_box.compute_iou on random boxes")
+expected = keras.utils.bounding_boxes.compute_iou(a, b, "xyxy")
+check_close(result, np.asarray(expected), "iou against keras.utils.bounding_boxes.compute_iou on random boxes")
 passed("IoU")
 
 # %%
@@ -103,7 +104,7 @@ passed("IoU")
 # CHECK iou points=1
 hidden_rng = np.random.default_rng(11)
 a, b = random_boxes(20, hidden_rng), random_boxes(13, hidden_rng)
-check_close(iou(a, b), np.asarray(keras_cv.bounding_box.compute_iou(a, b, "xyxy")), "iou (hidden) on more boxes")
+check_close(iou(a, b), np.asarray(keras.utils.bounding_boxes.compute_iou(a, b, "xyxy")), "iou (hidden) on more boxes")
 check_close(iou(a, a).diagonal(), np.ones(20), "iou (hidden) of each box with itself")
 ### END HIDDEN TESTS
 

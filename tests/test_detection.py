@@ -132,6 +132,22 @@ def test_predictions_have_the_documented_format(tiny_model, scenes):
     assert p["classes"].dtype == np.int32
 
 
+
+def test_predict_decodes_boxes_as_the_model_itself_does(tiny_model, scenes):
+    """det.predict decodes with Keras' public decode_deltas_to_boxes; KerasCV's own predict gives the same boxes."""
+    kept = tiny_model.prediction_decoder
+    tiny_model.prediction_decoder = d.PerClassNMS(confidence_threshold=0.001)  # an untrained model is unsure
+    try:
+        ours = d.predict(tiny_model, scenes.images[:3])
+        theirs = tiny_model.predict(scenes.images[:3], verbose=0)
+    finally:
+        tiny_model.prediction_decoder = kept
+    assert ours["num_detections"].min() > 0
+    np.testing.assert_array_equal(ours["num_detections"], np.asarray(theirs["num_detections"]))
+    for k, n in enumerate(ours["num_detections"]):
+        np.testing.assert_allclose(ours["boxes"][k, :n], np.asarray(theirs["boxes"])[k, :n], atol=1e-3)
+        np.testing.assert_array_equal(ours["classes"][k, :n], np.asarray(theirs["classes"])[k, :n])
+
 def test_focal_loss_object_is_cross_entropy_at_gamma_zero_and_checks_its_arguments():
     rng = np.random.default_rng(2)
     y = (rng.random((3, 5)) < 0.3).astype("float32")
