@@ -81,6 +81,8 @@ class Check:
     points: float
     hidden: bool
     source: str
+    fetch: tuple = ()  # the names it reads from the student's notebook; the rest are the judge's own
+    in_kernel: bool = False  # a visible check that binds names the student's later cells use runs there too
 
 
 @dataclass
@@ -134,7 +136,7 @@ def defined_names(source: str) -> set:
     """Top-level names a cell binds (functions, classes, assignments, imports); regex fallback if it does not parse."""
     try:
         tree = ast.parse(judge.without_magics(source))
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # a student's cell may be anything
         return {a or b for a, b in re.findall(r"^(?:def|class)\s+(\w+)|^(\w+)\s*=", source, re.MULTILINE)}
     names = set()
     for node in tree.body:
@@ -196,9 +198,57 @@ def load_week(root: Path, week: str, solutions: Path | None = None) -> Week:
         raise GradingError(f"{path.name} has no '# CHECK <question> points=<n>' markers: nothing to grade "
                            "(see the 'For instructors' page).")
     _check_hidden_tests_leave_nothing_behind(path, cells)
+    plan_checks(path, [c for c in cells if isinstance(c, Slot)])
     install = build.colab_notebook(nbformat.v4.new_notebook(), root, "x.ipynb").cells[1].source
     cells.insert(0, Slot("drop", install, _lines(install), set()))  # the Colab install cell: never run
     return Week(name, path, hashlib.sha256(path.read_bytes()).hexdigest(), cells, questions)
+
+
+def plan_checks(path: Path, slots: list) -> None:
+    """Decide, from the solution alone, which names each check takes from the student's notebook.
+
+    The judge computes itself what the solution's other cells compute from its set-up
+    (the data a cell of its own loads, as :meth:`course_utils.judge.Judge.setup` does), and
+    keeps what earlier checks bound (a helper such as ``tape_gradients``, inputs such as
+    ``some``) until a cell other than a check uses it (``lenet``, built by a check and then
+    trained by the student): only then is it the student's. So a check fetches only the
+    student's answers and what was handed to them; no cell a student writes changes that.
+    A check that would read anything else from the student (data loaded in an answer cell,
+    which the student may change) is refused here: load it in a cell of its own.
+    """
+    computed, judge_owned, answers = {"PROFILE"}, set(), set()
+    for k, slot in enumerate(slots):
+        if slot.kind == "fixed":
+            if judge.free_names(slot.source) <= computed:
+                computed |= judge.bound_names(slot.source)
+            judge_owned -= judge.free_names(slot.source) | judge.bound_names(slot.source)
+        elif slot.kind == "answer":
+            template, _ = build.strip_solutions(slot.source, path.stem)
+            answers |= defined_names(slot.source) - defined_names(template) | _defined_functions(slot.source)
+            judge_owned -= judge.free_names(slot.source) | judge.bound_names(slot.source)
+        elif slot.kind == "check":
+            source = slot.check.source
+            fetch = judge.free_names(source) - judge_owned - computed
+            strays = sorted(fetch - answers)
+            if strays:
+                raise GradingError(f"{path.name}: check {slot.check.id} reads {', '.join(strays)} from the student's "
+                                   "notebook, which is not an answer: the student could change it. Compute it in a "
+                                   "cell of its own (the grader computes that cell itself) or in the check.")
+            slot.check.fetch = tuple(sorted(fetch))
+            judge_owned |= judge.bound_names(source)
+            later = set().union(*(judge.free_names(c.source) for c in slots[k + 1:] if c.kind in ("answer", "fixed")))
+            slot.check.in_kernel = not slot.check.hidden and bool(judge.bound_names(source) & later)
+            if slot.check.in_kernel:  # what it binds there is handed to the student (a model to train)
+                answers |= judge.bound_names(source) & later
+
+
+def _defined_functions(source: str) -> set:
+    """The functions and classes a cell defines at its top level (an answer cell's ``def`` line is not a blank)."""
+    try:
+        tree = ast.parse(judge.without_magics(source))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return set()
+    return {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
 
 
 def _check_hidden_tests_leave_nothing_behind(path: Path, cells: list) -> None:
@@ -293,7 +343,8 @@ def graded_notebook(week: Week, submission: nbformat.NotebookNode) -> tuple[nbfo
                 notes.append(f"No cell of yours matched answer cell {item.number} (the one defining {wanted}); "
                              "if that code is elsewhere in your notebook it was used from there.")
         elif item.kind == "check":
-            info = {"kind": "check", "id": item.check.id, "hidden": item.check.hidden}
+            info = {"kind": "check", "id": item.check.id, "hidden": item.check.hidden,
+                    "fetch": list(item.check.fetch), "in_kernel": item.check.in_kernel}
             notebook.cells.append(nbformat.v4.new_code_cell(item.check.source, metadata={"grader": info}))
     if shell_notes:
         notes.append("Shell commands and installs in your cells (!..., %pip, %%bash) were not run.")
@@ -518,7 +569,8 @@ def grade_file(week: Week, path: Path, settings: Settings,
     except Exception as error:  # noqa: BLE001 - whatever is wrong with the file, it is that submission's status
         result["status"] = "invalid"
         result["detail"] = f"not a readable .ipynb notebook ({type(error).__name__}: {str(error)[:200]})"
-    else:
+        submission = None
+    if submission is not None:
         notebook, result["notes"] = graded_notebook(week, submission)
         result["status"], result["detail"], executed = run_notebook(notebook, settings, judges)
         outcomes = check_outcomes(week, executed)
@@ -585,6 +637,11 @@ def student_names(file_names: list[str], taken: set = frozenset()) -> dict[str, 
     return names
 
 
+def printable(file_name: str) -> str:
+    """A file name as text: bytes that were not UTF-8 (a zip made on another system) shown as \\xNN."""
+    return file_name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _points(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
@@ -593,7 +650,7 @@ def load_results(out: Path, week: Week) -> list[dict]:
     results = []
     for path in sorted((out / "results").glob("*.json")):
         try:
-            results.append(json.loads(path.read_text()))
+            results.append(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError):
             continue  # a result half-written by an interrupted run: that file is graded again
     return sorted([r for r in results if r.get("week") == week.name], key=lambda r: r["file"])
@@ -619,7 +676,7 @@ def write_reports(out: Path, week: Week) -> Path:
         writer.writerow(["student", "file", "week", *week.questions, "total", "max", "status"])
         for result in results:
             points = question_points(result)
-            writer.writerow([names[result["file"]], result["file"], week.name,
+            writer.writerow([names[result["file"]], printable(result["file"]), week.name,
                              *(_points(points.get(q, 0)) for q in week.questions),
                              _points(sum(points.values())), _points(week.max_points), result["status"]])
             (feedback / f"{names[result['file']]}.md").write_text(feedback_text(week, result, names[result["file"]]),
@@ -634,6 +691,7 @@ STATUS_TEXT = {
     "timeout": "your notebook took longer than the time limit and was stopped; checks not reached score 0",
     "crashed": "the run of your notebook broke off; checks not reached score 0",
     "invalid": "the file could not be read as a Jupyter notebook, so nothing was run",
+    "error": "the grader failed on this file (not your fault, as far as it can tell): your instructor will grade it again",
 }
 
 
@@ -641,7 +699,7 @@ def feedback_text(week: Week, result: dict, student: str) -> str:
     """A student's feedback: points per question, each check passed or failed with its message."""
     points = question_points(result)
     lines = [f"# Feedback on {week.name}: {student}", "",
-             f"File `{result['file']}`: **{_points(sum(points.values()))} / {_points(week.max_points)} points**.", "",
+             f"File `{printable(result['file'])}`: **{_points(sum(points.values()))} / {_points(week.max_points)} points**.", "",
              f"Status: {result['status']}, {STATUS_TEXT.get(result['status'], '')}"
              + (f" ({result['detail']})." if result.get("detail") else "."), ""]
     for question, maximum in week.questions.items():
@@ -696,9 +754,14 @@ def grade(week_name: str, submissions: Path, out: Path, *, root: Path | None = N
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers))  # each thread drives one judge process
     judges = Judges()
     try:
-        futures = [pool.submit(grade_file, week, path, settings, judges) for path in todo]
+        futures = {pool.submit(grade_file, week, path, settings, judges): path for path in todo}
         for future in concurrent.futures.as_completed(futures):
-            result, executed = future.result()
+            try:
+                result, executed = future.result()
+            except GradingError:
+                raise
+            except Exception as error:  # noqa: BLE001 - the grader's failure on one file must not stop the others
+                result, executed = failed_result(week, futures[future], settings, error), None
             result["student"] = known[result["file"]]
             key = result_key(result["file"])  # stored as soon as graded: an interrupted run resumes from here
             if executed is not None:
@@ -721,16 +784,27 @@ def grade(week_name: str, submissions: Path, out: Path, *, root: Path | None = N
     return out / "gradebook.csv"
 
 
+def failed_result(week: Week, path: Path, settings: Settings, error: BaseException) -> dict:
+    """The result of a submission the grader itself failed on: listed with status ``error``, no point, graded again
+    on the next run (its solution hash is left out)."""
+    return {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "week": week.name,
+            "solution_sha256": "", "profile": settings.profile, "status": "error",
+            "detail": f"the grader failed on this file ({type(error).__name__}: {str(error)[:200]})", "notes": [],
+            "checks": [{"id": c.id, "question": c.question, "points": c.points, "hidden": c.hidden, "passed": False,
+                        "message": "not run"} for c in week.checks],
+            "graded_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "seconds": 0}
+
+
 def _read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
 
 
 def _write_json(path: Path, data: dict) -> None:
     temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(data, indent=1, ensure_ascii=False))
+    temporary.write_text(json.dumps(data, indent=1), encoding="utf-8")  # ASCII escapes: any file name survives
     os.replace(temporary, path)
 
 

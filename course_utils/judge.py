@@ -12,9 +12,12 @@ answers never enter the student's process, and a verdict is what this process
 computed: nothing the student's code does to its own interpreter (input
 transformers, trace functions, patched NumPy or builtins, printing) reaches it.
 
-A visible check also runs in the kernel when it binds a name that later cells
-use (``lenet = build_lenet5()`` before the student trains ``lenet``); its output
-there is not kept. Hidden tests never run in the kernel.
+Which names a check fetches is decided from the solution, not from the submission
+(:func:`course_utils.grading.plan_checks`): helpers and inputs that earlier checks
+bound here stay this process's own. A visible check also runs in the kernel when it
+binds a name that the student's later cells use (``lenet = build_lenet5()`` before
+the student trains ``lenet``); its output there is not kept. Hidden tests never run
+in the kernel.
 
 The executed notebook, with each check's output and its verdict in the cell's
 metadata (``grader.verdict``), is written after every check, so a run stopped at
@@ -145,16 +148,18 @@ class Kernel:
         self.client, self.notebook, self.cell_timeout = client, notebook, cell_timeout
         self.inbox, self.replies = inbox, replies
         self.namespace: dict = {}  # the check's namespace, where models changed by a call are rebound
-        self.check_source, self.check_file = "", ""  # the check being run, whose own functions may be passed on
+        self.check_sources: dict = {}  # "<check id>" -> source, of the checks run so far: their functions may be passed on
 
     def source_of(self, value):
-        """A function the running check defined at its top level: (its source, the modules it uses), else None."""
+        """A function a check (this one or an earlier one) defined at its top level: (its source, the modules it
+        uses), else None."""
         code = getattr(value, "__code__", None)
-        if code is None or code.co_filename != self.check_file:
+        check_source = self.check_sources.get(code.co_filename) if code is not None else None
+        if check_source is None:
             return None
-        for node in ast.parse(without_magics(self.check_source)).body:
+        for node in ast.parse(without_magics(check_source)).body:
             if isinstance(node, ast.FunctionDef) and node.name == value.__name__:
-                source = ast.get_source_segment(without_magics(self.check_source), node)
+                source = ast.get_source_segment(without_magics(check_source), node)
                 modules = {name: v.__name__ for name in free_names(source)
                            if isinstance(v := self.namespace.get(name), types.ModuleType)}
                 return source, modules
@@ -272,6 +277,7 @@ class Judge:
 
     def __init__(self, kernel: Kernel):
         self.kernel, self.base = kernel, {"__name__": "__grader__"}
+        self.carried: dict = {}  # what earlier checks bound here, for later checks (grading.plan_checks)
 
     def setup(self, source: str) -> None:
         """Run a solution cell here too if all it reads is already here (imports, ``profile``, ``rng``)."""
@@ -282,13 +288,20 @@ class Judge:
                 except Exception:  # noqa: BLE001 - a check that needs what failed says so itself
                     pass
 
-    def check(self, source: str, name: str) -> tuple[bool, str, str]:
-        """(passed, message, printed output) of one check run here against the student's kernel."""
-        namespace = dict(self.base)
-        self.kernel.namespace, self.kernel.check_source, self.kernel.check_file = namespace, source, f"<check {name}>"
+    def check(self, source: str, name: str, fetch) -> tuple[bool, str, str]:
+        """(passed, message, printed output) of one check run here against the student's kernel.
+
+        Of the names the check reads, only ``fetch`` (decided from the solution by
+        :func:`course_utils.grading.plan_checks`) come from the student's kernel; the others are
+        this process's own: the solution's set-up, and what earlier checks bound here.
+        """
+        fetch = set(fetch) - set(self.base)
+        namespace = {**self.base, **{k: v for k, v in self.carried.items() if k not in fetch}}
+        self.kernel.namespace = namespace
+        self.kernel.check_sources[f"<check {name}>"] = source
         printed, unavailable = io.StringIO(), {}
         try:
-            values, unavailable = self.kernel.fetch(free_names(source) - set(namespace))
+            values, unavailable = self.kernel.fetch(fetch)
             namespace.update(values)
             with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
                 exec(compile(without_magics(source), f"<check {name}>", "exec"), namespace)
@@ -304,6 +317,8 @@ class Judge:
             return False, message[:600], printed.getvalue()
         except Exception as error:  # noqa: BLE001 - any error of the check is its failure, with its message
             return False, f"{type(error).__name__}: {error}"[:600], printed.getvalue()
+        finally:
+            self.carried.update({k: namespace[k] for k in bound_names(source) if k in namespace})
         return True, "", printed.getvalue()
 
 
@@ -315,21 +330,10 @@ def _check_outputs(printed: str, passed: bool, message: str) -> list:
     return outputs
 
 
-def later_reads(cells: list) -> list[set]:
-    """For each cell, the names that the cells after it read."""
-    reads, after = [], set()
-    for cell in reversed(cells):
-        reads.append(set(after))
-        if cell.cell_type == "code":
-            after |= free_names(cell.source)
-    return reads[::-1]
-
-
 def run(source: Path, target: Path, scratch: Path, cell_timeout: float, profile: str, isolate: bool,
         hide: list) -> int:
     """Execute the graded notebook ``source``; write it, outputs and verdicts included, to ``target``."""
     notebook = nbformat.read(source, as_version=4)
-    reads = later_reads(notebook.cells)
     inbox, replies = scratch.parent / "inbox", scratch / WIRE
     inbox.mkdir(exist_ok=True)
     replies.mkdir(exist_ok=True)
@@ -363,9 +367,9 @@ def run(source: Path, target: Path, scratch: Path, cell_timeout: float, profile:
                     continue
                 info = cell.metadata.get("grader", {})
                 if info.get("kind") == "check":
-                    if not info.get("hidden") and bound_names(cell.source) & reads[index]:
+                    if info.get("in_kernel") and not info.get("hidden"):
                         kernel.run(nbformat.v4.new_code_cell(cell.source), index)  # its state, for later cells
-                    passed, message, printed = judge.check(cell.source, info.get("id", str(index)))
+                    passed, message, printed = judge.check(cell.source, info.get("id", str(index)), info.get("fetch", ()))
                     cell.outputs = _check_outputs(printed, passed, message)
                     info["verdict"] = {"passed": passed, "message": message}
                     save()

@@ -8,11 +8,11 @@ that gives the process
 * its own process namespace: it sees only its own processes, and when the
   notebook's runner ends, everything it started is killed with it;
 * its own user namespace, with every capability dropped, and no way to make more;
-* a read-only view of the system, in which the instructor's home folder, the
-  course repository (its ``solutions/``, hidden tests and ``.git`` included), the
-  submissions, the output folder and the host's ``/tmp`` are hidden behind empty
-  read-only folders; only the Python installation and the ``course_utils`` package are
-  shown again, read-only;
+* a read-only view of the system, in which the home folders, the course repository
+  (its ``solutions/``, hidden tests and ``.git`` included), the submissions, the
+  output folder, the host's temporary folders and ``/run`` (the sockets of the
+  host's services) are hidden behind empty read-only folders; only the Python
+  installation and the ``course_utils`` package are shown again, read-only;
 * one writable folder, its own scratch folder, at :data:`SCRATCH` (the rest of
   ``/tmp`` is an empty, size-capped, private tmpfs that vanishes with it).
 
@@ -30,6 +30,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 SCRATCH = "/tmp/grading"
@@ -77,12 +78,16 @@ def command(args: list[str], scratch: Path, hide: list[Path], inbox: Path | None
     grader leaves requests that the confined code must not alter). The working
     directory inside is ``chdir`` (default :data:`SCRATCH`).
     """
-    hidden = {Path.home(), Path("/root"), Path("/var/tmp"), *[Path(p).resolve() for p in hide]}
+    # Home folders, the host's temporary folders (the grader's own scratch folders among them, wherever TMPDIR
+    # points) and /run, where the sockets of the host's services live (a read-only mount still lets a
+    # process connect to a socket it can see).
+    hidden = {Path.home(), Path("/home"), Path("/root"), Path("/var/tmp"), Path(tempfile.gettempdir()).resolve(),
+              Path("/run").resolve(), Path("/var/run").resolve(), *[Path(p).resolve() for p in hide]}
     line = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
             "--hostname", "grading", "--cap-drop", "ALL", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
             # The private /tmp first: what is shown again below may live under the host's /tmp (a clone there).
             "--size", str(TMP_BYTES), "--tmpfs", "/tmp"]
-    covered = sorted(p for p in hidden if p.is_dir() and p != Path("/"))
+    covered = sorted(p for p in hidden if p.is_dir() and p not in (Path("/"), Path("/tmp")))  # /tmp: private above
     for path in covered:
         line += ["--tmpfs", str(path)]
     for path in _shown_again():

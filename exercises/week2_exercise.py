@@ -249,6 +249,8 @@ SIZE = 48
 scenes = rec.load_classification("scenes", image_size=SIZE, n_train=5000,
                                   n_test=500, seed=11)
 EPOCHS = 6
+
+# %%
 config.seed_everything(0)
 raise NotImplementedError("Blank 6 of week2_exercise is not filled in yet: replace this line with your code.")
 

@@ -245,6 +245,8 @@ scene_args = dict(size=32, objects=1, object_size=(10, 16), classes=("circle", "
 train = make_scenes(480, seed=1, **scene_args)
 test = make_scenes(200, seed=2, **scene_args)
 EPOCHS = profile.pick(smoke=12, cpu=12, gpu=12)
+
+# %%
 config.seed_everything(0)
 raise NotImplementedError("Blank 6 of week4_exercise is not filled in yet: replace this line with your code.")
 

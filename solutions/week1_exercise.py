@@ -398,6 +398,8 @@ passed("LeNet-5")
 # %%
 digits = data.load_digits(size=32, seed=0)
 EPOCHS = profile.pick(smoke=15, cpu=30, gpu=30)
+
+# %%
 config.seed_everything(0)
 ### BEGIN SOLUTION
 lenet.compile(

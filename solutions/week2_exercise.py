@@ -308,6 +308,8 @@ SIZE = 48
 scenes = rec.load_classification("scenes", image_size=SIZE, n_train=5000,
                                   n_test=500, seed=11)
 EPOCHS = 6
+
+# %%
 config.seed_everything(0)
 ### BEGIN SOLUTION
 classifier = rec.small_cnn((SIZE, SIZE, 3), len(scenes.class_names))

@@ -310,6 +310,8 @@ scene_args = dict(size=32, objects=1, object_size=(10, 16), classes=("circle", "
 train = make_scenes(480, seed=1, **scene_args)
 test = make_scenes(200, seed=2, **scene_args)
 EPOCHS = profile.pick(smoke=12, cpu=12, gpu=12)
+
+# %%
 config.seed_everything(0)
 ### BEGIN SOLUTION
 steps = EPOCHS * int(np.ceil(len(train.images) / 8))

@@ -305,6 +305,7 @@ def test_every_exercise_can_be_graded(root, name):
 
 
 def demo_root(tmp_path, root, solution):
+    tmp_path.mkdir(exist_ok=True)
     for name in ("_config.yml", "pyproject.toml"):
         shutil.copy2(root / name, tmp_path / name)
     (tmp_path / "solutions").mkdir()
@@ -330,6 +331,26 @@ def test_a_hidden_test_that_leaves_a_name_for_later_cells_is_refused(tmp_path, r
                 "shared = 3\n### END HIDDEN TESTS\n\n# %%\nprint(shared)\n")
     with pytest.raises(grading.GradingError, match="hidden test q1.1 binds shared"):
         grading.load_week(demo_root(tmp_path, root, solution), "week9_exercise")
+
+
+def test_a_check_that_reads_data_the_student_could_change_is_refused(tmp_path, root):
+    """Data loaded in an answer cell is the student's to change (their own test labels): checks may not trust it."""
+    solution = ("# %% tags=[\"parameters\"]\nPROFILE = None\n\n# %%\nlabels = [0, 1]\n### BEGIN SOLUTION\n"
+                "guess = [0, 1]\n### END SOLUTION\n\n# %%\n# CHECK q1 points=1\nassert guess == labels\n")
+    with pytest.raises(grading.GradingError, match="check q1.1 reads labels from the student's notebook"):
+        grading.load_week(demo_root(tmp_path, root, solution), "week9_exercise")
+    moved = solution.replace("labels = [0, 1]\n### BEGIN", "labels = [0, 1]\n\n# %%\n### BEGIN")
+    assert grading.load_week(demo_root(tmp_path / "moved", root, moved), "week9_exercise").checks[0].fetch == ("guess",)
+
+
+def test_checks_keep_their_own_helpers_and_fetch_what_the_student_changed(root):
+    """Week 1: the hidden gradient test uses the visible check's tape_gradients, never the student's; the
+    training check takes the student's trained lenet, but the judge loads the digits itself."""
+    checks = {c.id: c for c in grading.load_week(root, "1").checks}
+    assert checks["gradient.2"].fetch == ("correlate2d_backward",)
+    assert checks["tta.2"].fetch == ("lenet", "tta_predict")
+    assert checks["training.1"].fetch == ("lenet",)
+    assert checks["lenet5.1"].in_kernel and not checks["gradient.1"].in_kernel
 
 
 def test_cells_are_matched_whatever_their_order(root):

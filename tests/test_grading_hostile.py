@@ -8,6 +8,7 @@ covers loops, huge outputs, broken files and an interrupted run on a real exerci
 import csv
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import nbformat
@@ -34,13 +35,17 @@ def double(x):
 
 # %%
 # CHECK double points=2
-check_close(double([1, 2]), [2, 4], "double")
+def twice(x):
+    return [2 * v for v in x]
+
+
+check_close(double([1, 2]), twice([1, 2]), "double")
 passed("double")
 
 # %%
 ### BEGIN HIDDEN TESTS
 # CHECK double_hidden points=1
-check_close(double(np.arange(5.0)), 2 * np.arange(5.0), "double (hidden)")
+check_close(double(np.arange(5.0)), twice(np.arange(5.0)), "double (hidden)")
 ### END HIDDEN TESTS
 '''
 ANSWER = "def double(x):\n    return 2 * np.asarray(x, dtype=float)\n"
@@ -97,6 +102,10 @@ FORGERS = {
     "returns an object equal to anything.ipynb": "class Anything:\n    def __eq__(self, other):\n        return True\n"
                                                  "    __array_priority__ = 1000\n"
                                                  "def double(x):\n    return Anything()\n",
+    # The hidden test compares with the visible check's helper `twice`: this makes it the wrong answer itself.
+    "rebinds the check's helper.ipynb": "def double(x):\n    return np.zeros(len(x))\n"
+                                        "get_ipython().events.register('post_run_cell', "
+                                        "lambda result: globals().update(twice=double))\n",
 }
 
 # Expected points per question (double, double_hidden) and status, by file name.
@@ -112,7 +121,10 @@ EXPECTED = {
     "saved on Colab.ipynb": ([2, 1], "graded"),
     "Zoë Ünal (2).ipynb": ([2, 1], "graded"),
     "broken JSON.ipynb": ([0, 0], "invalid"),
+    "nested too deeply.ipynb": ([0, 0], "graded"),  # Python's parser gives up; the grader does not
+    "Zo\\xebl, a Latin-1 name.ipynb": ([2, 1], "graded"),  # from a zip made elsewhere: not UTF-8
 }
+LATIN1_NAME = "Zo\xebl, a Latin-1 name.ipynb".encode("latin-1")
 
 
 def handout(course):
@@ -157,6 +169,8 @@ def graded(root, tmp_path_factory):
     write("Zoë Ünal (2).ipynb", filled(course, ANSWER))
     text = nbformat.writes(filled(course, ANSWER))
     (folder / "broken JSON.ipynb").write_text(text[: len(text) // 2])
+    write("nested too deeply.ipynb", filled(course, ANSWER + "x = " + "-" * 200_000 + "1\n"))
+    (folder / os.fsdecode(LATIN1_NAME)).write_text(nbformat.writes(filled(course, ANSWER)))
     before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
     checks_before = checks_file.read_bytes()
     settings = grading.Settings(profile="smoke", cell_timeout=30, notebook_timeout=120, memory_gb=4,
@@ -185,7 +199,8 @@ def test_the_gradebook_lists_every_submission_and_only_the_grader_wrote_results(
     assert set(gradebook(graded["out"])) == set(EXPECTED)
     results = sorted((graded["out"] / "results").glob("*.json"))
     assert len(results) == len(EXPECTED)
-    assert all(json.loads(p.read_text()).get("file") in EXPECTED for p in results)  # none emptied by the saboteur
+    assert all(grading.printable(json.loads(p.read_text()).get("file", "")) in EXPECTED
+               for p in results)  # none emptied by the saboteur
 
 
 def test_submissions_stay_byte_identical(graded):

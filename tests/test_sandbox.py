@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -20,8 +21,8 @@ from course_utils import grading, sandbox
 
 # Skipped only where bubblewrap is not installed (make test installs it where it may): installed but
 # refused, the tests fail with the reason.
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None or not sys.platform.startswith("linux"),
-                                reason="bubblewrap is not installed (apt-get install bubblewrap)")
+needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None or not sys.platform.startswith("linux"),
+                                 reason="bubblewrap is not installed (apt-get install bubblewrap)")
 
 
 def notebook(*sources):
@@ -48,6 +49,11 @@ def hostile_run(root, tmp_path_factory):
     listener.bind(("127.0.0.1", 0))
     listener.listen()
     port = listener.getsockname()[1]
+    # A service's socket where services keep them: a read-only mount would still let a process connect to it.
+    service = (Path("/run") if os.access("/run", os.W_OK) else host) / f"course-test-{os.getpid()}.sock"
+    unix_listener = socket.socket(socket.AF_UNIX)
+    unix_listener.bind(str(service))
+    unix_listener.listen()
     os.environ["COURSE_TEST_SECRET"] = "instructor-only"
     package = Path(grading.__file__).resolve().parent
     home = Path.home()
@@ -62,6 +68,7 @@ def hostile_run(root, tmp_path_factory):
         attempt("write scratch", "open('mine.txt', 'w').write('x')"),
         attempt("reach the host", f"socket.create_connection(('127.0.0.1', {port}), timeout=3)"),
         attempt("reach the internet", "socket.create_connection(('1.1.1.1', 53), timeout=3)"),
+        attempt("reach a host service's socket", f"socket.socket(socket.AF_UNIX).connect({str(service)!r})"),
         "print('processes seen:', sum(p.isdigit() for p in os.listdir('/proc')))",
         "print('secret seen:', os.environ.get('COURSE_TEST_SECRET'))",
         "subprocess.Popen(['sleep', '3333.25'], start_new_session=True)\n"
@@ -72,23 +79,29 @@ def hostile_run(root, tmp_path_factory):
             notebook(*cells), grading.Settings(cell_timeout=30, notebook_timeout=120, hide=(root,)))
     finally:
         listener.close()
+        unix_listener.close()
+        service.unlink()
         del os.environ["COURSE_TEST_SECRET"]
     return status, detail, executed, host, package, home
 
 
+@needs_bwrap
 def test_a_confined_notebook_runs_and_writes_only_its_scratch(hostile_run):
     status, detail, executed, *_ = hostile_run
     assert status == "graded", detail
     assert "write scratch: done" in printed(executed)
 
 
+@needs_bwrap
 @pytest.mark.parametrize("attack", ["read solutions", "read git history", "rewrite the course", "write home",
-                                    "write host tmp", "reach the host", "reach the internet"])
+                                    "write host tmp", "reach the host", "reach the internet",
+                                    "reach a host service's socket"])
 def test_each_attack_is_refused(hostile_run, attack):
     text = printed(hostile_run[2])
     assert f"{attack}: refused" in text, text
 
 
+@needs_bwrap
 def test_nothing_was_planted_on_the_host(hostile_run, root):
     _, _, _, host, package, home = hostile_run
     assert not (host / "planted").exists()
@@ -96,6 +109,7 @@ def test_nothing_was_planted_on_the_host(hostile_run, root):
     assert "# planted" not in (package / "checks.py").read_text()
 
 
+@needs_bwrap
 def test_the_notebook_sees_only_its_own_processes_and_no_instructor_variables(hostile_run):
     text = printed(hostile_run[2])
     seen = int(text.split("processes seen:")[1].split()[0])
@@ -103,6 +117,7 @@ def test_the_notebook_sees_only_its_own_processes_and_no_instructor_variables(ho
     assert "secret seen: None" in text
 
 
+@needs_bwrap
 def test_nothing_it_started_outlives_it(hostile_run):
     time.sleep(1)
     left = [p.info["cmdline"] for p in psutil.process_iter(["cmdline"])
@@ -111,6 +126,7 @@ def test_nothing_it_started_outlives_it(hostile_run):
     assert left == []
 
 
+@needs_bwrap
 def test_its_parent_is_out_of_reach():
     """The kernel's parent is the namespace's init, which ignores the signal: the grader (the judge) lives on."""
     status, detail, executed = grading.run_notebook(
@@ -143,3 +159,12 @@ def test_the_private_tmp_is_mounted_before_what_is_shown_again(tmp_path):
     private_tmp = pairs.index(("--tmpfs", "/tmp"))
     shown = [k for k, (option, _) in enumerate(pairs) if option == "--ro-bind"][1:]  # after "--ro-bind / /"
     assert shown and private_tmp < min(shown)
+
+
+def test_the_hosts_temporary_folder_is_hidden_wherever_tmpdir_points(tmp_path, monkeypatch):
+    """The grader's scratch folders (other submissions', the graded notebook with its hidden tests) live there."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(elsewhere))
+    line = sandbox.command(["true"], tmp_path, hide=[])
+    assert ("--tmpfs", str(elsewhere)) in list(zip(line, line[1:]))
