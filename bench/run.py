@@ -231,13 +231,18 @@ def sweep(chapter: str, prefix: str, units: dict, seeds=None, worst=None, parame
         if per_seed:
             numbers = np.array(list(per_seed.values()), float)
             pick = worst.get(name, "max" if unit == "s" else "min")
-            records += [record(f"{name}.worst_seed", round(float(getattr(numbers, pick)()), 4), unit, "cpu"),
-                        record(f"{name}.mean", round(float(numbers.mean()), 4), unit, "cpu"),
-                        record(f"{name}.spread", round(float(numbers.max() - numbers.min()), 4), unit, "cpu")]
+            records += [record(f"{name}.worst_seed", significant(getattr(numbers, pick)()), unit, "cpu"),
+                        record(f"{name}.mean", significant(numbers.mean()), unit, "cpu"),
+                        record(f"{name}.spread", significant(numbers.max() - numbers.min()), unit, "cpu")]
     rerun_ok = set(seeds) - set(failed)
     failed = sorted(set(failed) | {s for s in earlier.get(f"{prefix}.chapter.failed_seeds", []) if s not in rerun_ok})
     records.append(record(f"{prefix}.chapter.failed_seeds", failed, "seeds", "cpu"))
     return records
+
+
+def significant(value, digits: int = 6) -> float:
+    """``value`` rounded to ``digits`` significant digits: a gradient check's 2.4e-11 stays 2.4e-11, not 0.0."""
+    return float(f"{float(value):.{digits}g}")
 
 
 def merge(new_records, path=None):

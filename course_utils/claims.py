@@ -7,6 +7,13 @@ and 0.95"); if a run leaves it, the cell raises :class:`ClaimError`, the
 chapter's execution fails and so does the book build: the text can never say
 one thing while the page shows another. The prose describes the ``cpu``
 profile, the book's; at other profiles the values are only recorded.
+An exact fact the text prints rounded ("3.7 M parameters") is checked with
+:func:`expect_rounded` instead of a range.
+
+Where a paragraph also quotes the range the benchmark measured over its five
+run seeds ("over five run seeds, 0.82 to 0.91"), the same hidden cell declares
+it with :func:`quoted_from_bench`; the tests compare it with the per-seed
+records in ``bench/results.json``, so that the quote cannot go stale.
 
 Recorded values are stored in the executed notebook as MyST-NB "glue" outputs
 (a hidden ``display_data``), so the benchmarks read a chapter's own results
@@ -31,7 +38,7 @@ _RECORDED: set[str] = set()  # names recorded in this kernel
 
 
 class ClaimError(AssertionError):
-    """A value the prose states a range for came out of that range in this run."""
+    """A value came out of the range the prose states for it, or does not round to the number it prints."""
 
 
 def record(name: str, value) -> None:
@@ -69,17 +76,71 @@ def expect(name: str, value, low: float, high: float, profile=None) -> None:
     """
     value = _plain(value)
     record(name, value)
-    if profile is not None and getattr(profile, "name", profile) != TEXT_PROFILE:
-        return
-    if getattr(profile, "data_source", "scenes") != "scenes":
+    if not _describes_text(profile):
         return
     if not isinstance(value, (int, float)) or math.isnan(value) or not low <= value <= high:
-        message = (f"{name} = {value!r}, but the text says it lies between {low} and {high}: "
-                   f"fix the recipe, or re-measure and correct the text")
-        if os.environ.get(REPORT_ONLY) == "1":  # a benchmark run: note it and go on measuring
-            record(f"{FAILED_PREFIX}{name}", message)
-            return
-        raise ClaimError(message)
+        _fail(name, f"{name} = {value!r}, but the text says it lies between {low} and {high}: "
+                    f"fix the recipe, or re-measure and correct the text")
+
+
+def expect_rounded(name: str, value, stated: float, digits: int = 0, profile=None) -> None:
+    """Record ``value``, then fail unless ``round(value, digits) == stated``, the number as the text prints it.
+
+    For exact facts such as parameter counts, which a range would only blur: the
+    text says "3.7 M", the cell checks ``expect_rounded(name, conv / 1e6, 3.7, 1)``;
+    "94%" is ``(name, 100 * share, 94, 0)``. ``profile`` works as in :func:`expect`.
+    """
+    plain = _plain(value)
+    record(name, plain)
+    if not _describes_text(profile):
+        return
+    rounded = round(float(value), digits) if isinstance(plain, (int, float)) else None  # the unrounded value
+    if rounded is None or math.isnan(rounded) or rounded != stated:
+        _fail(name, f"{name} = {plain!r}, which rounds to {rounded}, but the text says {stated}: "
+                    f"fix the code, or correct the text")
+
+
+def quoted_from_bench(name, low: float, high: float, scale: float = 1, minus: str | None = None) -> None:
+    """Declare that the paragraph above quotes the benchmark's five-seed range ``low`` to ``high`` of record ``name``.
+
+    It does nothing at run time but check its arguments: ``tests/test_claims.py``
+    reads the declarations from the chapter's source and checks the quote against
+    ``<name>.seed0`` .. ``<name>.seed4`` in ``bench/results.json``. Write the bounds
+    as the text writes them (``0.80``, not ``0.8``): their last digit is the
+    precision the quote must be true to.
+
+    * ``scale`` multiplies the recorded values: 100 when the text gives a
+      fraction in percent or in points ("2.5 to 3.8 points").
+    * ``name`` may be a list of records when one range covers all of them
+      ("at every number of labels").
+    * ``minus`` names a record subtracted seed by seed, for a quoted difference
+      between two recorded values.
+    """
+    names = [name] if isinstance(name, str) else list(name) if isinstance(name, (list, tuple)) else None
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"name must be a record name or a list of them, not {name!r}")
+    numbers = (low, high, scale)
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in numbers):
+        raise ValueError(f"low, high and scale must be finite numbers, not {numbers!r}")
+    if low > high or scale <= 0:
+        raise ValueError(f"the range must have low <= high and a positive scale, not {low}..{high} at {scale}")
+    if minus is not None and not (isinstance(minus, str) and minus):
+        raise ValueError(f"minus must be a record name, not {minus!r}")
+
+
+def _describes_text(profile) -> bool:
+    """Whether a run at ``profile`` is the one the prose describes: profile ``cpu`` on the synthetic scenes."""
+    if profile is not None and getattr(profile, "name", profile) != TEXT_PROFILE:
+        return False
+    return getattr(profile, "data_source", "scenes") == "scenes"
+
+
+def _fail(name: str, message: str) -> None:
+    """Raise :class:`ClaimError`, or in a benchmark run (:data:`REPORT_ONLY`) record the message and go on."""
+    if os.environ.get(REPORT_ONLY) == "1":  # a benchmark run: note it and go on measuring
+        record(f"{FAILED_PREFIX}{name}", message)
+        return
+    raise ClaimError(message)
 
 
 def read_records(notebook) -> dict:

@@ -1,6 +1,10 @@
 """Prose checked against outputs: course_utils.claims, and every chapter's claims stated in its text."""
 
+import ast
+import inspect
+import json
 import re
+from decimal import Decimal
 
 import pytest
 
@@ -49,6 +53,27 @@ def test_values_are_stored_as_plain_rounded_numbers():
     assert claims._plain(tf.constant(0.25)) == 0.25
 
 
+def test_expect_rounded_passes_the_number_as_printed_and_names_the_claim_otherwise():
+    claims.expect_rounded("x", 3747200 / 1e6, 3.7, 1)
+    claims.expect_rounded("x", 93.99, 94, 0)
+    with pytest.raises(claims.ClaimError, match=r"week9\.params = 3\.76, which rounds to 3\.8, but the text says 3\.7"):
+        claims.expect_rounded("week9.params", 3.76, 3.7, 1)
+    with pytest.raises(claims.ClaimError):
+        claims.expect_rounded("x", float("nan"), 3.7, 1)
+    from course_utils.config import Profile
+
+    claims.expect_rounded("x", 3.76, 3.7, 1, profile=Profile("smoke"))  # only recorded
+
+
+def test_a_benchmark_quote_declaration_checks_its_arguments():
+    claims.quoted_from_bench("week9.map", 0.82, 0.91)
+    claims.quoted_from_bench(["week9.a", "week9.b"], 2.5, 3.8, scale=100, minus="week9.c")
+    for bad in [dict(name="", low=0, high=1), dict(name="x", low=1, high=0), dict(name="x", low=0, high=1, scale=0),
+                dict(name="x", low="0", high=1), dict(name=["x", 3], low=0, high=1), dict(name="x", low=0, high=1, minus="")]:
+        with pytest.raises(ValueError):
+            claims.quoted_from_bench(**bad)
+
+
 def chapter_expectations(path):
     """``(name, low, high, text of the markdown cell just before)`` for each claims.expect in a chapter."""
     notebook = read_source(path)
@@ -72,6 +97,121 @@ def test_every_checked_range_is_the_one_the_text_states(root, chapter):
             as_percent = f"{float(bound) * 100:g}%"  # 0.75 may be written 75%
             assert bound in plain or as_percent in plain, (
                 f"{chapter}: {name} is checked against {low}..{high}, but the text before says:\n{text}")
+
+
+def chapter_calls(path, function):
+    """``(arguments, text of the markdown cell just before, tags)`` for each ``claims.<function>(...)`` in a chapter.
+
+    ``arguments`` maps the function's parameter names to their source text, as
+    written in the call: a bound's digits are the precision it states.
+    """
+    parameters = list(inspect.signature(getattr(claims, function)).parameters)
+    found, markdown = [], ""
+    for cell in read_source(path).cells:
+        if cell.cell_type == "markdown":
+            markdown = cell.source
+        elif f"claims.{function}(" in cell.source:
+            for node in ast.walk(ast.parse(cell.source)):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == function
+                        and getattr(node.func.value, "id", None) == "claims"):
+                    written = dict(zip(parameters, node.args)) | {k.arg: k.value for k in node.keywords}
+                    arguments = {k: ast.get_source_segment(cell.source, v) for k, v in written.items()}
+                    found.append((arguments, markdown, cell.metadata.get("tags", [])))
+    return found
+
+
+def in_text(number: str, text: str) -> bool:
+    """Whether ``number``, as written in code (``25_088`` for "25,088"), stands in ``text`` as a number of its own."""
+    written = re.escape(number.replace("_", ","))
+    return re.search(rf"(?<![\d.,]){written}(?!\.?\d|,\d)", text.replace("\u2013", "-")) is not None
+
+
+@pytest.mark.parametrize("chapter", ["week1_cnn_basics", "week2_recognition", "week3_detection",
+                                     "week4_segmentation", "week5_metric_learning"])
+def test_every_rounded_claim_is_the_number_the_text_prints(root, chapter):
+    for arguments, text, tags in chapter_calls(root / "book" / f"{chapter}.py", "expect_rounded"):
+        name, stated = arguments["name"], arguments["stated"]
+        assert "remove-cell" in tags, f"{chapter}: the check of {name} should be hidden (tag remove-cell)"
+        assert in_text(stated, text), f"{chapter}: {name} is checked to print as {stated}, but the text before says:\n{text}"
+
+
+BENCH_SEEDS = range(5)  # bench/run.py sweeps every chapter at run seeds 0-4
+
+
+def bench_records(root) -> dict:
+    return {r["name"]: r["value"] for r in json.loads((root / "bench" / "results.json").read_text())}
+
+
+def quote_problems(chapter, arguments, text, tags, records) -> list[str]:
+    """What is wrong with one ``claims.quoted_from_bench`` declaration (``arguments`` as written), given the bench records.
+
+    The quote must stand in the paragraph before (as written), in a hidden cell,
+    and match the five seeds: cover each seed's value within half a unit of the
+    last digit written, and reach no further than one unit beyond the measured
+    minimum and maximum (a loose quote is as stale as a wrong one).
+    """
+    names = ast.literal_eval(arguments["name"])
+    names = [names] if isinstance(names, str) else names
+    minus = ast.literal_eval(arguments.get("minus", "None"))
+    scale = ast.literal_eval(arguments.get("scale", "1"))
+    low_text, high_text = arguments["low"], arguments["high"]
+    what = " and ".join(names) + (f" minus {minus}" if minus else "") + (f" (x {scale})" if scale != 1 else "")
+    quote = f"{chapter}: the text quotes {low_text} to {high_text} for {what}"
+    problems = []
+    if "remove-cell" not in tags:
+        problems.append(f"{quote}; its declaration should be hidden (tag remove-cell)")
+    for bound in (low_text, high_text):
+        if not in_text(bound, text):
+            problems.append(f"{quote}, but {bound} is not in the paragraph before:\n{text}")
+    needed = [f"{n}.seed{s}" for n in names + ([minus] if minus else []) for s in BENCH_SEEDS]
+    missing = [key for key in needed if key not in records]
+    if missing:
+        return problems + [f"{quote}, but bench/results.json has no {', '.join(missing)}"]
+    values = [scale * (records[f"{n}.seed{s}"] - (records[f"{minus}.seed{s}"] if minus else 0))
+              for n in names for s in BENCH_SEEDS]
+    low, high, smallest, largest = float(low_text), float(high_text), min(values), max(values)
+    unit_low, unit_high = (10.0 ** Decimal(b.replace("_", "")).as_tuple().exponent for b in (low_text, high_text))
+    tolerance = 1e-9 * max(1.0, abs(smallest), abs(largest))  # floating-point noise only
+    fits = (low - unit_low / 2 - tolerance <= smallest and largest <= high + unit_high / 2 + tolerance
+            and low >= smallest - unit_low - tolerance and high <= largest + unit_high + tolerance)
+    if not fits:
+        measured = ", ".join(f"{v:.4g}" for v in values)
+        problems.append(f"{quote}, but the benchmark's seeds measured {measured} (min {smallest:.4g}, max {largest:.4g}): "
+                        f"correct the text to the measured range")
+    return problems
+
+
+@pytest.mark.parametrize("chapter", ["week1_cnn_basics", "week2_recognition", "week3_detection",
+                                     "week4_segmentation", "week5_metric_learning"])
+def test_every_quoted_benchmark_range_is_the_one_the_benchmark_measured(root, chapter):
+    """Each range a paragraph quotes from the five-seed benchmark agrees with the per-seed records it names."""
+    records = bench_records(root)
+    problems = [problem for arguments, text, tags in chapter_calls(root / "book" / f"{chapter}.py", "quoted_from_bench")
+                for problem in quote_problems(chapter, arguments, text, tags, records)]
+    assert not problems, "\n".join(problems)
+
+
+def test_a_stale_benchmark_quote_fails_and_says_what_was_measured(tmp_path):
+    """The check can fail: a quote the seeds no longer support, too loose, or missing from the text, is reported."""
+    chapter = tmp_path / "claims.py"
+    chapter.write_text('# %% [markdown]\n# Over five seeds it reached 0.82 to 0.91, and 2.5 to 3.8 points more.\n\n'
+                       '# %% tags=["remove-cell"]\nclaims.quoted_from_bench("week9.acc", 0.82, 0.91)\n'
+                       'claims.quoted_from_bench("week9.acc", 2.5, 3.8, scale=100, minus="week9.base")\n')
+    measured = [0.908333, 0.841667, 0.878333, 0.821667, 0.88]
+    records = {f"week9.acc.seed{s}": v for s, v in enumerate(measured)}
+    records |= {f"week9.base.seed{s}": v - d for s, (v, d) in enumerate(zip(measured, [0.0325, 0.025, 0.038, 0.03, 0.03]))}
+    declarations = chapter_calls(chapter, "quoted_from_bench")
+    assert [quote_problems("week9", *d, records) for d in declarations] == [[], []]
+
+    stale = dict(records, **{"week9.acc.seed3": 0.79})  # a seed now below the quote
+    [problem] = quote_problems("week9", *declarations[0], stale)
+    assert all(part in problem for part in ("week9:", "0.82 to 0.91", "week9.acc", "0.79", "0.9083"))
+    loose = {k: (v if k.startswith("week9.base") else 0.85) for k, v in records.items()}  # all seeds 0.85: 0.82 is loose
+    assert quote_problems("week9", *declarations[0], loose)
+    assert quote_problems("week9", *declarations[0], {})  # records missing
+    arguments, text, tags = declarations[0]
+    assert quote_problems("week9", arguments, text.replace("0.91", "0.92"), tags, records)  # not in the text
+    assert quote_problems("week9", arguments, text, [], records)  # not hidden
 
 
 def claim_chapter(value):
