@@ -425,7 +425,7 @@ class JudgeProcess:
     def __init__(self, memory_bytes: int):
         self.memory_bytes, self.jobs, self.retired = memory_bytes, 0, False
         self.folder = Path(tempfile.mkdtemp(prefix="grading-judge-"))
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"}
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg", judge.GRADER_PID: str(os.getpid())}
         with open(self.folder / "judge.log", "wb") as log:  # its own start-up; each job writes to the job's log
             self.process = subprocess.Popen([sys.executable, "-c", WORKER, str(memory_bytes)], cwd=self.folder,
                                             env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,

@@ -54,6 +54,8 @@ WIRE = ".grader"
 """The folder, inside the scratch folder, where the kernel leaves its replies."""
 MARKER = "COURSE_UTILS_GRADING_RUN"
 """The environment variable that marks every process started for one submission (the grader kills them by it)."""
+GRADER_PID = "COURSE_UTILS_GRADER_PID"
+"""The grader's process id, given to each judge it starts (see :func:`_die_with_grader`)."""
 KERNEL_VARIABLES = ("TF_CPP_MIN_LOG_LEVEL", "MPLBACKEND")
 """Environment variables of the grader that the confined kernel gets (besides the run's marker)."""
 
@@ -405,6 +407,7 @@ def main(argv: list[str]) -> int:
     each gets a fresh kernel and a fresh namespace for its checks, and Keras' state is cleared.
     """
     limit = int(argv[0])
+    _die_with_grader()
     try:
         import resource
 
@@ -433,6 +436,21 @@ def main(argv: list[str]) -> int:
         if retire:
             break
     return 0
+
+
+def _die_with_grader() -> None:
+    """Linux: have the kernel kill this judge when the grader's thread that started it ends (the grader killed
+    with SIGKILL, say), so that no judge grades on unseen; its confined kernel dies with it (bubblewrap's
+    ``--die-with-parent``)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return  # not Linux
+    if str(os.getppid()) != os.environ.get(GRADER_PID, str(os.getppid())):  # the grader died before we asked
+        os._exit(1)
 
 
 def _address_space() -> int:

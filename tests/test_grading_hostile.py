@@ -5,10 +5,12 @@ The exercise is made up here (no TensorFlow), so the run takes seconds; the week
 covers loops, huge outputs, broken files and an interrupted run on a real exercise.
 """
 
+import contextlib
 import csv
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 import nbformat
@@ -217,3 +219,75 @@ def test_the_saboteur_touched_nothing_outside_its_scratch_folder(graded):
     executed = nbformat.read(graded["out"] / "results" / f"{grading.result_key('saboteur.ipynb')}.ipynb", 4)
     printed = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
     assert "planted: []" in printed
+
+
+def test_a_grader_killed_mid_run_leaves_nothing_running_and_the_next_run_completes(root, tmp_path):
+    """SIGKILL gives the grader no chance to clean up: its judges and their kernels must die with it."""
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    if sandbox.unavailable() is not None:
+        pytest.skip("bubblewrap is not installed: unconfined kernels do not die with their judge")
+    course = tmp_path / "course"
+    (course / "solutions").mkdir(parents=True)
+    for name in ("_config.yml", "pyproject.toml"):
+        (course / name).write_bytes((root / name).read_bytes())
+    (course / "solutions" / "week9_exercise.py").write_text(SOLUTION)
+    folder, out = tmp_path / "submissions", tmp_path / "grades"
+    folder.mkdir()
+    (folder / "slow.ipynb").write_text(nbformat.writes(filled(course, ANSWER + "import time\ntime.sleep(30)\n")))
+    (folder / "quick.ipynb").write_text(nbformat.writes(filled(course, ANSWER)))
+    command = [sys.executable, "-m", "course_utils.grading", "9", str(folder), "--out", str(out), "--root", str(course),
+               "--profile", "smoke", "--timeout", "60"]
+    grader = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    deadline, started = time.monotonic() + 90, []
+    while time.monotonic() < deadline and not any("ipykernel" in " ".join(p.cmdline()) for p in started):
+        time.sleep(0.5)
+        with contextlib.suppress(psutil.Error):
+            started = psutil.Process(grader.pid).children(recursive=True)
+    assert started, "the grader started no kernel within 90 s"
+    grader.send_signal(signal.SIGKILL)
+    grader.wait()
+    gone, alive = psutil.wait_procs(started, timeout=10)
+    assert alive == [], [p.cmdline() for p in alive]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+    rows = gradebook(out)
+    assert {name: (row["double"], row["status"]) for name, row in rows.items()} == \
+        {"slow.ipynb": ("2", "graded"), "quick.ipynb": ("2", "graded")}
+
+
+def test_a_judge_dies_with_the_grader_that_started_it(tmp_path):
+    """judge._die_with_grader: the kernel kills the judge when its grader ends, whatever signal ended it."""
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    from course_utils import judge
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux's")
+    pid_file = tmp_path / "judge.pid"
+    stand_in_judge = ("import os, time; from course_utils import judge; judge._die_with_grader(); "
+                      f"open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)")
+    stand_in_grader = ("import os, subprocess, sys, time; "
+                       f"env = {{**os.environ, {judge.GRADER_PID!r}: str(os.getpid())}}; "
+                       f"subprocess.Popen([sys.executable, '-c', {stand_in_judge!r}], env=env, start_new_session=True); "
+                       "time.sleep(120)")
+    grader = subprocess.Popen([sys.executable, "-c", stand_in_grader])
+    try:
+        for _ in range(300):
+            if pid_file.exists() and pid_file.read_text():
+                break
+            time.sleep(0.1)
+        judge_process = psutil.Process(int(pid_file.read_text()))
+    finally:
+        grader.send_signal(signal.SIGKILL)
+        grader.wait()
+    gone, alive = psutil.wait_procs([judge_process], timeout=10)
+    assert alive == [], "the judge outlived its grader"
