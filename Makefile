@@ -32,7 +32,7 @@ sandbox:
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[cpu,book,test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[cpu,book,test,instructor]'
 	touch $@
 
 book: env

@@ -386,18 +386,16 @@ _running_lock = threading.Lock()
 
 
 def _kill_marked(marker: str) -> None:
-    """Kill every process started for one submission (found by an environment marker; Linux /proc)."""
-    needle = marker.encode() + b"\0"
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return
-    for entry in proc.iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                if needle in (entry / "environ").read_bytes():
-                    os.kill(int(entry.name), signal.SIGKILL)
-            except (OSError, ValueError):
-                pass
+    """Kill every process started for one submission (found by the environment marker its judge gave it)."""
+    import psutil
+
+    needle = marker.partition("=")
+    for process in psutil.process_iter():
+        if process.pid == os.getpid():
+            continue
+        with contextlib.suppress(psutil.Error):
+            if process.environ().get(needle[0]) == needle[2]:
+                process.kill()
 
 
 @dataclass

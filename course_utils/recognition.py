@@ -556,11 +556,13 @@ def class_weights(labels, num_classes: int | None = None) -> dict[int, float]:
     k = int(num_classes) if num_classes is not None else int(labels.max()) + 1
     if labels.max() >= k:
         raise ValueError(f"label {labels.max()} is out of range for num_classes={k}")
-    counts = np.bincount(labels, minlength=k)
-    missing = np.flatnonzero(counts == 0)
+    missing = np.setdiff1d(np.arange(k), labels)
     if missing.size:
         raise ValueError(f"class(es) {missing.tolist()} have no examples: cannot weight them")
-    return {i: float(labels.size / (k * counts[i])) for i in range(k)}
+    from sklearn.utils.class_weight import compute_class_weight  # the "balanced" weights: n / (K * n_k)
+
+    weights = compute_class_weight("balanced", classes=np.arange(k), y=labels)
+    return {i: float(w) for i, w in enumerate(weights)}
 
 
 # ------------------------------------------------------------------------------------- data
@@ -1017,8 +1019,6 @@ def transfer_learning_curve(x_pool, y_pool, x_test, y_test, num_classes: int, pe
     features}``. A run's seconds include tracing the first time a model is trained.
     """
     import time
-
-    import tensorflow as tf
 
     from course_utils import config
 

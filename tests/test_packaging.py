@@ -8,7 +8,7 @@ import yaml
 def test_environment_yml_has_the_same_dependencies_as_pyproject(root):
     project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
     wanted = set(project["dependencies"])
-    for extra in ("cpu", "book", "test"):
+    for extra in ("cpu", "book", "test", "instructor"):
         wanted |= set(project["optional-dependencies"][extra])
     environment = yaml.safe_load((root / "environment.yml").read_text())
     pip = next(d["pip"] for d in environment["dependencies"] if isinstance(d, dict))

@@ -305,3 +305,21 @@ def test_figures_draw():
     assert np.abs(colours[0] - colours[1]).sum() > 1.0
     assert min(np.abs(c - k).sum() for c in colours for k in seg.MASK_COLOURS[1:]) > 0.3
     assert "mean" in seg.iou_table({"model": np.array([0.5, np.nan])}, ["a", "b"])
+
+
+def test_iou_metrics_agree_with_keras_own():
+    """MeanIoU and ClassIoU give what keras.metrics.MeanIoU and keras.metrics.IoU give on the same batches."""
+    rng = np.random.default_rng(3)
+    ours, theirs = seg.MeanIoU(4), keras.metrics.MeanIoU(4, sparse_y_pred=False)
+    ours_class = [seg.ClassIoU(4, k) for k in range(4)]
+    theirs_class = [keras.metrics.IoU(4, target_class_ids=[k], sparse_y_pred=False) for k in range(4)]
+    for _ in range(3):  # accumulated over batches, with class 3 never present
+        truth = rng.integers(0, 3, (2, 8, 8))
+        scores = rng.random((2, 8, 8, 4)).astype("float32")
+        scores[..., 3] = 0
+        for metric in [ours, theirs, *ours_class, *theirs_class]:
+            metric.update_state(truth, scores)
+    assert float(ours.result()) == pytest.approx(float(theirs.result()), abs=1e-6)
+    for k in range(3):
+        assert float(ours_class[k].result()) == pytest.approx(float(theirs_class[k].result()), abs=1e-6)
+    assert np.isnan(float(ours_class[3].result()))  # Keras says 0 for a class that never appeared
