@@ -21,6 +21,7 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import shutil
 import subprocess
@@ -189,13 +190,32 @@ def published_notebooks(root: Path) -> dict[Path, nbformat.NotebookNode]:
     return notebooks
 
 
+def source_of(ipynb: Path) -> Path:
+    """The source a published notebook is generated from: ``book/X.py`` or ``solutions/X.py``."""
+    return (Path("book") if ipynb.parts[0] == "book" else Path("solutions")) / ipynb.with_suffix(".py").name
+
+
+def _marked_generated(notebook: nbformat.NotebookNode, source: Path) -> nbformat.NotebookNode:
+    """``notebook`` opening with a note, hidden when rendered, that it is generated from ``source``."""
+    notebook = copy.deepcopy(notebook)
+    note = f"<!-- Generated from {source.as_posix()} by `make sync`: edit that file, not this one. -->"
+    first = notebook.cells[0] if notebook.cells else None
+    if first is not None and first.cell_type == "markdown":
+        first.source = f"{note}\n{first.source}"
+    else:
+        notebook.cells.insert(0, nbformat.v4.new_markdown_cell(note))
+    return notebook
+
+
 def generated_files(root: Path) -> dict[Path, str]:
     """Every generated file (relative path -> text) computed from the sources."""
     files: dict[Path, str] = {}
     for ipynb, notebook in published_notebooks(root).items():
         if ipynb.parts[0] == "exercises":
-            files[ipynb.with_suffix(".py")] = jupytext.writes(notebook, fmt=SOURCE_FORMAT)
-        files[ipynb] = nbformat.writes(colab_notebook(notebook, root, ipynb.as_posix())) + "\n"
+            files[ipynb.with_suffix(".py")] = jupytext.writes(_marked_generated(notebook, source_of(ipynb)),
+                                                              fmt=SOURCE_FORMAT)
+        colab = colab_notebook(notebook, root, ipynb.as_posix())
+        files[ipynb] = nbformat.writes(_marked_generated(colab, source_of(ipynb))) + "\n"
     return files
 
 

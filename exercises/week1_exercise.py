@@ -13,6 +13,7 @@
 # ---
 
 # %% [markdown]
+# <!-- Generated from solutions/week1_exercise.py by `make sync`: edit that file, not this one. -->
 # # Exercise, week 1: CNN basics
 #
 # Fill in every cell that says `raise NotImplementedError(...)`, then run the

@@ -13,6 +13,7 @@
 # ---
 
 # %% [markdown]
+# <!-- Generated from solutions/week2_exercise.py by `make sync`: edit that file, not this one. -->
 # # Exercise, week 2: image recognition with MobileNetV2
 #
 # Fill in every cell that says `raise NotImplementedError(...)`, then run the

@@ -13,6 +13,7 @@
 # ---
 
 # %% [markdown]
+# <!-- Generated from solutions/week3_exercise.py by `make sync`: edit that file, not this one. -->
 # # Exercise, week 3: object detection
 #
 # Fill in every cell that says `raise NotImplementedError(...)`, then run the

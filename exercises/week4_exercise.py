@@ -13,6 +13,7 @@
 # ---
 
 # %% [markdown]
+# <!-- Generated from solutions/week4_exercise.py by `make sync`: edit that file, not this one. -->
 # # Exercise, week 4: image segmentation with U-Net
 #
 # Fill in every cell that says `raise NotImplementedError(...)`, then run the

@@ -13,6 +13,7 @@
 # ---
 
 # %% [markdown]
+# <!-- Generated from solutions/week5_exercise.py by `make sync`: edit that file, not this one. -->
 # # Exercise, week 5: metric learning and kNN
 #
 # Fill in every cell that says `raise NotImplementedError(...)`, then run the
