@@ -420,10 +420,12 @@ class JudgeProcess:
     time limit takes its judge down with it; the next one gets a fresh judge.
     """
 
-    def __init__(self, memory_bytes: int):
+    def __init__(self, memory_bytes: int, threads: int = 0):
         self.memory_bytes, self.jobs, self.retired = memory_bytes, 0, False
         self.folder = Path(tempfile.mkdtemp(prefix="grading-judge-"))
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg", judge.GRADER_PID: str(os.getpid())}
+        if threads:  # the judge and the kernels it starts share the cores with the other workers' (judge.THREADS)
+            env.update({name: str(threads) for name in judge.THREADS})
         with open(self.folder / "judge.log", "wb") as log:  # its own start-up; each job writes to the job's log
             self.process = subprocess.Popen([sys.executable, "-c", WORKER, str(memory_bytes)], cwd=self.folder,
                                             env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
@@ -467,8 +469,10 @@ class JudgeProcess:
 class Judges:
     """The judge processes of one grading run: one per thread that grades, each kept across its submissions."""
 
-    def __init__(self):
+    def __init__(self, threads: int = 0):
+        """``threads``: computation threads of each judge and its kernels (0: TensorFlow's default, every core)."""
         self._local, self._all, self._lock = threading.local(), [], threading.Lock()
+        self.threads = threads
 
     def take(self, memory_bytes: int) -> JudgeProcess:
         """This thread's judge, or a fresh one if it has none that can take another submission."""
@@ -476,7 +480,7 @@ class Judges:
         if current is None or not current.usable(memory_bytes):
             if current is not None:
                 self.drop(current)
-            current = self._local.judge = JudgeProcess(memory_bytes)
+            current = self._local.judge = JudgeProcess(memory_bytes, self.threads)
             with self._lock:
                 self._all.append(current)
         return current
@@ -750,7 +754,8 @@ def grade(week_name: str, submissions: Path, out: Path, *, root: Path | None = N
     bar = tqdm(total=len(files), initial=len(files) - len(todo), desc=f"grading {week.name}", unit="notebook",
                disable=not progress)
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers))  # each thread drives one judge process
-    judges = Judges()
+    # Each worker gets its share of the cores: threads of several workers fighting over every core are slower.
+    judges = Judges(threads=max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0)
     try:
         futures = {pool.submit(grade_file, week, path, settings, judges): path for path in todo}
         for future in concurrent.futures.as_completed(futures):

@@ -56,7 +56,10 @@ MARKER = "COURSE_UTILS_GRADING_RUN"
 """The environment variable that marks every process started for one submission (the grader kills them by it)."""
 GRADER_PID = "COURSE_UTILS_GRADER_PID"
 """The grader's process id, given to each judge it starts (see :func:`_die_with_grader`)."""
-KERNEL_VARIABLES = ("TF_CPP_MIN_LOG_LEVEL", "MPLBACKEND")
+THREADS = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
+"""Environment variables that cap the computation threads of TensorFlow and OpenMP (set when several workers
+share the machine's cores)."""
+KERNEL_VARIABLES = ("TF_CPP_MIN_LOG_LEVEL", "MPLBACKEND", *THREADS)
 """Environment variables of the grader that the confined kernel gets (besides the run's marker)."""
 
 

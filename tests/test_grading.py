@@ -424,6 +424,19 @@ def test_a_notebook_over_its_limit_is_stopped_with_its_processes(tmp_path):
     assert not alive(int(pid_file.read_text())), "the kernel was left running"
 
 
+def test_workers_share_the_cores():
+    """With several workers, each judge's kernel gets its share of the cores for TensorFlow's and OpenMP's threads."""
+    judges = grading.Judges(threads=1)
+    try:
+        status, _, executed = grading.run_notebook(
+            tiny("import os\nprint('threads', os.environ.get('TF_NUM_INTRAOP_THREADS'), os.environ.get('OMP_NUM_THREADS'))"),
+            grading.Settings(cell_timeout=30, notebook_timeout=60, isolate=SETTINGS.isolate), judges)
+    finally:
+        judges.close()
+    assert status == "graded"
+    assert "threads 1 1" in outputs_text(executed)
+
+
 def test_one_judge_grades_submissions_in_turn_and_one_stopped_is_replaced():
     """Unconfined, the kernel's parent is the judge: the same one for consecutive submissions, a fresh one after a
     submission ran past its notebook's limit (which takes its judge down with it)."""
