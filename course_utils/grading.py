@@ -389,12 +389,12 @@ def _kill_marked(marker: str) -> None:
     """Kill every process started for one submission (found by the environment marker its judge gave it)."""
     import psutil
 
-    needle = marker.partition("=")
+    name, _, value = marker.partition("=")
     for process in psutil.process_iter():
         if process.pid == os.getpid():
             continue
         with contextlib.suppress(psutil.Error):
-            if process.environ().get(needle[0]) == needle[2]:
+            if process.environ().get(name) == value:
                 process.kill()
 
 

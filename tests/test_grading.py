@@ -424,6 +424,29 @@ def test_a_notebook_over_its_limit_is_stopped_with_its_processes(tmp_path):
     assert not alive(int(pid_file.read_text())), "the kernel was left running"
 
 
+def test_a_file_the_grader_fails_on_is_listed_and_the_run_goes_on(root, tmp_path, monkeypatch):
+    """A bug of the grader's on one file (here a planted one) costs that file a status 'error', not the run."""
+    real = grading.grade_file
+
+    def flaky(week, path, settings, judges=None):
+        if path.name == "unlucky.ipynb":
+            raise RuntimeError("planted")
+        return real(week, path, settings, judges)
+
+    monkeypatch.setattr(grading, "grade_file", flaky)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "unlucky.ipynb").write_text("{}")
+    (folder / "unreadable.ipynb").write_text("not a notebook")
+    grading.grade(WEEK, folder, tmp_path / "out", root=root, progress=False,
+                  settings=grading.Settings(profile="smoke", isolate=False))
+    with open(tmp_path / "out" / "gradebook.csv", newline="", encoding="utf-8") as handle:
+        rows = {row["file"]: row for row in csv.DictReader(handle)}
+    assert (rows["unlucky.ipynb"]["status"], rows["unlucky.ipynb"]["total"]) == ("error", "0")
+    assert rows["unreadable.ipynb"]["status"] == "invalid"
+    assert "RuntimeError: planted" in (tmp_path / "out" / "feedback" / "unlucky.md").read_text()
+
+
 def test_workers_share_the_cores():
     """With several workers, each judge's kernel gets its share of the cores for TensorFlow's and OpenMP's threads."""
     judges = grading.Judges(threads=1)
