@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import jupytext
+import pytest
 import nbformat
 
 from course_utils import build
@@ -62,3 +63,35 @@ def test_a_generated_notebook_shows_no_tensorflow_start_up_notices(root, tmp_pat
     text = executed_text(build.colab_notebook(chapter, root, "book/x.ipynb"), tmp_path)
     assert "tf.Tensor(6" in text
     assert "oneDNN" not in text and "cpu_feature_guard" not in text and "absl::InitializeLog" not in text, text
+
+
+FAULTS_PER_STEP = """
+import resource, sys
+from course_utils import config, metric_learning as ml
+if sys.argv[1] == "fixed":
+    assert config.keep_freed_memory(), "not glibc"
+else:  # TensorFlow's own mallopt call, as the first fit on a PyDataset makes it
+    import tensorflow as tf
+    list(tf.data.Dataset.from_generator(lambda: iter([0]), output_signature=tf.TensorSpec((), tf.int32)))
+split = ml.scenes_few_labels(size=32, per_class=8, test_per_class=1, held_out="diamond", seed=0)
+batches = ml.BalancedBatches(split.x_labelled, split.y_labelled, per_class=16, steps=5, seed=0)
+model = ml.embedding_model((32, 32, 3))
+ml.fit_embedding(model, batches, ml.SimilaritySoftmaxLoss(0.1), 1)  # traces the training step
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+ml.fit_embedding(model, batches, ml.SimilaritySoftmaxLoss(0.1), 2)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator only")
+def test_training_steps_reuse_freed_memory_instead_of_faulting_it_in_again():
+    """After TensorFlow's generator op freezes glibc's mmap threshold, each step of week 5's embedding faulted in
+    ~47,000 fresh pages (half its time); setup's keep_freed_memory undoes that."""
+    faults = {}
+    for state in ("as TensorFlow leaves it", "fixed"):
+        out = subprocess.run([sys.executable, "-c", FAULTS_PER_STEP, state], capture_output=True, text=True,
+                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        assert out.returncode == 0, out.stderr[-2000:]
+        faults[state] = float(out.stdout.split()[-1])
+    assert faults["as TensorFlow leaves it"] > 10_000, f"TensorFlow no longer freezes the threshold? {faults}"
+    assert faults["fixed"] < faults["as TensorFlow leaves it"] / 5, faults
