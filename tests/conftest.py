@@ -44,3 +44,11 @@ def built_book(tmp_path_factory) -> Path:
     build_dir = tmp_path_factory.mktemp("book")
     build_book(ROOT, "smoke", build_dir=build_dir, log=lambda message: None)
     return build_dir
+
+
+@pytest.fixture(scope="session", autouse=True)
+def training_reuses_freed_memory():
+    """What config.setup does in every notebook: without it, tests that fit on a PyDataset train 2-3x slower."""
+    from course_utils import config
+
+    config.keep_freed_memory()
