@@ -269,13 +269,21 @@ check_prediction(
 passed("predictions")
 
 # %% [markdown]
-# ## 3. LeNet-5
+# ## 3. LeNet-5 for 28×28 digits
 #
-# Write `build_lenet5()`: a Keras model for 32×32×1 inputs and 10 classes with,
-# in order, a 5×5 convolution with 6 filters (tanh), 2×2 average pooling, a 5×5
-# convolution with 16 filters (tanh), 2×2 average pooling, a flatten, dense
-# layers of 120 and 84 units (tanh) and a 10-way softmax. It must have exactly
-# 61,706 parameters.
+# LeNet-5 was designed for 32×32 inputs, larger than the 28×28 field that the
+# handwritten digits of its paper are centred in. Our digits here are 28×28.
+# Write `build_lenet5()`: a Keras model for 28×28×1 inputs and 10 classes with
+# LeNet-5's layers, in order: a 5×5 convolution with 6 filters (tanh), 2×2
+# average pooling, a 5×5 convolution with 16 filters (tanh), 2×2 average
+# pooling, a flatten, dense layers of 120 and 84 units (tanh) and a 10-way
+# softmax.
+#
+# **Your decision:** the dense layers must see the same 5×5×16 map as in the
+# original (section 2), so that the network keeps exactly LeNet-5's 61,706
+# parameters. Which of the two convolutions get `padding="same"`, and which keep
+# Keras' default, no padding? Work out the side of each map before you write
+# the code.
 
 
 # %%
@@ -290,14 +298,10 @@ check(
     isinstance(lenet, keras.Model),
     f"build_lenet5 must return a keras Model, got {type(lenet).__name__}",
 )
-check_equal(
-    lenet.count_params(),
-    61_706,
-    "number of parameters of LeNet-5",
-    mistakes={
-        "both convolutions have padding='same'; LeNet-5's use none, so the maps shrink (32 -> 28, 14 -> 10).": 136_586,
-        "the first convolution has padding='same'; LeNet-5 uses none.": 82_826,
-    },
+check_shape(
+    lenet.predict(np.zeros((2, 28, 28, 1)), verbose=0),
+    (2, 10),
+    "LeNet-5's predictions for 2 images of 28x28",
 )
 shapes = [
     tuple(layer.output.shape[1:])
@@ -309,17 +313,24 @@ check_equal(
     [(28, 28, 6), (10, 10, 16)],
     "output shapes of the two convolutions",
     mistakes={
-        "padding='same' keeps the size; LeNet-5's convolutions use no padding (Keras' default, 'valid').": [
-            (32, 32, 6),
-            (16, 16, 16),
-        ],
-        "the first convolution has padding='same'; LeNet-5 uses none.": [(32, 32, 6), (12, 12, 16)],
+        "without padding the maps end at 4x4, not 5x5 (28 -> 24, pooled 12 -> 8, pooled 4): pad the first "
+        "convolution, so that it gives 28x28 maps, as the original's did from 32x32 inputs.": [(24, 24, 6), (8, 8, 16)],
+        "with padding='same' on both the maps end at 7x7 (28, pooled 14, 14, pooled 7): the second convolution "
+        "must shrink 14 to 10, as in the original.": [(28, 28, 6), (14, 14, 16)],
+        "the padding is on the wrong convolution: padding the second gives 28 -> 24 -> 12 -> 12 -> 6. Pad the "
+        "first instead, so that 28 stays 28 and the rest is the original's 14 -> 10 -> 5.": [(24, 24, 6), (12, 12, 16)],
     },
 )
-check_shape(
-    lenet.predict(np.zeros((2, 32, 32, 1)), verbose=0),
-    (2, 10),
-    "LeNet-5's predictions for 2 images",
+check_equal(
+    lenet.count_params(),
+    61_706,
+    "number of parameters of LeNet-5",
+    mistakes={
+        "the dense layers see 4 x 4 x 16 = 256 numbers instead of 400: no convolution keeps its side.": 44_426,
+        "the dense layers see 7 x 7 x 16 = 784 numbers instead of 400: both convolutions keep their side.": 107_786,
+        "the dense layers see 6 x 6 x 16 = 576 numbers instead of 400: the padding is on the second "
+        "convolution, not the first.": 82_826,
+    },
 )
 passed("LeNet-5")
 
@@ -332,7 +343,7 @@ passed("LeNet-5")
 # handful of epochs of Adam is enough).
 
 # %%
-digits = data.load_digits(size=32, seed=0)
+digits = data.load_digits(size=28, seed=0)
 EPOCHS = profile.pick(smoke=15, cpu=30, gpu=30)
 
 # %%
