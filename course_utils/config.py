@@ -188,7 +188,7 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (mallo
 
 
 def keep_freed_memory() -> bool:
-    """Stop glibc from giving TensorFlow's freed buffers back to the kernel at every training step.
+    """Stop glibc from giving TensorFlow's freed buffers back to the operating system at every training step.
 
     The first time TensorFlow runs a ``tf.data`` generator (``model.fit`` makes one of every
     ``keras.utils.PyDataset``), it calls ``mallopt(M_TRIM_THRESHOLD, 128 KiB)``. That call also freezes glibc's
