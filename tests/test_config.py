@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 import jupytext
-import pytest
 import nbformat
+import pytest
 
 from course_utils import build
 
