@@ -73,7 +73,7 @@ def without_magics(source: str) -> str:
 
 
 def bound_names(source: str) -> set:
-    """Every name a cell binds anywhere (assignments, loops, definitions, imports, function arguments)."""
+    """Every name a cell binds anywhere (assignments, loops, definitions, imports, arguments, ``except ... as``)."""
     try:
         tree = ast.parse(without_magics(source))
     except SyntaxError:
@@ -86,6 +86,8 @@ def bound_names(source: str) -> set:
             names.add(node.name)
         elif isinstance(node, ast.arg):
             names.add(node.arg)
+        elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
+            names.add(node.name)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             names.update((a.asname or a.name).split(".")[0] for a in node.names)
     return names

@@ -49,26 +49,40 @@ profile = config.setup(PROFILE, seed=0)
 #
 # Write `build_frozen_classifier(num_classes, input_size, alpha, weights)`. It
 # returns a Keras model for `input_size` x `input_size` RGB images with values
-# in [0, 1] that
+# in [0, 1]. Three of its parts are set:
 #
-# * rescales the images to [-1, 1] (what MobileNetV2 expects);
-# * passes them through `keras.applications.MobileNetV2` without its top
-#   (`include_top=False`), with global average pooling (`pooling="avg"`), the
-#   given `alpha` and `weights`, and **frozen** (`base.trainable = False`;
-#   in Keras 3 a frozen BatchNormalization layer also runs in inference mode,
-#   using the statistics it learned on ImageNet);
-# * ends with a new head: dropout (0.2) and a dense softmax layer with
-#   `num_classes` outputs.
+# * it rescales the images to [-1, 1], the range MobileNetV2 was trained on
+#   (the scale and the offset are yours to work out);
+# * it passes them through `keras.applications.MobileNetV2` without its top
+#   (`include_top=False`), with the given `alpha` and `weights`, and **frozen**
+#   (`base.trainable = False`; in Keras 3 a frozen BatchNormalization layer
+#   also runs in inference mode, using the statistics it learned on ImageNet).
+#   Give the base the name `"base"` (`base.name = "base"`) so the checks can
+#   find it;
+# * its head has a dropout layer (rate 0.2) before its last layer, and the
+#   model ends with `num_classes` softmax probabilities.
 #
-# Give the base the name `"base"` (`base.name = "base"`) so the checks can find
-# it. The checks use `weights=None`, which works offline; on Colab you can try
+# **The head is your design decision.** Without its top, the base hands over a
+# feature map: 1,280 channels at each of h x w positions, where h and w grow
+# with the image (2 x 2 for 64-pixel images, 3 x 3 for 96). How the head turns
+# that map into class probabilities is up to you, under two requirements that
+# come from training it on a few hundred labelled images of any size:
+#
+# 1. its number of trainable parameters does not depend on `input_size`;
+# 2. it is the smallest head that still lets every class use every one of the
+#    1,280 channels.
+#
+# Layers worth comparing: `layers.Flatten`, `layers.GlobalAveragePooling2D`,
+# `layers.Dense` (or the base's own `pooling` argument). The checks use
+# `weights=None`, which works offline; on Colab you can try
 # `weights="imagenet"` with `input_size=96`.
 #
 # **Predict, then verify.** Before running the checks, predict how many
 # parameters of `build_frozen_classifier(5, input_size=64, alpha=0.35)` are
-# trainable, and store the number in `predicted_trainable` (in the next cell,
-# before you write the function). Hint: what does the pooled base hand to the
-# head, per image?
+# trainable with the head that meets both requirements, and store the number
+# in `predicted_trainable` (in the next cell, before you write the function).
+# Hint: what does your head hand to its last layer, per image, whatever the
+# image size?
 
 # %%
 # Your prediction: the trainable parameters of build_frozen_classifier(5, input_size=64, alpha=0.35).
@@ -83,8 +97,9 @@ check_prediction(
     predicted_trainable,
     features * 5 + 5,
     "trainable parameters of the frozen classifier",
-    f"The frozen base trains nothing, dropout has no parameters, and the dense head has one weight per pooled "
-    f"feature and class plus one bias per class: {features} x 5 + 5. MobileNetV2 ends with {features} channels "
+    f"The frozen base trains nothing, dropout has no parameters, pooling over the positions leaves one value per "
+    f"channel whatever the image size, and the dense layer has one weight per channel and class plus one bias per "
+    f"class: {features} x 5 + 5. MobileNetV2 ends with {features} channels "
     "whatever alpha <= 1 (alpha thins the layers before the last one).",
     mistakes={
         "you forgot the 5 biases of the dense layer.": features * 5,
@@ -92,6 +107,8 @@ check_prediction(
             lambda p: p in (448 * 5 + 5, 448 * 5)
         ),
         "the frozen base's weights do not train: only the new head does.": lambda p: p > 100_000,
+        "that is a dense layer on the flattened 2 x 2 x 1280 map, whose size grows with the image: requirement 1 "
+        "rules it out.": (lambda p: p in (2 * 2 * features * 5 + 5, 2 * 2 * features * 5)),
     },
 )
 passed("prediction")
@@ -108,10 +125,18 @@ check(isinstance(frozen, keras.Model), f"build_frozen_classifier must return a k
 check_shape(frozen.predict(np.zeros((2, 64, 64, 3), np.float32), verbose=0), (2, 5), "predictions for 2 images")
 base = frozen.get_layer("base")
 check(len(base.layers) > 100, "the layer named 'base' should be the MobileNetV2 model")
-check_equal(base.output.shape[-1], 1280, "features per image of the pooled base (is pooling='avg'?)")
+check_equal(base.output.shape[-1], 1280, "channels of the base's output")
+check(not base.trainable_weights, f"the base still trains ({len(base.trainable_weights)} trainable weight tensors): "
+                                  "set base.trainable = False after building it.")
 trainable = sum(int(np.prod(w.shape)) for w in frozen.trainable_weights)
-check_equal(trainable, 1280 * 5 + 5, "trainable parameters (only the new dense layer should train)",
-            mistakes={"the base still trains: set base.trainable = False after building it.": lambda n: n > 100_000,
+check_equal(trainable, 1280 * 5 + 5, "trainable parameters of the head at input_size=64",
+            mistakes={"you flattened the 2 x 2 x 1280 feature map: the head then has a weight per position, so its "
+                      "size grows with the image (3 x 3 x 1280 inputs at 96 pixels) and it has 4 times the weights "
+                      "to learn from the same labels. Pool over the positions instead (one value per channel).":
+                          2 * 2 * 1280 * 5 + 5,
+                      "your head has a hidden layer: a single dense layer on the pooled channels already lets every "
+                      "class use every channel, with far fewer weights to fit from a few hundred images.":
+                          lambda n: n > 1280 * 5 + 5 and n != 2 * 2 * 1280 * 5 + 5,
                       "the dense layer is missing or has no bias (use layers.Dense(num_classes, ...)).":
                           lambda n: n in (0, 1280 * 5)})
 probabilities = frozen.predict(np.random.default_rng(0).random((3, 64, 64, 3), np.float32), verbose=0)

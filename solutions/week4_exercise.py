@@ -173,14 +173,24 @@ for n, kernel, stride, padding in [(10, 4, 4, "valid"), (3, 7, 2, "same"), (6, 3
 #   `filters[0]`, `filters[1]` and `filters[2]` filters (8, 16 and 32 by
 #   default); keep each block's output for the skip connections;
 # * **bottleneck**: a block with `filters[3]` filters (64 by default);
-# * **decoder**: three levels, each a `Conv2DTranspose` with kernel 2, stride 2,
-#   `padding="same"` and `filters[2]`, `filters[1]`, then `filters[0]` filters,
-#   a `Concatenate` with the encoder output of the same size, then a block with
-#   that many filters;
+# * **decoder**: three levels, each a `Conv2DTranspose` with stride 2 and
+#   `filters[2]`, `filters[1]`, then `filters[0]` filters, a `Concatenate` with
+#   the encoder output of the same size, then a block with that many filters;
 # * **head**: a 1×1 convolution with `num_classes` filters and a softmax.
 #
-# With the default filters, for 32×32×3 inputs and 3 classes, it has exactly
-# 121,899 parameters.
+# **The up-sampling is your design decision**: choose the kernel size and the
+# padding of the transposed convolutions. Two requirements decide it:
+#
+# 1. the output is exactly twice the input, at every input size, or it cannot
+#    be concatenated with the encoder's map (your `transposed_output_size` of
+#    part 2 tells you which choices do that);
+# 2. every output pixel is reached by exactly one position of the kernel: no
+#    gaps (pixels that receive nothing but the bias) and no overlaps (where
+#    some pixels sum more kernel positions than their neighbours, an
+#    unevenness that shows as a checkerboard pattern in the maps).
+#
+# With the default filters, for 32×32×3 inputs and 3 classes, the right
+# choice gives exactly 121,899 parameters.
 
 # %%
 def build_unet(input_shape=(32, 32, 3), num_classes=3, filters=(8, 16, 32, 64)):
@@ -210,8 +220,21 @@ def build_unet(input_shape=(32, 32, 3), num_classes=3, filters=(8, 16, 32, 64)):
 
 # %%
 # CHECK u-net points=2
-unet_model = build_unet((32, 32, 3), 3)
+try:
+    unet_model = build_unet((32, 32, 3), 3)
+except Exception as error:  # a Concatenate of maps of different sizes fails while the model is built
+    raise AssertionError(f"build_unet((32, 32, 3), 3) failed: {error}. If the Concatenate layer complains about its "
+                         "input shapes, an up-sampling does not exactly double the size of its input: compute its "
+                         "output with transposed_output_size for your kernel, stride and padding.") from None
 check(isinstance(unet_model, keras.Model), f"build_unet must return a keras Model, got {type(unet_model).__name__}")
+for up in [layer for layer in unet_model.layers if isinstance(layer, layers.Conv2DTranspose)]:
+    kernel, stride = up.kernel_size[0], up.strides[0]
+    check(kernel >= stride, f"{up.name}: kernel {kernel} with stride {stride} leaves gaps: of every {stride} x {stride} "
+                            f"output pixels only {kernel * kernel} receive an input, the others only the bias. "
+                            "Requirement 2 needs every pixel reached.")
+    check(kernel == stride, f"{up.name}: kernel {kernel} with stride {stride} overlaps: neighbouring kernel positions "
+                            "share output pixels, so some pixels sum more of them than others. Requirement 2 needs "
+                            "exactly one position per pixel: a kernel as large as the stride.")
 check_equal(unet_model.count_params(), 121_899, "number of parameters of the U-Net",
             mistakes={"the convolutions followed by batch normalisation have biases: use_bias=False (the "
                       "normalisation's beta replaces them).": 121_899 + 2 * (8 + 16 + 32) * 2 + 2 * 64,

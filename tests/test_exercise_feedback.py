@@ -241,18 +241,35 @@ W2 = "week2_exercise"
     ("6400", ["you predicted 6400, the computed value is 6405", "you forgot the 5 biases"]),
     ("448 * 5 + 5", ["you predicted 2245", "does not thin MobileNetV2's last layer"]),
     ("2_300_000", ["only the new head does"]),
+    ("25_605", ["flattened 2 x 2 x 1280 map", "requirement 1 rules it out"]),
 ])
 def test_week2_prediction_mistakes_are_named(prediction, phrases):
     fails(W2, "prediction.1", run(W2, f"predicted_trainable = {prediction}"), *phrases)
 
 
 @pytest.mark.parametrize("old, new, phrases", [
-    ("    base.trainable = False\n", "", ["trainable parameters", "the base still trains"]),
+    ("    base.trainable = False\n", "", ["the base still trains"]),
+    ("layers.GlobalAveragePooling2D()(x)", "layers.Flatten()(x)",
+     ["expected 6405, got 25605", "you flattened the 2 x 2 x 1280 feature map"]),
+    ("layers.GlobalAveragePooling2D()(x)", "layers.Dense(64, activation='relu')(layers.GlobalAveragePooling2D()(x))",
+     ["expected 6405, got 82309", "your head has a hidden layer"]),
     ("layers.Rescaling(2.0, offset=-1.0)", "layers.Rescaling(1 / 127.5, offset=-1.0)", ["scale 1/127.5 is for images in [0, 255]"]),
     ("layers.Rescaling(2.0, offset=-1.0)", "layers.Rescaling(2.0)", ["x * 2 alone gives [0, 2]"]),
 ])
 def test_week2_frozen_classifier_mistakes_are_named(old, new, phrases):
     fails(W2, "frozen-base-with-a-new-head.1", run(W2, changed(W2, 2, old, new)), *phrases)
+
+
+@pytest.mark.parametrize("pooling", ["layers.GlobalAveragePooling2D()(x)", "layers.GlobalMaxPooling2D()(x)",
+                                     "layers.GlobalAveragePooling2D()(layers.Conv2D(num_classes, 1)(x))"])
+def test_week2_any_head_that_meets_the_requirements_is_accepted(pooling):
+    """The head is the student's decision: average or max pooling, or a 1x1 convolution pooled, all qualify."""
+    source = changed(W2, 2, "layers.GlobalAveragePooling2D()(x)", pooling)
+    if "Conv2D" in pooling:  # the 1x1 convolution is the classifier: the last layer is then softmax only
+        source = source.replace('outputs = layers.Dense(num_classes, activation="softmax")(x)',
+                                'outputs = layers.Softmax()(x)')
+    namespace = run(W2, source)
+    passes(W2, "frozen-base-with-a-new-head.1", namespace)
 
 
 def test_week2_batch_normalisation_left_trainable_is_named():
@@ -387,6 +404,25 @@ def test_week4_a_division_by_zero_is_named():
 ])
 def test_week4_transposed_size_mistakes_are_named(old, new, phrase):
     fails(W4, "transposed-convolution-sizes.1", run(W4, changed(W4, 2, old, new)), phrase)
+
+
+UP = 'layers.Conv2DTranspose(level, 2, strides=2, padding="same")'
+
+
+@pytest.mark.parametrize("new, phrases", [
+    ('layers.Conv2DTranspose(level, 3, strides=2, padding="same")', ["kernel 3 with stride 2 overlaps"]),
+    ('layers.Conv2DTranspose(level, 1, strides=2, padding="same")',
+     ["kernel 1 with stride 2 leaves gaps: of every 2 x 2 output pixels only 1 receive"]),
+    ('layers.Conv2DTranspose(level, 3, strides=2, padding="valid")',
+     ["build_unet((32, 32, 3), 3) failed", "does not exactly double the size", "transposed_output_size"]),
+])
+def test_week4_upsampling_decision_is_explained(new, phrases):
+    fails(W4, "u-net.1", run(W4, changed(W4, 3, UP, new)), *phrases)
+
+
+def test_week4_either_padding_of_a_2x2_upsampling_is_accepted():
+    """Kernel 2 and stride 2 double the size with 'valid' as with 'same': both meet the requirements."""
+    passes(W4, "u-net.1", run(W4, changed(W4, 3, UP, UP.replace('"same"', '"valid"'))))
 
 
 def test_week4_unet_biases_are_named():

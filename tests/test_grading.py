@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_utils import build, grading, sandbox
+from course_utils import build, grading, judge, sandbox
 
 WEEK = "week1_exercise"
 
@@ -351,6 +351,14 @@ def test_checks_keep_their_own_helpers_and_fetch_what_the_student_changed(root):
     assert checks["tta.2"].fetch == ("lenet", "tta_predict")
     assert checks["training.1"].fetch == ("lenet",)
     assert checks["lenet5.1"].in_kernel and not checks["gradient.1"].in_kernel
+
+
+def test_names_a_check_binds_itself_are_not_fetched(root):
+    """Week 4's U-Net check names the exception it catches and its loop variable: they are its own, not the
+    student's; what it fetches is the student's function and nothing else."""
+    checks = {c.id: c for c in grading.load_week(root, "4").checks}
+    assert checks["u-net.1"].fetch == ("build_unet",)
+    assert judge.free_names("try:\n    f()\nexcept ValueError as error:\n    print(error)\n") == {"f"}
 
 
 def test_cells_are_matched_whatever_their_order(root):
