@@ -58,13 +58,20 @@ def _throughput(size: int = 32, batch: int = 64, steps: int = 100, rounds: int =
 
 
 def bench_seeds():
-    """The chapter at profile cpu over five run seeds."""
+    """The chapter at profile cpu over five run seeds: every result its text quotes a range for."""
     transfer = {f"week2.transfer.{method}_{k}_per_class": "fraction"
                 for method in ("scratch", "frozen", "fine_tuned") for k in (10, 30, 100)}
-    return sweep(CHAPTER, "week2", {"week2.mobilenetv2_scratch.test_accuracy": "fraction",
+    points = {f"week2.{name}_points": "points" for name in (
+        "transfer.fine_tuning_lead_most_labels", "imbalance.balanced_accuracy_gain", "imbalance.accuracy_loss",
+        "augmentation.gain_in_model", "augmentation.gain_in_tf_data", "augmentation.placement_difference",
+        "tta.gain_without_augmentation", "tta.gain_with_augmentation")}
+    return sweep(CHAPTER, "week2", {"week2.small_cnn.test_accuracy": "fraction",
+                                    "week2.mobilenetv2_scratch.test_accuracy": "fraction",
                                     "week2.mobilenetv2_scratch.train_seconds": "s",
                                     "week2.transfer.frozen_all_labels": "fraction",
-                                    "week2.transfer.fine_tuned_all_labels": "fraction", **transfer})
+                                    "week2.transfer.fine_tuned_all_labels": "fraction", **transfer,
+                                    "week2.imbalance.accuracy_without_weights": "fraction",
+                                    "week2.imbalance.balanced_accuracy_without_weights": "fraction", **points})
 
 
 def bench_zero_init():
