@@ -1,7 +1,9 @@
 """Week 3 helpers of course_utils.detection: data, boxes, anchors, model, augmentation, loaders, mAP."""
 
 import json
+import re
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -232,6 +234,31 @@ def test_anchor_targets_follow_the_numpy_matching_and_scores_split_by_target(tin
     assert len(fig.axes) == 2
     with pytest.raises(ValueError, match="empty"):
         d.plot_score_distributions({})
+
+
+def test_feature_pyramid_and_heads_round_trip_through_keras_serialisation(tiny_model):
+    import keras
+
+    for layer in (tiny_model.feature_pyramid, tiny_model.classification_head, tiny_model.box_head):
+        serialised = keras.saving.serialize_keras_object(layer)
+        assert serialised["registered_name"] == f"course_utils>{type(layer).__name__}"
+        restored = keras.saving.deserialize_keras_object(serialised)
+        assert type(restored) is type(layer) and restored.get_config() == layer.get_config()
+
+
+KERAS_CV_IMPORT = re.compile(r"^\s*(import|from) keras_cv\b", re.MULTILINE)
+# Course material that shows KerasCV to students: the chapter's and the exercise's focal loss are checked against
+# keras_cv.losses.FocalLoss in front of them. Any other import belongs in kerascv.py.
+SHOWS_KERAS_CV = {"book/week3_detection.py", "solutions/week3_exercise.py", "exercises/week3_exercise.py"}
+
+
+def test_keras_cv_is_imported_by_kerascv_py_alone(root):
+    """The move to keras-hub changes course_utils/detection/kerascv.py, not a line scattered elsewhere."""
+    importers = {path.relative_to(root).as_posix()
+                 for folder in ("course_utils", "book", "solutions", "exercises", "tests", "bench")
+                 for path in (root / folder).rglob("*.py")
+                 if path != Path(__file__).resolve() and KERAS_CV_IMPORT.search(path.read_text(encoding="utf-8"))}
+    assert importers == {"course_utils/detection/kerascv.py"} | SHOWS_KERAS_CV
 
 
 # -------------------------------------------------------------------------- augmentation
