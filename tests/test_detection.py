@@ -3,7 +3,6 @@
 import json
 import re
 import socket
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,14 +77,18 @@ def test_anchors_cover_each_level_grid_and_matching_counts_add_up(scenes):
     assert labels[0] == 1 and best[0] == pytest.approx(1.0)
 
 
-def test_focal_loss_matches_keras_cv():
-    import keras_cv
+def test_focal_loss_matches_the_training_loss_and_core_keras():
+    """The NumPy focal loss equals the loss the model trains with (KerasCV's) and Keras' BinaryFocalCrossentropy."""
+    import keras
 
     rng = np.random.default_rng(1)
     y = (rng.random((4, 7)) < 0.3).astype("float32")
     logits = rng.normal(0, 3, size=(4, 7)).astype("float32")
-    expected = keras_cv.losses.FocalLoss(from_logits=True, reduction="sum")(y, logits)
-    assert d.binary_focal_loss(y, logits).sum() == pytest.approx(float(expected), rel=1e-4)
+    ours = d.binary_focal_loss(y, logits).sum()
+    assert ours == pytest.approx(float(d.focal_loss()(y, logits)), rel=1e-4)
+    core = keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True, alpha=0.25, gamma=2.0, from_logits=True,
+                                                reduction="sum")
+    assert ours == pytest.approx(float(core(y[..., None], logits[..., None])), rel=1e-4)
     assert d.focal_loss_values(0.9, gamma=0) == pytest.approx(-np.log(0.9))
 
 
@@ -247,18 +250,14 @@ def test_feature_pyramid_and_heads_round_trip_through_keras_serialisation(tiny_m
 
 
 KERAS_CV_IMPORT = re.compile(r"^\s*(import|from) keras_cv\b", re.MULTILINE)
-# Course material that shows KerasCV to students: the chapter's and the exercise's focal loss are checked against
-# keras_cv.losses.FocalLoss in front of them. Any other import belongs in kerascv.py.
-SHOWS_KERAS_CV = {"book/week3_detection.py", "solutions/week3_exercise.py", "exercises/week3_exercise.py"}
 
 
 def test_keras_cv_is_imported_by_kerascv_py_alone(root):
     """The move to keras-hub changes course_utils/detection/kerascv.py, not a line scattered elsewhere."""
     importers = {path.relative_to(root).as_posix()
                  for folder in ("course_utils", "book", "solutions", "exercises", "tests", "bench")
-                 for path in (root / folder).rglob("*.py")
-                 if path != Path(__file__).resolve() and KERAS_CV_IMPORT.search(path.read_text(encoding="utf-8"))}
-    assert importers == {"course_utils/detection/kerascv.py"} | SHOWS_KERAS_CV
+                 for path in (root / folder).rglob("*.py") if KERAS_CV_IMPORT.search(path.read_text(encoding="utf-8"))}
+    assert importers == {"course_utils/detection/kerascv.py"}
 
 
 # -------------------------------------------------------------------------- augmentation
