@@ -56,7 +56,7 @@ def load_digits(size: int = 32, test_fraction: float = 0.2, seed: int = 0) -> Sp
     from sklearn.datasets import load_digits as sklearn_load_digits
     from sklearn.model_selection import train_test_split
 
-    size = check_positive_int(size, "size")
+    size = check_integer(size, "size")
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction!r}")
 
@@ -170,7 +170,7 @@ def check_image_size(image_size, name: str = "image_size") -> tuple[int, int]:
     return height, width
 
 
-def check_positive_int(value, name: str, minimum: int = 1) -> int:
+def check_integer(value, name: str, minimum: int = 1) -> int:
     """Return ``value`` as a plain int, or raise a ValueError naming ``name`` unless it is an integer >= ``minimum``.
 
     Python and NumPy integers pass; ``True``/``False`` and floats (even ``4.0``) do not, so a wrong
@@ -261,7 +261,7 @@ def make_dataset(
         )
     if len(images) == 0:
         raise ValueError("images is empty")
-    batch_size = check_positive_int(batch_size, "batch_size")
+    batch_size = check_integer(batch_size, "batch_size")
     if augment is not None and not callable(augment):
         raise TypeError(f"augment must be callable (e.g. a keras.Sequential), got {type(augment).__name__}")
 

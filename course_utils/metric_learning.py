@@ -38,7 +38,7 @@ import numpy as np
 from keras import layers, ops
 
 from course_utils.config import distribute
-from course_utils.data import check_positive_int
+from course_utils.data import check_integer
 
 # ------------------------------------------------------------------------- the model
 
@@ -664,7 +664,7 @@ class NoisyBatches(keras.utils.PyDataset):
         if self.images.ndim != 4 or not len(self.images):
             raise ValueError(f"NoisyBatches needs a non-empty batch of images (n, height, width, channels), "
                              f"got shape {self.images.shape}")
-        self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.batch_size = check_integer(batch_size, "batch_size")
         self.sigma, self.seed = float(sigma), seed
         self.epoch = 0
 

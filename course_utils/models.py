@@ -14,7 +14,7 @@ import numpy as np
 from keras import layers
 
 from course_utils.config import distribute
-from course_utils.data import check_positive_int
+from course_utils.data import check_integer
 
 
 def lenet5(input_shape=(32, 32, 1), num_classes: int = 10, activation: str = "tanh", pooling: str = "average",
@@ -270,9 +270,9 @@ def receptive_field(layer_specs):
             raise ValueError(f"layer {index}: expected (kernel, stride) or (kernel, stride, dilation) as positive "
                              f"integers, got {spec!r}")
         kernel, stride, dilation = (*spec, 1)[:3]
-        kernel = check_positive_int(kernel, f"layer {index}: kernel")
-        stride = check_positive_int(stride, f"layer {index}: stride")
-        dilation = check_positive_int(dilation, f"layer {index}: dilation")
+        kernel = check_integer(kernel, f"layer {index}: kernel")
+        stride = check_integer(stride, f"layer {index}: stride")
+        dilation = check_integer(dilation, f"layer {index}: dilation")
         field += (kernel - 1) * dilation * jump
         jump *= stride
         out.append((int(field), int(jump)))
@@ -301,7 +301,7 @@ def predict_with_tta(model: keras.Model, images, augment, copies: int = 8, batch
     ``keras.Sequential`` of random layers, called with ``training=True``). The
     untouched image is always one of the variants, so ``copies=1`` is plain prediction.
     """
-    copies = check_positive_int(copies, "copies")
+    copies = check_integer(copies, "copies")
     total = model.predict(images, batch_size=batch_size, verbose=0)
     for _ in range(copies - 1):
         total = total + model.predict(augment(images, training=True), batch_size=batch_size, verbose=0)

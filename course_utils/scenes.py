@@ -57,7 +57,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from course_utils.data import check_positive_int
+from course_utils.data import check_integer
 
 SHAPES = ("circle", "square", "triangle", "diamond")
 """The default shape names; a shape's class id is its index in ``classes`` (by default this tuple)."""
@@ -357,13 +357,13 @@ def _place(rng, size, count, lo, sizes, shape_ids, turns, classes, min_px):
 def _as_pair(value, name: str) -> tuple[int, int]:
     """``value``, one integer or a pair ``(low, high)`` of them, as a pair of non-negative ints."""
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        value = check_positive_int(value, name, minimum=0)
+        value = check_integer(value, name, minimum=0)
         return value, value
     try:
         lo, hi = value
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a pair (low, high) of integers, got {value!r}") from None
-    return check_positive_int(lo, f"{name}[0]", minimum=0), check_positive_int(hi, f"{name}[1]", minimum=0)
+    return check_integer(lo, f"{name}[0]", minimum=0), check_integer(hi, f"{name}[1]", minimum=0)
 
 
 def _default_object_size(size: int, max_objects: int) -> tuple[int, int]:
@@ -415,8 +415,8 @@ def make_scenes(
     Scenes
         See the module docstring for the format.
     """
-    n = check_positive_int(n, "n", minimum=0)
-    size = check_positive_int(size, "size", minimum=16)
+    n = check_integer(n, "n", minimum=0)
+    size = check_integer(size, "size", minimum=16)
     lo, hi = _as_pair(objects, "objects")
     if lo > hi:
         raise ValueError(f"objects=(lo, hi) needs lo <= hi, got objects={objects!r}")
