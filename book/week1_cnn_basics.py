@@ -1238,15 +1238,24 @@ def flat(images):
     return images.reshape(len(images), -1)
 
 
-spaces = {"raw pixels": flat}
+lenet_encoder = models.feature_extractor(lenet, "f6")
 # The augmented model holds LeNet-5 as its second layer; at prediction time the augmentation does nothing.
-for name, model in [
-    ("LeNet-5 latent space", lenet),
-    ("LeNet-5 + augmentation latent space", lenet_augmented.layers[1]),
-]:
-    spaces[name] = (lambda m: lambda images: m.predict(images, verbose=0))(
-        models.feature_extractor(model, "f6")
-    )
+augmented_encoder = models.feature_extractor(lenet_augmented.layers[1], "f6")
+
+
+def lenet_latent(images):
+    return lenet_encoder.predict(images, verbose=0)
+
+
+def augmented_latent(images):
+    return augmented_encoder.predict(images, verbose=0)
+
+
+spaces = {
+    "raw pixels": flat,
+    "LeNet-5 latent space": lenet_latent,
+    "LeNet-5 + augmentation latent space": augmented_latent,
+}
 print(f"{'1-NN in':<36} {'clean test':>10} {'perturbed':>10}")
 for name, describe in spaces.items():
     nearest = KNeighborsClassifier(n_neighbors=1).fit(

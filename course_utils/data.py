@@ -14,6 +14,7 @@ that use them, so ``import course_utils.data`` stays quick.
 from __future__ import annotations
 
 import inspect
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,8 +56,7 @@ def load_digits(size: int = 32, test_fraction: float = 0.2, seed: int = 0) -> Sp
     from sklearn.datasets import load_digits as sklearn_load_digits
     from sklearn.model_selection import train_test_split
 
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-        raise ValueError(f"size must be a positive integer, got {size!r}")
+    size = check_integer(size, "size")
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction!r}")
 
@@ -170,6 +170,23 @@ def check_image_size(image_size, name: str = "image_size") -> tuple[int, int]:
     return height, width
 
 
+def check_integer(value, name: str, minimum: int = 1) -> int:
+    """Return ``value`` as a plain int, or raise a ValueError naming ``name`` unless it is an integer >= ``minimum``.
+
+    Python and NumPy integers pass; ``True``/``False`` and floats (even ``4.0``) do not, so a wrong
+    count or size fails here, with its name and value, instead of deep inside NumPy or Keras.
+    """
+    if minimum == 1:
+        wanted = "a positive integer"
+    elif minimum == 0:
+        wanted = "a non-negative integer"
+    else:
+        wanted = f"an integer >= {minimum}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be {wanted}, got {value!r}")
+    return int(value)
+
+
 def read_rgb(path):
     """Read one image file as an RGB PIL image, the way every loader of the course does.
 
@@ -244,8 +261,7 @@ def make_dataset(
         )
     if len(images) == 0:
         raise ValueError("images is empty")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = check_integer(batch_size, "batch_size")
     if augment is not None and not callable(augment):
         raise TypeError(f"augment must be callable (e.g. a keras.Sequential), got {type(augment).__name__}")
 

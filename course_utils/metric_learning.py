@@ -38,6 +38,7 @@ import numpy as np
 from keras import layers, ops
 
 from course_utils.config import distribute
+from course_utils.data import check_integer
 
 # ------------------------------------------------------------------------- the model
 
@@ -663,9 +664,8 @@ class NoisyBatches(keras.utils.PyDataset):
         if self.images.ndim != 4 or not len(self.images):
             raise ValueError(f"NoisyBatches needs a non-empty batch of images (n, height, width, channels), "
                              f"got shape {self.images.shape}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.sigma, self.batch_size, self.seed = float(sigma), int(batch_size), seed
+        self.batch_size = check_integer(batch_size, "batch_size")
+        self.sigma, self.seed = float(sigma), seed
         self.epoch = 0
 
     def __len__(self) -> int:

@@ -14,6 +14,7 @@ import numpy as np
 from keras import layers
 
 from course_utils.config import distribute
+from course_utils.data import check_integer
 
 
 def lenet5(input_shape=(32, 32, 1), num_classes: int = 10, activation: str = "tanh", pooling: str = "average",
@@ -265,10 +266,13 @@ def receptive_field(layer_specs):
     field, jump, out = 1, 1, []
     for index, spec in enumerate(layer_specs):
         spec = tuple(spec)
-        if len(spec) not in (2, 3) or not all(isinstance(v, (int, np.integer)) and v >= 1 for v in spec):
+        if len(spec) not in (2, 3):
             raise ValueError(f"layer {index}: expected (kernel, stride) or (kernel, stride, dilation) as positive "
                              f"integers, got {spec!r}")
         kernel, stride, dilation = (*spec, 1)[:3]
+        kernel = check_integer(kernel, f"layer {index}: kernel")
+        stride = check_integer(stride, f"layer {index}: stride")
+        dilation = check_integer(dilation, f"layer {index}: dilation")
         field += (kernel - 1) * dilation * jump
         jump *= stride
         out.append((int(field), int(jump)))
@@ -297,8 +301,7 @@ def predict_with_tta(model: keras.Model, images, augment, copies: int = 8, batch
     ``keras.Sequential`` of random layers, called with ``training=True``). The
     untouched image is always one of the variants, so ``copies=1`` is plain prediction.
     """
-    if copies < 1:
-        raise ValueError(f"copies must be at least 1, got {copies}")
+    copies = check_integer(copies, "copies")
     total = model.predict(images, batch_size=batch_size, verbose=0)
     for _ in range(copies - 1):
         total = total + model.predict(augment(images, training=True), batch_size=batch_size, verbose=0)

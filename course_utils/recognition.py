@@ -36,6 +36,7 @@ import numpy as np
 from keras import layers
 
 from course_utils.config import distribute
+from course_utils.data import check_integer
 from course_utils.scenes import EXTRA_SHAPES
 
 ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
@@ -219,20 +220,17 @@ def mobilenetv2_classifier(
                          f"{SOURCE_RECIPE['alpha']:g}; got alpha {alpha!r}")
     if pooling not in ("avg", "max"):
         raise ValueError(f"pooling must be 'avg' or 'max', got {pooling!r}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    check_integer(num_classes, "num_classes", minimum=2)
     if zero_init_residual and weights is not None:
         raise ValueError("zero_init_residual=True would overwrite pretrained weights: use it with weights=None")
     if not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
         raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
     hidden = (hidden_units,) if isinstance(hidden_units, numbers.Integral) else hidden_units
     try:
-        valid = all(isinstance(u, numbers.Integral) and not isinstance(u, bool) and u > 0 for u in hidden)
-    except TypeError:  # not iterable
-        valid = False
-    if not valid:
+        hidden = [check_integer(units, "hidden_units") for units in hidden]
+    except (TypeError, ValueError):  # not iterable, or not positive integers
         raise ValueError(f"hidden_units must be a positive int (one layer) or a sequence of them, "
-                         f"e.g. (256, 64); got {hidden_units!r}")
+                         f"e.g. (256, 64); got {hidden_units!r}") from None
     height, width = check_input_size(input_size, weights)
     shape = (height, width, 3)
 
@@ -336,8 +334,7 @@ def fine_tune(model: keras.Model, top_layers: int, learning_rate: float = 1e-4) 
     Use a learning rate about ten times lower than for the head: large steps
     would wreck the pretrained weights.
     """
-    if isinstance(top_layers, bool) or not isinstance(top_layers, (int, np.integer)) or top_layers < 0:
-        raise ValueError(f"top_layers must be a non-negative integer, got {top_layers!r}")
+    check_integer(top_layers, "top_layers", minimum=0)
     base = base_of(model)
     if top_layers > len(base.layers):
         raise ValueError(f"top_layers={top_layers} is more than the {len(base.layers)} layers of the base: "
@@ -729,14 +726,13 @@ def load_classification(
     ``image_size`` is an int or a square ``(size, size)`` pair.
     """
     from course_utils.data import check_image_size, load_image_folder
-    from course_utils.scenes import as_int
 
     size, width = check_image_size(image_size)
     if size != width:
         raise ValueError(f"load_classification makes square images: image_size must be an int or (size, size), "
                          f"got {image_size!r}")
-    if max_images is not None and as_int(max_images, "max_images") < 1:
-        raise ValueError(f"max_images must be at least 1, got {max_images!r}")
+    if max_images is not None:
+        max_images = check_integer(max_images, "max_images")
     named = isinstance(source, str) and (source in SCENE_SOURCES or source.startswith("tfds:"))
     looks_like_path = isinstance(source, str) and not named and (
         "/" in source or os.sep in source or source.startswith((".", "~")) or Path(source).is_dir())
@@ -750,10 +746,9 @@ def load_classification(
         raise TypeError(f"source must be a string or a path, got {type(source).__name__}")
     if source in SCENE_SOURCES:
         imbalanced = source.endswith("imbalanced")
-        if as_int(n_train, "n_train") < 1 or as_int(n_test, "n_test") < (1 if imbalanced else 0):
-            raise ValueError(f"n_train must be positive and n_test {'positive' if imbalanced else 'at least 0'}, "
-                             f"got {n_train}, {n_test}")
-        return _scenes(int(n_train), int(n_test), size, seed, imbalance if imbalanced else None, noise,
+        n_train = check_integer(n_train, "n_train")
+        n_test = check_integer(n_test, "n_test", minimum=1 if imbalanced else 0)
+        return _scenes(n_train, n_test, size, seed, imbalance if imbalanced else None, noise,
                        object_fraction, SOURCE_CLASSES if source == "scenes-source" else None)
     if source.startswith("tfds:"):
         return _tfds(source[5:], size, seed, test_fraction, max_images, data_dir, split)
@@ -945,8 +940,7 @@ def labelled_subset(labels, per_class: int, seed: int = 0) -> np.ndarray:
     The result is shuffled. A class with fewer images raises a ``ValueError`` naming it.
     """
     labels = np.asarray(labels).ravel()
-    if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)) or per_class < 1:
-        raise ValueError(f"per_class must be a positive integer, got {per_class!r}")
+    check_integer(per_class, "per_class")
     rng = np.random.default_rng(seed)
     chosen = []
     for k in np.unique(labels):
@@ -1023,9 +1017,8 @@ def transfer_learning_curve(x_pool, y_pool, x_test, y_test, num_classes: int, pe
     from course_utils import config
 
     per_class = list(per_class)
-    for k in per_class:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"per_class must hold positive integers, got {per_class!r}")
+    for i, k in enumerate(per_class):
+        check_integer(k, f"per_class[{i}]")
     size = x_pool.shape[1]
     alpha = SOURCE_RECIPE["alpha"]
     subsets = [labelled_subset(y_pool, k, seed=seed + i) for i, k in enumerate(per_class)]

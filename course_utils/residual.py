@@ -20,6 +20,8 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from course_utils.data import check_integer
+
 
 def deep_cnn(input_shape=(32, 32, 3), num_classes: int = 4, stages: int = 3, blocks_per_stage: int = 3,
              width: int = 16, residual: bool = False, kernel_initializer="glorot_uniform",
@@ -41,8 +43,7 @@ def deep_cnn(input_shape=(32, 32, 3), num_classes: int = 4, stages: int = 3, blo
     """
     for value, label in [(stages, "stages"), (blocks_per_stage, "blocks_per_stage"), (width, "width"),
                          (num_classes, "num_classes")]:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{label} must be a positive integer, got {value!r}")
+        check_integer(value, label)
     pooled = input_shape[0] // 2 ** (stages - 1)
     if pooled < 1:
         raise ValueError(f"{stages} stages halve a {input_shape[0]}-pixel input {stages - 1} times, to nothing: "

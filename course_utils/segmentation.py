@@ -37,7 +37,7 @@ import numpy as np
 from keras import layers, ops
 
 from course_utils.config import distribute, replica_share
-from course_utils.data import IMAGE_EXTENSIONS, check_image_size, read_rgb
+from course_utils.data import IMAGE_EXTENSIONS, check_image_size, check_integer, read_rgb
 
 SKIP_MODES = ("concat", "add", "none")
 
@@ -90,10 +90,8 @@ def unet(input_shape=(64, 64, 3), num_classes: int = 1, depth: int = 3, base_fil
     Layers are named ``enc{i}_*``, ``pool{i}``, ``bottleneck_*``, ``up{i}``,
     ``skip{i}``, ``dec{i}_*`` and ``head``.
     """
-    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
-        raise ValueError(f"depth must be a positive integer, got {depth!r}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
-        raise ValueError(f"num_classes must be 1 (binary) or the number of classes (>= 2), got {num_classes!r}")
+    check_integer(depth, "depth")
+    check_integer(num_classes, "num_classes (1 for binary masks, else the number of classes)")
     if skip not in SKIP_MODES:
         raise ValueError(f"skip must be one of {SKIP_MODES}, got {skip!r}")
     if len(input_shape) != 3:

@@ -333,11 +333,11 @@ def test_square_image_size_pair_and_invalid_sizes_and_counts():
         rec.load_classification("scenes", image_size=(32, 48))
     with pytest.raises(ValueError, match="image_size must be"):
         rec.load_classification("scenes", image_size="big")
-    with pytest.raises(ValueError, match="n_train must be an integer, got 10.5"):
+    with pytest.raises(ValueError, match="n_train must be a positive integer, got 10.5"):
         rec.load_classification("scenes", image_size=32, n_train=10.5)
-    with pytest.raises(ValueError, match="n_test must be an integer, got 4.0"):
+    with pytest.raises(ValueError, match="n_test must be a non-negative integer, got 4.0"):
         rec.load_classification("scenes", image_size=32, n_train=10, n_test=4.0)
-    with pytest.raises(ValueError, match="max_images must be an integer, got 5.5"):
+    with pytest.raises(ValueError, match="max_images must be a positive integer, got 5.5"):
         rec.load_classification("scenes", image_size=32, max_images=5.5)
 
 
