@@ -162,7 +162,7 @@ fig = rec.draw_block(base, 2, title=f"block 2 of our MobileNetV2 (alpha {ALPHA},
 # convolution keeps its 1,280 channels. The network has 17 blocks in all:
 
 # %% tags=["nbval-check-output"]
-blocks = sorted({int(l.name.split("_")[1]) for l in base.layers if l.name.startswith("block_")})
+blocks = sorted({int(layer.name.split("_")[1]) for layer in base.layers if layer.name.startswith("block_")})
 with_skip = rec.residual_blocks(base)
 print(f"blocks: block 0 (no expansion) + blocks {blocks[0]}..{blocks[-1]}; with a skip connection: {with_skip}")
 print(f"pooled features per image: {base.output.shape[-1]}")

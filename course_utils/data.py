@@ -141,9 +141,7 @@ def load_image_folder(
             if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
         )
         if not found:
-            raise ValueError(
-                f"Class folder has no images ({', '.join(IMAGE_EXTENSIONS)}): {folder}"
-            )
+            raise ValueError(f"Class folder has no images ({', '.join(IMAGE_EXTENSIONS)}): {folder}")
         files += found
         labels += [label] * len(found)
 
@@ -256,9 +254,7 @@ def make_dataset(
             "for grayscale images add a channel axis, e.g. images[..., None]"
         )
     if len(images) != len(labels):
-        raise ValueError(
-            f"images and labels have different lengths: {len(images)} images, {len(labels)} labels"
-        )
+        raise ValueError(f"images and labels have different lengths: {len(images)} images, {len(labels)} labels")
     if len(images) == 0:
         raise ValueError("images is empty")
     batch_size = check_integer(batch_size, "batch_size")
@@ -273,11 +269,14 @@ def make_dataset(
     dataset = dataset.batch(batch_size)
     if augment is not None:
         if _accepts_training(augment):
+
             def apply(x, y):
                 return augment(x, training=True), y
         else:
+
             def apply(x, y):
                 return augment(x), y
+
         dataset = dataset.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 

@@ -492,9 +492,7 @@ def make_scenes(
                         "or a larger size"
                     )
                 redraw = -np.sort(-rng.integers(min_px, max_px + 1, size=count))
-                placed = _place(
-                    rng, size, count, lo, redraw, shape_ids[i], turns[i], classes, min_px
-                )
+                placed = _place(rng, size, count, lo, redraw, shape_ids[i], turns[i], classes, min_px)
             best_area = -1
             g = start + i
             for j, (cls, stencil, x, y) in enumerate(placed):

@@ -39,8 +39,16 @@ import tensorflow as tf
 from keras import layers
 
 from course_utils import config, data
-from course_utils.checks import (check, check_close, check_equal, check_gradient, check_prediction,
-                                    check_shape, likely_mistake, passed)
+from course_utils.checks import (
+    check,
+    check_close,
+    check_equal,
+    check_gradient,
+    check_prediction,
+    check_shape,
+    likely_mistake,
+    passed,
+)
 
 profile = config.setup(PROFILE, seed=0)
 rng = np.random.default_rng(0)

@@ -304,11 +304,11 @@ check(isinstance(small, keras.Model), f"build_small_unet must return a keras Mod
 parameters = small.count_params()
 print(f"your small U-Net: {parameters:,} parameters")
 check(parameters <= 40_000, f"the small U-Net has {parameters:,} parameters; the budget is 40,000.")
-check_equal(len([l for l in small.layers if isinstance(l, layers.MaxPooling2D)]), 3,
+check_equal(len([layer for layer in small.layers if isinstance(layer, layers.MaxPooling2D)]), 3,
             "2x2 poolings of the small U-Net (three levels)",
             mistakes={"removing a level saves parameters but shrinks the receptive field; keep three levels and "
                       "save elsewhere (fewer filters).": lambda n: n < 3})
-check_equal(len([l for l in small.layers if isinstance(l, layers.Concatenate)]), 3,
+check_equal(len([layer for layer in small.layers if isinstance(layer, layers.Concatenate)]), 3,
             "skip connections (Concatenate layers) of the small U-Net",
             mistakes={"the skip connections cost few parameters and carry the fine detail of the encoder to the "
                       "decoder: keep all three.": lambda n: n < 3})

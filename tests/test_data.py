@@ -10,7 +10,6 @@ from PIL import Image, ImageFile
 
 from course_utils import data
 
-
 # --------------------------------------------------------------------------- import
 
 

@@ -123,9 +123,11 @@ def test_images_are_textured_and_noisy(single):
 def test_noise_sets_pixel_noise_level():
     quiet = make_scenes(20, seed=4, noise=0.0)
     loud = make_scenes(20, seed=4, noise=0.2)
+
     # High-pass residual (pixel minus right neighbour) grows with the noise.
     def roughness(s):
         return np.abs(np.diff(s.images, axis=2)).mean()
+
     assert roughness(loud) > 3 * roughness(quiet)
 
 

@@ -24,7 +24,7 @@ class AnchorConfig:
     """
 
     sizes: tuple[float, ...] = (16.0, 32.0, 64.0)
-    scales: tuple[float, ...] = (1.0, 2 ** 0.5)
+    scales: tuple[float, ...] = (1.0, 2**0.5)
     aspect_ratios: tuple[float, ...] = (1.0,)
 
     @property
@@ -85,9 +85,18 @@ def matching_statistics(data: DetectionData, config: AnchorConfig, positive_thre
     anchors = make_anchors(config, data.image_size)
     all_anchors = np.concatenate(list(anchors.values()))
     level_of = np.concatenate([np.full(len(a), k) for k, a in enumerate(anchors.values())])
-    stats = {"images": len(data), "anchors_per_image": len(all_anchors), "objects": 0, "positive": 0, "ignored": 0,
-             "negative": 0, "unmatched_objects": 0, "positives_per_level": dict.fromkeys(anchors, 0),
-             "unmatched_sides": [], "object_sides": []}
+    stats = {
+        "images": len(data),
+        "anchors_per_image": len(all_anchors),
+        "objects": 0,
+        "positive": 0,
+        "ignored": 0,
+        "negative": 0,
+        "unmatched_objects": 0,
+        "positives_per_level": dict.fromkeys(anchors, 0),
+        "unmatched_sides": [],
+        "object_sides": [],
+    }
     for i in range(len(data)):
         gt = data.boxes[i][data.classes[i] >= 0]
         labels, best_box, _ = match_anchors(all_anchors, gt, positive_threshold, negative_threshold)

@@ -17,8 +17,9 @@ def convert_boxes(boxes, source: str, target: str, image_size=None) -> np.ndarra
     import keras
 
     height, width = image_size if image_size is not None else (None, None)
-    out = keras.utils.bounding_boxes.convert_format(np.asarray(boxes, np.float32), source=source, target=target,
-                                                    height=height, width=width)
+    out = keras.utils.bounding_boxes.convert_format(
+        np.asarray(boxes, np.float32), source=source, target=target, height=height, width=width
+    )
     return np.asarray(out)
 
 

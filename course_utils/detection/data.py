@@ -45,8 +45,7 @@ class DetectionData:
         if isinstance(index, (int, np.integer)):
             index = [int(index)]
         names = np.asarray(self.names, dtype=object)[index]
-        return DetectionData(self.images[index], self.boxes[index], self.classes[index], self.class_names,
-                             tuple(names))
+        return DetectionData(self.images[index], self.boxes[index], self.classes[index], self.class_names, tuple(names))
 
 
 def from_scenes(scenes) -> DetectionData:
@@ -60,8 +59,9 @@ def from_scenes(scenes) -> DetectionData:
     )
 
 
-def make_detection_scenes(n: int, size: int = 128, seed: int = 0, objects=(1, 4), object_size=(12, 48),
-                          **kwargs) -> DetectionData:
+def make_detection_scenes(
+    n: int, size: int = 128, seed: int = 0, objects=(1, 4), object_size=(12, 48), **kwargs
+) -> DetectionData:
     """Synthetic scenes with several objects of varied sizes, as :class:`DetectionData`.
 
     The defaults (1-4 objects of 12-48 pixels on 128x128 images) spread the
@@ -87,8 +87,10 @@ def validate_boxes(boxes, classes, image_size, num_classes: int, names=None) -> 
             _check_box(boxes[i, j], int(classes[i, j]), width, height, num_classes, name, j)
         extra = np.flatnonzero(classes[i] < -1)
         if extra.size:
-            raise AnnotationError(f"{name}, box {extra[0]}: class id {int(classes[i, extra[0]])} is negative "
-                                  "(only -1 is allowed, for padding)")
+            raise AnnotationError(
+                f"{name}, box {extra[0]}: class id {int(classes[i, extra[0]])} is negative "
+                "(only -1 is allowed, for padding)"
+            )
 
 
 def _check_box(box, cls, width, height, num_classes, image_name, box_name, tolerance=1e-3):
@@ -135,8 +137,9 @@ def load_coco(annotation_file, image_dir=None, image_size: int = 128, max_boxes:
         if ann.get("iscrowd", 0):
             continue
         if ann["image_id"] not in per_image:
-            raise AnnotationError(f"annotation {ann.get('id')} refers to image id {ann['image_id']}, "
-                                  f"which is not in the file's 'images'")
+            raise AnnotationError(
+                f"annotation {ann.get('id')} refers to image id {ann['image_id']}, which is not in the file's 'images'"
+            )
         per_image[ann["image_id"]].append(ann)
     m = max_boxes or max([len(v) for v in per_image.values()] + [1])
     n = len(coco["images"])
@@ -164,8 +167,9 @@ def load_coco(annotation_file, image_dir=None, image_size: int = 128, max_boxes:
             cat = ann.get("category_id")
             box_name = f"{j} (annotation id {ann.get('id')})"
             if cat not in class_of:
-                raise AnnotationError(f"image {name!r}, box {box_name}: unknown class id {cat!r} "
-                                      f"(categories: {sorted(class_of)})")
+                raise AnnotationError(
+                    f"image {name!r}, box {box_name}: unknown class id {cat!r} (categories: {sorted(class_of)})"
+                )
             _check_box((x, y, x + w, y + h), class_of[cat], width, height, len(categories), f"image {name!r}", box_name)
             sx, sy = image_size / width, image_size / height
             boxes[i, j] = (x * sx, y * sy, (x + w) * sx, (y + h) * sy)
@@ -173,8 +177,14 @@ def load_coco(annotation_file, image_dir=None, image_size: int = 128, max_boxes:
     return DetectionData(images, boxes, classes, class_names, tuple(names))
 
 
-def load_tfds(name: str = "voc/2007", split: str = "train", image_size: int = 128, max_images: int = 2000,
-              max_boxes: int = 20, data_dir=None) -> DetectionData:
+def load_tfds(
+    name: str = "voc/2007",
+    split: str = "train",
+    image_size: int = 128,
+    max_images: int = 2000,
+    max_boxes: int = 20,
+    data_dir=None,
+) -> DetectionData:
     """A named TensorFlow Datasets detection set (e.g. ``voc/2007``, ``coco/2017``) as :class:`DetectionData`.
 
     For Colab users: the first call downloads the set. Images are resized to
@@ -206,8 +216,9 @@ def load_tfds(name: str = "voc/2007", split: str = "train", image_size: int = 12
     return data
 
 
-def load_detection_data(source: str = "scenes", n: int = 1000, image_size: int = 128, seed: int = 0,
-                        image_dir=None, **kwargs) -> DetectionData:
+def load_detection_data(
+    source: str = "scenes", n: int = 1000, image_size: int = 128, seed: int = 0, image_dir=None, **kwargs
+) -> DetectionData:
     """The one entry point for detection data: ``"scenes"``, a COCO JSON path, or ``"tfds:<name>"``.
 
     * ``"scenes"``: ``n`` synthetic scenes of ``image_size`` pixels (``seed``;
@@ -219,7 +230,7 @@ def load_detection_data(source: str = "scenes", n: int = 1000, image_size: int =
     if source == "scenes":
         return make_detection_scenes(n, size=image_size, seed=seed, **kwargs)
     if source.startswith("tfds:"):
-        return load_tfds(source[len("tfds:"):], image_size=image_size, max_images=n, **kwargs)
+        return load_tfds(source[len("tfds:") :], image_size=image_size, max_images=n, **kwargs)
     if source.endswith(".json"):
         return load_coco(source, image_dir=image_dir, image_size=image_size, **kwargs)
     raise ValueError(f"unknown detection data source {source!r}: use 'scenes', a COCO .json path or 'tfds:<name>'")
@@ -234,8 +245,11 @@ def write_coco(data: DetectionData, folder, annotation_name: str = "annotations.
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    coco = {"images": [], "annotations": [],
-            "categories": [{"id": k + 1, "name": c} for k, c in enumerate(data.class_names)]}
+    coco = {
+        "images": [],
+        "annotations": [],
+        "categories": [{"id": k + 1, "name": c} for k, c in enumerate(data.class_names)],
+    }
     height, width = data.image_size
     for i in range(len(data)):
         file_name = f"image_{i:04d}.png"
@@ -243,10 +257,16 @@ def write_coco(data: DetectionData, folder, annotation_name: str = "annotations.
         coco["images"].append({"id": i + 1, "file_name": file_name, "width": width, "height": height})
         for j in np.flatnonzero(data.classes[i] >= 0):
             x0, y0, x1, y1 = (float(v) for v in data.boxes[i, j])
-            coco["annotations"].append({"id": len(coco["annotations"]) + 1, "image_id": i + 1,
-                                        "category_id": int(data.classes[i, j]) + 1,
-                                        "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0),
-                                        "iscrowd": 0})
+            coco["annotations"].append(
+                {
+                    "id": len(coco["annotations"]) + 1,
+                    "image_id": i + 1,
+                    "category_id": int(data.classes[i, j]) + 1,
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "area": (x1 - x0) * (y1 - y0),
+                    "iscrowd": 0,
+                }
+            )
     path = folder / annotation_name
     path.write_text(json.dumps(coco))
     return path

@@ -71,12 +71,15 @@ def evaluate(predictions: dict, data: DetectionData, iou_thresholds=(0.5,)) -> d
                 gt = data.boxes[i][data.classes[i] == c]
                 n_pos += len(gt)
                 keep = (predictions["classes"][i] == c) & (predictions["confidence"][i] >= 0)
-                keep[int(predictions["num_detections"][i]):] = False
+                keep[int(predictions["num_detections"][i]) :] = False
                 if keep.any():
                     scores.append(predictions["confidence"][i][keep])
                     tps.append(match_detections(predictions["boxes"][i][keep], scores[-1], gt, t))
-            ap, recall, precision = average_precision(np.concatenate(scores) if scores else np.zeros(0),
-                                                      np.concatenate(tps) if tps else np.zeros(0, bool), n_pos)
+            ap, recall, precision = average_precision(
+                np.concatenate(scores) if scores else np.zeros(0),
+                np.concatenate(tps) if tps else np.zeros(0, bool),
+                n_pos,
+            )
             aps[c] = ap
             curves.append((recall, precision))
         result["ap"][t] = aps
@@ -101,22 +104,38 @@ def coco_metrics(predictions: dict, data: DetectionData) -> dict:
     from pycocotools.cocoeval import COCOeval
 
     height, width = data.image_size
-    truth = {"images": [{"id": i, "height": height, "width": width} for i in range(len(data))],
-             "categories": [{"id": c, "name": n} for c, n in enumerate(data.class_names)], "annotations": []}
+    truth = {
+        "images": [{"id": i, "height": height, "width": width} for i in range(len(data))],
+        "categories": [{"id": c, "name": n} for c, n in enumerate(data.class_names)],
+        "annotations": [],
+    }
     for i in range(len(data)):
         for box, c in zip(data.boxes[i], data.classes[i]):
             if c >= 0:
                 w, h = float(box[2] - box[0]), float(box[3] - box[1])
-                truth["annotations"].append({"id": len(truth["annotations"]) + 1, "image_id": i, "category_id": int(c),
-                                             "bbox": [float(box[0]), float(box[1]), w, h], "area": w * h,
-                                             "iscrowd": 0})
+                truth["annotations"].append(
+                    {
+                        "id": len(truth["annotations"]) + 1,
+                        "image_id": i,
+                        "category_id": int(c),
+                        "bbox": [float(box[0]), float(box[1]), w, h],
+                        "area": w * h,
+                        "iscrowd": 0,
+                    }
+                )
     detections = []
     for i in range(len(data)):
         for k in range(int(predictions["num_detections"][i])):
             if predictions["confidence"][i][k] >= 0:
                 x0, y0, x1, y1 = (float(v) for v in predictions["boxes"][i][k])
-                detections.append({"image_id": i, "category_id": int(predictions["classes"][i][k]),
-                                   "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(predictions["confidence"][i][k])})
+                detections.append(
+                    {
+                        "image_id": i,
+                        "category_id": int(predictions["classes"][i][k]),
+                        "bbox": [x0, y0, x1 - x0, y1 - y0],
+                        "score": float(predictions["confidence"][i][k]),
+                    }
+                )
     with contextlib.redirect_stdout(io.StringIO()):
         ground_truth = COCO()
         ground_truth.dataset = truth
@@ -157,8 +176,9 @@ def count_objects(predictions: dict, confidence_threshold: float = 0.5, merge_io
     return counts
 
 
-def choose_count_threshold(predictions: dict, data: DetectionData, thresholds=np.arange(0.05, 0.96, 0.05),
-                           merge_iou: float | None = 0.5):
+def choose_count_threshold(
+    predictions: dict, data: DetectionData, thresholds=np.arange(0.05, 0.96, 0.05), merge_iou: float | None = 0.5
+):
     """The confidence threshold whose counts are closest to the truth on ``data`` (a validation split).
 
     Returns ``(threshold, mean absolute count error at each of thresholds)``, counting as
@@ -186,7 +206,9 @@ def perfect_predictions(data: DetectionData) -> dict:
     of 1.00 as these predictions would be.
     """
     valid = data.classes >= 0
-    return {"boxes": np.where(valid[..., None], data.boxes, -1).astype(np.float32),
-            "classes": data.classes.astype(np.int32),
-            "confidence": np.where(valid, 1.0, -1.0).astype(np.float32),
-            "num_detections": valid.sum(axis=1).astype(np.int32)}
+    return {
+        "boxes": np.where(valid[..., None], data.boxes, -1).astype(np.float32),
+        "classes": data.classes.astype(np.int32),
+        "confidence": np.where(valid, 1.0, -1.0).astype(np.float32),
+        "num_detections": valid.sum(axis=1).astype(np.int32),
+    }

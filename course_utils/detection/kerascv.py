@@ -27,8 +27,11 @@ from course_utils.detection.losses import ReplicaShare
 def anchor_generator(config):
     """``keras_cv.layers.AnchorGenerator`` for an :class:`~course_utils.detection.anchors.AnchorConfig` (``xyxy``)."""
     return keras_cv.layers.AnchorGenerator(
-        bounding_box_format=BOX_FORMAT, sizes=list(config.sizes), scales=list(config.scales),
-        aspect_ratios=list(config.aspect_ratios), strides=[LEVEL_STRIDES[level] for level in config.levels],
+        bounding_box_format=BOX_FORMAT,
+        sizes=list(config.sizes),
+        scales=list(config.scales),
+        aspect_ratios=list(config.aspect_ratios),
+        strides=[LEVEL_STRIDES[level] for level in config.levels],
         clip_boxes=True,
     )
 
@@ -36,16 +39,24 @@ def anchor_generator(config):
 def resnet_backbone(image_size, filters, blocks, block_type):
     """KerasCV's ``ResNetBackbone`` built from its arguments, no preset (see ``model.build_backbone``)."""
     return keras_cv.models.ResNetBackbone(
-        stackwise_filters=list(filters), stackwise_blocks=list(blocks), stackwise_strides=[1, 2, 2, 2],
-        include_rescaling=False, input_shape=(image_size, image_size, 3), block_type=block_type,
+        stackwise_filters=list(filters),
+        stackwise_blocks=list(blocks),
+        stackwise_strides=[1, 2, 2, 2],
+        include_rescaling=False,
+        input_shape=(image_size, image_size, 3),
+        block_type=block_type,
     )
 
 
 def label_encoder(anchor_generator, positive_threshold, negative_threshold, box_variance):
     """KerasCV's RetinaNet label encoder: matches anchors to boxes and encodes the training targets."""
-    return RetinaNetLabelEncoder(bounding_box_format=BOX_FORMAT, anchor_generator=anchor_generator,
-                                 positive_threshold=positive_threshold, negative_threshold=negative_threshold,
-                                 box_variance=box_variance)
+    return RetinaNetLabelEncoder(
+        bounding_box_format=BOX_FORMAT,
+        anchor_generator=anchor_generator,
+        positive_threshold=positive_threshold,
+        negative_threshold=negative_threshold,
+        box_variance=box_variance,
+    )
 
 
 def retinanet(**parts):

@@ -27,8 +27,9 @@ class FeaturePyramid(keras.layers.Layer):
         conv = keras.layers.Conv2D
         self.lateral = [conv(channels, 1, padding="same", name=f"lateral_c{k}") for k in (3, 4, 5)]
         self.smooth = [conv(channels, 3, padding="same", name=f"output_p{k}") for k in (3, 4, 5)]
-        self.extra = [conv(channels, 3, strides=2, padding="same", name=f"output_p{6 + k}")
-                      for k in range(max(0, levels - 3))]
+        self.extra = [
+            conv(channels, 3, strides=2, padding="same", name=f"output_p{6 + k}") for k in range(max(0, levels - 3))
+        ]
         self.upsample = keras.layers.UpSampling2D(2)
 
     def build(self, input_shape):
@@ -70,12 +71,23 @@ class Head(keras.layers.Layer):
     def __init__(self, outputs, width=64, depth=2, bias=0.0, **kwargs):
         super().__init__(**kwargs)
         self.outputs, self.width, self.depth, self.bias = outputs, width, depth, bias
-        self.convs = [keras.layers.Conv2D(width, 3, padding="same", activation="relu",
-                                          kernel_initializer=keras.initializers.RandomNormal(stddev=0.01))
-                      for _ in range(depth)]
-        self.out = keras.layers.Conv2D(outputs, 3, padding="same",
-                                       kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
-                                       bias_initializer=keras.initializers.Constant(bias))
+        self.convs = [
+            keras.layers.Conv2D(
+                width,
+                3,
+                padding="same",
+                activation="relu",
+                kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+            )
+            for _ in range(depth)
+        ]
+        self.out = keras.layers.Conv2D(
+            outputs,
+            3,
+            padding="same",
+            kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+            bias_initializer=keras.initializers.Constant(bias),
+        )
 
     def build(self, input_shape):
         shape = tuple(input_shape)
@@ -94,8 +106,13 @@ class Head(keras.layers.Layer):
         return tuple(input_shape[:-1]) + (self.outputs,)
 
     def get_config(self):
-        return {**super().get_config(), "outputs": self.outputs, "width": self.width, "depth": self.depth,
-                "bias": self.bias}
+        return {
+            **super().get_config(),
+            "outputs": self.outputs,
+            "width": self.width,
+            "depth": self.depth,
+            "bias": self.bias,
+        }
 
 
 @keras.saving.register_keras_serializable(package="course_utils")
@@ -124,10 +141,18 @@ class PerClassNMS(keras.layers.Layer):
         boxes = tf.cast(box_prediction, tf.float32)[:, :, None, :]
         # IoU does not care whether x or y comes first, so xyxy boxes go in as they are.
         out = tf.image.combined_non_max_suppression(
-            boxes, scores, max_output_size_per_class=self.max_detections, max_total_size=self.max_detections,
-            iou_threshold=self.iou_threshold, score_threshold=self.confidence_threshold, clip_boxes=False)
+            boxes,
+            scores,
+            max_output_size_per_class=self.max_detections,
+            max_total_size=self.max_detections,
+            iou_threshold=self.iou_threshold,
+            score_threshold=self.confidence_threshold,
+            clip_boxes=False,
+        )
         valid = tf.range(self.max_detections)[None, :] < out.valid_detections[:, None]
-        return {"boxes": tf.where(valid[..., None], out.nmsed_boxes, -1.0),
-                "confidence": tf.where(valid, out.nmsed_scores, -1.0),
-                "classes": tf.where(valid, out.nmsed_classes, -1.0),
-                "num_detections": out.valid_detections}
+        return {
+            "boxes": tf.where(valid[..., None], out.nmsed_boxes, -1.0),
+            "confidence": tf.where(valid, out.nmsed_scores, -1.0),
+            "classes": tf.where(valid, out.nmsed_classes, -1.0),
+            "num_detections": out.valid_detections,
+        }

@@ -31,12 +31,25 @@ def build_backbone(image_size: int = 128, filters=(16, 32, 64, 128), blocks=(1, 
     return kerascv.resnet_backbone(image_size, filters, blocks, block_type)
 
 
-def build_retinanet(num_classes: int, image_size: int = 128, backbone_filters=(16, 32, 64, 128),
-                    backbone_blocks=(1, 1, 1, 1), pyramid_channels: int = 64, head_width: int = 64,
-                    head_depth: int = 2, anchors: AnchorConfig | None = None, positive_threshold: float = 0.5,
-                    negative_threshold: float = 0.4, confidence_threshold: float = 0.05,
-                    iou_threshold: float = 0.5, max_detections: int = 20, learning_rate: float = 1e-3,
-                    compile: bool = True, classification_loss=None, features_from=None):
+def build_retinanet(
+    num_classes: int,
+    image_size: int = 128,
+    backbone_filters=(16, 32, 64, 128),
+    backbone_blocks=(1, 1, 1, 1),
+    pyramid_channels: int = 64,
+    head_width: int = 64,
+    head_depth: int = 2,
+    anchors: AnchorConfig | None = None,
+    positive_threshold: float = 0.5,
+    negative_threshold: float = 0.4,
+    confidence_threshold: float = 0.05,
+    iou_threshold: float = 0.5,
+    max_detections: int = 20,
+    learning_rate: float = 1e-3,
+    compile: bool = True,
+    classification_loss=None,
+    features_from=None,
+):
     """KerasCV RetinaNet sized for a CPU, compiled with focal loss and smooth L1.
 
     The pyramid has as many levels as ``anchors.sizes`` (P3 upwards); every
@@ -71,11 +84,15 @@ def build_retinanet(num_classes: int, image_size: int = 128, backbone_filters=(1
     if classification_loss is None:
         classification_loss = focal_loss()
     elif not isinstance(classification_loss, keras.losses.Loss):
-        raise TypeError(f"classification_loss must be a keras.losses.Loss such as det.focal_loss(gamma=0, alpha=0.75), "
-                        f"not {type(classification_loss).__name__} {classification_loss!r}")
+        raise TypeError(
+            f"classification_loss must be a keras.losses.Loss such as det.focal_loss(gamma=0, alpha=0.75), "
+            f"not {type(classification_loss).__name__} {classification_loss!r}"
+        )
     elif getattr(classification_loss, "reduction", None) != "sum":
-        raise ValueError(f"classification_loss must sum over anchors and classes (reduction='sum'): RetinaNet divides "
-                         f"by the number of positive anchors itself; got reduction={classification_loss.reduction!r}")
+        raise ValueError(
+            f"classification_loss must sum over anchors and classes (reduction='sum'): RetinaNet divides "
+            f"by the number of positive anchors itself; got reduction={classification_loss.reduction!r}"
+        )
     prior = -math.log((1 - 0.01) / 0.01)
     policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")  # float16 outputs break KerasCV's decoding (see above)
@@ -87,8 +104,9 @@ def build_retinanet(num_classes: int, image_size: int = 128, backbone_filters=(1
             label_encoder=encoder,
             prediction_decoder=PerClassNMS(confidence_threshold, iou_threshold, max_detections),
             feature_pyramid=FeaturePyramid(pyramid_channels, len(anchors.sizes), name="feature_pyramid"),
-            classification_head=Head(per_location * num_classes, head_width, head_depth, prior,
-                                     name="classification_head"),
+            classification_head=Head(
+                per_location * num_classes, head_width, head_depth, prior, name="classification_head"
+            ),
             box_head=Head(per_location * 4, head_width, head_depth, 0.0, name="box_head"),
         )
     finally:
@@ -98,8 +116,10 @@ def build_retinanet(num_classes: int, image_size: int = 128, backbone_filters=(1
             source, target = getattr(features_from, part, None), getattr(model, part)
             shapes = [tuple(w.shape) for w in source.weights] if source is not None else None
             if shapes != [tuple(w.shape) for w in target.weights]:
-                raise ValueError(f"features_from must be a RetinaNet with the same {part.replace('_', ' ')} "
-                                 f"(backbone_filters, backbone_blocks, pyramid_channels and pyramid levels) as this one")
+                raise ValueError(
+                    f"features_from must be a RetinaNet with the same {part.replace('_', ' ')} "
+                    f"(backbone_filters, backbone_blocks, pyramid_channels and pyramid levels) as this one"
+                )
             target.set_weights(source.get_weights())
             target.trainable = False
     if compile:
@@ -161,8 +181,15 @@ def raw_outputs(model, images, batch_size: int = 64) -> dict:
     return {key: np.concatenate(value) for key, value in parts.items()}
 
 
-def predict(model, images, confidence_threshold: float | None = None, iou_threshold: float | None = None,
-            max_detections: int | None = None, raw: dict | None = None, batch_size: int = 64) -> dict:
+def predict(
+    model,
+    images,
+    confidence_threshold: float | None = None,
+    iou_threshold: float | None = None,
+    max_detections: int | None = None,
+    raw: dict | None = None,
+    batch_size: int = 64,
+) -> dict:
     """Decoded detections as NumPy: ``boxes`` (xyxy), ``classes``, ``confidence`` padded with -1, ``num_detections``.
 
     Without thresholds it uses the model's own decoder (see :func:`build_retinanet`);
@@ -176,16 +203,22 @@ def predict(model, images, confidence_threshold: float | None = None, iou_thresh
     raw = raw if raw is not None else raw_outputs(model, images, batch_size)
     decoder = model.prediction_decoder
     if confidence_threshold is not None or iou_threshold is not None or max_detections is not None:
-        decoder = PerClassNMS(decoder.confidence_threshold if confidence_threshold is None else confidence_threshold,
-                           decoder.iou_threshold if iou_threshold is None else iou_threshold,
-                           decoder.max_detections if max_detections is None else max_detections)
+        decoder = PerClassNMS(
+            decoder.confidence_threshold if confidence_threshold is None else confidence_threshold,
+            decoder.iou_threshold if iou_threshold is None else iou_threshold,
+            decoder.max_detections if max_detections is None else max_detections,
+        )
     image_shape = tuple(images.shape[1:])
     anchors = model.anchor_generator(image_shape=image_shape)
     anchors = ops.concatenate(list(anchors.values()), axis=0)
-    boxes = bounding_boxes.decode_deltas_to_boxes(anchors=anchors, boxes_delta=ops.convert_to_tensor(raw["box"]),
-                                                  anchor_format=model.anchor_generator.bounding_box_format,
-                                                  box_format=decoder.bounding_box_format, variance=BOX_VARIANCE,
-                                                  image_shape=image_shape)
+    boxes = bounding_boxes.decode_deltas_to_boxes(
+        anchors=anchors,
+        boxes_delta=ops.convert_to_tensor(raw["box"]),
+        anchor_format=model.anchor_generator.bounding_box_format,
+        box_format=decoder.bounding_box_format,
+        variance=BOX_VARIANCE,
+        image_shape=image_shape,
+    )
     out = decoder(boxes, ops.convert_to_tensor(raw["classification"]), image_shape=image_shape)
     result = {k: np.asarray(out[k]) for k in ("boxes", "classes", "confidence", "num_detections")}
     result["classes"] = result["classes"].astype(np.int32)
@@ -219,9 +252,10 @@ def anchor_scores(raw: dict, targets) -> dict:
     logits = np.asarray(raw["classification"], np.float64)
     targets = np.asarray(targets)
     if logits.shape[:2] != targets.shape:
-        raise ValueError(f"raw outputs cover {logits.shape[:2]} (images, anchors) but the targets {targets.shape}: "
-                         "compute both on the same images with the same model")
+        raise ValueError(
+            f"raw outputs cover {logits.shape[:2]} (images, anchors) but the targets {targets.shape}: "
+            "compute both on the same images with the same model"
+        )
     probability = 1.0 / (1.0 + np.exp(-logits))
     positive = targets >= 0
-    return {"object": probability[positive, targets[positive]],
-            "background": probability[targets == -1].max(axis=-1)}
+    return {"object": probability[positive, targets[positive]], "background": probability[targets == -1].max(axis=-1)}

@@ -26,8 +26,11 @@ def _box_patch(ax, box, colour, style="-", width=1.5, label=None, pixels_per_poi
 
     x0, y0, x1, y1 = box
     # Pixel edges sit at half-integers in imshow's coordinates.
-    ax.add_patch(patches.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=colour,
-                                   linestyle=style, linewidth=width))
+    ax.add_patch(
+        patches.Rectangle(
+            (x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linestyle=style, linewidth=width
+        )
+    )
     if label:
         height, width_px = image_shape if image_shape is not None else (float("inf"), float("inf"))
         label_height = (_LABEL_SIZE + 3) * pixels_per_point
@@ -35,14 +38,31 @@ def _box_patch(ax, box, colour, style="-", width=1.5, label=None, pixels_per_poi
         room_below = y1 + label_height <= height
         above = y0 - 1.0 - label_height >= -0.5 or not room_below
         left = x0 - 0.5 + label_width <= width_px - 0.5 or x1 - 0.5 - label_width < -0.5
-        ax.text(x0 - 0.5 if left else x1 - 0.5, y0 - 1.0 if above else y1, label, color="white",
-                fontsize=_LABEL_SIZE, va="bottom" if above else "top", ha="left" if left else "right", clip_on=True,
-                bbox={"facecolor": colour, "edgecolor": "none", "pad": 1, "alpha": 0.85})
+        ax.text(
+            x0 - 0.5 if left else x1 - 0.5,
+            y0 - 1.0 if above else y1,
+            label,
+            color="white",
+            fontsize=_LABEL_SIZE,
+            va="bottom" if above else "top",
+            ha="left" if left else "right",
+            clip_on=True,
+            bbox={"facecolor": colour, "edgecolor": "none", "pad": 1, "alpha": 0.85},
+        )
 
 
-def plot_detections(images, class_names, true_boxes=None, true_classes=None, predictions=None,
-                    min_confidence: float = 0.0, ncols: int = 4, title: str | None = None, titles=None,
-                    label_truth: bool | None = None):
+def plot_detections(
+    images,
+    class_names,
+    true_boxes=None,
+    true_classes=None,
+    predictions=None,
+    min_confidence: float = 0.0,
+    ncols: int = 4,
+    title: str | None = None,
+    titles=None,
+    label_truth: bool | None = None,
+):
     """Images with ground-truth boxes (dashed) and predicted boxes (solid, colour per class).
 
     Predictions are labelled with their class and score. Ground truth is
@@ -65,8 +85,13 @@ def plot_detections(images, class_names, true_boxes=None, true_classes=None, pre
     label_truth = predictions is None if label_truth is None else label_truth
     cell = min(2.6, PAGE_WIDTH / ncols)
     title_room = TITLE_SIZE * 1.3 / 72 if titles is not None else 0.0
-    fig, axes = plt.subplots(nrows, ncols, squeeze=False, layout="constrained",
-                             figsize=(cell * ncols, nrows * (cell + title_room + 0.05) + (0.35 if title else 0.05)))
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        squeeze=False,
+        layout="constrained",
+        figsize=(cell * ncols, nrows * (cell + title_room + 0.05) + (0.35 if title else 0.05)),
+    )
     fig.get_layout_engine().set(w_pad=0.02, h_pad=0.02, wspace=0.02, hspace=0.02)
     for ax in axes.flat:
         ax.axis("off")
@@ -78,18 +103,32 @@ def plot_detections(images, class_names, true_boxes=None, true_classes=None, pre
         if true_boxes is not None:
             for box, c in zip(true_boxes[i], true_classes[i]):
                 if c >= 0 and label_truth:
-                    _box_patch(ax, box, _COLOURS[int(c) % len(_COLOURS)], style="--", label=str(class_names[int(c)]),
-                               pixels_per_point=per_point, image_shape=shape)
+                    _box_patch(
+                        ax,
+                        box,
+                        _COLOURS[int(c) % len(_COLOURS)],
+                        style="--",
+                        label=str(class_names[int(c)]),
+                        pixels_per_point=per_point,
+                        image_shape=shape,
+                    )
                 elif c >= 0:
                     _box_patch(ax, box, "white", style="--", width=1.0)
         if predictions is not None:
             k = int(predictions["num_detections"][i])
-            for box, c, s in zip(predictions["boxes"][i][:k], predictions["classes"][i][:k],
-                                 predictions["confidence"][i][:k]):
+            for box, c, s in zip(
+                predictions["boxes"][i][:k], predictions["classes"][i][:k], predictions["confidence"][i][:k]
+            ):
                 if s >= min_confidence and c >= 0:
                     colour = _COLOURS[int(c) % len(_COLOURS)]
-                    _box_patch(ax, box, colour, label=f"{class_names[int(c)]} {s:.2f}",
-                               pixels_per_point=per_point, image_shape=shape)
+                    _box_patch(
+                        ax,
+                        box,
+                        colour,
+                        label=f"{class_names[int(c)]} {s:.2f}",
+                        pixels_per_point=per_point,
+                        image_shape=shape,
+                    )
         if titles is not None:
             ax.set_title(str(titles[i]), fontsize=TITLE_SIZE)
     if title:
@@ -111,13 +150,20 @@ def plot_anchors(image, config: AnchorConfig, gt_boxes=None, centre=None, title:
     from course_utils.plots import PAGE_WIDTH
 
     cell = min(3.2, PAGE_WIDTH / len(config.levels))  # the row of levels fits the page, so its titles stay legible
-    fig, axes = plt.subplots(1, len(config.levels), figsize=(cell * len(config.levels), cell + (0.6 if title else 0.35)),
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        1,
+        len(config.levels),
+        figsize=(cell * len(config.levels), cell + (0.6 if title else 0.35)),
+        squeeze=False,
+        layout="constrained",
+    )
     for ax, level, size in zip(axes.flat, config.levels, config.sizes):
         stride = LEVEL_STRIDES[level]
         ax.imshow(np.clip(image, 0, 1))
-        gx, gy = np.meshgrid((np.arange(math.ceil(width / stride)) + 0.5) * stride,
-                             (np.arange(math.ceil(height / stride)) + 0.5) * stride)
+        gx, gy = np.meshgrid(
+            (np.arange(math.ceil(width / stride)) + 0.5) * stride,
+            (np.arange(math.ceil(height / stride)) + 0.5) * stride,
+        )
         ax.scatter(gx.ravel() - 0.5, gy.ravel() - 0.5, s=4, c="yellow")
         cx = (math.floor(centre[0] / stride) + 0.5) * stride
         cy = (math.floor(centre[1] / stride) + 0.5) * stride
@@ -178,6 +224,7 @@ def plot_counts(true_counts, predicted_counts, title: str | None = None):
     if true_counts.shape != predicted_counts.shape:
         raise ValueError(f"true and predicted counts differ in length: {len(true_counts)} and {len(predicted_counts)}")
     fig, ax = plt.subplots(figsize=(4.4, 4.2), layout="constrained")
+
     def extent(values):
         return (int(values.min()), int(values.max())) if len(values) else (0, 1)
 
@@ -191,18 +238,43 @@ def plot_counts(true_counts, predicted_counts, title: str | None = None):
         pairs, images = np.unique(np.stack([true_counts, predicted_counts], axis=1), axis=0, return_counts=True)
         diameter = min(unit * 0.92, 40) * np.sqrt(images / images.max())
         exact = pairs[:, 0] == pairs[:, 1]
-        ax.scatter(pairs[:, 0], pairs[:, 1], s=np.maximum(diameter, 4) ** 2, zorder=2, alpha=0.85, linewidths=0,
-                   color=np.where(exact, "#0072B2", "#E69F00"))  # Okabe-Ito blue: exact, orange: off
+        ax.scatter(
+            pairs[:, 0],
+            pairs[:, 1],
+            s=np.maximum(diameter, 4) ** 2,
+            zorder=2,
+            alpha=0.85,
+            linewidths=0,
+            color=np.where(exact, "#0072B2", "#E69F00"),
+        )  # Okabe-Ito blue: exact, orange: off
         if unit >= 14:  # room to write the number of images on its disc
             for (t, p), k, d in zip(pairs, images, diameter):
                 inside = d >= 16
-                ax.annotate(str(k), (t, p), xytext=(0, 0) if inside else (0, d / 2 + 1), textcoords="offset points",
-                            ha="center", va="center" if inside else "bottom", fontsize=9, zorder=3,
-                            color="white" if inside else "black")
-        kinds = [(c, text) for c, text, shown in (("#0072B2", "exact count", exact.any()),
-                                                  ("#E69F00", "too few or too many", (~exact).any())) if shown]
-        ax.legend(handles=[plt.Line2D([], [], ls="", marker="o", color=c, label=text) for c, text in kinds],
-                  loc="best", fontsize=9, framealpha=0.9)
+                ax.annotate(
+                    str(k),
+                    (t, p),
+                    xytext=(0, 0) if inside else (0, d / 2 + 1),
+                    textcoords="offset points",
+                    ha="center",
+                    va="center" if inside else "bottom",
+                    fontsize=9,
+                    zorder=3,
+                    color="white" if inside else "black",
+                )
+        kinds = [
+            (c, text)
+            for c, text, shown in (
+                ("#0072B2", "exact count", exact.any()),
+                ("#E69F00", "too few or too many", (~exact).any()),
+            )
+            if shown
+        ]
+        ax.legend(
+            handles=[plt.Line2D([], [], ls="", marker="o", color=c, label=text) for c, text in kinds],
+            loc="best",
+            fontsize=9,
+            framealpha=0.9,
+        )
     mae = np.mean(np.abs(true_counts - predicted_counts)) if len(true_counts) else float("nan")
     ax.set_xlim(x_lo - 0.5, x_hi + 0.5)
     ax.set_ylim(y_lo - 0.5, y_hi + 0.5)
@@ -235,13 +307,21 @@ def plot_score_distributions(scores: dict, threshold: float | None = 0.05, title
     fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 2.9), sharey=False, layout="constrained")
     low = min(max(float(np.min(v[k], initial=1.0)), 1e-8) for v in scores.values() for k in ("object", "background"))
     bins = np.logspace(np.floor(np.log10(low)), 0, 41)
-    for ax, key, name in zip(axes, ("background", "object"),
-                             ("background anchors: highest class score", "object anchors: score of the true class")):
+    for ax, key, name in zip(
+        axes,
+        ("background", "object"),
+        ("background anchors: highest class score", "object anchors: score of the true class"),
+    ):
         for k, (model_name, groups) in enumerate(scores.items()):
             values = np.clip(np.asarray(groups[key]), bins[0], 1.0)
             share = np.histogram(values, bins=bins)[0] / max(len(values), 1)
-            ax.stairs(share, bins, color=_COLOURS[[1, 0, 2, 3][k % 4]], lw=1.6,
-                      label=f"{model_name} ({len(values):,} anchors)")
+            ax.stairs(
+                share,
+                bins,
+                color=_COLOURS[[1, 0, 2, 3][k % 4]],
+                lw=1.6,
+                label=f"{model_name} ({len(values):,} anchors)",
+            )
         if threshold is not None:
             ax.axvline(threshold, color="grey", ls="--", lw=1)
             ax.text(threshold, ax.get_ylim()[1] * 0.97, f" {threshold:g}", color="grey", fontsize=8, va="top")

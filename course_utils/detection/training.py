@@ -25,11 +25,17 @@ def augmenter(flip: bool = True, scale: float = 0.25, seed: int | None = None):
 
     layers = []  # float32 like the model, also under a mixed_float16 policy
     if flip:
-        layers.append(keras.layers.RandomFlip("horizontal", seed=seed, bounding_box_format=BOX_FORMAT,
-                                              dtype="float32"))
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed, bounding_box_format=BOX_FORMAT, dtype="float32"))
     if scale:
-        layers.append(keras.layers.RandomZoom((-scale, scale), seed=None if seed is None else seed + 1,
-                                              fill_mode="constant", bounding_box_format=BOX_FORMAT, dtype="float32"))
+        layers.append(
+            keras.layers.RandomZoom(
+                (-scale, scale),
+                seed=None if seed is None else seed + 1,
+                fill_mode="constant",
+                bounding_box_format=BOX_FORMAT,
+                dtype="float32",
+            )
+        )
 
     def apply(images, boxes, classes):
         height, width = int(images.shape[1]), int(images.shape[2])
@@ -42,9 +48,13 @@ def augmenter(flip: bool = True, scale: float = 0.25, seed: int | None = None):
         # zoom factor, so that we know each box's area before any clipping.
         ref = ops.convert_to_tensor([[width / 2 - 4, height / 2 - 4, width / 2 + 4, height / 2 + 4]], "float32")
         ref = ops.broadcast_to(ref[None], (n, 1, 4))
-        data = {"images": images,
-                "bounding_boxes": {"boxes": ops.concatenate([boxes, ref], axis=1),
-                                   "labels": ops.concatenate([classes, ops.zeros((n, 1), "int32")], axis=1)}}
+        data = {
+            "images": images,
+            "bounding_boxes": {
+                "boxes": ops.concatenate([boxes, ref], axis=1),
+                "labels": ops.concatenate([classes, ops.zeros((n, 1), "int32")], axis=1),
+            },
+        }
         for layer in layers:
             data = layer(data, training=True)
         out = data["bounding_boxes"]["boxes"]
@@ -62,8 +72,9 @@ def augmenter(flip: bool = True, scale: float = 0.25, seed: int | None = None):
     return apply
 
 
-def make_train_dataset(data: DetectionData, batch_size: int = 16, augment: bool = True, seed: int = 0,
-                       scale: float = 0.25):
+def make_train_dataset(
+    data: DetectionData, batch_size: int = 16, augment: bool = True, seed: int = 0, scale: float = 0.25
+):
     """A shuffled, batched ``tf.data.Dataset`` of ``(images, {"boxes", "classes"})`` with box-aware augmentation."""
     import tensorflow as tf
 
@@ -82,8 +93,17 @@ def make_train_dataset(data: DetectionData, batch_size: int = 16, augment: bool 
     return ds.prefetch(2)
 
 
-def train(model, data: DetectionData, epochs: int, batch_size: int = 16, augment: bool = True, seed: int = 0,
-          validation: DetectionData | None = None, callbacks=None, strategy=None):
+def train(
+    model,
+    data: DetectionData,
+    epochs: int,
+    batch_size: int = 16,
+    augment: bool = True,
+    seed: int = 0,
+    validation: DetectionData | None = None,
+    callbacks=None,
+    strategy=None,
+):
     """Fit ``model`` on ``data``; returns ``(history, seconds)``. Validation loss uses the unaugmented ``validation`` set.
 
     ``strategy``: a ``tf.distribute`` strategy the model was built (and compiled)
@@ -101,6 +121,11 @@ def train(model, data: DetectionData, epochs: int, batch_size: int = 16, augment
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # Keras' notes on input structure and shuffling
-        history = model.fit(make_train_dataset(data, batch_size, augment, seed), epochs=epochs, validation_data=val,
-                            callbacks=callbacks, verbose=0)
+        history = model.fit(
+            make_train_dataset(data, batch_size, augment, seed),
+            epochs=epochs,
+            validation_data=val,
+            callbacks=callbacks,
+            verbose=0,
+        )
     return history, time.perf_counter() - start
