@@ -87,7 +87,8 @@ valid = train_data.classes >= 0
 sides = np.concatenate([train_data.boxes[valid][:, 2] - train_data.boxes[valid][:, 0],
                         train_data.boxes[valid][:, 3] - train_data.boxes[valid][:, 1]])
 print(f"objects per image: {np.bincount(train_data.object_counts()).tolist()} (images with 0, 1, 2, ... objects)")
-print("objects per class:", dict(zip(class_names, np.bincount(train_data.classes[valid], minlength=NUM_CLASSES).tolist())))
+print("objects per class:",
+      dict(zip(class_names, np.bincount(train_data.classes[valid], minlength=NUM_CLASSES).tolist())))
 print(f"box sides from {sides.min():.0f} to {sides.max():.0f} pixels")
 print("first image:", [f"{class_names[c]} {b.astype(int).tolist()}" for b, c in
                         zip(train_data.boxes[0], train_data.classes[0]) if c >= 0])
@@ -382,8 +383,8 @@ print(f"untrained model: mAP@0.5 = {untrained['map'][0.5]:.3f}")
 
 config.seed_everything(profile.seed(1))
 # The test loss after each epoch is drawn below (skipped at the smoke profile: it costs a compilation).
-history, train_seconds = det.train(model, train_data, epochs=EPOCHS, batch_size=BATCH_SIZE, augment=True, seed=profile.seed(1),
-                                   validation=None if profile.name == "smoke" else test_data)
+history, train_seconds = det.train(model, train_data, epochs=EPOCHS, batch_size=BATCH_SIZE, augment=True,
+                                   seed=profile.seed(1), validation=None if profile.name == "smoke" else test_data)
 images_seen = EPOCHS * (N_TRAIN // BATCH_SIZE) * BATCH_SIZE
 print(f"trained {EPOCHS} epochs on {N_TRAIN} images in {train_seconds:.0f} s "
       f"({images_seen / train_seconds:.0f} images/s)")

@@ -148,7 +148,8 @@ def colab_notebook(
         f"# On Google Colab, install the course package, release {tag} (TensorFlow and Keras are already there).\n"
         "import subprocess, sys\n"
         'if "google.colab" in sys.modules:\n'
-        f'    _pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "course_utils @ git+{url}@{tag}"],\n'
+        '    _pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", '
+        f'"course_utils @ git+{url}@{tag}"],\n'
         "                          capture_output=True, text=True)\n"
         "    if _pip.returncode != 0:\n"
         "        raise RuntimeError(\n"

@@ -188,7 +188,9 @@ def load_week(root: Path, week: str, solutions: Path | None = None) -> Week:
                 )
             question, points = match["question"], float(match["points"])
             hidden = build.BEGIN_HIDDEN in source
-            code = "\n".join(line for line in source.splitlines() if line.strip() not in (build.BEGIN_HIDDEN, build.END_HIDDEN))
+            code = "\n".join(
+                line for line in source.splitlines() if line.strip() not in (build.BEGIN_HIDDEN, build.END_HIDDEN)
+            )
             count = sum(1 for c in cells if isinstance(c, Slot) and c.kind == "check" and c.check.question == question)
             slot.kind = "check"
             slot.check = Check(f"{question}.{count + 1}", question, points, hidden, code)
@@ -671,7 +673,9 @@ def model_submission(root: Path, week: str) -> nbformat.NotebookNode:
     path = find_solution(root, week)
     handout = nbformat.reads(build.generated_files(root)[Path("exercises") / f"{path.stem}.ipynb"], as_version=4)
     solved = iter(
-        "\n".join(line for line in c.source.splitlines() if line.strip() not in (build.BEGIN_SOLUTION, build.END_SOLUTION))
+        "\n".join(
+            line for line in c.source.splitlines() if line.strip() not in (build.BEGIN_SOLUTION, build.END_SOLUTION)
+        )
         for c in build.read_source(path).cells
         if c.cell_type == "code" and build.BEGIN_SOLUTION in c.source
     )
@@ -776,7 +780,9 @@ STATUS_TEXT = {
     "timeout": "your notebook took longer than the time limit and was stopped; checks not reached score 0",
     "crashed": "the run of your notebook broke off; checks not reached score 0",
     "invalid": "the file could not be read as a Jupyter notebook, so nothing was run",
-    "error": "the grader failed on this file (not your fault, as far as it can tell): your instructor will grade it again",
+    "error": (
+        "the grader failed on this file (not your fault, as far as it can tell): your instructor will grade it again"
+    ),
 }
 
 

@@ -169,7 +169,8 @@ class Kernel:
         self.client, self.notebook, self.cell_timeout = client, notebook, cell_timeout
         self.inbox, self.replies = inbox, replies
         self.namespace: dict = {}  # the check's namespace, where models changed by a call are rebound
-        self.check_sources: dict = {}  # "<check id>" -> source, of the checks run so far: their functions may be passed on
+        # "<check id>" -> source, of the checks run so far: their functions may be passed on
+        self.check_sources: dict = {}
 
     def source_of(self, value):
         """A function a check (this one or an earlier one) defined at its top level: (its source, the modules it

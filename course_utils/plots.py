@@ -31,7 +31,9 @@ _LABELS = {"mean_iou": "mean IoU", "iou": "IoU", "dice": "Dice", "map": "mAP", "
 
 
 def metric_label(name: str) -> str:
-    """A metric's Keras name as an axis label: ``"mean_iou"`` -> ``"mean IoU"``, ``"top_5_accuracy"`` -> ``"top 5 accuracy"``."""
+    """A metric's Keras name as an axis label: ``"mean_iou"`` -> ``"mean IoU"``,
+    ``"top_5_accuracy"`` -> ``"top 5 accuracy"``.
+    """
     name = str(name)
     return _LABELS.get(name, " ".join(_LABELS.get(word, word) for word in name.split("_")))
 

@@ -298,7 +298,9 @@ def residual_blocks(base: keras.Model) -> list[str]:
 
 
 def weights_used(model: keras.Model) -> str:
-    """``"imagenet"``, ``"source"`` or ``"none"``: the weights a model from :func:`mobilenetv2_classifier` started from."""
+    """``"imagenet"``, ``"source"`` or ``"none"``: the weights a model from :func:`mobilenetv2_classifier`
+    started from.
+    """
     return getattr(model, "_course_weights_used", "none")
 
 

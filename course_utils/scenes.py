@@ -136,8 +136,8 @@ def _stencil(shape: str, extent: int, turn: int) -> np.ndarray:
 
     ``extent`` is the diameter / side in pixels; ``turn`` (shapes in ``_TURNING``
     only) picks one of ``_TRIANGLE_ANGLES`` orientations (for a rectangle,
-    its parity). The shape lives in the continuous square ``[0, extent]^2`` and a pixel is on when at least half of it is
-    covered, which keeps small shapes recognisable. Coverage is computed from the
+    its parity). The shape lives in the continuous square ``[0, extent]^2`` and a pixel is on when at least half of
+    it is covered, which keeps small shapes recognisable. Coverage is computed from the
     shape's horizontal extent ``[x_left, x_right]`` on ``_SUPERSAMPLE`` lines per
     pixel row (every shape meets each such line in one interval), exact along x. Only the object's own
     box is rasterised, and results are cached: the same stencil recurs often.

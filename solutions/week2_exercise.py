@@ -134,7 +134,8 @@ def build_frozen_classifier(num_classes, input_size=96, alpha=0.35, weights=None
 # %%
 # CHECK frozen-base-with-a-new-head points=2
 frozen = build_frozen_classifier(5, input_size=64, alpha=0.35, weights=None)
-check(isinstance(frozen, keras.Model), f"build_frozen_classifier must return a keras Model, got {type(frozen).__name__}")
+check(isinstance(frozen, keras.Model),
+      f"build_frozen_classifier must return a keras Model, got {type(frozen).__name__}")
 check_shape(frozen.predict(np.zeros((2, 64, 64, 3), np.float32), verbose=0), (2, 5), "predictions for 2 images")
 base = frozen.get_layer("base")
 check(len(base.layers) > 100, "the layer named 'base' should be the MobileNetV2 model")
@@ -219,7 +220,8 @@ def loss_problem(model):
     if loss is keras.losses.sparse_categorical_crossentropy:
         from_logits = False
     elif isinstance(loss, keras.losses.SparseCategoricalCrossentropy) or (
-            isinstance(loss, keras.losses.Loss) and getattr(loss, "fn", None) is keras.losses.sparse_categorical_crossentropy):
+            isinstance(loss, keras.losses.Loss)
+            and getattr(loss, "fn", None) is keras.losses.sparse_categorical_crossentropy):
         from_logits = bool(loss.get_config().get("from_logits", False))
     else:
         return (f"the loss is {model.loss!r}; integer class labels need the sparse categorical cross-entropy "
@@ -298,7 +300,8 @@ y_pred = np.array([0, 1, 0, 1, 1, 2, 0, 2, 1, 3])
 matrix = confusion(y_true, y_pred, 4)
 right = confusion_matrix(y_true, y_pred, labels=range(4))
 check_equal(np.asarray(matrix).tolist(), right.tolist(), "confusion matrix",
-            mistakes={"rows and columns are swapped: entry [i, j] counts true class i predicted as j.": right.T.tolist()})
+            mistakes={"rows and columns are swapped: entry [i, j] counts true class i predicted as j.":
+                          right.T.tolist()})
 precision, recall = precision_recall(matrix)
 check_close(precision, [2 / 3, 2 / 4, 1.0, 1.0], "precision per class",
             mistakes={"you divided by the row sums (all images of the class): that is recall. Precision divides by "

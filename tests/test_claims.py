@@ -160,7 +160,8 @@ def bench_records(root) -> dict:
 
 
 def quote_problems(chapter, arguments, text, tags, records) -> list[str]:
-    """What is wrong with one ``claims.quoted_from_bench`` declaration (``arguments`` as written), given the bench records.
+    """What is wrong with one ``claims.quoted_from_bench`` declaration (``arguments`` as written), given the
+    bench records.
 
     The quote must stand in the paragraph before (as written), in a hidden cell,
     and match the five seeds: cover each seed's value within half a unit of the

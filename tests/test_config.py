@@ -38,7 +38,10 @@ def test_noise_is_dropped_and_real_errors_are_kept():
 
 
 def test_a_plain_script_keeps_its_standard_error_untouched():
-    program = "from course_utils import config\nconfig.quiet_tensorflow()\nimport os\nos.write(2, b'failed call to cuInit\\n')"
+    program = (
+        "from course_utils import config\nconfig.quiet_tensorflow()\n"
+        "import os\nos.write(2, b'failed call to cuInit\\n')"
+    )
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
     assert "failed call to cuInit" in result.stderr
 

@@ -31,7 +31,9 @@ def solved(name, number):
     slot = next(
         c for c in week(name).cells if isinstance(c, grading.Slot) and c.kind == "answer" and c.number == number
     )
-    return "\n".join(line for line in slot.source.splitlines() if line.strip() not in (build.BEGIN_SOLUTION, build.END_SOLUTION))
+    return "\n".join(
+        line for line in slot.source.splitlines() if line.strip() not in (build.BEGIN_SOLUTION, build.END_SOLUTION)
+    )
 
 
 def changed(name, number, old, new):

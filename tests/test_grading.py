@@ -27,7 +27,9 @@ def answers(root):
     """The solution's answer cells, as a student who solved them would have written them."""
     cells = build.read_source(root / "solutions" / f"{WEEK}.py").cells
     return [
-        "\n".join(line for line in c.source.splitlines() if line.strip() not in (build.BEGIN_SOLUTION, build.END_SOLUTION))
+        "\n".join(
+            line for line in c.source.splitlines() if line.strip() not in (build.BEGIN_SOLUTION, build.END_SOLUTION)
+        )
         for c in cells
         if c.cell_type == "code" and build.BEGIN_SOLUTION in c.source
     ]
@@ -517,7 +519,8 @@ def test_workers_share_the_cores():
     try:
         status, _, executed = grading.run_notebook(
             tiny(
-                "import os\nprint('threads', os.environ.get('TF_NUM_INTRAOP_THREADS'), os.environ.get('OMP_NUM_THREADS'))"
+                "import os\nprint('threads', os.environ.get('TF_NUM_INTRAOP_THREADS'), "
+                "os.environ.get('OMP_NUM_THREADS'))"
             ),
             grading.Settings(cell_timeout=30, notebook_timeout=60, isolate=SETTINGS.isolate),
             judges,

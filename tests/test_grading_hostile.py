@@ -99,7 +99,8 @@ FORGERS = {
     "        frame.f_globals['__builtins__']['AssertionError'] = type('Nothing', (Exception,), {})\n"
     "    return _tracer\nsys.settrace(_tracer)\n"
     "import inspect\ncaller = inspect.currentframe().f_back\n",
-    "patches NumPy, builtins and stdout.ipynb": "import builtins, sys\nimport numpy as np\nimport course_utils.checks as c\n"
+    "patches NumPy, builtins and stdout.ipynb": "import builtins, sys\nimport numpy as np\n"
+    "import course_utils.checks as c\n"
     "np.allclose = lambda *a, **k: True\nnp.testing.assert_allclose = print\n"
     "c.check_close = c.check = c.passed = lambda *a, **k: None\n"
     "builtins.AssertionError = KeyboardInterrupt\n"

@@ -41,7 +41,10 @@ def printed(executed):
 def attempt(label, code):
     """A cell that runs ``code`` and prints ``label: done`` or ``label: refused (<error>)``."""
     body = textwrap.indent(textwrap.dedent(code).strip(), "    ")
-    return f"try:\n{body}\n    print({label!r} + ': done')\nexcept Exception as e:\n    print({label!r} + ': refused', type(e).__name__)"
+    return (
+        f"try:\n{body}\n    print({label!r} + ': done')\n"
+        f"except Exception as e:\n    print({label!r} + ': refused', type(e).__name__)"
+    )
 
 
 @pytest.fixture(scope="module")

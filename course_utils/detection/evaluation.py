@@ -182,8 +182,8 @@ def choose_count_threshold(
     """The confidence threshold whose counts are closest to the truth on ``data`` (a validation split).
 
     Returns ``(threshold, mean absolute count error at each of thresholds)``, counting as
-    :func:`count_objects` does with ``merge_iou``; ties go to the lower threshold. Choose it on images the final score is not
-    computed on, or the test error is optimistic.
+    :func:`count_objects` does with ``merge_iou``; ties go to the lower threshold. Choose it on images the final
+    score is not computed on, or the test error is optimistic.
     """
     thresholds = np.round(np.asarray(thresholds, float), 4)
     truth = data.object_counts()

@@ -104,7 +104,8 @@ def train(
     callbacks=None,
     strategy=None,
 ):
-    """Fit ``model`` on ``data``; returns ``(history, seconds)``. Validation loss uses the unaugmented ``validation`` set.
+    """Fit ``model`` on ``data``; returns ``(history, seconds)``. Validation loss uses the unaugmented
+    ``validation`` set.
 
     ``strategy``: a ``tf.distribute`` strategy the model was built (and compiled)
     under (default: the model's own, see :func:`course_utils.config.distribute`);
