@@ -11,8 +11,6 @@ import pytest
 from course_utils import claims
 from course_utils.build import read_source
 
-EXPECT = re.compile(r"claims\.expect\(\s*\"([^\"]+)\"\s*,[^\n]*?,\s*([-\d.e]+)\s*,\s*([-\d.e]+)\s*[,)]")
-
 
 def test_expect_passes_inside_the_range_and_names_the_claim_outside():
     claims.expect("x", 0.5, 0.4, 0.6)  # inside: no error
@@ -81,15 +79,14 @@ def test_a_benchmark_quote_declaration_checks_its_arguments():
 
 
 def chapter_expectations(path):
-    """``(name, low, high, text of the markdown cell just before)`` for each claims.expect in a chapter."""
-    notebook = read_source(path)
-    found, markdown = [], ""
-    for cell in notebook.cells:
-        if cell.cell_type == "markdown":
-            markdown = cell.source
-        for name, low, high in EXPECT.findall(cell.source if cell.cell_type == "code" else ""):
-            found.append((name, low, high, markdown, cell.metadata.get("tags", [])))
-    return found
+    """``(name, low, high, text of the markdown cell just before, tags)`` for each claims.expect in a chapter.
+
+    Read from the syntax tree, so that a call written over several lines is found too.
+    """
+    return [
+        (ast.literal_eval(arguments["name"]), arguments["low"], arguments["high"], text, tags)
+        for arguments, text, tags in chapter_calls(path, "expect")
+    ]
 
 
 @pytest.mark.parametrize(
