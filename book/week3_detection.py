@@ -41,7 +41,7 @@ import keras
 import matplotlib.pyplot as plt
 import numpy as np
 
-from course_utils import claims, config
+from course_utils import claims, config, plots
 from course_utils import detection as det
 
 profile = config.setup(PROFILE, seed=SEED, data_source=DATA_SOURCE)
@@ -390,18 +390,7 @@ print(f"trained {EPOCHS} epochs on {N_TRAIN} images in {train_seconds:.0f} s "
       f"({images_seen / train_seconds:.0f} images/s)")
 
 # %%
-logs = history.history
-fig, axes = plt.subplots(1, 3, figsize=(6.7, 2.6))
-for ax, key in zip(axes, ("loss", "classification_loss", "box_loss")):
-    if key in logs:
-        ax.plot(np.arange(1, len(logs[key]) + 1), logs[key], marker="o", label="training")
-        if f"val_{key}" in logs:
-            ax.plot(np.arange(1, len(logs[key]) + 1), logs[f"val_{key}"], marker="o", label="test")
-        ax.set_title(key.replace("_", " "))
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        ax.legend()
-fig.tight_layout()
+fig = plots.training_curves(history, metrics=("loss", "classification_loss", "box_loss"), validation_label="test")
 
 # %% [markdown]
 # ## 7. Predictions, the score threshold and non-maximum suppression
@@ -453,18 +442,12 @@ fig = det.plot_detections(np.concatenate([test_data.images[:4]] * 2), class_name
 # precision and recall:
 
 # %%
-matched = {}
-for i in range(len(test_data)):
-    for c in range(NUM_CLASSES):
-        keep = (predictions["classes"][i] == c) & (predictions["confidence"][i] >= 0)
-        gt = test_data.boxes[i][test_data.classes[i] == c]
-        matched[(i, c)] = (predictions["confidence"][i][keep],
-                           det.match_detections(predictions["boxes"][i][keep], predictions["confidence"][i][keep], gt))
+matched = [det.class_matches(predictions, test_data, c) for c in range(NUM_CLASSES)]  # (scores, found, objects)
 print(f"{'threshold':>9} {'detections':>10} {'TP':>5} {'FP':>5} {'precision':>9} {'recall':>6}")
 operating = {}
 for threshold in (0.05, 0.2, 0.5, 0.8, 0.95):
-    tp = sum(int(np.sum(t[s >= threshold])) for s, t in matched.values())
-    n = sum(int(np.sum(s >= threshold)) for s, _ in matched.values())
+    tp = sum(int(np.sum(found[scores >= threshold])) for scores, found, _ in matched)
+    n = sum(int(np.sum(scores >= threshold)) for scores, _, _ in matched)
     operating[threshold] = (tp / max(n, 1), tp / true_objects)
     print(f"{threshold:>9} {n:>10} {tp:>5} {n - tp:>5} {tp / max(n, 1):>9.3f} {tp / true_objects:>6.3f}")
 

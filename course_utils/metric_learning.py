@@ -30,7 +30,6 @@ with k-nearest neighbours (kNN) among a few labelled reference images.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
 import keras
@@ -39,6 +38,7 @@ from keras import layers, ops
 
 from course_utils.config import distribute
 from course_utils.data import check_integer
+from course_utils.models import fit_quietly
 
 # ------------------------------------------------------------------------- the model
 
@@ -445,9 +445,7 @@ def fit_embedding(
             jit_compile=jit_compile,
             run_eagerly=run_eagerly,
         )
-    start = time.perf_counter()
-    history = model.fit(batches, epochs=epochs, verbose=0, callbacks=list(callbacks))
-    return history, time.perf_counter() - start
+    return fit_quietly(model, batches, epochs=epochs, callbacks=list(callbacks))
 
 
 # ----------------------------------------------------------------------------- kNN
@@ -748,6 +746,4 @@ def fit_autoencoder(
     """
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, epochs * len(batches)))
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss="mse", run_eagerly=run_eagerly)
-    start = time.perf_counter()
-    history = model.fit(batches, epochs=epochs, verbose=0)
-    return history, time.perf_counter() - start
+    return fit_quietly(model, batches, epochs=epochs)

@@ -226,6 +226,20 @@ def googlenet(num_classes: int = 1000, aux_classifiers: bool = False) -> keras.M
     )
 
 
+def fit_quietly(model: keras.Model, *data, **fit_arguments):
+    """``model.fit(*data, verbose=0, **fit_arguments)``, timed: ``(history, seconds)``.
+
+    Every training function of the course ends here, so that each returns the
+    same pair, and the seconds are those of ``fit`` alone (not of compiling or
+    of building the data).
+    """
+    import time
+
+    start = time.perf_counter()
+    history = model.fit(*data, verbose=0, **fit_arguments)
+    return history, time.perf_counter() - start
+
+
 def fit_classifier(
     model: keras.Model,
     x,
@@ -247,8 +261,6 @@ def fit_classifier(
     the model's own, see :func:`course_utils.config.distribute`); ``batch_size``
     is per replica.
     """
-    import time
-
     strategy, batch_size = distribute(model, batch_size, strategy)
     steps = epochs * int(np.ceil(len(x) * (1 - validation_split) / batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps) if decay else learning_rate
@@ -256,17 +268,9 @@ def fit_classifier(
         model.compile(
             optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
         )
-    start = time.perf_counter()
-    history = model.fit(
-        x,
-        y,
-        validation_split=validation_split,
-        epochs=epochs,
-        batch_size=batch_size,
-        verbose=0,
-        callbacks=list(callbacks),
+    return fit_quietly(
+        model, x, y, validation_split=validation_split, epochs=epochs, batch_size=batch_size, callbacks=list(callbacks)
     )
-    return history, time.perf_counter() - start
 
 
 def feature_extractor(model: keras.Model, layer_name: str) -> keras.Model:

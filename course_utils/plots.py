@@ -101,8 +101,11 @@ def _show(ax, image, cmap="gray", vmin=None, vmax=None):
     ax.imshow(image, cmap=cmap if image.ndim == 2 else None, vmin=vmin, vmax=vmax)
 
 
-def training_curves(history, metrics=("loss", "accuracy"), title: str | None = None):
-    """Training and validation curves of a Keras ``History`` (or its ``.history`` dict), one panel per metric."""
+def training_curves(history, metrics=("loss", "accuracy"), title: str | None = None, validation_label="validation"):
+    """Training and validation curves of a Keras ``History`` (or its ``.history`` dict), one panel per metric.
+
+    ``validation_label`` names the second curve (``"test"`` where a chapter validates on its test set).
+    """
     logs = getattr(history, "history", history)
     found = [m for m in metrics if m in logs]
     if not found:
@@ -114,7 +117,7 @@ def training_curves(history, metrics=("loss", "accuracy"), title: str | None = N
         marker = "o" if len(epochs) <= 3 else None  # a line of one point is invisible
         ax.plot(epochs, logs[metric], label="training", marker=marker)
         if f"val_{metric}" in logs:
-            ax.plot(epochs, logs[f"val_{metric}"], label="validation", marker=marker)
+            ax.plot(epochs, logs[f"val_{metric}"], label=validation_label, marker=marker)
         ax.set_xlabel("epoch")
         if len(epochs) <= 10:
             ax.set_xticks(epochs)  # whole epochs only, also for one or two

@@ -37,6 +37,7 @@ from keras import layers
 
 from course_utils.config import distribute
 from course_utils.data import check_integer
+from course_utils.models import fit_quietly
 from course_utils.scenes import EXTRA_SHAPES
 
 ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
@@ -63,7 +64,7 @@ SOURCE_SHA256 = "8f59bdf866789e555828b353922e2a661077bea943f0373bbb98f56aa2831a7
 """SHA-256 of the shipped :data:`SOURCE_WEIGHTS` file; :func:`check_source_weights` refuses any other file."""
 
 SOURCE_RECIPE = dict(
-    alpha=0.35, input_size=32, n_train=12000, n_test=2000, epochs=10, peak_lr=4e-3, final_fraction=0.2, seed=2026
+    alpha=0.35, input_size=32, n_train=12000, n_test=2000, epochs=10, learning_rate=4e-3, final_fraction=0.2, seed=2026
 )
 """How the shipped source-task base was trained: ``python -m course_utils.recognition pretrain-source``."""
 
@@ -430,9 +431,9 @@ def train(
     x,
     y=None,
     epochs: int = 10,
-    peak_lr: float = 3e-3,
+    learning_rate: float = 3e-3,
     batch_size: int = 64,
-    validation_data=None,
+    validation=None,
     class_weight=None,
     warmup_epochs: float = 1.0,
     final_fraction: float = 0.02,
@@ -441,8 +442,9 @@ def train(
 ):
     """Compile ``model`` with Adam on a :class:`WarmupExponentialDecay` schedule and fit it quietly.
 
-    The learning rate rises linearly to ``peak_lr`` during ``warmup_epochs``, then
-    decays exponentially to ``final_fraction * peak_lr`` at the last step.
+    The learning rate rises linearly to its peak, ``learning_rate``, during
+    ``warmup_epochs``, then decays exponentially to ``final_fraction * learning_rate``
+    at the last step. ``validation``: optional ``(x, y)`` or a dataset, scored after each epoch.
     ``x`` is an array (with labels ``y``) or a ``tf.data.Dataset`` of batches (then
     give ``steps_per_epoch`` if it cannot be computed). Returns ``(history, seconds)``;
     ``history.epoch_seconds`` lists the wall time of each epoch (see
@@ -452,27 +454,22 @@ def train(
     :func:`course_utils.config.distribute`); ``batch_size`` is then per replica.
     A dataset of batches is used as it is: batch it with the global batch size.
     """
-    import time
-
     strategy, batch_size = distribute(model, batch_size, strategy)
     if steps_per_epoch is None:
         steps_per_epoch = int(np.ceil(len(x) / batch_size)) if y is not None else int(len(x))
     total = max(1, epochs * steps_per_epoch)
     warmup = int(round(warmup_epochs * steps_per_epoch))
     decay_steps = max(1, total - warmup)
-    schedule = WarmupExponentialDecay(peak_lr, warmup, decay_steps=decay_steps, decay_rate=final_fraction)
+    schedule = WarmupExponentialDecay(learning_rate, warmup, decay_steps=decay_steps, decay_rate=final_fraction)
     compile_classifier(model, schedule, strategy=strategy)
     clock = _EpochClock()
-    fit_args = dict(
-        epochs=epochs, verbose=0, validation_data=validation_data, class_weight=class_weight, callbacks=[clock]
-    )
-    start = time.perf_counter()
+    fit_args = dict(epochs=epochs, validation_data=validation, class_weight=class_weight, callbacks=[clock])
     if y is not None:
-        history = model.fit(x, y, batch_size=batch_size, **fit_args)
+        history, seconds = fit_quietly(model, x, y, batch_size=batch_size, **fit_args)
     else:
-        history = model.fit(x, shuffle=False, **fit_args)  # a dataset shuffles itself
+        history, seconds = fit_quietly(model, x, shuffle=False, **fit_args)  # a dataset shuffles itself
     history.epoch_seconds = clock.seconds
-    return history, time.perf_counter() - start
+    return history, seconds
 
 
 class _EpochClock(keras.callbacks.Callback):
@@ -1025,7 +1022,7 @@ def pretrain_source(path=None, n_train=None, n_test=None, epochs=None, seed=None
         source.x_train,
         source.y_train,
         epochs=recipe["epochs"],
-        peak_lr=recipe["peak_lr"],
+        learning_rate=recipe["learning_rate"],
         final_fraction=recipe["final_fraction"],
     )
     accuracy = evaluate(model, source.x_test, source.y_test)[0] if recipe["n_test"] else float("nan")

@@ -38,6 +38,7 @@ from keras import layers, ops
 
 from course_utils.config import distribute, replica_share
 from course_utils.data import IMAGE_EXTENSIONS, check_image_size, check_integer, read_rgb
+from course_utils.models import fit_quietly
 
 SKIP_MODES = ("concat", "add", "none")
 
@@ -462,18 +463,13 @@ def fit_segmenter(
     ``tf.distribute`` strategy the model was built under (default: the model's
     own); ``batch_size`` is per replica. Returns ``(history, seconds)``.
     """
-    import time
-
     strategy, batch_size = distribute(model, batch_size, strategy)
     steps = max(1, epochs * int(np.ceil(len(images) / batch_size)))
     compile_segmenter(model, loss=loss, learning_rate=learning_rate, steps=steps, strategy=strategy)
-    start = time.perf_counter()
     if augment:
         data = make_segmentation_dataset(images, masks, batch_size, shuffle=True, augment=True, seed=seed)
-        history = model.fit(data, epochs=epochs, verbose=0, validation_data=validation)
-    else:
-        history = model.fit(images, masks, epochs=epochs, batch_size=batch_size, verbose=0, validation_data=validation)
-    return history, time.perf_counter() - start
+        return fit_quietly(model, data, epochs=epochs, validation_data=validation)
+    return fit_quietly(model, images, masks, epochs=epochs, batch_size=batch_size, validation_data=validation)
 
 
 def predict_masks(model: keras.Model, images, batch_size: int = 128) -> np.ndarray:

@@ -344,7 +344,7 @@ EPOCHS = 6
 config.seed_everything(0)
 ### BEGIN SOLUTION
 classifier = rec.small_cnn((SIZE, SIZE, 3), len(scenes.class_names))
-rec.train(classifier, scenes.x_train, scenes.y_train, epochs=EPOCHS, peak_lr=3e-3)
+rec.train(classifier, scenes.x_train, scenes.y_train, epochs=EPOCHS, learning_rate=3e-3)
 ### END SOLUTION
 
 # %%

@@ -414,6 +414,23 @@ def test_map_of_perfect_predictions_is_one_and_of_shuffled_ones_is_low(scenes):
     assert shuffled["map"][0.5] < 0.2
 
 
+def test_class_matches_count_every_object_and_find_each_once(scenes):
+    """Perfect predictions find every object of the class; the same boxes twice find each object once."""
+    perfect = d.perfect_predictions(scenes)
+    objects = int(np.sum(scenes.classes == 0))
+    scores, found, n_objects = d.class_matches(perfect, scenes, 0)
+    assert n_objects == objects and len(scores) == objects and found.all()
+    doubled = {key: np.concatenate([value, value], axis=1) for key, value in perfect.items() if key != "num_detections"}
+    first = np.argsort(doubled["confidence"] < 0, axis=1, kind="stable")  # each image's detections first, then padding
+    doubled = {
+        key: np.take_along_axis(value, first[..., None] if value.ndim == 3 else first, axis=1)
+        for key, value in doubled.items()
+    }
+    doubled["num_detections"] = 2 * perfect["num_detections"]
+    scores, found, _ = d.class_matches(doubled, scenes, 0)
+    assert len(scores) == 2 * objects and found.sum() == objects
+
+
 def test_average_precision_on_a_small_ranking():
     # ranking: TP, FP, TP with 3 objects -> precision envelope 1 up to recall 1/3, 2/3 up to 2/3
     ap, recall, precision = d.average_precision([0.9, 0.8, 0.7], [True, False, True], 3)

@@ -458,9 +458,9 @@ def test_train_uses_the_warmup_schedule_and_returns_seconds():
         split.x_train,
         split.y_train,
         epochs=2,
-        peak_lr=1e-3,
+        learning_rate=1e-3,
         batch_size=32,
-        validation_data=(split.x_test, split.y_test),
+        validation=(split.x_test, split.y_test),
     )
     assert seconds > 0 and len(history.history["val_accuracy"]) == 2
     schedule = model.optimizer._learning_rate

@@ -74,6 +74,7 @@ from course_utils.detection.data import (
 from course_utils.detection.evaluation import (
     average_precision,
     choose_count_threshold,
+    class_matches,
     coco_metrics,
     count_objects,
     evaluate,

@@ -54,6 +54,29 @@ def average_precision(scores, tp, n_positives: int):
     return ap, recall, precision
 
 
+def class_matches(predictions: dict, data: DetectionData, class_id: int, iou_threshold: float = 0.5):
+    """The detections of one class over all images, matched to its objects: ``(scores, is_true_positive, n_objects)``.
+
+    In each image a detection counts as found (:func:`match_detections`) when it covers
+    an object of its class not already found with IoU >= ``iou_threshold``, taken in
+    order of confidence: what AP and the precision and recall at any threshold count.
+    """
+    scores, true_positives, n_objects = [], [], 0
+    for i in range(len(data)):
+        objects = data.boxes[i][data.classes[i] == class_id]
+        n_objects += len(objects)
+        keep = (predictions["classes"][i] == class_id) & (predictions["confidence"][i] >= 0)
+        keep[int(predictions["num_detections"][i]) :] = False
+        if keep.any():
+            scores.append(predictions["confidence"][i][keep])
+            true_positives.append(match_detections(predictions["boxes"][i][keep], scores[-1], objects, iou_threshold))
+    return (
+        np.concatenate(scores) if scores else np.zeros(0),
+        np.concatenate(true_positives) if true_positives else np.zeros(0, bool),
+        n_objects,
+    )
+
+
 def evaluate(predictions: dict, data: DetectionData, iou_thresholds=(0.5,)) -> dict:
     """Our own VOC-style evaluation: AP per class and mAP at each IoU threshold.
 
@@ -66,20 +89,7 @@ def evaluate(predictions: dict, data: DetectionData, iou_thresholds=(0.5,)) -> d
     for t in iou_thresholds:
         aps, curves = np.full(num_classes, np.nan), []
         for c in range(num_classes):
-            scores, tps, n_pos = [], [], 0
-            for i in range(len(data)):
-                gt = data.boxes[i][data.classes[i] == c]
-                n_pos += len(gt)
-                keep = (predictions["classes"][i] == c) & (predictions["confidence"][i] >= 0)
-                keep[int(predictions["num_detections"][i]) :] = False
-                if keep.any():
-                    scores.append(predictions["confidence"][i][keep])
-                    tps.append(match_detections(predictions["boxes"][i][keep], scores[-1], gt, t))
-            ap, recall, precision = average_precision(
-                np.concatenate(scores) if scores else np.zeros(0),
-                np.concatenate(tps) if tps else np.zeros(0, bool),
-                n_pos,
-            )
+            ap, recall, precision = average_precision(*class_matches(predictions, data, c, t))
             aps[c] = ap
             curves.append((recall, precision))
         result["ap"][t] = aps

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
 import warnings
 
 from course_utils.detection.boxes import BOX_FORMAT
 from course_utils.detection.data import DetectionData
+from course_utils.models import fit_quietly
 
 
 def augmenter(flip: bool = True, scale: float = 0.25, seed: int | None = None):
@@ -119,14 +119,7 @@ def train(
         import tensorflow as tf
 
         val = tf.data.Dataset.from_tensor_slices((validation.images, validation.targets())).batch(batch_size)
-    start = time.perf_counter()
+    batches = make_train_dataset(data, batch_size, augment, seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # Keras' notes on input structure and shuffling
-        history = model.fit(
-            make_train_dataset(data, batch_size, augment, seed),
-            epochs=epochs,
-            validation_data=val,
-            callbacks=callbacks,
-            verbose=0,
-        )
-    return history, time.perf_counter() - start
+        return fit_quietly(model, batches, epochs=epochs, validation_data=val, callbacks=callbacks)
