@@ -137,7 +137,7 @@ for h, k, c_in, c_out in [(112, 3, 32, 64), (28, 3, 128, 128), (7, 3, 512, 1024)
 #
 # Rather than draw the block by hand, we read it off the model we will train:
 # `course_utils.recognition.mobilenetv2_classifier` wraps Keras' MobileNetV2,
-# and `draw_block` lays out the layers Keras built for one block.
+# and `plot_block` lays out the layers Keras built for one block.
 
 # %% tags=["nbval-check-output"]
 config.seed_everything(profile.seed(2))
@@ -152,7 +152,7 @@ print(f"expansion factor: {wide} / {narrow} = {wide // narrow}")
 print("activation after the projection:", "none (linear)" if "block_2_project_relu" not in block else "ReLU")
 
 # %%
-fig = rec.draw_block(base, 2, title=f"block 2 of our MobileNetV2 (alpha {ALPHA}, {SIZE}x{SIZE} input)")
+fig = rec.plot_block(base, 2, title=f"block 2 of our MobileNetV2 (alpha {ALPHA}, {SIZE}x{SIZE} input)")
 
 # %% [markdown]
 # The block keeps the spatial size (its depthwise convolution has stride 1),

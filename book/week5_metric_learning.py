@@ -304,7 +304,7 @@ print(f"after training: gap between same-class and different-class similarity {s
 fig = plots.training_curves(history, metrics=("loss",), title=f"similarity softmax loss, tau = {TEMPERATURE}")
 
 # %%
-fig = ml.similarity_heatmaps({"before training": before, "after training": after}, labels=eval_labels,
+fig = ml.plot_similarity_heatmaps({"before training": before, "after training": after}, labels=eval_labels,
                              class_names=names, title="cosine similarities of test anchors and positives")
 
 # %% [markdown]
@@ -348,7 +348,7 @@ for label, (model, hist) in variants.items():
           f"{knn_accuracy(model):>13.3f}")
 
 # %%
-fig = ml.similarity_heatmaps({label: batch_similarity(model) for label, (model, _) in variants.items()},
+fig = ml.plot_similarity_heatmaps({label: batch_similarity(model) for label, (model, _) in variants.items()},
                              labels=eval_labels, class_names=names, title="test-batch similarities after training")
 
 # %% [markdown]

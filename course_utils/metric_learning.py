@@ -593,7 +593,7 @@ def scenes_few_labels(
 # --------------------------------------------------------------------------- figures
 
 
-def similarity_heatmaps(matrices: dict, labels=None, class_names=None, title: str | None = None):
+def plot_similarity_heatmaps(matrices: dict, labels=None, class_names=None, title: str | None = None):
     """Side-by-side heatmaps of similarity matrices (e.g. before and after training), values in [-1, 1].
 
     ``labels`` (of the rows/columns) draws lines between the classes of a sorted batch.

@@ -16,7 +16,7 @@
   per class, or a named TensorFlow Datasets set (for Colab users).
 * :func:`conv_cost` and :func:`separable_conv_cost` count the parameters and
   multiply-adds of a standard and a depthwise-separable convolution;
-  :func:`block_layers` and :func:`draw_block` show an inverted-residual block of
+  :func:`block_layers` and :func:`plot_block` show an inverted-residual block of
   a built MobileNetV2.
 
 TensorFlow Datasets is imported only by the ``"tfds:..."`` source: it takes
@@ -866,7 +866,7 @@ def describe_block(base: keras.Model, block: int) -> list[tuple[str, str, tuple,
     ]
 
 
-def draw_block(base: keras.Model, block: int, title: str | None = None):
+def plot_block(base: keras.Model, block: int, title: str | None = None):
     """A flow diagram of one inverted-residual block, drawn from the layers of ``base``.
 
     Each box is one layer (name, type, output shape); the three convolutions are

@@ -16,7 +16,7 @@
 * :func:`load_segmentation`: real data, either a folder of images with a folder
   of masks paired by file name, or a TensorFlow Datasets set
   (``"tfds:oxford_iiit_pet"``).
-* :func:`show_segmentation` and :func:`error_map`: figures (image, true mask,
+* :func:`plot_segmentation` and :func:`error_map`: figures (image, true mask,
   prediction, errors).
 
 Mask conventions: an integer mask holds one class id per pixel, ``0`` for the
@@ -834,7 +834,7 @@ def error_map(y_true, y_pred_labels) -> np.ndarray:
     return out
 
 
-def show_segmentation(images, true_masks, pred_masks=None, class_names=None, n: int = 6, title: str | None = None):
+def plot_segmentation(images, true_masks, pred_masks=None, class_names=None, n: int = 6, title: str | None = None):
     """One column per image; rows: image, true mask, and when given the predicted mask and the error map.
 
     Masks are drawn with one colour per class (:data:`MASK_COLOURS`, background

@@ -284,7 +284,7 @@ check(score >= 0.8, f"the U-Net reaches a mean IoU of {score:.3f}; at least 0.8 
 passed("training")
 
 # %%
-fig = segmentation.show_segmentation(test.images, test.masks, predicted, class_names=("background", "circle", "square"),
+fig = segmentation.plot_segmentation(test.images, test.masks, predicted, class_names=("background", "circle", "square"),
                                      n=8, title="your U-Net on test scenes")
 
 # %% [markdown]

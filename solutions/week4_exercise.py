@@ -362,7 +362,7 @@ check(fresh_score >= 0.75, f"mean IoU on other scenes (hidden): {fresh_score:.3f
 ### END HIDDEN TESTS
 
 # %%
-fig = segmentation.show_segmentation(test.images, test.masks, predicted, class_names=("background", "circle", "square"),
+fig = segmentation.plot_segmentation(test.images, test.masks, predicted, class_names=("background", "circle", "square"),
                                      n=8, title="your U-Net on test scenes")
 
 # %% [markdown]

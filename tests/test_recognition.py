@@ -444,7 +444,7 @@ def test_block_layers_and_drawing(scratch):
     assert names[0] == "block_2_expand" and names[-1] == "block_2_add"
     assert [r[0] for r in rec.describe_block(base, 2)] == names
     assert rec.block_layers(base, 0)[0].name.startswith("expanded_conv")
-    fig = rec.draw_block(base, 2)
+    fig = rec.plot_block(base, 2)
     assert fig.axes
     with pytest.raises(ValueError, match="No block 99"):
         rec.block_layers(base, 99)

@@ -311,7 +311,7 @@ def test_figures_draw():
     import matplotlib.pyplot as plt
 
     data = make_scenes(3, size=16, seed=0, objects=(1, 2))
-    fig = seg.show_segmentation(data.images, data.masks, np.roll(data.masks, 1, axis=2), ("bg",) + data.class_names)
+    fig = seg.plot_segmentation(data.images, data.masks, np.roll(data.masks, 1, axis=2), ("bg",) + data.class_names)
     assert len(fig.axes) == 12
     plt.close(fig)
     errors = seg.error_map(np.array([[0, 1], [2, 0]]), np.array([[1, 1], [0, 0]]))
