@@ -16,24 +16,28 @@ from run import sweep  # bench/run.py: bench/ is on sys.path when run as a scrip
 
 
 def bench_week3():
-    return sweep("week3_detection", "week3", {
-        "week3.retinanet.map50": "mAP@0.5",
-        "week3.retinanet.ap50_worst_class": "AP@0.5",
-        "week3.retinanet.map50_coco": "mAP@0.5 (COCOeval)",
-        "week3.retinanet.map50_95": "mAP@[.5:.95] (COCOeval)",
-        "week3.count.exact_share": "fraction",
-        "week3.retinanet.train_seconds": "s",
-        "week3.focal_vs_ce.anchors_per_image": "anchors",
-        "week3.focal_vs_ce.background_per_object": "background anchors per object anchor",
-        "week3.focal_vs_ce.map50_focal": "mAP@0.5",
-        "week3.focal_vs_ce.map50_ce": "mAP@0.5",
-        "week3.focal_vs_ce.map50_ce_minus_focal": "mAP@0.5 (cross-entropy - focal)",
-        "week3.focal_vs_ce.map50_95_focal": "mAP@[.5:.95] (COCOeval)",
-        "week3.focal_vs_ce.map50_95_ce": "mAP@[.5:.95] (COCOeval)",
-        "week3.focal_vs_ce.background_scored_focal": "share of background anchors scoring >= 0.05",
-        "week3.focal_vs_ce.background_scored_ce": "share of background anchors scoring >= 0.05",
-        "week3.focal_vs_ce.train_seconds": "s",
-    })
+    return sweep(
+        "week3_detection",
+        "week3",
+        {
+            "week3.retinanet.map50": "mAP@0.5",
+            "week3.retinanet.ap50_worst_class": "AP@0.5",
+            "week3.retinanet.map50_coco": "mAP@0.5 (COCOeval)",
+            "week3.retinanet.map50_95": "mAP@[.5:.95] (COCOeval)",
+            "week3.count.exact_share": "fraction",
+            "week3.retinanet.train_seconds": "s",
+            "week3.focal_vs_ce.anchors_per_image": "anchors",
+            "week3.focal_vs_ce.background_per_object": "background anchors per object anchor",
+            "week3.focal_vs_ce.map50_focal": "mAP@0.5",
+            "week3.focal_vs_ce.map50_ce": "mAP@0.5",
+            "week3.focal_vs_ce.map50_ce_minus_focal": "mAP@0.5 (cross-entropy - focal)",
+            "week3.focal_vs_ce.map50_95_focal": "mAP@[.5:.95] (COCOeval)",
+            "week3.focal_vs_ce.map50_95_ce": "mAP@[.5:.95] (COCOeval)",
+            "week3.focal_vs_ce.background_scored_focal": "share of background anchors scoring >= 0.05",
+            "week3.focal_vs_ce.background_scored_ce": "share of background anchors scoring >= 0.05",
+            "week3.focal_vs_ce.train_seconds": "s",
+        },
+    )
 
 
 BENCHMARKS = {"week3": bench_week3}

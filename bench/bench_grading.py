@@ -22,7 +22,6 @@ from run import record  # bench/run.py: bench/ is on sys.path when run as a scri
 ROOT = Path(__file__).resolve().parents[1]
 
 
-
 def bench_grading(n: int = 20, workers: int = 2):
     """Grade ``n`` copies of a fully correct week 1 submission (each trains LeNet-5) from an empty output folder."""
     from course_utils import grading
@@ -58,8 +57,14 @@ def bench_notebooks_alone(n: int = 20, workers: int = 2):
         def execute(i):
             work = Path(folder) / f"run{i:02d}"
             work.mkdir()
-            papermill.execute_notebook(str(source), str(work / "executed.ipynb"), parameters={"PROFILE": "smoke"},
-                                       cwd=str(work), kernel_name="python3", progress_bar=False)
+            papermill.execute_notebook(
+                str(source),
+                str(work / "executed.ipynb"),
+                parameters={"PROFILE": "smoke"},
+                cwd=str(work),
+                kernel_name="python3",
+                progress_bar=False,
+            )
 
         start = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:

@@ -16,19 +16,23 @@ from run import sweep  # bench/run.py: bench/ is on sys.path when run as a scrip
 
 
 def bench_week5():
-    return sweep("week5_metric_learning", "week5", {
-        "week5.embedding_knn.test_accuracy": "fraction",
-        "week5.embedding_knn.test_accuracy_with_held_out_class": "fraction",
-        "week5.raw_pixels_knn.test_accuracy": "fraction",
-        "week5.embedding.train_seconds": "s",
-        "week5.autoencoder.psnr_noisy": "dB",
-        "week5.autoencoder.psnr_denoised": "dB",
-        "week5.autoencoder.psnr_blurred": "dB",
-        "week5.autoencoder.knn_accuracy": "fraction",
-        "week5.autoencoder.knn_accuracy_pooled": "fraction",
-        "week5.autoencoder.knn_accuracy_with_held_out_class": "fraction",
-        "week5.autoencoder.train_seconds": "s",
-    })
+    return sweep(
+        "week5_metric_learning",
+        "week5",
+        {
+            "week5.embedding_knn.test_accuracy": "fraction",
+            "week5.embedding_knn.test_accuracy_with_held_out_class": "fraction",
+            "week5.raw_pixels_knn.test_accuracy": "fraction",
+            "week5.embedding.train_seconds": "s",
+            "week5.autoencoder.psnr_noisy": "dB",
+            "week5.autoencoder.psnr_denoised": "dB",
+            "week5.autoencoder.psnr_blurred": "dB",
+            "week5.autoencoder.knn_accuracy": "fraction",
+            "week5.autoencoder.knn_accuracy_pooled": "fraction",
+            "week5.autoencoder.knn_accuracy_with_held_out_class": "fraction",
+            "week5.autoencoder.train_seconds": "s",
+        },
+    )
 
 
 BENCHMARKS = {"week5": bench_week5}

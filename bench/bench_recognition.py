@@ -44,8 +44,9 @@ def _throughput(size: int = 32, batch: int = 64, steps: int = 100, rounds: int =
     config.setup("cpu", seed=2)
     scenes = rec.load_classification("scenes", image_size=size, n_train=4000, n_test=0, seed=0)
     pipeline = data.make_dataset(scenes.x_train, scenes.y_train, batch_size=batch, shuffle=True).repeat()
-    resident = tf.data.Dataset.from_tensors((tf.constant(scenes.x_train[:batch]),
-                                             tf.constant(scenes.y_train[:batch]))).repeat()
+    resident = tf.data.Dataset.from_tensors(
+        (tf.constant(scenes.x_train[:batch]), tf.constant(scenes.y_train[:batch]))
+    ).repeat()
     model = rec.mobilenetv2_classifier(4, input_size=size, alpha=0.35, weights=None, verbose=False)
     rec.compile_classifier(model, 1e-3)
     for dataset in (pipeline, resident):  # trace the training step and fill the cache first
@@ -59,35 +60,59 @@ def _throughput(size: int = 32, batch: int = 64, steps: int = 100, rounds: int =
 
 def bench_seeds():
     """The chapter at profile cpu over five run seeds: every result its text quotes a range for."""
-    transfer = {f"week2.transfer.{method}_{k}_per_class": "fraction"
-                for method in ("scratch", "frozen", "fine_tuned") for k in (10, 30, 100)}
-    points = {f"week2.{name}_points": "points" for name in (
-        "transfer.fine_tuning_lead_most_labels", "imbalance.balanced_accuracy_gain", "imbalance.accuracy_loss",
-        "augmentation.gain_in_model", "augmentation.gain_in_tf_data", "augmentation.placement_difference",
-        "tta.gain_without_augmentation", "tta.gain_with_augmentation")}
-    return sweep(CHAPTER, "week2", {"week2.small_cnn.test_accuracy": "fraction",
-                                    "week2.mobilenetv2_scratch.test_accuracy": "fraction",
-                                    "week2.mobilenetv2_scratch.train_seconds": "s",
-                                    "week2.transfer.frozen_all_labels": "fraction",
-                                    "week2.transfer.fine_tuned_all_labels": "fraction", **transfer,
-                                    "week2.imbalance.accuracy_without_weights": "fraction",
-                                    "week2.imbalance.balanced_accuracy_without_weights": "fraction", **points})
+    transfer = {
+        f"week2.transfer.{method}_{k}_per_class": "fraction"
+        for method in ("scratch", "frozen", "fine_tuned")
+        for k in (10, 30, 100)
+    }
+    points = {
+        f"week2.{name}_points": "points"
+        for name in (
+            "transfer.fine_tuning_lead_most_labels",
+            "imbalance.balanced_accuracy_gain",
+            "imbalance.accuracy_loss",
+            "augmentation.gain_in_model",
+            "augmentation.gain_in_tf_data",
+            "augmentation.placement_difference",
+            "tta.gain_without_augmentation",
+            "tta.gain_with_augmentation",
+        )
+    }
+    return sweep(
+        CHAPTER,
+        "week2",
+        {
+            "week2.small_cnn.test_accuracy": "fraction",
+            "week2.mobilenetv2_scratch.test_accuracy": "fraction",
+            "week2.mobilenetv2_scratch.train_seconds": "s",
+            "week2.transfer.frozen_all_labels": "fraction",
+            "week2.transfer.fine_tuned_all_labels": "fraction",
+            **transfer,
+            "week2.imbalance.accuracy_without_weights": "fraction",
+            "week2.imbalance.balanced_accuracy_without_weights": "fraction",
+            **points,
+        },
+    )
 
 
 def bench_zero_init():
     """The chapter once more (run seed 0) without zero-initialised skip blocks: what they contribute."""
     keep_as = f"{CHAPTER}_no_zero_init"
     execute_chapter(CHAPTER, parameters={"ZERO_INIT_RESIDUAL": False}, keep_as=keep_as)
-    accuracy = claims.read_records(ROOT / "_build" / "bench" / f"{keep_as}.ipynb")["week2.mobilenetv2_scratch.test_accuracy"]
+    accuracy = claims.read_records(ROOT / "_build" / "bench" / f"{keep_as}.ipynb")[
+        "week2.mobilenetv2_scratch.test_accuracy"
+    ]
     return [record("week2.mobilenetv2_scratch.test_accuracy_without_zero_init", accuracy, "fraction", "cpu")]
 
 
 def bench_throughput():
     """Training images per second fed by the tf.data pipeline and by a resident batch."""
     with_pipeline, resident = _throughput()
-    return [record("week2.train_images_per_second", with_pipeline, "images/s", "cpu"),
-            record("week2.train_images_per_second_in_memory", resident, "images/s", "cpu"),
-            record("week2.tf_data_vs_in_memory", round(with_pipeline / resident, 3), "ratio", "cpu")]
+    return [
+        record("week2.train_images_per_second", with_pipeline, "images/s", "cpu"),
+        record("week2.train_images_per_second_in_memory", resident, "images/s", "cpu"),
+        record("week2.tf_data_vs_in_memory", round(with_pipeline / resident, 3), "ratio", "cpu"),
+    ]
 
 
 BENCHMARKS = {"week2.seeds": bench_seeds, "week2.zero_init": bench_zero_init, "week2.throughput": bench_throughput}

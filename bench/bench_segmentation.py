@@ -13,12 +13,16 @@ from run import sweep  # bench/run.py: bench/ is on sys.path when run as a scrip
 
 
 def bench_week4():
-    return sweep("week4_segmentation", "week4", {
-        "week4.unet.mean_iou": "mean IoU",
-        "week4.unet.worst_class_iou": "IoU",
-        "week4.unet.binary_dice": "Dice",
-        "week4.unet.train_seconds": "s",
-    })
+    return sweep(
+        "week4_segmentation",
+        "week4",
+        {
+            "week4.unet.mean_iou": "mean IoU",
+            "week4.unet.worst_class_iou": "IoU",
+            "week4.unet.binary_dice": "Dice",
+            "week4.unet.train_seconds": "s",
+        },
+    )
 
 
 BENCHMARKS = {"week4": bench_week4}

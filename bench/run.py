@@ -40,44 +40,60 @@ def machine() -> str:
     memory = ""
     if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
         memory = f", {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB"
-    return f"{cpu}, {os.cpu_count()} cores{memory}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    return (
+        f"{cpu}, {os.cpu_count()} cores{memory}, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
+    )
 
 
 def record(name, value, unit, profile=None):
     """One result; ``load`` is the 1-minute load average when it was taken (other work slows timings)."""
     load = round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None
-    return {"name": name, "value": value, "unit": unit, "profile": profile,
-            "date": datetime.date.today().isoformat(), "machine": machine(), "load": load}
+    return {
+        "name": name,
+        "value": value,
+        "unit": unit,
+        "profile": profile,
+        "date": datetime.date.today().isoformat(),
+        "machine": machine(),
+        "load": load,
+    }
 
 
 def bench_week1():
     """The week 1 chapter at profile cpu over five run seeds: LeNet-5's test accuracy with augmentation (the
     headline, target >= 0.97 on the worst seed) and without, the chapter's time, the gradient checks of the
     NumPy backward passes (their worst is the largest error) and the ablation from LeNet-5 to a modern small CNN."""
-    return sweep("week1_cnn_basics", "week1", {"week1.lenet5_augmented.test_accuracy": "fraction",
-                                             "week1.lenet5.test_accuracy": "fraction",
-                                             "week1.lenet5.train_seconds": "s",
-                                             "week1.gradcheck.max_relative_error": "ratio",
-                                             "week1.gradcheck.tape_max_abs_error": "absolute",
-                                             "week1.ablation.lenet5_relu": "fraction",
-                                             "week1.ablation.lenet5_max_pooling": "fraction",
-                                             "week1.ablation.lenet5_dropout": "fraction",
-                                             "week1.ablation.lenet5_all_three": "fraction",
-                                             "week1.ablation.small_convnet": "fraction",
-                                             "week1.ablation.all_three_gain_points": "points",
-                                             "week1.ablation.small_convnet_gain_points": "points",
-                                             "week1.ablation.max_pooling_gain_points": "points",
-                                             "week1.ablation.relu_gain_points": "points",
-                                             "week1.ablation.dropout_gain_points": "points",
-                                             "week1.residual.plain_accuracy": "fraction",
-                                             "week1.residual.residual_accuracy": "fraction",
-                                             "week1.residual.plain_gradient_ratio_init": "ratio",
-                                             "week1.residual.residual_gradient_ratio_init": "ratio",
-                                             "week1.residual.plain_he_gradient_ratio_init": "ratio",
-                                             "week1.residual.plain_gradient_ratio_trained": "ratio",
-                                             "week1.residual.residual_gradient_ratio_trained": "ratio",
-                                             "week1.residual.train_seconds": "s"},
-                 worst={"week1.gradcheck.max_relative_error": "max", "week1.gradcheck.tape_max_abs_error": "max"})
+    return sweep(
+        "week1_cnn_basics",
+        "week1",
+        {
+            "week1.lenet5_augmented.test_accuracy": "fraction",
+            "week1.lenet5.test_accuracy": "fraction",
+            "week1.lenet5.train_seconds": "s",
+            "week1.gradcheck.max_relative_error": "ratio",
+            "week1.gradcheck.tape_max_abs_error": "absolute",
+            "week1.ablation.lenet5_relu": "fraction",
+            "week1.ablation.lenet5_max_pooling": "fraction",
+            "week1.ablation.lenet5_dropout": "fraction",
+            "week1.ablation.lenet5_all_three": "fraction",
+            "week1.ablation.small_convnet": "fraction",
+            "week1.ablation.all_three_gain_points": "points",
+            "week1.ablation.small_convnet_gain_points": "points",
+            "week1.ablation.max_pooling_gain_points": "points",
+            "week1.ablation.relu_gain_points": "points",
+            "week1.ablation.dropout_gain_points": "points",
+            "week1.residual.plain_accuracy": "fraction",
+            "week1.residual.residual_accuracy": "fraction",
+            "week1.residual.plain_gradient_ratio_init": "ratio",
+            "week1.residual.residual_gradient_ratio_init": "ratio",
+            "week1.residual.plain_he_gradient_ratio_init": "ratio",
+            "week1.residual.plain_gradient_ratio_trained": "ratio",
+            "week1.residual.residual_gradient_ratio_trained": "ratio",
+            "week1.residual.train_seconds": "s",
+        },
+        worst={"week1.gradcheck.max_relative_error": "max", "week1.gradcheck.tape_max_abs_error": "max"},
+    )
 
 
 def bench_scenes():
@@ -93,22 +109,42 @@ def bench_scenes():
     for size, n in [(64, 4000), (128, 1000)]:
         # taskset pins the process to one core where the platform has it.
         prefix = ["taskset", "-c", "0"] if Path("/usr/bin/taskset").exists() else []
-        out = subprocess.run(prefix + [sys.executable, "-c", code.format(size=size, n=n)], env=env, check=True,
-                             capture_output=True, text=True).stdout
-        records.append(record(f"data.scenes.images_per_second_{size}", round(float(out.strip().splitlines()[-1])), "images/s"))
+        out = subprocess.run(
+            prefix + [sys.executable, "-c", code.format(size=size, n=n)],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        records.append(
+            record(f"data.scenes.images_per_second_{size}", round(float(out.strip().splitlines()[-1])), "images/s")
+        )
     return records
 
 
 # What a Colab runtime already ships (its TensorFlow stack and the scientific
 # Python basics); everything else course_utils needs is downloaded on install.
-COLAB_PREINSTALLED = {"tensorflow", "keras", "tensorboard", "tensorflow-datasets", "numpy", "scipy", "scikit-learn",
-                      "scikit-image", "matplotlib", "pillow", "tqdm", "pandas", "requests", "pyyaml"}
+COLAB_PREINSTALLED = {
+    "tensorflow",
+    "keras",
+    "tensorboard",
+    "tensorflow-datasets",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "scikit-image",
+    "matplotlib",
+    "pillow",
+    "tqdm",
+    "pandas",
+    "requests",
+    "pyyaml",
+}
 
 
 def bench_colab():
     """Megabytes a Colab user downloads to install course_utils: its wheel plus the dependencies Colab lacks."""
     import re
-
     import tomllib
 
     dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
@@ -117,8 +153,11 @@ def bench_colab():
         pip = [sys.executable, "-m", "pip", "--quiet", "--disable-pip-version-check"]
         subprocess.run(pip + ["wheel", "--no-deps", "-w", folder, str(ROOT)], check=True, capture_output=True)
         if missing:
-            subprocess.run(pip + ["download", "--no-deps", "--only-binary=:all:", "-d", folder, *missing], check=True,
-                           capture_output=True)
+            subprocess.run(
+                pip + ["download", "--no-deps", "--only-binary=:all:", "-d", folder, *missing],
+                check=True,
+                capture_output=True,
+            )
         total = sum(f.stat().st_size for f in Path(folder).iterdir())
     return [record("colab.install_megabytes", round(total / 2**20, 2), "MB")]
 
@@ -167,8 +206,7 @@ SEEDS = (0, 1, 2, 3, 4)
 SEEDS_TO_RUN = list(SEEDS)  # ``--seeds`` reruns some of them
 
 
-def sweep(chapter: str, prefix: str, units: dict, seeds=None, worst=None, parameters: dict | None = None,
-          log=print):
+def sweep(chapter: str, prefix: str, units: dict, seeds=None, worst=None, parameters: dict | None = None, log=print):
     """Execute ``book/<chapter>`` at profile cpu once per run seed and record what it recorded, per seed and overall.
 
     ``units`` maps the names the chapter stores with ``claims.record`` to their
@@ -198,13 +236,15 @@ def sweep(chapter: str, prefix: str, units: dict, seeds=None, worst=None, parame
             execute_chapter(chapter, "cpu", parameters={**(parameters or {}), "SEED": seed}, keep_as=keep_as)
         except (papermill.PapermillExecutionError, RuntimeError) as error:
             failed.append(seed)
-            log(f"  seed {seed}: the chapter failed: {getattr(error, 'ename', type(error).__name__)}: "
-                f"{getattr(error, 'evalue', error)}")
+            log(
+                f"  seed {seed}: the chapter failed: {getattr(error, 'ename', type(error).__name__)}: "
+                f"{getattr(error, 'evalue', error)}"
+            )
         finally:
             os.environ.pop(claims.REPORT_ONLY, None)
         seconds = time.perf_counter() - start
         found = claims.read_records(ROOT / "_build" / "bench" / f"{keep_as}.ipynb")
-        broken = sorted(k[len(claims.FAILED_PREFIX):] for k in found if k.startswith(claims.FAILED_PREFIX))
+        broken = sorted(k[len(claims.FAILED_PREFIX) :] for k in found if k.startswith(claims.FAILED_PREFIX))
         values.setdefault(f"{prefix}.claims_failed", {})[seed] = broken
         for name in broken:
             log(f"  seed {seed}: {found[claims.FAILED_PREFIX + name]}")
@@ -214,9 +254,17 @@ def sweep(chapter: str, prefix: str, units: dict, seeds=None, worst=None, parame
                 values[name][seed] = found[name]
         log(f"  seed {seed}: {seconds:.0f} s, " + ", ".join(f"{n} {values[n].get(seed)}" for n in units))
         # Stored at once, so that an interrupted sweep keeps the seeds it finished.
-        merge([record(f"{name}.seed{seed}", values[name][seed], unit, "cpu")
-               for name, unit in {**units, f"{prefix}.chapter.seconds": "s", f"{prefix}.claims_failed": "claims"}.items()
-               if seed in values[name]])
+        merge(
+            [
+                record(f"{name}.seed{seed}", values[name][seed], unit, "cpu")
+                for name, unit in {
+                    **units,
+                    f"{prefix}.chapter.seconds": "s",
+                    f"{prefix}.claims_failed": "claims",
+                }.items()
+                if seed in values[name]
+            ]
+        )
     for seed, broken in values.pop(f"{prefix}.claims_failed").items():
         records.append(record(f"{prefix}.claims_failed.seed{seed}", broken, "claims", "cpu"))
     units = {**units, f"{prefix}.chapter.seconds": "s"}
@@ -231,9 +279,11 @@ def sweep(chapter: str, prefix: str, units: dict, seeds=None, worst=None, parame
         if per_seed:
             numbers = np.array(list(per_seed.values()), float)
             pick = worst.get(name, "max" if unit == "s" else "min")
-            records += [record(f"{name}.worst_seed", significant(getattr(numbers, pick)()), unit, "cpu"),
-                        record(f"{name}.mean", significant(numbers.mean()), unit, "cpu"),
-                        record(f"{name}.spread", significant(numbers.max() - numbers.min()), unit, "cpu")]
+            records += [
+                record(f"{name}.worst_seed", significant(getattr(numbers, pick)()), unit, "cpu"),
+                record(f"{name}.mean", significant(numbers.mean()), unit, "cpu"),
+                record(f"{name}.spread", significant(numbers.max() - numbers.min()), unit, "cpu"),
+            ]
     rerun_ok = set(seeds) - set(failed)
     failed = sorted(set(failed) | {s for s in earlier.get(f"{prefix}.chapter.failed_seeds", []) if s not in rerun_ok})
     records.append(record(f"{prefix}.chapter.failed_seeds", failed, "seeds", "cpu"))
@@ -258,8 +308,13 @@ def merge(new_records, path=None):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", default=None, help="benchmark name prefixes to run (default: all)")
-    parser.add_argument("--seeds", type=int, nargs="*", default=None,
-                        help=f"run seeds of the chapter sweeps (default: {' '.join(map(str, SEEDS))})")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="*",
+        default=None,
+        help=f"run seeds of the chapter sweeps (default: {' '.join(map(str, SEEDS))})",
+    )
     args = parser.parse_args(argv)
     if args.seeds is not None:
         SEEDS_TO_RUN[:] = args.seeds

@@ -343,7 +343,8 @@ def pool2d_backward(x, upstream, size, mode):
 grad_x, grad_k = conv_backward(x, k, np.ones((2, 2)))
 print("dL/dk:\n", grad_k)
 print("dL/dx:\n", grad_x)
-print("2x2 max pooling of the 4x4 window above, dL/dx:\n", pool2d_backward(window[0, :, :, 0], np.ones((2, 2)), 2, "max"))
+print("2x2 max pooling of the 4x4 window above, dL/dx:\n",
+      pool2d_backward(window[0, :, :, 0], np.ones((2, 2)), 2, "max"))
 
 # %% [markdown]
 # Are the formulas right? We check them twice on random numbers: against
@@ -401,7 +402,8 @@ for name, ours in by_numpy.items():
     check_errors.append(relative_error(ours, by_differences[name]))
     print(f"{name:<24} {tape_errors[-1]:>18.1e} {check_errors[-1]:>26.1e}")
 unflipped = correlate2d_valid(np.pad(g_conv, 2), k3)  # the input gradient without flipping the kernel
-print(f"{'input, kernel not flipped':<24} {'':>18} {relative_error(unflipped, by_differences['convolution, input']):>26.2f}")
+print(f"{'input, kernel not flipped':<24} {'':>18} "
+      f"{relative_error(unflipped, by_differences['convolution, input']):>26.2f}")
 claims.record("week1.gradcheck.tape_max_abs_error", max(tape_errors))
 claims.record("week1.gradcheck.max_relative_error", max(check_errors))
 
@@ -548,7 +550,8 @@ claims.expect_rounded("week1.alexnet.one_tower_conv_millions", one_tower_conv / 
 claims.expect_rounded("week1.alexnet.one_tower_dense_millions", one_tower_dense / 1e6, 58.6, 1)
 claims.expect_rounded("week1.alexnet.one_tower_conv_percent", 100 * (1 - one_tower_share), 6, 0)
 claims.expect_rounded("week1.alexnet.one_tower_dense_percent", 100 * one_tower_share, 94, 0)
-claims.expect_rounded("week1.alexnet.towers_saving_millions", (one_tower_conv - split["AlexNet, two towers"][0]) / 1e6, 1.4, 1)
+claims.expect_rounded("week1.alexnet.towers_saving_millions",
+                      (one_tower_conv - split["AlexNet, two towers"][0]) / 1e6, 1.4, 1)
 claims.expect_rounded("week1.alexnet.params_millions", parameters["AlexNet (2012)"] / 1e6, 61.0, 1)
 claims.expect_rounded("week1.vgg16.fc1_inputs", fc1_inputs, 25_088, 0)
 claims.expect_rounded("week1.vgg16.fc1_millions", fc1_params / 1e6, 102.8, 1)
@@ -661,7 +664,8 @@ for name, reduce in [("naive", False), ("with 1x1 reductions", True)]:
 # the maps would pile up from module to module.
 
 # %% tags=["remove-cell"]
-claims.expect_rounded("week1.inception_3a.maps_with_reductions", inception["with 1x1 reductions"].output.shape[-1], 256, 0)
+claims.expect_rounded("week1.inception_3a.maps_with_reductions",
+                      inception["with 1x1 reductions"].output.shape[-1], 256, 0)
 claims.expect_rounded("week1.inception_3a.maps_naive", inception["naive"].output.shape[-1], 416, 0)
 
 # %% [markdown]
@@ -1238,15 +1242,24 @@ def flat(images):
     return images.reshape(len(images), -1)
 
 
-spaces = {"raw pixels": flat}
+lenet_encoder = models.feature_extractor(lenet, "f6")
 # The augmented model holds LeNet-5 as its second layer; at prediction time the augmentation does nothing.
-for name, model in [
-    ("LeNet-5 latent space", lenet),
-    ("LeNet-5 + augmentation latent space", lenet_augmented.layers[1]),
-]:
-    spaces[name] = (lambda m: lambda images: m.predict(images, verbose=0))(
-        models.feature_extractor(model, "f6")
-    )
+augmented_encoder = models.feature_extractor(lenet_augmented.layers[1], "f6")
+
+
+def lenet_latent(images):
+    return lenet_encoder.predict(images, verbose=0)
+
+
+def augmented_latent(images):
+    return augmented_encoder.predict(images, verbose=0)
+
+
+spaces = {
+    "raw pixels": flat,
+    "LeNet-5 latent space": lenet_latent,
+    "LeNet-5 + augmentation latent space": augmented_latent,
+}
 print(f"{'1-NN in':<36} {'clean test':>10} {'perturbed':>10}")
 for name, describe in spaces.items():
     nearest = KNeighborsClassifier(n_neighbors=1).fit(
@@ -1393,7 +1406,8 @@ claims.record("week1.residual.train_seconds", sum(res_seconds.values()))
 # %%
 colours = {"plain": "#D55E00", "residual": "#0072B2", "plain, He initialisation": "#009E73"}
 fig, axes = plt.subplots(1, 2, figsize=(plots.PAGE_WIDTH, 3.0), sharey=True, layout="constrained")
-for ax, (title, measured) in zip(axes, [("at initialisation", at_init), (f"after {RES_EPOCHS} epoch{'s' if RES_EPOCHS != 1 else ''}", after)]):
+for ax, (title, measured) in zip(axes, [("at initialisation", at_init),
+                                        (f"after {RES_EPOCHS} epoch{'s' if RES_EPOCHS != 1 else ''}", after)]):
     for name, norms in measured.items():
         depth = np.arange(1, len(norms) + 1)
         ax.semilogy(depth, list(norms.values()), marker=".", color=colours[name], label=name,

@@ -93,7 +93,8 @@ print(config.describe_device())
 # versions of a few layers, and check the parameter counts against Keras:
 
 # %% tags=["nbval-check-output"]
-print(f"{'layer (h x w, k, c_in -> c_out)':<34} {'standard':>12} {'separable':>12} {'ratio':>6} {'1/c_out + 1/k^2':>16}")
+print(f"{'layer (h x w, k, c_in -> c_out)':<34} {'standard':>12} {'separable':>12} {'ratio':>6} "
+      f"{'1/c_out + 1/k^2':>16}")
 for h, k, c_in, c_out in [(112, 3, 32, 64), (28, 3, 128, 128), (7, 3, 512, 1024)]:
     params, madds = rec.conv_cost(h, h, k, c_in, c_out)
     sep_params, sep_madds = rec.separable_conv_cost(h, h, k, c_in, c_out)
@@ -136,7 +137,7 @@ for h, k, c_in, c_out in [(112, 3, 32, 64), (28, 3, 128, 128), (7, 3, 512, 1024)
 #
 # Rather than draw the block by hand, we read it off the model we will train:
 # `course_utils.recognition.mobilenetv2_classifier` wraps Keras' MobileNetV2,
-# and `draw_block` lays out the layers Keras built for one block.
+# and `plot_block` lays out the layers Keras built for one block.
 
 # %% tags=["nbval-check-output"]
 config.seed_everything(profile.seed(2))
@@ -151,7 +152,7 @@ print(f"expansion factor: {wide} / {narrow} = {wide // narrow}")
 print("activation after the projection:", "none (linear)" if "block_2_project_relu" not in block else "ReLU")
 
 # %%
-fig = rec.draw_block(base, 2, title=f"block 2 of our MobileNetV2 (alpha {ALPHA}, {SIZE}x{SIZE} input)")
+fig = rec.plot_block(base, 2, title=f"block 2 of our MobileNetV2 (alpha {ALPHA}, {SIZE}x{SIZE} input)")
 
 # %% [markdown]
 # The block keeps the spatial size (its depthwise convolution has stride 1),
@@ -162,7 +163,7 @@ fig = rec.draw_block(base, 2, title=f"block 2 of our MobileNetV2 (alpha {ALPHA},
 # convolution keeps its 1,280 channels. The network has 17 blocks in all:
 
 # %% tags=["nbval-check-output"]
-blocks = sorted({int(l.name.split("_")[1]) for l in base.layers if l.name.startswith("block_")})
+blocks = sorted({int(layer.name.split("_")[1]) for layer in base.layers if layer.name.startswith("block_")})
 with_skip = rec.residual_blocks(base)
 print(f"blocks: block 0 (no expansion) + blocks {blocks[0]}..{blocks[-1]}; with a skip connection: {with_skip}")
 print(f"pooled features per image: {base.output.shape[-1]}")
@@ -282,8 +283,8 @@ results = {}  # model name -> (weights, accuracy, total parameters, trainable pa
 
 config.seed_everything(profile.seed(3))
 cnn = rec.small_cnn((SIZE, SIZE, 3), len(names))
-cnn_history, cnn_seconds = rec.train(cnn, scenes.x_train, scenes.y_train, epochs=EPOCHS, peak_lr=3e-3,
-                                     validation_data=validation)
+cnn_history, cnn_seconds = rec.train(cnn, scenes.x_train, scenes.y_train, epochs=EPOCHS, learning_rate=3e-3,
+                                     validation=validation)
 cnn_accuracy, cnn_probabilities = rec.evaluate(cnn, scenes.x_test, scenes.y_test)
 results["small CNN"] = ("none", cnn_accuracy, cnn.count_params(), rec.trainable_counts(cnn)[0], cnn_seconds)
 print(f"small CNN: held-out accuracy {cnn_accuracy:.3f} after {EPOCHS} epochs ({cnn_seconds:.0f} s)")
@@ -323,9 +324,10 @@ more = (rec.load_classification("scenes", image_size=SIZE, n_train=MOBILENET_TRA
         if DATA_SOURCE == "scenes" else scenes)  # your images: no more of them to draw
 config.seed_everything(profile.seed(3))
 mobilenet = rec.mobilenetv2_classifier(len(names), input_size=SIZE, alpha=ALPHA, weights=None,
-                                       augment=rec.RandomDihedral(seed=profile.seed(4)), zero_init_residual=ZERO_INIT_RESIDUAL)
+                                       augment=rec.RandomDihedral(seed=profile.seed(4)),
+                                       zero_init_residual=ZERO_INIT_RESIDUAL)
 mobilenet_history, mobilenet_seconds = rec.train(mobilenet, more.x_train, more.y_train, epochs=MOBILENET_EPOCHS,
-                                                 peak_lr=4e-3, final_fraction=0.2, validation_data=validation)
+                                                 learning_rate=4e-3, final_fraction=0.2, validation=validation)
 mobilenet_accuracy, mobilenet_probabilities = rec.evaluate(mobilenet, scenes.x_test, scenes.y_test)
 results["MobileNetV2, from scratch"] = ("none", mobilenet_accuracy, mobilenet.count_params(),
                                         rec.trainable_counts(mobilenet)[0], mobilenet_seconds)
@@ -355,8 +357,8 @@ print("ImageNet weights available:", imagenet_available)
 if imagenet_available:
     x_train_96 = tf.image.resize(scenes.x_train, (TRANSFER_SIZE, TRANSFER_SIZE)).numpy()
     x_test_96 = tf.image.resize(scenes.x_test, (TRANSFER_SIZE, TRANSFER_SIZE)).numpy()
-    frozen_history, seconds = rec.train(transfer, x_train_96, scenes.y_train, epochs=EPOCHS, peak_lr=3e-3,
-                                        validation_data=(x_test_96, scenes.y_test))
+    frozen_history, seconds = rec.train(transfer, x_train_96, scenes.y_train, epochs=EPOCHS, learning_rate=3e-3,
+                                        validation=(x_test_96, scenes.y_test))
     accuracy, _ = rec.evaluate(transfer, x_test_96, scenes.y_test)
     results["MobileNetV2, ImageNet, frozen base"] = ("imagenet", accuracy, transfer.count_params(),
                                                      rec.trainable_counts(transfer)[0], seconds)
@@ -406,13 +408,14 @@ fig = plots.image_grid(source.x_train[:8], titles=[source.class_names[k] for k i
 # %% [markdown]
 # We use the source base in the two ways listed above: frozen, with a new head
 # learning on its pooled features, and fine-tuned, with the top 60 of its
-# layers unfrozen (the line under the next cell counts those that have weights). `rec.transfer_learning_curve` trains them on our training
-# scenes, all of them for the table below and, for the learning curve of the
-# next section, on 10, 30 and 100 labelled scenes per class, next to
-# MobileNetV2 from scratch on the same few scenes. To keep this cheap, every
-# run trains for the same 60 batches of 32 scenes (a small labelled set is seen
-# many times, the full set less than once), without augmentation, and the
-# frozen head learns on features computed once.
+# layers unfrozen (the line under the next cell counts those that have
+# weights). `rec.transfer_learning_curve` trains them on our training scenes,
+# all of them for the table below and, for the learning curve of the next
+# section, on 10, 30 and 100 labelled scenes per class, next to MobileNetV2
+# from scratch on the same few scenes. To keep this cheap, every run trains for
+# the same 60 batches of 32 scenes (a small labelled set is seen many times,
+# the full set less than once), without augmentation, and the frozen head
+# learns on features computed once.
 
 # %%
 config.seed_everything(profile.seed(10))
@@ -681,19 +684,22 @@ weights = rec.class_weights(imbalanced.y_train)
 print("training images per class:", dict(zip(imbalanced.class_names, counts.tolist())))
 print("test images per class:    ", dict(zip(imbalanced.class_names, np.bincount(imbalanced.y_test).tolist())))
 print("class weights:            ", {imbalanced.class_names[k]: round(w, 2) for k, w in weights.items()})
-print("weight x count per class: ", [round(float(weights[k] * counts[k]), 1) for k in range(len(imbalanced.class_names))])
+print("weight x count per class: ",
+      [round(float(weights[k] * counts[k]), 1) for k in range(len(imbalanced.class_names))])
 
 # %%
 imbalance_results = {}
 for label, class_weight in [("no class weights", None), ("class weights", weights)]:
     config.seed_everything(profile.seed(4))
     model = rec.small_cnn((SIZE, SIZE, 3), len(imbalanced.class_names))
-    rec.train(model, imbalanced.x_train, imbalanced.y_train, epochs=EPOCHS, peak_lr=3e-3, class_weight=class_weight)
+    rec.train(model, imbalanced.x_train, imbalanced.y_train, epochs=EPOCHS, learning_rate=3e-3,
+              class_weight=class_weight)
     guess = model.predict(imbalanced.x_test, verbose=0).argmax(1)
     _, class_recall, _, _ = precision_recall_fscore_support(imbalanced.y_test, guess, zero_division=0)
     imbalance_results[label] = (np.mean(guess == imbalanced.y_test),
                                 balanced_accuracy_score(imbalanced.y_test, guess), class_recall)
-print(f"{'training':<18} {'accuracy':>8} {'balanced acc.':>13}   recall per class ({', '.join(imbalanced.class_names)})")
+print(f"{'training':<18} {'accuracy':>8} {'balanced acc.':>13}   "
+      f"recall per class ({', '.join(imbalanced.class_names)})")
 for label, (acc, balanced, class_recall) in imbalance_results.items():
     print(f"{label:<18} {acc:>8.3f} {balanced:>13.3f}   {np.round(class_recall, 2)}")
 
@@ -718,7 +724,8 @@ plain_unweighted, balanced_unweighted, _ = imbalance_results["no class weights"]
 plain_weighted, balanced_weighted, _ = imbalance_results["class weights"]
 claims.expect("week2.imbalance.accuracy_without_weights", plain_unweighted, 0.8, 0.92, profile)
 claims.expect("week2.imbalance.balanced_accuracy_without_weights", balanced_unweighted, 0.5, 0.76, profile)
-claims.expect("week2.imbalance.balanced_accuracy_gain_points", 100 * (balanced_weighted - balanced_unweighted), 3, 30, profile)
+claims.expect("week2.imbalance.balanced_accuracy_gain_points", 100 * (balanced_weighted - balanced_unweighted),
+              3, 30, profile)
 claims.expect("week2.imbalance.accuracy_loss_points", 100 * (plain_unweighted - plain_weighted), 0, 15, profile)
 
 # %% [markdown]
@@ -767,11 +774,12 @@ for label in ["no augmentation", "augmentation in the model", "augmentation in t
     inside = rec.RandomDihedral(seed=profile.seed(6)) if label == "augmentation in the model" else None
     model = rec.small_cnn((SIZE, SIZE, 3), len(names), augment=inside)
     if label == "augmentation in tf.data":
-        pipeline = data.make_dataset(x_few, y_few, batch_size=64, shuffle=True, augment=rec.RandomDihedral(seed=profile.seed(6)),
-                                     seed=profile.seed(6))
-        history, _ = rec.train(model, pipeline, epochs=augment_epochs, peak_lr=3e-3, steps_per_epoch=len(pipeline))
+        pipeline = data.make_dataset(x_few, y_few, batch_size=64, shuffle=True,
+                                     augment=rec.RandomDihedral(seed=profile.seed(6)), seed=profile.seed(6))
+        history, _ = rec.train(model, pipeline, epochs=augment_epochs, learning_rate=3e-3,
+                               steps_per_epoch=len(pipeline))
     else:
-        history, _ = rec.train(model, x_few, y_few, epochs=augment_epochs, peak_lr=3e-3)
+        history, _ = rec.train(model, x_few, y_few, epochs=augment_epochs, learning_rate=3e-3)
     augmentation_results[label] = (model, rec.evaluate(model, scenes.x_test, scenes.y_test)[0],
                                    rec.images_per_second(history, len(x_few)))
 print(f"{'training on ' + str(len(x_few)) + ' images':<28} {'held-out acc.':>13} {'images/s':>9}")
@@ -796,7 +804,8 @@ for label, (_, acc, speed) in augmentation_results.items():
 
 # %% tags=["remove-cell"]
 without_augmentation = augmentation_results["no augmentation"][1]
-in_model, in_pipeline = augmentation_results["augmentation in the model"][1], augmentation_results["augmentation in tf.data"][1]
+in_model, in_pipeline = (augmentation_results["augmentation in the model"][1],
+                         augmentation_results["augmentation in tf.data"][1])
 claims.expect("week2.augmentation.gain_in_model_points", 100 * (in_model - without_augmentation), 3, 25, profile)
 claims.expect("week2.augmentation.gain_in_tf_data_points", 100 * (in_pipeline - without_augmentation), 3, 25, profile)
 claims.expect("week2.augmentation.placement_difference_points", 100 * abs(in_model - in_pipeline), 0, 5, profile)
@@ -816,8 +825,8 @@ for label in ["no augmentation", "augmentation in the model"]:
     model = augmentation_results[label][0]
     config.seed_everything(profile.seed(7))
     plain = rec.evaluate(model, scenes.x_test, scenes.y_test)[0]
-    tta = np.mean(models.predict_with_tta(model, scenes.x_test, rec.RandomDihedral(seed=profile.seed(7)), copies=8).argmax(1)
-                  == scenes.y_test)
+    tta = np.mean(models.predict_with_tta(model, scenes.x_test, rec.RandomDihedral(seed=profile.seed(7)),
+                                          copies=8).argmax(1) == scenes.y_test)
     print(f"{label:<28} {plain:>6.3f} {tta:>7.3f}")
     tta_gain[label] = tta - plain
 

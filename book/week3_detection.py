@@ -38,11 +38,10 @@ DATA_SOURCE = "scenes"
 
 # %%
 import keras
-import keras_cv
 import matplotlib.pyplot as plt
 import numpy as np
 
-from course_utils import claims, config
+from course_utils import claims, config, plots
 from course_utils import detection as det
 
 profile = config.setup(PROFILE, seed=SEED, data_source=DATA_SOURCE)
@@ -88,7 +87,8 @@ valid = train_data.classes >= 0
 sides = np.concatenate([train_data.boxes[valid][:, 2] - train_data.boxes[valid][:, 0],
                         train_data.boxes[valid][:, 3] - train_data.boxes[valid][:, 1]])
 print(f"objects per image: {np.bincount(train_data.object_counts()).tolist()} (images with 0, 1, 2, ... objects)")
-print("objects per class:", dict(zip(class_names, np.bincount(train_data.classes[valid], minlength=NUM_CLASSES).tolist())))
+print("objects per class:",
+      dict(zip(class_names, np.bincount(train_data.classes[valid], minlength=NUM_CLASSES).tolist())))
 print(f"box sides from {sides.min():.0f} to {sides.max():.0f} pixels")
 print("first image:", [f"{class_names[c]} {b.astype(int).tolist()}" for b, c in
                         zip(train_data.boxes[0], train_data.classes[0]) if c >= 0])
@@ -297,12 +297,20 @@ for name, gamma, alpha in [("cross-entropy", 0.0, 0.5), ("focal loss", 2.0, 0.25
 # $(1 - 0.99)^2 = 10^{-4}$, so that the few positives drive learning. (The
 # $\alpha$ weights, 0.25 for positives and 0.75 for negatives, were tuned
 # together with $\gamma$ in the paper; cross-entropy above uses 0.5 for both.)
-# Our NumPy version agrees with KerasCV's `FocalLoss`, which trains the model:
+# Our NumPy version agrees with the loss that trains the model below
+# (`det.focal_loss()`, KerasCV's `FocalLoss`) and with core Keras'
+# `BinaryFocalCrossentropy`, whose `apply_class_balancing=True` is the
+# $\alpha$ weighting:
 
 # %% tags=["nbval-check-output"]
-reference = keras_cv.losses.FocalLoss(from_logits=True, reduction="sum")(
-    y.astype("float32"), logits.astype("float32"))
-print(f"NumPy: {det.binary_focal_loss(y, logits).sum():.4f}, keras_cv.losses.FocalLoss: {float(reference):.4f}")
+y32, logits32 = y.astype("float32"), logits.astype("float32")
+trained_with = float(det.focal_loss()(y32, logits32))
+core_keras = keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True, alpha=0.25, gamma=2.0,
+                                                  from_logits=True, reduction="sum")
+# A trailing axis of length 1 gives one loss per entry (Keras averages over the last axis), summed.
+core = float(core_keras(y32[..., None], logits32[..., None]))
+print(f"NumPy: {det.binary_focal_loss(y, logits).sum():.4f}, det.focal_loss: {trained_with:.4f}, "
+      f"keras.losses.BinaryFocalCrossentropy: {core:.4f}")
 
 # %% [markdown]
 # ## 5. The model: backbone, feature pyramid, heads
@@ -375,25 +383,14 @@ print(f"untrained model: mAP@0.5 = {untrained['map'][0.5]:.3f}")
 
 config.seed_everything(profile.seed(1))
 # The test loss after each epoch is drawn below (skipped at the smoke profile: it costs a compilation).
-history, train_seconds = det.train(model, train_data, epochs=EPOCHS, batch_size=BATCH_SIZE, augment=True, seed=profile.seed(1),
-                                   validation=None if profile.name == "smoke" else test_data)
+history, train_seconds = det.train(model, train_data, epochs=EPOCHS, batch_size=BATCH_SIZE, augment=True,
+                                   seed=profile.seed(1), validation=None if profile.name == "smoke" else test_data)
 images_seen = EPOCHS * (N_TRAIN // BATCH_SIZE) * BATCH_SIZE
 print(f"trained {EPOCHS} epochs on {N_TRAIN} images in {train_seconds:.0f} s "
       f"({images_seen / train_seconds:.0f} images/s)")
 
 # %%
-logs = history.history
-fig, axes = plt.subplots(1, 3, figsize=(6.7, 2.6))
-for ax, key in zip(axes, ("loss", "classification_loss", "box_loss")):
-    if key in logs:
-        ax.plot(np.arange(1, len(logs[key]) + 1), logs[key], marker="o", label="training")
-        if f"val_{key}" in logs:
-            ax.plot(np.arange(1, len(logs[key]) + 1), logs[f"val_{key}"], marker="o", label="test")
-        ax.set_title(key.replace("_", " "))
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        ax.legend()
-fig.tight_layout()
+fig = plots.training_curves(history, metrics=("loss", "classification_loss", "box_loss"), validation_label="test")
 
 # %% [markdown]
 # ## 7. Predictions, the score threshold and non-maximum suppression
@@ -445,18 +442,12 @@ fig = det.plot_detections(np.concatenate([test_data.images[:4]] * 2), class_name
 # precision and recall:
 
 # %%
-matched = {}
-for i in range(len(test_data)):
-    for c in range(NUM_CLASSES):
-        keep = (predictions["classes"][i] == c) & (predictions["confidence"][i] >= 0)
-        gt = test_data.boxes[i][test_data.classes[i] == c]
-        matched[(i, c)] = (predictions["confidence"][i][keep],
-                           det.match_detections(predictions["boxes"][i][keep], predictions["confidence"][i][keep], gt))
+matched = [det.class_matches(predictions, test_data, c) for c in range(NUM_CLASSES)]  # (scores, found, objects)
 print(f"{'threshold':>9} {'detections':>10} {'TP':>5} {'FP':>5} {'precision':>9} {'recall':>6}")
 operating = {}
 for threshold in (0.05, 0.2, 0.5, 0.8, 0.95):
-    tp = sum(int(np.sum(t[s >= threshold])) for s, t in matched.values())
-    n = sum(int(np.sum(s >= threshold)) for s, _ in matched.values())
+    tp = sum(int(np.sum(found[scores >= threshold])) for scores, found, _ in matched)
+    n = sum(int(np.sum(scores >= threshold)) for scores, _, _ in matched)
     operating[threshold] = (tp / max(n, 1), tp / true_objects)
     print(f"{threshold:>9} {n:>10} {tp:>5} {n - tp:>5} {tp / max(n, 1):>9.3f} {tp / true_objects:>6.3f}")
 

@@ -104,7 +104,7 @@ print(f"pixel accuracy of 'all background': {np.mean(all_background == test.mask
 print("its IoU per class:", np.round(segmentation.per_class_iou(test.masks, all_background, len(CLASSES)), 3))
 
 # %%
-fig = segmentation.show_segmentation(train.images, train.masks, class_names=CLASSES, n=8,
+fig = segmentation.plot_segmentation(train.images, train.masks, class_names=CLASSES, n=8,
                                      title="training scenes and their masks")
 
 # %% [markdown]
@@ -252,7 +252,7 @@ print(f"test: Dice {float(dice):.3f}, IoU of the objects {binary_iou[1]:.3f}, of
 claims.record("week4.unet.binary_dice", dice)
 
 # %%
-fig = segmentation.show_segmentation(test.images, test.binary_masks(), binary_predicted,
+fig = segmentation.plot_segmentation(test.images, test.binary_masks(), binary_predicted,
                                      class_names=("background", "object"), n=8, title="binary U-Net on test scenes")
 
 # %% [markdown]
@@ -310,7 +310,7 @@ claims.quoted_from_bench("week4.unet.worst_class_iou", 0.836, 0.932)
 
 # %%
 worst = np.argsort(-(predicted != test.masks).sum(axis=(1, 2)), kind="stable")[:8]
-fig = segmentation.show_segmentation(test.images[worst], test.masks[worst], predicted[worst], class_names=CLASSES,
+fig = segmentation.plot_segmentation(test.images[worst], test.masks[worst], predicted[worst], class_names=CLASSES,
                                      n=8, title="multi-class U-Net: the eight test scenes with the most errors")
 
 # %% [markdown]
@@ -461,7 +461,7 @@ print(f"most objects found with: {max(loss_results, key=loss_results.get)} "
 import tensorflow as tf
 
 pairs = [segmentation.augment_pair(train.images[0], train.masks[0], tf.constant([0, s])) for s in range(6)]
-fig = segmentation.show_segmentation([p[0].numpy() for p in pairs], [p[1].numpy() for p in pairs],
+fig = segmentation.plot_segmentation([p[0].numpy() for p in pairs], [p[1].numpy() for p in pairs],
                                      class_names=CLASSES, title="six random augmentations of one scene and its mask")
 
 # %% [markdown]

@@ -120,7 +120,8 @@ names = split.class_names
 held = split.held_out
 seen_names = [n for c, n in enumerate(names) if c != held]
 print(f"classes: {', '.join(names)}; held out of training: {names[held]}")
-print(f"labelled training images: {split.x_labelled.shape}, per class {np.bincount(split.y_labelled, minlength=len(names))}")
+print(f"labelled training images: {split.x_labelled.shape}, "
+      f"per class {np.bincount(split.y_labelled, minlength=len(names))}")
 print(f"kNN reference images:     {split.x_reference.shape}, per class {np.bincount(split.y_reference)}")
 print(f"test images:              {split.x_test.shape}, per class {np.bincount(split.y_test)}")
 
@@ -174,7 +175,8 @@ print("positive labels:", y_batch[half:])
 
 # %%
 fig = plots.image_grid(np.concatenate([x_batch[:8], x_batch[half:half + 8]]),
-                       titles=[f"anchor {names[c]}" for c in y_batch[:8]] + [f"positive {names[c]}" for c in y_batch[half:half + 8]],
+                       titles=[f"anchor {names[c]}" for c in y_batch[:8]]
+                       + [f"positive {names[c]}" for c in y_batch[half:half + 8]],
                        ncols=8, title="the first 8 anchors (top) and their positives (bottom), augmented")
 
 # %% [markdown]
@@ -302,7 +304,7 @@ print(f"after training: gap between same-class and different-class similarity {s
 fig = plots.training_curves(history, metrics=("loss",), title=f"similarity softmax loss, tau = {TEMPERATURE}")
 
 # %%
-fig = ml.similarity_heatmaps({"before training": before, "after training": after}, labels=eval_labels,
+fig = ml.plot_similarity_heatmaps({"before training": before, "after training": after}, labels=eval_labels,
                              class_names=names, title="cosine similarities of test anchors and positives")
 
 # %% [markdown]
@@ -346,7 +348,7 @@ for label, (model, hist) in variants.items():
           f"{knn_accuracy(model):>13.3f}")
 
 # %%
-fig = ml.similarity_heatmaps({label: batch_similarity(model) for label, (model, _) in variants.items()},
+fig = ml.plot_similarity_heatmaps({label: batch_similarity(model) for label, (model, _) in variants.items()},
                              labels=eval_labels, class_names=names, title="test-batch similarities after training")
 
 # %% [markdown]
@@ -452,7 +454,8 @@ for k in ks:
 # %%
 fig, ax = plt.subplots(figsize=(5.5, 3.4))
 ax.plot(list(by_k_seen), list(by_k_seen.values()), "o-", label="3 training classes")
-ax.plot(list(by_k_all), list(by_k_all.values()), "s-", label=f"all {len(names)} classes ({names[held]} unseen in training)")
+ax.plot(list(by_k_all), list(by_k_all.values()), "s-",
+        label=f"all {len(names)} classes ({names[held]} unseen in training)")
 ax.set_xlabel("k (neighbours that vote)")
 ax.set_ylabel("test accuracy")
 ax.grid(alpha=0.3)
@@ -625,9 +628,11 @@ claims.record("week5.embedding.train_seconds", embed_seconds)
 # %% tags=["remove-cell"]
 claims.expect("week5.raw_pixels_knn.test_accuracy", comparison["kNN on raw pixels"][0], 0.28, 0.42, profile)
 claims.expect("week5.mobilenetv2_softmax.test_accuracy", comparison["MobileNetV2, its softmax"][0], 0.3, 0.47, profile)
-claims.expect("week5.supervised_softmax.test_accuracy", comparison["supervised CNN, its softmax"][0], 0.92, 1.0, profile)
+claims.expect("week5.supervised_softmax.test_accuracy", comparison["supervised CNN, its softmax"][0],
+              0.92, 1.0, profile)
 claims.expect("week5.embedding_knn.test_accuracy", comparison["kNN on learned embedding"][0], 0.93, 1.0, profile)
-claims.expect("week5.embedding_knn.test_accuracy_with_held_out_class", comparison["kNN on learned embedding"][1], 0.88, 0.97, profile)
+claims.expect("week5.embedding_knn.test_accuracy_with_held_out_class", comparison["kNN on learned embedding"][1],
+              0.88, 0.97, profile)
 
 # %% [markdown]
 # ## 9. The embedding in two dimensions
@@ -711,12 +716,13 @@ AE_EPOCHS = profile.pick(smoke=1, cpu=10, gpu=30)
 if DATA_SOURCE == "scenes":
     unlabelled = make_scenes(AE_IMAGES, size=SIZE, seed=profile.seed(2), objects=(1, 1)).images
 else:
-    unlabelled = split.x_reference                           # a folder has no spare images: the reference set, unlabelled
+    unlabelled = split.x_reference  # a folder has no spare images: the reference set, unlabelled
 config.seed_everything(profile.seed(3))
 autoencoder = ml.denoising_autoencoder((SIZE, SIZE, 3), filters=(32, 64), latent_channels=16)
 latent_layer = autoencoder.get_layer("latent")
 print(f"{autoencoder.name}: {autoencoder.count_params():,} parameters, bottleneck {latent_layer.output.shape[1:]} "
-      f"= {int(np.prod(latent_layer.output.shape[1:])):,} numbers per image; {len(unlabelled)} unlabelled training images")
+      f"= {int(np.prod(latent_layer.output.shape[1:])):,} numbers per image; "
+      f"{len(unlabelled)} unlabelled training images")
 
 # %%
 noisy_batches = ml.NoisyBatches(unlabelled, NOISE, batch_size=64, seed=profile.seed(3))
@@ -787,7 +793,8 @@ fig = plots.image_grid(np.concatenate([split.x_test[panel], noisy_test[panel], d
 claims.expect("week5.autoencoder.psnr_noisy", psnr_noisy.mean(), 14.5, 14.9, profile)
 claims.expect("week5.autoencoder.psnr_denoised", psnr_denoised.mean(), 20.8, 21.6, profile)
 claims.expect("week5.autoencoder.psnr_gain_db", psnr_denoised.mean() - psnr_noisy.mean(), 6.2, 6.9, profile)
-claims.expect("week5.autoencoder.blur_minus_autoencoder_db", psnr_blurred.mean() - psnr_denoised.mean(), 0.5, 1.5, profile)
+claims.expect("week5.autoencoder.blur_minus_autoencoder_db", psnr_blurred.mean() - psnr_denoised.mean(),
+              0.5, 1.5, profile)
 claims.quoted_from_bench("week5.autoencoder.psnr_noisy", 14.66, 14.68)
 claims.quoted_from_bench("week5.autoencoder.psnr_denoised", 21.1, 21.2)
 claims.quoted_from_bench("week5.autoencoder.psnr_denoised", 6.5, 6.6, minus="week5.autoencoder.psnr_noisy")
@@ -820,7 +827,8 @@ for name in ["raw pixels", *latent_spaces, "learned embedding"]:
     print(f"{name:<34} {seen_acc:>19.3f} {all_acc:>14.3f}")
 claims.record("week5.autoencoder.knn_accuracy", comparison["kNN on autoencoder latent, flattened"][0])
 claims.record("week5.autoencoder.knn_accuracy_pooled", comparison["kNN on autoencoder latent, pooled"][0])
-claims.record("week5.autoencoder.knn_accuracy_with_held_out_class", comparison["kNN on autoencoder latent, flattened"][1])
+claims.record("week5.autoencoder.knn_accuracy_with_held_out_class",
+              comparison["kNN on autoencoder latent, flattened"][1])
 
 # %% [markdown]
 # Without labels, the latent space is no better than the pixels it was
@@ -833,7 +841,8 @@ claims.record("week5.autoencoder.knn_accuracy_with_held_out_class", comparison["
 # ahead by between 55 and 72 points.) The retrieval below shows why.
 
 # %% tags=["remove-cell"]
-claims.expect("week5.autoencoder.knn_accuracy", comparison["kNN on autoencoder latent, flattened"][0], 0.28, 0.42, profile)
+claims.expect("week5.autoencoder.knn_accuracy", comparison["kNN on autoencoder latent, flattened"][0],
+              0.28, 0.42, profile)
 ae_behind = 100 * (comparison["kNN on learned embedding"][0] - comparison["kNN on autoencoder latent, flattened"][0])
 claims.expect("week5.embedding_minus_autoencoder_knn.points", ae_behind, 55, 72, profile)
 claims.quoted_from_bench("week5.autoencoder.knn_accuracy", 0.33, 0.36)
@@ -841,7 +850,8 @@ claims.quoted_from_bench("week5.embedding_knn.test_accuracy", 61, 66, scale=100,
 
 # %%
 latent_index, latent_similarity = ml.retrieve(latent_spaces["autoencoder latent, flattened"](split.x_reference),
-                                              latent_spaces["autoencoder latent, flattened"](split.x_test[queries]), k=6)
+                                              latent_spaces["autoencoder latent, flattened"](split.x_test[queries]),
+                                              k=6)
 fig = plots.retrieval_grid(split.x_test[queries], split.x_reference[latent_index],
                            query_titles=[f"query: {names[c]}" for c in split.y_test[queries]],
                            neighbour_titles=[[f"{names[split.y_reference[i]]} {s:.2f}" for i, s in zip(row, sims)]

@@ -39,7 +39,9 @@ BOOK_FILES = ("_config.yml", "_toc.yml", "references.bib")
 
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
-PLACEHOLDER = 'raise NotImplementedError("Blank {number} of {name} is not filled in yet: replace this line with your code.")'
+PLACEHOLDER = (
+    'raise NotImplementedError("Blank {number} of {name} is not filled in yet: replace this line with your code.")'
+)
 
 
 class MarkerError(ValueError):
@@ -117,15 +119,18 @@ def release(root: Path) -> str:
 
 def colab_url(root: Path, relative_ipynb: str) -> str:
     url, _ = repository(root)
-    return f"https://colab.research.google.com/github/{url.split('github.com/')[1]}/blob/{release(root)}/{relative_ipynb}"
+    return (
+        f"https://colab.research.google.com/github/{url.split('github.com/')[1]}/blob/{release(root)}/{relative_ipynb}"
+    )
 
 
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 LOCAL_BADGE = "book/images/colab-badge.svg"
 
 
-def colab_notebook(notebook: nbformat.NotebookNode, root: Path, relative_ipynb: str,
-                   badge_image: str = COLAB_BADGE) -> nbformat.NotebookNode:
+def colab_notebook(
+    notebook: nbformat.NotebookNode, root: Path, relative_ipynb: str, badge_image: str = COLAB_BADGE
+) -> nbformat.NotebookNode:
     """Add the "Open in Colab" badge and the Colab-only install cell at the top of a notebook.
 
     The install cell does nothing outside Colab; on Colab it installs
@@ -143,7 +148,8 @@ def colab_notebook(notebook: nbformat.NotebookNode, root: Path, relative_ipynb: 
         f"# On Google Colab, install the course package, release {tag} (TensorFlow and Keras are already there).\n"
         "import subprocess, sys\n"
         'if "google.colab" in sys.modules:\n'
-        f'    _pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "course_utils @ git+{url}@{tag}"],\n'
+        '    _pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", '
+        f'"course_utils @ git+{url}@{tag}"],\n'
         "                          capture_output=True, text=True)\n"
         "    if _pip.returncode != 0:\n"
         "        raise RuntimeError(\n"
@@ -186,7 +192,9 @@ def published_notebooks(root: Path) -> dict[Path, nbformat.NotebookNode]:
     for chapter in sorted((root / "book").glob("*.py")):
         notebooks[chapter.with_suffix(".ipynb").relative_to(root)] = read_source(chapter)
     for solution in sorted((root / "solutions").glob("*.py")):
-        notebooks[Path("exercises") / f"{solution.stem}.ipynb"] = exercise_from_solution(read_source(solution), solution.stem)
+        notebooks[Path("exercises") / f"{solution.stem}.ipynb"] = exercise_from_solution(
+            read_source(solution), solution.stem
+        )
     return notebooks
 
 
@@ -212,8 +220,9 @@ def generated_files(root: Path) -> dict[Path, str]:
     files: dict[Path, str] = {}
     for ipynb, notebook in published_notebooks(root).items():
         if ipynb.parts[0] == "exercises":
-            files[ipynb.with_suffix(".py")] = jupytext.writes(_marked_generated(notebook, source_of(ipynb)),
-                                                              fmt=SOURCE_FORMAT)
+            files[ipynb.with_suffix(".py")] = jupytext.writes(
+                _marked_generated(notebook, source_of(ipynb)), fmt=SOURCE_FORMAT
+            )
         colab = colab_notebook(notebook, root, ipynb.as_posix())
         files[ipynb] = nbformat.writes(_marked_generated(colab, source_of(ipynb))) + "\n"
     return files
@@ -225,7 +234,11 @@ def sync(root: Path, check: bool = False) -> list[Path]:
     stale = [p for p, text in expected.items() if not (root / p).exists() or (root / p).read_text() != text]
     orphans = [
         p.relative_to(root)
-        for p in [*(root / "exercises").glob("*.py"), *(root / "exercises").glob("*.ipynb"), *(root / "book").glob("*.ipynb")]
+        for p in [
+            *(root / "exercises").glob("*.py"),
+            *(root / "exercises").glob("*.ipynb"),
+            *(root / "book").glob("*.ipynb"),
+        ]
         if p.relative_to(root) not in expected
     ]
     if not check:
@@ -272,8 +285,12 @@ def execute(notebook_path: Path, profile: str, cwd: Path | None = None, paramete
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     start = time.perf_counter()
     papermill.execute_notebook(
-        str(notebook_path), str(notebook_path), parameters={**(parameters or {}), "PROFILE": profile},
-        cwd=str(cwd or notebook_path.parent), progress_bar=False, kernel_name="python3",
+        str(notebook_path),
+        str(notebook_path),
+        parameters={**(parameters or {}), "PROFILE": profile},
+        cwd=str(cwd or notebook_path.parent),
+        progress_bar=False,
+        kernel_name="python3",
     )
     executed = nbformat.read(notebook_path, as_version=4)
     if hide_injected_parameters(executed):
@@ -343,8 +360,16 @@ def render_html(build_dir: Path) -> Path:
     figure fails the build instead of being buried in the log.
     """
     jupyter_book = Path(sys.executable).parent / "jupyter-book"
-    command = [str(jupyter_book) if jupyter_book.exists() else "jupyter-book", "build", str(build_dir / "book_src"),
-               "--path-output", str(build_dir / "book_out"), "-W", "-n", "--keep-going"]
+    command = [
+        str(jupyter_book) if jupyter_book.exists() else "jupyter-book",
+        "build",
+        str(build_dir / "book_src"),
+        "--path-output",
+        str(build_dir / "book_out"),
+        "-W",
+        "-n",
+        "--keep-going",
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"jupyter-book build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
@@ -369,9 +394,11 @@ def main(argv=None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     sync_cmd = commands.add_parser("sync", help="regenerate exercises/ and the Colab .ipynb files")
     sync_cmd.add_argument("--check", action="store_true", help="only report stale files; exit 1 if any")
-    for name, text in [("book", "execute every chapter with papermill, then build the HTML book"),
-                       ("execute", "only execute every chapter into _build/book_src (e.g. to check it with nbval)"),
-                       ("html", "only render _build/book_src, executed before, to _build/html")]:
+    for name, text in [
+        ("book", "execute every chapter with papermill, then build the HTML book"),
+        ("execute", "only execute every chapter into _build/book_src (e.g. to check it with nbval)"),
+        ("html", "only render _build/book_src, executed before, to _build/html"),
+    ]:
         command = commands.add_parser(name, help=text)
         if name != "html":
             command.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "gpu"))

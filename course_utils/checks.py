@@ -58,8 +58,9 @@ def likely_mistake(actual, mistakes: dict | None, atol: float = 1e-4) -> str | N
         return None
     if not isinstance(mistakes, dict):
         raise TypeError(f"mistakes must be a dict from explanation to wrong value, got {type(mistakes).__name__}")
-    causes = [explanation for explanation, wrong in mistakes.items()
-              if wrong is not None and _matches(actual, wrong, atol)]
+    causes = [
+        explanation for explanation, wrong in mistakes.items() if wrong is not None and _matches(actual, wrong, atol)
+    ]
     return "; or ".join(causes) if causes else None
 
 
@@ -91,8 +92,12 @@ def check_close(actual, expected, what: str, atol: float = 1e-4, mistakes: dict 
         shown = ""
         if expected.size <= 8:  # small enough to show both
             shown = f" Expected {_rounded(expected)}, got {_rounded(actual)}."
-        _fail(f"{what}: values differ from the expected ones by up to {error:.3g} (tolerance {atol}).{shown}", raw,
-              mistakes, atol)
+        _fail(
+            f"{what}: values differ from the expected ones by up to {error:.3g} (tolerance {atol}).{shown}",
+            raw,
+            mistakes,
+            atol,
+        )
 
 
 def _rounded(array: np.ndarray):
@@ -115,8 +120,9 @@ def _plain(value):
     return value
 
 
-def check_prediction(prediction, actual, what: str, explanation: str, rtol: float = 0.0,
-                     mistakes: dict | None = None) -> None:
+def check_prediction(
+    prediction, actual, what: str, explanation: str, rtol: float = 0.0, mistakes: dict | None = None
+) -> None:
     """A "predict, then verify" question: the student's ``prediction`` against the ``actual`` computed value.
 
     Numbers match within the relative tolerance ``rtol`` (0: exactly); shapes and other sequences match
@@ -132,8 +138,12 @@ def check_prediction(prediction, actual, what: str, explanation: str, rtol: floa
         right = prediction == actual
     if not right:
         within = f" (within {rtol:.0%})" if rtol else ""
-        _fail(f"{what}: you predicted {prediction!r}, the computed value is {actual!r}{within}. {explanation}",
-              prediction, mistakes, atol=rtol * float(np.max(np.abs(np.asarray(actual, dtype=float)))) if rtol else 0)
+        _fail(
+            f"{what}: you predicted {prediction!r}, the computed value is {actual!r}{within}. {explanation}",
+            prediction,
+            mistakes,
+            atol=rtol * float(np.max(np.abs(np.asarray(actual, dtype=float)))) if rtol else 0,
+        )
     print(f"✔ {what}: you predicted {prediction!r}, and it is {actual!r}. {explanation}")
 
 
@@ -151,8 +161,12 @@ def check_gradient(gradient, reference, what: str, max_error: float = 1e-6, mist
     scale = np.linalg.norm(g) + np.linalg.norm(r)
     error = 0.0 if scale == 0 else float(np.linalg.norm(g - r) / scale)
     if not error <= max_error:
-        _fail(f"{what}: relative error {error:.2g} against the reference (at most {max_error:g} is allowed).", raw,
-              mistakes, atol=1e-6 * max(1.0, float(np.abs(r).max()) if r.size else 1.0))
+        _fail(
+            f"{what}: relative error {error:.2g} against the reference (at most {max_error:g} is allowed).",
+            raw,
+            mistakes,
+            atol=1e-6 * max(1.0, float(np.abs(r).max()) if r.size else 1.0),
+        )
 
 
 def passed(what: str) -> None:

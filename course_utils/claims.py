@@ -58,8 +58,13 @@ def record(name: str, value) -> None:
     if get_ipython() is not None:
         # One output per name (a glue key must be unique on a page): recording a name again, as
         # expect() does, updates the first output in place.
-        display({MIME: json.dumps(value)}, raw=True, display_id=name, update=name in _RECORDED,
-                metadata={"scrapbook": {"name": name, "mime_prefix": MIME_PREFIX}})
+        display(
+            {MIME: json.dumps(value)},
+            raw=True,
+            display_id=name,
+            update=name in _RECORDED,
+            metadata={"scrapbook": {"name": name, "mime_prefix": MIME_PREFIX}},
+        )
         _RECORDED.add(name)
 
 
@@ -79,8 +84,11 @@ def expect(name: str, value, low: float, high: float, profile=None) -> None:
     if not _describes_text(profile):
         return
     if not isinstance(value, (int, float)) or math.isnan(value) or not low <= value <= high:
-        _fail(name, f"{name} = {value!r}, but the text says it lies between {low} and {high}: "
-                    f"fix the recipe, or re-measure and correct the text")
+        _fail(
+            name,
+            f"{name} = {value!r}, but the text says it lies between {low} and {high}: "
+            f"fix the recipe, or re-measure and correct the text",
+        )
 
 
 def expect_rounded(name: str, value, stated: float, digits: int = 0, profile=None) -> None:
@@ -96,8 +104,11 @@ def expect_rounded(name: str, value, stated: float, digits: int = 0, profile=Non
         return
     rounded = round(float(value), digits) if isinstance(plain, (int, float)) else None  # the unrounded value
     if rounded is None or math.isnan(rounded) or rounded != stated:
-        _fail(name, f"{name} = {plain!r}, which rounds to {rounded}, but the text says {stated}: "
-                    f"fix the code, or correct the text")
+        _fail(
+            name,
+            f"{name} = {plain!r}, which rounds to {rounded}, but the text says {stated}: "
+            f"fix the code, or correct the text",
+        )
 
 
 def quoted_from_bench(name, low: float, high: float, scale: float = 1, minus: str | None = None) -> None:

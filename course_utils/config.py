@@ -179,8 +179,10 @@ def setup(profile: str | None = None, seed: int = 0, data_source: str = "scenes"
         tf.distribute.experimental_set_strategy(None)
     data_source = str(data_source)
     if data_source != "scenes":
-        print(f"DATA_SOURCE = {data_source!r}: the outputs below are your data's; the text describes the synthetic "
-              "scenes, so its numbers are not yours.")
+        print(
+            f"DATA_SOURCE = {data_source!r}: the outputs below are your data's; the text describes the synthetic "
+            "scenes, so its numbers are not yours."
+        )
     return Profile(name, mixed_precision=bool(gpus), replicas=replicas(), run_seed=int(seed), data_source=data_source)
 
 

@@ -14,6 +14,7 @@ that use them, so ``import course_utils.data`` stays quick.
 from __future__ import annotations
 
 import inspect
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,8 +56,7 @@ def load_digits(size: int = 32, test_fraction: float = 0.2, seed: int = 0) -> Sp
     from sklearn.datasets import load_digits as sklearn_load_digits
     from sklearn.model_selection import train_test_split
 
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-        raise ValueError(f"size must be a positive integer, got {size!r}")
+    size = check_integer(size, "size")
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction!r}")
 
@@ -141,9 +141,7 @@ def load_image_folder(
             if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
         )
         if not found:
-            raise ValueError(
-                f"Class folder has no images ({', '.join(IMAGE_EXTENSIONS)}): {folder}"
-            )
+            raise ValueError(f"Class folder has no images ({', '.join(IMAGE_EXTENSIONS)}): {folder}")
         files += found
         labels += [label] * len(found)
 
@@ -168,6 +166,23 @@ def check_image_size(image_size, name: str = "image_size") -> tuple[int, int]:
     if height < 1 or width < 1:
         raise ValueError(f"{name} must be positive, got {image_size!r}")
     return height, width
+
+
+def check_integer(value, name: str, minimum: int = 1) -> int:
+    """Return ``value`` as a plain int, or raise a ValueError naming ``name`` unless it is an integer >= ``minimum``.
+
+    Python and NumPy integers pass; ``True``/``False`` and floats (even ``4.0``) do not, so a wrong
+    count or size fails here, with its name and value, instead of deep inside NumPy or Keras.
+    """
+    if minimum == 1:
+        wanted = "a positive integer"
+    elif minimum == 0:
+        wanted = "a non-negative integer"
+    else:
+        wanted = f"an integer >= {minimum}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be {wanted}, got {value!r}")
+    return int(value)
 
 
 def read_rgb(path):
@@ -239,13 +254,10 @@ def make_dataset(
             "for grayscale images add a channel axis, e.g. images[..., None]"
         )
     if len(images) != len(labels):
-        raise ValueError(
-            f"images and labels have different lengths: {len(images)} images, {len(labels)} labels"
-        )
+        raise ValueError(f"images and labels have different lengths: {len(images)} images, {len(labels)} labels")
     if len(images) == 0:
         raise ValueError("images is empty")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = check_integer(batch_size, "batch_size")
     if augment is not None and not callable(augment):
         raise TypeError(f"augment must be callable (e.g. a keras.Sequential), got {type(augment).__name__}")
 
@@ -257,11 +269,14 @@ def make_dataset(
     dataset = dataset.batch(batch_size)
     if augment is not None:
         if _accepts_training(augment):
+
             def apply(x, y):
                 return augment(x, training=True), y
         else:
+
             def apply(x, y):
                 return augment(x), y
+
         dataset = dataset.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 

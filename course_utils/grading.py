@@ -61,7 +61,9 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 CHECK_LINE = re.compile(r"^\s*#\s*CHECK\b.*$", re.MULTILINE)
 CHECK_MARKER = re.compile(r"^\s*#\s*CHECK\s+(?P<question>[A-Za-z0-9_.-]+)\s+points\s*=\s*(?P<points>\d+(\.\d+)?)\s*$")
 PLACEHOLDER_START = 'raise NotImplementedError("Blank '
-SHELL_ESCAPE = re.compile(r"^(\s*)(!|%pip\b|%conda\b|%mamba\b|%system\b|%sx\b|%%bash\b|%%sh\b|%%script\b|%%system\b)", re.MULTILINE)
+SHELL_ESCAPE = re.compile(
+    r"^(\s*)(!|%pip\b|%conda\b|%mamba\b|%system\b|%sx\b|%%bash\b|%%sh\b|%%script\b|%%system\b)", re.MULTILINE
+)
 OUTPUT_LIMIT = 20_000  # characters of each output kept in the stored copy of a graded notebook
 
 
@@ -173,30 +175,40 @@ def load_week(root: Path, week: str, solutions: Path | None = None) -> Week:
         slot = Slot("fixed", source, _lines(template), defined_names(source), metadata=dict(cell.metadata))
         if markers:
             if has_solution:
-                raise GradingError(f"{path.name}, code cell {index}: a cell cannot hold both a solution and a CHECK marker.")
+                raise GradingError(
+                    f"{path.name}, code cell {index}: a cell cannot hold both a solution and a CHECK marker."
+                )
             if len(markers) > 1:
                 raise GradingError(f"{path.name}, code cell {index}: one CHECK marker per cell, found {len(markers)}.")
             match = CHECK_MARKER.match(markers[0])
             if not match:
-                raise GradingError(f"{path.name}, code cell {index}: malformed marker {markers[0].strip()!r}; "
-                                   "write '# CHECK <question> points=<number>'.")
+                raise GradingError(
+                    f"{path.name}, code cell {index}: malformed marker {markers[0].strip()!r}; "
+                    "write '# CHECK <question> points=<number>'."
+                )
             question, points = match["question"], float(match["points"])
             hidden = build.BEGIN_HIDDEN in source
-            code = "\n".join(l for l in source.splitlines() if l.strip() not in (build.BEGIN_HIDDEN, build.END_HIDDEN))
+            code = "\n".join(
+                line for line in source.splitlines() if line.strip() not in (build.BEGIN_HIDDEN, build.END_HIDDEN)
+            )
             count = sum(1 for c in cells if isinstance(c, Slot) and c.kind == "check" and c.check.question == question)
             slot.kind = "check"
             slot.check = Check(f"{question}.{count + 1}", question, points, hidden, code)
             questions[question] = questions.get(question, 0) + points
         elif build.BEGIN_HIDDEN in source:
-            raise GradingError(f"{path.name}, code cell {index}: hidden tests without a '# CHECK <question> points=<n>' "
-                               "marker would score nothing; add one inside the hidden block.")
+            raise GradingError(
+                f"{path.name}, code cell {index}: hidden tests without a '# CHECK <question> points=<n>' "
+                "marker would score nothing; add one inside the hidden block."
+            )
         elif has_solution:
             number += 1
             slot.kind, slot.number = "answer", number
         cells.append(slot)
     if not questions:
-        raise GradingError(f"{path.name} has no '# CHECK <question> points=<n>' markers: nothing to grade "
-                           "(see the 'For instructors' page).")
+        raise GradingError(
+            f"{path.name} has no '# CHECK <question> points=<n>' markers: nothing to grade "
+            "(see the 'For instructors' page)."
+        )
     _check_hidden_tests_leave_nothing_behind(path, cells)
     plan_checks(path, [c for c in cells if isinstance(c, Slot)])
     install = build.colab_notebook(nbformat.v4.new_notebook(), root, "x.ipynb").cells[1].source
@@ -231,12 +243,14 @@ def plan_checks(path: Path, slots: list) -> None:
             fetch = judge.free_names(source) - judge_owned - computed
             strays = sorted(fetch - answers)
             if strays:
-                raise GradingError(f"{path.name}: check {slot.check.id} reads {', '.join(strays)} from the student's "
-                                   "notebook, which is not an answer: the student could change it. Compute it in a "
-                                   "cell of its own (the grader computes that cell itself) or in the check.")
+                raise GradingError(
+                    f"{path.name}: check {slot.check.id} reads {', '.join(strays)} from the student's "
+                    "notebook, which is not an answer: the student could change it. Compute it in a "
+                    "cell of its own (the grader computes that cell itself) or in the check."
+                )
             slot.check.fetch = tuple(sorted(fetch))
             judge_owned |= judge.bound_names(source)
-            later = set().union(*(judge.free_names(c.source) for c in slots[k + 1:] if c.kind in ("answer", "fixed")))
+            later = set().union(*(judge.free_names(c.source) for c in slots[k + 1 :] if c.kind in ("answer", "fixed")))
             slot.check.in_kernel = not slot.check.hidden and bool(judge.bound_names(source) & later)
             if slot.check.in_kernel:  # what it binds there is handed to the student (a model to train)
                 answers |= judge.bound_names(source) & later
@@ -254,15 +268,16 @@ def _defined_functions(source: str) -> set:
 def _check_hidden_tests_leave_nothing_behind(path: Path, cells: list) -> None:
     """Hidden tests run only in the judge, so no later cell may use a name that one of them binds."""
     code = [c for c in cells if isinstance(c, Slot)]
-    elsewhere = set().union(*(judge.bound_names(c.source) for c in code
-                                     if not (c.kind == "check" and c.check.hidden)))
+    elsewhere = set().union(*(judge.bound_names(c.source) for c in code if not (c.kind == "check" and c.check.hidden)))
     for k, slot in enumerate(code):
         if slot.kind == "check" and slot.check.hidden:
-            later = set().union(*(judge.free_names(c.source) for c in code[k + 1:]))
+            later = set().union(*(judge.free_names(c.source) for c in code[k + 1 :]))
             left = sorted(judge.bound_names(slot.check.source) & later - elsewhere)
             if left:
-                raise GradingError(f"{path.name}: hidden test {slot.check.id} binds {', '.join(left)}, which later "
-                                   "cells use; hidden tests run only in the grader's process, so bind them elsewhere.")
+                raise GradingError(
+                    f"{path.name}: hidden test {slot.check.id} binds {', '.join(left)}, which later "
+                    "cells use; hidden tests run only in the grader's process, so bind them elsewhere."
+                )
 
 
 # --- one submission -> the graded notebook ------------------------------------------------------
@@ -337,14 +352,23 @@ def graded_notebook(week: Week, submission: nbformat.NotebookNode) -> tuple[nbfo
                 source, changed = neutralise_shell(student[i])
                 shell_notes |= changed
                 kind = "answer" if i == matched.get(j) else "extra"
-                notebook.cells.append(nbformat.v4.new_code_cell(source, metadata={"grader": {"kind": kind, "answer": item.number}}))
+                notebook.cells.append(
+                    nbformat.v4.new_code_cell(source, metadata={"grader": {"kind": kind, "answer": item.number}})
+                )
             if j not in matched:
                 wanted = ", ".join(sorted(item.names)) or "the code of this part"
-                notes.append(f"No cell of yours matched answer cell {item.number} (the one defining {wanted}); "
-                             "if that code is elsewhere in your notebook it was used from there.")
+                notes.append(
+                    f"No cell of yours matched answer cell {item.number} (the one defining {wanted}); "
+                    "if that code is elsewhere in your notebook it was used from there."
+                )
         elif item.kind == "check":
-            info = {"kind": "check", "id": item.check.id, "hidden": item.check.hidden,
-                    "fetch": list(item.check.fetch), "in_kernel": item.check.in_kernel}
+            info = {
+                "kind": "check",
+                "id": item.check.id,
+                "hidden": item.check.hidden,
+                "fetch": list(item.check.fetch),
+                "in_kernel": item.check.in_kernel,
+            }
             notebook.cells.append(nbformat.v4.new_code_cell(item.check.source, metadata={"grader": info}))
     if shell_notes:
         notes.append("Shell commands and installs in your cells (!..., %pip, %%bash) were not run.")
@@ -371,7 +395,10 @@ def _truncate_outputs(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
             if isinstance(output.get("text"), str) and len(output["text"]) > OUTPUT_LIMIT:
-                output["text"] = output["text"][:OUTPUT_LIMIT] + f"\n... [{len(output['text']) - OUTPUT_LIMIT} characters cut by the grader]\n"
+                output["text"] = (
+                    output["text"][:OUTPUT_LIMIT]
+                    + f"\n... [{len(output['text']) - OUTPUT_LIMIT} characters cut by the grader]\n"
+                )
     return notebook
 
 
@@ -427,13 +454,23 @@ class JudgeProcess:
         if threads:  # the judge and the kernels it starts share the cores with the other workers' (judge.THREADS)
             env.update({name: str(threads) for name in judge.THREADS})
         with open(self.folder / "judge.log", "wb") as log:  # its own start-up; each job writes to the job's log
-            self.process = subprocess.Popen([sys.executable, "-c", WORKER, str(memory_bytes)], cwd=self.folder,
-                                            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", WORKER, str(memory_bytes)],
+                cwd=self.folder,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                start_new_session=True,
+            )
 
     def usable(self, memory_bytes: int) -> bool:
-        return (self.process.poll() is None and not self.retired and self.memory_bytes == memory_bytes
-                and self.jobs < JOBS_PER_JUDGE)
+        return (
+            self.process.poll() is None
+            and not self.retired
+            and self.memory_bytes == memory_bytes
+            and self.jobs < JOBS_PER_JUDGE
+        )
 
     def run(self, job: dict, timeout: float) -> int | None:
         """The job's exit code (``judge.run``'s); None if it ran past ``timeout``; raises ChildProcessError if
@@ -500,8 +537,9 @@ class Judges:
             self.drop(judge_process)
 
 
-def run_notebook(notebook: nbformat.NotebookNode, settings: Settings,
-                 judges: Judges | None = None) -> tuple[str, str, nbformat.NotebookNode | None]:
+def run_notebook(
+    notebook: nbformat.NotebookNode, settings: Settings, judges: Judges | None = None
+) -> tuple[str, str, nbformat.NotebookNode | None]:
     """Execute a graded notebook with a judge of ``judges`` (a one-off judge if None) in a fresh empty folder;
     return (status, detail, executed)."""
     if settings.isolate and (reason := sandbox.unavailable()):
@@ -518,10 +556,20 @@ def run_notebook(notebook: nbformat.NotebookNode, settings: Settings,
             target, log = folder / "nb" / "executed.ipynb", folder / "nb" / "worker.log"
             marker = secrets.token_hex(8)
             # The judge runs here, unconfined: it holds the checks. It confines the student's kernel itself.
-            job = {"argv": [str(folder / "nb" / "graded.ipynb"), str(target), str(folder / "scratch"),
-                            str(settings.cell_timeout), settings.profile, "1" if settings.isolate else "0",
-                            json.dumps([str(p) for p in settings.hide])],
-                   "marker": marker, "log": str(log), "cwd": str(folder / "nb")}
+            job = {
+                "argv": [
+                    str(folder / "nb" / "graded.ipynb"),
+                    str(target),
+                    str(folder / "scratch"),
+                    str(settings.cell_timeout),
+                    settings.profile,
+                    "1" if settings.isolate else "0",
+                    json.dumps([str(p) for p in settings.hide]),
+                ],
+                "marker": marker,
+                "log": str(log),
+                "cwd": str(folder / "nb"),
+            }
             judge_process = judges.take(int(settings.memory_gb * 2**30))
             with _running_lock:
                 _running[judge_process.process.pid] = marker
@@ -532,7 +580,9 @@ def run_notebook(notebook: nbformat.NotebookNode, settings: Settings,
                     detail = f"stopped after {settings.notebook_timeout:g} s (the limit for a whole notebook)"
                     judges.drop(judge_process)
                 else:
-                    status, detail = ("graded", "") if code == 0 else ("crashed", f"the judge ended the run with code {code}")
+                    status, detail = (
+                        ("graded", "") if code == 0 else ("crashed", f"the judge ended the run with code {code}")
+                    )
             except ChildProcessError as error:
                 status, detail = "crashed", str(error)
                 judges.drop(judge_process)
@@ -555,14 +605,24 @@ def run_notebook(notebook: nbformat.NotebookNode, settings: Settings,
     return status, detail, executed
 
 
-def grade_file(week: Week, path: Path, settings: Settings,
-               judges: Judges | None = None) -> tuple[dict, nbformat.NotebookNode | None]:
+def grade_file(
+    week: Week, path: Path, settings: Settings, judges: Judges | None = None
+) -> tuple[dict, nbformat.NotebookNode | None]:
     """Grade one submission file; never raises for a bad submission (its status says what happened)."""
     start = time.perf_counter()
     data = path.read_bytes()
-    result = {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(), "week": week.name,
-              "solution_sha256": week.sha256, "profile": settings.profile, "status": "", "detail": "", "notes": [],
-              "checks": [], "graded_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    result = {
+        "file": path.name,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "week": week.name,
+        "solution_sha256": week.sha256,
+        "profile": settings.profile,
+        "status": "",
+        "detail": "",
+        "notes": [],
+        "checks": [],
+        "graded_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
     outcomes, executed = {}, None
     try:
         submission = nbformat.reads(data.decode("utf-8"), as_version=4)
@@ -576,18 +636,31 @@ def grade_file(week: Week, path: Path, settings: Settings,
         notebook, result["notes"] = graded_notebook(week, submission)
         result["status"], result["detail"], executed = run_notebook(notebook, settings, judges)
         outcomes = check_outcomes(week, executed)
-        stopped = [c.metadata.get("grader", {}) for c in (executed.cells if executed is not None else [])
-                   if any(o.get("ename") == "KeyboardInterrupt" for o in c.get("outputs", []))]
+        stopped = [
+            c.metadata.get("grader", {})
+            for c in (executed.cells if executed is not None else [])
+            if any(o.get("ename") == "KeyboardInterrupt" for o in c.get("outputs", []))
+        ]
         if stopped and result["status"] == "graded":
             result["status"] = "cell-timeout"
         for info in stopped:
             if info.get("kind") in ("answer", "extra"):
-                result["notes"].append(f"A cell of yours (with answer {info['answer']}) ran longer than the limit of "
-                                       f"{settings.cell_timeout:g} s for one cell and was stopped.")
+                result["notes"].append(
+                    f"A cell of yours (with answer {info['answer']}) ran longer than the limit of "
+                    f"{settings.cell_timeout:g} s for one cell and was stopped."
+                )
     for check in week.checks:
         passed, message = outcomes.get(check.id, (False, result["detail"]))
-        result["checks"].append({"id": check.id, "question": check.question, "points": check.points,
-                                 "hidden": check.hidden, "passed": passed, "message": message})
+        result["checks"].append(
+            {
+                "id": check.id,
+                "question": check.question,
+                "points": check.points,
+                "hidden": check.hidden,
+                "passed": passed,
+                "message": message,
+            }
+        )
     result["seconds"] = round(time.perf_counter() - start, 1)
     return result, (_truncate_outputs(executed) if executed is not None else None)
 
@@ -599,8 +672,13 @@ def model_submission(root: Path, week: str) -> nbformat.NotebookNode:
     """
     path = find_solution(root, week)
     handout = nbformat.reads(build.generated_files(root)[Path("exercises") / f"{path.stem}.ipynb"], as_version=4)
-    solved = iter("\n".join(l for l in c.source.splitlines() if l.strip() not in (build.BEGIN_SOLUTION, build.END_SOLUTION))
-                  for c in build.read_source(path).cells if c.cell_type == "code" and build.BEGIN_SOLUTION in c.source)
+    solved = iter(
+        "\n".join(
+            line for line in c.source.splitlines() if line.strip() not in (build.BEGIN_SOLUTION, build.END_SOLUTION)
+        )
+        for c in build.read_source(path).cells
+        if c.cell_type == "code" and build.BEGIN_SOLUTION in c.source
+    )
     for cell in handout.cells:
         if cell.cell_type == "code" and PLACEHOLDER_START in cell.source:
             cell.source = next(solved)
@@ -678,11 +756,20 @@ def write_reports(out: Path, week: Week) -> Path:
         writer.writerow(["student", "file", "week", *week.questions, "total", "max", "status"])
         for result in results:
             points = question_points(result)
-            writer.writerow([names[result["file"]], printable(result["file"]), week.name,
-                             *(_points(points.get(q, 0)) for q in week.questions),
-                             _points(sum(points.values())), _points(week.max_points), result["status"]])
-            (feedback / f"{names[result['file']]}.md").write_text(feedback_text(week, result, names[result["file"]]),
-                                                                  encoding="utf-8")
+            writer.writerow(
+                [
+                    names[result["file"]],
+                    printable(result["file"]),
+                    week.name,
+                    *(_points(points.get(q, 0)) for q in week.questions),
+                    _points(sum(points.values())),
+                    _points(week.max_points),
+                    result["status"],
+                ]
+            )
+            (feedback / f"{names[result['file']]}.md").write_text(
+                feedback_text(week, result, names[result["file"]]), encoding="utf-8"
+            )
     os.replace(gradebook.with_suffix(".tmp"), gradebook)
     return gradebook
 
@@ -693,17 +780,24 @@ STATUS_TEXT = {
     "timeout": "your notebook took longer than the time limit and was stopped; checks not reached score 0",
     "crashed": "the run of your notebook broke off; checks not reached score 0",
     "invalid": "the file could not be read as a Jupyter notebook, so nothing was run",
-    "error": "the grader failed on this file (not your fault, as far as it can tell): your instructor will grade it again",
+    "error": (
+        "the grader failed on this file (not your fault, as far as it can tell): your instructor will grade it again"
+    ),
 }
 
 
 def feedback_text(week: Week, result: dict, student: str) -> str:
     """A student's feedback: points per question, each check passed or failed with its message."""
     points = question_points(result)
-    lines = [f"# Feedback on {week.name}: {student}", "",
-             f"File `{printable(result['file'])}`: **{_points(sum(points.values()))} / {_points(week.max_points)} points**.", "",
-             f"Status: {result['status']}, {STATUS_TEXT.get(result['status'], '')}"
-             + (f" ({result['detail']})." if result.get("detail") else "."), ""]
+    lines = [
+        f"# Feedback on {week.name}: {student}",
+        "",
+        f"File `{printable(result['file'])}`: **{_points(sum(points.values()))} / {_points(week.max_points)} points**.",
+        "",
+        f"Status: {result['status']}, {STATUS_TEXT.get(result['status'], '')}"
+        + (f" ({result['detail']})." if result.get("detail") else "."),
+        "",
+    ]
     for question, maximum in week.questions.items():
         lines += [f"## {question}: {_points(points.get(question, 0))} / {_points(maximum)}", ""]
         for check in (c for c in result["checks"] if c["question"] == question):
@@ -719,8 +813,18 @@ def feedback_text(week: Week, result: dict, student: str) -> str:
     return "\n".join(lines)
 
 
-def grade(week_name: str, submissions: Path, out: Path, *, root: Path | None = None, solutions: Path | None = None,
-          workers: int = 1, force: bool = False, settings: Settings | None = None, progress: bool = True) -> Path:
+def grade(
+    week_name: str,
+    submissions: Path,
+    out: Path,
+    *,
+    root: Path | None = None,
+    solutions: Path | None = None,
+    workers: int = 1,
+    force: bool = False,
+    settings: Settings | None = None,
+    progress: bool = True,
+) -> Path:
     """Grade every new or changed submission of a folder, then rewrite the gradebook; return its path.
 
     ``solutions``: a folder with the week's solution file to grade from instead of the repository's
@@ -730,9 +834,11 @@ def grade(week_name: str, submissions: Path, out: Path, *, root: Path | None = N
     settings = settings or Settings()
     week = load_week(Path(root or Path.cwd()), week_name, solutions)
     if settings.isolate and (reason := sandbox.unavailable()):
-        raise GradingError(f"cannot confine the submissions: {reason}. The grader runs students' code; to run it "
-                           "unconfined, with your permissions, pass --no-isolation (only inside a throwaway "
-                           "virtual machine or container, or for code you trust).")
+        raise GradingError(
+            f"cannot confine the submissions: {reason}. The grader runs students' code; to run it "
+            "unconfined, with your permissions, pass --no-isolation (only inside a throwaway "
+            "virtual machine or container, or for code you trust)."
+        )
     files = submission_files(submissions)
     results_dir = out / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -740,19 +846,29 @@ def grade(week_name: str, submissions: Path, out: Path, *, root: Path | None = N
     settings = dataclasses.replace(settings, hide=tuple(settings.hide) + tuple(Path(p).resolve() for p in private))
     others = {r.get("week") for r in map(_read_json, results_dir.glob("*.json"))} - {week.name, None}
     if others:
-        raise GradingError(f"{out} already holds grades of {', '.join(sorted(others))}; use one output folder per week.")
+        raise GradingError(
+            f"{out} already holds grades of {', '.join(sorted(others))}; use one output folder per week."
+        )
     # A student keeps the name given at their first grading, whatever files come later.
     known = {r["file"]: r["student"] for r in load_results(out, week) if r.get("student")}
     known.update(student_names([p.name for p in files if p.name not in known], set(known.values())))
     todo = []
     for path in files:
         stored = _read_json(results_dir / f"{result_key(path.name)}.json")
-        same = (stored.get("sha256") == hashlib.sha256(path.read_bytes()).hexdigest()
-                and stored.get("solution_sha256") == week.sha256 and stored.get("profile") == settings.profile)
+        same = (
+            stored.get("sha256") == hashlib.sha256(path.read_bytes()).hexdigest()
+            and stored.get("solution_sha256") == week.sha256
+            and stored.get("profile") == settings.profile
+        )
         if force or not same:
             todo.append(path)
-    bar = tqdm(total=len(files), initial=len(files) - len(todo), desc=f"grading {week.name}", unit="notebook",
-               disable=not progress)
+    bar = tqdm(
+        total=len(files),
+        initial=len(files) - len(todo),
+        desc=f"grading {week.name}",
+        unit="notebook",
+        disable=not progress,
+    )
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers))  # each thread drives one judge process
     # Each worker gets its share of the cores: threads of several workers fighting over every core are slower.
     judges = Judges(threads=max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0)
@@ -790,12 +906,29 @@ def grade(week_name: str, submissions: Path, out: Path, *, root: Path | None = N
 def failed_result(week: Week, path: Path, settings: Settings, error: BaseException) -> dict:
     """The result of a submission the grader itself failed on: listed with status ``error``, no point, graded again
     on the next run (its solution hash is left out)."""
-    return {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "week": week.name,
-            "solution_sha256": "", "profile": settings.profile, "status": "error",
-            "detail": f"the grader failed on this file ({type(error).__name__}: {str(error)[:200]})", "notes": [],
-            "checks": [{"id": c.id, "question": c.question, "points": c.points, "hidden": c.hidden, "passed": False,
-                        "message": "not run"} for c in week.checks],
-            "graded_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "seconds": 0}
+    return {
+        "file": path.name,
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "week": week.name,
+        "solution_sha256": "",
+        "profile": settings.profile,
+        "status": "error",
+        "detail": f"the grader failed on this file ({type(error).__name__}: {str(error)[:200]})",
+        "notes": [],
+        "checks": [
+            {
+                "id": c.id,
+                "question": c.question,
+                "points": c.points,
+                "hidden": c.hidden,
+                "passed": False,
+                "message": "not run",
+            }
+            for c in week.checks
+        ],
+        "graded_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": 0,
+    }
 
 
 def _read_json(path: Path) -> dict:
@@ -817,24 +950,56 @@ def main(argv=None) -> int:
     parser.add_argument("submissions", type=Path, help="folder of the students' .ipynb files (one per student)")
     parser.add_argument("--out", type=Path, required=True, help="output folder: gradebook.csv, feedback/, results/")
     parser.add_argument("--workers", type=int, default=1, help="submissions graded in parallel (default 1)")
-    parser.add_argument("--timeout", type=float, default=120, help="seconds one cell may run before it is interrupted (default 120)")
-    parser.add_argument("--notebook-timeout", type=float, default=None,
-                        help="seconds a whole submission may run before it is stopped (default 5 x --timeout)")
-    parser.add_argument("--memory", type=float, default=8, help="address-space cap per submission in GiB, 0 for none (default 8)")
-    parser.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "gpu"), help="PROFILE injected into every notebook")
+    parser.add_argument(
+        "--timeout", type=float, default=120, help="seconds one cell may run before it is interrupted (default 120)"
+    )
+    parser.add_argument(
+        "--notebook-timeout",
+        type=float,
+        default=None,
+        help="seconds a whole submission may run before it is stopped (default 5 x --timeout)",
+    )
+    parser.add_argument(
+        "--memory", type=float, default=8, help="address-space cap per submission in GiB, 0 for none (default 8)"
+    )
+    parser.add_argument(
+        "--profile", default="cpu", choices=("smoke", "cpu", "gpu"), help="PROFILE injected into every notebook"
+    )
     parser.add_argument("--force", action="store_true", help="grade again the submissions already graded")
-    parser.add_argument("--root", type=Path, default=Path.cwd(), help="repository root holding solutions/ (default: current folder)")
-    parser.add_argument("--solutions", type=Path, default=None,
-                        help="folder holding the solution files to grade from (a private copy; default: ROOT/solutions)")
-    parser.add_argument("--no-isolation", action="store_true",
-                        help="run submissions unconfined, with your permissions (where bubblewrap cannot run; "
-                             "only in a throwaway machine or container)")
+    parser.add_argument(
+        "--root", type=Path, default=Path.cwd(), help="repository root holding solutions/ (default: current folder)"
+    )
+    parser.add_argument(
+        "--solutions",
+        type=Path,
+        default=None,
+        help="folder holding the solution files to grade from (a private copy; default: ROOT/solutions)",
+    )
+    parser.add_argument(
+        "--no-isolation",
+        action="store_true",
+        help="run submissions unconfined, with your permissions (where bubblewrap cannot run; "
+        "only in a throwaway machine or container)",
+    )
     args = parser.parse_args(argv)
-    settings = Settings(args.profile, args.timeout, args.notebook_timeout or 5 * args.timeout, args.memory,
-                        isolate=not args.no_isolation)
+    settings = Settings(
+        args.profile,
+        args.timeout,
+        args.notebook_timeout or 5 * args.timeout,
+        args.memory,
+        isolate=not args.no_isolation,
+    )
     try:
-        gradebook = grade(args.week, args.submissions, args.out, root=args.root.resolve(), solutions=args.solutions,
-                          workers=args.workers, force=args.force, settings=settings)
+        gradebook = grade(
+            args.week,
+            args.submissions,
+            args.out,
+            root=args.root.resolve(),
+            solutions=args.solutions,
+            workers=args.workers,
+            force=args.force,
+            settings=settings,
+        )
     except GradingError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -113,16 +113,25 @@ class ConfinedKernelManager(AsyncKernelManager):
 
     def configure(self, scratch: Path, hide: list, env: dict, inbox: Path) -> None:
         self.scratch, self.hide, self.inbox = Path(scratch), hide, inbox
-        self._kernel_spec = KernelSpec(argv=["python"], display_name="graded", language="python",
-                                       interrupt_mode="message", env=env)
+        self._kernel_spec = KernelSpec(
+            argv=["python"], display_name="graded", language="python", interrupt_mode="message", env=env
+        )
 
     def format_kernel_cmd(self, extra_arguments=None) -> list:
         inside = json.loads(Path(self.connection_file).read_text())
         inside["ip"] = inside["ip"].replace(str(self.scratch), sandbox.SCRATCH, 1)
         (self.scratch / ".kernel-inside.json").write_text(json.dumps(inside))
         # The kernel's parent is bubblewrap's init in its own PID namespace: no parent polling.
-        args = ["/usr/bin/env", "-u", "JPY_PARENT_PID", sys.executable, "-m", "ipykernel_launcher",
-                "-f", f"{sandbox.SCRATCH}/.kernel-inside.json"]
+        args = [
+            "/usr/bin/env",
+            "-u",
+            "JPY_PARENT_PID",
+            sys.executable,
+            "-m",
+            "ipykernel_launcher",
+            "-f",
+            f"{sandbox.SCRATCH}/.kernel-inside.json",
+        ]
         return sandbox.command(args, self.scratch, hide=self.hide, inbox=self.inbox, chdir=f"{sandbox.SCRATCH}/work")
 
 
@@ -133,12 +142,17 @@ class CappedClient(NotebookClient):
         sizes = self.__dict__.setdefault("_sizes", {})  # id of an output list -> (that list, characters so far)
         kept, size = sizes.get(id(outs), (None, 0))
         content = msg.get("content", {})
-        size = (size if kept is outs else 0) + len(str(content.get("text", ""))) + len(json.dumps(content.get("data", {})))
+        size = (
+            (size if kept is outs else 0) + len(str(content.get("text", ""))) + len(json.dumps(content.get("data", {})))
+        )
         sizes[id(outs)] = (outs, size)
         if size > OUTPUT_CAP:
             if not (outs and str(outs[-1].get("text", "")).startswith("[output cut")):
-                outs.append(nbformat.v4.new_output("stream", name="stdout",
-                                                   text=f"[output cut by the grader after {OUTPUT_CAP:,} characters]\n"))
+                outs.append(
+                    nbformat.v4.new_output(
+                        "stream", name="stdout", text=f"[output cut by the grader after {OUTPUT_CAP:,} characters]\n"
+                    )
+                )
             return None
         return super().output(outs, msg, display_id, cell_index)
 
@@ -155,7 +169,8 @@ class Kernel:
         self.client, self.notebook, self.cell_timeout = client, notebook, cell_timeout
         self.inbox, self.replies = inbox, replies
         self.namespace: dict = {}  # the check's namespace, where models changed by a call are rebound
-        self.check_sources: dict = {}  # "<check id>" -> source, of the checks run so far: their functions may be passed on
+        # "<check id>" -> source, of the checks run so far: their functions may be passed on
+        self.check_sources: dict = {}
 
     def source_of(self, value):
         """A function a check (this one or an earlier one) defined at its top level: (its source, the modules it
@@ -167,8 +182,11 @@ class Kernel:
         for node in ast.parse(without_magics(check_source)).body:
             if isinstance(node, ast.FunctionDef) and node.name == value.__name__:
                 source = ast.get_source_segment(without_magics(check_source), node)
-                modules = {name: v.__name__ for name in free_names(source)
-                           if isinstance(v := self.namespace.get(name), types.ModuleType)}
+                modules = {
+                    name: v.__name__
+                    for name in free_names(source)
+                    if isinstance(v := self.namespace.get(name), types.ModuleType)
+                }
                 return source, modules
         return None
 
@@ -190,15 +208,20 @@ class Kernel:
                     stale.unlink()
         unavailable = wire.write(self.inbox[0], "request", message, values, source_of=self.source_of)
         if unavailable:  # an argument that cannot cross: the check itself is at fault
-            raise wire.WireError(f"the grader could not pass {', '.join(unavailable)} to your code: "
-                                 + "; ".join(unavailable.values()))
-        error = self._execute_quietly(f"__import__('course_utils.wire', fromlist=['serve']).serve(globals(), "
-                                      f"{self.inbox[1]!r}, {self.replies[1]!r})")
+            raise wire.WireError(
+                f"the grader could not pass {', '.join(unavailable)} to your code: " + "; ".join(unavailable.values())
+            )
+        error = self._execute_quietly(
+            f"__import__('course_utils.wire', fromlist=['serve']).serve(globals(), "
+            f"{self.inbox[1]!r}, {self.replies[1]!r})"
+        )
         if error.get("ename") == "KeyboardInterrupt":
             raise CellTimeout(f"stopped: your code ran longer than the limit of {self.cell_timeout:g} s for one cell")
         if error:
-            raise wire.WireError(f"the grader could not reach the values of your notebook "
-                                 f"({error.get('ename')}: {str(error.get('evalue', ''))[:300]})")
+            raise wire.WireError(
+                f"the grader could not reach the values of your notebook "
+                f"({error.get('ename')}: {str(error.get('evalue', ''))[:300]})"
+            )
         reply, values = wire.read(self.replies[0], "response", call=lambda handle: StudentFunction(self, handle))
         if not reply.get("ok"):
             raise wire.StudentError(str(reply.get("ename", "Error")), str(reply.get("evalue", "")))
@@ -250,7 +273,10 @@ class Kernel:
         return values, {str(k): str(v) for k, v in unavailable.items()} if isinstance(unavailable, dict) else {}
 
     def call(self, handle: wire.Handle, args: tuple, kwargs: dict):
-        sent = {"args": [_encode_handles(a) for a in args], "kwargs": {k: _encode_handles(v) for k, v in kwargs.items()}}
+        sent = {
+            "args": [_encode_handles(a) for a in args],
+            "kwargs": {k: _encode_handles(v) for k, v in kwargs.items()},
+        }
         reply, values = self._request({"op": "call", "handle": handle.id}, sent)
         if "result" in reply.get("unavailable", {}):
             raise wire.WireError(f"{handle.name} returned {reply['unavailable']['result']}")
@@ -337,8 +363,7 @@ def _check_outputs(printed: str, passed: bool, message: str) -> list:
     return outputs
 
 
-def run(source: Path, target: Path, scratch: Path, cell_timeout: float, profile: str, isolate: bool,
-        hide: list) -> int:
+def run(source: Path, target: Path, scratch: Path, cell_timeout: float, profile: str, isolate: bool, hide: list) -> int:
     """Execute the graded notebook ``source``; write it, outputs and verdicts included, to ``target``."""
     notebook = nbformat.read(source, as_version=4)
     inbox, replies = scratch.parent / "inbox", scratch / WIRE
@@ -347,16 +372,23 @@ def run(source: Path, target: Path, scratch: Path, cell_timeout: float, profile:
     passed_on = {k: v for k, v in os.environ.items() if k in KERNEL_VARIABLES or k == MARKER}
     if isolate:
         env = sandbox.environment(passed_on)
-        manager = ConfinedKernelManager(transport="ipc", ip=str(scratch / ".k"),
-                                        connection_file=str(scratch / ".kernel.json"))
+        manager = ConfinedKernelManager(
+            transport="ipc", ip=str(scratch / ".k"), connection_file=str(scratch / ".kernel.json")
+        )
         manager.configure(scratch, hide, env, inbox)
         inbox_inside, replies_inside = sandbox.INBOX, f"{sandbox.SCRATCH}/{WIRE}"
     else:
         env = {**os.environ, "PYTHONNOUSERSITE": "1"}
         manager = AsyncKernelManager(kernel_name="python3")
         inbox_inside, replies_inside = str(inbox), str(replies)
-    client = CappedClient(notebook, km=manager, timeout=cell_timeout, allow_errors=True, interrupt_on_timeout=True,
-                          resources={"metadata": {"path": str(scratch / "work")}})
+    client = CappedClient(
+        notebook,
+        km=manager,
+        timeout=cell_timeout,
+        allow_errors=True,
+        interrupt_on_timeout=True,
+        resources={"metadata": {"path": str(scratch / "work")}},
+    )
     kernel = Kernel(client, notebook, (inbox, inbox_inside), (replies, replies_inside), cell_timeout)
     judge = Judge(kernel)
     judge.base["PROFILE"] = profile
@@ -376,7 +408,9 @@ def run(source: Path, target: Path, scratch: Path, cell_timeout: float, profile:
                 if info.get("kind") == "check":
                     if info.get("in_kernel") and not info.get("hidden"):
                         kernel.run(nbformat.v4.new_code_cell(cell.source), index)  # its state, for later cells
-                    passed, message, printed = judge.check(cell.source, info.get("id", str(index)), info.get("fetch", ()))
+                    passed, message, printed = judge.check(
+                        cell.source, info.get("id", str(index)), info.get("fetch", ())
+                    )
                     cell.outputs = _check_outputs(printed, passed, message)
                     info["verdict"] = {"passed": passed, "message": message}
                     save()
@@ -386,7 +420,9 @@ def run(source: Path, target: Path, scratch: Path, cell_timeout: float, profile:
                         judge.setup(cell.source)
                         judge.base["PROFILE"] = profile  # the parameters cell sets None; the run's value wins
                     if "parameters" in cell.metadata.get("tags", []):
-                        injected = nbformat.v4.new_code_cell(f"PROFILE = {profile!r}", metadata={"tags": ["injected-parameters"]})
+                        injected = nbformat.v4.new_code_cell(
+                            f"PROFILE = {profile!r}", metadata={"tags": ["injected-parameters"]}
+                        )
                         notebook.cells.insert(index + 1, injected)
                         kernel.run(injected, index + 1)
                         notebook.cells.pop(index + 1)
@@ -429,8 +465,15 @@ def main(argv: list[str]) -> int:
         os.environ[MARKER] = job["marker"]
         os.chdir(job["cwd"])
         source, target, scratch, cell_timeout, profile, isolate, hide = job["argv"]
-        code = run(Path(source), Path(target), Path(scratch), float(cell_timeout), profile, isolate == "1",
-                   [Path(p) for p in json.loads(hide)])
+        code = run(
+            Path(source),
+            Path(target),
+            Path(scratch),
+            float(cell_timeout),
+            profile,
+            isolate == "1",
+            [Path(p) for p in json.loads(hide)],
+        )
         sys.stdout.flush(), sys.stderr.flush()
         if "keras" in sys.modules:  # the models this submission's checks loaded
             sys.modules["keras"].backend.clear_session(free_memory=True)

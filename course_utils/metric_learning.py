@@ -30,7 +30,6 @@ with k-nearest neighbours (kNN) among a few labelled reference images.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
 import keras
@@ -38,6 +37,8 @@ import numpy as np
 from keras import layers, ops
 
 from course_utils.config import distribute
+from course_utils.data import check_integer
+from course_utils.models import fit_quietly
 
 # ------------------------------------------------------------------------- the model
 
@@ -56,8 +57,14 @@ class PerImageStandardization(layers.Layer):
         return (images - mean) / ops.maximum(std, 1e-3)
 
 
-def embedding_model(input_shape=(32, 32, 3), embedding_dim: int = 32, filters=(16, 32, 64),
-                    batch_norm: bool = True, standardize: bool = True, name: str = "embedding") -> keras.Model:
+def embedding_model(
+    input_shape=(32, 32, 3),
+    embedding_dim: int = 32,
+    filters=(16, 32, 64),
+    batch_norm: bool = True,
+    standardize: bool = True,
+    name: str = "embedding",
+) -> keras.Model:
     """A small CNN that maps an image to a unit-length vector of ``embedding_dim`` numbers.
 
     Encoder: a :class:`PerImageStandardization` (when ``standardize``); for each
@@ -90,7 +97,9 @@ def embedding_model(input_shape=(32, 32, 3), embedding_dim: int = 32, filters=(1
     return keras.Model(inputs, outputs, name=name)
 
 
-def classifier_from(model: keras.Model, num_classes: int, layer: str = "encoder", name: str = "classifier") -> keras.Model:
+def classifier_from(
+    model: keras.Model, num_classes: int, layer: str = "encoder", name: str = "classifier"
+) -> keras.Model:
     """A supervised classifier: the layers of ``model`` up to ``layer``, then a (float32) softmax over ``num_classes``.
 
     With a fresh :func:`embedding_model` this gives the discriminative twin of the
@@ -111,8 +120,10 @@ def embed(model: keras.Model, images, batch_size: int = 256) -> np.ndarray:
     images = np.asarray(images, dtype=np.float32)
     # A functional model built from a list of inputs (as models.feature_extractor does) wants a list.
     wrap = isinstance(model.input, (list, tuple))
-    outputs = [np.asarray(model([images[i:i + batch_size]] if wrap else images[i:i + batch_size], training=False))
-               for i in range(0, len(images), batch_size)]
+    outputs = [
+        np.asarray(model([images[i : i + batch_size]] if wrap else images[i : i + batch_size], training=False))
+        for i in range(0, len(images), batch_size)
+    ]
     return np.concatenate(outputs) if outputs else np.zeros((0,) + tuple(model.output.shape[1:]), np.float32)
 
 
@@ -146,7 +157,7 @@ def augment_batch(images: np.ndarray, rng: np.random.Generator, shift: int = 2, 
         if shift:
             dy, dx = moves[i]
             image = np.pad(image, ((shift, shift), (shift, shift), (0, 0)), mode="edge")
-            image = image[shift + dy: shift + dy + images.shape[1], shift + dx: shift + dx + images.shape[2]]
+            image = image[shift + dy : shift + dy + images.shape[1], shift + dx : shift + dx + images.shape[2]]
         out[i] = image
     return out
 
@@ -167,8 +178,18 @@ class BalancedBatches(keras.utils.PyDataset):
     :func:`augment_batch` (with its colour changes when ``colour``).
     """
 
-    def __init__(self, images, labels, classes_per_batch: int | None = None, per_class: int = 4,
-                 steps: int = 20, augment: bool = True, colour: bool = True, seed: int = 0, **kwargs):
+    def __init__(
+        self,
+        images,
+        labels,
+        classes_per_batch: int | None = None,
+        per_class: int = 4,
+        steps: int = 20,
+        augment: bool = True,
+        colour: bool = True,
+        seed: int = 0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.images = np.asarray(images, dtype=np.float32)
         self.labels = np.asarray(labels).astype(np.int32)
@@ -260,7 +281,11 @@ def similarity_softmax_loss(anchors, positives, temperature: float = 0.1, anchor
 def _pairwise_distances(embeddings):
     """Euclidean distances between all rows (for unit vectors: sqrt(2 - 2 cos))."""
     squared = ops.sum(ops.square(embeddings), axis=1)
-    d2 = ops.expand_dims(squared, 1) - 2.0 * ops.matmul(embeddings, ops.transpose(embeddings)) + ops.expand_dims(squared, 0)
+    d2 = (
+        ops.expand_dims(squared, 1)
+        - 2.0 * ops.matmul(embeddings, ops.transpose(embeddings))
+        + ops.expand_dims(squared, 0)
+    )
     d2 = ops.maximum(d2, 0.0)
     # sqrt has an infinite slope at 0: keep the zeros (the diagonal) out of it.
     zero = ops.cast(ops.less_equal(d2, 1e-12), d2.dtype)
@@ -299,13 +324,13 @@ def triplet_loss(labels, embeddings, margin: float = 0.2, mining: str = "hard"):
         hardest_negative = ops.min(d + big * (1.0 - negative), axis=1)
         return ops.relu(hardest_positive - hardest_negative + margin) * has_both
     # Semi-hard: d_ap[i, j] against d_an[i, k] for every anchor i, positive j, negative k.
-    d_ap = ops.expand_dims(d, 2)                      # (n, n, 1)
-    d_an = ops.expand_dims(d, 1)                      # (n, 1, n)
-    neg = ops.expand_dims(negative, 1)                # (n, 1, n)
+    d_ap = ops.expand_dims(d, 2)  # (n, n, 1)
+    d_an = ops.expand_dims(d, 1)  # (n, 1, n)
+    neg = ops.expand_dims(negative, 1)  # (n, 1, n)
     farther = ops.cast(ops.greater(d_an, d_ap), d.dtype) * neg
-    semi_hard = ops.min(d_an + big * (1.0 - farther), axis=2)          # nearest negative beyond the positive
+    semi_hard = ops.min(d_an + big * (1.0 - farther), axis=2)  # nearest negative beyond the positive
     any_farther = ops.cast(ops.sum(farther, axis=2) > 0, d.dtype)
-    farthest = ops.max(d_an * neg - big * (1.0 - neg), axis=2)          # fallback: the farthest negative
+    farthest = ops.max(d_an * neg - big * (1.0 - neg), axis=2)  # fallback: the farthest negative
     chosen = any_farther * semi_hard + (1.0 - any_farther) * farthest
     per_pair = ops.relu(d - chosen + margin) * positive
     per_anchor = ops.sum(per_pair, axis=1) / ops.maximum(ops.sum(positive, axis=1), 1.0)
@@ -382,8 +407,17 @@ class ReplicaBatches(keras.utils.PyDataset):
         self.batches.on_epoch_end()
 
 
-def fit_embedding(model: keras.Model, batches: BalancedBatches, loss, epochs: int, learning_rate: float = 3e-3,
-                  callbacks=(), jit_compile: bool = False, run_eagerly: bool = False, strategy=None):
+def fit_embedding(
+    model: keras.Model,
+    batches: BalancedBatches,
+    loss,
+    epochs: int,
+    learning_rate: float = 3e-3,
+    callbacks=(),
+    jit_compile: bool = False,
+    run_eagerly: bool = False,
+    strategy=None,
+):
     """Compile ``model`` with ``loss`` (e.g. :class:`SimilaritySoftmaxLoss`) and fit it quietly on ``batches``.
 
     Adam with a cosine-decaying learning rate. Returns ``(history, seconds)``.
@@ -404,11 +438,14 @@ def fit_embedding(model: keras.Model, batches: BalancedBatches, loss, epochs: in
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, epochs * len(batches)))
     metrics = ["accuracy"] if isinstance(loss, (str, keras.losses.SparseCategoricalCrossentropy)) else None
     with strategy.scope():
-        model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=metrics, jit_compile=jit_compile,
-                      run_eagerly=run_eagerly)
-    start = time.perf_counter()
-    history = model.fit(batches, epochs=epochs, verbose=0, callbacks=list(callbacks))
-    return history, time.perf_counter() - start
+        model.compile(
+            optimizer=keras.optimizers.Adam(schedule),
+            loss=loss,
+            metrics=metrics,
+            jit_compile=jit_compile,
+            run_eagerly=run_eagerly,
+        )
+    return fit_quietly(model, batches, epochs=epochs, callbacks=list(callbacks))
 
 
 # ----------------------------------------------------------------------------- kNN
@@ -419,8 +456,9 @@ def knn_fit(reference, labels, k: int = 5):
     from sklearn.neighbors import KNeighborsClassifier
 
     k = min(int(k), len(reference))
-    return KNeighborsClassifier(n_neighbors=k, metric="cosine").fit(np.asarray(reference).reshape(len(reference), -1),
-                                                                   np.asarray(labels))
+    return KNeighborsClassifier(n_neighbors=k, metric="cosine").fit(
+        np.asarray(reference).reshape(len(reference), -1), np.asarray(labels)
+    )
 
 
 def knn_predict(reference, labels, queries, k: int = 5):
@@ -499,8 +537,9 @@ class FewLabels:
         return self.y_test != self.held_out if self.held_out is not None else np.ones(len(self.y_test), bool)
 
 
-def few_label_split(images, labels, class_names, per_class: int = 20, held_out=None, test_per_class: int | None = None,
-                    seed: int = 0) -> FewLabels:
+def few_label_split(
+    images, labels, class_names, per_class: int = 20, held_out=None, test_per_class: int | None = None, seed: int = 0
+) -> FewLabels:
     """Split ``(images, labels)`` into the few-labels regime of :class:`FewLabels`.
 
     ``held_out`` is a class name or id (or None). For each class, ``per_class``
@@ -526,12 +565,21 @@ def few_label_split(images, labels, class_names, per_class: int = 20, held_out=N
         rest = idx[per_class:]
         test.append(rest if test_per_class is None else rest[:test_per_class])
     labelled, reference, test = (np.sort(np.concatenate(part)) for part in (labelled, reference, test))
-    return FewLabels(images[labelled], labels[labelled], images[reference], labels[reference], images[test],
-                     labels[test], class_names, held_out)
+    return FewLabels(
+        images[labelled],
+        labels[labelled],
+        images[reference],
+        labels[reference],
+        images[test],
+        labels[test],
+        class_names,
+        held_out,
+    )
 
 
-def scenes_few_labels(size: int = 32, per_class: int = 20, test_per_class: int = 150, held_out="diamond",
-                      seed: int = 0, **scene_kwargs) -> FewLabels:
+def scenes_few_labels(
+    size: int = 32, per_class: int = 20, test_per_class: int = 150, held_out="diamond", seed: int = 0, **scene_kwargs
+) -> FewLabels:
     """:func:`few_label_split` on synthetic scenes with one shape per image (``course_utils.scenes``)."""
     from course_utils.scenes import SHAPES, make_scenes
 
@@ -545,7 +593,7 @@ def scenes_few_labels(size: int = 32, per_class: int = 20, test_per_class: int =
 # --------------------------------------------------------------------------- figures
 
 
-def similarity_heatmaps(matrices: dict, labels=None, class_names=None, title: str | None = None):
+def plot_similarity_heatmaps(matrices: dict, labels=None, class_names=None, title: str | None = None):
     """Side-by-side heatmaps of similarity matrices (e.g. before and after training), values in [-1, 1].
 
     ``labels`` (of the rows/columns) draws lines between the classes of a sorted batch.
@@ -556,8 +604,13 @@ def similarity_heatmaps(matrices: dict, labels=None, class_names=None, title: st
 
     # No wider than the page, which would scale the figure (and its labels) down.
     width = min(4.2 * len(matrices), PAGE_WIDTH)
-    fig, axes = plt.subplots(1, len(matrices), figsize=(width, 3.9 * width / (4.2 * len(matrices)) + 0.3),
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        1,
+        len(matrices),
+        figsize=(width, 3.9 * width / (4.2 * len(matrices)) + 0.3),
+        squeeze=False,
+        layout="constrained",
+    )
     for i, (ax, (name, matrix)) in enumerate(zip(axes.flat, matrices.items())):
         image = ax.imshow(np.asarray(matrix), cmap="RdBu_r", vmin=-1, vmax=1)
         ax.set_title(name, fontsize=10)
@@ -618,8 +671,9 @@ def psnr(reference, images, max_val: float = 1.0) -> np.ndarray:
     return np.asarray(tf.image.psnr(reference, images, max_val=max_val))
 
 
-def denoising_autoencoder(input_shape=(32, 32, 3), filters=(32, 64), latent_channels: int = 16,
-                          name: str = "autoencoder") -> keras.Model:
+def denoising_autoencoder(
+    input_shape=(32, 32, 3), filters=(32, 64), latent_channels: int = 16, name: str = "autoencoder"
+) -> keras.Model:
     """A convolutional autoencoder: images in [0, 1] in, images of the same shape in [0, 1] out.
 
     Encoder: for each entry of ``filters``, a 3x3 convolution (ReLU) and a 2x2
@@ -644,7 +698,9 @@ def denoising_autoencoder(input_shape=(32, 32, 3), filters=(32, 64), latent_chan
     x = layers.Conv2D(latent_channels, 3, padding="same", activation="relu", name="latent")(x)
     for level, width_ in reversed(list(enumerate(filters))):
         x = layers.Conv2DTranspose(width_, 3, strides=2, padding="same", activation="relu", name=f"dec_up{level}")(x)
-    outputs = layers.Conv2D(channels, 3, padding="same", activation="sigmoid", dtype="float32", name="reconstruction")(x)
+    outputs = layers.Conv2D(channels, 3, padding="same", activation="sigmoid", dtype="float32", name="reconstruction")(
+        x
+    )
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -661,11 +717,12 @@ class NoisyBatches(keras.utils.PyDataset):
         super().__init__(**kwargs)
         self.images = np.asarray(images, dtype=np.float32)
         if self.images.ndim != 4 or not len(self.images):
-            raise ValueError(f"NoisyBatches needs a non-empty batch of images (n, height, width, channels), "
-                             f"got shape {self.images.shape}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.sigma, self.batch_size, self.seed = float(sigma), int(batch_size), seed
+            raise ValueError(
+                f"NoisyBatches needs a non-empty batch of images (n, height, width, channels), "
+                f"got shape {self.images.shape}"
+            )
+        self.batch_size = check_integer(batch_size, "batch_size")
+        self.sigma, self.seed = float(sigma), seed
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -676,18 +733,17 @@ class NoisyBatches(keras.utils.PyDataset):
 
     def __getitem__(self, i):
         order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.images))
-        clean = self.images[order[i * self.batch_size:(i + 1) * self.batch_size]]
+        clean = self.images[order[i * self.batch_size : (i + 1) * self.batch_size]]
         return add_noise(clean, self.sigma, [self.seed, self.epoch, i, 1]), clean
 
 
-def fit_autoencoder(model: keras.Model, batches: NoisyBatches, epochs: int, learning_rate: float = 2e-3,
-                    run_eagerly: bool = False):
+def fit_autoencoder(
+    model: keras.Model, batches: NoisyBatches, epochs: int, learning_rate: float = 2e-3, run_eagerly: bool = False
+):
     """Compile ``model`` with the mean squared error and fit it quietly on ``batches``: ``(history, seconds)``.
 
     Adam with a cosine-decaying learning rate, as :func:`fit_embedding`.
     """
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, epochs * len(batches)))
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss="mse", run_eagerly=run_eagerly)
-    start = time.perf_counter()
-    history = model.fit(batches, epochs=epochs, verbose=0)
-    return history, time.perf_counter() - start
+    return fit_quietly(model, batches, epochs=epochs)

@@ -14,10 +14,16 @@ import numpy as np
 from keras import layers
 
 from course_utils.config import distribute
+from course_utils.data import check_integer
 
 
-def lenet5(input_shape=(32, 32, 1), num_classes: int = 10, activation: str = "tanh", pooling: str = "average",
-           dropout: float = 0.0) -> keras.Model:
+def lenet5(
+    input_shape=(32, 32, 1),
+    num_classes: int = 10,
+    activation: str = "tanh",
+    pooling: str = "average",
+    dropout: float = 0.0,
+) -> keras.Model:
     """LeNet-5 (LeCun et al., 1998) in its usual Keras form.
 
     Two 5x5 tanh convolutions (6 then 16 maps), each followed by 2x2 average
@@ -72,7 +78,9 @@ def dense_classifier(input_shape=(32, 32, 1), num_classes: int = 10, hidden: int
     )
 
 
-def small_convnet(input_shape=(32, 32, 1), num_classes: int = 10, filters=(32, 64), dropout: float = 0.5) -> keras.Model:
+def small_convnet(
+    input_shape=(32, 32, 1), num_classes: int = 10, filters=(32, 64), dropout: float = 0.5
+) -> keras.Model:
     """A modern small CNN for digits: two 3x3 ReLU convolutions, each followed by 2x2 max pooling, then dropout and
     one softmax layer (the recipe of Keras's "simple MNIST convnet" example).
 
@@ -129,8 +137,17 @@ def alexnet(num_classes: int = 1000, towers: int = 2) -> keras.Model:
     )
 
 
-def inception_module(x, n1x1: int, n3x3_reduce: int, n3x3: int, n5x5_reduce: int, n5x5: int, pool_proj: int,
-                     name: str = "inception", reduce: bool = True):
+def inception_module(
+    x,
+    n1x1: int,
+    n3x3_reduce: int,
+    n3x3: int,
+    n5x5_reduce: int,
+    n5x5: int,
+    pool_proj: int,
+    name: str = "inception",
+    reduce: bool = True,
+):
     """GoogLeNet's Inception module (Szegedy et al., 2015) on the tensor ``x``: four parallel branches, concatenated.
 
     1x1 convolution; 1x1 reduction then 3x3; 1x1 reduction then 5x5; 3x3 max
@@ -139,6 +156,7 @@ def inception_module(x, n1x1: int, n3x3_reduce: int, n3x3: int, n5x5_reduce: int
     paper starts from: no 1x1 reductions, and the pooling branch passes all its
     input maps through.
     """
+
     def conv(t, filters, kernel, suffix):
         return layers.Conv2D(filters, kernel, padding="same", activation="relu", name=f"{name}_{suffix}")(t)
 
@@ -156,10 +174,15 @@ def inception_module(x, n1x1: int, n3x3_reduce: int, n3x3: int, n5x5_reduce: int
 
 
 GOOGLENET_INCEPTIONS = {
-    "3a": (64, 96, 128, 16, 32, 32), "3b": (128, 128, 192, 32, 96, 64),
-    "4a": (192, 96, 208, 16, 48, 64), "4b": (160, 112, 224, 24, 64, 64), "4c": (128, 128, 256, 24, 64, 64),
-    "4d": (112, 144, 288, 32, 64, 64), "4e": (256, 160, 320, 32, 128, 128),
-    "5a": (256, 160, 320, 32, 128, 128), "5b": (384, 192, 384, 48, 128, 128),
+    "3a": (64, 96, 128, 16, 32, 32),
+    "3b": (128, 128, 192, 32, 96, 64),
+    "4a": (192, 96, 208, 16, 48, 64),
+    "4b": (160, 112, 224, 24, 64, 64),
+    "4c": (128, 128, 256, 24, 64, 64),
+    "4d": (112, 144, 288, 32, 64, 64),
+    "4e": (256, 160, 320, 32, 128, 128),
+    "5a": (256, 160, 320, 32, 128, 128),
+    "5b": (384, 192, 384, 48, 128, 128),
 }
 """The filter counts of GoogLeNet's nine Inception modules (Table 1 of Szegedy et al., 2015):
 #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj."""
@@ -192,17 +215,43 @@ def googlenet(num_classes: int = 1000, aux_classifiers: bool = False) -> keras.M
             side = layers.Flatten(name=f"aux_{stage}_flatten")(side)
             side = layers.Dense(1024, activation="relu", name=f"aux_{stage}_fc")(side)
             side = layers.Dropout(0.7, name=f"aux_{stage}_dropout")(side)
-            outputs.append(layers.Dense(num_classes, activation="softmax", dtype="float32",
-                                        name=f"aux_{stage}_output")(side))
+            outputs.append(
+                layers.Dense(num_classes, activation="softmax", dtype="float32", name=f"aux_{stage}_output")(side)
+            )
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = layers.Dropout(0.4, name="dropout")(x)
     main = layers.Dense(num_classes, activation="softmax", dtype="float32", name="output")(x)
-    return keras.Model(inputs, [main, *outputs] if outputs else main,
-                       name="googlenet_with_aux" if aux_classifiers else "googlenet")
+    return keras.Model(
+        inputs, [main, *outputs] if outputs else main, name="googlenet_with_aux" if aux_classifiers else "googlenet"
+    )
 
 
-def fit_classifier(model: keras.Model, x, y, epochs: int, learning_rate: float = 3e-3, batch_size: int = 64,
-                   validation_split: float = 0.15, callbacks=(), decay: bool = True, strategy=None):
+def fit_quietly(model: keras.Model, *data, **fit_arguments):
+    """``model.fit(*data, verbose=0, **fit_arguments)``, timed: ``(history, seconds)``.
+
+    Every training function of the course ends here, so that each returns the
+    same pair, and the seconds are those of ``fit`` alone (not of compiling or
+    of building the data).
+    """
+    import time
+
+    start = time.perf_counter()
+    history = model.fit(*data, verbose=0, **fit_arguments)
+    return history, time.perf_counter() - start
+
+
+def fit_classifier(
+    model: keras.Model,
+    x,
+    y,
+    epochs: int,
+    learning_rate: float = 3e-3,
+    batch_size: int = 64,
+    validation_split: float = 0.15,
+    callbacks=(),
+    decay: bool = True,
+    strategy=None,
+):
     """Compile ``model`` for integer labels and fit it quietly; return ``(history, seconds)``.
 
     Adam with a cosine-decaying learning rate (when ``decay``): large steps first,
@@ -212,18 +261,16 @@ def fit_classifier(model: keras.Model, x, y, epochs: int, learning_rate: float =
     the model's own, see :func:`course_utils.config.distribute`); ``batch_size``
     is per replica.
     """
-    import time
-
     strategy, batch_size = distribute(model, batch_size, strategy)
     steps = epochs * int(np.ceil(len(x) * (1 - validation_split) / batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps) if decay else learning_rate
     with strategy.scope():
-        model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"])
-    start = time.perf_counter()
-    history = model.fit(x, y, validation_split=validation_split, epochs=epochs, batch_size=batch_size, verbose=0,
-                        callbacks=list(callbacks))
-    return history, time.perf_counter() - start
+        model.compile(
+            optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+        )
+    return fit_quietly(
+        model, x, y, validation_split=validation_split, epochs=epochs, batch_size=batch_size, callbacks=list(callbacks)
+    )
 
 
 def feature_extractor(model: keras.Model, layer_name: str) -> keras.Model:
@@ -248,7 +295,9 @@ def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0, 
     """Output length of a convolution along one axis: ``floor((n + 2p - d(k-1) - 1) / s) + 1``."""
     effective = dilation * (kernel - 1) + 1
     if size + 2 * padding < effective:
-        raise ValueError(f"Kernel of effective size {effective} does not fit an input of {size} with padding {padding}.")
+        raise ValueError(
+            f"Kernel of effective size {effective} does not fit an input of {size} with padding {padding}."
+        )
     return (size + 2 * padding - effective) // stride + 1
 
 
@@ -265,10 +314,15 @@ def receptive_field(layer_specs):
     field, jump, out = 1, 1, []
     for index, spec in enumerate(layer_specs):
         spec = tuple(spec)
-        if len(spec) not in (2, 3) or not all(isinstance(v, (int, np.integer)) and v >= 1 for v in spec):
-            raise ValueError(f"layer {index}: expected (kernel, stride) or (kernel, stride, dilation) as positive "
-                             f"integers, got {spec!r}")
+        if len(spec) not in (2, 3):
+            raise ValueError(
+                f"layer {index}: expected (kernel, stride) or (kernel, stride, dilation) as positive "
+                f"integers, got {spec!r}"
+            )
         kernel, stride, dilation = (*spec, 1)[:3]
+        kernel = check_integer(kernel, f"layer {index}: kernel")
+        stride = check_integer(stride, f"layer {index}: stride")
+        dilation = check_integer(dilation, f"layer {index}: dilation")
         field += (kernel - 1) * dilation * jump
         jump *= stride
         out.append((int(field), int(jump)))
@@ -297,8 +351,7 @@ def predict_with_tta(model: keras.Model, images, augment, copies: int = 8, batch
     ``keras.Sequential`` of random layers, called with ``training=True``). The
     untouched image is always one of the variants, so ``copies=1`` is plain prediction.
     """
-    if copies < 1:
-        raise ValueError(f"copies must be at least 1, got {copies}")
+    copies = check_integer(copies, "copies")
     total = model.predict(images, batch_size=batch_size, verbose=0)
     for _ in range(copies - 1):
         total = total + model.predict(augment(images, training=True), batch_size=batch_size, verbose=0)

@@ -11,7 +11,6 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 
-
 PAGE_WIDTH = 6.7
 """Width in inches of the book's content column for a figure at matplotlib's 100 dpi.
 
@@ -32,7 +31,9 @@ _LABELS = {"mean_iou": "mean IoU", "iou": "IoU", "dice": "Dice", "map": "mAP", "
 
 
 def metric_label(name: str) -> str:
-    """A metric's Keras name as an axis label: ``"mean_iou"`` -> ``"mean IoU"``, ``"top_5_accuracy"`` -> ``"top 5 accuracy"``."""
+    """A metric's Keras name as an axis label: ``"mean_iou"`` -> ``"mean IoU"``,
+    ``"top_5_accuracy"`` -> ``"top 5 accuracy"``.
+    """
     name = str(name)
     return _LABELS.get(name, " ".join(_LABELS.get(word, word) for word in name.split("_")))
 
@@ -50,8 +51,9 @@ def _grid(n: int, ncols: int, cell: float = 1.6, title_lines: int = 0, suptitle:
     cell = _cell(n, ncols, cell)
     line = TITLE_SIZE * 1.3 / 72  # inches per line of title
     height = nrows * (cell + title_lines * line + 0.05) + (0.35 if suptitle else 0.05)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols, height), squeeze=False, layout="constrained",
-                             **subplot_kw)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(cell * ncols, height), squeeze=False, layout="constrained", **subplot_kw
+    )
     fig.get_layout_engine().set(w_pad=0.02, h_pad=0.02, wspace=0.02, hspace=0.02)
     for ax in axes.flat:
         ax.axis("off")
@@ -99,8 +101,11 @@ def _show(ax, image, cmap="gray", vmin=None, vmax=None):
     ax.imshow(image, cmap=cmap if image.ndim == 2 else None, vmin=vmin, vmax=vmax)
 
 
-def training_curves(history, metrics=("loss", "accuracy"), title: str | None = None):
-    """Training and validation curves of a Keras ``History`` (or its ``.history`` dict), one panel per metric."""
+def training_curves(history, metrics=("loss", "accuracy"), title: str | None = None, validation_label="validation"):
+    """Training and validation curves of a Keras ``History`` (or its ``.history`` dict), one panel per metric.
+
+    ``validation_label`` names the second curve (``"test"`` where a chapter validates on its test set).
+    """
     logs = getattr(history, "history", history)
     found = [m for m in metrics if m in logs]
     if not found:
@@ -112,7 +117,7 @@ def training_curves(history, metrics=("loss", "accuracy"), title: str | None = N
         marker = "o" if len(epochs) <= 3 else None  # a line of one point is invisible
         ax.plot(epochs, logs[metric], label="training", marker=marker)
         if f"val_{metric}" in logs:
-            ax.plot(epochs, logs[f"val_{metric}"], label="validation", marker=marker)
+            ax.plot(epochs, logs[f"val_{metric}"], label=validation_label, marker=marker)
         ax.set_xlabel("epoch")
         if len(epochs) <= 10:
             ax.set_xticks(epochs)  # whole epochs only, also for one or two
@@ -181,8 +186,15 @@ def confusion_matrix(y_true, y_pred, class_names, normalize: bool = False, title
         for j in range(k):
             if matrix[i, j]:
                 text = f"{matrix[i, j]:.2f}" if normalize else f"{int(matrix[i, j])}"
-                ax.text(j, i, text, ha="center", va="center", fontsize=9 if k <= 12 else 7,
-                        color="white" if matrix[i, j] > threshold else "black")
+                ax.text(
+                    j,
+                    i,
+                    text,
+                    ha="center",
+                    va="center",
+                    fontsize=9 if k <= 12 else 7,
+                    color="white" if matrix[i, j] > threshold else "black",
+                )
     ax.set_title(title or "confusion matrix")
     fig.tight_layout()
     return fig
@@ -268,8 +280,13 @@ def retrieval_grid(query_images, neighbour_images, query_titles=None, neighbour_
         neighbour_titles = [[_wrap(t, cell) for t in neighbour_titles[row]] for row in range(n)]
     lines = max(t.count("\n") + 1 for t in query_titles + sum(neighbour_titles or [], []))
     line = TITLE_SIZE * 1.3 / 72
-    fig, axes = plt.subplots(n, k + 1, figsize=(cell * (k + 1), n * (cell + lines * line + 0.05) + (0.35 if title else 0.05)),
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        n,
+        k + 1,
+        figsize=(cell * (k + 1), n * (cell + lines * line + 0.05) + (0.35 if title else 0.05)),
+        squeeze=False,
+        layout="constrained",
+    )
     fig.get_layout_engine().set(w_pad=0.02, h_pad=0.02, wspace=0.02, hspace=0.02)
     for row in range(n):
         _show(axes[row, 0], query_images[row])

@@ -16,7 +16,7 @@
   per class, or a named TensorFlow Datasets set (for Colab users).
 * :func:`conv_cost` and :func:`separable_conv_cost` count the parameters and
   multiply-adds of a standard and a depthwise-separable convolution;
-  :func:`block_layers` and :func:`draw_block` show an inverted-residual block of
+  :func:`block_layers` and :func:`plot_block` show an inverted-residual block of
   a built MobileNetV2.
 
 TensorFlow Datasets is imported only by the ``"tfds:..."`` source: it takes
@@ -36,6 +36,8 @@ import numpy as np
 from keras import layers
 
 from course_utils.config import distribute
+from course_utils.data import check_integer
+from course_utils.models import fit_quietly
 from course_utils.scenes import EXTRA_SHAPES
 
 ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
@@ -61,8 +63,9 @@ SOURCE_WEIGHTS = Path(__file__).resolve().parent / "weights" / "mobilenetv2_0.35
 SOURCE_SHA256 = "8f59bdf866789e555828b353922e2a661077bea943f0373bbb98f56aa2831a7d"
 """SHA-256 of the shipped :data:`SOURCE_WEIGHTS` file; :func:`check_source_weights` refuses any other file."""
 
-SOURCE_RECIPE = dict(alpha=0.35, input_size=32, n_train=12000, n_test=2000, epochs=10, peak_lr=4e-3,
-                     final_fraction=0.2, seed=2026)
+SOURCE_RECIPE = dict(
+    alpha=0.35, input_size=32, n_train=12000, n_test=2000, epochs=10, learning_rate=4e-3, final_fraction=0.2, seed=2026
+)
 """How the shipped source-task base was trained: ``python -m course_utils.recognition pretrain-source``."""
 
 PRETRAIN_COMMAND = "python -m course_utils.recognition pretrain-source"
@@ -215,24 +218,25 @@ def mobilenetv2_classifier(
         raise ValueError(f"weights must be None, 'imagenet' or 'source', got {weights!r}")
     alpha = check_alpha(alpha, weights)
     if weights == "source" and not math.isclose(alpha, SOURCE_RECIPE["alpha"]):
-        raise ValueError(f"the source-task weights shipped with course_utils are those of alpha "
-                         f"{SOURCE_RECIPE['alpha']:g}; got alpha {alpha!r}")
+        raise ValueError(
+            f"the source-task weights shipped with course_utils are those of alpha "
+            f"{SOURCE_RECIPE['alpha']:g}; got alpha {alpha!r}"
+        )
     if pooling not in ("avg", "max"):
         raise ValueError(f"pooling must be 'avg' or 'max', got {pooling!r}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    check_integer(num_classes, "num_classes", minimum=2)
     if zero_init_residual and weights is not None:
         raise ValueError("zero_init_residual=True would overwrite pretrained weights: use it with weights=None")
     if not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
         raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
     hidden = (hidden_units,) if isinstance(hidden_units, numbers.Integral) else hidden_units
     try:
-        valid = all(isinstance(u, numbers.Integral) and not isinstance(u, bool) and u > 0 for u in hidden)
-    except TypeError:  # not iterable
-        valid = False
-    if not valid:
-        raise ValueError(f"hidden_units must be a positive int (one layer) or a sequence of them, "
-                         f"e.g. (256, 64); got {hidden_units!r}")
+        hidden = [check_integer(units, "hidden_units") for units in hidden]
+    except (TypeError, ValueError):  # not iterable, or not positive integers
+        raise ValueError(
+            f"hidden_units must be a positive int (one layer) or a sequence of them, "
+            f"e.g. (256, 64); got {hidden_units!r}"
+        ) from None
     height, width = check_input_size(input_size, weights)
     shape = (height, width, 3)
 
@@ -282,8 +286,10 @@ def mobilenetv2_classifier(
     if verbose:
         published = height == width and height in IMAGENET_SIZES
         note = " (those of the 224x224 model)" if used == "imagenet" and not published else ""
-        print(f"MobileNetV2 (alpha {alpha:g}, {height}x{width} input): weights={used}{note}, "
-              f"base {'trainable' if trainable_base else 'frozen'}, {model.count_params():,} parameters")
+        print(
+            f"MobileNetV2 (alpha {alpha:g}, {height}x{width} input): weights={used}{note}, "
+            f"base {'trainable' if trainable_base else 'frozen'}, {model.count_params():,} parameters"
+        )
     return model
 
 
@@ -293,7 +299,9 @@ def residual_blocks(base: keras.Model) -> list[str]:
 
 
 def weights_used(model: keras.Model) -> str:
-    """``"imagenet"``, ``"source"`` or ``"none"``: the weights a model from :func:`mobilenetv2_classifier` started from."""
+    """``"imagenet"``, ``"source"`` or ``"none"``: the weights a model from :func:`mobilenetv2_classifier`
+    started from.
+    """
     return getattr(model, "_course_weights_used", "none")
 
 
@@ -302,7 +310,9 @@ def base_of(model: keras.Model) -> keras.Model:
     try:
         return model.get_layer(BASE_NAME)
     except ValueError:
-        raise ValueError(f"Model {model.name!r} has no layer {BASE_NAME!r}: build it with mobilenetv2_classifier") from None
+        raise ValueError(
+            f"Model {model.name!r} has no layer {BASE_NAME!r}: build it with mobilenetv2_classifier"
+        ) from None
 
 
 def trainable_counts(model: keras.Model) -> tuple[int, int]:
@@ -320,8 +330,9 @@ def compile_classifier(model: keras.Model, learning_rate=1e-3, strategy=None) ->
     """
     strategy, _ = distribute(model, None, strategy)
     with strategy.scope():
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"])
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+        )
     return model
 
 
@@ -336,12 +347,13 @@ def fine_tune(model: keras.Model, top_layers: int, learning_rate: float = 1e-4) 
     Use a learning rate about ten times lower than for the head: large steps
     would wreck the pretrained weights.
     """
-    if isinstance(top_layers, bool) or not isinstance(top_layers, (int, np.integer)) or top_layers < 0:
-        raise ValueError(f"top_layers must be a non-negative integer, got {top_layers!r}")
+    check_integer(top_layers, "top_layers", minimum=0)
     base = base_of(model)
     if top_layers > len(base.layers):
-        raise ValueError(f"top_layers={top_layers} is more than the {len(base.layers)} layers of the base: "
-                         f"use at most {len(base.layers)} (that many unfreezes the whole base)")
+        raise ValueError(
+            f"top_layers={top_layers} is more than the {len(base.layers)} layers of the base: "
+            f"use at most {len(base.layers)} (that many unfreezes the whole base)"
+        )
     base.trainable = True
     cut = len(base.layers) - int(top_layers)
     unfrozen = 0
@@ -386,8 +398,14 @@ class RandomDihedral(layers.Layer):
         return {**super().get_config(), "seed": self.seed}
 
 
-def small_cnn(input_shape=(64, 64, 3), num_classes: int = 4, filters=(16, 32, 64, 128), dropout: float = 0.2,
-              augment=None, name: str = "small_cnn") -> keras.Model:
+def small_cnn(
+    input_shape=(64, 64, 3),
+    num_classes: int = 4,
+    filters=(16, 32, 64, 128),
+    dropout: float = 0.2,
+    augment=None,
+    name: str = "small_cnn",
+) -> keras.Model:
     """A plain CNN baseline: per stage a 3x3 convolution, BatchNorm, ReLU and 2x2 max pooling.
 
     Then global average pooling, dropout and a softmax. With the default four
@@ -408,13 +426,25 @@ def small_cnn(input_shape=(64, 64, 3), num_classes: int = 4, filters=(16, 32, 64
     return keras.Model(inputs, outputs, name=name)
 
 
-def train(model: keras.Model, x, y=None, epochs: int = 10, peak_lr: float = 3e-3, batch_size: int = 64,
-          validation_data=None, class_weight=None, warmup_epochs: float = 1.0, final_fraction: float = 0.02,
-          steps_per_epoch: int | None = None, strategy=None):
+def train(
+    model: keras.Model,
+    x,
+    y=None,
+    epochs: int = 10,
+    learning_rate: float = 3e-3,
+    batch_size: int = 64,
+    validation=None,
+    class_weight=None,
+    warmup_epochs: float = 1.0,
+    final_fraction: float = 0.02,
+    steps_per_epoch: int | None = None,
+    strategy=None,
+):
     """Compile ``model`` with Adam on a :class:`WarmupExponentialDecay` schedule and fit it quietly.
 
-    The learning rate rises linearly to ``peak_lr`` during ``warmup_epochs``, then
-    decays exponentially to ``final_fraction * peak_lr`` at the last step.
+    The learning rate rises linearly to its peak, ``learning_rate``, during
+    ``warmup_epochs``, then decays exponentially to ``final_fraction * learning_rate``
+    at the last step. ``validation``: optional ``(x, y)`` or a dataset, scored after each epoch.
     ``x`` is an array (with labels ``y``) or a ``tf.data.Dataset`` of batches (then
     give ``steps_per_epoch`` if it cannot be computed). Returns ``(history, seconds)``;
     ``history.epoch_seconds`` lists the wall time of each epoch (see
@@ -424,26 +454,22 @@ def train(model: keras.Model, x, y=None, epochs: int = 10, peak_lr: float = 3e-3
     :func:`course_utils.config.distribute`); ``batch_size`` is then per replica.
     A dataset of batches is used as it is: batch it with the global batch size.
     """
-    import time
-
     strategy, batch_size = distribute(model, batch_size, strategy)
     if steps_per_epoch is None:
         steps_per_epoch = int(np.ceil(len(x) / batch_size)) if y is not None else int(len(x))
     total = max(1, epochs * steps_per_epoch)
     warmup = int(round(warmup_epochs * steps_per_epoch))
     decay_steps = max(1, total - warmup)
-    schedule = WarmupExponentialDecay(peak_lr, warmup, decay_steps=decay_steps, decay_rate=final_fraction)
+    schedule = WarmupExponentialDecay(learning_rate, warmup, decay_steps=decay_steps, decay_rate=final_fraction)
     compile_classifier(model, schedule, strategy=strategy)
     clock = _EpochClock()
-    fit_args = dict(epochs=epochs, verbose=0, validation_data=validation_data, class_weight=class_weight,
-                    callbacks=[clock])
-    start = time.perf_counter()
+    fit_args = dict(epochs=epochs, validation_data=validation, class_weight=class_weight, callbacks=[clock])
     if y is not None:
-        history = model.fit(x, y, batch_size=batch_size, **fit_args)
+        history, seconds = fit_quietly(model, x, y, batch_size=batch_size, **fit_args)
     else:
-        history = model.fit(x, shuffle=False, **fit_args)  # a dataset shuffles itself
+        history, seconds = fit_quietly(model, x, shuffle=False, **fit_args)  # a dataset shuffles itself
     history.epoch_seconds = clock.seconds
-    return history, time.perf_counter() - start
+    return history, seconds
 
 
 class _EpochClock(keras.callbacks.Callback):
@@ -480,8 +506,9 @@ def evaluate(model: keras.Model, x, y, batch_size: int = 256) -> tuple[float, np
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:
-        raise ValueError(f"y must be integer labels of shape (n,), got shape {y.shape}; "
-                         "for one-hot labels pass y.argmax(1)")
+        raise ValueError(
+            f"y must be integer labels of shape (n,), got shape {y.shape}; for one-hot labels pass y.argmax(1)"
+        )
     if len(x) != len(y):
         raise ValueError(f"x and y have different lengths: {len(x)} images, {len(y)} labels")
     probabilities = model.predict(x, batch_size=batch_size, verbose=0)
@@ -527,8 +554,14 @@ class WarmupExponentialDecay(keras.optimizers.schedules.LearningRateSchedule):
         return ops.where(step < self.warmup_steps, rising, decaying)
 
     def get_config(self):
-        return {"peak": self.peak, "warmup_steps": self.warmup_steps, "decay_steps": self.decay_steps,
-                "decay_rate": self.decay_rate, "initial": self.initial, "floor": self.floor}
+        return {
+            "peak": self.peak,
+            "warmup_steps": self.warmup_steps,
+            "decay_steps": self.decay_steps,
+            "decay_rate": self.decay_rate,
+            "initial": self.initial,
+            "floor": self.floor,
+        }
 
 
 # ------------------------------------------------------------------------------- class weights
@@ -635,15 +668,17 @@ def _scenes(n_train, n_test, size, seed, imbalance, noise, object_fraction, clas
     total = n_train + n_test
     object_size = classification_object_size(size, object_fraction)
     if imbalance is None:
-        scenes = make_scenes(total, size=size, seed=seed, objects=(1, 1), object_size=object_size, noise=noise,
-                             classes=classes or SHAPES)
+        scenes = make_scenes(
+            total, size=size, seed=seed, objects=(1, 1), object_size=object_size, noise=noise, classes=classes or SHAPES
+        )
         images, labels = scenes.images, scenes.labels
     else:
         # Draw enough balanced scenes, then keep a geometrically shrinking number per class.
         k = 4
         wanted = imbalanced_counts(total, k, imbalance)
-        scenes = make_scenes(int(wanted[0] * k * 1.3) + 64, size=size, seed=seed, objects=(1, 1),
-                             object_size=object_size, noise=noise)
+        scenes = make_scenes(
+            int(wanted[0] * k * 1.3) + 64, size=size, seed=seed, objects=(1, 1), object_size=object_size, noise=noise
+        )
         keep = []
         for label, count in enumerate(wanted):
             found = np.flatnonzero(scenes.labels == label)
@@ -653,14 +688,15 @@ def _scenes(n_train, n_test, size, seed, imbalance, noise, object_fraction, clas
         order = np.random.default_rng(seed).permutation(np.concatenate(keep))
         images, labels = scenes.images[order], scenes.labels[order]
         # Split train/test with the same class proportions.
-        return _stratified(images, labels, scenes.class_names, n_test / total, seed,
-                           "the imbalanced scenes (raise n_train and n_test)")
+        return _stratified(
+            images, labels, scenes.class_names, n_test / total, seed, "the imbalanced scenes (raise n_train and n_test)"
+        )
     return Split(images[:n_train], labels[:n_train], images[n_train:], labels[n_train:], scenes.class_names)
 
 
 def _tfds(name, size, seed, test_fraction, max_images, data_dir, split):
-    import tensorflow_datasets as tfds
     import tensorflow as tf
+    import tensorflow_datasets as tfds
 
     dataset, info = tfds.load(name, split=split, as_supervised=True, with_info=True, data_dir=data_dir)
     label_feature = info.features[info.supervised_keys[1]]
@@ -681,8 +717,14 @@ def _tfds(name, size, seed, test_fraction, max_images, data_dir, split):
     if not images:
         raise ValueError(f"TensorFlow Datasets set {name!r} (split {split!r}) is empty")
     images = np.clip(np.concatenate(images), 0.0, 1.0).astype(np.float32)
-    return _stratified(images, np.concatenate(labels).astype(np.int32), class_names, test_fraction, seed,
-                       f"TensorFlow Datasets set {name!r}")
+    return _stratified(
+        images,
+        np.concatenate(labels).astype(np.int32),
+        class_names,
+        test_fraction,
+        seed,
+        f"TensorFlow Datasets set {name!r}",
+    )
 
 
 def load_classification(
@@ -729,17 +771,20 @@ def load_classification(
     ``image_size`` is an int or a square ``(size, size)`` pair.
     """
     from course_utils.data import check_image_size, load_image_folder
-    from course_utils.scenes import as_int
 
     size, width = check_image_size(image_size)
     if size != width:
-        raise ValueError(f"load_classification makes square images: image_size must be an int or (size, size), "
-                         f"got {image_size!r}")
-    if max_images is not None and as_int(max_images, "max_images") < 1:
-        raise ValueError(f"max_images must be at least 1, got {max_images!r}")
+        raise ValueError(
+            f"load_classification makes square images: image_size must be an int or (size, size), got {image_size!r}"
+        )
+    if max_images is not None:
+        max_images = check_integer(max_images, "max_images")
     named = isinstance(source, str) and (source in SCENE_SOURCES or source.startswith("tfds:"))
-    looks_like_path = isinstance(source, str) and not named and (
-        "/" in source or os.sep in source or source.startswith((".", "~")) or Path(source).is_dir())
+    looks_like_path = (
+        isinstance(source, str)
+        and not named
+        and ("/" in source or os.sep in source or source.startswith((".", "~")) or Path(source).is_dir())
+    )
     if isinstance(source, Path) or looks_like_path:
         images, labels, class_names = load_image_folder(source, (size, size))  # raises if there is no such folder
         if max_images is not None:
@@ -750,11 +795,18 @@ def load_classification(
         raise TypeError(f"source must be a string or a path, got {type(source).__name__}")
     if source in SCENE_SOURCES:
         imbalanced = source.endswith("imbalanced")
-        if as_int(n_train, "n_train") < 1 or as_int(n_test, "n_test") < (1 if imbalanced else 0):
-            raise ValueError(f"n_train must be positive and n_test {'positive' if imbalanced else 'at least 0'}, "
-                             f"got {n_train}, {n_test}")
-        return _scenes(int(n_train), int(n_test), size, seed, imbalance if imbalanced else None, noise,
-                       object_fraction, SOURCE_CLASSES if source == "scenes-source" else None)
+        n_train = check_integer(n_train, "n_train")
+        n_test = check_integer(n_test, "n_test", minimum=1 if imbalanced else 0)
+        return _scenes(
+            n_train,
+            n_test,
+            size,
+            seed,
+            imbalance if imbalanced else None,
+            noise,
+            object_fraction,
+            SOURCE_CLASSES if source == "scenes-source" else None,
+        )
     if source.startswith("tfds:"):
         return _tfds(source[5:], size, seed, test_fraction, max_images, data_dir, split)
     raise ValueError(
@@ -777,8 +829,9 @@ def conv_cost(height: int, width: int, kernel: int, c_in: int, c_out: int, strid
     return params, params * out
 
 
-def separable_conv_cost(height: int, width: int, kernel: int, c_in: int, c_out: int,
-                        stride: int = 1) -> tuple[int, int]:
+def separable_conv_cost(
+    height: int, width: int, kernel: int, c_in: int, c_out: int, stride: int = 1
+) -> tuple[int, int]:
     """``(parameters, multiply-adds)`` of a depthwise ``kernel`` x ``kernel`` convolution then a 1x1 pointwise one.
 
     Depthwise: one ``kernel^2`` filter per input channel; pointwise: ``c_in * c_out``
@@ -800,18 +853,20 @@ def block_layers(base: keras.Model, block: int) -> list:
     prefix = "expanded_conv_" if block == 0 else f"block_{block}_"
     found = [layer for layer in base.layers if layer.name.startswith(prefix)]
     if not found:
-        numbers = sorted({int(m.group(1)) for l in base.layers if (m := re.match(r"block_(\d+)_", l.name))})
+        numbers = sorted({int(m.group(1)) for layer in base.layers if (m := re.match(r"block_(\d+)_", layer.name))})
         raise ValueError(f"No block {block} in {base.name!r}; blocks 0..{max(numbers) if numbers else 0} exist")
     return found
 
 
 def describe_block(base: keras.Model, block: int) -> list[tuple[str, str, tuple, int]]:
     """``(layer name, layer type, output shape, parameters)`` of each layer of a block."""
-    return [(layer.name, type(layer).__name__, tuple(layer.output.shape[1:]), layer.count_params())
-            for layer in block_layers(base, block)]
+    return [
+        (layer.name, type(layer).__name__, tuple(layer.output.shape[1:]), layer.count_params())
+        for layer in block_layers(base, block)
+    ]
 
 
-def draw_block(base: keras.Model, block: int, title: str | None = None):
+def plot_block(base: keras.Model, block: int, title: str | None = None):
     """A flow diagram of one inverted-residual block, drawn from the layers of ``base``.
 
     Each box is one layer (name, type, output shape); the three convolutions are
@@ -835,12 +890,24 @@ def draw_block(base: keras.Model, block: int, title: str | None = None):
     ax.axis("off")
     for i, (name, kind, shape, params) in enumerate(boxes):
         y = n - 1 - i
-        colour = next((c for key, c in colours.items() if name.endswith(key) or f"_{key}_" in name
-                       or name.endswith(f"{key}_BN") or name.endswith(f"{key}_relu")), "#eeeeee")
+        colour = next(
+            (
+                c
+                for key, c in colours.items()
+                if name.endswith(key)
+                or f"_{key}_" in name
+                or name.endswith(f"{key}_BN")
+                or name.endswith(f"{key}_relu")
+            ),
+            "#eeeeee",
+        )
         alpha = 0.45 if kind in ("BatchNormalization", "ReLU", "ZeroPadding2D") else 1.0
         half = 1.6 + 1.5 * shape[-1] / widest  # box width grows with the channels: narrow-wide-narrow
-        ax.add_patch(FancyBboxPatch((4.7 - half, y - 0.3), 2 * half, 0.6, boxstyle="round,pad=0.02", fc=colour,
-                                    ec="grey", alpha=alpha))
+        ax.add_patch(
+            FancyBboxPatch(
+                (4.7 - half, y - 0.3), 2 * half, 0.6, boxstyle="round,pad=0.02", fc=colour, ec="grey", alpha=alpha
+            )
+        )
         label = f"{name}  ({kind})" if kind else name
         extra = f"  {params:,} params" if params else ""
         ax.text(4.7, y, f"{label}\n{'x'.join(map(str, shape))}{extra}", ha="center", va="center", fontsize=9)
@@ -848,8 +915,16 @@ def draw_block(base: keras.Model, block: int, title: str | None = None):
             ax.annotate("", xy=(4.7, y + 0.3), xytext=(4.7, y + 0.7), arrowprops=dict(arrowstyle="->", color="grey"))
     if rows[-1][0].endswith("_add"):
         edge = 4.75 + 1.6 + 1.5 * in_shape[-1] / widest
-        ax.add_patch(FancyArrowPatch((edge, n - 1), (edge, 0), connectionstyle="arc3,rad=-0.45",
-                                     arrowstyle="->", mutation_scale=12, color="purple"))
+        ax.add_patch(
+            FancyArrowPatch(
+                (edge, n - 1),
+                (edge, 0),
+                connectionstyle="arc3,rad=-0.45",
+                arrowstyle="->",
+                mutation_scale=12,
+                color="purple",
+            )
+        )
         ax.text(9.3, (n - 1) / 2, "skip\nconnection", color="purple", ha="center", va="center", fontsize=9)
     ax.set_title(title or f"MobileNetV2 block {block}, from the model's own layers", fontsize=10)
     fig.tight_layout()
@@ -881,13 +956,17 @@ def check_source_weights(path=None, sha256: str | None = None) -> Path:
     path = Path(SOURCE_WEIGHTS if path is None else path)
     expected = SOURCE_SHA256 if sha256 is None else sha256
     if not path.is_file():
-        raise FileNotFoundError(f"The source-task weights {path} are missing: reinstall course_utils, or "
-                                f"regenerate them with `{PRETRAIN_COMMAND}` and update SOURCE_SHA256")
+        raise FileNotFoundError(
+            f"The source-task weights {path} are missing: reinstall course_utils, or "
+            f"regenerate them with `{PRETRAIN_COMMAND}` and update SOURCE_SHA256"
+        )
     found = file_sha256(path)
     if found != expected:
-        raise ValueError(f"The source-task weights {path} have SHA-256 {found}, but course_utils expects "
-                         f"{expected}: the file is damaged or comes from another run. Reinstall course_utils, "
-                         f"or regenerate it with `{PRETRAIN_COMMAND}` and update SOURCE_SHA256")
+        raise ValueError(
+            f"The source-task weights {path} have SHA-256 {found}, but course_utils expects "
+            f"{expected}: the file is damaged or comes from another run. Reinstall course_utils, "
+            f"or regenerate it with `{PRETRAIN_COMMAND}` and update SOURCE_SHA256"
+        )
     return path
 
 
@@ -915,27 +994,47 @@ def pretrain_source(path=None, n_train=None, n_test=None, epochs=None, seed=None
     from course_utils import config
 
     recipe = dict(SOURCE_RECIPE)
-    recipe.update({k: v for k, v in dict(n_train=n_train, n_test=n_test, epochs=epochs, seed=seed).items()
-                   if v is not None})
+    recipe.update(
+        {k: v for k, v in dict(n_train=n_train, n_test=n_test, epochs=epochs, seed=seed).items() if v is not None}
+    )
     path = Path(SOURCE_WEIGHTS if path is None else path)
     if not str(path).endswith(".weights.h5"):
         raise ValueError(f"the weights file must end in .weights.h5 (Keras' format), got {path}")
-    source = load_classification("scenes-source", image_size=recipe["input_size"], n_train=recipe["n_train"],
-                                 n_test=recipe["n_test"], seed=recipe["seed"])
+    source = load_classification(
+        "scenes-source",
+        image_size=recipe["input_size"],
+        n_train=recipe["n_train"],
+        n_test=recipe["n_test"],
+        seed=recipe["seed"],
+    )
     config.seed_everything(recipe["seed"] + 1)
-    model = mobilenetv2_classifier(len(SOURCE_CLASSES), input_size=recipe["input_size"], alpha=recipe["alpha"],
-                                   weights=None, augment=RandomDihedral(seed=recipe["seed"] + 2),
-                                   zero_init_residual=True, verbose=False)
-    _, seconds = train(model, source.x_train, source.y_train, epochs=recipe["epochs"], peak_lr=recipe["peak_lr"],
-                       final_fraction=recipe["final_fraction"])
+    model = mobilenetv2_classifier(
+        len(SOURCE_CLASSES),
+        input_size=recipe["input_size"],
+        alpha=recipe["alpha"],
+        weights=None,
+        augment=RandomDihedral(seed=recipe["seed"] + 2),
+        zero_init_residual=True,
+        verbose=False,
+    )
+    _, seconds = train(
+        model,
+        source.x_train,
+        source.y_train,
+        epochs=recipe["epochs"],
+        learning_rate=recipe["learning_rate"],
+        final_fraction=recipe["final_fraction"],
+    )
     accuracy = evaluate(model, source.x_test, source.y_test)[0] if recipe["n_test"] else float("nan")
     path.parent.mkdir(parents=True, exist_ok=True)
     base_of(model).save_weights(path)
     result = {"path": path, "sha256": file_sha256(path), "source_test_accuracy": accuracy, "seconds": seconds}
     if verbose:
-        print(f"pretrained on {recipe['n_train']} source scenes ({', '.join(SOURCE_CLASSES)}) in {seconds:.0f} s; "
-              f"held-out source accuracy {accuracy:.3f}\nwrote {path} ({path.stat().st_size:,} bytes)\n"
-              f"SHA-256 {result['sha256']}")
+        print(
+            f"pretrained on {recipe['n_train']} source scenes ({', '.join(SOURCE_CLASSES)}) in {seconds:.0f} s; "
+            f"held-out source accuracy {accuracy:.3f}\nwrote {path} ({path.stat().st_size:,} bytes)\n"
+            f"SHA-256 {result['sha256']}"
+        )
     return result
 
 
@@ -945,8 +1044,7 @@ def labelled_subset(labels, per_class: int, seed: int = 0) -> np.ndarray:
     The result is shuffled. A class with fewer images raises a ``ValueError`` naming it.
     """
     labels = np.asarray(labels).ravel()
-    if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)) or per_class < 1:
-        raise ValueError(f"per_class must be a positive integer, got {per_class!r}")
+    check_integer(per_class, "per_class")
     rng = np.random.default_rng(seed)
     chosen = []
     for k in np.unique(labels):
@@ -973,8 +1071,13 @@ def _fit_steps(model, x, y, steps, batch_size, seed):
     import tensorflow as tf
 
     batch = min(batch_size, len(x))
-    dataset = (tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-               .repeat().batch(batch, drop_remainder=True).prefetch(2))
+    dataset = (
+        tf.data.Dataset.from_tensor_slices((x, y))
+        .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        .repeat()
+        .batch(batch, drop_remainder=True)
+        .prefetch(2)
+    )
     start = time.perf_counter()
     model.fit(dataset, epochs=1, steps_per_epoch=int(steps), shuffle=False, verbose=0)  # it shuffles itself
     return time.perf_counter() - start
@@ -987,9 +1090,21 @@ def _reset(model, weights):
         variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
 
 
-def transfer_learning_curve(x_pool, y_pool, x_test, y_test, num_classes: int, per_class=(10, 30, 100),
-                            steps: int = 80, batch_size: int = 32, head_steps: int = 300, fine_tune_layers: int = 60,
-                            fine_tune_lr: float = 5e-4, include_all: bool = False, seed: int = 0) -> dict:
+def transfer_learning_curve(
+    x_pool,
+    y_pool,
+    x_test,
+    y_test,
+    num_classes: int,
+    per_class=(10, 30, 100),
+    steps: int = 80,
+    batch_size: int = 32,
+    head_steps: int = 300,
+    fine_tune_layers: int = 60,
+    fine_tune_lr: float = 5e-4,
+    include_all: bool = False,
+    seed: int = 0,
+) -> dict:
     """Held-out accuracy of three MobileNetV2 classifiers (alpha 0.35) trained on ``per_class`` labels per class.
 
     For each number ``k`` in ``per_class``, ``k`` images of every class are drawn
@@ -1023,15 +1138,18 @@ def transfer_learning_curve(x_pool, y_pool, x_test, y_test, num_classes: int, pe
     from course_utils import config
 
     per_class = list(per_class)
-    for k in per_class:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"per_class must hold positive integers, got {per_class!r}")
+    for i, k in enumerate(per_class):
+        check_integer(k, f"per_class[{i}]")
     size = x_pool.shape[1]
     alpha = SOURCE_RECIPE["alpha"]
     subsets = [labelled_subset(y_pool, k, seed=seed + i) for i, k in enumerate(per_class)]
     runs = list(zip(per_class, subsets)) + ([("all", np.arange(len(y_pool)))] if include_all else [])
-    result = {"per_class": per_class, **{m: [] for m in TRANSFER_METHODS}, "all": {},
-              "seconds": dict.fromkeys(TRANSFER_METHODS, 0.0)}
+    result = {
+        "per_class": per_class,
+        **{m: [] for m in TRANSFER_METHODS},
+        "all": {},
+        "seconds": dict.fromkeys(TRANSFER_METHODS, 0.0),
+    }
 
     def schedule(total, peak, final):
         warmup = max(1, total // 10)
@@ -1039,8 +1157,9 @@ def transfer_learning_curve(x_pool, y_pool, x_test, y_test, num_classes: int, pe
 
     # From scratch: one model, reset to the same random weights for every k.
     config.seed_everything(seed)
-    scratch = mobilenetv2_classifier(num_classes, input_size=size, alpha=alpha, weights=None,
-                                     zero_init_residual=True, verbose=False)
+    scratch = mobilenetv2_classifier(
+        num_classes, input_size=size, alpha=alpha, weights=None, zero_init_residual=True, verbose=False
+    )
     compile_classifier(scratch, schedule(steps, 4e-3, 0.2))
     scratch.optimizer.build(scratch.trainable_variables)
     start_weights = scratch.get_weights()
@@ -1048,22 +1167,30 @@ def transfer_learning_curve(x_pool, y_pool, x_test, y_test, num_classes: int, pe
         if k == "all":
             continue
         _reset(scratch, start_weights)
-        result["seconds"]["from scratch"] += _fit_steps(scratch, x_pool[index], y_pool[index], steps, batch_size,
-                                                        seed + 10 + i)
+        result["seconds"]["from scratch"] += _fit_steps(
+            scratch, x_pool[index], y_pool[index], steps, batch_size, seed + 10 + i
+        )
         result["from scratch"].append(evaluate(scratch, x_test, y_test)[0])
     del scratch
 
     # The source-task base, frozen: features of the whole pool and the test set, computed once.
     config.seed_everything(seed + 1)
-    model = mobilenetv2_classifier(num_classes, input_size=size, alpha=alpha, weights="source",
-                                   trainable_base=False, verbose=False)
+    model = mobilenetv2_classifier(
+        num_classes, input_size=size, alpha=alpha, weights="source", trainable_base=False, verbose=False
+    )
     extractor = keras.Model(model.input, model.get_layer("features").output)
     start = time.perf_counter()
     pool_features = extractor.predict(x_pool, batch_size=256, verbose=0)
     test_features = extractor.predict(x_test, batch_size=256, verbose=0)
     result["features"] = time.perf_counter() - start
-    head = keras.Sequential([keras.Input(pool_features.shape[1:]), layers.Dropout(0.2),
-                             layers.Dense(num_classes, activation="softmax", name="predictions")], name="head")
+    head = keras.Sequential(
+        [
+            keras.Input(pool_features.shape[1:]),
+            layers.Dropout(0.2),
+            layers.Dense(num_classes, activation="softmax", name="predictions"),
+        ],
+        name="head",
+    )
     compile_classifier(head, schedule(head_steps, 3e-3, 0.02))
     head.optimizer.build(head.trainable_variables)
     head_start = head.get_weights()
@@ -1126,8 +1253,10 @@ def _main(argv=None) -> int:
     """``python -m course_utils.recognition pretrain-source [--out PATH]``: regenerate the source-task weights."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m course_utils.recognition",
-                                     description="Week 2 tools: regenerate the shipped source-task weights.")
+    parser = argparse.ArgumentParser(
+        prog="python -m course_utils.recognition",
+        description="Week 2 tools: regenerate the shipped source-task weights.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     pretrain = commands.add_parser("pretrain-source", help="pretrain MobileNetV2 on the source shapes, save the base")
     pretrain.add_argument("--out", default=None, help=f"weights file (default: {SOURCE_WEIGHTS})")

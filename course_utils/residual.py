@@ -20,10 +20,19 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from course_utils.data import check_integer
 
-def deep_cnn(input_shape=(32, 32, 3), num_classes: int = 4, stages: int = 3, blocks_per_stage: int = 3,
-             width: int = 16, residual: bool = False, kernel_initializer="glorot_uniform",
-             name: str | None = None) -> keras.Model:
+
+def deep_cnn(
+    input_shape=(32, 32, 3),
+    num_classes: int = 4,
+    stages: int = 3,
+    blocks_per_stage: int = 3,
+    width: int = 16,
+    residual: bool = False,
+    kernel_initializer="glorot_uniform",
+    name: str | None = None,
+) -> keras.Model:
     """A deep CNN of ``1 + 2 * stages * blocks_per_stage`` 3x3 convolutions, with or without identity skips.
 
     A first convolution (``conv01``) maps the image to ``width`` channels; then
@@ -39,14 +48,19 @@ def deep_cnn(input_shape=(32, 32, 3), num_classes: int = 4, stages: int = 3, blo
     ``"he_normal"`` is the initialisation designed for ReLU networks. The
     convolutions are named ``conv01``, ``conv02``, ... from input to output.
     """
-    for value, label in [(stages, "stages"), (blocks_per_stage, "blocks_per_stage"), (width, "width"),
-                         (num_classes, "num_classes")]:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{label} must be a positive integer, got {value!r}")
+    for value, label in [
+        (stages, "stages"),
+        (blocks_per_stage, "blocks_per_stage"),
+        (width, "width"),
+        (num_classes, "num_classes"),
+    ]:
+        check_integer(value, label)
     pooled = input_shape[0] // 2 ** (stages - 1)
     if pooled < 1:
-        raise ValueError(f"{stages} stages halve a {input_shape[0]}-pixel input {stages - 1} times, to nothing: "
-                         f"use fewer stages or a larger input")
+        raise ValueError(
+            f"{stages} stages halve a {input_shape[0]}-pixel input {stages - 1} times, to nothing: "
+            f"use fewer stages or a larger input"
+        )
 
     def conv(index):
         return layers.Conv2D(width, 3, padding="same", kernel_initializer=kernel_initializer, name=f"conv{index:02d}")

@@ -56,20 +56,28 @@ def unavailable() -> str | None:
     if probe.returncode != 0:
         reason = probe.stderr.strip().splitlines()[-1] if probe.stderr.strip() else f"exit code {probe.returncode}"
         if "ermission denied" in reason or "not permitted" in reason:
-            reason += ("; the kernel refuses namespaces to this user (on Ubuntu 24.04, AppArmor's rule for "
-                       "unprivileged user namespaces: see the instructors' page)")
+            reason += (
+                "; the kernel refuses namespaces to this user (on Ubuntu 24.04, AppArmor's rule for "
+                "unprivileged user namespaces: see the instructors' page)"
+            )
         return f"bubblewrap cannot confine a process here: {reason}"
     return None
 
 
 def _shown_again() -> list[Path]:
     """What a confined Python needs to run: its installation and this package (read-only)."""
-    paths = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent.parent,
-             Path(__file__).resolve().parent}
+    paths = {
+        Path(sys.prefix),
+        Path(sys.base_prefix),
+        Path(sys.executable).resolve().parent.parent,
+        Path(__file__).resolve().parent,
+    }
     return sorted(p for p in paths if p.exists())
 
 
-def command(args: list[str], scratch: Path, hide: list[Path], inbox: Path | None = None, chdir: str = SCRATCH) -> list[str]:
+def command(
+    args: list[str], scratch: Path, hide: list[Path], inbox: Path | None = None, chdir: str = SCRATCH
+) -> list[str]:
     """The ``bwrap`` command line that runs ``args`` confined, with ``scratch`` writable at :data:`SCRATCH`.
 
     ``hide`` lists host folders to cover with empty ones (the repository, the
@@ -81,12 +89,40 @@ def command(args: list[str], scratch: Path, hide: list[Path], inbox: Path | None
     # Home folders, the host's temporary folders (the grader's own scratch folders among them, wherever TMPDIR
     # points) and /run, where the sockets of the host's services live (a read-only mount still lets a
     # process connect to a socket it can see).
-    hidden = {Path.home(), Path("/home"), Path("/root"), Path("/var/tmp"), Path(tempfile.gettempdir()).resolve(),
-              Path("/run").resolve(), Path("/var/run").resolve(), *[Path(p).resolve() for p in hide]}
-    line = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
-            "--hostname", "grading", "--cap-drop", "ALL", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
-            # The private /tmp first: what is shown again below may live under the host's /tmp (a clone there).
-            "--size", str(TMP_BYTES), "--tmpfs", "/tmp"]
+    hidden = {
+        Path.home(),
+        Path("/home"),
+        Path("/root"),
+        Path("/var/tmp"),
+        Path(tempfile.gettempdir()).resolve(),
+        Path("/run").resolve(),
+        Path("/var/run").resolve(),
+        *[Path(p).resolve() for p in hide],
+    }
+    line = [
+        "bwrap",
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--die-with-parent",
+        "--new-session",
+        "--hostname",
+        "grading",
+        "--cap-drop",
+        "ALL",
+        "--ro-bind",
+        "/",
+        "/",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        # The private /tmp first: what is shown again below may live under the host's /tmp (a clone there).
+        "--size",
+        str(TMP_BYTES),
+        "--tmpfs",
+        "/tmp",
+    ]
     covered = sorted(p for p in hidden if p.is_dir() and p not in (Path("/"), Path("/tmp")))  # /tmp: private above
     for path in covered:
         line += ["--tmpfs", str(path)]
@@ -104,9 +140,16 @@ def command(args: list[str], scratch: Path, hide: list[Path], inbox: Path | None
 def environment(extra: dict | None = None) -> dict:
     """A clean environment for confined code: none of the instructor's variables, a home in the scratch folder."""
     home = f"{SCRATCH}/home"
-    env = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "HOME": home,
-           "LANG": os.environ.get("LANG", "C.UTF-8"), "TMPDIR": "/tmp", "JUPYTER_RUNTIME_DIR": f"{home}/runtime",
-           "MPLCONFIGDIR": f"{home}/matplotlib", "KERAS_HOME": f"{home}/keras", "PYTHONNOUSERSITE": "1"}
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": home,
+        "LANG": os.environ.get("LANG", "C.UTF-8"),
+        "TMPDIR": "/tmp",
+        "JUPYTER_RUNTIME_DIR": f"{home}/runtime",
+        "MPLCONFIGDIR": f"{home}/matplotlib",
+        "KERAS_HOME": f"{home}/keras",
+        "PYTHONNOUSERSITE": "1",
+    }
     if os.environ.get("VIRTUAL_ENV"):
         env["VIRTUAL_ENV"] = os.environ["VIRTUAL_ENV"]
     return {**env, **(extra or {})}

@@ -57,6 +57,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from course_utils.data import check_integer
+
 SHAPES = ("circle", "square", "triangle", "diamond")
 """The default shape names; a shape's class id is its index in ``classes`` (by default this tuple)."""
 
@@ -134,8 +136,8 @@ def _stencil(shape: str, extent: int, turn: int) -> np.ndarray:
 
     ``extent`` is the diameter / side in pixels; ``turn`` (shapes in ``_TURNING``
     only) picks one of ``_TRIANGLE_ANGLES`` orientations (for a rectangle,
-    its parity). The shape lives in the continuous square ``[0, extent]^2`` and a pixel is on when at least half of it is
-    covered, which keeps small shapes recognisable. Coverage is computed from the
+    its parity). The shape lives in the continuous square ``[0, extent]^2`` and a pixel is on when at least half of
+    it is covered, which keeps small shapes recognisable. Coverage is computed from the
     shape's horizontal extent ``[x_left, x_right]`` on ``_SUPERSAMPLE`` lines per
     pixel row (every shape meets each such line in one interval), exact along x. Only the object's own
     box is rasterised, and results are cached: the same stencil recurs often.
@@ -352,21 +354,16 @@ def _place(rng, size, count, lo, sizes, shape_ids, turns, classes, min_px):
 # ---------------------------------------------------------------------- validation
 
 
-def as_int(value, name: str) -> int:
-    """``value`` as an int, or a ValueError naming ``name`` (floats such as 10.5 or 4.0 are refused)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    return int(value)
-
-
 def _as_pair(value, name: str) -> tuple[int, int]:
+    """``value``, one integer or a pair ``(low, high)`` of them, as a pair of non-negative ints."""
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        return int(value), int(value)
+        value = check_integer(value, name, minimum=0)
+        return value, value
     try:
         lo, hi = value
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a pair (low, high) of integers, got {value!r}") from None
-    return as_int(lo, name), as_int(hi, name)
+    return check_integer(lo, f"{name}[0]", minimum=0), check_integer(hi, f"{name}[1]", minimum=0)
 
 
 def _default_object_size(size: int, max_objects: int) -> tuple[int, int]:
@@ -418,15 +415,9 @@ def make_scenes(
     Scenes
         See the module docstring for the format.
     """
-    n = as_int(n, "n")
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got n={n}")
-    size = as_int(size, "size")
-    if size < 16:
-        raise ValueError(f"size must be >= 16 pixels, got size={size}")
+    n = check_integer(n, "n", minimum=0)
+    size = check_integer(size, "size", minimum=16)
     lo, hi = _as_pair(objects, "objects")
-    if lo < 0:
-        raise ValueError(f"objects=(lo, hi) needs lo >= 0, got objects={objects!r}")
     if lo > hi:
         raise ValueError(f"objects=(lo, hi) needs lo <= hi, got objects={objects!r}")
     if object_size is None:
@@ -501,9 +492,7 @@ def make_scenes(
                         "or a larger size"
                     )
                 redraw = -np.sort(-rng.integers(min_px, max_px + 1, size=count))
-                placed = _place(
-                    rng, size, count, lo, redraw, shape_ids[i], turns[i], classes, min_px
-                )
+                placed = _place(rng, size, count, lo, redraw, shape_ids[i], turns[i], classes, min_px)
             best_area = -1
             g = start + i
             for j, (cls, stencil, x, y) in enumerate(placed):

@@ -16,7 +16,7 @@
 * :func:`load_segmentation`: real data, either a folder of images with a folder
   of masks paired by file name, or a TensorFlow Datasets set
   (``"tfds:oxford_iiit_pet"``).
-* :func:`show_segmentation` and :func:`error_map`: figures (image, true mask,
+* :func:`plot_segmentation` and :func:`error_map`: figures (image, true mask,
   prediction, errors).
 
 Mask conventions: an integer mask holds one class id per pixel, ``0`` for the
@@ -37,15 +37,17 @@ import numpy as np
 from keras import layers, ops
 
 from course_utils.config import distribute, replica_share
-from course_utils.data import IMAGE_EXTENSIONS, check_image_size, read_rgb
+from course_utils.data import IMAGE_EXTENSIONS, check_image_size, check_integer, read_rgb
+from course_utils.models import fit_quietly
 
 SKIP_MODES = ("concat", "add", "none")
 
 # ----------------------------------------------------------------------------------- the model
 
 
-def conv_block(x, filters: int, batch_norm: bool = True, dropout: float = 0.0, residual: bool = False,
-               name: str = "block"):
+def conv_block(
+    x, filters: int, batch_norm: bool = True, dropout: float = 0.0, residual: bool = False, name: str = "block"
+):
     """Two 3x3 convolutions (each followed by batch norm when asked, then ReLU), then dropout.
 
     Batch norm uses a momentum of 0.9 (Keras: 0.99) so that its running averages,
@@ -67,9 +69,17 @@ def conv_block(x, filters: int, batch_norm: bool = True, dropout: float = 0.0, r
     return x
 
 
-def unet(input_shape=(64, 64, 3), num_classes: int = 1, depth: int = 3, base_filters: int = 16,
-         batch_norm: bool = True, dropout: float = 0.0, residual: bool = False, skip: str = "concat",
-         name: str | None = None) -> keras.Model:
+def unet(
+    input_shape=(64, 64, 3),
+    num_classes: int = 1,
+    depth: int = 3,
+    base_filters: int = 16,
+    batch_norm: bool = True,
+    dropout: float = 0.0,
+    residual: bool = False,
+    skip: str = "concat",
+    name: str | None = None,
+) -> keras.Model:
     """A U-Net for images of ``input_shape`` = (height, width, channels).
 
     ``depth`` levels of encoder (a :func:`conv_block` then 2x2 max pooling; level
@@ -90,15 +100,13 @@ def unet(input_shape=(64, 64, 3), num_classes: int = 1, depth: int = 3, base_fil
     Layers are named ``enc{i}_*``, ``pool{i}``, ``bottleneck_*``, ``up{i}``,
     ``skip{i}``, ``dec{i}_*`` and ``head``.
     """
-    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
-        raise ValueError(f"depth must be a positive integer, got {depth!r}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
-        raise ValueError(f"num_classes must be 1 (binary) or the number of classes (>= 2), got {num_classes!r}")
+    check_integer(depth, "depth")
+    check_integer(num_classes, "num_classes (1 for binary masks, else the number of classes)")
     if skip not in SKIP_MODES:
         raise ValueError(f"skip must be one of {SKIP_MODES}, got {skip!r}")
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (height, width, channels), got {input_shape!r}")
-    factor = 2 ** depth
+    factor = 2**depth
     for axis, size in zip(("height", "width"), input_shape[:2]):
         if size is not None and size % factor:
             lower, upper = size // factor * factor, (size // factor + 1) * factor
@@ -112,8 +120,9 @@ def unet(input_shape=(64, 64, 3), num_classes: int = 1, depth: int = 3, base_fil
     x = inputs
     skips = []
     for level in range(depth):
-        x = conv_block(x, base_filters * 2**level, batch_norm, dropout if level == depth - 1 else 0.0, residual,
-                       name=f"enc{level}")
+        x = conv_block(
+            x, base_filters * 2**level, batch_norm, dropout if level == depth - 1 else 0.0, residual, name=f"enc{level}"
+        )
         skips.append(x)
         x = layers.MaxPooling2D(2, name=f"pool{level}")(x)
     x = conv_block(x, base_filters * 2**depth, batch_norm, dropout, residual, name="bottleneck")
@@ -176,7 +185,7 @@ def transposed_conv_by_hand(x, kernel, stride: int):
     out = np.zeros((padded.shape[0] - kh + 1, padded.shape[1] - kw + 1))
     for i in range(out.shape[0]):
         for j in range(out.shape[1]):
-            out[i, j] = np.sum(padded[i:i + kh, j:j + kw] * flipped)
+            out[i, j] = np.sum(padded[i : i + kh, j : j + kw] * flipped)
     return out
 
 
@@ -306,8 +315,9 @@ class _ConfusionMetric(keras.metrics.Metric):
     def __init__(self, num_classes: int, name: str, dtype=None):
         super().__init__(name=name, dtype=dtype)
         self.num_classes = int(num_classes)
-        self.matrix = self.add_variable(shape=(self.num_classes, self.num_classes), initializer="zeros",
-                                        dtype="float32", name="confusion")
+        self.matrix = self.add_variable(
+            shape=(self.num_classes, self.num_classes), initializer="zeros", dtype="float32", name="confusion"
+        )
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_true, y_pred = _align(y_true, y_pred)
@@ -406,8 +416,9 @@ def mean_iou(y_true, y_pred_labels, num_classes: int) -> float:
     return float(np.nanmean(per_class_iou(y_true, y_pred_labels, num_classes)))
 
 
-def compile_segmenter(model: keras.Model, loss="ce", learning_rate: float = 3e-3, steps: int | None = None,
-                      strategy=None):
+def compile_segmenter(
+    model: keras.Model, loss="ce", learning_rate: float = 3e-3, steps: int | None = None, strategy=None
+):
     """Compile ``model`` with Adam (cosine decay over ``steps`` when given) and the segmentation metrics.
 
     ``loss``: ``"ce"`` (cross-entropy), ``"dice"``, ``"ce+dice"``, or any Keras loss.
@@ -418,8 +429,11 @@ def compile_segmenter(model: keras.Model, loss="ce", learning_rate: float = 3e-3
     strategy, _ = distribute(model, None, strategy)
     channels = model.output_shape[-1]
     num_classes = 2 if channels == 1 else channels
-    losses = {"ce": CrossEntropyDiceLoss(dice_weight=0.0, name="cross_entropy"), "dice": DiceLoss(),
-              "ce+dice": CrossEntropyDiceLoss()}
+    losses = {
+        "ce": CrossEntropyDiceLoss(dice_weight=0.0, name="cross_entropy"),
+        "dice": DiceLoss(),
+        "ce+dice": CrossEntropyDiceLoss(),
+    }
     loss = losses.get(loss, loss) if isinstance(loss, str) else loss
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps) if steps else learning_rate
     with strategy.scope():
@@ -428,8 +442,19 @@ def compile_segmenter(model: keras.Model, loss="ce", learning_rate: float = 3e-3
     return model
 
 
-def fit_segmenter(model: keras.Model, images, masks, epochs: int, loss="ce", learning_rate: float = 3e-3,
-                  batch_size: int = 32, augment: bool = False, seed: int = 0, validation=None, strategy=None):
+def fit_segmenter(
+    model: keras.Model,
+    images,
+    masks,
+    epochs: int,
+    loss="ce",
+    learning_rate: float = 3e-3,
+    batch_size: int = 32,
+    augment: bool = False,
+    seed: int = 0,
+    validation=None,
+    strategy=None,
+):
     """Compile ``model`` (:func:`compile_segmenter`, cosine decay over the whole run) and fit it quietly.
 
     ``masks`` are class ids (binary 0/1 masks for a one-channel model).
@@ -438,19 +463,13 @@ def fit_segmenter(model: keras.Model, images, masks, epochs: int, loss="ce", lea
     ``tf.distribute`` strategy the model was built under (default: the model's
     own); ``batch_size`` is per replica. Returns ``(history, seconds)``.
     """
-    import time
-
     strategy, batch_size = distribute(model, batch_size, strategy)
     steps = max(1, epochs * int(np.ceil(len(images) / batch_size)))
     compile_segmenter(model, loss=loss, learning_rate=learning_rate, steps=steps, strategy=strategy)
-    start = time.perf_counter()
     if augment:
         data = make_segmentation_dataset(images, masks, batch_size, shuffle=True, augment=True, seed=seed)
-        history = model.fit(data, epochs=epochs, verbose=0, validation_data=validation)
-    else:
-        history = model.fit(images, masks, epochs=epochs, batch_size=batch_size, verbose=0,
-                            validation_data=validation)
-    return history, time.perf_counter() - start
+        return fit_quietly(model, data, epochs=epochs, validation_data=validation)
+    return fit_quietly(model, images, masks, epochs=epochs, batch_size=batch_size, validation_data=validation)
 
 
 def predict_masks(model: keras.Model, images, batch_size: int = 128) -> np.ndarray:
@@ -462,8 +481,10 @@ def predict_masks(model: keras.Model, images, batch_size: int = 128) -> np.ndarr
     retracing" into its output.
     """
     images = np.asarray(images)
-    labels = [np.asarray(predicted_labels(model(images[i:i + batch_size], training=False))).astype(np.uint8)
-              for i in range(0, len(images), batch_size)]
+    labels = [
+        np.asarray(predicted_labels(model(images[i : i + batch_size], training=False))).astype(np.uint8)
+        for i in range(0, len(images), batch_size)
+    ]
     return np.concatenate(labels) if labels else np.zeros(images.shape[:3], np.uint8)
 
 
@@ -506,8 +527,9 @@ def augment_pair(image, mask, seed, flips: bool = True, turns: bool = True, colo
     return tf.cast(image_out, image.dtype), mask_out
 
 
-def make_segmentation_dataset(images, masks, batch_size: int = 32, shuffle: bool = False, augment: bool = False,
-                              seed: int = 0):
+def make_segmentation_dataset(
+    images, masks, batch_size: int = 32, shuffle: bool = False, augment: bool = False, seed: int = 0
+):
     """A ``tf.data.Dataset`` of (image batch, mask batch) for ``fit``: cached, shuffled, paired-augmented, prefetched.
 
     ``augment=True`` applies :func:`augment_pair` with a new random draw for every
@@ -526,7 +548,8 @@ def make_segmentation_dataset(images, masks, batch_size: int = 32, shuffle: bool
     if augment:
         counter = tf.data.Dataset.random(seed=seed).batch(2)
         dataset = tf.data.Dataset.zip((dataset, counter)).map(
-            lambda pair, s: augment_pair(pair[0], pair[1], s), num_parallel_calls=tf.data.AUTOTUNE)
+            lambda pair, s: augment_pair(pair[0], pair[1], s), num_parallel_calls=tf.data.AUTOTUNE
+        )
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
@@ -564,23 +587,38 @@ def split_data(data, valid_fraction: float = 0.15, test_fraction: float = 0.15, 
     n = len(data)
     n_valid, n_test = max(1, round(valid_fraction * n)), max(1, round(test_fraction * n))
     if n - n_valid - n_test < 1:
-        raise ValueError(f"{n} image(s) cannot be split into training, validation ({valid_fraction:.0%}) and test "
-                         f"({test_fraction:.0%}) parts with at least one image each: add images")
+        raise ValueError(
+            f"{n} image(s) cannot be split into training, validation ({valid_fraction:.0%}) and test "
+            f"({test_fraction:.0%}) parts with at least one image each: add images"
+        )
     order = np.random.default_rng(seed).permutation(n)
-    return (data.subset(np.sort(order[n_valid + n_test:])), data.subset(np.sort(order[:n_valid])),
-            data.subset(np.sort(order[n_valid:n_valid + n_test])))
+    return (
+        data.subset(np.sort(order[n_valid + n_test :])),
+        data.subset(np.sort(order[:n_valid])),
+        data.subset(np.sort(order[n_valid : n_valid + n_test])),
+    )
 
 
 TFDS_PRESETS = {
     # The pets' trimaps: 1 pet, 2 outline, 3 background; mapped to 0 background, 1 pet, 2 outline.
-    "oxford_iiit_pet": {"image_key": "image", "mask_key": "segmentation_mask",
-                        "mask_map": {3: 0, 1: 1, 2: 2}, "class_names": ("background", "pet", "outline")},
+    "oxford_iiit_pet": {
+        "image_key": "image",
+        "mask_key": "segmentation_mask",
+        "mask_map": {3: 0, 1: 1, 2: 2},
+        "class_names": ("background", "pet", "outline"),
+    },
 }
 
 
-
-def load_segmentation(source, masks=None, image_size=(64, 64), class_names=None, split: str = "train",
-                      max_examples: int | None = None, mask_map=None) -> SegmentationData:
+def load_segmentation(
+    source,
+    masks=None,
+    image_size=(64, 64),
+    class_names=None,
+    split: str = "train",
+    max_examples: int | None = None,
+    mask_map=None,
+) -> SegmentationData:
     """Load images with their masks, from folders or from TensorFlow Datasets, resized to ``image_size``.
 
     * **Folders**: ``source`` is the folder of images and ``masks`` the folder of
@@ -609,7 +647,8 @@ def load_segmentation(source, masks=None, image_size=(64, 64), class_names=None,
         if not (image_dir.is_dir() and mask_dir.is_dir()):
             raise FileNotFoundError(
                 f"{root} should hold the folders 'images' and 'masks' (or pass masks=<mask folder>); "
-                "for a TensorFlow Datasets set write source='tfds:<name>'")
+                "for a TensorFlow Datasets set write source='tfds:<name>'"
+            )
     else:
         image_dir, mask_dir = root, Path(masks)
     for folder in (image_dir, mask_dir):
@@ -653,8 +692,10 @@ def load_segmentation(source, masks=None, image_size=(64, 64), class_names=None,
                 if mask.mode in ("RGB", "RGBA"):
                     rgb = np.asarray(mask.convert("RGB"))
                     if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
-                        raise ValueError(f"Mask {mask_path} is a colour image: save class ids as a single-channel "
-                                         "(grayscale or palette) PNG")
+                        raise ValueError(
+                            f"Mask {mask_path} is a colour image: save class ids as a single-channel "
+                            "(grayscale or palette) PNG"
+                        )
                     mask = Image.fromarray(rgb[..., 0])
                 mask_size = mask.size
                 mask_array = np.asarray(mask.resize((width, height), Image.Resampling.NEAREST))
@@ -663,8 +704,10 @@ def load_segmentation(source, masks=None, image_size=(64, 64), class_names=None,
         except Exception as error:
             raise ValueError(f"Cannot read {image_path} or {mask_path}: {type(error).__name__}: {error}") from error
         if mask_size != original:
-            raise ValueError(f"Size mismatch: image {image_path} is {original[0]}x{original[1]} (width x height) "
-                             f"but its mask {mask_path} is {mask_size[0]}x{mask_size[1]}")
+            raise ValueError(
+                f"Size mismatch: image {image_path} is {original[0]}x{original[1]} (width x height) "
+                f"but its mask {mask_path} is {mask_size[0]}x{mask_size[1]}"
+            )
         raw_masks.append((mask_path, mask_array))
     mask_array, names = _class_ids([m for _, m in raw_masks], [p for p, _ in raw_masks], class_names, mask_map)
     return SegmentationData(images, mask_array, names, tuple(stems))
@@ -682,8 +725,9 @@ def _class_ids(masks, sources, class_names, mask_map):
             i = unknown[0]
             values = sorted(int(v) for v in set(np.unique(out[i])) - set(mask_map))
             shown = f"{values[:10]}" + (f" and {len(values) - 10} more" if len(values) > 10 else "")
-            raise ValueError(f"Mask {sources[i]} has values {shown} that mask_map does not map "
-                             f"(it maps {sorted(mask_map)})")
+            raise ValueError(
+                f"Mask {sources[i]} has values {shown} that mask_map does not map (it maps {sorted(mask_map)})"
+            )
         out = recoded
     if class_names is None:
         top = int(out.max()) if out.size else 0
@@ -693,8 +737,10 @@ def _class_ids(masks, sources, class_names, mask_map):
     if bad.size:
         i = bad[0]
         values = sorted(int(v) for v in np.unique(out[i]) if v >= len(class_names))
-        raise ValueError(f"Mask {sources[i]} has values {values} outside the classes 0..{len(class_names) - 1} "
-                         f"({', '.join(class_names)})")
+        raise ValueError(
+            f"Mask {sources[i]} has values {values} outside the classes 0..{len(class_names) - 1} "
+            f"({', '.join(class_names)})"
+        )
     return out.astype(np.uint8), class_names
 
 
@@ -732,8 +778,23 @@ def _load_tfds(name, size, class_names, split, max_examples, mask_map):
 
 # ------------------------------------------------------------------------------------ figures
 
-MASK_COLOURS = np.array([[0, 0, 0], [230, 25, 75], [60, 180, 75], [0, 130, 200], [255, 225, 25],
-                         [245, 130, 48], [145, 30, 180], [70, 240, 240], [240, 50, 230]], dtype=np.float32) / 255.0
+MASK_COLOURS = (
+    np.array(
+        [
+            [0, 0, 0],
+            [230, 25, 75],
+            [60, 180, 75],
+            [0, 130, 200],
+            [255, 225, 25],
+            [245, 130, 48],
+            [145, 30, 180],
+            [70, 240, 240],
+            [240, 50, 230],
+        ],
+        dtype=np.float32,
+    )
+    / 255.0
+)
 """Colour of class k in the figures (0, the background, is black); cycles after 8 classes."""
 
 
@@ -752,8 +813,10 @@ def overlay(image, mask, alpha: float = 0.5) -> np.ndarray:
     return np.where(np.asarray(mask)[..., None] > 0, tinted, image)
 
 
-ERROR_COLOURS = {"object pixel missed or given the wrong class": (0.0, 0.0, 0.0),
-                 "background called an object": (0.902, 0.624, 0.0)}
+ERROR_COLOURS = {
+    "object pixel missed or given the wrong class": (0.0, 0.0, 0.0),
+    "background called an object": (0.902, 0.624, 0.0),
+}
 """The colours of :func:`error_map` (Okabe-Ito black and orange): unlike red or blue they match no class
 colour of :data:`MASK_COLOURS`, and colour-blind readers tell them apart too."""
 
@@ -771,7 +834,7 @@ def error_map(y_true, y_pred_labels) -> np.ndarray:
     return out
 
 
-def show_segmentation(images, true_masks, pred_masks=None, class_names=None, n: int = 6, title: str | None = None):
+def plot_segmentation(images, true_masks, pred_masks=None, class_names=None, n: int = 6, title: str | None = None):
     """One column per image; rows: image, true mask, and when given the predicted mask and the error map.
 
     Masks are drawn with one colour per class (:data:`MASK_COLOURS`, background
@@ -784,8 +847,10 @@ def show_segmentation(images, true_masks, pred_masks=None, class_names=None, n: 
     rows = [("image", lambda i: images[i]), ("true mask", lambda i: colour_mask(true_masks[i]))]
     if pred_masks is not None:
         pred_masks = np.asarray(pred_masks)[:n]
-        rows += [("prediction", lambda i: colour_mask(pred_masks[i])),
-                 ("errors", lambda i: error_map(true_masks[i], pred_masks[i]))]
+        rows += [
+            ("prediction", lambda i: colour_mask(pred_masks[i])),
+            ("errors", lambda i: error_map(true_masks[i], pred_masks[i])),
+        ]
     from course_utils.plots import PAGE_WIDTH, TITLE_SIZE
 
     count = len(images)
@@ -794,9 +859,13 @@ def show_segmentation(images, true_masks, pred_masks=None, class_names=None, n: 
     split = cell < 1.0  # narrow panels: "93.9%" and "right" on two lines, or neighbouring labels touch
     below = (0.35 if split else 0.2) if pred_masks is not None else 0.0  # the "% right" under the error maps
     legend_rows = (2 if class_names is not None else 0) + (3 if pred_masks is not None else 0)
-    fig, axes = plt.subplots(len(rows), count, squeeze=False, layout="constrained",
-                             figsize=(cell * count + 0.3, cell * len(rows) + below + (0.35 if title else 0.05)
-                                      + 0.2 * min(legend_rows, 3)))
+    fig, axes = plt.subplots(
+        len(rows),
+        count,
+        squeeze=False,
+        layout="constrained",
+        figsize=(cell * count + 0.3, cell * len(rows) + below + (0.35 if title else 0.05) + 0.2 * min(legend_rows, 3)),
+    )
     fig.get_layout_engine().set(w_pad=0.02, h_pad=0.02, wspace=0.02, hspace=0.02)
     for r, (label, draw) in enumerate(rows):
         for i in range(count):
@@ -811,15 +880,32 @@ def show_segmentation(images, true_masks, pred_masks=None, class_names=None, n: 
                 ax.set_xlabel(f"{right:.1%}" + ("\n" if split else " ") + "right", fontsize=TITLE_SIZE)
     legends = []
     if class_names is not None:
-        legends.append(("classes", [Patch(color=colour_mask(np.array([[k]]))[0, 0], label=str(name))
-                                    for k, name in enumerate(class_names) if k > 0]))
+        legends.append(
+            (
+                "classes",
+                [
+                    Patch(color=colour_mask(np.array([[k]]))[0, 0], label=str(name))
+                    for k, name in enumerate(class_names)
+                    if k > 0
+                ],
+            )
+        )
     if pred_masks is not None:
-        legends.append(("errors", [Patch(facecolor=c, edgecolor="grey", label=name)
-                                   for name, c in ERROR_COLOURS.items()]))
-    for place, (name, handles) in zip(("outside lower left", "outside lower right") if len(legends) > 1
-                                      else ("outside lower center",), legends):
-        fig.legend(handles=handles, loc=place, ncols=1 if name == "errors" else min(len(handles), 3),
-                   fontsize=TITLE_SIZE, title=name, title_fontsize=TITLE_SIZE, frameon=False)
+        legends.append(
+            ("errors", [Patch(facecolor=c, edgecolor="grey", label=name) for name, c in ERROR_COLOURS.items()])
+        )
+    for place, (name, handles) in zip(
+        ("outside lower left", "outside lower right") if len(legends) > 1 else ("outside lower center",), legends
+    ):
+        fig.legend(
+            handles=handles,
+            loc=place,
+            ncols=1 if name == "errors" else min(len(handles), 3),
+            fontsize=TITLE_SIZE,
+            title=name,
+            title_fontsize=TITLE_SIZE,
+            frameon=False,
+        )
     if title:
         fig.suptitle(title)
     return fig

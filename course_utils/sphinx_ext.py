@@ -42,12 +42,13 @@ from sphinxcontrib.bibtex.style.template import join, join2, node, post_text, pr
 def _last_names(entry) -> list[str]:
     """The authors' (or editors') last names, with their "van der" parts, as plain text."""
     persons = entry.persons.get("author") or entry.persons.get("editor") or []
-    return [" ".join(str(Text.from_latex(part)) for part in person.prelast_names + person.last_names)
-            for person in persons]
+    return [
+        " ".join(str(Text.from_latex(part)) for part in person.prelast_names + person.last_names) for person in persons
+    ]
 
 
 def author_year_label(entry) -> str:
-    """"LeCun et al., 1998", "Dalal and Triggs, 2005", "Sohn, 2016": names as the in-text citations write them."""
+    """ "LeCun et al., 1998", "Dalal and Triggs, 2005", "Sohn, 2016": names as the in-text citations write them."""
     names = _last_names(entry)
     if not names:
         authors = str(Text.from_latex(entry.fields.get("title", entry.key)))
@@ -107,7 +108,8 @@ class _Parenthetical(BasicAuthorYearParentheticalReferenceStyle):
     def inner(self, role_name):
         author = self.person.author_or_editor_or_title(full="s" in role_name)
         return join2(sep1=self.pre_text_sep, sep2=self.post_text_sep)[
-            pre_text, reference[join(sep=self.author_year_sep)[author, label_year]], post_text]
+            pre_text, reference[join(sep=self.author_year_sep)[author, label_year]], post_text
+        ]
 
 
 @dataclasses.dataclass
@@ -115,9 +117,11 @@ class _Textual(BasicAuthorYearTextualReferenceStyle):
     def inner(self, role_name):
         return join(sep=self.text_reference_sep)[
             self.person.author_or_editor_or_title(full="s" in role_name),
-            join[self.bracket.left,
-                 join2(sep1=self.pre_text_sep, sep2=self.post_text_sep)[pre_text, reference[label_year], post_text],
-                 self.bracket.right],
+            join[
+                self.bracket.left,
+                join2(sep1=self.pre_text_sep, sep2=self.post_text_sep)[pre_text, reference[label_year], post_text],
+                self.bracket.right,
+            ],
         ]
 
 
@@ -127,8 +131,11 @@ class _Year(ExtraYearReferenceStyle):
         return reference[label_year]
 
 
-_WITH_SUFFIX = {BasicAuthorYearParentheticalReferenceStyle: _Parenthetical,
-                BasicAuthorYearTextualReferenceStyle: _Textual, ExtraYearReferenceStyle: _Year}
+_WITH_SUFFIX = {
+    BasicAuthorYearParentheticalReferenceStyle: _Parenthetical,
+    BasicAuthorYearTextualReferenceStyle: _Textual,
+    ExtraYearReferenceStyle: _Year,
+}
 
 
 @dataclasses.dataclass
@@ -140,8 +147,9 @@ class AuthorYearSuffixReferenceStyle(AuthorYearReferenceStyle):
         for role, style in self.role_style.items():
             swap = _WITH_SUFFIX.get(type(style))
             if swap is not None:
-                self.role_style[role] = swap(**{f.name: getattr(style, f.name)
-                                                for f in dataclasses.fields(style) if f.init})
+                self.role_style[role] = swap(
+                    **{f.name: getattr(style, f.name) for f in dataclasses.fields(style) if f.init}
+                )
 
 
 # ------------------------------------------------------------------- duplicated scripts
@@ -162,7 +170,8 @@ def _drop_duplicate_scripts(app, pagename, templatename, context, doctree):
 
 def setup(app):
     register_plugin("pybtex.style.formatting", "author_year", AuthorYearStyle, force=True)
-    register_referencing_plugin("sphinxcontrib.bibtex.style.referencing", "author_year_suffix",
-                                AuthorYearSuffixReferenceStyle, force=True)
+    register_referencing_plugin(
+        "sphinxcontrib.bibtex.style.referencing", "author_year_suffix", AuthorYearSuffixReferenceStyle, force=True
+    )
     app.connect("html-page-context", _drop_duplicate_scripts)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

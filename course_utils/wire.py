@@ -77,8 +77,12 @@ class Encoder:
             return {"float": repr(value)} if isinstance(value, float) and not np.isfinite(value) else value
         if isinstance(value, np.generic):
             return self.encode(value.item())
-        if isinstance(value, np.ndarray) or (hasattr(value, "numpy") and hasattr(value, "dtype") and hasattr(value, "shape")
-                                             and not _is_keras_model(value)):
+        if isinstance(value, np.ndarray) or (
+            hasattr(value, "numpy")
+            and hasattr(value, "dtype")
+            and hasattr(value, "shape")
+            and not _is_keras_model(value)
+        ):
             array = np.asarray(value)
             if array.dtype == object:
                 raise WireError("an array of Python objects (dtype=object) cannot be graded; use numbers")
@@ -86,7 +90,9 @@ class Encoder:
             self.arrays[key] = array
             return {"array": key}
         if isinstance(value, (list, tuple, set, frozenset, range)):
-            kind = {list: "list", tuple: "tuple", range: "list"}.get(type(value), "tuple" if isinstance(value, tuple) else "set")
+            kind = {list: "list", tuple: "tuple", range: "list"}.get(
+                type(value), "tuple" if isinstance(value, tuple) else "set"
+            )
             return {kind: [self.encode(v) for v in value]}
         if isinstance(value, dict):
             return {"dict": [[self.encode(k), self.encode(v)] for k, v in value.items()]}
@@ -98,7 +104,11 @@ class Encoder:
             return {"keras": name, "trainable": [bool(layer.trainable) for layer in _all_layers(value)]}
         if isinstance(value, Handle):
             return {"handle": value.id, "name": value.name}
-        if dataclasses.is_dataclass(value) and not isinstance(value, type) and type(value).__module__.startswith("course_utils."):
+        if (
+            dataclasses.is_dataclass(value)
+            and not isinstance(value, type)
+            and type(value).__module__.startswith("course_utils.")
+        ):
             fields = {f.name: self.encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
             return {"dataclass": f"{type(value).__module__}:{type(value).__qualname__}", "fields": fields}
         if callable(value) and self.source_of is not None and (found := self.source_of(value)):
@@ -107,8 +117,10 @@ class Encoder:
         if callable(value) and self.handles is not None:
             self.handles.append(value)
             return {"handle": len(self.handles) - 1, "name": getattr(value, "__name__", type(value).__name__)}
-        raise WireError(f"a value of type {type(value).__module__}.{type(value).__qualname__} cannot be passed to the "
-                        "grader (it takes numbers, strings, NumPy arrays, lists, tuples, dicts and Keras models)")
+        raise WireError(
+            f"a value of type {type(value).__module__}.{type(value).__qualname__} cannot be passed to the "
+            "grader (it takes numbers, strings, NumPy arrays, lists, tuples, dicts and Keras models)"
+        )
 
     def finish(self) -> None:
         if self.arrays:
@@ -173,9 +185,11 @@ class Decoder:
                     layer.trainable = bool(trainable)
                 return model
             except Exception as error:  # noqa: BLE001 - whatever Keras refuses, the message says it
-                raise WireError(f"the grader could not load the Keras model passed to it ({type(error).__name__}: "
-                                f"{str(error)[:300]}); models made of Keras' own layers can be graded, "
-                                "Lambda layers and custom classes cannot") from error
+                raise WireError(
+                    f"the grader could not load the Keras model passed to it ({type(error).__name__}: "
+                    f"{str(error)[:300]}); models made of Keras' own layers can be graded, "
+                    "Lambda layers and custom classes cannot"
+                ) from error
         if "handle" in data:
             if self.handles is not None:
                 return self.handles[int(data["handle"])]
@@ -226,8 +240,7 @@ def _hashable(key):
     return tuple(key) if isinstance(key, list) else key
 
 
-def write(folder: Path, prefix: str, message: dict, values: dict, handles: list | None = None,
-          source_of=None) -> dict:
+def write(folder: Path, prefix: str, message: dict, values: dict, handles: list | None = None, source_of=None) -> dict:
     """Write ``message`` (JSON) with ``values`` encoded under ``message["values"]``.
 
     A value that cannot cross is left out, and why is listed under ``message["unavailable"]``
@@ -298,7 +311,9 @@ def serve(namespace: dict, requests: str, responses: str) -> None:
             for name in message.get("names", []):
                 if name in namespace:
                     value = namespace[name]
-                    values[name] = Handle(_remember(value), name) if callable(value) and not _is_keras_model(value) else value
+                    values[name] = (
+                        Handle(_remember(value), name) if callable(value) and not _is_keras_model(value) else value
+                    )
         elif message.get("op") == "call":
             function = _HANDLES[int(message["handle"])]
             positional = args.get("args", ())

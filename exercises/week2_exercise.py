@@ -40,7 +40,7 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from course_utils import config
 from course_utils import recognition as rec
-from course_utils.checks import check, check_close, check_equal, check_prediction, check_shape, likely_mistake, passed
+from course_utils.checks import check, check_close, check_equal, check_prediction, check_shape, passed
 
 profile = config.setup(PROFILE, seed=0)
 
@@ -121,7 +121,8 @@ def build_frozen_classifier(num_classes, input_size=96, alpha=0.35, weights=None
 # %%
 # CHECK frozen-base-with-a-new-head points=2
 frozen = build_frozen_classifier(5, input_size=64, alpha=0.35, weights=None)
-check(isinstance(frozen, keras.Model), f"build_frozen_classifier must return a keras Model, got {type(frozen).__name__}")
+check(isinstance(frozen, keras.Model),
+      f"build_frozen_classifier must return a keras Model, got {type(frozen).__name__}")
 check_shape(frozen.predict(np.zeros((2, 64, 64, 3), np.float32), verbose=0), (2, 5), "predictions for 2 images")
 base = frozen.get_layer("base")
 check(len(base.layers) > 100, "the layer named 'base' should be the MobileNetV2 model")
@@ -141,7 +142,7 @@ check_equal(trainable, 1280 * 5 + 5, "trainable parameters of the head at input_
                           lambda n: n in (0, 1280 * 5)})
 probabilities = frozen.predict(np.random.default_rng(0).random((3, 64, 64, 3), np.float32), verbose=0)
 check_close(probabilities.sum(axis=1), np.ones(3), "the outputs are probabilities (softmax)")
-scaled = [l for l in frozen.layers if isinstance(l, layers.Rescaling)]
+scaled = [layer for layer in frozen.layers if isinstance(layer, layers.Rescaling)]
 check_equal(len(scaled), 1, "Rescaling layers of the model (rescale [0, 1] to [-1, 1] with one)")
 check_close([float(scaled[0].scale), float(scaled[0].offset)], [2.0, -1.0],
             "scale and offset of the Rescaling layer ([0, 1] to [-1, 1])",
@@ -188,7 +189,8 @@ def loss_problem(model):
     if loss is keras.losses.sparse_categorical_crossentropy:
         from_logits = False
     elif isinstance(loss, keras.losses.SparseCategoricalCrossentropy) or (
-            isinstance(loss, keras.losses.Loss) and getattr(loss, "fn", None) is keras.losses.sparse_categorical_crossentropy):
+            isinstance(loss, keras.losses.Loss)
+            and getattr(loss, "fn", None) is keras.losses.sparse_categorical_crossentropy):
         from_logits = bool(loss.get_config().get("from_logits", False))
     else:
         return (f"the loss is {model.loss!r}; integer class labels need the sparse categorical cross-entropy "
@@ -202,10 +204,10 @@ def loss_problem(model):
 unfreeze_top(frozen, 20, learning_rate=1e-5)
 base = frozen.get_layer("base")
 top = base.layers[-20:]
-check(all(not l.trainable for l in base.layers[:-20]), "the layers below the top 20 stay frozen")
-check(all(not l.trainable for l in base.layers if isinstance(l, layers.BatchNormalization)),
+check(all(not layer.trainable for layer in base.layers[:-20]), "the layers below the top 20 stay frozen")
+check(all(not layer.trainable for layer in base.layers if isinstance(layer, layers.BatchNormalization)),
       "every BatchNormalization layer stays frozen")
-expected = 1280 * 5 + 5 + sum(l.count_params() for l in top if not isinstance(l, layers.BatchNormalization))
+expected = 1280 * 5 + 5 + sum(layer.count_params() for layer in top if not isinstance(layer, layers.BatchNormalization))
 trainable = sum(int(np.prod(w.shape)) for w in frozen.trainable_weights)
 check_equal(trainable, expected, "trainable parameters after unfreezing the top 20 layers",
             mistakes={"nothing of the base was unfrozen: set base.trainable = True first, then freeze the layers "
@@ -245,7 +247,8 @@ y_pred = np.array([0, 1, 0, 1, 1, 2, 0, 2, 1, 3])
 matrix = confusion(y_true, y_pred, 4)
 right = confusion_matrix(y_true, y_pred, labels=range(4))
 check_equal(np.asarray(matrix).tolist(), right.tolist(), "confusion matrix",
-            mistakes={"rows and columns are swapped: entry [i, j] counts true class i predicted as j.": right.T.tolist()})
+            mistakes={"rows and columns are swapped: entry [i, j] counts true class i predicted as j.":
+                          right.T.tolist()})
 precision, recall = precision_recall(matrix)
 check_close(precision, [2 / 3, 2 / 4, 1.0, 1.0], "precision per class",
             mistakes={"you divided by the row sums (all images of the class): that is recall. Precision divides by "

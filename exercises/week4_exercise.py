@@ -114,7 +114,8 @@ def transposed_output_size(n, kernel, stride, padding="valid"):
 # CHECK transposed-convolution-sizes points=2
 for n, kernel, stride, padding in [(4, 3, 2, "valid"), (4, 2, 2, "same"), (7, 5, 3, "valid"), (5, 3, 1, "same"),
                                    (1, 4, 2, "valid")]:
-    probe = keras.Sequential([keras.Input((n, n, 1)), layers.Conv2DTranspose(1, kernel, strides=stride, padding=padding)])
+    probe = keras.Sequential([keras.Input((n, n, 1)),
+                              layers.Conv2DTranspose(1, kernel, strides=stride, padding=padding)])
     if padding == "valid":
         mistakes = {"that is the size of a (forward) convolution; a transposed one grows the input.":
                         (n - kernel) // stride + 1,
@@ -180,9 +181,9 @@ except Exception as error:  # a Concatenate of maps of different sizes fails whi
 check(isinstance(unet_model, keras.Model), f"build_unet must return a keras Model, got {type(unet_model).__name__}")
 for up in [layer for layer in unet_model.layers if isinstance(layer, layers.Conv2DTranspose)]:
     kernel, stride = up.kernel_size[0], up.strides[0]
-    check(kernel >= stride, f"{up.name}: kernel {kernel} with stride {stride} leaves gaps: of every {stride} x {stride} "
-                            f"output pixels only {kernel * kernel} receive an input, the others only the bias. "
-                            "Requirement 2 needs every pixel reached.")
+    check(kernel >= stride, f"{up.name}: kernel {kernel} with stride {stride} leaves gaps: "
+                            f"of every {stride} x {stride} output pixels only {kernel * kernel} receive an input, "
+                            "the others only the bias. Requirement 2 needs every pixel reached.")
     check(kernel == stride, f"{up.name}: kernel {kernel} with stride {stride} overlaps: neighbouring kernel positions "
                             "share output pixels, so some pixels sum more of them than others. Requirement 2 needs "
                             "exactly one position per pixel: a kernel as large as the stride.")
@@ -240,11 +241,11 @@ check(isinstance(small, keras.Model), f"build_small_unet must return a keras Mod
 parameters = small.count_params()
 print(f"your small U-Net: {parameters:,} parameters")
 check(parameters <= 40_000, f"the small U-Net has {parameters:,} parameters; the budget is 40,000.")
-check_equal(len([l for l in small.layers if isinstance(l, layers.MaxPooling2D)]), 3,
+check_equal(len([layer for layer in small.layers if isinstance(layer, layers.MaxPooling2D)]), 3,
             "2x2 poolings of the small U-Net (three levels)",
             mistakes={"removing a level saves parameters but shrinks the receptive field; keep three levels and "
                       "save elsewhere (fewer filters).": lambda n: n < 3})
-check_equal(len([l for l in small.layers if isinstance(l, layers.Concatenate)]), 3,
+check_equal(len([layer for layer in small.layers if isinstance(layer, layers.Concatenate)]), 3,
             "skip connections (Concatenate layers) of the small U-Net",
             mistakes={"the skip connections cost few parameters and carry the fine detail of the encoder to the "
                       "decoder: keep all three.": lambda n: n < 3})
@@ -283,7 +284,7 @@ check(score >= 0.8, f"the U-Net reaches a mean IoU of {score:.3f}; at least 0.8 
 passed("training")
 
 # %%
-fig = segmentation.show_segmentation(test.images, test.masks, predicted, class_names=("background", "circle", "square"),
+fig = segmentation.plot_segmentation(test.images, test.masks, predicted, class_names=("background", "circle", "square"),
                                      n=8, title="your U-Net on test scenes")
 
 # %% [markdown]

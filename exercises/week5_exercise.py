@@ -72,7 +72,8 @@ check_close(similarities, ml.cosine_similarity_matrix(a, b), "cosine_similarity_
                       "only the rows of b were normalised: normalise the rows of a too.": a @ unit_rows(b).T,
                       "you normalised the columns (axis=0): each ROW is a vector, normalise with axis=1.":
                           unit_rows(a, 0) @ unit_rows(b, 0).T})
-check_close(np.diag(cosine_similarity_matrix(a, 3 * a)), np.ones(6), "the similarity of a vector with itself, scaled by 3")
+check_close(np.diag(cosine_similarity_matrix(a, 3 * a)), np.ones(6),
+            "the similarity of a vector with itself, scaled by 3")
 check_close(cosine_similarity_matrix(np.array([[1.0, 0.0]]), np.array([[0.0, 2.0], [-1.0, 0.0]])), [[0.0, -1.0]],
             "similarities of perpendicular and opposite vectors")
 passed("cosine similarity matrix")
@@ -139,7 +140,8 @@ for temperature in (0.05, 0.1, 1.0):
                           "the softmax runs over each ROW (one anchor against all positives), not each column.":
                               reference_loss(a=positives, p=anchors)})
 check_close(softmax_loss(np.ones((5, 3)), np.ones((5, 3)), 0.1), np.log(5), "collapsed embeddings cost log(n)")
-check(softmax_loss(np.eye(4), np.eye(4), 0.01) < 1e-3, "perfectly matched embeddings at a low temperature cost almost 0")
+check(softmax_loss(np.eye(4), np.eye(4), 0.01) < 1e-3,
+      "perfectly matched embeddings at a low temperature cost almost 0")
 check(np.isfinite(softmax_loss(anchors, positives, 1e-4)), "softmax_loss must not overflow at tiny temperatures")
 passed("temperature softmax loss")
 
@@ -242,7 +244,8 @@ check_equal(best_k, max(CANDIDATES, key=lambda k: (scores[k], -k)), "best_k (hig
                           min(CANDIDATES, key=lambda k: (scores[k], k))})
 check_close(test_accuracy, on_test[best_k], "test_accuracy with best_k")
 print(f"best k on the validation set: {best_k}; test accuracy: {test_accuracy:.3f}")
-check(on_test[best_k] >= 0.9, f"kNN on your embedding reaches {on_test[best_k]:.3f} test accuracy; at least 0.9 is needed.")
+check(on_test[best_k] >= 0.9,
+      f"kNN on your embedding reaches {on_test[best_k]:.3f} test accuracy; at least 0.9 is needed.")
 passed("choosing k and test accuracy")
 
 # %% [markdown]

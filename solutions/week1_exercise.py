@@ -39,8 +39,16 @@ import tensorflow as tf
 from keras import layers
 
 from course_utils import config, data
-from course_utils.checks import (check, check_close, check_equal, check_gradient, check_prediction,
-                                    check_shape, likely_mistake, passed)
+from course_utils.checks import (
+    check,
+    check_close,
+    check_equal,
+    check_gradient,
+    check_prediction,
+    check_shape,
+    likely_mistake,
+    passed,
+)
 
 profile = config.setup(PROFILE, seed=0)
 rng = np.random.default_rng(0)
@@ -274,11 +282,14 @@ def side_after(n, kernel, stride, padding):
 
 check(isinstance(same_padding, (int, np.integer)) and same_padding >= 0,
       f"same_padding must be a whole number of zeros, got {same_padding!r}")
-check_equal(side_after(28, 5, 1, int(same_padding)), 28, f"the side of 28x28 after a 5x5 kernel with padding {same_padding}",
+check_equal(side_after(28, 5, 1, int(same_padding)), 28,
+            f"the side of 28x28 after a 5x5 kernel with padding {same_padding}",
             mistakes={"each side needs (kernel - 1) / 2 zeros: the 5x5 window loses 4 positions, 2 per side.": 26})
-check(isinstance(halving, (tuple, list)) and len(halving) == 2 and all(isinstance(v, (int, np.integer)) for v in halving) and halving[0] >= 1
+check(isinstance(halving, (tuple, list)) and len(halving) == 2
+      and all(isinstance(v, (int, np.integer)) for v in halving) and halving[0] >= 1
       and halving[1] >= 0, f"halving must be a pair of whole numbers (stride, padding), got {halving!r}")
-check_equal(side_after(64, 3, *map(int, halving)), 32, f"the side of 64x64 after a 3x3 kernel with (stride, padding) = {halving}",
+check_equal(side_after(64, 3, *map(int, halving)), 32,
+            f"the side of 64x64 after a 3x3 kernel with (stride, padding) = {halving}",
             mistakes={"off by one: without padding the 3x3 window fits (64 - 3) // 2 + 1 = 31 times; one zero "
                       "on each side gives the 32nd position.": 31,
                       "one position too many: use less padding.": 33,
@@ -307,7 +318,8 @@ check_prediction(
     dense_params,
     "the parameters of LeNet-5's first dense layer",
     "Each of its 120 units has one weight per input (5 * 5 * 16 = 400) and one bias: 400 * 120 + 120.",
-    mistakes={"you forgot the 120 biases.": 400 * 120, "the layer sees 5 * 5 * 16 = 400 inputs, not 5 * 5 * 6.": 150 * 120 + 120},
+    mistakes={"you forgot the 120 biases.": 400 * 120,
+              "the layer sees 5 * 5 * 16 = 400 inputs, not 5 * 5 * 6.": 150 * 120 + 120},
 )
 passed("predictions")
 
@@ -586,7 +598,8 @@ def gradient_mistakes(x, kernel, grad_y, padding, stride):
             tape_gradients(x, kernel[::-1, ::-1], grad_y, padding, stride)[0],
     }
     for_kernel = {
-        "your kernel gradient is flipped: kernel[a, b] meets x[i * stride + a, j * stride + b].": right_kernel[::-1, ::-1],
+        "your kernel gradient is flipped: kernel[a, b] meets x[i * stride + a, j * stride + b].":
+            right_kernel[::-1, ::-1],
     }
     return for_x, for_kernel
 

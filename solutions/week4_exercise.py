@@ -135,7 +135,8 @@ def transposed_output_size(n, kernel, stride, padding="valid"):
 # CHECK transposed-convolution-sizes points=2
 for n, kernel, stride, padding in [(4, 3, 2, "valid"), (4, 2, 2, "same"), (7, 5, 3, "valid"), (5, 3, 1, "same"),
                                    (1, 4, 2, "valid")]:
-    probe = keras.Sequential([keras.Input((n, n, 1)), layers.Conv2DTranspose(1, kernel, strides=stride, padding=padding)])
+    probe = keras.Sequential([keras.Input((n, n, 1)),
+                              layers.Conv2DTranspose(1, kernel, strides=stride, padding=padding)])
     if padding == "valid":
         mistakes = {"that is the size of a (forward) convolution; a transposed one grows the input.":
                         (n - kernel) // stride + 1,
@@ -154,7 +155,8 @@ passed("transposed convolution sizes")
 ### BEGIN HIDDEN TESTS
 # CHECK transposed-convolution-sizes points=1
 for n, kernel, stride, padding in [(10, 4, 4, "valid"), (3, 7, 2, "same"), (6, 3, 3, "valid")]:
-    probe = keras.Sequential([keras.Input((n, n, 1)), layers.Conv2DTranspose(1, kernel, strides=stride, padding=padding)])
+    probe = keras.Sequential([keras.Input((n, n, 1)),
+                              layers.Conv2DTranspose(1, kernel, strides=stride, padding=padding)])
     check_equal(transposed_output_size(n, kernel, stride, padding), probe.output_shape[1], "transposed size (hidden)")
 ### END HIDDEN TESTS
 
@@ -229,9 +231,9 @@ except Exception as error:  # a Concatenate of maps of different sizes fails whi
 check(isinstance(unet_model, keras.Model), f"build_unet must return a keras Model, got {type(unet_model).__name__}")
 for up in [layer for layer in unet_model.layers if isinstance(layer, layers.Conv2DTranspose)]:
     kernel, stride = up.kernel_size[0], up.strides[0]
-    check(kernel >= stride, f"{up.name}: kernel {kernel} with stride {stride} leaves gaps: of every {stride} x {stride} "
-                            f"output pixels only {kernel * kernel} receive an input, the others only the bias. "
-                            "Requirement 2 needs every pixel reached.")
+    check(kernel >= stride, f"{up.name}: kernel {kernel} with stride {stride} leaves gaps: "
+                            f"of every {stride} x {stride} output pixels only {kernel * kernel} receive an input, "
+                            "the others only the bias. Requirement 2 needs every pixel reached.")
     check(kernel == stride, f"{up.name}: kernel {kernel} with stride {stride} overlaps: neighbouring kernel positions "
                             "share output pixels, so some pixels sum more of them than others. Requirement 2 needs "
                             "exactly one position per pixel: a kernel as large as the stride.")
@@ -304,11 +306,11 @@ check(isinstance(small, keras.Model), f"build_small_unet must return a keras Mod
 parameters = small.count_params()
 print(f"your small U-Net: {parameters:,} parameters")
 check(parameters <= 40_000, f"the small U-Net has {parameters:,} parameters; the budget is 40,000.")
-check_equal(len([l for l in small.layers if isinstance(l, layers.MaxPooling2D)]), 3,
+check_equal(len([layer for layer in small.layers if isinstance(layer, layers.MaxPooling2D)]), 3,
             "2x2 poolings of the small U-Net (three levels)",
             mistakes={"removing a level saves parameters but shrinks the receptive field; keep three levels and "
                       "save elsewhere (fewer filters).": lambda n: n < 3})
-check_equal(len([l for l in small.layers if isinstance(l, layers.Concatenate)]), 3,
+check_equal(len([layer for layer in small.layers if isinstance(layer, layers.Concatenate)]), 3,
             "skip connections (Concatenate layers) of the small U-Net",
             mistakes={"the skip connections cost few parameters and carry the fine detail of the encoder to the "
                       "decoder: keep all three.": lambda n: n < 3})
@@ -360,7 +362,7 @@ check(fresh_score >= 0.75, f"mean IoU on other scenes (hidden): {fresh_score:.3f
 ### END HIDDEN TESTS
 
 # %%
-fig = segmentation.show_segmentation(test.images, test.masks, predicted, class_names=("background", "circle", "square"),
+fig = segmentation.plot_segmentation(test.images, test.masks, predicted, class_names=("background", "circle", "square"),
                                      n=8, title="your U-Net on test scenes")
 
 # %% [markdown]

@@ -35,7 +35,7 @@ def variant(image: np.ndarray, rng: np.random.Generator, size_range=(48, 160)) -
     h, w = image.shape[:2]
     ch, cw = int(h * rng.uniform(0.5, 1.0)), int(w * rng.uniform(0.5, 1.0))
     top, left = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
-    crop = image[top:top + ch, left:left + cw]
+    crop = image[top : top + ch, left : left + cw]
     if rng.random() < 0.5:
         crop = crop[:, ::-1]
     crop = np.clip(crop * rng.uniform(0.7, 1.3, size=3), 0, 255).astype(np.uint8)
@@ -64,8 +64,9 @@ def classification_folder(root: Path, per_class: int = 12, seed: int = 0) -> Pat
 
 def _background(rng, height, width):
     texture = photo(str(rng.choice(TEXTURES + ("china",))))
-    return np.asarray(Image.fromarray(variant(texture, rng, (max(height, width), max(height, width) + 1)))
-                      .resize((width, height)))
+    return np.asarray(
+        Image.fromarray(variant(texture, rng, (max(height, width), max(height, width) + 1))).resize((width, height))
+    )
 
 
 def coco_file(root: Path, n_images: int = 28, seed: int = 0) -> Path:
@@ -84,10 +85,17 @@ def coco_file(root: Path, n_images: int = 28, seed: int = 0) -> Path:
             side = int(rng.integers(24, min(height, width) // 2))
             piece = np.asarray(Image.fromarray(thing).resize((side, side)))
             y, x = int(rng.integers(0, height - side)), int(rng.integers(0, width - side))
-            canvas[y:y + side, x:x + side] = piece
-            coco["annotations"].append({"id": len(coco["annotations"]) + 1, "image_id": i + 1,
-                                        "category_id": category, "bbox": [x, y, side, side], "area": side * side,
-                                        "iscrowd": 0})
+            canvas[y : y + side, x : x + side] = piece
+            coco["annotations"].append(
+                {
+                    "id": len(coco["annotations"]) + 1,
+                    "image_id": i + 1,
+                    "category_id": category,
+                    "bbox": [x, y, side, side],
+                    "area": side * side,
+                    "iscrowd": 0,
+                }
+            )
         Image.fromarray(canvas).save(root / f"photo_{i:02d}.jpg", quality=90)
         coco["images"].append({"id": i + 1, "file_name": f"photo_{i:02d}.jpg", "height": height, "width": width})
     path = root / "annotations.json"
@@ -112,12 +120,12 @@ def segmentation_folders(root: Path, n: int = 16, seed: int = 0) -> Path:
         shape = np.asarray(Image.fromarray(horse).resize((side, side), Image.NEAREST))
         y, x = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
         texture = np.asarray(Image.fromarray(fill).resize((side, side)))
-        image[y:y + side, x:x + side][shape] = texture[shape]
-        mask[y:y + side, x:x + side][shape] = 1
+        image[y : y + side, x : x + side][shape] = texture[shape]
+        mask[y : y + side, x : x + side][shape] = 1
         radius = int(rng.integers(6, 16))
         cy, cx = int(rng.integers(radius, height - radius)), int(rng.integers(radius, width - radius))
         yy, xx = np.ogrid[:height, :width]
-        disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius ** 2
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
         image[disc] = (200, 170, 60)
         mask[disc] = 2
         Image.fromarray(image).save(root / "images" / f"scene_{i:02d}.jpg", quality=90)

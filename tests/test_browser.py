@@ -21,13 +21,27 @@ from course_utils.build import toc_files
 
 CHROMIUM = shutil.which("chromium") or shutil.which("google-chrome") or "/usr/bin/chromium"
 # Chromium's own background traffic is refused on a closed network; these keep it quiet.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-SEARCH_WORDS = {"week1_cnn_basics": "LeNet", "week2_recognition": "MobileNetV2", "week3_detection": "RetinaNet",
-                "week4_segmentation": "U-Net", "week5_metric_learning": "triplet"}
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SEARCH_WORDS = {
+    "week1_cnn_basics": "LeNet",
+    "week2_recognition": "MobileNetV2",
+    "week3_detection": "RetinaNet",
+    "week4_segmentation": "U-Net",
+    "week5_metric_learning": "triplet",
+}
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason="Chromium is not installed: `sudo apt-get install chromium` (make test does it as root)")
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(),
+    reason="Chromium is not installed: `sudo apt-get install chromium` (make test does it as root)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +100,9 @@ def test_page_loads_with_images_math_and_no_error_output(root, site, browser, bu
     page.close()
 
 
-@pytest.mark.parametrize("doc", [d for d in pages(Path(__file__).resolve().parents[1]) if d.startswith(("book/week", "exercises/"))])
+@pytest.mark.parametrize(
+    "doc", [d for d in pages(Path(__file__).resolve().parents[1]) if d.startswith(("book/week", "exercises/"))]
+)
 def test_colab_and_download_links_point_to_files_in_the_repository(root, site, browser, doc):
     page, _ = open_page(browser, f"{site}/{doc}.html")
     links = page.eval_on_selector_all("a[href*='colab.research.google.com/github/']", "els => els.map(e => e.href)")
@@ -100,14 +116,21 @@ def test_colab_and_download_links_point_to_files_in_the_repository(root, site, b
 
 def test_table_of_contents_is_in_week_order(root, site, browser):
     page, _ = open_page(browser, f"{site}/book/intro.html")
-    hrefs = page.eval_on_selector_all("nav.bd-docs-nav a.reference.internal", "els => els.map(e => e.getAttribute('href'))")
-    weeks = [re.search(r"week(\d)", h).group(1) for h in hrefs if re.search(r"book/week\d|week\d_cnn|week\d_", h)
-             and "exercise" not in h]
+    hrefs = page.eval_on_selector_all(
+        "nav.bd-docs-nav a.reference.internal", "els => els.map(e => e.getAttribute('href'))"
+    )
+    weeks = [
+        re.search(r"week(\d)", h).group(1)
+        for h in hrefs
+        if re.search(r"book/week\d|week\d_cnn|week\d_", h) and "exercise" not in h
+    ]
     assert weeks == sorted(weeks) and weeks, hrefs
     page.close()
 
 
-@pytest.mark.parametrize("chapter", [d for d in pages(Path(__file__).resolve().parents[1]) if d.startswith("book/week")])
+@pytest.mark.parametrize(
+    "chapter", [d for d in pages(Path(__file__).resolve().parents[1]) if d.startswith("book/week")]
+)
 def test_search_finds_each_chapter_by_a_word_of_its_own(site, browser, chapter):
     word = SEARCH_WORDS[Path(chapter).name]
     page, _ = open_page(browser, f"{site}/search.html?q={word}")

@@ -2,8 +2,8 @@
 
 import shutil
 import subprocess
-import tomllib
 import sys
+import tomllib
 
 import jupytext
 import nbformat
@@ -11,7 +11,7 @@ import pytest
 
 from course_utils import build
 
-SOLUTION = '''\
+SOLUTION = """\
 # %% [markdown]
 # # A title
 
@@ -36,7 +36,7 @@ value = 1
 value = 2
 ### END SOLUTION
 print(value)
-'''
+"""
 
 
 def exercise_text(source=SOLUTION, name="demo"):
@@ -70,12 +70,15 @@ def test_running_the_exercise_stops_at_the_first_blank_with_a_clear_message():
         exec(code[1], namespace)
 
 
-@pytest.mark.parametrize("source, problem", [
-    ("### BEGIN SOLUTION\nx = 1\n", "never closed"),
-    ("x = 1\n### END SOLUTION\n", "closes no"),
-    ("### BEGIN SOLUTION\n### BEGIN HIDDEN TESTS\n### END HIDDEN TESTS\n### END SOLUTION\n", "opens inside"),
-    ("### BEGIN HIDDEN TESTS\nx = 1\n### END SOLUTION\n", "closes no"),
-])
+@pytest.mark.parametrize(
+    "source, problem",
+    [
+        ("### BEGIN SOLUTION\nx = 1\n", "never closed"),
+        ("x = 1\n### END SOLUTION\n", "closes no"),
+        ("### BEGIN SOLUTION\n### BEGIN HIDDEN TESTS\n### END HIDDEN TESTS\n### END SOLUTION\n", "opens inside"),
+        ("### BEGIN HIDDEN TESTS\nx = 1\n### END SOLUTION\n", "closes no"),
+    ],
+)
 def test_unbalanced_markers_are_reported_with_the_notebook_name(source, problem):
     with pytest.raises(build.MarkerError, match=problem) as error:
         build.strip_solutions(source, "week9_exercise")
@@ -114,8 +117,9 @@ def test_install_cell_does_nothing_outside_colab(root):
     """Run in a plain Python process, the cell calls no pip at all; on Colab it installs this release."""
     result = subprocess.run([sys.executable, "-c", NO_PIP + install_cell(root)], capture_output=True, text=True)
     assert result.returncode == 0 and not result.stderr, result.stderr
-    result = subprocess.run([sys.executable, "-c", NO_PIP + FAKE_COLAB + install_cell(root)], capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", NO_PIP + FAKE_COLAB + install_cell(root)], capture_output=True, text=True
+    )
     assert f"would install: course_utils @ git+{build.repository(root)[0]}@{build.release(root)}" in result.stderr
 
 
@@ -170,12 +174,15 @@ def test_papermills_injected_parameters_cell_is_removed_from_the_page_but_the_pa
     from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
 
-    notebook = jupytext.reads('# %% tags=["parameters"]\nPROFILE = None\n\n# %%\nprint(PROFILE)\n', fmt=build.SOURCE_FORMAT)
+    notebook = jupytext.reads(
+        '# %% tags=["parameters"]\nPROFILE = None\n\n# %%\nprint(PROFILE)\n', fmt=build.SOURCE_FORMAT
+    )
     notebook.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
     nbformat.write(notebook, tmp_path / "demo.ipynb")
     # What papermill.execute_notebook does before running the kernel.
-    injected = parameterize_notebook(load_notebook_node(str(tmp_path / "demo.ipynb")), {"PROFILE": "smoke"},
-                                     kernel_name="python3", language="python")
+    injected = parameterize_notebook(
+        load_notebook_node(str(tmp_path / "demo.ipynb")), {"PROFILE": "smoke"}, kernel_name="python3", language="python"
+    )
     assert build.hide_injected_parameters(injected) == 1
     tags = [c.metadata.get("tags", []) for c in injected.cells]
     assert tags[0] == ["parameters"]  # students see the defaults

@@ -11,8 +11,6 @@ import pytest
 from course_utils import claims
 from course_utils.build import read_source
 
-EXPECT = re.compile(r"claims\.expect\(\s*\"([^\"]+)\"\s*,[^\n]*?,\s*([-\d.e]+)\s*,\s*([-\d.e]+)\s*[,)]")
-
 
 def test_expect_passes_inside_the_range_and_names_the_claim_outside():
     claims.expect("x", 0.5, 0.4, 0.6)  # inside: no error
@@ -68,26 +66,33 @@ def test_expect_rounded_passes_the_number_as_printed_and_names_the_claim_otherwi
 def test_a_benchmark_quote_declaration_checks_its_arguments():
     claims.quoted_from_bench("week9.map", 0.82, 0.91)
     claims.quoted_from_bench(["week9.a", "week9.b"], 2.5, 3.8, scale=100, minus="week9.c")
-    for bad in [dict(name="", low=0, high=1), dict(name="x", low=1, high=0), dict(name="x", low=0, high=1, scale=0),
-                dict(name="x", low="0", high=1), dict(name=["x", 3], low=0, high=1), dict(name="x", low=0, high=1, minus="")]:
+    for bad in [
+        dict(name="", low=0, high=1),
+        dict(name="x", low=1, high=0),
+        dict(name="x", low=0, high=1, scale=0),
+        dict(name="x", low="0", high=1),
+        dict(name=["x", 3], low=0, high=1),
+        dict(name="x", low=0, high=1, minus=""),
+    ]:
         with pytest.raises(ValueError):
             claims.quoted_from_bench(**bad)
 
 
 def chapter_expectations(path):
-    """``(name, low, high, text of the markdown cell just before)`` for each claims.expect in a chapter."""
-    notebook = read_source(path)
-    found, markdown = [], ""
-    for cell in notebook.cells:
-        if cell.cell_type == "markdown":
-            markdown = cell.source
-        for name, low, high in EXPECT.findall(cell.source if cell.cell_type == "code" else ""):
-            found.append((name, low, high, markdown, cell.metadata.get("tags", [])))
-    return found
+    """``(name, low, high, text of the markdown cell just before, tags)`` for each claims.expect in a chapter.
+
+    Read from the syntax tree, so that a call written over several lines is found too.
+    """
+    return [
+        (ast.literal_eval(arguments["name"]), arguments["low"], arguments["high"], text, tags)
+        for arguments, text, tags in chapter_calls(path, "expect")
+    ]
 
 
-@pytest.mark.parametrize("chapter", ["week1_cnn_basics", "week2_recognition", "week3_detection",
-                                     "week4_segmentation", "week5_metric_learning"])
+@pytest.mark.parametrize(
+    "chapter",
+    ["week1_cnn_basics", "week2_recognition", "week3_detection", "week4_segmentation", "week5_metric_learning"],
+)
 def test_every_checked_range_is_the_one_the_text_states(root, chapter):
     """A check cell is hidden from the page and follows the paragraph whose range it asserts, written as in the text."""
     for name, low, high, text, tags in chapter_expectations(root / "book" / f"{chapter}.py"):
@@ -96,7 +101,8 @@ def test_every_checked_range_is_the_one_the_text_states(root, chapter):
         for bound in (low, high):
             as_percent = f"{float(bound) * 100:g}%"  # 0.75 may be written 75%
             assert bound in plain or as_percent in plain, (
-                f"{chapter}: {name} is checked against {low}..{high}, but the text before says:\n{text}")
+                f"{chapter}: {name} is checked against {low}..{high}, but the text before says:\n{text}"
+            )
 
 
 def chapter_calls(path, function):
@@ -112,8 +118,12 @@ def chapter_calls(path, function):
             markdown = cell.source
         elif f"claims.{function}(" in cell.source:
             for node in ast.walk(ast.parse(cell.source)):
-                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == function
-                        and getattr(node.func.value, "id", None) == "claims"):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == function
+                    and getattr(node.func.value, "id", None) == "claims"
+                ):
                     written = dict(zip(parameters, node.args)) | {k.arg: k.value for k in node.keywords}
                     arguments = {k: ast.get_source_segment(cell.source, v) for k, v in written.items()}
                     found.append((arguments, markdown, cell.metadata.get("tags", [])))
@@ -126,13 +136,17 @@ def in_text(number: str, text: str) -> bool:
     return re.search(rf"(?<![\d.,]){written}(?!\.?\d|,\d)", text.replace("\u2013", "-")) is not None
 
 
-@pytest.mark.parametrize("chapter", ["week1_cnn_basics", "week2_recognition", "week3_detection",
-                                     "week4_segmentation", "week5_metric_learning"])
+@pytest.mark.parametrize(
+    "chapter",
+    ["week1_cnn_basics", "week2_recognition", "week3_detection", "week4_segmentation", "week5_metric_learning"],
+)
 def test_every_rounded_claim_is_the_number_the_text_prints(root, chapter):
     for arguments, text, tags in chapter_calls(root / "book" / f"{chapter}.py", "expect_rounded"):
         name, stated = arguments["name"], arguments["stated"]
         assert "remove-cell" in tags, f"{chapter}: the check of {name} should be hidden (tag remove-cell)"
-        assert in_text(stated, text), f"{chapter}: {name} is checked to print as {stated}, but the text before says:\n{text}"
+        assert in_text(stated, text), (
+            f"{chapter}: {name} is checked to print as {stated}, but the text before says:\n{text}"
+        )
 
 
 BENCH_SEEDS = range(5)  # bench/run.py sweeps every chapter at run seeds 0-4
@@ -143,7 +157,8 @@ def bench_records(root) -> dict:
 
 
 def quote_problems(chapter, arguments, text, tags, records) -> list[str]:
-    """What is wrong with one ``claims.quoted_from_bench`` declaration (``arguments`` as written), given the bench records.
+    """What is wrong with one ``claims.quoted_from_bench`` declaration (``arguments`` as written), given the
+    bench records.
 
     The quote must stand in the paragraph before (as written), in a hidden cell,
     and match the five seeds: cover each seed's value within half a unit of the
@@ -167,46 +182,66 @@ def quote_problems(chapter, arguments, text, tags, records) -> list[str]:
     missing = [key for key in needed if key not in records]
     if missing:
         return problems + [f"{quote}, but bench/results.json has no {', '.join(missing)}"]
-    values = [scale * (records[f"{n}.seed{s}"] - (records[f"{minus}.seed{s}"] if minus else 0))
-              for n in names for s in BENCH_SEEDS]
+    values = [
+        scale * (records[f"{n}.seed{s}"] - (records[f"{minus}.seed{s}"] if minus else 0))
+        for n in names
+        for s in BENCH_SEEDS
+    ]
     low, high, smallest, largest = float(low_text), float(high_text), min(values), max(values)
     unit_low, unit_high = (10.0 ** Decimal(b.replace("_", "")).as_tuple().exponent for b in (low_text, high_text))
     tolerance = 1e-9 * max(1.0, abs(smallest), abs(largest))  # floating-point noise only
-    fits = (low - unit_low / 2 - tolerance <= smallest and largest <= high + unit_high / 2 + tolerance
-            and low >= smallest - unit_low - tolerance and high <= largest + unit_high + tolerance)
+    fits = (
+        low - unit_low / 2 - tolerance <= smallest
+        and largest <= high + unit_high / 2 + tolerance
+        and low >= smallest - unit_low - tolerance
+        and high <= largest + unit_high + tolerance
+    )
     if not fits:
         measured = ", ".join(f"{v:.4g}" for v in values)
-        problems.append(f"{quote}, but the benchmark's seeds measured {measured} (min {smallest:.4g}, max {largest:.4g}): "
-                        f"correct the text to the measured range")
+        problems.append(
+            f"{quote}, but the benchmark's seeds measured {measured} (min {smallest:.4g}, max {largest:.4g}): "
+            f"correct the text to the measured range"
+        )
     return problems
 
 
-@pytest.mark.parametrize("chapter", ["week1_cnn_basics", "week2_recognition", "week3_detection",
-                                     "week4_segmentation", "week5_metric_learning"])
+@pytest.mark.parametrize(
+    "chapter",
+    ["week1_cnn_basics", "week2_recognition", "week3_detection", "week4_segmentation", "week5_metric_learning"],
+)
 def test_every_quoted_benchmark_range_is_the_one_the_benchmark_measured(root, chapter):
     """Each range a paragraph quotes from the five-seed benchmark agrees with the per-seed records it names."""
     records = bench_records(root)
-    problems = [problem for arguments, text, tags in chapter_calls(root / "book" / f"{chapter}.py", "quoted_from_bench")
-                for problem in quote_problems(chapter, arguments, text, tags, records)]
+    problems = [
+        problem
+        for arguments, text, tags in chapter_calls(root / "book" / f"{chapter}.py", "quoted_from_bench")
+        for problem in quote_problems(chapter, arguments, text, tags, records)
+    ]
     assert not problems, "\n".join(problems)
 
 
 def test_a_stale_benchmark_quote_fails_and_says_what_was_measured(tmp_path):
     """The check can fail: a quote the seeds no longer support, too loose, or missing from the text, is reported."""
     chapter = tmp_path / "claims.py"
-    chapter.write_text('# %% [markdown]\n# Over five seeds it reached 0.82 to 0.91, and 2.5 to 3.8 points more.\n\n'
-                       '# %% tags=["remove-cell"]\nclaims.quoted_from_bench("week9.acc", 0.82, 0.91)\n'
-                       'claims.quoted_from_bench("week9.acc", 2.5, 3.8, scale=100, minus="week9.base")\n')
+    chapter.write_text(
+        "# %% [markdown]\n# Over five seeds it reached 0.82 to 0.91, and 2.5 to 3.8 points more.\n\n"
+        '# %% tags=["remove-cell"]\nclaims.quoted_from_bench("week9.acc", 0.82, 0.91)\n'
+        'claims.quoted_from_bench("week9.acc", 2.5, 3.8, scale=100, minus="week9.base")\n'
+    )
     measured = [0.908333, 0.841667, 0.878333, 0.821667, 0.88]
     records = {f"week9.acc.seed{s}": v for s, v in enumerate(measured)}
-    records |= {f"week9.base.seed{s}": v - d for s, (v, d) in enumerate(zip(measured, [0.0325, 0.025, 0.038, 0.03, 0.03]))}
+    records |= {
+        f"week9.base.seed{s}": v - d for s, (v, d) in enumerate(zip(measured, [0.0325, 0.025, 0.038, 0.03, 0.03]))
+    }
     declarations = chapter_calls(chapter, "quoted_from_bench")
     assert [quote_problems("week9", *d, records) for d in declarations] == [[], []]
 
     stale = dict(records, **{"week9.acc.seed3": 0.79})  # a seed now below the quote
     [problem] = quote_problems("week9", *declarations[0], stale)
     assert all(part in problem for part in ("week9:", "0.82 to 0.91", "week9.acc", "0.79", "0.9083"))
-    loose = {k: (v if k.startswith("week9.base") else 0.85) for k, v in records.items()}  # all seeds 0.85: 0.82 is loose
+    loose = {
+        k: (v if k.startswith("week9.base") else 0.85) for k, v in records.items()
+    }  # all seeds 0.85: 0.82 is loose
     assert quote_problems("week9", *declarations[0], loose)
     assert quote_problems("week9", *declarations[0], {})  # records missing
     arguments, text, tags = declarations[0]
@@ -215,10 +250,12 @@ def test_a_stale_benchmark_quote_fails_and_says_what_was_measured(tmp_path):
 
 
 def claim_chapter(value):
-    return ('# %% [markdown]\n# # Claims\n\n# %% tags=["parameters"]\nPROFILE = None\n\n'
-            '# %%\nfrom course_utils import claims\nanswer = ' + repr(value) + '\nprint(answer)\n\n'
-            '# %% [markdown]\n# The answer lies between 41 and 43.\n\n'
-            '# %% tags=["remove-cell"]\nclaims.record("answer", answer)\nclaims.expect("answer", answer, 41, 43)\n')
+    return (
+        '# %% [markdown]\n# # Claims\n\n# %% tags=["parameters"]\nPROFILE = None\n\n'
+        "# %%\nfrom course_utils import claims\nanswer = " + repr(value) + "\nprint(answer)\n\n"
+        "# %% [markdown]\n# The answer lies between 41 and 43.\n\n"
+        '# %% tags=["remove-cell"]\nclaims.record("answer", answer)\nclaims.expect("answer", answer, 41, 43)\n'
+    )
 
 
 @pytest.mark.notebooks

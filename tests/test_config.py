@@ -38,7 +38,10 @@ def test_noise_is_dropped_and_real_errors_are_kept():
 
 
 def test_a_plain_script_keeps_its_standard_error_untouched():
-    program = "from course_utils import config\nconfig.quiet_tensorflow()\nimport os\nos.write(2, b'failed call to cuInit\\n')"
+    program = (
+        "from course_utils import config\nconfig.quiet_tensorflow()\n"
+        "import os\nos.write(2, b'failed call to cuInit\\n')"
+    )
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
     assert "failed call to cuInit" in result.stderr
 
@@ -48,16 +51,22 @@ def executed_text(notebook, folder):
     nbformat.write(notebook, folder / "x.ipynb")
     # ipykernel shows what the process writes to its file descriptors in the cells, except under pytest.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_CPP", "TF_ENABLE_ONEDNN", "PYTEST_"))}
-    subprocess.run([sys.executable, "-m", "papermill", "-k", "python3", str(folder / "x.ipynb"),
-                    str(folder / "out.ipynb")], env=env, check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "papermill", "-k", "python3", str(folder / "x.ipynb"), str(folder / "out.ipynb")],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     cells = nbformat.read(folder / "out.ipynb", as_version=4).cells
     return "".join(o.get("text", "") for c in cells for o in c.get("outputs", []))
 
 
 def test_a_generated_notebook_shows_no_tensorflow_start_up_notices(root, tmp_path):
     """The first cell of every generated notebook quietens TensorFlow before a chapter imports it."""
-    chapter = jupytext.reads("# %%\nimport keras\nimport tensorflow as tf\nprint(tf.constant(2) * 3)\n",
-                             fmt=build.SOURCE_FORMAT)
+    chapter = jupytext.reads(
+        "# %%\nimport keras\nimport tensorflow as tf\nprint(tf.constant(2) * 3)\n", fmt=build.SOURCE_FORMAT
+    )
     plain = executed_text(chapter, tmp_path)
     assert "oneDNN" in plain or "cpu_feature_guard" in plain, "this TensorFlow prints no notice: nothing to test"
     text = executed_text(build.colab_notebook(chapter, root, "book/x.ipynb"), tmp_path)
@@ -89,8 +98,12 @@ def test_training_steps_reuse_freed_memory_instead_of_faulting_it_in_again():
     ~47,000 fresh pages (half its time); setup's keep_freed_memory undoes that."""
     faults = {}
     for state in ("as TensorFlow leaves it", "fixed"):
-        out = subprocess.run([sys.executable, "-c", FAULTS_PER_STEP, state], capture_output=True, text=True,
-                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        out = subprocess.run(
+            [sys.executable, "-c", FAULTS_PER_STEP, state],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        )
         assert out.returncode == 0, out.stderr[-2000:]
         faults[state] = float(out.stdout.split()[-1])
     assert faults["as TensorFlow leaves it"] > 10_000, f"TensorFlow no longer freezes the threshold? {faults}"

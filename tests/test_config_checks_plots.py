@@ -87,8 +87,11 @@ def test_predictions_are_compared_and_explained(capsys):
     out = capsys.readouterr().out
     assert "✔ shape: you predicted (5, 5, 16), and it is (5, 5, 16). because of the pooling" in out
     assert "count: you predicted 48120, and it is 48120" in out
-    with pytest.raises(AssertionError, match=r"count: you predicted 48000, the computed value is 48120\. weights and "
-                                             r"biases Likely cause: no biases"):
+    with pytest.raises(
+        AssertionError,
+        match=r"count: you predicted 48000, the computed value is 48120\. weights and "
+        r"biases Likely cause: no biases",
+    ):
         checks.check_prediction(48_000, 48_120, "count", "weights and biases", mistakes={"no biases": 48_000})
     with pytest.raises(AssertionError, match=r"you predicted 4\.2, the computed value is 3\.871 \(within 1%\)"):
         checks.check_prediction(4.2, 3.871, "loss", "log 48", rtol=0.01)
@@ -160,11 +163,13 @@ def test_metric_names_become_readable_axis_labels():
 
 def test_wide_grids_fit_the_page_so_their_titles_are_not_scaled_down():
     rng = np.random.default_rng(0)
-    figures = [plots.image_grid(rng.random((24, 8, 8)), titles=["positive triangle"] * 24, ncols=12, title="t"),
-               plots.prediction_grid(rng.random((16, 8, 8)), [0] * 16, [1] * 16, ["a", "b"], confidences=[0.5] * 16),
-               plots.conv_filters(rng.random((5, 5, 1, 32)), ncols=16),
-               plots.retrieval_grid(rng.random((3, 8, 8)), rng.random((3, 9, 8, 8)), neighbour_titles=[["x 0.9"] * 9] * 3),
-               plots.training_curves({"loss": [1.0], "accuracy": [0.5], "auc": [0.5]}, metrics=("loss", "accuracy", "auc"))]
+    figures = [
+        plots.image_grid(rng.random((24, 8, 8)), titles=["positive triangle"] * 24, ncols=12, title="t"),
+        plots.prediction_grid(rng.random((16, 8, 8)), [0] * 16, [1] * 16, ["a", "b"], confidences=[0.5] * 16),
+        plots.conv_filters(rng.random((5, 5, 1, 32)), ncols=16),
+        plots.retrieval_grid(rng.random((3, 8, 8)), rng.random((3, 9, 8, 8)), neighbour_titles=[["x 0.9"] * 9] * 3),
+        plots.training_curves({"loss": [1.0], "accuracy": [0.5], "auc": [0.5]}, metrics=("loss", "accuracy", "auc")),
+    ]
     for fig in figures:
         assert fig.get_size_inches()[0] <= plots.PAGE_WIDTH + 1e-9
     grid = figures[0]

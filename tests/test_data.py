@@ -10,7 +10,6 @@ from PIL import Image, ImageFile
 
 from course_utils import data
 
-
 # --------------------------------------------------------------------------- import
 
 
@@ -102,6 +101,25 @@ def test_digits_resize_is_bilinear_upscaling_of_the_originals(digits8, digits32)
     w = _bilinear_matrix(32, 8)
     expected = np.einsum("ij,njk,lk->nil", w, small, w)
     np.testing.assert_allclose(big, expected, atol=1e-5)
+
+
+def test_check_integer_accepts_integers_and_names_bad_values():
+    assert data.check_integer(3, "k") == 3
+    value = data.check_integer(np.int64(5), "k")
+    assert value == 5 and type(value) is int
+    assert data.check_integer(0, "k", minimum=0) == 0
+    assert data.check_integer(16, "size", minimum=16) == 16
+    for bad in (True, False, 2.0, 2.5, "3", None):
+        with pytest.raises(ValueError, match=f"k must be a positive integer, got {bad!r}"):
+            data.check_integer(bad, "k")
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+        data.check_integer(0, "batch_size")
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got -3"):
+        data.check_integer(-3, "batch_size")
+    with pytest.raises(ValueError, match="top_layers must be a non-negative integer, got -1"):
+        data.check_integer(-1, "top_layers", minimum=0)
+    with pytest.raises(ValueError, match="size must be an integer >= 16, got 15"):
+        data.check_integer(15, "size", minimum=16)
 
 
 def test_digits_bad_arguments():

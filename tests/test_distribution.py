@@ -162,11 +162,12 @@ DISTRIBUTED = textwrap.dedent('''
 @pytest.fixture(scope="module")
 def distributed(root):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(root)}
-    run = subprocess.run([sys.executable, "-c", DISTRIBUTED], capture_output=True, text=True, timeout=600, cwd=root,
-                         env=env, check=False)
+    run = subprocess.run(
+        [sys.executable, "-c", DISTRIBUTED], capture_output=True, text=True, timeout=600, cwd=root, env=env, check=False
+    )
     lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
     assert run.returncode == 0 and lines, run.stderr[-4000:]
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def decreases(losses):
@@ -335,8 +336,15 @@ def test_metric_learning_models_output_float32_and_train_in_mixed_precision(mixe
 
 def test_retinanet_stays_float32_under_mixed_precision(mixed):
     data = det.make_detection_scenes(4, size=64, seed=3, objects=(1, 3), object_size=(8, 24))
-    model = det.build_retinanet(4, image_size=64, backbone_filters=(8, 8, 16, 16), pyramid_channels=16,
-                                head_width=16, head_depth=1, anchors=det.AnchorConfig(sizes=(8.0, 16.0, 32.0)))
+    model = det.build_retinanet(
+        4,
+        image_size=64,
+        backbone_filters=(8, 8, 16, 16),
+        pyramid_channels=16,
+        head_width=16,
+        head_depth=1,
+        anchors=det.AnchorConfig(sizes=(8.0, 16.0, 32.0)),
+    )
     assert keras.mixed_precision.global_policy().name == "mixed_float16"  # restored after building
     assert all(layer.compute_dtype == "float32" for layer in model._flatten_layers())
     history, _ = det.train(model, data, epochs=1, batch_size=4, augment=False)

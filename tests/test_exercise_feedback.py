@@ -28,8 +28,12 @@ def week(name):
 
 def solved(name, number):
     """Answer cell ``number`` (1-based) of the solution, as a student who solved it wrote it."""
-    slot = next(c for c in week(name).cells if isinstance(c, grading.Slot) and c.kind == "answer" and c.number == number)
-    return "\n".join(l for l in slot.source.splitlines() if l.strip() not in (build.BEGIN_SOLUTION, build.END_SOLUTION))
+    slot = next(
+        c for c in week(name).cells if isinstance(c, grading.Slot) and c.kind == "answer" and c.number == number
+    )
+    return "\n".join(
+        line for line in slot.source.splitlines() if line.strip() not in (build.BEGIN_SOLUTION, build.END_SOLUTION)
+    )
 
 
 def changed(name, number, old, new):
@@ -73,14 +77,25 @@ def passes(name, check_id, namespace):
 
 W1 = "week1_exercise"
 CORRELATE_CASES = {
-    "flipped kernel": (("np.tensordot(window, kernel, axes=3)", "np.tensordot(window, kernel[::-1, ::-1], axes=3)"),
-                       ["the worked example", "Expected [[19.0, 25.0], [37.0, 43.0]], got [[5.0, 11.0], [23.0, 29.0]].",
-                        "Likely cause: you computed a convolution, not a cross-correlation"]),
-    "no padding": (("x = np.pad(x, ((padding, padding), (padding, padding), (0, 0)))", "pass"),
-                   ["padding=1, stride=1: expected shape (9, 12, 4), got (7, 10, 4).", "you forgot the padding"]),
-    "padding twice": (("((padding, padding), (padding, padding), (0, 0))",
-                       "((2 * padding, 2 * padding), (2 * padding, 2 * padding), (0, 0))"),
-                      ["padding=1, stride=1", "you padded twice as much as asked"]),
+    "flipped kernel": (
+        ("np.tensordot(window, kernel, axes=3)", "np.tensordot(window, kernel[::-1, ::-1], axes=3)"),
+        [
+            "the worked example",
+            "Expected [[19.0, 25.0], [37.0, 43.0]], got [[5.0, 11.0], [23.0, 29.0]].",
+            "Likely cause: you computed a convolution, not a cross-correlation",
+        ],
+    ),
+    "no padding": (
+        ("x = np.pad(x, ((padding, padding), (padding, padding), (0, 0)))", "pass"),
+        ["padding=1, stride=1: expected shape (9, 12, 4), got (7, 10, 4).", "you forgot the padding"],
+    ),
+    "padding twice": (
+        (
+            "((padding, padding), (padding, padding), (0, 0))",
+            "((2 * padding, 2 * padding), (2 * padding, 2 * padding), (0, 0))",
+        ),
+        ["padding=1, stride=1", "you padded twice as much as asked"],
+    ),
 }
 
 
@@ -91,27 +106,40 @@ def test_week1_correlate2d_mistakes_are_named(case):
 
 
 def test_week1_an_ignored_stride_is_named():
-    source = changed(W1, 1, "window = x[i * stride : i * stride + kh, j * stride : j * stride + kw, :]",
-                     "window = x[i : i + kh, j : j + kw, :]").replace("// stride + 1", "+ 1")
+    source = changed(
+        W1,
+        1,
+        "window = x[i * stride : i * stride + kh, j * stride : j * stride + kw, :]",
+        "window = x[i : i + kh, j : j + kw, :]",
+    ).replace("// stride + 1", "+ 1")
     fails(W1, "correlate2d.1", run(W1, source), "padding=2, stride=2", "you ignored the stride")
 
 
 SIZES_CASES = {
-    "forgot +1": (("return (n + 2 * padding - kernel) // stride + 1", "return (n + 2 * padding - kernel) // stride"),
-                  ["output_size(32, 5, 1, 0): expected 28, got 27.", "you forgot the +1"]),
-    "padding once": (("return (n + 2 * padding - kernel) // stride + 1", "return (n + padding - kernel) // stride + 1"),
-                     ["output_size(9, 3, 2, 1)", "you added the padding once"]),
-    "padding four times": (("return (n + 2 * padding - kernel) // stride + 1",
-                            "return (n + 4 * padding - kernel) // stride + 1"),
-                           ["output_size(9, 3, 2, 1)", "four times"]),
-    "no biases": (("kh * kw * in_channels * filters + filters", "kh * kw * in_channels * filters"),
-                  ["conv_params(5, 5, 3, 2): expected 152, got 150.", "you forgot the biases"]),
-    "bias per input channel and filter": (("kh * kw * in_channels * filters + filters",
-                                           "kh * kw * in_channels * filters + in_channels * filters"),
-                                          ["expected 152, got 156", "a bias per input channel and filter"]),
-    "bias per input channel": (("kh * kw * in_channels * filters + filters",
-                                "kh * kw * in_channels * filters + in_channels"),
-                               ["expected 152, got 153", "a bias per input channel"]),
+    "forgot +1": (
+        ("return (n + 2 * padding - kernel) // stride + 1", "return (n + 2 * padding - kernel) // stride"),
+        ["output_size(32, 5, 1, 0): expected 28, got 27.", "you forgot the +1"],
+    ),
+    "padding once": (
+        ("return (n + 2 * padding - kernel) // stride + 1", "return (n + padding - kernel) // stride + 1"),
+        ["output_size(9, 3, 2, 1)", "you added the padding once"],
+    ),
+    "padding four times": (
+        ("return (n + 2 * padding - kernel) // stride + 1", "return (n + 4 * padding - kernel) // stride + 1"),
+        ["output_size(9, 3, 2, 1)", "four times"],
+    ),
+    "no biases": (
+        ("kh * kw * in_channels * filters + filters", "kh * kw * in_channels * filters"),
+        ["conv_params(5, 5, 3, 2): expected 152, got 150.", "you forgot the biases"],
+    ),
+    "bias per input channel and filter": (
+        ("kh * kw * in_channels * filters + filters", "kh * kw * in_channels * filters + in_channels * filters"),
+        ["expected 152, got 156", "a bias per input channel and filter"],
+    ),
+    "bias per input channel": (
+        ("kh * kw * in_channels * filters + filters", "kh * kw * in_channels * filters + in_channels"),
+        ["expected 152, got 153", "a bias per input channel"],
+    ),
     "same padding": (("same_padding = 2", "same_padding = 0"), ["expected 28, got 24"]),
     "same padding off by one": (("same_padding = 2", "same_padding = 1"), ["expected 28, got 26", "(kernel - 1) / 2"]),
     "halving off by one": (("halving = (2, 1)", "halving = (2, 0)"), ["expected 32, got 31", "off by one"]),
@@ -127,14 +155,26 @@ def test_week1_size_and_count_mistakes_are_named(case):
     fails(W1, "sizes.1", run(W1, changed(W1, 2, old, new)), *phrases)
 
 
-@pytest.mark.parametrize("old, new, phrases", [
-    ("predicted_flatten_input = (5, 5, 16)", "predicted_flatten_input = (8, 8, 16)",
-     ["you predicted (8, 8, 16), the computed value is (5, 5, 16)", "takes 4 off the side", "5 x 5 x 16 = 400"]),
-    ("predicted_dense_params = 5 * 5 * 16 * 120 + 120", "predicted_dense_params = 48_000",
-     ["you predicted 48000, the computed value is 48120", "you forgot the 120 biases"]),
-    ("predicted_dense_params = 5 * 5 * 16 * 120 + 120", "predicted_dense_params = 1",
-     ["you predicted 1, the computed value is 48120", "400 * 120 + 120"]),
-])
+@pytest.mark.parametrize(
+    "old, new, phrases",
+    [
+        (
+            "predicted_flatten_input = (5, 5, 16)",
+            "predicted_flatten_input = (8, 8, 16)",
+            ["you predicted (8, 8, 16), the computed value is (5, 5, 16)", "takes 4 off the side", "5 x 5 x 16 = 400"],
+        ),
+        (
+            "predicted_dense_params = 5 * 5 * 16 * 120 + 120",
+            "predicted_dense_params = 48_000",
+            ["you predicted 48000, the computed value is 48120", "you forgot the 120 biases"],
+        ),
+        (
+            "predicted_dense_params = 5 * 5 * 16 * 120 + 120",
+            "predicted_dense_params = 1",
+            ["you predicted 1, the computed value is 48120", "400 * 120 + 120"],
+        ),
+    ],
+)
 def test_week1_predictions_explain_the_right_value(old, new, phrases, capsys):
     namespace = run(W1, changed(W1, 2, old, new))
     message = fails(W1, "predictions.1", namespace, *phrases)
@@ -152,16 +192,21 @@ SECOND = 'layers.Conv2D(16, 5, activation="tanh")'
 LENET_PADDINGS = {
     "none": ((FIRST, 'layers.Conv2D(6, 5, activation="tanh")'),),
     "both": ((SECOND, 'layers.Conv2D(16, 5, padding="same", activation="tanh")'),),
-    "the second only": ((FIRST, 'layers.Conv2D(6, 5, activation="tanh")'),
-                        (SECOND, 'layers.Conv2D(16, 5, padding="same", activation="tanh")')),
+    "the second only": (
+        (FIRST, 'layers.Conv2D(6, 5, activation="tanh")'),
+        (SECOND, 'layers.Conv2D(16, 5, padding="same", activation="tanh")'),
+    ),
 }
 
 
-@pytest.mark.parametrize("case, expected, phrase", [
-    ("none", "[(24, 24, 6), (8, 8, 16)]", "without padding the maps end at 4x4"),
-    ("both", "[(28, 28, 6), (14, 14, 16)]", "with padding='same' on both the maps end at 7x7"),
-    ("the second only", "[(24, 24, 6), (12, 12, 16)]", "the padding is on the wrong convolution"),
-])
+@pytest.mark.parametrize(
+    "case, expected, phrase",
+    [
+        ("none", "[(24, 24, 6), (8, 8, 16)]", "without padding the maps end at 4x4"),
+        ("both", "[(28, 28, 6), (14, 14, 16)]", "with padding='same' on both the maps end at 7x7"),
+        ("the second only", "[(24, 24, 6), (12, 12, 16)]", "the padding is on the wrong convolution"),
+    ],
+)
 def test_week1_lenet_padding_decision_is_explained(case, expected, phrase):
     source = solved(W1, 3)
     for old, new in LENET_PADDINGS[case]:
@@ -176,21 +221,27 @@ def test_week1_an_untrained_model_is_named():
 
 
 TTA_MISTAKES = {
-    "original missing": ("def tta_predict(model, images, augment, copies=8):\n"
-                         "    return sum(model.predict(augment(images, training=True), verbose=0) for _ in range(copies)) / copies",
-                         "the original image is missing"),
-    "copies plus one": ("def tta_predict(model, images, augment, copies=8):\n"
-                        "    total = model.predict(images, verbose=0)\n"
-                        "    for _ in range(copies):\n"
-                        "        total = total + model.predict(augment(images, training=True), verbose=0)\n"
-                        "    return total / (copies + 1)",
-                        "`copies` counts the original too"),
-    "summed": ("def tta_predict(model, images, augment, copies=8):\n"
-               "    total = model.predict(images, verbose=0)\n"
-               "    for _ in range(copies - 1):\n"
-               "        total = total + model.predict(augment(images, training=True), verbose=0)\n"
-               "    return total",
-               "you summed the probabilities"),
+    "original missing": (
+        "def tta_predict(model, images, augment, copies=8):\n"
+        "    return sum(model.predict(augment(images, training=True), verbose=0) for _ in range(copies)) / copies",
+        "the original image is missing",
+    ),
+    "copies plus one": (
+        "def tta_predict(model, images, augment, copies=8):\n"
+        "    total = model.predict(images, verbose=0)\n"
+        "    for _ in range(copies):\n"
+        "        total = total + model.predict(augment(images, training=True), verbose=0)\n"
+        "    return total / (copies + 1)",
+        "`copies` counts the original too",
+    ),
+    "summed": (
+        "def tta_predict(model, images, augment, copies=8):\n"
+        "    total = model.predict(images, verbose=0)\n"
+        "    for _ in range(copies - 1):\n"
+        "        total = total + model.predict(augment(images, training=True), verbose=0)\n"
+        "    return total",
+        "you summed the probabilities",
+    ),
 }
 
 
@@ -203,19 +254,33 @@ def test_week1_tta_mistakes_are_named(case):
 
 GRADIENT_CASES = {
     "flipped kernel in the input gradient": (
-        ("grad_padded[rows, cols, :] += kernel @ grad_y[i, j]", "grad_padded[rows, cols, :] += kernel[::-1, ::-1] @ grad_y[i, j]"),
-        ["grad_x against central differences (padding=0, stride=1): relative error", "the kernel flipped"]),
+        (
+            "grad_padded[rows, cols, :] += kernel @ grad_y[i, j]",
+            "grad_padded[rows, cols, :] += kernel[::-1, ::-1] @ grad_y[i, j]",
+        ),
+        ["grad_x against central differences (padding=0, stride=1): relative error", "the kernel flipped"],
+    ),
     "padding not cropped": (
-        ("grad_x = grad_padded[padding : padding + x.shape[0], padding : padding + x.shape[1]]", "grad_x = grad_padded"),
-        ["(padding=1, stride=2): expected shape (5, 6, 2), got (7, 8, 2).", "gradient of the PADDED input"]),
+        (
+            "grad_x = grad_padded[padding : padding + x.shape[0], padding : padding + x.shape[1]]",
+            "grad_x = grad_padded",
+        ),
+        ["(padding=1, stride=2): expected shape (5, 6, 2), got (7, 8, 2).", "gradient of the PADDED input"],
+    ),
     "flipped kernel gradient": (
-        ("grad_kernel += padded[rows, cols, :, None] * grad_y[i, j]",
-         "grad_kernel += padded[rows, cols, :, None][::-1, ::-1] * grad_y[i, j]"),
-        ["grad_kernel against central differences", "your kernel gradient is flipped"]),
+        (
+            "grad_kernel += padded[rows, cols, :, None] * grad_y[i, j]",
+            "grad_kernel += padded[rows, cols, :, None][::-1, ::-1] * grad_y[i, j]",
+        ),
+        ["grad_kernel against central differences", "your kernel gradient is flipped"],
+    ),
     "stride ignored in the kernel gradient": (
-        ("rows, cols = slice(i * stride, i * stride + kh), slice(j * stride, j * stride + kw)",
-         "rows, cols = slice(i, i + kh), slice(j, j + kw)"),
-        ["(padding=1, stride=2): relative error"]),
+        (
+            "rows, cols = slice(i * stride, i * stride + kh), slice(j * stride, j * stride + kw)",
+            "rows, cols = slice(i, i + kh), slice(j, j + kw)",
+        ),
+        ["(padding=1, stride=2): relative error"],
+    ),
 }
 
 
@@ -237,64 +302,101 @@ def test_week1_gradient_checks_pass_on_the_solution(capsys):
 W2 = "week2_exercise"
 
 
-@pytest.mark.parametrize("prediction, phrases", [
-    ("6400", ["you predicted 6400, the computed value is 6405", "you forgot the 5 biases"]),
-    ("448 * 5 + 5", ["you predicted 2245", "does not thin MobileNetV2's last layer"]),
-    ("2_300_000", ["only the new head does"]),
-    ("25_605", ["flattened 2 x 2 x 1280 map", "requirement 1 rules it out"]),
-])
+@pytest.mark.parametrize(
+    "prediction, phrases",
+    [
+        ("6400", ["you predicted 6400, the computed value is 6405", "you forgot the 5 biases"]),
+        ("448 * 5 + 5", ["you predicted 2245", "does not thin MobileNetV2's last layer"]),
+        ("2_300_000", ["only the new head does"]),
+        ("25_605", ["flattened 2 x 2 x 1280 map", "requirement 1 rules it out"]),
+    ],
+)
 def test_week2_prediction_mistakes_are_named(prediction, phrases):
     fails(W2, "prediction.1", run(W2, f"predicted_trainable = {prediction}"), *phrases)
 
 
-@pytest.mark.parametrize("old, new, phrases", [
-    ("    base.trainable = False\n", "", ["the base still trains"]),
-    ("layers.GlobalAveragePooling2D()(x)", "layers.Flatten()(x)",
-     ["expected 6405, got 25605", "you flattened the 2 x 2 x 1280 feature map"]),
-    ("layers.GlobalAveragePooling2D()(x)", "layers.Dense(64, activation='relu')(layers.GlobalAveragePooling2D()(x))",
-     ["expected 6405, got 82309", "your head has a hidden layer"]),
-    ("layers.Rescaling(2.0, offset=-1.0)", "layers.Rescaling(1 / 127.5, offset=-1.0)", ["scale 1/127.5 is for images in [0, 255]"]),
-    ("layers.Rescaling(2.0, offset=-1.0)", "layers.Rescaling(2.0)", ["x * 2 alone gives [0, 2]"]),
-])
+@pytest.mark.parametrize(
+    "old, new, phrases",
+    [
+        ("    base.trainable = False\n", "", ["the base still trains"]),
+        (
+            "layers.GlobalAveragePooling2D()(x)",
+            "layers.Flatten()(x)",
+            ["expected 6405, got 25605", "you flattened the 2 x 2 x 1280 feature map"],
+        ),
+        (
+            "layers.GlobalAveragePooling2D()(x)",
+            "layers.Dense(64, activation='relu')(layers.GlobalAveragePooling2D()(x))",
+            ["expected 6405, got 82309", "your head has a hidden layer"],
+        ),
+        (
+            "layers.Rescaling(2.0, offset=-1.0)",
+            "layers.Rescaling(1 / 127.5, offset=-1.0)",
+            ["scale 1/127.5 is for images in [0, 255]"],
+        ),
+        ("layers.Rescaling(2.0, offset=-1.0)", "layers.Rescaling(2.0)", ["x * 2 alone gives [0, 2]"]),
+    ],
+)
 def test_week2_frozen_classifier_mistakes_are_named(old, new, phrases):
     fails(W2, "frozen-base-with-a-new-head.1", run(W2, changed(W2, 2, old, new)), *phrases)
 
 
-@pytest.mark.parametrize("pooling", ["layers.GlobalAveragePooling2D()(x)", "layers.GlobalMaxPooling2D()(x)",
-                                     "layers.GlobalAveragePooling2D()(layers.Conv2D(num_classes, 1)(x))"])
+@pytest.mark.parametrize(
+    "pooling",
+    [
+        "layers.GlobalAveragePooling2D()(x)",
+        "layers.GlobalMaxPooling2D()(x)",
+        "layers.GlobalAveragePooling2D()(layers.Conv2D(num_classes, 1)(x))",
+    ],
+)
 def test_week2_any_head_that_meets_the_requirements_is_accepted(pooling):
     """The head is the student's decision: average or max pooling, or a 1x1 convolution pooled, all qualify."""
     source = changed(W2, 2, "layers.GlobalAveragePooling2D()(x)", pooling)
     if "Conv2D" in pooling:  # the 1x1 convolution is the classifier: the last layer is then softmax only
-        source = source.replace('outputs = layers.Dense(num_classes, activation="softmax")(x)',
-                                'outputs = layers.Softmax()(x)')
+        source = source.replace(
+            'outputs = layers.Dense(num_classes, activation="softmax")(x)', "outputs = layers.Softmax()(x)"
+        )
     namespace = run(W2, source)
     passes(W2, "frozen-base-with-a-new-head.1", namespace)
 
 
 def test_week2_batch_normalisation_left_trainable_is_named():
-    wrong = changed(W2, 3, "    for layer in base.layers:\n        if isinstance(layer, layers.BatchNormalization):\n"
-                           "            layer.trainable = False\n", "")
+    wrong = changed(
+        W2,
+        3,
+        "    for layer in base.layers:\n        if isinstance(layer, layers.BatchNormalization):\n"
+        "            layer.trainable = False\n",
+        "",
+    )
     namespace = run(W2, solved(W2, 2))
     passes(W2, "frozen-base-with-a-new-head.1", namespace)
     exec(wrong, namespace)
     fails(W2, "fine-tuning-set-up.1", namespace, "every BatchNormalization layer stays frozen")
 
 
-@pytest.mark.parametrize("loss", ["keras.losses.SparseCategoricalCrossentropy()", "keras.losses.sparse_categorical_crossentropy",
-                                  "keras.losses.SparseCategoricalCrossentropy(from_logits=False)",
-                                  "'SparseCategoricalCrossentropy'"])
+@pytest.mark.parametrize(
+    "loss",
+    [
+        "keras.losses.SparseCategoricalCrossentropy()",
+        "keras.losses.sparse_categorical_crossentropy",
+        "keras.losses.SparseCategoricalCrossentropy(from_logits=False)",
+        "'SparseCategoricalCrossentropy'",
+    ],
+)
 def test_week2_any_equivalent_loss_is_accepted(loss):
     namespace = run(W2, solved(W2, 2), changed(W2, 3, 'loss="sparse_categorical_crossentropy"', f"loss={loss}"))
     for check_id in ("frozen-base-with-a-new-head.1", "fine-tuning-set-up.1", "fine-tuning-set-up.2"):
         passes(W2, check_id, namespace)
 
 
-@pytest.mark.parametrize("loss, phrase", [
-    ("keras.losses.SparseCategoricalCrossentropy(from_logits=True)", "from_logits=True tells the loss"),
-    ("'categorical_crossentropy'", "categorical_crossentropy expects one-hot labels"),
-    ("'no_such_loss'", "Keras knows no loss named 'no_such_loss'"),
-])
+@pytest.mark.parametrize(
+    "loss, phrase",
+    [
+        ("keras.losses.SparseCategoricalCrossentropy(from_logits=True)", "from_logits=True tells the loss"),
+        ("'categorical_crossentropy'", "categorical_crossentropy expects one-hot labels"),
+        ("'no_such_loss'", "Keras knows no loss named 'no_such_loss'"),
+    ],
+)
 def test_week2_a_wrong_loss_is_named(loss, phrase):
     namespace = run(W2, solved(W2, 2), changed(W2, 3, 'loss="sparse_categorical_crossentropy"', f"loss={loss}"))
     passes(W2, "frozen-base-with-a-new-head.1", namespace)
@@ -302,12 +404,21 @@ def test_week2_a_wrong_loss_is_named(loss, phrase):
     fails(W2, "fine-tuning-set-up.2", namespace, "hidden: the loss", phrase)
 
 
-@pytest.mark.parametrize("old, new, phrase", [
-    ("(np.asarray(y_true), np.asarray(y_pred))", "(np.asarray(y_pred), np.asarray(y_true))", "rows and columns are swapped"),
-    ("matrix.sum(axis=0), out=np.zeros_like(correct), where=matrix.sum(axis=0) > 0)",
-     "matrix.sum(axis=1), out=np.zeros_like(correct), where=matrix.sum(axis=1) > 0)",
-     "you divided by the row sums (all images of the class): that is recall"),
-])
+@pytest.mark.parametrize(
+    "old, new, phrase",
+    [
+        (
+            "(np.asarray(y_true), np.asarray(y_pred))",
+            "(np.asarray(y_pred), np.asarray(y_true))",
+            "rows and columns are swapped",
+        ),
+        (
+            "matrix.sum(axis=0), out=np.zeros_like(correct), where=matrix.sum(axis=0) > 0)",
+            "matrix.sum(axis=1), out=np.zeros_like(correct), where=matrix.sum(axis=1) > 0)",
+            "you divided by the row sums (all images of the class): that is recall",
+        ),
+    ],
+)
 def test_week2_precision_recall_mistakes_are_named(old, new, phrase):
     fails(W2, "precision-and-recall.1", run(W2, changed(W2, 4, old, new)), phrase)
 
@@ -316,14 +427,24 @@ def test_week2_precision_recall_mistakes_are_named(old, new, phrase):
 
 W3 = "week3_exercise"
 IOU_CASES = {
-    "inclusive pixels": ([("b[None, :, 2]) - np.maximum", "b[None, :, 2]) + 1 - np.maximum"),
-                          ("b[None, :, 3]) - np.maximum", "b[None, :, 3]) + 1 - np.maximum"),
-                          ("(a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])", "(a[:, 2] - a[:, 0] + 1) * (a[:, 3] - a[:, 1] + 1)"),
-                          ("(b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])", "(b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)")],
-                         "you counted pixels inclusively"),
-    "double subtraction": ([("area_b[None, :] - inter)", "area_b[None, :] - 2 * inter)")], "subtracts the intersection twice"),
+    "inclusive pixels": (
+        [
+            ("b[None, :, 2]) - np.maximum", "b[None, :, 2]) + 1 - np.maximum"),
+            ("b[None, :, 3]) - np.maximum", "b[None, :, 3]) + 1 - np.maximum"),
+            ("(a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])", "(a[:, 2] - a[:, 0] + 1) * (a[:, 3] - a[:, 1] + 1)"),
+            ("(b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])", "(b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)"),
+        ],
+        "you counted pixels inclusively",
+    ),
+    "double subtraction": (
+        [("area_b[None, :] - inter)", "area_b[None, :] - 2 * inter)")],
+        "subtracts the intersection twice",
+    ),
     "no subtraction": ([("area_b[None, :] - inter)", "area_b[None, :])")], "the union must subtract the intersection"),
-    "no clipping": ([("np.clip(width, 0, None) * np.clip(height, 0, None)", "width * height")], "clip each of them at 0"),
+    "no clipping": (
+        [("np.clip(width, 0, None) * np.clip(height, 0, None)", "width * height")],
+        "clip each of them at 0",
+    ),
 }
 
 
@@ -337,36 +458,75 @@ def test_week3_iou_mistakes_are_named(case):
     fails(W3, "iou.1", run(W3, source), phrase)
 
 
-@pytest.mark.parametrize("old, new, phrase", [
-    ("alpha_t = y * alpha + (1 - y) * (1 - alpha)", "alpha_t = y * (1 - alpha) + (1 - y) * alpha", "alpha_t is swapped"),
-    ("return float(np.sum(", "return float(np.mean(", "you averaged the entries"),
-    ("(1 - p_t) ** gamma", "p_t ** gamma", "you wrote p_t ** gamma"),
-])
+@pytest.mark.parametrize(
+    "old, new, phrase",
+    [
+        (
+            "alpha_t = y * alpha + (1 - y) * (1 - alpha)",
+            "alpha_t = y * (1 - alpha) + (1 - y) * alpha",
+            "alpha_t is swapped",
+        ),
+        ("return float(np.sum(", "return float(np.mean(", "you averaged the entries"),
+        ("(1 - p_t) ** gamma", "p_t ** gamma", "you wrote p_t ** gamma"),
+    ],
+)
 def test_week3_focal_loss_mistakes_are_named(old, new, phrase):
     fails(W3, "focal.1", run(W3, changed(W3, 2, old, new)), phrase)
 
 
 @pytest.mark.parametrize("guess, phrase", [(1, "a removed box suppresses nothing"), (3, "B is removed")])
 def test_week3_nms_prediction_mistakes_are_named(guess, phrase):
-    fails(W3, "prediction.1", run(W3, f"predicted_kept = {guess}"), f"you predicted {guess}, the computed value is 2",
-          "only kept boxes suppress others", phrase)
+    fails(
+        W3,
+        "prediction.1",
+        run(W3, f"predicted_kept = {guess}"),
+        f"you predicted {guess}, the computed value is 2",
+        "only kept boxes suppress others",
+        phrase,
+    )
 
 
-@pytest.mark.parametrize("old, new, phrase", [
-    ('order = list(np.argsort(-np.asarray(scores), kind="stable"))', "order = list(range(len(scores)))", "input order"),
-    ("if o <= iou_threshold]", "if o > iou_threshold]", "you removed the boxes that overlap LITTLE"),
-    ("return np.array(keep, dtype=np.int64)", "return np.array(sorted(keep), dtype=np.int64)", "not in index order"),
-])
+@pytest.mark.parametrize(
+    "old, new, phrase",
+    [
+        (
+            'order = list(np.argsort(-np.asarray(scores), kind="stable"))',
+            "order = list(range(len(scores)))",
+            "input order",
+        ),
+        ("if o <= iou_threshold]", "if o > iou_threshold]", "you removed the boxes that overlap LITTLE"),
+        (
+            "return np.array(keep, dtype=np.int64)",
+            "return np.array(sorted(keep), dtype=np.int64)",
+            "not in index order",
+        ),
+    ],
+)
 def test_week3_nms_mistakes_are_named(old, new, phrase):
     fails(W3, "nms.1", run(W3, solved(W3, 1), changed(W3, 4, old, new)), phrase)
 
 
-@pytest.mark.parametrize("old, new, phrase", [
-    ('np.argsort(-np.asarray(scores, np.float64), kind="stable")', "np.arange(len(scores))", "sort them by decreasing score"),
-    ('np.argsort(-np.asarray(scores, np.float64), kind="stable")', "np.argsort(scores)", "you sorted by increasing score"),
-    ("    precision = np.maximum.accumulate(precision[::-1])[::-1]\n", "", "you did not make the precision monotone"),
-    ("recall = true_so_far / n_objects", "recall = true_so_far / max(true_so_far[-1], 1)", "recall divides by"),
-])
+@pytest.mark.parametrize(
+    "old, new, phrase",
+    [
+        (
+            'np.argsort(-np.asarray(scores, np.float64), kind="stable")',
+            "np.arange(len(scores))",
+            "sort them by decreasing score",
+        ),
+        (
+            'np.argsort(-np.asarray(scores, np.float64), kind="stable")',
+            "np.argsort(scores)",
+            "you sorted by increasing score",
+        ),
+        (
+            "    precision = np.maximum.accumulate(precision[::-1])[::-1]\n",
+            "",
+            "you did not make the precision monotone",
+        ),
+        ("recall = true_so_far / n_objects", "recall = true_so_far / max(true_so_far[-1], 1)", "recall divides by"),
+    ],
+)
 def test_week3_average_precision_mistakes_are_named(old, new, phrase):
     fails(W3, "ap.1", run(W3, changed(W3, 5, old, new)), phrase)
 
@@ -376,32 +536,46 @@ def test_week3_average_precision_mistakes_are_named(old, new, phrase):
 W4 = "week4_exercise"
 
 
-@pytest.mark.parametrize("old, new, phrase", [
-    ("2.0 * np.sum(truth & predicted) / total", "np.sum(truth & predicted) / total", "Dice has a factor 2"),
-    ("return 1.0 if union == 0 else np.sum(truth & predicted) / union",
-     "return np.sum(truth & predicted) / (truth.sum() + predicted.sum() - 2 * np.sum(truth & predicted))",
-     "the union subtracts the intersection twice"),
-    ("return 1.0 if union == 0 else np.sum(truth & predicted) / union",
-     "return 1.0 if union == 0 else np.sum(truth & predicted) / (truth.sum() + predicted.sum())",
-     "you divided by |T| + |P|"),
-    ("return 1.0 if total == 0 else", "return 0.0 if total == 0 else", "two empty masks agree perfectly"),
-])
+@pytest.mark.parametrize(
+    "old, new, phrase",
+    [
+        ("2.0 * np.sum(truth & predicted) / total", "np.sum(truth & predicted) / total", "Dice has a factor 2"),
+        (
+            "return 1.0 if union == 0 else np.sum(truth & predicted) / union",
+            "return np.sum(truth & predicted) / (truth.sum() + predicted.sum() - 2 * np.sum(truth & predicted))",
+            "the union subtracts the intersection twice",
+        ),
+        (
+            "return 1.0 if union == 0 else np.sum(truth & predicted) / union",
+            "return 1.0 if union == 0 else np.sum(truth & predicted) / (truth.sum() + predicted.sum())",
+            "you divided by |T| + |P|",
+        ),
+        ("return 1.0 if total == 0 else", "return 0.0 if total == 0 else", "two empty masks agree perfectly"),
+    ],
+)
 def test_week4_dice_and_iou_mistakes_are_named(old, new, phrase):
     fails(W4, "dice-and-iou.1", run(W4, changed(W4, 1, old, new)), phrase)
 
 
 def test_week4_a_division_by_zero_is_named():
-    wrong = changed(W4, 1, "return 1.0 if union == 0 else np.sum(truth & predicted) / union",
-                    "return np.float64(np.sum(truth & predicted)) / np.float64(union)")
+    wrong = changed(
+        W4,
+        1,
+        "return 1.0 if union == 0 else np.sum(truth & predicted) / union",
+        "return np.float64(np.sum(truth & predicted)) / np.float64(union)",
+    )
     with np.errstate(invalid="ignore"):
         fails(W4, "dice-and-iou.1", run(W4, wrong), "iou of two empty masks", "0 / 0 gives nan")
 
 
-@pytest.mark.parametrize("old, new, phrase", [
-    ("return (n - 1) * stride + kernel", "return (n - kernel) // stride + 1", "size of a (forward) convolution"),
-    ("return (n - 1) * stride + kernel", "return n * stride + kernel - 1", "not n * stride"),
-    ("    if padding == \"same\":\n        return n * stride\n", "", "with 'same' the output is exactly stride * n"),
-])
+@pytest.mark.parametrize(
+    "old, new, phrase",
+    [
+        ("return (n - 1) * stride + kernel", "return (n - kernel) // stride + 1", "size of a (forward) convolution"),
+        ("return (n - 1) * stride + kernel", "return n * stride + kernel - 1", "not n * stride"),
+        ('    if padding == "same":\n        return n * stride\n', "", "with 'same' the output is exactly stride * n"),
+    ],
+)
 def test_week4_transposed_size_mistakes_are_named(old, new, phrase):
     fails(W4, "transposed-convolution-sizes.1", run(W4, changed(W4, 2, old, new)), phrase)
 
@@ -409,13 +583,20 @@ def test_week4_transposed_size_mistakes_are_named(old, new, phrase):
 UP = 'layers.Conv2DTranspose(level, 2, strides=2, padding="same")'
 
 
-@pytest.mark.parametrize("new, phrases", [
-    ('layers.Conv2DTranspose(level, 3, strides=2, padding="same")', ["kernel 3 with stride 2 overlaps"]),
-    ('layers.Conv2DTranspose(level, 1, strides=2, padding="same")',
-     ["kernel 1 with stride 2 leaves gaps: of every 2 x 2 output pixels only 1 receive"]),
-    ('layers.Conv2DTranspose(level, 3, strides=2, padding="valid")',
-     ["build_unet((32, 32, 3), 3) failed", "does not exactly double the size", "transposed_output_size"]),
-])
+@pytest.mark.parametrize(
+    "new, phrases",
+    [
+        ('layers.Conv2DTranspose(level, 3, strides=2, padding="same")', ["kernel 3 with stride 2 overlaps"]),
+        (
+            'layers.Conv2DTranspose(level, 1, strides=2, padding="same")',
+            ["kernel 1 with stride 2 leaves gaps: of every 2 x 2 output pixels only 1 receive"],
+        ),
+        (
+            'layers.Conv2DTranspose(level, 3, strides=2, padding="valid")',
+            ["build_unet((32, 32, 3), 3) failed", "does not exactly double the size", "transposed_output_size"],
+        ),
+    ],
+)
 def test_week4_upsampling_decision_is_explained(new, phrases):
     fails(W4, "u-net.1", run(W4, changed(W4, 3, UP, new)), *phrases)
 
@@ -430,23 +611,33 @@ def test_week4_unet_biases_are_named():
     fails(W4, "u-net.1", run(W4, wrong), "expected 121899, got 122251", "use_bias=False")
 
 
-@pytest.mark.parametrize("answer, phrases", [
-    ("predicted_half_params = 121_899 / 2", ["the computed value is 30903 (within 10%)", "its input channels AND its filters"]),
-    ("predicted_half_params = 30_000\n"
-     "def build_small_unet(input_shape=(32, 32, 3), num_classes=3):\n"
-     "    return build_unet(input_shape, num_classes, filters=(6, 12, 24, 48))",
-     ["has 68,", "the budget is 40,000"]),
-    ("predicted_half_params = 30_000\n"
-     "def build_small_unet(input_shape=(32, 32, 3), num_classes=3):\n"
-     "    inputs = keras.Input(input_shape)\n"
-     "    x = layers.Conv2D(8, 3, padding='same', activation='relu')(inputs)\n"
-     "    for _ in range(3):\n"
-     "        x = layers.MaxPooling2D(2)(x)\n"
-     "    for _ in range(3):\n"
-     "        x = layers.Conv2DTranspose(8, 2, strides=2, padding='same')(x)\n"
-     "    return keras.Model(inputs, layers.Conv2D(num_classes, 1, activation='softmax')(x))",
-     ["skip connections (Concatenate layers) of the small U-Net: expected 3, got 0", "keep all three"]),
-])
+@pytest.mark.parametrize(
+    "answer, phrases",
+    [
+        (
+            "predicted_half_params = 121_899 / 2",
+            ["the computed value is 30903 (within 10%)", "its input channels AND its filters"],
+        ),
+        (
+            "predicted_half_params = 30_000\n"
+            "def build_small_unet(input_shape=(32, 32, 3), num_classes=3):\n"
+            "    return build_unet(input_shape, num_classes, filters=(6, 12, 24, 48))",
+            ["has 68,", "the budget is 40,000"],
+        ),
+        (
+            "predicted_half_params = 30_000\n"
+            "def build_small_unet(input_shape=(32, 32, 3), num_classes=3):\n"
+            "    inputs = keras.Input(input_shape)\n"
+            "    x = layers.Conv2D(8, 3, padding='same', activation='relu')(inputs)\n"
+            "    for _ in range(3):\n"
+            "        x = layers.MaxPooling2D(2)(x)\n"
+            "    for _ in range(3):\n"
+            "        x = layers.Conv2DTranspose(8, 2, strides=2, padding='same')(x)\n"
+            "    return keras.Model(inputs, layers.Conv2D(num_classes, 1, activation='softmax')(x))",
+            ["skip connections (Concatenate layers) of the small U-Net: expected 3, got 0", "keep all three"],
+        ),
+    ],
+)
 def test_week4_budget_mistakes_are_named(answer, phrases):
     fails(W4, "budget.1", run(W4, solved(W4, 3), answer), *phrases)
 
@@ -456,43 +647,82 @@ def test_week4_budget_mistakes_are_named(answer, phrases):
 W5 = "week5_exercise"
 
 
-@pytest.mark.parametrize("source, phrase", [
-    ("def cosine_similarity_matrix(a, b):\n    return a @ b.T", "plain dot products"),
-    ("def cosine_similarity_matrix(a, b):\n    return (a / np.linalg.norm(a, axis=1, keepdims=True)) @ b.T",
-     "only the rows of a were normalised"),
-    ("def cosine_similarity_matrix(a, b):\n"
-     "    return (a / np.linalg.norm(a, axis=0)) @ (b / np.linalg.norm(b, axis=0)).T", "you normalised the columns"),
-])
+@pytest.mark.parametrize(
+    "source, phrase",
+    [
+        ("def cosine_similarity_matrix(a, b):\n    return a @ b.T", "plain dot products"),
+        (
+            "def cosine_similarity_matrix(a, b):\n    return (a / np.linalg.norm(a, axis=1, keepdims=True)) @ b.T",
+            "only the rows of a were normalised",
+        ),
+        (
+            "def cosine_similarity_matrix(a, b):\n"
+            "    return (a / np.linalg.norm(a, axis=0)) @ (b / np.linalg.norm(b, axis=0)).T",
+            "you normalised the columns",
+        ),
+    ],
+)
 def test_week5_cosine_mistakes_are_named(source, phrase):
     fails(W5, "cosine-similarity-matrix.1", run(W5, source), phrase)
 
 
-@pytest.mark.parametrize("guess, phrase", [("np.log(3)", "not over the 3 classes"), ("1 / 48", "minus its log"),
-                                           ("0", "far from 0"), ("np.log(48) / 0.1", "a softmax ignores")])
+@pytest.mark.parametrize(
+    "guess, phrase",
+    [
+        ("np.log(3)", "not over the 3 classes"),
+        ("1 / 48", "minus its log"),
+        ("0", "far from 0"),
+        ("np.log(48) / 0.1", "a softmax ignores"),
+    ],
+)
 def test_week5_prediction_mistakes_are_named(guess, phrase):
     fails(W5, "prediction.1", run(W5, f"predicted_collapsed_loss = {guess}"), "log(48), about 3.87", phrase)
 
 
-@pytest.mark.parametrize("old, new, phrase", [
-    ("cosine_similarity_matrix(anchors, positives) / temperature", "cosine_similarity_matrix(anchors, positives)",
-     "you did not divide the similarities by the temperature"),
-    ("cosine_similarity_matrix(anchors, positives) / temperature", "cosine_similarity_matrix(anchors, positives) * temperature",
-     "you multiplied by the temperature"),
-    ("return float(-np.mean(np.diag(log_probabilities)))", "return float(-np.sum(np.diag(log_probabilities)))",
-     "you summed over the rows"),
-    ("cosine_similarity_matrix(anchors, positives) / temperature", "cosine_similarity_matrix(positives, anchors) / temperature",
-     "the softmax runs over each ROW"),
-])
+@pytest.mark.parametrize(
+    "old, new, phrase",
+    [
+        (
+            "cosine_similarity_matrix(anchors, positives) / temperature",
+            "cosine_similarity_matrix(anchors, positives)",
+            "you did not divide the similarities by the temperature",
+        ),
+        (
+            "cosine_similarity_matrix(anchors, positives) / temperature",
+            "cosine_similarity_matrix(anchors, positives) * temperature",
+            "you multiplied by the temperature",
+        ),
+        (
+            "return float(-np.mean(np.diag(log_probabilities)))",
+            "return float(-np.sum(np.diag(log_probabilities)))",
+            "you summed over the rows",
+        ),
+        (
+            "cosine_similarity_matrix(anchors, positives) / temperature",
+            "cosine_similarity_matrix(positives, anchors) / temperature",
+            "the softmax runs over each ROW",
+        ),
+    ],
+)
 def test_week5_softmax_loss_mistakes_are_named(old, new, phrase):
     fails(W5, "temperature-softmax-loss.1", run(W5, solved(W5, 1), changed(W5, 3, old, new)), phrase)
 
 
-@pytest.mark.parametrize("old, new, phrase", [
-    ("np.argsort(-similarities, axis=1, kind=\"stable\")", "np.argsort(similarities, axis=1, kind=\"stable\")",
-     "the k LEAST similar references"),
-    ("similarities = cosine_similarity_matrix(queries, reference)",
-     "similarities = -np.linalg.norm(queries[:, None] - reference[None], axis=-1)", "Euclidean distances"),
-])
+@pytest.mark.parametrize(
+    "old, new, phrase",
+    [
+        (
+            'np.argsort(-similarities, axis=1, kind="stable")',
+            'np.argsort(similarities, axis=1, kind="stable")',
+            "the k LEAST similar references",
+        ),
+        (
+            "similarities = cosine_similarity_matrix(queries, reference)",
+            "similarities = -np.linalg.norm(queries[:, None] - reference[None], axis=-1)",
+            "Euclidean distances",
+        ),
+    ],
+)
 def test_week5_knn_mistakes_are_named(old, new, phrase):
     fails(W5, "knn-majority-vote.1", run(W5, solved(W5, 1), changed(W5, 4, old, new)), phrase)
 
@@ -526,6 +756,19 @@ def test_week5_k_chosen_on_the_test_set_is_named():
             break
     else:
         pytest.fail("no draw separates the validation and test choices of k")
-    namespace.update(embedder=identity_embedder(), train=train, validation=val, test=test, CANDIDATES=candidates,
-                     best_k=wrong, test_accuracy=on_test[wrong])
-    fails(W5, "choosing-k-and-test-accuracy.1", namespace, "best_k (highest validation accuracy)", "you chose k on the TEST set")
+    namespace.update(
+        embedder=identity_embedder(),
+        train=train,
+        validation=val,
+        test=test,
+        CANDIDATES=candidates,
+        best_k=wrong,
+        test_accuracy=on_test[wrong],
+    )
+    fails(
+        W5,
+        "choosing-k-and-test-accuracy.1",
+        namespace,
+        "best_k (highest validation accuracy)",
+        "you chose k on the TEST set",
+    )

@@ -26,8 +26,13 @@ WEEK = "week1_exercise"
 def answers(root):
     """The solution's answer cells, as a student who solved them would have written them."""
     cells = build.read_source(root / "solutions" / f"{WEEK}.py").cells
-    return ["\n".join(l for l in c.source.splitlines() if l.strip() not in (build.BEGIN_SOLUTION, build.END_SOLUTION))
-            for c in cells if c.cell_type == "code" and build.BEGIN_SOLUTION in c.source]
+    return [
+        "\n".join(
+            line for line in c.source.splitlines() if line.strip() not in (build.BEGIN_SOLUTION, build.END_SOLUTION)
+        )
+        for c in cells
+        if c.cell_type == "code" and build.BEGIN_SOLUTION in c.source
+    ]
 
 
 def handout(root):
@@ -128,16 +133,26 @@ def write_submissions(root, folder):
     partly[4] += "\nlenet = build_lenet5()  # a fresh, untrained model"
     write(folder, "Zoë partly wrong.ipynb", submission(root, partly))
 
-    write(folder, "raises at import.ipynb", submission(root, {1: "import a_module_that_does_not_exist\n" + solved[0],
-                                                              2: solved[1]}))
+    write(
+        folder,
+        "raises at import.ipynb",
+        submission(root, {1: "import a_module_that_does_not_exist\n" + solved[0], 2: solved[1]}),
+    )
     # The loop sleeps so that it does not slow the other submissions down while it waits for the limit.
-    write(folder, "Loop forever.ipynb", submission(root, {1: "import time\nwhile True:\n    time.sleep(0.05)\n" + solved[0],
-                                                          2: solved[1]}))
-    write(folder, "megabytes.ipynb", submission(root, {1: solved[0] + "\nfor _ in range(60_000):\n    print('x' * 99)"}))
+    write(
+        folder,
+        "Loop forever.ipynb",
+        submission(root, {1: "import time\nwhile True:\n    time.sleep(0.05)\n" + solved[0], 2: solved[1]}),
+    )
+    write(
+        folder, "megabytes.ipynb", submission(root, {1: solved[0] + "\nfor _ in range(60_000):\n    print('x' * 99)"})
+    )
     write(folder, "cheater.ipynb", submission(root, {1: CHEAT, 2: CHEAT_SIZES}))
-    deletes = ("\nimport os, shutil\nfrom pathlib import Path\nPath('precious.txt').write_text('x')\n"
-               "for p in Path.cwd().iterdir():\n    shutil.rmtree(p) if p.is_dir() else p.unlink()\n"
-               "shutil.rmtree(Path.cwd())")
+    deletes = (
+        "\nimport os, shutil\nfrom pathlib import Path\nPath('precious.txt').write_text('x')\n"
+        "for p in Path.cwd().iterdir():\n    shutil.rmtree(p) if p.is_dir() else p.unlink()\n"
+        "shutil.rmtree(Path.cwd())"
+    )
     write(folder, "deletes files.ipynb", submission(root, {1: solved[0] + deletes, 2: solved[1]}))
 
     # Reordered and deleted cells: answers 2 and 5 moved to the top, answer 3 and a check deleted,
@@ -145,13 +160,16 @@ def write_submissions(root, folder):
     notebook = submission(root, {**everything, 1: replaced(solved[0], "x = np.pad(", "x = pad_all(")})
     code = [c for c in notebook.cells if c.cell_type == "code"]
     second, fifth = answer_cell(notebook, "def output_size"), answer_cell(notebook, "def tta_predict")
-    third, lenet_check = answer_cell(notebook, "def build_lenet5():\n    return"), answer_cell(notebook, "lenet = build_lenet5()")
+    third, lenet_check = (
+        answer_cell(notebook, "def build_lenet5():\n    return"),
+        answer_cell(notebook, "lenet = build_lenet5()"),
+    )
     first = answer_cell(notebook, "def correlate2d")
     helper = nbformat.v4.new_code_cell("def pad_all(x, *widths):\n    return np.pad(x, *widths)")
     cells = [c for c in notebook.cells if c not in (second, fifth, third, lenet_check)]
     cells.insert(cells.index(first), helper)
     setup = next(c for c in code if "import keras" in c.source)
-    cells[cells.index(setup) + 1:cells.index(setup) + 1] = [fifth, second]
+    cells[cells.index(setup) + 1 : cells.index(setup) + 1] = [fifth, second]
     notebook.cells = cells
     write(folder, "reordered.ipynb", notebook)
 
@@ -178,8 +196,9 @@ def stored(out):
 # The limit per cell leaves room for the slowest cell of a correct submission on a busy machine
 # (importing TensorFlow: 5 s alone, 45 s with other jobs running).
 # Confined where bubblewrap works (tests/test_sandbox.py fails loudly where it is installed but refused).
-SETTINGS = grading.Settings(profile="smoke", cell_timeout=90, notebook_timeout=400, memory_gb=8,
-                            isolate=sandbox.unavailable() is None)
+SETTINGS = grading.Settings(
+    profile="smoke", cell_timeout=90, notebook_timeout=400, memory_gb=8, isolate=sandbox.unavailable() is None
+)
 
 
 @pytest.fixture(scope="module")
@@ -205,7 +224,10 @@ def test_gradebook_has_one_correct_row_per_submission(graded):
         if found != points or row["status"] != status or int(row["total"]) != sum(points) or row["max"] != "17":
             problems.append(f"{file_name}: {found} {row['status']}, expected {points} {status}")
     assert not problems, "\n".join(problems)
-    assert rows["broken file.ipynb"]["student"] == "broken_file" and rows["broken_file.ipynb"]["student"] == "broken_file-2"
+    assert (
+        rows["broken file.ipynb"]["student"] == "broken_file"
+        and rows["broken_file.ipynb"]["student"] == "broken_file-2"
+    )
     assert rows["Zoë partly wrong.ipynb"]["student"] == "Zoë_partly_wrong"
 
 
@@ -247,11 +269,16 @@ def test_second_run_skips_everything_and_grades_a_late_submission(graded, root):
     grading.grade(WEEK, late, out, root=root, workers=2, settings=SETTINGS, progress=False)
     assert time.perf_counter() - start < 30
     after = stored(out)
-    assert {k: v["graded_at"] for k, v in after.items() if k in before} == {k: v["graded_at"] for k, v in before.items()}
+    assert {k: v["graded_at"] for k, v in after.items() if k in before} == {
+        k: v["graded_at"] for k, v in before.items()
+    }
     assert after["Broken file.ipynb"]["status"] == "invalid"
     rows = read_gradebook(out)
     assert len(rows) == len(EXPECTED) + 1
-    assert rows["broken file.ipynb"]["student"] == "broken_file" and rows["Broken file.ipynb"]["student"] == "Broken_file-3"
+    assert (
+        rows["broken file.ipynb"]["student"] == "broken_file"
+        and rows["Broken file.ipynb"]["student"] == "Broken_file-3"
+    )
 
 
 def test_forced_run_regrades(graded, root, tmp_path):
@@ -273,7 +300,9 @@ def test_forced_run_regrades(graded, root, tmp_path):
 
 def test_an_interrupted_run_resumes_with_what_is_missing(graded, root):
     folder, out, _, _ = graded
-    (out / "results" / f"{grading.result_key('broken file.ipynb')}.json").write_text('{"file": "broken fi')  # cut mid-write
+    (out / "results" / f"{grading.result_key('broken file.ipynb')}.json").write_text(
+        '{"file": "broken fi'
+    )  # cut mid-write
     grading.grade(WEEK, folder, out, root=root, workers=1, settings=SETTINGS, progress=False)
     assert stored(out)["broken file.ipynb"]["status"] == "invalid"
 
@@ -284,22 +313,33 @@ def test_an_interrupted_run_resumes_with_what_is_missing(graded, root):
 def test_week1_points_come_from_the_check_markers(root):
     week = grading.load_week(root, "1")
     assert week.name == WEEK
-    assert week.questions == {"correlate2d": 3, "sizes": 3, "predictions": 1, "lenet5": 2, "training": 2, "tta": 3,
-                              "gradient": 3}
+    assert week.questions == {
+        "correlate2d": 3,
+        "sizes": 3,
+        "predictions": 1,
+        "lenet5": 2,
+        "training": 2,
+        "tta": 3,
+        "gradient": 3,
+    }
     assert [c.id for c in week.checks if c.hidden] == ["correlate2d.2", "sizes.2", "tta.2", "gradient.2"]
     assert all("### BEGIN HIDDEN" not in c.source for c in week.checks)
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "solutions").glob("*.py")))
+@pytest.mark.parametrize(
+    "name", sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "solutions").glob("*.py"))
+)
 def test_every_exercise_can_be_graded(root, name):
     """Markers parse, and each answer cell of a perfect submission is found (no execution: quick)."""
-    assert "# CHECK" in (root / "solutions" / f"{name}.py").read_text(), \
+    assert "# CHECK" in (root / "solutions" / f"{name}.py").read_text(), (
         f"{name} has no '# CHECK <question> points=<n>' markers (see book/instructors.md)"
+    )
     week = grading.load_week(root, name)
     notebook, notes = grading.graded_notebook(week, grading.model_submission(root, name))
     assert not notes, notes
-    assert [c.metadata["grader"]["id"] for c in notebook.cells if c.metadata.get("grader", {}).get("kind") == "check"] \
-        == [c.id for c in week.checks]
+    assert [
+        c.metadata["grader"]["id"] for c in notebook.cells if c.metadata.get("grader", {}).get("kind") == "check"
+    ] == [c.id for c in week.checks]
     answers = sum(1 for c in week.cells if isinstance(c, grading.Slot) and c.kind == "answer")
     assert sum(1 for c in notebook.cells if c.metadata.get("grader", {}).get("kind") == "answer") == answers
 
@@ -313,30 +353,37 @@ def demo_root(tmp_path, root, solution):
     return tmp_path
 
 
-@pytest.mark.parametrize("cell, problem", [
-    ("# CHECK q1 points=two\nassert True", "malformed marker"),
-    ("### BEGIN HIDDEN TESTS\nassert True\n### END HIDDEN TESTS", "without a '# CHECK"),
-    ("# CHECK q1 points=1\n### BEGIN SOLUTION\nx = 1\n### END SOLUTION", "both a solution and a CHECK"),
-    ("assert True", "has no '# CHECK"),
-])
+@pytest.mark.parametrize(
+    "cell, problem",
+    [
+        ("# CHECK q1 points=two\nassert True", "malformed marker"),
+        ("### BEGIN HIDDEN TESTS\nassert True\n### END HIDDEN TESTS", "without a '# CHECK"),
+        ("# CHECK q1 points=1\n### BEGIN SOLUTION\nx = 1\n### END SOLUTION", "both a solution and a CHECK"),
+        ("assert True", "has no '# CHECK"),
+    ],
+)
 def test_marker_mistakes_are_reported(tmp_path, root, cell, problem):
-    solution = f"# %% tags=[\"parameters\"]\nPROFILE = None\n\n# %%\n{cell}\n"
+    solution = f'# %% tags=["parameters"]\nPROFILE = None\n\n# %%\n{cell}\n'
     with pytest.raises(grading.GradingError, match=problem):
         grading.load_week(demo_root(tmp_path, root, solution), "week9_exercise")
 
 
 def test_a_hidden_test_that_leaves_a_name_for_later_cells_is_refused(tmp_path, root):
     """Hidden tests run only in the judge, so what they bind never reaches the student's kernel."""
-    solution = ("# %% tags=[\"parameters\"]\nPROFILE = None\n\n# %%\n### BEGIN HIDDEN TESTS\n# CHECK q1 points=1\n"
-                "shared = 3\n### END HIDDEN TESTS\n\n# %%\nprint(shared)\n")
+    solution = (
+        '# %% tags=["parameters"]\nPROFILE = None\n\n# %%\n### BEGIN HIDDEN TESTS\n# CHECK q1 points=1\n'
+        "shared = 3\n### END HIDDEN TESTS\n\n# %%\nprint(shared)\n"
+    )
     with pytest.raises(grading.GradingError, match="hidden test q1.1 binds shared"):
         grading.load_week(demo_root(tmp_path, root, solution), "week9_exercise")
 
 
 def test_a_check_that_reads_data_the_student_could_change_is_refused(tmp_path, root):
     """Data loaded in an answer cell is the student's to change (their own test labels): checks may not trust it."""
-    solution = ("# %% tags=[\"parameters\"]\nPROFILE = None\n\n# %%\nlabels = [0, 1]\n### BEGIN SOLUTION\n"
-                "guess = [0, 1]\n### END SOLUTION\n\n# %%\n# CHECK q1 points=1\nassert guess == labels\n")
+    solution = (
+        '# %% tags=["parameters"]\nPROFILE = None\n\n# %%\nlabels = [0, 1]\n### BEGIN SOLUTION\n'
+        "guess = [0, 1]\n### END SOLUTION\n\n# %%\n# CHECK q1 points=1\nassert guess == labels\n"
+    )
     with pytest.raises(grading.GradingError, match="check q1.1 reads labels from the student's notebook"):
         grading.load_week(demo_root(tmp_path, root, solution), "week9_exercise")
     moved = solution.replace("labels = [0, 1]\n### BEGIN", "labels = [0, 1]\n\n# %%\n### BEGIN")
@@ -372,8 +419,9 @@ def test_cells_are_matched_whatever_their_order(root):
 
 
 def test_student_names_are_safe_and_unique():
-    names = grading.student_names(["a b.ipynb", "a_b.ipynb", "A B.ipynb", "../../etc.ipynb", "Łukasz Żak.ipynb",
-                                   ".ipynb", "notes.txt"])
+    names = grading.student_names(
+        ["a b.ipynb", "a_b.ipynb", "A B.ipynb", "../../etc.ipynb", "Łukasz Żak.ipynb", ".ipynb", "notes.txt"]
+    )
     assert len({n.lower() for n in names.values()}) == len(names)
     assert names["Łukasz Żak.ipynb"] == "Łukasz_Żak"
     assert all("/" not in n and not n.startswith(".") and n for n in names.values())
@@ -410,9 +458,10 @@ def outputs_text(notebook):
 
 
 def test_a_cell_over_the_limit_is_interrupted_and_the_next_cells_run():
-    status, _, executed = grading.run_notebook(tiny("import os\nprint(os.listdir('.'), os.getcwd())",
-                                                    "while True:\n    pass", "print('after')"),
-                                               grading.Settings(cell_timeout=3, notebook_timeout=60, isolate=SETTINGS.isolate))
+    status, _, executed = grading.run_notebook(
+        tiny("import os\nprint(os.listdir('.'), os.getcwd())", "while True:\n    pass", "print('after')"),
+        grading.Settings(cell_timeout=3, notebook_timeout=60, isolate=SETTINGS.isolate),
+    )
     assert status == "graded"
     assert cell_with(executed, "listdir").outputs[0].text.startswith("[] /")  # an empty folder of its own
     assert cell_with(executed, "while True").outputs[-1].ename == "KeyboardInterrupt"
@@ -422,11 +471,14 @@ def test_a_cell_over_the_limit_is_interrupted_and_the_next_cells_run():
 def test_a_notebook_over_its_limit_is_stopped_with_its_processes(tmp_path):
     """Unconfined (--no-isolation), the grader still finds and kills the kernel; confined, see test_sandbox.py."""
     pid_file = tmp_path / "pid"
-    stubborn = (f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\nwhile True:\n"
-                "    try:\n        time.sleep(0.1)\n    except KeyboardInterrupt:\n        pass")
+    stubborn = (
+        f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\nwhile True:\n"
+        "    try:\n        time.sleep(0.1)\n    except KeyboardInterrupt:\n        pass"
+    )
     start = time.perf_counter()
-    status, detail, _ = grading.run_notebook(tiny(stubborn), grading.Settings(cell_timeout=2, notebook_timeout=12,
-                                                                              isolate=False))
+    status, detail, _ = grading.run_notebook(
+        tiny(stubborn), grading.Settings(cell_timeout=2, notebook_timeout=12, isolate=False)
+    )
     assert status == "timeout" and "12 s" in detail
     assert time.perf_counter() - start < 30
     assert not alive(int(pid_file.read_text())), "the kernel was left running"
@@ -446,8 +498,14 @@ def test_a_file_the_grader_fails_on_is_listed_and_the_run_goes_on(root, tmp_path
     folder.mkdir()
     (folder / "unlucky.ipynb").write_text("{}")
     (folder / "unreadable.ipynb").write_text("not a notebook")
-    grading.grade(WEEK, folder, tmp_path / "out", root=root, progress=False,
-                  settings=grading.Settings(profile="smoke", isolate=False))
+    grading.grade(
+        WEEK,
+        folder,
+        tmp_path / "out",
+        root=root,
+        progress=False,
+        settings=grading.Settings(profile="smoke", isolate=False),
+    )
     with open(tmp_path / "out" / "gradebook.csv", newline="", encoding="utf-8") as handle:
         rows = {row["file"]: row for row in csv.DictReader(handle)}
     assert (rows["unlucky.ipynb"]["status"], rows["unlucky.ipynb"]["total"]) == ("error", "0")
@@ -460,8 +518,13 @@ def test_workers_share_the_cores():
     judges = grading.Judges(threads=1)
     try:
         status, _, executed = grading.run_notebook(
-            tiny("import os\nprint('threads', os.environ.get('TF_NUM_INTRAOP_THREADS'), os.environ.get('OMP_NUM_THREADS'))"),
-            grading.Settings(cell_timeout=30, notebook_timeout=60, isolate=SETTINGS.isolate), judges)
+            tiny(
+                "import os\nprint('threads', os.environ.get('TF_NUM_INTRAOP_THREADS'), "
+                "os.environ.get('OMP_NUM_THREADS'))"
+            ),
+            grading.Settings(cell_timeout=30, notebook_timeout=60, isolate=SETTINGS.isolate),
+            judges,
+        )
     finally:
         judges.close()
     assert status == "graded"
@@ -477,8 +540,11 @@ def test_one_judge_grades_submissions_in_turn_and_one_stopped_is_replaced():
     try:
         first = grading.run_notebook(tiny(parent), quick, judges)
         second = grading.run_notebook(tiny(parent), quick, judges)
-        stopped = grading.run_notebook(tiny("import time\ntime.sleep(60)"),
-                                       grading.Settings(cell_timeout=60, notebook_timeout=8, isolate=False), judges)
+        stopped = grading.run_notebook(
+            tiny("import time\ntime.sleep(60)"),
+            grading.Settings(cell_timeout=60, notebook_timeout=8, isolate=False),
+            judges,
+        )
         after = grading.run_notebook(tiny(parent), quick, judges)
     finally:
         judges.close()
@@ -502,15 +568,18 @@ def alive(pid, wait=5.0):
 
 
 def test_a_dying_kernel_is_reported_as_crashed():
-    status, _, _ = grading.run_notebook(tiny("print('before')", "import os\nos._exit(1)", "print('never')"),
-                                        grading.Settings(cell_timeout=20, notebook_timeout=60, isolate=SETTINGS.isolate))
+    status, _, _ = grading.run_notebook(
+        tiny("print('before')", "import os\nos._exit(1)", "print('never')"),
+        grading.Settings(cell_timeout=20, notebook_timeout=60, isolate=SETTINGS.isolate),
+    )
     assert status == "crashed"
 
 
 def test_memory_is_capped():
-    status, _, executed = grading.run_notebook(tiny("big = bytearray(4 * 2**30)", "print('still here')"),
-                                               grading.Settings(cell_timeout=30, notebook_timeout=60, memory_gb=2,
-                                                                isolate=SETTINGS.isolate))
+    status, _, executed = grading.run_notebook(
+        tiny("big = bytearray(4 * 2**30)", "print('still here')"),
+        grading.Settings(cell_timeout=30, notebook_timeout=60, memory_gb=2, isolate=SETTINGS.isolate),
+    )
     assert status == "graded"
     assert cell_with(executed, "bytearray").outputs[-1].ename == "MemoryError"
     assert "still here" in outputs_text(executed)
@@ -526,6 +595,19 @@ def test_a_private_copy_of_the_solutions_is_graded_from(root, tmp_path, capsys):
     assert week.path == private / "week1_exercise.py"
     assert week.questions["private_question"] == 3
     assert "private_question" not in grading.load_week(root, "1").questions
-    assert grading.main(["1", str(tmp_path), "--out", str(tmp_path / "o"), "--root", str(root),
-                         "--solutions", str(tmp_path / "missing")]) == 2
+    assert (
+        grading.main(
+            [
+                "1",
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "o"),
+                "--root",
+                str(root),
+                "--solutions",
+                str(tmp_path / "missing"),
+            ]
+        )
+        == 2
+    )
     assert "No solutions folder" in capsys.readouterr().err

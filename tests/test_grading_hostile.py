@@ -18,7 +18,7 @@ import pytest
 
 from course_utils import build, grading, sandbox
 
-SOLUTION = '''\
+SOLUTION = """\
 # %% tags=["parameters"]
 PROFILE = None
 
@@ -49,10 +49,12 @@ passed("double")
 # CHECK double_hidden points=1
 check_close(double(np.arange(5.0)), twice(np.arange(5.0)), "double (hidden)")
 ### END HIDDEN TESTS
-'''
+"""
 ANSWER = "def double(x):\n    return 2 * np.asarray(x, dtype=float)\n"
 
-SABOTEUR = ANSWER + '''
+SABOTEUR = (
+    ANSWER
+    + """
 import os, pathlib, subprocess
 planted = []
 for status in pathlib.Path("/proc").glob("[0-9]*/cmdline"):  # look for the grader's --out folder
@@ -79,35 +81,37 @@ for target in [pathlib.Path(HOME) / "planted", pathlib.Path(HOST_TMP) / "planted
         pass
 subprocess.Popen(["sh", "-c", "sleep 4; echo late > " + HOST_TMP + "/late"], start_new_session=True)
 print("planted:", planted)
-'''
+"""
+)
 
 WRONG = "def double(x):\n    return None\n"
 # Each tries to earn points for a wrong answer by acting on its own interpreter; the checks run in the judge.
 FORGERS = {
     "input transformer.ipynb": "def _skip_checks(lines):\n"
-                               "    return ['pass\\n'] if any('check' in l for l in lines) else lines\n"
-                               "get_ipython().input_transformers_post.append(_skip_checks)\n",
+    "    return ['pass\\n'] if any('check' in l for l in lines) else lines\n"
+    "get_ipython().input_transformers_post.append(_skip_checks)\n",
     "AST transformer and events.ipynb": "import ast\nclass Empty(ast.NodeTransformer):\n"
-                                        "    def visit_Module(self, node):\n        return ast.Module([], [])\n"
-                                        "get_ipython().ast_transformers.append(Empty())\n"
-                                        "get_ipython().events.register('post_run_cell', lambda r: print('passed'))\n",
+    "    def visit_Module(self, node):\n        return ast.Module([], [])\n"
+    "get_ipython().ast_transformers.append(Empty())\n"
+    "get_ipython().events.register('post_run_cell', lambda r: print('passed'))\n",
     "trace function.ipynb": "import sys\ndef _tracer(frame, event, arg):\n"
-                            "    if event == 'exception' and arg[0] is AssertionError:\n"
-                            "        frame.f_globals['__builtins__']['AssertionError'] = type('Nothing', (Exception,), {})\n"
-                            "    return _tracer\nsys.settrace(_tracer)\n"
-                            "import inspect\ncaller = inspect.currentframe().f_back\n",
-    "patches NumPy, builtins and stdout.ipynb": "import builtins, sys\nimport numpy as np\nimport course_utils.checks as c\n"
-                                                "np.allclose = lambda *a, **k: True\nnp.testing.assert_allclose = print\n"
-                                                "c.check_close = c.check = c.passed = lambda *a, **k: None\n"
-                                                "builtins.AssertionError = KeyboardInterrupt\n"
-                                                "sys.stdout.write('all checks passed\\n')\n",
+    "    if event == 'exception' and arg[0] is AssertionError:\n"
+    "        frame.f_globals['__builtins__']['AssertionError'] = type('Nothing', (Exception,), {})\n"
+    "    return _tracer\nsys.settrace(_tracer)\n"
+    "import inspect\ncaller = inspect.currentframe().f_back\n",
+    "patches NumPy, builtins and stdout.ipynb": "import builtins, sys\nimport numpy as np\n"
+    "import course_utils.checks as c\n"
+    "np.allclose = lambda *a, **k: True\nnp.testing.assert_allclose = print\n"
+    "c.check_close = c.check = c.passed = lambda *a, **k: None\n"
+    "builtins.AssertionError = KeyboardInterrupt\n"
+    "sys.stdout.write('all checks passed\\n')\n",
     "returns an object equal to anything.ipynb": "class Anything:\n    def __eq__(self, other):\n        return True\n"
-                                                 "    __array_priority__ = 1000\n"
-                                                 "def double(x):\n    return Anything()\n",
+    "    __array_priority__ = 1000\n"
+    "def double(x):\n    return Anything()\n",
     # The hidden test compares with the visible check's helper `twice`: this makes it the wrong answer itself.
     "rebinds the check's helper.ipynb": "def double(x):\n    return np.zeros(len(x))\n"
-                                        "get_ipython().events.register('post_run_cell', "
-                                        "lambda result: globals().update(twice=double))\n",
+    "get_ipython().events.register('post_run_cell', "
+    "lambda result: globals().update(twice=double))\n",
 }
 
 # Expected points per question (double, double_hidden) and status, by file name.
@@ -149,18 +153,22 @@ def graded(root, tmp_path_factory):
     (course / "solutions" / "week9_exercise.py").write_text(SOLUTION)
     host_tmp = tmp_path_factory.mktemp("host_tmp")
     checks_file = Path(grading.__file__).with_name("checks.py")
-    names = (f"HOME = {str(Path.home())!r}\nHOST_TMP = {str(host_tmp)!r}\n"
-             f"course_utils_checks = {str(checks_file)!r}\n")
+    names = f"HOME = {str(Path.home())!r}\nHOST_TMP = {str(host_tmp)!r}\ncourse_utils_checks = {str(checks_file)!r}\n"
     folder = tmp_path_factory.mktemp("submissions")
     out = tmp_path_factory.mktemp("grades")
-    write = lambda name, notebook: (folder / name).write_text(nbformat.writes(notebook))
+
+    def write(name, notebook):
+        (folder / name).write_text(nbformat.writes(notebook))
+
     write("correct.ipynb", filled(course, ANSWER))
     write("blank.ipynb", handout(course))
     write("saboteur.ipynb", filled(course, names + SABOTEUR))
     for name, attack in FORGERS.items():
         write(name, filled(course, attack + (WRONG if "def double" not in attack else "")))
     write("exits.ipynb", filled(course, "import os\nos._exit(3)\n" + ANSWER))
-    write("kills its parent.ipynb", filled(course, "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n" + ANSWER))
+    write(
+        "kills its parent.ipynb", filled(course, "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n" + ANSWER)
+    )
     write("memory bomb.ipynb", filled(course, "hoard = bytearray(64 * 2**30)\n" + ANSWER))
     (folder / "nbformat 3.ipynb").write_text(nbformat.writes(nbformat.convert(filled(course, ANSWER), 3), version=3))
     colab = filled(course, ANSWER)
@@ -175,11 +183,19 @@ def graded(root, tmp_path_factory):
     (folder / os.fsdecode(LATIN1_NAME)).write_text(nbformat.writes(filled(course, ANSWER)))
     before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
     checks_before = checks_file.read_bytes()
-    settings = grading.Settings(profile="smoke", cell_timeout=30, notebook_timeout=120, memory_gb=4,
-                                isolate=sandbox.unavailable() is None)
+    settings = grading.Settings(
+        profile="smoke", cell_timeout=30, notebook_timeout=120, memory_gb=4, isolate=sandbox.unavailable() is None
+    )
     grading.grade("week9_exercise", folder, out, root=course, workers=2, settings=settings, progress=False)
-    return dict(folder=folder, out=out, before=before, host_tmp=host_tmp, checks_file=checks_file,
-                checks_before=checks_before, isolated=settings.isolate)
+    return dict(
+        folder=folder,
+        out=out,
+        before=before,
+        host_tmp=host_tmp,
+        checks_file=checks_file,
+        checks_before=checks_before,
+        isolated=settings.isolate,
+    )
 
 
 def gradebook(out):
@@ -201,8 +217,9 @@ def test_the_gradebook_lists_every_submission_and_only_the_grader_wrote_results(
     assert set(gradebook(graded["out"])) == set(EXPECTED)
     results = sorted((graded["out"] / "results").glob("*.json"))
     assert len(results) == len(EXPECTED)
-    assert all(grading.printable(json.loads(p.read_text()).get("file", "")) in EXPECTED
-               for p in results)  # none emptied by the saboteur
+    assert all(
+        grading.printable(json.loads(p.read_text()).get("file", "")) in EXPECTED for p in results
+    )  # none emptied by the saboteur
 
 
 def test_submissions_stay_byte_identical(graded):
@@ -240,10 +257,24 @@ def test_a_grader_killed_mid_run_leaves_nothing_running_and_the_next_run_complet
     folder.mkdir()
     (folder / "slow.ipynb").write_text(nbformat.writes(filled(course, ANSWER + "import time\ntime.sleep(30)\n")))
     (folder / "quick.ipynb").write_text(nbformat.writes(filled(course, ANSWER)))
-    command = [sys.executable, "-m", "course_utils.grading", "9", str(folder), "--out", str(out), "--root", str(course),
-               "--profile", "smoke", "--timeout", "60"]
-    grader = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
+    command = [
+        sys.executable,
+        "-m",
+        "course_utils.grading",
+        "9",
+        str(folder),
+        "--out",
+        str(out),
+        "--root",
+        str(course),
+        "--profile",
+        "smoke",
+        "--timeout",
+        "60",
+    ]
+    grader = subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline, started = time.monotonic() + 90, []
     while time.monotonic() < deadline and not any("ipykernel" in " ".join(p.cmdline()) for p in started):
         time.sleep(0.5)
@@ -256,8 +287,10 @@ def test_a_grader_killed_mid_run_leaves_nothing_running_and_the_next_run_complet
     assert alive == [], [p.cmdline() for p in alive]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
     rows = gradebook(out)
-    assert {name: (row["double"], row["status"]) for name, row in rows.items()} == \
-        {"slow.ipynb": ("2", "graded"), "quick.ipynb": ("2", "graded")}
+    assert {name: (row["double"], row["status"]) for name, row in rows.items()} == {
+        "slow.ipynb": ("2", "graded"),
+        "quick.ipynb": ("2", "graded"),
+    }
 
 
 def test_a_judge_dies_with_the_grader_that_started_it(tmp_path):
@@ -273,12 +306,16 @@ def test_a_judge_dies_with_the_grader_that_started_it(tmp_path):
     if not sys.platform.startswith("linux"):
         pytest.skip("PR_SET_PDEATHSIG is Linux's")
     pid_file = tmp_path / "judge.pid"
-    stand_in_judge = ("import os, time; from course_utils import judge; judge._die_with_grader(); "
-                      f"open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)")
-    stand_in_grader = ("import os, subprocess, sys, time; "
-                       f"env = {{**os.environ, {judge.GRADER_PID!r}: str(os.getpid())}}; "
-                       f"subprocess.Popen([sys.executable, '-c', {stand_in_judge!r}], env=env, start_new_session=True); "
-                       "time.sleep(120)")
+    stand_in_judge = (
+        "import os, time; from course_utils import judge; judge._die_with_grader(); "
+        f"open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    )
+    stand_in_grader = (
+        "import os, subprocess, sys, time; "
+        f"env = {{**os.environ, {judge.GRADER_PID!r}: str(os.getpid())}}; "
+        f"subprocess.Popen([sys.executable, '-c', {stand_in_judge!r}], env=env, start_new_session=True); "
+        "time.sleep(120)"
+    )
     grader = subprocess.Popen([sys.executable, "-c", stand_in_grader])
     try:
         for _ in range(300):

@@ -24,14 +24,14 @@ def test_sampler_yields_anchor_positive_halves_of_p_classes_by_k_images():
         x, y = batches[i]
         assert x.shape == (12, 16, 16, 3) and y.shape == (12,)
         assert len(np.unique(y)) == 3 and set(np.bincount(y)[np.unique(y)]) == {4}
-        np.testing.assert_array_equal(y[:6], y[6:])                 # anchor j and positive j share a class
+        np.testing.assert_array_equal(y[:6], y[6:])  # anchor j and positive j share a class
         drawn = x[:, 0, 0, 0].astype(int)
-        assert np.all(drawn[:6] != drawn[6:])                       # ... but are different images
+        assert np.all(drawn[:6] != drawn[6:])  # ... but are different images
         np.testing.assert_array_equal(labels[drawn], y)
     x0, _ = batches[0]
-    np.testing.assert_array_equal(x0, batches[0][0])                # reproducible within an epoch
+    np.testing.assert_array_equal(x0, batches[0][0])  # reproducible within an epoch
     batches.on_epoch_end()
-    assert not np.array_equal(x0, batches[0][0])                    # a new draw next epoch
+    assert not np.array_equal(x0, batches[0][0])  # a new draw next epoch
 
 
 def test_sampler_rejects_odd_per_class_and_single_image_classes():
@@ -62,7 +62,7 @@ def test_softmax_loss_is_at_its_floor_when_separated_and_high_when_collapsed():
     labels = np.repeat(np.arange(4), 3)
     good = separated(labels)
     low = np.asarray(ml.similarity_softmax_loss(good, good, 0.05, labels, labels))
-    np.testing.assert_allclose(low, np.log(3), atol=1e-4)             # 3 equally right positives per anchor
+    np.testing.assert_allclose(low, np.log(3), atol=1e-4)  # 3 equally right positives per anchor
     pairwise = np.asarray(ml.similarity_softmax_loss(separated(np.arange(6)), separated(np.arange(6)), 0.05))
     assert pairwise.max() < 1e-6
     collapsed = np.ones((12, 8), np.float32)
@@ -146,9 +146,9 @@ def test_knn_matches_scikit_learn_and_confidence_is_vote_share():
     index, similarity = ml.retrieve(reference, queries, k=5)
     votes = np.array([np.mean(labels[row] == p) for row, p in zip(index, predicted)])
     np.testing.assert_allclose(confidence, votes)
-    assert np.all(np.diff(similarity, axis=1) <= 1e-12)             # best first
+    assert np.all(np.diff(similarity, axis=1) <= 1e-12)  # best first
     scores = ml.accuracy_vs_k(reference, labels, queries, expected, ks=(5, 100))
-    assert scores == {5: 1.0}                                       # k larger than the reference set is skipped
+    assert scores == {5: 1.0}  # k larger than the reference set is skipped
 
 
 def test_coverage_curve():
@@ -196,8 +196,10 @@ def test_psnr_matches_its_formula_and_rejects_mismatched_shapes():
     noisy = np.clip(clean + rng.normal(0, 0.1, clean.shape).astype(np.float32), 0, 1)
     mse = np.mean((clean - noisy) ** 2, axis=(1, 2, 3))
     np.testing.assert_allclose(ml.psnr(clean, noisy), 10 * np.log10(1.0 / mse), rtol=1e-4)
-    np.testing.assert_allclose(ml.psnr(clean[0] * 255, noisy[0] * 255, max_val=255), 10 * np.log10(1 / mse[0]), rtol=1e-4)
-    halved = clean + (noisy - clean) / np.sqrt(2)                       # half the squared error: +3 dB
+    np.testing.assert_allclose(
+        ml.psnr(clean[0] * 255, noisy[0] * 255, max_val=255), 10 * np.log10(1 / mse[0]), rtol=1e-4
+    )
+    halved = clean + (noisy - clean) / np.sqrt(2)  # half the squared error: +3 dB
     np.testing.assert_allclose(ml.psnr(clean, halved) - ml.psnr(clean, noisy), 10 * np.log10(2), rtol=1e-3)
     with pytest.raises(ValueError, match="same shape"):
         ml.psnr(clean, noisy[:2])
@@ -210,7 +212,7 @@ def test_add_noise_is_seeded_clipped_and_has_the_asked_spread():
     noisy = ml.add_noise(images, 0.1, seed=3)
     np.testing.assert_array_equal(noisy, ml.add_noise(images, 0.1, seed=3))
     assert not np.array_equal(noisy, ml.add_noise(images, 0.1, seed=4))
-    assert abs(np.std(noisy - images) - 0.1) < 0.01                      # no clipping this far from 0 and 1
+    assert abs(np.std(noisy - images) - 0.1) < 0.01  # no clipping this far from 0 and 1
     assert ml.add_noise(images, 2.0, seed=0).min() == 0.0 and ml.add_noise(images, 2.0, seed=0).max() == 1.0
     with pytest.raises(ValueError, match="sigma"):
         ml.add_noise(images, -0.1)
@@ -221,7 +223,7 @@ def test_denoising_autoencoder_shapes_and_bottleneck():
     assert model.output.shape[1:] == (16, 16, 3)
     assert model.get_layer("latent").output.shape[1:] == (4, 4, 4)
     out = ml.embed(model, np.random.default_rng(0).random((2, 16, 16, 3)))
-    assert out.min() >= 0.0 and out.max() <= 1.0                         # a sigmoid: valid pixel values
+    assert out.min() >= 0.0 and out.max() <= 1.0  # a sigmoid: valid pixel values
     with pytest.raises(ValueError, match="divisible by 4"):
         ml.denoising_autoencoder((18, 16, 3), filters=(8, 16))
 
@@ -239,9 +241,9 @@ def test_noisy_batches_pair_fresh_noise_with_the_clean_images():
         seen.append(clean)
     np.testing.assert_allclose(np.sort(np.concatenate(seen).ravel()), np.sort(images.ravel()))  # each image once
     first = batches[0][0]
-    np.testing.assert_array_equal(first, batches[0][0])                  # reproducible within an epoch
+    np.testing.assert_array_equal(first, batches[0][0])  # reproducible within an epoch
     batches.on_epoch_end()
-    assert not np.array_equal(first, batches[0][0])                      # new order and noise next epoch
+    assert not np.array_equal(first, batches[0][0])  # new order and noise next epoch
     with pytest.raises(ValueError, match="non-empty"):
         ml.NoisyBatches(images[:0], 0.1)
 

@@ -53,14 +53,18 @@ def test_alexnet_one_and_two_towers_count_what_the_paper_and_the_lectures_say():
     split = {}
     for towers in (1, 2):
         model = models.alexnet(towers=towers)
-        split[towers] = (sum(l.count_params() for l in model.layers if isinstance(l, layers.Conv2D)),
-                         sum(l.count_params() for l in model.layers if isinstance(l, layers.Dense)))
+        split[towers] = (
+            sum(layer.count_params() for layer in model.layers if isinstance(layer, layers.Conv2D)),
+            sum(layer.count_params() for layer in model.layers if isinstance(layer, layers.Dense)),
+        )
         assert model.count_params() == sum(split[towers])
     assert split[1] == (3_747_200, 58_631_144)  # the lectures' 3.7 M and 58.6 M (6% and 94%)
     # Two towers: conv2, conv4, conv5 see half the maps; the paper's "60 million parameters".
     assert split[2] == (2_334_080, 58_631_144)
     # by hand: conv2 5*5*48*256 + 256, conv4 3*3*192*384 + 384, conv5 3*3*192*256 + 256
-    assert split[2][0] == 34_944 + (5 * 5 * 48 * 256 + 256) + 885_120 + (3 * 3 * 192 * 384 + 384) + (3 * 3 * 192 * 256 + 256)
+    assert split[2][0] == 34_944 + (5 * 5 * 48 * 256 + 256) + 885_120 + (3 * 3 * 192 * 384 + 384) + (
+        3 * 3 * 192 * 256 + 256
+    )
     assert models.alexnet(towers=1).layers[-1].output.shape[-1] == 1000
     with pytest.raises(ValueError, match="towers"):
         models.alexnet(towers=3)
@@ -100,8 +104,15 @@ def test_receptive_field_grows_by_kernel_minus_one_jumps():
 
 def test_receptive_field_matches_the_pixels_a_gradient_reaches():
     """The field computed layer by layer is the patch of input pixels that can change the central output."""
-    stack = keras.Sequential([keras.Input((33, 33, 1)), layers.Conv2D(1, 3), layers.AveragePooling2D(2),
-                              layers.Conv2D(1, 3, strides=2), layers.Conv2D(1, 3, dilation_rate=2)])
+    stack = keras.Sequential(
+        [
+            keras.Input((33, 33, 1)),
+            layers.Conv2D(1, 3),
+            layers.AveragePooling2D(2),
+            layers.Conv2D(1, 3, strides=2),
+            layers.Conv2D(1, 3, dilation_rate=2),
+        ]
+    )
     for layer in stack.layers:
         if layer.weights:
             layer.kernel.assign(tf.ones_like(layer.kernel))

@@ -28,9 +28,23 @@ def error_outputs(notebook):
 
 def run_nbval(root, notebook_path):
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--color=no", "--nbval-lax",
-         f"--nbval-sanitize-with={root / SANITIZE}", "--rootdir", str(notebook_path.parent), str(notebook_path)],
-        capture_output=True, text=True, cwd=notebook_path.parent,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--color=no",
+            "--nbval-lax",
+            f"--nbval-sanitize-with={root / SANITIZE}",
+            "--rootdir",
+            str(notebook_path.parent),
+            str(notebook_path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=notebook_path.parent,
     )
 
 
@@ -46,15 +60,21 @@ def test_chapter_executes_at_smoke_profile(built_book, name):
     notebook = nbformat.read(built_book / "book_src" / "book" / f"{name}.ipynb", as_version=4)
     assert notebook.metadata.papermill.parameters == {"PROFILE": "smoke"}
     assert not error_outputs(notebook)
-    assert any(o.output_type == "display_data" and "image/png" in o.data
-               for c in notebook.cells if c.cell_type == "code" for o in c.outputs), "no figure was drawn"
+    assert any(
+        o.output_type == "display_data" and "image/png" in o.data
+        for c in notebook.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+    ), "no figure was drawn"
 
 
 @pytest.mark.parametrize("name", chapter_names(build.Path(__file__).resolve().parents[1]))
 def test_chapter_outputs_are_reproducible_under_nbval(root, built_book, tmp_path, name):
     executed = tmp_path / f"{name}.ipynb"
     shutil.copy2(built_book / "book_src" / "book" / f"{name}.ipynb", executed)
-    checked = [c for c in nbformat.read(executed, as_version=4).cells if "nbval-check-output" in c.metadata.get("tags", [])]
+    checked = [
+        c for c in nbformat.read(executed, as_version=4).cells if "nbval-check-output" in c.metadata.get("tags", [])
+    ]
     assert len(checked) >= 5, "the chapter should mark its reproducible outputs for nbval"
     result = run_nbval(root, executed)
     assert result.returncode == 0, result.stdout[-5000:]
@@ -73,8 +93,9 @@ def cache_stand_in_imagenet_weights(keras_home):
 
     base = keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, include_top=False, weights=None)
     (keras_home / "models").mkdir(parents=True)
-    with h5py.File(keras_home / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5",
-                   "w") as weights_file:
+    with h5py.File(
+        keras_home / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5", "w"
+    ) as weights_file:
         legacy_h5_format.save_weights_to_hdf5_group(weights_file, base)
 
 

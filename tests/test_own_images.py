@@ -5,10 +5,10 @@ import os
 import shutil
 
 import numpy as np
+import photo_fixtures
 import pytest
 from PIL import Image
 
-import photo_fixtures
 from course_utils import detection as det
 from course_utils import recognition, segmentation
 
@@ -16,9 +16,11 @@ from course_utils import recognition, segmentation
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     root = tmp_path_factory.mktemp("photos")
-    return {"classes": photo_fixtures.classification_folder(root / "classes"),
-            "coco": photo_fixtures.coco_file(root / "detection"),
-            "pairs": photo_fixtures.segmentation_folders(root / "segmentation")}
+    return {
+        "classes": photo_fixtures.classification_folder(root / "classes"),
+        "coco": photo_fixtures.coco_file(root / "detection"),
+        "pairs": photo_fixtures.segmentation_folders(root / "segmentation"),
+    }
 
 
 def test_a_folder_of_class_folders_gives_a_stratified_split_with_the_folder_names(photos):
@@ -63,8 +65,14 @@ def run_chapter(root, tmp_path, chapter, source):
     notebook = tmp_path / f"{chapter}.ipynb"
     notebook.write_text(build.generated_files(root)[build.Path("book") / f"{chapter}.ipynb"])
     out = tmp_path / "executed.ipynb"
-    papermill.execute_notebook(str(notebook), str(out), parameters={"PROFILE": "smoke", "DATA_SOURCE": str(source)},
-                               kernel_name="python3", progress_bar=False, cwd=str(tmp_path))
+    papermill.execute_notebook(
+        str(notebook),
+        str(out),
+        parameters={"PROFILE": "smoke", "DATA_SOURCE": str(source)},
+        kernel_name="python3",
+        progress_bar=False,
+        cwd=str(tmp_path),
+    )
     cells = nbformat.read(out, as_version=4).cells
     return "".join(o.get("text", "") for c in cells for o in c.get("outputs", []))
 
@@ -100,11 +108,14 @@ def test_an_unreadable_image_is_named(tmp_path, photos):
         recognition.load_classification(str(folder), image_size=32)
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda c: c["annotations"][0].update(bbox=[500, 10, 40, 40]), r"photo_00\.jpg.*box outside the image"),
-    (lambda c: c["annotations"][0].update(category_id=9), r"photo_00\.jpg.*unknown class id 9"),
-    (lambda c: c["images"][0].update(file_name="gone.jpg"), r"gone\.jpg.*file not found"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda c: c["annotations"][0].update(bbox=[500, 10, 40, 40]), r"photo_00\.jpg.*box outside the image"),
+        (lambda c: c["annotations"][0].update(category_id=9), r"photo_00\.jpg.*unknown class id 9"),
+        (lambda c: c["images"][0].update(file_name="gone.jpg"), r"gone\.jpg.*file not found"),
+    ],
+)
 def test_bad_coco_annotations_are_named(tmp_path, photos, change, message):
     folder = damaged(tmp_path, photos, "coco")
     coco = json.loads((folder / "annotations.json").read_text())
@@ -114,11 +125,14 @@ def test_bad_coco_annotations_are_named(tmp_path, photos, change, message):
         det.load_detection_data(str(folder / "annotations.json"), image_size=64)
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda m, size: m.unlink(), r"No mask for image .*scene_00\.jpg"),
-    (lambda m, size: Image.new("L", (10, 10)).save(m), r"Size mismatch: image .*scene_00\.jpg"),
-    (lambda m, size: Image.new("L", size, 7).save(m), r"scene_00\.png has values \[7\] outside the classes"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda m, size: m.unlink(), r"No mask for image .*scene_00\.jpg"),
+        (lambda m, size: Image.new("L", (10, 10)).save(m), r"Size mismatch: image .*scene_00\.jpg"),
+        (lambda m, size: Image.new("L", size, 7).save(m), r"scene_00\.png has values \[7\] outside the classes"),
+    ],
+)
 def test_bad_masks_are_named(tmp_path, photos, damage, message):
     folder = damaged(tmp_path, photos, "pairs")
     size = Image.open(folder / "images" / "scene_00.jpg").size
@@ -189,13 +203,19 @@ def test_week5_runs_on_a_folder_of_class_folders(root, tmp_path):
 
 
 @pytest.mark.notebooks
-@pytest.mark.parametrize("chapter, source, expected", [
-    ("week2_recognition", "tfds:tf_flowers", ["images per class (train): {'dandelion': ", "'roses': "]),
-    ("week3_detection", "tfds:voc/2007", ["objects per class: {'aeroplane': ", "'tvmonitor': ", "images: train ("]),
-    ("week4_segmentation", "tfds:oxford_iiit_pet", ["share of the pixels per class: background", "pet", "outline"]),
-    ("week5_metric_learning", "tfds:tf_flowers",
-     ["classes: dandelion, daisy, tulips, sunflowers, roses; held out of training: roses"]),
-])
+@pytest.mark.parametrize(
+    "chapter, source, expected",
+    [
+        ("week2_recognition", "tfds:tf_flowers", ["images per class (train): {'dandelion': ", "'roses': "]),
+        ("week3_detection", "tfds:voc/2007", ["objects per class: {'aeroplane': ", "'tvmonitor': ", "images: train ("]),
+        ("week4_segmentation", "tfds:oxford_iiit_pet", ["share of the pixels per class: background", "pet", "outline"]),
+        (
+            "week5_metric_learning",
+            "tfds:tf_flowers",
+            ["classes: dandelion, daisy, tulips, sunflowers, roses; held out of training: roses"],
+        ),
+    ],
+)
 def test_each_chapter_runs_on_a_tensorflow_datasets_name(root, tmp_path, monkeypatch, chapter, source, expected):
     """The kernel starts tests/tfds_kernel/sitecustomize.py: the set's real metadata, made-up examples, offline."""
     stand_ins = root / "tests" / "tfds_kernel"

@@ -34,7 +34,7 @@ def test_builder_shapes_and_reported_choice(capsys):
 def test_pooling_and_non_square_input_without_imagenet():
     model = rec.mobilenetv2_classifier(3, input_size=(40, 64), pooling="max", dropout=0, verbose=False)
     assert model.input.shape[1:] == (40, 64, 3)
-    assert any(isinstance(l, layers.GlobalMaxPooling2D) for l in rec.base_of(model).layers)
+    assert any(isinstance(layer, layers.GlobalMaxPooling2D) for layer in rec.base_of(model).layers)
 
 
 def test_frozen_base_trains_only_the_head():
@@ -49,11 +49,11 @@ def test_fine_tune_unfreezes_top_layers_but_not_batchnorm():
     base = rec.base_of(model)
     unfrozen = rec.fine_tune(model, 10, learning_rate=1e-5)
     top = base.layers[-10:]
-    assert unfrozen == sum(1 for l in top if l.weights and not isinstance(l, layers.BatchNormalization))
+    assert unfrozen == sum(1 for layer in top if layer.weights and not isinstance(layer, layers.BatchNormalization))
     assert unfrozen > 0
-    assert all(not l.trainable for l in base.layers[:-10])
-    assert all(not l.trainable for l in base.layers if isinstance(l, layers.BatchNormalization))
-    expected = 1280 * 4 + 4 + sum(l.count_params() for l in top if l.trainable)
+    assert all(not layer.trainable for layer in base.layers[:-10])
+    assert all(not layer.trainable for layer in base.layers if isinstance(layer, layers.BatchNormalization))
+    expected = 1280 * 4 + 4 + sum(layer.count_params() for layer in top if layer.trainable)
     assert rec.trainable_counts(model)[0] == expected
     assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(1e-5)
     assert rec.fine_tune(model, 0) == 0 and rec.trainable_counts(model)[0] == 1280 * 4 + 4
@@ -66,7 +66,7 @@ def test_fine_tune_unfreezes_top_layers_but_not_batchnorm():
 
 
 def test_scratch_model_uses_a_fast_batchnorm_momentum(scratch):
-    momenta = {l.momentum for l in rec.base_of(scratch).layers if isinstance(l, layers.BatchNormalization)}
+    momenta = {layer.momentum for layer in rec.base_of(scratch).layers if isinstance(layer, layers.BatchNormalization)}
     assert momenta == {0.9}
 
 
@@ -130,8 +130,9 @@ def test_imagenet_accepts_any_size_from_32_and_says_which_weights(size, monkeypa
 
 def test_published_imagenet_size_has_no_224_note(monkeypatch, capsys):
     original = keras.applications.MobileNetV2
-    monkeypatch.setattr(keras.applications, "MobileNetV2",
-                        lambda *a, weights=None, **k: original(*a, weights=None, **k))
+    monkeypatch.setattr(
+        keras.applications, "MobileNetV2", lambda *a, weights=None, **k: original(*a, weights=None, **k)
+    )
     rec.mobilenetv2_classifier(4, input_size=128, weights="imagenet")
     out = capsys.readouterr().out
     assert "weights=imagenet," in out and "224x224" not in out
@@ -157,7 +158,7 @@ def test_other_invalid_options():
 def test_hidden_units_may_be_one_int():
     model = rec.mobilenetv2_classifier(3, input_size=32, hidden_units=16, verbose=False)
     assert model.get_layer("hidden_0").units == 16
-    assert not any(l.name == "hidden_1" for l in model.layers)
+    assert not any(layer.name == "hidden_1" for layer in model.layers)
 
 
 @pytest.mark.parametrize("hidden_units", [0, (16, -2), "16", (16.5,), True, None])
@@ -211,16 +212,17 @@ def test_imagenet_download_has_a_timeout_and_restores_the_socket_default(monkeyp
 
 def test_imagenet_path_keeps_the_batchnorm_statistics_through_fine_tuning(monkeypatch, capsys):
     original = keras.applications.MobileNetV2
-    monkeypatch.setattr(keras.applications, "MobileNetV2",
-                        lambda *a, weights=None, **k: original(*a, weights=None, **k))  # "downloaded"
+    monkeypatch.setattr(
+        keras.applications, "MobileNetV2", lambda *a, weights=None, **k: original(*a, weights=None, **k)
+    )  # "downloaded"
     model = rec.mobilenetv2_classifier(4, input_size=96, weights="imagenet", trainable_base=False)
     assert "weights=imagenet" in capsys.readouterr().out
     assert rec.weights_used(model) == "imagenet"
-    momenta = {l.momentum for l in rec.base_of(model).layers if isinstance(l, layers.BatchNormalization)}
+    momenta = {layer.momentum for layer in rec.base_of(model).layers if isinstance(layer, layers.BatchNormalization)}
     assert momenta == {0.999}
     rec.fine_tune(model, 30)
     # BatchNorm statistics must not move during a training step.
-    bn = [l for l in rec.base_of(model).layers if isinstance(l, layers.BatchNormalization)][-1]
+    bn = [layer for layer in rec.base_of(model).layers if isinstance(layer, layers.BatchNormalization)][-1]
     before = bn.moving_mean.numpy().copy()
     model.fit(np.random.default_rng(0).random((8, 96, 96, 3), np.float32), np.arange(8) % 4, epochs=1, verbose=0)
     np.testing.assert_array_equal(bn.moving_mean.numpy(), before)
@@ -244,8 +246,9 @@ def test_small_cnn_and_random_dihedral():
 
 
 def test_warmup_exponential_decay_values():
-    schedule = rec.WarmupExponentialDecay(peak=1e-3, warmup_steps=100, decay_steps=50, decay_rate=0.5,
-                                          initial=1e-4, floor=1e-5)
+    schedule = rec.WarmupExponentialDecay(
+        peak=1e-3, warmup_steps=100, decay_steps=50, decay_rate=0.5, initial=1e-4, floor=1e-5
+    )
     values = [float(schedule(step)) for step in (0, 50, 100, 150, 200, 10_000)]
     np.testing.assert_allclose(values, [1e-4, 5.5e-4, 1e-3, 5e-4, 2.5e-4, 1e-5], rtol=1e-5)
 
@@ -333,11 +336,11 @@ def test_square_image_size_pair_and_invalid_sizes_and_counts():
         rec.load_classification("scenes", image_size=(32, 48))
     with pytest.raises(ValueError, match="image_size must be"):
         rec.load_classification("scenes", image_size="big")
-    with pytest.raises(ValueError, match="n_train must be an integer, got 10.5"):
+    with pytest.raises(ValueError, match="n_train must be a positive integer, got 10.5"):
         rec.load_classification("scenes", image_size=32, n_train=10.5)
-    with pytest.raises(ValueError, match="n_test must be an integer, got 4.0"):
+    with pytest.raises(ValueError, match="n_test must be a non-negative integer, got 4.0"):
         rec.load_classification("scenes", image_size=32, n_train=10, n_test=4.0)
-    with pytest.raises(ValueError, match="max_images must be an integer, got 5.5"):
+    with pytest.raises(ValueError, match="max_images must be a positive integer, got 5.5"):
         rec.load_classification("scenes", image_size=32, max_images=5.5)
 
 
@@ -386,8 +389,7 @@ def test_image_folder_empty_class_names_the_folder(tmp_path):
 
 def test_image_folder_too_small_to_split_names_the_folder_and_counts(tmp_path):
     _write_folder(tmp_path, ["cats", "dogs"], per_class=1)
-    with pytest.raises(ValueError, match=f"folder {re.escape(str(tmp_path))} .*cats: 1, dogs: 1\\).*"
-                                         "at least 2 images"):
+    with pytest.raises(ValueError, match=f"folder {re.escape(str(tmp_path))} .*cats: 1, dogs: 1\\).*at least 2 images"):
         rec.load_classification(tmp_path, image_size=16)
     _write_folder(tmp_path / "more", ["cats", "dogs"], per_class=2)  # a test split of 1 image cannot hold 2 classes
     with pytest.raises(ValueError, match=r"test_fraction=0\.2 .*cats: 2, dogs: 2\).* 1 held out of 4 .* 2 classes"):
@@ -401,7 +403,9 @@ def test_unknown_source_is_explained(tmp_path):
     with pytest.raises(ValueError, match="Unknown data source 'flowers'.*tfds:tf_flowers"):
         rec.load_classification("flowers")
     for path in [str(tmp_path / "missing"), "data/flowers", "./flowers", "~/no_such_folder_here"]:
-        with pytest.raises(FileNotFoundError, match=f"Image folder not found: {re.escape(str(Path(path).expanduser()))}$"):
+        with pytest.raises(
+            FileNotFoundError, match=f"Image folder not found: {re.escape(str(Path(path).expanduser()))}$"
+        ):
             rec.load_classification(path)
 
 
@@ -428,18 +432,19 @@ def test_conv_costs_match_keras():
     standard = keras.Sequential([keras.Input((56, 56, 32)), layers.Conv2D(64, 3, padding="same", use_bias=False)])
     assert params == standard.count_params() and madds == params * 56 * 56
     params, madds = rec.separable_conv_cost(56, 56, 3, 32, 64, stride=2)
-    separable = keras.Sequential([keras.Input((56, 56, 32)),
-                                  layers.SeparableConv2D(64, 3, strides=2, padding="same", use_bias=False)])
+    separable = keras.Sequential(
+        [keras.Input((56, 56, 32)), layers.SeparableConv2D(64, 3, strides=2, padding="same", use_bias=False)]
+    )
     assert params == separable.count_params() and madds == params * 28 * 28
 
 
 def test_block_layers_and_drawing(scratch):
     base = rec.base_of(scratch)
-    names = [l.name for l in rec.block_layers(base, 2)]
+    names = [layer.name for layer in rec.block_layers(base, 2)]
     assert names[0] == "block_2_expand" and names[-1] == "block_2_add"
     assert [r[0] for r in rec.describe_block(base, 2)] == names
     assert rec.block_layers(base, 0)[0].name.startswith("expanded_conv")
-    fig = rec.draw_block(base, 2)
+    fig = rec.plot_block(base, 2)
     assert fig.axes
     with pytest.raises(ValueError, match="No block 99"):
         rec.block_layers(base, 99)
@@ -448,8 +453,15 @@ def test_block_layers_and_drawing(scratch):
 def test_train_uses_the_warmup_schedule_and_returns_seconds():
     split = rec.load_classification("scenes", image_size=32, n_train=64, n_test=16, seed=0)
     model = rec.small_cnn((32, 32, 3), 4)
-    history, seconds = rec.train(model, split.x_train, split.y_train, epochs=2, peak_lr=1e-3, batch_size=32,
-                                 validation_data=(split.x_test, split.y_test))
+    history, seconds = rec.train(
+        model,
+        split.x_train,
+        split.y_train,
+        epochs=2,
+        learning_rate=1e-3,
+        batch_size=32,
+        validation=(split.x_test, split.y_test),
+    )
     assert seconds > 0 and len(history.history["val_accuracy"]) == 2
     schedule = model.optimizer._learning_rate
     assert isinstance(schedule, rec.WarmupExponentialDecay)
@@ -521,11 +533,13 @@ def test_source_weights_load_into_the_base(capsys):
     assert "weights=source" in capsys.readouterr().out and rec.weights_used(model) == "source"
     again = rec.mobilenetv2_classifier(4, input_size=32, weights="source", verbose=False)
     fresh = rec.mobilenetv2_classifier(4, input_size=32, weights=None, verbose=False)
-    for loaded, other, random_init in zip(rec.base_of(model).weights, rec.base_of(again).weights,
-                                          rec.base_of(fresh).weights):
+    for loaded, other, random_init in zip(
+        rec.base_of(model).weights, rec.base_of(again).weights, rec.base_of(fresh).weights
+    ):
         np.testing.assert_array_equal(loaded.numpy(), other.numpy())
-    moved = [not np.allclose(a.numpy(), b.numpy()) for a, b in zip(rec.base_of(model).weights,
-                                                                   rec.base_of(fresh).weights)]
+    moved = [
+        not np.allclose(a.numpy(), b.numpy()) for a, b in zip(rec.base_of(model).weights, rec.base_of(fresh).weights)
+    ]
     assert np.mean(moved) > 0.9  # the pretrained weights are not a fresh initialisation
     assert rec.base_of(model).get_layer("bn_Conv1").momentum == pytest.approx(0.999)
     with pytest.raises(ValueError, match="alpha 0.35"):
@@ -586,8 +600,19 @@ def test_labelled_subset_draws_per_class_images():
 
 def test_transfer_learning_curve_trains_three_methods_per_size():
     data = rec.load_classification("scenes", image_size=32, n_train=120, n_test=40, seed=4)
-    curve = rec.transfer_learning_curve(data.x_train, data.y_train, data.x_test, data.y_test, 4, per_class=(2, 5),
-                                        steps=2, batch_size=8, head_steps=3, include_all=True, seed=0)
+    curve = rec.transfer_learning_curve(
+        data.x_train,
+        data.y_train,
+        data.x_test,
+        data.y_test,
+        4,
+        per_class=(2, 5),
+        steps=2,
+        batch_size=8,
+        head_steps=3,
+        include_all=True,
+        seed=0,
+    )
     assert curve["per_class"] == [2, 5]
     for method in rec.TRANSFER_METHODS:
         assert len(curve[method]) == 2 and all(0 <= a <= 1 for a in curve[method])

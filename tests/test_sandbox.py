@@ -21,8 +21,10 @@ from course_utils import grading, sandbox
 
 # Skipped only where bubblewrap is not installed (make test installs it where it may): installed but
 # refused, the tests fail with the reason.
-needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None or not sys.platform.startswith("linux"),
-                                 reason="bubblewrap is not installed (apt-get install bubblewrap)")
+needs_bwrap = pytest.mark.skipif(
+    shutil.which("bwrap") is None or not sys.platform.startswith("linux"),
+    reason="bubblewrap is not installed (apt-get install bubblewrap)",
+)
 
 
 def notebook(*sources):
@@ -39,7 +41,10 @@ def printed(executed):
 def attempt(label, code):
     """A cell that runs ``code`` and prints ``label: done`` or ``label: refused (<error>)``."""
     body = textwrap.indent(textwrap.dedent(code).strip(), "    ")
-    return f"try:\n{body}\n    print({label!r} + ': done')\nexcept Exception as e:\n    print({label!r} + ': refused', type(e).__name__)"
+    return (
+        f"try:\n{body}\n    print({label!r} + ': done')\n"
+        f"except Exception as e:\n    print({label!r} + ': refused', type(e).__name__)"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +81,8 @@ def hostile_run(root, tmp_path_factory):
     ]
     try:
         status, detail, executed = grading.run_notebook(
-            notebook(*cells), grading.Settings(cell_timeout=30, notebook_timeout=120, hide=(root,)))
+            notebook(*cells), grading.Settings(cell_timeout=30, notebook_timeout=120, hide=(root,))
+        )
     finally:
         listener.close()
         unix_listener.close()
@@ -93,9 +99,19 @@ def test_a_confined_notebook_runs_and_writes_only_its_scratch(hostile_run):
 
 
 @needs_bwrap
-@pytest.mark.parametrize("attack", ["read solutions", "read git history", "rewrite the course", "write home",
-                                    "write host tmp", "reach the host", "reach the internet",
-                                    "reach a host service's socket"])
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "read solutions",
+        "read git history",
+        "rewrite the course",
+        "write home",
+        "write host tmp",
+        "reach the host",
+        "reach the internet",
+        "reach a host service's socket",
+    ],
+)
 def test_each_attack_is_refused(hostile_run, attack):
     text = printed(hostile_run[2])
     assert f"{attack}: refused" in text, text
@@ -120,8 +136,11 @@ def test_the_notebook_sees_only_its_own_processes_and_no_instructor_variables(ho
 @needs_bwrap
 def test_nothing_it_started_outlives_it(hostile_run):
     time.sleep(1)
-    left = [p.info["cmdline"] for p in psutil.process_iter(["cmdline"])
-            if p.info["cmdline"] and p.info["cmdline"][:1] == ["sleep"] and p.info["cmdline"][1:2][0].startswith("3333.")]
+    left = [
+        p.info["cmdline"]
+        for p in psutil.process_iter(["cmdline"])
+        if p.info["cmdline"] and p.info["cmdline"][:1] == ["sleep"] and p.info["cmdline"][1:2][0].startswith("3333.")
+    ]
     assert "daemons started" in printed(hostile_run[2])
     assert left == []
 
@@ -130,8 +149,12 @@ def test_nothing_it_started_outlives_it(hostile_run):
 def test_its_parent_is_out_of_reach():
     """The kernel's parent is the namespace's init, which ignores the signal: the grader (the judge) lives on."""
     status, detail, executed = grading.run_notebook(
-        notebook("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nprint('parent', os.getppid())",
-                 "print('still running')"), grading.Settings(cell_timeout=30, notebook_timeout=60))
+        notebook(
+            "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nprint('parent', os.getppid())",
+            "print('still running')",
+        ),
+        grading.Settings(cell_timeout=30, notebook_timeout=60),
+    )
     assert status == "graded", detail
     assert "parent 1\n" in printed(executed) and "still running" in printed(executed)
 

@@ -123,9 +123,11 @@ def test_images_are_textured_and_noisy(single):
 def test_noise_sets_pixel_noise_level():
     quiet = make_scenes(20, seed=4, noise=0.0)
     loud = make_scenes(20, seed=4, noise=0.2)
+
     # High-pass residual (pixel minus right neighbour) grows with the noise.
     def roughness(s):
         return np.abs(np.diff(s.images, axis=2)).mean()
+
     assert roughness(loud) > 3 * roughness(quiet)
 
 
@@ -322,12 +324,12 @@ def test_single_class():
 @pytest.mark.parametrize(
     "kwargs, mention",
     [
-        (dict(n=-1), "n="),
+        (dict(n=-1), "n must be a non-negative integer, got -1"),
         (dict(n=2.5), "n "),
-        (dict(n=3, size=8), "size=8"),
-        (dict(n=3, size=15), "size=15"),
+        (dict(n=3, size=8), "size must be an integer >= 16, got 8"),
+        (dict(n=3, size=15), "size must be an integer >= 16, got 15"),
         (dict(n=3, objects=(3, 2)), "objects=(3, 2)"),
-        (dict(n=3, objects=(-1, 2)), "objects=(-1, 2)"),
+        (dict(n=3, objects=(-1, 2)), "objects[0] must be a non-negative integer, got -1"),
         (dict(n=3, objects="many"), "objects"),
         (dict(n=3, object_size=(2, 10)), "object_size=(2, 10)"),
         (dict(n=3, object_size=(10, 65)), "object_size=(10, 65)"),

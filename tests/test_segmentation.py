@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from course_utils import config, segmentation as seg
+from course_utils import config
+from course_utils import segmentation as seg
 from course_utils.scenes import make_scenes
 
 # ------------------------------------------------------------------------------------- builder
@@ -35,7 +36,9 @@ def test_unet_filters_double_per_level_and_shapes_halve():
 
 
 def test_skip_modes_change_the_parameter_count_as_expected():
-    counts = {mode: seg.unet((16, 16, 3), 2, depth=2, base_filters=4, skip=mode).count_params() for mode in seg.SKIP_MODES}
+    counts = {
+        mode: seg.unet((16, 16, 3), 2, depth=2, base_filters=4, skip=mode).count_params() for mode in seg.SKIP_MODES
+    }
     # add and none give the decoder blocks the same input channels; concat doubles them.
     assert counts["add"] == counts["none"] < counts["concat"]
     model = seg.unet((16, 16, 3), 2, depth=2, base_filters=4, skip="none")
@@ -51,7 +54,7 @@ def test_residual_variant_and_dropout_build():
 
 @pytest.mark.parametrize("shape, depth", [((30, 32, 3), 2), ((32, 36, 3), 3)])
 def test_unet_refuses_sizes_not_divisible_by_two_to_the_depth(shape, depth):
-    with pytest.raises(ValueError, match=rf"not divisible by 2\*\*depth = {2 ** depth}"):
+    with pytest.raises(ValueError, match=rf"not divisible by 2\*\*depth = {2**depth}"):
         seg.unet(shape, depth=depth)
 
 
@@ -70,8 +73,11 @@ def test_transposed_convolution_by_hand_matches_keras():
         layer.set_weights([kernel[:, :, None, None]])
         expected = layer(x[None, :, :, None]).numpy()[0, :, :, 0]
         by_hand = seg.transposed_conv_by_hand(x, kernel, stride)
-        assert by_hand.shape == expected.shape == (seg.transposed_conv_output_size(4, 3, stride),
-                                                  seg.transposed_conv_output_size(5, 3, stride))
+        assert (
+            by_hand.shape
+            == expected.shape
+            == (seg.transposed_conv_output_size(4, 3, stride), seg.transposed_conv_output_size(5, 3, stride))
+        )
         np.testing.assert_allclose(by_hand, expected, atol=1e-5)
     assert seg.transposed_conv_output_size(8, 3, 2, "same") == 16
 
@@ -122,7 +128,8 @@ def test_metrics_accept_masks_with_a_channel_axis():
     truth = np.array([[[1, 0], [0, 1]]])
     probabilities = np.array([[[[0.9], [0.2]], [[0.4], [0.6]]]])
     assert float(seg.dice_coefficient(truth[..., None], probabilities, 0.0)) == pytest.approx(
-        float(seg.dice_coefficient(truth, probabilities, 0.0)))
+        float(seg.dice_coefficient(truth, probabilities, 0.0))
+    )
     metric = seg.MeanIoU(2)
     metric.update_state(truth[..., None], probabilities)
     assert float(metric.result()) == 1.0
@@ -133,9 +140,16 @@ def test_confusion_refuses_labels_outside_the_classes():
         seg.per_class_iou(np.array([0, 2]), np.array([0, 1]), 2)
 
 
-@pytest.mark.parametrize("loss, num_classes", [(seg.DiceLoss(), 1), (seg.CrossEntropyDiceLoss(), 1),
-                                               (seg.DiceLoss(), 3), (seg.CrossEntropyDiceLoss(), 3),
-                                               (seg.cross_entropy, 3)])
+@pytest.mark.parametrize(
+    "loss, num_classes",
+    [
+        (seg.DiceLoss(), 1),
+        (seg.CrossEntropyDiceLoss(), 1),
+        (seg.DiceLoss(), 3),
+        (seg.CrossEntropyDiceLoss(), 3),
+        (seg.cross_entropy, 3),
+    ],
+)
 def test_losses_decrease_on_a_fixed_batch(loss, num_classes):
     config.seed_everything(0)
     data = make_scenes(8, size=16, seed=3, classes=("circle", "square"))
@@ -277,8 +291,13 @@ def test_tfds_source_goes_through_the_same_entry_point():
     with tfds.testing.mock_data(num_examples=5):
         with pytest.raises(ValueError, match=r"tfds:oxford_iiit_pet\[train\] example 0 has values .* that mask_map"):
             seg.load_segmentation("tfds:oxford_iiit_pet", image_size=(16, 16), max_examples=3)
-        loaded = seg.load_segmentation("tfds:oxford_iiit_pet", image_size=(16, 16), split="train", max_examples=3,
-                                       mask_map={v: v % 3 for v in range(256)})
+        loaded = seg.load_segmentation(
+            "tfds:oxford_iiit_pet",
+            image_size=(16, 16),
+            split="train",
+            max_examples=3,
+            mask_map={v: v % 3 for v in range(256)},
+        )
     assert loaded.images.shape == (3, 16, 16, 3)
     assert loaded.masks.shape == (3, 16, 16)
     assert loaded.class_names == ("background", "pet", "outline")
@@ -292,7 +311,7 @@ def test_figures_draw():
     import matplotlib.pyplot as plt
 
     data = make_scenes(3, size=16, seed=0, objects=(1, 2))
-    fig = seg.show_segmentation(data.images, data.masks, np.roll(data.masks, 1, axis=2), ("bg",) + data.class_names)
+    fig = seg.plot_segmentation(data.images, data.masks, np.roll(data.masks, 1, axis=2), ("bg",) + data.class_names)
     assert len(fig.axes) == 12
     plt.close(fig)
     errors = seg.error_map(np.array([[0, 1], [2, 0]]), np.array([[1, 1], [0, 0]]))

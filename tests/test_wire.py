@@ -15,9 +15,17 @@ def round_trip(tmp_path, values, handles=None):
 
 
 def test_numbers_arrays_and_containers_cross_unchanged(tmp_path):
-    values = {"n": 3, "x": 2.5, "nan": float("nan"), "flag": True, "text": "é", "none": None,
-              "array": np.arange(6.0).reshape(2, 3), "scalar": np.float32(1.5),
-              "nested": {"a": [1, (2, 3)], 4: {5, 6}}}
+    values = {
+        "n": 3,
+        "x": 2.5,
+        "nan": float("nan"),
+        "flag": True,
+        "text": "é",
+        "none": None,
+        "array": np.arange(6.0).reshape(2, 3),
+        "scalar": np.float32(1.5),
+        "nested": {"a": [1, (2, 3)], 4: {5, 6}},
+    }
     message, got = round_trip(tmp_path, values)
     assert message["op"] == "test" and message["unavailable"] == {}
     assert got["n"] == 3 and got["x"] == 2.5 and np.isnan(got["nan"]) and got["flag"] is True
@@ -27,8 +35,13 @@ def test_numbers_arrays_and_containers_cross_unchanged(tmp_path):
 
 
 def test_the_course_dataclasses_are_rebuilt_field_by_field(tmp_path):
-    digits = data.Split(x_train=np.zeros((2, 4, 4, 1)), y_train=np.array([0, 1]), x_test=np.ones((1, 4, 4, 1)),
-                        y_test=np.array([1]), class_names=("a", "b"))
+    digits = data.Split(
+        x_train=np.zeros((2, 4, 4, 1)),
+        y_train=np.array([0, 1]),
+        x_test=np.ones((1, 4, 4, 1)),
+        y_test=np.array([1]),
+        class_names=("a", "b"),
+    )
     _, got = round_trip(tmp_path, {"digits": digits})
     assert type(got["digits"]) is data.Split and got["digits"].class_names == ("a", "b")
     np.testing.assert_array_equal(got["digits"].x_test, digits.x_test)
@@ -56,7 +69,9 @@ def test_a_keras_model_crosses_in_safe_mode_and_a_lambda_layer_does_not(tmp_path
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     _, got = round_trip(tmp_path, {"model": model})
-    np.testing.assert_allclose(got["model"].predict(np.ones((1, 3)), verbose=0), model.predict(np.ones((1, 3)), verbose=0))
+    np.testing.assert_allclose(
+        got["model"].predict(np.ones((1, 3)), verbose=0), model.predict(np.ones((1, 3)), verbose=0)
+    )
     sneaky = keras.Sequential([keras.Input((3,)), keras.layers.Lambda(lambda x: x * 2)])
     with pytest.raises(wire.WireError, match="Lambda layers"):
         round_trip(tmp_path, {"model": sneaky})

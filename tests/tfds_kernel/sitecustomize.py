@@ -30,8 +30,8 @@ if os.environ.get("COURSE_TEST_TFDS_EXAMPLES"):
                 yield {"image": image, "objects": {"bbox": bbox, "label": np.array([i % num_classes], np.int64)}}
             elif name == "oxford_iiit_pet":
                 mask = np.full((height, width, 1), 3, np.uint8)  # background
-                mask[height // 4: 3 * height // 4, width // 4: 3 * width // 4] = 2  # outline
-                mask[height // 3: 2 * height // 3, width // 3: 2 * width // 3] = 1  # pet
+                mask[height // 4 : 3 * height // 4, width // 4 : 3 * width // 4] = 2  # outline
+                mask[height // 3 : 2 * height // 3, width // 3 : 2 * width // 3] = 1  # pet
                 yield {"image": image, "segmentation_mask": mask}
             else:
                 yield {"image": image, "label": np.int64(i % num_classes)}
@@ -42,8 +42,9 @@ if os.environ.get("COURSE_TEST_TFDS_EXAMPLES"):
         num_classes = features["label"].num_classes if "label" in features.keys() else 1
         rows = list(_examples(name, num_classes, np.random.default_rng(0)))
         # Any length along every axis: image sizes and the number of boxes differ from one example to the next.
-        spec = tf.nest.map_structure(lambda v: tf.TensorSpec((None,) * np.ndim(v), tf.as_dtype(np.asarray(v).dtype)),
-                                     rows[0])
+        spec = tf.nest.map_structure(
+            lambda v: tf.TensorSpec((None,) * np.ndim(v), tf.as_dtype(np.asarray(v).dtype)), rows[0]
+        )
         dataset = tf.data.Dataset.from_generator(lambda: iter(rows), output_signature=spec)
         if as_supervised:
             dataset = dataset.map(lambda example: (example["image"], example["label"]))

@@ -1,0 +1,336 @@
+"""Figures: detections on images, anchors per level, precision-recall curves, counts and anchor scores."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from course_utils.detection.anchors import LEVEL_STRIDES, AnchorConfig
+
+_COLOURS = ("#e41a1c", "#377eb8", "#4daf4a", "#ff7f00", "#984ea3", "#a65628", "#f781bf", "#999999")
+
+
+_LABEL_SIZE = 9  # pt, the labels on the boxes; figures are at most plots.PAGE_WIDTH wide, so they show at this size
+
+
+def _box_patch(ax, box, colour, style="-", width=1.5, label=None, pixels_per_point=0.0, image_shape=None):
+    """Draw ``box`` (xyxy pixels) on ``ax``, with ``label`` on a patch of its colour.
+
+    The label sits above the box, or below it when there is no room above, and
+    ends at the box's right edge when it would run past the image's, so that it
+    stays inside its panel (``pixels_per_point``: image pixels per typographic
+    point of the panel; ``image_shape``: ``(height, width)``).
+    """
+    import matplotlib.patches as patches
+
+    x0, y0, x1, y1 = box
+    # Pixel edges sit at half-integers in imshow's coordinates.
+    ax.add_patch(
+        patches.Rectangle(
+            (x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linestyle=style, linewidth=width
+        )
+    )
+    if label:
+        height, width_px = image_shape if image_shape is not None else (float("inf"), float("inf"))
+        label_height = (_LABEL_SIZE + 3) * pixels_per_point
+        label_width = (0.6 * _LABEL_SIZE * len(label) + 2) * pixels_per_point  # about 0.6 em a character
+        room_below = y1 + label_height <= height
+        above = y0 - 1.0 - label_height >= -0.5 or not room_below
+        left = x0 - 0.5 + label_width <= width_px - 0.5 or x1 - 0.5 - label_width < -0.5
+        ax.text(
+            x0 - 0.5 if left else x1 - 0.5,
+            y0 - 1.0 if above else y1,
+            label,
+            color="white",
+            fontsize=_LABEL_SIZE,
+            va="bottom" if above else "top",
+            ha="left" if left else "right",
+            clip_on=True,
+            bbox={"facecolor": colour, "edgecolor": "none", "pad": 1, "alpha": 0.85},
+        )
+
+
+def plot_detections(
+    images,
+    class_names,
+    true_boxes=None,
+    true_classes=None,
+    predictions=None,
+    min_confidence: float = 0.0,
+    ncols: int = 4,
+    title: str | None = None,
+    titles=None,
+    label_truth: bool | None = None,
+):
+    """Images with ground-truth boxes (dashed) and predicted boxes (solid, colour per class).
+
+    Predictions are labelled with their class and score. Ground truth is
+    labelled with its class name only: drawn alone (no ``predictions``), its
+    boxes take their class colour and carry the name; beside predictions they
+    are white and unlabelled, so that the labels on the image are the model's
+    (``label_truth`` overrides either default).
+
+    (``keras.visualization.plot_bounding_box_gallery`` draws with OpenCV, which the
+    course does not install; this is the matplotlib equivalent.)
+    """
+    import matplotlib.pyplot as plt
+
+    from course_utils.plots import PAGE_WIDTH, TITLE_SIZE
+
+    images = np.asarray(images)
+    n = len(images)
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    label_truth = predictions is None if label_truth is None else label_truth
+    cell = min(2.6, PAGE_WIDTH / ncols)
+    title_room = TITLE_SIZE * 1.3 / 72 if titles is not None else 0.0
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        squeeze=False,
+        layout="constrained",
+        figsize=(cell * ncols, nrows * (cell + title_room + 0.05) + (0.35 if title else 0.05)),
+    )
+    fig.get_layout_engine().set(w_pad=0.02, h_pad=0.02, wspace=0.02, hspace=0.02)
+    for ax in axes.flat:
+        ax.axis("off")
+    shape = images.shape[1:3] if images.ndim >= 3 else None
+    # Image pixels per point: the panel is about `cell` inches for the image's larger side.
+    per_point = max(shape) / (cell * 72) if shape is not None else 0.0
+    for i, ax in enumerate(axes.flat[:n]):
+        ax.imshow(np.clip(images[i], 0, 1))
+        if true_boxes is not None:
+            for box, c in zip(true_boxes[i], true_classes[i]):
+                if c >= 0 and label_truth:
+                    _box_patch(
+                        ax,
+                        box,
+                        _COLOURS[int(c) % len(_COLOURS)],
+                        style="--",
+                        label=str(class_names[int(c)]),
+                        pixels_per_point=per_point,
+                        image_shape=shape,
+                    )
+                elif c >= 0:
+                    _box_patch(ax, box, "white", style="--", width=1.0)
+        if predictions is not None:
+            k = int(predictions["num_detections"][i])
+            for box, c, s in zip(
+                predictions["boxes"][i][:k], predictions["classes"][i][:k], predictions["confidence"][i][:k]
+            ):
+                if s >= min_confidence and c >= 0:
+                    colour = _COLOURS[int(c) % len(_COLOURS)]
+                    _box_patch(
+                        ax,
+                        box,
+                        colour,
+                        label=f"{class_names[int(c)]} {s:.2f}",
+                        pixels_per_point=per_point,
+                        image_shape=shape,
+                    )
+        if titles is not None:
+            ax.set_title(str(titles[i]), fontsize=TITLE_SIZE)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_anchors(image, config: AnchorConfig, gt_boxes=None, centre=None, title: str | None = None):
+    """One panel per pyramid level: the centres of the level's grid cells and the anchors of one cell.
+
+    ``centre`` ``(x, y)`` picks the cell whose anchors are drawn (default: the
+    image centre). Anchors are drawn before clipping to the image.
+    """
+    import matplotlib.pyplot as plt
+
+    image = np.asarray(image)
+    height, width = image.shape[:2]
+    centre = centre or (width / 2, height / 2)
+    from course_utils.plots import PAGE_WIDTH
+
+    cell = min(3.2, PAGE_WIDTH / len(config.levels))  # the row of levels fits the page, so its titles stay legible
+    fig, axes = plt.subplots(
+        1,
+        len(config.levels),
+        figsize=(cell * len(config.levels), cell + (0.6 if title else 0.35)),
+        squeeze=False,
+        layout="constrained",
+    )
+    for ax, level, size in zip(axes.flat, config.levels, config.sizes):
+        stride = LEVEL_STRIDES[level]
+        ax.imshow(np.clip(image, 0, 1))
+        gx, gy = np.meshgrid(
+            (np.arange(math.ceil(width / stride)) + 0.5) * stride,
+            (np.arange(math.ceil(height / stride)) + 0.5) * stride,
+        )
+        ax.scatter(gx.ravel() - 0.5, gy.ravel() - 0.5, s=4, c="yellow")
+        cx = (math.floor(centre[0] / stride) + 0.5) * stride
+        cy = (math.floor(centre[1] / stride) + 0.5) * stride
+        k = 0
+        for scale in config.scales:
+            for ratio in config.aspect_ratios:  # KerasCV: ratio = height / width
+                h, w = size * scale * math.sqrt(ratio), size * scale / math.sqrt(ratio)
+                _box_patch(ax, (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), _COLOURS[k % len(_COLOURS)])
+                k += 1
+        if gt_boxes is not None:
+            for box in gt_boxes:
+                _box_patch(ax, box, "white", style="--", width=1.0)
+        ax.set_xlim(-0.5, width - 0.5)
+        ax.set_ylim(height - 0.5, -0.5)
+        ax.set_title(f"{level}: stride {stride}, {gx.size} cells", fontsize=9)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_precision_recall(curves, class_names, aps, title: str | None = None):
+    """Precision-recall curves, one per class, with the AP in the legend."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.8))
+    for c, (recall, precision) in enumerate(curves):
+        if len(recall):
+            ax.plot(recall, precision, label=f"{class_names[c]} (AP {aps[c]:.2f})", color=_COLOURS[c % 8])
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=9, loc="lower left")
+    else:
+        ax.text(0.5, 0.5, "no detections", ha="center")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_counts(true_counts, predicted_counts, title: str | None = None):
+    """Predicted against true number of objects per image, as a count matrix, with the mean absolute error.
+
+    Each (true, predicted) pair that occurs is one disc whose area grows with the
+    number of images that have it, and that number is written on it, so that
+    images with the same counts do not hide one another. Both axes have integer
+    ticks and span the counts that occur (the same range, so that the diagonal
+    of exact counts runs at 45 degrees).
+    """
+    import matplotlib.pyplot as plt
+
+    true_counts = np.asarray(true_counts, dtype=int).ravel()
+    predicted_counts = np.asarray(predicted_counts, dtype=int).ravel()
+    if true_counts.shape != predicted_counts.shape:
+        raise ValueError(f"true and predicted counts differ in length: {len(true_counts)} and {len(predicted_counts)}")
+    fig, ax = plt.subplots(figsize=(4.4, 4.2), layout="constrained")
+
+    def extent(values):
+        return (int(values.min()), int(values.max())) if len(values) else (0, 1)
+
+    # x spans the true counts; y the predicted ones and the true ones, so that the diagonal of exact counts shows.
+    x_lo, x_hi = extent(true_counts)
+    y_lo, y_hi = extent(np.concatenate([true_counts, predicted_counts]))
+    x_span, y_span = x_hi - x_lo + 1, y_hi - y_lo + 1
+    ax.plot((x_lo - 0.5, x_hi + 0.5), (x_lo - 0.5, x_hi + 0.5), color="grey", lw=1, ls="--", zorder=1)
+    unit = min(3.3 / x_span, 3.0 / y_span) * 72  # points per count on the axis with the least room per count
+    if len(true_counts):
+        pairs, images = np.unique(np.stack([true_counts, predicted_counts], axis=1), axis=0, return_counts=True)
+        diameter = min(unit * 0.92, 40) * np.sqrt(images / images.max())
+        exact = pairs[:, 0] == pairs[:, 1]
+        ax.scatter(
+            pairs[:, 0],
+            pairs[:, 1],
+            s=np.maximum(diameter, 4) ** 2,
+            zorder=2,
+            alpha=0.85,
+            linewidths=0,
+            color=np.where(exact, "#0072B2", "#E69F00"),
+        )  # Okabe-Ito blue: exact, orange: off
+        if unit >= 14:  # room to write the number of images on its disc
+            for (t, p), k, d in zip(pairs, images, diameter):
+                inside = d >= 16
+                ax.annotate(
+                    str(k),
+                    (t, p),
+                    xytext=(0, 0) if inside else (0, d / 2 + 1),
+                    textcoords="offset points",
+                    ha="center",
+                    va="center" if inside else "bottom",
+                    fontsize=9,
+                    zorder=3,
+                    color="white" if inside else "black",
+                )
+        kinds = [
+            (c, text)
+            for c, text, shown in (
+                ("#0072B2", "exact count", exact.any()),
+                ("#E69F00", "too few or too many", (~exact).any()),
+            )
+            if shown
+        ]
+        ax.legend(
+            handles=[plt.Line2D([], [], ls="", marker="o", color=c, label=text) for c, text in kinds],
+            loc="best",
+            fontsize=9,
+            framealpha=0.9,
+        )
+    mae = np.mean(np.abs(true_counts - predicted_counts)) if len(true_counts) else float("nan")
+    ax.set_xlim(x_lo - 0.5, x_hi + 0.5)
+    ax.set_ylim(y_lo - 0.5, y_hi + 0.5)
+    ax.xaxis.set_major_locator(plt.MaxNLocator(nbins=min(x_span, 10), integer=True))
+    ax.yaxis.set_major_locator(plt.MaxNLocator(nbins=min(y_span, 10), integer=True))
+    ax.set_xlabel("true number of objects")
+    ax.set_ylabel("predicted number of objects")
+    key = "number on a disc: images with those counts" if unit >= 14 else "disc area: number of images"
+    ax.set_title(title or f"object counts (mean absolute error {mae:.2f})\n{key}", fontsize=10)
+    ax.grid(alpha=0.3, zorder=0)
+    ax.set_axisbelow(True)
+    return fig
+
+
+def plot_score_distributions(scores: dict, threshold: float | None = 0.05, title: str | None = None):
+    """Histograms of anchor scores, background anchors and object anchors side by side, one line per model.
+
+    ``scores`` maps a model's name to :func:`anchor_scores`. Scores are drawn on a
+    log axis (background scores span several decades, down to 1e-8, where lower
+    scores are counted in the first bin); each histogram shows the share of its
+    anchors per bin. ``threshold`` (the decoder's score threshold)
+    is marked: background anchors to its right become candidate false detections.
+    """
+    import matplotlib.pyplot as plt
+
+    from course_utils.plots import PAGE_WIDTH
+
+    if not scores:
+        raise ValueError("scores is empty: pass {model name: det.anchor_scores(...)} for at least one model")
+    fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 2.9), sharey=False, layout="constrained")
+    low = min(max(float(np.min(v[k], initial=1.0)), 1e-8) for v in scores.values() for k in ("object", "background"))
+    bins = np.logspace(np.floor(np.log10(low)), 0, 41)
+    for ax, key, name in zip(
+        axes,
+        ("background", "object"),
+        ("background anchors: highest class score", "object anchors: score of the true class"),
+    ):
+        for k, (model_name, groups) in enumerate(scores.items()):
+            values = np.clip(np.asarray(groups[key]), bins[0], 1.0)
+            share = np.histogram(values, bins=bins)[0] / max(len(values), 1)
+            ax.stairs(
+                share,
+                bins,
+                color=_COLOURS[[1, 0, 2, 3][k % 4]],
+                lw=1.6,
+                label=f"{model_name} ({len(values):,} anchors)",
+            )
+        if threshold is not None:
+            ax.axvline(threshold, color="grey", ls="--", lw=1)
+            ax.text(threshold, ax.get_ylim()[1] * 0.97, f" {threshold:g}", color="grey", fontsize=8, va="top")
+        ax.set_xscale("log")
+        ax.set_xlabel("score (sigmoid probability)")
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
+    axes[0].set_ylabel("share of anchors")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
