@@ -150,6 +150,115 @@ def _imagenet_base(shape, alpha, pooling):
         socket.setdefaulttimeout(previous_timeout)
 
 
+def _validate_weights_and_alpha(weights, alpha) -> float:
+    """``alpha`` as a float after checking ``weights``: the width must be one the chosen weights exist for."""
+    if weights not in (None, "imagenet", "source"):
+        raise ValueError(f"weights must be None, 'imagenet' or 'source', got {weights!r}")
+    alpha = check_alpha(alpha, weights)
+    if weights == "source" and not math.isclose(alpha, SOURCE_RECIPE["alpha"]):
+        raise ValueError(
+            f"the source-task weights shipped with course_utils are those of alpha "
+            f"{SOURCE_RECIPE['alpha']:g}; got alpha {alpha!r}"
+        )
+    return alpha
+
+
+def _validate_head_options(num_classes, pooling, dropout, zero_init_residual, weights) -> None:
+    """Refuse a bad ``pooling``, ``num_classes`` or ``dropout``, and ``zero_init_residual`` over pretrained weights."""
+    if pooling not in ("avg", "max"):
+        raise ValueError(f"pooling must be 'avg' or 'max', got {pooling!r}")
+    check_integer(num_classes, "num_classes", minimum=2)
+    if zero_init_residual and weights is not None:
+        raise ValueError("zero_init_residual=True would overwrite pretrained weights: use it with weights=None")
+    if not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+
+
+def _hidden_layer_sizes(hidden_units) -> list[int]:
+    """``hidden_units`` (one positive int, or a sequence of them) as a list: one entry per hidden dense layer."""
+    hidden = (hidden_units,) if isinstance(hidden_units, numbers.Integral) else hidden_units
+    try:
+        return [check_integer(units, "hidden_units") for units in hidden]
+    except (TypeError, ValueError):  # not iterable, or not positive integers
+        raise ValueError(
+            f"hidden_units must be a positive int (one layer) or a sequence of them, "
+            f"e.g. (256, 64); got {hidden_units!r}"
+        ) from None
+
+
+def _base_network(shape, alpha, weights, pooling, verbose):
+    """The MobileNetV2 base named :data:`BASE_NAME` and the weights it got: ImageNet's if fetched, else random.
+
+    Returns ``(base, used)`` with ``used`` one of ``"imagenet"``, ``"source"``,
+    ``"none"``. Without network the ImageNet request falls back to random
+    weights, with one printed line (if ``verbose``); the reason is only logged.
+    """
+    base, failure = (None, None)
+    if weights == "imagenet":
+        base, failure = _imagenet_base(shape, alpha, pooling)
+        if base is None and verbose:
+            # One plain sentence on the page; the raw error (URL, errno) is build-machine noise.
+            print(OFFLINE_MESSAGE)
+        if base is None:
+            import logging
+
+            logging.getLogger(__name__).debug("ImageNet weights not fetched: %s", failure)
+    used = "imagenet" if base is not None else "none"
+    if base is None:
+        base = keras.applications.MobileNetV2(
+            input_shape=shape, alpha=alpha, include_top=False, weights=None, pooling=pooling
+        )
+    if weights == "source":
+        base.load_weights(check_source_weights())  # raises a clear error if the file is missing or damaged
+        used = "source"
+    base.name = BASE_NAME
+    return base, used
+
+
+def _set_up_base(base, used, bn_momentum, zero_init_residual, trainable_base) -> None:
+    """Set the base's BatchNormalization momentum, zero-init its residual blocks if asked, and freeze it or not.
+
+    The default momentum is 0.9 from scratch (0.999 would need thousands of steps to
+    forget the initial statistics) and Keras' 0.999 for pretrained weights.
+    """
+    momentum = bn_momentum if bn_momentum is not None else (0.9 if used == "none" else 0.999)
+    for layer in base.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = float(momentum)
+    if zero_init_residual:
+        for block in residual_blocks(base):
+            gamma = base.get_layer(f"{block}_project_BN").gamma
+            gamma.assign(np.zeros(gamma.shape, dtype=gamma.dtype))
+    base.trainable = bool(trainable_base)
+
+
+def _preprocess(x, augment):
+    """``augment`` (if any; active in training only), then rescaling from ``[0, 1]`` to ``[-1, 1]`` for MobileNetV2."""
+    if augment is not None:
+        x = augment(x)
+    return layers.Rescaling(2.0, offset=-1.0, name="to_minus1_1")(x)
+
+
+def _head(x, dropout, hidden, num_classes):
+    """The classifier on the pooled base output: ``"features"``, dropout, hidden ReLU layers, ``"predictions"``."""
+    x = layers.Identity(name="features")(x)  # the pooled features, for feature_extractor(model, "features")
+    if dropout:
+        x = layers.Dropout(dropout, name="dropout")(x)
+    for i, units in enumerate(hidden):
+        x = layers.Dense(int(units), activation="relu", name=f"hidden_{i}")(x)
+    return layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+
+
+def _print_summary(model, alpha, height, width, used, trainable_base) -> None:
+    """Print the one line that says which weights the model starts from, so a notebook shows the choice made."""
+    published = height == width and height in IMAGENET_SIZES
+    note = " (those of the 224x224 model)" if used == "imagenet" and not published else ""
+    print(
+        f"MobileNetV2 (alpha {alpha:g}, {height}x{width} input): weights={used}{note}, "
+        f"base {'trainable' if trainable_base else 'frozen'}, {model.count_params():,} parameters"
+    )
+
+
 def mobilenetv2_classifier(
     num_classes: int,
     input_size=96,
@@ -214,82 +323,20 @@ def mobilenetv2_classifier(
     ``weights`` or ``pooling``, ``zero_init_residual`` with ImageNet weights, and
     a ``dropout`` or ``hidden_units`` of the wrong kind.
     """
-    if weights not in (None, "imagenet", "source"):
-        raise ValueError(f"weights must be None, 'imagenet' or 'source', got {weights!r}")
-    alpha = check_alpha(alpha, weights)
-    if weights == "source" and not math.isclose(alpha, SOURCE_RECIPE["alpha"]):
-        raise ValueError(
-            f"the source-task weights shipped with course_utils are those of alpha "
-            f"{SOURCE_RECIPE['alpha']:g}; got alpha {alpha!r}"
-        )
-    if pooling not in ("avg", "max"):
-        raise ValueError(f"pooling must be 'avg' or 'max', got {pooling!r}")
-    check_integer(num_classes, "num_classes", minimum=2)
-    if zero_init_residual and weights is not None:
-        raise ValueError("zero_init_residual=True would overwrite pretrained weights: use it with weights=None")
-    if not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
-    hidden = (hidden_units,) if isinstance(hidden_units, numbers.Integral) else hidden_units
-    try:
-        hidden = [check_integer(units, "hidden_units") for units in hidden]
-    except (TypeError, ValueError):  # not iterable, or not positive integers
-        raise ValueError(
-            f"hidden_units must be a positive int (one layer) or a sequence of them, "
-            f"e.g. (256, 64); got {hidden_units!r}"
-        ) from None
+    alpha = _validate_weights_and_alpha(weights, alpha)
+    _validate_head_options(num_classes, pooling, dropout, zero_init_residual, weights)
+    hidden = _hidden_layer_sizes(hidden_units)
     height, width = check_input_size(input_size, weights)
     shape = (height, width, 3)
 
-    base, failure = (None, None)
-    if weights == "imagenet":
-        base, failure = _imagenet_base(shape, alpha, pooling)
-        if base is None and verbose:
-            # One plain sentence on the page; the raw error (URL, errno) is build-machine noise.
-            print(OFFLINE_MESSAGE)
-        if base is None:
-            import logging
-
-            logging.getLogger(__name__).debug("ImageNet weights not fetched: %s", failure)
-    used = "imagenet" if base is not None else "none"
-    if base is None:
-        base = keras.applications.MobileNetV2(
-            input_shape=shape, alpha=alpha, include_top=False, weights=None, pooling=pooling
-        )
-    if weights == "source":
-        base.load_weights(check_source_weights())  # raises a clear error if the file is missing or damaged
-        used = "source"
-    base.name = BASE_NAME
-    momentum = bn_momentum if bn_momentum is not None else (0.9 if used == "none" else 0.999)
-    for layer in base.layers:
-        if isinstance(layer, layers.BatchNormalization):
-            layer.momentum = float(momentum)
-    if zero_init_residual:
-        for block in residual_blocks(base):
-            gamma = base.get_layer(f"{block}_project_BN").gamma
-            gamma.assign(np.zeros(gamma.shape, dtype=gamma.dtype))
-    base.trainable = bool(trainable_base)
-
+    base, used = _base_network(shape, alpha, weights, pooling, verbose)
+    _set_up_base(base, used, bn_momentum, zero_init_residual, trainable_base)
     inputs = keras.Input(shape, name="image")
-    x = inputs
-    if augment is not None:
-        x = augment(x)
-    x = layers.Rescaling(2.0, offset=-1.0, name="to_minus1_1")(x)
-    x = base(x)
-    x = layers.Identity(name="features")(x)  # the pooled features, for feature_extractor(model, "features")
-    if dropout:
-        x = layers.Dropout(dropout, name="dropout")(x)
-    for i, units in enumerate(hidden):
-        x = layers.Dense(int(units), activation="relu", name=f"hidden_{i}")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+    outputs = _head(base(_preprocess(inputs, augment)), dropout, hidden, num_classes)
     model = keras.Model(inputs, outputs, name=name or f"mobilenetv2_{alpha:g}_{used}")
     model._course_weights_used = used  # read with weights_used(model)
     if verbose:
-        published = height == width and height in IMAGENET_SIZES
-        note = " (those of the 224x224 model)" if used == "imagenet" and not published else ""
-        print(
-            f"MobileNetV2 (alpha {alpha:g}, {height}x{width} input): weights={used}{note}, "
-            f"base {'trainable' if trainable_base else 'frozen'}, {model.count_params():,} parameters"
-        )
+        _print_summary(model, alpha, height, width, used, trainable_base)
     return model
 
 
@@ -727,6 +774,62 @@ def _tfds(name, size, seed, test_fraction, max_images, data_dir, split):
     )
 
 
+def _square_side(image_size) -> int:
+    """The side of the square images :func:`load_classification` makes, refusing a non-square ``image_size``."""
+    from course_utils.data import check_image_size
+
+    size, width = check_image_size(image_size)
+    if size != width:
+        raise ValueError(
+            f"load_classification makes square images: image_size must be an int or (size, size), got {image_size!r}"
+        )
+    return size
+
+
+def _names_a_folder(source) -> bool:
+    """Whether ``source`` is a folder to read: a ``Path``, or a string that is no named source and looks like a path.
+
+    A string looks like a path when it contains a path separator, starts with
+    ``.`` or ``~``, or names an existing folder; a mistyped path then fails with
+    ``FileNotFoundError`` instead of "unknown data source".
+    """
+    named = isinstance(source, str) and (source in SCENE_SOURCES or source.startswith("tfds:"))
+    looks_like_path = (
+        isinstance(source, str)
+        and not named
+        and ("/" in source or os.sep in source or source.startswith((".", "~")) or Path(source).is_dir())
+    )
+    return isinstance(source, Path) or looks_like_path
+
+
+def _from_folder(source, size, seed, test_fraction, max_images):
+    """A stratified split of a folder of one sub-folder per class, after keeping ``max_images`` at random."""
+    from course_utils.data import load_image_folder
+
+    images, labels, class_names = load_image_folder(source, (size, size))  # raises if there is no such folder
+    if max_images is not None:
+        keep = np.random.default_rng(seed).permutation(len(images))[:max_images]
+        images, labels = images[keep], labels[keep]
+    return _stratified(images, labels, class_names, test_fraction, seed, f"folder {source}")
+
+
+def _from_scene_source(source, size, n_train, n_test, seed, imbalance, noise, object_fraction):
+    """The split of one of :data:`SCENE_SOURCES`: imbalanced ones need a test image, source ones other shapes."""
+    imbalanced = source.endswith("imbalanced")
+    n_train = check_integer(n_train, "n_train")
+    n_test = check_integer(n_test, "n_test", minimum=1 if imbalanced else 0)
+    return _scenes(
+        n_train,
+        n_test,
+        size,
+        seed,
+        imbalance if imbalanced else None,
+        noise,
+        object_fraction,
+        SOURCE_CLASSES if source == "scenes-source" else None,
+    )
+
+
 def load_classification(
     source="scenes",
     image_size: int = 96,
@@ -770,43 +873,15 @@ def load_classification(
     Images are float32 ``(n, image_size, image_size, 3)`` in ``[0, 1]``;
     ``image_size`` is an int or a square ``(size, size)`` pair.
     """
-    from course_utils.data import check_image_size, load_image_folder
-
-    size, width = check_image_size(image_size)
-    if size != width:
-        raise ValueError(
-            f"load_classification makes square images: image_size must be an int or (size, size), got {image_size!r}"
-        )
+    size = _square_side(image_size)
     if max_images is not None:
         max_images = check_integer(max_images, "max_images")
-    named = isinstance(source, str) and (source in SCENE_SOURCES or source.startswith("tfds:"))
-    looks_like_path = (
-        isinstance(source, str)
-        and not named
-        and ("/" in source or os.sep in source or source.startswith((".", "~")) or Path(source).is_dir())
-    )
-    if isinstance(source, Path) or looks_like_path:
-        images, labels, class_names = load_image_folder(source, (size, size))  # raises if there is no such folder
-        if max_images is not None:
-            keep = np.random.default_rng(seed).permutation(len(images))[:max_images]
-            images, labels = images[keep], labels[keep]
-        return _stratified(images, labels, class_names, test_fraction, seed, f"folder {source}")
+    if _names_a_folder(source):
+        return _from_folder(source, size, seed, test_fraction, max_images)
     if not isinstance(source, str):
         raise TypeError(f"source must be a string or a path, got {type(source).__name__}")
     if source in SCENE_SOURCES:
-        imbalanced = source.endswith("imbalanced")
-        n_train = check_integer(n_train, "n_train")
-        n_test = check_integer(n_test, "n_test", minimum=1 if imbalanced else 0)
-        return _scenes(
-            n_train,
-            n_test,
-            size,
-            seed,
-            imbalance if imbalanced else None,
-            noise,
-            object_fraction,
-            SOURCE_CLASSES if source == "scenes-source" else None,
-        )
+        return _from_scene_source(source, size, n_train, n_test, seed, imbalance, noise, object_fraction)
     if source.startswith("tfds:"):
         return _tfds(source[5:], size, seed, test_fraction, max_images, data_dir, split)
     raise ValueError(

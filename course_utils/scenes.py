@@ -376,7 +376,154 @@ def _default_object_size(size: int, max_objects: int) -> tuple[int, int]:
     return lo, max(lo, hi)
 
 
+def _validate_objects(objects) -> tuple[int, int]:
+    """``objects`` as ``(lo, hi)``, refusing ``lo > hi``: the range of object counts per image."""
+    lo, hi = _as_pair(objects, "objects")
+    if lo > hi:
+        raise ValueError(f"objects=(lo, hi) needs lo <= hi, got objects={objects!r}")
+    return lo, hi
+
+
+def _validate_object_size(object_size, size: int, max_objects: int) -> tuple[int, int]:
+    """``(min_px, max_px)``: the default for ``size`` and ``max_objects``, or ``object_size`` if it fits the image."""
+    if object_size is None:
+        return _default_object_size(size, max_objects)
+    min_px, max_px = _as_pair(object_size, "object_size")
+    if not _MIN_OBJECT_PX <= min_px <= max_px <= size:
+        raise ValueError(
+            f"object_size=(min_px, max_px) needs {_MIN_OBJECT_PX} <= min_px <= max_px <= size "
+            f"(size={size}), got object_size={object_size!r}"
+        )
+    return min_px, max_px
+
+
+def _validate_noise(noise) -> float:
+    """``noise`` as a float, refusing anything but a finite number >= 0 (a standard deviation)."""
+    try:
+        noise = float(noise)
+    except (TypeError, ValueError):
+        raise ValueError(f"noise must be a number, got noise={noise!r}") from None
+    if not (math.isfinite(noise) and noise >= 0.0):
+        raise ValueError(f"noise must be a finite number >= 0, got noise={noise!r}")
+    return noise
+
+
+def _validate_classes(classes) -> tuple[str, ...]:
+    """``classes`` as a tuple of distinct known shape names (one string is one class): class id k is ``classes[k]``."""
+    if isinstance(classes, str):
+        classes = (classes,)
+    classes = tuple(classes)
+    unknown = [c for c in classes if c not in SHAPES + EXTRA_SHAPES]
+    if unknown:
+        raise ValueError(f"unknown class names in classes: {unknown!r}; choose from {SHAPES + EXTRA_SHAPES}")
+    if not classes:
+        raise ValueError("classes must name at least one shape")
+    if len(set(classes)) != len(classes):
+        raise ValueError(f"classes must not repeat a shape, got classes={classes!r}")
+    return classes
+
+
+def _check_objects_fit(lo: int, min_px: int, max_px: int, size: int, objects) -> None:
+    """Refuse settings whose ``lo`` smallest objects cannot fit, before any drawing: placement would never end."""
+    # Equal boxes with 1-pixel gaps fit at most per_row**2 times into the image.
+    per_row = (size + 1) // (min_px + 1)
+    if lo > per_row * per_row:
+        raise ValueError(
+            f"impossible settings: {lo} objects of at least {min_px} px with 1-pixel gaps do "
+            f"not fit into a {size}x{size} image (size={size}, objects={objects!r}, "
+            f"object_size={(min_px, max_px)}); use fewer or smaller objects or a larger size"
+        )
+
+
 # ------------------------------------------------------------------------ generator
+
+
+def _empty_scenes(n: int, size: int, max_objects: int, classes: tuple[str, ...]) -> Scenes:
+    """Scenes with no objects yet (labels, boxes and box classes -1, masks 0) for :func:`make_scenes` to fill in."""
+    return Scenes(
+        images=np.empty((n, size, size, 3), dtype=np.float32),
+        labels=np.full(n, -1, dtype=np.int32),
+        boxes=np.full((n, max_objects, 4), -1.0, dtype=np.float32),
+        box_classes=np.full((n, max_objects), -1, dtype=np.int32),
+        masks=np.zeros((n, size, size), dtype=np.uint8),
+        class_names=classes,
+    )
+
+
+def _draw_chunk_objects(rng, m, lo, hi, min_px, max_px, n_classes):
+    """Per-object random numbers for a chunk of ``m`` images, drawn at once: faster than image by image.
+
+    Returns ``(counts, sizes, shape_ids, turns, colours)``: the number of objects
+    per image, their extents (largest first, which packs better), class ids,
+    orientations and ``_COLOUR_CANDIDATES`` candidate colours each.
+    """
+    counts = rng.integers(lo, hi + 1, size=m)
+    sizes = rng.integers(min_px, max_px + 1, size=(m, max(hi, 1)))
+    # Largest first (packs better); slots beyond an image's count sort last.
+    sizes[np.arange(sizes.shape[1])[None, :] >= counts[:, None]] = 0
+    sizes = -np.sort(-sizes, axis=1)
+    shape_ids = rng.integers(0, n_classes, size=(m, max(hi, 1)))
+    turns = rng.integers(0, _TRIANGLE_ANGLES, size=(m, max(hi, 1)))
+    colours = rng.random((m, max(hi, 1), _COLOUR_CANDIDATES, 3), dtype=np.float32)
+    return counts, sizes, shape_ids, turns, colours
+
+
+def _place_objects(rng, size, count, lo, sizes, shape_ids, turns, classes, min_px, max_px, objects):
+    """One image's placed objects (see :func:`_place`), re-drawing their sizes when fewer than ``lo`` fit.
+
+    Gives up with a ``ValueError`` after ``_IMAGE_RETRIES`` re-draws: the
+    settings are then too crowded to fill an image in reasonable time.
+    """
+    placed = _place(rng, size, count, lo, sizes, shape_ids, turns, classes, min_px)
+    retry = 0
+    while placed is None:
+        retry += 1
+        if retry > _IMAGE_RETRIES:
+            raise ValueError(
+                f"could not place {lo} non-overlapping objects after {_IMAGE_RETRIES} "
+                f"tries: settings too crowded (size={size}, objects={objects!r}, "
+                f"object_size={(min_px, max_px)}); use fewer or smaller objects "
+                "or a larger size"
+            )
+        redraw = -np.sort(-rng.integers(min_px, max_px + 1, size=count))
+        placed = _place(rng, size, count, lo, redraw, shape_ids, turns, classes, min_px)
+    return placed
+
+
+def _contrasting_colour(candidates: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """The first candidate colour that contrasts with ``region``, else the most contrasting one.
+
+    The rule ignores the class, so the colour tells nothing about the shape.
+    """
+    dist = np.linalg.norm(candidates - region.mean(axis=(0, 1)), axis=1)
+    ok = np.flatnonzero(dist >= _MIN_CONTRAST)
+    return candidates[ok[0]] if ok.size else candidates[np.argmax(dist)]
+
+
+def _paint_objects(img: np.ndarray, placed, colours: np.ndarray, scenes: Scenes, g: int) -> None:
+    """Paint ``placed`` objects into ``img`` and record them as scene ``g``: mask, boxes, classes, label.
+
+    The label is the class of the largest object (by pixel area; the first of equals).
+    """
+    best_area = -1
+    for j, (cls, stencil, x, y) in enumerate(placed):
+        h, w = stencil.shape
+        region = img[y : y + h, x : x + w]
+        region[stencil] = _contrasting_colour(colours[j], region)
+        scenes.masks[g, y : y + h, x : x + w][stencil] = cls + 1
+        scenes.boxes[g, j] = (x, y, x + w, y + h)
+        scenes.box_classes[g, j] = cls
+        area = int(np.count_nonzero(stencil))
+        if area > best_area:
+            best_area, scenes.labels[g] = area, cls
+
+
+def _add_noise(rng, img: np.ndarray, noise: float) -> None:
+    """Add Gaussian pixel noise of standard deviation ``noise`` to ``img`` in place; no draw at all if it is 0."""
+    if noise > 0.0:
+        jitter = rng.standard_normal(img.shape, dtype=np.float32)
+        jitter *= noise
+        img += jitter
 
 
 def make_scenes(
@@ -417,111 +564,29 @@ def make_scenes(
     """
     n = check_integer(n, "n", minimum=0)
     size = check_integer(size, "size", minimum=16)
-    lo, hi = _as_pair(objects, "objects")
-    if lo > hi:
-        raise ValueError(f"objects=(lo, hi) needs lo <= hi, got objects={objects!r}")
-    if object_size is None:
-        min_px, max_px = _default_object_size(size, hi)
-    else:
-        min_px, max_px = _as_pair(object_size, "object_size")
-        if not _MIN_OBJECT_PX <= min_px <= max_px <= size:
-            raise ValueError(
-                f"object_size=(min_px, max_px) needs {_MIN_OBJECT_PX} <= min_px <= max_px <= size "
-                f"(size={size}), got object_size={object_size!r}"
-            )
-    try:
-        noise = float(noise)
-    except (TypeError, ValueError):
-        raise ValueError(f"noise must be a number, got noise={noise!r}") from None
-    if not (math.isfinite(noise) and noise >= 0.0):
-        raise ValueError(f"noise must be a finite number >= 0, got noise={noise!r}")
-    if isinstance(classes, str):
-        classes = (classes,)
-    classes = tuple(classes)
-    unknown = [c for c in classes if c not in SHAPES + EXTRA_SHAPES]
-    if unknown:
-        raise ValueError(f"unknown class names in classes: {unknown!r}; choose from {SHAPES + EXTRA_SHAPES}")
-    if not classes:
-        raise ValueError("classes must name at least one shape")
-    if len(set(classes)) != len(classes):
-        raise ValueError(f"classes must not repeat a shape, got classes={classes!r}")
-    # Equal boxes with 1-pixel gaps fit at most per_row**2 times into the image.
-    per_row = (size + 1) // (min_px + 1)
-    if lo > per_row * per_row:
-        raise ValueError(
-            f"impossible settings: {lo} objects of at least {min_px} px with 1-pixel gaps do "
-            f"not fit into a {size}x{size} image (size={size}, objects={objects!r}, "
-            f"object_size={(min_px, max_px)}); use fewer or smaller objects or a larger size"
-        )
+    lo, hi = _validate_objects(objects)
+    min_px, max_px = _validate_object_size(object_size, size, hi)
+    noise = _validate_noise(noise)
+    classes = _validate_classes(classes)
+    _check_objects_fit(lo, min_px, max_px, size, objects)
 
     rng = np.random.default_rng(seed)
-    images = np.empty((n, size, size, 3), dtype=np.float32)
-    masks = np.zeros((n, size, size), dtype=np.uint8)
-    boxes = np.full((n, hi, 4), -1.0, dtype=np.float32)
-    box_classes = np.full((n, hi), -1, dtype=np.int32)
-    labels = np.full(n, -1, dtype=np.int32)
-    n_classes = len(classes)
+    scenes = _empty_scenes(n, size, hi, classes)
     chunk = max(1, _CHUNK_PIXELS // (size * size))
-
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
-        m = stop - start
-        img = _backgrounds(rng, m, size)
-        # Per-object random numbers for the whole chunk, drawn at once.
-        counts = rng.integers(lo, hi + 1, size=m)
-        sizes = rng.integers(min_px, max_px + 1, size=(m, max(hi, 1)))
-        # Largest first (packs better); slots beyond an image's count sort last.
-        sizes[np.arange(sizes.shape[1])[None, :] >= counts[:, None]] = 0
-        sizes = -np.sort(-sizes, axis=1)
-        shape_ids = rng.integers(0, n_classes, size=(m, max(hi, 1)))
-        turns = rng.integers(0, _TRIANGLE_ANGLES, size=(m, max(hi, 1)))
-        colours = rng.random((m, max(hi, 1), _COLOUR_CANDIDATES, 3), dtype=np.float32)
-        for i in range(m):
+        img = _backgrounds(rng, stop - start, size)
+        counts, sizes, shape_ids, turns, colours = _draw_chunk_objects(
+            rng, stop - start, lo, hi, min_px, max_px, len(classes)
+        )
+        for i in range(stop - start):
             count = int(counts[i])
             if count == 0:
                 continue
-            placed = _place(rng, size, count, lo, sizes[i], shape_ids[i], turns[i], classes, min_px)
-            retry = 0
-            while placed is None:
-                retry += 1
-                if retry > _IMAGE_RETRIES:
-                    raise ValueError(
-                        f"could not place {lo} non-overlapping objects after {_IMAGE_RETRIES} "
-                        f"tries: settings too crowded (size={size}, objects={objects!r}, "
-                        f"object_size={(min_px, max_px)}); use fewer or smaller objects "
-                        "or a larger size"
-                    )
-                redraw = -np.sort(-rng.integers(min_px, max_px + 1, size=count))
-                placed = _place(rng, size, count, lo, redraw, shape_ids[i], turns[i], classes, min_px)
-            best_area = -1
-            g = start + i
-            for j, (cls, stencil, x, y) in enumerate(placed):
-                h, w = stencil.shape
-                region = img[i, y : y + h, x : x + w]
-                # First random colour that contrasts with the background here, else the
-                # most contrasting one: the rule ignores the class, so colour tells nothing.
-                cand = colours[i, j]
-                dist = np.linalg.norm(cand - region.mean(axis=(0, 1)), axis=1)
-                ok = np.flatnonzero(dist >= _MIN_CONTRAST)
-                colour = cand[ok[0]] if ok.size else cand[np.argmax(dist)]
-                region[stencil] = colour
-                masks[g, y : y + h, x : x + w][stencil] = cls + 1
-                boxes[g, j] = (x, y, x + w, y + h)
-                box_classes[g, j] = cls
-                area = int(np.count_nonzero(stencil))
-                if area > best_area:
-                    best_area, labels[g] = area, cls
-        if noise > 0.0:
-            jitter = rng.standard_normal(img.shape, dtype=np.float32)
-            jitter *= noise
-            img += jitter
-        np.clip(img, 0.0, 1.0, out=images[start:stop])
-
-    return Scenes(
-        images=images,
-        labels=labels,
-        boxes=boxes,
-        box_classes=box_classes,
-        masks=masks,
-        class_names=classes,
-    )
+            placed = _place_objects(
+                rng, size, count, lo, sizes[i], shape_ids[i], turns[i], classes, min_px, max_px, objects
+            )
+            _paint_objects(img[i], placed, colours[i], scenes, start + i)
+        _add_noise(rng, img, noise)
+        np.clip(img, 0.0, 1.0, out=scenes.images[start:stop])
+    return scenes

@@ -642,6 +642,17 @@ def load_segmentation(
     if isinstance(source, str) and source.startswith("tfds:"):
         return _load_tfds(source[5:], (height, width), class_names, split, max_examples, mask_map)
     root = Path(source)
+    image_dir, mask_dir = _pair_folders(root, masks)
+    if class_names is None and masks is None:
+        class_names = _names_from_file(root / "classes.txt")
+    pairs = _match_pairs(image_dir, mask_dir, max_examples)
+    images, raw_masks = _read_pairs(pairs, height, width)
+    mask_array, names = _class_ids(raw_masks, [mask_path for _, _, mask_path in pairs], class_names, mask_map)
+    return SegmentationData(images, mask_array, names, tuple(stem for stem, _, _ in pairs))
+
+
+def _pair_folders(root: Path, masks) -> tuple[Path, Path]:
+    """The image and mask folders, ``root/images`` and ``root/masks`` unless ``masks`` is given; both must exist."""
     if masks is None:
         image_dir, mask_dir = root / "images", root / "masks"
         if not (image_dir.is_dir() and mask_dir.is_dir()):
@@ -654,20 +665,34 @@ def load_segmentation(
     for folder in (image_dir, mask_dir):
         if not folder.is_dir():
             raise FileNotFoundError(f"Folder not found: {folder}")
-    names_file = root / "classes.txt"
-    if class_names is None and masks is None and names_file.is_file():
-        class_names = [line.strip() for line in names_file.read_text().splitlines() if line.strip()]
+    return image_dir, mask_dir
 
-    def listing(folder):
-        files = {}
-        for p in sorted(folder.iterdir()):
-            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS:
-                if p.stem in files:
-                    raise ValueError(f"Two files named {p.stem!r} in {folder}: {files[p.stem].name} and {p.name}")
-                files[p.stem] = p
-        return files
 
-    image_files, mask_files = listing(image_dir), listing(mask_dir)
+def _names_from_file(names_file: Path):
+    """The class names in ``names_file`` (one a line, background first, blank lines skipped), or ``None`` if absent."""
+    if not names_file.is_file():
+        return None
+    return [line.strip() for line in names_file.read_text().splitlines() if line.strip()]
+
+
+def _image_files(folder: Path) -> dict[str, Path]:
+    """The image files of ``folder`` by stem, hidden ones skipped; a repeated stem would make the pairing ambiguous."""
+    files = {}
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS:
+            if p.stem in files:
+                raise ValueError(f"Two files named {p.stem!r} in {folder}: {files[p.stem].name} and {p.name}")
+            files[p.stem] = p
+    return files
+
+
+def _match_pairs(image_dir: Path, mask_dir: Path, max_examples) -> list[tuple[str, Path, Path]]:
+    """``(stem, image path, mask path)`` of the first ``max_examples`` images by stem; every file must have its partner.
+
+    An image without a mask or a mask without an image is an error naming the
+    file, rather than a silently smaller data set.
+    """
+    image_files, mask_files = _image_files(image_dir), _image_files(mask_dir)
     if not image_files:
         raise ValueError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) in {image_dir}")
     for stem, path in image_files.items():
@@ -676,41 +701,56 @@ def load_segmentation(
     orphans = sorted(set(mask_files) - set(image_files))
     if orphans:
         raise ValueError(f"Mask without an image: {mask_files[orphans[0]]} (no {orphans[0]}.* in {image_dir})")
-    stems = sorted(image_files)[:max_examples]
+    return [(stem, image_files[stem], mask_files[stem]) for stem in sorted(image_files)[:max_examples]]
 
+
+def _read_pairs(pairs, height: int, width: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The resized images, float32 ``(n, height, width, 3)`` in ``[0, 1]``, and the resized masks of ``pairs``."""
+    images = np.empty((len(pairs), height, width, 3), dtype=np.float32)
+    raw_masks = []
+    for i, (_, image_path, mask_path) in enumerate(pairs):
+        images[i], mask_array = _read_pair(image_path, mask_path, height, width)
+        raw_masks.append(mask_array)
+    return images, raw_masks
+
+
+def _read_pair(image_path: Path, mask_path: Path, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """One image (bilinear) and its mask (nearest neighbour: no invented classes at edges), resized, of equal sizes.
+
+    Any failure to read either file is a ``ValueError`` naming both files.
+    """
     from PIL import Image
 
-    images = np.empty((len(stems), height, width, 3), dtype=np.float32)
-    raw_masks = []
-    for i, stem in enumerate(stems):
-        image_path, mask_path = image_files[stem], mask_files[stem]
-        try:
-            image = read_rgb(image_path)
-            original = image.size
-            images[i] = np.asarray(image.resize((width, height), Image.Resampling.BILINEAR), np.float32) / 255.0
-            with Image.open(mask_path) as mask:
-                if mask.mode in ("RGB", "RGBA"):
-                    rgb = np.asarray(mask.convert("RGB"))
-                    if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
-                        raise ValueError(
-                            f"Mask {mask_path} is a colour image: save class ids as a single-channel "
-                            "(grayscale or palette) PNG"
-                        )
-                    mask = Image.fromarray(rgb[..., 0])
-                mask_size = mask.size
-                mask_array = np.asarray(mask.resize((width, height), Image.Resampling.NEAREST))
-        except ValueError:
-            raise
-        except Exception as error:
-            raise ValueError(f"Cannot read {image_path} or {mask_path}: {type(error).__name__}: {error}") from error
-        if mask_size != original:
-            raise ValueError(
-                f"Size mismatch: image {image_path} is {original[0]}x{original[1]} (width x height) "
-                f"but its mask {mask_path} is {mask_size[0]}x{mask_size[1]}"
-            )
-        raw_masks.append((mask_path, mask_array))
-    mask_array, names = _class_ids([m for _, m in raw_masks], [p for p, _ in raw_masks], class_names, mask_map)
-    return SegmentationData(images, mask_array, names, tuple(stems))
+    try:
+        image = read_rgb(image_path)
+        original = image.size
+        image_array = np.asarray(image.resize((width, height), Image.Resampling.BILINEAR), np.float32) / 255.0
+        mask_size, mask_array = _read_mask(mask_path, height, width)
+    except ValueError:
+        raise
+    except Exception as error:
+        raise ValueError(f"Cannot read {image_path} or {mask_path}: {type(error).__name__}: {error}") from error
+    if mask_size != original:
+        raise ValueError(
+            f"Size mismatch: image {image_path} is {original[0]}x{original[1]} (width x height) "
+            f"but its mask {mask_path} is {mask_size[0]}x{mask_size[1]}"
+        )
+    return image_array, mask_array
+
+
+def _read_mask(mask_path: Path, height: int, width: int) -> tuple[tuple[int, int], np.ndarray]:
+    """A mask's original ``(width, height)`` and its class ids resized; an RGB mask must be gray, not a colour image."""
+    from PIL import Image
+
+    with Image.open(mask_path) as mask:
+        if mask.mode in ("RGB", "RGBA"):
+            rgb = np.asarray(mask.convert("RGB"))
+            if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
+                raise ValueError(
+                    f"Mask {mask_path} is a colour image: save class ids as a single-channel (grayscale or palette) PNG"
+                )
+            mask = Image.fromarray(rgb[..., 0])
+        return mask.size, np.asarray(mask.resize((width, height), Image.Resampling.NEAREST))
 
 
 def _class_ids(masks, sources, class_names, mask_map):
