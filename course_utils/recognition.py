@@ -163,15 +163,19 @@ def _validate_weights_and_alpha(weights, alpha) -> float:
     return alpha
 
 
-def _validate_head_options(num_classes, pooling, dropout, zero_init_residual, weights) -> None:
-    """Refuse a bad ``pooling``, ``num_classes`` or ``dropout``, and ``zero_init_residual`` over pretrained weights."""
+def _validate_head_options(num_classes, pooling, dropout, zero_init_residual, weights) -> int:
+    """Refuse a bad ``pooling``, ``num_classes`` or ``dropout``, and ``zero_init_residual`` over pretrained weights.
+
+    Returns ``num_classes`` as a plain int: Keras' ``Dense`` refuses a NumPy integer.
+    """
     if pooling not in ("avg", "max"):
         raise ValueError(f"pooling must be 'avg' or 'max', got {pooling!r}")
-    check_integer(num_classes, "num_classes", minimum=2)
+    num_classes = check_integer(num_classes, "num_classes", minimum=2)
     if zero_init_residual and weights is not None:
         raise ValueError("zero_init_residual=True would overwrite pretrained weights: use it with weights=None")
     if not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
         raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+    return num_classes
 
 
 def _hidden_layer_sizes(hidden_units) -> list[int]:
@@ -324,7 +328,7 @@ def mobilenetv2_classifier(
     a ``dropout`` or ``hidden_units`` of the wrong kind.
     """
     alpha = _validate_weights_and_alpha(weights, alpha)
-    _validate_head_options(num_classes, pooling, dropout, zero_init_residual, weights)
+    num_classes = _validate_head_options(num_classes, pooling, dropout, zero_init_residual, weights)
     hidden = _hidden_layer_sizes(hidden_units)
     height, width = check_input_size(input_size, weights)
     shape = (height, width, 3)

@@ -639,6 +639,8 @@ def load_segmentation(
     resized bilinearly, masks by nearest neighbour (no invented classes at edges).
     """
     height, width = check_image_size(image_size)
+    if max_examples is not None:
+        max_examples = check_integer(max_examples, "max_examples")
     if isinstance(source, str) and source.startswith("tfds:"):
         return _load_tfds(source[5:], (height, width), class_names, split, max_examples, mask_map)
     root = Path(source)

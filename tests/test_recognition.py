@@ -138,6 +138,11 @@ def test_published_imagenet_size_has_no_224_note(monkeypatch, capsys):
     assert "weights=imagenet," in out and "224x224" not in out
 
 
+def test_a_numpy_class_count_builds_like_an_int():
+    model = rec.mobilenetv2_classifier(np.int64(3), input_size=32, alpha=0.35, weights=None, verbose=False)
+    assert model.output_shape == (None, 3)
+
+
 @pytest.mark.parametrize("weights", [None, "imagenet"])
 def test_inputs_below_32_pixels_are_refused_with_or_without_weights(weights):
     with pytest.raises(ValueError, match="at least 32x32"):

@@ -283,6 +283,8 @@ def test_folder_loader_other_errors(tmp_path):
     Image.fromarray(colour).save(tmp_path / "masks" / "scene_0.png")
     with pytest.raises(ValueError, match=r"scene_0\.png is a colour image"):
         seg.load_segmentation(tmp_path)
+    with pytest.raises(ValueError, match="max_examples must be a positive integer, got 0"):
+        seg.load_segmentation(tmp_path, max_examples=0)
 
 
 def test_tfds_source_goes_through_the_same_entry_point():
