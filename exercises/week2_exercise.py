@@ -90,9 +90,8 @@ raise NotImplementedError("Blank 1 of week2_exercise is not filled in yet: repla
 
 # %%
 # CHECK prediction points=1
-reference_base = keras.applications.MobileNetV2(input_shape=(64, 64, 3), alpha=0.35, include_top=False, weights=None,
-                                                pooling="avg")
-features = reference_base.output.shape[-1]
+reference_base = keras.applications.MobileNetV2(input_shape=(64, 64, 3), alpha=0.35, include_top=False, weights=None)
+features = reference_base.output.shape[-1]  # the channels of its last feature map
 check_prediction(
     predicted_trainable,
     features * 5 + 5,
