@@ -187,9 +187,10 @@ for n, kernel, stride, padding in [(10, 4, 4, "valid"), (3, 7, 2, "same"), (6, 3
 #    be concatenated with the encoder's map (your `transposed_output_size` of
 #    part 2 tells you which choices do that);
 # 2. every output pixel is reached by exactly one position of the kernel: no
-#    gaps (pixels that receive nothing but the bias) and no overlaps (where
-#    some pixels sum more kernel positions than their neighbours, an
-#    unevenness that shows as a checkerboard pattern in the maps).
+#    gaps (pixels that receive nothing but the bias) and no overlaps. Overlaps
+#    cost weights, and with a kernel that is not a multiple of the stride they
+#    are uneven: some pixels sum more kernel positions than their neighbours,
+#    which shows as a checkerboard pattern in the maps.
 #
 # With the default filters, for 32×32×3 inputs and 3 classes, the right
 # choice gives exactly 121,899 parameters.
@@ -234,9 +235,10 @@ for up in [layer for layer in unet_model.layers if isinstance(layer, layers.Conv
     check(kernel >= stride, f"{up.name}: kernel {kernel} with stride {stride} leaves gaps: "
                             f"of every {stride} x {stride} output pixels only {kernel * kernel} receive an input, "
                             "the others only the bias. Requirement 2 needs every pixel reached.")
+    uneven = ", unevenly: some pixels sum more of them than others" if kernel % stride else ""
     check(kernel == stride, f"{up.name}: kernel {kernel} with stride {stride} overlaps: neighbouring kernel positions "
-                            "share output pixels, so some pixels sum more of them than others. Requirement 2 needs "
-                            "exactly one position per pixel: a kernel as large as the stride.")
+                            f"share output pixels{uneven}. Requirement 2 needs exactly one position per pixel: a "
+                            "kernel as large as the stride.")
 check_equal(unet_model.count_params(), 121_899, "number of parameters of the U-Net",
             mistakes={"the convolutions followed by batch normalisation have biases: use_bias=False (the "
                       "normalisation's beta replaces them).": 121_899 + 2 * (8 + 16 + 32) * 2 + 2 * 64,

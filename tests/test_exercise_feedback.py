@@ -586,7 +586,14 @@ UP = 'layers.Conv2DTranspose(level, 2, strides=2, padding="same")'
 @pytest.mark.parametrize(
     "new, phrases",
     [
-        ('layers.Conv2DTranspose(level, 3, strides=2, padding="same")', ["kernel 3 with stride 2 overlaps"]),
+        (
+            'layers.Conv2DTranspose(level, 3, strides=2, padding="same")',
+            ["kernel 3 with stride 2 overlaps", "unevenly"],
+        ),
+        (
+            'layers.Conv2DTranspose(level, 4, strides=2, padding="same")',
+            ["kernel 4 with stride 2 overlaps: neighbouring kernel positions share output pixels. Requirement 2"],
+        ),
         (
             'layers.Conv2DTranspose(level, 1, strides=2, padding="same")',
             ["kernel 1 with stride 2 leaves gaps: of every 2 x 2 output pixels only 1 receive"],
