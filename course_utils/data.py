@@ -152,6 +152,23 @@ def load_image_folder(
     return images, np.asarray(labels, dtype=np.int32), tuple(class_names)
 
 
+TFDS_PREFIX = "tfds:"
+
+
+def tfds_name(source) -> str | None:
+    """The data set named by a ``"tfds:<name>"`` source (``"tfds:voc/2007"`` -> ``"voc/2007"``), else None.
+
+    Every loader of the course reads its ``source`` the same way: synthetic scenes by
+    name, a path, or this prefix for a TensorFlow Datasets set (downloaded, for Colab).
+    """
+    if not (isinstance(source, str) and source.startswith(TFDS_PREFIX)):
+        return None
+    name = source[len(TFDS_PREFIX) :]
+    if not name:
+        raise ValueError(f"{source!r} names no data set: write it after the prefix, e.g. 'tfds:tf_flowers'")
+    return name
+
+
 def check_image_size(image_size, name: str = "image_size") -> tuple[int, int]:
     """Return ``image_size`` (an int for a square, or ``(height, width)``) as (height, width).
 

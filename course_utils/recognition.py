@@ -36,7 +36,7 @@ import numpy as np
 from keras import layers
 
 from course_utils.config import distribute
-from course_utils.data import check_integer
+from course_utils.data import check_integer, tfds_name
 from course_utils.models import fit_quietly
 from course_utils.scenes import EXTRA_SHAPES
 
@@ -797,7 +797,7 @@ def _names_a_folder(source) -> bool:
     ``.`` or ``~``, or names an existing folder; a mistyped path then fails with
     ``FileNotFoundError`` instead of "unknown data source".
     """
-    named = isinstance(source, str) and (source in SCENE_SOURCES or source.startswith("tfds:"))
+    named = isinstance(source, str) and (source in SCENE_SOURCES or tfds_name(source) is not None)
     looks_like_path = (
         isinstance(source, str)
         and not named
@@ -886,8 +886,8 @@ def load_classification(
         raise TypeError(f"source must be a string or a path, got {type(source).__name__}")
     if source in SCENE_SOURCES:
         return _from_scene_source(source, size, n_train, n_test, seed, imbalance, noise, object_fraction)
-    if source.startswith("tfds:"):
-        return _tfds(source[5:], size, seed, test_fraction, max_images, data_dir, split)
+    if tfds_name(source) is not None:
+        return _tfds(tfds_name(source), size, seed, test_fraction, max_images, data_dir, split)
     raise ValueError(
         f"Unknown data source {source!r}: use 'scenes', 'scenes-imbalanced', 'scenes-source', 'tfds:<name>' "
         "(e.g. 'tfds:tf_flowers') or the path of an existing folder with one sub-folder per class"

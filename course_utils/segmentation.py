@@ -37,7 +37,7 @@ import numpy as np
 from keras import layers, ops
 
 from course_utils.config import distribute, replica_share
-from course_utils.data import IMAGE_EXTENSIONS, check_image_size, check_integer, read_rgb
+from course_utils.data import IMAGE_EXTENSIONS, check_image_size, check_integer, read_rgb, tfds_name
 from course_utils.models import fit_quietly
 
 SKIP_MODES = ("concat", "add", "none")
@@ -641,8 +641,8 @@ def load_segmentation(
     height, width = check_image_size(image_size)
     if max_examples is not None:
         max_examples = check_integer(max_examples, "max_examples")
-    if isinstance(source, str) and source.startswith("tfds:"):
-        return _load_tfds(source[5:], (height, width), class_names, split, max_examples, mask_map)
+    if tfds_name(source) is not None:
+        return _load_tfds(tfds_name(source), (height, width), class_names, split, max_examples, mask_map)
     root = Path(source)
     image_dir, mask_dir = _pair_folders(root, masks)
     if class_names is None and masks is None:

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -372,3 +373,10 @@ def test_make_dataset_bad_batch_size():
     x, y = _arrays()
     with pytest.raises(ValueError, match="batch_size"):
         data.make_dataset(x, y, batch_size=0)
+
+
+def test_tfds_sources_are_read_the_same_way_everywhere():
+    assert data.tfds_name("tfds:voc/2007") == "voc/2007"
+    assert data.tfds_name("scenes") is None and data.tfds_name(Path("tfds:x")) is None
+    with pytest.raises(ValueError, match="'tfds:' names no data set"):
+        data.tfds_name("tfds:")

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from course_utils.data import read_rgb, tfds_name
+
 
 class AnnotationError(ValueError):
     """An annotation that cannot be used; the message names the image and the box."""
@@ -117,8 +119,6 @@ def load_coco(annotation_file, image_dir=None, image_size: int = 128, max_boxes:
     ``class_names`` are their names. Crowd annotations (``iscrowd: 1``) are skipped.
     """
     from PIL import Image
-
-    from course_utils.data import read_rgb
 
     annotation_file = Path(annotation_file)
     image_dir = Path(image_dir) if image_dir is not None else annotation_file.parent
@@ -229,8 +229,8 @@ def load_detection_data(
     source = str(source)
     if source == "scenes":
         return make_detection_scenes(n, size=image_size, seed=seed, **kwargs)
-    if source.startswith("tfds:"):
-        return load_tfds(source[len("tfds:") :], image_size=image_size, max_images=n, **kwargs)
+    if tfds_name(source) is not None:
+        return load_tfds(tfds_name(source), image_size=image_size, max_images=n, **kwargs)
     if source.endswith(".json"):
         return load_coco(source, image_dir=image_dir, image_size=image_size, **kwargs)
     raise ValueError(f"unknown detection data source {source!r}: use 'scenes', a COCO .json path or 'tfds:<name>'")
