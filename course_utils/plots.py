@@ -119,10 +119,10 @@ def training_curves(history, metrics=("loss", "accuracy"), title: str | None = N
         if f"val_{metric}" in logs:
             ax.plot(epochs, logs[f"val_{metric}"], label=validation_label, marker=marker)
         ax.set_xlabel("epoch")
-        if len(epochs) <= 10:
+        if len(epochs) <= (10 if len(metrics) <= 2 else 5):  # every epoch labelled where the labels fit the panel
             ax.set_xticks(epochs)  # whole epochs only, also for one or two
         else:
-            ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+            ax.xaxis.set_major_locator(plt.MaxNLocator(nbins=5 if len(metrics) > 2 else "auto", integer=True))
         ax.set_ylabel(metric_label(metric))
         ax.grid(alpha=0.3)
         ax.legend()
