@@ -96,18 +96,24 @@ def test_focal_loss_matches_the_training_loss_and_core_keras():
 # --------------------------------------------------------------------------------- model
 
 
-@pytest.fixture(scope="module")
-def tiny_model():
+def tiny_retinanet(num_classes=4, anchors=None, **options):
+    """A RetinaNet small enough to build and train in seconds: 64-pixel images, 16-wide pyramid and heads."""
+    anchors = anchors or d.AnchorConfig(sizes=(8.0, 16.0, 32.0))
     return d.build_retinanet(
-        4,
+        num_classes,
         image_size=64,
         backbone_filters=(8, 8, 16, 16),
         pyramid_channels=16,
         head_width=16,
         head_depth=1,
-        anchors=d.AnchorConfig(sizes=(8.0, 16.0, 32.0)),
-        learning_rate=3e-3,
+        anchors=anchors,
+        **options,
     )
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return tiny_retinanet(learning_rate=3e-3)
 
 
 def test_builder_makes_no_network_call(monkeypatch):
@@ -117,15 +123,7 @@ def test_builder_makes_no_network_call(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    model = d.build_retinanet(
-        4,
-        image_size=64,
-        backbone_filters=(8, 8, 16, 16),
-        pyramid_channels=16,
-        head_width=16,
-        head_depth=1,
-        anchors=d.AnchorConfig(sizes=(8.0, 16.0, 32.0)),
-    )
+    model = tiny_retinanet()
     shapes = d.pyramid_shapes(model, 64)
     assert shapes["P3"] == (8, 8, 16) and shapes["P5"] == (2, 2, 16)
     out = model(np.zeros((1, 64, 64, 3), "float32"))
@@ -189,22 +187,14 @@ def test_focal_loss_object_is_cross_entropy_at_gamma_zero_and_checks_its_argumen
 def test_builder_takes_a_classification_loss_and_rejects_a_mean_or_a_name():
     import keras
 
-    small = dict(
-        image_size=64,
-        backbone_filters=(8, 8, 16, 16),
-        pyramid_channels=16,
-        head_width=16,
-        head_depth=1,
-        anchors=d.AnchorConfig(sizes=(8.0, 16.0, 32.0)),
-    )
     ce = d.focal_loss(gamma=0.0, alpha=0.75)
-    model = d.build_retinanet(4, classification_loss=ce, **small)
+    model = tiny_retinanet(classification_loss=ce)
     assert model.classification_loss is ce
-    assert d.build_retinanet(4, **small).classification_loss.gamma == 2.0
+    assert tiny_retinanet().classification_loss.gamma == 2.0
     with pytest.raises(TypeError, match="keras.losses.Loss"):
-        d.build_retinanet(4, classification_loss="binary_crossentropy", **small)
+        tiny_retinanet(classification_loss="binary_crossentropy")
     with pytest.raises(ValueError, match="reduction='sum'"):
-        d.build_retinanet(4, classification_loss=keras.losses.BinaryFocalCrossentropy(from_logits=True), **small)
+        tiny_retinanet(classification_loss=keras.losses.BinaryFocalCrossentropy(from_logits=True))
 
 
 def test_cross_entropy_stays_finite_where_the_sigmoid_saturates():
@@ -223,13 +213,7 @@ def test_cross_entropy_stays_finite_where_the_sigmoid_saturates():
 
 
 def test_features_from_copies_and_freezes_the_backbone_and_pyramid(tiny_model):
-    other = d.build_retinanet(
-        4,
-        image_size=64,
-        backbone_filters=(8, 8, 16, 16),
-        pyramid_channels=16,
-        head_width=16,
-        head_depth=1,
+    other = tiny_retinanet(
         anchors=d.AnchorConfig(sizes=(8.0, 16.0, 32.0), scales=(1.0,), aspect_ratios=(0.5, 1.0, 2.0)),
         features_from=tiny_model,
     )
