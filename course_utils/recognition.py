@@ -886,8 +886,8 @@ def load_classification(
         raise TypeError(f"source must be a string or a path, got {type(source).__name__}")
     if source in SCENE_SOURCES:
         return _from_scene_source(source, size, n_train, n_test, seed, imbalance, noise, object_fraction)
-    if tfds_name(source) is not None:
-        return _tfds(tfds_name(source), size, seed, test_fraction, max_images, data_dir, split)
+    if (name := tfds_name(source)) is not None:
+        return _tfds(name, size, seed, test_fraction, max_images, data_dir, split)
     raise ValueError(
         f"Unknown data source {source!r}: use 'scenes', 'scenes-imbalanced', 'scenes-source', 'tfds:<name>' "
         "(e.g. 'tfds:tf_flowers') or the path of an existing folder with one sub-folder per class"

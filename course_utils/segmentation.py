@@ -641,8 +641,8 @@ def load_segmentation(
     height, width = check_image_size(image_size)
     if max_examples is not None:
         max_examples = check_integer(max_examples, "max_examples")
-    if tfds_name(source) is not None:
-        return _load_tfds(tfds_name(source), (height, width), class_names, split, max_examples, mask_map)
+    if (name := tfds_name(source)) is not None:
+        return _load_tfds(name, (height, width), class_names, split, max_examples, mask_map)
     root = Path(source)
     image_dir, mask_dir = _pair_folders(root, masks)
     if class_names is None and masks is None:

@@ -512,9 +512,9 @@ def test_source_weights_are_package_data():
 
     root = Path(__file__).resolve().parents[1]
     config = tomllib.loads((root / "pyproject.toml").read_text())
-    patterns = config["tool"]["setuptools"]["package-data"]["course_utils"]
-    relative = rec.SOURCE_WEIGHTS.relative_to(root / "course_utils")
-    assert any(relative.match(pattern) for pattern in patterns), patterns
+    folder = rec.SOURCE_WEIGHTS.parent.relative_to(root)  # course_utils/weights, the package "course_utils.weights"
+    patterns = config["tool"]["setuptools"]["package-data"][".".join(folder.parts)]
+    assert any(Path(rec.SOURCE_WEIGHTS.name).match(pattern) for pattern in patterns), patterns
 
 
 def test_missing_or_wrong_source_weights_are_refused_clearly(tmp_path, monkeypatch):

@@ -229,8 +229,8 @@ def load_detection_data(
     source = str(source)
     if source == "scenes":
         return make_detection_scenes(n, size=image_size, seed=seed, **kwargs)
-    if tfds_name(source) is not None:
-        return load_tfds(tfds_name(source), image_size=image_size, max_images=n, **kwargs)
+    if (name := tfds_name(source)) is not None:
+        return load_tfds(name, image_size=image_size, max_images=n, **kwargs)
     if source.endswith(".json"):
         return load_coco(source, image_dir=image_dir, image_size=image_size, **kwargs)
     raise ValueError(f"unknown detection data source {source!r}: use 'scenes', a COCO .json path or 'tfds:<name>'")
