@@ -317,10 +317,22 @@ def hide_injected_parameters(notebook: nbformat.NotebookNode) -> int:
     return tagged
 
 
-def stage_book(root: Path, profile: str, out: Path, log=print) -> dict[str, float]:
+def book_page(root: Path, doc: str, published: dict | None = None) -> nbformat.NotebookNode:
+    """The notebook of the page ``doc`` (e.g. ``book/week1_cnn_basics``) as the book stages it, not executed."""
+    published = published_notebooks(root) if published is None else published
+    ipynb = Path(f"{doc}.ipynb")
+    if ipynb not in published:
+        raise FileNotFoundError(f"_toc.yml lists {doc!r} but there is neither {doc}.md nor a source for {ipynb}")
+    badge = os.path.relpath(LOCAL_BADGE, ipynb.parent.as_posix())
+    return colab_notebook(published[ipynb], root, ipynb.as_posix(), badge_image=badge)
+
+
+def stage_book(root: Path, profile: str, out: Path, log=print, execute_chapter=execute) -> dict[str, float]:
     """Write the book's Sphinx source into ``out``: chapters executed at ``profile``, exercises as they are.
 
-    Returns the execution seconds of each chapter.
+    ``execute_chapter(path, profile)`` runs a staged chapter in place and returns
+    its seconds (the tests pass one that reuses the executions their workers
+    share). Returns the execution seconds of each chapter.
     """
     published = published_notebooks(root)
     if out.exists():
@@ -337,15 +349,10 @@ def stage_book(root: Path, profile: str, out: Path, log=print) -> dict[str, floa
         if md.exists():
             shutil.copy2(md, target.with_suffix(".md"))
             continue
-        ipynb = Path(f"{doc}.ipynb")
-        if ipynb not in published:
-            raise FileNotFoundError(f"_toc.yml lists {doc!r} but there is neither {doc}.md nor a source for {ipynb}")
-        badge = os.path.relpath(LOCAL_BADGE, ipynb.parent.as_posix())
-        notebook = colab_notebook(published[ipynb], root, ipynb.as_posix(), badge_image=badge)
-        target.with_suffix(".ipynb").write_text(nbformat.writes(notebook))
+        target.with_suffix(".ipynb").write_text(nbformat.writes(book_page(root, doc, published)))
         if doc.startswith("book/"):
             log(f"executing {doc} (profile {profile}) ...")
-            seconds[doc] = execute(target.with_suffix(".ipynb"), profile)
+            seconds[doc] = execute_chapter(target.with_suffix(".ipynb"), profile)
             log(f"  done in {seconds[doc]:.0f} s")
     for asset_dir in ("book/images",):
         if (root / asset_dir).is_dir():

@@ -1141,20 +1141,20 @@ TRANSFER_METHODS = ("from scratch", "frozen base", "fine-tuned")
 def _fit_steps(model, x, y, steps, batch_size, seed):
     """Train a compiled ``model`` for exactly ``steps`` full batches drawn from ``(x, y)``, reshuffled every pass.
 
-    Every batch has the same shape, so a model trained again on other data of the
-    same kind reuses its traced training step (no new tracing, which costs seconds
-    for MobileNetV2). Returns the training seconds.
+    Every batch has ``batch_size`` images, even from a set smaller than that (its
+    images then repeat within a batch), so a model trained again on other data of
+    the same kind reuses its traced training step (no new tracing, which costs
+    seconds for MobileNetV2). Returns the training seconds.
     """
     import time
 
     import tensorflow as tf
 
-    batch = min(batch_size, len(x))
     dataset = (
         tf.data.Dataset.from_tensor_slices((x, y))
         .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
         .repeat()
-        .batch(batch, drop_remainder=True)
+        .batch(batch_size, drop_remainder=True)
         .prefetch(2)
     )
     start = time.perf_counter()

@@ -273,7 +273,7 @@ passed("precision and recall")
 # on a laptop CPU in well under a minute.
 
 # %%
-SIZE = 48
+SIZE = 32  # as in the chapter
 scenes = rec.load_classification("scenes", image_size=SIZE, n_train=5000,
                                   n_test=500, seed=11)
 EPOCHS = 6

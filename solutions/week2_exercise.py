@@ -334,7 +334,7 @@ check_close(never[1], [1, 0, 0], "hidden: recall")
 # on a laptop CPU in well under a minute.
 
 # %%
-SIZE = 48
+SIZE = 32  # as in the chapter
 scenes = rec.load_classification("scenes", image_size=SIZE, n_train=5000,
                                   n_test=500, seed=11)
 EPOCHS = 6

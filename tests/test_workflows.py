@@ -30,6 +30,7 @@ def test_gpu_workflow_executes_checks_builds_and_publishes_in_that_order(root):
     order = ["build execute --profile gpu", "--nbval-lax", "build html", "upload-artifact", "upload-pages-artifact"]
     positions = [text.index(marker) for marker in order]
     assert positions == sorted(positions)
+    assert "pytest -n 0 " in text, "nbval runs a notebook's cells in order in one kernel: no xdist workers there"
     assert workflow["jobs"]["deploy"]["needs"] == "execute-and-build"
     assert "actions/cache" not in text, "notebook outputs must not be cached across changes"
 
