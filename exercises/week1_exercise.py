@@ -356,7 +356,7 @@ passed("LeNet-5")
 
 # %%
 digits = data.load_digits(size=28, seed=0)
-EPOCHS = profile.pick(smoke=15, cpu=30, gpu=30)
+EPOCHS = profile.pick(smoke=8, cpu=30, gpu=30)
 
 # %%
 config.seed_everything(0)

@@ -137,6 +137,25 @@ def built_book(tmp_path_factory, smoke_chapter) -> Path:
     return build_dir
 
 
+@pytest.fixture
+def trace_counter():
+    """``(layer, traces)``: a pass-through Keras layer, and the batch size of each trace of a model that holds it.
+
+    Its ``call`` runs as Python only while TensorFlow traces the model (a
+    symbolic build adds ``None``), so ``traces`` tells how often a step was traced.
+    """
+    import keras
+
+    traces = []
+
+    class CountTraces(keras.layers.Layer):
+        def call(self, x):
+            traces.append(x.shape[0])
+            return x
+
+    return CountTraces(), traces
+
+
 @pytest.fixture(scope="session", autouse=True)
 def training_reuses_freed_memory():
     """What config.setup does in every notebook: without it, tests that fit on a PyDataset train 2-3x slower."""

@@ -169,6 +169,17 @@ def test_predict_with_tta_averages_the_image_and_its_variants():
         models.predict_with_tta(model, x, mirror, copies=0)
 
 
+def test_fit_quietly_traces_the_training_step_once(trace_counter):
+    """Adam's moments made during the first step would make TensorFlow trace that step twice."""
+    counter, traces = trace_counter
+    x = np.random.default_rng(0).random((32, 4), dtype=np.float32)
+    model = keras.Sequential([keras.Input((4,)), counter, layers.Dense(2, activation="softmax")])
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    history, seconds = models.fit_quietly(model, x, np.arange(32) % 2, epochs=2, batch_size=16)
+    assert [t for t in traces if t is not None] == [16]
+    assert len(history.history["loss"]) == 2 and seconds > 0
+
+
 def test_fit_classifier_learns_a_separable_problem():
     config.seed_everything(0)
     rng = np.random.default_rng(0)

@@ -603,22 +603,16 @@ def test_labelled_subset_draws_per_class_images():
         rec.labelled_subset(labels, 0)
 
 
-def test_fit_steps_keeps_one_batch_shape_so_a_model_retrained_on_fewer_images_is_not_traced_again():
-    traced_batches = []  # the batch size of every trace of the model's call
-
-    class Record(keras.layers.Layer):
-        def call(self, x):
-            traced_batches.append(x.shape[0])
-            return x
-
+def test_fit_steps_keeps_one_batch_shape_so_a_model_retrained_on_fewer_images_is_not_traced_again(trace_counter):
+    counter, traces = trace_counter
     x = np.random.default_rng(0).random((20, 4), dtype=np.float32)
     y = np.arange(20) % 2
-    model = keras.Sequential([keras.Input((4,)), Record(), layers.Dense(2, activation="softmax")])
+    model = keras.Sequential([keras.Input((4,)), counter, layers.Dense(2, activation="softmax")])
     model.compile("adam", "sparse_categorical_crossentropy")
     rec._fit_steps(model, x, y, steps=2, batch_size=8, seed=0)
-    traces = len(traced_batches)
+    traced = len(traces)
     rec._fit_steps(model, x[:3], y[:3], steps=2, batch_size=8, seed=1)  # three images repeat within a batch of 8
-    assert len(traced_batches) == traces and set(traced_batches) - {None} == {8}
+    assert len(traces) == traced and set(traces) - {None} == {8}
     assert int(model.optimizer.iterations) == 4
 
 
