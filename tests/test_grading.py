@@ -197,7 +197,7 @@ def stored(out):
 # (importing TensorFlow: 5 s alone, 45 s with other jobs running).
 # Confined where bubblewrap works (tests/test_sandbox.py fails loudly where it is installed but refused).
 SETTINGS = grading.Settings(
-    profile="smoke", cell_timeout=90, notebook_timeout=400, memory_gb=8, isolate=sandbox.unavailable() is None
+    profile="smoke", cell_timeout=60, notebook_timeout=400, memory_gb=8, isolate=sandbox.unavailable() is None
 )
 
 
@@ -247,7 +247,7 @@ def test_feedback_says_what_failed_and_why(graded):
     assert "vgg_block_params: expected 73856, got 73728. Likely cause: you forgot the biases" in partly
     assert "LeNet-5 reaches" in partly and "at least 0.95 is needed" in partly
     assert "ModuleNotFoundError" in feedback["raises_at_import"] or "NameError" in feedback["raises_at_import"]
-    assert "longer than the limit of 90 s" in feedback["Loop_forever"]
+    assert "longer than the limit of 60 s" in feedback["Loop_forever"]
     assert "could not be read as a Jupyter notebook" in feedback["broken_file"]
     assert "Blank 9 of week1_exercise is not filled in yet" in feedback["megabytes"]
     assert "No cell of yours matched answer cell 3" in feedback["reordered"]
