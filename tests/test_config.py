@@ -68,7 +68,8 @@ def test_a_generated_notebook_shows_no_tensorflow_start_up_notices(root, tmp_pat
         "# %%\nimport keras\nimport tensorflow as tf\nprint(tf.constant(2) * 3)\n", fmt=build.SOURCE_FORMAT
     )
     plain = executed_text(chapter, tmp_path)
-    assert "oneDNN" in plain or "cpu_feature_guard" in plain, "this TensorFlow prints no notice: nothing to test"
+    if "oneDNN" not in plain and "cpu_feature_guard" not in plain:  # e.g. an aarch64 build: nothing to hide
+        pytest.skip(f"this host's TensorFlow prints no start-up notice, so there is none to hide: {plain[-300:]!r}")
     text = executed_text(build.colab_notebook(chapter, root, "book/x.ipynb"), tmp_path)
     assert "tf.Tensor(6" in text
     assert "oneDNN" not in text and "cpu_feature_guard" not in text and "absl::InitializeLog" not in text, text
@@ -92,10 +93,52 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)
 """
 
 
+# What keep_freed_memory guarantees on any glibc host, whatever the host's allocator and TensorFlow build do:
+# a training step never faults in more pages with it than without it (beyond 10% of noise), and at most
+# FIXED_FAULTS_BOUND pages a step (freed buffers up to 32 MiB are reused, so a step faults in only what is new).
+# Whether TensorFlow's generator op leaves the host with the problem at all is the host's business: on the
+# host that found it a step faulted in ~49,500 pages (3,750 fixed); on the same kind of VM with another
+# kernel image ~1,600 (1,150 fixed). See bench/notes/2026-12-05-training-page-faults.md.
+FIXED_FAULTS_BOUND = 5_000
+PROBLEM_FAULTS = 10_000  # a step that faults in more than this (~40 MiB) shows the problem
+
+
+def fault_verdict(unfixed: float, fixed: float) -> str:
+    """``"fixed"`` when the host shows the problem and keep_freed_memory removes it, ``"no problem here"`` when
+    the host does not show it; raises AssertionError when keep_freed_memory breaks its guarantee."""
+    numbers = f"faults per step: {unfixed:,.0f} as TensorFlow leaves it, {fixed:,.0f} with keep_freed_memory"
+    assert fixed <= max(unfixed * 1.1, unfixed + 200), f"keep_freed_memory made steps fault more ({numbers})"
+    assert fixed <= FIXED_FAULTS_BOUND, f"keep_freed_memory left more than {FIXED_FAULTS_BOUND:,} ({numbers})"
+    if unfixed <= PROBLEM_FAULTS:
+        return "no problem here"
+    assert fixed < unfixed / 5, f"keep_freed_memory did not remove the problem ({numbers})"
+    return "fixed"
+
+
+@pytest.mark.parametrize(
+    "unfixed, fixed, verdict",
+    [
+        (49_500, 3_750, "fixed"),  # the host that found the problem
+        (1_581, 1_151, "no problem here"),  # the host of issue 35
+        (1_600, 1_700, "no problem here"),  # within noise
+        (49_500, 49_000, AssertionError),  # the fix stopped working
+        (1_200, 4_000, AssertionError),  # the fix made it worse
+        (90_000, 12_000, AssertionError),  # better, but above the bound the fix controls
+    ],
+)
+def test_the_page_fault_verdict_reads_both_kinds_of_host(unfixed, fixed, verdict):
+    if verdict is AssertionError:
+        with pytest.raises(AssertionError):
+            fault_verdict(unfixed, fixed)
+    else:
+        assert fault_verdict(unfixed, fixed) == verdict
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator only")
 def test_training_steps_reuse_freed_memory_instead_of_faulting_it_in_again():
     """After TensorFlow's generator op freezes glibc's mmap threshold, each step of week 5's embedding faulted in
-    ~47,000 fresh pages (half its time); setup's keep_freed_memory undoes that."""
+    ~47,000 fresh pages on the host that found it (half its time); setup's keep_freed_memory undoes that. Hosts
+    where the op leaves no such problem skip with their numbers, after the fix's own guarantee is checked."""
     faults = {}
     for state in ("as TensorFlow leaves it", "fixed"):
         out = subprocess.run(
@@ -104,7 +147,13 @@ def test_training_steps_reuse_freed_memory_instead_of_faulting_it_in_again():
             text=True,
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
         )
+        if "not glibc" in out.stderr:
+            pytest.skip("the C library is not glibc: keep_freed_memory changes nothing")
         assert out.returncode == 0, out.stderr[-2000:]
         faults[state] = float(out.stdout.split()[-1])
-    assert faults["as TensorFlow leaves it"] > 10_000, f"TensorFlow no longer freezes the threshold? {faults}"
-    assert faults["fixed"] < faults["as TensorFlow leaves it"] / 5, faults
+    unfixed, fixed = faults["as TensorFlow leaves it"], faults["fixed"]
+    if fault_verdict(unfixed, fixed) == "no problem here":
+        pytest.skip(
+            f"this host does not show the problem: {unfixed:,.0f} faults a step as TensorFlow leaves it "
+            f"(problem above {PROBLEM_FAULTS:,}), {fixed:,.0f} with keep_freed_memory (bound {FIXED_FAULTS_BOUND:,})"
+        )
