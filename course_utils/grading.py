@@ -44,6 +44,7 @@ import secrets
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -65,6 +66,16 @@ SHELL_ESCAPE = re.compile(
     r"^(\s*)(!|%pip\b|%conda\b|%mamba\b|%system\b|%sx\b|%%bash\b|%%sh\b|%%script\b|%%system\b)", re.MULTILINE
 )
 OUTPUT_LIMIT = 20_000  # characters of each output kept in the stored copy of a graded notebook
+MAX_SUBMISSION_BYTES = 20 << 20
+"""The largest submission file read (a notebook with its figures is rarely above 5 MB)."""
+MAX_CELL_CHARS = 250_000
+"""The longest code cell parsed: parsing takes about 600 bytes of memory a character (a 20 MB cell took 12 GiB)."""
+MAX_CODE_CHARS = 1_000_000
+"""The most code, all cells together, parsed for one submission (a few seconds and a few hundred MB at most)."""
+
+
+class Refused(Exception):
+    """A submission that is not graded, and why (a link, a folder, a file or a cell above the limits)."""
 
 
 class GradingError(Exception):
@@ -546,62 +557,64 @@ def run_notebook(
         raise GradingError(f"cannot confine the notebook: {reason}")
     own = judges is None
     judges = judges or Judges()
+    folder = Path(tempfile.mkdtemp(prefix="grading-"))
     try:
-        with tempfile.TemporaryDirectory(prefix="grading-") as folder:
-            folder = Path(folder)
-            (folder / "nb").mkdir()
-            for part in ("home", "work"):  # the kernel's scratch folder: its home, and its (empty) working folder
-                (folder / "scratch" / part).mkdir(parents=True)
-            nbformat.write(notebook, folder / "nb" / "graded.ipynb")
-            target, log = folder / "nb" / "executed.ipynb", folder / "nb" / "worker.log"
-            marker = secrets.token_hex(8)
-            # The judge runs here, unconfined: it holds the checks. It confines the student's kernel itself.
-            job = {
-                "argv": [
-                    str(folder / "nb" / "graded.ipynb"),
-                    str(target),
-                    str(folder / "scratch"),
-                    str(settings.cell_timeout),
-                    settings.profile,
-                    "1" if settings.isolate else "0",
-                    json.dumps([str(p) for p in settings.hide]),
-                ],
-                "marker": marker,
-                "log": str(log),
-                "cwd": str(folder / "nb"),
-            }
-            judge_process = judges.take(int(settings.memory_gb * 2**30))
-            with _running_lock:
-                _running[judge_process.process.pid] = marker
-            try:
-                code = judge_process.run(job, settings.notebook_timeout)
-                if code is None:
-                    status = "timeout"
-                    detail = f"stopped after {settings.notebook_timeout:g} s (the limit for a whole notebook)"
-                    judges.drop(judge_process)
-                else:
-                    status, detail = (
-                        ("graded", "") if code == 0 else ("crashed", f"the judge ended the run with code {code}")
-                    )
-            except ChildProcessError as error:
-                status, detail = "crashed", str(error)
+        (folder / "nb").mkdir()
+        for part in ("home", "work"):  # the kernel's scratch folder: its home, and its (empty) working folder
+            (folder / "scratch" / part).mkdir(parents=True)
+        nbformat.write(notebook, folder / "nb" / "graded.ipynb")
+        target, log = folder / "nb" / "executed.ipynb", folder / "nb" / "worker.log"
+        marker = secrets.token_hex(8)
+        # The judge runs here, unconfined: it holds the checks. It confines the student's kernel itself.
+        job = {
+            "argv": [
+                str(folder / "nb" / "graded.ipynb"),
+                str(target),
+                str(folder / "scratch"),
+                str(settings.cell_timeout),
+                settings.profile,
+                "1" if settings.isolate else "0",
+                json.dumps([str(p) for p in settings.hide]),
+            ],
+            "marker": marker,
+            "log": str(log),
+            "cwd": str(folder / "nb"),
+        }
+        judge_process = judges.take(int(settings.memory_gb * 2**30))
+        with _running_lock:
+            _running[judge_process.process.pid] = marker
+        try:
+            code = judge_process.run(job, settings.notebook_timeout)
+            if code is None:
+                status = "timeout"
+                detail = f"stopped after {settings.notebook_timeout:g} s (the limit for a whole notebook)"
                 judges.drop(judge_process)
-            finally:
-                _kill_marked(f"{judge.MARKER}={marker}")  # whatever the submission left running
-                with _running_lock:
-                    _running.pop(judge_process.process.pid, None)
-            if status == "crashed":
-                tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
-                if any("DeadKernelError" in line or "Kernel died" in line for line in tail):
-                    detail = "the kernel died (out of memory, or the code ended the process)"
-                detail += (": " + " | ".join(tail))[:500] if tail else ""
-            try:
-                executed = nbformat.read(target, as_version=4)
-            except Exception:  # noqa: BLE001 - missing, or half-written when the run was killed
-                executed = None
+            else:
+                status, detail = (
+                    ("graded", "") if code == 0 else ("crashed", f"the judge ended the run with code {code}")
+                )
+        except ChildProcessError as error:
+            status, detail = "crashed", str(error)
+            judges.drop(judge_process)
+        finally:
+            _kill_marked(f"{judge.MARKER}={marker}")  # whatever the submission left running
+            with _running_lock:
+                _running.pop(judge_process.process.pid, None)
+        if status == "crashed":
+            tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
+            if any("DeadKernelError" in line or "Kernel died" in line for line in tail):
+                detail = "the kernel died (out of memory, or the code ended the process)"
+            detail += (": " + " | ".join(tail))[:500] if tail else ""
+        try:
+            executed = nbformat.read(target, as_version=4)
+        except Exception:  # noqa: BLE001 - missing, or half-written when the run was killed
+            executed = None
     finally:
         if own:
             judges.close()
+        # The student's code could write to scratch/: removed without following its links or trusting its modes.
+        if problem := sandbox.remove_tree(folder):
+            print(f"warning: the grader could not clean up after a submission: {problem}", file=sys.stderr)
     return status, detail, executed
 
 
@@ -610,7 +623,10 @@ def grade_file(
 ) -> tuple[dict, nbformat.NotebookNode | None]:
     """Grade one submission file; never raises for a bad submission (its status says what happened)."""
     start = time.perf_counter()
-    data = path.read_bytes()
+    try:
+        data, refused = read_submission(path), None
+    except Refused as error:
+        data, refused = b"", str(error)
     result = {
         "file": path.name,
         "sha256": hashlib.sha256(data).hexdigest(),
@@ -623,15 +639,21 @@ def grade_file(
         "checks": [],
         "graded_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    outcomes, executed = {}, None
+    outcomes, executed, submission = {}, None, None
     try:
-        submission = nbformat.reads(data.decode("utf-8"), as_version=4)
-        if not isinstance(submission.get("cells"), list):
-            raise TypeError("it has no list of cells")
+        if refused is None:
+            submission = nbformat.reads(data.decode("utf-8"), as_version=4)
+            if not isinstance(submission.get("cells"), list):
+                raise TypeError("it has no list of cells")
+            check_code_size(submission)
+    except Refused as error:
+        refused, submission = str(error), None
     except Exception as error:  # noqa: BLE001 - whatever is wrong with the file, it is that submission's status
         result["status"] = "invalid"
         result["detail"] = f"not a readable .ipynb notebook ({type(error).__name__}: {str(error)[:200]})"
         submission = None
+    if refused is not None:
+        result["status"], result["detail"] = "refused", refused
     if submission is not None:
         notebook, result["notes"] = graded_notebook(week, submission)
         result["status"], result["detail"], executed = run_notebook(notebook, settings, judges)
@@ -689,13 +711,48 @@ def model_submission(root: Path, week: str) -> nbformat.NotebookNode:
 
 
 def submission_files(folder: Path) -> list[Path]:
-    """Every visible regular file of the folder (not recursive), sorted by name."""
+    """Every visible entry of the folder (not recursive), sorted by name: links and folders too, which the
+    gradebook lists as refused rather than following or skipping them."""
     if not folder.is_dir():
         raise GradingError(f"Submissions folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    files = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
     if not files:
         raise GradingError(f"Submissions folder is empty: {folder} (expected students' .ipynb files)")
     return files
+
+
+def read_submission(path: Path) -> bytes:
+    """The bytes of a submission file, opened once without following a link; raises :class:`Refused` for a
+    link, a folder or anything but a regular file, and for a file above :data:`MAX_SUBMISSION_BYTES`."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        if path.is_symlink():
+            raise Refused("a symbolic link: the grader does not follow links; hand in the notebook itself") from None
+        raise Refused(f"could not be opened ({error.strerror})") from None
+    info = os.fstat(descriptor)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(descriptor)
+        raise Refused("not a regular file (a folder, or a device): hand in the .ipynb file itself")
+    with os.fdopen(descriptor, "rb") as handle:
+        if info.st_size > MAX_SUBMISSION_BYTES:
+            raise Refused(
+                f"{info.st_size / 2**20:.1f} MB, above the grader's limit of {MAX_SUBMISSION_BYTES >> 20} MB "
+                "(clear the outputs before handing it in: Edit > Clear all outputs)"
+            )
+        return handle.read(MAX_SUBMISSION_BYTES + 1)
+
+
+def check_code_size(submission: nbformat.NotebookNode) -> None:
+    """Raise :class:`Refused` before any parsing if a code cell, or all of them, are above the limits."""
+    sizes = [len(str(c.get("source", ""))) for c in submission.cells if c.get("cell_type") == "code"]
+    for number, size in enumerate(sizes, 1):
+        if size > MAX_CELL_CHARS:
+            raise Refused(
+                f"code cell {number} holds {size:,} characters; the grader reads cells up to {MAX_CELL_CHARS:,}"
+            )
+    if sum(sizes) > MAX_CODE_CHARS:
+        raise Refused(f"its code cells hold {sum(sizes):,} characters; the grader reads up to {MAX_CODE_CHARS:,}")
 
 
 def result_key(file_name: str) -> str:
@@ -718,8 +775,15 @@ def student_names(file_names: list[str], taken: set = frozenset()) -> dict[str, 
 
 
 def printable(file_name: str) -> str:
-    """A file name as text: bytes that were not UTF-8 (a zip made on another system) shown as \\xNN."""
-    return file_name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """A file name as one line of plain text: bytes that were not UTF-8 (a zip made on another system) shown as
+    \\xNN, and control characters (escape sequences, newlines) escaped, so that no terminal or editor acts on them."""
+    text = file_name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def csv_cell(text: str) -> str:
+    """Text that a spreadsheet shows as text: a cell that starts like a formula gets a leading apostrophe."""
+    return "'" + text if text.startswith(("=", "+", "-", "@", "\t", "\r")) else text
 
 
 def _points(value: float) -> str:
@@ -758,8 +822,8 @@ def write_reports(out: Path, week: Week) -> Path:
             points = question_points(result)
             writer.writerow(
                 [
-                    names[result["file"]],
-                    printable(result["file"]),
+                    csv_cell(names[result["file"]]),
+                    csv_cell(printable(result["file"])),
                     week.name,
                     *(_points(points.get(q, 0)) for q in week.questions),
                     _points(sum(points.values())),
@@ -780,6 +844,7 @@ STATUS_TEXT = {
     "timeout": "your notebook took longer than the time limit and was stopped; checks not reached score 0",
     "crashed": "the run of your notebook broke off; checks not reached score 0",
     "invalid": "the file could not be read as a Jupyter notebook, so nothing was run",
+    "refused": "the grader did not run this file",
     "error": (
         "the grader failed on this file (not your fault, as far as it can tell): your instructor will grade it again"
     ),
@@ -855,8 +920,12 @@ def grade(
     todo = []
     for path in files:
         stored = _read_json(results_dir / f"{result_key(path.name)}.json")
+        try:
+            digest = hashlib.sha256(read_submission(path)).hexdigest()
+        except Refused:
+            digest = None  # listed again as refused: nothing is run for it
         same = (
-            stored.get("sha256") == hashlib.sha256(path.read_bytes()).hexdigest()
+            stored.get("sha256") == digest
             and stored.get("solution_sha256") == week.sha256
             and stored.get("profile") == settings.profile
         )
@@ -908,7 +977,7 @@ def failed_result(week: Week, path: Path, settings: Settings, error: BaseExcepti
     on the next run (its solution hash is left out)."""
     return {
         "file": path.name,
-        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "sha256": "",
         "week": week.name,
         "solution_sha256": "",
         "profile": settings.profile,

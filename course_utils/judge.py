@@ -161,13 +161,21 @@ class Kernel:
     """The student's kernel seen from the judge: run cells, fetch names, call functions.
 
     Requests go to ``inbox`` (read-only for the kernel, so it cannot plant a link
-    there for the judge to write through), replies come back in ``replies``.
+    there for the judge to write through), replies come back in ``replies``, which
+    the kernel can write to: the judge opens it once, before the kernel starts, and
+    reads and empties it only through that descriptor (:class:`course_utils.wire.Folder`),
+    so a kernel that swaps it for a link between requests changes nothing outside it.
     Each folder is given as (path here, path in the kernel).
+
+    Whatever a reply holds is data answering exactly the request: a fetch binds only
+    the names asked for, a call returns its result and, where the judge passed a
+    Keras model, that model as the call left it; anything else refuses the reply.
     """
 
     def __init__(self, client: NotebookClient, notebook, inbox: tuple, replies: tuple, cell_timeout: float):
         self.client, self.notebook, self.cell_timeout = client, notebook, cell_timeout
         self.inbox, self.replies = inbox, replies
+        self.replies_folder = wire.Folder(replies[0])
         self.namespace: dict = {}  # the check's namespace, where models changed by a call are rebound
         # "<check id>" -> source, of the checks run so far: their functions may be passed on
         self.check_sources: dict = {}
@@ -201,11 +209,11 @@ class Kernel:
         else:
             self.client.execute_cell(cell, index)
 
-    def _request(self, message: dict, values: dict) -> tuple[dict, dict]:
-        for folder in (self.inbox[0], self.replies[0]):
-            for stale in folder.iterdir():
-                with contextlib.suppress(OSError):  # the kernel may leave anything in its replies' folder
-                    stale.unlink()
+    def _request(self, message: dict, values: dict, answers) -> tuple[dict, dict]:
+        """Send one request; the reply and its values, of which ``answers`` are the only names allowed."""
+        for stale in self.inbox[0].iterdir():  # only the judge writes here
+            stale.unlink()
+        self.replies_folder.clear()
         unavailable = wire.write(self.inbox[0], "request", message, values, source_of=self.source_of)
         if unavailable:  # an argument that cannot cross: the check itself is at fault
             raise wire.WireError(
@@ -222,7 +230,9 @@ class Kernel:
                 f"the grader could not reach the values of your notebook "
                 f"({error.get('ename')}: {str(error.get('evalue', ''))[:300]})"
             )
-        reply, values = wire.read(self.replies[0], "response", call=lambda handle: StudentFunction(self, handle))
+        reply, values = wire.read(
+            self.replies_folder, "response", call=lambda handle: StudentFunction(self, handle), names=answers
+        )
         if not reply.get("ok"):
             raise wire.StudentError(str(reply.get("ename", "Error")), str(reply.get("evalue", "")))
         return reply, values
@@ -268,23 +278,51 @@ class Kernel:
         """The values of those ``names`` that the student's notebook defines, and why others could not be passed."""
         if not names:
             return {}, {}
-        reply, values = self._request({"op": "get", "names": sorted(names)}, {})
+        reply, values = self._request({"op": "get", "names": sorted(names)}, {}, answers=set(names))
         unavailable = reply.get("unavailable", {})
-        return values, {str(k): str(v) for k, v in unavailable.items()} if isinstance(unavailable, dict) else {}
+        if not isinstance(unavailable, dict) or set(unavailable) - set(names):
+            raise wire.WireError("the reply explains values that were not asked for: it was refused")
+        return values, {str(k): str(v)[:300] for k, v in unavailable.items()}
 
     def call(self, handle: wire.Handle, args: tuple, kwargs: dict):
+        """Call the student's function in the kernel on copies of ``args`` and ``kwargs``; its result.
+
+        A Keras model among the arguments that the call changed (trained, recompiled) comes back, and the names
+        of the check bound to that model are bound to the changed one; nothing else is ever rebound.
+        """
         sent = {
             "args": [_encode_handles(a) for a in args],
             "kwargs": {k: _encode_handles(v) for k, v in kwargs.items()},
         }
-        reply, values = self._request({"op": "call", "handle": handle.id}, sent)
-        if "result" in reply.get("unavailable", {}):
-            raise wire.WireError(f"{handle.name} returned {reply['unavailable']['result']}")
-        for n, (positional, key) in enumerate(reply.get("changed", [])):
-            original = args[int(key)] if positional else kwargs[str(key)]
-            for name, value in list(self.namespace.items()):  # the model the check holds is the changed one now
-                if value is original:
-                    self.namespace[name] = values[f"changed{n}"]
+        models = {(True, i): a for i, a in enumerate(args) if wire._is_keras_model(a)}
+        models.update({(False, k): a for k, a in kwargs.items() if wire._is_keras_model(a)})
+        reply, values = self._request(
+            {"op": "call", "handle": handle.id},
+            sent,
+            answers={"result", *(f"changed{n}" for n in range(len(models)))},
+        )
+        unavailable = reply.get("unavailable", {})
+        if isinstance(unavailable, dict) and "result" in unavailable:
+            raise wire.WireError(f"{handle.name} returned {str(unavailable['result'])[:300]}")
+        changed = reply.get("changed", [])
+        if not isinstance(changed, list) or len(changed) > len(models):
+            raise wire.WireError(f"the reply to {handle.name} claims arguments changed that it was not given")
+        rebind, claimed = {}, set()
+        for n, claim in enumerate(changed):
+            plain = isinstance(claim, list) and len(claim) == 2 and all(isinstance(p, (int, str)) for p in claim)
+            key = tuple(claim) if plain else None
+            if key not in models or key in claimed or f"changed{n}" not in values:
+                raise wire.WireError(
+                    f"the reply to {handle.name} claims that {str(claim)[:60]} changed, which is not a model it "
+                    "was given (only a Keras model passed to your function comes back changed)"
+                )
+            if not wire._is_keras_model(values[f"changed{n}"]):
+                raise wire.WireError(f"the reply to {handle.name} returned a changed model that is not a model")
+            claimed.add(key)
+            rebind[id(models[key])] = models[key], values[f"changed{n}"]
+        for name, value in list(self.namespace.items()):  # the model the check holds is the changed one now
+            if id(value) in rebind and rebind[id(value)][0] is value:
+                self.namespace[name] = rebind[id(value)][1]
         return values.get("result")
 
 
@@ -434,6 +472,7 @@ def run(source: Path, target: Path, scratch: Path, cell_timeout: float, profile:
         code = 4
     finally:
         save()
+        kernel.replies_folder.close()
     return code
 
 

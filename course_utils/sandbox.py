@@ -25,6 +25,7 @@ untrusted code unless told otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -153,3 +154,51 @@ def environment(extra: dict | None = None) -> dict:
     if os.environ.get("VIRTUAL_ENV"):
         env["VIRTUAL_ENV"] = os.environ["VIRTUAL_ENV"]
     return {**env, **(extra or {})}
+
+
+def remove_tree(path: Path) -> str | None:
+    """Delete a folder that confined code could write to, following no link: ``None``, or why some was left.
+
+    The code may have left links to host folders in it, made sub-folders read-only (0500) and swapped entries
+    while we delete. Every folder is opened with ``O_NOFOLLOW`` and emptied through its descriptor, and only
+    those descriptors are made writable again, so nothing outside ``path`` is deleted or has its mode changed
+    (Python 3.11.7's ``TemporaryDirectory`` clean-up follows such a link: CVE-2023-6597). No recursion, so a
+    tree nested thousands deep is removed too.
+    """
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        stack = [(os.open(path, flags), None)]  # (descriptor of a folder, its name in the folder above)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        return f"{path} is not a folder that can be removed ({error.strerror})"
+    try:
+        while stack:
+            folder, _ = stack[-1]
+            with contextlib.suppress(OSError):
+                os.fchmod(folder, 0o700)  # a folder the code made read-only: only this very folder
+            with os.scandir(folder) as entries:
+                names = [entry.name for entry in entries]
+            sub = None
+            for name in names:
+                try:
+                    sub = os.open(name, flags, dir_fd=folder)
+                    break
+                except OSError:  # a file or a link (never followed), or gone already
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(name, dir_fd=folder)
+            if sub is not None:
+                stack.append((sub, name))
+                continue
+            _, done = stack.pop()
+            os.close(folder)
+            if stack:  # the emptied folder, removed from the folder above by its name there
+                os.rmdir(done, dir_fd=stack[-1][0])
+        os.rmdir(path)
+    except OSError as error:
+        return f"left {path} partly in place ({error.strerror})"
+    finally:
+        for folder, _ in stack:
+            with contextlib.suppress(OSError):
+                os.close(folder)
+    return None

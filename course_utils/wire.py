@@ -18,6 +18,7 @@ Both sides use :func:`encode` and :func:`decode`; the kernel side runs
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import importlib
@@ -55,6 +56,52 @@ class Handle:
 
     id: int
     name: str
+
+
+class Folder:
+    """A folder the other side can write to, opened once: every later read and clean-up goes through this
+    descriptor and never follows a link, whatever the other side renames, swaps or replaces meanwhile.
+
+    Opening refuses a link (``O_NOFOLLOW``), so the folder must be opened while only we can change it (the judge
+    opens the replies' folder before the student's kernel starts).
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+    def read_bytes(self, name: str) -> bytes:
+        """A regular file directly in the folder, not a link, at most :data:`MAX_BYTES`; measured and read from
+        the one open file, so that it cannot be swapped between the check and the read."""
+        if not name or "/" in name or name.startswith(".") or "\0" in name:
+            raise WireError(f"malformed reply: file name {name!r}")
+        try:
+            descriptor = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=self.fd)
+        except OSError as error:
+            raise WireError(f"the reply's file {name} is missing or is a link") from error
+        with os.fdopen(descriptor, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_BYTES:
+                raise WireError(f"the reply's file {name} is not a regular file under {MAX_BYTES >> 20} MB")
+            return handle.read(MAX_BYTES + 1)
+
+    def clear(self) -> None:
+        """Remove what the folder holds (files and links, never what a link points to; sub-folders stay)."""
+        with os.scandir(self.fd) as entries:
+            names = [entry.name for entry in entries]
+        for name in names:
+            with contextlib.suppress(OSError):
+                os.unlink(name, dir_fd=self.fd)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _is_keras_model(value) -> bool:
@@ -128,33 +175,16 @@ class Encoder:
 
 
 class Decoder:
-    """Reads what an :class:`Encoder` wrote; ``call`` turns a handle into a callable (judge side)."""
+    """Reads what an :class:`Encoder` wrote into ``folder`` (a :class:`Folder`); ``call`` turns a handle into a
+    callable (judge side)."""
 
-    def __init__(self, folder: Path, prefix: str, call=None, handles: list | None = None):
-        self.folder, self.prefix, self.call, self.handles = Path(folder), prefix, call, handles
+    def __init__(self, folder: Folder, prefix: str, call=None, handles: list | None = None):
+        self.folder, self.prefix, self.call, self.handles = folder, prefix, call, handles
         self._arrays = None
-
-    def _bytes(self, name: str) -> bytes:
-        """A regular file directly in the folder, read without following links, and not too large.
-
-        The other side may be hostile and may swap files while we read: the file is
-        opened once, with ``O_NOFOLLOW``, and only that open file is measured and read.
-        """
-        if "/" in name or name.startswith("."):
-            raise WireError(f"malformed reply: file name {name!r}")
-        try:
-            descriptor = os.open(self.folder / name, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        except OSError as error:
-            raise WireError(f"the reply's file {name} is missing or is a link") from error
-        with os.fdopen(descriptor, "rb") as handle:
-            info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_BYTES:
-                raise WireError(f"the reply's file {name} is not a regular file under {MAX_BYTES >> 20} MB")
-            return handle.read(MAX_BYTES + 1)
 
     def arrays(self):
         if self._arrays is None:
-            self._arrays = np.load(io.BytesIO(self._bytes(f"{self.prefix}-arrays.npz")), allow_pickle=False)
+            self._arrays = np.load(io.BytesIO(self.folder.read_bytes(f"{self.prefix}-arrays.npz")), allow_pickle=False)
         return self._arrays
 
     def decode(self, data):
@@ -175,7 +205,7 @@ class Decoder:
         if "dict" in data:
             return {_hashable(self.decode(k)): self.decode(v) for k, v in data["dict"]}
         if "keras" in data:
-            content = self._bytes(str(data["keras"]))
+            content = self.folder.read_bytes(str(data["keras"]))
             try:
                 with tempfile.TemporaryDirectory(prefix="grader-model-") as private:
                     path = Path(private) / "model.keras"
@@ -259,16 +289,27 @@ def write(folder: Path, prefix: str, message: dict, values: dict, handles: list 
     return unavailable
 
 
-def read(folder: Path, prefix: str, call=None, handles: list | None = None) -> tuple[dict, dict]:
-    """The message written by :func:`write` and its decoded values."""
-    decoder = Decoder(folder, prefix, call, handles)
-    try:
-        message = json.loads(decoder._bytes(f"{prefix}.json"))
-    except ValueError as error:
-        raise WireError("malformed reply") from error
-    if not isinstance(message, dict) or not isinstance(message.get("values", {}), dict):
-        raise WireError("malformed reply")
-    return message, {k: decoder.decode(v) for k, v in message.get("values", {}).items()}
+def read(folder, prefix: str, call=None, handles: list | None = None, names=None) -> tuple[dict, dict]:
+    """The message written by :func:`write` and its decoded values.
+
+    ``folder`` is a path or an open :class:`Folder`. ``names``, if given, are the only values the message may
+    hold: a message with any other is refused whole, before anything in it is decoded.
+    """
+    with contextlib.ExitStack() as stack:
+        if not isinstance(folder, Folder):
+            folder = stack.enter_context(Folder(folder))
+        decoder = Decoder(folder, prefix, call, handles)
+        try:
+            message = json.loads(folder.read_bytes(f"{prefix}.json"))
+        except ValueError as error:
+            raise WireError("malformed reply") from error
+        if not isinstance(message, dict) or not isinstance(message.get("values", {}), dict):
+            raise WireError("malformed reply")
+        encoded = message.get("values", {})
+        if names is not None and set(encoded) - set(names):
+            extra = ", ".join(sorted(repr(str(n))[:40] for n in set(encoded) - set(names))[:5])
+            raise WireError(f"the reply holds values that were not asked for ({extra}): it was refused")
+        return message, {k: decoder.decode(v) for k, v in encoded.items()}
 
 
 def fingerprint(model) -> str:

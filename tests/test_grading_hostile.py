@@ -84,6 +84,47 @@ print("planted:", planted)
 """
 )
 
+# Replaces the kernel's side of the judge's protocol: every reply also binds the judge's helpers to a no-op
+# of the kernel's, rebinds the data the check holds, and claims that every call changed its first argument.
+FORGES_REPLIES = """
+import json, os, course_utils.wire as _wire
+_real_serve = _wire.serve
+def _forged(namespace, requests, responses):
+    _real_serve(namespace, requests, responses)
+    path = os.path.join(responses, "response.json")
+    reply = json.load(open(path))
+    _wire._HANDLES.append(lambda *args, **kwargs: None)
+    no_op = {"handle": len(_wire._HANDLES) - 1, "name": "no_op"}
+    reply["values"].update(check_close=no_op, passed=no_op, twice=no_op, np=no_op, changed0=0)
+    reply.update(ok=True, changed=[[True, 0]])
+    json.dump(reply, open(path, "w"))
+_wire.serve = _forged
+"""
+# Between requests, swaps the replies' folder for a link to one host folder after another (the grader's own
+# clean-up used to empty whatever it pointed to), and puts the real one back while it answers.
+SWAPS_REPLIES_FOLDER = """
+import os, course_utils.wire as _wire
+_real_serve, _folder, _requests = _wire.serve, "/tmp/grading/.grader", []
+def _swapping(namespace, requests, responses):
+    if os.path.islink(_folder):
+        os.unlink(_folder)
+        os.rename(_folder + "-real", _folder)
+    _real_serve(namespace, requests, responses)
+    os.rename(_folder, _folder + "-real")
+    os.symlink(DECOYS[len(_requests) % len(DECOYS)], _folder)
+    _requests.append(1)
+_wire.serve = _swapping
+"""
+# Leaves a read-only folder holding links to host folders in its scratch folder (CVE-2023-6597: Python 3.11.7's
+# TemporaryDirectory clean-up made the link's target 0700 when the grader ran as an ordinary user).
+LEAVES_LINKS = """
+import os
+os.makedirs("/tmp/grading/trap/inner")
+for n, target in enumerate(DECOYS):
+    os.symlink(target, f"/tmp/grading/trap/inner/link{n}")
+os.chmod("/tmp/grading/trap/inner", 0o500)
+os.chmod("/tmp/grading/trap", 0o500)
+"""
 WRONG = "def double(x):\n    return None\n"
 # Each tries to earn points for a wrong answer by acting on its own interpreter; the checks run in the judge.
 FORGERS = {
@@ -129,7 +170,17 @@ EXPECTED = {
     "broken JSON.ipynb": ([0, 0], "invalid"),
     "nested too deeply.ipynb": ([0, 0], "graded"),  # Python's parser gives up; the grader does not
     "Zo\\xebl, a Latin-1 name.ipynb": ([2, 1], "graded"),  # from a zip made elsewhere: not UTF-8
+    "forges its replies.ipynb": ([0, 0], "graded"),
+    "swaps the replies folder.ipynb": ([2, 1], "graded"),
+    "leaves links in scratch.ipynb": ([2, 1], "graded"),
+    "huge cell.ipynb": ([0, 0], "refused"),
+    "linked.ipynb": ([0, 0], "refused"),  # a link to the private solution file
+    "folder.ipynb": ([0, 0], "refused"),
+    '\'=HYPERLINK("http:\\\\evil.example","marks").ipynb': ([2, 1], "graded"),
+    "\\x1b]0;owned\\x07 new\\nline.ipynb": ([2, 1], "graded"),  # escapes and a newline, shown as text
 }
+FORMULA_NAME = '=HYPERLINK("http:\\\\evil.example","marks").ipynb'
+ESCAPE_NAME = "\x1b]0;owned\x07 new\nline.ipynb"
 LATIN1_NAME = "Zo\xebl, a Latin-1 name.ipynb".encode("latin-1")
 
 
@@ -156,6 +207,13 @@ def graded(root, tmp_path_factory):
     names = f"HOME = {str(Path.home())!r}\nHOST_TMP = {str(host_tmp)!r}\ncourse_utils_checks = {str(checks_file)!r}\n"
     folder = tmp_path_factory.mktemp("submissions")
     out = tmp_path_factory.mktemp("grades")
+    decoy = tmp_path_factory.mktemp("decoy")
+    (decoy / "sub").mkdir()
+    for k, where in enumerate((decoy, decoy / "sub")):
+        (where / f"precious{k}.txt").write_text(f"keep me {k}\n")
+    (out / "results").mkdir()
+    decoys = [str(decoy), str(decoy / "sub"), str(out / "results"), str(folder), str(course / "solutions")]
+    names += f"DECOYS = {decoys!r}\n"
 
     def write(name, notebook):
         (folder / name).write_text(nbformat.writes(notebook))
@@ -181,7 +239,16 @@ def graded(root, tmp_path_factory):
     (folder / "broken JSON.ipynb").write_text(text[: len(text) // 2])
     write("nested too deeply.ipynb", filled(course, ANSWER + "x = " + "-" * 200_000 + "1\n"))
     (folder / os.fsdecode(LATIN1_NAME)).write_text(nbformat.writes(filled(course, ANSWER)))
-    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+    write("forges its replies.ipynb", filled(course, FORGES_REPLIES + WRONG))
+    write("swaps the replies folder.ipynb", filled(course, names + SWAPS_REPLIES_FOLDER + ANSWER))
+    write("leaves links in scratch.ipynb", filled(course, names + LEAVES_LINKS + ANSWER))
+    write("huge cell.ipynb", filled(course, ANSWER + "# " + "x" * (grading.MAX_CELL_CHARS + 1) + "\n"))
+    (folder / "linked.ipynb").symlink_to(course / "solutions" / "week9_exercise.py")
+    (folder / "folder.ipynb").mkdir()
+    write(FORMULA_NAME, filled(course, ANSWER))
+    write(ESCAPE_NAME, filled(course, ANSWER))
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir() if p.is_file()}
+    host = {"decoy": tree_state(decoy), "solutions": tree_state(course / "solutions")}
     checks_before = checks_file.read_bytes()
     settings = grading.Settings(
         profile="smoke", cell_timeout=30, notebook_timeout=120, memory_gb=4, isolate=sandbox.unavailable() is None
@@ -195,7 +262,18 @@ def graded(root, tmp_path_factory):
         checks_file=checks_file,
         checks_before=checks_before,
         isolated=settings.isolate,
+        host=host,
+        decoy=decoy,
+        course=course,
     )
+
+
+def tree_state(folder: Path) -> dict:
+    """Every entry under ``folder``: its mode, and its bytes for a file (links not followed)."""
+    return {
+        str(p.relative_to(folder)): (p.lstat().st_mode, p.read_bytes() if p.is_file() else None)
+        for p in sorted([folder, *folder.rglob("*")])
+    }
 
 
 def gradebook(out):
@@ -218,13 +296,42 @@ def test_the_gradebook_lists_every_submission_and_only_the_grader_wrote_results(
     results = sorted((graded["out"] / "results").glob("*.json"))
     assert len(results) == len(EXPECTED)
     assert all(
-        grading.printable(json.loads(p.read_text()).get("file", "")) in EXPECTED for p in results
+        grading.csv_cell(grading.printable(json.loads(p.read_text()).get("file", ""))) in EXPECTED for p in results
     )  # none emptied by the saboteur
 
 
 def test_submissions_stay_byte_identical(graded):
-    after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in graded["folder"].iterdir()}
+    after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in graded["folder"].iterdir() if p.is_file()}
     assert after == graded["before"]
+    assert (graded["folder"] / "linked.ipynb").is_symlink() and (graded["folder"] / "folder.ipynb").is_dir()
+
+
+def test_links_swapped_into_the_protocol_and_left_in_scratch_change_nothing_on_the_host(graded):
+    """The replies' folder swapped for links to the decoy, the results, the submissions and the private solutions
+    between requests, and read-only folders of links left for the clean-up: every one byte-identical, modes too."""
+    assert tree_state(graded["decoy"]) == graded["host"]["decoy"]
+    assert tree_state(graded["course"] / "solutions") == graded["host"]["solutions"]
+
+
+def test_a_refused_file_is_listed_with_why_and_never_read(graded):
+    feedback = {p.name: p.read_text() for p in (graded["out"] / "feedback").glob("*.md")}
+    linked = next(text for name, text in feedback.items() if name.startswith("linked"))
+    assert "symbolic link" in linked and "BEGIN SOLUTION" not in linked and "double" in linked
+    assert "not a regular file" in next(text for name, text in feedback.items() if name.startswith("folder"))
+    huge = next(text for name, text in feedback.items() if name.startswith("huge"))
+    assert f"the grader reads cells up to {grading.MAX_CELL_CHARS:,}" in huge
+
+
+def test_file_names_reach_the_gradebook_and_feedback_as_plain_text(graded):
+    text = (graded["out"] / "gradebook.csv").read_text(encoding="utf-8")
+    with open(graded["out"] / "gradebook.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    assert len(rows) == len(EXPECTED) + 1  # one line a row: no name broke a line
+    assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for row in rows for cell in row)
+    assert not any(ord(c) < 32 and c not in "\r\n" for c in text)
+    for path in (graded["out"] / "feedback").glob("*.md"):
+        content = path.read_text(encoding="utf-8")
+        assert "\x1b" not in content and "\x07" not in content, path.name
 
 
 def test_the_saboteur_touched_nothing_outside_its_scratch_folder(graded):
