@@ -111,8 +111,8 @@ class ConfinedKernelManager(AsyncKernelManager):
     see, under different paths.
     """
 
-    def configure(self, scratch: Path, hide: list, env: dict, inbox: Path) -> None:
-        self.scratch, self.hide, self.inbox = Path(scratch), hide, inbox
+    def configure(self, scratch: Path, hide: list, env: dict, inbox: Path, limits: sandbox.TreeLimits) -> None:
+        self.scratch, self.hide, self.inbox, self.limits = Path(scratch), hide, inbox, limits
         self._kernel_spec = KernelSpec(
             argv=["python"], display_name="graded", language="python", interrupt_mode="message", env=env
         )
@@ -132,7 +132,9 @@ class ConfinedKernelManager(AsyncKernelManager):
             "-f",
             f"{sandbox.SCRATCH}/.kernel-inside.json",
         ]
-        return sandbox.command(args, self.scratch, hide=self.hide, inbox=self.inbox, chdir=f"{sandbox.SCRATCH}/work")
+        return sandbox.command(
+            args, self.scratch, hide=self.hide, inbox=self.inbox, chdir=f"{sandbox.SCRATCH}/work", limits=self.limits
+        )
 
 
 class CappedClient(NotebookClient):
@@ -401,19 +403,35 @@ def _check_outputs(printed: str, passed: bool, message: str) -> list:
     return outputs
 
 
-def run(source: Path, target: Path, scratch: Path, cell_timeout: float, profile: str, isolate: bool, hide: list) -> int:
-    """Execute the graded notebook ``source``; write it, outputs and verdicts included, to ``target``."""
+def run(
+    source: Path,
+    target: Path,
+    scratch: Path,
+    cell_timeout: float,
+    profile: str,
+    isolate: bool,
+    hide: list,
+    memory_bytes: int = 0,
+) -> int:
+    """Execute the graded notebook ``source``; write it, outputs and verdicts included, to ``target``.
+
+    Confined (``isolate``), the kernel's whole process tree gets :class:`course_utils.sandbox.TreeLimits`
+    (``memory_bytes`` for all of it where a control group can be made); what holds is printed to the job's log.
+    """
     notebook = nbformat.read(source, as_version=4)
     inbox, replies = scratch.parent / "inbox", scratch / WIRE
     inbox.mkdir(exist_ok=True)
     replies.mkdir(exist_ok=True)
     passed_on = {k: v for k, v in os.environ.items() if k in KERNEL_VARIABLES or k == MARKER}
+    limits = None
     if isolate:
+        limits = sandbox.TreeLimits(memory_bytes)
+        print(f"limits: {limits.described}", file=sys.stderr)
         env = sandbox.environment(passed_on)
         manager = ConfinedKernelManager(
             transport="ipc", ip=str(scratch / ".k"), connection_file=str(scratch / ".kernel.json")
         )
-        manager.configure(scratch, hide, env, inbox)
+        manager.configure(scratch, hide, env, inbox, limits)
         inbox_inside, replies_inside = sandbox.INBOX, f"{sandbox.SCRATCH}/{WIRE}"
     else:
         env = {**os.environ, "PYTHONNOUSERSITE": "1"}
@@ -473,6 +491,8 @@ def run(source: Path, target: Path, scratch: Path, cell_timeout: float, profile:
     finally:
         save()
         kernel.replies_folder.close()
+        if limits is not None:
+            limits.close()
     return code
 
 
@@ -512,6 +532,7 @@ def main(argv: list[str]) -> int:
             profile,
             isolate == "1",
             [Path(p) for p in json.loads(hide)],
+            limit,
         )
         sys.stdout.flush(), sys.stderr.flush()
         if "keras" in sys.modules:  # the models this submission's checks loaded

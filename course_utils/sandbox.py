@@ -28,10 +28,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 SCRATCH = "/tmp/grading"
@@ -77,7 +79,12 @@ def _shown_again() -> list[Path]:
 
 
 def command(
-    args: list[str], scratch: Path, hide: list[Path], inbox: Path | None = None, chdir: str = SCRATCH
+    args: list[str],
+    scratch: Path,
+    hide: list[Path],
+    inbox: Path | None = None,
+    chdir: str = SCRATCH,
+    limits: TreeLimits | None = None,
 ) -> list[str]:
     """The ``bwrap`` command line that runs ``args`` confined, with ``scratch`` writable at :data:`SCRATCH`.
 
@@ -85,7 +92,8 @@ def command(
     submissions, the output folder); the home folder and ``/tmp`` are always
     hidden. ``inbox``, if given, is shown read-only at :data:`INBOX` (where the
     grader leaves requests that the confined code must not alter). The working
-    directory inside is ``chdir`` (default :data:`SCRATCH`).
+    directory inside is ``chdir`` (default :data:`SCRATCH`). ``limits``, if given, caps the
+    whole process tree (:class:`TreeLimits`).
     """
     # Home folders, the host's temporary folders (the grader's own scratch folders among them, wherever TMPDIR
     # points) and /run, where the sockets of the host's services live (a read-only mount still lets a
@@ -135,7 +143,9 @@ def command(
     if inbox is not None:
         line += ["--ro-bind", str(Path(inbox).resolve()), INBOX]
     line += ["--chdir", chdir, "--"]
-    return line + list(args)
+    if limits is None:
+        return line + list(args)
+    return limits.wrap(line + limits.inside(list(args)))
 
 
 def environment(extra: dict | None = None) -> dict:
@@ -202,3 +212,144 @@ def remove_tree(path: Path) -> str | None:
             with contextlib.suppress(OSError):
                 os.close(folder)
     return None
+
+
+PIDS_MAX = 512
+"""Processes and threads one submission may have at once (TensorFlow's thread pools need a few dozen)."""
+FILE_BYTES = 1 << 30
+"""The largest file a submission may write (``RLIMIT_FSIZE``): past it, the write fails with "File too large"."""
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+# Inside the sandbox, before the kernel: RLIMIT_NPROC counts only the sandbox's processes there (its own user
+# namespace), and RLIMIT_FSIZE caps every file it writes. Root is exempt from RLIMIT_NPROC: a cgroup caps it.
+_LIMITER = (
+    "import os, resource, sys; nproc, fsize = int(sys.argv[1]), int(sys.argv[2]); "
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize)); "
+    "nproc and resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc)); os.execvp(sys.argv[3], sys.argv[3:])"
+)
+
+
+class TreeLimits:
+    """Caps on a submission's whole process tree, by the best means this machine gives the grader.
+
+    * ``cgroup v2`` or ``cgroup v1``: a control group of its own for the submission, with ``pids.max`` =
+      :data:`PIDS_MAX` and a memory limit on all its processes together (memory.max, or v1's
+      memory.limit_in_bytes); everything in it is killed at the end.
+    * ``rlimits``, where the grader may not make control groups (an ordinary user on cgroup v1, say):
+      ``RLIMIT_NPROC`` in the sandbox's user namespace (not for root, which the kernel exempts) and the
+      per-process address-space cap of the judge, which each process inherits.
+
+    Whichever holds, every file is capped at :data:`FILE_BYTES`. :attr:`described` says what holds here.
+    """
+
+    def __init__(self, memory_bytes: int, pids: int = PIDS_MAX):
+        self.memory_bytes, self.pids, self.folders, self.kind = memory_bytes, pids, [], "rlimits"
+        name = f"{_CGROUP_PREFIX}{os.getpid()}-{id(self):x}"
+        for kind, folders in _cgroup_folders(name):
+            for parent in {folder.parent for folder in folders}:
+                _remove_stale_cgroups(parent)
+            try:
+                for folder in folders:
+                    folder.mkdir()
+                    self.folders.append(folder)
+                self._write_limits(kind)
+                self.kind = kind
+                break
+            except OSError:
+                self.close()
+                self.folders = []
+
+    def _write_limits(self, kind: str) -> None:
+        for folder in self.folders:
+            if (folder / "pids.max").exists():
+                (folder / "pids.max").write_text(str(self.pids))
+            if self.memory_bytes > 0 and kind == "cgroup v2" and (folder / "memory.max").exists():
+                (folder / "memory.max").write_text(str(self.memory_bytes))
+                if (folder / "memory.swap.max").exists():
+                    (folder / "memory.swap.max").write_text("0")
+            elif self.memory_bytes > 0 and (folder / "memory.limit_in_bytes").exists():
+                (folder / "memory.limit_in_bytes").write_text(str(self.memory_bytes))
+        if not any((f / "pids.max").exists() for f in self.folders):
+            raise OSError("no pids controller")
+
+    @property
+    def described(self) -> str:
+        memory = f"{self.memory_bytes / 2**30:g} GiB" if self.memory_bytes > 0 else "no cap"
+        if self.kind != "rlimits":
+            return (
+                f"{self.kind}: at most {self.pids} processes and threads, {memory} of memory for the whole "
+                f"submission; files up to {FILE_BYTES >> 20} MiB"
+            )
+        processes = (
+            "no cap on processes (root is exempt from RLIMIT_NPROC)"
+            if os.geteuid() == 0
+            else (f"at most {self.pids} processes and threads (RLIMIT_NPROC)")
+        )
+        return f"rlimits: {processes}, {memory} of address space per process; files up to {FILE_BYTES >> 20} MiB"
+
+    def wrap(self, args: list[str]) -> list[str]:
+        """``args`` (a ``bwrap`` command line) started inside this submission's control groups, if any."""
+        if not self.folders:
+            return list(args)
+        joins = " && ".join(f"echo $$ > {shlex.quote(str(f / 'cgroup.procs'))}" for f in self.folders)
+        return ["/bin/sh", "-c", f'{joins} && exec "$@"', "sh", *args]
+
+    def inside(self, args: list[str]) -> list[str]:
+        """``args`` run, inside the sandbox, with the per-process limits set first."""
+        nproc = 0 if self.folders else self.pids
+        return [sys.executable, "-c", _LIMITER, str(nproc), str(FILE_BYTES), *args]
+
+    def close(self) -> None:
+        """Kill whatever is left in the control groups and remove them."""
+        for folder in reversed(self.folders):
+            _remove_cgroup(folder)
+        self.folders = []
+
+
+_CGROUP_PREFIX = "course-utils-grading-"
+
+
+def _remove_cgroup(folder: Path) -> None:
+    """Kill every process in a control group, then remove it."""
+    for _ in range(50):
+        try:
+            pids = (folder / "cgroup.procs").read_text().split()
+        except OSError:
+            break
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(int(pid), 9)
+        time.sleep(0.02)
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
+def _remove_stale_cgroups(parent: Path) -> None:
+    """Remove the control groups of judges that were killed before they could remove their own."""
+    with contextlib.suppress(OSError):
+        for folder in parent.glob(f"{_CGROUP_PREFIX}*"):
+            owner = folder.name[len(_CGROUP_PREFIX) :].split("-")[0]
+            try:
+                os.kill(int(owner), 0)
+            except ProcessLookupError:
+                _remove_cgroup(folder)
+            except (ValueError, OSError):
+                continue
+
+
+def _cgroup_folders(name: str):
+    """(kind, folders to make) for each way to make a control group here, the preferred first."""
+    own = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            for controller in controllers.split(",") if controllers else [""]:
+                own[controller] = path.lstrip("/")
+    if (CGROUP_ROOT / "cgroup.controllers").exists() and "" in own:  # the unified hierarchy (v2)
+        yield "cgroup v2", [CGROUP_ROOT / own[""] / name]
+    if (CGROUP_ROOT / "pids" / "cgroup.procs").exists():
+        folders = [CGROUP_ROOT / "pids" / own.get("pids", "") / name]
+        if (CGROUP_ROOT / "memory" / "cgroup.procs").exists():
+            folders.append(CGROUP_ROOT / "memory" / own.get("memory", "") / name)
+        yield "cgroup v1", folders

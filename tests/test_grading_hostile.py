@@ -125,6 +125,36 @@ for n, target in enumerate(DECOYS):
 os.chmod("/tmp/grading/trap/inner", 0o500)
 os.chmod("/tmp/grading/trap", 0o500)
 """
+# Forks sleepers until refused: the cap on processes holds for the whole tree (the host's table is not filled).
+FORKS = """
+import os, time
+started = 0
+for _ in range(2000):
+    try:
+        pid = os.fork()
+    except OSError:
+        break
+    if pid == 0:
+        time.sleep(600)
+        os._exit(0)
+    started += 1
+print("sleepers started:", started)
+"""
+# Three children each hold 1.6 GiB: together above the 4 GiB the run gives a submission, each one below it.
+HOARDS_IN_CHILDREN = """
+import os, signal, time
+children = []
+for _ in range(3):
+    pid = os.fork()
+    if pid == 0:
+        hoard = bytearray(int(1.6 * 2**30))
+        hoard[::4096] = b"x" * len(hoard[::4096])
+        time.sleep(5)
+        os._exit(0)
+    children.append(pid)
+killed = sum(os.waitpid(pid, 0)[1] == signal.SIGKILL for pid in children)
+print("children killed:", killed)
+"""
 WRONG = "def double(x):\n    return None\n"
 # Each tries to earn points for a wrong answer by acting on its own interpreter; the checks run in the judge.
 FORGERS = {
@@ -171,6 +201,8 @@ EXPECTED = {
     "nested too deeply.ipynb": ([0, 0], "graded"),  # Python's parser gives up; the grader does not
     "Zo\\xebl, a Latin-1 name.ipynb": ([2, 1], "graded"),  # from a zip made elsewhere: not UTF-8
     "forges its replies.ipynb": ([0, 0], "graded"),
+    "forks 2000 sleepers.ipynb": ([2, 1], "graded"),
+    "hoards memory in children.ipynb": ([2, 1], "graded"),
     "swaps the replies folder.ipynb": ([2, 1], "graded"),
     "leaves links in scratch.ipynb": ([2, 1], "graded"),
     "huge cell.ipynb": ([0, 0], "refused"),
@@ -240,6 +272,8 @@ def graded(root, tmp_path_factory):
     write("nested too deeply.ipynb", filled(course, ANSWER + "x = " + "-" * 200_000 + "1\n"))
     (folder / os.fsdecode(LATIN1_NAME)).write_text(nbformat.writes(filled(course, ANSWER)))
     write("forges its replies.ipynb", filled(course, FORGES_REPLIES + WRONG))
+    write("forks 2000 sleepers.ipynb", filled(course, FORKS + ANSWER))
+    write("hoards memory in children.ipynb", filled(course, HOARDS_IN_CHILDREN + ANSWER))
     write("swaps the replies folder.ipynb", filled(course, names + SWAPS_REPLIES_FOLDER + ANSWER))
     write("leaves links in scratch.ipynb", filled(course, names + LEAVES_LINKS + ANSWER))
     write("huge cell.ipynb", filled(course, ANSWER + "# " + "x" * (grading.MAX_CELL_CHARS + 1) + "\n"))
@@ -311,6 +345,27 @@ def test_links_swapped_into_the_protocol_and_left_in_scratch_change_nothing_on_t
     between requests, and read-only folders of links left for the clean-up: every one byte-identical, modes too."""
     assert tree_state(graded["decoy"]) == graded["host"]["decoy"]
     assert tree_state(graded["course"] / "solutions") == graded["host"]["solutions"]
+
+
+def printed(graded, name):
+    executed = nbformat.read(graded["out"] / "results" / f"{grading.result_key(name)}.ipynb", 4)
+    return "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+
+
+def test_the_whole_process_tree_is_capped(graded):
+    """Processes: fewer sleepers than the cap, wherever the cap holds. Memory together: a child killed where a
+    control group caps the submission (rlimits cap each process only, as the instructors' page says)."""
+    if not graded["isolated"]:
+        pytest.skip("bubblewrap is not installed: unconfined, nothing caps the tree")
+    limits = sandbox.TreeLimits(1 << 30)
+    kind = limits.kind
+    limits.close()
+    started = int(printed(graded, "forks 2000 sleepers.ipynb").split("sleepers started:")[1].split()[0])
+    if kind == "rlimits" and os.geteuid() == 0:
+        pytest.skip(f"no control group here and root is exempt from RLIMIT_NPROC: {started} sleepers started")
+    assert started < sandbox.PIDS_MAX
+    killed = int(printed(graded, "hoards memory in children.ipynb").split("children killed:")[1].split()[0])
+    assert killed >= 1 if kind != "rlimits" else killed == 0
 
 
 def test_a_refused_file_is_listed_with_why_and_never_read(graded):
