@@ -33,6 +33,7 @@ import io
 import json
 import os
 import queue
+import select
 import sys
 import time
 import traceback
@@ -178,6 +179,12 @@ class Kernel:
         self.client, self.notebook, self.cell_timeout = client, notebook, cell_timeout
         self.inbox, self.replies = inbox, replies
         self.replies_folder = wire.Folder(replies[0])
+        pipes = []
+        for name in (wire.REQUESTS_PIPE, wire.ANSWERS_PIPE):
+            os.mkfifo(inbox[0] / name, 0o644)
+            pipes.append(os.open(inbox[0] / name, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC))
+        self.to_kernel, self.from_kernel = pipes
+        self.loop = None  # the message id of the kernel's wire.serve_loop while one runs (see serving)
         self.namespace: dict = {}  # the check's namespace, where models changed by a call are rebound
         # "<check id>" -> source, of the checks run so far: their functions may be passed on
         self.check_sources: dict = {}
@@ -213,7 +220,7 @@ class Kernel:
 
     def _request(self, message: dict, values: dict, answers) -> tuple[dict, dict]:
         """Send one request; the reply and its values, of which ``answers`` are the only names allowed."""
-        for stale in self.inbox[0].iterdir():  # only the judge writes here
+        for stale in self.inbox[0].glob("request*"):  # only the judge writes here
             stale.unlink()
         self.replies_folder.clear()
         unavailable = wire.write(self.inbox[0], "request", message, values, source_of=self.source_of)
@@ -221,17 +228,20 @@ class Kernel:
             raise wire.WireError(
                 f"the grader could not pass {', '.join(unavailable)} to your code: " + "; ".join(unavailable.values())
             )
-        error = self._execute_quietly(
-            f"__import__('course_utils.wire', fromlist=['serve']).serve(globals(), "
-            f"{self.inbox[1]!r}, {self.replies[1]!r})"
-        )
-        if error.get("ename") == "KeyboardInterrupt":
-            raise CellTimeout(f"stopped: your code ran longer than the limit of {self.cell_timeout:g} s for one cell")
-        if error:
-            raise wire.WireError(
-                f"the grader could not reach the values of your notebook "
-                f"({error.get('ename')}: {str(error.get('evalue', ''))[:300]})"
+        if self.loop is None:
+            self.loop = self.client.kc.execute(
+                f"__import__('course_utils.wire', fromlist=['serve_loop']).serve_loop(globals(), "
+                f"{self.inbox[1]!r}, {self.replies[1]!r})",
+                silent=True,
+                store_history=False,
+                allow_stdin=False,
+                stop_on_error=False,
             )
+        with contextlib.suppress(BlockingIOError):  # whatever the kernel wrote ahead of time is not an answer
+            while os.read(self.from_kernel, 1 << 16):
+                pass
+        os.write(self.to_kernel, b"r")
+        self._wait_for_answer()
         reply, values = wire.read(
             self.replies_folder, "response", call=lambda handle: StudentFunction(self, handle), names=answers
         )
@@ -239,42 +249,78 @@ class Kernel:
             raise wire.StudentError(str(reply.get("ename", "Error")), str(reply.get("evalue", "")))
         return reply, values
 
-    def _execute_quietly(self, code: str) -> dict:
-        """Run ``code`` in the kernel without recording it as a cell; its error's content, or {} if none.
-
-        A check may call the student's functions hundreds of times (a gradient check
-        nudges every input), so this waits for the shell's reply only, and drops what
-        the call printed, instead of nbclient's full cell machinery (about 3x slower).
-        Past the cell time limit the kernel is interrupted, as nbclient would.
-        """
-        return run_sync(self._async_execute_quietly)(code)
-
-    async def _async_execute_quietly(self, code: str) -> dict:
-        kc, km = self.client.kc, self.client.km
-        msg_id = kc.execute(code, silent=True, store_history=False, allow_stdin=False, stop_on_error=False)
+    def _wait_for_answer(self) -> None:
+        """Wait for the kernel's ``d``; past the cell time limit interrupt it, as nbclient would."""
         deadline, interrupted = time.monotonic() + self.cell_timeout, False
         while True:
-            try:
-                reply = await kc.shell_channel.get_msg(timeout=max(0.0, min(1.0, deadline - time.monotonic())))
-            except queue.Empty:
-                if not await km.is_alive():
-                    raise DeadKernelError("Kernel died") from None
-                if time.monotonic() < deadline:
-                    continue
-                if interrupted:
-                    raise DeadKernelError("the kernel did not answer after an interrupt") from None
-                await km.interrupt_kernel()
-                deadline, interrupted = time.monotonic() + 10, True
+            ready, _, _ = select.select([self.from_kernel], [], [], max(0.0, min(0.5, deadline - time.monotonic())))
+            if ready and b"d" in os.read(self.from_kernel, 1 << 16):
+                return
+            if ready:
                 continue
-            if reply["parent_header"].get("msg_id") == msg_id:
+            if (error := self._loop_ended(0)) is not None:
+                self._raise_for(error, "the grader could not reach the values of your notebook")
+            if not run_sync(self.client.km.is_alive)():
+                raise DeadKernelError("Kernel died")
+            if time.monotonic() < deadline:
+                continue
+            if interrupted:
+                raise DeadKernelError("the kernel did not answer after an interrupt")
+            run_sync(self.client.km.interrupt_kernel)()
+            deadline, interrupted = time.monotonic() + 10, True
+
+    def _loop_ended(self, timeout: float) -> dict | None:
+        """The error of the kernel's serve_loop if it has ended ({} if none), None while it runs."""
+        if self.loop is None:
+            return {}
+        reply = run_sync(self._async_reply)(self.loop, timeout)
+        if reply is None:
+            return None
+        self.loop = None
+        content = reply.get("content", {})
+        return content if content.get("status") == "error" else {}
+
+    async def _async_reply(self, msg_id: str, timeout: float) -> dict | None:
+        """The kernel's reply to ``msg_id`` if it comes within ``timeout``; what the kernel printed is dropped."""
+        kc, end = self.client.kc, time.monotonic() + timeout
+        reply = None
+        while reply is None:
+            try:
+                message = await kc.shell_channel.get_msg(timeout=max(0.0, end - time.monotonic()))
+            except queue.Empty:
                 break
-        with contextlib.suppress(queue.Empty):  # what the call printed, and its status messages: not kept
+            if message["parent_header"].get("msg_id") == msg_id:
+                reply = message
+        with contextlib.suppress(queue.Empty):  # what the calls printed, and status messages: not kept
             while True:
                 await kc.iopub_channel.get_msg(timeout=0)
-        content = reply.get("content", {})
-        if interrupted:
-            return {"ename": "KeyboardInterrupt"}
-        return content if content.get("status") == "error" else {}
+        return reply
+
+    def _raise_for(self, error: dict, what: str) -> None:
+        if error.get("ename") == "KeyboardInterrupt":
+            raise CellTimeout(f"stopped: your code ran longer than the limit of {self.cell_timeout:g} s for one cell")
+        raise wire.WireError(f"{what} ({error.get('ename')}: {str(error.get('evalue', ''))[:300]})")
+
+    @contextlib.contextmanager
+    def serving(self):
+        """Around a check: its requests are answered by one :func:`course_utils.wire.serve_loop` in the kernel,
+        which is told to end when the check does, so that the kernel is free for the next cell."""
+        try:
+            yield
+        finally:
+            if self.loop is not None:
+                os.write(self.to_kernel, b"e")
+                error = self._loop_ended(self.cell_timeout)
+                if error is None:  # it does not end: interrupted, as a cell past its limit would be
+                    run_sync(self.client.km.interrupt_kernel)()
+                    if self._loop_ended(10) is None:
+                        raise DeadKernelError("the kernel did not answer after an interrupt")
+
+    def close(self) -> None:
+        self.replies_folder.close()
+        for pipe in (self.to_kernel, self.from_kernel):
+            with contextlib.suppress(OSError):
+                os.close(pipe)
 
     def fetch(self, names) -> tuple[dict, dict]:
         """The values of those ``names`` that the student's notebook defines, and why others could not be passed."""
@@ -374,10 +420,11 @@ class Judge:
         self.kernel.check_sources[f"<check {name}>"] = source
         printed, unavailable = io.StringIO(), {}
         try:
-            values, unavailable = self.kernel.fetch(fetch)
-            namespace.update(values)
-            with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
-                exec(compile(without_magics(source), f"<check {name}>", "exec"), namespace)
+            with self.kernel.serving():
+                values, unavailable = self.kernel.fetch(fetch)
+                namespace.update(values)
+                with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+                    exec(compile(without_magics(source), f"<check {name}>", "exec"), namespace)
         except CellTimeout as error:
             return False, str(error), printed.getvalue()
         except DeadKernelError:
@@ -490,7 +537,7 @@ def run(
         code = 4
     finally:
         save()
-        kernel.replies_folder.close()
+        kernel.close()
         if limits is not None:
             limits.close()
     return code

@@ -36,6 +36,9 @@ import numpy as np
 MAX_BYTES = 1 << 30
 """The largest file either side reads from the other (arrays or one model)."""
 REQUEST, RESPONSE = "request.json", "response.json"
+REQUESTS_PIPE, ANSWERS_PIPE = "judge-to-kernel.pipe", "kernel-to-judge.pipe"
+"""Named pipes in the requests' folder: the judge writes ``r`` (a request is ready) or ``e`` (the check is over)
+to the first, the kernel ``d`` (answered) to the second (see :func:`serve_loop`)."""
 
 
 class WireError(Exception):
@@ -379,6 +382,22 @@ def serve(namespace: dict, requests: str, responses: str) -> None:
         detail = "".join(traceback.format_exception_only(type(error), error)).strip()
         ename = type(error).__name__ if not isinstance(error, WireError) else "GradingError"
         write(responses, "response", {"ok": False, "ename": ename, "evalue": detail[:2000]}, {})
+
+
+def serve_loop(namespace: dict, requests: str, responses: str) -> None:
+    """Answer the judge's requests for one check, one :func:`serve` each, until it says the check is over.
+
+    Runs in the student's kernel as one execution, which saves the judge an execution
+    through IPython per request (about 10 ms; a gradient check makes hundreds).
+    """
+    folder = Path(requests)
+    with (
+        open(folder / REQUESTS_PIPE, "rb", buffering=0) as incoming,
+        open(folder / ANSWERS_PIPE, "wb", buffering=0) as outgoing,
+    ):
+        while incoming.read(1) == b"r":
+            serve(namespace, requests, responses)
+            outgoing.write(b"d")
 
 
 def _remember(value) -> int:

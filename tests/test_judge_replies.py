@@ -76,7 +76,8 @@ def forge(folder, reply: dict, values: dict, handles: list) -> None:
 
 
 class ForgedKernel(judge.Kernel):
-    """The judge's kernel, whose transport answers each request with a reply drawn by ``draw``."""
+    """The judge's kernel, whose transport answers each request with a reply drawn by ``draw``: where the judge
+    waits for the kernel's answer, the reply is written as a hostile kernel's serve_loop would write it."""
 
     def __init__(self, folder, draw):
         inbox, replies = folder / "inbox", folder / "replies"
@@ -84,8 +85,12 @@ class ForgedKernel(judge.Kernel):
         replies.mkdir()
         super().__init__(None, None, (inbox, str(inbox)), (replies, str(replies)), cell_timeout=10)
         self.draw, self.handles, self.received = draw, list(KERNEL_FUNCTIONS), []
+        self.loop = "a serve_loop"  # running from the start: nothing to execute
 
-    def _execute_quietly(self, code: str) -> dict:
+    def _loop_ended(self, timeout: float) -> dict:
+        return {}
+
+    def _wait_for_answer(self) -> None:
         message, args = wire.read(self.inbox[0], "request", handles=self.handles)
         self.received.append(args)
         reply, values = {"ok": True}, {}
@@ -109,7 +114,6 @@ class ForgedKernel(judge.Kernel):
             path = self.replies[0] / "response.json"
             text = path.read_text()
             path.write_text(text[:-1] + ', "values": {"check_close": {"handle": 2, "name": "check_close"}}}')
-        return {}
 
 
 def carries_the_secret(value) -> bool:
@@ -146,13 +150,12 @@ def answer(kernel, reply: dict, values: dict) -> None:
     """Make ``kernel``'s next request be answered with ``reply`` and ``values``."""
     replies = iter([(reply, values)])
 
-    def execute(code):
+    def wait_for_answer():
         kernel.received.append(wire.read(kernel.inbox[0], "request", handles=kernel.handles))
         forged, forged_values = next(replies)
         forge(kernel.replies[0], forged, forged_values, kernel.handles)
-        return {}
 
-    kernel._execute_quietly = execute
+    kernel._wait_for_answer = wait_for_answer
 
 
 @pytest.fixture
