@@ -492,8 +492,9 @@ class JudgeProcess:
             self.process.stdin.flush()
         except (BrokenPipeError, OSError):
             raise ChildProcessError(f"the judge process ended with code {self.process.wait()}") from None
-        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
-        if not ready:
+        waiting = select.poll()  # not select.select, which fails on descriptors above 1023
+        waiting.register(self.process.stdout, select.POLLIN)
+        if not waiting.poll(1000 * timeout):
             return None
         line = self.process.stdout.readline()
         if not line:

@@ -179,6 +179,7 @@ class Kernel:
         self.client, self.notebook, self.cell_timeout = client, notebook, cell_timeout
         self.inbox, self.replies = inbox, replies
         self.replies_folder = wire.Folder(replies[0])
+        self.ledger = wire.ModelLedger()  # the models the kernel sent: each crosses once
         pipes = []
         for name in (wire.REQUESTS_PIPE, wire.ANSWERS_PIPE):
             os.mkfifo(inbox[0] / name, 0o644)
@@ -218,12 +219,14 @@ class Kernel:
         else:
             self.client.execute_cell(cell, index)
 
-    def _request(self, message: dict, values: dict, answers) -> tuple[dict, dict]:
+    def _request(self, message: dict, values_sent: dict, answers) -> tuple[dict, dict]:
         """Send one request; the reply and its values, of which ``answers`` are the only names allowed."""
         for stale in self.inbox[0].glob("request*"):  # only the judge writes here
             stale.unlink()
         self.replies_folder.clear()
-        unavailable = wire.write(self.inbox[0], "request", message, values, source_of=self.source_of)
+        unavailable = wire.write(
+            self.inbox[0], "request", message, values_sent, source_of=self.source_of, ledger=self.ledger
+        )
         if unavailable:  # an argument that cannot cross: the check itself is at fault
             raise wire.WireError(
                 f"the grader could not pass {', '.join(unavailable)} to your code: " + "; ".join(unavailable.values())
@@ -243,8 +246,18 @@ class Kernel:
         os.write(self.to_kernel, b"r")
         self._wait_for_answer()
         reply, values = wire.read(
-            self.replies_folder, "response", call=lambda handle: StudentFunction(self, handle), names=answers
+            self.replies_folder,
+            "response",
+            call=lambda handle: StudentFunction(self, handle),
+            names=answers,
+            ledger=self.ledger,
         )
+        if not reply.get("ok") and reply.get("ename") == "StaleModel" and self.ledger.enabled:
+            self.ledger.enabled = False  # the kernel's copy changed: send the models themselves, once
+            try:
+                return self._request(message, values_sent, answers)
+            finally:
+                self.ledger.enabled = True
         if not reply.get("ok"):
             raise wire.StudentError(str(reply.get("ename", "Error")), str(reply.get("evalue", "")))
         return reply, values
@@ -252,8 +265,10 @@ class Kernel:
     def _wait_for_answer(self) -> None:
         """Wait for the kernel's ``d``; past the cell time limit interrupt it, as nbclient would."""
         deadline, interrupted = time.monotonic() + self.cell_timeout, False
+        waiting = select.poll()
+        waiting.register(self.from_kernel, select.POLLIN)
         while True:
-            ready, _, _ = select.select([self.from_kernel], [], [], max(0.0, min(0.5, deadline - time.monotonic())))
+            ready = waiting.poll(1000 * max(0.0, min(0.5, deadline - time.monotonic())))
             if ready and b"d" in os.read(self.from_kernel, 1 << 16):
                 return
             if ready:

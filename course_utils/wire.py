@@ -45,6 +45,10 @@ class WireError(Exception):
     """A value that cannot cross, or a reply that is missing or malformed; the message is for the student."""
 
 
+class StaleModel(WireError):
+    """The judge referred to a model the kernel no longer holds as it was: the judge sends the model itself."""
+
+
 class StudentError(Exception):
     """The student's code raised in their kernel: ``ename`` and ``evalue`` are theirs."""
 
@@ -115,10 +119,11 @@ def _is_keras_model(value) -> bool:
 class Encoder:
     """Turns a value into JSON plus side files (arrays in one ``.npz``, each model in a ``.keras``) in ``folder``."""
 
-    def __init__(self, folder: Path, prefix: str, handles: list | None = None, source_of=None):
+    def __init__(self, folder: Path, prefix: str, handles: list | None = None, source_of=None, ledger=None):
         self.folder, self.prefix, self.arrays, self.models = Path(folder), prefix, {}, 0
         self.handles = handles  # the kernel's table of callables; None on the judge's side
         self.source_of = source_of  # judge side: a check's own function -> (source, {alias: module}) or None
+        self.ledger = ledger  # judge side: the ModelLedger whose models the kernel still holds
 
     def encode(self, value):
         if value is None or isinstance(value, (bool, str)):
@@ -147,11 +152,16 @@ class Encoder:
         if isinstance(value, dict):
             return {"dict": [[self.encode(k), self.encode(v)] for k, v in value.items()]}
         if _is_keras_model(value):
+            if self.ledger is not None and (known := self.ledger.reference(value)):
+                return {"model": known}  # the kernel holds this very model: no need to send it again
             name = f"{self.prefix}-model{self.models}.keras"
             self.models += 1
             value.save(self.folder / name)
             # Loading sets a nested model's flag on all its layers: the flags of every layer travel alongside.
-            return {"keras": name, "trainable": [bool(layer.trainable) for layer in _all_layers(value)]}
+            encoded = {"keras": name, "trainable": [bool(layer.trainable) for layer in _all_layers(value)]}
+            if self.handles is not None:  # the kernel's side: kept, so that the judge may refer to it later
+                encoded["fingerprint"] = _keep(value)
+            return encoded
         if isinstance(value, Handle):
             return {"handle": value.id, "name": value.name}
         if (
@@ -181,8 +191,8 @@ class Decoder:
     """Reads what an :class:`Encoder` wrote into ``folder`` (a :class:`Folder`); ``call`` turns a handle into a
     callable (judge side)."""
 
-    def __init__(self, folder: Folder, prefix: str, call=None, handles: list | None = None):
-        self.folder, self.prefix, self.call, self.handles = folder, prefix, call, handles
+    def __init__(self, folder: Folder, prefix: str, call=None, handles: list | None = None, ledger=None):
+        self.folder, self.prefix, self.call, self.handles, self.ledger = folder, prefix, call, handles, ledger
         self._arrays = None
 
     def arrays(self):
@@ -207,22 +217,16 @@ class Decoder:
             return {self.decode(v) for v in data["set"]}
         if "dict" in data:
             return {_hashable(self.decode(k)): self.decode(v) for k, v in data["dict"]}
+        if "model" in data and self.handles is not None:  # the kernel's side: a model it sent or was sent
+            return _kept(str(data["model"]))
         if "keras" in data:
-            content = self.folder.read_bytes(str(data["keras"]))
-            try:
-                with tempfile.TemporaryDirectory(prefix="grader-model-") as private:
-                    path = Path(private) / "model.keras"
-                    path.write_bytes(content)
-                    model = _load_model(path)
-                for layer, trainable in zip(_all_layers(model), data.get("trainable", [])):
-                    layer.trainable = bool(trainable)
-                return model
-            except Exception as error:  # noqa: BLE001 - whatever Keras refuses, the message says it
-                raise WireError(
-                    f"the grader could not load the Keras model passed to it ({type(error).__name__}: "
-                    f"{str(error)[:300]}); models made of Keras' own layers can be graded, "
-                    "Lambda layers and custom classes cannot"
-                ) from error
+            known = self.ledger.lookup(str(data.get("fingerprint", ""))) if self.ledger is not None else None
+            if known is not None:
+                return known
+            model = self._load_keras(data)
+            if self.ledger is not None and data.get("fingerprint"):
+                self.ledger.remember(model, str(data["fingerprint"]))
+            return model
         if "handle" in data:
             if self.handles is not None:
                 return self.handles[int(data["handle"])]
@@ -234,6 +238,23 @@ class Decoder:
             exec(str(data["function"]), namespace)
             return namespace[str(data["name"])]
         raise WireError("malformed reply")
+
+    def _load_keras(self, data: dict):
+        content = self.folder.read_bytes(str(data["keras"]))
+        try:
+            with tempfile.TemporaryDirectory(prefix="grader-model-") as private:
+                path = Path(private) / "model.keras"
+                path.write_bytes(content)
+                model = _load_model(path)
+            for layer, trainable in zip(_all_layers(model), data.get("trainable", [])):
+                layer.trainable = bool(trainable)
+            return model
+        except Exception as error:  # noqa: BLE001 - whatever Keras refuses, the message says it
+            raise WireError(
+                f"the grader could not load the Keras model passed to it ({type(error).__name__}: "
+                f"{str(error)[:300]}); models made of Keras' own layers can be graded, "
+                "Lambda layers and custom classes cannot"
+            ) from error
 
     def _dataclass(self, where: str, fields: dict):
         module, _, name = where.partition(":")
@@ -273,13 +294,15 @@ def _hashable(key):
     return tuple(key) if isinstance(key, list) else key
 
 
-def write(folder: Path, prefix: str, message: dict, values: dict, handles: list | None = None, source_of=None) -> dict:
+def write(
+    folder: Path, prefix: str, message: dict, values: dict, handles: list | None = None, source_of=None, ledger=None
+) -> dict:
     """Write ``message`` (JSON) with ``values`` encoded under ``message["values"]``.
 
     A value that cannot cross is left out, and why is listed under ``message["unavailable"]``
     (and returned, name -> reason), so that one such value does not keep the others from crossing.
     """
-    encoder = Encoder(folder, prefix, handles, source_of)
+    encoder = Encoder(folder, prefix, handles, source_of, ledger)
     encoded, unavailable = {}, {}
     for key, value in values.items():
         try:
@@ -292,7 +315,7 @@ def write(folder: Path, prefix: str, message: dict, values: dict, handles: list 
     return unavailable
 
 
-def read(folder, prefix: str, call=None, handles: list | None = None, names=None) -> tuple[dict, dict]:
+def read(folder, prefix: str, call=None, handles: list | None = None, names=None, ledger=None) -> tuple[dict, dict]:
     """The message written by :func:`write` and its decoded values.
 
     ``folder`` is a path or an open :class:`Folder`. ``names``, if given, are the only values the message may
@@ -301,7 +324,7 @@ def read(folder, prefix: str, call=None, handles: list | None = None, names=None
     with contextlib.ExitStack() as stack:
         if not isinstance(folder, Folder):
             folder = stack.enter_context(Folder(folder))
-        decoder = Decoder(folder, prefix, call, handles)
+        decoder = Decoder(folder, prefix, call, handles, ledger)
         try:
             message = json.loads(folder.read_bytes(f"{prefix}.json"))
         except ValueError as error:
@@ -313,6 +336,38 @@ def read(folder, prefix: str, call=None, handles: list | None = None, names=None
             extra = ", ".join(sorted(repr(str(n))[:40] for n in set(encoded) - set(names))[:5])
             raise WireError(f"the reply holds values that were not asked for ({extra}): it was refused")
         return message, {k: decoder.decode(v) for k, v in encoded.items()}
+
+
+class ModelLedger:
+    """The judge's record of the Keras models its kernel sent it, so that each crosses once.
+
+    A model fetched from the kernel and passed back to the student's function (week 1's ``lenet`` to
+    ``tta_predict``) is sent as a reference to the kernel's copy, which the kernel checks is unchanged
+    (:class:`StaleModel` otherwise); fetched again unchanged, the judge's copy is reused. Either way a
+    model is reused only while its fingerprint is the one it had when it crossed, and the ledger holds
+    only models the kernel sent, so a reference gives no check a model the kernel did not send.
+    """
+
+    def __init__(self):
+        self._models = {}  # the kernel's fingerprint -> (the judge's copy, the copy's fingerprint on arrival)
+        self.enabled = True
+
+    def remember(self, model, kernel_fingerprint: str) -> None:
+        self._models[kernel_fingerprint] = (model, fingerprint(model))
+
+    def lookup(self, kernel_fingerprint: str):
+        """The judge's unchanged copy of the kernel's model with that fingerprint, or None."""
+        model, arrived = self._models.get(kernel_fingerprint, (None, None))
+        return model if model is not None and fingerprint(model) == arrived else None
+
+    def reference(self, model) -> str | None:
+        """The kernel's fingerprint of ``model`` if the judge's copy is unchanged since it crossed, else None."""
+        if not self.enabled:
+            return None
+        for kernel_fingerprint, (known, arrived) in self._models.items():
+            if known is model:
+                return kernel_fingerprint if fingerprint(model) == arrived else None
+        return None
 
 
 def fingerprint(model) -> str:
@@ -338,6 +393,24 @@ def _all_layers(model):
 # --- the kernel's side -------------------------------------------------------------------------
 
 _HANDLES: list = []
+_KEPT: dict = {}  # fingerprint -> a model this kernel sent to the judge (the latest few)
+KEPT_MODELS = 8
+
+
+def _keep(model) -> str:
+    key = fingerprint(model)
+    _KEPT.pop(key, None)
+    _KEPT[key] = model
+    while len(_KEPT) > KEPT_MODELS:
+        _KEPT.pop(next(iter(_KEPT)))
+    return key
+
+
+def _kept(key: str):
+    model = _KEPT.get(key)
+    if model is None or fingerprint(model) != key:
+        raise StaleModel("a model the grader referred to has changed since it was sent")
+    return model
 
 
 def serve(namespace: dict, requests: str, responses: str) -> None:
@@ -380,7 +453,7 @@ def serve(namespace: dict, requests: str, responses: str) -> None:
         for stale in responses.glob("response*"):
             stale.unlink()
         detail = "".join(traceback.format_exception_only(type(error), error)).strip()
-        ename = type(error).__name__ if not isinstance(error, WireError) else "GradingError"
+        ename = {StaleModel: "StaleModel", WireError: "GradingError"}.get(type(error), type(error).__name__)
         write(responses, "response", {"ok": False, "ename": ename, "evalue": detail[:2000]}, {})
 
 

@@ -133,6 +133,13 @@ def carries_the_secret(value) -> bool:
 @given(data=st.data())
 def test_a_forged_reply_never_earns_a_point_rebinds_a_name_or_sees_an_expected_value(tmp_path_factory, data):
     kernel = ForgedKernel(tmp_path_factory.mktemp("wire"), data.draw)
+    try:
+        judged_with_forged_replies(kernel)
+    finally:
+        kernel.close()
+
+
+def judged_with_forged_replies(kernel):
     referee = judge.Judge(kernel)
     referee.setup(SETUP)
     helpers = {name: referee.base[name] for name in ("np", "check_close", "check_equal", "passed")}
@@ -162,7 +169,8 @@ def answer(kernel, reply: dict, values: dict) -> None:
 def kernel(tmp_path):
     forged = ForgedKernel(tmp_path, draw=None)
     forged.namespace = {}
-    return forged
+    yield forged
+    forged.close()
 
 
 def test_a_fetch_reply_with_names_that_were_not_asked_for_is_refused_whole(kernel):

@@ -109,3 +109,34 @@ def test_serve_answers_gets_and_calls_from_a_namespace(tmp_path):
     wire.serve(namespace, str(requests), str(responses))
     reply, _ = wire.read(responses, "response")
     assert not reply["ok"] and reply["ename"] == "TypeError"
+
+
+def test_a_model_the_kernel_sent_crosses_back_as_a_reference_while_neither_copy_changed(tmp_path):
+    import keras
+
+    requests, responses = tmp_path / "in", tmp_path / "out"
+    requests.mkdir()
+    responses.mkdir()
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    namespace = {"model": model, "same": lambda m: m is model}
+    ledger = wire.ModelLedger()
+
+    def ask(message, values=None):
+        wire.write(requests, "request", message, values or {}, ledger=ledger)
+        wire.serve(namespace, str(requests), str(responses))
+        return wire.read(responses, "response", call=lambda handle: handle, ledger=ledger)
+
+    _, fetched = ask({"op": "get", "names": ["model", "same"]})
+    copy, same = fetched["model"], fetched["same"]
+    assert copy is not model and ask({"op": "get", "names": ["model"]})[1]["model"] is copy  # loaded once
+    reply, values = ask({"op": "call", "handle": same.id}, {"args": [copy], "kwargs": {}})
+    assert reply["ok"] and values["result"] is True  # the kernel's own model, not a copy of the copy
+    model.layers[0].kernel.assign(np.zeros((3, 2)))  # the kernel's model changes after it crossed
+    reply, _ = ask({"op": "call", "handle": same.id}, {"args": [copy], "kwargs": {}})
+    assert not reply["ok"] and reply["ename"] == "StaleModel"
+    ledger.enabled = False  # what the judge does then: the model itself crosses
+    reply, values = ask({"op": "call", "handle": same.id}, {"args": [copy], "kwargs": {}})
+    assert reply["ok"] and values["result"] is False
+    ledger.enabled = True
+    copy.layers[0].kernel.assign(np.ones((3, 2)))  # the judge's copy changes: never sent as a reference
+    assert ledger.reference(copy) is None
