@@ -1,7 +1,7 @@
 """Measure the course's speed and quality targets and merge them into bench/results.json.
 
 Usage: ``python bench/run.py [--only PREFIX ...]`` (or ``make bench``). Every value is
-measured here; each record says on which machine and on which date.
+measured here; each record says on which machine, on which date and on which commit.
 
 The benchmarks of the core and week 1 are below; a chapter adds its own in
 ``bench/bench_<topic>.py``, a module with a ``BENCHMARKS`` dict of
@@ -46,6 +46,19 @@ def machine() -> str:
     )
 
 
+def commit() -> str:
+    """The commit being measured, with ``+changes`` when the work tree differs from it (then the record is not
+    that commit's); ``unknown`` outside a git checkout."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True)
+    except OSError:
+        return "unknown"
+    if head.returncode != 0:
+        return "unknown"
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
+
 def record(name, value, unit, profile=None):
     """One result; ``load`` is the 1-minute load average when it was taken (other work slows timings)."""
     load = round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None
@@ -56,6 +69,7 @@ def record(name, value, unit, profile=None):
         "profile": profile,
         "date": datetime.date.today().isoformat(),
         "machine": machine(),
+        "commit": commit(),
         "load": load,
     }
 
