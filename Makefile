@@ -1,5 +1,5 @@
 # The two commands of the README. Each creates the environment first if needed.
-#   make book   execute every chapter (profile cpu) and build _build/html/index.html
+#   make book   execute every chapter (profile cpu) and build _build/html/index.html (STRICT=1: fail on a broken claim)
 #   make test   run the whole test suite (make test-fast: without the notebook runs)
 # Other targets: make sync (regenerate exercises/ and the Colab notebooks), make bench,
 # make sandbox (bubblewrap, which the grader needs).
@@ -35,8 +35,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[cpu,book,test,instructor]'
 	touch $@
 
+# STRICT=1 (benchmarks, CI, releases): a claim of the text that the run breaks fails the build; without it,
+# each is a warning on its page and in the summary that ends the build.
 book: env
-	$(PY) -m course_utils.build book --profile $(PROFILE)
+	$(PY) -m course_utils.build book --profile $(PROFILE) $(if $(STRICT),--strict)
 
 test: env browser sandbox
 	$(PY) -m pytest

@@ -271,31 +271,74 @@ def toc_files(root: Path) -> list[str]:
     return found
 
 
-def execute(notebook_path: Path, profile: str, cwd: Path | None = None, parameters: dict | None = None) -> float:
+def execute(
+    notebook_path: Path, profile: str, cwd: Path | None = None, parameters: dict | None = None, strict: bool = True
+) -> float:
     """Execute one notebook in place with papermill at ``profile``; return the seconds it took.
 
     ``parameters`` sets further variables of the notebook's parameters cell.
 
     A failing cell raises ``papermill.PapermillExecutionError`` naming the cell;
-    the partly executed notebook is kept at ``notebook_path`` to look at.
+    the partly executed notebook is kept at ``notebook_path`` to look at. With
+    ``strict=False`` (a reader's build), a claim of the text that this run breaks
+    does not fail its cell: a warning below the sentence says what the text states
+    and what this run found (:func:`warn_broken_claims`).
     """
     import papermill
 
-    # The kernel inherits this: TensorFlow's C++ log lines are noise in a rendered page.
+    from course_utils import claims
+
+    # The kernel inherits these: TensorFlow's C++ log lines are noise in a rendered page.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    report_only = os.environ.get(claims.REPORT_ONLY)
+    if not strict:
+        os.environ[claims.REPORT_ONLY] = "1"
     start = time.perf_counter()
-    papermill.execute_notebook(
-        str(notebook_path),
-        str(notebook_path),
-        parameters={**(parameters or {}), "PROFILE": profile},
-        cwd=str(cwd or notebook_path.parent),
-        progress_bar=False,
-        kernel_name="python3",
-    )
+    try:
+        papermill.execute_notebook(
+            str(notebook_path),
+            str(notebook_path),
+            parameters={**(parameters or {}), "PROFILE": profile},
+            cwd=str(cwd or notebook_path.parent),
+            progress_bar=False,
+            kernel_name="python3",
+        )
+    finally:
+        if report_only is None:
+            os.environ.pop(claims.REPORT_ONLY, None)
     executed = nbformat.read(notebook_path, as_version=4)
-    if hide_injected_parameters(executed):
+    if hide_injected_parameters(executed) + warn_broken_claims(executed):
         nbformat.write(executed, notebook_path)
     return time.perf_counter() - start
+
+
+BROKEN_CLAIM_TAG = "broken-claim"
+
+
+def warn_broken_claims(notebook: nbformat.NotebookNode) -> int:
+    """Put a warning right after each hidden cell whose claim this run broke, so that it stands under the
+    sentence that states it; returns how many. The text describes the benchmark's runs, so a reader's machine
+    may land elsewhere: the warning says so, and what this run got."""
+    from course_utils import claims
+
+    found = claims.broken(notebook)
+    for index, name, what in reversed(found):
+        notebook.cells.insert(
+            index + 1,
+            nbformat.v4.new_markdown_cell(
+                ":::{warning}\n"
+                f"**This run differs from the text above.** {what}. The text describes the benchmark's runs "
+                "(`bench/results.json`, which names their machine); a run on another machine, TensorFlow build "
+                "or seed can land elsewhere.\n:::",
+                metadata={"tags": [BROKEN_CLAIM_TAG]},
+            ),
+        )
+    return len(found)
+
+
+def broken_claims(notebook: nbformat.NotebookNode) -> list[str]:
+    """The warnings :func:`warn_broken_claims` put in an executed notebook, as their markdown."""
+    return [c.source for c in notebook.cells if BROKEN_CLAIM_TAG in c.metadata.get("tags", [])]
 
 
 INJECTED_TAG = "injected-parameters"  # papermill's tag on the cell it adds after the parameters cell
@@ -327,12 +370,15 @@ def book_page(root: Path, doc: str, published: dict | None = None) -> nbformat.N
     return colab_notebook(published[ipynb], root, ipynb.as_posix(), badge_image=badge)
 
 
-def stage_book(root: Path, profile: str, out: Path, log=print, execute_chapter=execute) -> dict[str, float]:
+def stage_book(
+    root: Path, profile: str, out: Path, log=print, execute_chapter=execute, strict: bool = False
+) -> dict[str, float]:
     """Write the book's Sphinx source into ``out``: chapters executed at ``profile``, exercises as they are.
 
-    ``execute_chapter(path, profile)`` runs a staged chapter in place and returns
+    ``execute_chapter(path, profile, strict=...)`` runs a staged chapter in place and returns
     its seconds (the tests pass one that reuses the executions their workers
-    share). Returns the execution seconds of each chapter.
+    share). Returns the execution seconds of each chapter. Not ``strict`` (a reader's
+    build), a broken claim is a warning on its page, and the log ends with every one.
     """
     published = published_notebooks(root)
     if out.exists():
@@ -341,7 +387,7 @@ def stage_book(root: Path, profile: str, out: Path, log=print, execute_chapter=e
     for name in BOOK_FILES:
         if (root / name).exists():
             shutil.copy2(root / name, out / name)
-    seconds = {}
+    seconds, broken = {}, []
     for doc in toc_files(root):
         md = root / f"{doc}.md"
         target = out / doc
@@ -352,11 +398,17 @@ def stage_book(root: Path, profile: str, out: Path, log=print, execute_chapter=e
         target.with_suffix(".ipynb").write_text(nbformat.writes(book_page(root, doc, published)))
         if doc.startswith("book/"):
             log(f"executing {doc} (profile {profile}) ...")
-            seconds[doc] = execute_chapter(target.with_suffix(".ipynb"), profile)
+            seconds[doc] = execute_chapter(target.with_suffix(".ipynb"), profile, strict=strict)
             log(f"  done in {seconds[doc]:.0f} s")
+            for warning in broken_claims(nbformat.read(target.with_suffix(".ipynb"), as_version=4)):
+                broken.append(f"  {doc}: {warning.splitlines()[1]}")
     for asset_dir in ("book/images",):
         if (root / asset_dir).is_dir():
             shutil.copytree(root / asset_dir, out / asset_dir)
+    if broken:
+        log(f"{len(broken)} claim(s) of the text broken by this run, each a warning on its page:\n" + "\n".join(broken))
+    else:
+        log("every claim of the text held in this run")
     return seconds
 
 
@@ -388,10 +440,10 @@ def render_html(build_dir: Path) -> Path:
     return html / "index.html"
 
 
-def build_book(root: Path, profile: str, build_dir: Path | None = None, log=print) -> Path:
+def build_book(root: Path, profile: str, build_dir: Path | None = None, log=print, strict: bool = False) -> Path:
     """Execute every chapter (:func:`stage_book`), then render the HTML book; return ``index.html``."""
     build_dir = build_dir or root / "_build"
-    stage_book(root, profile, build_dir / "book_src", log=log)
+    stage_book(root, profile, build_dir / "book_src", log=log, strict=strict)
     return render_html(build_dir)
 
 
@@ -409,6 +461,12 @@ def main(argv=None) -> int:
         command = commands.add_parser(name, help=text)
         if name != "html":
             command.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "gpu"))
+            command.add_argument(
+                "--strict",
+                action="store_true",
+                help="fail on a claim of the text that the run breaks (benchmarks, CI, releases); "
+                "without it, each is a warning on its page and in the summary",
+            )
     args = parser.parse_args(argv)
     root = args.root.resolve()
     if args.command == "sync":
@@ -425,7 +483,7 @@ def main(argv=None) -> int:
         print("Run `python -m course_utils.build sync` first.")
         return 1
     if args.command in ("book", "execute"):
-        stage_book(root, args.profile, root / BUILD_SOURCE)
+        stage_book(root, args.profile, root / BUILD_SOURCE, strict=args.strict)
     if args.command in ("book", "html"):
         print(f"Book written to {render_html(root / '_build')}")
     return 0

@@ -4,8 +4,11 @@ A chapter records every result its text talks about with :func:`record`, and
 checks every number its text states with :func:`expect`, in a cell tagged
 ``remove-cell`` right after the claim. The text gives a range ("between 0.85
 and 0.95"); if a run leaves it, the cell raises :class:`ClaimError`, the
-chapter's execution fails and so does the book build: the text can never say
-one thing while the page shows another. The prose describes the ``cpu``
+chapter's execution fails and so does the strict book build (``make book STRICT=1``:
+the benchmarks, CI and releases): the text can never say one thing while the page
+shows another. A reader's build (:data:`REPORT_ONLY`) records the broken claim
+instead, and :func:`course_utils.build.execute` shows it as a warning right below
+the sentence. The prose describes the ``cpu``
 profile, the book's; at other profiles the values are only recorded.
 An exact fact the text prints rounded ("3.7 M parameters") is checked with
 :func:`expect_rounded` instead of a range.
@@ -28,8 +31,8 @@ import os
 from pathlib import Path
 
 REPORT_ONLY = "COURSE_CLAIMS_REPORT_ONLY"
-"""Set to "1" (the benchmarks do), a claim that fails is recorded as ``failed claim: <name>`` instead of
-raised, so that one run measures everything and lists every claim it broke."""
+"""Set to "1" (the benchmarks and a reader's book build do), a claim that fails is recorded as
+``failed claim: <name>`` instead of raised, so that one run goes on and lists every claim it broke."""
 FAILED_PREFIX = "failed claim: "
 
 MIME_PREFIX = "application/papermill.record/"
@@ -86,8 +89,8 @@ def expect(name: str, value, low: float, high: float, profile=None) -> None:
     if not isinstance(value, (int, float)) or math.isnan(value) or not low <= value <= high:
         _fail(
             name,
-            f"{name} = {value!r}, but the text says it lies between {low} and {high}: "
-            f"fix the recipe, or re-measure and correct the text",
+            f"{name} = {value!r}, but the text says it lies between {low} and {high}",
+            "fix the recipe, or re-measure and correct the text",
         )
 
 
@@ -106,8 +109,8 @@ def expect_rounded(name: str, value, stated: float, digits: int = 0, profile=Non
     if rounded is None or math.isnan(rounded) or rounded != stated:
         _fail(
             name,
-            f"{name} = {plain!r}, which rounds to {rounded}, but the text says {stated}: "
-            f"fix the code, or correct the text",
+            f"{name} = {plain!r}, which rounds to {rounded}, but the text says {stated}",
+            "fix the code, or correct the text",
         )
 
 
@@ -146,12 +149,24 @@ def _describes_text(profile) -> bool:
     return getattr(profile, "data_source", "scenes") == "scenes"
 
 
-def _fail(name: str, message: str) -> None:
-    """Raise :class:`ClaimError`, or in a benchmark run (:data:`REPORT_ONLY`) record the message and go on."""
-    if os.environ.get(REPORT_ONLY) == "1":  # a benchmark run: note it and go on measuring
-        record(f"{FAILED_PREFIX}{name}", message)
+def _fail(name: str, found: str, remedy: str) -> None:
+    """Raise :class:`ClaimError` (what was found, and the maintainer's remedy), or in a benchmark or a reader's
+    build (:data:`REPORT_ONLY`) record what was found and go on."""
+    if os.environ.get(REPORT_ONLY) == "1":
+        record(f"{FAILED_PREFIX}{name}", found)
         return
-    raise ClaimError(message)
+    raise ClaimError(f"{found}: {remedy}")
+
+
+def broken(notebook) -> list[tuple[int, str, str]]:
+    """``(cell index, claim name, what was found)`` for each claim an executed notebook recorded as broken."""
+    found = []
+    for index, cell in enumerate(notebook["cells"]):
+        for output in cell.get("outputs", []):
+            name = output.get("metadata", {}).get("scrapbook", {}).get("name", "")
+            if name.startswith(FAILED_PREFIX) and MIME in output.get("data", {}):
+                found.append((index, name[len(FAILED_PREFIX) :], json.loads(output["data"][MIME])))
+    return found
 
 
 def read_records(notebook) -> dict:

@@ -259,8 +259,9 @@ def claim_chapter(value):
 
 
 @pytest.mark.notebooks
-def test_a_claim_whose_number_drifts_fails_the_book_build(root, tmp_path):
-    """The same page builds while its number matches the text, and fails the build once it drifts."""
+def test_a_claim_whose_number_drifts_warns_on_a_readers_page_and_fails_the_strict_build(root, tmp_path):
+    """The same page builds while its number matches the text; once it drifts, a reader's build shows a warning
+    at the sentence and completes, and the strict build fails."""
     import shutil
 
     import papermill
@@ -281,6 +282,15 @@ def test_a_claim_whose_number_drifts_fails_the_book_build(root, tmp_path):
     recorded = claims.read_records(tmp_path / "_build" / "book_src" / "book" / "claims.ipynb")
     assert recorded == {"answer": 42}
 
+    assert "This run differs" not in page
+
     chapter.write_text(claim_chapter(45))  # the planted drift
+    said = []
+    index = build_book(tmp_path, "smoke", build_dir=tmp_path / "_build2", log=said.append)
+    page = (index.parent / "book" / "claims.html").read_text()
+    sentence, warning = page.index("between 41 and 43"), page.index("This run differs from the text above")
+    assert sentence < warning and "answer = 45, but the text says it lies between 41 and 43" in page
+    assert "admonition warning" in page[sentence:warning + 100] and ":::" not in page
+    assert "1 claim(s) of the text broken" in said[-1] and "answer = 45" in said[-1]
     with pytest.raises(papermill.PapermillExecutionError, match="answer = 45, but the text says"):
-        build_book(tmp_path, "smoke", build_dir=tmp_path / "_build2", log=lambda message: None)
+        build_book(tmp_path, "smoke", build_dir=tmp_path / "_build3", log=lambda message: None, strict=True)
