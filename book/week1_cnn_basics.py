@@ -27,7 +27,8 @@
 # *latent space* in which it arranges the images. The last section shows why
 # residual connections let deep networks train.
 #
-# Every number on this page is computed by the code above it. The data are
+# Every result on this page is computed by the code above it; the figures
+# quoted from papers are the papers' own, and named as such. The data are
 # scikit-learn's bundled digits, so nothing is downloaded.
 
 # %% tags=["parameters"]
@@ -1400,8 +1401,9 @@ claims.record("week1.residual.train_seconds", sum(res_seconds.values()))
 # The figure shows, for each convolution from the input (left) to the output
 # (right), the norm of the loss gradient with respect to that layer's output
 # on a batch of 256 training scenes: how much error signal reaches it. The
-# scale is logarithmic, so a straight falling line is a signal that is divided
-# by the same factor at every layer.
+# scale is logarithmic, so a straight line is a signal that is divided by the
+# same factor at every layer on its way back: read from right to left, from
+# the output towards the input, it falls.
 
 # %%
 colours = {"plain": "#D55E00", "residual": "#0072B2", "plain, He initialisation": "#009E73"}
@@ -1436,7 +1438,8 @@ _ = axes[1].legend(fontsize=8)
 
 # %% [markdown]
 # In the plain network the gradient shrinks at every layer on its way back
-# to the input, a straight falling line on the logarithmic scale: at the
+# to the input: on the logarithmic scale, a straight line that rises from the
+# input (left) to the output (right). At the
 # first convolution it is between 0.0003 and 0.01 of its size
 # at the last one (the column "first/last gradient" of the table). The cause
 # is the initialisation. Glorot uniform draws each weight with a variance of

@@ -127,7 +127,9 @@ for h, k, c_in, c_out in [(112, 3, 32, 64), (28, 3, 128, 128), (7, 3, 512, 1024)
 # the wide tensor with a 3×3 depthwise convolution, and projects it back to a
 # narrow tensor with another 1×1 convolution. Two details make the name:
 #
-# * *inverted*: the classic residual block of ResNet is wide–narrow–wide; here
+# * *inverted*: ResNet's bottleneck block (that of ResNet-50 and deeper; the
+#   shallower ResNets use two 3×3 convolutions of one width) is
+#   wide–narrow–wide; here
 #   the skip connection joins the two **narrow** ends, so the tensors that are
 #   stored between blocks are small;
 # * *linear bottleneck*: the projection has **no** ReLU after it. A ReLU on a
@@ -173,14 +175,14 @@ del full_width
 
 # %% [markdown]
 # From scratch, any positive `alpha` and any input from 32×32 pixels up give
-# a network. Keras publishes ImageNet weights for six widths only (`alpha`
-# 0.35, 0.5, 0.75, 1.0, 1.3 and 1.4), each trained at five square sizes (96,
-# 128, 160, 192 and 224 pixels). Without its classification top the network
+# a network. Keras publishes ImageNet weights for six widths only: `alpha`
+# 0.35, 0.5, 0.75 and 1.0, each trained at five square sizes (96, 128, 160,
+# 192 and 224 pixels), and 1.3 and 1.4 at 224 only. Without its classification top the network
 # is convolutional throughout, so its weights fit any input size: for a size
 # without weights of its own, Keras loads those trained at 224×224, with a
-# warning. The builder accepts what Keras accepts and says why it refuses the
-# rest: an unpublished `alpha` when ImageNet weights are asked for, and inputs
-# below 32×32.
+# warning. The builder accepts what Keras can load and says why it refuses the
+# rest: an unpublished `alpha` when ImageNet weights are asked for (or 1.3 or
+# 1.4 at a published size other than 224), and inputs below 32×32.
 
 # %% tags=["nbval-check-output"]
 for kwargs in [dict(alpha=0.4, weights="imagenet"), dict(input_size=16)]:
@@ -224,8 +226,11 @@ fig = plots.image_grid(scenes.x_train[:16], titles=[names[k] for k in scenes.y_t
 # ## 3. A learning-rate schedule with warm-up
 #
 # At the start of training the weights are random and Adam's running
-# estimates of the gradient are empty, so large steps can send the network
-# somewhere it struggles to come back from. A **warm-up** raises the learning
+# estimates of the gradient's moments rest on a few steps. Adam corrects their
+# bias towards zero, but the estimate of the squared gradient, which sets each
+# parameter's step size, is still noisy, so some early steps are far larger
+# than intended and can send the network somewhere it struggles to come back
+# from. A **warm-up** raises the learning
 # rate linearly from zero over the first steps (here one epoch); after it, the
 # rate **decays exponentially**, so that late updates are small and training
 # settles. `rec.WarmupExponentialDecay` is a Keras `LearningRateSchedule`, so it

@@ -23,8 +23,9 @@
 # (mAP), and use it to count objects.
 #
 # The model comes from KerasCV; everything specific to it sits in
-# `course_utils.detection`. Every number on this page is computed by the code
-# above it, and nothing is downloaded.
+# `course_utils.detection`. Every result on this page is computed by the code
+# above it (the figures quoted from papers are the papers' own, and named as
+# such), and nothing is downloaded.
 
 # %% tags=["parameters"]
 # Papermill sets PROFILE: "smoke" (seconds, for tests), "cpu" (minutes) or "gpu".
@@ -103,9 +104,10 @@ fig = det.plot_detections(train_data.images[:8], class_names, train_data.boxes[:
 # *regress* (how should the candidate box move and stretch to fit the object?).
 # Two families of detectors organise this differently:
 #
-# * **two-stage** detectors (R-CNN and its successors) first propose a few
-#   hundred regions likely to contain something, then classify and refine each
-#   proposal with a second network;
+# * **two-stage** detectors (R-CNN and its successors) first propose regions
+#   likely to contain something (about 2,000 an image from selective search in
+#   the original R-CNN, 300 from the region proposal network of Faster R-CNN),
+#   then classify and refine each proposal with a second network;
 # * **one-stage** detectors (YOLO, SSD, RetinaNet) skip the proposals: a single
 #   network predicts a class score and a box correction for every candidate
 #   of a fixed, dense grid, in one pass.
@@ -321,11 +323,13 @@ print(f"NumPy: {det.binary_focal_loss(y, logits).sum():.4f}, det.focal_loss: {tr
 #   (16 to 128 filters per stage instead of ResNet-50's 64 to 512, one
 #   bottleneck block per stage): its stages C3, C4, C5 have strides 8, 16, 32,
 #   more channels and coarser grids as we go up — the *bottom-up* path;
-# * a **feature pyramid** {cite}`lin2017fpn`: a *top-down* path upsamples the
-#   coarse, semantically strong C5 and adds it, through 1×1 *lateral*
-#   convolutions, to C4 and then C3, so that the fine levels also know *what*
-#   they are looking at; a 3×3 convolution smooths each sum. All levels get the
-#   same number of channels;
+# * a **feature pyramid** {cite}`lin2017fpn`: a *top-down* path starts from the
+#   coarse, semantically strong C5 (a 1×1 convolution sets its number of
+#   channels), upsamples it and adds it to C4 passed through a 1×1 *lateral*
+#   convolution to the same number of channels, then does the same with that
+#   sum and C3, so that the fine levels also know *what* they are looking at; a
+#   3×3 convolution smooths each sum. All levels get the same number of
+#   channels;
 # * two small **heads**, shared by all levels: a classification head (one score
 #   per anchor and class) and a box head (four numbers per anchor).
 #

@@ -95,8 +95,10 @@ print("share of the pixels per class:", ", ".join(f"{c} {s:.1%}" for c, s in zip
 # union** (IoU, or Jaccard index) of each class instead: the pixels both the
 # truth and the prediction give to the class, divided by the pixels either of
 # them gives to it. Its relative, the **Dice coefficient**, is
-# $2|T \cap P| / (|T| + |P|)$. The all-background answer scores an IoU of 0 on
-# every shape class:
+# $2|T \cap P| / (|T| + |P|)$. Since $|T \cup P| = |T| + |P| - |T \cap P|$, the
+# two carry the same information: $D = 2J / (1 + J)$ for an IoU $J$, so Dice is
+# never below IoU and they agree at 0 and 1. The all-background answer scores
+# an IoU of 0 on every shape class:
 
 # %% tags=["nbval-check-output"]
 all_background = np.zeros_like(test.masks)
@@ -396,9 +398,13 @@ print(f"removing the skips changes the object IoU by {ablation['none'] - ablatio
 # counts for little in it: a model can lower the loss a lot by getting the
 # background right and stay lazy on small objects. The binary Dice loss of
 # `segmentation.DiceLoss` scores the object channel only: twice the overlap
-# of prediction and truth, divided by their sizes, with sums over the whole
-# batch. The background's pixels never enter it, so it measures which share of
-# the object pixels is found, however few of them there are. To see the difference, we make scenes of three
+# of prediction and truth, divided by the sum of their sizes, with sums over the
+# whole batch. Background predicted as object enters that denominator (false
+# positives), and so do the object pixels missed (false negatives); only the
+# background correctly left alone (the true negatives) never enters it. Dice is
+# therefore the F1 score of the object class, the harmonic mean of its
+# precision and recall, and however many background pixels there are, they
+# cannot outweigh a few object pixels. To see the difference, we make scenes of three
 # to six small objects (4 to 7 pixels across; synthetic whatever `DATA_SOURCE` is, because the experiment
 # needs objects of a controlled size) and train the same binary
 # U-Net twice, once with each loss. Beside the IoU of the object class we count the
@@ -514,8 +520,9 @@ except ValueError as error:
 # * Skip connections give the decoder the encoder's fine detail; without them,
 #   edges suffer first.
 # * The loss decides what the network cares about: cross-entropy counts pixels,
-#   so the background dominates it; binary Dice scores the objects' share
-#   found, whatever their size, which matters for small objects.
+#   so the background dominates it; binary Dice is the F1 score of the object
+#   class, in which the correctly ignored background does not count, which
+#   matters for small objects.
 #
 # The exercise has you write Dice and IoU, work out the size of a transposed
 # convolution, build a U-Net to an exact parameter count and train it.

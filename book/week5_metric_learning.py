@@ -31,7 +31,8 @@
 # how well it removes noise, and what its latent space is worth for the same
 # kNN.
 #
-# Every number on this page is computed by the code above it. The data are the
+# Every result on this page is computed by the code above it; the figures
+# quoted from papers are the papers' own, and named as such. The data are the
 # course's synthetic scenes, so nothing is downloaded.
 
 # %% tags=["parameters"]
@@ -87,9 +88,12 @@ print(config.describe_device())
 # {cite}`bromley1993`: two copies of one network, sharing their weights,
 # trained to verify signatures by the distance between their two outputs. The
 # margin-based *contrastive loss* for such pairs, still in wide use, came
-# later {cite}`hadsell2006`. The labels are used only to say *same* or
-# *different*: no image is ever mapped to a class. This is why the approach is
-# called *weakly supervised*. What comes out is a distance that reflects how
+# later {cite}`hadsell2006`. The loss only needs to know, for each pair, *same*
+# or *different*: no image is ever mapped to a class. Where such pairs come
+# without class names (two photographs of one person, two crops of one scene),
+# learning from them is called *weakly supervised*; here the pairs are formed
+# from the scenes' class labels, so strictly this chapter does *supervised*
+# metric learning. What comes out is a distance that reflects how
 # different two images are. Classification is then left to a separate, very simple
 # step: find the labelled images nearest to a new one and let them vote (kNN).
 # A new class needs a few labelled examples in the reference set, not a new
@@ -361,8 +365,9 @@ fig = ml.plot_similarity_heatmaps({label: batch_similarity(model) for label, (mo
 # their test images.
 #
 # That is the failure to look for with $\tau = 1$: one class at one pole, the
-# two others *together* at the opposite pole, which the heatmap shows as two
-# classes sharing one bright block. It is not what the loss asks for. The cell
+# two others *together* at the opposite pole, which a heatmap would show as two
+# classes sharing one bright block. Not every run falls into it: check the
+# $\tau = 1$ heatmap and its kNN accuracy above. It is not what the loss asks for. The cell
 # below computes the loss of a training batch of section 4 (8 anchors per
 # class) for ideal embeddings, every image exactly at its class centre.
 

@@ -44,10 +44,14 @@ ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 """The width multipliers for which Keras publishes MobileNetV2 ImageNet weights."""
 
 IMAGENET_SIZES = (96, 128, 160, 192, 224)
-"""The square input sizes for which Keras publishes MobileNetV2 ImageNet weights.
+"""The square input sizes for which Keras publishes MobileNetV2 ImageNet weights (alpha up to 1.0; the wider
+:data:`WIDE_ALPHAS` at 224 only).
 
 Other sizes (from :data:`MIN_SIZE` up) are not refused: Keras then loads the 224x224 weights.
 """
+WIDE_ALPHAS = (1.3, 1.4)
+"""Widths whose ImageNet weights exist at 224x224 only (TF-slim's checkpoints, which Keras republishes): at
+another published size Keras would look for a file that does not exist, so the builder refuses it."""
 
 MIN_SIZE = 32  # Keras' MobileNetV2 refuses smaller inputs
 
@@ -323,7 +327,8 @@ def mobilenetv2_classifier(
     warns, and the summary line says so).
 
     Raises ``ValueError`` for an input smaller than 32x32, an ``alpha`` that is not
-    positive (or, with ImageNet weights, not one of :data:`ALPHAS`), an unknown
+    positive (or, with ImageNet weights, not one of :data:`ALPHAS`, or one of
+    :data:`WIDE_ALPHAS` at a published size other than 224x224), an unknown
     ``weights`` or ``pooling``, ``zero_init_residual`` with ImageNet weights, and
     a ``dropout`` or ``hidden_units`` of the wrong kind.
     """
@@ -331,6 +336,11 @@ def mobilenetv2_classifier(
     num_classes = _validate_head_options(num_classes, pooling, dropout, zero_init_residual, weights)
     hidden = _hidden_layer_sizes(hidden_units)
     height, width = check_input_size(input_size, weights)
+    if weights == "imagenet" and alpha in WIDE_ALPHAS and height == width and height in IMAGENET_SIZES[:-1]:
+        raise ValueError(
+            f"ImageNet weights for MobileNetV2 at alpha 1.3 and 1.4 are published for 224x224 inputs only; got "
+            f"alpha {alpha:g} at {height}x{width} (use input_size=224, or an alpha of 1.0 or less)"
+        )
     shape = (height, width, 3)
 
     base, used = _base_network(shape, alpha, weights, pooling, verbose)

@@ -290,7 +290,7 @@ def test_a_claim_whose_number_drifts_warns_on_a_readers_page_and_fails_the_stric
     page = (index.parent / "book" / "claims.html").read_text()
     sentence, warning = page.index("between 41 and 43"), page.index("This run differs from the text above")
     assert sentence < warning and "answer = 45, but the text says it lies between 41 and 43" in page
-    assert "admonition warning" in page[sentence:warning + 100] and ":::" not in page
+    assert "admonition warning" in page[sentence : warning + 100] and ":::" not in page
     assert "1 claim(s) of the text broken" in said[-1] and "answer = 45" in said[-1]
     with pytest.raises(papermill.PapermillExecutionError, match="answer = 45, but the text says"):
         build_book(tmp_path, "smoke", build_dir=tmp_path / "_build3", log=lambda message: None, strict=True)

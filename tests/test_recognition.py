@@ -105,6 +105,14 @@ def test_imagenet_alpha_must_be_a_published_width(alpha, monkeypatch):
         rec.mobilenetv2_classifier(4, input_size=96, alpha=alpha, weights="imagenet", verbose=False)
 
 
+@pytest.mark.parametrize("alpha", [1.3, 1.4])
+def test_the_wide_alphas_have_imagenet_weights_at_224_only(alpha, monkeypatch):
+    monkeypatch.setattr(keras.applications, "MobileNetV2", lambda *a, **k: pytest.fail("Keras should not be called"))
+    for size in (96, 128, 160, 192):
+        with pytest.raises(ValueError, match="224x224 inputs only"):
+            rec.mobilenetv2_classifier(4, input_size=size, alpha=alpha, weights="imagenet", verbose=False)
+
+
 def test_imagenet_alpha_within_rounding_is_passed_to_keras_as_published():
     assert rec.check_alpha(0.35000000001, "imagenet") == 0.35
     assert rec.check_alpha(0.4) == 0.4
