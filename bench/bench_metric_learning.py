@@ -3,7 +3,8 @@
 Records (each per seed, worst seed, mean and spread; see ``run.sweep``): kNN
 accuracy on the learned embedding for the three training classes
 (``week5.embedding_knn.test_accuracy``, target: worst seed >= 0.95) and with the
-held-out class, kNN on raw pixels, the embedding's training time, the denoising
+held-out class (and on the held-out class alone), kNN on raw pixels and on the supervised CNN's features, the
+two classifiers' own softmax accuracies, the embedding's lead over raw pixels, the embedding's training time, the denoising
 autoencoder's PSNR (noisy input, its output, a blur; all against the clean
 images), kNN on its latent space and its training time, and the chapter's time,
 all read from what the chapter recorded: the recipe lives in
@@ -23,6 +24,11 @@ def bench_week5():
             "week5.embedding_knn.test_accuracy": "fraction",
             "week5.embedding_knn.test_accuracy_with_held_out_class": "fraction",
             "week5.raw_pixels_knn.test_accuracy": "fraction",
+            "week5.embedding_knn.held_out_class_accuracy": "fraction",
+            "week5.supervised_features_knn.test_accuracy_with_held_out_class": "fraction",
+            "week5.supervised_softmax.test_accuracy": "fraction",
+            "week5.mobilenetv2_softmax.test_accuracy": "fraction",
+            "week5.embedding_minus_raw_pixels_knn.points": "points",
             "week5.embedding.train_seconds": "s",
             "week5.autoencoder.psnr_noisy": "dB",
             "week5.autoencoder.psnr_denoised": "dB",

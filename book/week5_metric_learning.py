@@ -595,6 +595,8 @@ for name, (seen_acc, all_acc) in comparison.items():
 claims.record("week5.embedding_knn.test_accuracy", comparison["kNN on learned embedding"][0])
 claims.record("week5.embedding_knn.test_accuracy_with_held_out_class", comparison["kNN on learned embedding"][1])
 claims.record("week5.raw_pixels_knn.test_accuracy", comparison["kNN on raw pixels"][0])
+claims.record("week5.supervised_features_knn.test_accuracy_with_held_out_class",
+              comparison["kNN on supervised CNN features"][1])
 claims.record("week5.embedding.train_seconds", embed_seconds)
 
 # %% [markdown]

@@ -294,3 +294,42 @@ def test_a_claim_whose_number_drifts_warns_on_a_readers_page_and_fails_the_stric
     assert "1 claim(s) of the text broken" in said[-1] and "answer = 45" in said[-1]
     with pytest.raises(papermill.PapermillExecutionError, match="answer = 45, but the text says"):
         build_book(tmp_path, "smoke", build_dir=tmp_path / "_build3", log=lambda message: None, strict=True)
+
+
+SEED_WORDS = re.compile(r"run seeds|benchmark's (?:five )?(?:run )?seeds|(?:benchmark's|the) five runs", re.IGNORECASE)
+
+
+def undeclared_seed_quotes(path) -> list[str]:
+    """The paragraphs of a chapter that speak of the benchmark's seeds with no ``claims.quoted_from_bench`` in the
+    cells between them and the next paragraph: a measurement quoted without the records it comes from."""
+    cells, problems = read_source(path).cells, []
+    for k, cell in enumerate(cells):
+        if cell.cell_type != "markdown" or not SEED_WORDS.search(cell.source):
+            continue
+        following = []
+        for later in cells[k + 1 :]:
+            if later.cell_type == "markdown":
+                break
+            following.append(later.source)
+        if not any("claims.quoted_from_bench(" in source for source in following):
+            problems.append(f"{path.stem}: {SEED_WORDS.search(cell.source).group(0)!r} in:\n{cell.source[:400]}")
+    return problems
+
+
+@pytest.mark.parametrize(
+    "chapter",
+    ["week1_cnn_basics", "week2_recognition", "week3_detection", "week4_segmentation", "week5_metric_learning"],
+)
+def test_a_paragraph_that_quotes_the_benchmarks_seeds_declares_the_records(root, chapter):
+    assert not (problems := undeclared_seed_quotes(root / "book" / f"{chapter}.py")), "\n\n".join(problems)
+
+
+def test_an_undeclared_seed_quote_is_found(tmp_path):
+    chapter = tmp_path / "claims.py"
+    chapter.write_text(
+        "# %% [markdown]\n# Over the benchmark's five run seeds it reached 0.82 to 0.91.\n\n# %%\nx = 1\n\n"
+        "# %% [markdown]\n# Over five run seeds, 0.5 to 0.6.\n\n"
+        '# %% tags=["remove-cell"]\nclaims.quoted_from_bench("week9.acc", 0.5, 0.6)\n'
+    )
+    [problem] = undeclared_seed_quotes(chapter)
+    assert "0.82 to 0.91" in problem
