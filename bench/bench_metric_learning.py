@@ -4,8 +4,8 @@ Records (each per seed, worst seed, mean and spread; see ``run.sweep``): kNN
 accuracy on the learned embedding for the three training classes
 (``week5.embedding_knn.test_accuracy``, target: worst seed >= 0.95) and with the
 held-out class (and on the held-out class alone), kNN on raw pixels and on the supervised CNN's features, the
-two classifiers' own softmax accuracies, the embedding's lead over raw pixels, the embedding's training time, the denoising
-autoencoder's PSNR (noisy input, its output, a blur; all against the clean
+two classifiers' own softmax accuracies, the embedding's lead over raw pixels, the embedding's training time,
+the denoising autoencoder's PSNR (noisy input, its output, a blur; all against the clean
 images), kNN on its latent space and its training time, and the chapter's time,
 all read from what the chapter recorded: the recipe lives in
 ``book/week5_metric_learning.py`` only.
