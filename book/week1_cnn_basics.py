@@ -913,29 +913,33 @@ ax.set_title("LeNet-5, one change at a time, and a modern small CNN")
 
 # %% [markdown]
 # The table and the plot show one run. Read them with the test set's size in
-# mind: with 360 test digits, one digit more or less is 0.003 of accuracy, and
-# another run seed (other initial weights, another split of the digits) moves
-# each network by about as much as some of the differences between the bars.
-# The benchmark reruns this page with five run seeds (`week1.ablation.*` in
-# `bench/results.json`); an ingredient matters if it wins on every seed, not
-# in one run. Over those seeds, the three changes together put LeNet-5 between
-# 0 and 2 points of accuracy ahead of itself, and the small modern CNN was
-# between 0 and 2 points ahead too: never behind on any seed (on this page,
-# each of the two lies between 0 and 3). Max pooling
-# alone moved LeNet-5 by between -1 and 2 points, ReLU alone by between -2 and
-# 2 and dropout alone by between -1 and 2: one at a time, each change is
-# within the spread between seeds. It is the combination that pays. (A likely
-# reason, not measured here: ReLU fits the training digits faster and more
-# closely, which dropout restrains, and max pooling keeps each window's
-# strongest response instead of averaging it away.)
+# mind: with 360 test digits, one digit more or less is 0.28 points of
+# accuracy, and another run seed (other initial weights, another split of the
+# digits) moves each network by about as much as most of the differences
+# between the bars. The benchmark reruns this page with five run seeds
+# (`week1.ablation.*` in `bench/results.json`). Over those seeds, the three
+# changes together put LeNet-5 between 0 and 2 points of accuracy ahead of
+# itself, and the small modern CNN was between 0 and 2 points ahead too: ahead
+# on every seed, by one to seven test digits, a consistent direction but a
+# small effect. Max pooling alone moved LeNet-5 by between -1 and 2 points,
+# ReLU alone by between -2 and 2 and dropout alone by between -1 and 2: a few
+# test digits either way, within the spread between seeds, so this page cannot
+# tell whether any one of them helps on its own. (A hypothesis, not tested
+# here: ReLU fits the training digits faster and more closely, which dropout
+# restrains, and max pooling keeps each window's strongest response instead of
+# averaging it away.) One run on another machine can land outside what five
+# seeds showed, so a run of this page is checked against the seeds' range
+# widened by its own width on either side: between -2 and 4 points for the
+# three changes together and for max pooling alone, between -1 and 3 for the
+# modern CNN, and between -4 and 4 for ReLU and for dropout alone.
 
 # %% tags=["remove-cell"]
 gain = {key: 100 * (ablation[name][0] - lenet_accuracy) for name, (key, _) in variants.items()}
-claims.expect("week1.ablation.all_three_gain_points", gain["lenet5_all_three"], 0, 3, profile)
-claims.expect("week1.ablation.small_convnet_gain_points", gain["small_convnet"], 0, 3, profile)
-claims.expect("week1.ablation.max_pooling_gain_points", gain["lenet5_max_pooling"], -1, 2, profile)
-claims.expect("week1.ablation.relu_gain_points", gain["lenet5_relu"], -2, 2, profile)
-claims.expect("week1.ablation.dropout_gain_points", gain["lenet5_dropout"], -1, 2, profile)
+claims.expect("week1.ablation.all_three_gain_points", gain["lenet5_all_three"], -2, 4, profile)
+claims.expect("week1.ablation.small_convnet_gain_points", gain["small_convnet"], -1, 3, profile)
+claims.expect("week1.ablation.max_pooling_gain_points", gain["lenet5_max_pooling"], -2, 4, profile)
+claims.expect("week1.ablation.relu_gain_points", gain["lenet5_relu"], -4, 4, profile)
+claims.expect("week1.ablation.dropout_gain_points", gain["lenet5_dropout"], -4, 4, profile)
 claims.quoted_from_bench("week1.ablation.all_three_gain_points", 0, 2)
 claims.quoted_from_bench("week1.ablation.small_convnet_gain_points", 0, 2)
 claims.quoted_from_bench("week1.ablation.max_pooling_gain_points", -1, 2)

@@ -297,14 +297,16 @@ def test_a_claim_whose_number_drifts_warns_on_a_readers_page_and_fails_the_stric
 
 
 SEED_WORDS = re.compile(r"run seeds|benchmark's (?:five )?(?:run )?seeds|(?:benchmark's|the) five runs", re.IGNORECASE)
+A_RANGE = re.compile(r"between -?\d[\d.,]* and -?\d|-?\d[\d.,]* to -?\d")
 
 
 def undeclared_seed_quotes(path) -> list[str]:
-    """The paragraphs of a chapter that speak of the benchmark's seeds with no ``claims.quoted_from_bench`` in the
-    cells between them and the next paragraph: a measurement quoted without the records it comes from."""
+    """The paragraphs of a chapter that quote a range and speak of the benchmark's seeds with no
+    ``claims.quoted_from_bench`` in the cells between them and the next paragraph: a measurement quoted without
+    the records it comes from (a page's own check range presented as the benchmark's, say)."""
     cells, problems = read_source(path).cells, []
     for k, cell in enumerate(cells):
-        if cell.cell_type != "markdown" or not SEED_WORDS.search(cell.source):
+        if cell.cell_type != "markdown" or not (SEED_WORDS.search(cell.source) and A_RANGE.search(cell.source)):
             continue
         following = []
         for later in cells[k + 1 :]:
