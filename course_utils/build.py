@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import shutil
 import subprocess
@@ -387,7 +388,11 @@ def stage_book(
     for name in BOOK_FILES:
         if (root / name).exists():
             shutil.copy2(root / name, out / name)
-    seconds, broken = {}, []
+    from course_utils import claims
+
+    results = root / "bench" / "results.json"
+    records = json.loads(results.read_text()) if results.exists() else []
+    seconds, broken, stale = {}, [], []
     for doc in toc_files(root):
         md = root / f"{doc}.md"
         target = out / doc
@@ -400,8 +405,10 @@ def stage_book(
             log(f"executing {doc} (profile {profile}) ...")
             seconds[doc] = execute_chapter(target.with_suffix(".ipynb"), profile, strict=strict)
             log(f"  done in {seconds[doc]:.0f} s")
-            for warning in broken_claims(nbformat.read(target.with_suffix(".ipynb"), as_version=4)):
-                broken.append(f"  {doc}: {warning.splitlines()[1]}")
+            executed = nbformat.read(target.with_suffix(".ipynb"), as_version=4)
+            broken += [f"  {doc}: {warning.splitlines()[1]}" for warning in broken_claims(executed)]
+            if profile == "cpu" and records:  # the quoted seed-0 records against this build, which runs SEED = 0
+                stale += [f"  {doc}: {problem}" for problem in claims.stale_quotes(executed, records, seed=0)]
     for asset_dir in ("book/images",):
         if (root / asset_dir).is_dir():
             shutil.copytree(root / asset_dir, out / asset_dir)
@@ -409,6 +416,13 @@ def stage_book(
         log(f"{len(broken)} claim(s) of the text broken by this run, each a warning on its page:\n" + "\n".join(broken))
     else:
         log("every claim of the text held in this run")
+    if stale:
+        log(
+            f"{len(stale)} record(s) the text quotes differ from this build's values at SEED = 0 (on the benchmark's "
+            "machine, re-measure them: python bench/run.py --only <week>):\n" + "\n".join(stale)
+        )
+    elif profile == "cpu":
+        log("every record the text quotes for seed 0 is this build's value")
     return seconds
 
 

@@ -181,6 +181,46 @@ def read_records(notebook) -> dict:
     return found
 
 
+def quoted_records(notebook) -> set[str]:
+    """The records that a notebook's :func:`quoted_from_bench` declarations quote (their ``name`` and ``minus``)."""
+    import ast
+
+    names = set()
+    for cell in notebook["cells"]:
+        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        if cell["cell_type"] != "code" or "quoted_from_bench(" not in source:
+            continue
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "quoted_from_bench":
+                given = dict(zip(("name", "low", "high", "scale", "minus"), node.args))
+                given.update({k.arg: k.value for k in node.keywords})
+                quoted = ast.literal_eval(given["name"])
+                names.update([quoted] if isinstance(quoted, str) else quoted)
+                if given.get("minus") is not None and (minus := ast.literal_eval(given["minus"])):
+                    names.add(minus)
+    return names
+
+
+def stale_quotes(notebook, records: list[dict], seed: int = 0) -> list[str]:
+    """The quoted records whose value in this executed notebook, run at run seed ``seed``, is not the one the
+    benchmark recorded for that seed (``<name>.seed<seed>`` in ``records``, the list of bench/results.json):
+    each with both values and where the record was measured. On the benchmark's machine, a mismatch means the
+    record is older than the code; elsewhere it may be the machine."""
+    kept = {r["name"]: r for r in records}
+    built = read_records(notebook)
+    problems = []
+    for name in sorted(quoted_records(notebook)):
+        record_ = kept.get(f"{name}.seed{seed}")
+        if name not in built or record_ is None:
+            problems.append(f"{name}: {'not recorded by this build' if name not in built else 'no seed record'}")
+        elif not math.isclose(float(built[name]), float(record_["value"]), rel_tol=1e-5, abs_tol=1e-9):
+            where = f"{record_.get('commit', 'commit not recorded')}, {record_.get('machine')}, {record_.get('date')}"
+            problems.append(
+                f"{name} = {built[name]} in this build, {record_['value']} in the seed-{seed} record ({where})"
+            )
+    return problems
+
+
 def _plain(value):
     """``value`` as JSON-friendly Python: NumPy and TensorFlow scalars and arrays become floats, ints and lists."""
     if hasattr(value, "numpy"):  # a TensorFlow tensor

@@ -335,3 +335,36 @@ def test_an_undeclared_seed_quote_is_found(tmp_path):
     )
     [problem] = undeclared_seed_quotes(chapter)
     assert "0.82 to 0.91" in problem
+
+
+def test_a_quoted_seed_record_that_differs_from_the_build_is_named():
+    """make book at profile cpu runs SEED = 0: each record a declaration quotes is compared with its seed-0 record."""
+
+    def recorded(name, value):
+        return {
+            "output_type": "display_data",
+            "data": {claims.MIME: json.dumps(value)},
+            "metadata": {"scrapbook": {"name": name, "mime_prefix": claims.MIME_PREFIX}},
+        }
+
+    notebook = {
+        "cells": [
+            {"cell_type": "code", "source": "x = 1", "outputs": [recorded("week9.acc", 0.99375)]},
+            {"cell_type": "code", "source": "y = 2", "outputs": [recorded("week9.base", 0.5)]},
+            {
+                "cell_type": "code",
+                "source": 'claims.quoted_from_bench("week9.acc", 0.8, 0.9, minus="week9.base")',
+                "outputs": [],
+            },
+        ]
+    }
+    records = [
+        {"name": "week9.acc.seed0", "value": 0.97875, "commit": "abc123", "machine": "AMD EPYC", "date": "2026-12-05"},
+        {"name": "week9.base.seed0", "value": 0.5, "commit": "abc123", "machine": "AMD EPYC", "date": "2026-12-05"},
+    ]
+    assert claims.quoted_records(notebook) == {"week9.acc", "week9.base"}
+    [problem] = claims.stale_quotes(notebook, records)
+    assert "week9.acc = 0.99375 in this build, 0.97875 in the seed-0 record (abc123, AMD EPYC" in problem
+    records[0]["value"] = 0.99375
+    assert claims.stale_quotes(notebook, records) == []
+    assert claims.stale_quotes(notebook, records[1:]) == ["week9.acc: no seed record"]
