@@ -251,7 +251,11 @@ binary_iou = segmentation.per_class_iou(test.binary_masks(), binary_predicted, 2
 dice = segmentation.dice_coefficient(test.binary_masks(), binary_predicted[..., None].astype("float32"), smooth=0.0)
 print(f"trained on {len(binary_train)} scenes in {seconds:.1f} s")
 print(f"test: Dice {float(dice):.3f}, IoU of the objects {binary_iou[1]:.3f}, of the background {binary_iou[0]:.3f}")
+print(f"2J / (1 + J) with J = {binary_iou[1]:.3f}: {2 * binary_iou[1] / (1 + binary_iou[1]):.3f}, the Dice above")
 claims.record("week4.unet.binary_dice", dice)
+
+# %% tags=["remove-cell"]
+assert abs(float(dice) - 2 * binary_iou[1] / (1 + binary_iou[1])) < 1e-4, "Dice = 2J/(1+J) must hold on this page"
 
 # %%
 fig = segmentation.plot_segmentation(test.images, test.binary_masks(), binary_predicted,

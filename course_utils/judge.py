@@ -323,7 +323,7 @@ class Kernel:
         try:
             yield
         finally:
-            if self.loop is not None:
+            if self.loop is not None and run_sync(self.client.km.is_alive)():  # a dead kernel has nothing to end
                 os.write(self.to_kernel, b"e")
                 error = self._loop_ended(self.cell_timeout)
                 if error is None:  # it does not end: interrupted, as a cell past its limit would be
@@ -348,7 +348,8 @@ class Kernel:
         return values, {str(k): str(v)[:300] for k, v in unavailable.items()}
 
     def call(self, handle: wire.Handle, args: tuple, kwargs: dict):
-        """Call the student's function in the kernel on copies of ``args`` and ``kwargs``; its result.
+        """Call the student's function in the kernel on copies of ``args`` and ``kwargs`` (a model the kernel sent
+        and that neither side changed since is the kernel's own, as in the student's notebook); its result.
 
         A Keras model among the arguments that the call changed (trained, recompiled) comes back, and the names
         of the check bound to that model are bound to the changed one; nothing else is ever rebound.
