@@ -1483,6 +1483,17 @@ _ = axes[1].legend(fontsize=8)
 # network trainable; without normalisation, a short training still needs
 # gentle first steps, which is one more reason residual networks come with
 # BatchNorm.
+#
+# Why the plain network does not learn is less settled than the figure
+# suggests, so read the story above as a hypothesis. Both networks train with
+# Adam, which divides each weight's step by a running estimate of the size of
+# that weight's own gradient, and so largely undoes a shrinkage shared by all
+# the weights of a layer; the gradient figure shows how much signal reaches
+# each layer at the start, not that this is what stops training. The signal
+# that fades on its way *forward*, so that the output hardly depends on the
+# image, is another candidate. The controls that would tell them apart, the
+# plain network with He initialisation trained like the others, and both
+# plain networks trained with SGD instead of Adam, are not run on this page.
 
 # %% tags=["remove-cell"]
 claims.expect("week1.residual.plain_gradient_ratio_init", ratio_init["plain"], 0.0003, 0.01, profile)
