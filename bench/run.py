@@ -47,11 +47,15 @@ def machine() -> str:
 
 
 def commit() -> str:
-    """The commit being measured, with ``+changes`` when the work tree differs from it (then the record is not
-    that commit's); ``unknown`` outside a git checkout."""
+    """The commit being measured, with ``+changes`` when the work tree (``bench/results.json`` aside) differs from
+    it, so that the record is not that commit's; ``unknown`` outside a git checkout."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True)
+        dirty = subprocess.run(  # the results file itself changes as a run records: it does not count
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results.json"],
+            cwd=ROOT,
+            capture_output=True,
+        )
     except OSError:
         return "unknown"
     if head.returncode != 0:

@@ -296,8 +296,10 @@ def test_a_claim_whose_number_drifts_warns_on_a_readers_page_and_fails_the_stric
         build_book(tmp_path, "smoke", build_dir=tmp_path / "_build3", log=lambda message: None, strict=True)
 
 
-SEED_WORDS = re.compile(r"run seeds|benchmark's (?:five )?(?:run )?seeds|(?:benchmark's|the) five runs", re.IGNORECASE)
-A_RANGE = re.compile(r"between -?\d[\d.,]* and -?\d|-?\d[\d.,]* to -?\d")
+SEED_WORDS = re.compile(
+    r"run\s+seeds|benchmark's\s+(?:five\s+)?(?:run\s+)?seeds|(?:benchmark's|the)\s+five\s+runs", re.IGNORECASE
+)
+A_RANGE = re.compile(r"between\s+-?\d[\d.,]*\s+and\s+-?\d|-?\d[\d.,]*\s+to\s+-?\d")
 
 
 def undeclared_seed_quotes(path) -> list[str]:
