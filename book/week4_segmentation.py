@@ -299,14 +299,14 @@ claims.record("week4.unet.train_seconds", seconds)
 # %% [markdown]
 # At profile `cpu` the mean IoU over the five classes lies between 0.9 and
 # 0.99, and no class falls below 0.75. (The benchmark reran this page with five
-# run seeds, each with fresh scenes, weights and order: mean IoU 0.940 to
-# 0.973, the worst class 0.836 to 0.932; `week4.unet.*` in `bench/results.json`.)
+# run seeds, each with fresh scenes, weights and order: mean IoU 0.959 to
+# 0.970, the worst class 0.892 to 0.931; `week4.unet.*` in `bench/results.json`.)
 
 # %% tags=["remove-cell"]
 claims.expect("week4.unet.mean_iou", np.nanmean(results["U-Net (concat)"]), 0.9, 0.99, profile)
 claims.expect("week4.unet.worst_class_iou", np.nanmin(results["U-Net (concat)"]), 0.75, 0.99, profile)
-claims.quoted_from_bench("week4.unet.mean_iou", 0.940, 0.973)
-claims.quoted_from_bench("week4.unet.worst_class_iou", 0.836, 0.932)
+claims.quoted_from_bench("week4.unet.mean_iou", 0.959, 0.970)
+claims.quoted_from_bench("week4.unet.worst_class_iou", 0.892, 0.931)
 
 # %% [markdown]
 # Each column of the figure is one test scene: the image, the true mask, the
