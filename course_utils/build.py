@@ -342,6 +342,32 @@ def broken_claims(notebook: nbformat.NotebookNode) -> list[str]:
     return [c.source for c in notebook.cells if BROKEN_CLAIM_TAG in c.metadata.get("tags", [])]
 
 
+QUOTE_SOURCE_TAG = "quote-source"
+
+
+def note_quote_sources(notebook: nbformat.NotebookNode, records: list[dict], this_run: bool) -> int:
+    """Put a folded note under each paragraph that quotes the benchmark: the records' range, the machine, date
+    and commit they were measured on and (``this_run``, at the profile the text describes) this run's value, so
+    that a reader whose machine lands elsewhere sees why. Returns how many notes."""
+    from course_utils import claims
+
+    found = claims.quote_sources(notebook, records, this_run=this_run)
+    for index, lines in reversed(found):
+        after = index + 1
+        while after < len(notebook.cells) and BROKEN_CLAIM_TAG in notebook.cells[after].metadata.get("tags", []):
+            after += 1
+        notebook.cells.insert(
+            after,
+            nbformat.v4.new_markdown_cell(
+                ":::{admonition} Where the quoted ranges were measured\n:class: dropdown\n"
+                + "\n".join(f"* {line}" for line in lines)
+                + "\n\nMeasured by `bench/run.py` (records in `bench/results.json`).\n:::",
+                metadata={"tags": [QUOTE_SOURCE_TAG]},
+            ),
+        )
+    return len(found)
+
+
 INJECTED_TAG = "injected-parameters"  # papermill's tag on the cell it adds after the parameters cell
 
 
@@ -407,6 +433,8 @@ def stage_book(
             log(f"  done in {seconds[doc]:.0f} s")
             executed = nbformat.read(target.with_suffix(".ipynb"), as_version=4)
             broken += [f"  {doc}: {warning.splitlines()[1]}" for warning in broken_claims(executed)]
+            if note_quote_sources(executed, records, this_run=profile == claims.TEXT_PROFILE):
+                nbformat.write(executed, target.with_suffix(".ipynb"))
             if profile == "cpu" and records:  # the quoted seed-0 records against this build, which runs SEED = 0
                 stale += [f"  {doc}: {problem}" for problem in claims.stale_quotes(executed, records, seed=0)]
     for asset_dir in ("book/images",):

@@ -181,24 +181,66 @@ def read_records(notebook) -> dict:
     return found
 
 
-def quoted_records(notebook) -> set[str]:
-    """The records that a notebook's :func:`quoted_from_bench` declarations quote (their ``name`` and ``minus``)."""
+def quoted_in(source: str) -> list[str]:
+    """The records that the :func:`quoted_from_bench` declarations of one cell's ``source`` quote (``name`` and
+    ``minus``), in order."""
     import ast
 
-    names = set()
-    for cell in notebook["cells"]:
-        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-        if cell["cell_type"] != "code" or "quoted_from_bench(" not in source:
-            continue
-        for node in ast.walk(ast.parse(source)):
-            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "quoted_from_bench":
-                given = dict(zip(("name", "low", "high", "scale", "minus"), node.args))
-                given.update({k.arg: k.value for k in node.keywords})
-                quoted = ast.literal_eval(given["name"])
-                names.update([quoted] if isinstance(quoted, str) else quoted)
-                if given.get("minus") is not None and (minus := ast.literal_eval(given["minus"])):
-                    names.add(minus)
-    return names
+    names = []
+    if "quoted_from_bench(" not in source:
+        return names
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "quoted_from_bench":
+            given = dict(zip(("name", "low", "high", "scale", "minus"), node.args))
+            given.update({k.arg: k.value for k in node.keywords})
+            quoted = ast.literal_eval(given["name"])
+            names += [quoted] if isinstance(quoted, str) else list(quoted)
+            if given.get("minus") is not None and (minus := ast.literal_eval(given["minus"])):
+                names.append(minus)
+    return list(dict.fromkeys(names))
+
+
+def quoted_records(notebook) -> set[str]:
+    """The records that a notebook's :func:`quoted_from_bench` declarations quote (their ``name`` and ``minus``)."""
+    return {name for cell in notebook["cells"] if cell["cell_type"] == "code" for name in quoted_in(_source(cell))}
+
+
+def _source(cell) -> str:
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def quote_sources(notebook, records: list[dict], seeds=(0, 1, 2, 3, 4), this_run: bool = True) -> list[tuple]:
+    """Where the benchmark quotes of each declaring cell come from: ``(cell index, lines)``, a line per quoted
+    record with its range over ``seeds`` in ``records`` (bench/results.json), the machine, date and commit it was
+    measured on and, with ``this_run``, the value this executed notebook got, so that a reader sees both."""
+    kept = {r["name"]: r for r in records}
+    built = read_records(notebook) if this_run else {}
+    found = []
+    for index, cell in enumerate(notebook["cells"]):
+        lines = []
+        for name in quoted_in(_source(cell)) if cell["cell_type"] == "code" else []:
+            measured = [kept[f"{name}.seed{s}"] for s in seeds if f"{name}.seed{s}" in kept]
+            if not measured:
+                continue
+            values = [r["value"] for r in measured]
+            where = sorted(
+                {
+                    f"{r.get('machine', 'machine not recorded')}, {r.get('date')}, "
+                    f"commit {r.get('commit', 'not recorded')}"
+                    for r in measured
+                }
+            )
+            line = (
+                f"`{name}`: {min(values):.4g} to {max(values):.4g} over run seeds "
+                + ", ".join(str(s) for s in seeds if f"{name}.seed{s}" in kept)
+                + f" ({'; '.join(where)})"
+            )
+            if name in built:
+                line += f"; this run: {built[name]:.4g}" if isinstance(built[name], (int, float)) else ""
+            lines.append(line)
+        if lines:
+            found.append((index, lines))
+    return found
 
 
 def stale_quotes(notebook, records: list[dict], seed: int = 0) -> list[str]:

@@ -370,3 +370,38 @@ def test_a_quoted_seed_record_that_differs_from_the_build_is_named():
     records[0]["value"] = 0.99375
     assert claims.stale_quotes(notebook, records) == []
     assert claims.stale_quotes(notebook, records[1:]) == ["week9.acc: no seed record"]
+
+
+def test_a_readers_page_says_where_each_quoted_range_was_measured_and_what_this_run_got():
+    """Under a paragraph that quotes the benchmark, a folded note gives the records' range, machine, date and
+    commit, and this run's value; it goes after the warning of a claim the run broke, which stays at the text."""
+    import nbformat
+
+    from course_utils.build import BROKEN_CLAIM_TAG, note_quote_sources
+
+    declaring = nbformat.v4.new_code_cell('claims.quoted_from_bench("week9.acc", 0.97, 0.98)')
+    declaring.outputs = [
+        nbformat.v4.new_output(
+            "display_data",
+            data={claims.MIME: "0.99375"},
+            metadata={"scrapbook": {"name": "week9.acc", "mime_prefix": claims.MIME_PREFIX}},
+        )
+    ]
+    warning = nbformat.v4.new_markdown_cell(":::{warning}\nbroken\n:::", metadata={"tags": [BROKEN_CLAIM_TAG]})
+    notebook = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_markdown_cell("Over five run seeds, 0.97 to 0.98."), declaring, warning]
+    )
+    records = [
+        {"name": f"week9.acc.seed{s}", "value": v, "commit": "abc123", "machine": "AMD EPYC", "date": "2026-12-05"}
+        for s, v in enumerate([0.97875, 0.975, 0.98, 0.9725, 0.977])
+    ]
+    assert note_quote_sources(notebook, records, this_run=True) == 1
+    note = notebook.cells[3].source
+    assert notebook.cells[2] is warning and notebook.cells[3].metadata["tags"] == ["quote-source"]
+    assert "`week9.acc`: 0.9725 to 0.98 over run seeds 0, 1, 2, 3, 4" in note
+    assert "(AMD EPYC, 2026-12-05, commit abc123); this run: 0.9938" in note and ":class: dropdown" in note
+
+    notebook.cells = notebook.cells[:3]  # at another profile the run's value is not the text's: not shown
+    assert note_quote_sources(notebook, records[1:], this_run=False) == 1
+    assert "over run seeds 1, 2, 3, 4" in notebook.cells[3].source and "this run" not in notebook.cells[3].source
+    assert note_quote_sources(nbformat.v4.new_notebook(cells=[declaring]), [], this_run=True) == 0
