@@ -526,16 +526,20 @@ claims.quoted_from_bench("week3.retinanet.map50", 0.912, 0.950)
 claims.quoted_from_bench("week3.retinanet.ap50_worst_class", 0.78, 0.88)
 
 # %% [markdown]
-# Triangles are the hardest class, with an AP between 0.7 and 0.95, the other
-# three shapes score higher. It is not how much of its box a shape fills: a
-# triangle pointing up fills half of its box, but so does a diamond. What sets
-# the triangle apart is that it is the one shape the generator draws in any
-# orientation, so the detector must learn more looks of it from the same
-# number of examples.
+# Triangles are the hardest class, with an AP between 0.7 and 0.95; the other
+# three shapes score higher (the next hardest by between 0 and 0.3). It is not how much of its box a shape fills: a
+# triangle pointing up fills half of its box, but so does a diamond. A likely
+# reason, which this page does not test, is that the triangle is the one shape
+# the generator draws in any orientation, so the detector must learn more looks
+# of it from the same number of examples (drawing triangles upright only and
+# training again would decide it).
 
 # %% tags=["remove-cell"]
 if "triangle" in class_names:  # the scenes' hardest class; your data may have no triangles
     claims.expect("week3.retinanet.ap50.triangle", result["ap"][0.5][class_names.index("triangle")], 0.7, 0.95, profile)
+    triangle_ap = result["ap"][0.5][class_names.index("triangle")]
+    others = [ap for name, ap in zip(class_names, result["ap"][0.5]) if name != "triangle"]
+    claims.expect("week3.retinanet.ap50_margin_over_triangle", np.nanmin(others) - triangle_ap, 0, 0.3, profile)
 
 # %% [markdown]
 # Our own VOC-style computation and pycocotools' `COCOeval`, run over every
@@ -574,15 +578,17 @@ print(f"test images, threshold {count_threshold:.2f}: exact count on {np.mean(er
       f"mean absolute error {np.mean(np.abs(error)):.2f} objects per image")
 print(f"too few: {np.sum(error < 0)} images, too many: {np.sum(error > 0)} images")
 claims.record("week3.count.exact_share", np.mean(error == 0))
+claims.record("week3.count.off_by_more_than_one_share", np.mean(np.abs(error) > 1))
 fig = det.plot_counts(true_counts, predicted_counts)
 
 # %% [markdown]
 # With the threshold chosen on the validation scenes, the count is exact on
-# between 50% and 95% of the test images at profile `cpu`, and the counts are
-# seldom off by more than one object (the figure).
+# between 50% and 95% of the test images at profile `cpu`, and off by more than
+# one object on at most 5% of them (the figure).
 
 # %% tags=["remove-cell"]
 claims.expect("week3.count.exact_share", np.mean(error == 0), 0.5, 0.95, profile)
+claims.expect("week3.count.off_by_more_than_one_share", np.mean(np.abs(error) > 1), 0, 0.05, profile)
 
 # %% [markdown]
 # Which objects does the detector miss? For each test object we check whether a
@@ -611,11 +617,15 @@ for name, group in [(f"smaller than {small} px", side < small),
 
 # %% [markdown]
 # At the `cpu` profile the large objects are found between 85% and 100% of the
-# time, the small ones less often: on a small object a box that is off by a
-# pixel or two loses much of its IoU.
+# time, the small ones less often (by between 0 and 100 points: the check only
+# asks for the order): on a small object a box that is off by a pixel or two
+# loses much of its IoU.
 
 # %% tags=["remove-cell"]
-claims.expect("week3.found.large", list(found_share.values())[-1], 0.85, 1.0, profile)
+found_small, found_large = list(found_share.values())[0], list(found_share.values())[-1]
+claims.expect("week3.found.large", found_large, 0.85, 1.0, profile)
+claims.record("week3.found.small", found_small)
+claims.expect("week3.found.large_minus_small_points", 100 * (found_large - found_small), 0, 100, profile)
 
 # %% [markdown]
 # ## 10. Focal loss against cross-entropy, trained
