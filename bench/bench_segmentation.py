@@ -3,8 +3,10 @@
 Records (each per seed, worst seed, mean and spread; see ``run.sweep``):
 ``week4.unet.mean_iou`` (multi-class, held-out scenes; target: worst seed >= 0.90),
 ``week4.unet.worst_class_iou``, ``week4.unet.binary_dice``, the training time
-and the chapter's time, all read from what the chapter recorded: the recipes
-live in ``book/week4_segmentation.py`` only.
+and the chapter's time, the skip ablation (``week4.skips.<mode>.*``) and the
+small objects found with each loss (``week4.small_objects.<loss>.found``),
+all read from what the chapter recorded: the recipes live in
+``book/week4_segmentation.py`` only.
 """
 
 from __future__ import annotations
@@ -21,6 +23,12 @@ def bench_week4():
             "week4.unet.worst_class_iou": "IoU",
             "week4.unet.binary_dice": "Dice",
             "week4.unet.train_seconds": "s",
+            **{
+                f"week4.skips.{skip}.{what}": unit
+                for skip in ("concat", "add", "none")
+                for what, unit in (("object_iou", "IoU"), ("edge_accuracy", "fraction"))
+            },
+            **{f"week4.small_objects.{loss}.found": "fraction" for loss in ("ce", "dice")},
         },
     )
 

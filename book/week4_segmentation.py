@@ -382,6 +382,8 @@ for skip in segmentation.SKIP_MODES:
                                             epochs=EPOCHS_SMALL, loss="ce+dice", batch_size=16)
     guess = segmentation.predict_masks(variant, test.images)
     ablation[skip] = segmentation.per_class_iou(truth, guess, 2)[1]
+    claims.record(f"week4.skips.{skip}.object_iou", ablation[skip])
+    claims.record(f"week4.skips.{skip}.edge_accuracy", np.mean(guess[edges] == truth[edges]))
     print(f"{skip:<8} {variant.count_params():>10,} {ablation[skip]:>10.3f} "
           f"{np.mean(guess[edges] == truth[edges]):>20.3f} {seconds:>8.1f}")
 print(f"removing the skips changes the object IoU by {ablation['none'] - ablation['concat']:+.3f}")
@@ -443,6 +445,7 @@ for loss in ("ce", "dice"):
                                loss=loss, batch_size=16)
     guess = segmentation.predict_masks(tiny_model, tiny_test.images)
     loss_results[loss] = found = objects_found(tiny_test, guess)
+    claims.record(f"week4.small_objects.{loss}.found", found)
     iou = segmentation.per_class_iou(tiny_test.binary_masks(), guess, 2)[1]
     print(f"{loss:<22} {iou:>10.3f} {found:>14.1%} {guess.mean():>26.1%}")
 print(f"most objects found with: {max(loss_results, key=loss_results.get)} "
@@ -521,8 +524,8 @@ except ValueError as error:
 # * U-Net's encoder halves the maps and doubles the filters at each level down
 #   to a compact bottleneck; its decoder doubles them back with transposed
 #   convolutions, which are convolutions over a zero-interleaved input.
-# * Skip connections give the decoder the encoder's fine detail; without them,
-#   edges suffer first.
+# * Skip connections give the decoder the encoder's fine detail, which edge
+#   pixels need most; one training per variant is too few to rank them.
 # * The loss decides what the network cares about: cross-entropy counts pixels,
 #   so the background dominates it; binary Dice is the F1 score of the object
 #   class, in which the correctly ignored background does not count, which
