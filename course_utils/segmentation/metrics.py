@@ -1,0 +1,124 @@
+"""IoU and Dice of hard predictions: as Keras metrics accumulated over batches, and in NumPy."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from course_utils.segmentation.losses import align
+
+
+def predicted_labels(y_pred, threshold: float = 0.5):
+    """Class ids from probabilities: ``p > threshold`` for one channel, the arg-max otherwise."""
+    y_pred = ops.convert_to_tensor(y_pred)
+    if y_pred.shape[-1] == 1:
+        return ops.cast(y_pred[..., 0] > threshold, "int32")
+    return ops.cast(ops.argmax(y_pred, axis=-1), "int32")
+
+
+class _ConfusionMetric(keras.metrics.Metric):
+    """Accumulates a (num_classes x num_classes) confusion matrix of hard predictions over batches."""
+
+    def __init__(self, num_classes: int, name: str, dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.num_classes = int(num_classes)
+        self.matrix = self.add_variable(
+            shape=(self.num_classes, self.num_classes), initializer="zeros", dtype="float32", name="confusion"
+        )
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true, y_pred = align(y_true, y_pred)
+        truth = ops.one_hot(ops.reshape(ops.cast(y_true, "int32"), (-1,)), self.num_classes, dtype="float32")
+        guess = ops.one_hot(ops.reshape(predicted_labels(y_pred), (-1,)), self.num_classes, dtype="float32")
+        self.matrix.assign_add(ops.matmul(ops.transpose(truth), guess))
+
+    def reset_state(self):
+        self.matrix.assign(ops.zeros((self.num_classes, self.num_classes), dtype="float32"))
+
+    def _per_class(self, double_intersection: bool):
+        inter = ops.diagonal(self.matrix)
+        truth, guess = ops.sum(self.matrix, axis=1), ops.sum(self.matrix, axis=0)
+        if double_intersection:  # Dice
+            num, den = 2.0 * inter, truth + guess
+        else:  # IoU
+            num, den = inter, truth + guess - inter
+        return num / ops.maximum(den, 1.0), den > 0
+
+    def get_config(self):
+        return {"num_classes": self.num_classes, "name": self.name}
+
+
+@keras.saving.register_keras_serializable(package="course_utils")
+class MeanIoU(_ConfusionMetric):
+    """Mean intersection over union of hard predictions, accumulated over the batches of an epoch.
+
+    IoU of class k = pixels predicted k and truly k / pixels predicted k or truly k.
+    Classes that appear neither in the truth nor in the predictions are left out
+    of the mean. Use ``num_classes=2`` for a one-channel (binary) model.
+    """
+
+    def __init__(self, num_classes: int, name: str = "mean_iou", dtype=None):
+        super().__init__(num_classes, name=name, dtype=dtype)
+
+    def result(self):
+        iou, present = self._per_class(False)
+        present = ops.cast(present, "float32")
+        return ops.sum(iou * present) / ops.maximum(ops.sum(present), 1.0)
+
+
+@keras.saving.register_keras_serializable(package="course_utils")
+class ClassIoU(_ConfusionMetric):
+    """IoU of one class (``class_id``), accumulated over the batches; NaN while the class has not appeared."""
+
+    def __init__(self, num_classes: int, class_id: int, name: str | None = None, dtype=None):
+        super().__init__(num_classes, name=name or f"iou_{class_id}", dtype=dtype)
+        if not 0 <= class_id < num_classes:
+            raise ValueError(f"class_id must be in 0..{num_classes - 1}, got {class_id}")
+        self.class_id = int(class_id)
+
+    def result(self):
+        iou, present = self._per_class(False)
+        return ops.where(present[self.class_id], iou[self.class_id], float("nan"))
+
+    def get_config(self):
+        return {**super().get_config(), "class_id": self.class_id}
+
+
+@keras.saving.register_keras_serializable(package="course_utils")
+class DiceScore(_ConfusionMetric):
+    """Dice score of hard predictions averaged over the foreground classes (1 .. num_classes-1) that appear."""
+
+    def __init__(self, num_classes: int = 2, name: str = "dice", dtype=None):
+        super().__init__(num_classes, name=name, dtype=dtype)
+
+    def result(self):
+        dice, present = self._per_class(True)
+        present = ops.cast(present[1:], "float32")
+        return ops.sum(dice[1:] * present) / ops.maximum(ops.sum(present), 1.0)
+
+
+def confusion(y_true, y_pred_labels, num_classes: int) -> np.ndarray:
+    """Confusion matrix of two integer label arrays: rows true class, columns predicted class (NumPy)."""
+    y_true = np.asarray(y_true).ravel().astype(np.int64)
+    y_pred_labels = np.asarray(y_pred_labels).ravel().astype(np.int64)
+    if y_true.shape != y_pred_labels.shape:
+        raise ValueError(f"true and predicted masks differ in size: {y_true.size} and {y_pred_labels.size} pixels")
+    for what, values in (("true", y_true), ("predicted", y_pred_labels)):
+        if values.size and (values.min() < 0 or values.max() >= num_classes):
+            raise ValueError(f"{what} mask has values outside 0..{num_classes - 1}: {np.unique(values)}")
+    return np.bincount(y_true * num_classes + y_pred_labels, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def per_class_iou(y_true, y_pred_labels, num_classes: int) -> np.ndarray:
+    """IoU of each class between two integer masks (any shape); NaN for a class absent from both."""
+    matrix = confusion(y_true, y_pred_labels, num_classes).astype(float)
+    inter = np.diag(matrix)
+    union = matrix.sum(0) + matrix.sum(1) - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, inter / np.maximum(union, 1), np.nan)
+
+
+def mean_iou(y_true, y_pred_labels, num_classes: int) -> float:
+    """Mean of :func:`per_class_iou` over the classes present in the truth or the prediction."""
+    return float(np.nanmean(per_class_iou(y_true, y_pred_labels, num_classes)))
