@@ -94,7 +94,6 @@ from course_utils.detection.model import (
     predict,
     pyramid_shapes,
     raw_outputs,
-    set_decoder,
 )
 from course_utils.detection.plots import (
     plot_anchors,

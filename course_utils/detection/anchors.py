@@ -35,9 +35,14 @@ class AnchorConfig:
     def per_location(self) -> int:
         return len(self.scales) * len(self.aspect_ratios)
 
+    @property
+    def strides(self) -> tuple[int, ...]:
+        """The stride of each level, in pixels (:data:`LEVEL_STRIDES`)."""
+        return tuple(LEVEL_STRIDES[level] for level in self.levels)
+
     def generator(self):
         """The ``keras_cv.layers.AnchorGenerator`` with these settings (``xyxy``)."""
-        from course_utils.detection.kerascv import anchor_generator
+        from course_utils.detection.kerascv import anchor_generator  # on use: KerasCV loads some 800 modules
 
         return anchor_generator(self)
 

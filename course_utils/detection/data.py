@@ -8,8 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
+from PIL import Image
 
 from course_utils.data import read_rgb, tfds_name
+from course_utils.scenes import make_scenes
 
 
 class AnnotationError(ValueError):
@@ -70,8 +73,6 @@ def make_detection_scenes(
     objects over the three finest pyramid levels of :func:`build_retinanet`.
     Extra keyword arguments go to :func:`course_utils.scenes.make_scenes`.
     """
-    from course_utils.scenes import make_scenes
-
     return from_scenes(make_scenes(n, size=size, seed=seed, objects=objects, object_size=object_size, **kwargs))
 
 
@@ -118,29 +119,13 @@ def load_coco(annotation_file, image_dir=None, image_size: int = 128, max_boxes:
     ids become class ids ``0 ..`` in the order of the file's ``categories``;
     ``class_names`` are their names. Crowd annotations (``iscrowd: 1``) are skipped.
     """
-    from PIL import Image
-
     annotation_file = Path(annotation_file)
     image_dir = Path(image_dir) if image_dir is not None else annotation_file.parent
-    try:
-        coco = json.loads(annotation_file.read_text())
-    except json.JSONDecodeError as error:
-        raise AnnotationError(f"{annotation_file} is not valid JSON: {error}") from None
-    for key in ("images", "annotations", "categories"):
-        if key not in coco:
-            raise AnnotationError(f"{annotation_file} has no {key!r} list: is it a COCO detection file?")
+    coco = _read_coco_file(annotation_file)
     categories = list(coco["categories"])
     class_of = {c["id"]: k for k, c in enumerate(categories)}
     class_names = tuple(str(c.get("name", c["id"])) for c in categories)
-    per_image: dict = {img["id"]: [] for img in coco["images"]}
-    for ann in coco["annotations"]:
-        if ann.get("iscrowd", 0):
-            continue
-        if ann["image_id"] not in per_image:
-            raise AnnotationError(
-                f"annotation {ann.get('id')} refers to image id {ann['image_id']}, which is not in the file's 'images'"
-            )
-        per_image[ann["image_id"]].append(ann)
+    per_image = _annotations_by_image(coco)
     m = max_boxes or max([len(v) for v in per_image.values()] + [1])
     n = len(coco["images"])
     images = np.zeros((n, image_size, image_size, 3), np.float32)
@@ -150,31 +135,67 @@ def load_coco(annotation_file, image_dir=None, image_size: int = 128, max_boxes:
     for i, info in enumerate(coco["images"]):
         name = str(info["file_name"])
         names.append(name)
-        path = image_dir / name
-        if not path.is_file():
-            raise AnnotationError(f"image {name!r} (id {info['id']}): file not found at {path}")
-        try:
-            im = read_rgb(path)  # the course's one reader: EXIF orientation as annotation tools show it
-        except ValueError as error:
-            raise AnnotationError(f"image {name!r} (id {info['id']}): {error}") from error
-        width, height = im.size
-        images[i] = np.asarray(im.resize((image_size, image_size), Image.BILINEAR), np.float32) / 255.0
+        images[i], original_size = _read_coco_image(image_dir, info, image_size)
         anns = per_image[info["id"]]
         if len(anns) > m:
             raise AnnotationError(f"image {name!r} has {len(anns)} boxes, more than max_boxes={m}")
         for j, ann in enumerate(anns):
-            x, y, w, h = (float(v) for v in ann["bbox"])
-            cat = ann.get("category_id")
-            box_name = f"{j} (annotation id {ann.get('id')})"
-            if cat not in class_of:
-                raise AnnotationError(
-                    f"image {name!r}, box {box_name}: unknown class id {cat!r} (categories: {sorted(class_of)})"
-                )
-            _check_box((x, y, x + w, y + h), class_of[cat], width, height, len(categories), f"image {name!r}", box_name)
-            sx, sy = image_size / width, image_size / height
-            boxes[i, j] = (x * sx, y * sy, (x + w) * sx, (y + h) * sy)
-            classes[i, j] = class_of[cat]
+            boxes[i, j], classes[i, j] = _coco_box(ann, j, name, class_of, len(categories), original_size, image_size)
     return DetectionData(images, boxes, classes, class_names, tuple(names))
+
+
+def _read_coco_file(annotation_file: Path) -> dict:
+    """The parsed COCO JSON file; it must hold the lists ``images``, ``annotations`` and ``categories``."""
+    try:
+        coco = json.loads(annotation_file.read_text())
+    except json.JSONDecodeError as error:
+        raise AnnotationError(f"{annotation_file} is not valid JSON: {error}") from None
+    for key in ("images", "annotations", "categories"):
+        if key not in coco:
+            raise AnnotationError(f"{annotation_file} has no {key!r} list: is it a COCO detection file?")
+    return coco
+
+
+def _annotations_by_image(coco: dict) -> dict:
+    """``{image id: [its annotations]}`` for every image, crowd annotations left out; unknown image ids are errors."""
+    per_image: dict = {img["id"]: [] for img in coco["images"]}
+    for ann in coco["annotations"]:
+        if ann.get("iscrowd", 0):
+            continue
+        if ann["image_id"] not in per_image:
+            raise AnnotationError(
+                f"annotation {ann.get('id')} refers to image id {ann['image_id']}, which is not in the file's 'images'"
+            )
+        per_image[ann["image_id"]].append(ann)
+    return per_image
+
+
+def _read_coco_image(image_dir: Path, info: dict, image_size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """The image of the COCO entry ``info`` resized to ``image_size`` squared, and its original ``(width, height)``."""
+    name = str(info["file_name"])
+    path = image_dir / name
+    if not path.is_file():
+        raise AnnotationError(f"image {name!r} (id {info['id']}): file not found at {path}")
+    try:
+        im = read_rgb(path)  # the course's one reader: EXIF orientation as annotation tools show it
+    except ValueError as error:
+        raise AnnotationError(f"image {name!r} (id {info['id']}): {error}") from error
+    return np.asarray(im.resize((image_size, image_size), Image.BILINEAR), np.float32) / 255.0, im.size
+
+
+def _coco_box(ann: dict, j: int, image_name: str, class_of: dict, num_classes: int, original_size, image_size: int):
+    """Annotation ``ann`` (box ``j`` of its image) checked, as ``(xyxy box scaled to image_size, class id)``."""
+    width, height = original_size
+    x, y, w, h = (float(v) for v in ann["bbox"])
+    cat = ann.get("category_id")
+    box_name = f"{j} (annotation id {ann.get('id')})"
+    if cat not in class_of:
+        raise AnnotationError(
+            f"image {image_name!r}, box {box_name}: unknown class id {cat!r} (categories: {sorted(class_of)})"
+        )
+    _check_box((x, y, x + w, y + h), class_of[cat], width, height, num_classes, f"image {image_name!r}", box_name)
+    sx, sy = image_size / width, image_size / height
+    return (x * sx, y * sy, (x + w) * sx, (y + h) * sy), class_of[cat]
 
 
 def load_tfds(
@@ -192,8 +213,7 @@ def load_tfds(
     boxes become pixel ``xyxy``. Only the first ``max_images`` images and
     ``max_boxes`` boxes per image are kept.
     """
-    import tensorflow as tf
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # imported on use: for Colab users, and a slow import
 
     dataset, info = tfds.load(name, split=split, with_info=True, data_dir=data_dir)
     objects = info.features["objects"]
@@ -241,8 +261,6 @@ def write_coco(data: DetectionData, folder, annotation_name: str = "annotations.
 
     Handy to try :func:`load_coco` (the tests build their fixtures with it).
     """
-    from PIL import Image
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     coco = {

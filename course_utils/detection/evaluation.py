@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import numpy as np
 
 from course_utils.detection.boxes import iou_matrix
@@ -107,12 +110,29 @@ def coco_metrics(predictions: dict, data: DetectionData) -> dict:
     mAP. COCO boxes are ``[x, y, width, height]``; pycocotools' printed summary
     is silenced.
     """
-    import contextlib
-    import io
-
+    # Imported on use: only this function needs pycocotools.
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
+    truth = _coco_ground_truth(data)
+    detections = _coco_detections(predictions, len(data))
+    with contextlib.redirect_stdout(io.StringIO()):
+        ground_truth = COCO()
+        ground_truth.dataset = truth
+        ground_truth.createIndex()
+        if not detections:
+            return {"map": 0.0, "map50": 0.0, "map75": 0.0}
+        evaluation = COCOeval(ground_truth, ground_truth.loadRes(detections), "bbox")
+        evaluation.params.imgIds = list(range(len(data)))
+        evaluation.params.maxDets = [1, 10, max(100, int(np.max(predictions["num_detections"], initial=0)))]
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    return {"map": float(evaluation.stats[0]), "map50": float(evaluation.stats[1]), "map75": float(evaluation.stats[2])}
+
+
+def _coco_ground_truth(data: DetectionData) -> dict:
+    """``data``'s boxes as a COCO data set: image ``i`` has id ``i``, class ``c`` category id ``c``."""
     height, width = data.image_size
     truth = {
         "images": [{"id": i, "height": height, "width": width} for i in range(len(data))],
@@ -133,8 +153,13 @@ def coco_metrics(predictions: dict, data: DetectionData) -> dict:
                         "iscrowd": 0,
                     }
                 )
+    return truth
+
+
+def _coco_detections(predictions: dict, n_images: int) -> list[dict]:
+    """The detections of the first ``n_images`` images of ``predictions`` (padding left out) in COCO's format."""
     detections = []
-    for i in range(len(data)):
+    for i in range(n_images):
         for k in range(int(predictions["num_detections"][i])):
             if predictions["confidence"][i][k] >= 0:
                 x0, y0, x1, y1 = (float(v) for v in predictions["boxes"][i][k])
@@ -146,19 +171,7 @@ def coco_metrics(predictions: dict, data: DetectionData) -> dict:
                         "score": float(predictions["confidence"][i][k]),
                     }
                 )
-    with contextlib.redirect_stdout(io.StringIO()):
-        ground_truth = COCO()
-        ground_truth.dataset = truth
-        ground_truth.createIndex()
-        if not detections:
-            return {"map": 0.0, "map50": 0.0, "map75": 0.0}
-        evaluation = COCOeval(ground_truth, ground_truth.loadRes(detections), "bbox")
-        evaluation.params.imgIds = list(range(len(data)))
-        evaluation.params.maxDets = [1, 10, max(100, int(np.max(predictions["num_detections"], initial=0)))]
-        evaluation.evaluate()
-        evaluation.accumulate()
-        evaluation.summarize()
-    return {"map": float(evaluation.stats[0]), "map50": float(evaluation.stats[1]), "map75": float(evaluation.stats[2])}
+    return detections
 
 
 def count_objects(predictions: dict, confidence_threshold: float = 0.5, merge_iou: float | None = 0.5) -> np.ndarray:

@@ -9,7 +9,9 @@ RetinaNet means rewriting this file (the tests check that no other module import
 KerasCV's. The rest of :mod:`course_utils.detection` imports this module only
 inside the functions that use KerasCV (anchors, the model, its losses):
 ``import keras_cv`` loads some 800 more modules (TensorFlow Datasets and kagglehub
-among them) that data, boxes, evaluation and figures do not need.
+among them) that data, boxes, evaluation and figures do not need. This module
+depends on none of the package's modules that import it (only on ``boxes``),
+so that it can be replaced alone.
 """
 
 from __future__ import annotations
@@ -19,9 +21,8 @@ import keras_cv
 from keras import ops
 from keras_cv.models.retinanet import LabelEncoder as RetinaNetLabelEncoder
 
-from course_utils.detection.anchors import LEVEL_STRIDES
+from course_utils.config import replica_share
 from course_utils.detection.boxes import BOX_FORMAT
-from course_utils.detection.losses import ReplicaShare
 
 
 def anchor_generator(config):
@@ -31,7 +32,7 @@ def anchor_generator(config):
         sizes=list(config.sizes),
         scales=list(config.scales),
         aspect_ratios=list(config.aspect_ratios),
-        strides=[LEVEL_STRIDES[level] for level in config.levels],
+        strides=list(config.strides),
         clip_boxes=True,
     )
 
@@ -62,6 +63,18 @@ def label_encoder(anchor_generator, positive_threshold, negative_threshold, box_
 def retinanet(**parts):
     """KerasCV's ``RetinaNet`` on ``xyxy`` boxes; ``parts`` are its keyword arguments (backbone, heads ...)."""
     return keras_cv.models.RetinaNet(bounding_box_format=BOX_FORMAT, **parts)
+
+
+class ReplicaShare:
+    """Mixin for a Keras loss whose value passes through :func:`course_utils.config.replica_share`.
+
+    RetinaNet's losses are sums over the anchors divided by the number of
+    matched anchors, not means that Keras would divide by the number of
+    replicas itself: under ``tf.distribute`` each replica must contribute its share.
+    """
+
+    def __call__(self, *args, **kwargs):
+        return replica_share(super().__call__(*args, **kwargs))
 
 
 @keras.saving.register_keras_serializable(package="course_utils")

@@ -6,8 +6,6 @@ import math
 
 import numpy as np
 
-from course_utils.config import replica_share
-
 
 def focal_loss_values(p_true, gamma: float = 2.0, alpha: float | None = None) -> np.ndarray:
     """Focal loss ``-alpha (1 - p)^gamma log(p)`` of the probability ``p`` given to the true class.
@@ -45,18 +43,6 @@ def focal_loss(gamma: float = 2.0, alpha: float = 0.25):
         raise ValueError(f"gamma must be a number >= 0 (0 gives cross-entropy), got {gamma!r}")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie strictly between 0 and 1 (the weight of positives), got {alpha!r}")
-    from course_utils.detection.kerascv import FocalLoss
+    from course_utils.detection.kerascv import FocalLoss  # on use: KerasCV loads some 800 modules
 
     return FocalLoss(alpha=float(alpha), gamma=float(gamma), from_logits=True, reduction="sum")
-
-
-class ReplicaShare:
-    """Mixin for a Keras loss whose value passes through :func:`course_utils.config.replica_share`.
-
-    RetinaNet's losses are sums over the anchors divided by the number of
-    matched anchors, not means that Keras would divide by the number of
-    replicas itself: under ``tf.distribute`` each replica must contribute its share.
-    """
-
-    def __call__(self, *args, **kwargs):
-        return replica_share(super().__call__(*args, **kwargs))

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 
+import keras
 import numpy as np
+from keras import ops
+from keras.utils import bounding_boxes
 
 from course_utils.detection.anchors import AnchorConfig
 from course_utils.detection.data import DetectionData
@@ -24,7 +28,7 @@ def build_backbone(image_size: int = 128, filters=(16, 32, 64, 128), blocks=(1, 
     (1x1, 3x3, 1x1 convolutions; a stack outputs ``4 * filters`` channels);
     ``"basic_block"`` (two 3x3) needs ``filters[0] == 64`` to match the stem.
     """
-    from course_utils.detection import kerascv
+    from course_utils.detection import kerascv  # on use: KerasCV loads some 800 modules
 
     if len(filters) != 4 or len(blocks) != 4:
         raise ValueError("the backbone needs four stacks (filters and blocks of length 4) to reach stride 32")
@@ -50,94 +54,101 @@ def build_retinanet(
     classification_loss=None,
     features_from=None,
 ):
-    """KerasCV RetinaNet sized for a CPU, compiled with focal loss and smooth L1.
+    """KerasCV RetinaNet sized for a CPU, compiled with focal loss and smooth L1 (Adam, ``global_clipnorm=10``).
 
-    The pyramid has as many levels as ``anchors.sizes`` (P3 upwards); every
-    level gets ``anchors.per_location`` anchors per cell. Heads are shared
-    across levels, ``head_depth`` convolutions of ``head_width`` channels; the
-    classification head's bias starts at ``-log(99)`` so that every anchor first
-    predicts "object" with probability 0.01 (the focal-loss paper's prior).
-    The prediction decoder (:class:`PerClassNMS`) keeps detections with confidence
-    >= ``confidence_threshold`` (low, for mAP; see :func:`set_decoder`) and applies
-    per-class non-maximum suppression at ``iou_threshold``. Adam with ``global_clipnorm=10``.
-    ``classification_loss`` defaults to :func:`focal_loss` with the paper's
-    ``gamma=2, alpha=0.25``; ``focal_loss(gamma=0, alpha=...)`` trains with
-    (alpha-balanced) binary cross-entropy instead. Any loss given must sum over
-    anchors and classes (``reduction="sum"``): RetinaNet divides the sum by
-    the number of positive anchors itself.
-    ``features_from``: another RetinaNet of the same backbone and pyramid sizes
-    whose backbone and feature-pyramid weights are copied in and frozen, so
-    that only the two heads train (fresh, and free to use other anchors): a
+    The pyramid has as many levels as ``anchors.sizes`` (P3 upwards), each cell
+    ``anchors.per_location`` anchors. The heads, shared across levels, are ``head_depth``
+    convolutions of ``head_width`` channels; the classification head's bias starts every
+    anchor at "object" with probability 0.01 (the focal-loss paper's prior). The decoder
+    (:class:`PerClassNMS`) keeps detections with confidence >= ``confidence_threshold``
+    (low, for mAP; :func:`predict` takes others) and applies per-class non-maximum
+    suppression at ``iou_threshold``. ``classification_loss`` defaults to :func:`focal_loss`
+    (the paper's ``gamma=2, alpha=0.25``); ``focal_loss(gamma=0, alpha=...)`` is
+    (alpha-balanced) binary cross-entropy. Any loss given must sum over anchors and classes
+    (``reduction="sum"``): RetinaNet divides the sum by the number of positive anchors itself.
+    ``features_from``: a RetinaNet of the same backbone and pyramid sizes whose backbone and
+    pyramid weights are copied in and frozen, so that only the two (fresh) heads train: a
     cheap way to compare losses or anchor layouts on the same features.
 
-    The model is float32 even under the gpu profile's ``mixed_float16`` policy:
-    KerasCV's RetinaNet then outputs float16 boxes and scores, which its box
-    decoding and non-maximum suppression reject. Build it inside
+    The model is float32 even under the gpu profile's ``mixed_float16`` policy: KerasCV's box
+    decoding and non-maximum suppression reject float16. Build it inside
     ``with strategy.scope():`` to train it with a ``tf.distribute`` strategy.
     """
-    import keras
-
-    from course_utils.detection import kerascv
+    from course_utils.detection import kerascv  # on use: KerasCV loads some 800 modules
 
     anchors = anchors or AnchorConfig()
-    per_location = anchors.per_location
-    if classification_loss is None:
-        classification_loss = focal_loss()
-    elif not isinstance(classification_loss, keras.losses.Loss):
-        raise TypeError(
-            f"classification_loss must be a keras.losses.Loss such as det.focal_loss(gamma=0, alpha=0.75), "
-            f"not {type(classification_loss).__name__} {classification_loss!r}"
-        )
-    elif getattr(classification_loss, "reduction", None) != "sum":
-        raise ValueError(
-            f"classification_loss must sum over anchors and classes (reduction='sum'): RetinaNet divides "
-            f"by the number of positive anchors itself; got reduction={classification_loss.reduction!r}"
-        )
-    prior = -math.log((1 - 0.01) / 0.01)
-    policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("float32")  # float16 outputs break KerasCV's decoding (see above)
-    try:
+    classification_loss = _checked_classification_loss(classification_loss)
+    with _float32_policy():
         encoder = kerascv.label_encoder(anchors.generator(), positive_threshold, negative_threshold, BOX_VARIANCE)
         model = kerascv.retinanet(
             backbone=build_backbone(image_size, backbone_filters, backbone_blocks),
             num_classes=num_classes,
             label_encoder=encoder,
             prediction_decoder=PerClassNMS(confidence_threshold, iou_threshold, max_detections),
-            feature_pyramid=FeaturePyramid(pyramid_channels, len(anchors.sizes), name="feature_pyramid"),
-            classification_head=Head(
-                per_location * num_classes, head_width, head_depth, prior, name="classification_head"
-            ),
-            box_head=Head(per_location * 4, head_width, head_depth, 0.0, name="box_head"),
+            **_pyramid_and_heads(anchors, num_classes, pyramid_channels, head_width, head_depth),
         )
-    finally:
-        keras.mixed_precision.set_global_policy(policy)
     if features_from is not None:
-        for part in ("backbone", "feature_pyramid"):
-            source, target = getattr(features_from, part, None), getattr(model, part)
-            shapes = [tuple(w.shape) for w in source.weights] if source is not None else None
-            if shapes != [tuple(w.shape) for w in target.weights]:
-                raise ValueError(
-                    f"features_from must be a RetinaNet with the same {part.replace('_', ' ')} "
-                    f"(backbone_filters, backbone_blocks, pyramid_channels and pyramid levels) as this one"
-                )
-            target.set_weights(source.get_weights())
-            target.trainable = False
+        _copy_frozen_features(features_from, model)
     if compile:
-        model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate, global_clipnorm=10.0),
-            classification_loss=classification_loss,
-            box_loss=kerascv.SmoothL1Loss(l1_cutoff=1.0, reduction="sum"),
-        )
+        optimizer = keras.optimizers.Adam(learning_rate, global_clipnorm=10.0)
+        box_loss = kerascv.SmoothL1Loss(l1_cutoff=1.0, reduction="sum")
+        model.compile(optimizer=optimizer, classification_loss=classification_loss, box_loss=box_loss)
     return model
 
 
-def set_decoder(model, confidence_threshold: float = 0.05, iou_threshold: float = 0.5, max_detections: int = 20):
-    """Change how ``model.predict`` turns scores into detections.
+def _checked_classification_loss(loss):
+    """``loss``, or :func:`focal_loss` with the paper's settings when None; refuses a loss RetinaNet cannot use."""
+    if loss is None:
+        return focal_loss()
+    if not isinstance(loss, keras.losses.Loss):
+        raise TypeError(
+            f"classification_loss must be a keras.losses.Loss such as det.focal_loss(gamma=0, alpha=0.75), "
+            f"not {type(loss).__name__} {loss!r}"
+        )
+    if getattr(loss, "reduction", None) != "sum":
+        raise ValueError(
+            f"classification_loss must sum over anchors and classes (reduction='sum'): RetinaNet divides "
+            f"by the number of positive anchors itself; got reduction={loss.reduction!r}"
+        )
+    return loss
 
-    ``iou_threshold=1.0`` switches non-maximum suppression off (no box has an
-    IoU above 1 with another), to show what it removes.
-    """
-    model.prediction_decoder = PerClassNMS(confidence_threshold, iou_threshold, max_detections)
+
+@contextlib.contextmanager
+def _float32_policy():
+    """Build under the float32 policy, whatever the global one: float16 outputs break KerasCV's decoding."""
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+
+
+def _pyramid_and_heads(anchors: AnchorConfig, num_classes: int, channels: int, head_width: int, head_depth: int):
+    """Our feature pyramid and the two shared heads, as keyword arguments of KerasCV's RetinaNet."""
+    prior = -math.log((1 - 0.01) / 0.01)  # the classification bias: every anchor starts at probability 0.01
+    per_location = anchors.per_location
+    return {
+        "feature_pyramid": FeaturePyramid(channels, len(anchors.sizes), name="feature_pyramid"),
+        "classification_head": Head(
+            per_location * num_classes, head_width, head_depth, prior, name="classification_head"
+        ),
+        "box_head": Head(per_location * 4, head_width, head_depth, 0.0, name="box_head"),
+    }
+
+
+def _copy_frozen_features(source_model, model) -> None:
+    """Copy ``source_model``'s backbone and pyramid weights into ``model`` and freeze them; their sizes must agree."""
+    for part in ("backbone", "feature_pyramid"):
+        source, target = getattr(source_model, part, None), getattr(model, part)
+        shapes = [tuple(w.shape) for w in source.weights] if source is not None else None
+        if shapes != [tuple(w.shape) for w in target.weights]:
+            raise ValueError(
+                f"features_from must be a RetinaNet with the same {part.replace('_', ' ')} "
+                f"(backbone_filters, backbone_blocks, pyramid_channels and pyramid levels) as this one"
+            )
+        target.set_weights(source.get_weights())
+        target.trainable = False
 
 
 def pyramid_shapes(model, image_size: int) -> dict:
@@ -196,9 +207,6 @@ def predict(
     with them, a decoder with those settings (``iou_threshold=1.0`` switches
     non-maximum suppression off). ``raw`` reuses :func:`raw_outputs` of the same images.
     """
-    from keras import ops
-    from keras.utils import bounding_boxes
-
     images = np.asarray(images, np.float32)
     raw = raw if raw is not None else raw_outputs(model, images, batch_size)
     decoder = model.prediction_decoder

@@ -22,6 +22,7 @@ def _box_patch(ax, box, colour, style="-", width=1.5, label=None, pixels_per_poi
     stays inside its panel (``pixels_per_point``: image pixels per typographic
     point of the panel; ``image_shape``: ``(height, width)``).
     """
+    # Imported on use: matplotlib (also behind course_utils.plots) is slow to import.
     import matplotlib.patches as patches
 
     x0, y0, x1, y1 = box
@@ -74,17 +75,39 @@ def plot_detections(
     (``keras.visualization.plot_bounding_box_gallery`` draws with OpenCV, which the
     course does not install; this is the matplotlib equivalent.)
     """
+    # Imported on use: matplotlib (also behind course_utils.plots) is slow to import.
+    from course_utils.plots import TITLE_SIZE
+
+    images = np.asarray(images)
+    label_truth = predictions is None if label_truth is None else label_truth
+    fig, axes, cell = _image_grid(len(images), ncols, titles is not None, title)
+    shape = images.shape[1:3] if images.ndim >= 3 else None
+    # Image pixels per point: the panel is about `cell` inches for the image's larger side.
+    per_point = max(shape) / (cell * 72) if shape is not None else 0.0
+    for i, ax in enumerate(axes.flat[: len(images)]):
+        ax.imshow(np.clip(images[i], 0, 1))
+        if true_boxes is not None:
+            _draw_truth(ax, true_boxes[i], true_classes[i], class_names, label_truth, per_point, shape)
+        if predictions is not None:
+            _draw_predictions(ax, predictions, i, class_names, min_confidence, per_point, shape)
+        if titles is not None:
+            ax.set_title(str(titles[i]), fontsize=TITLE_SIZE)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _image_grid(n: int, ncols: int, with_titles: bool, title):
+    """A page-wide figure of ``n`` image panels, ``ncols`` a row, axes off: the figure, its axes and the panel side."""
+    # Imported on use: matplotlib (also behind course_utils.plots) is slow to import.
     import matplotlib.pyplot as plt
 
     from course_utils.plots import PAGE_WIDTH, TITLE_SIZE
 
-    images = np.asarray(images)
-    n = len(images)
     ncols = max(1, min(ncols, n))
     nrows = math.ceil(n / ncols)
-    label_truth = predictions is None if label_truth is None else label_truth
     cell = min(2.6, PAGE_WIDTH / ncols)
-    title_room = TITLE_SIZE * 1.3 / 72 if titles is not None else 0.0
+    title_room = TITLE_SIZE * 1.3 / 72 if with_titles else 0.0
     fig, axes = plt.subplots(
         nrows,
         ncols,
@@ -95,45 +118,35 @@ def plot_detections(
     fig.get_layout_engine().set(w_pad=0.02, h_pad=0.02, wspace=0.02, hspace=0.02)
     for ax in axes.flat:
         ax.axis("off")
-    shape = images.shape[1:3] if images.ndim >= 3 else None
-    # Image pixels per point: the panel is about `cell` inches for the image's larger side.
-    per_point = max(shape) / (cell * 72) if shape is not None else 0.0
-    for i, ax in enumerate(axes.flat[:n]):
-        ax.imshow(np.clip(images[i], 0, 1))
-        if true_boxes is not None:
-            for box, c in zip(true_boxes[i], true_classes[i]):
-                if c >= 0 and label_truth:
-                    _box_patch(
-                        ax,
-                        box,
-                        _COLOURS[int(c) % len(_COLOURS)],
-                        style="--",
-                        label=str(class_names[int(c)]),
-                        pixels_per_point=per_point,
-                        image_shape=shape,
-                    )
-                elif c >= 0:
-                    _box_patch(ax, box, "white", style="--", width=1.0)
-        if predictions is not None:
-            k = int(predictions["num_detections"][i])
-            for box, c, s in zip(
-                predictions["boxes"][i][:k], predictions["classes"][i][:k], predictions["confidence"][i][:k]
-            ):
-                if s >= min_confidence and c >= 0:
-                    colour = _COLOURS[int(c) % len(_COLOURS)]
-                    _box_patch(
-                        ax,
-                        box,
-                        colour,
-                        label=f"{class_names[int(c)]} {s:.2f}",
-                        pixels_per_point=per_point,
-                        image_shape=shape,
-                    )
-        if titles is not None:
-            ax.set_title(str(titles[i]), fontsize=TITLE_SIZE)
-    if title:
-        fig.suptitle(title)
-    return fig
+    return fig, axes, cell
+
+
+def _draw_truth(ax, boxes, classes, class_names, labelled: bool, per_point: float, shape) -> None:
+    """One image's true boxes, dashed: in their class colour with the name when ``labelled``, else white."""
+    for box, c in zip(boxes, classes):
+        if c >= 0 and labelled:
+            _box_patch(
+                ax,
+                box,
+                _COLOURS[int(c) % len(_COLOURS)],
+                style="--",
+                label=str(class_names[int(c)]),
+                pixels_per_point=per_point,
+                image_shape=shape,
+            )
+        elif c >= 0:
+            _box_patch(ax, box, "white", style="--", width=1.0)
+
+
+def _draw_predictions(ax, predictions: dict, i: int, class_names, min_confidence: float, per_point, shape) -> None:
+    """Image ``i``'s detections with a confidence of at least ``min_confidence``, labelled with class and score."""
+    k = int(predictions["num_detections"][i])
+    for box, c, s in zip(predictions["boxes"][i][:k], predictions["classes"][i][:k], predictions["confidence"][i][:k]):
+        if s >= min_confidence and c >= 0:
+            colour = _COLOURS[int(c) % len(_COLOURS)]
+            _box_patch(
+                ax, box, colour, label=f"{class_names[int(c)]} {s:.2f}", pixels_per_point=per_point, image_shape=shape
+            )
 
 
 def plot_anchors(image, config: AnchorConfig, gt_boxes=None, centre=None, title: str | None = None):
@@ -142,6 +155,7 @@ def plot_anchors(image, config: AnchorConfig, gt_boxes=None, centre=None, title:
     ``centre`` ``(x, y)`` picks the cell whose anchors are drawn (default: the
     image centre). Anchors are drawn before clipping to the image.
     """
+    # Imported on use: matplotlib (also behind course_utils.plots) is slow to import.
     import matplotlib.pyplot as plt
 
     image = np.asarray(image)
@@ -187,6 +201,7 @@ def plot_anchors(image, config: AnchorConfig, gt_boxes=None, centre=None, title:
 
 def plot_precision_recall(curves, class_names, aps, title: str | None = None):
     """Precision-recall curves, one per class, with the AP in the legend."""
+    # Imported on use: matplotlib (also behind course_utils.plots) is slow to import.
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.8))
@@ -217,6 +232,7 @@ def plot_counts(true_counts, predicted_counts, title: str | None = None):
     ticks and span the counts that occur (the same range, so that the diagonal
     of exact counts runs at 45 degrees).
     """
+    # Imported on use: matplotlib (also behind course_utils.plots) is slow to import.
     import matplotlib.pyplot as plt
 
     true_counts = np.asarray(true_counts, dtype=int).ravel()
@@ -224,69 +240,97 @@ def plot_counts(true_counts, predicted_counts, title: str | None = None):
     if true_counts.shape != predicted_counts.shape:
         raise ValueError(f"true and predicted counts differ in length: {len(true_counts)} and {len(predicted_counts)}")
     fig, ax = plt.subplots(figsize=(4.4, 4.2), layout="constrained")
-
-    def extent(values):
-        return (int(values.min()), int(values.max())) if len(values) else (0, 1)
-
     # x spans the true counts; y the predicted ones and the true ones, so that the diagonal of exact counts shows.
-    x_lo, x_hi = extent(true_counts)
-    y_lo, y_hi = extent(np.concatenate([true_counts, predicted_counts]))
-    x_span, y_span = x_hi - x_lo + 1, y_hi - y_lo + 1
+    x_range = _count_range(true_counts)
+    y_range = _count_range(np.concatenate([true_counts, predicted_counts]))
+    x_lo, x_hi = x_range
     ax.plot((x_lo - 0.5, x_hi + 0.5), (x_lo - 0.5, x_hi + 0.5), color="grey", lw=1, ls="--", zorder=1)
-    unit = min(3.3 / x_span, 3.0 / y_span) * 72  # points per count on the axis with the least room per count
+    # Points per count on the axis with the least room per count.
+    unit = min(3.3 / (x_range[1] - x_range[0] + 1), 3.0 / (y_range[1] - y_range[0] + 1)) * 72
     if len(true_counts):
-        pairs, images = np.unique(np.stack([true_counts, predicted_counts], axis=1), axis=0, return_counts=True)
-        diameter = min(unit * 0.92, 40) * np.sqrt(images / images.max())
-        exact = pairs[:, 0] == pairs[:, 1]
-        ax.scatter(
-            pairs[:, 0],
-            pairs[:, 1],
-            s=np.maximum(diameter, 4) ** 2,
-            zorder=2,
-            alpha=0.85,
-            linewidths=0,
-            color=np.where(exact, "#0072B2", "#E69F00"),
-        )  # Okabe-Ito blue: exact, orange: off
-        if unit >= 14:  # room to write the number of images on its disc
-            for (t, p), k, d in zip(pairs, images, diameter):
-                inside = d >= 16
-                ax.annotate(
-                    str(k),
-                    (t, p),
-                    xytext=(0, 0) if inside else (0, d / 2 + 1),
-                    textcoords="offset points",
-                    ha="center",
-                    va="center" if inside else "bottom",
-                    fontsize=9,
-                    zorder=3,
-                    color="white" if inside else "black",
-                )
-        kinds = [
-            (c, text)
-            for c, text, shown in (
-                ("#0072B2", "exact count", exact.any()),
-                ("#E69F00", "too few or too many", (~exact).any()),
-            )
-            if shown
-        ]
-        ax.legend(
-            handles=[plt.Line2D([], [], ls="", marker="o", color=c, label=text) for c, text in kinds],
-            loc="best",
-            fontsize=9,
-            framealpha=0.9,
-        )
+        exact = _draw_count_discs(ax, true_counts, predicted_counts, unit)
+        _count_legend(ax, exact)
     mae = np.mean(np.abs(true_counts - predicted_counts)) if len(true_counts) else float("nan")
+    key = "number on a disc: images with those counts" if unit >= 14 else "disc area: number of images"
+    _frame_counts(ax, x_range, y_range, title or f"object counts (mean absolute error {mae:.2f})\n{key}")
+    return fig
+
+
+def _count_range(values) -> tuple[int, int]:
+    """The smallest and largest count in ``values``; ``(0, 1)`` for none."""
+    return (int(values.min()), int(values.max())) if len(values) else (0, 1)
+
+
+def _draw_count_discs(ax, true_counts, predicted_counts, unit: float) -> np.ndarray:
+    """One disc per (true, predicted) pair, its area the number of images (written on it when there is room).
+
+    Returns whether each disc is an exact count.
+    """
+    pairs, images = np.unique(np.stack([true_counts, predicted_counts], axis=1), axis=0, return_counts=True)
+    diameter = min(unit * 0.92, 40) * np.sqrt(images / images.max())
+    exact = pairs[:, 0] == pairs[:, 1]
+    ax.scatter(
+        pairs[:, 0],
+        pairs[:, 1],
+        s=np.maximum(diameter, 4) ** 2,
+        zorder=2,
+        alpha=0.85,
+        linewidths=0,
+        color=np.where(exact, "#0072B2", "#E69F00"),
+    )  # Okabe-Ito blue: exact, orange: off
+    if unit >= 14:  # room to write the number of images on its disc
+        for (t, p), k, d in zip(pairs, images, diameter):
+            inside = d >= 16
+            ax.annotate(
+                str(k),
+                (t, p),
+                xytext=(0, 0) if inside else (0, d / 2 + 1),
+                textcoords="offset points",
+                ha="center",
+                va="center" if inside else "bottom",
+                fontsize=9,
+                zorder=3,
+                color="white" if inside else "black",
+            )
+    return exact
+
+
+def _count_legend(ax, exact: np.ndarray) -> None:
+    """The legend of the disc colours that occur: exact counts, and counts too low or too high."""
+    # Imported on use: matplotlib (also behind course_utils.plots) is slow to import.
+    from matplotlib.lines import Line2D
+
+    kinds = [
+        (c, text)
+        for c, text, shown in (
+            ("#0072B2", "exact count", exact.any()),
+            ("#E69F00", "too few or too many", (~exact).any()),
+        )
+        if shown
+    ]
+    ax.legend(
+        handles=[Line2D([], [], ls="", marker="o", color=c, label=text) for c, text in kinds],
+        loc="best",
+        fontsize=9,
+        framealpha=0.9,
+    )
+
+
+def _frame_counts(ax, x_range, y_range, title: str) -> None:
+    """Axis limits with integer ticks around the counts, the labels, the title and the grid."""
+    # Imported on use: matplotlib (also behind course_utils.plots) is slow to import.
+    from matplotlib.ticker import MaxNLocator
+
+    (x_lo, x_hi), (y_lo, y_hi) = x_range, y_range
     ax.set_xlim(x_lo - 0.5, x_hi + 0.5)
     ax.set_ylim(y_lo - 0.5, y_hi + 0.5)
-    ax.xaxis.set_major_locator(plt.MaxNLocator(nbins=min(x_span, 10), integer=True))
-    ax.yaxis.set_major_locator(plt.MaxNLocator(nbins=min(y_span, 10), integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=min(x_hi - x_lo + 1, 10), integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=min(y_hi - y_lo + 1, 10), integer=True))
     ax.set_xlabel("true number of objects")
     ax.set_ylabel("predicted number of objects")
-    key = "number on a disc: images with those counts" if unit >= 14 else "disc area: number of images"
-    ax.set_title(title or f"object counts (mean absolute error {mae:.2f})\n{key}", fontsize=10)
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, zorder=0)
     ax.set_axisbelow(True)
-    return fig
 
 
 def plot_score_distributions(scores: dict, threshold: float | None = 0.05, title: str | None = None):
@@ -298,6 +342,7 @@ def plot_score_distributions(scores: dict, threshold: float | None = 0.05, title
     anchors per bin. ``threshold`` (the decoder's score threshold)
     is marked: background anchors to its right become candidate false detections.
     """
+    # Imported on use: matplotlib (also behind course_utils.plots) is slow to import.
     import matplotlib.pyplot as plt
 
     from course_utils.plots import PAGE_WIDTH
