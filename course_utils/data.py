@@ -8,7 +8,8 @@
   ``tf.data.Dataset`` ready for ``model.fit``.
 
 TensorFlow, scikit-learn, scikit-image and tqdm are imported inside the functions
-that use them, so ``import course_utils.data`` stays quick.
+that use them, so ``import course_utils.data`` stays quick: the synthetic scenes,
+pure NumPy, import it.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageOps
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
-"""The image files every loader of the course reads (other files in a data folder are ignored)."""
-"""File endings :func:`load_image_folder` reads (compared case-insensitively)."""
+"""The image files every loader of the course reads, by ending, compared case-insensitively (others are ignored)."""
 
 _PROGRESS_MIN_FILES = 200  # fewer files than this: no progress bar
 
@@ -53,6 +54,7 @@ def load_digits(size: int = 32, test_fraction: float = 0.2, seed: int = 0) -> Sp
     stratified (each digit in the same proportion in train and test) and the same
     for the same ``seed``.
     """
+    # On use: see the module's docstring.
     from sklearn.datasets import load_digits as sklearn_load_digits
     from sklearn.model_selection import train_test_split
 
@@ -63,7 +65,7 @@ def load_digits(size: int = 32, test_fraction: float = 0.2, seed: int = 0) -> Sp
     digits = sklearn_load_digits()
     images = digits.images.astype(np.float32) / 16.0  # (n, 8, 8), values 0..16 -> 0..1
     if size != images.shape[1]:
-        from skimage.transform import resize
+        from skimage.transform import resize  # on use: see the module's docstring
 
         images = resize(
             images,
@@ -104,15 +106,25 @@ def load_image_folder(
     ``class_names`` as a tuple. Raises an error naming the folder or file at fault
     when the layout is wrong or an image cannot be read.
     """
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # on use: see the module's docstring
 
     root = Path(root).expanduser()
     height, width = check_image_size(image_size)
+    class_names = _class_folders(root, class_names)
+    files, labels = _class_files(root, class_names)
+    images = np.empty((len(files), height, width, 3), dtype=np.float32)
+    progress = tqdm(files, desc="Loading images", unit="img", disable=len(files) < _PROGRESS_MIN_FILES)
+    for i, path in enumerate(progress):
+        images[i] = _read_image(path, height, width)
+    return images, np.asarray(labels, dtype=np.int32), tuple(class_names)
+
+
+def _class_folders(root: Path, class_names) -> list[str]:
+    """The class names: ``class_names`` checked against the sub-folders of ``root``, or those sub-folders sorted."""
     if not root.exists():
         raise FileNotFoundError(f"Image folder not found: {root}")
     if not root.is_dir():
         raise NotADirectoryError(f"Expected a folder with one sub-folder per class, got a file: {root}")
-
     if class_names is None:
         class_names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
         if not class_names:
@@ -120,18 +132,22 @@ def load_image_folder(
                 f"No class folders in {root}: expected one sub-folder per class, "
                 f"e.g. {root / 'cats'} and {root / 'dogs'}"
             )
-    else:
-        if isinstance(class_names, str):
-            raise TypeError("class_names must be a list of folder names, not a single string")
-        class_names = [str(name) for name in class_names]
-        if not class_names:
-            raise ValueError("class_names is empty")
-        if len(set(class_names)) != len(class_names):
-            raise ValueError(f"class_names has duplicates: {class_names}")
-        for name in class_names:
-            if not (root / name).is_dir():
-                raise FileNotFoundError(f"No folder for class {name!r}: {root / name}")
+        return class_names
+    if isinstance(class_names, str):
+        raise TypeError("class_names must be a list of folder names, not a single string")
+    class_names = [str(name) for name in class_names]
+    if not class_names:
+        raise ValueError("class_names is empty")
+    if len(set(class_names)) != len(class_names):
+        raise ValueError(f"class_names has duplicates: {class_names}")
+    for name in class_names:
+        if not (root / name).is_dir():
+            raise FileNotFoundError(f"No folder for class {name!r}: {root / name}")
+    return class_names
 
+
+def _class_files(root: Path, class_names) -> tuple[list[Path], list[int]]:
+    """The image files of every class folder, sorted by name, and their labels; a folder without images is an error."""
     files, labels = [], []
     for label, name in enumerate(class_names):
         folder = root / name
@@ -144,12 +160,7 @@ def load_image_folder(
             raise ValueError(f"Class folder has no images ({', '.join(IMAGE_EXTENSIONS)}): {folder}")
         files += found
         labels += [label] * len(found)
-
-    images = np.empty((len(files), height, width, 3), dtype=np.float32)
-    progress = tqdm(files, desc="Loading images", unit="img", disable=len(files) < _PROGRESS_MIN_FILES)
-    for i, path in enumerate(progress):
-        images[i] = _read_image(path, height, width)
-    return images, np.asarray(labels, dtype=np.int32), tuple(class_names)
+    return files, labels
 
 
 TFDS_PREFIX = "tfds:"
@@ -210,8 +221,6 @@ def read_rgb(path):
     annotation tools show it), and made RGB: grayscale gives three equal channels, transparent pixels
     are put on white.
     """
-    from PIL import Image, ImageOps
-
     try:
         # verify() checks the file's structure (for PNG also the checksums) and
         # load() decodes every pixel.
@@ -232,8 +241,6 @@ def read_rgb(path):
 
 def _read_image(path: Path, height: int, width: int) -> np.ndarray:
     """Read one image file as float32 RGB (height, width, 3) in [0, 1]."""
-    from PIL import Image
-
     image = read_rgb(path).resize((width, height), Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.float32) / 255.0
 
@@ -261,7 +268,7 @@ def make_dataset(
     nothing otherwise). Augmenting after the cache gives new random changes every
     epoch. Use it on the training set only.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # on use: see the module's docstring
 
     images = np.asarray(images)
     labels = np.asarray(labels)
