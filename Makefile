@@ -21,7 +21,7 @@ browser:
 		apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium >/dev/null; \
 	else echo "Chromium is not installed (sudo apt-get install chromium): the browser tests will be skipped."; fi
 
-# The grader confines each student's notebook with bubblewrap (course_utils/sandbox.py). Installed here
+# The grader confines each student's notebook with bubblewrap (course_utils/grading/sandbox.py). Installed here
 # when we may (root with apt-get, as on CI); elsewhere the grader says how, and refuses to run unconfined.
 sandbox:
 	@if command -v bwrap >/dev/null; then :; \
@@ -51,7 +51,7 @@ sync: env
 	$(PY) -m course_utils.build sync
 
 bench: env
-	$(PY) bench/run.py
+	$(PY) -m bench
 
 clean:
 	rm -rf _build

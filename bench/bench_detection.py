@@ -12,10 +12,10 @@ lives in ``book/week3_detection.py`` only.
 
 from __future__ import annotations
 
-from run import sweep  # bench/run.py: bench/ is on sys.path when run as a script
+from bench.run import sweep
 
 
-def bench_week3():
+def bench_week3(seeds=None):
     return sweep(
         "week3_detection",
         "week3",
@@ -42,6 +42,7 @@ def bench_week3():
             "week3.focal_vs_ce.background_scored_ce": "share of background anchors scoring >= 0.05",
             "week3.focal_vs_ce.train_seconds": "s",
         },
+        seeds=seeds,
     )
 
 

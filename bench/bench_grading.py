@@ -4,7 +4,7 @@ Beside it, the same submissions run by papermill alone, two at a time, with no
 grader, no sandbox and no judge: what executing the students' notebooks costs by
 itself on this machine, the ceiling for any grader that executes them.
 
-Run by ``bench/run.py``; alone, ``python bench/bench_grading.py [--n 3]`` prints the records.
+Run by ``python -m bench``; alone, ``python -m bench.bench_grading [--n 3]`` prints the records.
 """
 
 from __future__ import annotations
@@ -17,24 +17,26 @@ import time
 from pathlib import Path
 
 import nbformat
-from run import record  # bench/run.py: bench/ is on sys.path when run as a script
+
+from bench.run import record
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def bench_grading(n: int = 20, workers: int = 2):
     """Grade ``n`` copies of a fully correct week 1 submission (each trains LeNet-5) from an empty output folder."""
-    from course_utils import grading
+    from course_utils.grading import cli, submission
+    from course_utils.grading.workers import Settings
 
     with tempfile.TemporaryDirectory() as folder:
         submissions, out = Path(folder) / "submissions", Path(folder) / "out"
         submissions.mkdir()
-        text = nbformat.writes(grading.model_submission(ROOT, "week1_exercise"))
+        text = nbformat.writes(submission.model_submission(ROOT, "week1_exercise"))
         for i in range(n):
             (submissions / f"student {i:02d}.ipynb").write_text(text)
-        settings = grading.Settings(profile="smoke", cell_timeout=120, notebook_timeout=600)
+        settings = Settings(profile="smoke", cell_timeout=120, notebook_timeout=600)
         start = time.perf_counter()
-        grading.grade("week1_exercise", submissions, out, root=ROOT, workers=workers, settings=settings)
+        cli.grade("week1_exercise", submissions, out, root=ROOT, workers=workers, settings=settings)
         minutes = (time.perf_counter() - start) / 60
         with open(out / "gradebook.csv", newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
@@ -48,11 +50,11 @@ def bench_notebooks_alone(n: int = 20, workers: int = 2):
     """The correct week 1 submission executed ``n`` times by papermill at profile smoke, ``workers`` at a time."""
     import papermill
 
-    from course_utils import grading
+    from course_utils.grading import submission
 
     with tempfile.TemporaryDirectory() as folder:
         source = Path(folder) / "submission.ipynb"
-        nbformat.write(grading.model_submission(ROOT, "week1_exercise"), source)
+        nbformat.write(submission.model_submission(ROOT, "week1_exercise"), source)
 
         def execute(i):
             work = Path(folder) / f"run{i:02d}"

@@ -13,10 +13,10 @@ all read from what the chapter recorded: the recipe lives in
 
 from __future__ import annotations
 
-from run import sweep  # bench/run.py: bench/ is on sys.path when run as a script
+from bench.run import sweep
 
 
-def bench_week5():
+def bench_week5(seeds=None):
     return sweep(
         "week5_metric_learning",
         "week5",
@@ -38,6 +38,7 @@ def bench_week5():
             "week5.autoencoder.knn_accuracy_with_held_out_class": "fraction",
             "week5.autoencoder.train_seconds": "s",
         },
+        seeds=seeds,
     )
 
 

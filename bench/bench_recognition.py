@@ -1,7 +1,7 @@
 """Week 2 benchmarks: MobileNetV2 from scratch on the scenes, transfer from the source task, throughput, chapter time.
 
-Loaded by ``bench/run.py`` (``BENCHMARKS``); it can also run alone:
-``python bench/bench_recognition.py`` prints the records without writing them.
+Loaded by ``python -m bench`` (``BENCHMARKS``); it can also run alone:
+``python -m bench.bench_recognition`` prints the records without writing them.
 
 The MobileNetV2 numbers are the chapter's own: the chapter is executed at
 profile ``cpu`` with five run seeds and what it recorded is read back, so the
@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import time
 
-from run import ROOT, execute_chapter, record, sweep  # bench/ is on sys.path when run as a script
-
+from bench.run import ROOT, execute_chapter, record, sweep
 from course_utils import claims
 
 CHAPTER = "week2_recognition"
@@ -58,7 +57,7 @@ def _throughput(size: int = 32, batch: int = 64, steps: int = 100, rounds: int =
     return round(max(speeds["pipeline"]), 1), round(max(speeds["resident"]), 1)
 
 
-def bench_seeds():
+def bench_seeds(seeds=None):
     """The chapter at profile cpu over five run seeds: every result its text quotes a range for."""
     transfer = {
         f"week2.transfer.{method}_{k}_per_class": "fraction"
@@ -92,6 +91,7 @@ def bench_seeds():
             "week2.imbalance.balanced_accuracy_without_weights": "fraction",
             **points,
         },
+        seeds=seeds,
     )
 
 

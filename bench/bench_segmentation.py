@@ -11,10 +11,10 @@ all read from what the chapter recorded: the recipes live in
 
 from __future__ import annotations
 
-from run import sweep  # bench/run.py: bench/ is on sys.path when run as a script
+from bench.run import sweep
 
 
-def bench_week4():
+def bench_week4(seeds=None):
     return sweep(
         "week4_segmentation",
         "week4",
@@ -30,6 +30,7 @@ def bench_week4():
             },
             **{f"week4.small_objects.{loss}.found": "fraction" for loss in ("ce", "dice")},
         },
+        seeds=seeds,
     )
 
 

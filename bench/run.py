@@ -1,7 +1,7 @@
 """Measure the course's speed and quality targets and merge them into bench/results.json.
 
-Usage: ``python bench/run.py [--only PREFIX ...]`` (or ``make bench``). Every value is
-measured here; each record says on which machine, on which date and on which commit.
+Usage, from the repository root: ``python -m bench [--only PREFIX ...] [--seeds K ...]`` (or ``make bench``).
+Every value is measured here; each record says on which machine, on which date and on which commit.
 
 The benchmarks of the core and week 1 are below; a chapter adds its own in
 ``bench/bench_<topic>.py``, a module with a ``BENCHMARKS`` dict of
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import inspect
 import json
 import os
 import platform
@@ -20,9 +21,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-if __name__ == "__main__":  # the bench_*.py modules import this file as "run": let them share its settings
-    sys.modules["run"] = sys.modules[__name__]
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results.json"
@@ -78,7 +76,7 @@ def record(name, value, unit, profile=None):
     }
 
 
-def bench_week1():
+def bench_week1(seeds=None):
     """The week 1 chapter at profile cpu over five run seeds: LeNet-5's test accuracy with augmentation (the
     headline, target >= 0.97 on the worst seed) and without, the chapter's time, the gradient checks of the
     NumPy backward passes (their worst is the largest error) and the ablation from LeNet-5 to a modern small CNN."""
@@ -110,6 +108,7 @@ def bench_week1():
             "week1.residual.residual_gradient_ratio_trained": "ratio",
             "week1.residual.train_seconds": "s",
         },
+        seeds=seeds,
         worst={"week1.gradcheck.max_relative_error": "max", "week1.gradcheck.tape_max_abs_error": "max"},
     )
 
@@ -192,14 +191,11 @@ BENCHMARKS = {"week1": bench_week1, "data.scenes": bench_scenes, "colab": bench_
 
 def all_benchmarks():
     """The benchmarks above, those of every ``bench/bench_*.py``, and the test suite's time last."""
-    import importlib.util
+    import importlib
 
     found = dict(BENCHMARKS)
     for path in sorted(Path(__file__).parent.glob("bench_*.py")):
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        found.update(module.BENCHMARKS)
+        found.update(importlib.import_module(f"bench.{path.stem}").BENCHMARKS)
     found["tests"] = bench_tests
     return found
 
@@ -220,8 +216,8 @@ def execute_chapter(name: str, profile: str = "cpu", parameters: dict | None = N
 
 
 SEEDS = (0, 1, 2, 3, 4)
-"""The run seeds every chapter is benchmarked with (the ``SEED`` parameter; 0 is the book's)."""
-SEEDS_TO_RUN = list(SEEDS)  # ``--seeds`` reruns some of them
+"""The run seeds every chapter is benchmarked with (the ``SEED`` parameter; 0 is the book's); ``--seeds`` runs
+others (seeds beyond these test the claims on runs their ranges were not set from)."""
 
 
 def sweep(chapter: str, prefix: str, units: dict, seeds=None, worst=None, parameters: dict | None = None, log=print):
@@ -238,74 +234,83 @@ def sweep(chapter: str, prefix: str, units: dict, seeds=None, worst=None, parame
     recorded before failing counts.
     Rerunning some ``seeds`` keeps the other seeds' earlier records in the summary.
     """
-    import numpy as np
-    import papermill
-
-    from course_utils import claims
-
-    worst = worst or {}
-    seeds = SEEDS_TO_RUN if seeds is None else seeds
-    values, records, failed = {name: {} for name in units}, [], []
+    seeds = SEEDS if seeds is None else seeds
+    units = {**units, f"{prefix}.chapter.seconds": "s"}
+    values, failed, records = {name: {} for name in units}, [], []
     for seed in seeds:
-        keep_as = f"{chapter}_seed{seed}"
-        start = time.perf_counter()
-        try:
-            os.environ[claims.REPORT_ONLY] = "1"  # the kernel inherits it: a broken claim is listed, not raised
-            execute_chapter(chapter, "cpu", parameters={**(parameters or {}), "SEED": seed}, keep_as=keep_as)
-        except (papermill.PapermillExecutionError, RuntimeError) as error:
-            failed.append(seed)
-            log(
-                f"  seed {seed}: the chapter failed: {getattr(error, 'ename', type(error).__name__)}: "
-                f"{getattr(error, 'evalue', error)}"
-            )
-        finally:
-            os.environ.pop(claims.REPORT_ONLY, None)
-        seconds = time.perf_counter() - start
-        found = claims.read_records(ROOT / "_build" / "bench" / f"{keep_as}.ipynb")
-        broken = sorted(k[len(claims.FAILED_PREFIX) :] for k in found if k.startswith(claims.FAILED_PREFIX))
-        values.setdefault(f"{prefix}.claims_failed", {})[seed] = broken
-        for name in broken:
-            log(f"  seed {seed}: {found[claims.FAILED_PREFIX + name]}")
-        values.setdefault(f"{prefix}.chapter.seconds", {})[seed] = round(seconds, 1)
+        found, broken, raised = _run_seed(chapter, seed, parameters, log)
+        failed += [seed] if raised else []
+        values[f"{prefix}.chapter.seconds"][seed] = found.pop("seconds")
         for name in units:
             if name in found:
                 values[name][seed] = found[name]
-        log(f"  seed {seed}: {seconds:.0f} s, " + ", ".join(f"{n} {values[n].get(seed)}" for n in units))
-        # Stored at once, so that an interrupted sweep keeps the seeds it finished.
-        merge(
-            [
-                record(f"{name}.seed{seed}", values[name][seed], unit, "cpu")
-                for name, unit in {
-                    **units,
-                    f"{prefix}.chapter.seconds": "s",
-                    f"{prefix}.claims_failed": "claims",
-                }.items()
-                if seed in values[name]
-            ]
+        log(
+            f"  seed {seed}: {values[f'{prefix}.chapter.seconds'][seed]:.0f} s, "
+            + ", ".join(f"{n} {values[n].get(seed)}" for n in units)
         )
-    for seed, broken in values.pop(f"{prefix}.claims_failed").items():
-        records.append(record(f"{prefix}.claims_failed.seed{seed}", broken, "claims", "cpu"))
-    units = {**units, f"{prefix}.chapter.seconds": "s"}
+        seed_records = [
+            record(f"{name}.seed{seed}", values[name][seed], unit, "cpu")
+            for name, unit in units.items()
+            if seed in values[name]
+        ]
+        seed_records.append(record(f"{prefix}.claims_failed.seed{seed}", broken, "claims", "cpu"))
+        merge(seed_records)  # stored at once, so that an interrupted sweep keeps the seeds it finished
+        records += seed_records
     earlier = {r["name"]: r["value"] for r in json.loads(RESULTS.read_text())} if RESULTS.exists() else {}
     for name, unit in units.items():
-        per_seed = values[name]
-        for seed, value in per_seed.items():
-            records.append(record(f"{name}.seed{seed}", value, unit, "cpu"))
-        for seed in SEEDS:  # a rerun of some seeds keeps the others' earlier values in the summary
-            if seed not in per_seed and f"{name}.seed{seed}" in earlier:
-                per_seed[seed] = earlier[f"{name}.seed{seed}"]
-        if per_seed:
-            numbers = np.array(list(per_seed.values()), float)
-            pick = worst.get(name, "max" if unit == "s" else "min")
-            records += [
-                record(f"{name}.worst_seed", significant(getattr(numbers, pick)()), unit, "cpu"),
-                record(f"{name}.mean", significant(numbers.mean()), unit, "cpu"),
-                record(f"{name}.spread", significant(numbers.max() - numbers.min()), unit, "cpu"),
-            ]
+        records += _summary(name, unit, values[name], earlier, worst or {})
     rerun_ok = set(seeds) - set(failed)
     failed = sorted(set(failed) | {s for s in earlier.get(f"{prefix}.chapter.failed_seeds", []) if s not in rerun_ok})
     records.append(record(f"{prefix}.chapter.failed_seeds", failed, "seeds", "cpu"))
     return records
+
+
+def _run_seed(chapter: str, seed: int, parameters: dict | None, log) -> tuple[dict, list, bool]:
+    """Execute the chapter at run seed ``seed``: (what it recorded, with its ``seconds``; the claims it broke;
+    whether its execution raised)."""
+    import papermill
+
+    from course_utils import claims
+
+    keep_as, raised = f"{chapter}_seed{seed}", False
+    start = time.perf_counter()
+    try:
+        os.environ[claims.REPORT_ONLY] = "1"  # the kernel inherits it: a broken claim is listed, not raised
+        execute_chapter(chapter, "cpu", parameters={**(parameters or {}), "SEED": seed}, keep_as=keep_as)
+    except (papermill.PapermillExecutionError, RuntimeError) as error:
+        raised = True
+        log(
+            f"  seed {seed}: the chapter failed: {getattr(error, 'ename', type(error).__name__)}: "
+            f"{getattr(error, 'evalue', error)}"
+        )
+    finally:
+        os.environ.pop(claims.REPORT_ONLY, None)
+    seconds = round(time.perf_counter() - start, 1)
+    found = claims.read_records(ROOT / "_build" / "bench" / f"{keep_as}.ipynb")
+    broken = sorted(k[len(claims.FAILED_PREFIX) :] for k in found if k.startswith(claims.FAILED_PREFIX))
+    for name in broken:
+        log(f"  seed {seed}: {found[claims.FAILED_PREFIX + name]}")
+    return {**found, "seconds": seconds}, broken, raised
+
+
+def _summary(name: str, unit: str, per_seed: dict, earlier: dict, worst: dict) -> list[dict]:
+    """The worst, mean and spread of one value over these seeds and the benchmark's other seeds recorded
+    earlier."""
+    import numpy as np
+
+    per_seed = dict(per_seed)
+    for seed in SEEDS:  # a rerun of some seeds keeps the others' earlier values in the summary
+        if seed not in per_seed and f"{name}.seed{seed}" in earlier:
+            per_seed[seed] = earlier[f"{name}.seed{seed}"]
+    if not per_seed:
+        return []
+    numbers = np.array(list(per_seed.values()), float)
+    pick = worst.get(name, "max" if unit == "s" else "min")
+    return [
+        record(f"{name}.worst_seed", significant(getattr(numbers, pick)()), unit, "cpu"),
+        record(f"{name}.mean", significant(numbers.mean()), unit, "cpu"),
+        record(f"{name}.spread", significant(numbers.max() - numbers.min()), unit, "cpu"),
+    ]
 
 
 def significant(value, digits: int = 6) -> float:
@@ -324,7 +329,7 @@ def merge(new_records, path=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", default=None, help="benchmark name prefixes to run (default: all)")
     parser.add_argument(
         "--seeds",
@@ -334,17 +339,12 @@ def main(argv=None):
         help=f"run seeds of the chapter sweeps (default: {' '.join(map(str, SEEDS))})",
     )
     args = parser.parse_args(argv)
-    if args.seeds is not None:
-        SEEDS_TO_RUN[:] = args.seeds
     for name, bench in all_benchmarks().items():
         if args.only and not any(name.startswith(p) or p.startswith(name) for p in args.only):
             continue
         print(f"running {name} ...", flush=True)
-        records = bench()
+        sweeps = "seeds" in inspect.signature(bench).parameters  # the chapter sweeps take the run seeds
+        records = bench(seeds=args.seeds) if sweeps else bench()
         merge(records)
         for r in records:
             print(f"  {r['name']}: {r['value']} {r['unit']}", flush=True)
-
-
-if __name__ == "__main__":
-    main()

@@ -17,7 +17,7 @@ A mistake's value is compared only after the check failed, so a mistake that
 happens to give the right answer on some input is never reported there.
 
 This module imports nothing else from ``course_utils``. The grader runs the checks in
-its own process (:mod:`course_utils.judge`), so what a submission patches in its
+its own process (:mod:`course_utils.grading.judge`), so what a submission patches in its
 kernel does not reach them.
 """
 

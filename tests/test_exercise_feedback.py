@@ -14,7 +14,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from course_utils import build, grading
+from course_utils import build
+from course_utils.grading import exercise
 
 ROOT = Path(__file__).resolve().parents[1]
 WEEKS = {}
@@ -22,14 +23,14 @@ WEEKS = {}
 
 def week(name):
     if name not in WEEKS:
-        WEEKS[name] = grading.load_week(ROOT, name)
+        WEEKS[name] = exercise.load_week(ROOT, name)
     return WEEKS[name]
 
 
 def solved(name, number):
     """Answer cell ``number`` (1-based) of the solution, as a student who solved it wrote it."""
     slot = next(
-        c for c in week(name).cells if isinstance(c, grading.Slot) and c.kind == "answer" and c.number == number
+        c for c in week(name).cells if isinstance(c, exercise.Slot) and c.kind == "answer" and c.number == number
     )
     return "\n".join(
         line for line in slot.source.splitlines() if line.strip() not in (build.BEGIN_SOLUTION, build.END_SOLUTION)
@@ -46,9 +47,9 @@ def run(name, *sources):
     """A namespace holding the solution's set-up (the fixed cells before its first answer), then ``sources``."""
     namespace = {}
     for cell in week(name).cells:
-        if isinstance(cell, grading.Slot) and cell.kind == "answer":
+        if isinstance(cell, exercise.Slot) and cell.kind == "answer":
             break
-        if isinstance(cell, grading.Slot) and cell.kind == "fixed":
+        if isinstance(cell, exercise.Slot) and cell.kind == "fixed":
             exec(cell.source.replace("PROFILE = None", "PROFILE = 'smoke'"), namespace)
     for source in sources:
         exec(source, namespace)

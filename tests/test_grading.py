@@ -15,7 +15,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_utils import build, grading, judge, sandbox
+from course_utils import build
+from course_utils.grading import cli, exercise, matching, reports, sandbox, workers
+from course_utils.grading import submission as one_file
+from course_utils.grading.source import free_names
 
 WEEK = "week1_exercise"
 
@@ -125,7 +128,7 @@ def write_submissions(root, folder):
     """One file per case of EXPECTED."""
     solved = answers(root)
     everything = dict(enumerate(solved, 1))
-    write(folder, "Correct solution.ipynb", grading.model_submission(root, WEEK))
+    write(folder, "Correct solution.ipynb", one_file.model_submission(root, WEEK))
 
     partly = dict(everything)
     partly[1] = WRONG_CORRELATE
@@ -196,7 +199,7 @@ def stored(out):
 # The limit per cell leaves room for the slowest cell of a correct submission on a busy machine
 # (importing TensorFlow: 5 s alone, 45 s with other jobs running).
 # Confined where bubblewrap works (tests/test_sandbox.py fails loudly where it is installed but refused).
-SETTINGS = grading.Settings(
+SETTINGS = workers.Settings(
     profile="smoke", cell_timeout=60, notebook_timeout=400, memory_gb=8, isolate=sandbox.unavailable() is None
 )
 
@@ -208,7 +211,7 @@ def graded(root, tmp_path_factory):
     write_submissions(root, folder)
     before = digests(folder)
     start = time.perf_counter()
-    grading.grade(WEEK, folder, out, root=root, workers=2, settings=SETTINGS, progress=False)
+    cli.grade(WEEK, folder, out, root=root, workers=2, settings=SETTINGS, progress=False)
     return folder, out, before, time.perf_counter() - start
 
 
@@ -255,7 +258,7 @@ def test_feedback_says_what_failed_and_why(graded):
 
 def test_printed_megabytes_are_cut_in_the_stored_notebook(graded):
     _, out, _, _ = graded
-    key = grading.result_key("megabytes.ipynb")
+    key = reports.result_key("megabytes.ipynb")
     assert (out / "results" / f"{key}.ipynb").stat().st_size < 1_000_000
 
 
@@ -266,7 +269,7 @@ def test_second_run_skips_everything_and_grades_a_late_submission(graded, root):
     shutil.copytree(folder, late)
     (late / "Broken file.ipynb").write_text("{")  # late, truncated (graded without running), and a name taken before
     start = time.perf_counter()
-    grading.grade(WEEK, late, out, root=root, workers=2, settings=SETTINGS, progress=False)
+    cli.grade(WEEK, late, out, root=root, workers=2, settings=SETTINGS, progress=False)
     assert time.perf_counter() - start < 30
     after = stored(out)
     assert {k: v["graded_at"] for k, v in after.items() if k in before} == {
@@ -289,7 +292,7 @@ def test_forced_run_regrades(graded, root, tmp_path):
         shutil.copy2(folder / name, subset / name)
     before = stored(out)
     time.sleep(1.1)  # graded_at has a resolution of one second
-    grading.grade(WEEK, subset, out, root=root, workers=2, settings=SETTINGS, force=True, progress=False)
+    cli.grade(WEEK, subset, out, root=root, workers=2, settings=SETTINGS, force=True, progress=False)
     after = stored(out)
     for name in ("broken file.ipynb", "broken_file.ipynb"):
         assert after[name]["graded_at"] != before[name]["graded_at"]
@@ -300,10 +303,10 @@ def test_forced_run_regrades(graded, root, tmp_path):
 
 def test_an_interrupted_run_resumes_with_what_is_missing(graded, root):
     folder, out, _, _ = graded
-    (out / "results" / f"{grading.result_key('broken file.ipynb')}.json").write_text(
+    (out / "results" / f"{reports.result_key('broken file.ipynb')}.json").write_text(
         '{"file": "broken fi'
     )  # cut mid-write
-    grading.grade(WEEK, folder, out, root=root, workers=1, settings=SETTINGS, progress=False)
+    cli.grade(WEEK, folder, out, root=root, workers=1, settings=SETTINGS, progress=False)
     assert stored(out)["broken file.ipynb"]["status"] == "invalid"
 
 
@@ -311,7 +314,7 @@ def test_an_interrupted_run_resumes_with_what_is_missing(graded, root):
 
 
 def test_week1_points_come_from_the_check_markers(root):
-    week = grading.load_week(root, "1")
+    week = exercise.load_week(root, "1")
     assert week.name == WEEK
     assert week.questions == {
         "correlate2d": 3,
@@ -334,13 +337,13 @@ def test_every_exercise_can_be_graded(root, name):
     assert "# CHECK" in (root / "solutions" / f"{name}.py").read_text(), (
         f"{name} has no '# CHECK <question> points=<n>' markers (see book/instructors.md)"
     )
-    week = grading.load_week(root, name)
-    notebook, notes = grading.graded_notebook(week, grading.model_submission(root, name))
+    week = exercise.load_week(root, name)
+    notebook, notes = matching.graded_notebook(week, one_file.model_submission(root, name))
     assert not notes, notes
     assert [
         c.metadata["grader"]["id"] for c in notebook.cells if c.metadata.get("grader", {}).get("kind") == "check"
     ] == [c.id for c in week.checks]
-    answers = sum(1 for c in week.cells if isinstance(c, grading.Slot) and c.kind == "answer")
+    answers = sum(1 for c in week.cells if isinstance(c, exercise.Slot) and c.kind == "answer")
     assert sum(1 for c in notebook.cells if c.metadata.get("grader", {}).get("kind") == "answer") == answers
 
 
@@ -364,8 +367,8 @@ def demo_root(tmp_path, root, solution):
 )
 def test_marker_mistakes_are_reported(tmp_path, root, cell, problem):
     solution = f'# %% tags=["parameters"]\nPROFILE = None\n\n# %%\n{cell}\n'
-    with pytest.raises(grading.GradingError, match=problem):
-        grading.load_week(demo_root(tmp_path, root, solution), "week9_exercise")
+    with pytest.raises(exercise.GradingError, match=problem):
+        exercise.load_week(demo_root(tmp_path, root, solution), "week9_exercise")
 
 
 def test_a_hidden_test_that_leaves_a_name_for_later_cells_is_refused(tmp_path, root):
@@ -374,8 +377,8 @@ def test_a_hidden_test_that_leaves_a_name_for_later_cells_is_refused(tmp_path, r
         '# %% tags=["parameters"]\nPROFILE = None\n\n# %%\n### BEGIN HIDDEN TESTS\n# CHECK q1 points=1\n'
         "shared = 3\n### END HIDDEN TESTS\n\n# %%\nprint(shared)\n"
     )
-    with pytest.raises(grading.GradingError, match="hidden test q1.1 binds shared"):
-        grading.load_week(demo_root(tmp_path, root, solution), "week9_exercise")
+    with pytest.raises(exercise.GradingError, match="hidden test q1.1 binds shared"):
+        exercise.load_week(demo_root(tmp_path, root, solution), "week9_exercise")
 
 
 def test_a_check_that_reads_data_the_student_could_change_is_refused(tmp_path, root):
@@ -384,16 +387,18 @@ def test_a_check_that_reads_data_the_student_could_change_is_refused(tmp_path, r
         '# %% tags=["parameters"]\nPROFILE = None\n\n# %%\nlabels = [0, 1]\n### BEGIN SOLUTION\n'
         "guess = [0, 1]\n### END SOLUTION\n\n# %%\n# CHECK q1 points=1\nassert guess == labels\n"
     )
-    with pytest.raises(grading.GradingError, match="check q1.1 reads labels from the student's notebook"):
-        grading.load_week(demo_root(tmp_path, root, solution), "week9_exercise")
+    with pytest.raises(exercise.GradingError, match="check q1.1 reads labels from the student's notebook"):
+        exercise.load_week(demo_root(tmp_path, root, solution), "week9_exercise")
     moved = solution.replace("labels = [0, 1]\n### BEGIN", "labels = [0, 1]\n\n# %%\n### BEGIN")
-    assert grading.load_week(demo_root(tmp_path / "moved", root, moved), "week9_exercise").checks[0].fetch == ("guess",)
+    assert exercise.load_week(demo_root(tmp_path / "moved", root, moved), "week9_exercise").checks[0].fetch == (
+        "guess",
+    )
 
 
 def test_checks_keep_their_own_helpers_and_fetch_what_the_student_changed(root):
     """Week 1: the hidden gradient test uses the visible check's tape_gradients, never the student's; the
     training check takes the student's trained lenet, but the judge loads the digits itself."""
-    checks = {c.id: c for c in grading.load_week(root, "1").checks}
+    checks = {c.id: c for c in exercise.load_week(root, "1").checks}
     assert checks["gradient.2"].fetch == ("correlate2d_backward",)
     assert checks["tta.2"].fetch == ("lenet", "tta_predict")
     assert checks["training.1"].fetch == ("lenet",)
@@ -403,39 +408,39 @@ def test_checks_keep_their_own_helpers_and_fetch_what_the_student_changed(root):
 def test_names_a_check_binds_itself_are_not_fetched(root):
     """Week 4's U-Net check names the exception it catches and its loop variable: they are its own, not the
     student's; what it fetches is the student's function and nothing else."""
-    checks = {c.id: c for c in grading.load_week(root, "4").checks}
+    checks = {c.id: c for c in exercise.load_week(root, "4").checks}
     assert checks["u-net.1"].fetch == ("build_unet",)
-    assert judge.free_names("try:\n    f()\nexcept ValueError as error:\n    print(error)\n") == {"f"}
+    assert free_names("try:\n    f()\nexcept ValueError as error:\n    print(error)\n") == {"f"}
 
 
 def test_cells_are_matched_whatever_their_order(root):
-    week = grading.load_week(root, WEEK)
-    slots = [c for c in week.cells if isinstance(c, grading.Slot)]
+    week = exercise.load_week(root, WEEK)
+    slots = [c for c in week.cells if isinstance(c, exercise.Slot)]
     solved = answers(root)
     student = [solved[4], "x = 1  # scratch", solved[1], solved[0]]  # answers 5, 2, 1; 3 and 4 deleted
-    matched = grading.match_cells(student, slots)
+    matched = matching.match_cells(student, slots)
     by_answer = {slots[j].number: i for j, i in matched.items() if slots[j].kind == "answer"}
     assert by_answer == {5: 0, 2: 2, 1: 3}
 
 
 def test_student_names_are_safe_and_unique():
-    names = grading.student_names(
+    names = reports.student_names(
         ["a b.ipynb", "a_b.ipynb", "A B.ipynb", "../../etc.ipynb", "Łukasz Żak.ipynb", ".ipynb", "notes.txt"]
     )
     assert len({n.lower() for n in names.values()}) == len(names)
     assert names["Łukasz Żak.ipynb"] == "Łukasz_Żak"
     assert all("/" not in n and not n.startswith(".") and n for n in names.values())
     assert names[".ipynb"] == "student" and names["notes.txt"] == "notes.txt"
-    assert grading.student_names(["a b.ipynb"], taken={"A_B"}) == {"a b.ipynb": "a_b-2"}
+    assert reports.student_names(["a b.ipynb"], taken={"A_B"}) == {"a b.ipynb": "a_b-2"}
 
 
 def test_command_line_errors_are_clear(root, tmp_path, capsys):
-    assert grading.main(["week42", str(tmp_path), "--out", str(tmp_path / "o"), "--root", str(root)]) == 2
+    assert cli.main(["week42", str(tmp_path), "--out", str(tmp_path / "o"), "--root", str(root)]) == 2
     assert "Unknown week 'week42'" in capsys.readouterr().err
-    assert grading.main(["1", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"), "--root", str(root)]) == 2
+    assert cli.main(["1", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"), "--root", str(root)]) == 2
     assert "not found" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    assert grading.main(["1", str(tmp_path / "empty"), "--out", str(tmp_path / "o"), "--root", str(root)]) == 2
+    assert cli.main(["1", str(tmp_path / "empty"), "--out", str(tmp_path / "o"), "--root", str(root)]) == 2
     assert "is empty" in capsys.readouterr().err
 
 
@@ -458,9 +463,9 @@ def outputs_text(notebook):
 
 
 def test_a_cell_over_the_limit_is_interrupted_and_the_next_cells_run():
-    status, _, executed = grading.run_notebook(
+    status, _, executed = workers.run_notebook(
         tiny("import os\nprint(os.listdir('.'), os.getcwd())", "while True:\n    pass", "print('after')"),
-        grading.Settings(cell_timeout=3, notebook_timeout=60, isolate=SETTINGS.isolate),
+        workers.Settings(cell_timeout=3, notebook_timeout=60, isolate=SETTINGS.isolate),
     )
     assert status == "graded"
     assert cell_with(executed, "listdir").outputs[0].text.startswith("[] /")  # an empty folder of its own
@@ -476,8 +481,8 @@ def test_a_notebook_over_its_limit_is_stopped_with_its_processes(tmp_path):
         "    try:\n        time.sleep(0.1)\n    except KeyboardInterrupt:\n        pass"
     )
     start = time.perf_counter()
-    status, detail, _ = grading.run_notebook(
-        tiny(stubborn), grading.Settings(cell_timeout=2, notebook_timeout=12, isolate=False)
+    status, detail, _ = workers.run_notebook(
+        tiny(stubborn), workers.Settings(cell_timeout=2, notebook_timeout=12, isolate=False)
     )
     assert status == "timeout" and "12 s" in detail
     assert time.perf_counter() - start < 30
@@ -486,25 +491,25 @@ def test_a_notebook_over_its_limit_is_stopped_with_its_processes(tmp_path):
 
 def test_a_file_the_grader_fails_on_is_listed_and_the_run_goes_on(root, tmp_path, monkeypatch):
     """A bug of the grader's on one file (here a planted one) costs that file a status 'error', not the run."""
-    real = grading.grade_file
+    real = one_file.grade_file
 
     def flaky(week, path, settings, judges=None):
         if path.name == "unlucky.ipynb":
             raise RuntimeError("planted")
         return real(week, path, settings, judges)
 
-    monkeypatch.setattr(grading, "grade_file", flaky)
+    monkeypatch.setattr(cli, "grade_file", flaky)  # the name the run calls
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / "unlucky.ipynb").write_text("{}")
     (folder / "unreadable.ipynb").write_text("not a notebook")
-    grading.grade(
+    cli.grade(
         WEEK,
         folder,
         tmp_path / "out",
         root=root,
         progress=False,
-        settings=grading.Settings(profile="smoke", isolate=False),
+        settings=workers.Settings(profile="smoke", isolate=False),
     )
     with open(tmp_path / "out" / "gradebook.csv", newline="", encoding="utf-8") as handle:
         rows = {row["file"]: row for row in csv.DictReader(handle)}
@@ -515,14 +520,14 @@ def test_a_file_the_grader_fails_on_is_listed_and_the_run_goes_on(root, tmp_path
 
 def test_workers_share_the_cores():
     """With several workers, each judge's kernel gets its share of the cores for TensorFlow's and OpenMP's threads."""
-    judges = grading.Judges(threads=1)
+    judges = workers.WorkerPool(threads=1)
     try:
-        status, _, executed = grading.run_notebook(
+        status, _, executed = workers.run_notebook(
             tiny(
                 "import os\nprint('threads', os.environ.get('TF_NUM_INTRAOP_THREADS'), "
                 "os.environ.get('OMP_NUM_THREADS'))"
             ),
-            grading.Settings(cell_timeout=30, notebook_timeout=60, isolate=SETTINGS.isolate),
+            workers.Settings(cell_timeout=30, notebook_timeout=60, isolate=SETTINGS.isolate),
             judges,
         )
     finally:
@@ -534,18 +539,18 @@ def test_workers_share_the_cores():
 def test_one_judge_grades_submissions_in_turn_and_one_stopped_is_replaced():
     """Unconfined, the kernel's parent is the judge: the same one for consecutive submissions, a fresh one after a
     submission ran past its notebook's limit (which takes its judge down with it)."""
-    judges = grading.Judges()
+    judges = workers.WorkerPool()
     parent = "import os\nprint('judge', os.getppid())"
-    quick = grading.Settings(cell_timeout=30, notebook_timeout=60, isolate=False)
+    quick = workers.Settings(cell_timeout=30, notebook_timeout=60, isolate=False)
     try:
-        first = grading.run_notebook(tiny(parent), quick, judges)
-        second = grading.run_notebook(tiny(parent), quick, judges)
-        stopped = grading.run_notebook(
+        first = workers.run_notebook(tiny(parent), quick, judges)
+        second = workers.run_notebook(tiny(parent), quick, judges)
+        stopped = workers.run_notebook(
             tiny("import time\ntime.sleep(60)"),
-            grading.Settings(cell_timeout=60, notebook_timeout=8, isolate=False),
+            workers.Settings(cell_timeout=60, notebook_timeout=8, isolate=False),
             judges,
         )
-        after = grading.run_notebook(tiny(parent), quick, judges)
+        after = workers.run_notebook(tiny(parent), quick, judges)
     finally:
         judges.close()
     assert [first[0], second[0], stopped[0], after[0]] == ["graded", "graded", "timeout", "graded"]
@@ -568,17 +573,17 @@ def alive(pid, wait=5.0):
 
 
 def test_a_dying_kernel_is_reported_as_crashed():
-    status, _, _ = grading.run_notebook(
+    status, _, _ = workers.run_notebook(
         tiny("print('before')", "import os\nos._exit(1)", "print('never')"),
-        grading.Settings(cell_timeout=20, notebook_timeout=60, isolate=SETTINGS.isolate),
+        workers.Settings(cell_timeout=20, notebook_timeout=60, isolate=SETTINGS.isolate),
     )
     assert status == "crashed"
 
 
 def test_memory_is_capped():
-    status, _, executed = grading.run_notebook(
+    status, _, executed = workers.run_notebook(
         tiny("big = bytearray(4 * 2**30)", "print('still here')"),
-        grading.Settings(cell_timeout=30, notebook_timeout=60, memory_gb=2, isolate=SETTINGS.isolate),
+        workers.Settings(cell_timeout=30, notebook_timeout=60, memory_gb=2, isolate=SETTINGS.isolate),
     )
     assert status == "graded"
     assert cell_with(executed, "bytearray").outputs[-1].ename == "MemoryError"
@@ -591,12 +596,12 @@ def test_a_private_copy_of_the_solutions_is_graded_from(root, tmp_path, capsys):
     source = (root / "solutions" / "week1_exercise.py").read_text()
     extra = "\n# %%\n### BEGIN HIDDEN TESTS\n# CHECK private_question points=3\nassert True\n### END HIDDEN TESTS\n"
     (private / "week1_exercise.py").write_text(source + extra)
-    week = grading.load_week(root, "1", solutions=private)
+    week = exercise.load_week(root, "1", solutions=private)
     assert week.path == private / "week1_exercise.py"
     assert week.questions["private_question"] == 3
-    assert "private_question" not in grading.load_week(root, "1").questions
+    assert "private_question" not in exercise.load_week(root, "1").questions
     assert (
-        grading.main(
+        cli.main(
             [
                 "1",
                 str(tmp_path),

@@ -16,7 +16,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_utils import build, grading, sandbox
+import course_utils
+from course_utils import build
+from course_utils.grading import cli, limits, reports, sandbox, workers
 
 SOLUTION = """\
 # %% tags=["parameters"]
@@ -87,7 +89,7 @@ print("planted:", planted)
 # Replaces the kernel's side of the judge's protocol: every reply also binds the judge's helpers to a no-op
 # of the kernel's, rebinds the data the check holds, and claims that every call changed its first argument.
 FORGES_REPLIES = """
-import json, os, course_utils.wire as _wire
+import json, os, course_utils.grading.wire as _wire
 _real_serve = _wire.serve
 def _forged(namespace, requests, responses):
     _real_serve(namespace, requests, responses)
@@ -103,7 +105,7 @@ _wire.serve = _forged
 # Between requests, swaps the replies' folder for a link to one host folder after another (the grader's own
 # clean-up used to empty whatever it pointed to), and puts the real one back while it answers.
 SWAPS_REPLIES_FOLDER = """
-import os, course_utils.wire as _wire
+import os, course_utils.grading.wire as _wire
 _real_serve, _folder, _requests = _wire.serve, "/tmp/grading/.grader", []
 def _swapping(namespace, requests, responses):
     if os.path.islink(_folder):
@@ -235,7 +237,7 @@ def graded(root, tmp_path_factory):
     (course / "solutions").mkdir()
     (course / "solutions" / "week9_exercise.py").write_text(SOLUTION)
     host_tmp = tmp_path_factory.mktemp("host_tmp")
-    checks_file = Path(grading.__file__).with_name("checks.py")
+    checks_file = Path(course_utils.__file__).with_name("checks.py")
     names = f"HOME = {str(Path.home())!r}\nHOST_TMP = {str(host_tmp)!r}\ncourse_utils_checks = {str(checks_file)!r}\n"
     folder = tmp_path_factory.mktemp("submissions")
     out = tmp_path_factory.mktemp("grades")
@@ -276,7 +278,7 @@ def graded(root, tmp_path_factory):
     write("hoards memory in children.ipynb", filled(course, HOARDS_IN_CHILDREN + ANSWER))
     write("swaps the replies folder.ipynb", filled(course, names + SWAPS_REPLIES_FOLDER + ANSWER))
     write("leaves links in scratch.ipynb", filled(course, names + LEAVES_LINKS + ANSWER))
-    write("huge cell.ipynb", filled(course, ANSWER + "# " + "x" * (grading.MAX_CELL_CHARS + 1) + "\n"))
+    write("huge cell.ipynb", filled(course, ANSWER + "# " + "x" * (limits.MAX_CELL_CHARS + 1) + "\n"))
     (folder / "linked.ipynb").symlink_to(course / "solutions" / "week9_exercise.py")
     (folder / "folder.ipynb").mkdir()
     write(FORMULA_NAME, filled(course, ANSWER))
@@ -284,10 +286,10 @@ def graded(root, tmp_path_factory):
     before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir() if p.is_file()}
     host = {"decoy": tree_state(decoy), "solutions": tree_state(course / "solutions")}
     checks_before = checks_file.read_bytes()
-    settings = grading.Settings(
+    settings = workers.Settings(
         profile="smoke", cell_timeout=30, notebook_timeout=120, memory_gb=4, isolate=sandbox.unavailable() is None
     )
-    grading.grade("week9_exercise", folder, out, root=course, workers=2, settings=settings, progress=False)
+    cli.grade("week9_exercise", folder, out, root=course, workers=2, settings=settings, progress=False)
     return dict(
         folder=folder,
         out=out,
@@ -330,7 +332,7 @@ def test_the_gradebook_lists_every_submission_and_only_the_grader_wrote_results(
     results = sorted((graded["out"] / "results").glob("*.json"))
     assert len(results) == len(EXPECTED)
     assert all(
-        grading.csv_cell(grading.printable(json.loads(p.read_text()).get("file", ""))) in EXPECTED for p in results
+        reports.csv_cell(reports.printable(json.loads(p.read_text()).get("file", ""))) in EXPECTED for p in results
     )  # none emptied by the saboteur
 
 
@@ -348,7 +350,7 @@ def test_links_swapped_into_the_protocol_and_left_in_scratch_change_nothing_on_t
 
 
 def printed(graded, name):
-    executed = nbformat.read(graded["out"] / "results" / f"{grading.result_key(name)}.ipynb", 4)
+    executed = nbformat.read(graded["out"] / "results" / f"{reports.result_key(name)}.ipynb", 4)
     return "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
 
 
@@ -374,7 +376,7 @@ def test_a_refused_file_is_listed_with_why_and_never_read(graded):
     assert "symbolic link" in linked and "BEGIN SOLUTION" not in linked and "double" in linked
     assert "not a regular file" in next(text for name, text in feedback.items() if name.startswith("folder"))
     huge = next(text for name, text in feedback.items() if name.startswith("huge"))
-    assert f"the grader reads cells up to {grading.MAX_CELL_CHARS:,}" in huge
+    assert f"the grader reads cells up to {limits.MAX_CELL_CHARS:,}" in huge
 
 
 def test_file_names_reach_the_gradebook_and_feedback_as_plain_text(graded):
@@ -395,7 +397,7 @@ def test_the_saboteur_touched_nothing_outside_its_scratch_folder(graded):
     assert graded["checks_file"].read_bytes() == graded["checks_before"]
     assert not (Path.home() / "planted").exists()
     assert list(graded["host_tmp"].iterdir()) == []  # neither its file nor its late background write
-    executed = nbformat.read(graded["out"] / "results" / f"{grading.result_key('saboteur.ipynb')}.ipynb", 4)
+    executed = nbformat.read(graded["out"] / "results" / f"{reports.result_key('saboteur.ipynb')}.ipynb", 4)
     printed = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
     assert "planted: []" in printed
 
@@ -463,13 +465,13 @@ def test_a_judge_dies_with_the_grader_that_started_it(tmp_path):
 
     import psutil
 
-    from course_utils import judge
+    from course_utils.grading import judge
 
     if not sys.platform.startswith("linux"):
         pytest.skip("PR_SET_PDEATHSIG is Linux's")
     pid_file = tmp_path / "judge.pid"
     stand_in_judge = (
-        "import os, time; from course_utils import judge; judge._die_with_grader(); "
+        "import os, time; from course_utils.grading import judge; judge._die_with_grader(); "
         f"open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
     )
     stand_in_grader = (

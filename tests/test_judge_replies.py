@@ -1,7 +1,7 @@
 """The judge against a kernel whose every reply is forged: generated replies never earn a wrong answer a point,
 never rebind a name of the check, and never carry an expected value into the kernel or the feedback.
 
-The kernel here is the judge's own :class:`course_utils.judge.Kernel` with its transport replaced: instead of
+The kernel here is the judge's own :class:`course_utils.grading.kernel.Kernel` with its transport replaced: instead of
 running ``wire.serve`` in a student's kernel, each request is answered by a reply drawn by hypothesis (extra and
 duplicate names, names of the judge's helpers, handles to the kernel's own functions, wrong types, "changed"
 claims on every argument, ``ok`` flags), written to the replies folder exactly as a hostile kernel would.
@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from course_utils import judge, wire
+from course_utils.grading import judge, wire
+from course_utils.grading.kernel import Kernel, StudentFunction
 
 SETUP = "import numpy as np\nfrom course_utils.checks import check_close, check_equal, passed\n"
 VISIBLE = """
@@ -75,7 +76,7 @@ def forge(folder, reply: dict, values: dict, handles: list) -> None:
     (folder / "response.json").write_text(json.dumps({**written, **reply}))
 
 
-class ForgedKernel(judge.Kernel):
+class ForgedKernel(Kernel):
     """The judge's kernel, whose transport answers each request with a reply drawn by ``draw``: where the judge
     waits for the kernel's answer, the reply is written as a hostile kernel's serve_loop would write it."""
 
@@ -197,7 +198,7 @@ def test_a_call_reply_with_extra_values_is_refused(kernel):
 def test_an_honest_reply_still_crosses(kernel):
     answer(kernel, {"ok": True}, {"double": wrong_double, "k": 7})
     values, unavailable = kernel.fetch({"double", "k"})
-    assert values["k"] == 7 and isinstance(values["double"], judge.StudentFunction) and unavailable == {}
+    assert values["k"] == 7 and isinstance(values["double"], StudentFunction) and unavailable == {}
     answer(kernel, {"ok": True, "unavailable": {"k": "an array of Python objects"}}, {})
     values, unavailable = kernel.fetch({"k"})
     assert values == {} and unavailable == {"k": "an array of Python objects"}

@@ -3,6 +3,7 @@
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
 import papermill
@@ -49,12 +50,12 @@ def run_nbval(root, notebook_path):
 
 def execute_generated(root, tmp_path, relative_ipynb, profile="smoke"):
     path = tmp_path / relative_ipynb.replace("/", "_")
-    path.write_text(build.generated_files(root)[build.Path(relative_ipynb)])
+    path.write_text(build.generated_files(root)[Path(relative_ipynb)])
     build.execute(path, profile)
     return nbformat.read(path, as_version=4)
 
 
-@pytest.mark.parametrize("name", chapter_names(build.Path(__file__).resolve().parents[1]))
+@pytest.mark.parametrize("name", chapter_names(Path(__file__).resolve().parents[1]))
 def test_chapter_executes_at_smoke_profile(smoke_chapter, name):
     notebook = nbformat.read(smoke_chapter(name), as_version=4)
     assert notebook.metadata.papermill.parameters == {"PROFILE": "smoke"}
@@ -67,7 +68,7 @@ def test_chapter_executes_at_smoke_profile(smoke_chapter, name):
     ), "no figure was drawn"
 
 
-@pytest.mark.parametrize("name", chapter_names(build.Path(__file__).resolve().parents[1]))
+@pytest.mark.parametrize("name", chapter_names(Path(__file__).resolve().parents[1]))
 def test_chapter_outputs_are_reproducible_under_nbval(root, smoke_chapter, tmp_path, name):
     executed = tmp_path / f"{name}.ipynb"
     shutil.copy2(smoke_chapter(name), executed)
@@ -79,7 +80,7 @@ def test_chapter_outputs_are_reproducible_under_nbval(root, smoke_chapter, tmp_p
     assert result.returncode == 0, result.stdout[-5000:]
 
 
-@pytest.mark.parametrize("name", solution_names(build.Path(__file__).resolve().parents[1]))
+@pytest.mark.parametrize("name", solution_names(Path(__file__).resolve().parents[1]))
 def test_solution_passes_all_its_checks(root, tmp_path, name):
     solution = tmp_path / f"{name}.ipynb"
     solution.write_text(nbformat.writes(build.read_source(root / "solutions" / f"{name}.py")))
@@ -90,7 +91,7 @@ def test_solution_passes_all_its_checks(root, tmp_path, name):
     assert expected >= 1 and text.count("all checks passed") == expected, text
 
 
-@pytest.mark.parametrize("name", solution_names(build.Path(__file__).resolve().parents[1]))
+@pytest.mark.parametrize("name", solution_names(Path(__file__).resolve().parents[1]))
 def test_exercise_as_given_stops_at_the_first_blank_with_a_clear_message(root, tmp_path, name):
     with pytest.raises(papermill.PapermillExecutionError) as error:
         execute_generated(root, tmp_path, f"exercises/{name}.ipynb")

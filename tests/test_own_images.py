@@ -4,6 +4,7 @@ import json
 import os
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import photo_fixtures
@@ -64,7 +65,7 @@ def run_chapter(root, tmp_path, chapter, source):
     from course_utils import build
 
     notebook = tmp_path / f"{chapter}.ipynb"
-    notebook.write_text(build.generated_files(root)[build.Path("book") / f"{chapter}.ipynb"])
+    notebook.write_text(build.generated_files(root)[Path("book") / f"{chapter}.ipynb"])
     out = tmp_path / "executed.ipynb"
     papermill.execute_notebook(
         str(notebook),

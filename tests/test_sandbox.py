@@ -17,7 +17,8 @@ import nbformat
 import psutil
 import pytest
 
-from course_utils import grading, sandbox
+import course_utils
+from course_utils.grading import cli, exercise, sandbox, workers
 
 # Skipped only where bubblewrap is not installed (make test installs it where it may): installed but
 # refused, the tests fail with the reason.
@@ -60,7 +61,7 @@ def hostile_run(root, tmp_path_factory):
     unix_listener.bind(str(service))
     unix_listener.listen()
     os.environ["COURSE_TEST_SECRET"] = "instructor-only"
-    package = Path(grading.__file__).resolve().parent
+    package = Path(course_utils.__file__).resolve().parent
     home = Path.home()
     cells = [
         "import os, socket, subprocess, sys, pathlib\nimport course_utils\n"
@@ -80,8 +81,8 @@ def hostile_run(root, tmp_path_factory):
         "if os.fork() == 0:\n    os.setsid()\n    os.execvp('sleep', ['sleep', '3333.5'])\nprint('daemons started')",
     ]
     try:
-        status, detail, executed = grading.run_notebook(
-            notebook(*cells), grading.Settings(cell_timeout=30, notebook_timeout=120, hide=(root,))
+        status, detail, executed = workers.run_notebook(
+            notebook(*cells), workers.Settings(cell_timeout=30, notebook_timeout=120, hide=(root,))
         )
     finally:
         listener.close()
@@ -148,12 +149,12 @@ def test_nothing_it_started_outlives_it(hostile_run):
 @needs_bwrap
 def test_its_parent_is_out_of_reach():
     """The kernel's parent is the namespace's init, which ignores the signal: the grader (the judge) lives on."""
-    status, detail, executed = grading.run_notebook(
+    status, detail, executed = workers.run_notebook(
         notebook(
             "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nprint('parent', os.getppid())",
             "print('still running')",
         ),
-        grading.Settings(cell_timeout=30, notebook_timeout=60),
+        workers.Settings(cell_timeout=30, notebook_timeout=60),
     )
     assert status == "graded", detail
     assert "parent 1\n" in printed(executed) and "still running" in printed(executed)
@@ -162,8 +163,8 @@ def test_its_parent_is_out_of_reach():
 def test_an_impossible_sandbox_is_refused_with_the_reason(root, tmp_path, monkeypatch):
     monkeypatch.setattr(sandbox, "unavailable", lambda: "bubblewrap (bwrap) is not installed")
     (tmp_path / "in").mkdir()
-    with pytest.raises(grading.GradingError, match="bwrap.*--no-isolation"):
-        grading.grade("week1_exercise", tmp_path / "in", tmp_path / "out", root=root, progress=False)
+    with pytest.raises(exercise.GradingError, match="bwrap.*--no-isolation"):
+        cli.grade("week1_exercise", tmp_path / "in", tmp_path / "out", root=root, progress=False)
 
 
 def test_the_probe_names_a_missing_bubblewrap(monkeypatch):

@@ -19,3 +19,107 @@ def test_the_code_is_formatted(root):
     """Chapters and exercise sources are excluded in pyproject.toml: they are linted, laid out by hand."""
     result = ruff(root, "format", "--check")
     assert result.returncode == 0, f"run `ruff format .`:\n{result.stdout}{result.stderr}"
+
+
+def lint_imports(root):
+    """import-linter's verdict on the contracts of pyproject.toml, run on the package found from ``root``."""
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())",
+    ]
+    return subprocess.run(
+        [*command, "--no-cache"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+    )
+
+
+def test_the_import_layers_hold(root):
+    """Teaching code imports neither the grader nor the build; the grader's rooms import only those below them;
+    the student's kernel reaches only the wire; no package of course_utils has an import cycle."""
+    result = lint_imports(root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+def test_the_import_contracts_catch_what_they_forbid(root, tmp_path):
+    """The contracts fail on each thing they forbid, planted in a copy of the package: a chapter module that
+    imports the grader, a cycle hidden in a function-local import, and the wire reaching into the judge."""
+    import shutil
+
+    shutil.copy2(root / "pyproject.toml", tmp_path / "pyproject.toml")
+    plants = {
+        "course_utils/plots.py": "from course_utils import build\n",
+        "course_utils/config.py": "def _late():\n    from course_utils import models\n",
+        "course_utils/grading/wire.py": "from course_utils.grading import judge\n",
+    }
+    for path, line in plants.items():
+        shutil.rmtree(tmp_path / "course_utils", ignore_errors=True)
+        shutil.copytree(root / "course_utils", tmp_path / "course_utils", ignore=shutil.ignore_patterns("__pycache__"))
+        with open(tmp_path / path, "a") as handle:
+            handle.write("\n" + line)
+        result = lint_imports(tmp_path)
+        assert result.returncode != 0 and "BROKEN" in result.stdout, f"{path}: {line!r} was not caught"
+
+
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 500, 60
+
+
+def function_lengths(path):
+    """``(name, lines)`` of every function of a module: from the first statement after its docstring to its end,
+    less the lines of literal tables (a list, dict, set or tuple of constants written over several lines)."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        body = node.body[1:] if ast.get_docstring(node) is not None and len(node.body) > 1 else node.body
+        tables = {
+            line
+            for literal in ast.walk(node)
+            if isinstance(literal, (ast.List, ast.Dict, ast.Set, ast.Tuple))
+            and literal.end_lineno > literal.lineno
+            and all(
+                isinstance(e, ast.Constant)
+                for e in ast.walk(literal)
+                if isinstance(e, ast.expr)
+                and e is not literal
+                and not isinstance(e, (ast.List, ast.Dict, ast.Set, ast.Tuple))
+            )
+            for line in range(literal.lineno + 1, literal.end_lineno)
+        }
+        lines = set(range(body[0].lineno, node.end_lineno + 1)) - tables
+        found.append((node.name, len(lines)))
+    return found
+
+
+def python_files(root):
+    return sorted((root / "course_utils").rglob("*.py")) + sorted((root / "bench").glob("*.py"))
+
+
+def test_every_module_and_function_is_a_size_a_reader_can_hold(root):
+    too_long = [
+        f"{path.relative_to(root)}: {n} lines"
+        for path in python_files(root)
+        if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    ]
+    too_long += [
+        f"{path.relative_to(root)}: {name}, {n} lines"
+        for path in python_files(root)
+        for name, n in function_lengths(path)
+        if n > MAX_FUNCTION_LINES
+    ]
+    assert not too_long, "split these into named steps:\n" + "\n".join(too_long)
+
+
+def test_the_size_check_measures_bodies_and_spares_literal_tables(tmp_path):
+    body = "\n".join(f"    x{k} = {k}" for k in range(61))
+    table = "    table = [\n" + "\n".join(f"        {k}," for k in range(100)) + "\n    ]\n    return table"
+    path = tmp_path / "sizes.py"
+    path.write_text(f'def long():\n    """Doc."""\n{body}\n\n\ndef tabled():\n{table}\n')
+    assert dict(function_lengths(path)) == {"long": 61, "tabled": 3}

@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from course_utils import data, wire
+from course_utils import data
+from course_utils.grading import wire
 
 
 def round_trip(tmp_path, values, handles=None):
@@ -45,6 +46,34 @@ def test_the_course_dataclasses_are_rebuilt_field_by_field(tmp_path):
     _, got = round_trip(tmp_path, {"digits": digits})
     assert type(got["digits"]) is data.Split and got["digits"].class_names == ("a", "b")
     np.testing.assert_array_equal(got["digits"].x_test, digits.x_test)
+
+
+@pytest.mark.parametrize(
+    "home",
+    [
+        "course_utils.grading.__main__:Settings",  # importing it would run the grader's command line in the judge
+        "course_utils.build.__main__:X",
+        "course_utils.grading.cli:Settings",
+        "course_utils.grading.workers:Settings",
+        "course_utils.build:X",
+        "course_utils:X",
+        "os:X",
+    ],
+)
+def test_a_reply_cannot_make_the_judge_import_a_module_outside_the_teaching_code(tmp_path, home, monkeypatch):
+    """A dataclass in a reply names its module: only the teaching modules, which define the course's data and
+    run nothing on import, may be named; anything else (the grader's own modules, a package's ``__main__``)
+    is refused before it is imported."""
+    import sys
+
+    (tmp_path / "m.json").write_text(json.dumps({"values": {"x": {"dataclass": home, "fields": {}}}}))
+    imported = []
+    real_import = wire.importlib.import_module
+    monkeypatch.setattr(wire.importlib, "import_module", lambda name: imported.append(name) or real_import(name))
+    before = set(sys.modules)
+    with pytest.raises(wire.WireError, match="malformed reply"):
+        wire.read(tmp_path, "m")
+    assert imported == [] and not any(m.endswith("__main__") for m in set(sys.modules) - before)
 
 
 def test_a_value_that_cannot_cross_is_named_and_the_others_still_cross(tmp_path):

@@ -1,6 +1,6 @@
 """Values passed between a student's kernel and the grader's judge, as data only.
 
-The grader (:mod:`course_utils.judge`) runs each check in its own process; the
+The grader (:mod:`course_utils.grading.judge`) runs each check in its own process; the
 names a check reads from the student's notebook are fetched from the student's
 kernel, and the student's functions are called there, through files: requests
 in a folder the kernel can only read, replies in its scratch folder. What crosses is data: numbers, strings, NumPy
@@ -11,9 +11,9 @@ in the student's kernel. A function that a check defines and passes to the
 student's code (a fixed "augmentation", say) crosses as its source and runs in
 the kernel. Nothing a kernel writes is ever executed by the judge.
 
-Both sides use :func:`encode` and :func:`decode`; the kernel side runs
-:func:`serve` once per request (the judge executes
-``wire.serve(globals(), requests, responses)`` as a cell there).
+Both sides use :func:`write` and :func:`read`; the kernel side runs :func:`serve_loop`
+once per check (the judge executes it there, unseen), which answers each request the
+judge signals through two pipes in the inbox.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-MAX_BYTES = 1 << 30
+from course_utils.grading.limits import ERROR_CHARS, MAX_REPLY_BYTES, shorten
+
 """The largest file either side reads from the other (arrays or one model)."""
-REQUEST, RESPONSE = "request.json", "response.json"
 REQUESTS_PIPE, ANSWERS_PIPE = "judge-to-kernel.pipe", "kernel-to-judge.pipe"
 """Named pipes in the requests' folder: the judge writes ``r`` (a request is ready) or ``e`` (the check is over)
 to the first, the kernel ``d`` (answered) to the second (see :func:`serve_loop`)."""
@@ -78,8 +78,9 @@ class Folder:
         self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
 
     def read_bytes(self, name: str) -> bytes:
-        """A regular file directly in the folder, not a link, at most :data:`MAX_BYTES`; measured and read from
-        the one open file, so that it cannot be swapped between the check and the read."""
+        """A regular file directly in the folder, not a link, at most
+        :data:`~course_utils.grading.limits.MAX_REPLY_BYTES`; measured and read from the one open file, so that it
+        cannot be swapped between the check and the read."""
         if not name or "/" in name or name.startswith(".") or "\0" in name:
             raise WireError(f"malformed reply: file name {name!r}")
         try:
@@ -88,9 +89,9 @@ class Folder:
             raise WireError(f"the reply's file {name} is missing or is a link") from error
         with os.fdopen(descriptor, "rb") as handle:
             info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_BYTES:
-                raise WireError(f"the reply's file {name} is not a regular file under {MAX_BYTES >> 20} MB")
-            return handle.read(MAX_BYTES + 1)
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_REPLY_BYTES:
+                raise WireError(f"the reply's file {name} is not a regular file under {MAX_REPLY_BYTES >> 20} MB")
+            return handle.read(MAX_REPLY_BYTES + 1)
 
     def clear(self) -> None:
         """Remove what the folder holds (files and links, never what a link points to; sub-folders stay)."""
@@ -151,6 +152,10 @@ class Encoder:
             return {kind: [self.encode(v) for v in value]}
         if isinstance(value, dict):
             return {"dict": [[self.encode(k), self.encode(v)] for k, v in value.items()]}
+        return self._encode_object(value)
+
+    def _encode_object(self, value):
+        """A model, a function or one of the course's data classes; anything else cannot cross."""
         if _is_keras_model(value):
             if self.ledger is not None and (known := self.ledger.reference(value)):
                 return {"model": known}  # the kernel holds this very model: no need to send it again
@@ -164,11 +169,7 @@ class Encoder:
             return encoded
         if isinstance(value, Handle):
             return {"handle": value.id, "name": value.name}
-        if (
-            dataclasses.is_dataclass(value)
-            and not isinstance(value, type)
-            and type(value).__module__.startswith("course_utils.")
-        ):
+        if dataclasses.is_dataclass(value) and not isinstance(value, type) and _teaching_module(type(value).__module__):
             fields = {f.name: self.encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
             return {"dataclass": f"{type(value).__module__}:{type(value).__qualname__}", "fields": fields}
         if callable(value) and self.source_of is not None and (found := self.source_of(value)):
@@ -217,6 +218,10 @@ class Decoder:
             return {self.decode(v) for v in data["set"]}
         if "dict" in data:
             return {_hashable(self.decode(k)): self.decode(v) for k, v in data["dict"]}
+        return self._decode_object(data)
+
+    def _decode_object(self, data: dict):
+        """A model, a function (a handle, or on the kernel's side a check's own) or a data class."""
         if "model" in data and self.handles is not None:  # the kernel's side: a model it sent or was sent
             return _kept(str(data["model"]))
         if "keras" in data:
@@ -252,14 +257,14 @@ class Decoder:
         except Exception as error:  # noqa: BLE001 - whatever Keras refuses, the message says it
             raise WireError(
                 f"the grader could not load the Keras model passed to it ({type(error).__name__}: "
-                f"{str(error)[:300]}); models made of Keras' own layers can be graded, "
+                f"{shorten(error)}); models made of Keras' own layers can be graded, "
                 "Lambda layers and custom classes cannot"
             ) from error
 
     def _dataclass(self, where: str, fields: dict):
         module, _, name = where.partition(":")
-        if not module.startswith("course_utils."):
-            raise WireError(f"malformed reply: {where}")
+        if not _teaching_module(module):  # checked before the import: importing a module runs it
+            raise WireError(f"malformed reply: {shorten(where, 80)}")
         cls = getattr(importlib.import_module(module), name, None)
         if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
             raise WireError(f"malformed reply: {where} is not one of the course's data classes")
@@ -268,6 +273,20 @@ class Decoder:
             if field.name in fields:
                 object.__setattr__(value, field.name, self.decode(fields[field.name]))
         return value
+
+
+DATA_PACKAGES = tuple(
+    f"course_utils.{name}"
+    for name in ("config", "data", "scenes", "models", "recognition", "detection", "segmentation", "metric_learning")
+)
+"""The teaching code, whose data classes may cross: its modules define data and run nothing on import."""
+
+
+def _teaching_module(module: str) -> bool:
+    """Whether ``module`` is one of :data:`DATA_PACKAGES` or below one, and no private module or ``__main__``."""
+    parts = module.split(".")
+    inside = any(module == p or module.startswith(p + ".") for p in DATA_PACKAGES)
+    return inside and not any(part.startswith("_") for part in parts)
 
 
 COURSE_LAYERS = ("course_utils.recognition", "course_utils.segmentation", "course_utils.metric_learning")
@@ -333,7 +352,7 @@ def read(folder, prefix: str, call=None, handles: list | None = None, names=None
             raise WireError("malformed reply")
         encoded = message.get("values", {})
         if names is not None and set(encoded) - set(names):
-            extra = ", ".join(sorted(repr(str(n))[:40] for n in set(encoded) - set(names))[:5])
+            extra = ", ".join(sorted(shorten(repr(str(n)), 40) for n in set(encoded) - set(names))[:5])
             raise WireError(f"the reply holds values that were not asked for ({extra}): it was refused")
         return message, {k: decoder.decode(v) for k, v in encoded.items()}
 
@@ -441,7 +460,7 @@ def serve(namespace: dict, requests: str, responses: str) -> None:
             try:
                 result = function(*positional, **keywords)
             except Exception as error:  # noqa: BLE001 - the student's error is the reply
-                reply = {"ok": False, "ename": type(error).__name__, "evalue": str(error)[:2000]}
+                reply = {"ok": False, "ename": type(error).__name__, "evalue": shorten(error, ERROR_CHARS)}
             else:
                 values["result"] = result
                 changed = [k for k, m in models.items() if fingerprint(m) != before[k]]
@@ -454,7 +473,7 @@ def serve(namespace: dict, requests: str, responses: str) -> None:
             stale.unlink()
         detail = "".join(traceback.format_exception_only(type(error), error)).strip()
         ename = {StaleModel: "StaleModel", WireError: "GradingError"}.get(type(error), type(error).__name__)
-        write(responses, "response", {"ok": False, "ename": ename, "evalue": detail[:2000]}, {})
+        write(responses, "response", {"ok": False, "ename": ename, "evalue": shorten(detail, ERROR_CHARS)}, {})
 
 
 def serve_loop(namespace: dict, requests: str, responses: str) -> None:

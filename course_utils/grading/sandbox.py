@@ -3,8 +3,8 @@
 The grader runs each submission through :func:`command`: a ``bwrap`` command line
 that gives the process
 
-* no network (its own network namespace holds only the loopback device, which the
-  Jupyter kernel needs to talk to papermill);
+* no network (its own network namespace holds only the loopback device; the judge
+  talks to the kernel over Unix sockets in the scratch folder);
 * its own process namespace: it sees only its own processes, and when the
   notebook's runner ends, everything it started is killed with it;
 * its own user namespace, with every capability dropped, and no way to make more;
@@ -16,7 +16,7 @@ that gives the process
 * one writable folder, its own scratch folder, at :data:`SCRATCH` (the rest of
   ``/tmp`` is an empty, size-capped, private tmpfs that vanishes with it).
 
-Bubblewrap is a Debian/Ubuntu package (``apt-get install bubblewrap``); ``make env``
+Bubblewrap is a Debian/Ubuntu package (``apt-get install bubblewrap``); ``make sandbox``
 installs it when it may. Where it is missing or the kernel refuses namespaces
 (macOS, some container hosts, Ubuntu 24.04's AppArmor rule for unprivileged
 user namespaces), :func:`unavailable` says why, and the grader refuses to run
@@ -68,12 +68,12 @@ def unavailable() -> str | None:
 
 
 def _shown_again() -> list[Path]:
-    """What a confined Python needs to run: its installation and this package (read-only)."""
+    """What a confined Python needs to run: its installation and the course_utils package (read-only)."""
     paths = {
         Path(sys.prefix),
         Path(sys.base_prefix),
         Path(sys.executable).resolve().parent.parent,
-        Path(__file__).resolve().parent,
+        Path(__file__).resolve().parents[1],  # course_utils, of which the grader is a part
     }
     return sorted(p for p in paths if p.exists())
 
