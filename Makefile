@@ -2,6 +2,7 @@
 #   make book   execute every chapter (profile cpu) and build _build/html/index.html (STRICT=1: fail on a broken claim)
 #   make test   run the whole test suite (make test-fast: without the notebook runs)
 # Other targets: make sync (regenerate exercises/ and the Colab notebooks), make bench,
+# make lint (ruff and the import contracts), make format (ruff's formatter),
 # make sandbox (bubblewrap, which the grader needs).
 
 PYTHON ?= python3
@@ -9,7 +10,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROFILE ?= cpu
 
-.PHONY: book test test-fast sync bench env browser sandbox clean
+.PHONY: book test test-fast sync bench lint format env browser sandbox clean
 
 env: $(VENV)/.installed
 
@@ -52,6 +53,15 @@ sync: env
 
 bench: env
 	$(PY) -m bench
+
+lint: env
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports
+
+format: env
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
 
 clean:
 	rm -rf _build

@@ -37,8 +37,14 @@ def test_the_text_describes_the_scenes_so_a_readers_own_data_only_records():
 
 
 def test_benchmarks_can_list_broken_claims_instead_of_stopping(monkeypatch):
+    recorded = {}
+    monkeypatch.setattr(claims, "record", lambda name, value: recorded.update({name: value}))
     monkeypatch.setenv(claims.REPORT_ONLY, "1")
     claims.expect("x", 0.3, 0.4, 0.6)  # listed, not raised
+    assert recorded == {"x": 0.3, "failed claim: x": "x = 0.3, but the text says it lies between 0.4 and 0.6"}
+    monkeypatch.delenv(claims.REPORT_ONLY)
+    with pytest.raises(claims.ClaimError, match="x = 0.3"):
+        claims.expect("x", 0.3, 0.4, 0.6)
 
 
 def test_values_are_stored_as_plain_rounded_numbers():

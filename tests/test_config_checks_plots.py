@@ -122,25 +122,51 @@ class FakeHistory:
     history = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "accuracy": [0.5, 0.8], "val_accuracy": [0.4, 0.7]}
 
 
-def test_figures_are_drawn_with_the_expected_panels():
-    rng = np.random.default_rng(0)
-    fig = plots.training_curves(FakeHistory())
-    assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 2
-    fig = plots.image_grid(rng.random((5, 8, 8, 1)), titles=list("abcde"), ncols=4)
-    assert [ax.get_title() for ax in fig.axes[:5]] == list("abcde")
-    fig = plots.prediction_grid(rng.random((2, 8, 8, 3)), [0, 1], [0, 0], ["x", "y"], confidences=[0.9, 0.6])
-    assert fig.axes[1].get_title() == "x 0.60\n[y]"
-    fig = plots.confusion_matrix([0, 1, 1, 2], [0, 1, 2, 2], ["a", "b", "c"])
-    assert fig.axes[0].images[0].get_array().sum() == 4
-    fig = plots.conv_filters(rng.random((5, 5, 3, 6)))
-    assert sum(bool(ax.images) for ax in fig.axes) == 6
-    fig = plots.activation_maps(rng.random((10, 10, 4)))
-    assert sum(bool(ax.images) for ax in fig.axes) == 4
-    fig = plots.embedding_scatter(rng.random((20, 2)), rng.integers(0, 3, 20), ["a", "b", "c"])
-    assert fig.axes[0].get_legend() is not None
-    fig = plots.retrieval_grid(rng.random((2, 8, 8)), rng.random((2, 3, 8, 8)))
-    assert len(fig.axes) == 8
-    plt.close("all")
+RNG = np.random.default_rng(0)
+FIGURES = {
+    "training_curves": (
+        lambda: plots.training_curves(FakeHistory()),
+        lambda fig: len(fig.axes) == 2 and len(fig.axes[0].lines) == 2,
+    ),
+    "image_grid": (
+        lambda: plots.image_grid(RNG.random((5, 8, 8, 1)), titles=list("abcde"), ncols=4),
+        lambda fig: [ax.get_title() for ax in fig.axes[:5]] == list("abcde"),
+    ),
+    "prediction_grid": (
+        lambda: plots.prediction_grid(RNG.random((2, 8, 8, 3)), [0, 1], [0, 0], ["x", "y"], confidences=[0.9, 0.6]),
+        lambda fig: fig.axes[1].get_title() == "x 0.60\n[y]",
+    ),
+    "confusion_matrix": (
+        lambda: plots.confusion_matrix([0, 1, 1, 2], [0, 1, 2, 2], ["a", "b", "c"]),
+        lambda fig: fig.axes[0].images[0].get_array().sum() == 4,
+    ),
+    "conv_filters": (
+        lambda: plots.conv_filters(RNG.random((5, 5, 3, 6))),
+        lambda fig: sum(bool(ax.images) for ax in fig.axes) == 6,
+    ),
+    "activation_maps": (
+        lambda: plots.activation_maps(RNG.random((10, 10, 4))),
+        lambda fig: sum(bool(ax.images) for ax in fig.axes) == 4,
+    ),
+    "embedding_scatter": (
+        lambda: plots.embedding_scatter(RNG.random((20, 2)), RNG.integers(0, 3, 20), ["a", "b", "c"]),
+        lambda fig: fig.axes[0].get_legend() is not None,
+    ),
+    "retrieval_grid": (
+        lambda: plots.retrieval_grid(RNG.random((2, 8, 8)), RNG.random((2, 3, 8, 8))),
+        lambda fig: len(fig.axes) == 8,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_each_figure_is_drawn_with_the_expected_panels(name):
+    draw, expected = FIGURES[name]
+    fig = draw()
+    try:
+        assert expected(fig), name
+    finally:
+        plt.close(fig)
 
 
 def test_figures_refuse_wrong_shapes_with_the_shape_in_the_message():

@@ -123,3 +123,22 @@ def test_the_size_check_measures_bodies_and_spares_literal_tables(tmp_path):
     path = tmp_path / "sizes.py"
     path.write_text(f'def long():\n    """Doc."""\n{body}\n\n\ndef tabled():\n{table}\n')
     assert dict(function_lengths(path)) == {"long": 61, "tabled": 3}
+
+
+def test_the_pre_commit_hooks_run_the_makefiles_checks(root):
+    """Every hook of .pre-commit-config.yaml runs a target the Makefile has, or the sync check, locally."""
+    import re
+
+    import yaml
+
+    hooks = [
+        hook
+        for repo in yaml.safe_load((root / ".pre-commit-config.yaml").read_text())["repos"]
+        for hook in repo["hooks"]
+    ]
+    targets = set(re.search(r"^\.PHONY: (.*)$", (root / "Makefile").read_text(), re.MULTILINE).group(1).split())
+    assert {hook["id"] for hook in hooks} == {"format", "lint", "sync"}
+    for hook in hooks:
+        assert hook["language"] == "system", "a hook that downloads its tool would not run offline"
+        command = hook["entry"].split()
+        assert (command[0] == "make" and command[1] in targets) or command[-3:] == ["build", "sync", "--check"]
