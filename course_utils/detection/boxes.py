@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 
 BOX_FORMAT = "xyxy"
@@ -14,8 +15,6 @@ def convert_boxes(boxes, source: str, target: str, image_size=None) -> np.ndarra
     A thin wrapper of ``keras.utils.bounding_boxes.convert_format`` returning NumPy;
     relative formats need ``image_size`` ``(height, width)``.
     """
-    import keras
-
     height, width = image_size if image_size is not None else (None, None)
     out = keras.utils.bounding_boxes.convert_format(
         np.asarray(boxes, np.float32), source=source, target=target, height=height, width=width

@@ -213,7 +213,7 @@ def load_tfds(
     boxes become pixel ``xyxy``. Only the first ``max_images`` images and
     ``max_boxes`` boxes per image are kept.
     """
-    import tensorflow_datasets as tfds  # imported on use: for Colab users, and a slow import
+    import tensorflow_datasets as tfds  # on use: an optional package (for Colab users), slow to import
 
     dataset, info = tfds.load(name, split=split, with_info=True, data_dir=data_dir)
     objects = info.features["objects"]

@@ -158,11 +158,11 @@ def plot_anchors(image, config: AnchorConfig, gt_boxes=None, centre=None, title:
     # Imported on use: matplotlib (also behind course_utils.plots) is slow to import.
     import matplotlib.pyplot as plt
 
+    from course_utils.plots import PAGE_WIDTH
+
     image = np.asarray(image)
     height, width = image.shape[:2]
     centre = centre or (width / 2, height / 2)
-    from course_utils.plots import PAGE_WIDTH
-
     cell = min(3.2, PAGE_WIDTH / len(config.levels))  # the row of levels fits the page, so its titles stay legible
     fig, axes = plt.subplots(
         1,

@@ -240,7 +240,7 @@ def _class_ids(masks, sources, class_names, mask_map):
 
 def _load_tfds(name, size, class_names, split, max_examples, mask_map):
     """The TensorFlow Datasets set ``name`` resized to ``size``, its keys and classes from :data:`TFDS_PRESETS`."""
-    try:  # imported here: an optional package (for Colab users), and a slow import
+    try:  # on use: an optional package (for Colab users), slow to import
         import tensorflow_datasets as tfds
     except ImportError:
         raise ImportError("Loading 'tfds:...' needs tensorflow-datasets: pip install tensorflow-datasets") from None
