@@ -75,6 +75,8 @@ def bench_seeds(seeds=None):
             "augmentation.placement_difference",
             "tta.gain_without_augmentation",
             "tta.gain_with_augmentation",
+            "tta.gain_difference",
+            "mobilenetv2_minus_small_cnn",
         )
     }
     return sweep(

@@ -457,10 +457,14 @@ print(f"MobileNetV2 from scratch: {MOBILENET_TRAIN / N_TRAIN:.0f}x the scenes an
 # %% [markdown]
 # At profile `cpu` both networks classify nearly all the held-out scenes
 # correctly (on this page each between 0.95 and 1.0; over the benchmark's five
-# run seeds, the small CNN between 0.98 and 0.99 and MobileNetV2 between 0.97
-# and 0.98), at very different costs: MobileNetV2 from scratch needed three
+# run seeds, the small CNN between 0.97 and 0.99 and MobileNetV2 between 0.97
+# and 0.99), at very different costs: MobileNetV2 from scratch needed three
 # times as many scenes, more epochs and many times the training time of the
-# small CNN (the line under the table) to come within a point of it. The
+# small CNN (the line under the table) and did no better. Over those seeds its
+# accuracy minus the small CNN's lay between -0.9 and 0.6 points: a few of the
+# 800 held-out scenes either way (one scene is 0.125 points), which is
+# the noise of one run, so the page does not rank the two (here the difference
+# lies between -4 and 3 points). The
 # source-task rows come from a base that has never seen a circle, a square, a
 # triangle or a diamond; with all the labels and 60 batches of training they
 # are compared here on cost, and the next section asks what they are worth
@@ -471,8 +475,11 @@ print(f"MobileNetV2 from scratch: {MOBILENET_TRAIN / N_TRAIN:.0f}x the scenes an
 # %% tags=["remove-cell"]
 claims.expect("week2.small_cnn.test_accuracy", cnn_accuracy, 0.95, 1.0, profile)
 claims.expect("week2.mobilenetv2_scratch.test_accuracy", mobilenet_accuracy, 0.95, 1.0, profile)
-claims.quoted_from_bench("week2.small_cnn.test_accuracy", 0.98, 0.99)
-claims.quoted_from_bench("week2.mobilenetv2_scratch.test_accuracy", 0.97, 0.98)
+claims.expect("week2.mobilenetv2_minus_small_cnn_points", 100 * (mobilenet_accuracy - cnn_accuracy), -4, 3, profile)
+claims.quoted_from_bench("week2.small_cnn.test_accuracy", 0.97, 0.99)
+claims.quoted_from_bench("week2.mobilenetv2_scratch.test_accuracy", 0.97, 0.99)
+claims.quoted_from_bench("week2.mobilenetv2_scratch.test_accuracy", -0.9, 0.6, scale=100,
+                         minus="week2.small_cnn.test_accuracy")
 claims.record("week2.transfer.frozen_all_labels", curve["all"]["frozen base"])
 claims.record("week2.transfer.fine_tuned_all_labels", curve["all"]["fine-tuned"])
 
@@ -512,10 +519,11 @@ fig = rec.plot_learning_curve(curve["per_class"], {m: curve[m] for m in rec.TRAN
 #
 # On the benchmark's five run seeds (`week2.transfer.*` in
 # `bench/results.json`), the network from scratch stayed between 0.21 and
-# 0.28 at every number of labels, which is chance. The frozen base reached
+# 0.27 at every number of labels, which is chance. The frozen base reached
 # 0.75 to 0.81 with 10 labelled scenes per class and 0.80 to 0.85 with 100.
-# Fine-tuning matched it within a point with 10 labels per class and was ahead
-# by 2.5 to 3.8 points with 100, on every seed: adapting the features pays
+# Fine-tuning's accuracy minus the frozen base's lay between -1.0 and 0.5
+# points with 10 labels per class (a few test scenes either way: no difference
+# this page can see) and was ahead by 2.5 to 3.8 points with 100, on every seed: adapting the features pays
 # once there are enough labels to adapt them to. On this page, from scratch
 # stays between 0.15 and 0.4, the frozen base with the fewest labels lies
 # between 0.65 and 0.9, and fine-tuning's lead with the most labels between
@@ -530,8 +538,10 @@ claims.expect("week2.transfer.frozen_fewest_labels", curve["frozen base"][0], 0.
 claims.expect("week2.transfer.fine_tuning_lead_most_labels_points",
               100 * (curve["fine-tuned"][-1] - curve["frozen base"][-1]), -1, 8, profile)
 claims.quoted_from_bench(["week2.transfer.scratch_10_per_class", "week2.transfer.scratch_30_per_class",
-                          "week2.transfer.scratch_100_per_class"], 0.21, 0.28)
+                          "week2.transfer.scratch_100_per_class"], 0.21, 0.27)
 claims.quoted_from_bench("week2.transfer.frozen_10_per_class", 0.75, 0.81)
+claims.quoted_from_bench("week2.transfer.fine_tuned_10_per_class", -1.0, 0.5, scale=100,
+                         minus="week2.transfer.frozen_10_per_class")
 claims.quoted_from_bench("week2.transfer.frozen_100_per_class", 0.80, 0.85)
 claims.quoted_from_bench("week2.transfer.fine_tuned_100_per_class", 2.5, 3.8, scale=100,
                          minus="week2.transfer.frozen_100_per_class")
@@ -715,13 +725,13 @@ for label, (acc, balanced, class_recall) in imbalance_results.items():
 # benchmark's, over five run seeds. Without class weights, plain accuracy looks
 # respectable (0.84 to 0.89) because the test set is mostly circles and
 # squares, which the network finds almost all of; it misses many of the rare
-# triangles and diamonds, and balanced accuracy (0.56 to 0.71) exposes that.
+# triangles and diamonds, and balanced accuracy (0.55 to 0.71) exposes that.
 # With class weights the rare classes are found far more often and balanced
-# accuracy rises (by 9 to 19 points), while plain accuracy falls (by 3 to 11
-# points), since circles are now often taken for something rarer. (On this
-# page the hidden check allows plain accuracy between 0.8 and 0.92 and
-# balanced accuracy between 0.5 and 0.76 without weights, a rise between 3
-# and 30 points and a fall between 0 and 15.) Neither run comes near the accuracy of the same network
+# accuracy rises (by 9 to 20 points), while plain accuracy falls (by 2.5 to 11
+# points), on every seed, since circles are now often taken for something
+# rarer. (On this page the hidden check allows plain accuracy between 0.79 and
+# 0.94 and balanced accuracy between 0.4 and 0.87 without weights, a rise
+# between 0 and 31 points and a fall between 0 and 20.) Neither run comes near the accuracy of the same network
 # trained on the balanced set in section 4 (which also had twice as many
 # images): weighting changes what the network pays attention to, but it
 # cannot make up for the 112 diamonds and 241 triangles it had to learn from.
@@ -731,15 +741,15 @@ for label, (acc, balanced, class_recall) in imbalance_results.items():
 # %% tags=["remove-cell"]
 plain_unweighted, balanced_unweighted, _ = imbalance_results["no class weights"]
 plain_weighted, balanced_weighted, _ = imbalance_results["class weights"]
-claims.expect("week2.imbalance.accuracy_without_weights", plain_unweighted, 0.8, 0.92, profile)
-claims.expect("week2.imbalance.balanced_accuracy_without_weights", balanced_unweighted, 0.5, 0.76, profile)
+claims.expect("week2.imbalance.accuracy_without_weights", plain_unweighted, 0.79, 0.94, profile)
+claims.expect("week2.imbalance.balanced_accuracy_without_weights", balanced_unweighted, 0.4, 0.87, profile)
 claims.expect("week2.imbalance.balanced_accuracy_gain_points", 100 * (balanced_weighted - balanced_unweighted),
-              3, 30, profile)
-claims.expect("week2.imbalance.accuracy_loss_points", 100 * (plain_unweighted - plain_weighted), 0, 15, profile)
+              0, 31, profile)
+claims.expect("week2.imbalance.accuracy_loss_points", 100 * (plain_unweighted - plain_weighted), 0, 20, profile)
 claims.quoted_from_bench("week2.imbalance.accuracy_without_weights", 0.84, 0.89)
-claims.quoted_from_bench("week2.imbalance.balanced_accuracy_without_weights", 0.56, 0.71)
-claims.quoted_from_bench("week2.imbalance.balanced_accuracy_gain_points", 9, 19)
-claims.quoted_from_bench("week2.imbalance.accuracy_loss_points", 3, 11)
+claims.quoted_from_bench("week2.imbalance.balanced_accuracy_without_weights", 0.55, 0.71)
+claims.quoted_from_bench("week2.imbalance.balanced_accuracy_gain_points", 9, 20)
+claims.quoted_from_bench("week2.imbalance.accuracy_loss_points", 2.5, 11)
 
 # %% [markdown]
 # ## 7. Data augmentation: in the model or in `tf.data`?
@@ -802,11 +812,12 @@ for label, (_, acc, speed) in augmentation_results.items():
 # %% [markdown]
 # With only an eighth of the images, the network is far from what it reached
 # on the full training set in section 4. At profile `cpu`, over the
-# benchmark's five run seeds, augmentation added 9 to 16 points of held-out
-# accuracy in the model and 7 to 14 in `tf.data`, and the two placements ended
-# close to each other, 0 to 2.5 points apart (on this page, the hidden check
-# allows between 3 and 25 points with either placement, 0 to 5 points apart):
-# they apply the same random symmetries, only in a different place. What differs is where the
+# benchmark's five run seeds, augmentation added 9 to 17 points of held-out
+# accuracy in the model and 7 to 16 in `tf.data`, and the two placements ended
+# 0.5 to 2.9 points apart, a few test scenes (one is 0.125 points), with
+# neither ahead on every seed (on this page, the hidden check allows between 0
+# and 26 points with either placement, 0 to 5.5 points apart): they apply the
+# same random symmetries, only in a different place. What differs is where the
 # work is done. On a CPU-only machine the augmentation and the training step
 # compete for the same two cores, so the speed column says little: the
 # flips cost next to nothing beside the convolutions, and from one run to
@@ -820,12 +831,12 @@ for label, (_, acc, speed) in augmentation_results.items():
 without_augmentation = augmentation_results["no augmentation"][1]
 in_model, in_pipeline = (augmentation_results["augmentation in the model"][1],
                          augmentation_results["augmentation in tf.data"][1])
-claims.expect("week2.augmentation.gain_in_model_points", 100 * (in_model - without_augmentation), 3, 25, profile)
-claims.expect("week2.augmentation.gain_in_tf_data_points", 100 * (in_pipeline - without_augmentation), 3, 25, profile)
-claims.expect("week2.augmentation.placement_difference_points", 100 * abs(in_model - in_pipeline), 0, 5, profile)
-claims.quoted_from_bench("week2.augmentation.gain_in_model_points", 9, 16)
-claims.quoted_from_bench("week2.augmentation.gain_in_tf_data_points", 7, 14)
-claims.quoted_from_bench("week2.augmentation.placement_difference_points", 0, 2.5)
+claims.expect("week2.augmentation.gain_in_model_points", 100 * (in_model - without_augmentation), 0, 26, profile)
+claims.expect("week2.augmentation.gain_in_tf_data_points", 100 * (in_pipeline - without_augmentation), 0, 26, profile)
+claims.expect("week2.augmentation.placement_difference_points", 100 * abs(in_model - in_pipeline), 0, 5.5, profile)
+claims.quoted_from_bench("week2.augmentation.gain_in_model_points", 9, 17)
+claims.quoted_from_bench("week2.augmentation.gain_in_tf_data_points", 7, 16)
+claims.quoted_from_bench("week2.augmentation.placement_difference_points", 0.5, 2.9)
 
 # %% [markdown]
 # ### Test-time augmentation
@@ -849,10 +860,11 @@ for label in ["no augmentation", "augmentation in the model"]:
 
 # %% [markdown]
 # At profile `cpu`, TTA adds a few points to both networks: over the
-# benchmark's five run seeds, 3 to 7 points to the one trained without
+# benchmark's five run seeds, 4 to 8 points to the one trained without
 # augmentation and 1 to 4 to the one trained with it, which gained less on
 # every seed, by 1 to 5 points (on this page, the hidden check allows each gain
-# between 0 and 12 points). It helps most where the network's answer
+# between 0 and 12 points, and the second short of the first by between -3
+# and 9). It helps most where the network's answer
 # depends on the orientation it happens to see; a network that has learned
 # every symmetry gives more nearly the same answer for each, so averaging over
 # them adds less. TTA costs one forward pass per variant, eight times the
@@ -861,7 +873,9 @@ for label in ["no augmentation", "augmentation in the model"]:
 # %% tags=["remove-cell"]
 claims.expect("week2.tta.gain_without_augmentation_points", 100 * tta_gain["no augmentation"], 0, 12, profile)
 claims.expect("week2.tta.gain_with_augmentation_points", 100 * tta_gain["augmentation in the model"], 0, 12, profile)
-claims.quoted_from_bench("week2.tta.gain_without_augmentation_points", 3, 7)
+claims.expect("week2.tta.gain_difference_points",
+              100 * (tta_gain["no augmentation"] - tta_gain["augmentation in the model"]), -3, 9, profile)
+claims.quoted_from_bench("week2.tta.gain_without_augmentation_points", 4, 8)
 claims.quoted_from_bench("week2.tta.gain_with_augmentation_points", 1, 4)
 claims.quoted_from_bench("week2.tta.gain_without_augmentation_points", 1, 5,
                          minus="week2.tta.gain_with_augmentation_points")
@@ -903,9 +917,9 @@ fig = plots.embedding_scatter(points, scenes.y_test[shown], names, highlight=mob
 #   blocks (narrow, expand ×6, depthwise, linear projection back to narrow,
 #   skip connection between the narrow ends).
 # * On a few thousand synthetic scenes and a few epochs on a CPU, a small CNN
-#   (99 thousand parameters) reached between 0.98 and 0.99 held-out accuracy
-#   over the benchmark's five run seeds. MobileNetV2 from scratch came within
-#   a point of it, but only with three times the scenes, many times the
+#   (99 thousand parameters) reached between 0.97 and 0.99 held-out accuracy
+#   over the benchmark's five run seeds. MobileNetV2 from scratch did no
+#   better, and needed three times the scenes, many times the
 #   training time, augmentation, blocks started as the identity and a
 #   carefully chosen learning rate: a large network from random weights needs
 #   far more data and training, which is what pretrained weights (frozen base,
@@ -930,4 +944,4 @@ fig = plots.embedding_scatter(points, scenes.y_test[shown], names, highlight=mob
 # matrix by hand, and train a classifier to at least 90% held-out accuracy.
 
 # %% tags=["remove-cell"]
-claims.quoted_from_bench("week2.small_cnn.test_accuracy", 0.98, 0.99)
+claims.quoted_from_bench("week2.small_cnn.test_accuracy", 0.97, 0.99)
