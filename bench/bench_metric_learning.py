@@ -37,6 +37,8 @@ def bench_week5(seeds=None):
             "week5.autoencoder.knn_accuracy_pooled": "fraction",
             "week5.autoencoder.knn_accuracy_with_held_out_class": "fraction",
             "week5.autoencoder.train_seconds": "s",
+            "week5.knn.k_spread_seen_points": "points",
+            "week5.knn.k_spread_all_points": "points",
         },
         seeds=seeds,
     )
