@@ -25,6 +25,7 @@ with :func:`read_records` instead of re-computing them.
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import os
@@ -184,8 +185,6 @@ def read_records(notebook) -> dict:
 def quoted_in(source: str) -> list[str]:
     """The records that the :func:`quoted_from_bench` declarations of one cell's ``source`` quote (``name`` and
     ``minus``), in order."""
-    import ast
-
     names = []
     if "quoted_from_bench(" not in source:
         return names

@@ -30,9 +30,13 @@ float32 and TensorFlow's default strategy.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import random
 import re
+import select
+import sys
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,7 +66,6 @@ def quiet_tensorflow(filter_stderr: bool | None = None) -> None:
     first cell; :func:`setup` calls it too, too late to silence start-up.
     """
     global _stderr_filtered
-    import sys
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     if filter_stderr is None:
@@ -74,9 +77,6 @@ def quiet_tensorflow(filter_stderr: bool | None = None) -> None:
 
 def _filter_fd(fd: int, noise: re.Pattern) -> None:
     """Route file descriptor ``fd`` through a pipe whose reader drops the lines matching ``noise``."""
-    import select
-    import threading
-
     original = os.dup(fd)
     read_end, write_end = os.pipe()
     os.dup2(write_end, fd)
@@ -200,8 +200,6 @@ def keep_freed_memory() -> bool:
     is behind us, then raises both thresholds again (freed memory up to 256 MiB stays with the process for reuse).
     Returns False, changing nothing, where the C library is not glibc.
     """
-    import ctypes
-
     try:
         libc = ctypes.CDLL("libc.so.6")
         libc.gnu_get_libc_version  # noqa: B018 (only glibc has it)

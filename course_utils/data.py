@@ -245,6 +245,21 @@ def _read_image(path: Path, height: int, width: int) -> np.ndarray:
     return np.asarray(image, dtype=np.float32) / 255.0
 
 
+def _checked_examples(images, labels) -> tuple[np.ndarray, np.ndarray]:
+    """``images`` (4-D) and ``labels`` as arrays of the same, non-zero length; a clear error otherwise."""
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.ndim != 4:
+        raise ValueError(
+            f"images must be 4-D (n, height, width, channels), got shape {images.shape}; "
+            "for grayscale images add a channel axis, e.g. images[..., None]"
+        )
+    if len(images) != len(labels):
+        raise ValueError(f"images and labels have different lengths: {len(images)} images, {len(labels)} labels")
+    if len(images) == 0:
+        raise ValueError("images is empty")
+    return images, labels
+
+
 def make_dataset(
     images,
     labels,
@@ -270,17 +285,7 @@ def make_dataset(
     """
     import tensorflow as tf  # on use: see the module's docstring
 
-    images = np.asarray(images)
-    labels = np.asarray(labels)
-    if images.ndim != 4:
-        raise ValueError(
-            f"images must be 4-D (n, height, width, channels), got shape {images.shape}; "
-            "for grayscale images add a channel axis, e.g. images[..., None]"
-        )
-    if len(images) != len(labels):
-        raise ValueError(f"images and labels have different lengths: {len(images)} images, {len(labels)} labels")
-    if len(images) == 0:
-        raise ValueError("images is empty")
+    images, labels = _checked_examples(images, labels)
     batch_size = check_integer(batch_size, "batch_size")
     if augment is not None and not callable(augment):
         raise TypeError(f"augment must be callable (e.g. a keras.Sequential), got {type(augment).__name__}")

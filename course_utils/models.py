@@ -9,6 +9,8 @@ changes.
 
 from __future__ import annotations
 
+import time
+
 import keras
 import numpy as np
 from keras import layers
@@ -236,8 +238,6 @@ def fit_quietly(model: keras.Model, *data, **fit_arguments):
     a second time, which doubles the seconds before training starts (about 3 s
     for a small U-Net on two cores). The weights come out the same.
     """
-    import time
-
     if model.optimizer is not None and not model.optimizer.built:
         with model.distribute_strategy.scope():
             model.optimizer.build(model.trainable_variables)

@@ -317,7 +317,7 @@ def test_make_dataset_shuffle_is_seeded_and_reshuffles(cache):
     second = data.make_dataset(x, y, batch_size=8, shuffle=True, seed=3, cache=cache)
     epochs_a = [_epoch(first) for _ in range(2)]
     epochs_b = [_epoch(second) for _ in range(2)]
-    for (xa, ya), (xb, yb) in zip(epochs_a, epochs_b):
+    for (xa, ya), (_, yb) in zip(epochs_a, epochs_b):
         np.testing.assert_array_equal(ya, yb)  # same seed, same orders
         assert sorted(ya) == list(y)  # each epoch has every example once
         np.testing.assert_array_equal(xa, x[ya])  # images stay with their labels

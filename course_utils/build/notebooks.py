@@ -9,6 +9,7 @@ badge and an install cell that only acts on Colab. :func:`sync` writes them all.
 from __future__ import annotations
 
 import copy
+import tomllib
 from pathlib import Path
 
 import jupytext
@@ -92,8 +93,6 @@ def release(root: Path) -> str:
     Colab badges open the notebooks at this tag and their install cell installs the package at this tag, so a
     notebook and the package it installs always match (see CONTRIBUTING, "Releasing").
     """
-    import tomllib
-
     return "v" + tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
 
 

@@ -199,8 +199,12 @@ def count_objects(predictions: dict, confidence_threshold: float = 0.5, merge_io
     return counts
 
 
+COUNT_THRESHOLDS = np.arange(0.05, 0.96, 0.05)
+"""The confidence thresholds :func:`choose_count_threshold` tries: 0.05 to 0.95 in steps of 0.05."""
+
+
 def choose_count_threshold(
-    predictions: dict, data: DetectionData, thresholds=np.arange(0.05, 0.96, 0.05), merge_iou: float | None = 0.5
+    predictions: dict, data: DetectionData, thresholds=COUNT_THRESHOLDS, merge_iou: float | None = 0.5
 ):
     """The confidence threshold whose counts are closest to the truth on ``data`` (a validation split).
 
