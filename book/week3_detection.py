@@ -382,12 +382,12 @@ fig = det.plot_detections(np.concatenate([train_data.images[:4], np.asarray(aug_
                           title="four training scenes (top) and an augmented copy of each (bottom)")
 
 # %%
-untrained = det.evaluate(det.predict(model, test_data.images), test_data)
+untrained = det.mean_average_precision(det.predict(model, test_data.images), test_data)
 print(f"untrained model: mAP@0.5 = {untrained['map'][0.5]:.3f}")
 
 config.seed_everything(profile.seed(1))
 # The test loss after each epoch is drawn below (skipped at the smoke profile: it costs a compilation).
-history, train_seconds = det.train(model, train_data, epochs=EPOCHS, batch_size=BATCH_SIZE, augment=True,
+history, train_seconds = det.fit_detector(model, train_data, epochs=EPOCHS, batch_size=BATCH_SIZE, augment=True,
                                    seed=profile.seed(1), validation=None if profile.name == "smoke" else test_data)
 images_seen = EPOCHS * (N_TRAIN // BATCH_SIZE) * BATCH_SIZE
 print(f"trained {EPOCHS} epochs on {N_TRAIN} images in {train_seconds:.0f} s "
@@ -494,7 +494,7 @@ claims.expect("week3.nms.detections_per_object_with", per_object["with NMS"], 0.
 # to 0.95 and so also rewards precise boxes.
 
 # %%
-result = det.evaluate(predictions, test_data, iou_thresholds=(0.5, 0.75))
+result = det.mean_average_precision(predictions, test_data, iou_thresholds=(0.5, 0.75))
 for name, ap in zip(class_names, result["ap"][0.5]):
     claims.record(f"week3.retinanet.ap50.{name}", ap)
 claims.record("week3.retinanet.ap50_worst_class", np.nanmin(result["ap"][0.5]))
@@ -717,11 +717,11 @@ claims.expect("week3.focal_vs_ce.background_per_object", n_background / n_object
 compare = {}
 for name, compare_model in compare_models.items():
     config.seed_everything(profile.seed(6))
-    _, seconds = det.train(compare_model, compare_train, epochs=EPOCHS_COMPARE, batch_size=BATCH_SIZE, augment=True,
+    _, seconds = det.fit_detector(compare_model, compare_train, epochs=EPOCHS_COMPARE, batch_size=BATCH_SIZE, augment=True,
                            seed=profile.seed(6))
     compare_raw = det.raw_outputs(compare_model, test_data.images)
     compare_predictions = det.predict(compare_model, test_data.images, raw=compare_raw)
-    compare[name] = {"seconds": seconds, "voc": det.evaluate(compare_predictions, test_data),
+    compare[name] = {"seconds": seconds, "voc": det.mean_average_precision(compare_predictions, test_data),
                      "coco": det.coco_metrics(compare_predictions, test_data),
                      "scores": det.anchor_scores(compare_raw, det.anchor_targets(compare_model, test_data))}
 print(f"{'':>14} {'train s':>7} {'mAP@0.5':>7} {'COCO mAP@0.5':>12} {'mAP@[.5:.95]':>12} "

@@ -392,9 +392,9 @@ def test_tfds_entry_point_with_mocked_data():
 
 
 def test_map_of_perfect_predictions_is_one_and_of_shuffled_ones_is_low(scenes):
-    perfect = d.evaluate(d.perfect_predictions(scenes), scenes, iou_thresholds=(0.5, 0.75))
+    perfect = d.mean_average_precision(d.perfect_predictions(scenes), scenes, iou_thresholds=(0.5, 0.75))
     assert perfect["map"][0.5] == pytest.approx(1.0) and perfect["map"][0.75] == pytest.approx(1.0)
-    shuffled = d.evaluate(d.shuffled_predictions(scenes, seed=0), scenes)
+    shuffled = d.mean_average_precision(d.shuffled_predictions(scenes, seed=0), scenes)
     assert shuffled["map"][0.5] < 0.2
 
 
@@ -437,7 +437,7 @@ def test_coco_metrics_count_the_objects_of_images_without_any_detection(scenes):
     objects = scenes.object_counts()
     found_share = objects[half:].sum() / objects.sum()  # every object of the other half is found, with score 1
     assert d.coco_metrics(predictions, scenes)["map50"] == pytest.approx(found_share, abs=0.05)
-    assert d.evaluate(predictions, scenes)["map"][0.5] == pytest.approx(found_share, abs=0.05)
+    assert d.mean_average_precision(predictions, scenes)["map"][0.5] == pytest.approx(found_share, abs=0.05)
 
 
 def test_per_class_nms_suppresses_within_a_class_only():

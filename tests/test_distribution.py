@@ -123,7 +123,7 @@ DISTRIBUTED = textwrap.dedent('''
                                         learning_rate=3e-3)
     with strategy.scope():
         retinanet = build()
-    history, _ = det.train(retinanet, data, epochs=1, batch_size=2, augment=False, strategy=strategy)
+    history, _ = det.fit_detector(retinanet, data, epochs=1, batch_size=2, augment=False, strategy=strategy)
     single = twin(build, retinanet)
     four = data.subset(np.arange(4))
     twice = data.subset(np.array([0, 1, 2, 3, 0, 1, 2, 3]))
@@ -347,6 +347,6 @@ def test_retinanet_stays_float32_under_mixed_precision(mixed):
     )
     assert keras.mixed_precision.global_policy().name == "mixed_float16"  # restored after building
     assert all(layer.compute_dtype == "float32" for layer in model._flatten_layers())
-    history, _ = det.train(model, data, epochs=1, batch_size=4, augment=False)
+    history, _ = det.fit_detector(model, data, epochs=1, batch_size=4, augment=False)
     assert np.isfinite(history.history["loss"]).all()
     assert det.predict(model, data.images[:2])["boxes"].dtype == np.float32

@@ -77,8 +77,8 @@ from course_utils.detection.evaluation import (
     class_matches,
     coco_metrics,
     count_objects,
-    evaluate,
     match_detections,
+    mean_average_precision,
     perfect_predictions,
     shuffled_predictions,
 )
@@ -102,4 +102,4 @@ from course_utils.detection.plots import (
     plot_precision_recall,
     plot_score_distributions,
 )
-from course_utils.detection.training import augmenter, make_train_dataset, train
+from course_utils.detection.training import augmenter, fit_detector, make_train_dataset

@@ -80,7 +80,7 @@ def class_matches(predictions: dict, data: DetectionData, class_id: int, iou_thr
     )
 
 
-def evaluate(predictions: dict, data: DetectionData, iou_thresholds=(0.5,)) -> dict:
+def mean_average_precision(predictions: dict, data: DetectionData, iou_thresholds=(0.5,)) -> dict:
     """Our own VOC-style evaluation: AP per class and mAP at each IoU threshold.
 
     Returns ``{"ap": {threshold: array of AP per class}, "map": {threshold: mAP},

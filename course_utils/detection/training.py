@@ -106,7 +106,7 @@ def make_train_dataset(
     return ds.prefetch(2)
 
 
-def train(
+def fit_detector(
     model,
     data: DetectionData,
     epochs: int,
