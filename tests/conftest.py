@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import fcntl
+import functools
 import os
 import shutil
 from pathlib import Path
@@ -30,6 +32,19 @@ NOTEBOOK_FILES = {"test_notebooks.py", "test_book.py", "test_browser.py"}
 NOTEBOOK_FIXTURES = {"built_book", "graded", "smoke_chapter"}
 
 
+@functools.cache
+def module_fixtures(path: Path) -> frozenset:
+    """The fixtures a test file defines with ``scope="module"``, read from its source (pytest keeps a fixture's
+    scope in private attributes only)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        for decorator in getattr(node, "decorator_list", []):
+            scope = [k.value for k in getattr(decorator, "keywords", []) if k.arg == "scope"]
+            if scope and isinstance(scope[0], ast.Constant) and scope[0].value == "module":
+                found.add(node.name)
+    return frozenset(found)
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
     """Mark the notebook runs; for pytest-xdist, start them first and keep each module fixture on one worker.
@@ -42,8 +57,7 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if item.path.name in NOTEBOOK_FILES or NOTEBOOK_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.notebooks)
-        fixtures = item._fixtureinfo.name2fixturedefs if hasattr(item, "_fixtureinfo") else {}
-        shared = sorted(name for name, definitions in fixtures.items() if definitions[-1].scope == "module")
+        shared = sorted(set(getattr(item, "fixturenames", ())) & module_fixtures(item.path))
         if shared:
             item.add_marker(pytest.mark.xdist_group(f"{item.path.name}::{shared[0]}"))
     items.sort(key=lambda item: item.get_closest_marker("notebooks") is None)
