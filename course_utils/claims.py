@@ -54,7 +54,7 @@ def record(name: str, value) -> None:
     (so they print as "0.5" and not "0.49999997").
     """
     value = _plain(value)
-    try:
+    try:  # on use: a script or a test that imports the claims needs no IPython
         from IPython import get_ipython
         from IPython.display import display
     except ImportError:  # plain Python: nothing to store the value in

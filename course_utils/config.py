@@ -19,13 +19,16 @@ output layers in float32), and with two GPUs or more a
 strategy, so that the models a notebook builds are mirrored without any change to
 its code. The training helpers (``models.fit_classifier``,
 ``recognition.train``, ``segmentation.fit_segmenter``,
-``metric_learning.fit_embedding``, ``detection.train``) take a ``strategy`` and
+``metric_learning.fit_embedding``, ``detection.fit_detector``) take a ``strategy`` and
 call :func:`distribute`: the batch size they are given is per replica. XLA is left to Keras (``jit_compile="auto"``):
 on for a single GPU, off on a CPU, and off under ``tf.distribute``, where Keras
 disables it (XLA and mirrored variables clash, keras-team/keras#19005). That is
 why one GPU gets no MirroredStrategy: it would gain nothing and lose XLA.
 Everywhere else (``smoke``, ``cpu``, or ``gpu`` without a GPU) nothing changes:
 float32 and TensorFlow's default strategy.
+
+TensorFlow and Keras are imported inside the functions that use them: the scenes and
+:func:`quiet_tensorflow` import this module, and must run before (or without) TensorFlow.
 """
 
 from __future__ import annotations
