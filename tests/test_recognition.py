@@ -11,6 +11,7 @@ from keras import layers
 from PIL import Image
 
 from course_utils import recognition as rec
+from course_utils.recognition.__main__ import main
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +218,7 @@ def test_imagenet_download_has_a_timeout_and_restores_the_socket_default(monkeyp
 
     monkeypatch.setattr(keras.applications, "MobileNetV2", hanging_server)
     previous = socket.getdefaulttimeout()
-    base, reason = rec._imagenet_base((96, 96, 3), 0.35, "avg")
+    base, reason = rec.model._imagenet_base((96, 96, 3), 0.35, "avg")
     assert base is None and "timed out" in reason
     assert seen == [rec.DOWNLOAD_TIMEOUT]
     assert socket.getdefaulttimeout() == previous
@@ -330,11 +331,9 @@ def test_classification_scenes_draw_large_shapes_and_may_skip_the_test_split(mon
     for bad in [(0, 0.5), (0.6, 0.5), (0.5, 1.5), 0.5]:
         with pytest.raises(ValueError, match="object_fraction"):
             rec.classification_object_size(64, bad)
-    import course_utils.scenes
-
     calls = []
-    original = course_utils.scenes.make_scenes
-    monkeypatch.setattr(course_utils.scenes, "make_scenes", lambda *a, **k: calls.append(k) or original(*a, **k))
+    original = rec.data.make_scenes  # the scene generator, as the loader imported it
+    monkeypatch.setattr(rec.data, "make_scenes", lambda *a, **k: calls.append(k) or original(*a, **k))
     split = rec.load_classification("scenes", image_size=32, n_train=30, n_test=0, object_fraction=(0.5, 0.75))
     assert calls[0]["object_size"] == (16, 24)
     assert split.x_train.shape == (30, 32, 32, 3) and split.x_test.shape == (0, 32, 32, 3)
@@ -533,10 +532,10 @@ def test_missing_or_wrong_source_weights_are_refused_clearly(tmp_path, monkeypat
     wrong.write_bytes(b"not the shipped weights")
     with pytest.raises(ValueError, match=r"SHA-256 [0-9a-f]{64}.*damaged.*pretrain-source"):
         rec.check_source_weights(wrong)
-    monkeypatch.setattr(rec, "SOURCE_WEIGHTS", wrong)
+    monkeypatch.setattr(rec.source_weights, "SOURCE_WEIGHTS", wrong)  # the default of check_source_weights
     with pytest.raises(ValueError, match="SHA-256"):
         rec.mobilenetv2_classifier(4, input_size=32, weights="source", verbose=False)
-    monkeypatch.setattr(rec, "SOURCE_WEIGHTS", missing)
+    monkeypatch.setattr(rec.source_weights, "SOURCE_WEIGHTS", missing)
     with pytest.raises(FileNotFoundError, match="missing"):
         rec.mobilenetv2_classifier(4, input_size=32, weights="source", verbose=False)
 
@@ -546,9 +545,7 @@ def test_source_weights_load_into_the_base(capsys):
     assert "weights=source" in capsys.readouterr().out and rec.weights_used(model) == "source"
     again = rec.mobilenetv2_classifier(4, input_size=32, weights="source", verbose=False)
     fresh = rec.mobilenetv2_classifier(4, input_size=32, weights=None, verbose=False)
-    for loaded, other, random_init in zip(
-        rec.base_of(model).weights, rec.base_of(again).weights, rec.base_of(fresh).weights
-    ):
+    for loaded, other, _ in zip(rec.base_of(model).weights, rec.base_of(again).weights, rec.base_of(fresh).weights):
         np.testing.assert_array_equal(loaded.numpy(), other.numpy())
     moved = [
         not np.allclose(a.numpy(), b.numpy()) for a, b in zip(rec.base_of(model).weights, rec.base_of(fresh).weights)
@@ -561,6 +558,13 @@ def test_source_weights_load_into_the_base(capsys):
         rec.mobilenetv2_classifier(4, input_size=32, weights="source", zero_init_residual=True)
     with pytest.raises(ValueError, match="'source'"):
         rec.mobilenetv2_classifier(4, input_size=32, weights="sauce")
+
+
+def test_weights_used_is_kept_beside_the_model_not_on_it():
+    model = rec.mobilenetv2_classifier(4, input_size=32, weights="source", verbose=False)
+    assert rec.weights_used(model) == "source"
+    assert not [name for name in vars(model) if "weights_used" in name]  # nothing private set on a Keras object
+    assert rec.weights_used(keras.Sequential()) == rec.weights_used(None) == "none"
 
 
 def test_source_task_has_none_of_the_target_classes():
@@ -596,7 +600,7 @@ def test_pretrain_source_is_deterministic_and_writes_a_loadable_file(tmp_path):
     with pytest.raises(ValueError, match=r"\.weights\.h5"):
         rec.pretrain_source(tmp_path / "weights.h5", n_train=8, n_test=0, epochs=1)
     with pytest.raises(SystemExit):
-        rec._main([])  # the command is required
+        main([])  # python -m course_utils.recognition: the command is required
 
 
 def test_labelled_subset_draws_per_class_images():
@@ -617,9 +621,10 @@ def test_fit_steps_keeps_one_batch_shape_so_a_model_retrained_on_fewer_images_is
     y = np.arange(20) % 2
     model = keras.Sequential([keras.Input((4,)), counter, layers.Dense(2, activation="softmax")])
     model.compile("adam", "sparse_categorical_crossentropy")
-    rec._fit_steps(model, x, y, steps=2, batch_size=8, seed=0)
+    rec.transfer._fit_steps(model, x, y, steps=2, batch_size=8, seed=0)
     traced = len(traces)
-    rec._fit_steps(model, x[:3], y[:3], steps=2, batch_size=8, seed=1)  # three images repeat within a batch of 8
+    # Three images repeat within a batch of 8.
+    rec.transfer._fit_steps(model, x[:3], y[:3], steps=2, batch_size=8, seed=1)
     assert len(traces) == traced and set(traces) - {None} == {8}
     assert int(model.optimizer.iterations) == 4
 

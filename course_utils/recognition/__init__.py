@@ -1,0 +1,90 @@
+"""Image recognition with MobileNetV2 (week 2): model builder, training, schedule, class weights, data, transfer.
+
+Its modules follow the chapter; every public name is importable from here too
+(``from course_utils import recognition as rec; rec.mobilenetv2_classifier(...)``).
+
+* ``model`` -- :func:`mobilenetv2_classifier` builds a classifier on a MobileNetV2 base,
+  from scratch (``weights=None``), from ImageNet weights or from the shipped
+  source-task weights, with a frozen or trainable base and a small head. When the
+  ImageNet weights cannot be fetched (no network), it says so in one line and
+  continues from scratch; the choice it made is printed and kept
+  (:func:`weights_used`). Also the plain CNN baseline :func:`small_cnn`;
+* ``training`` -- :func:`train`, the fit loop, on :class:`WarmupExponentialDecay`
+  (a linear warm-up followed by exponential decay, as a serialisable Keras
+  schedule); :func:`class_weights` turns label counts into the weights
+  ``model.fit`` takes; :func:`evaluate` and :func:`images_per_second`;
+* ``data`` -- :func:`load_classification`, the one entry point for classification
+  data: the synthetic scenes (balanced, deliberately imbalanced, or of the source
+  task's shapes), a folder of images per class, or a named TensorFlow Datasets set
+  (for Colab users);
+* ``augmentation`` -- :class:`RandomDihedral`, the flips and quarter turns that keep a shape's class;
+* ``blocks`` -- :func:`conv_cost` and :func:`separable_conv_cost` count the
+  parameters and multiply-adds of a standard and a depthwise-separable
+  convolution; :func:`block_layers` and :func:`plot_block` show an
+  inverted-residual block of a built MobileNetV2;
+* ``transfer`` -- :func:`fine_tune` unfreezes the top layers of the base, keeps
+  every BatchNormalization layer frozen (in inference mode) and recompiles with a
+  lower learning rate; :func:`pretrain_source` and :func:`transfer_learning_curve`;
+* ``source_weights`` -- the shipped source-task weights and the check of their SHA-256;
+* ``__main__`` -- ``python -m course_utils.recognition pretrain-source`` regenerates them.
+
+TensorFlow Datasets is imported only by the ``"tfds:..."`` source: it takes
+seconds to import, and nothing else needs it. matplotlib is imported only by the figures.
+"""
+
+from course_utils.recognition.augmentation import RandomDihedral
+from course_utils.recognition.blocks import (
+    block_layers,
+    conv_cost,
+    describe_block,
+    plot_block,
+    residual_blocks,
+    separable_conv_cost,
+)
+from course_utils.recognition.data import (
+    SCENE_SOURCES,
+    SOURCE_CLASSES,
+    classification_object_size,
+    imbalanced_counts,
+    load_classification,
+)
+from course_utils.recognition.model import (
+    ALPHAS,
+    BASE_NAME,
+    DOWNLOAD_TIMEOUT,
+    IMAGENET_SIZES,
+    MIN_SIZE,
+    OFFLINE_MESSAGE,
+    WIDE_ALPHAS,
+    base_of,
+    check_alpha,
+    check_input_size,
+    mobilenetv2_classifier,
+    small_cnn,
+    trainable_counts,
+    weights_used,
+)
+from course_utils.recognition.source_weights import (
+    PRETRAIN_COMMAND,
+    SOURCE_RECIPE,
+    SOURCE_SHA256,
+    SOURCE_WEIGHTS,
+    check_source_weights,
+    file_sha256,
+)
+from course_utils.recognition.training import (
+    WarmupExponentialDecay,
+    class_weights,
+    compile_classifier,
+    evaluate,
+    images_per_second,
+    train,
+)
+from course_utils.recognition.transfer import (
+    TRANSFER_METHODS,
+    fine_tune,
+    labelled_subset,
+    plot_learning_curve,
+    pretrain_source,
+    transfer_learning_curve,
+)

@@ -1,0 +1,165 @@
+"""What a MobileNetV2 block is made of and what it costs.
+
+:func:`conv_cost` and :func:`separable_conv_cost` count the parameters and
+multiply-adds of a standard and a depthwise-separable convolution;
+:func:`block_layers`, :func:`describe_block` and :func:`plot_block` show an
+inverted-residual block of a built Keras MobileNetV2, and :func:`residual_blocks`
+names the blocks that have a skip connection.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import keras
+
+BLOCK_COLOURS = {"expand": "#f4c27a", "depthwise": "#8fc1e3", "project": "#9fd39b", "add": "#d9b3e6"}
+"""The colour of each step of a block in :func:`plot_block`; the layers of a step (its BN, its ReLU) share it."""
+
+FAINT_KINDS = ("BatchNormalization", "ReLU", "ZeroPadding2D")
+"""Layer types :func:`plot_block` draws faintly: they follow a convolution and change no shape."""
+
+BOX_CENTRE = 4.7
+"""The x of the column of boxes in :func:`plot_block` (the axes run from 0 to 10)."""
+
+
+def conv_cost(height: int, width: int, kernel: int, c_in: int, c_out: int, stride: int = 1) -> tuple[int, int]:
+    """``(parameters, multiply-adds)`` of a standard ``kernel`` x ``kernel`` convolution, "same" padding, no bias.
+
+    Each of the ``(height/stride) * (width/stride)`` outputs of each of the ``c_out``
+    filters takes ``kernel^2 * c_in`` multiply-adds.
+    """
+    out = math.ceil(height / stride) * math.ceil(width / stride)
+    params = kernel * kernel * c_in * c_out
+    return params, params * out
+
+
+def separable_conv_cost(
+    height: int, width: int, kernel: int, c_in: int, c_out: int, stride: int = 1
+) -> tuple[int, int]:
+    """``(parameters, multiply-adds)`` of a depthwise ``kernel`` x ``kernel`` convolution then a 1x1 pointwise one.
+
+    Depthwise: one ``kernel^2`` filter per input channel; pointwise: ``c_in * c_out``
+    weights applied at every output position. No biases.
+    """
+    out = math.ceil(height / stride) * math.ceil(width / stride)
+    depthwise = kernel * kernel * c_in
+    pointwise = c_in * c_out
+    return depthwise + pointwise, (depthwise + pointwise) * out
+
+
+def residual_blocks(base: keras.Model) -> list[str]:
+    """Names (``"block_2"``, ...) of the inverted-residual blocks of a Keras MobileNetV2 that have a skip connection."""
+    return [layer.name[: -len("_add")] for layer in base.layers if re.fullmatch(r"block_\d+_add", layer.name)]
+
+
+def block_layers(base: keras.Model, block: int) -> list:
+    """The layers of inverted-residual block ``block`` of a Keras MobileNetV2 base, in order.
+
+    Keras names them ``block_<n>_expand``, ``block_<n>_depthwise``,
+    ``block_<n>_project``, ... and ``block_<n>_add`` for the residual sum (block 0
+    is the first, ``expanded_conv_*``, which has no expansion).
+    """
+    prefix = "expanded_conv_" if block == 0 else f"block_{block}_"
+    found = [layer for layer in base.layers if layer.name.startswith(prefix)]
+    if not found:
+        existing = sorted({int(m.group(1)) for layer in base.layers if (m := re.match(r"block_(\d+)_", layer.name))})
+        raise ValueError(f"No block {block} in {base.name!r}; blocks 0..{max(existing) if existing else 0} exist")
+    return found
+
+
+def describe_block(base: keras.Model, block: int) -> list[tuple[str, str, tuple, int]]:
+    """``(layer name, layer type, output shape, parameters)`` of each layer of a block."""
+    return [
+        (layer.name, type(layer).__name__, tuple(layer.output.shape[1:]), layer.count_params())
+        for layer in block_layers(base, block)
+    ]
+
+
+def plot_block(base: keras.Model, block: int, title: str | None = None):
+    """A flow diagram of one inverted-residual block, drawn from the layers of ``base``.
+
+    Each box is one layer (name, type, output shape); the three convolutions are
+    coloured (expand, depthwise, project), box widths follow the number of
+    channels (narrow, wide, narrow), and a skip arrow joins the block's
+    input to the ``add`` layer when the block has one. Returns the figure.
+    """
+    import matplotlib.pyplot as plt  # imported where a figure is drawn: the figures are its only users
+
+    rows = describe_block(base, block)
+    in_shape = tuple(block_layers(base, block)[0].input.shape[1:])
+    boxes = [("block input", "", in_shape, 0)] + rows
+    n = len(boxes)
+    widest = max(shape[-1] for _, _, shape, _ in boxes)
+    fig, ax = plt.subplots(figsize=(6.6, 0.7 * n + 0.8))  # narrower than the page: its 9-pt labels stay 9 pt
+    ax.set_xlim(0, 10)
+    ax.set_ylim(-0.5, n)
+    ax.axis("off")
+    for i, box in enumerate(boxes):
+        _draw_layer_box(ax, n - 1 - i, box, widest, arrow_in=i > 0)
+    if rows[-1][0].endswith("_add"):
+        _draw_skip_arrow(ax, n, in_shape[-1], widest)
+    ax.set_title(title or f"MobileNetV2 block {block}, from the model's own layers", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _box_colour(name: str) -> str:
+    """The colour of the step (:data:`BLOCK_COLOURS`) a layer belongs to, judged by its name; grey for none."""
+    return next(
+        (
+            colour
+            for key, colour in BLOCK_COLOURS.items()
+            if name.endswith(key) or f"_{key}_" in name or name.endswith(f"{key}_BN") or name.endswith(f"{key}_relu")
+        ),
+        "#eeeeee",
+    )
+
+
+def _box_half_width(channels: int, widest: int) -> float:
+    """Half the width of a layer's box: it grows with the channels, so a block reads narrow-wide-narrow."""
+    return 1.6 + 1.5 * channels / widest
+
+
+def _draw_layer_box(ax, y: float, box: tuple, widest: int, arrow_in: bool) -> None:
+    """One layer's box at height ``y``: name, type, output shape and parameters; an arrow from the box above."""
+    from matplotlib.patches import FancyBboxPatch  # only the figures use matplotlib (see plot_block)
+
+    name, kind, shape, params = box
+    half = _box_half_width(shape[-1], widest)
+    ax.add_patch(
+        FancyBboxPatch(
+            (BOX_CENTRE - half, y - 0.3),
+            2 * half,
+            0.6,
+            boxstyle="round,pad=0.02",
+            fc=_box_colour(name),
+            ec="grey",
+            alpha=0.45 if kind in FAINT_KINDS else 1.0,
+        )
+    )
+    label = f"{name}  ({kind})" if kind else name
+    extra = f"  {params:,} params" if params else ""
+    ax.text(BOX_CENTRE, y, f"{label}\n{'x'.join(map(str, shape))}{extra}", ha="center", va="center", fontsize=9)
+    if arrow_in:
+        arrow = dict(arrowstyle="->", color="grey")
+        ax.annotate("", xy=(BOX_CENTRE, y + 0.3), xytext=(BOX_CENTRE, y + 0.7), arrowprops=arrow)
+
+
+def _draw_skip_arrow(ax, n: int, in_channels: int, widest: int) -> None:
+    """The skip connection: an arc from the block's input (top box) to its ``add`` layer (bottom box)."""
+    from matplotlib.patches import FancyArrowPatch  # only the figures use matplotlib (see plot_block)
+
+    edge = 4.75 + _box_half_width(in_channels, widest)  # just right of the input's box
+    ax.add_patch(
+        FancyArrowPatch(
+            (edge, n - 1),
+            (edge, 0),
+            connectionstyle="arc3,rad=-0.45",
+            arrowstyle="->",
+            mutation_scale=12,
+            color="purple",
+        )
+    )
+    ax.text(9.3, (n - 1) / 2, "skip\nconnection", color="purple", ha="center", va="center", fontsize=9)
