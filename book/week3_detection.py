@@ -717,8 +717,8 @@ claims.expect("week3.focal_vs_ce.background_per_object", n_background / n_object
 compare = {}
 for name, compare_model in compare_models.items():
     config.seed_everything(profile.seed(6))
-    _, seconds = det.fit_detector(compare_model, compare_train, epochs=EPOCHS_COMPARE, batch_size=BATCH_SIZE, augment=True,
-                           seed=profile.seed(6))
+    _, seconds = det.fit_detector(compare_model, compare_train, epochs=EPOCHS_COMPARE, batch_size=BATCH_SIZE,
+                                  augment=True, seed=profile.seed(6))
     compare_raw = det.raw_outputs(compare_model, test_data.images)
     compare_predictions = det.predict(compare_model, test_data.images, raw=compare_raw)
     compare[name] = {"seconds": seconds, "voc": det.mean_average_precision(compare_predictions, test_data),
