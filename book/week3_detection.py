@@ -388,7 +388,8 @@ print(f"untrained model: mAP@0.5 = {untrained['map'][0.5]:.3f}")
 config.seed_everything(profile.seed(1))
 # The test loss after each epoch is drawn below (skipped at the smoke profile: it costs a compilation).
 history, train_seconds = det.fit_detector(model, train_data, epochs=EPOCHS, batch_size=BATCH_SIZE, augment=True,
-                                   seed=profile.seed(1), validation=None if profile.name == "smoke" else test_data)
+                                          seed=profile.seed(1),
+                                          validation=None if profile.name == "smoke" else test_data)
 images_seen = EPOCHS * (N_TRAIN // BATCH_SIZE) * BATCH_SIZE
 print(f"trained {EPOCHS} epochs on {N_TRAIN} images in {train_seconds:.0f} s "
       f"({images_seen / train_seconds:.0f} images/s)")
