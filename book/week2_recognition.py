@@ -277,7 +277,7 @@ fig.tight_layout()
 # Colab, for instance), or a *source task* of other shapes that
 # `course_utils` pretrained offline and ships with the package (below).
 #
-# The first three are trained with `rec.train`: Adam on a warm-up and decay
+# The first three are trained with `rec.fit_with_warmup`: Adam on a warm-up and decay
 # schedule like the one above, batches of 64, with the held-out set passed as
 # validation data only to draw the curves. Fine-tuning then goes on with
 # `fit` at the constant low learning rate that `rec.fine_tune` compiles in.
@@ -288,8 +288,8 @@ results = {}  # model name -> (weights, accuracy, total parameters, trainable pa
 
 config.seed_everything(profile.seed(3))
 cnn = rec.small_cnn((SIZE, SIZE, 3), len(names))
-cnn_history, cnn_seconds = rec.train(cnn, scenes.x_train, scenes.y_train, epochs=EPOCHS, learning_rate=3e-3,
-                                     validation=validation)
+cnn_history, cnn_seconds = rec.fit_with_warmup(cnn, scenes.x_train, scenes.y_train, epochs=EPOCHS, learning_rate=3e-3,
+                                               validation=validation)
 cnn_accuracy, cnn_probabilities = rec.evaluate(cnn, scenes.x_test, scenes.y_test)
 results["small CNN"] = ("none", cnn_accuracy, cnn.count_params(), rec.trainable_counts(cnn)[0], cnn_seconds)
 print(f"small CNN: held-out accuracy {cnn_accuracy:.3f} after {EPOCHS} epochs ({cnn_seconds:.0f} s)")
@@ -331,8 +331,9 @@ config.seed_everything(profile.seed(3))
 mobilenet = rec.mobilenetv2_classifier(len(names), input_size=SIZE, alpha=ALPHA, weights=None,
                                        augment=rec.RandomDihedral(seed=profile.seed(4)),
                                        zero_init_residual=ZERO_INIT_RESIDUAL)
-mobilenet_history, mobilenet_seconds = rec.train(mobilenet, more.x_train, more.y_train, epochs=MOBILENET_EPOCHS,
-                                                 learning_rate=4e-3, final_fraction=0.2, validation=validation)
+mobilenet_history, mobilenet_seconds = rec.fit_with_warmup(mobilenet, more.x_train, more.y_train,
+                                                           epochs=MOBILENET_EPOCHS, learning_rate=4e-3,
+                                                           final_fraction=0.2, validation=validation)
 mobilenet_accuracy, mobilenet_probabilities = rec.evaluate(mobilenet, scenes.x_test, scenes.y_test)
 results["MobileNetV2, from scratch"] = ("none", mobilenet_accuracy, mobilenet.count_params(),
                                         rec.trainable_counts(mobilenet)[0], mobilenet_seconds)
@@ -362,8 +363,8 @@ print("ImageNet weights available:", imagenet_available)
 if imagenet_available:
     x_train_96 = tf.image.resize(scenes.x_train, (TRANSFER_SIZE, TRANSFER_SIZE)).numpy()
     x_test_96 = tf.image.resize(scenes.x_test, (TRANSFER_SIZE, TRANSFER_SIZE)).numpy()
-    frozen_history, seconds = rec.train(transfer, x_train_96, scenes.y_train, epochs=EPOCHS, learning_rate=3e-3,
-                                        validation=(x_test_96, scenes.y_test))
+    frozen_history, seconds = rec.fit_with_warmup(transfer, x_train_96, scenes.y_train, epochs=EPOCHS,
+                                                  learning_rate=3e-3, validation=(x_test_96, scenes.y_test))
     accuracy, _ = rec.evaluate(transfer, x_test_96, scenes.y_test)
     results["MobileNetV2, ImageNet, frozen base"] = ("imagenet", accuracy, transfer.count_params(),
                                                      rec.trainable_counts(transfer)[0], seconds)
@@ -709,8 +710,8 @@ imbalance_results = {}
 for label, class_weight in [("no class weights", None), ("class weights", weights)]:
     config.seed_everything(profile.seed(4))
     model = rec.small_cnn((SIZE, SIZE, 3), len(imbalanced.class_names))
-    rec.train(model, imbalanced.x_train, imbalanced.y_train, epochs=EPOCHS, learning_rate=3e-3,
-              class_weight=class_weight)
+    rec.fit_with_warmup(model, imbalanced.x_train, imbalanced.y_train, epochs=EPOCHS, learning_rate=3e-3,
+                        class_weight=class_weight)
     guess = model.predict(imbalanced.x_test, verbose=0).argmax(1)
     _, class_recall, _, _ = precision_recall_fscore_support(imbalanced.y_test, guess, zero_division=0)
     imbalance_results[label] = (np.mean(guess == imbalanced.y_test),
@@ -799,10 +800,10 @@ for label in ["no augmentation", "augmentation in the model", "augmentation in t
     if label == "augmentation in tf.data":
         pipeline = data.make_dataset(x_few, y_few, batch_size=64, shuffle=True,
                                      augment=rec.RandomDihedral(seed=profile.seed(6)), seed=profile.seed(6))
-        history, _ = rec.train(model, pipeline, epochs=augment_epochs, learning_rate=3e-3,
-                               steps_per_epoch=len(pipeline))
+        history, _ = rec.fit_with_warmup(model, pipeline, epochs=augment_epochs, learning_rate=3e-3,
+                                         steps_per_epoch=len(pipeline))
     else:
-        history, _ = rec.train(model, x_few, y_few, epochs=augment_epochs, learning_rate=3e-3)
+        history, _ = rec.fit_with_warmup(model, x_few, y_few, epochs=augment_epochs, learning_rate=3e-3)
     augmentation_results[label] = (model, rec.evaluate(model, scenes.x_test, scenes.y_test)[0],
                                    rec.images_per_second(history, len(x_few)))
 print(f"{'training on ' + str(len(x_few)) + ' images':<28} {'held-out acc.':>13} {'images/s':>9}")

@@ -18,7 +18,7 @@ output layers in float32), and with two GPUs or more a
 ``tf.distribute.MirroredStrategy`` over all of them becomes TensorFlow's default
 strategy, so that the models a notebook builds are mirrored without any change to
 its code. The training helpers (``models.fit_classifier``,
-``recognition.train``, ``segmentation.fit_segmenter``,
+``recognition.fit_with_warmup``, ``segmentation.fit_segmenter``,
 ``metric_learning.fit_embedding``, ``detection.fit_detector``) take a ``strategy`` and
 call :func:`distribute`: the batch size they are given is per replica. XLA is left to Keras (``jit_compile="auto"``):
 on for a single GPU, off on a CPU, and off under ``tf.distribute``, where Keras

@@ -268,7 +268,7 @@ passed("precision and recall")
 # Build and train a classifier on `scenes.x_train`, `scenes.y_train` so that
 # it classifies at least 90% of `scenes.x_test` correctly; store it in
 # `classifier`. Anything from the chapter is allowed: a small CNN
-# (`rec.small_cnn`, or your own layers), MobileNetV2, `rec.train` with its
+# (`rec.small_cnn`, or your own layers), MobileNetV2, `rec.fit_with_warmup` with its
 # warm-up schedule. Keep it quick: with `EPOCHS` epochs a small CNN gets there
 # on a laptop CPU in well under a minute.
 

@@ -329,7 +329,7 @@ check_close(never[1], [1, 0, 0], "hidden: recall")
 # Build and train a classifier on `scenes.x_train`, `scenes.y_train` so that
 # it classifies at least 90% of `scenes.x_test` correctly; store it in
 # `classifier`. Anything from the chapter is allowed: a small CNN
-# (`rec.small_cnn`, or your own layers), MobileNetV2, `rec.train` with its
+# (`rec.small_cnn`, or your own layers), MobileNetV2, `rec.fit_with_warmup` with its
 # warm-up schedule. Keep it quick: with `EPOCHS` epochs a small CNN gets there
 # on a laptop CPU in well under a minute.
 
@@ -343,7 +343,7 @@ EPOCHS = 6
 config.seed_everything(0)
 ### BEGIN SOLUTION
 classifier = rec.small_cnn((SIZE, SIZE, 3), len(scenes.class_names))
-rec.train(classifier, scenes.x_train, scenes.y_train, epochs=EPOCHS, learning_rate=3e-3)
+rec.fit_with_warmup(classifier, scenes.x_train, scenes.y_train, epochs=EPOCHS, learning_rate=3e-3)
 ### END SOLUTION
 
 # %%

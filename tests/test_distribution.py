@@ -66,12 +66,12 @@ DISTRIBUTED = textwrap.dedent('''
                          "eval": [lenet.evaluate(x[:16], y[:16], batch_size=16, verbose=0, return_dict=True)["loss"],
                                   single.evaluate(x[:16], y[:16], batch_size=16, verbose=0)]}
 
-    # Week 2's helper: rec.train with the strategy given explicitly.
+    # Week 2's helper: rec.fit_with_warmup with the strategy given explicitly.
     from course_utils import recognition as rec
     images, labels = rng.random((32, 16, 16, 3)).astype("float32"), rng.integers(0, 2, 32)
     with strategy.scope():
         cnn = rec.small_cnn((16, 16, 3), 2, filters=(8,))
-    history, _ = rec.train(cnn, images, labels, epochs=2, batch_size=8, strategy=strategy)
+    history, _ = rec.fit_with_warmup(cnn, images, labels, epochs=2, batch_size=8, strategy=strategy)
     out["recognition"] = {"steps": steps(cnn), "loss": history.history["loss"]}
 
     # The clear error: a model built outside the strategy, with the strategy.
@@ -304,7 +304,7 @@ def test_recognition_classifiers_output_float32_and_train_in_mixed_precision(mix
     x, y = rng.random((16, 32, 32, 3)).astype("float32"), rng.integers(0, 4, 16)
     cnn = rec.small_cnn((32, 32, 3), 4, filters=(8, 16))
     float16_inside_float32_out(cnn, x[:2])
-    history, _ = rec.train(cnn, x, y, epochs=1, batch_size=8)
+    history, _ = rec.fit_with_warmup(cnn, x, y, epochs=1, batch_size=8)
     assert type(cnn.optimizer).__name__ == "LossScaleOptimizer" and np.isfinite(history.history["loss"]).all()
     # MobileNetV2 takes long to train on a CPU: its output dtype only.
     float16_inside_float32_out(rec.mobilenetv2_classifier(4, input_size=32, verbose=False), x[:2])

@@ -465,7 +465,7 @@ def test_block_layers_and_drawing(scratch):
 def test_train_uses_the_warmup_schedule_and_returns_seconds():
     split = rec.load_classification("scenes", image_size=32, n_train=64, n_test=16, seed=0)
     model = rec.small_cnn((32, 32, 3), 4)
-    history, seconds = rec.train(
+    history, seconds = rec.fit_with_warmup(
         model,
         split.x_train,
         split.y_train,

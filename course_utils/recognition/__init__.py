@@ -9,7 +9,7 @@ Its modules follow the chapter; every public name is importable from here too
   ImageNet weights cannot be fetched (no network), it says so in one line and
   continues from scratch; the choice it made is printed and kept
   (:func:`weights_used`). Also the plain CNN baseline :func:`small_cnn`;
-* ``training`` -- :func:`train`, the fit loop, on :class:`WarmupExponentialDecay`
+* ``training`` -- :func:`fit_with_warmup`, the fit loop, on :class:`WarmupExponentialDecay`
   (a linear warm-up followed by exponential decay, as a serialisable Keras
   schedule); :func:`class_weights` turns label counts into the weights
   ``model.fit`` takes; :func:`evaluate` and :func:`images_per_second`;
@@ -77,8 +77,8 @@ from course_utils.recognition.training import (
     class_weights,
     compile_classifier,
     evaluate,
+    fit_with_warmup,
     images_per_second,
-    train,
 )
 from course_utils.recognition.transfer import (
     TRANSFER_METHODS,

@@ -1,6 +1,6 @@
 """Training the week's classifiers: compiling, the fit loop and its schedule, class weights, evaluation.
 
-:func:`train` is the fit loop of every classifier of the chapter: Adam on a
+:func:`fit_with_warmup` is the fit loop of every classifier of the chapter: Adam on a
 :class:`WarmupExponentialDecay` schedule, fitted quietly, with the wall time of
 each epoch kept for :func:`images_per_second`.
 """
@@ -76,7 +76,7 @@ class WarmupExponentialDecay(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
-def train(
+def fit_with_warmup(
     model: keras.Model,
     x,
     y=None,
@@ -137,11 +137,13 @@ class _EpochClock(keras.callbacks.Callback):
 
 
 def images_per_second(history, images_per_epoch: int) -> float:
-    """Training speed from a history returned by :func:`train`: the median epoch after the first
+    """Training speed from a history returned by :func:`fit_with_warmup`: the median epoch after the first
     (which also traces the training step), or the only epoch if there is one."""
     seconds = getattr(history, "epoch_seconds", None)
     if not seconds:
-        raise ValueError("this history has no epoch times: train the model with course_utils.recognition.train")
+        raise ValueError(
+            "this history has no epoch times: train the model with course_utils.recognition.fit_with_warmup"
+        )
     steady = seconds[1:] or seconds
     return float(images_per_epoch / np.median(steady))
 

@@ -22,7 +22,7 @@ from course_utils.recognition.augmentation import RandomDihedral
 from course_utils.recognition.data import SOURCE_CLASSES, load_classification
 from course_utils.recognition.model import base_of, mobilenetv2_classifier
 from course_utils.recognition.source_weights import SOURCE_RECIPE, SOURCE_WEIGHTS, file_sha256
-from course_utils.recognition.training import WarmupExponentialDecay, compile_classifier, evaluate, train
+from course_utils.recognition.training import WarmupExponentialDecay, compile_classifier, evaluate, fit_with_warmup
 
 TRANSFER_METHODS = ("from scratch", "frozen base", "fine-tuned")
 """The three ways :func:`transfer_learning_curve` trains a classifier on few labels."""
@@ -65,7 +65,7 @@ def pretrain_source(path=None, n_train=None, n_test=None, epochs=None, seed=None
     The recipe is :data:`SOURCE_RECIPE` (the arguments override it; keep them
     for the shipped file): ``n_train`` scenes of the four other shapes at
     32x32 pixels, alpha 0.35, random flips and quarter turns, zero-initialised
-    skip blocks, :func:`train` with a peak learning rate of 4e-3 decaying to a
+    skip blocks, :func:`fit_with_warmup` with a peak learning rate of 4e-3 decaying to a
     fifth. It is the chapter's from-scratch recipe on another task. Only the
     base is saved (a Keras ``.weights.h5`` file, about 2 MB); the head
     belongs to the source classes and is discarded.
@@ -122,7 +122,7 @@ def _train_on_source_task(recipe: dict):
         zero_init_residual=True,
         verbose=False,
     )
-    _, seconds = train(
+    _, seconds = fit_with_warmup(
         model,
         source.x_train,
         source.y_train,
