@@ -16,7 +16,7 @@ import nbformat
 import pytest
 
 from course_utils import build
-from course_utils.grading import cli, exercise, matching, reports, sandbox, workers
+from course_utils.grading import cli, exercise, limits, matching, reports, sandbox, workers
 from course_utils.grading import submission as one_file
 from course_utils.grading.source import free_names
 
@@ -616,3 +616,21 @@ def test_a_private_copy_of_the_solutions_is_graded_from(root, tmp_path, capsys):
         == 2
     )
     assert "No solutions folder" in capsys.readouterr().err
+
+
+def test_a_refused_file_keeps_its_own_hash_so_the_next_run_does_not_refuse_it_again(root, tmp_path):
+    """A file refused for its size is recorded with the hash of its bytes: an unchanged file is not read, parsed
+    and refused again on every run."""
+    import hashlib
+
+    week = exercise.load_week(root, WEEK)
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("# " + "x" * (limits.MAX_CELL_CHARS + 1))])
+    path = tmp_path / "huge.ipynb"
+    path.write_text(nbformat.writes(notebook))
+    result, executed = one_file.grade_file(week, path, workers.Settings(profile="smoke", isolate=False))
+    assert (result["status"], executed) == ("refused", None) and "characters" in result["detail"]
+    assert result["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    results = tmp_path / "results"
+    results.mkdir()
+    reports.write_json(results / f"{reports.result_key(path.name)}.json", result)
+    assert cli._graded_already(path, week, workers.Settings(profile="smoke"), results)

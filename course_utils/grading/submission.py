@@ -95,13 +95,14 @@ def grade_file(
 ) -> tuple[dict, nbformat.NotebookNode | None]:
     """Grade one submission file; never raises for a bad submission (its status says what happened)."""
     start = time.perf_counter()
+    data, submission, status, detail = b"", None, "", ""
     try:
-        data, status, detail = read_submission(path), "", ""
+        data = read_submission(path)
         submission = _notebook_of(data)
-    except Refused as error:
-        data, submission, status, detail = b"", None, "refused", str(error)
+    except Refused as error:  # a link or a folder (nothing read), or a file whose code is above the limits
+        status, detail = "refused", str(error)
     except Exception as error:  # noqa: BLE001 - whatever is wrong with the file, it is that submission's status
-        submission, status = None, "invalid"
+        status = "invalid"
         detail = f"not a readable .ipynb notebook ({type(error).__name__}: {shorten(error)})"
     notes, outcomes, executed = [], {}, None
     if submission is not None:
