@@ -172,3 +172,77 @@ def check_gradient(gradient, reference, what: str, max_error: float = 1e-6, mist
 def passed(what: str) -> None:
     """Say that a group of checks passed."""
     print(f"✔ {what}: all checks passed")
+
+
+# --- why a training did not reach its target ---------------------------------------------------
+
+
+def training_failure(train_probabilities, y_train, test_probabilities, y_test, training_mode=None) -> str | None:
+    """Which known way of failing a classifier's training shows in its outputs, and what to try; None if none.
+
+    Probabilities have the classes on their last axis (a segmenter's pixels are examples too);
+    ``training_mode``, if given, is ``(probabilities in inference mode, in training mode, labels)`` on some
+    training examples (training mode: BatchNorm with each batch's statistics). The failures, in the order they
+    are tested: weights gone NaN; the loss near log C with chance accuracy; every prediction one
+    class; the training set learned and the test set not; inference far below training mode.
+    """
+    train_p, test_p = np.asarray(train_probabilities, float), np.asarray(test_probabilities, float)
+    classes = train_p.shape[-1]
+    y_train, y_test = np.asarray(y_train).reshape(-1), np.asarray(y_test).reshape(-1)
+    train_p, test_p = train_p.reshape(-1, classes), test_p.reshape(-1, classes)
+    if not (np.isfinite(train_p).all() and np.isfinite(test_p).all()):
+        return (
+            "the model outputs NaN: the loss exploded during training and the weights became NaN. Lower the "
+            "learning rate (by 10x), and check that the inputs are scaled to a small range such as [0, 1]."
+        )
+    loss = float(-np.mean(np.log(np.clip(train_p[np.arange(len(y_train)), y_train], 1e-12, 1))))
+    train_accuracy = float(np.mean(train_p.argmax(-1) == y_train))
+    if abs(loss - np.log(classes)) < 0.1 * np.log(classes) and train_accuracy < 2 / classes:
+        return (
+            f"the training loss is {loss:.2f}, near the log({classes}) = {np.log(classes):.2f} of a model that "
+            f"answers every class with the same probability, and it gets {train_accuracy:.0%} of its own training "
+            "examples right: it has not learned. Check that this is the model you "
+            "trained, that fit ran for its epochs, that the learning rate is not tiny, and that the labels match "
+            "the images."
+        )
+    predicted = test_p.argmax(-1)
+    if np.unique(predicted).size == 1:
+        share = float(np.mean(y_test == predicted[0]))
+        return (
+            f"every prediction is class {predicted[0]}, whose share of the test set ({share:.0%}) is all the "
+            "accuracy it gets: the model collapsed to one class. Lower the learning rate, and check the labels "
+            "and the class weights."
+        )
+    test_accuracy = float(np.mean(predicted == y_test))
+    if train_accuracy >= 0.9 and train_accuracy - test_accuracy >= 0.15:
+        return (
+            f"it fits the training set ({train_accuracy:.0%}) far better than the test set ({test_accuracy:.0%}): "
+            "it overfits. Use augmentation, dropout or weight decay, fewer epochs, or more training data."
+        )
+    if training_mode is not None:
+        inference, training, labels = training_mode
+        inference = np.asarray(inference, float).reshape(-1, classes)
+        training = np.asarray(training, float).reshape(-1, classes)
+        labels = np.asarray(labels).reshape(-1)
+        inference_accuracy = float(np.mean(inference.argmax(-1) == labels))
+        training_accuracy = float(np.mean(training.argmax(-1) == labels))
+        if training_accuracy - inference_accuracy >= 0.15:
+            return (
+                f"on its own training images it scores {training_accuracy:.0%} in training mode but "
+                f"{inference_accuracy:.0%} as it is used for prediction: BatchNormalization's moving averages "
+                "do not match the batch statistics it trained with. Train for more steps (the averages lag behind "
+                "the weights), or keep a pretrained base's BatchNormalization in inference mode (training=False)."
+            )
+    return None
+
+
+def diagnose_classifier(model, x_train, y_train, x_test, y_test, batch_size: int = 256) -> str | None:
+    """:func:`training_failure` of a Keras classifier (or segmenter) on its training and test data (training mode
+    is compared with inference on one batch of the training data)."""
+    train_p = model.predict(x_train, batch_size=batch_size, verbose=0)
+    test_p = model.predict(x_test, batch_size=batch_size, verbose=0)
+    batch = slice(0, min(len(x_train), batch_size))
+    kept = model.get_weights()  # a call in training mode moves BatchNormalization's averages: put them back
+    training = np.asarray(model(np.asarray(x_train[batch]), training=True))
+    model.set_weights(kept)
+    return training_failure(train_p, y_train, test_p, y_test, (train_p[batch], training, np.asarray(y_train)[batch]))

@@ -35,7 +35,15 @@ import numpy as np
 from keras import layers
 
 from course_utils import config, segmentation
-from course_utils.checks import check, check_close, check_equal, check_prediction, check_shape, passed
+from course_utils.checks import (
+    check,
+    check_close,
+    check_equal,
+    check_prediction,
+    check_shape,
+    diagnose_classifier,
+    passed,
+)
 from course_utils.scenes import make_scenes
 
 profile = config.setup(PROFILE, seed=0)
@@ -352,7 +360,14 @@ unet_model.fit(train.images, train.masks, batch_size=8, epochs=EPOCHS, verbose=0
 predicted = unet_model.predict(test.images, verbose=0).argmax(axis=-1)
 score = segmentation.mean_iou(test.masks, predicted, 3)
 print(f"mean IoU on the test scenes: {score:.3f}")
-check(score >= 0.8, f"the U-Net reaches a mean IoU of {score:.3f}; at least 0.8 is needed.")
+cause = None
+if score < 0.8:  # what the run shows: why it did not learn (every pixel is an example)
+    cause = diagnose_classifier(unet_model, train.images, train.masks, test.images, test.masks, batch_size=32)
+check(
+    score >= 0.8,
+    f"the U-Net reaches a mean IoU of {score:.3f}; at least 0.8 is needed."
+    + (f" Likely cause: {cause}" if cause else ""),
+)
 passed("training")
 
 # %%

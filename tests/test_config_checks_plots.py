@@ -215,3 +215,67 @@ def test_tsne_places_few_points_and_refuses_too_few():
     assert points.shape == (10, 2)
     with pytest.raises(ValueError, match="at least 3 points"):
         plots.tsne_2d(np.zeros((2, 5)))
+
+
+def _one_hot(labels, classes, confidence=0.9):
+    probabilities = np.full((len(labels), classes), (1 - confidence) / (classes - 1))
+    probabilities[np.arange(len(labels)), labels] = confidence
+    return probabilities
+
+
+TRAINING_FAILURES = {
+    # name: (train probabilities, test probabilities, training mode or None, words the message must hold)
+    "nan": (lambda y, t: _one_hot(y, 4) * np.nan, lambda y, t: _one_hot(t, 4), None, ["NaN", "learning rate"]),
+    "uniform": (
+        lambda y, t: np.full((len(y), 4), 0.25),
+        lambda y, t: np.full((len(t), 4), 0.25),
+        None,
+        ["log(4) = 1.39", "has not learned"],
+    ),
+    "one class": (
+        lambda y, t: _one_hot(y, 4),
+        lambda y, t: _one_hot(np.full(len(t), 2), 4),
+        None,
+        ["every prediction is class 2", "collapsed", "learning rate"],
+    ),
+    "overfitting": (
+        lambda y, t: _one_hot(y, 4),
+        lambda y, t: _one_hot((t + 1) % 4, 4),
+        None,
+        ["overfits", "augmentation"],
+    ),
+    "batchnorm": (
+        lambda y, t: _one_hot((y + 1) % 4, 4),
+        lambda y, t: _one_hot((t + 1) % 4, 4),
+        "batchnorm",
+        ["training mode", "BatchNormalization", "training=False"],
+    ),
+}
+
+
+@pytest.mark.parametrize("failure", TRAINING_FAILURES)
+def test_a_training_that_failed_is_told_which_failure_it_is(failure):
+    """Each known way a training fails, as its outputs show it, gets its own diagnosis and what to try."""
+    y, t = np.arange(40) % 4, np.arange(20) % 4
+    train, test, mode, words = TRAINING_FAILURES[failure]
+    training_mode = (train(y, t), _one_hot(y, 4), y) if mode else None
+    message = checks.training_failure(train(y, t), y, test(y, t), t, training_mode)
+    assert message is not None and all(word in message for word in words), message
+
+
+def test_a_training_that_worked_gets_no_diagnosis_and_a_real_model_is_read():
+    y, t = np.arange(40) % 4, np.arange(20) % 4
+    assert checks.training_failure(_one_hot(y, 4), y, _one_hot(t, 4), t, (_one_hot(y, 4), _one_hot(y, 4), y)) is None
+    import keras
+
+    untrained = keras.Sequential(
+        [
+            keras.Input((3,)),
+            keras.layers.BatchNormalization(),
+            keras.layers.Dense(4, "softmax", kernel_initializer="zeros"),
+        ]
+    )
+    x = np.random.default_rng(0).random((40, 3)).astype("float32")
+    before = [w.copy() for w in untrained.get_weights()]
+    assert "has not learned" in checks.diagnose_classifier(untrained, x, y, x[:20], t)
+    assert all(np.array_equal(a, b) for a, b in zip(before, untrained.get_weights())), "the diagnosis changed the model"
