@@ -126,7 +126,8 @@ def check_prediction(
     """A "predict, then verify" question: the student's ``prediction`` against the ``actual`` computed value.
 
     Numbers match within the relative tolerance ``rtol`` (0: exactly); shapes and other sequences match
-    element by element. Right or wrong, the student reads ``explanation`` (why the value is what it is).
+    element by element. A wrong prediction is told so, with the mistake named when it is a known one, but
+    neither the value nor the ``explanation``: the student thinks again. A right one prints both.
     """
     prediction, actual = _plain(prediction), _plain(actual)
     if prediction is None or prediction is Ellipsis:
@@ -137,12 +138,11 @@ def check_prediction(
     except (TypeError, ValueError):
         right = prediction == actual
     if not right:
-        within = f" (within {rtol:.0%})" if rtol else ""
-        _fail(
-            f"{what}: you predicted {prediction!r}, the computed value is {actual!r}{within}. {explanation}",
-            prediction,
-            mistakes,
-            atol=rtol * float(np.max(np.abs(np.asarray(actual, dtype=float)))) if rtol else 0,
+        atol = rtol * float(np.max(np.abs(np.asarray(actual, dtype=float)))) if rtol else 0
+        cause = likely_mistake(prediction, mistakes, atol)
+        raise AssertionError(
+            f"{what}: your prediction {prediction!r} is not it. "
+            + (f"Likely cause: {cause}" if cause else "Work it out step by step and think it through again.")
         )
     print(f"✔ {what}: you predicted {prediction!r}, and it is {actual!r}. {explanation}")
 

@@ -38,13 +38,12 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from course_utils import config, data
+from course_utils import config, data, predictions
 from course_utils.checks import (
     check,
     check_close,
     check_equal,
     check_gradient,
-    check_prediction,
     check_shape,
     diagnose_classifier,
     passed,
@@ -299,28 +298,7 @@ passed("output sizes and parameter counts")
 
 # %%
 # CHECK predictions points=1
-lenet_features = keras.Sequential([keras.Input((32, 32, 1)), layers.Conv2D(6, 5), layers.AveragePooling2D(2),
-                                   layers.Conv2D(16, 5), layers.AveragePooling2D(2)])
-flatten_input = tuple(lenet_features(np.zeros((1, 32, 32, 1), np.float32)).shape[1:])
-check_prediction(
-    predicted_flatten_input,
-    flatten_input,
-    "the shape entering LeNet-5's flatten",
-    "Each 5x5 convolution without padding takes 4 off each side (32 -> 28, 14 -> 10), each 2x2 pooling "
-    "halves it (28 -> 14, 10 -> 5), and the second convolution has 16 filters: 5 x 5 x 16 = 400 numbers.",
-    mistakes={"(8, 8, 16) would need convolutions that keep the size; without padding each 5x5 convolution "
-              "takes 4 off the side.": (8, 8, 16),
-              "the maps entering the flatten come from the second convolution, which has 16 filters.": (5, 5, 6)},
-)
-dense_params = keras.Sequential([keras.Input(flatten_input), layers.Flatten(), layers.Dense(120)]).count_params()
-check_prediction(
-    predicted_dense_params,
-    dense_params,
-    "the parameters of LeNet-5's first dense layer",
-    "Each of its 120 units has one weight per input (5 * 5 * 16 = 400) and one bias: 400 * 120 + 120.",
-    mistakes={"you forgot the 120 biases.": 400 * 120,
-              "the layer sees 5 * 5 * 16 = 400 inputs, not 5 * 5 * 6.": 150 * 120 + 120},
-)
+predictions.week1_lenet(predicted_flatten_input, predicted_dense_params)
 passed("predictions")
 
 # %%

@@ -35,13 +35,12 @@ import numpy as np
 from keras import layers
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from course_utils import config
+from course_utils import config, predictions
 from course_utils import recognition as rec
 from course_utils.checks import (
     check,
     check_close,
     check_equal,
-    check_prediction,
     check_shape,
     diagnose_classifier,
     passed,
@@ -97,26 +96,7 @@ predicted_trainable = 1280 * 5 + 5  # only the dense head trains: 1280 features 
 
 # %%
 # CHECK prediction points=1
-reference_base = keras.applications.MobileNetV2(input_shape=(64, 64, 3), alpha=0.35, include_top=False, weights=None)
-features = reference_base.output.shape[-1]  # the channels of its last feature map
-check_prediction(
-    predicted_trainable,
-    features * 5 + 5,
-    "trainable parameters of the frozen classifier",
-    f"The frozen base trains nothing, dropout has no parameters, pooling over the positions leaves one value per "
-    f"channel whatever the image size, and the dense layer has one weight per channel and class plus one bias per "
-    f"class: {features} x 5 + 5. MobileNetV2 ends with {features} channels "
-    "whatever alpha <= 1 (alpha thins the layers before the last one).",
-    mistakes={
-        "you forgot the 5 biases of the dense layer.": features * 5,
-        f"alpha = 0.35 does not thin MobileNetV2's last layer: it keeps {features} channels for alpha <= 1.": (
-            lambda p: p in (448 * 5 + 5, 448 * 5)
-        ),
-        "the frozen base's weights do not train: only the new head does.": lambda p: p > 100_000,
-        "that is a dense layer on the flattened 2 x 2 x 1280 map, whose size grows with the image: requirement 1 "
-        "rules it out.": (lambda p: p in (2 * 2 * features * 5 + 5, 2 * 2 * features * 5)),
-    },
-)
+predictions.week2_frozen_head(predicted_trainable)
 passed("prediction")
 
 # %%

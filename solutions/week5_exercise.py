@@ -33,9 +33,9 @@ PROFILE = None
 import numpy as np
 from sklearn.neighbors import KNeighborsClassifier
 
-from course_utils import config
+from course_utils import config, predictions
 from course_utils import metric_learning as ml
-from course_utils.checks import check, check_close, check_equal, check_prediction, check_shape, passed
+from course_utils.checks import check, check_close, check_equal, check_shape, passed
 from course_utils.scenes import make_scenes
 
 profile = config.setup(PROFILE, seed=0)
@@ -110,21 +110,7 @@ predicted_collapsed_loss = np.log(48)  # every similarity is 1: a uniform softma
 
 # %%
 # CHECK prediction points=1
-collapsed = np.ones((48, 32)) / np.sqrt(32)
-check_prediction(
-    predicted_collapsed_loss,
-    float(np.mean(ml.similarity_softmax_loss(collapsed, collapsed, 0.1))),
-    "the loss of collapsed embeddings, 48 pairs",
-    "All 48 similarities of a row are equal (1, divided by any temperature), so the softmax gives each positive "
-    "the same probability 1/48 and the loss is -log(1/48) = log(48), about 3.87: the temperature does not matter.",
-    rtol=0.01,
-    mistakes={"the softmax runs over the 48 positives of the batch, not over the 3 classes.": np.log(3),
-              "that is the probability of the right positive (1/48); the loss is minus its log.": 1 / 48,
-              "collapsed embeddings are no better on the right positive than on the others: the softmax is "
-              "uniform, so the loss is far from 0.": 0.0,
-              "the temperature scales all similarities of a row alike, which a softmax ignores.":
-                  lambda p: abs(p - 10 * np.log(48)) < 0.1 or abs(p - 0.1 * np.log(48)) < 0.01},
-)
+predictions.week5_collapsed_loss(predicted_collapsed_loss)
 passed("prediction")
 
 

@@ -162,24 +162,25 @@ def test_week1_size_and_count_mistakes_are_named(case):
         (
             "predicted_flatten_input = (5, 5, 16)",
             "predicted_flatten_input = (8, 8, 16)",
-            ["you predicted (8, 8, 16), the computed value is (5, 5, 16)", "takes 4 off the side", "5 x 5 x 16 = 400"],
+            ["your prediction (8, 8, 16) is not it", "takes 4 off the side"],
         ),
         (
             "predicted_dense_params = 5 * 5 * 16 * 120 + 120",
             "predicted_dense_params = 48_000",
-            ["you predicted 48000, the computed value is 48120", "you forgot the 120 biases"],
+            ["your prediction 48000 is not it", "you forgot the 120 biases"],
         ),
         (
             "predicted_dense_params = 5 * 5 * 16 * 120 + 120",
             "predicted_dense_params = 1",
-            ["you predicted 1, the computed value is 48120", "400 * 120 + 120"],
+            ["your prediction 1 is not it", "think it through again"],
         ),
     ],
 )
-def test_week1_predictions_explain_the_right_value(old, new, phrases, capsys):
+def test_week1_a_wrong_prediction_is_told_its_mistake_but_not_the_answer(old, new, phrases, capsys):
     namespace = run(W1, changed(W1, 2, old, new))
     message = fails(W1, "predictions.1", namespace, *phrases)
     assert "Likely cause" in message or new.endswith("= 1")
+    assert "(5, 5, 16)" not in message and "48120" not in message and "400 * 120" not in message
 
 
 def test_week1_right_predictions_print_the_explanation(capsys):
@@ -306,14 +307,15 @@ W2 = "week2_exercise"
 @pytest.mark.parametrize(
     "prediction, phrases",
     [
-        ("6400", ["you predicted 6400, the computed value is 6405", "you forgot the 5 biases"]),
-        ("448 * 5 + 5", ["you predicted 2245", "does not thin MobileNetV2's last layer"]),
+        ("6400", ["your prediction 6400 is not it", "you forgot the biases"]),
+        ("448 * 5 + 5", ["your prediction 2245 is not it", "does not thin MobileNetV2's last layer"]),
         ("2_300_000", ["only the new head does"]),
-        ("25_605", ["flattened 2 x 2 x 1280 map", "requirement 1 rules it out"]),
+        ("25_605", ["flattened last map", "requirement 1 rules it out"]),
     ],
 )
 def test_week2_prediction_mistakes_are_named(prediction, phrases):
-    fails(W2, "prediction.1", run(W2, f"predicted_trainable = {prediction}"), *phrases)
+    message = fails(W2, "prediction.1", run(W2, f"predicted_trainable = {prediction}"), *phrases)
+    assert "6405" not in message and "1280 x 5" not in message
 
 
 @pytest.mark.parametrize(
@@ -475,16 +477,14 @@ def test_week3_focal_loss_mistakes_are_named(old, new, phrase):
     fails(W3, "focal.1", run(W3, changed(W3, 2, old, new)), phrase)
 
 
-@pytest.mark.parametrize("guess, phrase", [(1, "a removed box suppresses nothing"), (3, "B is removed")])
+@pytest.mark.parametrize(
+    "guess, phrase", [(1, "a removed box suppresses nothing"), (3, "compare it with the threshold")]
+)
 def test_week3_nms_prediction_mistakes_are_named(guess, phrase):
-    fails(
-        W3,
-        "prediction.1",
-        run(W3, f"predicted_kept = {guess}"),
-        f"you predicted {guess}, the computed value is 2",
-        "only kept boxes suppress others",
-        phrase,
+    message = fails(
+        W3, "prediction.1", run(W3, f"predicted_kept = {guess}"), f"your prediction {guess} is not it", phrase
     )
+    assert "80 / 120" not in message and "keeps C" not in message
 
 
 @pytest.mark.parametrize(
@@ -684,7 +684,8 @@ def test_week5_cosine_mistakes_are_named(source, phrase):
     ],
 )
 def test_week5_prediction_mistakes_are_named(guess, phrase):
-    fails(W5, "prediction.1", run(W5, f"predicted_collapsed_loss = {guess}"), "log(48), about 3.87", phrase)
+    message = fails(W5, "prediction.1", run(W5, f"predicted_collapsed_loss = {guess}"), "is not it", phrase)
+    assert "3.87" not in message and "log(48)" not in message
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,111 @@
+"""The exercises' "predict, then verify" questions: each computes its answer and explains it only once the
+student's prediction has been checked, so that a handout's check cell shows a call, not the answer.
+
+One function per question, named after its week; it fails like every check (``AssertionError``), naming a
+known mistake without the value, and prints the value and the reasoning when the prediction is right.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+from course_utils.checks import check_prediction
+
+
+def week1_lenet(predicted_flatten_input, predicted_dense_params) -> None:
+    """LeNet-5 on 32x32 inputs: the shape entering its flatten, and the parameters of its first dense layer."""
+    features = keras.Sequential(
+        [keras.Input((32, 32, 1)), layers.Conv2D(6, 5), layers.AveragePooling2D(2)]
+        + [layers.Conv2D(16, 5), layers.AveragePooling2D(2)]
+    )
+    flatten_input = tuple(features(np.zeros((1, 32, 32, 1), np.float32)).shape[1:])
+    check_prediction(
+        predicted_flatten_input,
+        flatten_input,
+        "the shape entering LeNet-5's flatten",
+        "Each 5x5 convolution without padding takes 4 off each side (32 -> 28, 14 -> 10), each 2x2 pooling "
+        "halves it (28 -> 14, 10 -> 5), and the second convolution has 16 filters: 5 x 5 x 16 = 400 numbers.",
+        mistakes={
+            "that shape would need convolutions that keep the size; without padding each 5x5 convolution "
+            "takes 4 off the side.": (8, 8, 16),
+            "the maps entering the flatten come from the second convolution, which has 16 filters.": (5, 5, 6),
+        },
+    )
+    dense = keras.Sequential([keras.Input(flatten_input), layers.Flatten(), layers.Dense(120)]).count_params()
+    check_prediction(
+        predicted_dense_params,
+        dense,
+        "the parameters of LeNet-5's first dense layer",
+        "Each of its 120 units has one weight per input (5 * 5 * 16 = 400) and one bias: 400 * 120 + 120.",
+        mistakes={
+            "you forgot the 120 biases.": 400 * 120,
+            "the layer sees the maps of the second convolution, which has 16 filters, not 6.": 150 * 120 + 120,
+        },
+    )
+
+
+def week2_frozen_head(predicted_trainable) -> None:
+    """The trainable parameters of a frozen MobileNetV2 (alpha 0.35) with a pooled dense head for 5 classes."""
+    base = keras.applications.MobileNetV2(input_shape=(64, 64, 3), alpha=0.35, include_top=False, weights=None)
+    channels = base.output.shape[-1]  # of its last feature map
+    check_prediction(
+        predicted_trainable,
+        channels * 5 + 5,
+        "trainable parameters of the frozen classifier",
+        f"The frozen base trains nothing, dropout has no parameters, pooling over the positions leaves one value per "
+        f"channel whatever the image size, and the dense layer has one weight per channel and class plus one bias "
+        f"per class: {channels} x 5 + 5. MobileNetV2 ends with {channels} channels whatever alpha <= 1 (alpha thins "
+        "the layers before the last one).",
+        mistakes={
+            "you forgot the biases of the dense layer.": channels * 5,
+            "alpha = 0.35 does not thin MobileNetV2's last layer.": lambda p: p in (448 * 5 + 5, 448 * 5),
+            "the frozen base's weights do not train: only the new head does.": lambda p: p > 100_000,
+            "that is a dense layer on the flattened last map, whose size grows with the image: requirement 1 "
+            "rules it out.": lambda p: p in (2 * 2 * channels * 5 + 5, 2 * 2 * channels * 5),
+        },
+    )
+
+
+def week3_nms(predicted_kept) -> None:
+    """How many of the boxes A, B, C (each 10 wide, 2 apart, scores 0.9, 0.8, 0.7) NMS at IoU 0.5 keeps."""
+    row = np.array([[0, 0, 10, 10], [2, 0, 12, 10], [4, 0, 14, 10]], np.float32)
+    scores = np.array([0.9, 0.8, 0.7], np.float32)
+    kept = tf.image.non_max_suppression(row[:, [1, 0, 3, 2]], scores, 3, iou_threshold=0.5).numpy()
+    check_prediction(
+        predicted_kept,
+        len(kept),
+        "boxes kept by NMS among A, B, C",
+        "A (the best) is kept; IoU(A, B) = 80 / 120 = 0.67 > 0.5 removes B; IoU(A, C) = 60 / 140 = 0.43 keeps C. "
+        "C overlaps B by 0.67 too, but B was already removed: only kept boxes suppress others.",
+        mistakes={
+            "C overlaps B as much as B overlaps A, but B was removed first: a removed box suppresses nothing.": 1,
+            "work out IoU(A, B) and compare it with the threshold.": 3,
+        },
+    )
+
+
+def week5_collapsed_loss(predicted_collapsed_loss) -> None:
+    """The similarity-softmax loss (temperature 0.1) of 48 pairs whose embeddings all collapsed to one point."""
+    from course_utils import metric_learning  # on use: the other weeks' questions do not need it
+
+    collapsed = np.ones((48, 32)) / np.sqrt(32)
+    check_prediction(
+        predicted_collapsed_loss,
+        float(np.mean(metric_learning.similarity_softmax_loss(collapsed, collapsed, 0.1))),
+        "the loss of collapsed embeddings, 48 pairs",
+        "All 48 similarities of a row are equal (1, divided by any temperature), so the softmax gives each positive "
+        "the same probability 1/48 and the loss is -log(1/48) = log(48), about 3.87: the temperature does not "
+        "matter.",
+        rtol=0.01,
+        mistakes={
+            "the softmax runs over the 48 positives of the batch, not over the 3 classes.": np.log(3),
+            "that is a probability; the loss is minus its log.": 1 / 48,
+            "collapsed embeddings are no better on the right positive than on the others: the loss is far from 0.": 0.0,
+            "the temperature scales all similarities of a row alike, which a softmax ignores.": lambda p: (
+                abs(p - 10 * np.log(48)) < 0.1 or abs(p - 0.1 * np.log(48)) < 0.01
+            ),
+        },
+    )
