@@ -909,7 +909,7 @@ for position, value in enumerate(accuracies[::-1]):
     ax.text(value + 0.001, position, f"{value:.3f}", va="center", fontsize=8)
 ax.set_xlim(min(accuracies) - 0.03, 1.0)
 ax.set_xlabel("test accuracy (one run)")
-ax.set_title("LeNet-5, one change at a time, and a modern small CNN")
+_ = ax.set_title("LeNet-5, one change at a time, and a modern small CNN")
 
 # %% [markdown]
 # The table and the plot show one run. Read them with the test set's size in

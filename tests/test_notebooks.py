@@ -1,5 +1,6 @@
 """Every chapter, solution and exercise executes at the smoke profile; nbval checks the outputs."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -66,6 +67,15 @@ def test_chapter_executes_at_smoke_profile(smoke_chapter, name):
         if c.cell_type == "code"
         for o in c.outputs
     ), "no figure was drawn"
+    stray = [
+        o.data["text/plain"][:80]
+        for c in notebook.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.output_type == "execute_result"
+        and re.match(r"(Text|\[<matplotlib|<matplotlib|<Figure)", o.data.get("text/plain", ""))
+    ]
+    assert not stray, f"a cell ends in a matplotlib call whose return value the page shows: {stray}"
 
 
 @pytest.mark.parametrize("name", chapter_names(Path(__file__).resolve().parents[1]))
