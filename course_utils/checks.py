@@ -177,6 +177,17 @@ def passed(what: str) -> None:
 # --- why a training did not reach its target ---------------------------------------------------
 
 
+def check_reached(value: float, target: float, what: str, diagnose=None) -> None:
+    """Fail unless ``value`` reaches ``target``, saying what it reached and, from ``diagnose()`` (called only
+    then, e.g. ``lambda: diagnose_classifier(...)``), which known failure the training shows."""
+    if value >= target:
+        return
+    cause = diagnose() if diagnose is not None else None
+    raise AssertionError(
+        f"{what} reaches {value:.3f}; at least {target:.2f} is needed." + (f" Likely cause: {cause}" if cause else "")
+    )
+
+
 def training_failure(train_probabilities, y_train, test_probabilities, y_test, training_mode=None) -> str | None:
     """Which known way of failing a classifier's training shows in its outputs, and what to try; None if none.
 

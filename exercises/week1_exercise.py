@@ -47,6 +47,7 @@ from course_utils.checks import (
     check_close,
     check_equal,
     check_gradient,
+    check_reached,
     check_shape,
     diagnose_classifier,
     passed,
@@ -346,13 +347,11 @@ test_accuracy = float(
     np.mean(lenet.predict(digits.x_test, verbose=0).argmax(1) == digits.y_test)
 )
 print(f"test accuracy: {test_accuracy:.3f}")
-cause = None
-if test_accuracy < 0.95:  # what the run shows: why it did not learn
-    cause = diagnose_classifier(lenet, digits.x_train, digits.y_train, digits.x_test, digits.y_test)
-check(
-    test_accuracy >= 0.95,
-    f"LeNet-5 reaches {test_accuracy:.3f} test accuracy; at least 0.95 is needed."
-    + (f" Likely cause: {cause}" if cause else ""),
+check_reached(
+    test_accuracy,
+    0.95,
+    "LeNet-5's test accuracy",
+    lambda: diagnose_classifier(lenet, digits.x_train, digits.y_train, digits.x_test, digits.y_test),
 )
 passed("training")
 

@@ -44,6 +44,7 @@ from course_utils.checks import (
     check,
     check_close,
     check_equal,
+    check_reached,
     check_shape,
     diagnose_classifier,
     passed,
@@ -275,13 +276,11 @@ raise NotImplementedError("Blank 6 of week2_exercise is not filled in yet: repla
 predicted = classifier.predict(scenes.x_test, verbose=0).argmax(axis=1)
 test_accuracy = float(np.mean(predicted == scenes.y_test))
 print(f"held-out accuracy: {test_accuracy:.3f}")
-cause = None
-if test_accuracy < 0.9:  # what the run shows: why it did not learn
-    cause = diagnose_classifier(classifier, scenes.x_train, scenes.y_train, scenes.x_test, scenes.y_test)
-check(
-    test_accuracy >= 0.9,
-    f"the classifier reaches {test_accuracy:.3f} held-out accuracy; at least 0.90 is needed."
-    + (f" Likely cause: {cause}" if cause else ""),
+check_reached(
+    test_accuracy,
+    0.9,
+    "the classifier's held-out accuracy",
+    lambda: diagnose_classifier(classifier, scenes.x_train, scenes.y_train, scenes.x_test, scenes.y_test),
 )
 precision, recall = precision_recall(confusion(scenes.y_test, predicted, len(scenes.class_names)))
 for name, p, r in zip(scenes.class_names, precision, recall):

@@ -277,3 +277,16 @@ def test_a_training_that_worked_gets_no_diagnosis_and_a_real_model_is_read():
     before = [w.copy() for w in untrained.get_weights()]
     assert "has not learned" in checks.diagnose_classifier(untrained, x, y, x[:20], t)
     assert all(np.array_equal(a, b) for a, b in zip(before, untrained.get_weights())), "the diagnosis changed the model"
+
+
+def test_a_target_missed_says_what_was_reached_and_asks_for_the_diagnosis_only_then():
+    asked = []
+    checks.check_reached(0.95, 0.95, "accuracy", lambda: asked.append(1) or "never")
+    assert asked == []
+    with pytest.raises(AssertionError) as missed:
+        checks.check_reached(0.5, 0.9, "the accuracy", lambda: "the model collapsed to one class.")
+    assert str(missed.value) == (
+        "the accuracy reaches 0.500; at least 0.90 is needed. Likely cause: the model collapsed to one class."
+    )
+    with pytest.raises(AssertionError, match=r"reaches 0\.500; at least 0\.90 is needed\.$"):
+        checks.check_reached(0.5, 0.9, "the accuracy", lambda: None)

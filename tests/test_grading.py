@@ -248,7 +248,7 @@ def test_feedback_says_what_failed_and_why(graded):
     assert "8 / 17 points" in partly
     assert "correlate2d with padding=1, stride=1: expected shape (9, 12, 4), got (7, 10, 4)" in partly
     assert "vgg_block_params: expected 73856, got 73728. Likely cause: you forgot the biases" in partly
-    assert "LeNet-5 reaches" in partly and "at least 0.95 is needed" in partly
+    assert "LeNet-5's test accuracy reaches" in partly and "at least 0.95 is needed" in partly
     assert "ModuleNotFoundError" in feedback["raises_at_import"] or "NameError" in feedback["raises_at_import"]
     assert "longer than the limit of 60 s" in feedback["Loop_forever"]
     assert "could not be read as a Jupyter notebook" in feedback["broken_file"]
