@@ -101,6 +101,7 @@ def bench_week1(seeds=None):
             "week1.ablation.dropout_gain_points": "points",
             "week1.residual.plain_accuracy": "fraction",
             "week1.residual.residual_accuracy": "fraction",
+            "week1.residual.residual_lead": "accuracy (residual - plain)",
             "week1.residual.plain_gradient_ratio_init": "ratio",
             "week1.residual.residual_gradient_ratio_init": "ratio",
             "week1.residual.plain_he_gradient_ratio_init": "ratio",

@@ -1469,13 +1469,19 @@ _ = axes[1].legend(fontsize=8)
 # even-numbered ones sit inside a block and see only what its last
 # convolution passes back.)
 #
-# The training curves show what that means. The plain network does not learn:
-# its test accuracy stays between 0.2 and 0.33, where
-# guessing gives about 0.25 for four classes. The residual one, with the same
-# layers, parameters, initial weights, optimiser and epochs, learns: on the
-# benchmark's five run seeds it reached between 0.82 and 0.91
-# (`week1.residual.*` in `bench/results.json`), and on this page it lies
-# between 0.7 and 0.95. Its start is fragile all the same. At a peak learning
+# The training curves show what that means. The plain network usually does
+# not learn: on the benchmark's five run seeds its test accuracy stayed
+# between 0.24 and 0.28, where guessing gives about 0.25 for four classes.
+# Usually, not always: of five more seeds (5 to 9), run to test this page's
+# claims, it stayed at chance on four and on one (seed 8) left its starting
+# plateau late and reached 0.83 (`week1.residual.plain_accuracy.seed8`). The
+# residual one, with the same layers, parameters, initial weights, optimiser
+# and epochs, learns on every seed: on the benchmark's five run seeds it
+# reached between 0.82 and 0.91 (`week1.residual.*` in `bench/results.json`;
+# 0.76 to 0.87 on seeds 5 to 9), and on this page it lies between 0.7 and
+# 0.95, ahead of the plain one by between -0.05 and 0.8 (the residual network
+# was ahead on all ten seeds, by 0.02 on seed 8 and by 0.52 or more on the
+# others). Its start is fragile all the same. At a peak learning
 # rate of 0.003, which an earlier version of this page used, it never left
 # its starting plateau in 12 epochs on one run seed in five, and ended at
 # chance like the plain one
@@ -1500,8 +1506,10 @@ claims.expect("week1.residual.plain_gradient_ratio_init", ratio_init["plain"], 0
 he_ratio = ratio_init["plain, He initialisation"]
 claims.expect("week1.residual.plain_he_gradient_ratio_init", he_ratio, 0.2, 5, profile)
 claims.expect("week1.residual.residual_gradient_ratio_init", ratio_init["residual"], 1.5, 6, profile)
-claims.expect("week1.residual.plain_accuracy", res_accuracy["plain"], 0.2, 0.33, profile)
+claims.record("week1.residual.plain_accuracy", res_accuracy["plain"])
 claims.expect("week1.residual.residual_accuracy", res_accuracy["residual"], 0.7, 0.95, profile)
+claims.expect("week1.residual.residual_lead", res_accuracy["residual"] - res_accuracy["plain"], -0.05, 0.8, profile)
+claims.quoted_from_bench("week1.residual.plain_accuracy", 0.24, 0.28)
 claims.quoted_from_bench("week1.residual.residual_accuracy", 0.82, 0.91)
 
 # %% [markdown]
