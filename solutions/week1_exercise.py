@@ -38,14 +38,13 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from course_utils import config, data, predictions
+from course_utils import config, data, exercise_checks, predictions
 from course_utils.checks import (
     check,
     check_close,
     check_equal,
     check_gradient,
     check_reached,
-    check_shape,
     diagnose_classifier,
     passed,
 )
@@ -348,45 +347,7 @@ def build_lenet5():
 
 # %%
 # CHECK lenet5 points=2
-lenet = build_lenet5()
-check(
-    isinstance(lenet, keras.Model),
-    f"build_lenet5 must return a keras Model, got {type(lenet).__name__}",
-)
-check_shape(
-    lenet.predict(np.zeros((2, 28, 28, 1)), verbose=0),
-    (2, 10),
-    "LeNet-5's predictions for 2 images of 28x28",
-)
-shapes = [
-    tuple(layer.output.shape[1:])
-    for layer in lenet.layers
-    if isinstance(layer, layers.Conv2D)
-]
-check_equal(
-    shapes,
-    [(28, 28, 6), (10, 10, 16)],
-    "output shapes of the two convolutions",
-    mistakes={
-        "without padding the maps end at 4x4, not 5x5 (28 -> 24, pooled 12 -> 8, pooled 4): pad the first "
-        "convolution, so that it gives 28x28 maps, as the original's did from 32x32 inputs.": [(24, 24, 6), (8, 8, 16)],
-        "with padding='same' on both the maps end at 7x7 (28, pooled 14, 14, pooled 7): the second convolution "
-        "must shrink 14 to 10, as in the original.": [(28, 28, 6), (14, 14, 16)],
-        "the padding is on the wrong convolution: padding the second gives 28 -> 24 -> 12 -> 12 -> 6. Pad the "
-        "first instead, so that 28 stays 28 and the rest is the original's 14 -> 10 -> 5.": [(24, 24, 6), (12, 12, 16)],
-    },
-)
-check_equal(
-    lenet.count_params(),
-    61_706,
-    "number of parameters of LeNet-5",
-    mistakes={
-        "the dense layers see 4 x 4 x 16 = 256 numbers instead of 400: no convolution keeps its side.": 44_426,
-        "the dense layers see 7 x 7 x 16 = 784 numbers instead of 400: both convolutions keep their side.": 107_786,
-        "the dense layers see 6 x 6 x 16 = 576 numbers instead of 400: the padding is on the second "
-        "convolution, not the first.": 82_826,
-    },
-)
+lenet = exercise_checks.week1_lenet5(build_lenet5)
 passed("LeNet-5")
 
 # %% [markdown]

@@ -165,7 +165,7 @@ def write_submissions(root, folder):
     second, fifth = answer_cell(notebook, "def output_size"), answer_cell(notebook, "def tta_predict")
     third, lenet_check = (
         answer_cell(notebook, "def build_lenet5():\n    return"),
-        answer_cell(notebook, "lenet = build_lenet5()"),
+        answer_cell(notebook, "lenet = exercise_checks.week1_lenet5(build_lenet5)"),
     )
     first = answer_cell(notebook, "def correlate2d")
     helper = nbformat.v4.new_code_cell("def pad_all(x, *widths):\n    return np.pad(x, *widths)")
