@@ -87,6 +87,26 @@ def week3_nms(predicted_kept) -> None:
     )
 
 
+def week4_half_unet(predicted_half_params) -> None:
+    """The parameters of the chapter's U-Net (121,899 with 8 filters at the top) with half the filters everywhere."""
+    from course_utils import segmentation  # on use: the other weeks' questions do not need it
+
+    half = segmentation.unet((32, 32, 3), 3, depth=3, base_filters=4).count_params()
+    check_prediction(
+        predicted_half_params,
+        half,
+        "the parameters of the U-Net with half the filters",
+        "A 3x3 convolution has 3 * 3 * in_channels * filters weights: halving the filters of every layer halves both "
+        "factors and divides the weights by 4. Only the small linear terms (biases, batch normalisation) halve, so "
+        f"the count, {half:,}, is a little above 121,899 / 4 = {121_899 / 4:,.0f}.",
+        rtol=0.1,
+        mistakes={
+            "halving the filters does not halve the count: each convolution's weights depend on its input "
+            "channels AND its filters, and both halve.": lambda p: abs(p - 121_899 / 2) < 0.1 * 121_899 / 2
+        },
+    )
+
+
 def week5_collapsed_loss(predicted_collapsed_loss) -> None:
     """The similarity-softmax loss (temperature 0.1) of 48 pairs whose embeddings all collapsed to one point."""
     from course_utils import metric_learning  # on use: the other weeks' questions do not need it

@@ -624,7 +624,7 @@ def test_week4_unet_biases_are_named():
     [
         (
             "predicted_half_params = 121_899 / 2",
-            ["the computed value is 30903 (within 10%)", "its input channels AND its filters"],
+            ["your prediction 60949.5 is not it", "its input channels AND its filters"],
         ),
         (
             "predicted_half_params = 30_000\n"

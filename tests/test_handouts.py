@@ -13,6 +13,7 @@ WEEKS = {
     "week1_exercise": [predictions.week1_lenet, exercise_checks.week1_lenet5],
     "week2_exercise": [predictions.week2_frozen_head, exercise_checks.week2_frozen_classifier],
     "week3_exercise": [predictions.week3_nms],
+    "week4_exercise": [predictions.week4_half_unet],
     "week5_exercise": [predictions.week5_collapsed_loss],
 }
 
