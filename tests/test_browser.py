@@ -128,6 +128,13 @@ def test_table_of_contents_is_in_week_order(root, site, browser):
     page.close()
 
 
+def test_a_page_shows_one_search_field(site, browser):
+    """The theme's header has a search field; the sidebar does not repeat it (_config.yml, html_sidebars)."""
+    page, _ = open_page(browser, f"{site}/book/intro.html")
+    assert page.locator(".search-button-field:visible").count() == 1
+    page.close()
+
+
 @pytest.mark.parametrize(
     "chapter", [d for d in pages(Path(__file__).resolve().parents[1]) if d.startswith("book/week")]
 )
