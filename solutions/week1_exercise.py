@@ -40,7 +40,6 @@ from keras import layers
 
 from course_utils import config, data, exercise_checks, predictions
 from course_utils.checks import (
-    check,
     check_close,
     check_equal,
     check_gradient,
@@ -86,46 +85,7 @@ def correlate2d(x, kernel, padding=0, stride=1):
 
 # %%
 # CHECK correlate2d points=2
-def reference(x, kernel, padding, stride):
-    """TensorFlow's cross-correlation with ``padding`` zeros on each side."""
-    pads = [[0, 0], [padding, padding], [padding, padding], [0, 0]]
-    return tf.nn.conv2d(x[None], kernel, strides=stride, padding=pads)[0].numpy()
-
-
-worked = correlate2d(
-    np.arange(9.0).reshape(3, 3, 1), np.arange(4.0).reshape(2, 2, 1, 1)
-)
-check_close(
-    worked[..., 0],
-    [[19, 25], [37, 43]],
-    "the worked example of the chapter",
-    mistakes={
-        "you computed a convolution, not a cross-correlation: your kernel is flipped (x[i + a, j + b] times "
-        "kernel[kh - 1 - a, kw - 1 - b]). Multiply x[i + a, j + b] by kernel[a, b].": [[5, 11], [23, 29]]
-    },
-)
-for padding, stride in [(0, 1), (1, 1), (2, 2), (0, 3)]:
-    x = rng.normal(size=(9, 11, 3))
-    kernel = rng.normal(size=(3, 2, 3, 4))
-    check_close(
-        correlate2d(x, kernel, padding, stride),
-        reference(x, kernel, padding, stride),
-        f"correlate2d with padding={padding}, stride={stride}",
-        mistakes={
-            "you computed a convolution, not a cross-correlation (the kernel is flipped).": reference(
-                x, kernel[::-1, ::-1], padding, stride
-            ),
-            "you forgot the padding (add `padding` zeros on each side with np.pad).": (
-                reference(x, kernel, 0, stride) if padding else None
-            ),
-            "you padded twice as much as asked (`padding` is the number of zeros on EACH side).": (
-                reference(x, kernel, 2 * padding, stride) if padding else None
-            ),
-            "you ignored the stride (windows start at row i * stride, column j * stride).": (
-                reference(x, kernel, padding, 1) if stride > 1 else None
-            ),
-        },
-    )
+exercise_checks.week1_correlate2d(correlate2d, rng)
 passed("correlate2d")
 
 # %%
@@ -220,80 +180,9 @@ predicted_dense_params = 5 * 5 * 16 * 120 + 120
 
 # %%
 # CHECK sizes points=2
-for n, kernel, stride, padding in [
-    (32, 5, 1, 0),
-    (28, 2, 2, 0),
-    (9, 3, 2, 1),
-    (10, 4, 3, 2),
-]:
-    x = np.zeros((1, n, n, 1), np.float32)
-    expected = tf.nn.conv2d(
-        x,
-        np.zeros((kernel, kernel, 1, 1), np.float32),
-        strides=stride,
-        padding=[[0, 0], [padding, padding], [padding, padding], [0, 0]],
-    ).shape[1]
-    total = n + 2 * padding - kernel
-    check_equal(
-        output_size(n, kernel, stride, padding),
-        expected,
-        f"output_size({n}, {kernel}, {stride}, {padding})",
-        mistakes={
-            "you forgot the +1 (the first window position counts too).": total // stride,
-            "you added the padding once; it goes on both sides (2 * padding).": (total - padding) // stride + 1,
-            "you added the padding four times (2 * padding is already both sides).": (total + 2 * padding) // stride
-            + 1,
-        },
-    )
-
-
-def count_mistakes(kh, kw, in_channels, filters):
-    """What the usual wrong formulas give for a convolution layer."""
-    weights = kh * kw * in_channels * filters
-    return {
-        "you forgot the biases (one per filter).": weights,
-        "you counted a bias per input channel and filter; a filter has ONE bias.": weights
-        + in_channels * filters,
-        "you counted a bias per input channel; there is one per filter.": weights + in_channels,
-        "each filter spans all the input channels: kh * kw * in_channels weights per filter.": kh * kw * filters
-        + filters,
-    }
-
-
-check_equal(conv_params(5, 5, 3, 2), 152, "conv_params(5, 5, 3, 2)", mistakes=count_mistakes(5, 5, 3, 2))
-check_equal(first_layer_side, 112, "first_layer_side")
-check_equal(
-    c3_params,
-    keras.Sequential([keras.Input((14, 14, 6)), layers.Conv2D(16, 5)]).count_params(),
-    "c3_params",
-    mistakes=count_mistakes(5, 5, 6, 16),
+exercise_checks.week1_sizes(
+    c3_params, conv_params, first_layer_side, halving, output_size, same_padding, vgg_block_params
 )
-check_equal(vgg_block_params, 73_856, "vgg_block_params", mistakes=count_mistakes(3, 3, 64, 128))
-
-
-def side_after(n, kernel, stride, padding):
-    """The output side TensorFlow computes for an n x n input."""
-    pads = [[0, 0], [padding, padding], [padding, padding], [0, 0]]
-    probe = tf.nn.conv2d(np.zeros((1, n, n, 1), np.float32), np.zeros((kernel, kernel, 1, 1), np.float32),
-                         strides=stride, padding=pads)
-    return int(probe.shape[1])
-
-
-check(isinstance(same_padding, (int, np.integer)) and same_padding >= 0,
-      f"same_padding must be a whole number of zeros, got {same_padding!r}")
-check_equal(side_after(28, 5, 1, int(same_padding)), 28,
-            f"the side of 28x28 after a 5x5 kernel with padding {same_padding}",
-            mistakes={"each side needs (kernel - 1) / 2 zeros: the 5x5 window loses 4 positions, 2 per side.": 26})
-check(isinstance(halving, (tuple, list)) and len(halving) == 2
-      and all(isinstance(v, (int, np.integer)) for v in halving) and halving[0] >= 1
-      and halving[1] >= 0, f"halving must be a pair of whole numbers (stride, padding), got {halving!r}")
-check_equal(side_after(64, 3, *map(int, halving)), 32,
-            f"the side of 64x64 after a 3x3 kernel with (stride, padding) = {halving}",
-            mistakes={"off by one: without padding the 3x3 window fits (64 - 3) // 2 + 1 = 31 times; one zero "
-                      "on each side gives the 32nd position.": 31,
-                      "one position too many: use less padding.": 33,
-                      "stride 1 never shrinks a map by half: choose stride 2.":
-                          lambda side: int(halving[0]) == 1})
 passed("output sizes and parameter counts")
 
 # %%

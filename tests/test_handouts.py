@@ -10,7 +10,12 @@ import pytest
 from course_utils import exercise_checks, predictions
 
 WEEKS = {
-    "week1_exercise": [predictions.week1_lenet, exercise_checks.week1_lenet5],
+    "week1_exercise": [
+        predictions.week1_lenet,
+        exercise_checks.week1_lenet5,
+        exercise_checks.week1_correlate2d,
+        exercise_checks.week1_sizes,
+    ],
     "week2_exercise": [predictions.week2_frozen_head, exercise_checks.week2_frozen_classifier],
     "week3_exercise": [
         predictions.week3_nms,
