@@ -311,9 +311,9 @@ print(f"small CNN: held-out accuracy {cnn_accuracy:.3f} after {EPOCHS} epochs ({
 #   makes the scales grow where the blocks are useful. The parameter
 #   `ZERO_INIT_RESIDUAL` at the top of the page switches it off. The course's
 #   benchmark runs this page both ways at profile `cpu` and records both
-#   held-out accuracies in `bench/results.json`: with it over five run seeds
-#   (`week2.mobilenetv2_scratch.test_accuracy`, with its `.worst_seed` and
-#   `.mean`), without it once
+#   held-out accuracies in `bench/results.json`: with it over every run seed
+#   the benchmark ran (`week2.mobilenetv2_scratch.test_accuracy`, with its
+#   `.worst_seed` and `.mean`), without it once
 #   (`week2.mobilenetv2_scratch.test_accuracy_without_zero_init`). Without the
 #   help, training is not only slower but fragile: in earlier benchmark runs,
 #   with the same code and seeds, the small differences in rounding between
