@@ -35,15 +35,24 @@ WEEKS = {
 
 
 def kept_back(function) -> list[str]:
-    """What a prediction question tells only once it is answered: the text of its explanation and its mistakes."""
-    definition = ast.parse(inspect.getsource(function)).body[0]
-    docstring = ast.get_docstring(definition)
+    """What a check tells only once it is run: the text of its explanations and named mistakes, its own and its
+    private helpers' (``_week1_output_sizes`` for ``week1_sizes``)."""
+    module = inspect.getmodule(function)
+    definitions = [ast.parse(inspect.getsource(function)).body[0]]
+    called = {n.func.id for n in ast.walk(definitions[0]) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    definitions += [
+        ast.parse(inspect.getsource(getattr(module, name))).body[0]
+        for name in sorted(called)
+        if name.startswith("_") and callable(getattr(module, name, None))
+    ]
     texts = []
-    for node in ast.walk(definition):
-        if isinstance(node, ast.JoinedStr):
-            texts.append("".join(v.value for v in node.values if isinstance(v, ast.Constant)))
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value != docstring:
-            texts.append(node.value)
+    for definition in definitions:
+        docstring = ast.get_docstring(definition)
+        for node in ast.walk(definition):
+            if isinstance(node, ast.JoinedStr):
+                texts.append("".join(v.value for v in node.values if isinstance(v, ast.Constant)))
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value != docstring:
+                texts.append(node.value)
     return [t for t in texts if len(t) >= 30]
 
 
@@ -60,7 +69,8 @@ def test_the_handout_calls_its_checks_and_holds_none_of_their_answers(root, week
         assert "check_prediction(" not in handout, "a prediction checked in the handout shows its answer"
         for function in WEEKS[week]:
             assert len(kept_back(function)) >= 2, f"{function.__name__} explains too little"
-            assert f"{function.__module__.rsplit('.', 1)[-1]}.{function.__name__}(" in handout
+            room = "predictions" if function.__module__ == predictions.__name__ else "exercise_checks"
+            assert f"{room}.{function.__name__}(" in handout
             assert not shown(kept_back(function), handout), f"{week}{suffix} shows what {function.__name__} keeps"
 
 

@@ -1,0 +1,16 @@
+"""The exercises' visible checks whose expected values or explanations would give a blank's answer away: they live
+here, not in the handout's check cell, which shows only the call. One function per check, named after its week;
+it fails like every check (``AssertionError``, a known mistake named) and returns what the notebook keeps.
+
+One module per week; their functions are re-exported here, so a handout calls ``exercise_checks.week3_iou(...)``.
+"""
+
+from course_utils.exercise_checks.week1 import week1_correlate2d, week1_lenet5, week1_sizes
+from course_utils.exercise_checks.week2 import week2_frozen_classifier
+from course_utils.exercise_checks.week3 import week3_ap, week3_focal, week3_iou, week3_nms
+from course_utils.exercise_checks.week4 import week4_transposed_convolution_sizes
+from course_utils.exercise_checks.week5 import (
+    week5_cosine_similarity_matrix,
+    week5_knn_majority_vote,
+    week5_temperature_softmax_loss,
+)
