@@ -295,14 +295,15 @@ def _run_seed(chapter: str, seed: int, parameters: dict | None, log) -> tuple[di
 
 
 def _summary(name: str, unit: str, per_seed: dict, earlier: dict, worst: dict) -> list[dict]:
-    """The worst, mean and spread of one value over these seeds and the benchmark's other seeds recorded
-    earlier."""
+    """The worst, mean and spread of one value over these seeds and every other seed recorded earlier (seeds
+    beyond the benchmark's five included)."""
     import numpy as np
 
     per_seed = dict(per_seed)
-    for seed in SEEDS:  # a rerun of some seeds keeps the others' earlier values in the summary
-        if seed not in per_seed and f"{name}.seed{seed}" in earlier:
-            per_seed[seed] = earlier[f"{name}.seed{seed}"]
+    prefix = f"{name}.seed"  # a rerun of some seeds keeps every other seed's earlier value in the summary
+    for key, value in earlier.items():
+        if key.startswith(prefix) and key[len(prefix) :].isdigit() and int(key[len(prefix) :]) not in per_seed:
+            per_seed[int(key[len(prefix) :])] = value
     if not per_seed:
         return []
     numbers = np.array(list(per_seed.values()), float)
