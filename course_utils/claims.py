@@ -73,6 +73,7 @@ def record(name: str, value) -> None:
 
 
 TEXT_PROFILE = "cpu"
+BENCH_SEEDS = (0, 1, 2, 3, 4)  # the run seeds every chapter's sweep measures (python -m bench)
 """The profile the prose describes: the book is built at it."""
 
 
@@ -115,14 +116,17 @@ def expect_rounded(name: str, value, stated: float, digits: int = 0, profile=Non
         )
 
 
-def quoted_from_bench(name, low: float, high: float, scale: float = 1, minus: str | None = None) -> None:
-    """Declare that the paragraph above quotes the benchmark's five-seed range ``low`` to ``high`` of record ``name``.
+def quoted_from_bench(
+    name, low: float, high: float, scale: float = 1, minus: str | None = None, seeds: tuple = BENCH_SEEDS
+) -> None:
+    """Declare that the paragraph above quotes the benchmark's range ``low`` to ``high`` of record ``name``.
 
     It does nothing at run time but check its arguments: ``tests/test_claims.py``
     reads the declarations from the chapter's source and checks the quote against
-    ``<name>.seed0`` .. ``<name>.seed4`` in ``bench/results.json``. Write the bounds
-    as the text writes them (``0.80``, not ``0.8``): their last digit is the
-    precision the quote must be true to.
+    ``<name>.seed<s>`` in ``bench/results.json`` for each run seed ``s`` of ``seeds``
+    (the sweep's five, 0 to 4, unless the text quotes others, written as a tuple).
+    Write the bounds as the text writes them (``0.80``, not ``0.8``): their last
+    digit is the precision the quote must be true to.
 
     * ``scale`` multiplies the recorded values: 100 when the text gives a
       fraction in percent or in points ("2.5 to 3.8 points").
@@ -141,6 +145,8 @@ def quoted_from_bench(name, low: float, high: float, scale: float = 1, minus: st
         raise ValueError(f"the range must have low <= high and a positive scale, not {low}..{high} at {scale}")
     if minus is not None and not (isinstance(minus, str) and minus):
         raise ValueError(f"minus must be a record name, not {minus!r}")
+    if not (isinstance(seeds, tuple) and seeds and all(isinstance(x, int) and x >= 0 for x in seeds)):
+        raise ValueError(f"seeds must be a tuple of run seeds, not {seeds!r}")
 
 
 def _describes_text(profile) -> bool:
@@ -208,10 +214,11 @@ def _source(cell) -> str:
     return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
 
 
-def quote_sources(notebook, records: list[dict], seeds=(0, 1, 2, 3, 4), this_run: bool = True) -> list[tuple]:
+def quote_sources(notebook, records: list[dict], seeds=range(10), this_run: bool = True) -> list[tuple]:
     """Where the benchmark quotes of each declaring cell come from: ``(cell index, lines)``, a line per quoted
-    record with its range over ``seeds`` in ``records`` (bench/results.json), the machine, date and commit it was
-    measured on and, with ``this_run``, the value this executed notebook got, so that a reader sees both."""
+    record with its range over the run ``seeds`` recorded in ``records`` (bench/results.json), the machine, date
+    and commit it was measured on and, with ``this_run``, the value this executed notebook got, so that a reader
+    sees both."""
     kept = {r["name"]: r for r in records}
     built = read_records(notebook) if this_run else {}
     found = []

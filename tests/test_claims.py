@@ -155,9 +155,6 @@ def test_every_rounded_claim_is_the_number_the_text_prints(root, chapter):
         )
 
 
-BENCH_SEEDS = range(5)  # bench/run.py sweeps every chapter at run seeds 0-4
-
-
 def bench_records(root) -> dict:
     return {r["name"]: r["value"] for r in json.loads((root / "bench" / "results.json").read_text())}
 
@@ -175,23 +172,24 @@ def quote_problems(chapter, arguments, text, tags, records) -> list[str]:
     names = [names] if isinstance(names, str) else names
     minus = ast.literal_eval(arguments.get("minus", "None"))
     scale = ast.literal_eval(arguments.get("scale", "1"))
+    seeds = ast.literal_eval(arguments.get("seeds", repr(claims.BENCH_SEEDS)))
     low_text, high_text = arguments["low"], arguments["high"]
     what = " and ".join(names) + (f" minus {minus}" if minus else "") + (f" (x {scale})" if scale != 1 else "")
-    quote = f"{chapter}: the text quotes {low_text} to {high_text} for {what}"
+    quote = f"{chapter}: the text quotes {low_text} to {high_text} over seeds {seeds} for {what}"
     problems = []
     if "remove-cell" not in tags:
         problems.append(f"{quote}; its declaration should be hidden (tag remove-cell)")
     for bound in (low_text, high_text):
         if not in_text(bound, text):
             problems.append(f"{quote}, but {bound} is not in the paragraph before:\n{text}")
-    needed = [f"{n}.seed{s}" for n in names + ([minus] if minus else []) for s in BENCH_SEEDS]
+    needed = [f"{n}.seed{s}" for n in names + ([minus] if minus else []) for s in seeds]
     missing = [key for key in needed if key not in records]
     if missing:
         return problems + [f"{quote}, but bench/results.json has no {', '.join(missing)}"]
     values = [
         scale * (records[f"{n}.seed{s}"] - (records[f"{minus}.seed{s}"] if minus else 0))
         for n in names
-        for s in BENCH_SEEDS
+        for s in seeds
     ]
     low, high, smallest, largest = float(low_text), float(high_text), min(values), max(values)
     unit_low, unit_high = (10.0 ** Decimal(b.replace("_", "")).as_tuple().exponent for b in (low_text, high_text))
@@ -253,6 +251,10 @@ def test_a_stale_benchmark_quote_fails_and_says_what_was_measured(tmp_path):
     arguments, text, tags = declarations[0]
     assert quote_problems("week9", arguments, text.replace("0.91", "0.92"), tags, records)  # not in the text
     assert quote_problems("week9", arguments, text, [], records)  # not hidden
+    later = {f"week9.acc.seed{s + 5}": v for s, v in enumerate(measured)}  # the same values at seeds 5 to 9
+    arguments_later = dict(arguments, seeds="(5, 6, 7, 8, 9)")
+    assert quote_problems("week9", arguments_later, text, tags, later) == []
+    assert quote_problems("week9", arguments, text, tags, later)  # seeds 0 to 4 are not recorded
 
 
 def claim_chapter(value):
