@@ -187,9 +187,7 @@ def quote_problems(chapter, arguments, text, tags, records) -> list[str]:
     if missing:
         return problems + [f"{quote}, but bench/results.json has no {', '.join(missing)}"]
     values = [
-        scale * (records[f"{n}.seed{s}"] - (records[f"{minus}.seed{s}"] if minus else 0))
-        for n in names
-        for s in seeds
+        scale * (records[f"{n}.seed{s}"] - (records[f"{minus}.seed{s}"] if minus else 0)) for n in names for s in seeds
     ]
     low, high, smallest, largest = float(low_text), float(high_text), min(values), max(values)
     unit_low, unit_high = (10.0 ** Decimal(b.replace("_", "")).as_tuple().exponent for b in (low_text, high_text))
