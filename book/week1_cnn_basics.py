@@ -46,6 +46,7 @@ from pathlib import Path
 import keras
 import matplotlib.pyplot as plt
 import numpy as np
+import scipy.ndimage
 import scipy.signal
 import tensorflow as tf
 from keras import layers
@@ -171,6 +172,68 @@ print(
 print(correlate2d_valid(np.pad(x, 1), k))
 
 # %% [markdown]
+# Before networks learned their kernels, image processing chose them by hand,
+# and a few of those classics show what a single 3×3 kernel can pick out. Below,
+# the same `correlate2d_valid` applies five of them to one grey-scale scene
+# (three shapes on a smooth background, without noise). The identity kernel
+# copies the image. The two **Laplacian** kernels compare a pixel with its
+# neighbours (the four nearest, or all eight); their weights sum to 0, so on a
+# patch of constant brightness they give exactly 0, and they respond only where
+# the brightness changes: on the outlines of the shapes. The diagonal kernel
+# (weights 1 and -1 at opposite corners) responds only to brightness that
+# changes along a diagonal. **Sharpen** is the identity minus the 4-neighbour
+# Laplacian: its weights sum to 1, so flat regions keep their value, while
+# outlines gain contrast.
+
+# %%
+from course_utils import scenes
+
+classic_kernels = {
+    "identity": [[0, 0, 0], [0, 1, 0], [0, 0, 0]],
+    "diagonal edges": [[1, 0, -1], [0, 0, 0], [-1, 0, 1]],
+    "Laplacian (4)": [[0, 1, 0], [1, -4, 1], [0, 1, 0]],
+    "Laplacian (8)": [[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]],
+    "sharpen": [[0, -1, 0], [-1, 5, -1], [0, -1, 0]],
+}
+scene = scenes.make_scenes(1, size=64, seed=profile.seed(7), objects=(3, 3), noise=0.0)
+grey = scene.images[0].mean(axis=-1)
+filtered = {name: correlate2d_valid(grey, np.array(kernel, float)) for name, kernel in classic_kernels.items()}
+fig, axes = plt.subplots(1, 5, figsize=(plots.PAGE_WIDTH, 1.9), layout="constrained")
+for ax, (name, image) in zip(axes, filtered.items()):
+    ax.imshow(image, cmap="gray")
+    ax.set_title(name, fontsize=9)
+    ax.axis("off")
+
+# %% [markdown]
+# How much more strongly each kernel responds on the outlines (the pixels
+# within one of an object's border, known from the scene's mask) than
+# elsewhere, and what each gives on a patch of constant brightness 1:
+
+# %% tags=["nbval-check-output"]
+inside = scene.masks[0] > 0
+outline = scipy.ndimage.binary_dilation(inside ^ scipy.ndimage.binary_erosion(inside))[1:-1, 1:-1]
+print(f"{'kernel':<15} {'outline / elsewhere':>19} {'on a flat patch':>15}")
+outline_ratio = {}
+for name, kernel in classic_kernels.items():
+    response = np.abs(filtered[name])
+    outline_ratio[name] = response[outline].mean() / response[~outline].mean()
+    flat = correlate2d_valid(np.ones((3, 3)), np.array(kernel, float))[0, 0]
+    print(f"{name:<15} {outline_ratio[name]:>19.1f} {flat:>15.0f}")
+
+# %% [markdown]
+# Both Laplacians respond between 1.5 and 100 times more strongly on the
+# outlines than elsewhere (the ratios in the table; how much depends on how
+# far the shapes' brightness stands out from the background's), while the
+# identity shows no preference (a ratio near 1). A flat patch gives 0 to every
+# edge kernel and keeps its brightness under the identity and sharpen. A CNN's
+# first layer learns kernels of this kind from the data (section 11 shows
+# LeNet-5's).
+
+# %% tags=["remove-cell"]
+claims.expect("week1.kernels.outline_ratio.laplacian4", outline_ratio["Laplacian (4)"], 1.5, 100, profile)
+claims.expect("week1.kernels.outline_ratio.laplacian8", outline_ratio["Laplacian (8)"], 1.5, 100, profile)
+
+# %% [markdown]
 # ## 3. Padding, stride, dilation and pooling
 #
 # Along one axis, an input of length $n$, a kernel of size $k$, padding $p$ on
@@ -237,6 +300,43 @@ window = np.array(
 print("input:\n", window[0, :, :, 0])
 print("2x2 max pooling:\n", layers.MaxPooling2D(2)(window).numpy()[0, :, :, 0])
 print("2x2 average pooling:\n", layers.AveragePooling2D(2)(window).numpy()[0, :, :, 0])
+print("2x2 min pooling (minus the max pooling of minus the input):\n",
+      -layers.MaxPooling2D(2)(-window).numpy()[0, :, :, 0])
+print("2x2 max pooling with stride 1 (windows overlap, the map shrinks by one):\n",
+      layers.MaxPooling2D(2, strides=1)(window).numpy()[0, :, :, 0])
+
+# %% [markdown]
+# Min pooling keeps the darkest value of each window; Keras has no layer for
+# it, and networks rarely use it, since after a ReLU most minima are 0. A
+# stride of 1 makes the windows overlap: the map keeps (almost) its size, and
+# the pooling only smooths it.
+#
+# The derivative of an average over $m$ inputs is $1/m$ for each of them. Does
+# average pooling therefore make gradients vanish, as a chain of small factors
+# would? The cell below sends a gradient back through both poolings of the
+# window above:
+
+# %% tags=["nbval-check-output"]
+upstream = np.array([[1.0, -2.0], [0.5, 3.0]], np.float32).reshape(1, 2, 2, 1)  # the gradient arriving
+for pool in (layers.MaxPooling2D(2), layers.AveragePooling2D(2)):
+    inputs = tf.constant(window)
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        pooled = pool(inputs)
+    back = tape.gradient(pooled, inputs, output_gradients=tf.constant(upstream)).numpy()
+    print(f"{pool.__class__.__name__}: gradient at the input\n{back[0, :, :, 0]}\n"
+          f"  sum {back.sum():.2f} (arriving {upstream.sum():.2f}), "
+          f"norm {np.linalg.norm(back):.3f} (arriving {np.linalg.norm(upstream):.3f})")
+
+# %% [markdown]
+# Max pooling hands each window's gradient to the one input that won; average
+# pooling shares it out in quarters among the four. Either way the gradient's
+# total is passed on unchanged, so nothing is lost in the sense of the sum; the
+# norm of a 2×2 average pooling's gradient is half the arriving one
+# ($\sqrt{4 \cdot (g/4)^2} = g/2$). That halving happens once per pooling
+# layer, and a network has few of them (two in LeNet-5, five in VGG16), so
+# average pooling is not what makes the gradients of deep networks vanish;
+# section 12 shows what does: a factor at *every* layer.
 
 # %% [markdown]
 # After each convolution comes a non-linear **activation**. Without one, a stack
@@ -405,6 +505,8 @@ for name, ours in by_numpy.items():
 unflipped = correlate2d_valid(np.pad(g_conv, 2), k3)  # the input gradient without flipping the kernel
 print(f"{'input, kernel not flipped':<24} {'':>18} "
       f"{relative_error(unflipped, by_differences['convolution, input']):>26.2f}")
+
+# %% tags=["remove-cell"]
 claims.record("week1.gradcheck.tape_max_abs_error", max(tape_errors))
 claims.record("week1.gradcheck.max_relative_error", max(check_errors))
 
@@ -468,6 +570,32 @@ print(
     f"dense network: {dense_net.count_params():,} parameters "
     f"(1,024 x 84 + 84 = {1024 * 84 + 84:,}, then 84 x 10 + 10 = {84 * 10 + 10})"
 )
+
+# %% [markdown]
+# Colour makes the difference larger. On a 32×32 RGB image each of LeNet-5's
+# six 5×5 filters reads three maps instead of one, so its first layer grows
+# from $6 \cdot (5 \cdot 5 \cdot 1) + 6 = 156$ to $6 \cdot (5 \cdot 5 \cdot 3) + 6 = 456$
+# parameters and nothing else changes, while the dense network's first layer
+# triples with the number of inputs. The same rule gives
+# $16 \cdot (3 \cdot 3 \cdot 3) + 16 = 448$ for sixteen 3×3 filters on RGB. And
+# a dense layer behind convolutions that keep the image's size is where the
+# parameters pile up: 64 filters of 3×3 on a 28×28 digit have 640 parameters,
+# the 26×26×64 = 43,264 values they produce, flattened into a 10-class layer,
+# 432,650.
+
+# %% tags=["nbval-check-output"]
+for channels in (1, 3):
+    rgb_lenet = models.lenet5(input_shape=(32, 32, channels), num_classes=10)
+    rgb_dense = models.dense_classifier(input_shape=(32, 32, channels), num_classes=10, hidden=84)
+    print(f"{channels} input map(s): LeNet-5 {rgb_lenet.count_params():,} parameters "
+          f"(first layer {rgb_lenet.layers[0].count_params()}), "
+          f"dense network {rgb_dense.count_params():,}")
+print("16 filters of 3x3 on RGB:", models.count_conv_params(3, 3, 3, 16))
+wide_then_dense = keras.Sequential(
+    [keras.Input((28, 28, 1)), layers.Conv2D(64, 3), layers.Flatten(), layers.Dense(10)]
+)
+print("64 filters of 3x3, then a dense layer on the flattened 26x26x64 maps:",
+      [layer.count_params() for layer in wide_then_dense.layers], f"total {wide_then_dense.count_params():,}")
 
 # %% [markdown]
 # ### From LeNet to VGG, GoogLeNet and MobileNet
@@ -812,8 +940,10 @@ history, lenet_seconds = models.fit_classifier(
     callbacks=callbacks,
 )
 print(f"trained for {len(history.history['loss'])} epochs in {lenet_seconds:.1f} s")
-claims.record("week1.lenet5.train_seconds", lenet_seconds)
 print("files written:", sorted(p.name for p in work_dir.iterdir()))
+
+# %% tags=["remove-cell"]
+claims.record("week1.lenet5.train_seconds", lenet_seconds)
 
 # %%
 fig = plots.training_curves(history, title="LeNet-5 on the digits")
@@ -825,6 +955,8 @@ lenet_accuracy = np.mean(predicted == digits.y_test)
 print(
     f"LeNet-5 test accuracy: {lenet_accuracy:.3f} ({np.sum(predicted != digits.y_test)} of {len(predicted)} wrong)"
 )
+
+# %% tags=["remove-cell"]
 claims.record("week1.lenet5.test_accuracy", lenet_accuracy)
 
 # %% [markdown]
@@ -894,10 +1026,13 @@ for index, (name, (key, changes)) in enumerate(variants.items()):
     )
     accuracy = float(np.mean(model.predict(digits.x_test, verbose=0).argmax(1) == digits.y_test))
     ablation[name] = (accuracy, model.count_params(), seconds)
-    claims.record(f"week1.ablation.{key}", accuracy)
 print(f"{'network':<24} {'test acc.':>9} {'parameters':>10} {'train s':>8}")
 for name, (accuracy, params, seconds) in ablation.items():
     print(f"{name:<24} {accuracy:>9.3f} {params:>10,} {seconds:>8.1f}")
+
+# %% tags=["remove-cell"]
+for name, (key, _) in variants.items():
+    claims.record(f"week1.ablation.{key}", ablation[name][0])
 
 # %%
 fig, ax = plt.subplots(figsize=(plots.PAGE_WIDTH, 2.6), layout="constrained")
@@ -1120,6 +1255,8 @@ for name, model in [("LeNet-5", lenet), ("LeNet-5 + augmentation", lenet_augment
 print(f"{'model':<26} {'clean test':>10} {'perturbed test':>15}")
 for name, (clean, moved) in results.items():
     print(f"{name:<26} {clean:>10.3f} {moved:>15.3f}")
+
+# %% tags=["remove-cell"]
 claims.record("week1.lenet5_augmented.test_accuracy", results["LeNet-5 + augmentation"][0])
 
 # %% [markdown]
@@ -1352,11 +1489,11 @@ res_x, res_y = shape_scenes.images[:RES_TRAIN], shape_scenes.labels[:RES_TRAIN]
 res_x_test, res_y_test = shape_scenes.images[RES_TRAIN:], shape_scenes.labels[RES_TRAIN:]
 probe_x, probe_y = res_x[:256], res_y[:256]  # the batch on which gradients are measured
 
-variants = {"plain": dict(residual=False), "residual": dict(residual=True),
-            "plain_he": dict(residual=False, kernel_initializer="he_normal")}
+deep_variants = {"plain": dict(residual=False), "residual": dict(residual=True),
+                 "plain_he": dict(residual=False, kernel_initializer="he_normal")}
 labels = {"plain": "plain", "residual": "residual", "plain_he": "plain, He initialisation"}
 deep = {}
-for name, options in variants.items():
+for name, options in deep_variants.items():
     config.seed_everything(profile.seed(201))  # the same initial weights for the first two
     deep[name] = residual.deep_cnn(input_shape=(32, 32, 3), num_classes=len(shape_scenes.class_names),
                                     blocks_per_stage=RES_BLOCKS, name=name, **options)
@@ -1394,6 +1531,8 @@ for name in deep:
 n_convs = len(residual.conv_layers(deep["plain"]))
 print(f"Glorot initialisation with ReLU predicts a first/last ratio of (1/2)^({n_convs - 1}/2) = "
       f"{0.5 ** ((n_convs - 1) / 2):.1e} for the plain network")
+
+# %% tags=["remove-cell"]
 for name in deep:
     claims.record(f"week1.residual.{name}_accuracy", res_accuracy[name])
     claims.record(f"week1.residual.{name}_gradient_ratio_init", ratio_init[name])

@@ -339,12 +339,14 @@ results["MobileNetV2, from scratch"] = ("none", mobilenet_accuracy, mobilenet.co
                                         rec.trainable_counts(mobilenet)[0], mobilenet_seconds)
 print(f"MobileNetV2 from scratch: held-out accuracy {mobilenet_accuracy:.3f} after {MOBILENET_EPOCHS} epochs "
       f"on {MOBILENET_TRAIN} images ({mobilenet_seconds:.0f} s)")
-claims.record("week2.mobilenetv2_scratch.test_accuracy", mobilenet_accuracy)
-claims.record("week2.mobilenetv2_scratch.train_seconds", mobilenet_seconds)
 trained_base = rec.base_of(mobilenet)
 skip_scales = [np.abs(keras.ops.convert_to_numpy(trained_base.get_layer(f"{block}_project_BN").gamma)).mean()
                for block in with_skip]
 print("mean |gamma| of the last BatchNorm in blocks", with_skip, "now:", np.round(skip_scales, 2))
+
+# %% tags=["remove-cell"]
+claims.record("week2.mobilenetv2_scratch.test_accuracy", mobilenet_accuracy)
+claims.record("week2.mobilenetv2_scratch.train_seconds", mobilenet_seconds)
 
 # %% [markdown]
 # For the ImageNet rows the builder tries to download the weights. Without a
@@ -497,10 +499,13 @@ claims.record("week2.transfer.fine_tuned_all_labels", curve["all"]["fine-tuned"]
 print(f"{'labels per class':<17} " + " ".join(f"{m:>13}" for m in rec.TRANSFER_METHODS))
 for i, k in enumerate(curve["per_class"]):
     print(f"{k:<17} " + " ".join(f"{curve[m][i]:>13.3f}" for m in rec.TRANSFER_METHODS))
-    for method, key in zip(rec.TRANSFER_METHODS, ["scratch", "frozen", "fine_tuned"]):
-        claims.record(f"week2.transfer.{key}_{k}_per_class", curve[method][i])
 fig = rec.plot_learning_curve(curve["per_class"], {m: curve[m] for m in rec.TRANSFER_METHODS}, chance=1 / len(names),
                               title=f"MobileNetV2 (alpha {ALPHA}) on few labels, {CURVE_STEPS} batches of 32 each")
+
+# %% tags=["remove-cell"]
+for i, k in enumerate(curve["per_class"]):
+    for method, key in zip(rec.TRANSFER_METHODS, ["scratch", "frozen", "fine_tuned"]):
+        claims.record(f"week2.transfer.{key}_{k}_per_class", curve[method][i])
 
 # %% [markdown]
 # Read the plot from left to right. Every point is a network trained for the

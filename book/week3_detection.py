@@ -496,11 +496,13 @@ claims.expect("week3.nms.detections_per_object_with", per_object["with NMS"], 0.
 
 # %%
 result = det.mean_average_precision(predictions, test_data, iou_thresholds=(0.5, 0.75))
+fig = det.plot_precision_recall(result["curves"][0.5], class_names, result["ap"][0.5],
+                                title="precision-recall at IoU 0.5, test scenes")
+
+# %% tags=["remove-cell"]
 for name, ap in zip(class_names, result["ap"][0.5]):
     claims.record(f"week3.retinanet.ap50.{name}", ap)
 claims.record("week3.retinanet.ap50_worst_class", np.nanmin(result["ap"][0.5]))
-fig = det.plot_precision_recall(result["curves"][0.5], class_names, result["ap"][0.5],
-                                title="precision-recall at IoU 0.5, test scenes")
 
 # %%
 coco = det.coco_metrics(predictions, test_data)
@@ -509,6 +511,8 @@ print(f"mAP@0.5      (ours, VOC-style):       {result['map'][0.5]:.3f}   untrain
 print(f"mAP@0.5      (pycocotools COCOeval):  {coco['map50']:.3f}")
 print(f"mAP@0.75     (ours):                  {result['map'][0.75]:.3f}")
 print(f"mAP@[.5:.95] (pycocotools COCOeval):  {coco['map']:.3f}")
+
+# %% tags=["remove-cell"]
 claims.record("week3.retinanet.map50", result["map"][0.5])
 claims.record("week3.retinanet.map50_coco", coco["map50"])
 claims.record("week3.retinanet.map50_95", coco["map"])
@@ -578,9 +582,11 @@ error = predicted_counts - true_counts
 print(f"test images, threshold {count_threshold:.2f}: exact count on {np.mean(error == 0):.1%}; "
       f"mean absolute error {np.mean(np.abs(error)):.2f} objects per image")
 print(f"too few: {np.sum(error < 0)} images, too many: {np.sum(error > 0)} images")
+fig = det.plot_counts(true_counts, predicted_counts)
+
+# %% tags=["remove-cell"]
 claims.record("week3.count.exact_share", np.mean(error == 0))
 claims.record("week3.count.off_by_more_than_one_share", np.mean(np.abs(error) > 1))
-fig = det.plot_counts(true_counts, predicted_counts)
 
 # %% [markdown]
 # With the threshold chosen on the validation scenes, the count is exact on
@@ -694,6 +700,8 @@ print(f"{N_COMPARE} training images: {n_object} object anchors, {n_background} b
 print(f"background : object = {n_background / n_object:.0f} : 1 (with the chapter's layout, section 3: "
       f"{background_per_positive:.0f} : 1)")
 print(f"training: {N_COMPARE} images, {EPOCHS_COMPARE} epochs, {compare_steps} steps of {BATCH_SIZE}")
+
+# %% tags=["remove-cell"]
 claims.record("week3.focal_vs_ce.anchors_per_image", compare_targets.shape[1])
 claims.record("week3.focal_vs_ce.background_per_object", n_background / n_object)
 
@@ -732,12 +740,14 @@ for name, r in compare.items():
           f"{r['coco']['map']:>12.3f} {np.mean(r['scores']['background'] >= 0.05):>18.2%} "
           f"{np.median(r['scores']['object']):>19.3f}")
 map50_focal, map50_ce = compare["focal loss"]["voc"]["map"][0.5], compare["cross-entropy"]["voc"]["map"][0.5]
+background_scored = {name: np.mean(r["scores"]["background"] >= 0.05) for name, r in compare.items()}
+
+# %% tags=["remove-cell"]
 claims.record("week3.focal_vs_ce.map50_focal", map50_focal)
 claims.record("week3.focal_vs_ce.map50_ce", map50_ce)
 claims.record("week3.focal_vs_ce.map50_ce_minus_focal", map50_ce - map50_focal)
 claims.record("week3.focal_vs_ce.map50_95_focal", compare["focal loss"]["coco"]["map"])
 claims.record("week3.focal_vs_ce.map50_95_ce", compare["cross-entropy"]["coco"]["map"])
-background_scored = {name: np.mean(r["scores"]["background"] >= 0.05) for name, r in compare.items()}
 claims.record("week3.focal_vs_ce.background_scored_focal", background_scored["focal loss"])
 claims.record("week3.focal_vs_ce.background_scored_ce", background_scored["cross-entropy"])
 claims.record("week3.focal_vs_ce.train_seconds", sum(r["seconds"] for r in compare.values()))

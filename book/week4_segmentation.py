@@ -252,6 +252,8 @@ dice = segmentation.dice_coefficient(test.binary_masks(), binary_predicted[..., 
 print(f"trained on {len(binary_train)} scenes in {seconds:.1f} s")
 print(f"test: Dice {float(dice):.3f}, IoU of the objects {binary_iou[1]:.3f}, of the background {binary_iou[0]:.3f}")
 print(f"2J / (1 + J) with J = {binary_iou[1]:.3f}: {2 * binary_iou[1] / (1 + binary_iou[1]):.3f}, the Dice above")
+
+# %% tags=["remove-cell"]
 claims.record("week4.unet.binary_dice", dice)
 
 # %% tags=["remove-cell"]
@@ -292,21 +294,25 @@ predicted = segmentation.predict_masks(model, test.images)
 results = {"U-Net (concat)": segmentation.per_class_iou(test.masks, predicted, len(CLASSES))}
 print(segmentation.iou_table(results, CLASSES))
 print(f"pixel accuracy: {np.mean(predicted == test.masks):.3f}")
+
+# %% tags=["remove-cell"]
 claims.record("week4.unet.mean_iou", np.nanmean(results["U-Net (concat)"]))
 claims.record("week4.unet.worst_class_iou", np.nanmin(results["U-Net (concat)"]))
 claims.record("week4.unet.train_seconds", seconds)
 
 # %% [markdown]
-# At profile `cpu` the mean IoU over the five classes lies between 0.9 and
-# 0.99, and no class falls below 0.75. (The benchmark reran this page with five
-# run seeds, each with fresh scenes, weights and order: mean IoU 0.959 to
-# 0.970, the worst class 0.892 to 0.931; `week4.unet.*` in `bench/results.json`.)
+# The benchmark reran this page with five run seeds, each with fresh scenes,
+# weights and order: the mean IoU over the five classes lay between 0.944 and
+# 0.972, and the worst class between 0.845 and 0.929 (`week4.unet.*` in
+# `bench/results.json`). Widened by their own spread, as every check of this
+# course is, that makes a mean IoU between 0.9 and 1.0 and no class below
+# 0.75, which this page checks at profile `cpu`.
 
 # %% tags=["remove-cell"]
-claims.expect("week4.unet.mean_iou", np.nanmean(results["U-Net (concat)"]), 0.9, 0.99, profile)
-claims.expect("week4.unet.worst_class_iou", np.nanmin(results["U-Net (concat)"]), 0.75, 0.99, profile)
-claims.quoted_from_bench("week4.unet.mean_iou", 0.959, 0.970)
-claims.quoted_from_bench("week4.unet.worst_class_iou", 0.892, 0.931)
+claims.expect("week4.unet.mean_iou", np.nanmean(results["U-Net (concat)"]), 0.9, 1.0, profile)
+claims.expect("week4.unet.worst_class_iou", np.nanmin(results["U-Net (concat)"]), 0.75, 1.0, profile)
+claims.quoted_from_bench("week4.unet.mean_iou", 0.944, 0.972)
+claims.quoted_from_bench("week4.unet.worst_class_iou", 0.845, 0.929)
 
 # %% [markdown]
 # Each column of the figure is one test scene: the image, the true mask, the
@@ -373,7 +379,7 @@ else:
 small_train = train.subset(slice(0, N_SMALL))
 truth = test.binary_masks()
 edges = edge_pixels(truth)
-ablation = {}
+ablation, edge_accuracy = {}, {}
 print(f"{'skips':<8} {'parameters':>10} {'object IoU':>10} {'edge-pixel accuracy':>20} {'seconds':>8}")
 for skip in segmentation.SKIP_MODES:
     config.seed_everything(profile.seed(3))
@@ -382,11 +388,15 @@ for skip in segmentation.SKIP_MODES:
                                             epochs=EPOCHS_SMALL, loss="ce+dice", batch_size=16)
     guess = segmentation.predict_masks(variant, test.images)
     ablation[skip] = segmentation.per_class_iou(truth, guess, 2)[1]
-    claims.record(f"week4.skips.{skip}.object_iou", ablation[skip])
-    claims.record(f"week4.skips.{skip}.edge_accuracy", np.mean(guess[edges] == truth[edges]))
+    edge_accuracy[skip] = np.mean(guess[edges] == truth[edges])
     print(f"{skip:<8} {variant.count_params():>10,} {ablation[skip]:>10.3f} "
-          f"{np.mean(guess[edges] == truth[edges]):>20.3f} {seconds:>8.1f}")
+          f"{edge_accuracy[skip]:>20.3f} {seconds:>8.1f}")
 print(f"removing the skips changes the object IoU by {ablation['none'] - ablation['concat']:+.3f}")
+
+# %% tags=["remove-cell"]
+for skip in segmentation.SKIP_MODES:
+    claims.record(f"week4.skips.{skip}.object_iou", ablation[skip])
+    claims.record(f"week4.skips.{skip}.edge_accuracy", edge_accuracy[skip])
 
 
 # %% [markdown]
@@ -398,16 +408,22 @@ print(f"removing the skips changes the object IoU by {ablation['none'] - ablatio
 # free to weigh the two sources differently.
 #
 # One short training per variant is a single sample, so the benchmark repeats
-# this cell with five more run seeds (5 to 9), fresh scenes and weights each
-# time (`week4.skips.*` in `bench/results.json`). The effect of the skips held
-# on every one: without them the object IoU was between 9.1 and 10.4 points
-# lower than with concatenation, and the edge-pixel accuracy between 7.9 and
-# 10.6 points lower. This page checks that removing the skips costs between
-# 7 and 12 points of object IoU. Between addition and concatenation the
-# differences are of a few points and this page does not rank them.
+# this cell with other run seeds, fresh scenes and weights each time
+# (`week4.skips.*` in `bench/results.json`). The effect of the skips held on
+# every one. Over the benchmark's five run seeds, without them the object IoU
+# was between 9.7 and 11.6 points lower than with concatenation, and the
+# edge-pixel accuracy between 7.6 and 11.1 points lower; on five more seeds
+# (5 to 9), run to test the claims on seeds their ranges were not set from,
+# 9.1 to 10.4 and 7.9 to 10.6 points. This page checks that removing the skips
+# costs between 7 and 14 points of object IoU. Between addition and
+# concatenation the differences are of a few points and this page does not
+# rank them.
 
 # %% tags=["remove-cell"]
-claims.expect("week4.skips.cost_points", 100 * (ablation["concat"] - ablation["none"]), 7, 12, profile)
+claims.expect("week4.skips.cost_points", 100 * (ablation["concat"] - ablation["none"]), 7, 14, profile)
+claims.quoted_from_bench("week4.skips.concat.object_iou", 9.7, 11.6, scale=100, minus="week4.skips.none.object_iou")
+claims.quoted_from_bench("week4.skips.concat.edge_accuracy", 7.6, 11.1, scale=100,
+                         minus="week4.skips.none.edge_accuracy")
 claims.quoted_from_bench("week4.skips.concat.object_iou", 9.1, 10.4, scale=100, minus="week4.skips.none.object_iou",
                          seeds=(5, 6, 7, 8, 9))
 claims.quoted_from_bench("week4.skips.concat.edge_accuracy", 7.9, 10.6, scale=100,
@@ -461,11 +477,14 @@ for loss in ("ce", "dice"):
                                loss=loss, batch_size=16)
     guess = segmentation.predict_masks(tiny_model, tiny_test.images)
     loss_results[loss] = found = objects_found(tiny_test, guess)
-    claims.record(f"week4.small_objects.{loss}.found", found)
     iou = segmentation.per_class_iou(tiny_test.binary_masks(), guess, 2)[1]
     print(f"{loss:<22} {iou:>10.3f} {found:>14.1%} {guess.mean():>26.1%}")
 print(f"most objects found with: {max(loss_results, key=loss_results.get)} "
       f"(true share of object pixels: {tiny_test.binary_masks().mean():.1%})")
+
+# %% tags=["remove-cell"]
+for loss, found in loss_results.items():
+    claims.record(f"week4.small_objects.{loss}.found", found)
 
 # %% [markdown]
 # Compare the last column with the true share of object pixels: a loss that

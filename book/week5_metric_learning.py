@@ -622,6 +622,8 @@ for name, classifier in [("supervised CNN", supervised), ("MobileNetV2", mobilen
 print(f"{'method':<34} {'3 training classes':>19} {'all 4 classes':>14}")
 for name, (seen_acc, all_acc) in comparison.items():
     print(f"{name:<34} {seen_acc:>19.3f} {all_acc:>14.3f}")
+
+# %% tags=["remove-cell"]
 claims.record("week5.embedding_knn.test_accuracy", comparison["kNN on learned embedding"][0])
 claims.record("week5.embedding_knn.test_accuracy_with_held_out_class", comparison["kNN on learned embedding"][1])
 claims.record("week5.raw_pixels_knn.test_accuracy", comparison["kNN on raw pixels"][0])
@@ -778,6 +780,8 @@ noisy_batches = ml.NoisyBatches(unlabelled, NOISE, batch_size=64, seed=profile.s
 ae_history, ae_seconds = ml.fit_autoencoder(autoencoder, noisy_batches, AE_EPOCHS, run_eagerly=EAGER)
 print(f"trained {AE_EPOCHS} epochs of {len(noisy_batches)} batches in {ae_seconds:.0f} s; "
       f"mean squared error {ae_history.history['loss'][0]:.4f} -> {ae_history.history['loss'][-1]:.4f}")
+
+# %% tags=["remove-cell"]
 claims.record("week5.autoencoder.train_seconds", ae_seconds)
 
 # %% [markdown]
@@ -810,6 +814,8 @@ print(f"  noisy input (sigma = {NOISE}):   {psnr_noisy.mean():6.2f} dB")
 print(f"  Gaussian blur of the input:    {psnr_blurred.mean():6.2f} dB")
 print(f"  autoencoder output:            {psnr_denoised.mean():6.2f} dB "
       f"(better than its noisy input on {np.mean(psnr_denoised > psnr_noisy):.0%} of the images)")
+
+# %% tags=["remove-cell"]
 claims.record("week5.autoencoder.psnr_noisy", float(psnr_noisy.mean()))
 claims.record("week5.autoencoder.psnr_denoised", float(psnr_denoised.mean()))
 claims.record("week5.autoencoder.psnr_blurred", float(psnr_blurred.mean()))
@@ -876,6 +882,8 @@ print(f"{'kNN (k = 5) on':<34} {'3 training classes':>19} {'all 4 classes':>14}"
 for name in ["raw pixels", *latent_spaces, "learned embedding"]:
     seen_acc, all_acc = comparison[f"kNN on {name}"]
     print(f"{name:<34} {seen_acc:>19.3f} {all_acc:>14.3f}")
+
+# %% tags=["remove-cell"]
 claims.record("week5.autoencoder.knn_accuracy", comparison["kNN on autoencoder latent, flattened"][0])
 claims.record("week5.autoencoder.knn_accuracy_pooled", comparison["kNN on autoencoder latent, pooled"][0])
 claims.record("week5.autoencoder.knn_accuracy_with_held_out_class",

@@ -411,3 +411,36 @@ def test_a_readers_page_says_where_each_quoted_range_was_measured_and_what_this_
     assert note_quote_sources(notebook, records[1:], this_run=False) == 1
     assert "over run seeds 1, 2, 3, 4" in notebook.cells[3].source and "this run" not in notebook.cells[3].source
     assert note_quote_sources(nbformat.v4.new_notebook(cells=[declaring]), [], this_run=True) == 0
+
+
+def visible_bookkeeping(path) -> list[str]:
+    """The ``claims.`` calls in the code cells a reader sees (every cell not tagged ``remove-cell``)."""
+    found = []
+    for cell in read_source(path).cells:
+        if cell.cell_type != "code" or "remove-cell" in cell.metadata.get("tags", []):
+            continue
+        for node in ast.walk(ast.parse(cell.source)):
+            if isinstance(node, ast.Attribute) and getattr(node.value, "id", None) == "claims":
+                found.append(f"{path.name}: claims.{node.attr} in the visible cell\n{cell.source}")
+    return found
+
+
+@pytest.mark.parametrize(
+    "chapter",
+    ["week1_cnn_basics", "week2_recognition", "week3_detection", "week4_segmentation", "week5_metric_learning"],
+)
+def test_no_bookkeeping_in_sight(root, chapter):
+    """A chapter records and checks its claims in hidden cells: the code a reader sees is the experiment only."""
+    found = visible_bookkeeping(root / "book" / f"{chapter}.py")
+    assert not found, "move these into a cell tagged remove-cell:\n" + "\n\n".join(found)
+
+
+def test_visible_bookkeeping_is_found(tmp_path):
+    """The check can fail: a record call inside a visible loop is found, one in a hidden cell is not."""
+    chapter = tmp_path / "week9.py"
+    chapter.write_text(
+        "# %%\nfor k in range(2):\n    x = k\n    claims.record('week9.x', x)\n\n"
+        '# %% tags=["remove-cell"]\nclaims.record("week9.y", 1)\n'
+    )
+    [problem] = visible_bookkeeping(chapter)
+    assert "claims.record" in problem and "week9.x" in problem
