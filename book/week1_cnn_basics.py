@@ -601,7 +601,12 @@ print("64 filters of 3x3, then a dense layer on the flattened 26x26x64 maps:",
 # ### From LeNet to VGG, GoogLeNet and MobileNet
 #
 # The same recipe, scaled up, won the ImageNet challenge (ILSVRC) of 2012:
-# AlexNet {cite}`krizhevsky2012` (large first kernels, ReLU, dropout). Two years
+# AlexNet {cite}`krizhevsky2012` (large first kernels, ReLU, dropout), with a
+# top-5 test error of 15.3% against the runner-up's 26.2%. That entry averaged
+# the predictions of seven such networks, two of them first trained on a larger
+# release of ImageNet; one network alone had 18.2% on the validation set (the
+# paper's Table 2), still far ahead: an ensemble is a cheap last few points,
+# paid for with seven times the computation. Two years
 # later VGG16 {cite}`simonyan2015`, only 3×3 convolutions stacked 13 deep, came
 # second in the classification task, behind GoogLeNet {cite}`szegedy2015`, and
 # first in localisation. MobileNet {cite}`howard2017` and MobileNetV2
@@ -685,6 +690,39 @@ claims.expect_rounded("week1.alexnet.params_millions", parameters["AlexNet (2012
 claims.expect_rounded("week1.vgg16.fc1_inputs", fc1_inputs, 25_088, 0)
 claims.expect_rounded("week1.vgg16.fc1_millions", fc1_params / 1e6, 102.8, 1)
 claims.expect_rounded("week1.vgg16.params_millions", parameters["VGG16 (2014)"] / 1e6, 138.4, 1)
+
+# %% [markdown]
+# Parameters are not the only memory a network needs. To classify one image,
+# VGG16 computes every layer's output, and to train, it keeps all of them
+# until the backward pass has used them. Counted layer by layer:
+
+# %% tags=["nbval-check-output"]
+stored = {"input": int(np.prod(vgg16.input.shape[1:]))}
+stored |= {layer.name: int(np.prod(layer.output.shape[1:])) for layer in vgg16.layers
+           if isinstance(layer, (layers.Conv2D, layers.MaxPooling2D, layers.Dense))}
+activations = sum(stored.values())
+first_block = stored["block1_conv1"] + stored["block1_conv2"]
+print(f"numbers computed for one 224x224 image: {activations / 1e6:.1f} M "
+      f"= {4 * activations / 2**20:.0f} MiB in 32-bit floats; the weights: {4 * vgg16.count_params() / 2**20:.0f} MiB")
+print(f"the first block's two convolutions alone: {first_block / 1e6:.1f} M ({first_block / activations:.0%})")
+
+# %% [markdown]
+# Figures of about 100 MB per image are often quoted for VGG16; counted this
+# way, its forward pass holds 15.2 million numbers, 58 MiB in 32-bit floats,
+# and training needs about as much again for their gradients. The memory sits
+# where the parameters are not: 42% of it in the first two convolutions, at
+# full resolution with 64 channels, which have 38,720 of the 138 million
+# parameters. It grows with the batch (32 images: 32 times as much), and that,
+# more than the weights, is why a large network at a large input size runs out
+# of GPU memory.
+
+# %% tags=["remove-cell"]
+claims.expect_rounded("week1.vgg16.activations_millions", activations / 1e6, 15.2, 1)
+claims.expect_rounded("week1.vgg16.activations_mib", 4 * activations / 2**20, 58, 0)
+claims.expect_rounded("week1.vgg16.first_block_percent", 100 * first_block / activations, 42, 0)
+claims.expect_rounded("week1.vgg16.first_block_params",
+                      vgg16.get_layer("block1_conv1").count_params() + vgg16.get_layer("block1_conv2").count_params(),
+                      38_720, 0)
 
 # %% [markdown]
 # #### Small kernels, stacked
