@@ -1734,9 +1734,14 @@ claims.expect("week1.residual.plain_he_accuracy", res_accuracy["plain_he"], 0.6,
 # * Architectures moved their parameters out of dense layers (94% of AlexNet's,
 #   89% of VGG16's) into stacks of small and 1×1 convolutions, which cost less
 #   for the same receptive field.
-# * In a deep plain network the gradient shrinks from layer to layer; identity
-#   skip connections carry it through, which is what lets residual networks
-#   train at depth.
+# * In a deep plain network with Glorot's initial weights the gradient shrinks
+#   from layer to layer and the network stays at chance; identity skip
+#   connections carry it through. At this depth He's initialisation alone
+#   also lets the plain network learn, so the scale of the initial weights, not
+#   depth itself, is what failed here; at greater depths even well-initialised
+#   plain networks train worse than residual ones.
+# * Memory is spent where parameters are not: VGG16 keeps 15.2 million numbers
+#   per image for its backward pass, most of them in its first layers.
 #
 # The exercise of this week has you write the correlation and its backward
 # pass yourself, choose a padding and stride for a given output size, count
