@@ -11,6 +11,8 @@ import pytest
 from course_utils import claims
 from course_utils.build import read_source
 
+CHAPTERS = ["week1_cnn_basics", "week2_recognition", "week3_detection", "week4_segmentation", "week5_metric_learning"]
+
 
 def test_expect_passes_inside_the_range_and_names_the_claim_outside():
     claims.expect("x", 0.5, 0.4, 0.6)  # inside: no error
@@ -95,10 +97,7 @@ def chapter_expectations(path):
     ]
 
 
-@pytest.mark.parametrize(
-    "chapter",
-    ["week1_cnn_basics", "week2_recognition", "week3_detection", "week4_segmentation", "week5_metric_learning"],
-)
+@pytest.mark.parametrize("chapter", CHAPTERS)
 def test_every_checked_range_is_the_one_the_text_states(root, chapter):
     """A check cell is hidden from the page and follows the paragraph whose range it asserts, written as in the text."""
     for name, low, high, text, tags in chapter_expectations(root / "book" / f"{chapter}.py"):
@@ -142,10 +141,7 @@ def in_text(number: str, text: str) -> bool:
     return re.search(rf"(?<![\d.,]){written}(?!\.?\d|,\d)", text.replace("\u2013", "-")) is not None
 
 
-@pytest.mark.parametrize(
-    "chapter",
-    ["week1_cnn_basics", "week2_recognition", "week3_detection", "week4_segmentation", "week5_metric_learning"],
-)
+@pytest.mark.parametrize("chapter", CHAPTERS)
 def test_every_rounded_claim_is_the_number_the_text_prints(root, chapter):
     for arguments, text, tags in chapter_calls(root / "book" / f"{chapter}.py", "expect_rounded"):
         name, stated = arguments["name"], arguments["stated"]
@@ -207,10 +203,7 @@ def quote_problems(chapter, arguments, text, tags, records) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize(
-    "chapter",
-    ["week1_cnn_basics", "week2_recognition", "week3_detection", "week4_segmentation", "week5_metric_learning"],
-)
+@pytest.mark.parametrize("chapter", CHAPTERS)
 def test_every_quoted_benchmark_range_is_the_one_the_benchmark_measured(root, chapter):
     """Each range a paragraph quotes from the five-seed benchmark agrees with the per-seed records it names."""
     records = bench_records(root)
@@ -326,10 +319,7 @@ def undeclared_seed_quotes(path) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize(
-    "chapter",
-    ["week1_cnn_basics", "week2_recognition", "week3_detection", "week4_segmentation", "week5_metric_learning"],
-)
+@pytest.mark.parametrize("chapter", CHAPTERS)
 def test_a_paragraph_that_quotes_the_benchmarks_seeds_declares_the_records(root, chapter):
     assert not (problems := undeclared_seed_quotes(root / "book" / f"{chapter}.py")), "\n\n".join(problems)
 
@@ -425,10 +415,7 @@ def visible_bookkeeping(path) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize(
-    "chapter",
-    ["week1_cnn_basics", "week2_recognition", "week3_detection", "week4_segmentation", "week5_metric_learning"],
-)
+@pytest.mark.parametrize("chapter", CHAPTERS)
 def test_no_bookkeeping_in_sight(root, chapter):
     """A chapter records and checks its claims in hidden cells: the code a reader sees is the experiment only."""
     found = visible_bookkeeping(root / "book" / f"{chapter}.py")
