@@ -78,6 +78,27 @@ def quiet_tensorflow(filter_stderr: bool | None = None) -> None:
         _filter_fd(2, TENSORFLOW_NOISE)
 
 
+def quiet_progress_bars() -> None:
+    """Let ``tqdm.auto`` choose its progress bar without a warning: a widget where ipywidgets is installed (Colab),
+    a text bar where it is not.
+
+    TensorFlow Datasets (the ``"tfds:..."`` sources) and :func:`course_utils.data.load_image_folder` draw their
+    progress with ``tqdm.auto``. Imported in a Jupyter kernel without ipywidgets (a local install, whose extras do
+    not bring it), it warns "IProgress not found. Please update jupyter and ipywidgets." under the cell, then
+    draws a text bar anyway. This imports it once with that warning silenced, so it makes the same choice quietly;
+    :func:`setup` calls it.
+    """
+    if "tqdm.autonotebook" in sys.modules:  # already imported: it has chosen (and warned, if it did)
+        return
+    import warnings
+
+    from tqdm import TqdmWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found", category=TqdmWarning)
+        import tqdm.auto  # noqa: F401
+
+
 def _filter_fd(fd: int, noise: re.Pattern) -> None:
     """Route file descriptor ``fd`` through a pipe whose reader drops the lines matching ``noise``."""
     original = os.dup(fd)
@@ -171,6 +192,7 @@ def setup(profile: str | None = None, seed: int = 0, data_source: str = "scenes"
     import tensorflow as tf
 
     quiet_tensorflow()
+    quiet_progress_bars()
     keep_freed_memory()
     name = resolve_profile(profile)
     seed_everything(1000 * seed)

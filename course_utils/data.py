@@ -106,6 +106,9 @@ def load_image_folder(
     ``class_names`` as a tuple. Raises an error naming the folder or file at fault
     when the layout is wrong or an image cannot be read.
     """
+    from course_utils.config import quiet_progress_bars
+
+    quiet_progress_bars()  # without ipywidgets, a text bar and no "IProgress not found" warning
     from tqdm.auto import tqdm  # on use: see the module's docstring
 
     root = Path(root).expanduser()

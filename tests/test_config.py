@@ -157,3 +157,31 @@ def test_training_steps_reuse_freed_memory_instead_of_faulting_it_in_again():
             f"this host does not show the problem: {unfixed:,.0f} faults a step as TensorFlow leaves it "
             f"(problem above {PROBLEM_FAULTS:,}), {fixed:,.0f} with keep_freed_memory (bound {FIXED_FAULTS_BOUND:,})"
         )
+
+
+IN_A_KERNEL_WITHOUT_IPYWIDGETS = """
+import sys, warnings
+import IPython, ipykernel.zmqshell  # what tqdm.auto looks for to decide it runs in a notebook
+sys.modules["ipywidgets"] = None  # as on a machine without it: importing it fails
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    if sys.argv[1] == "quiet":
+        from course_utils import config
+        config.quiet_progress_bars()
+    import tqdm.auto
+print([str(w.message) for w in caught])
+print("text bar" if "tqdm.notebook" not in {c.__module__ for c in tqdm.auto.tqdm.__mro__} else "widget")
+"""
+
+
+@pytest.mark.parametrize("state", ["as tqdm leaves it", "quiet"])
+def test_progress_bars_need_no_ipywidgets_and_say_nothing_of_it(state):
+    """tensorflow-datasets and load_image_folder use tqdm.auto, which warns "IProgress not found" in a kernel
+    without ipywidgets (a local install); config.setup calls quiet_progress_bars, after which it does not."""
+    result = subprocess.run(
+        [sys.executable, "-c", IN_A_KERNEL_WITHOUT_IPYWIDGETS, state], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    warned, bar = result.stdout.splitlines()
+    assert bar == "text bar"
+    assert ("IProgress not found" in warned) == (state == "as tqdm leaves it"), warned

@@ -72,6 +72,7 @@ def execute(
             cwd=str(cwd or notebook_path.parent),
             progress_bar=False,
             kernel_name="python3",
+            config=_kernel_config(),
         )
     finally:
         if report_only is None:
@@ -80,6 +81,21 @@ def execute(
     if hide_injected_parameters(executed) + warn_broken_claims(executed):
         nbformat.write(executed, notebook_path)
     return time.perf_counter() - start
+
+
+def _kernel_config():
+    """The kernel manager's settings: messages to and from the kernel encrypted with CurveZMQ keys it makes.
+
+    Without them ipykernel warns, in the build log, once per chapter, that the kernel "is running over
+    TCP without encryption". ``auto`` encrypts where the kernel's spec says it can (ipykernel's does) and leaves
+    other kernels as they were; a jupyter_client older than the setting (8.10 has it) is given nothing.
+    """
+    from jupyter_client.manager import KernelManager
+    from traitlets.config import Config
+
+    if "transport_encryption" not in KernelManager.class_trait_names():
+        return Config()
+    return Config({"KernelManager": {"transport_encryption": "auto"}})
 
 
 BROKEN_CLAIM_TAG = "broken-claim"
