@@ -12,12 +12,43 @@ def test_book_has_every_page_of_the_table_of_contents(built_book, root):
     assert (html / "index.html").exists()
 
 
-def test_week1_page_shows_figures_printed_results_and_a_colab_link(built_book):
+def test_week1_page_shows_figures_and_printed_results(built_book):
     page = (built_book / "html" / "book" / "week1_cnn_basics.html").read_text()
     assert len(re.findall(r"<img [^>]*src=\"[^\"]*\.png\"", page)) >= 10
     assert "61,706" in page and "[[19. 25.]" in page
-    assert "colab.research.google.com/github/" in page and "/blob/main/book/week1_cnn_basics.ipynb" in page
     assert "Traceback" not in page and "NotImplementedError" not in page
+
+
+def colab_links(page: str) -> set[str]:
+    return set(re.findall(r'href="(https://colab\.research\.google\.com/github/[^"]+)"', page))
+
+
+def test_the_badge_and_the_launch_button_of_every_notebook_page_open_one_url(built_book, root):
+    """Both name _config.yml's repository.branch (main here): a Colab reader gets the notebook of the page."""
+    from course_utils.build import colab_url, revision, toc_files
+
+    assert revision(root) == "main"  # only a release's own commit names its tag (CONTRIBUTING, "Making a release")
+    notebooks = [doc for doc in toc_files(root) if not (root / f"{doc}.md").exists()]
+    assert len(notebooks) == 10
+    for doc in notebooks:
+        page = (built_book / "html" / f"{doc}.html").read_text()
+        badge = re.findall(r'<a [^>]*href="([^"]+)"[^>]*><img [^>]*alt="Open In Colab"', page)
+        launch = re.findall(r'<a href="(https://colab[^"]+)"[^>]*title="Launch on Colab"', page)
+        assert badge and launch, f"{doc}: badge {badge}, launch button {launch}"
+        assert colab_links(page) == {colab_url(root, f"{doc}.ipynb")}, f"{doc}: {colab_links(page)}"
+
+
+def test_pages_offer_to_edit_their_source_and_to_open_an_issue(built_book):
+    """The edit button opens what to edit: a chapter's book/X.py, an exercise's solutions/X.py, a page's .md."""
+    repo = "https://github.com/cnn-images-course/cnn-course"
+    for doc, source in [
+        ("book/week1_cnn_basics", "book/week1_cnn_basics.py"),
+        ("exercises/week1_exercise", "solutions/week1_exercise.py"),
+        ("book/own_images", "book/own_images.md"),
+    ]:
+        page = (built_book / "html" / f"{doc}.html").read_text()
+        assert f'href="{repo}/edit/main/{source}"' in page, doc
+        assert f'href="{repo}/issues/new?title=Issue%20on%20page%20%2F{doc}.html' in page, doc
 
 
 def test_exercise_page_is_published_without_solutions(built_book):

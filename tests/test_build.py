@@ -90,15 +90,13 @@ def test_colab_notebook_has_badge_and_install_cell_that_only_acts_on_colab(root)
     colab = build.colab_notebook(notebook, root, "exercises/demo.ipynb")
     assert colab.cells[0].source == "# A title"  # the title stays first
     badge, install, keep = colab.cells[1], colab.cells[2], colab.cells[3]
-    url, _ = build.repository(root)
-    tag = build.release(root)
-    assert tag == "v" + tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
-    assert f"/blob/{tag}/exercises/demo.ipynb" in badge.source  # the notebook and the package: one release
+    url, ref = build.repository(root)
+    assert ref == build.revision(root) == "main"  # main's links name main; only a release's commit names its tag
+    assert f"/blob/{ref}/exercises/demo.ipynb" in badge.source  # the notebook and the package: one revision
     assert badge.source.startswith("[![Open In Colab]")
     assert 'if "google.colab" in sys.modules:' in install.source
-    assert f"git+{url}@{tag}" in install.source
     requirement = install.source.split("course_utils @ ")[1].split('"')[0]
-    assert requirement == f"git+{url}@{tag}"  # no extra: Colab's own TensorFlow and Keras stay
+    assert requirement == f"git+{url}@{ref}"  # no extra: Colab's own TensorFlow and Keras stay
     assert "Save a copy in Drive" in keep.source and "Download .ipynb" in keep.source
     assert not any("Save a copy" in c.source for c in build.colab_notebook(notebook, root, "book/week1.ipynb").cells)
     nbformat.validate(colab)
@@ -120,7 +118,7 @@ def test_install_cell_does_nothing_outside_colab(root):
     result = subprocess.run(
         [sys.executable, "-c", NO_PIP + FAKE_COLAB + install_cell(root)], capture_output=True, text=True
     )
-    assert f"would install: course_utils @ git+{build.repository(root)[0]}@{build.release(root)}" in result.stderr
+    assert f"would install: course_utils @ git+{build.repository(root)[0]}@{build.revision(root)}" in result.stderr
 
 
 def test_a_failed_install_on_colab_stops_with_a_clear_error(root):
@@ -128,7 +126,8 @@ def test_a_failed_install_on_colab_stops_with_a_clear_error(root):
     code = install_cell(root, url="git+file:///nonexistent/course-repository")
     result = subprocess.run([sys.executable, "-c", FAKE_COLAB + code], capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
-    assert "RuntimeError: Could not install the course package (course_utils v" in result.stderr
+    expected = f"RuntimeError: Could not install the course package (course_utils at {build.revision(root)})"
+    assert expected in result.stderr
     assert "connected to the internet" in result.stderr and "pip said" in result.stderr
 
 
@@ -152,6 +151,32 @@ def test_sync_check_notices_an_edited_solution_and_sync_repairs_it(root, tmp_pat
     build.sync(tmp_path)
     assert build.sync(tmp_path, check=True) == []
     assert "## 1. Correlation" in (tmp_path / "exercises" / "week1_exercise.py").read_text()
+
+
+def test_a_release_is_a_tag_of_the_version_whose_every_link_names_it(root, tmp_path):
+    tree = tmp_path  # what a release's commit holds: the sources, the generated files and the two settings
+    for part in ("book", "solutions", "exercises"):
+        shutil.copytree(root / part, tree / part)
+    for name in ("_config.yml", "pyproject.toml"):
+        shutil.copy2(root / name, tree / name)
+    build.sync(tree)  # the generated files as main's would be (a source edited by someone else may be unsynced)
+    tag = build.release_tag(tree)
+    assert tag == "v" + tomllib.loads((tree / "pyproject.toml").read_text())["project"]["version"]
+    # main as it is: its links name main, so it cannot be released as it stands.
+    assert any("repository.branch is 'main'" in p for p in build.release_problems(tree, tag))
+    assert any("not v + the version" in p for p in build.release_problems(tree, "v99.0.0"))
+    # The release's commit (CONTRIBUTING, "Making a release"): the tag in _config.yml, then make sync.
+    config = tree / "_config.yml"
+    config.write_text(config.read_text().replace("  branch: main\n", f"  branch: {tag}\n"))
+    assert any("generated files out of date" in p for p in build.release_problems(tree, tag))
+    build.sync(tree)
+    assert build.release_problems(tree, tag) == []
+    assert build.main(["--root", str(tree), "release-check", tag]) == 0
+    assert build.main(["--root", str(tree), "release-check", "v99.0.0"]) == 1
+    chapter = (tree / "book" / "week1_cnn_basics.ipynb").read_text()
+    url = build.repository(tree)[0]
+    assert f"/blob/{tag}/book/week1_cnn_basics.ipynb" in chapter and f"git+{url}@{tag}" in chapter
+    assert "/blob/main/" not in chapter and f"git+{url}@main" not in chapter
 
 
 def test_every_notebook_source_is_in_the_table_of_contents(root):
@@ -188,3 +213,18 @@ def test_papermills_injected_parameters_cell_is_removed_from_the_page_but_the_pa
     assert tags[0] == ["parameters"]  # students see the defaults
     assert "injected-parameters" in tags[1] and "remove-cell" in tags[1]
     assert build.hide_injected_parameters(injected) == 0  # already tagged: nothing to do
+
+
+def test_a_chapter_runs_without_the_kernels_warning_about_unencrypted_messages(tmp_path):
+    """ipykernel warns on standard error, once per kernel, when its messages go over TCP unencrypted; the book's
+    kernels get CurveZMQ keys, so the build log stays free of it."""
+    notebook = jupytext.reads('# %% tags=["parameters"]\nPROFILE = None\n\n# %%\nprint(PROFILE)\n', fmt="py:percent")
+    notebook.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    nbformat.write(notebook, tmp_path / "demo.ipynb")
+    code = "import sys, pathlib, course_utils.build as b; b.execute(pathlib.Path(sys.argv[1]), 'smoke')"
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "demo.ipynb")], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert "without encryption" not in result.stderr, result.stderr
+    assert nbformat.read(tmp_path / "demo.ipynb", as_version=4).cells[-1].outputs[0].text == "smoke\n"

@@ -16,6 +16,7 @@ Usage (from the repository root)::
     python -m course_utils.build book --profile cpu   # execute, then render _build/html
     python -m course_utils.build execute --profile gpu  # only execute (CI checks the outputs with nbval)
     python -m course_utils.build html                 # only render what was executed
+    python -m course_utils.build release-check v0.1.0  # may this tree be released as that tag? (release workflow)
 """
 
 from course_utils.build.book import (
@@ -53,8 +54,10 @@ from course_utils.build.notebooks import (
     generated_files,
     published_notebooks,
     read_source,
-    release,
+    release_problems,
+    release_tag,
     repository,
+    revision,
     solved_source,
     source_of,
     strip_solutions,

@@ -6,10 +6,10 @@ import argparse
 from pathlib import Path
 
 from course_utils.build.book import BUILD_SOURCE, build_book, render_html, stage_book
-from course_utils.build.notebooks import sync
+from course_utils.build.notebooks import release_problems, sync
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m course_utils.build",
         description="Generate the exercises and Colab notebooks, execute the chapters, build the book.",
@@ -18,6 +18,8 @@ def main(argv=None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     sync_cmd = commands.add_parser("sync", help="regenerate exercises/ and the Colab .ipynb files")
     sync_cmd.add_argument("--check", action="store_true", help="only report stale files; exit 1 if any")
+    release_cmd = commands.add_parser("release-check", help="whether this tree can be released as TAG; exit 1 if not")
+    release_cmd.add_argument("tag", help="the git tag, v + the version in pyproject.toml (e.g. v0.1.0)")
     for name, text in [
         ("book", "execute every chapter with papermill, then build the HTML book"),
         ("execute", "only execute every chapter into _build/book_src (e.g. to check it with nbval)"),
@@ -32,7 +34,11 @@ def main(argv=None) -> int:
                 help="fail on a claim of the text that the run breaks (benchmarks, CI, releases); "
                 "without it, each is a warning on its page and in the summary",
             )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
     root = args.root.resolve()
     if args.command == "sync":
         changed = sync(root, check=args.check)
@@ -42,6 +48,11 @@ def main(argv=None) -> int:
             print("Run `python -m course_utils.build sync` to regenerate them.")
             return 1
         return 0
+    if args.command == "release-check":
+        problems = release_problems(root, args.tag)
+        for problem in problems:
+            print(f"cannot release {args.tag}: {problem}")
+        return 1 if problems else 0
     stale = sync(root, check=True)
     if stale:
         print("Generated files are out of date: " + ", ".join(map(str, stale)))

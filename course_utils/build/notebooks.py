@@ -81,26 +81,49 @@ def exercise_from_solution(solution: nbformat.NotebookNode, name: str) -> nbform
 
 
 def repository(root: Path) -> tuple[str, str]:
-    """The repository URL and branch from ``_config.yml`` (the one place they are written)."""
+    """The repository URL and the revision reader links name (``repository.branch``), from ``_config.yml``."""
     config = yaml.safe_load((root / "_config.yml").read_text())
     repo = config["repository"]
-    return repo["url"].rstrip("/"), repo.get("branch", "main")
+    return repo["url"].rstrip("/"), repo["branch"]
 
 
-def release(root: Path) -> str:
-    """The git tag of this version of the course, ``v`` + the version in ``pyproject.toml`` (e.g. ``v0.1.0``).
+def revision(root: Path) -> str:
+    """The revision every link a reader follows names: ``repository.branch`` in ``_config.yml``.
 
-    Colab badges open the notebooks at this tag and their install cell installs the package at this tag, so a
-    notebook and the package it installs always match (see CONTRIBUTING, "Releasing").
+    The Colab badge opens the notebook at it, the install cell installs ``course_utils`` from it, and the book
+    theme's launch button reads the same setting, so a notebook and the package it installs come from one
+    revision. It is ``main`` on the main branch; a release's commit names its own tag (CONTRIBUTING, "Making a
+    release", and :func:`release_problems`).
     """
+    return repository(root)[1]
+
+
+def release_tag(root: Path) -> str:
+    """The git tag of a release of this version: ``v`` + the version in ``pyproject.toml`` (e.g. ``v0.1.0``)."""
     return "v" + tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
 
 
+def release_problems(root: Path, tag: str) -> list[str]:
+    """Why ``tag`` cannot be released from the tree at ``root``; empty when it can.
+
+    The tag must be ``v`` + the package's version, every reader link must name it (:func:`revision`), and every
+    generated notebook must be up to date, so that its badge and install cell name it too. The release workflow
+    (``.github/workflows/release.yml``) runs this on every pushed tag before it builds anything.
+    """
+    problems = []
+    if tag != release_tag(root):
+        problems.append(f"the tag {tag} is not v + the version in pyproject.toml ({release_tag(root)})")
+    if revision(root) != tag:
+        problems.append(f"_config.yml's repository.branch is {revision(root)!r}: a release's links must name {tag!r}")
+    stale = sync(root, check=True)
+    if stale:
+        problems.append("generated files out of date (run make sync): " + ", ".join(map(str, stale)))
+    return problems
+
+
 def colab_url(root: Path, relative_ipynb: str) -> str:
-    url, _ = repository(root)
-    return (
-        f"https://colab.research.google.com/github/{url.split('github.com/')[1]}/blob/{release(root)}/{relative_ipynb}"
-    )
+    url, ref = repository(root)
+    return f"https://colab.research.google.com/github/{url.split('github.com/')[1]}/blob/{ref}/{relative_ipynb}"
 
 
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
@@ -112,11 +135,10 @@ def colab_notebook(
 ) -> nbformat.NotebookNode:
     """Add the "Open in Colab" badge and the Colab-only install cell at the top of a notebook.
 
-    The install cell does nothing outside Colab; on Colab it installs
-    ``course_utils`` at this release's tag without the ``cpu`` extra, so the
-    TensorFlow and Keras that Colab ships are kept, and stops with a clear error
-    if that fails (no network, a tag not pushed yet), so that "Run all" goes no
-    further. An exercise also says how to keep and hand in one's work. The book
+    The badge opens the notebook at :func:`revision`. The install cell does nothing outside Colab; on Colab it
+    installs ``course_utils`` from that same revision without the ``cpu`` extra, so the TensorFlow and Keras
+    that Colab ships are kept, and stops with a clear error if that fails (no network, a revision not pushed),
+    so that "Run all" goes no further. An exercise also says how to keep and hand in one's work. The book
     uses a local copy of the badge image (``badge_image``) so that its pages need
     no network.
     """
@@ -142,18 +164,18 @@ def colab_notebook(
 
 def colab_install_cell(root: Path) -> nbformat.NotebookNode:
     """The install cell at the top of every Colab notebook (hidden in the book; the grader never runs it)."""
-    url, _ = repository(root)
-    tag = release(root)
+    url, ref = repository(root)
     return nbformat.v4.new_code_cell(
-        f"# On Google Colab, install the course package, release {tag} (TensorFlow and Keras are already there).\n"
+        f"# On Google Colab, install the course package from {ref}, the revision of this notebook\n"
+        "# (TensorFlow and Keras are already there, and stay as they are).\n"
         "import subprocess, sys\n"
         'if "google.colab" in sys.modules:\n'
         '    _pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", '
-        f'"course_utils @ git+{url}@{tag}"],\n'
+        f'"course_utils @ git+{url}@{ref}"],\n'
         "                          capture_output=True, text=True)\n"
         "    if _pip.returncode != 0:\n"
         "        raise RuntimeError(\n"
-        f'            "Could not install the course package (course_utils {tag}), so the cells below cannot run. "\n'
+        f'            "Could not install the course package (course_utils at {ref}), so the cells below cannot run. "\n'
         '            "Check that this runtime is connected to the internet, then run this cell again. pip said:\\n"\n'
         "            + _pip.stderr[-1500:])\n"
         "from course_utils.config import quiet_tensorflow\n"
