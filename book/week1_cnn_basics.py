@@ -1050,7 +1050,7 @@ variants = {
     "LeNet-5 + all three": ("lenet5_all_three", dict(activation="relu", pooling="max", dropout=0.5)),
     "small modern CNN": ("small_convnet", None),
 }
-for index, (name, (key, changes)) in enumerate(variants.items()):
+for index, (name, (_, changes)) in enumerate(variants.items()):
     config.seed_everything(profile.seed(110 + index))
     model = models.small_convnet() if changes is None else models.lenet5(**changes)
     _, seconds = models.fit_classifier(
