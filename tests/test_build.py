@@ -195,7 +195,7 @@ def test_every_source_has_a_tagged_parameters_cell_with_profile(root):
         assert "PROFILE = None" in cells[0].source, path.name
 
 
-def test_papermills_injected_parameters_cell_is_removed_from_the_page_but_the_parameters_cell_stays(tmp_path):
+def test_the_parameters_cell_and_papermills_copy_are_removed_from_the_page(tmp_path):
     from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
 
@@ -208,11 +208,12 @@ def test_papermills_injected_parameters_cell_is_removed_from_the_page_but_the_pa
     injected = parameterize_notebook(
         load_notebook_node(str(tmp_path / "demo.ipynb")), {"PROFILE": "smoke"}, kernel_name="python3", language="python"
     )
-    assert build.hide_injected_parameters(injected) == 1
+    assert build.hide_parameters(injected) == 2
     tags = [c.metadata.get("tags", []) for c in injected.cells]
-    assert tags[0] == ["parameters"]  # students see the defaults
+    assert tags[0] == ["parameters", "remove-cell"]  # papermill still finds it by its tag
     assert "injected-parameters" in tags[1] and "remove-cell" in tags[1]
-    assert build.hide_injected_parameters(injected) == 0  # already tagged: nothing to do
+    assert tags[2] == []  # the run itself stays on the page
+    assert build.hide_parameters(injected) == 0  # already tagged: nothing to do
 
 
 def test_a_chapter_runs_without_the_kernels_warning_about_unencrypted_messages(tmp_path):

@@ -28,7 +28,7 @@ from course_utils.build.book import (
     broken_claims,
     build_book,
     execute,
-    hide_injected_parameters,
+    hide_parameters,
     note_quote_sources,
     render_html,
     stage_book,

@@ -78,7 +78,7 @@ def execute(
         if report_only is None:
             os.environ.pop(claims.REPORT_ONLY, None)
     executed = nbformat.read(notebook_path, as_version=4)
-    if hide_injected_parameters(executed) + warn_broken_claims(executed):
+    if hide_parameters(executed) + warn_broken_claims(executed):
         nbformat.write(executed, notebook_path)
     return time.perf_counter() - start
 
@@ -150,21 +150,21 @@ def note_quote_sources(notebook: nbformat.NotebookNode, records: list[dict], thi
     return len(found)
 
 
-INJECTED_TAG = "injected-parameters"  # papermill's tag on the cell it adds after the parameters cell
+PARAMETER_TAGS = ("parameters", "injected-parameters")  # the parameters cell, and papermill's copy of this run's
 
 
-def hide_injected_parameters(notebook: nbformat.NotebookNode) -> int:
-    """Tag papermill's injected-parameters cell ``remove-cell`` so the book does not show it.
+def hide_parameters(notebook: nbformat.NotebookNode) -> int:
+    """Tag the parameters cell and papermill's injected-parameters cell ``remove-cell``: the page shows the run,
+    not its settings (``PROFILE = None`` and a comment about papermill would misdescribe a page built at ``cpu``).
 
-    The ``parameters`` cell itself stays on the page (readers see PROFILE, SEED,
-    DATA_SOURCE and their defaults); only papermill's copy with the values of
-    this run is removed. Returns the number of cells newly tagged.
+    The settings stay in the notebook a reader opens on Colab, and the own-images page names them. Returns the
+    number of cells newly tagged.
     """
     tagged = 0
     for cell in notebook.cells:
-        tags = cell.metadata.setdefault("tags", []) if INJECTED_TAG in cell.metadata.get("tags", []) else None
-        if tags is not None and "remove-cell" not in tags:
-            tags.append("remove-cell")
+        tags = cell.metadata.get("tags", [])
+        if any(tag in tags for tag in PARAMETER_TAGS) and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
             tagged += 1
     return tagged
 
