@@ -23,6 +23,10 @@ kernel does not reach them.
 
 from __future__ import annotations
 
+import dis
+import sys
+import types
+
 import numpy as np
 
 
@@ -167,6 +171,47 @@ def check_gradient(gradient, reference, what: str, max_error: float = 1e-6, mist
             mistakes,
             atol=1e-6 * max(1.0, float(np.abs(r).max()) if r.size else 1.0),
         )
+
+
+def check_own_work(function, reference, blank: str) -> None:
+    """Fail when ``function``, which the student writes for ``blank``, is the package's own ``reference`` or calls it.
+
+    The checks compare results, so a blank that hands its work to the package's version passes them in the
+    student's notebook; the grader runs the notebook without those versions (``course_utils.grading.withheld``),
+    where it fails. This says so at once, for what a notebook can see: the reference itself or its code, or the
+    reference read through a name (``det.iou_matrix(a, b)``, ``from ... import iou_matrix as f``). In the grader the
+    student's function lives in their kernel, and this finds nothing: the withheld copy answers there.
+    """
+    code = getattr(function, "__code__", None)
+    reads = _reads(code, getattr(function, "__globals__", {})) if code is not None else []
+    own_code = code is not None and code is getattr(reference, "__code__", None)
+    check(
+        function is not reference and not own_code and not any(value is reference for value in reads),
+        f"{blank} hands its work to the package's own {reference.__module__}.{reference.__name__}: this part asks "
+        f"you to write it yourself. The grader runs your notebook without the package's version, and there {blank} "
+        "would fail.",
+    )
+
+
+def _reads(code, scope: dict) -> list:
+    """What ``code``, and the functions and comprehensions in it, read through a global name and its attributes
+    (``det.iou_matrix``, ``f``) or import (``from course_utils.detection import iou_matrix`` inside it)."""
+    found, current = [], None
+    for instruction in dis.get_instructions(code):
+        operation, name = instruction.opname, instruction.argval
+        if operation in ("LOAD_GLOBAL", "LOAD_NAME"):
+            current = scope.get(name)
+        elif operation == "IMPORT_NAME":
+            current = sys.modules.get(name)
+        elif operation in ("LOAD_ATTR", "LOAD_METHOD", "IMPORT_FROM") and current is not None:
+            current = getattr(current, name, None)
+        else:
+            current = None
+        found.append(current)
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):
+            found += _reads(constant, scope)
+    return found
 
 
 def passed(what: str) -> None:

@@ -110,6 +110,8 @@ print("✔ output sizes and parameter counts: all checks passed")
 
 # Expected points per question (correlate2d, sizes, predictions, lenet5, training, tta, gradient) and status.
 # Zoë's gradient check fails where it runs her unpadded correlate2d (visible) and passes on TensorFlow's (hidden).
+# "delegates to the package" hands output_size, conv_params and tta_predict to course_utils.models, which the
+# grader withholds (grading.withheld): the cell of answer 2 stops at its first use, so its predictions go too.
 EXPECTED = {
     "Correct solution": ([3, 3, 1, 2, 2, 3, 3], "graded"),
     "Zoë partly wrong": ([0, 1, 1, 2, 0, 3, 1], "graded"),
@@ -119,6 +121,7 @@ EXPECTED = {
     "cheater": ([0, 0, 0, 0, 0, 0, 0], "graded"),
     "deletes files": ([3, 3, 1, 0, 0, 0, 0], "graded"),
     "reordered": ([3, 3, 1, 0, 0, 0, 3], "graded"),
+    "delegates to the package": ([3, 0, 0, 2, 0, 0, 3], "graded"),
     "broken file": ([0, 0, 0, 0, 0, 0, 0], "invalid"),  # not a notebook
     "broken_file": ([0, 0, 0, 0, 0, 0, 0], "invalid"),  # truncated JSON; same sanitised name
 }
@@ -151,6 +154,18 @@ def write_submissions(root, folder):
         folder, "megabytes.ipynb", submission(root, {1: solved[0] + "\nfor _ in range(60_000):\n    print('x' * 99)"})
     )
     write(folder, "cheater.ipynb", submission(root, {1: CHEAT, 2: CHEAT_SIZES}))
+    delegates = {k: v for k, v in everything.items() if k != 4}  # the training left blank: quicker
+    delegates[2] = "from course_utils import models\n\n\n" + replaced(
+        replaced(
+            solved[1],
+            "return (n + 2 * padding - kernel) // stride + 1",
+            "return models.conv_output_size(n, kernel, stride, padding)",
+        ),
+        "return kh * kw * in_channels * filters + filters",
+        "return models.count_conv_params(kh, kw, in_channels, filters)",
+    )
+    delegates[5] = "from course_utils.models import predict_with_tta as tta_predict\n"
+    write(folder, "delegates to the package.ipynb", submission(root, delegates))
     deletes = (
         "\nimport os, shutil\nfrom pathlib import Path\nPath('precious.txt').write_text('x')\n"
         "for p in Path.cwd().iterdir():\n    shutil.rmtree(p) if p.is_dir() else p.unlink()\n"
@@ -254,6 +269,12 @@ def test_feedback_says_what_failed_and_why(graded):
     assert "could not be read as a Jupyter notebook" in feedback["broken_file"]
     assert "Blank 9 of week1_exercise is not filled in yet" in feedback["megabytes"]
     assert "No cell of yours matched answer cell 3" in feedback["reordered"]
+    delegated = feedback["delegates_to_the_package"]
+    assert (
+        "course_utils.models.predict_with_tta is withheld while your notebook is graded: it does the work of "
+        "tta_predict, which week1_exercise asks you to write yourself" in delegated
+    )
+    assert "A cell of yours (with answer 2) stopped: course_utils.models.conv_output_size is withheld" in delegated
 
 
 def test_printed_megabytes_are_cut_in_the_stored_notebook(graded):

@@ -7,7 +7,8 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from course_utils.checks import check, check_close, check_equal, check_shape
+from course_utils import models
+from course_utils.checks import check, check_close, check_equal, check_own_work, check_shape
 
 
 def week1_lenet5(build_lenet5) -> keras.Model:
@@ -101,6 +102,8 @@ def week1_correlate2d(correlate2d, rng) -> None:
 
 def week1_sizes(c3_params, conv_params, first_layer_side, halving, output_size, same_padding, vgg_block_params) -> None:
     """The visible check of week 1's sizes: the output-size formula, the parameter counts, the padding decisions."""
+    check_own_work(output_size, models.conv_output_size, "output_size")
+    check_own_work(conv_params, models.count_conv_params, "conv_params")
     _week1_output_sizes(output_size)
     _week1_parameter_counts(conv_params, first_layer_side, c3_params, vgg_block_params)
     _week1_padding_decisions(same_padding, halving)

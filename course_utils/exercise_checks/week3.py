@@ -6,11 +6,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from course_utils.checks import check, check_close, check_equal, check_shape
+from course_utils import detection
+from course_utils.checks import check, check_close, check_equal, check_own_work, check_shape
 
 
 def week3_iou(iou, random_boxes, rng) -> None:
     """The visible check of week 3's iou."""
+    check_own_work(iou, detection.iou_matrix, "iou")
     # Two 10x10 boxes overlapping on a 5x5 square: intersection 25, union 100 + 100 - 25 = 175.
     check_close(
         iou(np.array([[0, 0, 10, 10]]), np.array([[5, 5, 15, 15]])),
@@ -42,6 +44,7 @@ def week3_iou(iou, random_boxes, rng) -> None:
 
 def week3_focal(focal_loss, rng) -> None:
     """The visible check of week 3's focal."""
+    check_own_work(focal_loss, detection.binary_focal_loss, "focal_loss")
     y = (rng.random((6, 10)) < 0.2).astype(np.float32)
     logits = rng.normal(0, 3, size=(6, 10)).astype(np.float32)
     for gamma, alpha in [(2.0, 0.25), (0.0, 0.5), (1.0, 0.75)]:
@@ -128,6 +131,7 @@ def week3_nms(nms, random_boxes, rng) -> None:
 
 def week3_ap(average_precision) -> None:
     """The visible check of week 3's ap."""
+    check_own_work(average_precision, detection.average_precision, "average_precision")
     check_close(average_precision([0.9, 0.8, 0.7], [True, True, True], 3), 1.0, "AP of three correct detections")
     check_close(
         average_precision([0.9, 0.8, 0.7], [True, False, True], 3),

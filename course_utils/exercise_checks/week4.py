@@ -5,11 +5,13 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from course_utils.checks import check_equal
+from course_utils import segmentation
+from course_utils.checks import check_equal, check_own_work
 
 
 def week4_transposed_convolution_sizes(transposed_output_size) -> None:
     """The visible check of week 4's transposed convolution sizes."""
+    check_own_work(transposed_output_size, segmentation.transposed_conv_output_size, "transposed_output_size")
     for n, kernel, stride, padding in [
         (4, 3, 2, "valid"),
         (4, 2, 2, "same"),

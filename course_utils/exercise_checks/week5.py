@@ -6,11 +6,12 @@ import numpy as np
 from sklearn.neighbors import KNeighborsClassifier
 
 from course_utils import metric_learning as ml
-from course_utils.checks import check, check_close, check_equal, check_shape
+from course_utils.checks import check, check_close, check_equal, check_own_work, check_shape
 
 
 def week5_cosine_similarity_matrix(cosine_similarity_matrix, rng) -> None:
     """The visible check of week 5's cosine similarity matrix."""
+    check_own_work(cosine_similarity_matrix, ml.cosine_similarity_matrix, "cosine_similarity_matrix")
     a, b = rng.normal(size=(6, 8)), rng.normal(size=(4, 8))
     similarities = cosine_similarity_matrix(a, b)
     check_shape(similarities, (6, 4), "cosine_similarity_matrix of 6 and 4 vectors")
@@ -42,6 +43,7 @@ def week5_cosine_similarity_matrix(cosine_similarity_matrix, rng) -> None:
 
 def week5_temperature_softmax_loss(softmax_loss, rng) -> None:
     """The visible check of week 5's temperature softmax loss."""
+    check_own_work(softmax_loss, ml.similarity_softmax_loss, "softmax_loss")
     anchors, positives = rng.normal(size=(8, 16)), rng.normal(size=(8, 16))
     for temperature in (0.05, 0.1, 1.0):
 
@@ -76,6 +78,7 @@ def week5_temperature_softmax_loss(softmax_loss, rng) -> None:
 
 def week5_knn_majority_vote(knn_vote, rng) -> None:
     """The visible check of week 5's knn majority vote."""
+    check_own_work(knn_vote, ml.knn_predict, "knn_vote")
     reference = rng.normal(size=(60, 5))
     reference_labels = rng.integers(0, 4, 60)
     queries = rng.normal(size=(40, 5))

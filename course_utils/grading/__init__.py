@@ -23,8 +23,12 @@ only grades new or changed files; ``OUT/gradebook.csv`` and
 On Linux every submission runs confined by bubblewrap (:mod:`course_utils.grading.sandbox`):
 no network, its own processes only, a read-only system in which the repository
 (solutions and hidden tests included), the submissions, the output folder and
-your home folder are hidden, and one writable scratch folder. Where that is
-impossible the grader refuses to start unless given ``--no-isolation``.
+your home folder are hidden, and one writable scratch folder. Its ``course_utils``
+is a copy made for the week, in which the package's own versions of what the
+week's blanks ask for raise, naming the blank (:mod:`~course_utils.grading.withheld`):
+the checks compare results, and ``return det.iou_matrix(a, b)`` would pass them.
+Where confinement is impossible the grader refuses to start unless given
+``--no-isolation``.
 
 The package's rooms: :mod:`~course_utils.grading.exercise` (the week's solution, its
 answer and check cells), :mod:`~course_utils.grading.matching` (a submission made into
@@ -35,6 +39,7 @@ processes), :mod:`~course_utils.grading.submission` (one file graded),
 :mod:`~course_utils.grading.judge`, :mod:`~course_utils.grading.wire` (the judge's
 exchanges with the student's kernel) and :mod:`~course_utils.grading.sandbox`;
 :mod:`~course_utils.grading.source` (what a cell binds and reads) and
-:mod:`~course_utils.grading.limits` are shared. This file imports nothing: the student's
+:mod:`~course_utils.grading.limits` are shared; :mod:`~course_utils.grading.withheld`
+lists each week's withheld functions and makes the copy. This file imports nothing: the student's
 kernel imports :mod:`~course_utils.grading.wire`, and only that.
 """

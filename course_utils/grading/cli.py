@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import dataclasses
 import hashlib
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
 from tqdm import tqdm
 
 from course_utils import grading
-from course_utils.grading import judge, sandbox
+from course_utils.grading import judge, sandbox, withheld
 from course_utils.grading.exercise import GradingError, Week, load_week
 from course_utils.grading.reports import load_results, read_json, result_key, student_names, write_json, write_reports
 from course_utils.grading.submission import Refused, failed_result, grade_file, read_submission, submission_files
@@ -66,11 +68,24 @@ def grade(
         disable=not progress,
     )
     try:
-        _grade_in_parallel(week, todo, settings, workers, known, results_dir, bar.update)
+        with _without_references(week, settings) as settings:
+            _grade_in_parallel(week, todo, settings, workers, known, results_dir, bar.update)
     finally:
         bar.close()
         write_reports(out, week)
     return out / "gradebook.csv"
+
+
+@contextlib.contextmanager
+def _without_references(week: Week, settings: Settings):
+    """``settings`` whose kernels import the week's copy of the package without the references of its blanks
+    (:mod:`course_utils.grading.withheld`), made once for the run and removed after it."""
+    folder = Path(tempfile.mkdtemp(prefix="grading-package-"))
+    try:
+        yield dataclasses.replace(settings, package=withheld.stripped_copy(week.name, folder))
+    finally:
+        if problem := sandbox.remove_tree(folder):
+            print(f"warning: the grader could not remove its copy of the package: {problem}", file=sys.stderr)
 
 
 def _refuse_other_weeks(out: Path, week: Week) -> None:

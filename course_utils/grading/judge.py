@@ -131,7 +131,8 @@ def run(job: dict, memory_bytes: int = 0) -> int:
     limits = sandbox.TreeLimits(memory_bytes) if job["isolate"] else None
     if limits is not None:
         print(f"limits: {limits.described}", file=sys.stderr)
-    manager, env, inbox, replies = _kernel_manager(scratch, [Path(p) for p in job["hide"]], limits)
+    package = Path(job["package"]) if job.get("package") else None
+    manager, env, inbox, replies = _kernel_manager(scratch, [Path(p) for p in job["hide"]], limits, package)
     client = CappedClient(
         notebook,
         km=manager,
@@ -159,21 +160,27 @@ def run(job: dict, memory_bytes: int = 0) -> int:
     return code
 
 
-def _kernel_manager(scratch: Path, hide: list, limits: sandbox.TreeLimits | None) -> tuple:
+def _kernel_manager(scratch: Path, hide: list, limits: sandbox.TreeLimits | None, package: Path | None) -> tuple:
     """The manager of the student's kernel (confined when ``limits`` are given), its environment, and the
-    inbox and replies folders, each as (path here, path in the kernel)."""
+    inbox and replies folders, each as (path here, path in the kernel).
+
+    ``package``: a copy of ``course_utils`` (:mod:`course_utils.grading.withheld`) that the kernel imports instead
+    of the package: shown in its place when confined, first on ``PYTHONPATH`` otherwise."""
     inbox, replies = scratch.parent / "inbox", scratch / WIRE
     inbox.mkdir(exist_ok=True)
     replies.mkdir(exist_ok=True)
     if limits is None:
         manager = AsyncKernelManager(kernel_name="python3")
-        return manager, {**os.environ, "PYTHONNOUSERSITE": "1"}, (inbox, str(inbox)), (replies, str(replies))
+        env = {**os.environ, "PYTHONNOUSERSITE": "1"}
+        if package is not None:
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(package.parent), env.get("PYTHONPATH")) if p)
+        return manager, env, (inbox, str(inbox)), (replies, str(replies))
     passed_on = {k: v for k, v in os.environ.items() if k in KERNEL_VARIABLES or k == MARKER}
     env = sandbox.environment(passed_on)
     manager = ConfinedKernelManager(
         transport="ipc", ip=str(scratch / ".k"), connection_file=str(scratch / ".kernel.json")
     )
-    manager.configure(scratch, hide, env, inbox, limits)
+    manager.configure(scratch, hide, env, inbox, limits, package)
     return manager, env, (inbox, sandbox.INBOX), (replies, f"{sandbox.SCRATCH}/{WIRE}")
 
 
@@ -216,7 +223,8 @@ def main(argv: list[str]) -> int:
 
     A job is a JSON object (made by :func:`course_utils.grading.workers._prepare_job`): ``notebook`` (the graded
     notebook), ``executed`` (where the run goes), ``scratch`` (the kernel's writable folder), ``cell_timeout``,
-    ``profile``, ``isolate``, ``hide`` (host folders the kernel must not see), ``marker`` (this submission's
+    ``profile``, ``isolate``, ``hide`` (host folders the kernel must not see), ``package`` (the copy of
+    ``course_utils`` the kernel imports instead of the package, or None), ``marker`` (this submission's
     value of :data:`MARKER`), ``log`` (the file that gets this job's output) and ``cwd``. One worker grades
     many submissions in turn, so TensorFlow, which most checks need, is imported once
     (about 5 s of a core per submission otherwise). Nothing of one submission stays for the next:

@@ -42,8 +42,12 @@ class ConfinedKernelManager(AsyncKernelManager):
     see, under different paths.
     """
 
-    def configure(self, scratch: Path, hide: list, env: dict, inbox: Path, limits: sandbox.TreeLimits) -> None:
+    def configure(
+        self, scratch: Path, hide: list, env: dict, inbox: Path, limits: sandbox.TreeLimits, package: Path | None
+    ) -> None:
+        """``package``: the copy of ``course_utils`` the kernel sees in place of the package (None: the package)."""
         self.scratch, self.hide, self.inbox, self.limits = Path(scratch), hide, inbox, limits
+        self.package = package
         self.graded_spec = KernelSpec(
             argv=["python"], display_name="graded", language="python", interrupt_mode="message", env=env
         )
@@ -69,7 +73,13 @@ class ConfinedKernelManager(AsyncKernelManager):
             f"{sandbox.SCRATCH}/.kernel-inside.json",
         ]
         return sandbox.command(
-            args, self.scratch, hide=self.hide, inbox=self.inbox, chdir=f"{sandbox.SCRATCH}/work", limits=self.limits
+            args,
+            self.scratch,
+            hide=self.hide,
+            inbox=self.inbox,
+            chdir=f"{sandbox.SCRATCH}/work",
+            limits=self.limits,
+            package=self.package,
         )
 
 

@@ -12,7 +12,9 @@ that gives the process
   (its ``solutions/``, hidden tests and ``.git`` included), the submissions, the
   output folder, the host's temporary folders and ``/run`` (the sockets of the
   host's services) are hidden behind empty read-only folders; only the Python
-  installation and the ``course_utils`` package are shown again, read-only;
+  installation and the ``course_utils`` package are shown again, read-only (the
+  package, or in its place the week's copy without the references of its blanks:
+  :mod:`course_utils.grading.withheld`);
 * one writable folder, its own scratch folder, at :data:`SCRATCH` (the rest of
   ``/tmp`` is an empty, size-capped, private tmpfs that vanishes with it).
 
@@ -42,6 +44,8 @@ INBOX = "/tmp/grading-inbox"
 """Where a confined process finds the read-only folder of :func:`command`'s ``inbox``."""
 TMP_BYTES = 1 << 30
 """Size cap of the private ``/tmp`` of a confined process (it lives in memory)."""
+PACKAGE = Path(__file__).resolve().parents[1]
+"""The ``course_utils`` folder, of which the grader is a part: shown to a confined process, or a copy in its place."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -73,7 +77,7 @@ def _shown_again() -> list[Path]:
         Path(sys.prefix),
         Path(sys.base_prefix),
         Path(sys.executable).resolve().parent.parent,
-        Path(__file__).resolve().parents[1],  # course_utils, of which the grader is a part
+        PACKAGE,
     }
     return sorted(p for p in paths if p.exists())
 
@@ -85,6 +89,7 @@ def command(
     inbox: Path | None = None,
     chdir: str = SCRATCH,
     limits: TreeLimits | None = None,
+    package: Path | None = None,
 ) -> list[str]:
     """The ``bwrap`` command line that runs ``args`` confined, with ``scratch`` writable at :data:`SCRATCH`.
 
@@ -93,7 +98,8 @@ def command(
     hidden. ``inbox``, if given, is shown read-only at :data:`INBOX` (where the
     grader leaves requests that the confined code must not alter). The working
     directory inside is ``chdir`` (default :data:`SCRATCH`). ``limits``, if given, caps the
-    whole process tree (:class:`TreeLimits`).
+    whole process tree (:class:`TreeLimits`). ``package``, if given, is a copy of ``course_utils`` shown
+    read-only at :data:`PACKAGE` instead of the package (:func:`course_utils.grading.withheld.stripped_copy`).
     """
     # Home folders, the host's temporary folders (the grader's own scratch folders among them, wherever TMPDIR
     # points) and /run, where the sockets of the host's services live (a read-only mount still lets a
@@ -137,6 +143,8 @@ def command(
         line += ["--tmpfs", str(path)]
     for path in _shown_again():
         line += ["--ro-bind", str(path), str(path)]
+    if package is not None:  # over the package, wherever it was shown (its own folder, or inside sys.prefix)
+        line += ["--ro-bind", str(Path(package).resolve()), str(PACKAGE)]
     for path in covered:  # read-only once the folders shown again have their mount points
         line += ["--remount-ro", str(path)]
     line += ["--bind", str(Path(scratch).resolve()), SCRATCH]

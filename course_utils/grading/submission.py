@@ -17,8 +17,9 @@ from pathlib import Path
 import nbformat
 
 from course_utils import build
+from course_utils.grading import withheld
 from course_utils.grading.exercise import GradingError, Week, find_solution
-from course_utils.grading.limits import MAX_CELL_CHARS, MAX_CODE_CHARS, MAX_SUBMISSION_BYTES, shorten
+from course_utils.grading.limits import MAX_CELL_CHARS, MAX_CODE_CHARS, MAX_SUBMISSION_BYTES, MESSAGE_CHARS, shorten
 from course_utils.grading.matching import check_outcomes, graded_notebook
 from course_utils.grading.workers import Settings, WorkerPool, run_notebook
 
@@ -118,6 +119,7 @@ def grade_file(
             for info in stopped
             if info.get("kind") in ("answer", "extra")
         ]
+        notes += _withheld_calls(executed)
     result = result_record(week, path, settings, status, detail, outcomes, hashlib.sha256(data).hexdigest())
     result["notes"], result["seconds"] = notes, round(time.perf_counter() - start, 1)
     return result, executed
@@ -130,6 +132,20 @@ def _notebook_of(data: bytes) -> nbformat.NotebookNode:
         raise TypeError("it has no list of cells")
     check_code_size(submission)
     return submission
+
+
+def _withheld_calls(executed: nbformat.NotebookNode | None) -> list[str]:
+    """A note for each error of the student's cells that a withheld function raised (the checks that needed what
+    the cell did not define then fail with a NameError, which does not say why)."""
+    notes = []
+    for cell in executed.cells if executed is not None else []:
+        info = cell.get("metadata", {}).get("grader", {})
+        for output in cell.get("outputs", []) if info.get("kind") in ("answer", "extra") else []:
+            evalue = str(output.get("evalue", ""))
+            note = f"A cell of yours (with answer {info.get('answer')}) stopped: {shorten(evalue, MESSAGE_CHARS)}."
+            if output.get("output_type") == "error" and withheld.PHRASE in evalue and note not in notes:
+                notes.append(note)
+    return notes
 
 
 def _stopped_cells(executed: nbformat.NotebookNode | None) -> list[dict]:

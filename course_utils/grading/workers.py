@@ -50,7 +50,9 @@ def _kill_marked(marker: str) -> None:
 class Settings:
     """How submissions run. ``isolate``: confine each one with :mod:`course_utils.grading.sandbox` (Linux); ``hide``:
     host folders it must not see, besides the home folder and ``/tmp`` (the grader adds the repository, the
-    solutions, the submissions and the output folder)."""
+    solutions, the submissions and the output folder); ``package``: the copy of ``course_utils`` its kernel imports
+    instead of the package, without the references of the week's blanks (:mod:`course_utils.grading.withheld`;
+    the grader makes it), or None for the package itself."""
 
     profile: str = "cpu"
     cell_timeout: float = 120.0
@@ -58,6 +60,7 @@ class Settings:
     memory_gb: float = 8.0
     isolate: bool = True
     hide: tuple = ()
+    package: Path | None = None
 
 
 class Worker:
@@ -199,6 +202,7 @@ def _prepare_job(folder: Path, notebook: nbformat.NotebookNode, settings: Settin
         "profile": settings.profile,
         "isolate": settings.isolate,
         "hide": [str(p) for p in settings.hide],
+        "package": str(settings.package) if settings.package is not None else None,
         "marker": secrets.token_hex(8),
         "log": str(folder / "nb" / "worker.log"),
         "cwd": str(folder / "nb"),

@@ -112,6 +112,12 @@ def confusion(y_true, y_pred_labels, num_classes: int) -> np.ndarray:
 
 def per_class_iou(y_true, y_pred_labels, num_classes: int) -> np.ndarray:
     """IoU of each class between two integer masks (any shape); NaN for a class absent from both."""
+    return _per_class_iou(y_true, y_pred_labels, num_classes)
+
+
+def _per_class_iou(y_true, y_pred_labels, num_classes: int) -> np.ndarray:
+    # What mean_iou calls: the grader withholds per_class_iou from week 4's exercise, where it is a blank's answer,
+    # and mean_iou must keep working there (course_utils.grading.withheld).
     matrix = confusion(y_true, y_pred_labels, num_classes).astype(float)
     inter = np.diag(matrix)
     union = matrix.sum(0) + matrix.sum(1) - inter
@@ -121,4 +127,4 @@ def per_class_iou(y_true, y_pred_labels, num_classes: int) -> np.ndarray:
 
 def mean_iou(y_true, y_pred_labels, num_classes: int) -> float:
     """Mean of :func:`per_class_iou` over the classes present in the truth or the prediction."""
-    return float(np.nanmean(per_class_iou(y_true, y_pred_labels, num_classes)))
+    return float(np.nanmean(_per_class_iou(y_true, y_pred_labels, num_classes)))
