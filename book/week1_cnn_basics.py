@@ -1674,12 +1674,18 @@ _ = axes[1].legend(fontsize=8)
 # shrinkage shared by all the weights of a layer. The third network is the
 # control: the plain network again, with the same layers, optimiser and epochs,
 # differing only in the scale of its initial weights (He initialisation, whose
-# gradients at the start are the flat dashed line). It learns: on this page it
-# reached the test accuracy in the table's third row, and this page checks that
-# it lies between 0.6 and 1.0, where the plain network with Glorot weights is
-# near chance. So at this depth it is the scale of the initial weights, not
-# the depth itself, that keeps the plain network from learning, even under
-# Adam. What the control cannot tell apart is the direction: with Glorot
+# gradients at the start are the flat dashed line). It usually learns. Over
+# the benchmark's five run seeds its test accuracy lay between 0.28 and 0.91:
+# 0.86 or more on four seeds, and chance on one (seed 3, the seed on which the
+# residual network at a peak rate of 0.003 never left its plateau either). On
+# five more seeds (5 to 9) it reached 0.70 to 0.96 every time. This page's run
+# is the table's third row; one run can land on the plateau, so the page does
+# not check it. Where the plain network with Glorot weights stayed at chance on
+# nine seeds of ten, the He-initialised one learned on nine of ten. So at this
+# depth it is mostly the scale of the initial weights, not the depth itself,
+# that keeps the plain network from learning, even under Adam; a start without
+# normalisation or skips stays fragile, as the residual network's own
+# plateau showed. What the control cannot tell apart is the direction: with Glorot
 # weights the signal also fades on its way *forward*, so the output hardly
 # depends on the image, and He initialisation repairs both directions at once.
 # Plain SGD with momentum, whose steps follow the gradient's size, would have
@@ -1696,7 +1702,8 @@ claims.expect("week1.residual.residual_accuracy", res_accuracy["residual"], 0.7,
 claims.expect("week1.residual.residual_lead", res_accuracy["residual"] - res_accuracy["plain"], -0.05, 0.8, profile)
 claims.quoted_from_bench("week1.residual.plain_accuracy", 0.24, 0.28)
 claims.quoted_from_bench("week1.residual.residual_accuracy", 0.82, 0.91)
-claims.expect("week1.residual.plain_he_accuracy", res_accuracy["plain_he"], 0.6, 1.0, profile)
+claims.quoted_from_bench("week1.residual.plain_he_accuracy", 0.28, 0.91)
+claims.quoted_from_bench("week1.residual.plain_he_accuracy", 0.70, 0.96, seeds=(5, 6, 7, 8, 9))
 
 # %% [markdown]
 # Vanishing gradients are the simplest of the difficulties of depth, and the
@@ -1737,9 +1744,10 @@ claims.expect("week1.residual.plain_he_accuracy", res_accuracy["plain_he"], 0.6,
 # * In a deep plain network with Glorot's initial weights the gradient shrinks
 #   from layer to layer and the network stays at chance; identity skip
 #   connections carry it through. At this depth He's initialisation alone
-#   also lets the plain network learn, so the scale of the initial weights, not
-#   depth itself, is what failed here; at greater depths even well-initialised
-#   plain networks train worse than residual ones.
+#   also lets the plain network learn (on nine run seeds of ten), so the scale
+#   of the initial weights, more than depth itself, is what failed here; at
+#   greater depths even well-initialised plain networks train worse than
+#   residual ones.
 # * Memory is spent where parameters are not: VGG16 keeps 15.2 million numbers
 #   per image for its backward pass, most of them in its first layers.
 #
