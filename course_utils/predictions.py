@@ -87,6 +87,24 @@ def week3_nms(predicted_kept) -> None:
     )
 
 
+def week3_matching(predicted_true_positive) -> None:
+    """Which of two detections of one object is the true positive: D1 (score 0.9, IoU 0.625) or D2 (0.8, 0.91)."""
+    from course_utils.detection.evaluation import match_detections  # on use: the other weeks do not need it
+
+    truth = np.array([[0, 0, 10, 10]], np.float32)
+    detections = np.array([[0, 0, 10, 16], [0, 0, 10, 11]], np.float32)
+    flags = match_detections(detections, np.array([0.9, 0.8]), truth, 0.5)
+    check_prediction(
+        predicted_true_positive,
+        int(np.argmax(flags)) + 1,
+        "the true positive among D1 and D2",
+        "Both overlap the object enough (IoU 100 / 160 = 0.625 for D1, 100 / 110 = 0.91 for D2), but D1 has the "
+        "higher score and claims the object first; D2, though it fits better, finds an object already found: a "
+        "duplicate, so a false positive. A detector that puts a loose box above a tight one pays for it in AP.",
+        mistakes={"the better fit does not decide: the higher score claims the object first.": 2},
+    )
+
+
 def week4_half_unet(predicted_half_params) -> None:
     """The parameters of the chapter's U-Net (121,899 with 8 filters at the top) with half the filters everywhere."""
     from course_utils import segmentation  # on use: the other weeks' questions do not need it
@@ -127,5 +145,28 @@ def week5_collapsed_loss(predicted_collapsed_loss) -> None:
             "the temperature scales all similarities of a row alike, which a softmax ignores.": lambda p: (
                 abs(p - 10 * np.log(48)) < 0.1 or abs(p - 0.1 * np.log(48)) < 0.01
             ),
+        },
+    )
+
+
+def week5_clustered_loss(predicted_clustered_loss) -> None:
+    """The diagonal-target loss (temperature 0.1) of a perfect clustering: 48 pairs, 16 per class, 3 class points."""
+    from course_utils import metric_learning  # on use: the other weeks' questions do not need it
+
+    points = np.array([[1.0, 0.0], [-0.5, np.sqrt(3) / 2], [-0.5, -np.sqrt(3) / 2]])[np.repeat(np.arange(3), 16)]
+    check_prediction(
+        predicted_clustered_loss,
+        float(np.mean(metric_learning.similarity_softmax_loss(points, points, 0.1))),
+        "the diagonal target's loss on perfectly clustered embeddings",
+        "Row i holds 16 positives of the anchor's class, all at cosine 1 (logit 10), and 32 of the other classes "
+        "at cosine -1/2 (logit -5), which get almost no probability. The 16 share it: P_ii is about 1/16 and the "
+        "loss about log(16) = 2.77, however perfect the clustering: the target calls 15 images of the anchor's own "
+        "class wrong.",
+        rtol=0.01,
+        mistakes={
+            "a perfect clustering does not bring this loss to 0: positive i is no more similar to anchor i than the "
+            "other positives of its class are.": 0.0,
+            "that would be collapsed embeddings, every image on one point; here the classes are apart.": np.log(48),
+            "the softmax runs over the 48 positives of the batch, not over the 3 classes.": np.log(3),
         },
     )

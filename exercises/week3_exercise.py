@@ -20,20 +20,26 @@
 # check cell below it: it prints "✔ ... all checks passed" or stops with a
 # message saying what is wrong. Run the cells in order, from the top.
 #
-# You write, in NumPy, the four small algorithms at the heart of a detector and
-# of its evaluation, and the checks compare them with the library versions:
+# You write, in NumPy, the small algorithms at the heart of a detector's
+# training and of its evaluation. Parts 1 to 4 follow a rule the prompt (or the
+# chapter) gives you, and the checks compare them with the library versions;
+# from part 5 on, the prompt says what the result must satisfy and you decide
+# how to get it:
 #
 # 1. Intersection over union between two sets of boxes (against KerasCV)
 # 2. Focal loss (against `keras.losses.BinaryFocalCrossentropy`)
 # 3. Greedy non-maximum suppression (against `tf.image.non_max_suppression`)
-# 4. Average precision from ranked detections
+# 4. Which anchors learn an object, which learn background, which are ignored
+# 5. The four numbers that turn an anchor into a box, and back
+# 6. Which detections are right: matching detections to objects
+# 7. Average precision from ranked detections
 #
 # Boxes are `[x_min, y_min, x_max, y_max]` in pixels (the `xyxy` format of the
 # chapter), with `x_max`, `y_max` exclusive, so a box's width is `x_max - x_min`.
 #
 # When a check fails on an answer that a common mistake produces, its message
-# names the mistake ("Likely cause: ..."). Part 3 asks you to *predict* what
-# non-maximum suppression keeps before you write it.
+# names the mistake ("Likely cause: ..."). Parts 3 and 6 ask you to *predict*
+# what the algorithm does before you write it.
 
 # %% tags=["parameters"]
 PROFILE = None
@@ -138,26 +144,132 @@ exercise_checks.week3_nms(nms, random_boxes, rng)
 passed("non-maximum suppression")
 
 # %% [markdown]
-# ## 4. Average precision
+# ## 4. Anchors: object, background or ignored
 #
-# A detector's detections of one class, over a whole test set, are ranked by
-# score; each is a true positive (it matches an object not matched before) or a
-# false positive. Write `average_precision(scores, is_true_positive, n_objects)`:
+# Training needs a target for every anchor. Write
+# `label_anchors(anchors, truth_boxes, positive=0.5, negative=0.4)` for the
+# anchors `(n, 4)` and the objects `(m, 4)` of one image. It returns
+# `(labels, matched)`, two integer arrays of length `n`: `matched[i]` is the
+# object anchor `i` overlaps most (by IoU), and `labels[i]` is 1 when anchor `i`
+# should learn that object's class and box, 0 when it should learn
+# "background", and -1 when training should ignore it. Use RetinaNet's rule
+# from section 3 of the chapter, with the two thresholds as arguments, and your
+# `iou` from part 1. An image with no objects has every anchor background (and
+# `matched` all -1).
+
+
+# %%
+def label_anchors(anchors, truth_boxes, positive=0.5, negative=0.4):
+    raise NotImplementedError("Blank 5 of week3_exercise is not filled in yet: replace this line with your code.")
+
+
+# %%
+# CHECK anchors points=2
+exercise_checks.week3_label_anchors(label_anchors, random_boxes, rng)
+passed("anchor labels")
+
+# %% [markdown]
+# ## 5. From anchor to box: the four regression targets
 #
-# 1. sort the detections by decreasing score;
-# 2. after each detection, compute recall (true positives so far / `n_objects`)
-#    and precision (true positives so far / detections so far);
-# 3. make precision monotone: replace each precision by the largest precision at
-#    the same or any later rank (higher recall);
-# 4. return the area under this step curve: the sum, over the ranks, of the
-#    recall gained at that rank times the (monotone) precision there.
+# A positive anchor learns four numbers that move and stretch it onto its
+# object. Write `encode_boxes(anchors, boxes)`, which turns each `box` into the
+# four numbers of its `anchor` (both `(n, 4)`, row `i` with row `i`; it returns
+# an `(n, 4)` array), and `decode_boxes(anchors, offsets)`, its inverse. The
+# first two numbers place the box's **centre**, the last two give its **width**
+# and **height**. Nobody tells you the formulas; these are the properties the
+# network needs, and the checks test them:
 #
-# Objects that no detection finds simply cap the recall below 1.
+# 1. a box equal to its anchor gets four zeros;
+# 2. the numbers depend only on the box *relative to its anchor*: shifting both
+#    by the same amount, or scaling both about the origin by the same factor,
+#    changes nothing (so a 100-pixel anchor and a 10-pixel one learn on the same
+#    scale);
+# 3. moving the box right by one anchor width adds exactly 1 to the first number
+#    (and down by one anchor height, 1 to the second);
+# 4. widths combine by multiplication: a box 2 times as wide as its anchor gets
+#    a third number of $\ln 2$, one 4 times as wide twice that, and one half as
+#    wide $-\ln 2$ (the same for heights and the fourth number), so that
+#    growing and shrinking are equally easy to learn and no width can come out
+#    negative when decoded;
+# 5. `decode_boxes(anchors, encode_boxes(anchors, boxes))` gives `boxes` back.
+
+
+# %%
+def encode_boxes(anchors, boxes):
+    raise NotImplementedError("Blank 6 of week3_exercise is not filled in yet: replace this line with your code.")
+
+
+def decode_boxes(anchors, offsets):
+    raise NotImplementedError("Blank 7 of week3_exercise is not filled in yet: replace this line with your code.")
+
+
+# %%
+# CHECK boxes points=2
+exercise_checks.week3_box_encoding(encode_boxes, decode_boxes, random_boxes, rng)
+passed("box encoding")
+
+# %% [markdown]
+# ## 6. Which detections are right?
+#
+# To evaluate a detector, each detection of a class is either a **true
+# positive** (it found an object) or a **false positive**. The rules, as the
+# PASCAL VOC and COCO evaluations apply them:
+#
+# * a detection can find an object only if their IoU is at least `iou_threshold`;
+# * each object is found at most once: a second detection of a found object is a
+#   false positive (a duplicate), whatever its overlap;
+# * a detection with a higher score has the first claim on an object;
+# * among the objects still unfound, a detection claims the one it overlaps most.
+#
+# **Predict, then verify.** One object, `[0, 0, 10, 10]`, and two detections:
+# `D1 = [0, 0, 10, 16]` (score 0.9) and `D2 = [0, 0, 10, 11]` (score 0.8),
+# threshold 0.5. Which detection is the true positive? Store `1` or `2` in
+# `predicted_true_positive`.
+
+
+# %%
+# Your prediction: which detection, 1 or 2, is the true positive?
+raise NotImplementedError("Blank 8 of week3_exercise is not filled in yet: replace this line with your code.")
+
+# %%
+# CHECK matching_prediction points=1
+predictions.week3_matching(predicted_true_positive)
+passed("prediction")
+
+# %% [markdown]
+# Now write `match_detections(boxes, scores, truth_boxes, iou_threshold=0.5)` for
+# one image and one class: `boxes` `(n, 4)` and `scores` `(n,)` of the detections,
+# `truth_boxes` `(m, 4)` of the objects. It returns a boolean array of length
+# `n`, in the order of the input detections: `True` for a true positive. How you
+# apply the four rules is yours to decide; use your `iou` from part 1.
+
+
+# %%
+def match_detections(boxes, scores, truth_boxes, iou_threshold=0.5):
+    raise NotImplementedError("Blank 9 of week3_exercise is not filled in yet: replace this line with your code.")
+
+
+# %%
+# CHECK matching points=2
+exercise_checks.week3_match_detections(match_detections, random_boxes, rng)
+passed("matching detections to objects")
+
+# %% [markdown]
+# ## 7. Average precision
+#
+# Over a whole test set, the detections of one class are ranked by score, and
+# part 6 tells which are true positives. Write
+# `average_precision(scores, is_true_positive, n_objects)`: the area under the
+# precision–recall curve of the ranked detections, after making the precision
+# non-increasing (each point takes the best precision at the same or any higher
+# recall, as in the chapter's section 8). Recall counts the objects found out of
+# all `n_objects`, so objects that no detection finds cap it below 1. How you
+# compute the area is yours to decide; the checks try detections in any order.
 
 
 # %%
 def average_precision(scores, is_true_positive, n_objects):
-    raise NotImplementedError("Blank 5 of week3_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 10 of week3_exercise is not filled in yet: replace this line with your code.")
 
 
 # %%
@@ -167,5 +279,6 @@ passed("average precision")
 
 # %% [markdown]
 # Done: every check above passed. In the chapter, `course_utils.detection`
-# uses the same four ideas: IoU to match anchors and to score detections, the
-# focal loss to train, NMS to clean up the predictions and AP to evaluate them.
+# and KerasCV use the same ideas: IoU to label the anchors and to score
+# detections, the four offsets as the box targets, the focal loss to train, NMS
+# to clean up the predictions, and the matching and AP to evaluate them.

@@ -22,12 +22,14 @@
 #
 # 1. The cosine similarity matrix
 # 2. The temperature softmax loss
-# 3. The kNN majority vote
-# 4. Training an embedding network
-# 5. Choosing k on a validation split, and reaching 90% test accuracy
+# 3. The target that knows the classes: what the loss of part 2 gets wrong
+# 4. The kNN majority vote
+# 5. Training an embedding network
+# 6. Choosing k on a validation split, and reaching 90% test accuracy
 #
 # When a check fails on an answer that a common mistake produces, its message
-# names the mistake ("Likely cause: ..."). Part 2 starts with a prediction.
+# names the mistake ("Likely cause: ..."). Parts 2 and 3 start with a
+# prediction; in part 3 the target of the loss is yours to decide.
 
 # %% tags=["parameters"]
 PROFILE = None
@@ -98,9 +100,77 @@ def softmax_loss(anchors, positives, temperature):
 exercise_checks.week5_temperature_softmax_loss(softmax_loss, rng)
 passed("temperature softmax loss")
 
+# %% [markdown]
+# ## 3. The target that knows the classes
+#
+# The target of part 2 says that anchor `i` belongs with positive `i` and with
+# no other. But a training batch of part 5 holds 16 pairs of each class, so row
+# `i` holds 15 more positives of the anchor's own class, and the loss pushes
+# the anchor away from them exactly as hard as from the other classes: for it,
+# they are *false negatives*.
+#
+# **Predict, then verify.** Suppose the network had learned a perfect
+# clustering: every image of a class mapped exactly onto its class's point, the
+# three points as far apart as three unit vectors can be (cosine $-1/2$ between
+# any two). What is part 2's loss for a batch of 48 pairs (16 per class) at
+# temperature 0.1? Store the number in `predicted_clustered_loss` (within 1%).
+
+# %%
+# Your prediction: part 2's loss of a perfect clustering, 48 pairs (16 per class), temperature 0.1.
+raise NotImplementedError("Blank 4 of week5_exercise is not filled in yet: replace this line with your code.")
+
+# %%
+# CHECK clustered-prediction points=1
+predictions.week5_clustered_loss(predicted_clustered_loss)
+passed("prediction")
 
 # %% [markdown]
-# ## 3. The kNN majority vote
+# Write `class_softmax_loss(anchors, positives, temperature, anchor_labels,
+# positive_labels)`: the same softmax over row `i` of $S / \tau$ as in part 2,
+# and again the cross-entropy between a target distribution over the positives
+# and the softmax, averaged over the rows. The target is what you decide. It
+# must be a probability distribution over the positives (non-negative, summing
+# to 1), treat every positive whose label is the anchor's as equally right and
+# the others as wrong, and give exactly part 2's loss when every label appears
+# once. You may call your `cosine_similarity_matrix`.
+
+# %%
+def class_softmax_loss(anchors, positives, temperature, anchor_labels, positive_labels):
+    raise NotImplementedError("Blank 5 of week5_exercise is not filled in yet: replace this line with your code.")
+
+
+# %%
+# CHECK class-softmax-loss points=2
+exercise_checks.week5_class_softmax_loss(class_softmax_loss, softmax_loss, rng)
+passed("the class-aware softmax loss")
+
+# %% [markdown]
+# Compare the two losses on the perfect clustering of the prediction, and on
+# the same three clusters pulled apart along a third axis, so that each pair
+# `i` still has its anchor and positive on one point but the 16 pairs of a class
+# no longer coincide:
+
+# %%
+three_points = np.array([[1.0, 0.0, 0.0], [-0.5, np.sqrt(3) / 2, 0.0], [-0.5, -np.sqrt(3) / 2, 0.0]])
+pair_labels = np.repeat(np.arange(3), 16)
+clustered = three_points[pair_labels]
+pulled_apart = clustered + np.outer(np.tile(np.linspace(-1, 1, 16), 3), [0.0, 0.0, 1.0])
+for name, points in [("perfect clustering", clustered), ("each class pulled apart", pulled_apart)]:
+    print(f"{name:<24} part 2's target: {softmax_loss(points, points, 0.1):.2f}   "
+          f"the class-aware target: {class_softmax_loss(points, points, 0.1, pair_labels, pair_labels):.2f}")
+
+# %% [markdown]
+# Part 2's target *rewards* pulling a class apart: its loss falls when the
+# images of one class stop coinciding, because then positive `i` stands out
+# from the 15 false negatives. The class-aware target does the opposite, so it
+# is the one that asks for what kNN needs, images of one class together. The
+# chapter trains with it (`ml.SimilaritySoftmaxLoss` counts every positive of
+# the anchor's class unless it is given `use_labels=False`); with 16 pairs of
+# each of 3 classes in a batch, part 2's target is wrong about 15 of the 47
+# other positives of every row.
+
+# %% [markdown]
+# ## 4. The kNN majority vote
 #
 # Write `knn_vote(reference, labels, queries, k)`: for each query, find the `k`
 # reference vectors with the highest cosine similarity, and return the label
@@ -111,7 +181,7 @@ passed("temperature softmax loss")
 
 # %%
 def knn_vote(reference, labels, queries, k):
-    raise NotImplementedError("Blank 4 of week5_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 6 of week5_exercise is not filled in yet: replace this line with your code.")
 
 
 # %%
@@ -120,7 +190,7 @@ exercise_checks.week5_knn_majority_vote(knn_vote, rng)
 passed("kNN majority vote")
 
 # %% [markdown]
-# ## 4. Training an embedding network
+# ## 5. Training an embedding network
 #
 # The data: circles, squares and triangles, a labelled set of 100 images per
 # class, a validation set and a test set. Build an embedding network with
@@ -139,7 +209,7 @@ EPOCHS = 20  # the same at every profile: the checks need a trained network
 
 # %%
 config.seed_everything(0)
-raise NotImplementedError("Blank 5 of week5_exercise is not filled in yet: replace this line with your code.")
+raise NotImplementedError("Blank 7 of week5_exercise is not filled in yet: replace this line with your code.")
 
 # %%
 # CHECK training points=2
@@ -153,7 +223,7 @@ check(gap > 0.3, f"images of the same class should be much more similar than oth
 passed("training")
 
 # %% [markdown]
-# ## 5. Choosing k, and the test accuracy
+# ## 6. Choosing k, and the test accuracy
 #
 # Use your `knn_vote` with the training images as the reference set. Compute the
 # accuracy on the **validation** set for each k in `CANDIDATES` and store the
@@ -168,7 +238,7 @@ CANDIDATES = [1, 3, 5, 7, 9, 15]
 # %%
 validation_embeddings = ml.embed(embedder, validation.images)
 test_embeddings = ml.embed(embedder, test.images)
-raise NotImplementedError("Blank 6 of week5_exercise is not filled in yet: replace this line with your code.")
+raise NotImplementedError("Blank 8 of week5_exercise is not filled in yet: replace this line with your code.")
 
 # %%
 # CHECK choosing-k-and-test-accuracy points=2

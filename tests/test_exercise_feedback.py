@@ -529,7 +529,64 @@ def test_week3_nms_mistakes_are_named(old, new, phrase):
     ],
 )
 def test_week3_average_precision_mistakes_are_named(old, new, phrase):
-    fails(W3, "ap.1", run(W3, changed(W3, 5, old, new)), phrase)
+    fails(W3, "ap.1", run(W3, changed(W3, 9, old, new)), phrase)
+
+
+@pytest.mark.parametrize(
+    "old, new, phrase",
+    [
+        ("labels[best < negative] = 0", "labels[best < positive] = 0", "ignored (-1), not background"),
+        ("labels[best >= positive] = 1", "labels[best >= negative] = 1", "ignored (-1), not a positive"),
+    ],
+)
+def test_week3_anchor_label_mistakes_are_named(old, new, phrase):
+    fails(W3, "anchors.1", run(W3, solved(W3, 1), changed(W3, 5, old, new)), phrase)
+
+
+@pytest.mark.parametrize(
+    "old, new, phrase",
+    [
+        ("np.log(size / anchor_size)], axis=1)", "size / anchor_size - 1], axis=1)", "a logarithm of the size ratio"),
+        (
+            "(centre - anchor_centre) / anchor_size, np.log",
+            "(centre - anchor_centre) / anchor_size[:, :1], np.log",
+            "divide the vertical shift by the anchor's height",
+        ),
+        ("(centre - anchor_centre) / anchor_size, np.log", "(centre - anchor_centre), np.log", "in anchor sizes"),
+        (
+            "return np.concatenate([(centre - anchor_centre) / anchor_size, np.log(size / anchor_size)], axis=1)",
+            "return np.concatenate([(b[:, :2] - a[:, :2]) / anchor_size, (b[:, 2:] - a[:, 2:]) / anchor_size], 1)",
+            "corner offsets do neither",
+        ),
+    ],
+)
+def test_week3_box_encoding_mistakes_are_named(old, new, phrase):
+    fails(W3, "boxes.1", run(W3, changed(W3, 6, old, new)), phrase)
+
+
+def test_week3_box_decoding_must_invert_the_encoding():
+    wrong = changed(W3, 6, "size = anchor_size * np.exp(o[:, 2:])", "size = anchor_size * o[:, 2:]")
+    fails(W3, "boxes.1", run(W3, wrong), "decoding the offsets encode_boxes gave")
+
+
+@pytest.mark.parametrize("guess, phrase", [(2, "the higher score claims the object first"), (3, "think it through")])
+def test_week3_matching_prediction_mistakes_are_named(guess, phrase):
+    message = fails(W3, "matching_prediction.1", run(W3, f"predicted_true_positive = {guess}"), "is not it", phrase)
+    assert "0.625" not in message and "duplicate" not in message
+
+
+@pytest.mark.parametrize(
+    "old, new, phrase",
+    [
+        ('order = np.argsort(-np.asarray(scores), kind="stable")', "order = np.arange(len(scores))", "input order"),
+        ("            claimed[best] = True\n", "", "found at most once"),
+        ("free = np.where(claimed, -1.0, overlaps[rank])", "free = overlaps[rank]", "the best of the objects still"),
+    ],
+)
+def test_week3_matching_mistakes_are_named(old, new, phrase):
+    if "free = overlaps[rank]" in new:  # a detection whose best object is taken gives up
+        new = "free = overlaps[rank] if not claimed[np.argmax(overlaps[rank])] else np.zeros_like(overlaps[rank])"
+    fails(W3, "matching.1", run(W3, solved(W3, 1), changed(W3, 8, old, new)), phrase)
 
 
 # --- week 4 --------------------------------------------------------------------------------------
@@ -733,7 +790,37 @@ def test_week5_softmax_loss_mistakes_are_named(old, new, phrase):
     ],
 )
 def test_week5_knn_mistakes_are_named(old, new, phrase):
-    fails(W5, "knn-majority-vote.1", run(W5, solved(W5, 1), changed(W5, 4, old, new)), phrase)
+    fails(W5, "knn-majority-vote.1", run(W5, solved(W5, 1), changed(W5, 6, old, new)), phrase)
+
+
+@pytest.mark.parametrize(
+    "guess, phrase",
+    [(0, "does not bring this loss to 0"), (float(np.log(48)), "collapsed embeddings"), (1.0, "think it through")],
+)
+def test_week5_clustered_prediction_mistakes_are_named(guess, phrase):
+    message = fails(W5, "clustered-prediction.1", run(W5, f"predicted_clustered_loss = {guess}"), "is not it", phrase)
+    assert "2.77" not in message and "log(16)" not in message
+
+
+@pytest.mark.parametrize(
+    "old, new, phrase",
+    [
+        ("    target = same / same.sum(axis=1, keepdims=True)\n", "    target = same\n", "must sum to 1"),
+        (
+            "return float(-np.mean(np.sum(target * log_probabilities, axis=1)))",
+            "return float(-np.mean(np.log(np.sum(target * np.exp(log_probabilities), axis=1) * same.sum(1))))",
+            "TOTAL probability",
+        ),
+        (
+            "    target = same / same.sum(axis=1, keepdims=True)\n",
+            "    target = np.eye(len(same))\n",
+            "that is part 2's target",
+        ),
+    ],
+)
+def test_week5_class_softmax_loss_mistakes_are_named(old, new, phrase):
+    namespace = run(W5, solved(W5, 1), solved(W5, 3), changed(W5, 5, old, new))
+    fails(W5, "class-softmax-loss.1", namespace, phrase)
 
 
 def split(rng, n, noise):
@@ -753,7 +840,7 @@ def identity_embedder(dim=8):
 
 
 def test_week5_k_chosen_on_the_test_set_is_named():
-    namespace = run(W5, solved(W5, 1), solved(W5, 4))
+    namespace = run(W5, solved(W5, 1), solved(W5, 6))
     knn_vote, candidates = namespace["knn_vote"], [1, 3, 5, 7, 9, 15]
     for seed in range(200):  # a draw where the test set prefers another k than the validation set
         rng = np.random.default_rng(seed)

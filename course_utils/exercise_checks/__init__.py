@@ -7,9 +7,18 @@ One module per week; their functions are re-exported here, so a handout calls ``
 
 from course_utils.exercise_checks.week1 import week1_correlate2d, week1_lenet5, week1_sizes
 from course_utils.exercise_checks.week2 import week2_frozen_classifier
-from course_utils.exercise_checks.week3 import week3_ap, week3_focal, week3_iou, week3_nms
+from course_utils.exercise_checks.week3 import (
+    week3_ap,
+    week3_box_encoding,
+    week3_focal,
+    week3_iou,
+    week3_label_anchors,
+    week3_match_detections,
+    week3_nms,
+)
 from course_utils.exercise_checks.week4 import week4_transposed_convolution_sizes
 from course_utils.exercise_checks.week5 import (
+    week5_class_softmax_loss,
     week5_cosine_similarity_matrix,
     week5_knn_majority_vote,
     week5_temperature_softmax_loss,

@@ -8,6 +8,8 @@ import tensorflow as tf
 
 from course_utils import detection
 from course_utils.checks import check, check_close, check_equal, check_own_work, check_shape
+from course_utils.detection.anchors import match_anchors
+from course_utils.detection.evaluation import match_detections as match_detections_reference
 
 
 def week3_iou(iou, random_boxes, rng) -> None:
@@ -168,3 +170,128 @@ def week3_ap(average_precision) -> None:
             "same or a later rank.": 1 / 2 * 1 / 2 + 1 / 2 * 2 / 3
         },
     )
+
+
+def week3_label_anchors(label_anchors, random_boxes, rng) -> None:
+    """The visible check of week 3's anchor labels."""
+    anchors = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [4, 0, 14, 10], [30, 30, 40, 40]], np.float32)
+    # IoU with the object [0, 0, 10, 10]: 1, 90/110 = 0.82, 60/140 = 0.43, 0.
+    labels, matched = label_anchors(anchors, np.array([[0, 0, 10, 10]], np.float32))
+    check_equal(
+        list(labels),
+        [1, 1, -1, 0],
+        "labels of four anchors against one object (IoU 1, 0.82, 0.43 and 0)",
+        mistakes={
+            "an anchor between the two thresholds is ignored (-1), not background.": [1, 1, 0, 0],
+            "an anchor between the two thresholds is ignored (-1), not a positive.": [1, 1, 1, 0],
+        },
+    )
+    check_equal(list(matched), [0, 0, 0, 0], "matched: each anchor's best-overlapping object")
+    labels, matched = label_anchors(anchors, np.zeros((0, 4), np.float32))
+    check_equal(list(labels), [0, 0, 0, 0], "with no object every anchor is background")
+    check_equal(list(matched), [-1, -1, -1, -1], "with no object no anchor is matched")
+    anchors, objects = random_boxes(100, rng), random_boxes(5, rng)
+    expected_labels, expected_matched, _ = match_anchors(anchors, objects, 0.5, 0.4)
+    labels, matched = label_anchors(anchors, objects)
+    check_equal(list(labels), list(expected_labels), "label_anchors on 100 random anchors and 5 objects")
+    check_equal(list(matched), list(expected_matched), "matched on 100 random anchors and 5 objects")
+
+
+CORNER_OFFSETS = (
+    "the first two numbers place the CENTRE, and the last two (the size) must not change when the box moves: "
+    "corner offsets do neither."
+)
+
+
+def _offsets(anchors, boxes) -> np.ndarray:
+    """The centre/size regression targets (R-CNN's parameterisation, without the variance scaling)."""
+    anchor_size = anchors[:, 2:] - anchors[:, :2]
+    shift = ((boxes[:, :2] + boxes[:, 2:]) - (anchors[:, :2] + anchors[:, 2:])) / 2
+    return np.concatenate([shift / anchor_size, np.log((boxes[:, 2:] - boxes[:, :2]) / anchor_size)], axis=1)
+
+
+def week3_box_encoding(encode_boxes, decode_boxes, random_boxes, rng) -> None:
+    """The visible check of week 3's box encoding: the five properties of the prompt, then the round trip."""
+    anchor = np.array([[20, 40, 30, 60]], np.float64)  # 10 wide, 20 tall, centre (25, 50)
+    check_close(encode_boxes(anchor, anchor), [[0, 0, 0, 0]], "encode_boxes of a box identical to its anchor")
+    moved = anchor + [10, 20, 10, 20]  # one anchor width right, one anchor height down
+    check_close(
+        encode_boxes(anchor, moved),
+        [[1, 1, 0, 0]],
+        "a box moved one anchor width right and one anchor height down",
+        mistakes={
+            "divide the vertical shift by the anchor's height, not its width.": [[1, 2, 0, 0]],
+            "the shift is measured in anchor sizes: divide it by the anchor's width and height.": [[10, 20, 0, 0]],
+            CORNER_OFFSETS: [[1, 1, 1, 1]],
+        },
+    )
+    wide = np.array([[15, 30, 35, 70]], np.float64)  # the same centre, twice as wide and tall
+    half = np.array([[22.5, 45, 27.5, 55]], np.float64)  # the same centre, half as wide and tall
+    check_close(
+        encode_boxes(np.repeat(anchor, 2, 0), np.concatenate([wide, half])),
+        [[0, 0, np.log(2), np.log(2)], [0, 0, -np.log(2), -np.log(2)]],
+        "boxes twice and half as large as their anchor, on its centre",
+        mistakes={
+            "the size numbers must add when sizes multiply: that is a logarithm of the size ratio, not the ratio "
+            "minus 1.": [[0, 0, 1, 1], [0, 0, -0.5, -0.5]],
+            CORNER_OFFSETS: [[-0.5, -0.5, 0.5, 0.5], [0.25, 0.25, -0.25, -0.25]],
+        },
+    )
+    anchors, boxes = random_boxes(30, rng).astype(np.float64), random_boxes(30, rng).astype(np.float64)
+    offsets = encode_boxes(anchors, boxes)
+    check_shape(offsets, (30, 4), "encode_boxes of 30 pairs")
+    check_close(encode_boxes(3 * anchors + 7, 3 * boxes + 7), offsets, "the same boxes shifted and scaled", atol=1e-6)
+    check_close(
+        decode_boxes(anchors, offsets), boxes, "decoding the offsets encode_boxes gave: the boxes back?", atol=1e-4
+    )
+    check_close(offsets, _offsets(anchors, boxes), "encode_boxes on 30 random pairs", atol=1e-4)
+
+
+def week3_match_detections(match_detections, random_boxes, rng) -> None:
+    """The visible check of week 3's matching of detections to objects."""
+    truth = np.array([[0, 0, 10, 10], [20, 0, 30, 10]], np.float64)
+    check_equal(
+        list(match_detections(np.array([[0, 0, 10, 11], [0, 0, 10, 10]]), np.array([0.6, 0.9]), truth[:1])),
+        [False, True],
+        "two detections of one object: the higher score claims it",
+        mistakes={
+            "detections claim objects in order of decreasing score, not in their input order.": [True, False],
+            "an object is found at most once: the second detection is a duplicate.": [True, True],
+        },
+    )
+    straddling = np.array([[4, 0, 24, 10]], np.float64)  # IoU 60 / 240 = 0.25 with each object
+    check_equal(list(match_detections(straddling, np.array([0.9]), truth)), [False], "a box between two objects")
+    # D1 (0.82 with A) claims A; D2 (0.67 with A, 0 with B) finds A taken: a duplicate.
+    detections = np.array([[1, 0, 11, 10], [2, 0, 12, 10]], np.float64)
+    check_equal(
+        list(match_detections(detections, np.array([0.9, 0.8]), truth)),
+        [True, False],
+        "a second detection of an object already claimed",
+        mistakes={"an object is found at most once: the second detection is a duplicate.": [True, True]},
+    )
+    # Overlapping objects A and B: D1 is A; D2 overlaps A by 0.67 (taken) and B by 0.43, above the threshold 0.4.
+    overlapping = np.array([[0, 0, 10, 10], [6, 0, 16, 10]], np.float64)
+    check_equal(
+        list(match_detections(np.array([[0, 0, 10, 10], [2, 0, 12, 10]]), np.array([0.9, 0.8]), overlapping, 0.4)),
+        [True, True],
+        "a detection whose best object is taken claims the best of those still unfound",
+        mistakes={
+            "when a detection's best object is already found, it claims the best of the objects still unfound "
+            "(if that overlap reaches the threshold).": [True, False]
+        },
+    )
+    loose_first = np.array([[0, 0, 10, 16], [0, 0, 10, 11]], np.float64)
+    check_equal(
+        list(match_detections(loose_first, np.array([0.9, 0.8]), truth[:1], 0.7)),
+        [False, True],
+        "at threshold 0.7 the loose box (IoU 0.63) finds nothing and the tight one (0.91) the object",
+    )
+    for threshold in (0.5, 0.7):
+        objects = random_boxes(6, rng).astype(np.float64)
+        boxes = np.concatenate([objects + rng.normal(0, 2, objects.shape), random_boxes(8, rng)])
+        scores = rng.random(len(boxes))
+        check_equal(
+            list(match_detections(boxes, scores, objects, threshold)),
+            list(match_detections_reference(boxes, scores, objects, threshold)),
+            f"match_detections on 14 detections of 6 objects, threshold {threshold}",
+        )

@@ -100,3 +100,46 @@ def week5_knn_majority_vote(knn_vote, rng) -> None:
                 ),
             },
         )
+
+
+def week5_class_softmax_loss(class_softmax_loss, softmax_loss, rng) -> None:
+    """The visible check of week 5's class-aware softmax loss (the chapter's multi-positive target)."""
+    check_own_work(class_softmax_loss, ml.similarity_softmax_loss, "class_softmax_loss")
+    anchors, positives = rng.normal(size=(9, 5)), rng.normal(size=(9, 5))
+    distinct = np.arange(9)
+    check_close(
+        class_softmax_loss(anchors, positives, 0.3, distinct, distinct),
+        softmax_loss(anchors, positives, 0.3),
+        "with every label once, the class-aware loss is part 2's",
+    )
+    labels = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    expected = float(np.mean(ml.similarity_softmax_loss(anchors, positives, 0.3, labels, labels)))
+    logits = np.asarray(ml.cosine_similarity_matrix(anchors, positives)) / 0.3
+    log_p = (
+        logits
+        - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True))
+        - logits.max(1, keepdims=True)
+    )
+    same = labels[:, None] == labels[None, :]
+    check_close(
+        class_softmax_loss(anchors, positives, 0.3, labels, labels),
+        expected,
+        "class_softmax_loss on 9 pairs of 3 classes (3, 2 and 4 pairs)",
+        mistakes={
+            "the target of a row must sum to 1: divide by the number of positives of the anchor's class.": float(
+                -np.mean(np.sum(np.where(same, log_p, 0), axis=1))
+            ),
+            "that is minus the log of the class's TOTAL probability, another loss; the cross-entropy asked for "
+            "averages minus the log-probabilities of the class's positives, weighted by the target.": float(
+                -np.mean(np.log(np.sum(np.where(same, np.exp(log_p), 0), axis=1)))
+            ),
+            "that is part 2's target, positive i alone: spread it over every positive of the anchor's class.": float(
+                -np.mean(np.diag(log_p))
+            ),
+        },
+    )
+    check_close(
+        class_softmax_loss(anchors, positives, 0.3, labels, labels[::-1]),
+        float(np.mean(ml.similarity_softmax_loss(anchors, positives, 0.3, labels, labels[::-1]))),
+        "class_softmax_loss when the positives come in another order (compare labels, not positions)",
+    )

@@ -23,7 +23,8 @@ PACKAGE = Path(__file__).resolve().parents[1]
 PHRASE = "is withheld while your notebook is graded"
 """In the error every withheld function raises: the grader finds it in a student's cell outputs."""
 
-# Week (the solution's file stem) -> {function, by the module that defines it: the blank it does the work of}.
+# Week (the solution's file stem) -> {function, by the module that defines it: the blank(s) it does the work of,
+# joined by " and "}.
 # A function a fixed cell, a check run in the kernel (grading.exercise.plan_checks: ``in_kernel``) or a part of the
 # exercise that may use "anything from the chapter" needs stays, and so do the package's own callers of a withheld
 # function that those need: they call a private twin (segmentation's _per_class_iou and _dice_coefficient,
@@ -45,6 +46,9 @@ WITHHELD = {
         "course_utils.detection.losses.binary_focal_loss": "focal_loss",
         "course_utils.detection.losses.focal_loss": "focal_loss",
         "course_utils.detection.evaluation.average_precision": "average_precision",
+        "course_utils.detection.anchors.match_anchors": "label_anchors",
+        "course_utils.detection.evaluation.match_detections": "match_detections",
+        # encode_boxes and decode_boxes have no reference in the package (KerasCV encodes the chapter's boxes).
     },
     "week4_exercise": {
         "course_utils.segmentation.losses.dice_coefficient": "dice",
@@ -54,7 +58,7 @@ WITHHELD = {
     },
     "week5_exercise": {
         "course_utils.metric_learning.losses.cosine_similarity_matrix": "cosine_similarity_matrix",
-        "course_utils.metric_learning.losses.similarity_softmax_loss": "softmax_loss",
+        "course_utils.metric_learning.losses.similarity_softmax_loss": "softmax_loss and class_softmax_loss",
         "course_utils.metric_learning.knn.knn_fit": "knn_vote",
         "course_utils.metric_learning.knn.knn_predict": "knn_vote",
         "course_utils.metric_learning.knn.accuracy_vs_k": "validation_accuracy",
