@@ -272,14 +272,18 @@ passed("test-time augmentation")
 # `grad_y` of a scalar loss with respect to the output `y = correlate2d(x,
 # kernel, padding, stride)` (so `grad_y` has the shape of `y`), return the pair
 # `(grad_x, grad_kernel)`, the gradients with respect to `x` (shape of `x`) and
-# to `kernel` (shape of `kernel`). NumPy only.
+# to `kernel` (shape of `kernel`).
 #
-# Follow the forward pass: output `[i, j, f]` is the sum of `window * kernel[...,
-# f]` over the window at row `i * stride`, column `j * stride` of the padded
-# input. So every output position adds `grad_y[i, j, f] * window` to
-# `grad_kernel[..., f]`, and `grad_y[i, j, f] * kernel[..., f]` to the gradient
-# of that window of the *padded* input; the gradient of `x` is the padded one
-# with the padding cropped off.
+# Both gradients are cross-correlations themselves, so build them from your
+# `correlate2d` of part 1, with no loop of your own over the positions (a loop
+# over the channels is fine). Deciding how is the exercise: write out, for one
+# weight `kernel[a, b, c, f]` and for one input pixel `x[r, s, c]`, which outputs
+# they reach and with which factor, and read off what is correlated with what.
+# For the input's gradient you will need to decide how much zero padding to add
+# around `grad_y`, which axes of the kernel to flip and which to swap; with a
+# stride above 1, the outputs sit `stride` pixels apart in the input, so spread
+# `grad_y` out with `stride - 1` zeros between its entries first. Work a 1-D
+# example on paper (input of 5, kernel of 3, stride 2) before you code.
 #
 # The check is a **gradient check**: it nudges every entry of `x` and of
 # `kernel` up and down by `eps` and measures how your `correlate2d` moves the

@@ -360,14 +360,18 @@ check_close(
 # `grad_y` of a scalar loss with respect to the output `y = correlate2d(x,
 # kernel, padding, stride)` (so `grad_y` has the shape of `y`), return the pair
 # `(grad_x, grad_kernel)`, the gradients with respect to `x` (shape of `x`) and
-# to `kernel` (shape of `kernel`). NumPy only.
+# to `kernel` (shape of `kernel`).
 #
-# Follow the forward pass: output `[i, j, f]` is the sum of `window * kernel[...,
-# f]` over the window at row `i * stride`, column `j * stride` of the padded
-# input. So every output position adds `grad_y[i, j, f] * window` to
-# `grad_kernel[..., f]`, and `grad_y[i, j, f] * kernel[..., f]` to the gradient
-# of that window of the *padded* input; the gradient of `x` is the padded one
-# with the padding cropped off.
+# Both gradients are cross-correlations themselves, so build them from your
+# `correlate2d` of part 1, with no loop of your own over the positions (a loop
+# over the channels is fine). Deciding how is the exercise: write out, for one
+# weight `kernel[a, b, c, f]` and for one input pixel `x[r, s, c]`, which outputs
+# they reach and with which factor, and read off what is correlated with what.
+# For the input's gradient you will need to decide how much zero padding to add
+# around `grad_y`, which axes of the kernel to flip and which to swap; with a
+# stride above 1, the outputs sit `stride` pixels apart in the input, so spread
+# `grad_y` out with `stride - 1` zeros between its entries first. Work a 1-D
+# example on paper (input of 5, kernel of 3, stride 2) before you code.
 #
 # The check is a **gradient check**: it nudges every entry of `x` and of
 # `kernel` up and down by `eps` and measures how your `correlate2d` moves the
@@ -379,15 +383,23 @@ check_close(
 # %%
 def correlate2d_backward(x, kernel, grad_y, padding=0, stride=1):
     ### BEGIN SOLUTION
+    kh, kw, channels, filters = kernel.shape
     padded = np.pad(x, ((padding, padding), (padding, padding), (0, 0)))
-    kh, kw = kernel.shape[:2]
-    grad_padded = np.zeros_like(padded, dtype=float)
-    grad_kernel = np.zeros_like(kernel, dtype=float)
-    for i in range(grad_y.shape[0]):
-        for j in range(grad_y.shape[1]):
-            rows, cols = slice(i * stride, i * stride + kh), slice(j * stride, j * stride + kw)
-            grad_kernel += padded[rows, cols, :, None] * grad_y[i, j]
-            grad_padded[rows, cols, :] += kernel @ grad_y[i, j]
+    # The outputs sit `stride` apart in the padded input: put stride - 1 zeros between them.
+    spread = np.zeros(((grad_y.shape[0] - 1) * stride + 1, (grad_y.shape[1] - 1) * stride + 1, filters))
+    spread[::stride, ::stride] = grad_y
+    # kernel[a, b, c, f] met padded[i * stride + a, j * stride + b, c] at output (i, j, f): correlate the padded
+    # input, one channel at a time, with the spread gradient as the kernel (rows of the input past the last window
+    # give extra rows, cropped off).
+    grad_kernel = np.stack(
+        [correlate2d(padded[:, :, [c]], spread[:, :, None, :])[:kh, :kw] for c in range(channels)], axis=2
+    )
+    # padded[r, s, c] received grad_y * kernel[r - i * stride, s - j * stride, c, f]: a full correlation of the
+    # spread gradient with the kernel flipped in both spatial axes, its channel axes swapped; the padded rows past
+    # the last window received nothing, so the spread gradient gets zeros there too.
+    missing = (padded.shape[0] - (spread.shape[0] + kh - 1), padded.shape[1] - (spread.shape[1] + kw - 1))
+    around = np.pad(spread, ((kh - 1, kh - 1 + missing[0]), (kw - 1, kw - 1 + missing[1]), (0, 0)))
+    grad_padded = correlate2d(around, kernel[::-1, ::-1].transpose(0, 1, 3, 2))
     grad_x = grad_padded[padding : padding + x.shape[0], padding : padding + x.shape[1]]
     return grad_x, grad_kernel
     ### END SOLUTION

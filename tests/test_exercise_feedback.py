@@ -257,8 +257,8 @@ def test_week1_tta_mistakes_are_named(case):
 GRADIENT_CASES = {
     "flipped kernel in the input gradient": (
         (
-            "grad_padded[rows, cols, :] += kernel @ grad_y[i, j]",
-            "grad_padded[rows, cols, :] += kernel[::-1, ::-1] @ grad_y[i, j]",
+            "grad_padded = correlate2d(around, kernel[::-1, ::-1].transpose(0, 1, 3, 2))",
+            "grad_padded = correlate2d(around, kernel.transpose(0, 1, 3, 2))",
         ),
         ["grad_x against central differences (padding=0, stride=1): relative error", "the kernel flipped"],
     ),
@@ -270,18 +270,12 @@ GRADIENT_CASES = {
         ["(padding=1, stride=2): expected shape (5, 6, 2), got (7, 8, 2).", "gradient of the PADDED input"],
     ),
     "flipped kernel gradient": (
-        (
-            "grad_kernel += padded[rows, cols, :, None] * grad_y[i, j]",
-            "grad_kernel += padded[rows, cols, :, None][::-1, ::-1] * grad_y[i, j]",
-        ),
+        ("[:kh, :kw] for c in range(channels)]", "[:kh, :kw][::-1, ::-1] for c in range(channels)]"),
         ["grad_kernel against central differences", "your kernel gradient is flipped"],
     ),
-    "stride ignored in the kernel gradient": (
-        (
-            "rows, cols = slice(i * stride, i * stride + kh), slice(j * stride, j * stride + kw)",
-            "rows, cols = slice(i, i + kh), slice(j, j + kw)",
-        ),
-        ["(padding=1, stride=2): relative error"],
+    "grad_y not spread out for the stride": (
+        ("    spread[::stride, ::stride] = grad_y\n", "    spread = grad_y\n"),
+        ["(padding=1, stride=2)"],
     ),
 }
 
