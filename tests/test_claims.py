@@ -155,6 +155,14 @@ def bench_records(root) -> dict:
     return {r["name"]: r["value"] for r in json.loads((root / "bench" / "results.json").read_text())}
 
 
+def constant(text: str) -> float:
+    """A number written as a literal or a quotient of literals (``scale=1 / 60`` for minutes from seconds)."""
+    node = ast.parse(text, mode="eval").body
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+        return ast.literal_eval(node.left) / ast.literal_eval(node.right)
+    return ast.literal_eval(node)
+
+
 def quote_problems(chapter, arguments, text, tags, records) -> list[str]:
     """What is wrong with one ``claims.quoted_from_bench`` declaration (``arguments`` as written), given the
     bench records.
@@ -167,7 +175,7 @@ def quote_problems(chapter, arguments, text, tags, records) -> list[str]:
     names = ast.literal_eval(arguments["name"])
     names = [names] if isinstance(names, str) else names
     minus = ast.literal_eval(arguments.get("minus", "None"))
-    scale = ast.literal_eval(arguments.get("scale", "1"))
+    scale = constant(arguments.get("scale", "1"))
     seeds = ast.literal_eval(arguments.get("seeds", repr(claims.BENCH_SEEDS)))
     low_text, high_text = arguments["low"], arguments["high"]
     what = " and ".join(names) + (f" minus {minus}" if minus else "") + (f" (x {scale})" if scale != 1 else "")
