@@ -637,7 +637,7 @@ found_share = {}
 for name, group in [(f"smaller than {small} px", side < small),
                     (f"{small} to {large - 1} px", (side >= small) & (side < large)),
                     (f"{large} px and larger", side >= large)]:
-    found_share[name] = found[group].mean()
+    found_share[name] = found[group].mean() if group.any() else np.nan  # own data may have no object of a size
     print(f"objects {name:>19}: {group.sum():>4}, found {found_share[name]:.1%}")
 
 # %% [markdown]
