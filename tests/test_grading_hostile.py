@@ -356,7 +356,7 @@ def printed(graded, name):
 
 def test_the_whole_process_tree_is_capped(graded):
     """Processes: fewer sleepers than the cap, wherever the cap holds. Memory together: a child killed where a
-    control group caps the submission (rlimits cap each process only, as the instructors' page says)."""
+    control group caps the submission (rlimits cap each process only, as book/grading_sandbox.md says)."""
     if not graded["isolated"]:
         pytest.skip("bubblewrap is not installed: unconfined, nothing caps the tree")
     limits = sandbox.TreeLimits(1 << 30)
