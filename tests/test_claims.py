@@ -374,6 +374,10 @@ def test_a_quoted_seed_record_that_differs_from_the_build_is_named():
     records[0]["value"] = 0.99375
     assert claims.stale_quotes(notebook, records) == []
     assert claims.stale_quotes(notebook, records[1:]) == ["week9.acc: no seed record"]
+    timed = {"cell_type": "code", "source": 'claims.quoted_from_bench("week9.chapter.seconds", 4, 6)', "outputs": []}
+    notebook["cells"].append(timed)  # measured by the benchmark from outside, never recorded by the chapter
+    records.append({"name": "week9.chapter.seconds.seed0", "value": 301.5, "unit": "s"})
+    assert claims.stale_quotes(notebook, records) == []
 
 
 def test_a_readers_page_says_where_each_quoted_range_was_measured_and_what_this_run_got():
