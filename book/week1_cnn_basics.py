@@ -196,11 +196,12 @@ print(correlate2d_valid(np.pad(x, 1), k))
 # Before networks learned their kernels, image processing chose them by hand,
 # and a few of those classics show what a single 3×3 kernel can pick out. Below,
 # the same `correlate2d_valid` applies five of them to one grey-scale scene
-# (three shapes on a smooth background, without noise). The identity kernel
+# (three shapes on a striped background, without noise). The identity kernel
 # copies the image. The two **Laplacian** kernels compare a pixel with its
 # neighbours (the four nearest, or all eight); their weights sum to 0, so on a
-# patch of constant brightness they give exactly 0, and they respond only where
-# the brightness changes: on the outlines of the shapes. The diagonal kernel
+# patch of constant brightness they give exactly 0, and they respond where the
+# brightness changes: strongly on the outlines of the shapes, weakly on the
+# background's soft stripes. The diagonal kernel
 # (weights 1 and -1 at opposite corners) responds only to brightness that
 # changes along a diagonal. **Sharpen** is the identity minus the 4-neighbour
 # Laplacian: its weights sum to 1, so flat regions keep their value, while
@@ -216,10 +217,13 @@ classic_kernels = {
     "Laplacian (8)": [[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]],
     "sharpen": [[0, -1, 0], [-1, 5, -1], [0, -1, 0]],
 }
-scene = scenes.make_scenes(1, size=64, seed=profile.seed(7), objects=(3, 3), noise=0.0)
+scene = scenes.make_scenes(1, size=64, seed=profile.seed(7), objects=(3, 3),
+                           noise=0.0)
 grey = scene.images[0].mean(axis=-1)
-filtered = {name: correlate2d_valid(grey, np.array(kernel, float)) for name, kernel in classic_kernels.items()}
-fig, axes = plt.subplots(1, 5, figsize=(plots.PAGE_WIDTH, 1.9), layout="constrained")
+filtered = {name: correlate2d_valid(grey, np.array(kernel, float))
+            for name, kernel in classic_kernels.items()}
+fig, axes = plt.subplots(1, 5, figsize=(plots.PAGE_WIDTH, 1.9),
+                         layout="constrained")
 for ax, (name, image) in zip(axes, filtered.items()):
     ax.imshow(image, cmap="gray")
     ax.set_title(name, fontsize=9)
@@ -232,7 +236,8 @@ for ax, (name, image) in zip(axes, filtered.items()):
 
 # %% tags=["nbval-check-output"]
 inside = scene.masks[0] > 0
-outline = scipy.ndimage.binary_dilation(inside ^ scipy.ndimage.binary_erosion(inside))[1:-1, 1:-1]
+border = inside ^ scipy.ndimage.binary_erosion(inside)
+outline = scipy.ndimage.binary_dilation(border)[1:-1, 1:-1]  # as the valid output
 print(f"{'kernel':<15} {'outline / elsewhere':>19} {'on a flat patch':>15}")
 outline_ratio = {}
 for name, kernel in classic_kernels.items():
@@ -323,7 +328,7 @@ print("2x2 max pooling:\n", layers.MaxPooling2D(2)(window).numpy()[0, :, :, 0])
 print("2x2 average pooling:\n", layers.AveragePooling2D(2)(window).numpy()[0, :, :, 0])
 print("2x2 min pooling (minus the max pooling of minus the input):\n",
       -layers.MaxPooling2D(2)(-window).numpy()[0, :, :, 0])
-print("2x2 max pooling with stride 1 (windows overlap, the map shrinks by one):\n",
+print("2x2 max pooling, stride 1 (the windows overlap):\n",
       layers.MaxPooling2D(2, strides=1)(window).numpy()[0, :, :, 0])
 
 # %% [markdown]
@@ -338,16 +343,19 @@ print("2x2 max pooling with stride 1 (windows overlap, the map shrinks by one):\
 # window above:
 
 # %% tags=["nbval-check-output"]
-upstream = np.array([[1.0, -2.0], [0.5, 3.0]], np.float32).reshape(1, 2, 2, 1)  # the gradient arriving
+# the gradient arriving at the pooling's 2x2 output:
+upstream = np.array([[1.0, -2.0], [0.5, 3.0]], np.float32).reshape(1, 2, 2, 1)
 for pool in (layers.MaxPooling2D(2), layers.AveragePooling2D(2)):
     inputs = tf.constant(window)
     with tf.GradientTape() as tape:
         tape.watch(inputs)
         pooled = pool(inputs)
-    back = tape.gradient(pooled, inputs, output_gradients=tf.constant(upstream)).numpy()
-    print(f"{pool.__class__.__name__}: gradient at the input\n{back[0, :, :, 0]}\n"
-          f"  sum {back.sum():.2f} (arriving {upstream.sum():.2f}), "
-          f"norm {np.linalg.norm(back):.3f} (arriving {np.linalg.norm(upstream):.3f})")
+    back = tape.gradient(pooled, inputs,
+                         output_gradients=tf.constant(upstream)).numpy()
+    print(f"{pool.__class__.__name__}: gradient at the input\n"
+          f"{back[0, :, :, 0]}\n"
+          f"  sum {back.sum():.2f} (arriving {upstream.sum():.2f}), norm "
+          f"{np.linalg.norm(back):.3f} (arriving {np.linalg.norm(upstream):.3f})")
 
 # %% [markdown]
 # Max pooling hands each window's gradient to the one input that won; average
@@ -606,17 +614,20 @@ print(
 
 # %% tags=["nbval-check-output"]
 for channels in (1, 3):
-    rgb_lenet = models.lenet5(input_shape=(32, 32, channels), num_classes=10)
-    rgb_dense = models.dense_classifier(input_shape=(32, 32, channels), num_classes=10, hidden=84)
-    print(f"{channels} input map(s): LeNet-5 {rgb_lenet.count_params():,} parameters "
+    shape = (32, 32, channels)
+    rgb_lenet = models.lenet5(input_shape=shape, num_classes=10)
+    rgb_dense = models.dense_classifier(input_shape=shape, num_classes=10,
+                                        hidden=84)
+    print(f"{channels} input map(s): LeNet-5 {rgb_lenet.count_params():,} "
           f"(first layer {rgb_lenet.layers[0].count_params()}), "
           f"dense network {rgb_dense.count_params():,}")
 print("16 filters of 3x3 on RGB:", models.count_conv_params(3, 3, 3, 16))
-wide_then_dense = keras.Sequential(
-    [keras.Input((28, 28, 1)), layers.Conv2D(64, 3), layers.Flatten(), layers.Dense(10)]
-)
-print("64 filters of 3x3, then a dense layer on the flattened 26x26x64 maps:",
-      [layer.count_params() for layer in wide_then_dense.layers], f"total {wide_then_dense.count_params():,}")
+wide_then_dense = keras.Sequential([keras.Input((28, 28, 1)),
+                                    layers.Conv2D(64, 3), layers.Flatten(),
+                                    layers.Dense(10)])
+print("64 filters of 3x3, then a dense layer on their 26x26x64 values:")
+print("  per layer", [layer.count_params() for layer in wide_then_dense.layers],
+      f"total {wide_then_dense.count_params():,}")
 
 # %% [markdown]
 # ### From LeNet to VGG, GoogLeNet and MobileNet
@@ -718,14 +729,18 @@ claims.expect_rounded("week1.vgg16.params_millions", parameters["VGG16 (2014)"] 
 # until the backward pass has used them. Counted layer by layer:
 
 # %% tags=["nbval-check-output"]
+kept_layers = (layers.Conv2D, layers.MaxPooling2D, layers.Dense)
 stored = {"input": int(np.prod(vgg16.input.shape[1:]))}
-stored |= {layer.name: int(np.prod(layer.output.shape[1:])) for layer in vgg16.layers
-           if isinstance(layer, (layers.Conv2D, layers.MaxPooling2D, layers.Dense))}
+for layer in vgg16.layers:
+    if isinstance(layer, kept_layers):
+        stored[layer.name] = int(np.prod(layer.output.shape[1:]))
 activations = sum(stored.values())
 first_block = stored["block1_conv1"] + stored["block1_conv2"]
-print(f"numbers computed for one 224x224 image: {activations / 1e6:.1f} M "
-      f"= {4 * activations / 2**20:.0f} MiB in 32-bit floats; the weights: {4 * vgg16.count_params() / 2**20:.0f} MiB")
-print(f"the first block's two convolutions alone: {first_block / 1e6:.1f} M ({first_block / activations:.0%})")
+print(f"numbers computed for one 224x224 image: {activations / 1e6:.1f} M,")
+print(f"  {4 * activations / 2**20:.0f} MiB in 32-bit floats "
+      f"(the weights: {4 * vgg16.count_params() / 2**20:.0f} MiB)")
+print(f"the first block's two convolutions alone: {first_block / 1e6:.1f} M "
+      f"({first_block / activations:.0%})")
 
 # %% [markdown]
 # Figures of about 100 MB per image are often quoted for VGG16; counted this
