@@ -27,9 +27,11 @@
 # *latent space* in which it arranges the images. The last section shows why
 # residual connections let deep networks train.
 #
-# Every result on this page is computed by the code above it; the figures
-# quoted from papers are the papers' own, and named as such. The data are
-# scikit-learn's bundled digits, so nothing is downloaded.
+# Every result on this page is computed by the code above it, except two kinds
+# of quoted number: the papers' figures, named as such, and the ranges the
+# benchmark measured over several run seeds, each with a folded note saying
+# where and when. The data are scikit-learn's bundled digits, so nothing is
+# downloaded.
 #
 # **After this chapter you can**
 #

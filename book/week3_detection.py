@@ -24,8 +24,9 @@
 #
 # The model comes from KerasCV; everything specific to it sits in
 # `course_utils.detection`. Every result on this page is computed by the code
-# above it (the figures quoted from papers are the papers' own, and named as
-# such), and nothing is downloaded.
+# above it, except two kinds of quoted number: the papers' figures, named as
+# such, and the ranges the benchmark measured over several run seeds, each with
+# a folded note saying where and when. Nothing is downloaded.
 #
 # **After this chapter you can**
 #

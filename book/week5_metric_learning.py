@@ -31,9 +31,11 @@
 # how well it removes noise, and what its latent space is worth for the same
 # kNN.
 #
-# Every result on this page is computed by the code above it; the figures
-# quoted from papers are the papers' own, and named as such. The data are the
-# course's synthetic scenes, so nothing is downloaded.
+# Every result on this page is computed by the code above it, except two kinds
+# of quoted number: the papers' figures, named as such, and the ranges the
+# benchmark measured over several run seeds, each with a folded note saying
+# where and when. The data are the course's synthetic scenes, so nothing is
+# downloaded.
 #
 # **After this chapter you can**
 #
