@@ -10,6 +10,10 @@ referencing style, ``author_year_suffix``, that cites with the same labels, so
 two papers by the same authors in the same year get "2017a" and "2017b" in the
 text as in the bibliography. ``_config.yml`` selects both.
 
+Phone-width pages. A long inline code name (a record such as
+``week1.ablation.small_convnet_gain_points``, a file path) cannot break, so at
+400 px it made the whole page scroll sideways; :data:`PAGE_STYLE` lets it wrap.
+
 Duplicated scripts. sphinx-thebe adds its inline configuration script each time
 Sphinx reads the documents, and sphinxcontrib-bibtex makes Sphinx read them
 twice, so pages got the script twice and browsers raised "THEBE_JS_URL has
@@ -168,10 +172,21 @@ def _drop_duplicate_scripts(app, pagename, templatename, context, doctree):
         context["script_files"][:] = unique
 
 
+# ---------------------------------------------------------------------- page style
+
+PAGE_STYLE = "<style>.bd-article code.literal span.pre { white-space: pre-wrap; overflow-wrap: anywhere; }</style>"
+"""Inline code in the text may break anywhere, rather than widen a narrow page."""
+
+
+def _add_page_style(app, pagename, templatename, context, doctree):
+    context["metatags"] = context.get("metatags", "") + PAGE_STYLE
+
+
 def setup(app):
     register_plugin("pybtex.style.formatting", "author_year", AuthorYearStyle, force=True)
     register_referencing_plugin(
         "sphinxcontrib.bibtex.style.referencing", "author_year_suffix", AuthorYearSuffixReferenceStyle, force=True
     )
     app.connect("html-page-context", _drop_duplicate_scripts)
+    app.connect("html-page-context", _add_page_style)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

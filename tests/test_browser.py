@@ -128,6 +128,17 @@ def test_table_of_contents_is_in_week_order(root, site, browser):
     page.close()
 
 
+@pytest.mark.parametrize("doc", pages(Path(__file__).resolve().parents[1]))
+def test_a_page_fits_a_phone_without_scrolling_sideways(site, browser, doc):
+    """At 400 px nothing widens the page itself: code blocks scroll inside their box, and inline code names
+    (a record, a file path) wrap (course_utils.sphinx_ext.PAGE_STYLE)."""
+    page = browser.new_page(viewport={"width": 400, "height": 900})
+    page.goto(f"{site}/{doc}.html", wait_until="load")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    page.close()
+    assert width <= 400, f"{doc} is {width} px wide at a 400-px viewport"
+
+
 def test_a_page_shows_one_search_field(site, browser):
     """The theme's header has a search field; the sidebar does not repeat it (_config.yml, html_sidebars)."""
     page, _ = open_page(browser, f"{site}/book/intro.html")
