@@ -47,7 +47,7 @@
 #   supervised classifier;
 # * train a denoising autoencoder without labels and judge its latent space.
 #
-# **Running time:** between 4.7 and 8.4 minutes at profile `cpu` on a 2-core machine
+# **Running time:** between 3.7 and 5.2 minutes at profile `cpu` on a 2-core machine
 # without a GPU (the benchmark's five run seeds, `week5.chapter.seconds` in
 # `bench/results.json`); seconds at profile `smoke`.
 
@@ -88,7 +88,7 @@ print(config.describe_device())
 
 
 # %% tags=["remove-cell"]
-claims.quoted_from_bench("week5.chapter.seconds", 4.7, 8.4, scale=1 / 60)
+claims.quoted_from_bench("week5.chapter.seconds", 3.7, 5.2, scale=1 / 60)
 
 # %% [markdown]
 # ## 1. Two ways to learn from labels
@@ -538,9 +538,9 @@ for c, name in enumerate(names):
 # images and a network that has never seen one: over the benchmark's five run
 # seeds (`SEED` = 0..4, `week5.embedding_knn.held_out_class_accuracy` in
 # `bench/results.json`), the share of test diamonds kNN got right lay between
-# 0.91 and 0.97. Five more seeds (5 to 9), run to test this page, show how
-# fragile a class learned from 20 references is: four landed in that range and
-# one (seed 6) got only 0.68. A run of this page is therefore checked only for
+# 0.89 and 0.93. Five more seeds (5 to 9), run to test this page, show how
+# fragile a class learned from 20 references is: four gave 0.92 to 0.97 and
+# one (seed 6) only 0.68. A run of this page is therefore checked only for
 # getting most diamonds right, between 0.5 and 1.0. Most of the mistakes are between the new class and the old
 # ones: circles and triangles taken for diamonds, and diamonds for circles or
 # triangles. Squares, the diamonds' twins turned by 45°, are rarely confused
@@ -550,7 +550,7 @@ for c, name in enumerate(names):
 
 # %% tags=["remove-cell"]
 claims.expect("week5.embedding_knn.held_out_class_accuracy", correct[split.y_test == held].mean(), 0.5, 1.0, profile)
-claims.quoted_from_bench("week5.embedding_knn.held_out_class_accuracy", 0.91, 0.97)
+claims.quoted_from_bench("week5.embedding_knn.held_out_class_accuracy", 0.89, 0.93)
 
 # %% [markdown]
 # ### Confidence: how many of the votes agree
@@ -670,22 +670,23 @@ claims.record("week5.embedding.train_seconds", embed_seconds)
 #   out of reach here.
 # * The **supervised CNN**, the same encoder trained with cross-entropy on the
 #   same batches, does well on the three classes it knows (its softmax 0.96 to
-#   0.98; this run: between 0.92 and 1.0), and so does kNN on the **learned
-#   embedding** (0.97 to 1.00; this run: between 0.93 and 1.0). kNN on the
-#   embedding was ahead of the supervised softmax on every seed, by 0.4 to 1.6
-#   points: two to seven of the 450 test images, a small margin. With the same
-#   encoder and the same augmentation, the choice of loss changes little on
-#   the classes seen in training.
+#   0.99; this run: between 0.92 and 1.0), and so does kNN on the **learned
+#   embedding** (0.97 to 1.00; this run: between 0.93 and 1.0). The two were
+#   within a point and a half of each other on every seed (kNN on the embedding
+#   minus the softmax: -0.7 to 1.3 points, at most six of the 450 test images),
+#   so the page does not rank them. With the same encoder and the same
+#   augmentation, the choice of loss changes little on the classes seen in
+#   training.
 # * The **held-out class** is where the softmax fails outright: it can only
 #   answer circle, square or triangle, so every diamond, a quarter of the
 #   four-class test set, is wrong. kNN can use the diamond reference images, on
 #   the classifier's features as on the embedding (on the embedding, 0.92 to
-#   0.96 with all four classes; this run: between 0.88 and 1.0), and both stay
+#   0.95 with all four classes; this run: between 0.88 and 1.0), and both stay
 #   well above the softmax, which cannot exceed 0.75 there. Neither set of
 #   features was trained to keep diamonds apart, but the embedding, trained
-#   only to make similar things similar, transferred better to the class it
-#   never saw: on every seed it was ahead of kNN on the classifier's features,
-#   by 2 to 11 points.
+#   only to make similar things similar, transferred at least as well to the
+#   class it never saw: kNN on it was ahead of kNN on the classifier's features
+#   on four seeds of five and level on the fifth, by 0 to 7 points.
 
 # %% tags=["remove-cell"]
 claims.expect("week5.raw_pixels_knn.test_accuracy", comparison["kNN on raw pixels"][0], 0.27, 0.42, profile)
@@ -697,12 +698,12 @@ claims.expect("week5.embedding_knn.test_accuracy_with_held_out_class", compariso
               0.88, 1.0, profile)
 claims.quoted_from_bench("week5.raw_pixels_knn.test_accuracy", 0.32, 0.37)
 claims.quoted_from_bench("week5.mobilenetv2_softmax.test_accuracy", 0.34, 0.41)
-claims.quoted_from_bench("week5.supervised_softmax.test_accuracy", 0.96, 0.98)
+claims.quoted_from_bench("week5.supervised_softmax.test_accuracy", 0.96, 0.99)
 claims.quoted_from_bench("week5.embedding_knn.test_accuracy", 0.97, 1.00)
-claims.quoted_from_bench("week5.embedding_knn.test_accuracy", 0.4, 1.6, scale=100,
+claims.quoted_from_bench("week5.embedding_knn.test_accuracy", -0.7, 1.3, scale=100,
                          minus="week5.supervised_softmax.test_accuracy")
-claims.quoted_from_bench("week5.embedding_knn.test_accuracy_with_held_out_class", 0.92, 0.96)
-claims.quoted_from_bench("week5.embedding_knn.test_accuracy_with_held_out_class", 2, 11, scale=100,
+claims.quoted_from_bench("week5.embedding_knn.test_accuracy_with_held_out_class", 0.92, 0.95)
+claims.quoted_from_bench("week5.embedding_knn.test_accuracy_with_held_out_class", 0, 7, scale=100,
                          minus="week5.supervised_features_knn.test_accuracy_with_held_out_class")
 
 # %% [markdown]
@@ -974,20 +975,19 @@ for r, (row, q) in enumerate(zip(latent_index, queries)):
 #   pixels by 60 to 66 points of accuracy over the benchmark's five run seeds
 #   (a run of this page: between 52 and 74), and MobileNetV2 from scratch,
 #   which learned next to nothing from so little data. A supervised CNN with the
-#   same encoder did about as well on the classes it was trained on, its
-#   softmax 0.4 to 1.6 points behind on every seed.
+#   same encoder did as well on the classes it was trained on (within a
+#   point and a half on every seed).
 # * A denoising autoencoder learns without labels to remove noise (measured as
 #   the PSNR of its output against the clean image, beside that of its noisy
 #   input), but its latent space describes the pixels, mostly the background,
 #   not the shape: no labels, no knowledge of what the class is.
 #
 # The exercise of this week has you write the similarity matrix, the
-# temperature softmax loss and the kNN vote yourself, choose $k$ on a validation
-# split and train an embedding that classifies the shapes.
+# temperature softmax loss, a target that knows the classes, and the kNN vote
+# yourself, choose $k$ on a validation split and train an embedding that
+# classifies the shapes.
 
 # %% tags=["remove-cell"]
 points_over_pixels = 100 * (comparison["kNN on learned embedding"][0] - comparison["kNN on raw pixels"][0])
 claims.expect("week5.embedding_minus_raw_pixels_knn.points", points_over_pixels, 52, 74, profile)
 claims.quoted_from_bench("week5.embedding_minus_raw_pixels_knn.points", 60, 66)
-claims.quoted_from_bench("week5.embedding_knn.test_accuracy", 0.4, 1.6, scale=100,
-                         minus="week5.supervised_softmax.test_accuracy")
