@@ -73,9 +73,11 @@ def record(name: str, value) -> None:
 
 
 TEXT_PROFILE = "cpu"
-BENCH_SEEDS = (0, 1, 2, 3, 4)  # the run seeds every chapter's sweep measures (python -m bench)
-RECORDED_SEEDS = tuple(range(10))  # and with the five run to test the claims on unseen seeds
 """The profile the prose describes: the book is built at it."""
+BENCH_SEEDS = (0, 1, 2, 3, 4)
+"""The run seeds every chapter's sweep measures (``python -m bench``), whose range a quote gives by default."""
+RECORDED_SEEDS = tuple(range(10))
+"""Those and the five more run to test the claims on seeds their ranges were not set from."""
 
 
 def expect(name: str, value, low: float, high: float, profile=None) -> None:

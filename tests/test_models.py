@@ -191,3 +191,12 @@ def test_fit_classifier_learns_a_separable_problem():
     assert seconds > 0 and len(history.history["val_loss"]) == 5
     assert history.history["loss"][-1] < history.history["loss"][0]
     assert np.mean(model.predict(x, verbose=0).argmax(1) == y) > 0.95
+
+
+def test_fit_classifier_compiles_the_optimizer_asked_for_and_names_the_choices_otherwise():
+    x, y = np.zeros((8, 32, 32, 1), "float32"), np.arange(8) % 2
+    model = models.lenet5(num_classes=2)
+    models.fit_classifier(model, x, y, epochs=1, optimizer="sgd")
+    assert isinstance(model.optimizer, keras.optimizers.SGD) and float(model.optimizer.momentum) == 0.9
+    with pytest.raises(ValueError, match=r"one of \['adam', 'sgd'\], not 'rmsprop'"):
+        models.fit_classifier(model, x, y, epochs=1, optimizer="rmsprop")
