@@ -1554,7 +1554,7 @@ fig = plots.embedding_scatter(
 # 32×32 image, four classes.
 
 # %%
-from course_utils import residual, scenes
+from course_utils import residual
 
 RES_TRAIN = profile.pick(smoke=160, cpu=2400, gpu=6000)  # 15% of them are held out for validation
 RES_TEST = profile.pick(smoke=64, cpu=600, gpu=1000)

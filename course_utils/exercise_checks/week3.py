@@ -174,6 +174,7 @@ def week3_ap(average_precision) -> None:
 
 def week3_label_anchors(label_anchors, random_boxes, rng) -> None:
     """The visible check of week 3's anchor labels."""
+    check_own_work(label_anchors, match_anchors, "label_anchors")
     anchors = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [4, 0, 14, 10], [30, 30, 40, 40]], np.float32)
     # IoU with the object [0, 0, 10, 10]: 1, 90/110 = 0.82, 60/140 = 0.43, 0.
     labels, matched = label_anchors(anchors, np.array([[0, 0, 10, 10]], np.float32))
@@ -249,6 +250,7 @@ def week3_box_encoding(encode_boxes, decode_boxes, random_boxes, rng) -> None:
 
 def week3_match_detections(match_detections, random_boxes, rng) -> None:
     """The visible check of week 3's matching of detections to objects."""
+    check_own_work(match_detections, match_detections_reference, "match_detections")
     truth = np.array([[0, 0, 10, 10], [20, 0, 30, 10]], np.float64)
     check_equal(
         list(match_detections(np.array([[0, 0, 10, 11], [0, 0, 10, 10]]), np.array([0.6, 0.9]), truth[:1])),
