@@ -968,9 +968,10 @@ fig = plots.embedding_scatter(points, scenes.y_test[shown], names, highlight=mob
 #   it does. Test-time augmentation added a few points more, most to a model
 #   trained without augmentation.
 #
-# This week's exercise has you build the frozen-base classifier with a new
-# head, set up fine-tuning, compute precision and recall from a confusion
-# matrix by hand, and train a classifier to at least 90% held-out accuracy.
+# This week's exercise has you design the head of a frozen-base classifier,
+# diagnose a fine-tuning run that went wrong (from measurements you choose,
+# then fix it), and compute precision and recall from a confusion matrix by
+# hand.
 
 # %% tags=["remove-cell"]
 claims.quoted_from_bench("week2.small_cnn.test_accuracy", 0.97, 0.99)

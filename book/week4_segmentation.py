@@ -462,7 +462,7 @@ claims.quoted_from_bench("week4.skips.concat.edge_accuracy", 7.9, 10.6, scale=10
 # to six small objects (4 to 7 pixels across; synthetic whatever `DATA_SOURCE` is, because the experiment
 # needs objects of a controlled size) and train the same binary
 # U-Net twice, once with each loss. Beside the IoU of the object class we count the
-# objects *found*: those with at least half of their pixels predicted.
+# objects *found*: those with at least half of their pixels predicted (`segmentation.objects_found`).
 
 # %% tags=["nbval-check-output"]
 tiny_args = dict(size=SIZE, objects=(3, 6), object_size=(4, 7))
@@ -473,17 +473,6 @@ print(f"objects per test scene: {tiny_test.object_counts().mean():.1f}, "
 
 
 # %%
-def objects_found(scenes, predicted):
-    found = total = 0
-    for i, (boxes, classes) in enumerate(zip(scenes.boxes.astype(int), scenes.box_classes)):
-        for (x0, y0, x1, y1), cls in zip(boxes, classes):
-            if cls >= 0:
-                inside = scenes.masks[i, y0:y1, x0:x1] > 0
-                total += 1
-                found += np.mean(predicted[i, y0:y1, x0:x1][inside] > 0) >= 0.5
-    return found / total
-
-
 print(f"{'loss':<22} {'object IoU':>10} {'objects found':>14} {'share predicted as object':>26}")
 loss_results = {}
 for loss in ("ce", "dice"):
@@ -492,7 +481,7 @@ for loss in ("ce", "dice"):
     segmentation.fit_segmenter(tiny_model, tiny_train.images, tiny_train.binary_masks(), epochs=EPOCHS_SMALL,
                                loss=loss, batch_size=16)
     guess = segmentation.predict_masks(tiny_model, tiny_test.images)
-    loss_results[loss] = found = objects_found(tiny_test, guess)
+    loss_results[loss] = found = segmentation.objects_found(tiny_test, guess)
     iou = segmentation.per_class_iou(tiny_test.binary_masks(), guess, 2)[1]
     print(f"{loss:<22} {iou:>10.3f} {found:>14.1%} {guess.mean():>26.1%}")
 print(f"most objects found with: {max(loss_results, key=loss_results.get)} "
@@ -583,4 +572,6 @@ except ValueError as error:
 #   matters for small objects.
 #
 # The exercise has you write Dice and IoU, work out the size of a transposed
-# convolution, build a U-Net to an exact parameter count and train it.
+# convolution, build a U-Net to an exact parameter count and then on a budget,
+# predict how far its bottleneck sees, write the soft Dice loss and decide what
+# three runs per loss on tiny objects do and do not show, and train the U-Net.

@@ -69,6 +69,34 @@ def week2_frozen_head(predicted_trainable) -> None:
     )
 
 
+def week2_fine_tuning_diagnosis(diagnosis) -> None:
+    """Why the exercise's fine-tuning of the whole source-pretrained base (BatchNormalization layers trainable,
+    Adam at 1e-3, batches of 16) ends below the head alone: the student's diagnosis among three causes."""
+    causes = ("overfitting", "learning_rate", "batchnorm")
+    if diagnosis not in causes:
+        raise AssertionError(f"diagnosis is one of {', '.join(map(repr, causes))}; got {diagnosis!r}.")
+    check_prediction(
+        diagnosis,
+        "batchnorm",
+        "the diagnosis",
+        "In training mode the model still classifies well, even scenes it never saw; in inference mode it fails on "
+        "the very scenes it trained on. The weights are fine; what differs between the two modes is where "
+        "BatchNormalization takes its statistics: from the batch in training mode, from moving averages at "
+        "prediction. Trainable, the layers normalised every batch of 16 with its own statistics while the weights "
+        "changed fast; the moving averages, which follow at the pretrained momentum of 0.999 (a thousandth of the "
+        "way per step), still describe the source task. Freezing them (trainable = False, which in Keras 3 also "
+        "runs them in inference mode) keeps the statistics the base was trained with; the learning rate is not "
+        "the cause: with the averages frozen, 1e-3 fine-tunes well too.",
+        mistakes={
+            "a network that memorised its training scenes would score high on them in inference mode; measure it "
+            "there.": "overfitting",
+            "wrecked weights would fail in training mode as well; compare the two modes on the same scenes.": (
+                "learning_rate"
+            ),
+        },
+    )
+
+
 def week3_nms(predicted_kept) -> None:
     """How many of the boxes A, B, C (each 10 wide, 2 apart, scores 0.9, 0.8, 0.7) NMS at IoU 0.5 keeps."""
     row = np.array([[0, 0, 10, 10], [2, 0, 12, 10], [4, 0, 14, 10]], np.float32)
@@ -121,6 +149,65 @@ def week4_half_unet(predicted_half_params) -> None:
         mistakes={
             "halving the filters does not halve the count: each convolution's weights depend on its input "
             "channels AND its filters, and both halve.": lambda p: abs(p - 121_899 / 2) < 0.1 * 121_899 / 2
+        },
+    )
+
+
+def week4_bottleneck_receptive_field(predicted_receptive_field) -> None:
+    """The receptive field of one bottleneck pixel of the exercise's three-level U-Net (blocks of two 3x3
+    convolutions, 2x2 max pooling), in input pixels across."""
+    from course_utils.models import receptive_field  # on use: the other weeks' questions do not need it
+
+    level = [(3, 1), (3, 1), (2, 2)]
+    field = receptive_field(level * 3 + [(3, 1), (3, 1)])[-1][0]
+    without_pooling = 1 + 2 * 2 * (1 + 2 + 4 + 8)  # the poolings' own widening forgotten
+    check_prediction(
+        predicted_receptive_field,
+        field,
+        "the receptive field of one bottleneck pixel",
+        "The steps are 1, 2, 4 and 8 input pixels at the four levels. The two 3x3 convolutions of each level add "
+        "2 steps each, 4 x (1 + 2 + 4 + 8) = 60 in all, and each 2x2 pooling adds 1 step, 1 + 2 + 4 = 7: with the "
+        f"pixel itself, 1 + 60 + 7 = {field}, more than the 32-pixel image. A bottleneck pixel sees the whole "
+        "scene: the network does not lack context for the 4 to 7 pixel objects of part 4.",
+        mistakes={
+            "each 2x2 pooling widens the field too, by one step of the map it pools.": without_pooling,
+            "after each pooling, neighbouring pixels lie 2, 4, then 8 input pixels apart: a 3x3 convolution there "
+            "adds 2 of those steps, not 2 pixels.": lambda p: p in (1 + 8 * 2, 1 + 8 * 2 + 3),
+            "the bottleneck block's two convolutions come after the third pooling, and they widen the field too.": (
+                receptive_field(level * 3)[-1][0]
+            ),
+        },
+    )
+
+
+def week4_better_loss(predicted_better_loss, found) -> None:
+    """Which loss found more of the tiny objects on average over the student's own runs (``found``: the shares per
+    loss and seed), predicted before the runs."""
+    if predicted_better_loss not in ("ce", "dice"):
+        raise AssertionError(f"predicted_better_loss is 'ce' or 'dice', got {predicted_better_loss!r}.")
+    means = {name: float(np.mean(found[name])) for name in ("ce", "dice")}
+    better = max(means, key=means.get)
+    argument = (
+        "Cross-entropy is a mean over pixels, most of them background here: a model that calls a doubtful pixel "
+        "background loses little, and the pixels of tiny objects are the doubtful ones. The Dice loss counts only "
+        "object pixels, those there are and those predicted, so a missed object costs as much however much "
+        "background surrounds it."
+    )
+    measured = (
+        f"Your runs found {means['dice']:.1%} of the objects with Dice and {means['ce']:.1%} with cross-entropy, on "
+        "average."
+    )
+    check_prediction(
+        predicted_better_loss,
+        better,
+        "the loss that finds more of the tiny objects",
+        f"{argument} {measured}"
+        if better == "dice"
+        else f"{measured} That is against the usual argument ({argument}) Look at the seeds' spread below before "
+        "you trust either order.",
+        mistakes={
+            "cross-entropy averages over all pixels, most of them background here: which loss still notices a "
+            "missed tiny object?": "ce"
         },
     )
 

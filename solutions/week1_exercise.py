@@ -303,40 +303,7 @@ def mirror(images, training=False):
 
 
 some = digits.x_test[:20]
-plain = lenet.predict(some, verbose=0)
-mirrored = lenet.predict(mirror(some), verbose=0)
-check_close(
-    tta_predict(lenet, some, mirror, copies=1),
-    plain,
-    "tta_predict with copies=1",
-    mistakes={
-        "the original image is missing: the first of the `copies` versions is the image itself.": mirrored,
-        "you averaged the image with `copies` augmented versions: `copies` counts the original too.": (
-            plain + mirrored
-        )
-        / 2,
-    },
-)
-check_close(
-    tta_predict(lenet, some, mirror, copies=2),
-    (plain + mirrored) / 2,
-    "tta_predict with copies=2 and a mirror augmentation",
-    mistakes={
-        "the original image is missing: the first of the `copies` versions is the image itself.": mirrored,
-        "you averaged the image with `copies` augmented versions: `copies` counts the original too.": (
-            plain + 2 * mirrored
-        )
-        / 3,
-        "you summed the probabilities: divide by the number of versions.": plain + mirrored,
-    },
-)
-shift = keras.Sequential([layers.RandomTranslation(0.1, 0.1, fill_mode="constant")])
-probabilities = tta_predict(lenet, some, shift, copies=4)
-check_close(
-    probabilities.sum(axis=1),
-    np.ones(len(some)),
-    "the averaged probabilities of each image sum to 1",
-)
+exercise_checks.week1_tta(tta_predict, lenet, some, mirror)
 passed("test-time augmentation")
 
 # %%
@@ -407,58 +374,14 @@ def correlate2d_backward(x, kernel, grad_y, padding=0, stride=1):
 
 # %%
 # CHECK gradient points=2
-from course_utils.gradients import numerical_gradient
-
-
-def tape_gradients(x, kernel, grad_y, padding, stride):
-    """TensorFlow's gradients of sum(conv2d(x, kernel) * grad_y) with respect to x and the kernel."""
-    x_t, kernel_t = tf.constant(x[None]), tf.constant(kernel)
-    with tf.GradientTape() as tape:
-        tape.watch([x_t, kernel_t])
-        pads = [[0, 0], [padding, padding], [padding, padding], [0, 0]]
-        loss = tf.reduce_sum(tf.nn.conv2d(x_t, kernel_t, strides=stride, padding=pads)[0] * grad_y)
-    grad_x, grad_kernel = tape.gradient(loss, [x_t, kernel_t])
-    return grad_x.numpy()[0], grad_kernel.numpy()
-
-
-def gradient_mistakes(x, kernel, grad_y, padding, stride):
-    """The gradients that the usual mistakes give, as ({explanation: grad_x}, {explanation: grad_kernel})."""
-    right_x, right_kernel = tape_gradients(x, kernel, grad_y, padding, stride)
-    padded_shape = (x.shape[0] + 2 * padding, x.shape[1] + 2 * padding, x.shape[2])
-    for_x = {
-        "you returned the gradient of the PADDED input: crop the padding off (rows and columns "
-        "padding .. padding + height).": (lambda g: np.shape(g) == padded_shape) if padding else None,
-        "the input's gradient is the kernel flipped: a window at (i, j) receives grad_y[i, j, f] * kernel[a, b, :, f] "
-        "at offset (a, b), not kernel[kh - 1 - a, kw - 1 - b] (a 'full convolution' needs the flipped kernel).":
-            tape_gradients(x, kernel[::-1, ::-1], grad_y, padding, stride)[0],
-    }
-    for_kernel = {
-        "your kernel gradient is flipped: kernel[a, b] meets x[i * stride + a, j * stride + b].":
-            right_kernel[::-1, ::-1],
-    }
-    return for_x, for_kernel
-
-
-for padding, stride in [(0, 1), (1, 2)]:
-    x = rng.normal(size=(5, 6, 2))
-    kernel = rng.normal(size=(3, 3, 2, 2))
-    grad_y = rng.normal(size=correlate2d(x, kernel, padding, stride).shape)  # the loss is sum(y * grad_y)
-    grad_x, grad_kernel = correlate2d_backward(x, kernel, grad_y, padding, stride)
-    for_x, for_kernel = gradient_mistakes(x, kernel, grad_y, padding, stride)
-    numeric_x = numerical_gradient(lambda v: np.sum(correlate2d(v, kernel, padding, stride) * grad_y), x, eps=1e-5)
-    numeric_kernel = numerical_gradient(lambda k: np.sum(correlate2d(x, k, padding, stride) * grad_y), kernel, eps=1e-5)
-    tape_x, tape_kernel = tape_gradients(x, kernel, grad_y, padding, stride)
-    setting = f"padding={padding}, stride={stride}"
-    check_gradient(grad_x, numeric_x, f"grad_x against central differences ({setting})", mistakes=for_x)
-    check_gradient(grad_kernel, numeric_kernel, f"grad_kernel against central differences ({setting})",
-                   mistakes=for_kernel)
-    check_gradient(grad_x, tape_x, f"grad_x against tf.GradientTape ({setting})", mistakes=for_x)
-    check_gradient(grad_kernel, tape_kernel, f"grad_kernel against tf.GradientTape ({setting})", mistakes=for_kernel)
+exercise_checks.week1_backward(correlate2d_backward, correlate2d, rng)
 passed("the backward pass")
 
 # %%
 ### BEGIN HIDDEN TESTS
 # CHECK gradient points=1
+from course_utils.exercise_checks.week1 import tape_gradients
+
 hidden_rng = np.random.default_rng(5)
 for padding, stride in [(2, 3), (1, 1)]:
     x = hidden_rng.normal(size=(8, 7, 3))

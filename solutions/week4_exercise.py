@@ -19,12 +19,15 @@
 #
 # 1. Dice and IoU
 # 2. The output size of a transposed convolution
-# 3. A three-level U-Net with an exact parameter count, then one on a parameter budget
-# 4. Training it to a mean IoU of at least 0.8
+# 3. A three-level U-Net with an exact parameter count, then one on a parameter
+#    budget, and how far its bottleneck sees
+# 4. Soft Dice against cross-entropy on tiny objects, over three seeds
+# 5. Training the U-Net to a mean IoU of at least 0.8
 #
 # When a check fails on an answer that a common mistake produces, its message
-# names the mistake ("Likely cause: ..."). Part 3 asks you to *predict* a
-# parameter count, and to choose a smaller U-Net that still does the job.
+# names the mistake ("Likely cause: ..."). Parts 3 and 4 ask you to *predict*
+# before you measure, to choose a smaller U-Net that still does the job, and to
+# decide what three training runs per loss do and do not show.
 
 # %% tags=["parameters"]
 PROFILE = None
@@ -79,7 +82,7 @@ def iou(truth, predicted):
 
 
 # %%
-# CHECK dice-and-iou points=2
+# CHECK dice-and-iou points=1
 square = np.zeros((6, 6), int)
 square[1:4, 1:4] = 1            # 9 pixels
 shifted = np.roll(square, 1, axis=1)  # 6 of them overlap
@@ -304,7 +307,149 @@ check_close(small.predict(rng.random((1, 32, 32, 3)), verbose=0).sum(axis=-1), n
 passed("U-Net on a budget")
 
 # %% [markdown]
-# ## 4. Training
+# ### How far one pixel of the bottleneck sees
+#
+# **Predict, then verify.** A pixel of the bottleneck's output depends on a
+# square of input pixels, its *receptive field*. How many pixels across is it
+# for your U-Net (three levels, the bottleneck block after the third pooling)?
+# Store the number in `predicted_receptive_field`. Hint: a 3×3 convolution
+# widens the field by 2 steps and a 2×2 pooling by 1 step, where a step is the
+# distance between neighbouring pixels of the map it works on, in input
+# pixels; each pooling doubles that distance.
+
+# %%
+# Your prediction: the receptive field, in input pixels across, of one pixel of the bottleneck.
+### BEGIN SOLUTION
+predicted_receptive_field = 1 + 2 * 2 * (1 + 2 + 4 + 8) + (1 + 2 + 4)  # eight 3x3 convolutions, three poolings
+### END SOLUTION
+
+# %%
+# CHECK receptive-field points=1
+predictions.week4_bottleneck_receptive_field(predicted_receptive_field)
+passed("receptive-field prediction")
+
+# %% [markdown]
+# ## 4. The loss and tiny objects
+#
+# The scenes below hold three to six objects each, 4 to 7 pixels across: the
+# objects cover about a tenth of the pixels. Cross-entropy averages over the
+# pixels, so on such scenes most of it is about the background; the Dice loss
+# compares the object pixels found with those there are, however few.
+#
+# Write `soft_dice_loss(y_true, y_pred)`, the Dice loss of a two-class U-Net,
+# with `keras.ops` so that Keras can train with it:
+#
+# * `y_true`: the masks, shape (batch, height, width), 1 on the objects and 0
+#   on the background (Keras may hand them over as floats);
+# * `y_pred`: the U-Net's softmax output, shape (batch, height, width, 2),
+#   whose channel 1 is the probability of "object";
+# * it returns one number, $1 - (2\,\sum t\,p + 1) / (\sum t + \sum p + 1)$,
+#   where $t$ is the truth, $p$ the object probability, and the sums run over
+#   every pixel of the whole batch. The 1 in both places keeps a batch without
+#   objects defined.
+#
+# Then train your `build_unet((32, 32, 3), 2)` on `tiny_train` once with
+# cross-entropy (`"sparse_categorical_crossentropy"`) and once with your loss,
+# for each of the three seeds in `SEEDS` (call `config.seed_everything(seed)`
+# before building each model), with `train_tiny` below. It returns the share
+# of `tiny_test`'s objects the model found (at least half of an object's
+# pixels predicted). Store the shares in a dictionary `found`: the key
+# `"ce"` and the key `"dice"`, each with a list of three shares, in the
+# order of `SEEDS`. (Six short trainings: about half a minute on a laptop.)
+
+# %%
+tiny_args = dict(size=32, objects=(3, 6), object_size=(4, 7))
+tiny_train = make_scenes(300, seed=11, **tiny_args)
+tiny_test = make_scenes(200, seed=12, **tiny_args)
+SEEDS = (0, 1, 2)
+
+
+def train_tiny(model, loss, epochs=6):
+    """Train ``model`` (softmax over 2 classes) on tiny_train with ``loss``; the share of tiny_test's objects found."""
+    steps = epochs * int(np.ceil(len(tiny_train.images) / 16))
+    model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(3e-3, steps)), loss=loss)
+    model.fit(tiny_train.images, tiny_train.binary_masks(), batch_size=16, epochs=epochs, verbose=0)
+    # A direct call, not model.predict: six new models would make TensorFlow warn about retracing.
+    predicted = keras.ops.convert_to_numpy(model(tiny_test.images, training=False)).argmax(axis=-1)
+    return segmentation.objects_found(tiny_test, predicted)
+
+
+# %%
+def soft_dice_loss(y_true, y_pred):
+    ### BEGIN SOLUTION
+    truth = keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "float32")
+    objects = keras.ops.reshape(y_pred[..., 1], (-1,))
+    overlap = keras.ops.sum(truth * objects)
+    return 1.0 - (2.0 * overlap + 1.0) / (keras.ops.sum(truth) + keras.ops.sum(objects) + 1.0)
+    ### END SOLUTION
+
+
+# %%
+# CHECK soft-dice-loss points=1
+exercise_checks.week4_soft_dice_loss(soft_dice_loss)
+passed("soft Dice loss")
+
+# %%
+### BEGIN HIDDEN TESTS
+# CHECK soft-dice-loss points=1
+exercise_checks.week4_soft_dice_loss(soft_dice_loss, seed=7, shape=(3, 5, 7))
+### END HIDDEN TESTS
+
+# %% [markdown]
+# **Predict, then verify.** Before you train: with which loss will the U-Net
+# find more of the tiny objects, on average over the three seeds? Store `"ce"`
+# or `"dice"` in `predicted_better_loss`. Then run the six trainings.
+
+# %%
+# Your prediction ("ce" or "dice"), then found = {"ce": [...], "dice": [...]}.
+### BEGIN SOLUTION
+predicted_better_loss = "dice"
+found = {"ce": [], "dice": []}
+for seed in SEEDS:
+    for name, loss in (("ce", "sparse_categorical_crossentropy"), ("dice", soft_dice_loss)):
+        config.seed_everything(seed)
+        found[name].append(train_tiny(build_unet((32, 32, 3), 2), loss))
+### END SOLUTION
+
+# %%
+# CHECK loss-prediction points=1
+predictions.week4_better_loss(predicted_better_loss, found)
+passed("loss prediction")
+
+# %% [markdown]
+# **What do three runs show?** Print the mean and the spread (largest minus
+# smallest) of each loss's three shares. Then decide, from your numbers:
+#
+# * `better_loss`: the loss with the higher mean (`"ce"` or `"dice"`);
+# * `beyond_noise`: `True` if the difference is larger than what changing the
+#   seed does, by the strictest reading three runs allow: the worst seed of the
+#   better loss finds more objects than the best seed of the other; `False`
+#   otherwise, when a difference of means might come from the seeds alone.
+
+# %%
+# Print the means and spreads, then set better_loss and beyond_noise.
+### BEGIN SOLUTION
+for name, shares in found.items():
+    print(f"{name:<5} mean {np.mean(shares):.3f}  spread {np.ptp(shares):.3f}  seeds {np.round(shares, 3)}")
+better_loss = max(found, key=lambda name: np.mean(found[name]))
+other = "ce" if better_loss == "dice" else "dice"
+beyond_noise = min(found[better_loss]) > max(found[other])
+### END SOLUTION
+
+# %%
+# CHECK loss-verdict points=2
+exercise_checks.week4_loss_verdict(found, better_loss, beyond_noise)
+passed("the verdict of three seeds")
+
+# %%
+### BEGIN HIDDEN TESTS
+# CHECK loss-verdict points=1
+check(min(found["dice"]) >= 0.6, f"hidden: the U-Net trained with your soft Dice loss finds at least 60% of the "
+      f"tiny objects on every seed (it found {min(found['dice']):.0%} on its worst)")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 5. Training
 #
 # The scenes below hold one circle or one square each; the masks are 0 for the
 # background, 1 for the circle and 2 for the square. Compile `unet_model` and

@@ -360,7 +360,7 @@ def test_week2_any_head_that_meets_the_requirements_is_accepted(pooling):
 def test_week2_batch_normalisation_left_trainable_is_named():
     wrong = changed(
         W2,
-        3,
+        5,
         "    for layer in base.layers:\n        if isinstance(layer, layers.BatchNormalization):\n"
         "            layer.trainable = False\n",
         "",
@@ -381,7 +381,7 @@ def test_week2_batch_normalisation_left_trainable_is_named():
     ],
 )
 def test_week2_any_equivalent_loss_is_accepted(loss):
-    namespace = run(W2, solved(W2, 2), changed(W2, 3, 'loss="sparse_categorical_crossentropy"', f"loss={loss}"))
+    namespace = run(W2, solved(W2, 2), changed(W2, 5, 'loss="sparse_categorical_crossentropy"', f"loss={loss}"))
     for check_id in ("frozen-base-with-a-new-head.1", "fine-tuning-set-up.1", "fine-tuning-set-up.2"):
         passes(W2, check_id, namespace)
 
@@ -395,7 +395,7 @@ def test_week2_any_equivalent_loss_is_accepted(loss):
     ],
 )
 def test_week2_a_wrong_loss_is_named(loss, phrase):
-    namespace = run(W2, solved(W2, 2), changed(W2, 3, 'loss="sparse_categorical_crossentropy"', f"loss={loss}"))
+    namespace = run(W2, solved(W2, 2), changed(W2, 5, 'loss="sparse_categorical_crossentropy"', f"loss={loss}"))
     passes(W2, "frozen-base-with-a-new-head.1", namespace)
     fails(W2, "fine-tuning-set-up.1", namespace, "the loss: ", phrase)
     fails(W2, "fine-tuning-set-up.2", namespace, "hidden: the loss", phrase)
@@ -417,7 +417,41 @@ def test_week2_a_wrong_loss_is_named(loss, phrase):
     ],
 )
 def test_week2_precision_recall_mistakes_are_named(old, new, phrase):
-    fails(W2, "precision-and-recall.1", run(W2, changed(W2, 4, old, new)), phrase)
+    fails(W2, "precision-and-recall.1", run(W2, changed(W2, 7, old, new)), phrase)
+
+
+@pytest.mark.parametrize(
+    "old, new, phrase",
+    [
+        ("    model.set_weights(kept)\n", "", "keep model.get_weights() before it"),
+        (
+            "return float(np.mean(training == labels)), float(np.mean(inference == labels))",
+            "return float(np.mean(inference == labels)), float(np.mean(training == labels))",
+            "the pair is the wrong way round",
+        ),
+        ("model(images, training=True)", "model(images, training=False)", "call the model with training=True"),
+    ],
+)
+def test_week2_both_modes_mistakes_are_named(old, new, phrase):
+    fails(W2, "both-modes.1", run(W2, changed(W2, 3, old, new)), phrase)
+
+
+@pytest.mark.parametrize(
+    "guess, phrase",
+    [
+        ("overfitting", "would score high on them in inference mode"),
+        ("learning_rate", "would fail in training mode as well"),
+        ("dropout", "diagnosis is one of"),
+    ],
+)
+def test_week2_diagnosis_mistakes_are_named_without_the_answer(guess, phrase, capsys):
+    message = fails(W2, "diagnosis.1", run(W2, f"diagnosis = {guess!r}"), phrase)
+    assert "moving averages" not in message + capsys.readouterr().out
+
+
+def test_week2_the_diagnosis_is_explained_once_right(capsys):
+    passes(W2, "diagnosis.1", run(W2, "diagnosis = 'batchnorm'"))
+    assert "moving averages" in capsys.readouterr().out
 
 
 # --- week 3 --------------------------------------------------------------------------------------
@@ -862,3 +896,92 @@ def test_week5_k_chosen_on_the_test_set_is_named():
         "best_k (highest validation accuracy)",
         "you chose k on the TEST set",
     )
+
+
+@pytest.mark.parametrize(
+    "guess, phrase",
+    [
+        (61, "each 2x2 pooling widens the field too"),
+        (17, "2, 4, then 8 input pixels apart"),
+        (36, "the bottleneck block's two convolutions"),
+        (33, "think it through"),
+    ],
+)
+def test_week4_receptive_field_mistakes_are_named(guess, phrase, capsys):
+    message = fails(W4, "receptive-field.1", run(W4, f"predicted_receptive_field = {guess}"), phrase)
+    assert "68" not in message + capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "old, new, phrase",
+    [
+        ("return 1.0 - (2.0 * overlap + 1.0)", "return (2.0 * overlap + 1.0)", "that is the Dice coefficient"),
+        ("y_pred[..., 1]", "y_pred[..., 0]", "channel 0 is the background's probability"),
+        ("(2.0 * overlap + 1.0)", "(overlap + 1.0)", "Dice has a factor 2"),
+        (
+            "(2.0 * overlap + 1.0) / (keras.ops.sum(truth) + keras.ops.sum(objects) + 1.0)",
+            "(2.0 * overlap) / (keras.ops.sum(truth) + keras.ops.sum(objects))",
+            "add 1 to both",
+        ),
+        (
+            "objects = keras.ops.reshape(y_pred[..., 1], (-1,))",
+            "objects = keras.ops.cast(keras.ops.reshape(keras.ops.argmax(y_pred, axis=-1), (-1,)), 'float32')",
+            "the soft Dice loss of a random batch",
+        ),
+    ],
+)
+def test_week4_soft_dice_mistakes_are_named(old, new, phrase):
+    fails(W4, "soft-dice-loss.1", run(W4, changed(W4, 6, old, new)), phrase)
+
+
+def test_week4_a_loss_without_a_gradient_is_named():
+    """Hard predictions with the right value on the check's batch still cannot train."""
+    source = "import tensorflow as tf\n" + solved(W4, 6).replace(
+        "objects = keras.ops.reshape(y_pred[..., 1], (-1,))",
+        "objects = tf.stop_gradient(keras.ops.reshape(y_pred[..., 1], (-1,)))",
+    )
+    fails(W4, "soft-dice-loss.1", run(W4, source), "no gradient with respect to the predicted probabilities")
+
+
+FOUND = {
+    "clear": {"ce": [0.75, 0.9, 0.82], "dice": [0.99, 0.98, 0.97]},
+    "overlap": {"ce": [0.75, 0.9, 0.82], "dice": [0.99, 0.85, 0.97]},
+}
+
+
+@pytest.mark.parametrize(
+    "found, better, beyond, phrase",
+    [
+        ("clear", "ce", True, "your own numbers say otherwise"),
+        ("clear", "dice", False, "even the worst seed of dice found more objects than the best seed of ce"),
+        ("overlap", "dice", True, "a seed of ce did as well as a seed of dice"),
+        ("overlap", "dice", "yes", "beyond_noise is True or False"),
+    ],
+)
+def test_week4_verdict_mistakes_are_named(found, better, beyond, phrase):
+    source = f"found = {FOUND[found]!r}\nbetter_loss = {better!r}\nbeyond_noise = {beyond!r}"
+    fails(W4, "loss-verdict.1", run(W4, source), phrase)
+
+
+def test_week4_verdicts_that_read_the_numbers_right_pass(capsys):
+    passes(W4, "loss-verdict.1", run(W4, f"found = {FOUND['overlap']!r}\nbetter_loss = 'dice'\nbeyond_noise = False"))
+    assert "the seeds overlap" in capsys.readouterr().out.lower()
+    passes(W4, "loss-verdict.1", run(W4, f"found = {FOUND['clear']!r}\nbetter_loss = 'dice'\nbeyond_noise = True"))
+
+
+@pytest.mark.parametrize(
+    "found, phrase",
+    [
+        ({"ce": [0.8, 0.9], "dice": [0.9, 0.9, 0.9]}, "must hold three shares"),
+        ({"ce": [0.8, 0.9, 0.7]}, "with the keys 'ce' and 'dice'"),
+        ({"ce": [80, 90, 70], "dice": [90, 95, 99]}, "shares between 0 and 1"),
+    ],
+)
+def test_week4_malformed_results_are_named(found, phrase):
+    source = f"found = {found!r}\nbetter_loss = 'dice'\nbeyond_noise = True"
+    fails(W4, "loss-verdict.1", run(W4, source), phrase)
+
+
+def test_week4_a_prediction_against_the_measured_order_is_told_so():
+    source = "predicted_better_loss = 'ce'\nfound = {'ce': [0.8, 0.85, 0.9], 'dice': [0.95, 0.97, 0.99]}"
+    fails(W4, "loss-prediction.1", run(W4, source), "which loss still notices a missed tiny object")

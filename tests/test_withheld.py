@@ -41,11 +41,12 @@ DELEGATES = {
                 "    correct, predicted, true = np.diag(matrix), matrix.sum(axis=0), matrix.sum(axis=1)\n"
                 "    return (np.divide(correct, predicted, out=np.zeros_like(correct), where=predicted > 0),\n"
                 "            np.divide(correct, true, out=np.zeros_like(correct), where=true > 0))\n"
-            )
+            ),
+            "def accuracy_in_both_modes(": ("accuracy_in_both_modes = rec.accuracy_in_both_modes\n"),
         },
-        blank=("classifier = rec.small_cnn",),
+        blank=("fine_tuned = source_classifier()",),  # the fixed run left blank: quicker
         extra=None,
-        withheld={"precision-and-recall": "confusion"},
+        withheld={"precision-and-recall": "confusion", "both-modes": "accuracy_in_both_modes"},
         full={"prediction", "frozen-base-with-a-new-head", "fine-tuning-set-up"},
     ),
     "week3_exercise": dict(
@@ -104,15 +105,19 @@ DELEGATES = {
                 "def build_small_unet(input_shape=(32, 32, 3), num_classes=3):\n"
                 "    return segmentation.unet(input_shape, num_classes, depth=3, base_filters=4)\n"
             ),
+            "def soft_dice_loss(": (
+                "def soft_dice_loss(y_true, y_pred):\n    return segmentation.DiceLoss()(y_true, y_pred[..., 1:])\n"
+            ),
         },
-        blank=("unet_model.compile(",),
+        blank=("unet_model.compile(", "found = {"),  # the trainings left blank: quicker
         extra=None,
         withheld={
             "dice-and-iou": "dice",
             "transposed-convolution-sizes": "transposed_output_size",
             "budget": "build_unet",
+            "soft-dice-loss": "soft_dice_loss",
         },
-        full={"u-net"},
+        full={"u-net", "receptive-field"},
     ),
     "week5_exercise": dict(
         replace={
@@ -228,9 +233,13 @@ def test_each_withheld_function_exists_and_does_the_work_of_a_blank_of_its_week(
     assert {blank for blanks in withheld.WITHHELD[week].values() for blank in blanks.split(" and ")} <= answers
     copy = withheld.stripped_copy(week, tmp_path)  # raises for a name the package does not define
     for function, blank in withheld.WITHHELD[week].items():
-        module, _, name = function.rpartition(".")
+        module, name = withheld.split_name(function)
         source = copy.joinpath(*module.split(".")[1:]).with_suffix(".py").read_text()
-        (node,) = [n for n in ast.parse(source).body if getattr(n, "name", None) == name]
+        body = ast.parse(source).body
+        if "." in name:  # a method: Class.method
+            owner, name = name.split(".")
+            (body,) = [n.body for n in body if isinstance(n, ast.ClassDef) and n.name == owner]
+        (node,) = [n for n in body if getattr(n, "name", None) == name]
         assert ast.unparse(node.body) == f"raise NotImplementedError({withheld.message(function, week, blank)!r})"
 
 
@@ -260,6 +269,36 @@ def test_a_stub_keeps_the_signature_and_raises_naming_the_blank():
         withheld.stubbed(source, {"missing": "x"}, "m")
 
 
+def test_a_method_is_stubbed_and_its_class_keeps_working():
+    source = textwrap.dedent(
+        """
+        class Loss:
+            def __init__(self, smooth=1.0):
+                self.smooth = smooth
+
+            def call(self, a):
+                return a + self.smooth
+        """
+    )
+    namespace = {}
+    exec(
+        withheld.stubbed(source, {"Loss.call": withheld.message("m.Loss.call", "week9_exercise", "loss")}, "m"),
+        namespace,
+    )
+    loss = namespace["Loss"](smooth=2.0)
+    assert loss.smooth == 2.0
+    with pytest.raises(NotImplementedError, match="m.Loss.call is withheld .* it does the work of loss"):
+        loss.call(1.0)
+    assert withheld.split_name("course_utils.segmentation.losses.DiceLoss.call") == (
+        "course_utils.segmentation.losses",
+        "DiceLoss.call",
+    )
+    assert withheld.split_name("course_utils.segmentation.losses.dice_coefficient") == (
+        "course_utils.segmentation.losses",
+        "dice_coefficient",
+    )
+
+
 @pytest.mark.parametrize(
     "week, code",
     ids=["week4", "week5"],
@@ -269,9 +308,8 @@ def test_a_stub_keeps_the_signature_and_raises_naming_the_blank():
             "import numpy as np\nfrom course_utils import segmentation as s\n"
             "t = np.array([[0, 1], [1, 1]]); p = np.array([[0, 1], [0, 1]])\n"
             "assert abs(s.mean_iou(t, p, 2) - (0.5 + 2 / 3) / 2) < 1e-9\n"
-            "assert float(s.DiceLoss(smooth=0.0)(t[None], np.eye(2)[p][None])) > 0\n"
             "assert float(s.CrossEntropyDiceLoss()(t[None], np.eye(2)[p][None] * 0.8 + 0.1)) > 0\n"
-            "for f in (s.per_class_iou, s.dice_coefficient):\n"
+            "for f in (s.per_class_iou, s.dice_coefficient, s.DiceLoss(smooth=0.0)):\n"
             "    try:\n        f(t, p, 2)\n    except NotImplementedError as e:\n        print(e)\n",
         ),
         (
@@ -284,8 +322,9 @@ def test_a_stub_keeps_the_signature_and_raises_naming_the_blank():
     ],
 )
 def test_what_the_kernel_still_needs_works_in_the_copy(week, code, tmp_path):
-    """Week 4's mean_iou (a check runs it in the kernel) and Dice losses, and week 5's SimilaritySoftmaxLoss (the
-    student trains with it) call private twins of the withheld functions, which the copy keeps."""
+    """Week 4's mean_iou (a check runs it in the kernel) and cross-entropy-plus-Dice loss, and week 5's
+    SimilaritySoftmaxLoss (the student trains with it) call private twins of the withheld functions, which the copy
+    keeps; week 4's DiceLoss, which does soft_dice_loss's work, is withheld (a method of a class)."""
     copy = withheld.stripped_copy(week, tmp_path)
     env = {**os.environ, "PYTHONPATH": str(copy.parent), "TF_CPP_MIN_LOG_LEVEL": "3"}
     run = subprocess.run(

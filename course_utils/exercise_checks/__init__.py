@@ -5,8 +5,21 @@ it fails like every check (``AssertionError``, a known mistake named) and return
 One module per week; their functions are re-exported here, so a handout calls ``exercise_checks.week3_iou(...)``.
 """
 
-from course_utils.exercise_checks.week1 import week1_correlate2d, week1_lenet5, week1_sizes
-from course_utils.exercise_checks.week2 import week2_frozen_classifier
+from course_utils.exercise_checks.week1 import (
+    week1_backward,
+    week1_correlate2d,
+    week1_lenet5,
+    week1_sizes,
+    week1_tta,
+)
+from course_utils.exercise_checks.week2 import (
+    week2_accuracy_in_both_modes,
+    week2_fine_tuned,
+    week2_frozen_classifier,
+    week2_mode_probe,
+    week2_precision_recall,
+    week2_unfreeze_top,
+)
 from course_utils.exercise_checks.week3 import (
     week3_ap,
     week3_box_encoding,
@@ -16,7 +29,11 @@ from course_utils.exercise_checks.week3 import (
     week3_match_detections,
     week3_nms,
 )
-from course_utils.exercise_checks.week4 import week4_transposed_convolution_sizes
+from course_utils.exercise_checks.week4 import (
+    week4_loss_verdict,
+    week4_soft_dice_loss,
+    week4_transposed_convolution_sizes,
+)
 from course_utils.exercise_checks.week5 import (
     week5_class_softmax_loss,
     week5_cosine_similarity_matrix,

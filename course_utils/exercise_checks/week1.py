@@ -8,7 +8,7 @@ import tensorflow as tf
 from keras import layers
 
 from course_utils import models
-from course_utils.checks import check, check_close, check_equal, check_own_work, check_shape
+from course_utils.checks import check, check_close, check_equal, check_gradient, check_own_work, check_shape
 
 
 def week1_lenet5(build_lenet5) -> keras.Model:
@@ -201,3 +201,99 @@ def _week1_padding_decisions(same_padding, halving) -> None:
             "stride 1 never shrinks a map by half: choose stride 2.": lambda side: int(halving[0]) == 1,
         },
     )
+
+
+def week1_tta(tta_predict, lenet, some, mirror) -> None:
+    """The check of week 1's ``tta_predict`` on the trained ``lenet`` and the images ``some``: with ``mirror``, a
+    deterministic "augmentation" the check cell defines (so that the grader can hand it to the student's code),
+    one and two copies give known averages; with a random shift the averages are still probabilities."""
+    check_own_work(tta_predict, models.predict_with_tta, "tta_predict")
+    plain = lenet.predict(some, verbose=0)
+    mirrored = lenet.predict(mirror(some), verbose=0)
+    missing = "the original image is missing: the first of the `copies` versions is the image itself."
+    one_more = "you averaged the image with `copies` augmented versions: `copies` counts the original too."
+    check_close(
+        tta_predict(lenet, some, mirror, copies=1),
+        plain,
+        "tta_predict with copies=1",
+        mistakes={missing: mirrored, one_more: (plain + mirrored) / 2},
+    )
+    check_close(
+        tta_predict(lenet, some, mirror, copies=2),
+        (plain + mirrored) / 2,
+        "tta_predict with copies=2 and a mirror augmentation",
+        mistakes={
+            missing: mirrored,
+            one_more: (plain + 2 * mirrored) / 3,
+            "you summed the probabilities: divide by the number of versions.": plain + mirrored,
+        },
+    )
+    shift = keras.Sequential([layers.RandomTranslation(0.1, 0.1, fill_mode="constant")])
+    probabilities = tta_predict(lenet, some, shift, copies=4)
+    check_close(
+        np.asarray(probabilities).sum(axis=1), np.ones(len(some)), "the averaged probabilities of each image sum to 1"
+    )
+
+
+def tape_gradients(x, kernel, grad_y, padding, stride):
+    """TensorFlow's gradients of ``sum(conv2d(x, kernel) * grad_y)`` with respect to ``x`` and the kernel: the
+    reference of week 1's backward pass (withheld from the student's kernel while it is graded)."""
+    x_t, kernel_t = tf.constant(x[None]), tf.constant(kernel)
+    with tf.GradientTape() as tape:
+        tape.watch([x_t, kernel_t])
+        pads = [[0, 0], [padding, padding], [padding, padding], [0, 0]]
+        loss = tf.reduce_sum(tf.nn.conv2d(x_t, kernel_t, strides=stride, padding=pads)[0] * grad_y)
+    grad_x, grad_kernel = tape.gradient(loss, [x_t, kernel_t])
+    return grad_x.numpy()[0], grad_kernel.numpy()
+
+
+def _gradient_mistakes(x, kernel, grad_y, padding, stride):
+    """The gradients that the usual mistakes give, as ({explanation: grad_x}, {explanation: grad_kernel})."""
+    right_kernel = tape_gradients(x, kernel, grad_y, padding, stride)[1]
+    padded_shape = (x.shape[0] + 2 * padding, x.shape[1] + 2 * padding, x.shape[2])
+    for_x = {
+        "the input's gradient is the kernel flipped: a window at (i, j) receives grad_y[i, j, f] * kernel[a, b, :, f] "
+        "at offset (a, b), not kernel[kh - 1 - a, kw - 1 - b] (a 'full convolution' needs the flipped kernel).": (
+            tape_gradients(x, kernel[::-1, ::-1], grad_y, padding, stride)[0]
+        ),
+    }
+    if padding:
+        for_x[
+            "you returned the gradient of the PADDED input: crop the padding off (rows and columns padding .. "
+            "padding + height)."
+        ] = lambda g: np.shape(g) == padded_shape
+    for_kernel = {
+        "your kernel gradient is flipped: kernel[a, b] meets x[i * stride + a, j * stride + b].": right_kernel[
+            ::-1, ::-1
+        ]
+    }
+    return for_x, for_kernel
+
+
+def week1_backward(correlate2d_backward, correlate2d, rng) -> None:
+    """The check of week 1's backward pass: both gradients against central differences of the student's own
+    ``correlate2d`` and against ``tf.GradientTape``, with and without padding and stride."""
+    check_own_work(correlate2d_backward, tape_gradients, "correlate2d_backward")
+    for padding, stride in [(0, 1), (1, 2)]:
+        x = rng.normal(size=(5, 6, 2))
+        kernel = rng.normal(size=(3, 3, 2, 2))
+        grad_y = rng.normal(size=np.shape(correlate2d(x, kernel, padding, stride)))  # the loss is sum(y * grad_y)
+        _check_backward(correlate2d_backward, correlate2d, x, kernel, grad_y, padding, stride)
+
+
+def _check_backward(correlate2d_backward, correlate2d, x, kernel, grad_y, padding, stride) -> None:
+    """One setting of :func:`week1_backward`."""
+    from course_utils.gradients import numerical_gradient  # on use: only this check
+
+    grad_x, grad_kernel = correlate2d_backward(x, kernel, grad_y, padding, stride)
+    for_x, for_kernel = _gradient_mistakes(x, kernel, grad_y, padding, stride)
+    numeric_x = numerical_gradient(lambda v: np.sum(correlate2d(v, kernel, padding, stride) * grad_y), x, eps=1e-5)
+    numeric_kernel = numerical_gradient(lambda k: np.sum(correlate2d(x, k, padding, stride) * grad_y), kernel, eps=1e-5)
+    tape_x, tape_kernel = tape_gradients(x, kernel, grad_y, padding, stride)
+    setting = f"padding={padding}, stride={stride}"
+    check_gradient(grad_x, numeric_x, f"grad_x against central differences ({setting})", mistakes=for_x)
+    check_gradient(
+        grad_kernel, numeric_kernel, f"grad_kernel against central differences ({setting})", mistakes=for_kernel
+    )
+    check_gradient(grad_x, tape_x, f"grad_x against tf.GradientTape ({setting})", mistakes=for_x)
+    check_gradient(grad_kernel, tape_kernel, f"grad_kernel against tf.GradientTape ({setting})", mistakes=for_kernel)

@@ -34,12 +34,14 @@ WITHHELD = {
         "course_utils.models.conv_output_size": "output_size",
         "course_utils.models.count_conv_params": "conv_params",
         "course_utils.models.predict_with_tta": "tta_predict",
+        "course_utils.exercise_checks.week1.tape_gradients": "correlate2d_backward",
         # Kept: models.lenet5 builds the 32x32 original, which the check refuses for 28x28 digits.
     },
     "week2_exercise": {
         "course_utils.segmentation.metrics.confusion": "confusion",
-        # Kept: recognition.mobilenetv2_classifier and recognition.fine_tune, which part 4 may use (anything from
-        # the chapter); neither fits part 1's or part 2's contract (a base named "base") as it is.
+        "course_utils.recognition.training.accuracy_in_both_modes": "accuracy_in_both_modes",
+        # Kept: recognition.fine_tune, which does what unfreeze_top asks but finds the base by its own name, not
+        # "base" (the colleague's base is renamed "base"): a student who calls it sees part 2's check fail.
     },
     "week3_exercise": {
         "course_utils.detection.boxes.iou_matrix": "iou",
@@ -55,6 +57,7 @@ WITHHELD = {
         "course_utils.segmentation.metrics.per_class_iou": "iou",
         "course_utils.segmentation.model.transposed_conv_output_size": "transposed_output_size",
         "course_utils.segmentation.model.unet": "build_unet",
+        "course_utils.segmentation.losses.DiceLoss.call": "soft_dice_loss",
     },
     "week5_exercise": {
         "course_utils.metric_learning.losses.cosine_similarity_matrix": "cosine_similarity_matrix",
@@ -82,7 +85,7 @@ def stripped_copy(week: str, folder: Path) -> Path | None:
     shutil.copytree(PACKAGE, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     by_module: dict[str, dict] = {}
     for function, blank in withheld.items():
-        module, _, name = function.rpartition(".")
+        module, name = split_name(function)
         by_module.setdefault(module, {})[name] = message(function, week, blank)
     for module, stubs in by_module.items():
         path = _source_file(target, module)
@@ -92,30 +95,45 @@ def stripped_copy(week: str, folder: Path) -> Path | None:
     return target
 
 
-def _source_file(copy: Path, module: str) -> Path:
+def split_name(function: str) -> tuple[str, str]:
+    """``(module, name)`` of a withheld function's dotted name: ``name`` is a top-level function (``"dice"``) or
+    a method of a top-level class (``"DiceLoss.call"``), told apart by the package's files."""
+    module, _, name = function.rpartition(".")
+    outer, _, owner = module.rpartition(".")
+    if _source_file(PACKAGE, module, missing_ok=True) is None and _source_file(PACKAGE, outer, missing_ok=True):
+        return outer, f"{owner}.{name}"
+    return module, name
+
+
+def _source_file(copy: Path, module: str, missing_ok: bool = False) -> Path | None:
     """The file of ``module`` (``course_utils.x.y``) inside the copy."""
     path = copy.joinpath(*module.split(".")[1:])
     path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
     if not path.is_file():
+        if missing_ok:
+            return None
         raise ValueError(f"withheld functions name the module {module}, which the package does not have")
     return path
 
 
 def stubbed(source: str, stubs: dict, module: str) -> str:
-    """``source`` with the body of each top-level function named in ``stubs`` replaced by a ``raise`` of its
-    message (signature and decorators kept)."""
+    """``source`` with the body of each function named in ``stubs`` (a top-level function, or a top-level class's
+    method as ``"Class.method"``) replaced by a ``raise`` of its message (signature and decorators kept)."""
     lines = source.splitlines(keepends=True)
-    found = {
-        node.name: node
-        for node in ast.parse(source).body
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in stubs
-    }
+    functions = (ast.FunctionDef, ast.AsyncFunctionDef)
+    defined = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, functions):
+            defined[node.name] = node
+        elif isinstance(node, ast.ClassDef):
+            defined.update({f"{node.name}.{n.name}": n for n in node.body if isinstance(n, functions)})
+    found = {name: node for name, node in defined.items() if name in stubs}
     if missing := sorted(set(stubs) - set(found)):
         raise ValueError(f"withheld functions name {', '.join(missing)}, which {module} does not define")
-    for node in sorted(found.values(), key=lambda n: n.lineno, reverse=True):  # bottom up: line numbers hold
+    for name, node in sorted(found.items(), key=lambda item: item[1].lineno, reverse=True):  # bottom up
         first, last = node.body[0], node.body[-1]
         if first.lineno == node.lineno:
-            raise ValueError(f"{module}.{node.name} is written on one line: it cannot be withheld")
+            raise ValueError(f"{module}.{name} is written on one line: it cannot be withheld")
         indent = " " * first.col_offset
-        lines[first.lineno - 1 : last.end_lineno] = [f"{indent}raise NotImplementedError({stubs[node.name]!r})\n"]
+        lines[first.lineno - 1 : last.end_lineno] = [f"{indent}raise NotImplementedError({stubs[name]!r})\n"]
     return "".join(lines)

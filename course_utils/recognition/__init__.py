@@ -74,6 +74,7 @@ from course_utils.recognition.source_weights import (
 )
 from course_utils.recognition.training import (
     WarmupExponentialDecay,
+    accuracy_in_both_modes,
     class_weights,
     compile_classifier,
     evaluate,

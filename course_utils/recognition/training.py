@@ -148,6 +148,22 @@ def images_per_second(history, images_per_epoch: int) -> float:
     return float(images_per_epoch / np.median(steady))
 
 
+def accuracy_in_both_modes(model: keras.Model, x, y) -> tuple[float, float]:
+    """``(training-mode accuracy, inference-mode accuracy)`` of ``model`` on ``x`` with integer labels ``y``.
+
+    Training mode normalises each BatchNormalization layer with the statistics of ``x`` itself (and applies
+    dropout); inference mode, as ``predict``, with the moving averages. Far apart on the training images, they
+    say the averages no longer fit the weights. The call in training mode moves the averages a little: the
+    model's weights are put back after it.
+    """
+    y = np.asarray(y).reshape(-1)
+    kept = model.get_weights()
+    training = keras.ops.convert_to_numpy(model(np.asarray(x), training=True)).argmax(axis=-1)
+    model.set_weights(kept)
+    inference = keras.ops.convert_to_numpy(model(np.asarray(x), training=False)).argmax(axis=-1)
+    return float(np.mean(training == y)), float(np.mean(inference == y))
+
+
 def evaluate(model: keras.Model, x, y, batch_size: int = 256) -> tuple[float, np.ndarray]:
     """``(accuracy, probabilities)`` of ``model`` on ``x`` with integer labels ``y`` (shape ``(n,)`` or ``(n, 1)``)."""
     y = np.asarray(y)

@@ -9,7 +9,7 @@
   and on plain NumPy arrays: :func:`dice_coefficient`, :class:`DiceLoss`,
   :class:`CrossEntropyDiceLoss` (binary or categorical cross-entropy plus Dice),
   :class:`MeanIoU`, :class:`ClassIoU`, :class:`DiceScore`; and the NumPy
-  evaluation helpers :func:`per_class_iou` and :func:`mean_iou`.
+  evaluation helpers :func:`per_class_iou`, :func:`mean_iou` and :func:`objects_found`.
 * :func:`augment_pair` / :func:`make_segmentation_dataset`: random flips,
   quarter turns and colour changes applied identically to an image and its mask
   (colour changes to the image only).
@@ -46,6 +46,7 @@ from course_utils.segmentation.metrics import (
     MeanIoU,
     confusion,
     mean_iou,
+    objects_found,
     per_class_iou,
     predicted_labels,
 )

@@ -128,3 +128,25 @@ def _per_class_iou(y_true, y_pred_labels, num_classes: int) -> np.ndarray:
 def mean_iou(y_true, y_pred_labels, num_classes: int) -> float:
     """Mean of :func:`per_class_iou` over the classes present in the truth or the prediction."""
     return float(np.nanmean(_per_class_iou(y_true, y_pred_labels, num_classes)))
+
+
+def objects_found(scenes, predicted, min_share: float = 0.5) -> float:
+    """The share of the objects of ``scenes`` (from :func:`course_utils.scenes.make_scenes`) that ``predicted`` finds.
+
+    ``predicted``: masks of the scenes' shape, nonzero where a pixel is predicted as an object (any class). An
+    object counts as found when at least ``min_share`` of the object pixels inside its box are predicted: one vote
+    per object, where a pixel average such as IoU lets the large objects dominate.
+    """
+    predicted = np.asarray(predicted)
+    if predicted.shape != scenes.masks.shape:
+        raise ValueError(f"predicted masks have shape {predicted.shape}, the scenes' masks {scenes.masks.shape}")
+    found = total = 0
+    for i, (boxes, classes) in enumerate(zip(scenes.boxes.astype(int), scenes.box_classes)):
+        for (x0, y0, x1, y1), cls in zip(boxes, classes):
+            if cls >= 0:  # -1 pads the box lists
+                inside = scenes.masks[i, y0:y1, x0:x1] > 0
+                total += 1
+                found += np.mean(predicted[i, y0:y1, x0:x1][inside] > 0) >= min_share
+    if total == 0:
+        raise ValueError("the scenes hold no objects")
+    return found / total
