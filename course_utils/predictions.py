@@ -47,6 +47,32 @@ def week1_lenet(predicted_flatten_input, predicted_dense_params) -> None:
     )
 
 
+def week1_reach(predicted_rows, predicted_columns) -> None:
+    """Which pixels of a 6x6 input the output (1, 2) of a 3x3 cross-correlation with stride 2 and padding 1 depends
+    on, found from TensorFlow's gradient of that one output."""
+    x = tf.Variable(np.ones((1, 6, 6, 1), np.float32))
+    with tf.GradientTape() as tape:
+        y = tf.nn.conv2d(x, tf.ones((3, 3, 1, 1)), strides=2, padding=[[0, 0], [1, 1], [1, 1], [0, 0]])
+        output = y[0, 1, 2, 0]
+    rows, columns = np.nonzero(tape.gradient(output, x).numpy()[0, :, :, 0])
+    reached = (int(rows.min()), int(rows.max())), (int(columns.min()), int(columns.max()))
+    check_prediction(
+        (predicted_rows, predicted_columns),
+        reached,
+        "the input rows and columns that output (1, 2) depends on",
+        "Output (i, j) is the window whose top left corner sits at (i * stride - padding, j * stride - padding) in "
+        "the input: (1, 3), and the window is 3 wide: rows 1 to 3, columns 3 to 5. The backward pass sends "
+        "grad_y[1, 2] to exactly these nine pixels, each times the kernel entry that met it.",
+        mistakes={
+            "the padding shifts every window: in the unpadded input, output (i, j) starts at i * stride - padding.": (
+                (2, 4),
+                (4, 6),
+            ),
+            "each step of the output moves the window by the stride, not by one pixel.": ((0, 2), (1, 3)),
+        },
+    )
+
+
 def week2_frozen_head(predicted_trainable) -> None:
     """The trainable parameters of a frozen MobileNetV2 (alpha 0.35) with a pooled dense head for 5 classes."""
     base = keras.applications.MobileNetV2(input_shape=(64, 64, 3), alpha=0.35, include_top=False, weights=None)

@@ -296,7 +296,7 @@ def tta_predict(model, images, augment, copies=8):
 
 
 # %%
-# CHECK tta points=2
+# CHECK tta points=1
 def mirror(images, training=False):
     """A deterministic 'augmentation', so that the expected result is known."""
     return images[:, :, ::-1]
@@ -345,6 +345,25 @@ check_close(
 # loss (central differences, `course_utils.gradients.numerical_gradient`), and it
 # asks `tf.GradientTape` for the same gradients. Both must agree with yours to a
 # relative error below 1e-6.
+#
+# **Predict, then verify** (before you write it): a 3×3 kernel slides over a
+# 6×6 input with stride 2 and padding 1. Which input pixels does the output at
+# row 1, column 2 depend on? Store the first and last row as a pair in
+# `predicted_rows`, the first and last column in `predicted_columns` (rows and
+# columns of the input without its padding, counted from 0). In the backward
+# pass, these are the pixels that `grad_y[1, 2]` reaches.
+
+# %%
+# Your prediction: the input rows (first, last) and columns (first, last) that output (1, 2) depends on.
+### BEGIN SOLUTION
+predicted_rows = (1 * 2 - 1, 1 * 2 - 1 + 2)  # the window starts at i * stride - padding and is 3 wide
+predicted_columns = (2 * 2 - 1, 2 * 2 - 1 + 2)
+### END SOLUTION
+
+# %%
+# CHECK reach points=1
+predictions.week1_reach(predicted_rows, predicted_columns)
+passed("reach prediction")
 
 
 # %%

@@ -283,14 +283,28 @@ GRADIENT_CASES = {
 @pytest.mark.parametrize("case", sorted(GRADIENT_CASES))
 def test_week1_gradient_check_catches_and_names_backward_mistakes(case):
     (old, new), phrases = GRADIENT_CASES[case]
-    fails(W1, "gradient.1", run(W1, solved(W1, 1), changed(W1, 6, old, new)), *phrases)
+    fails(W1, "gradient.1", run(W1, solved(W1, 1), changed(W1, 7, old, new)), *phrases)
 
 
 def test_week1_gradient_checks_pass_on_the_solution(capsys):
-    namespace = run(W1, solved(W1, 1), solved(W1, 6))
+    namespace = run(W1, solved(W1, 1), solved(W1, 7))
     passes(W1, "gradient.1", namespace)
     passes(W1, "gradient.2", namespace)
     assert "the backward pass: all checks passed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "rows, columns, phrase",
+    [
+        ((2, 4), (4, 6), "the padding shifts every window"),
+        ((0, 2), (1, 3), "moves the window by the stride"),
+        ((1, 3), (3, 4), "think it through"),
+    ],
+)
+def test_week1_reach_prediction_mistakes_are_named_without_the_answer(rows, columns, phrase, capsys):
+    source = f"predicted_rows = {rows}\npredicted_columns = {columns}"
+    message = fails(W1, "reach.1", run(W1, source), phrase)
+    assert "columns 3 to 5" not in message + capsys.readouterr().out
 
 
 # --- week 2 --------------------------------------------------------------------------------------

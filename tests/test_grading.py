@@ -113,17 +113,17 @@ print("✔ output sizes and parameter counts: all checks passed")
 # "delegates to the package" hands output_size, conv_params and tta_predict to course_utils.models, which the
 # grader withholds (grading.withheld): the cell of answer 2 stops at its first use, so its predictions go too.
 EXPECTED = {
-    "Correct solution": ([3, 3, 1, 2, 2, 3, 3], "graded"),
-    "Zoë partly wrong": ([0, 1, 1, 2, 0, 3, 1], "graded"),
-    "raises at import": ([0, 3, 1, 0, 0, 0, 0], "graded"),
-    "Loop forever": ([0, 3, 1, 0, 0, 0, 0], "cell-timeout"),
-    "megabytes": ([3, 0, 0, 0, 0, 0, 0], "graded"),
-    "cheater": ([0, 0, 0, 0, 0, 0, 0], "graded"),
-    "deletes files": ([3, 3, 1, 0, 0, 0, 0], "graded"),
-    "reordered": ([3, 3, 1, 0, 0, 0, 3], "graded"),
-    "delegates to the package": ([3, 0, 0, 2, 0, 0, 3], "graded"),
-    "broken file": ([0, 0, 0, 0, 0, 0, 0], "invalid"),  # not a notebook
-    "broken_file": ([0, 0, 0, 0, 0, 0, 0], "invalid"),  # truncated JSON; same sanitised name
+    "Correct solution": ([3, 3, 1, 2, 2, 2, 1, 3], "graded"),
+    "Zoë partly wrong": ([0, 1, 1, 2, 0, 2, 1, 1], "graded"),
+    "raises at import": ([0, 3, 1, 0, 0, 0, 0, 0], "graded"),
+    "Loop forever": ([0, 3, 1, 0, 0, 0, 0, 0], "cell-timeout"),
+    "megabytes": ([3, 0, 0, 0, 0, 0, 0, 0], "graded"),
+    "cheater": ([0, 0, 0, 0, 0, 0, 0, 0], "graded"),
+    "deletes files": ([3, 3, 1, 0, 0, 0, 0, 0], "graded"),
+    "reordered": ([3, 3, 1, 0, 0, 0, 1, 3], "graded"),
+    "delegates to the package": ([3, 0, 0, 2, 0, 0, 1, 3], "graded"),
+    "broken file": ([0, 0, 0, 0, 0, 0, 0, 0], "invalid"),  # not a notebook
+    "broken_file": ([0, 0, 0, 0, 0, 0, 0, 0], "invalid"),  # truncated JSON; same sanitised name
 }
 
 
@@ -234,7 +234,7 @@ def test_gradebook_has_one_correct_row_per_submission(graded):
     folder, out, _, _ = graded
     rows = read_gradebook(out)
     assert set(rows) == {p.name for p in folder.iterdir()}
-    questions = ["correlate2d", "sizes", "predictions", "lenet5", "training", "tta", "gradient"]
+    questions = ["correlate2d", "sizes", "predictions", "lenet5", "training", "tta", "reach", "gradient"]
     problems = []
     for file_name, row in rows.items():
         points, status = EXPECTED[file_name[:-6]]
@@ -343,7 +343,8 @@ def test_week1_points_come_from_the_check_markers(root):
         "predictions": 1,
         "lenet5": 2,
         "training": 2,
-        "tta": 3,
+        "tta": 2,
+        "reach": 1,
         "gradient": 3,
     }
     assert [c.id for c in week.checks if c.hidden] == ["correlate2d.2", "sizes.2", "tta.2", "gradient.2"]

@@ -12,6 +12,7 @@ from course_utils import exercise_checks, predictions
 WEEKS = {
     "week1_exercise": [
         predictions.week1_lenet,
+        predictions.week1_reach,
         exercise_checks.week1_lenet5,
         exercise_checks.week1_correlate2d,
         exercise_checks.week1_sizes,
