@@ -31,10 +31,11 @@
 # **After this chapter you can**
 #
 # * build a U-Net from its parts and compute a transposed convolution's output
-#   by hand;
+#   by hand, and follow the original U-Net's unpadded sizes from 572 to 388;
 # * train it for binary and multi-class masks and score it with IoU and Dice;
 # * measure what the skip connections are worth, over several run seeds;
-# * choose a loss for small objects, and augment images and masks together.
+# * choose a loss for small objects, weight the gaps between touching objects,
+#   and augment images and masks together.
 #
 # **Running time:** between 2.1 and 2.9 minutes at profile `cpu` on a 2-core machine
 # without a GPU (the benchmark's five run seeds, `week4.chapter.seconds` in
@@ -59,6 +60,7 @@ import keras
 import numpy as np
 from keras import layers
 from PIL import Image
+from scipy import ndimage
 
 from course_utils import claims, config, plots, segmentation
 from course_utils.scenes import make_scenes
@@ -247,6 +249,48 @@ print(f"residual blocks (a 1x1 shortcut in each block): {residual.count_params()
 # The last layer is a 1×1 convolution: a small classifier applied to every
 # pixel's feature vector, with a softmax over the classes (or, for a binary
 # mask, a sigmoid giving the probability of "object").
+#
+# ### The original U-Net: no padding, copy and crop
+#
+# Our blocks pad their convolutions (`padding="same"`), so every map of a level
+# has the level's size and the output has the input's. The original U-Net pads
+# nothing: an unpadded 3×3 convolution loses a pixel on every side, a block of
+# two loses two, and so the encoder's map is larger than the decoder's map it
+# is joined with; it is cropped to the decoder's size first ("copy and crop").
+# `segmentation.valid_unet_sizes` follows a 572-pixel input, the tile size of
+# the paper's figure, through the paper's four levels, and a Keras model with
+# the same layout (`segmentation.valid_unet`, a few filters per layer: the
+# sizes do not depend on them) reports the same sides:
+
+# %% tags=["nbval-check-output"]
+original_sizes = segmentation.valid_unet_sizes(572, depth=4)
+original = segmentation.valid_unet(572, depth=4)
+keras_sides = {name.split("_")[0]: shape[0] for name, shape in segmentation.level_shapes(original)}
+print(f"{'stage':<11} {'side':>5} {'in Keras':>9}")
+for stage, side in original_sizes:
+    print(f"{stage:<11} {side:>5} {keras_sides[stage]:>9}")
+assert all(keras_sides[stage] == side for stage, side in original_sizes), "the arithmetic must match Keras"
+output_side = original_sizes[-1][1]
+print(f"572 pixels in, {output_side} out: {(572 - output_side) // 2} pixels of context on each side")
+tiles = [n for n in segmentation.valid_unet_input_sizes(620) if n >= 500]
+smallest = segmentation.valid_unet_input_sizes(200, depth=3)[0]
+print(f"inputs from 500 to 620 pixels that fit four levels: {tiles}")
+print(f"smallest input that fits three levels: {smallest} pixels, "
+      f"giving {segmentation.valid_unet_sizes(smallest, depth=3)[-1][1]} out")
+
+# %% [markdown]
+# The output, 388 pixels across in the paper's figure and here, is smaller than
+# the input by the context the convolutions consumed: every output pixel is
+# computed from real image around it, none of it padding. To segment an image
+# larger than one tile, the paper slides the network over it in tiles whose
+# outputs meet edge to edge, and extends the image at its border by mirroring
+# it, so that the outermost tiles have context too (its *overlap-tile*
+# strategy). A tile fits only if every 2×2 pooling meets an even side, which
+# the sizes printed above show: one input in every 16 pixels (2⁴, for four
+# poolings). Our images are `SIZE` pixels across, 32 or 64, too small for even
+# three unpadded levels (the smallest input is printed above), so the chapter pads:
+# the output then has the input's size, and the border pixels are predicted
+# from partly padded windows, a cost the paper's tiling avoids.
 #
 # ## 5. Binary segmentation: object or background
 #
@@ -500,6 +544,40 @@ for loss, found in loss_results.items():
 # jumps from step to step. Cross-entropy gives each pixel its own, steady
 # gradient; the sum of both, used in section 5, is the usual compromise.
 #
+# ### Touching objects: the original U-Net's pixel weights
+#
+# Cells in a microscope image often touch. A segmentation that merges two of
+# them into one blob gets almost every pixel right, since only the thin line
+# of background between them is wrong, and cross-entropy barely notices. The
+# original U-Net therefore weights each pixel's cross-entropy with a map
+# computed from the true masks,
+# $w(x) = w_c(x) + w_0 \exp\left(-(d_1(x) + d_2(x))^2 / 2\sigma^2\right)$,
+# where $w_c$ balances the class frequencies and $d_1$, $d_2$ are a pixel's
+# distances to the nearest and to the second-nearest object; the paper sets
+# $w_0 = 10$ and $\sigma \approx 5$ pixels. `segmentation.border_weight_map`
+# computes it (the separation term on the background pixels), here for discs
+# of one class packed 2 pixels apart:
+
+# %% tags=["nbval-check-output"]
+discs = segmentation.touching_discs(64, radius=9, gap=2)
+disc_weights = segmentation.border_weight_map(discs, w0=10.0, sigma=5.0)
+distances = np.sort([ndimage.distance_transform_edt(discs != k) for k in range(1, discs.max() + 1)], axis=0)
+background = discs == 0
+in_gaps = background & (distances[1] <= 3)  # within 3 pixels of two discs
+far_out = background & (distances[0] >= 8)  # 8 pixels or more from every disc
+gap_weight, far_weight = np.median(disc_weights[in_gaps]), disc_weights[far_out].max()
+print(f"{discs.max()} discs; background weight in the gaps between two discs: median {gap_weight:.1f}; "
+      f"8 or more pixels from every disc: at most {far_weight:.2f}; inside a disc: {disc_weights[discs > 0].max():.2f}")
+assert 7 < gap_weight / far_weight < 9, "the text says a gap pixel counts about eight times one in the open"
+fig = segmentation.plot_weight_map(discs, disc_weights, title="the original U-Net's weights, w0 = 10, sigma = 5")
+
+# %% [markdown]
+# The bright lines in the right panel are the gaps: a background pixel there
+# counts about eight times one in the open, so a model that fills a gap and
+# merges two objects pays for it. The weights cost nothing at prediction time;
+# they only change what training attends to. This chapter trains without them:
+# they matter where objects of one class touch, as cells do.
+#
 # ## 9. Augmenting images and masks together
 #
 # A geometric augmentation (a flip, a turn) must move the mask exactly as it
@@ -569,7 +647,11 @@ except ValueError as error:
 # * The loss decides what the network cares about: cross-entropy counts pixels,
 #   so the background dominates it; binary Dice is the F1 score of the object
 #   class, in which the correctly ignored background does not count, which
-#   matters for small objects.
+#   matters for small objects. The original U-Net's pixel weights make the thin
+#   gaps between touching objects expensive to fill.
+# * The original U-Net pads nothing: its output (388 pixels for a 572-pixel
+#   tile) is smaller than its input, every output pixel sees only real image,
+#   and large images are segmented tile by tile.
 #
 # The exercise has you write Dice and IoU, work out the size of a transposed
 # convolution, build a U-Net to an exact parameter count and then on a budget,

@@ -77,3 +77,10 @@ def test_a_failing_cell_fails_the_build_and_names_the_error(root, tmp_path):
     with pytest.raises(papermill.PapermillExecutionError, match="this chapter is broken"):
         build_book(tmp_path, "smoke", build_dir=tmp_path / "_build", log=lambda message: None)
     assert not (tmp_path / "_build" / "html").exists()
+
+
+def test_the_glossary_fills_the_index_and_references_link_to_their_papers(built_book):
+    index = (built_book / "html" / "genindex.html").read_text(encoding="utf-8")
+    assert "Receptive field" in index and "Transposed convolution" in index
+    references = (built_book / "html" / "book" / "references.html").read_text(encoding="utf-8")
+    assert "https://doi.org/10.1109/CVPR.2016.90" in references and "https://arxiv.org/abs/1512.03385" in references

@@ -4,6 +4,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from course_utils import config
@@ -344,3 +346,50 @@ def test_iou_metrics_agree_with_keras_own():
     for k in range(3):
         assert float(ours_class[k].result()) == pytest.approx(float(theirs_class[k].result()), abs=1e-6)
     assert np.isnan(float(ours_class[3].result()))  # Keras says 0 for a class that never appeared
+
+
+# --- the original U-Net's sizes and weights, and objects found --------------------------------------------------
+
+
+def test_the_original_unet_takes_572_pixels_to_388_as_keras_does():
+    sizes = seg.valid_unet_sizes(572, depth=4)
+    assert sizes[-1] == ("dec0", 388) and ("bottleneck", 28) in sizes
+    keras_sides = {name.split("_")[0]: shape[0] for name, shape in seg.level_shapes(seg.valid_unet(572))}
+    assert all(keras_sides[stage] == side for stage, side in sizes)
+
+
+@given(size=st.integers(1, 3000), depth=st.integers(1, 5))
+@settings(max_examples=300, deadline=None)
+def test_every_fitting_input_loses_the_same_border_and_every_other_is_refused(size, depth):
+    fitting = seg.valid_unet_input_sizes(3000, depth)
+    first = seg.valid_unet_sizes(fitting[0], depth)[-1][1]
+    if size in fitting:
+        sizes = seg.valid_unet_sizes(size, depth)
+        assert all(side > 0 for _, side in sizes)
+        assert all(side % 2 == 0 for stage, side in sizes if stage.startswith("enc"))
+        assert sizes[-1][1] == size - (fitting[0] - first)  # the context consumed does not depend on the size
+    else:
+        with pytest.raises(ValueError, match=f"input size {size}"):
+            seg.valid_unet_sizes(size, depth)
+
+
+def test_the_border_weights_are_high_in_the_gaps_and_balance_the_classes():
+    discs = seg.touching_discs(64, radius=9, gap=2)
+    assert discs.max() >= 6
+    weights = seg.border_weight_map(discs, w0=10.0, sigma=5.0)
+    assert weights.max() > 9 and weights[discs > 0].max() == pytest.approx(weights[discs > 0].min())
+    alone = np.zeros((20, 20), int)
+    alone[5:10, 5:10] = 1  # one object: no separation term, only the class balance
+    single = seg.border_weight_map(alone)
+    assert single[alone > 0].sum() == pytest.approx(single[alone == 0].sum())
+    for bad in (np.zeros((4, 4), int), np.ones((4, 4), int), np.full((4, 4), -1), np.zeros((2, 4, 4), int)):
+        with pytest.raises(ValueError, match="instances must"):
+            seg.border_weight_map(bad)
+
+
+def test_objects_found_counts_each_object_once():
+    scenes = make_scenes(20, seed=3, size=32, objects=(2, 4), object_size=(6, 10))
+    assert seg.objects_found(scenes, scenes.masks) == 1.0
+    assert seg.objects_found(scenes, np.zeros_like(scenes.masks)) == 0.0
+    with pytest.raises(ValueError, match="predicted masks have shape"):
+        seg.objects_found(scenes, scenes.masks[:, :16])

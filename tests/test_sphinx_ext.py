@@ -43,3 +43,13 @@ def test_the_bibliography_is_sorted_by_label_whatever_the_order_of_citation():
     forward = [e.key for e in style.sort(entries)]
     assert forward == [e.key for e in style.sort(entries[::-1])]
     assert forward.index("lin2017focal") + 1 == forward.index("lin2017fpn")
+
+
+# Published where no DOI or arXiv number exists (NeurIPS, JMLR and AISTATS proceedings).
+WITHOUT_IDENTIFIER = {"krizhevsky2012", "vandermaaten2008", "bromley1993", "sohn2016", "glorot2010"}
+
+
+def test_every_reference_links_to_its_paper_where_it_can():
+    entries = parse_file(ROOT / "references.bib").entries
+    missing = {key for key, entry in entries.items() if not {"doi", "eprint"} & set(entry.fields)}
+    assert missing == WITHOUT_IDENTIFIER

@@ -1,5 +1,8 @@
 """Week 4, image segmentation: U-Net, its losses and metrics, paired augmentation, mask loaders, figures.
 
+* :func:`valid_unet_sizes` and :func:`valid_unet`: the original layout's sizes (unpadded convolutions,
+  copy and crop, 572 -> 388), and :func:`border_weight_map` its weights for touching objects
+  (:func:`touching_discs` makes some).
 * :func:`unet` builds a U-Net (Ronneberger et al., 2015): an encoder of
   convolution blocks and max pooling, a bottleneck, a decoder of transposed
   convolutions, skip connections (concatenation, addition or none, for the
@@ -38,12 +41,19 @@ Every public name is importable from here (``from course_utils import segmentati
 tensorflow_datasets and matplotlib are imported inside the functions that use them.
 """
 
-from course_utils.segmentation.data import TFDS_PRESETS, SegmentationData, load_segmentation, split_data
+from course_utils.segmentation.data import (
+    TFDS_PRESETS,
+    SegmentationData,
+    load_segmentation,
+    split_data,
+    touching_discs,
+)
 from course_utils.segmentation.losses import CrossEntropyDiceLoss, DiceLoss, cross_entropy, dice_coefficient
 from course_utils.segmentation.metrics import (
     ClassIoU,
     DiceScore,
     MeanIoU,
+    border_weight_map,
     confusion,
     mean_iou,
     objects_found,
@@ -57,6 +67,9 @@ from course_utils.segmentation.model import (
     transposed_conv_by_hand,
     transposed_conv_output_size,
     unet,
+    valid_unet,
+    valid_unet_input_sizes,
+    valid_unet_sizes,
 )
 from course_utils.segmentation.plots import (
     ERROR_COLOURS,
@@ -65,6 +78,7 @@ from course_utils.segmentation.plots import (
     error_map,
     iou_table,
     plot_segmentation,
+    plot_weight_map,
 )
 from course_utils.segmentation.training import (
     augment_pair,

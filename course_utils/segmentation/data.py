@@ -267,3 +267,21 @@ def _load_tfds(name, size, class_names, split, max_examples, mask_map):
         raise ValueError(f"tfds:{name} split {split!r} gave no examples")
     mask_array, names = _class_ids(masks, sources, class_names, mask_map)
     return SegmentationData(np.stack(images).astype(np.float32), mask_array, names, tuple(sources))
+
+
+def touching_discs(size: int = 64, radius: int = 9, gap: int = 2) -> np.ndarray:
+    """Instances of discs of one class packed in a honeycomb, ``gap`` pixels apart, as (size, size) integers
+    (0 background, 1, 2, ... the discs): the touching objects the original U-Net's border weights are for."""
+    check_integer(size, "size")
+    check_integer(radius, "radius")
+    check_integer(gap, "gap", minimum=0)
+    step = 2 * radius + gap
+    rows, cols = np.mgrid[0:size, 0:size]
+    instances = np.zeros((size, size), np.int32)
+    count = 0
+    for k, y in enumerate(np.arange(radius, size - radius + 1, step * np.sqrt(3) / 2)):
+        offset = radius + (step / 2 if k % 2 else 0)
+        for x in np.arange(offset, size - radius + 1, step):
+            count += 1
+            instances[(rows - y) ** 2 + (cols - x) ** 2 <= radius**2] = count
+    return instances

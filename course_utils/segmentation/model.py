@@ -12,9 +12,17 @@ SKIP_MODES = ("concat", "add", "none")
 
 
 def conv_block(
-    x, filters: int, batch_norm: bool = True, dropout: float = 0.0, residual: bool = False, name: str = "block"
+    x,
+    filters: int,
+    batch_norm: bool = True,
+    dropout: float = 0.0,
+    residual: bool = False,
+    name: str = "block",
+    padding: str = "same",
 ):
     """Two 3x3 convolutions (each followed by batch norm when asked, then ReLU), then dropout.
+
+    ``padding="valid"``, as in the original U-Net, takes 2 pixels off each side per convolution.
 
     Batch norm uses a momentum of 0.9 (Keras: 0.99) so that its running averages,
     used at prediction time, settle within the few hundred steps of a short training.
@@ -23,7 +31,7 @@ def conv_block(
     """
     shortcut = x
     for i in (1, 2):
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=not batch_norm, name=f"{name}_conv{i}")(x)
+        x = layers.Conv2D(filters, 3, padding=padding, use_bias=not batch_norm, name=f"{name}_conv{i}")(x)
         if batch_norm:
             x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn{i}")(x)
         if i == 2 and residual:
@@ -121,6 +129,77 @@ def _decoder(x, skips: list, skip: str, base_filters: int, batch_norm: bool, res
             x = layers.Add(name=f"skip{level}")([x, skips[level]])
         x = conv_block(x, filters, batch_norm, 0.0, residual, name=f"dec{level}")
     return x
+
+
+def valid_unet_sizes(input_size: int, depth: int = 4) -> list[tuple[str, int]]:
+    """(stage, side length) through the original U-Net (Ronneberger et al., 2015) for a square input.
+
+    Its 3x3 convolutions have no padding, so each block of two takes 4 pixels off the side; each 2x2 pooling
+    halves it and each 2x2 up-convolution doubles it; before the concatenation the encoder's map is cropped to
+    the decoder's size ("copy and crop"). Stages: ``enc{i}`` (after the block), ``bottleneck``, ``up{i}`` (after
+    the up-convolution, also the size the encoder map is cropped to) and ``dec{i}`` (after the block); the last
+    is the output. Raises ``ValueError`` when a pooling meets an odd side (a row would be lost, and the output
+    tiles would no longer fit together) or a map vanishes.
+    """
+    check_integer(input_size, "input_size")
+    check_integer(depth, "depth")
+    sizes, side, encoder = [], input_size, []
+    for level in range(depth):
+        side -= 4
+        if side <= 0 or side % 2:
+            problem = "vanishes" if side <= 0 else f"is {side} pixels, odd, at a 2x2 pooling"
+            raise ValueError(f"input size {input_size}: the map of encoder level {level} {problem}")
+        sizes.append((f"enc{level}", side))
+        encoder.append(side)
+        side //= 2
+    side -= 4
+    if side <= 0:
+        raise ValueError(f"input size {input_size}: the bottleneck's map vanishes")
+    sizes.append(("bottleneck", side))
+    for level in reversed(range(depth)):
+        side *= 2
+        sizes.append((f"up{level}", side))
+        side -= 4
+        if side <= 0:
+            raise ValueError(f"input size {input_size}: the map of decoder level {level} vanishes")
+        sizes.append((f"dec{level}", side))
+    return sizes
+
+
+def valid_unet_input_sizes(upto: int, depth: int = 4) -> list[int]:
+    """The square input sizes up to ``upto`` for which :func:`valid_unet_sizes` works (every pooling meets an even
+    side): the tiles the original U-Net can take."""
+    fitting = []
+    for size in range(1, upto + 1):
+        try:
+            valid_unet_sizes(size, depth)
+        except ValueError:
+            continue
+        fitting.append(size)
+    return fitting
+
+
+def valid_unet(input_size: int = 572, depth: int = 4, base_filters: int = 2, num_classes: int = 2) -> keras.Model:
+    """The layout of the original U-Net in Keras, to read its sizes (:func:`level_shapes`): blocks of two unpadded
+    3x3 convolutions, 2x2 max pooling, 2x2 up-convolutions, each skip connection cropped (``Cropping2D``) to
+    the decoder's size and concatenated, a 1x1 head. No batch normalisation, as in the paper; ``base_filters``
+    (64 in the paper) does not change a size."""
+    valid_unet_sizes(input_size, depth)  # refuses an input whose maps would not fit
+    inputs = keras.Input((input_size, input_size, 1), name="image")
+    x, skips = inputs, []
+    for level in range(depth):
+        x = conv_block(x, base_filters * 2**level, batch_norm=False, name=f"enc{level}", padding="valid")
+        skips.append(x)
+        x = layers.MaxPooling2D(2, name=f"pool{level}")(x)
+    x = conv_block(x, base_filters * 2**depth, batch_norm=False, name="bottleneck", padding="valid")
+    for level in reversed(range(depth)):
+        x = layers.Conv2DTranspose(base_filters * 2**level, 2, strides=2, name=f"up{level}")(x)
+        crop = (skips[level].shape[1] - x.shape[1]) // 2
+        cropped = layers.Cropping2D(crop, name=f"crop{level}")(skips[level])
+        x = layers.Concatenate(name=f"skip{level}")([x, cropped])
+        x = conv_block(x, base_filters * 2**level, batch_norm=False, name=f"dec{level}", padding="valid")
+    outputs = layers.Conv2D(num_classes, 1, activation="softmax", name="head")(x)
+    return keras.Model(inputs, outputs, name="valid_unet")
 
 
 def level_shapes(model: keras.Model) -> list[tuple[str, tuple]]:

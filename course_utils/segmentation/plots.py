@@ -161,3 +161,22 @@ def iou_table(per_class: dict, class_names) -> str:
         cells = " ".join(f"{'-':>{width}}" if np.isnan(v) else f"{v:>{width}.3f}" for v in values)
         lines.append(f"{model_name:<{name_width}} {cells} {np.nanmean(values):>{width}.3f}")
     return "\n".join(lines)
+
+
+def plot_weight_map(instances, weights, title: str | None = None):
+    """Objects (one colour each) beside their pixel weights (:func:`course_utils.segmentation.border_weight_map`),
+    with the weights' colour scale."""
+    import matplotlib.pyplot as plt  # on use: the package imports without matplotlib
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(6.4, 3.2), constrained_layout=True)
+    left.imshow(colour_mask(instances), interpolation="nearest")
+    left.set_title("objects, one colour each")
+    shown = right.imshow(weights, cmap="magma", interpolation="nearest")
+    right.set_title("weight of each pixel")
+    fig.colorbar(shown, ax=right, shrink=0.85)
+    for ax in (left, right):
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title)
+    return fig
