@@ -287,7 +287,8 @@ def training_failure(train_probabilities, y_train, test_probabilities, y_test, t
                 f"on its own training images it scores {training_accuracy:.0%} in training mode but "
                 f"{inference_accuracy:.0%} as it is used for prediction: BatchNormalization's moving averages "
                 "do not match the batch statistics it trained with. Train for more steps (the averages lag behind "
-                "the weights), or keep a pretrained base's BatchNormalization in inference mode (training=False)."
+                "the weights), or keep a pretrained base's BatchNormalization frozen (trainable = False, which in "
+                "Keras 3 also runs it in inference mode; calling it with training=False is overridden by fit)."
             )
     return None
 

@@ -111,8 +111,9 @@ def week2_fine_tuning_diagnosis(diagnosis) -> None:
         "prediction. Trainable, the layers normalised every batch of 16 with its own statistics while the weights "
         "changed fast; the moving averages, which follow at the pretrained momentum of 0.999 (a thousandth of the "
         "way per step), still describe the source task. Freezing them (trainable = False, which in Keras 3 also "
-        "runs them in inference mode) keeps the statistics the base was trained with; the learning rate is not "
-        "the cause: with the averages frozen, 1e-3 fine-tunes well too.",
+        "runs them in inference mode) keeps the statistics the base was trained with. The learning rate is not "
+        "what breaks it: with the layers trainable, 1e-4 collapses too; with them frozen, neither rate does, though "
+        "the lower one fine-tunes more steadily.",
         mistakes={
             "a network that memorised its training scenes would score high on them in inference mode; measure it "
             "there.": "overfitting",

@@ -246,7 +246,7 @@ TRAINING_FAILURES = {
         lambda y, t: _one_hot((y + 1) % 4, 4),
         lambda y, t: _one_hot((t + 1) % 4, 4),
         "batchnorm",
-        ["training mode", "BatchNormalization", "training=False"],
+        ["training mode", "BatchNormalization", "trainable = False"],
     ),
 }
 
