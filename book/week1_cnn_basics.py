@@ -17,12 +17,13 @@
 # from the question of why a plain dense network is a poor fit for images,
 # compute a convolution by hand and its gradients (the backward pass, checked
 # against TensorFlow and against finite differences), work out the shapes and
-# parameter counts of convolution and pooling layers, and follow the lineage of
+# parameter counts of convolution and {term}`pooling <Pooling>` layers, and follow the lineage of
 # architectures from AlexNet and VGG16 to Inception and MobileNetV2 by counting
 # their parameters. Then we train LeNet-5 {cite}`lecun1998` on handwritten
 # digits, set it against a modern small CNN one change at a time, compare it
 # with two older ideas (hand-crafted features and a dense network on raw
-# pixels), measure what data augmentation and test-time augmentation are worth,
+# pixels), measure what {term}`data augmentation <Data augmentation>` and
+# {term}`test-time augmentation <Test-time augmentation (TTA)>` are worth,
 # and look inside the trained network: its filters, its activation maps and the
 # *latent space* in which it arranges the images. The last section shows why
 # residual connections let deep networks train.
@@ -35,8 +36,8 @@
 #
 # **After this chapter you can**
 #
-# * compute a convolution (strictly, a cross-correlation) by hand, with
-#   padding, stride, dilation and pooling, and its backward pass;
+# * compute a convolution (strictly, a {term}`cross-correlation <Cross-correlation>`) by hand, with
+#   {term}`padding <Padding>`, {term}`stride <Stride>`, dilation and pooling, and its backward pass;
 # * work out the output shape, the parameters and the memory of a CNN's
 #   layers, from LeNet-5 to VGG16 and MobileNetV2;
 # * train LeNet-5 and measure, rather than assume, what each modern change,
@@ -312,7 +313,7 @@ print("output:          ", causal(sequence).numpy().ravel())
 print("last input = 100:", causal(changed).numpy().ravel())
 
 # %% [markdown]
-# **Pooling** shrinks feature maps without weights: each output is the maximum
+# **Pooling** shrinks {term}`feature maps <Feature map>` without weights: each output is the maximum
 # (max pooling) or the mean (average pooling) of a small window. A 2×2 pool with
 # stride 2 halves each side and keeps the number of channels, so a VGG-sized
 # 224×224×64 block becomes 112×112×64:
@@ -985,7 +986,7 @@ fig = plots.image_grid(
 # %% [markdown]
 # ## 7. Training LeNet-5
 #
-# We train with Adam and the cross-entropy loss, holding out 15% of the
+# We train with Adam and the {term}`cross-entropy <Cross-entropy>` loss, holding out 15% of the
 # training images for validation; the learning rate starts at 0.005 and decays
 # to zero along a cosine (`course_utils.models.fit_classifier`). Three **callbacks** take care of the
 # bookkeeping: `ModelCheckpoint` saves the best model so far, `EarlyStopping`
@@ -1536,7 +1537,7 @@ fig = plots.embedding_scatter(
 # output, $x \mapsto x + F(x)$: a block only has to learn a correction $F$ to
 # the identity, and a block that has nothing to add can leave $F$ near zero.
 #
-# A skip connection also gives the gradient a direct way back. The derivative
+# A {term}`skip connection <Skip connection>` also gives the gradient a direct way back. The derivative
 # of $x + F(x)$ with respect to $x$ is $I + \partial F/\partial x$, so the
 # gradient arriving at the output of a block reaches its input unchanged, plus
 # whatever flows through the convolutions. In a plain network it has to flow
@@ -1752,9 +1753,9 @@ claims.quoted_from_bench("week1.residual.plain_he_accuracy", 0.70, 0.96, seeds=(
 # higher training error than the shallower ones, while residual networks of
 # the same depths did not degrade. Identity paths make a deep network easier
 # to optimise beyond fixing the size of its gradients at the start, and skip
-# connections have been everywhere since: in the inverted residual blocks of
+# connections have been everywhere since: in the {term}`inverted residual blocks <Inverted residual block>` of
 # MobileNetV2 (week 2), in the ResNet backbones detectors such as RetinaNet
-# are built on (week 3), and, as concatenations rather than sums, in U-Net
+# are built on (week 3), and, as concatenations rather than sums, in {term}`U-Net <U-Net>`
 # (week 4).
 
 # %% [markdown]
@@ -1778,7 +1779,7 @@ claims.quoted_from_bench("week1.residual.plain_he_accuracy", 0.70, 0.96, seeds=(
 #   finite differences tells a right backward pass from a wrong one at once.
 # * Architectures moved their parameters out of dense layers (94% of AlexNet's,
 #   89% of VGG16's) into stacks of small and 1×1 convolutions, which cost less
-#   for the same receptive field.
+#   for the same {term}`receptive field <Receptive field>`.
 # * In a deep plain network with Glorot's initial weights the gradient shrinks
 #   from layer to layer and the network stays at chance; identity skip
 #   connections carry it through. At this depth He's initialisation alone

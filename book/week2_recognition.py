@@ -18,11 +18,11 @@
 # fast, which makes it a good all-purpose feature extractor: its pooled output
 # describes an image with 1,280 numbers, and a single dense layer on top turns
 # them into class scores. We first see where its efficiency comes from
-# (depthwise-separable convolutions and inverted residual blocks), then train
+# (depthwise-separable convolutions and {term}`inverted residual blocks <Inverted residual block>`), then train
 # it on synthetic scenes, from scratch and, where the weights can be
 # downloaded, starting from ImageNet. Along the way: a learning-rate schedule
-# with warm-up, how to read a classifier's mistakes, what class imbalance does
-# to accuracy, and where data augmentation belongs.
+# with {term}`warm-up <Learning-rate warm-up>`, how to read a classifier's mistakes, what class imbalance does
+# to accuracy, and where {term}`data augmentation <Data augmentation>` belongs.
 #
 # Every result on this page is computed by the code above it. Where the text
 # quotes a number about a trained model, it gives the range the benchmark
@@ -37,8 +37,8 @@
 # * explain what depthwise-separable convolutions and inverted residual blocks
 #   save, and count it;
 # * train a classifier four ways (a small CNN and MobileNetV2 from scratch, a
-#   frozen base, fine-tuning) with a warm-up schedule;
-# * read a classifier's mistakes with a confusion matrix, precision and
+#   frozen base, {term}`fine-tuning <Fine-tuning>`) with a warm-up schedule;
+# * read a classifier's mistakes with a confusion matrix, {term}`precision <Precision and recall>` and
 #   recall, and see what class imbalance does to accuracy;
 # * decide where data augmentation belongs, and measure test-time
 #   augmentation.
@@ -149,7 +149,7 @@ for h, k, c_in, c_out in [(112, 3, 32, 64), (28, 3, 128, 128), (7, 3, 512, 1024)
 # * *inverted*: ResNet's bottleneck block (that of ResNet-50 and deeper; the
 #   shallower ResNets use two 3×3 convolutions of one width) is
 #   wide–narrow–wide; here
-#   the skip connection joins the two **narrow** ends, so the tensors that are
+#   the {term}`skip connection <Skip connection>` joins the two **narrow** ends, so the tensors that are
 #   stored between blocks are small;
 # * *linear bottleneck*: the projection has **no** ReLU after it. A ReLU on a
 #   narrow tensor would zero out part of the little information it holds; the
@@ -176,7 +176,7 @@ print("activation after the projection:", "none (linear)" if "block_2_project_re
 fig = rec.plot_block(base, 2, title=f"block 2 of our MobileNetV2 (alpha {ALPHA}, {SIZE}x{SIZE} input)")
 
 # %% [markdown]
-# The block keeps the spatial size (its depthwise convolution has stride 1),
+# The block keeps the spatial size (its depthwise convolution has {term}`stride <Stride>` 1),
 # so input and output have the same shape and can be added. Blocks that halve
 # the resolution (stride 2) or change the number of channels have no skip
 # connection. With `alpha` = 0.35 every block has 35% of the channels of the
@@ -280,7 +280,7 @@ fig.tight_layout()
 #
 # We compare, on the same held-out scenes:
 #
-# 1. a **small custom CNN** (four convolution–pooling stages, `rec.small_cnn`);
+# 1. a **small custom CNN** (four convolution–{term}`pooling <Pooling>` stages, `rec.small_cnn`);
 # 2. **MobileNetV2 from scratch** (random weights, everything trained, with
 #    the extra care described below);
 # 3. **MobileNetV2 with pretrained weights, frozen base**: only the new head
@@ -288,7 +288,7 @@ fig.tight_layout()
 #    extractor;
 # 4. the same, **fine-tuned**: afterwards the top layers of the base are
 #    unfrozen and trained on with a much lower learning rate, while every
-#    BatchNormalization layer stays frozen so the pretrained statistics are
+#    {term}`BatchNormalization <Batch normalisation>` layer stays frozen so the pretrained statistics are
 #    kept.
 #
 # The pretrained weights come from one of two places: ImageNet, 1.2 million
@@ -402,7 +402,7 @@ if imagenet_available:
 # %% [markdown]
 # ### A base pretrained offline, on other shapes
 #
-# Transfer learning needs a base trained on a *source* task with plenty of
+# {term}`Transfer learning <Transfer learning>` needs a base trained on a *source* task with plenty of
 # labels, which we then reuse on our *target* task. ImageNet is the usual
 # source; offline we make our own. The source task is drawn by the same scene
 # generator, with four shapes that never occur in the target task: pentagons,
@@ -918,7 +918,7 @@ claims.quoted_from_bench("week2.tta.gain_without_augmentation_points", 1, 5,
 # MobileNetV2's pooled features of the held-out scenes to 2-D with t-SNE
 # {cite}`vandermaaten2008`: the scenes of each class should gather in their
 # own region if the features separate the classes. Week 5 trains such an
-# embedding directly, without a classification head.
+# {term}`embedding <Embedding>` directly, without a classification head.
 
 # %%
 features = models.feature_extractor(mobilenet, "features").predict(scenes.x_test, verbose=0)
@@ -965,7 +965,7 @@ fig = plots.embedding_scatter(points, scenes.y_test[shown], names, highlight=mob
 #   rare classes without replacing missing data.
 # * Augmentation must keep the label; it helped most when data were scarce,
 #   and placing it in the model or in `tf.data` changed where it runs, not what
-#   it does. Test-time augmentation added a few points more, most to a model
+#   it does. {term}`Test-time augmentation <Test-time augmentation (TTA)>` added a few points more, most to a model
 #   trained without augmentation.
 #
 # This week's exercise has you design the head of a frozen-base classifier,

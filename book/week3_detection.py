@@ -16,10 +16,12 @@
 # A classifier says *what* is in an image. A detector says what is there,
 # *where* (a box around each object) and *how many*. This week we take apart a
 # single-stage detector, RetinaNet {cite}`lin2017focal`: a CNN backbone, a
-# feature pyramid {cite}`lin2017fpn`, a grid of *anchor* boxes at several
-# scales, a classification and a box subnetwork, the focal loss, and
-# non-maximum suppression. We train a small one on synthetic scenes and then
-# evaluate it properly, with precision–recall curves and mean average precision
+# {term}`feature pyramid <Feature pyramid network (FPN)>` {cite}`lin2017fpn`, a grid of *anchor* boxes at several
+# scales, a classification and a box subnetwork, the {term}`focal loss <Focal loss>`, and
+# {term}`non-maximum suppression <Non-maximum suppression (NMS)>`. We train a small
+# one on synthetic scenes and then evaluate it properly, with
+# {term}`precision <Precision and recall>`–recall curves and mean
+# {term}`average precision <Average precision (AP)>`
 # (mAP), and use it to count objects.
 #
 # The model comes from KerasCV; everything specific to it sits in
@@ -30,7 +32,8 @@
 #
 # **After this chapter you can**
 #
-# * compute intersection over union and match anchors to objects;
+# * compute {term}`intersection over union <Intersection over union (IoU)>` and
+#   match {term}`anchors <Anchor box>` to objects;
 # * explain the parts of a one-stage detector: backbone, feature pyramid,
 #   anchors, heads, focal loss, non-maximum suppression;
 # * train a small RetinaNet and evaluate it with precision-recall curves, AP
@@ -38,7 +41,7 @@
 # * use a detector to count objects, and choose its score threshold on held-
 #   out data.
 #
-# **Running time:** between 4.2 and 7.5 minutes at profile `cpu` on a 2-core machine
+# **Running time:** between 5.1 and 7.2 minutes at profile `cpu` on a 2-core machine
 # without a GPU (the benchmark's five run seeds, `week3.chapter.seconds` in
 # `bench/results.json`); seconds at profile `smoke`.
 
@@ -73,7 +76,7 @@ print(config.describe_device())
 
 
 # %% tags=["remove-cell"]
-claims.quoted_from_bench("week3.chapter.seconds", 4.2, 7.5, scale=1 / 60)
+claims.quoted_from_bench("week3.chapter.seconds", 5.1, 7.2, scale=1 / 60)
 
 # %% [markdown]
 # ## 1. Detection: classification and regression over many candidates
@@ -179,9 +182,9 @@ print(f"by hand: 6 / (9 + 9 - 6) = {6 / 12:.3f}, 4 / (9 + 9 - 4) = {4 / 14:.3f}"
 # ## 3. Anchors
 #
 # RetinaNet's candidates are **anchors**: fixed boxes centred on every cell of a
-# feature map. The network predicts, for each anchor, a score per class and four
+# {term}`feature map <Feature map>`. The network predicts, for each anchor, a score per class and four
 # numbers that move and scale the anchor into the predicted box. Anchors exist
-# at several **pyramid levels**: level P$k$ has a stride of $2^k$ pixels, so P3
+# at several **pyramid levels**: level P$k$ has a {term}`stride <Stride>` of $2^k$ pixels, so P3
 # has a cell every 8 pixels and carries small anchors, P5 a cell every 32 pixels
 # and large anchors. Our shapes are nearly as wide as they are tall, so one
 # aspect ratio (1:1) is enough; two scales per level ($1$ and $\sqrt2$ times the
@@ -252,7 +255,7 @@ claims.expect("week3.anchors.background_per_positive", background_per_positive, 
 # The classification subnetwork gives each anchor an independent probability
 # $p$ per class (a sigmoid, not a softmax: background is "no class"). With
 # $p_t$ the probability given to the right answer ($p$ for the true class, $1-p$
-# otherwise), cross-entropy costs $-\log p_t$. The **focal loss** multiplies it
+# otherwise), {term}`cross-entropy <Cross-entropy>` costs $-\log p_t$. The **focal loss** multiplies it
 # by $(1-p_t)^\gamma$, which is close to 0 for anchors the model already gets
 # right with confidence, the *easy* examples:
 #

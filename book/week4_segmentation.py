@@ -16,10 +16,10 @@
 # A classifier gives one answer per image, a detector one box per object. A
 # **segmentation** network answers for every pixel: which class does this pixel
 # belong to? Its output is a mask the size of the image. This week builds the
-# network most often used for it, U-Net {cite}`ronneberger2015`, from its parts:
-# an *encoder* that shrinks the image while it grows the number of feature maps,
+# network most often used for it, {term}`U-Net <U-Net>` {cite}`ronneberger2015`, from its parts:
+# an *encoder* that shrinks the image while it grows the number of {term}`feature maps <Feature map>`,
 # a *bottleneck*, a *decoder* that grows the maps back to the size of the image
-# with transposed convolutions, *skip connections* that hand the decoder the
+# with {term}`transposed convolutions <Transposed convolution>`, *skip connections* that hand the decoder the
 # fine detail the encoder had, and a 1×1 convolution that classifies each pixel.
 #
 # We compute a transposed convolution by hand, train U-Nets for binary and
@@ -33,7 +33,7 @@
 # * build a U-Net from its parts and compute a transposed convolution's output
 #   by hand, and follow the original U-Net's unpadded sizes from 572 to 388;
 # * train it for binary and multi-class masks and score it with IoU and Dice;
-# * measure what the skip connections are worth, over several run seeds;
+# * measure what the {term}`skip connections <Skip connection>` are worth, over several run seeds;
 # * choose a loss for small objects, weight the gaps between touching objects,
 #   and augment images and masks together.
 #
@@ -131,8 +131,8 @@ fig = segmentation.plot_segmentation(train.images, train.masks, class_names=CLAS
 # ## 2. The encoder: smaller maps, more of them
 #
 # `course_utils.segmentation.unet` builds the network. Each encoder level is a
-# block of two 3×3 convolutions (each followed by batch normalisation and a
-# ReLU), then a 2×2 max pooling that halves the height and width. The number
+# block of two 3×3 convolutions (each followed by {term}`batch normalisation <Batch normalisation>` and a
+# ReLU), then a 2×2 max {term}`pooling <Pooling>` that halves the height and width. The number
 # of filters doubles from one level to the next. Below the last level, the
 # bottleneck block works on the smallest maps. With three levels and 8 filters
 # in the first one, a 32×32 image goes through these shapes:
@@ -169,7 +169,7 @@ except ValueError as error:
 #
 # A strided convolution makes a map smaller; a **transposed convolution**
 # makes it larger, and its kernel is learned. One way to compute it: write
-# $s - 1$ zeros between neighbouring inputs (for stride $s$), pad the result
+# $s - 1$ zeros between neighbouring inputs (for {term}`stride <Stride>` $s$), pad the result
 # with $k - 1$ zeros on every side, and run an ordinary convolution with the
 # kernel flipped in both directions. Each input value thereby "stamps" a copy
 # of the kernel, scaled by the value, into the output, and overlapping stamps
@@ -199,7 +199,7 @@ print(f"output size (n - 1) s + k = {segmentation.transposed_conv_output_size(2,
 # stamps overlap. That uneven overlap is a known weakness: with a kernel of 3
 # and a stride of 2, some output pixels receive one stamp, others two or four,
 # so even a constant input and a constant kernel give a chequered output. The
-# U-Net of this course uses a 2×2 kernel with stride 2 ("same" padding): the
+# U-Net of this course uses a 2×2 kernel with stride 2 ("same" {term}`padding <Padding>`): the
 # stamps tile the output without overlapping, each input becomes one 2×2
 # block.
 
@@ -296,7 +296,7 @@ print(f"smallest input that fits three levels: {smallest} pixels, "
 #
 # First the simpler task: every object pixel is 1, whatever its shape. The
 # model has one sigmoid output channel, and we train it with binary
-# cross-entropy plus the Dice loss ($1 -$ soft Dice, computed from the
+# {term}`cross-entropy <Cross-entropy>` plus the Dice loss ($1 -$ soft Dice, computed from the
 # probabilities), a common pairing for masks. Adam's learning rate decays along
 # a cosine (`segmentation.fit_segmenter`).
 
@@ -501,7 +501,7 @@ claims.quoted_from_bench("week4.skips.concat.edge_accuracy", 7.9, 10.6, scale=10
 # positives), and so do the object pixels missed (false negatives); only the
 # background correctly left alone (the true negatives) never enters it. Dice is
 # therefore the F1 score of the object class, the harmonic mean of its
-# precision and recall, and however many background pixels there are, they
+# {term}`precision <Precision and recall>` and recall, and however many background pixels there are, they
 # cannot outweigh a few object pixels. To see the difference, we make scenes of three
 # to six small objects (4 to 7 pixels across; synthetic whatever `DATA_SOURCE` is, because the experiment
 # needs objects of a controlled size) and train the same binary

@@ -24,8 +24,8 @@
 # network is trained on three classes only; the fourth class is kept out of
 # training altogether, to see what the learned distance makes of a class it has
 # never seen. Along the way we look at what the loss does (a similarity matrix
-# and a softmax with a temperature), how kNN turns votes into a confidence, and
-# how the learned embedding compares with raw pixels, with MobileNetV2 features
+# and a softmax with a {term}`temperature <Temperature>`), how kNN turns votes into a confidence, and
+# how the learned {term}`embedding <Embedding>` compares with raw pixels, with MobileNetV2 features
 # and with an ordinary supervised classifier trained on the same images.
 # Last, a denoising autoencoder learns from images without any labels at all:
 # how well it removes noise, and what its latent space is worth for the same
@@ -94,7 +94,7 @@ claims.quoted_from_bench("week5.chapter.seconds", 3.7, 5.2, scale=1 / 60)
 # ## 1. Two ways to learn from labels
 #
 # A **discriminative** classifier, like week 2's MobileNetV2, ends in a softmax
-# layer with one output per class and is trained with cross-entropy: it is
+# layer with one output per class and is trained with {term}`cross-entropy <Cross-entropy>`: it is
 # rewarded for putting probability on the right class. Its features only have to
 # be good enough for the last layer to separate a fixed list of classes. Nothing
 # in that objective says that two images with similar features should look alike,
@@ -164,7 +164,8 @@ fig = plots.image_grid(split.x_reference[show], titles=[names[c] for c in split.
 #
 # `ml.embedding_model` is a small CNN: each image is first standardised (its mean
 # colour removed, its contrast normalised), then three blocks of two 3×3
-# convolutions with batch normalisation and a max pooling, a global average
+# convolutions with {term}`batch normalisation <Batch normalisation>` and a max
+# {term}`pooling <Pooling>`, a global average
 # pooling (the *encoder*, 64 numbers), a dense *projection* to 32 numbers and a
 # division by their length. Every embedding therefore lies on the unit sphere,
 # and the dot product of two embeddings is their **cosine similarity**, between
@@ -665,7 +666,7 @@ claims.record("week5.embedding.train_seconds", embed_seconds)
 #   own softmax, 0.34 to 0.41 on the three classes (this run: between 0.27 and
 #   0.48; kNN on its features is in the table). Sixty images and 600 steps are far too little
 #   for a network of 415 thousand parameters designed for ImageNet and 224-pixel
-#   inputs (on 32 pixels its last feature map is a single pixel). This is the
+#   inputs (on 32 pixels its last {term}`feature map <Feature map>` is a single pixel). This is the
 #   situation in which week 2 used ImageNet weights; without a network they are
 #   out of reach here.
 # * The **supervised CNN**, the same encoder trained with cross-entropy on the
@@ -778,7 +779,7 @@ for r, (row, q) in enumerate(zip(index, queries)):
 # drawn afresh for every batch (`ml.NoisyBatches`); the loss is the mean
 # squared error between the output and the clean image. `ml.denoising_autoencoder`
 # has two 3×3 convolutions with 2×2 max pooling down to an 8×8×16 bottleneck
-# (1,024 numbers for the 3,072 of an image) and two transposed convolutions
+# (1,024 numbers for the 3,072 of an image) and two {term}`transposed convolutions <Transposed convolution>`
 # back up.
 
 # %% tags=["nbval-check-output"]
@@ -862,7 +863,7 @@ fig = plots.image_grid(np.concatenate([split.x_test[panel], noisy_test[panel], d
 # which this page does not test, is the bottleneck: everything the 8×8×16
 # latent cannot hold (fine texture, sharp corners, a small shape's exact
 # outline) would come back smoothed, noisy input or not. A denoising network
-# *without* a bottleneck (week 4's U-Net, whose skip connections carry the
+# *without* a bottleneck (week 4's {term}`U-Net <U-Net>`, whose {term}`skip connections <Skip connection>` carry the
 # full-resolution detail past it) would not have this limit, and training one
 # on the same scenes would test the explanation; but it would also have no
 # small latent to use as an embedding.
@@ -953,7 +954,7 @@ for r, (row, q) in enumerate(zip(latent_index, queries)):
 # embedding, and its colour augmentation, are exactly that knowledge. An
 # autoencoder's latent is a compressed description of the image, not of its
 # class: useful where the task is "find images that look like this one", or
-# as a starting point that a few labels then fine-tune, but no substitute for
+# as a starting point that a few labels then {term}`fine-tune <Fine-tuning>`, but no substitute for
 # the labels when the class is a small part of the picture.
 
 # %% [markdown]
