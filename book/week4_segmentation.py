@@ -37,7 +37,7 @@
 # * choose a loss for small objects, weight the gaps between touching objects,
 #   and augment images and masks together.
 #
-# **Running time:** between 2.1 and 2.9 minutes at profile `cpu` on a 2-core machine
+# **Running time:** between 2.2 and 2.5 minutes at profile `cpu` on a 2-core machine
 # without a GPU (the benchmark's five run seeds, `week4.chapter.seconds` in
 # `bench/results.json`); seconds at profile `smoke`.
 
@@ -77,7 +77,7 @@ print(config.describe_device())
 
 
 # %% tags=["remove-cell"]
-claims.quoted_from_bench("week4.chapter.seconds", 2.1, 2.9, scale=1 / 60)
+claims.quoted_from_bench("week4.chapter.seconds", 2.2, 2.5, scale=1 / 60)
 
 # %% [markdown]
 # ## 1. The task: one label per pixel

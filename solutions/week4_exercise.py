@@ -43,7 +43,6 @@ from course_utils.checks import (
     check_close,
     check_equal,
     check_reached,
-    check_shape,
     diagnose_classifier,
     passed,
 )
@@ -83,31 +82,7 @@ def iou(truth, predicted):
 
 # %%
 # CHECK dice-and-iou points=1
-square = np.zeros((6, 6), int)
-square[1:4, 1:4] = 1            # 9 pixels
-shifted = np.roll(square, 1, axis=1)  # 6 of them overlap
-# |T| = |P| = 9, |T and P| = 6, |T or P| = 12.
-check_close(dice(square, shifted), 2 * 6 / 18, "dice of a 3x3 square and its copy moved one pixel",
-            mistakes={"Dice has a factor 2: 2 |T and P| / (|T| + |P|).": 6 / 18,
-                      "that is the IoU (intersection over union); Dice divides 2 |T and P| by |T| + |P|.": 6 / 12})
-check_close(iou(square, shifted), 6 / 12, "iou of a 3x3 square and its copy moved one pixel",
-            mistakes={"the union subtracts the intersection twice: |T or P| = |T| + |P| - |T and P|.": 6 / 6,
-                      "you divided by |T| + |P|, which counts the overlap twice: divide by the union.": 6 / 18,
-                      "that is the Dice coefficient; IoU divides |T and P| by the union |T or P|.": 2 * 6 / 18})
-check_close(dice(square, square), 1.0, "dice of a mask with itself")
-empty = np.zeros((5, 5), int)
-nothing_to_get_wrong = {"two empty masks agree perfectly: return 1.0 when the denominator is 0.": 0.0,
-                        "0 / 0 gives nan: test for two empty masks first and return 1.0.": lambda v: np.isnan(v)}
-check_close(dice(empty, empty), 1.0, "dice of two empty masks", mistakes=nothing_to_get_wrong)
-check_close(iou(empty, empty), 1.0, "iou of two empty masks", mistakes=nothing_to_get_wrong)
-check_close(iou(square, np.zeros_like(square)), 0.0, "iou of a mask and an empty prediction")
-for _ in range(5):
-    truth, predicted = rng.random((2, 16, 16)) < rng.uniform(0.05, 0.6, size=(2, 1, 1))
-    check_close(iou(truth, predicted), segmentation.per_class_iou(truth, predicted, 2)[1],
-                "iou against course_utils.segmentation.per_class_iou on random masks")
-    check_close(dice(truth, predicted), float(segmentation.dice_coefficient(
-        truth[None].astype(np.float32), predicted[None, ..., None].astype(np.float32), smooth=0.0)),
-        "dice against course_utils.segmentation.dice_coefficient on random masks")
+exercise_checks.week4_dice_and_iou(dice, iou, rng)
 passed("Dice and IoU")
 
 # %%
@@ -219,32 +194,7 @@ def build_unet(input_shape=(32, 32, 3), num_classes=3, filters=(8, 16, 32, 64)):
 
 # %%
 # CHECK u-net points=2
-try:
-    unet_model = build_unet((32, 32, 3), 3)
-except Exception as error:  # a Concatenate of maps of different sizes fails while the model is built
-    raise AssertionError(f"build_unet((32, 32, 3), 3) failed: {error}. If the Concatenate layer complains about its "
-                         "input shapes, an up-sampling does not exactly double the size of its input: compute its "
-                         "output with transposed_output_size for your kernel, stride and padding.") from None
-check(isinstance(unet_model, keras.Model), f"build_unet must return a keras Model, got {type(unet_model).__name__}")
-for up in [layer for layer in unet_model.layers if isinstance(layer, layers.Conv2DTranspose)]:
-    kernel, stride = up.kernel_size[0], up.strides[0]
-    check(kernel >= stride, f"{up.name}: kernel {kernel} with stride {stride} leaves gaps: "
-                            f"of every {stride} x {stride} output pixels only {kernel * kernel} receive an input, "
-                            "the others only the bias. Requirement 2 needs every pixel reached.")
-    uneven = ", unevenly: some pixels sum more of them than others" if kernel % stride else ""
-    check(kernel == stride, f"{up.name}: kernel {kernel} with stride {stride} overlaps: neighbouring kernel positions "
-                            f"share output pixels{uneven}. Requirement 2 needs exactly one position per pixel: a "
-                            "kernel as large as the stride.")
-check_equal(unet_model.count_params(), 121_899, "number of parameters of the U-Net",
-            mistakes={"the convolutions followed by batch normalisation have biases: use_bias=False (the "
-                      "normalisation's beta replaces them).": 121_899 + 2 * (8 + 16 + 32) * 2 + 2 * 64,
-                      "batch normalisation is missing after some convolutions (or has no scale and offset).":
-                          lambda n: 100_000 < n < 121_899})
-check_shape(unet_model.predict(np.zeros((2, 32, 32, 3)), verbose=0), (2, 32, 32, 3), "predictions for 2 images")
-pools = [layer for layer in unet_model.layers if isinstance(layer, layers.MaxPooling2D)]
-check_equal(len(pools), 3, "number of max-pooling layers")
-check_close(unet_model.predict(rng.random((1, 32, 32, 3)), verbose=0).sum(axis=-1), np.ones((1, 32, 32)),
-            "the class probabilities of every pixel sum to 1")
+unet_model = exercise_checks.week4_unet(build_unet, rng)
 passed("U-Net")
 
 # %%
@@ -288,22 +238,7 @@ def build_small_unet(input_shape=(32, 32, 3), num_classes=3):
 # %%
 # CHECK budget points=2
 predictions.week4_half_unet(predicted_half_params)
-small = build_small_unet((32, 32, 3), 3)
-check(isinstance(small, keras.Model), f"build_small_unet must return a keras Model, got {type(small).__name__}")
-parameters = small.count_params()
-print(f"your small U-Net: {parameters:,} parameters")
-check(parameters <= 40_000, f"the small U-Net has {parameters:,} parameters; the budget is 40,000.")
-check_equal(len([layer for layer in small.layers if isinstance(layer, layers.MaxPooling2D)]), 3,
-            "2x2 poolings of the small U-Net (three levels)",
-            mistakes={"removing a level saves parameters but shrinks the receptive field; keep three levels and "
-                      "save elsewhere (fewer filters).": lambda n: n < 3})
-check_equal(len([layer for layer in small.layers if isinstance(layer, layers.Concatenate)]), 3,
-            "skip connections (Concatenate layers) of the small U-Net",
-            mistakes={"the skip connections cost few parameters and carry the fine detail of the encoder to the "
-                      "decoder: keep all three.": lambda n: n < 3})
-check_shape(small.predict(np.zeros((2, 32, 32, 3)), verbose=0), (2, 32, 32, 3), "the small U-Net's predictions")
-check_close(small.predict(rng.random((1, 32, 32, 3)), verbose=0).sum(axis=-1), np.ones((1, 32, 32)),
-            "the class probabilities of every pixel sum to 1 (small U-Net)")
+exercise_checks.week4_budget(build_small_unet, rng)
 passed("U-Net on a budget")
 
 # %% [markdown]

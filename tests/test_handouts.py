@@ -40,6 +40,9 @@ WEEKS = {
         exercise_checks.week3_ap,
     ],
     "week4_exercise": [
+        exercise_checks.week4_dice_and_iou,
+        exercise_checks.week4_unet,
+        exercise_checks.week4_budget,
         predictions.week4_half_unet,
         exercise_checks.week4_transposed_convolution_sizes,
         predictions.week4_bottleneck_receptive_field,

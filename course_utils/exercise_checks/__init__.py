@@ -30,9 +30,12 @@ from course_utils.exercise_checks.week3 import (
     week3_nms,
 )
 from course_utils.exercise_checks.week4 import (
+    week4_budget,
+    week4_dice_and_iou,
     week4_loss_verdict,
     week4_soft_dice_loss,
     week4_transposed_convolution_sizes,
+    week4_unet,
 )
 from course_utils.exercise_checks.week5 import (
     week5_class_softmax_loss,
