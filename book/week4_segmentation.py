@@ -265,18 +265,21 @@ print(f"residual blocks (a 1x1 shortcut in each block): {residual.count_params()
 # %% tags=["nbval-check-output"]
 original_sizes = segmentation.valid_unet_sizes(572, depth=4)
 original = segmentation.valid_unet(572, depth=4)
-keras_sides = {name.split("_")[0]: shape[0] for name, shape in segmentation.level_shapes(original)}
+keras_sides = {name.split("_")[0]: shape[0]
+               for name, shape in segmentation.level_shapes(original)}
 print(f"{'stage':<11} {'side':>5} {'in Keras':>9}")
 for stage, side in original_sizes:
     print(f"{stage:<11} {side:>5} {keras_sides[stage]:>9}")
-assert all(keras_sides[stage] == side for stage, side in original_sizes), "the arithmetic must match Keras"
+matches = all(keras_sides[stage] == side for stage, side in original_sizes)
+assert matches, "the arithmetic must match Keras"
 output_side = original_sizes[-1][1]
-print(f"572 pixels in, {output_side} out: {(572 - output_side) // 2} pixels of context on each side")
+print(f"572 pixels in, {output_side} out: "
+      f"{(572 - output_side) // 2} pixels of context on each side")
 tiles = [n for n in segmentation.valid_unet_input_sizes(620) if n >= 500]
+print("tiles of 500 to 620 pixels that fit:", *tiles)
 smallest = segmentation.valid_unet_input_sizes(200, depth=3)[0]
-print(f"inputs from 500 to 620 pixels that fit four levels: {tiles}")
-print(f"smallest input that fits three levels: {smallest} pixels, "
-      f"giving {segmentation.valid_unet_sizes(smallest, depth=3)[-1][1]} out")
+smallest_out = segmentation.valid_unet_sizes(smallest, depth=3)[-1][1]
+print(f"smallest input for three levels: {smallest} pixels, {smallest_out} out")
 
 # %% [markdown]
 # The output, 388 pixels across in the paper's figure and here, is smaller than
@@ -561,15 +564,20 @@ for loss, found in loss_results.items():
 # %% tags=["nbval-check-output"]
 discs = segmentation.touching_discs(64, radius=9, gap=2)
 disc_weights = segmentation.border_weight_map(discs, w0=10.0, sigma=5.0)
-distances = np.sort([ndimage.distance_transform_edt(discs != k) for k in range(1, discs.max() + 1)], axis=0)
+distances = np.sort([ndimage.distance_transform_edt(discs != k)
+                     for k in range(1, discs.max() + 1)], axis=0)
 background = discs == 0
-in_gaps = background & (distances[1] <= 3)  # within 3 pixels of two discs
-far_out = background & (distances[0] >= 8)  # 8 pixels or more from every disc
-gap_weight, far_weight = np.median(disc_weights[in_gaps]), disc_weights[far_out].max()
-print(f"{discs.max()} discs; background weight in the gaps between two discs: median {gap_weight:.1f}; "
-      f"8 or more pixels from every disc: at most {far_weight:.2f}; inside a disc: {disc_weights[discs > 0].max():.2f}")
-assert 7 < gap_weight / far_weight < 9, "the text says a gap pixel counts about eight times one in the open"
-fig = segmentation.plot_weight_map(discs, disc_weights, title="the original U-Net's weights, w0 = 10, sigma = 5")
+in_gaps = background & (distances[1] <= 3)  # within 3 px of two discs
+far_out = background & (distances[0] >= 8)  # 8 px or more from every disc
+gap_weight = np.median(disc_weights[in_gaps])
+far_weight = disc_weights[far_out].max()
+print(f"{discs.max()} discs; background in the gaps between two discs: "
+      f"median weight {gap_weight:.1f}")
+print(f"8 or more pixels from every disc: at most {far_weight:.2f}; "
+      f"inside a disc: {disc_weights[discs > 0].max():.2f}")
+assert 7 < gap_weight / far_weight < 9, "the text says about eight times"
+fig = segmentation.plot_weight_map(
+    discs, disc_weights, title="the original U-Net's weights, w0 = 10, sigma = 5")
 
 # %% [markdown]
 # The bright lines in the right panel are the gaps: a background pixel there
