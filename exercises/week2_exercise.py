@@ -193,10 +193,9 @@ passed("diagnosis")
 #
 # * make the base trainable, then freeze again every layer of the base except
 #   the last `top_layers` ones;
-# * guard against the failure you diagnosed (in Keras 3, setting `trainable =
-#   False` on a layer is the one switch that holds during `fit`; the older
-#   recipe of calling the base with `training=False` is overridden by `fit`,
-#   keras-team/keras#20285);
+# * guard against the failure you diagnosed (in Keras 3, what holds during
+#   `fit` is a layer's own `trainable` setting: an argument passed when the base
+#   is called, as older tutorials do, is overridden, keras-team/keras#20285);
 # * compile the model again with Adam at `learning_rate`, the sparse
 #   categorical cross-entropy (as a string or a Keras loss object, matching the
 #   softmax output) and the accuracy metric (the new `trainable` settings take

@@ -280,8 +280,8 @@ passed("receptive-field prediction")
 #   whose channel 1 is the probability of "object";
 # * it returns one number, $1 - (2\,\sum t\,p + 1) / (\sum t + \sum p + 1)$,
 #   where $t$ is the truth, $p$ the object probability, and the sums run over
-#   every pixel of the whole batch. The 1 in both places keeps a batch without
-#   objects defined.
+#   every pixel of the whole batch. The 1 in both places keeps the loss defined
+#   when a batch has no object pixels, true or predicted (it is then 0).
 #
 # Then train your `build_unet((32, 32, 3), 2)` on `tiny_train` once with
 # cross-entropy (`"sparse_categorical_crossentropy"`) and once with your loss,
@@ -290,7 +290,7 @@ passed("receptive-field prediction")
 # of `tiny_test`'s objects the model found (at least half of an object's
 # pixels predicted). Store the shares in a dictionary `found`: the key
 # `"ce"` and the key `"dice"`, each with a list of three shares, in the
-# order of `SEEDS`. (Six short trainings: about half a minute on a laptop.)
+# order of `SEEDS`. (Six short trainings: under a minute on a laptop.)
 
 # %%
 tiny_args = dict(size=32, objects=(3, 6), object_size=(4, 7))
