@@ -53,7 +53,7 @@ def dice_coefficient(y_true, y_pred, smooth: float = 1.0):
 
 def _dice_coefficient(y_true, y_pred, smooth: float = 1.0):
     # What the losses call: the grader withholds dice_coefficient from week 4's exercise, where it is a blank's
-    # answer, and a student may still train with DiceLoss there (course_utils.grading.withheld).
+    # answer, and a student may still train with CrossEntropyDiceLoss there (course_utils.grading.withheld).
     t, p = _one_hot_pair(y_true, y_pred)
     axes = tuple(range(len(t.shape) - 1))
     intersection = ops.sum(t * p, axis=axes)
