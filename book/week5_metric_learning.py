@@ -47,7 +47,7 @@
 #   supervised classifier;
 # * train a denoising autoencoder without labels and judge its latent space.
 #
-# **Running time:** between 3.7 and 5.2 minutes at profile `cpu` on a 2-core machine
+# **Running time:** between 3.9 and 4.3 minutes at profile `cpu` on a 2-core machine
 # without a GPU (the benchmark's five run seeds, `week5.chapter.seconds` in
 # `bench/results.json`); seconds at profile `smoke`.
 
@@ -88,7 +88,7 @@ print(config.describe_device())
 
 
 # %% tags=["remove-cell"]
-claims.quoted_from_bench("week5.chapter.seconds", 3.7, 5.2, scale=1 / 60)
+claims.quoted_from_bench("week5.chapter.seconds", 3.9, 4.3, scale=1 / 60)
 
 # %% [markdown]
 # ## 1. Two ways to learn from labels

@@ -174,6 +174,21 @@ class Profile:
         return self.name
 
 
+def sharp_figures() -> bool:
+    """Have a Jupyter kernel show matplotlib figures as PNGs of twice the pixels, displayed at the same size
+    (IPython's "retina" format), so that they stay sharp on high-resolution screens and in the book. Returns
+    whether there was a kernel to set; :func:`setup` calls it."""
+    try:
+        from IPython import get_ipython
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:
+        return False
+    if get_ipython() is None:
+        return False
+    set_matplotlib_formats("retina")
+    return True
+
+
 def setup(profile: str | None = None, seed: int = 0, data_source: str = "scenes") -> Profile:
     """Resolve the profile, seed every random generator, set precision and devices, quieten TensorFlow's logs.
 
@@ -193,6 +208,7 @@ def setup(profile: str | None = None, seed: int = 0, data_source: str = "scenes"
 
     quiet_tensorflow()
     quiet_progress_bars()
+    sharp_figures()
     keep_freed_memory()
     name = resolve_profile(profile)
     seed_everything(1000 * seed)

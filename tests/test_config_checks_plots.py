@@ -290,3 +290,7 @@ def test_a_target_missed_says_what_was_reached_and_asks_for_the_diagnosis_only_t
     )
     with pytest.raises(AssertionError, match=r"reaches 0\.500; at least 0\.90 is needed\.$"):
         checks.check_reached(0.5, 0.9, "the accuracy", lambda: None)
+
+
+def test_sharp_figures_needs_a_kernel():
+    assert config.sharp_figures() is False  # plain Python: nothing to set, nothing raised

@@ -67,6 +67,14 @@ def test_chapter_executes_at_smoke_profile(smoke_chapter, name):
         if c.cell_type == "code"
         for o in c.outputs
     ), "no figure was drawn"
+    soft = [
+        o.metadata
+        for c in notebook.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.output_type == "display_data" and "image/png" in o.data and "width" not in o.metadata.get("image/png", {})
+    ]
+    assert not soft, f"figures drawn at 1x (config.sharp_figures shows them at 2x): {soft[:3]}"
     stray = [
         o.data["text/plain"][:80]
         for c in notebook.cells

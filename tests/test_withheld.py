@@ -48,6 +48,20 @@ DELEGATES = {
         extra=None,
         withheld={"precision-and-recall": "confusion", "both-modes": "accuracy_in_both_modes"},
         full={"prediction", "frozen-base-with-a-new-head", "fine-tuning-set-up"},
+        # A mistake only the model the student's function changed can show: the grader must hand it back.
+        wrong=dict(
+            replace={
+                "def accuracy_in_both_modes(": (
+                    "def accuracy_in_both_modes(model, images, labels):\n"
+                    "    training = keras.ops.convert_to_numpy(model(images, training=True)).argmax(axis=1)\n"
+                    "    inference = keras.ops.convert_to_numpy(model(images, training=False)).argmax(axis=1)\n"
+                    "    labels = np.asarray(labels)\n"
+                    "    return float(np.mean(training == labels)), float(np.mean(inference == labels))\n"
+                )
+            },
+            question="both-modes",
+            phrase="averages have moved",
+        ),
     ),
     "week3_exercise": dict(
         replace={
@@ -186,6 +200,8 @@ def graded(request, root, tmp_path_factory):
         "delegates": delegating(root, week, case["replace"], case["blank"], case["extra"]),
         "blank": handout(root, week),
     }
+    if "wrong" in case:
+        notebooks["wrong"] = delegating(root, week, case["wrong"]["replace"], case["blank"], None)
     for name, notebook in notebooks.items():
         (folder / f"{name}.ipynb").write_text(nbformat.writes(notebook))
     cli.grade(week, folder, out, root=root, workers=1, settings=SETTINGS, progress=False)
@@ -380,3 +396,13 @@ def test_the_visible_check_leaves_a_function_of_the_students_own_alone():
     )
     check_own_work(own, detection.iou_matrix, "iou")
     check_own_work(object(), detection.iou_matrix, "iou")  # the judge's stand-in for a function of the kernel
+
+
+def test_a_mistake_seen_in_the_model_the_student_changed_loses_its_points(graded):
+    week, loaded, rows, feedback, _ = graded
+    if "wrong" not in DELEGATES[week]:
+        pytest.skip(f"{week} has no such case")
+    wrong = DELEGATES[week]["wrong"]
+    text = sections(feedback["wrong"])[wrong["question"]]
+    assert float(rows["wrong"][wrong["question"]]) == 0 and wrong["phrase"] in text, text
+    assert float(rows["wrong"]["diagnosis"]) == loaded.questions["diagnosis"]
