@@ -554,7 +554,9 @@ for loss, found in loss_results.items():
 # of background between them is wrong, and cross-entropy barely notices. The
 # original U-Net therefore weights each pixel's cross-entropy with a map
 # computed from the true masks,
-# $w(x) = w_c(x) + w_0 \exp\left(-(d_1(x) + d_2(x))^2 / 2\sigma^2\right)$,
+#
+# $$w(x) = w_c(x) + w_0 \exp\left(-\frac{(d_1(x) + d_2(x))^2}{2\sigma^2}\right),$$
+#
 # where $w_c$ balances the class frequencies and $d_1$, $d_2$ are a pixel's
 # distances to the nearest and to the second-nearest object; the paper sets
 # $w_0 = 10$ and $\sigma \approx 5$ pixels. `segmentation.border_weight_map`

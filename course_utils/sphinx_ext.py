@@ -176,7 +176,7 @@ def _drop_duplicate_scripts(app, pagename, templatename, context, doctree):
 
 PAGE_STYLE = (
     "<style>.bd-article code.literal span.pre { white-space: pre-wrap; overflow-wrap: anywhere; }"
-    " .bd-article img { height: auto; }</style>"
+    " .bd-article img { height: auto !important; }</style>"
 )
 """Inline code in the text may break anywhere, rather than widen a narrow page; a figure narrowed to a phone's
 width keeps its proportions (the 2x figures carry their display width and height)."""

@@ -135,8 +135,15 @@ def test_a_page_fits_a_phone_without_scrolling_sideways(site, browser, doc):
     page = browser.new_page(viewport={"width": 400, "height": 900})
     page.goto(f"{site}/{doc}.html", wait_until="load")
     width = page.evaluate("document.documentElement.scrollWidth")
+    # Figures narrowed to the phone keep their proportions (the 2x figures carry a width and a height).
+    squeezed = page.eval_on_selector_all(
+        ".bd-article img",
+        "els => els.filter(e => e.naturalWidth && e.clientWidth && Math.abs("
+        "e.clientHeight / e.clientWidth - e.naturalHeight / e.naturalWidth) > 0.02).map(e => e.src)",
+    )
     page.close()
     assert width <= 400, f"{doc} is {width} px wide at a 400-px viewport"
+    assert not squeezed, f"{doc}: figures squeezed out of proportion at 400 px: {squeezed}"
 
 
 def test_a_page_shows_one_search_field(site, browser):
