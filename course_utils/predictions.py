@@ -284,3 +284,60 @@ def week5_clustered_loss(predicted_clustered_loss) -> None:
             "the softmax runs over the 48 positives of the batch, not over the 3 classes.": np.log(3),
         },
     )
+
+
+def week5_threshold_direction(predicted_direction, embedder, validation) -> None:
+    """Whether the threshold of lowest cost, a false accept costing five false rejects, lies above, below or at the
+    threshold of fewest errors, on the pairs of the ``validation`` scenes embedded by ``embedder``."""
+    from course_utils import metric_learning  # on use: the other weeks' questions do not need it
+    from course_utils.exercise_checks import week5
+
+    if predicted_direction not in ("higher", "lower", "the same"):
+        raise AssertionError(f"predicted_direction is 'higher', 'lower' or 'the same', got {predicted_direction!r}.")
+    similarities, same = metric_learning.all_pairs(
+        metric_learning.embed(embedder, validation.images), validation.labels
+    )
+    by_cost = week5._cheapest_threshold(similarities, same, week5.FALSE_ACCEPT_COST)
+    by_errors = week5._cheapest_threshold(similarities, same, 1)
+    actual = "higher" if by_cost > by_errors else "lower" if by_cost < by_errors else "the same"
+    check_prediction(
+        predicted_direction,
+        actual,
+        "the threshold of lowest cost, against the one of fewest errors",
+        f"On your validation pairs the fewest errors come at {by_errors:.3f} and the lowest cost at {by_cost:.3f}. "
+        "Raising the threshold trades false accepts for false rejects; when a false accept costs five, the trade "
+        "pays for longer, so the cheapest threshold can only be as high or higher (the same only when no pair "
+        "lies between the two).",
+        mistakes={
+            "a lower threshold accepts MORE pairs, so more false accepts, the expensive error.": "lower",
+            "the cost counts a false accept five times, so the best trade between the two errors moves.": "the same",
+        },
+    )
+
+
+def week1_mirror_tta(predicted_effect, lenet, digits) -> None:
+    """Whether averaging LeNet-5's predictions over horizontally mirrored copies (8 copies) raises, lowers or leaves
+    its test accuracy on the digits (within a point), measured on the trained ``lenet``."""
+    from course_utils.exercise_checks import week1  # on use: the other weeks' questions do not need it
+
+    if predicted_effect not in ("higher", "lower", "the same"):
+        raise AssertionError(f"predicted_effect is 'higher', 'lower' or 'the same', got {predicted_effect!r}.")
+    mirror = keras.Sequential([layers.RandomFlip("horizontal", seed=0)])
+    plain, averaged = week1.tta_accuracies(lenet, mirror, digits)
+    change = averaged - plain
+    actual = "higher" if change > 0.01 else "lower" if change < -0.01 else "the same"
+    check_prediction(
+        predicted_effect,
+        actual,
+        "the test accuracy with mirrored copies averaged in",
+        f"Alone LeNet-5 scores {plain:.3f}; averaged with mirrored copies, {averaged:.3f}. A mirrored 3 or 7 is "
+        "no digit at all: those copies show the network shapes it never learnt, "
+        "and their votes pull the average away from the right class. Test-time augmentation helps only with "
+        "transformations that keep the class.",
+        mistakes={
+            "more copies help only when each copy still shows the same digit: does a mirrored 3 or 7?": "higher",
+            "the mirrored copies are not ignored: they carry as much weight in the average as the image itself.": (
+                "the same"
+            ),
+        },
+    )

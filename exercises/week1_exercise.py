@@ -24,7 +24,7 @@
 # 2. Output sizes and parameter counts
 # 3. LeNet-5
 # 4. Training LeNet-5 to at least 95% test accuracy
-# 5. Test-time augmentation
+# 5. Test-time augmentation, and which augmentation to average over
 # 6. The backward pass of the cross-correlation, with a gradient check
 #
 # When a check fails on an answer that a common mistake produces, its message
@@ -206,7 +206,7 @@ check_reached(
 passed("training")
 
 # %% [markdown]
-# ## 5. Test-time augmentation
+# ## 5. Test-time augmentation, and which augmentation to average over
 #
 # Write `tta_predict(model, images, augment, copies)`: the class probabilities
 # averaged over `copies` versions of each image, where the first version is the
@@ -229,6 +229,40 @@ def mirror(images, training=False):
 some = digits.x_test[:20]
 exercise_checks.week1_tta(tta_predict, lenet, some, mirror)
 passed("test-time augmentation")
+
+# %% [markdown]
+# **Which augmentation?** Test-time augmentation averages the predictions of
+# transformed copies of an image, so it can only help if every copy still shows
+# what the image shows.
+#
+# First predict: averaged over 8 copies, the first the image itself and the
+# others mirrored left to right at random (`layers.RandomFlip("horizontal")`),
+# is LeNet-5's test accuracy `"higher"`, `"lower"` or `"the same"` (within a
+# point) as without the copies?
+
+# %%
+raise NotImplementedError("Blank 12 of week1_exercise is not filled in yet: replace this line with your code.")
+
+# %%
+# CHECK mirror-prediction points=1
+predictions.week1_mirror_tta(predicted_effect, lenet, digits)
+
+# %% [markdown]
+# **Your decision:** choose `tta_augment`, a `keras.Sequential` of Keras'
+# random layers (`RandomTranslation`, `RandomRotation`, `RandomZoom`,
+# `RandomFlip`, `RandomContrast`, ...) for test-time augmentation of these
+# digits. It must change the images, and averaging over 8 copies must cost at
+# most 2 points of test accuracy. Decide from what a handwritten digit can
+# undergo and stay the same digit, not by trying candidates on the test set:
+# choosing on the test set makes its accuracy an optimistic estimate.
+
+# %%
+raise NotImplementedError("Blank 13 of week1_exercise is not filled in yet: replace this line with your code.")
+
+# %%
+# CHECK tta-augmentation points=2
+exercise_checks.week1_tta_augmentation(tta_augment, lenet, digits)
+passed("the augmentation for test-time augmentation")
 
 # %% [markdown]
 # ## 6. The backward pass of the cross-correlation
@@ -267,7 +301,7 @@ passed("test-time augmentation")
 
 # %%
 # Your prediction: the input rows (first, last) and columns (first, last) that output (1, 2) depends on.
-raise NotImplementedError("Blank 12 of week1_exercise is not filled in yet: replace this line with your code.")
+raise NotImplementedError("Blank 14 of week1_exercise is not filled in yet: replace this line with your code.")
 
 # %%
 # CHECK reach points=1
@@ -277,7 +311,7 @@ passed("reach prediction")
 
 # %%
 def correlate2d_backward(x, kernel, grad_y, padding=0, stride=1):
-    raise NotImplementedError("Blank 13 of week1_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 15 of week1_exercise is not filled in yet: replace this line with your code.")
 
 
 # %%

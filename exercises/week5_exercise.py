@@ -26,10 +26,12 @@
 # 4. The kNN majority vote
 # 5. Training an embedding network
 # 6. Choosing k on a validation split, and reaching 90% test accuracy
+# 7. Verification: a similarity threshold when one error costs more
 #
 # When a check fails on an answer that a common mistake produces, its message
-# names the mistake ("Likely cause: ..."). Parts 2 and 3 start with a
-# prediction; in part 3 the target of the loss is yours to decide.
+# names the mistake ("Likely cause: ..."). Parts 2, 3 and 7 start with a
+# prediction; in part 3 the target of the loss is yours to decide, in part 7 how
+# to find the threshold.
 
 # %% tags=["parameters"]
 PROFILE = None
@@ -259,6 +261,76 @@ print(f"best k on the validation set: {best_k}; test accuracy: {test_accuracy:.3
 check(on_test[best_k] >= 0.9,
       f"kNN on your embedding reaches {on_test[best_k]:.3f} test accuracy; at least 0.9 is needed.")
 passed("choosing k and test accuracy")
+
+# %% [markdown]
+# ## 7. Verification: a similarity threshold when one error costs more
+#
+# A verification system answers a yes-or-no question about a *pair* of images:
+# do they show the same class? It accepts the pair when the cosine similarity of
+# their embeddings is at least a threshold. It can be wrong in two ways: a
+# **false accept** (a pair of different classes accepted, an impostor let in)
+# and a **false reject** (a pair of the same class refused). Here a false accept
+# costs five false rejects: the cost of a threshold on a set of pairs is
+# `5 * false_accepts + false_rejects`.
+#
+# The cell below gives every pair of the validation set and of the test set
+# (each pair once): `validation_similarities` and `validation_same` (True for a
+# pair of the same class), and the same for the test set.
+#
+# First write `pair_errors(similarities, same, threshold)`: the number of false
+# accepts and the number of false rejects, as a tuple, when every pair whose
+# similarity is at least `threshold` is accepted.
+
+# %%
+validation_similarities, validation_same = ml.all_pairs(validation_embeddings, validation.labels)
+test_similarities, test_same = ml.all_pairs(test_embeddings, test.labels)
+print(f"{len(validation_same)} validation pairs, {validation_same.sum()} of them of the same class")
+
+
+# %%
+def pair_errors(similarities, same, threshold):
+    raise NotImplementedError("Blank 9 of week5_exercise is not filled in yet: replace this line with your code.")
+
+
+# %%
+# CHECK pair-errors points=1
+exercise_checks.week5_pair_errors(pair_errors, rng)
+passed("pair_errors")
+
+# %% [markdown]
+# **Predict before you search.** Compare two thresholds: the one with the
+# lowest cost (a false accept counting five) and the one with the fewest errors
+# (both kinds counting one). Is the cheapest threshold `"higher"`, `"lower"` or
+# `"the same"`?
+
+# %%
+raise NotImplementedError("Blank 10 of week5_exercise is not filled in yet: replace this line with your code.")
+
+# %%
+# CHECK threshold-prediction points=1
+predictions.week5_threshold_direction(predicted_direction, embedder, validation)
+
+# %% [markdown]
+# Now choose `threshold`, the one this system will use, so that its cost is as
+# low as you can make it; how you search is yours to decide. Then report what the
+# system will do on pairs it has never seen: `test_false_accept_rate`, the share
+# of the test set's pairs of different classes that it accepts, and
+# `test_false_reject_rate`, the share of its pairs of the same class that it
+# refuses.
+
+# %%
+raise NotImplementedError("Blank 11 of week5_exercise is not filled in yet: replace this line with your code.")
+
+# %%
+# CHECK threshold points=3
+exercise_checks.week5_threshold(threshold, embedder, validation, test)
+check_close([test_false_accept_rate, test_false_reject_rate],
+            exercise_checks.week5_test_rates(threshold, embedder, test),
+            "test_false_accept_rate and test_false_reject_rate at your threshold",
+            mistakes={"the two rates are swapped.": exercise_checks.week5_test_rates(threshold, embedder, test)[::-1]})
+print(f"on the test pairs: {test_false_accept_rate:.2%} of the impostors accepted, "
+      f"{test_false_reject_rate:.2%} of the genuine pairs refused")
+passed("threshold")
 
 # %% [markdown]
 # Done: every check above passed.

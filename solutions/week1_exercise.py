@@ -21,7 +21,7 @@
 # 2. Output sizes and parameter counts
 # 3. LeNet-5
 # 4. Training LeNet-5 to at least 95% test accuracy
-# 5. Test-time augmentation
+# 5. Test-time augmentation, and which augmentation to average over
 # 6. The backward pass of the cross-correlation, with a gradient check
 #
 # When a check fails on an answer that a common mistake produces, its message
@@ -277,7 +277,7 @@ check_reached(
 passed("training")
 
 # %% [markdown]
-# ## 5. Test-time augmentation
+# ## 5. Test-time augmentation, and which augmentation to average over
 #
 # Write `tta_predict(model, images, augment, copies)`: the class probabilities
 # averaged over `copies` versions of each image, where the first version is the
@@ -317,6 +317,49 @@ check_close(
     "tta_predict (hidden) against the reference",
 )
 ### END HIDDEN TESTS
+
+# %% [markdown]
+# **Which augmentation?** Test-time augmentation averages the predictions of
+# transformed copies of an image, so it can only help if every copy still shows
+# what the image shows.
+#
+# First predict: averaged over 8 copies, the first the image itself and the
+# others mirrored left to right at random (`layers.RandomFlip("horizontal")`),
+# is LeNet-5's test accuracy `"higher"`, `"lower"` or `"the same"` (within a
+# point) as without the copies?
+
+# %%
+### BEGIN SOLUTION
+predicted_effect = "lower"
+### END SOLUTION
+
+# %%
+# CHECK mirror-prediction points=1
+predictions.week1_mirror_tta(predicted_effect, lenet, digits)
+
+# %% [markdown]
+# **Your decision:** choose `tta_augment`, a `keras.Sequential` of Keras'
+# random layers (`RandomTranslation`, `RandomRotation`, `RandomZoom`,
+# `RandomFlip`, `RandomContrast`, ...) for test-time augmentation of these
+# digits. It must change the images, and averaging over 8 copies must cost at
+# most 2 points of test accuracy. Decide from what a handwritten digit can
+# undergo and stay the same digit, not by trying candidates on the test set:
+# choosing on the test set makes its accuracy an optimistic estimate.
+
+# %%
+### BEGIN SOLUTION
+tta_augment = keras.Sequential(
+    [
+        layers.RandomTranslation(0.05, 0.05, fill_mode="constant"),  # a pixel or two: still the same digit
+        layers.RandomRotation(0.02, fill_mode="constant"),  # about 7 degrees: handwriting leans that much
+    ]
+)
+### END SOLUTION
+
+# %%
+# CHECK tta-augmentation points=2
+exercise_checks.week1_tta_augmentation(tta_augment, lenet, digits)
+passed("the augmentation for test-time augmentation")
 
 # %% [markdown]
 # ## 6. The backward pass of the cross-correlation

@@ -254,6 +254,39 @@ def test_week1_tta_mistakes_are_named(case):
     fails(W1, "tta.1", namespace, phrase)
 
 
+@pytest.fixture(scope="module")
+def trained_lenet():
+    """The solution's LeNet-5, trained as the solution trains it at profile smoke (about 10 s)."""
+    return run(
+        W1,
+        solved(W1, 3),
+        "lenet = build_lenet5()",
+        "digits = data.load_digits(size=28, seed=0)\nEPOCHS = 8",
+        solved(W1, 4),
+    )
+
+
+@pytest.mark.parametrize("guess, phrase", [("higher", "does a mirrored 3 or 7?"), ("the same", "not ignored")])
+def test_week1_mirror_prediction_mistakes_are_named(trained_lenet, guess, phrase):
+    message = fails(W1, "mirror-prediction.1", {**trained_lenet, "predicted_effect": guess}, "is not it", phrase)
+    assert "Alone LeNet-5 scores" not in message
+
+
+@pytest.mark.parametrize(
+    "augment, phrase",
+    [
+        ('keras.Sequential([layers.RandomFlip("horizontal")])', "a flipped digit is another shape"),
+        ("keras.Sequential([layers.RandomRotation(0.5)])", "what a handwritten digit can undergo"),
+        ("keras.Sequential([layers.Identity()])", "leaves the images (almost) as they are"),
+        ("lambda images, training=False: images[:, :, ::-1]", "must be a keras.Sequential"),
+    ],
+)
+def test_week1_augmentations_that_change_the_digit_or_nothing_are_named(trained_lenet, augment, phrase):
+    namespace = dict(trained_lenet)
+    exec(f"tta_augment = {augment}", namespace)
+    fails(W1, "tta-augmentation.1", namespace, phrase)
+
+
 GRADIENT_CASES = {
     "flipped kernel in the input gradient": (
         (
@@ -283,11 +316,11 @@ GRADIENT_CASES = {
 @pytest.mark.parametrize("case", sorted(GRADIENT_CASES))
 def test_week1_gradient_check_catches_and_names_backward_mistakes(case):
     (old, new), phrases = GRADIENT_CASES[case]
-    fails(W1, "gradient.1", run(W1, solved(W1, 1), changed(W1, 7, old, new)), *phrases)
+    fails(W1, "gradient.1", run(W1, solved(W1, 1), changed(W1, 9, old, new)), *phrases)
 
 
 def test_week1_gradient_checks_pass_on_the_solution(capsys):
-    namespace = run(W1, solved(W1, 1), solved(W1, 7))
+    namespace = run(W1, solved(W1, 1), solved(W1, 9))
     passes(W1, "gradient.1", namespace)
     passes(W1, "gradient.2", namespace)
     assert "the backward pass: all checks passed" in capsys.readouterr().out
@@ -910,6 +943,96 @@ def test_week5_k_chosen_on_the_test_set_is_named():
         "best_k (highest validation accuracy)",
         "you chose k on the TEST set",
     )
+
+
+@pytest.mark.parametrize(
+    "old, new, phrase",
+    [
+        ("similarities >= threshold", "similarities > threshold", "(>=, not >)"),
+        (
+            "return int(np.sum(accepted & ~same)), int(np.sum(~accepted & same))",
+            "return int(np.sum(~accepted & same)), int(np.sum(accepted & ~same))",
+            "are swapped",
+        ),
+        (
+            "return int(np.sum(accepted & ~same)), int(np.sum(~accepted & same))",
+            "return int(np.sum(accepted & same)), int(np.sum(~accepted & ~same))",
+            "count the right decisions",
+        ),
+    ],
+)
+def test_week5_pair_error_mistakes_are_named(old, new, phrase):
+    fails(W5, "pair-errors.1", run(W5, changed(W5, 9, old, new)), phrase)
+
+
+def overlapping_sets(seed=0, n=150):
+    """A validation and a test set of ``n`` noisy three-class embeddings each, whose pairs overlap in similarity."""
+    rng = np.random.default_rng(seed)
+    (validation_e, validation), (test_e, test) = split(rng, n, 0.5), split(rng, n, 0.5)
+    return validation_e, validation, test_e, test
+
+
+@pytest.mark.parametrize(
+    "guess, phrase", [("lower", "accepts MORE pairs"), ("the same", "the best trade"), ("up", "'higher', 'lower'")]
+)
+def test_week5_threshold_direction_mistakes_are_named(guess, phrase):
+    validation_e, validation, _, _ = overlapping_sets()
+    namespace = run(W5, f"predicted_direction = {guess!r}")
+    namespace.update(embedder=identity_embedder(), validation=validation)
+    message = fails(W5, "threshold-prediction.1", namespace, phrase)
+    assert "come at" not in message  # the thresholds are shown only after a right prediction
+
+
+def threshold_namespace(old=None, new=None, sets=None):
+    """Part 7 answered on ``sets`` (by default the overlapping sets), with ``old`` replaced by ``new`` in the
+    threshold's answer."""
+    from course_utils import metric_learning as ml
+
+    validation_e, validation, test_e, test = sets or overlapping_sets()
+    namespace = run(W5, solved(W5, 9))
+    namespace.update(embedder=identity_embedder(), validation=validation, test=test)
+    namespace["validation_similarities"], namespace["validation_same"] = ml.all_pairs(validation_e, validation.labels)
+    namespace["test_similarities"], namespace["test_same"] = ml.all_pairs(test_e, test.labels)
+    exec(solved(W5, 11) if old is None else changed(W5, 11, old, new), namespace)
+    return namespace
+
+
+@pytest.mark.parametrize(
+    "old, new, phrase",
+    [
+        ("5 * accepts + rejects", "accepts + rejects", "minimises the NUMBER of errors"),
+        ("5 * accepts + rejects", "accepts + 5 * rejects", "the weights are swapped"),
+    ],
+)
+def test_week5_threshold_mistakes_are_named(old, new, phrase):
+    fails(W5, "threshold.1", threshold_namespace(old, new), "a better threshold costs", phrase)
+
+
+def test_week5_a_threshold_chosen_on_the_test_pairs_is_named():
+    on_test = (
+        "candidates = np.unique(validation_similarities)",
+        "candidates = np.unique(test_similarities)\n"
+        "validation_similarities, validation_same = test_similarities, test_same",
+    )
+    for seed in range(50):  # small sets, so that the test pairs' cheapest threshold costs more on validation
+        namespace = threshold_namespace(*on_test, sets=overlapping_sets(seed, n=45))
+        try:
+            passes(W5, "threshold.1", namespace)
+        except AssertionError as error:
+            assert "you chose it on the TEST pairs" in str(error), error
+            return
+    pytest.fail("no draw makes the test pairs' threshold costly on the validation pairs")
+
+
+def test_week5_a_threshold_found_on_a_grid_passes_and_swapped_rates_are_named():
+    grid = "candidates = np.linspace(-1, 1, 201)"
+    passes(W5, "threshold.1", threshold_namespace("candidates = np.unique(validation_similarities)", grid))
+    swapped = threshold_namespace(
+        "test_false_accept_rate = false_accepts / np.sum(~test_same)",
+        "test_false_accept_rate = false_rejects / np.sum(test_same)",
+    )
+    swapped["test_false_reject_rate"] = swapped["false_accepts"] / np.sum(~swapped["test_same"])
+    fails(W5, "threshold.1", swapped, "the two rates are swapped")
 
 
 @pytest.mark.parametrize(

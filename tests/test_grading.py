@@ -113,17 +113,17 @@ print("✔ output sizes and parameter counts: all checks passed")
 # "delegates to the package" hands output_size, conv_params and tta_predict to course_utils.models, which the
 # grader withholds (grading.withheld): the cell of answer 2 stops at its first use, so its predictions go too.
 EXPECTED = {
-    "Correct solution": ([3, 3, 1, 2, 2, 2, 1, 3], "graded"),
-    "Zoë partly wrong": ([0, 1, 1, 2, 0, 2, 1, 1], "graded"),
-    "raises at import": ([0, 3, 1, 0, 0, 0, 0, 0], "graded"),
-    "Loop forever": ([0, 3, 1, 0, 0, 0, 0, 0], "cell-timeout"),
-    "megabytes": ([3, 0, 0, 0, 0, 0, 0, 0], "graded"),
-    "cheater": ([0, 0, 0, 0, 0, 0, 0, 0], "graded"),
-    "deletes files": ([3, 3, 1, 0, 0, 0, 0, 0], "graded"),
-    "reordered": ([3, 3, 1, 0, 0, 0, 1, 3], "graded"),
-    "delegates to the package": ([3, 0, 0, 2, 0, 0, 1, 3], "graded"),
-    "broken file": ([0, 0, 0, 0, 0, 0, 0, 0], "invalid"),  # not a notebook
-    "broken_file": ([0, 0, 0, 0, 0, 0, 0, 0], "invalid"),  # truncated JSON; same sanitised name
+    "Correct solution": ([3, 3, 1, 2, 2, 2, 1, 2, 1, 3], "graded"),
+    "Zoë partly wrong": ([0, 1, 1, 2, 0, 2, 0, 0, 1, 1], "graded"),
+    "raises at import": ([0, 3, 1, 0, 0, 0, 0, 0, 0, 0], "graded"),
+    "Loop forever": ([0, 3, 1, 0, 0, 0, 0, 0, 0, 0], "cell-timeout"),
+    "megabytes": ([3, 0, 0, 0, 0, 0, 0, 0, 0, 0], "graded"),
+    "cheater": ([0, 0, 0, 0, 0, 0, 0, 0, 0, 0], "graded"),
+    "deletes files": ([3, 3, 1, 0, 0, 0, 0, 0, 0, 0], "graded"),
+    "reordered": ([3, 3, 1, 0, 0, 0, 0, 0, 1, 3], "graded"),
+    "delegates to the package": ([3, 0, 0, 2, 0, 0, 0, 0, 1, 3], "graded"),
+    "broken file": ([0, 0, 0, 0, 0, 0, 0, 0, 0, 0], "invalid"),  # not a notebook
+    "broken_file": ([0, 0, 0, 0, 0, 0, 0, 0, 0, 0], "invalid"),  # truncated JSON; same sanitised name
 }
 
 
@@ -234,12 +234,23 @@ def test_gradebook_has_one_correct_row_per_submission(graded):
     folder, out, _, _ = graded
     rows = read_gradebook(out)
     assert set(rows) == {p.name for p in folder.iterdir()}
-    questions = ["correlate2d", "sizes", "predictions", "lenet5", "training", "tta", "reach", "gradient"]
+    questions = [
+        "correlate2d",
+        "sizes",
+        "predictions",
+        "lenet5",
+        "training",
+        "tta",
+        "mirror-prediction",
+        "tta-augmentation",
+        "reach",
+        "gradient",
+    ]
     problems = []
     for file_name, row in rows.items():
         points, status = EXPECTED[file_name[:-6]]
         found = [int(row[q]) for q in questions]
-        if found != points or row["status"] != status or int(row["total"]) != sum(points) or row["max"] != "17":
+        if found != points or row["status"] != status or int(row["total"]) != sum(points) or row["max"] != "20":
             problems.append(f"{file_name}: {found} {row['status']}, expected {points} {status}")
     assert not problems, "\n".join(problems)
     assert (
@@ -258,9 +269,9 @@ def test_feedback_says_what_failed_and_why(graded):
     _, out, _, _ = graded
     feedback = {p.stem: p.read_text(encoding="utf-8") for p in (out / "feedback").glob("*.md")}
     assert len(feedback) == len(EXPECTED)
-    assert "17 / 17 points" in feedback["Correct_solution"] and "FAILED" not in feedback["Correct_solution"]
+    assert "20 / 20 points" in feedback["Correct_solution"] and "FAILED" not in feedback["Correct_solution"]
     partly = feedback["Zoë_partly_wrong"]
-    assert "8 / 17 points" in partly
+    assert "8 / 20 points" in partly
     assert "correlate2d with padding=1, stride=1: expected shape (9, 12, 4), got (7, 10, 4)" in partly
     assert "vgg_block_params: expected 73856, got 73728. Likely cause: you forgot the biases" in partly
     assert "LeNet-5's test accuracy reaches" in partly and "at least 0.95 is needed" in partly
@@ -319,7 +330,7 @@ def test_forced_run_regrades(graded, root, tmp_path):
         assert after[name]["graded_at"] != before[name]["graded_at"]
     assert after["Correct solution.ipynb"] == before["Correct solution.ipynb"]
     rows = read_gradebook(out)
-    assert rows["broken_file.ipynb"]["status"] == "invalid" and rows["Correct solution.ipynb"]["total"] == "17"
+    assert rows["broken_file.ipynb"]["status"] == "invalid" and rows["Correct solution.ipynb"]["total"] == "20"
 
 
 def test_an_interrupted_run_resumes_with_what_is_missing(graded, root):

@@ -11,6 +11,7 @@ from course_utils.exercise_checks.week1 import (
     week1_lenet5,
     week1_sizes,
     week1_tta,
+    week1_tta_augmentation,
 )
 from course_utils.exercise_checks.week2 import (
     week2_accuracy_in_both_modes,
@@ -41,5 +42,8 @@ from course_utils.exercise_checks.week5 import (
     week5_class_softmax_loss,
     week5_cosine_similarity_matrix,
     week5_knn_majority_vote,
+    week5_pair_errors,
     week5_temperature_softmax_loss,
+    week5_test_rates,
+    week5_threshold,
 )

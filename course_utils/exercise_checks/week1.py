@@ -297,3 +297,52 @@ def _check_backward(correlate2d_backward, correlate2d, x, kernel, grad_y, paddin
     )
     check_gradient(grad_x, tape_x, f"grad_x against tf.GradientTape ({setting})", mistakes=for_x)
     check_gradient(grad_kernel, tape_kernel, f"grad_kernel against tf.GradientTape ({setting})", mistakes=for_kernel)
+
+
+TTA_COPIES = 8
+TTA_ALLOWED_LOSS = 0.02  # of test accuracy: 7 of the 360 test digits
+
+
+def tta_accuracies(lenet, augment, digits) -> tuple[float, float]:
+    """LeNet-5's test accuracy on ``digits`` alone and averaged over :data:`TTA_COPIES` copies under ``augment``,
+    both computed here (with the package's TTA), so that they are the grader's own numbers. Refuses an untrained
+    ``lenet``."""
+    plain = float(np.mean(lenet.predict(digits.x_test, verbose=0).argmax(1) == digits.y_test))
+    check(
+        plain >= 0.9,
+        f"LeNet-5 scores {plain:.3f} on the test digits: train it first (part 4). What augmentation does to the "
+        "predictions of an untrained network says nothing.",
+    )
+    averaged = models.predict_with_tta(lenet, digits.x_test, augment, copies=TTA_COPIES)
+    return plain, float(np.mean(averaged.argmax(1) == digits.y_test))
+
+
+def week1_tta_augmentation(tta_augment, lenet, digits) -> None:
+    """The check of week 1's chosen TTA augmentation: Keras layers that change the images and with which TTA costs
+    LeNet-5 at most :data:`TTA_ALLOWED_LOSS` of test accuracy."""
+    check(
+        isinstance(tta_augment, keras.Model),
+        f"tta_augment must be a keras.Sequential of Keras' random layers, got {type(tta_augment).__name__}",
+    )
+    some = digits.x_test[:64]
+    changed = np.asarray(tta_augment(some, training=True))
+    check_shape(changed, some.shape, "tta_augment's output for 64 test digits")
+    check(
+        float(np.mean(np.abs(changed - some))) > 0.005,
+        "tta_augment leaves the images (almost) as they are: averaging identical copies changes nothing. Use a "
+        "random transformation, called with training=True.",
+    )
+    plain, averaged = tta_accuracies(lenet, tta_augment, digits)
+    print(f"test accuracy alone: {plain:.3f}; averaged over {TTA_COPIES} copies under tta_augment: {averaged:.3f}")
+    flips = [layer for layer in tta_augment.layers if isinstance(layer, layers.RandomFlip)]
+    check(
+        averaged >= plain - TTA_ALLOWED_LOSS,
+        f"test-time augmentation with tta_augment costs {plain - averaged:.1%} of test accuracy, more than "
+        f"{TTA_ALLOWED_LOSS:.0%}: its copies are not all the digit the image shows. "
+        + (
+            "Likely cause: a flipped digit is another shape (a mirrored 3 or 7 is no digit at all)."
+            if flips
+            else "Ask what a handwritten digit can undergo and stay that digit: how far it can move, how much "
+            "it can turn."
+        ),
+    )

@@ -143,3 +143,111 @@ def week5_class_softmax_loss(class_softmax_loss, softmax_loss, rng) -> None:
         float(np.mean(ml.similarity_softmax_loss(anchors, positives, 0.3, labels, labels[::-1]))),
         "class_softmax_loss when the positives come in another order (compare labels, not positions)",
     )
+
+
+# --- part 7: verification, a threshold under a cost ---------------------------------------------------------------
+
+FALSE_ACCEPT_COST = 5  # a false accept costs five false rejects
+
+
+def pair_errors(similarities, same, threshold) -> tuple[int, int]:
+    """The reference of the blank ``pair_errors``: (false accepts, false rejects) of accepting every pair whose
+    similarity is at least ``threshold``. Withheld from the grader's sandbox."""
+    similarities, same = np.asarray(similarities), np.asarray(same, bool)
+    accepted = similarities >= threshold
+    return int(np.sum(accepted & ~same)), int(np.sum(~accepted & same))
+
+
+def _costs(similarities, same, false_accept_cost):
+    """Every distinct threshold worth trying (each similarity, and one above them all) with the cost of
+    ``false_accept_cost`` x false accepts + false rejects there, from one sort rather than a count per threshold."""
+    order = np.argsort(similarities)
+    ordered, ordered_same = np.asarray(similarities)[order], np.asarray(same, bool)[order]
+    # A threshold at ordered[i] rejects pairs 0..i-1 and accepts the rest.
+    false_rejects = np.concatenate([[0], np.cumsum(ordered_same)])
+    false_accepts = np.concatenate([np.cumsum((~ordered_same)[::-1])[::-1], [0]])
+    thresholds = np.concatenate([ordered, [np.nextafter(ordered[-1], np.inf)]])
+    first = np.concatenate([[True], ordered[1:] != ordered[:-1], [True]])  # ties: the first of equal values
+    return thresholds[first], (false_accept_cost * false_accepts + false_rejects)[first]
+
+
+def _cheapest_threshold(similarities, same, false_accept_cost) -> float:
+    """The threshold of lowest cost (the middle of the range of thresholds that reach it, when several do)."""
+    thresholds, costs = _costs(similarities, same, false_accept_cost)
+    best = np.flatnonzero(costs == costs.min())
+    return float((thresholds[best[0]] + thresholds[best[-1]]) / 2)
+
+
+def _cost(similarities, same, threshold, false_accept_cost=FALSE_ACCEPT_COST) -> int:
+    false_accepts, false_rejects = pair_errors(similarities, same, threshold)
+    return false_accept_cost * false_accepts + false_rejects
+
+
+def week5_pair_errors(pair_errors_, rng) -> None:
+    """The visible check of week 5's ``pair_errors``: counts, the threshold itself accepted."""
+    check_own_work(pair_errors_, pair_errors, "pair_errors")
+    similarities = np.round(rng.uniform(-1, 1, 200), 2)
+    same = rng.random(200) < 0.4
+    for threshold in (-1.0, 0.3, similarities[17], 1.01):
+        expected = pair_errors(similarities, same, threshold)
+        check_equal(
+            tuple(int(n) for n in pair_errors_(similarities, same, threshold)),
+            expected,
+            f"pair_errors at threshold {threshold:g} (200 pairs, {same.sum()} of the same class)",
+            mistakes={
+                "a pair whose similarity equals the threshold is accepted (>=, not >).": pair_errors(
+                    similarities, same, np.nextafter(threshold, np.inf)
+                )
+                if threshold in similarities
+                else None,
+                "false accepts and false rejects are swapped: a false ACCEPT is a pair of different classes that "
+                "was accepted.": expected[::-1],
+                "those count the right decisions; count the wrong ones.": (
+                    int(np.sum((similarities >= threshold) & same)),
+                    int(np.sum((similarities < threshold) & ~same)),
+                ),
+            },
+        )
+
+
+def week5_threshold(threshold, embedder, validation, test) -> None:
+    """The visible check of week 5's threshold: its cost on the validation pairs is within a few pairs of the
+    lowest any threshold reaches there, with the mistakes that give another threshold named."""
+    check(np.isscalar(threshold) and np.isfinite(threshold), f"threshold must be a number, got {threshold!r}")
+    (on_validation, validation_same), (on_test, test_same) = (
+        ml.all_pairs(ml.embed(embedder, s.images), s.labels) for s in (validation, test)
+    )
+    best = int(_costs(on_validation, validation_same, FALSE_ACCEPT_COST)[1].min())
+    cost = _cost(on_validation, validation_same, threshold)
+    allowed = int(1.05 * best) + 3  # a threshold found on a grid of 0.01 passes too
+    print(f"cost of your threshold {threshold:.3f} on the validation pairs: {cost} (the lowest possible: {best})")
+    if cost <= allowed:
+        return
+    named = {
+        "you chose it on the TEST pairs; choose it on the validation pairs and use the test pairs once.": (
+            _cheapest_threshold(on_test, test_same, FALSE_ACCEPT_COST)
+        ),
+        "that threshold minimises the NUMBER of errors; here a false accept costs five false rejects.": (
+            _cheapest_threshold(on_validation, validation_same, 1)
+        ),
+        "the weights are swapped: a false ACCEPT (different classes, accepted) costs five times more.": (
+            _cheapest_threshold(on_validation, validation_same, 1 / FALSE_ACCEPT_COST)
+        ),
+    }
+    causes = [why for why, other in named.items() if abs(threshold - other) < 0.005]
+    raise AssertionError(
+        f"threshold: {threshold:.3f} costs {cost} on the validation pairs ({FALSE_ACCEPT_COST} x false accepts + "
+        f"false rejects); a better threshold costs {best}. "
+        + (
+            f"Likely cause: {'; or '.join(causes)}"
+            if causes
+            else "Try every threshold worth trying and keep the cheapest."
+        )
+    )
+
+
+def week5_test_rates(threshold, embedder, test) -> tuple[float, float]:
+    """The false accept rate and the false reject rate at ``threshold`` on the test pairs, embedded by ``embedder``."""
+    similarities, same = ml.all_pairs(ml.embed(embedder, test.images), test.labels)
+    false_accepts, false_rejects = pair_errors(similarities, same, threshold)
+    return false_accepts / np.sum(~same), false_rejects / np.sum(same)

@@ -21,7 +21,8 @@ with k-nearest neighbours (kNN) among a few labelled reference images.
   :func:`knn_predict` (prediction and vote agreement as confidence),
   :func:`accuracy_vs_k`, :func:`retrieve` (top-k neighbours of a query) and
   :func:`coverage_curve` (accuracy of the confident predictions against the
-  fraction of predictions kept).
+  fraction of predictions kept); :func:`all_pairs`, the similarity and same-class
+  flag of every pair, for verification.
 * :func:`few_label_split` -- the few-labels regime of the chapter (a small
   labelled set, a test set and a class held out of training), for the
   synthetic scenes or any ``(images, labels)`` arrays such as an image folder.
@@ -52,7 +53,14 @@ from course_utils.metric_learning.autoencoder import (
 )
 from course_utils.metric_learning.batches import BalancedBatches, augment_batch
 from course_utils.metric_learning.data import FewLabels, few_label_split, scenes_few_labels
-from course_utils.metric_learning.knn import accuracy_vs_k, coverage_curve, knn_fit, knn_predict, retrieve
+from course_utils.metric_learning.knn import (
+    accuracy_vs_k,
+    all_pairs,
+    coverage_curve,
+    knn_fit,
+    knn_predict,
+    retrieve,
+)
 from course_utils.metric_learning.losses import (
     SimilaritySoftmaxLoss,
     TripletLoss,

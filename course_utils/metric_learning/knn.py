@@ -1,4 +1,5 @@
-"""k-nearest neighbours on embeddings (cosine metric, scikit-learn): predictions, retrieval, coverage."""
+"""k-nearest neighbours on embeddings (cosine metric, scikit-learn): predictions, retrieval, coverage; and the
+pairs of a set, for verification (same class or not?)."""
 
 from __future__ import annotations
 
@@ -56,3 +57,13 @@ def coverage_curve(correct, confidence):
         kept = confidence >= threshold
         rows.append((float(threshold), float(kept.mean()), float(correct[kept].mean())))
     return rows
+
+
+def all_pairs(embeddings, labels):
+    """The cosine similarity and the same-class flag of every pair of unit-length ``embeddings``, each pair once
+    (``i < j``): what a verification system, which accepts a pair above a similarity threshold, is judged on."""
+    embeddings, labels = np.asarray(embeddings), np.asarray(labels)
+    if len(embeddings) != len(labels):
+        raise ValueError(f"all_pairs: {len(embeddings)} embeddings but {len(labels)} labels")
+    rows, columns = np.triu_indices(len(labels), k=1)
+    return np.sum(embeddings[rows] * embeddings[columns], axis=1), labels[rows] == labels[columns]
