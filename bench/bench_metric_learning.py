@@ -6,7 +6,9 @@ accuracy on the learned embedding for the three training classes
 held-out class (and on the held-out class alone), kNN on raw pixels and on the supervised CNN's features, the
 two classifiers' own softmax accuracies, the embedding's lead over raw pixels, the embedding's training time,
 the denoising autoencoder's PSNR (noisy input, its output, a blur; all against the clean
-images), kNN on its latent space and its training time, and the chapter's time,
+images), kNN on its latent space and its training time, verification on pairs of test images (the area under
+the ROC curve on the embedding and on raw pixels, the error rates at a threshold chosen on the other half, and
+those of the pairs with and without the held-out class), and the chapter's time,
 all read from what the chapter recorded: the recipe lives in
 ``book/week5_metric_learning.py`` only.
 """
@@ -39,6 +41,17 @@ def bench_week5(seeds=None):
             "week5.autoencoder.train_seconds": "s",
             "week5.knn.k_spread_seen_points": "points",
             "week5.knn.k_spread_all_points": "points",
+            "week5.verification.embedding_auc": "fraction",
+            "week5.verification.raw_pixels_auc": "fraction",
+            "week5.verification.embedding_false_accept_rate": "fraction",
+            "week5.verification.embedding_false_reject_rate": "fraction",
+            "week5.verification.rates_apart_points": "points",
+            "week5.verification.seen_false_accept_rate": "fraction",
+            "week5.verification.seen_false_reject_rate": "fraction",
+            "week5.verification.held_out_false_accept_rate": "fraction",
+            "week5.verification.held_out_false_reject_rate": "fraction",
+            "week5.verification.held_out_minus_seen_false_accept_points": "points",
+            "week5.verification.held_out_minus_seen_false_reject_points": "points",
         },
         seeds=seeds,
     )

@@ -1792,7 +1792,8 @@ claims.quoted_from_bench("week1.residual.plain_he_accuracy", 0.70, 0.96, seeds=(
 #
 # The exercise of this week has you write the correlation and its backward
 # pass yourself, choose a padding and stride for a given output size, count
-# parameters, build and train LeNet-5 and implement test-time augmentation.
+# parameters, build and train LeNet-5, implement test-time augmentation and
+# decide which transformations it may average over.
 
 # %% tags=["remove-cell"]
 claims.expect_rounded("week1.alexnet.one_tower_dense_percent", 100 * one_tower_share, 94, 0)

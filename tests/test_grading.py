@@ -355,6 +355,8 @@ def test_week1_points_come_from_the_check_markers(root):
         "lenet5": 2,
         "training": 2,
         "tta": 2,
+        "mirror-prediction": 1,
+        "tta-augmentation": 2,
         "reach": 1,
         "gradient": 3,
     }

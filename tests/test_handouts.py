@@ -17,6 +17,8 @@ WEEKS = {
         exercise_checks.week1_correlate2d,
         exercise_checks.week1_sizes,
         exercise_checks.week1_tta,
+        predictions.week1_mirror_tta,
+        exercise_checks.week1_tta_augmentation,
         exercise_checks.week1_backward,
     ],
     "week2_exercise": [
@@ -57,8 +59,22 @@ WEEKS = {
         predictions.week5_clustered_loss,
         exercise_checks.week5_class_softmax_loss,
         exercise_checks.week5_knn_majority_vote,
+        exercise_checks.week5_pair_errors,
+        predictions.week5_threshold_direction,
+        exercise_checks.week5_threshold,
     ],
 }
+
+
+# These compute what a check compares with, or set one up; they explain nothing.
+NOT_CHECKS = {exercise_checks.week2_mode_probe, exercise_checks.week5_test_rates}
+
+
+def test_every_check_and_prediction_of_the_package_is_scanned():
+    listed = set().union(*WEEKS.values()) | NOT_CHECKS
+    for module in (predictions, exercise_checks):
+        found = {value for name, value in vars(module).items() if re.fullmatch(r"week\d_\w+", name)}
+        assert found - listed == set(), f"not scanned by this test: {sorted(f.__name__ for f in found - listed)}"
 
 
 def kept_back(function) -> list[str]:

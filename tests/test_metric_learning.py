@@ -257,3 +257,69 @@ def test_fit_autoencoder_lowers_the_reconstruction_error():
     batches = ml.NoisyBatches(images, 0.1, batch_size=16, seed=0)
     history, seconds = ml.fit_autoencoder(model, batches, epochs=15, learning_rate=1e-2)
     assert history.history["loss"][-1] < 0.5 * history.history["loss"][0] and seconds > 0
+
+
+# --- verification: pairs, rates, the equal error threshold ---------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@st.composite
+def labelled_vectors(draw):
+    """3 to 12 nonzero vectors of 2 to 4 numbers, with labels from 2 classes that both occur twice."""
+    n, dim = draw(st.integers(4, 12)), draw(st.integers(2, 4))
+    values = draw(st.lists(st.integers(-5, 5), min_size=n * dim, max_size=n * dim))
+    vectors = np.array(values, float).reshape(n, dim)
+    vectors[np.all(vectors == 0, axis=1), 0] = 1.0
+    labels = np.array(draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)))
+    labels[:2], labels[2:4] = 0, 1
+    return vectors, labels
+
+
+@settings(max_examples=60, deadline=None)
+@given(labelled_vectors())
+def test_all_pairs_holds_every_pair_once_with_its_cosine_and_class(case):
+    vectors, labels = case
+    similarities, same = ml.all_pairs(vectors, labels)
+    first, second = ml.pair_indices(len(labels))
+    assert len(similarities) == len(labels) * (len(labels) - 1) // 2 == len(set(zip(first, second)))
+    for s, equal, i, j in zip(similarities, same, first, second):
+        cosine = vectors[i] @ vectors[j] / np.linalg.norm(vectors[i]) / np.linalg.norm(vectors[j])
+        assert i < j and np.isclose(s, cosine) and equal == (labels[i] == labels[j])
+
+
+@settings(max_examples=60, deadline=None)
+@given(labelled_vectors())
+def test_the_equal_error_threshold_brings_the_two_rates_closest(case):
+    similarities, same = ml.all_pairs(*case)
+    assert ml.verification_rates(similarities, same, -np.inf) == (1.0, 0.0)  # everything accepted
+    assert ml.verification_rates(similarities, same, np.inf) == (0.0, 1.0)  # nothing accepted
+    gap = {t: abs(np.subtract(*ml.verification_rates(similarities, same, t))) for t in similarities}
+    chosen = ml.equal_error_threshold(similarities, same)
+    assert np.isclose(
+        gap[min(gap, key=lambda t: (gap[t], t))], abs(np.subtract(*ml.verification_rates(similarities, same, chosen)))
+    )
+
+
+def test_verification_refuses_pairs_of_one_kind_and_mismatched_labels():
+    with pytest.raises(ValueError, match="same class and pairs of different"):
+        ml.verification_rates([0.1, 0.5], [True, True], 0.3)
+    with pytest.raises(ValueError, match="3 embeddings but 2 labels"):
+        ml.all_pairs(np.ones((3, 2)), [0, 1])
+
+
+def test_the_roc_figure_draws_each_curve_with_its_area_and_the_chosen_point():
+    rng = np.random.default_rng(0)
+    same = rng.random(400) < 0.3
+    curves = {"good": (same + rng.normal(0, 0.3, 400), same), "chance": (rng.normal(size=400), same)}
+    chosen = {"good": ml.verification_rates(*curves["good"], 0.5)}
+    fig = ml.plot_verification_roc(curves, chosen)
+    ax = fig.axes[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend[0].startswith("good (area 0.9") and legend[1].startswith("chance (area 0.") and "chance" in legend
+    far, frr = chosen["good"]
+    assert [(line.get_xdata()[0], line.get_ydata()[0]) for line in ax.lines if line.get_marker() == "o"] == [
+        (far, 1 - frr)
+    ]
+    assert ax.get_xscale() == "log"

@@ -21,8 +21,10 @@ with k-nearest neighbours (kNN) among a few labelled reference images.
   :func:`knn_predict` (prediction and vote agreement as confidence),
   :func:`accuracy_vs_k`, :func:`retrieve` (top-k neighbours of a query) and
   :func:`coverage_curve` (accuracy of the confident predictions against the
-  fraction of predictions kept); :func:`all_pairs`, the similarity and same-class
-  flag of every pair, for verification.
+  fraction of predictions kept); for verification (same class or not?),
+  :func:`all_pairs` (the similarity and same-class flag of every pair, in the
+  order of :func:`pair_indices`),
+  :func:`verification_rates` and :func:`equal_error_threshold`.
 * :func:`few_label_split` -- the few-labels regime of the chapter (a small
   labelled set, a test set and a class held out of training), for the
   synthetic scenes or any ``(images, labels)`` arrays such as an image folder.
@@ -40,7 +42,7 @@ Every public name is importable from here (``from course_utils import metric_lea
 * ``training`` -- :func:`fit_embedding` (and :class:`ReplicaBatches` for ``tf.distribute``);
 * ``knn`` -- kNN predictions, retrieval and coverage;
 * ``data`` -- the few-labels split;
-* ``plots`` -- the similarity heatmaps;
+* ``plots`` -- the similarity heatmaps and the verification ROC curves;
 * ``autoencoder`` -- the denoising autoencoder and PSNR.
 """
 
@@ -57,9 +59,12 @@ from course_utils.metric_learning.knn import (
     accuracy_vs_k,
     all_pairs,
     coverage_curve,
+    equal_error_threshold,
     knn_fit,
     knn_predict,
+    pair_indices,
     retrieve,
+    verification_rates,
 )
 from course_utils.metric_learning.losses import (
     SimilaritySoftmaxLoss,
@@ -69,5 +74,5 @@ from course_utils.metric_learning.losses import (
     triplet_loss,
 )
 from course_utils.metric_learning.model import PerImageStandardization, classifier_from, embed, embedding_model
-from course_utils.metric_learning.plots import plot_similarity_heatmaps
+from course_utils.metric_learning.plots import plot_similarity_heatmaps, plot_verification_roc
 from course_utils.metric_learning.training import ReplicaBatches, fit_embedding

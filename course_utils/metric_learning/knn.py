@@ -59,11 +59,40 @@ def coverage_curve(correct, confidence):
     return rows
 
 
+def pair_indices(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The two items of every pair of ``n`` items, each pair once (``i < j``), in the order :func:`all_pairs` uses."""
+    return np.triu_indices(n, k=1)
+
+
 def all_pairs(embeddings, labels):
-    """The cosine similarity and the same-class flag of every pair of unit-length ``embeddings``, each pair once
+    """The cosine similarity and the same-class flag of every pair of ``embeddings`` (rows), each pair once
     (``i < j``): what a verification system, which accepts a pair above a similarity threshold, is judged on."""
-    embeddings, labels = np.asarray(embeddings), np.asarray(labels)
+    embeddings, labels = np.asarray(embeddings, dtype=float), np.asarray(labels)
     if len(embeddings) != len(labels):
         raise ValueError(f"all_pairs: {len(embeddings)} embeddings but {len(labels)} labels")
-    rows, columns = np.triu_indices(len(labels), k=1)
-    return np.sum(embeddings[rows] * embeddings[columns], axis=1), labels[rows] == labels[columns]
+    flat = embeddings.reshape(len(embeddings), -1)
+    unit = flat / np.linalg.norm(flat, axis=1, keepdims=True)
+    rows, columns = pair_indices(len(labels))
+    return np.sum(unit[rows] * unit[columns], axis=1), labels[rows] == labels[columns]
+
+
+def verification_rates(similarities, same, threshold) -> tuple[float, float]:
+    """(false accept rate, false reject rate) of accepting the pairs whose similarity is at least ``threshold``:
+    the share of pairs of different classes accepted, and of pairs of the same class refused."""
+    similarities, same = np.asarray(similarities), np.asarray(same, bool)
+    if not same.any() or same.all():
+        raise ValueError("verification_rates needs pairs of the same class and pairs of different classes")
+    accepted = similarities >= threshold
+    return float(np.mean(accepted[~same])), float(np.mean(~accepted[same]))
+
+
+def equal_error_threshold(similarities, same) -> float:
+    """The threshold at which the false accept and false reject rates come closest (where a verification system's
+    equal error rate is read), found among the pairs' own similarities."""
+    from sklearn.metrics import roc_curve  # on use: scikit-learn's metrics are slow to import
+
+    false_accepts, true_accepts, thresholds = roc_curve(
+        np.asarray(same, bool), np.asarray(similarities), drop_intermediate=False
+    )
+    best = int(np.argmin(np.abs(false_accepts - (1 - true_accepts))[1:])) + 1  # [0] is "accept nothing" (inf)
+    return float(thresholds[best])

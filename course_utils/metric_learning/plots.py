@@ -1,4 +1,4 @@
-"""The figure of week 5: similarity matrices as heatmaps."""
+"""The figures of week 5: similarity matrices as heatmaps, and the ROC curves of verification."""
 
 from __future__ import annotations
 
@@ -46,4 +46,31 @@ def plot_similarity_heatmaps(matrices: dict, labels=None, class_names=None, titl
     fig.colorbar(image, ax=list(axes.flat), shrink=0.8, label="cosine similarity")
     if title:
         fig.suptitle(title)
+    return fig
+
+
+def plot_verification_roc(curves: dict, chosen: dict | None = None, title: str | None = None):
+    """ROC curves of verification: for each name, ``(similarities, same)`` of its pairs, drawn as the share of
+    same-class pairs accepted against the share of different-class pairs accepted (log scale, where good systems
+    differ), with the area under each curve in the legend; ``chosen`` marks a point per name, ``(far, frr)``."""
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    fig, ax = plt.subplots(figsize=(5.2, 3.6), layout="constrained")
+    for name, (similarities, same) in curves.items():
+        false_accepts, true_accepts, _ = roc_curve(same, similarities)
+        (line,) = ax.plot(false_accepts, true_accepts, label=f"{name} (area {roc_auc_score(same, similarities):.3f})")
+        if chosen and name in chosen:
+            far, frr = chosen[name]
+            ax.plot(far, 1 - frr, "o", color=line.get_color())
+    smallest = 1 / max(int(np.sum(~np.asarray(same, bool))) for _, same in curves.values())
+    ax.plot([smallest, 1], [smallest, 1], ":", color="grey", label="chance")
+    ax.set_xscale("log")
+    ax.set_xlim(smallest, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("false accept rate (different classes accepted)")
+    ax.set_ylabel("same-class pairs accepted")
+    ax.legend(fontsize=8, loc="lower right")
+    if title:
+        ax.set_title(title, fontsize=10)
     return fig
