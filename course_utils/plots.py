@@ -1,4 +1,4 @@
-"""Figures the chapters share: curves, image grids, confusion matrices, filters, embeddings.
+"""Figures the chapters share: curves, image grids, confusion matrices, filters, embeddings, repeated runs.
 
 Every function draws one new figure and returns it (assign it in a notebook,
 ``fig = plots.training_curves(history)``, so that it is shown once).
@@ -299,4 +299,24 @@ def retrieval_grid(query_images, neighbour_images, query_titles=None, neighbour_
         ax.axis("off")
     if title:
         fig.suptitle(title)
+    return fig
+
+
+def runs_strip(panels: dict, title: str | None = None):
+    """Repeated runs side by side, one panel per measure: ``panels`` maps a measure's name to
+    ``{variant: [value per run]}``. Each run is a dot and each variant's mean a short bar, so that a difference
+    can be read against the spread of the runs rather than from one run."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(min(3.3 * len(panels), PAGE_WIDTH), 2.8), squeeze=False)
+    for ax, (measure, runs) in zip(axes.flat, panels.items()):
+        for x, values in enumerate(runs.values()):
+            values = np.asarray(values, dtype=float)
+            ax.plot(np.full(len(values), x), values, "o", alpha=0.7, color=f"C{x}")
+            ax.plot([x - 0.25, x + 0.25], [values.mean()] * 2, color=f"C{x}", linewidth=2)
+        ax.set_xticks(range(len(runs)), list(runs))
+        ax.set_xlim(-0.6, len(runs) - 0.4)
+        ax.set_ylabel(measure)
+        ax.grid(alpha=0.3, axis="y")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     return fig
