@@ -1072,7 +1072,7 @@ else:
 # can count on any particular other one being there; at prediction time it
 # does nothing.
 #
-# Which of these changes matter? An *ablation* answers by changing one thing
+# Which of these changes matter? An {term}`ablation <Ablation>` answers by changing one thing
 # at a time: LeNet-5 with ReLU instead of tanh, with max instead of average
 # pooling, with dropout (rate 0.5) after the last pooling layer, then with all
 # three at once, and finally the small modern network, which also has smaller

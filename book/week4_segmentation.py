@@ -431,7 +431,7 @@ else:
 # %% [markdown]
 # ## 7. Ablation: what are the skip connections worth?
 #
-# An **ablation** removes one part of a model and measures the loss. We train
+# An {term}`ablation <Ablation>` removes one part of a model and measures the loss. We train
 # three U-Nets that differ only in their skips (concatenation, addition, none)
 # with the same data and budget, on the binary task of section 5 (it learns in
 # a few epochs), and score them on the same test scenes. Beside the IoU of the

@@ -770,12 +770,12 @@ for r, (row, q) in enumerate(zip(index, queries)):
 #
 # ### Verification: the same class or not?
 #
-# Retrieval ranks; a *verification* system decides. Given two images, it
+# Retrieval ranks; a {term}`verification <Verification>` system decides. Given two images, it
 # answers "same class" when the cosine similarity of their embeddings reaches a
 # threshold, as a face-unlock system does with two faces. It can err in two
 # ways: a **false accept** (two classes taken for one) and a **false reject**
 # (one class taken for two), and the threshold trades one for the other. The
-# ROC curve draws the whole trade: for every threshold, the share of same-class
+# {term}`ROC curve` draws the whole trade: for every threshold, the share of same-class
 # pairs accepted against the share of different-class pairs accepted.
 #
 # A threshold must be chosen before it is measured. We split the test images in
