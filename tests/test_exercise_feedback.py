@@ -1008,6 +1008,13 @@ def test_week5_threshold_mistakes_are_named(old, new, phrase):
     fails(W5, "threshold.1", threshold_namespace(old, new), "a better threshold costs", phrase)
 
 
+@pytest.mark.parametrize("threshold", ["'0.8'", "None", "float('nan')", "True", "[0.8]"])
+def test_week5_a_threshold_that_is_no_number_is_named(threshold):
+    namespace = threshold_namespace()
+    exec(f"threshold = {threshold}", namespace)
+    fails(W5, "threshold.1", namespace, "threshold must be a finite number")
+
+
 def test_week5_a_threshold_chosen_on_the_test_pairs_is_named():
     on_test = (
         "candidates = np.unique(validation_similarities)",

@@ -213,7 +213,12 @@ def week5_pair_errors(pair_errors_, rng) -> None:
 def week5_threshold(threshold, embedder, validation, test) -> None:
     """The visible check of week 5's threshold: its cost on the validation pairs is within a few pairs of the
     lowest any threshold reaches there, with the mistakes that give another threshold named."""
-    check(np.isscalar(threshold) and np.isfinite(threshold), f"threshold must be a number, got {threshold!r}")
+    check(
+        isinstance(threshold, (int, float, np.integer, np.floating))
+        and not isinstance(threshold, bool)
+        and np.isfinite(threshold),
+        f"threshold must be a finite number, got {threshold!r}",
+    )
     (on_validation, validation_same), (on_test, test_same) = (
         ml.all_pairs(ml.embed(embedder, s.images), s.labels) for s in (validation, test)
     )
