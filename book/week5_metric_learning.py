@@ -779,27 +779,31 @@ for r, (row, q) in enumerate(zip(index, queries)):
 # pairs accepted against the share of different-class pairs accepted.
 #
 # A threshold must be chosen before it is measured. We split the test images in
-# two halves: on the pairs of the first we choose the threshold at which both
-# error rates are equal (the *equal error* threshold), and on the pairs of the
-# second, which played no part in that choice, we measure. Both halves include
+# two halves: on the pairs of the first we choose the threshold at which the
+# two error rates come closest (the *equal error* threshold), and on the pairs
+# of the second, which played no part in that choice, we measure. Both halves include
 # the held-out class: pairs of two diamonds, which the network never saw in
 # training, must be accepted too.
 
 # %%
-choose = np.arange(len(split.y_test)) % 2 == 0  # the half on which the threshold is chosen
-measure = ~choose                                # the half on which it is measured
+half = np.arange(len(split.y_test)) % 2
+choose, measure = half == 0, half == 1  # choose the threshold, then measure
 verification = {}
-for name, vectors in {"learned embedding": test_embeddings, "raw pixels": flat(split.x_test)}.items():
-    threshold = ml.equal_error_threshold(*ml.all_pairs(vectors[choose], split.y_test[choose]))
-    similarities, same = ml.all_pairs(vectors[measure], split.y_test[measure])
-    verification[name] = dict(threshold=threshold, pairs=(similarities, same),
-                              rates=ml.verification_rates(similarities, same, threshold))
-fig = ml.plot_verification_roc({name: v["pairs"] for name, v in verification.items()},
-                               {name: v["rates"] for name, v in verification.items()},
-                               title="verification, measured on the second half's pairs")
+features = {"learned embedding": test_embeddings, "raw pixels": flat(split.x_test)}
+for name, vectors in features.items():
+    threshold = ml.equal_error_threshold(
+        *ml.all_pairs(vectors[choose], split.y_test[choose]))
+    pairs = ml.all_pairs(vectors[measure], split.y_test[measure])
+    verification[name] = dict(threshold=threshold, pairs=pairs,
+                              rates=ml.verification_rates(*pairs, threshold))
+fig = ml.plot_verification_roc(
+    {name: v["pairs"] for name, v in verification.items()},
+    {name: v["rates"] for name, v in verification.items()},
+    title="verification, measured on the second half's pairs")
 print(f"{'':<18} {'threshold':>9} {'false accepts':>13} {'false rejects':>13}")
 for name, v in verification.items():
-    print(f"{name:<18} {v['threshold']:>9.3f} {v['rates'][0]:>13.2%} {v['rates'][1]:>13.2%}")
+    far, frr = v["rates"]
+    print(f"{name:<18} {v['threshold']:>9.3f} {far:>13.2%} {frr:>13.2%}")
 
 # %% [markdown]
 # Where does the embedding go wrong? Split the second half's pairs by whether
@@ -810,12 +814,15 @@ similarities, same = verification["learned embedding"]["pairs"]
 first, second = ml.pair_indices(int(measure.sum()))
 labels = split.y_test[measure]
 with_held = (labels[first] == held) | (labels[second] == held)
+threshold = verification["learned embedding"]["threshold"]
 held_rates = {}
-for kind, subset in [("classes seen in training", ~with_held), (f"involving a {names[held]}", with_held)]:
-    held_rates[kind] = ml.verification_rates(similarities[subset], same[subset],
-                                             verification["learned embedding"]["threshold"])
-    print(f"pairs {kind:<26} false accepts {held_rates[kind][0]:>6.2%}   "
-          f"false rejects {held_rates[kind][1]:>6.2%}")
+for kind, subset in [("classes seen in training", ~with_held),
+                     (f"involving a {names[held]}", with_held)]:
+    far, frr = ml.verification_rates(similarities[subset], same[subset],
+                                     threshold)
+    held_rates[kind] = (far, frr)
+    print(f"pairs {kind:<26} false accepts {far:>6.2%}   "
+          f"false rejects {frr:>6.2%}")
 
 # %% [markdown]
 # The dot on each curve is the threshold chosen on the first half, where the

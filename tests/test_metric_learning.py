@@ -317,9 +317,10 @@ def test_the_roc_figure_draws_each_curve_with_its_area_and_the_chosen_point():
     fig = ml.plot_verification_roc(curves, chosen)
     ax = fig.axes[0]
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend[0].startswith("good (area 0.9") and legend[1].startswith("chance (area 0.") and "chance" in legend
+    assert legend[0].startswith("good (area 0.9") and legend[1].startswith("chance (area 0.")
+    assert legend[2] == "chance (area 0.5)"
     far, frr = chosen["good"]
     assert [(line.get_xdata()[0], line.get_ydata()[0]) for line in ax.lines if line.get_marker() == "o"] == [
         (far, 1 - frr)
     ]
-    assert ax.get_xscale() == "log"
+    assert ax.get_xlim() == (0, 1)

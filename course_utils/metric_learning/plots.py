@@ -51,22 +51,20 @@ def plot_similarity_heatmaps(matrices: dict, labels=None, class_names=None, titl
 
 def plot_verification_roc(curves: dict, chosen: dict | None = None, title: str | None = None):
     """ROC curves of verification: for each name, ``(similarities, same)`` of its pairs, drawn as the share of
-    same-class pairs accepted against the share of different-class pairs accepted (log scale, where good systems
-    differ), with the area under each curve in the legend; ``chosen`` marks a point per name, ``(far, frr)``."""
+    same-class pairs accepted against the share of different-class pairs accepted, with the area under each curve
+    in the legend and chance as the diagonal; ``chosen`` marks a point per name, ``(far, frr)``."""
     import matplotlib.pyplot as plt
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    fig, ax = plt.subplots(figsize=(5.2, 3.6), layout="constrained")
+    fig, ax = plt.subplots(figsize=(4.6, 3.8), layout="constrained")
     for name, (similarities, same) in curves.items():
         false_accepts, true_accepts, _ = roc_curve(same, similarities)
         (line,) = ax.plot(false_accepts, true_accepts, label=f"{name} (area {roc_auc_score(same, similarities):.3f})")
         if chosen and name in chosen:
             far, frr = chosen[name]
             ax.plot(far, 1 - frr, "o", color=line.get_color())
-    smallest = 1 / max(int(np.sum(~np.asarray(same, bool))) for _, same in curves.values())
-    ax.plot([smallest, 1], [smallest, 1], ":", color="grey", label="chance")
-    ax.set_xscale("log")
-    ax.set_xlim(smallest, 1)
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="chance (area 0.5)")
+    ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.01)
     ax.set_xlabel("false accept rate (different classes accepted)")
     ax.set_ylabel("same-class pairs accepted")
