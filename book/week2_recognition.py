@@ -215,6 +215,127 @@ print(f"alpha 0.4 from scratch at {SIZE}x{SIZE}: "
 del unpublished_width
 
 # %% [markdown]
+# ### Batch normalisation, by hand
+#
+# Every convolution of a block is followed by a
+# {term}`BatchNormalization <Batch normalisation>` layer. For each channel $c$
+# it subtracts a mean $\mu_c$, divides by a standard deviation
+# $\sqrt{\sigma_c^2 + \epsilon}$, then scales and shifts by two learned
+# numbers,
+#
+# $$ y = \gamma_c \, \frac{x - \mu_c}{\sqrt{\sigma_c^2 + \epsilon}} + \beta_c . $$
+#
+# Which $\mu_c$ and $\sigma_c^2$ depends on the mode. In **training mode** they
+# are the batch's own, over every image and every position of the batch. In
+# **inference mode** they are *moving averages* that the layer updated at each
+# training step, $m \leftarrow \text{momentum} \cdot m + (1 - \text{momentum})
+# \cdot \mu_{\text{batch}}$ (and the same for the variance). Below, a batch of
+# 16 maps of 6×6 pixels and 4 channels goes through Keras' layer in both modes
+# and through `rec.batch_norm`, the formula above in NumPy.
+
+# %% tags=["nbval-check-output"]
+rng = np.random.default_rng(0)
+maps = rng.normal(3.0, 2.0, size=(16, 6, 6, 4)).astype("float32")
+gamma = np.array([1.0, 0.5, 2.0, 1.5], "float32")
+beta = np.array([0.0, 1.0, -1.0, 0.5], "float32")
+norm = layers.BatchNormalization()  # Keras' defaults
+norm.build(maps.shape)
+norm.gamma.assign(gamma)
+norm.beta.assign(beta)
+print(f"momentum {norm.momentum}, epsilon {norm.epsilon}")
+batch_mean, batch_variance = rec.batch_statistics(maps)
+moving = (norm.moving_mean.numpy(), norm.moving_variance.numpy())
+print(f"moving averages before any training step: mean {moving[0]}, "
+      f"variance {moving[1]}")
+keras_inference = norm(maps, training=False).numpy()  # before the step below
+keras_training = norm(maps, training=True).numpy()  # this call updates m
+bn_differences = {
+    "training": np.abs(keras_training - rec.batch_norm(
+        maps, gamma, beta, batch_mean, batch_variance, norm.epsilon)).max(),
+    "inference": np.abs(keras_inference - rec.batch_norm(
+        maps, gamma, beta, *moving, norm.epsilon)).max(),
+    "moving mean after one step": np.abs(
+        norm.moving_mean.numpy()
+        - (norm.momentum * moving[0] + (1 - norm.momentum) * batch_mean)).max(),
+}
+for mode, difference in bn_differences.items():
+    print(f"Keras against the formula, {mode}: largest difference "
+          f"{difference:.1e}")
+print(f"the two modes differ by {np.abs(keras_training - keras_inference).mean():.2f}"
+      " on average (the batch's mean is 3, the moving mean still 0)")
+
+# %% [markdown]
+# Keras and the formula agree in both modes, to float32's rounding (the
+# largest difference lies between 0 and 1e-5), and one training step moved
+# the moving mean 1% of the way to the batch's mean, as the update rule says.
+# The two modes give very different outputs for the same batch: the moving
+# averages still describe a batch of mean 0 and variance 1.
+#
+# How fast do the averages catch up? If every batch had the same statistics,
+# after $k$ steps the moving mean would have covered $1 - 0.99^k$ of the way:
+
+# %% tags=["remove-cell"]
+claims.expect("week2.batchnorm.largest_difference", max(bn_differences.values()), 0, 1e-5)
+
+# %%
+catching_up = layers.BatchNormalization()
+catching_up.build(maps.shape)
+steps = np.arange(1, 501)
+covered = []
+for _ in steps:
+    catching_up(maps, training=True)
+    covered.append(catching_up.moving_mean.numpy() / batch_mean)
+covered = np.array(covered).mean(axis=1)  # the same for every channel
+fig, ax = plt.subplots(figsize=(5, 3), layout="constrained")
+ax.plot(steps, covered, label="Keras' moving mean")
+ax.plot(steps, 1 - catching_up.momentum ** steps, ":", color="black",
+        label=f"1 - {catching_up.momentum}$^k$")
+ax.set_xlabel("training steps k")
+ax.set_ylabel("share of the way to the batch mean")
+ax.legend()
+steps_to_95 = int(np.ceil(np.log(0.05) / np.log(catching_up.momentum)))
+print(f"after 100 steps: {covered[99]:.1%} of the way; "
+      f"95% takes {steps_to_95} steps")
+
+# %% [markdown]
+# After 100 steps the moving mean has covered 63% of the way, and 95% takes
+# 299 steps. A network trained or fine-tuned for fewer steps than that, with
+# weights that still change, predicts with averages that describe an older
+# network: its accuracy in inference mode falls below its accuracy in
+# training mode, the symptom section 5 looks for.
+#
+# This is also why section 4 keeps BatchNormalization *frozen* when it
+# fine-tunes a pretrained base. In Keras 3 a BatchNormalization layer with
+# `trainable = False` runs in inference mode even when the model trains: it
+# normalises with the moving averages it came with and leaves them as they
+# are. A layer with averages far from the new data, frozen, computes:
+
+# %% tags=["remove-cell"]
+claims.expect_rounded("week2.batchnorm.covered_after_100_percent", 100 * covered[99], 63, 0)
+claims.expect_rounded("week2.batchnorm.steps_to_95_percent", steps_to_95, 299, 0)
+
+# %%
+frozen = layers.BatchNormalization()
+frozen.build(maps.shape)
+frozen.trainable = False
+frozen_output = frozen(maps, training=True).numpy()
+frozen_moves = np.abs(frozen.moving_mean.numpy()).max()
+frozen_vs_inference = np.abs(frozen_output - frozen(maps, training=False).numpy()).max()
+print(f"frozen, called in training mode: largest difference from inference "
+      f"mode {frozen_vs_inference:.1e}; moving mean moved by {frozen_moves:.1e}")
+
+# %% [markdown]
+# The frozen layer's output in training mode equals its inference-mode output
+# (the difference lies between 0 and 1e-6), and its moving mean did not move.
+# In the fine-tuning of section 4, this keeps the statistics the base was
+# pretrained with: a few hundred steps on a small dataset would otherwise
+# drag them towards batches of a different kind while the weights are still
+# changing.
+
+# %% tags=["remove-cell"]
+claims.expect("week2.batchnorm.frozen_difference", max(frozen_vs_inference, frozen_moves), 0, 1e-6)
+
+# %% [markdown]
 # ## 2. The data: one shape per scene
 #
 # `course_utils.recognition.load_classification` is the one entry point for

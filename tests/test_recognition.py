@@ -658,3 +658,20 @@ def test_transfer_learning_curve_trains_three_methods_per_size():
         rec.transfer_learning_curve(data.x_train, data.y_train, data.x_test, data.y_test, 4, per_class=(0,))
     fig = rec.plot_learning_curve(curve["per_class"], {m: curve[m] for m in rec.TRANSFER_METHODS}, chance=0.25)
     assert [line.get_label() for line in fig.axes[0].lines][:3] == list(rec.TRANSFER_METHODS)
+
+
+@pytest.mark.parametrize("shape", [(4, 3), (2, 5, 5, 3), (3, 2, 4, 6, 2)])
+def test_batch_norm_written_out_is_keras_layer_in_both_modes(shape):
+    rng = np.random.default_rng(1)
+    x = rng.normal(2.0, 3.0, size=shape).astype("float32")
+    layer = keras.layers.BatchNormalization(epsilon=1e-2)
+    layer.build(x.shape)
+    gamma, beta = rng.normal(size=shape[-1]).astype("float32"), rng.normal(size=shape[-1]).astype("float32")
+    layer.gamma.assign(gamma)
+    layer.beta.assign(beta)
+    moving = (layer.moving_mean.numpy(), layer.moving_variance.numpy())
+    inference = rec.batch_norm(x, gamma, beta, *moving, epsilon=1e-2)
+    np.testing.assert_allclose(layer(x, training=False), inference, atol=1e-4)
+    mean, variance = rec.batch_statistics(x)
+    np.testing.assert_allclose(mean, x.reshape(-1, shape[-1]).mean(0), rtol=1e-5)
+    np.testing.assert_allclose(layer(x, training=True), rec.batch_norm(x, gamma, beta, mean, variance, 1e-2), atol=1e-4)

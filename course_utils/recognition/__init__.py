@@ -21,7 +21,8 @@ Its modules follow the chapter; every public name is importable from here too
 * ``blocks`` -- :func:`conv_cost` and :func:`separable_conv_cost` count the
   parameters and multiply-adds of a standard and a depthwise-separable
   convolution; :func:`block_layers` and :func:`plot_block` show an
-  inverted-residual block of a built MobileNetV2;
+  inverted-residual block of a built MobileNetV2; :func:`batch_norm` and
+  :func:`batch_statistics` write batch normalisation out;
 * ``transfer`` -- :func:`fine_tune` unfreezes the top layers of the base, keeps
   every BatchNormalization layer frozen (in inference mode) and recompiles with a
   lower learning rate; :func:`pretrain_source` and :func:`transfer_learning_curve`;
@@ -34,6 +35,8 @@ seconds to import, and nothing else needs it. matplotlib is imported only by the
 
 from course_utils.recognition.augmentation import RandomDihedral
 from course_utils.recognition.blocks import (
+    batch_norm,
+    batch_statistics,
     block_layers,
     conv_cost,
     describe_block,

@@ -4,7 +4,9 @@
 multiply-adds of a standard and a depthwise-separable convolution;
 :func:`block_layers`, :func:`describe_block` and :func:`plot_block` show an
 inverted-residual block of a built Keras MobileNetV2, and :func:`residual_blocks`
-names the blocks that have a skip connection.
+names the blocks that have a skip connection. :func:`batch_norm` and
+:func:`batch_statistics` write out the normalisation that follows each of a
+block's convolutions, to set beside Keras' layer.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import math
 import re
 
 import keras
+import numpy as np
 
 BLOCK_COLOURS = {"expand": "#f4c27a", "depthwise": "#8fc1e3", "project": "#9fd39b", "add": "#d9b3e6"}
 """The colour of each step of a block in :func:`plot_block`; the layers of a step (its BN, its ReLU) share it."""
@@ -22,6 +25,21 @@ FAINT_KINDS = ("BatchNormalization", "ReLU", "ZeroPadding2D")
 
 BOX_CENTRE = 4.7
 """The x of the column of boxes in :func:`plot_block` (the axes run from 0 to 10)."""
+
+
+def batch_statistics(maps) -> tuple[np.ndarray, np.ndarray]:
+    """The mean and the (biased, divided by n) variance of each channel of ``maps`` (channels last), over every
+    image and position of the batch: what a BatchNormalization layer normalises with in training mode."""
+    maps = np.asarray(maps, dtype=np.float64)
+    axes = tuple(range(maps.ndim - 1))
+    return maps.mean(axis=axes), maps.var(axis=axes)
+
+
+def batch_norm(maps, gamma, beta, mean, variance, epsilon: float = 1e-3) -> np.ndarray:
+    """Batch normalisation written out: each channel of ``maps`` (the last axis) minus ``mean``, divided by
+    ``sqrt(variance + epsilon)``, then scaled by ``gamma`` and shifted by ``beta``. In training mode the statistics
+    are the batch's own (:func:`batch_statistics`); in inference mode, the layer's moving averages."""
+    return gamma * (np.asarray(maps, dtype=np.float64) - mean) / np.sqrt(variance + epsilon) + beta
 
 
 def conv_cost(height: int, width: int, kernel: int, c_in: int, c_out: int, stride: int = 1) -> tuple[int, int]:
