@@ -6,13 +6,15 @@ Records (each per seed, worst seed, mean and spread; see ``run.sweep``):
 chapter's time; ``week3.focal_vs_ce.*``, the focal loss against alpha-balanced
 cross-entropy at nine anchors per cell (section 10: mAP of each, their
 difference, the background-to-object anchor ratio, background anchors scored
-above the decoder's threshold). Everything is read from what the chapter recorded: the recipe
+above the decoder's threshold); ``week3.errors.*``, the test detections of each kind and the objects missed
+(section 9). Everything is read from what the chapter recorded: the recipe
 lives in ``book/week3_detection.py`` only.
 """
 
 from __future__ import annotations
 
 from bench.run import sweep
+from course_utils.detection.evaluation import ERROR_KINDS
 
 
 def bench_week3(seeds=None):
@@ -30,6 +32,7 @@ def bench_week3(seeds=None):
             "week3.found.large": "fraction",
             "week3.found.small": "fraction",
             "week3.found.large_minus_small_points": "points",
+            **{f"week3.errors.{kind.replace(', ', '_and_').replace(' ', '_')}": "detections" for kind in ERROR_KINDS},
             "week3.retinanet.train_seconds": "s",
             "week3.focal_vs_ce.anchors_per_image": "anchors",
             "week3.focal_vs_ce.background_per_object": "background anchors per object anchor",

@@ -657,6 +657,45 @@ claims.record("week3.found.small", found_small)
 claims.expect("week3.found.large_minus_small_points", 100 * (found_large - found_small), 0, 100, profile)
 
 # %% [markdown]
+# ### The mistakes, by kind
+#
+# mAP folds every mistake into one number. The TIDE toolbox {cite}`bolya2020`
+# sorts them by kind, because each kind points at a different part of a
+# detector. `det.detection_errors` counts, on the test scenes and at the
+# counting threshold, each detection as right (it claims an object of its class
+# with IoU ≥ 0.5) or as one of five mistakes, in this order:
+#
+# * **duplicate**: the object it covers was already claimed by a higher-scoring
+#   detection of the same class, which non-maximum suppression let through;
+# * **wrong class**: it covers an object of another class with IoU ≥ 0.5, a
+#   classification mistake;
+# * **poorly located**: the right class, but an IoU between 0.1 and 0.5 with
+#   the object, a box-regression mistake;
+# * **wrong class, poorly located**: both at once;
+# * **background**: an IoU below 0.1 with every object, a false alarm;
+#
+# and each object no detection claims as **missed**. (TIDE goes further and
+# measures how much mAP each kind costs; these are only counts.)
+
+# %%
+error_kinds = det.detection_errors(predictions, test_data, count_threshold)
+fig = det.plot_error_kinds(
+    error_kinds, title=f"test scenes, detections scoring {count_threshold:.2f} or more")
+
+# %% tags=["remove-cell"]
+for kind, count in error_kinds.items():
+    claims.record(f"week3.errors.{kind.replace(', ', '_and_').replace(' ', '_')}", count)
+
+# %% [markdown]
+# A poorly located box leaves its object unclaimed, so unless another
+# detection claims that object, it also counts as missed: the two bars share
+# their cause, and the objects found by size above show where it lies. Many
+# duplicates would call for a lower IoU threshold in non-maximum suppression,
+# many background detections for a higher score threshold, and many confused
+# classes for a better classification head. This text does not say which bar
+# is the longest; read them on your run.
+
+# %% [markdown]
 # ## 10. Focal loss against cross-entropy, trained
 #
 # Section 4 weighed the two losses on one batch of fixed predictions. Does the

@@ -7,6 +7,8 @@ import socket
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from course_utils import detection as d
 from course_utils.scenes import make_scenes
@@ -506,3 +508,70 @@ def test_count_plot_has_integer_ticks_fitted_to_the_counts_and_shows_how_many_im
     assert len(offsets) == 6  # one disc per distinct (true, predicted) pair, not one dot per image
     assert sorted(t.get_text() for t in ax.texts) == sorted(["2", "1", "2", "1", "1", "1"])
     plt.close("all")
+
+
+def _one_image(objects, object_classes, boxes, classes, scores):
+    """A DetectionData of one image and predictions of its detections (the format of ``det.predict``)."""
+    data = d.DetectionData(
+        images=np.zeros((1, 64, 64, 3), np.float32),
+        boxes=[np.array(objects, np.float32).reshape(-1, 4)],
+        classes=[np.array(object_classes)],
+        class_names=("a", "b"),
+        names=("image",),
+    )
+    predictions = {
+        "boxes": [np.array(boxes, np.float32).reshape(-1, 4)],
+        "classes": [np.array(classes)],
+        "confidence": [np.array(scores, np.float32)],
+        "num_detections": np.array([len(scores)]),
+    }
+    return predictions, data
+
+
+def test_each_kind_of_detection_mistake_is_counted_as_tide_defines_it():
+    square = [10, 10, 30, 30]
+    detections = [
+        ([10, 10, 30, 30], 0, 0.9),  # right
+        ([11, 10, 31, 30], 0, 0.8),  # the same object again: duplicate
+        ([40, 40, 60, 60], 0, 0.7),  # on the class-1 object: wrong class
+        ([10, 10, 30, 17], 0, 0.6),  # a third of the square (IoU 0.35): poorly located
+        ([40, 40, 60, 47], 0, 0.55),  # a third of the class-1 object: both
+        ([0, 50, 8, 62], 0, 0.5),  # nothing there: background
+        ([0, 0, 64, 64], 1, 0.01),  # below the threshold: not counted
+    ]
+    boxes, classes, scores = zip(*detections)
+    predictions, data = _one_image([square, [40, 40, 60, 60], [2, 2, 6, 6]], [0, 1, 1], boxes, classes, scores)
+    counts = d.detection_errors(predictions, data, confidence_threshold=0.1)
+    assert list(counts) == list(d.ERROR_KINDS)
+    assert counts == {
+        "right": 1,
+        "duplicate": 1,
+        "wrong class": 1,
+        "poorly located": 1,
+        "wrong class, poorly located": 1,
+        "background": 1,
+        "missed": 2,  # the class-1 objects: no class-1 detection claims them
+    }
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 50), st.integers(0, 50), st.integers(2, 14), st.integers(0, 1)), max_size=6),
+    st.lists(
+        st.tuples(st.integers(0, 50), st.integers(0, 50), st.integers(2, 14), st.integers(0, 1), st.floats(0, 1)),
+        max_size=8,
+    ),
+    st.floats(0, 1),
+)
+def test_every_detection_and_object_is_counted_once(objects, detections, threshold):
+    predictions, data = _one_image(
+        [(x, y, x + s, y + s) for x, y, s, _ in objects],
+        [c for *_, c in objects],
+        [(x, y, x + s, y + s) for x, y, s, _, _ in detections],
+        [c for *_, c, _ in detections],
+        [p for *_, p in detections],
+    )
+    counts = d.detection_errors(predictions, data, threshold)
+    kept = sum(p >= np.float32(threshold) for *_, p in detections)
+    assert sum(counts[k] for k in d.ERROR_KINDS if k != "missed") == kept
+    assert counts["right"] + counts["missed"] == len(objects)

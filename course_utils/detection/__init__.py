@@ -18,7 +18,7 @@ Its modules follow the chapter; every public name is importable from here too
 * ``layers`` -- our Keras layers: feature pyramid, heads, per-class NMS;
 * ``model`` -- the RetinaNet assembly, its decoder and outputs;
 * ``training`` -- augmentation, the ``tf.data`` pipeline, the fit loop;
-* ``evaluation`` -- AP, mAP (ours and COCO's) and counting;
+* ``evaluation`` -- AP, mAP (ours and COCO's), the mistakes by kind and counting;
 * ``plots`` -- the figures;
 * ``kerascv`` -- everything taken from KerasCV, imported only by the functions that use it.
 
@@ -72,11 +72,13 @@ from course_utils.detection.data import (
     write_coco,
 )
 from course_utils.detection.evaluation import (
+    ERROR_KINDS,
     average_precision,
     choose_count_threshold,
     class_matches,
     coco_metrics,
     count_objects,
+    detection_errors,
     match_detections,
     mean_average_precision,
     perfect_predictions,
@@ -99,6 +101,7 @@ from course_utils.detection.plots import (
     plot_anchors,
     plot_counts,
     plot_detections,
+    plot_error_kinds,
     plot_precision_recall,
     plot_score_distributions,
 )

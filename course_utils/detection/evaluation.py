@@ -1,4 +1,5 @@
-"""Evaluation: matching detections to objects, AP and mAP (our own and COCO's), and counting objects."""
+"""Evaluation: matching detections to objects, AP and mAP (our own and COCO's), the mistakes by kind, and counting
+objects."""
 
 from __future__ import annotations
 
@@ -99,6 +100,68 @@ def mean_average_precision(predictions: dict, data: DetectionData, iou_threshold
         result["map"][t] = float(np.nanmean(aps)) if np.isfinite(aps).any() else float("nan")
         result["curves"][t] = curves
     return result
+
+
+ERROR_KINDS = (
+    "right",
+    "duplicate",
+    "wrong class",
+    "poorly located",
+    "wrong class, poorly located",
+    "background",
+    "missed",
+)
+"""The outcomes :func:`detection_errors` counts, the kinds of the TIDE toolbox (Bolya et al., 2020): every
+detection is right or one of the next five, and every object no detection claims is missed."""
+
+
+def detection_errors(
+    predictions: dict, data: DetectionData, confidence_threshold: float, iou: float = 0.5, background_iou: float = 0.1
+) -> dict:
+    """How many detections at or above ``confidence_threshold`` are of each kind of :data:`ERROR_KINDS`, and how
+    many objects are missed, over every image of ``data``.
+
+    Detections are taken by decreasing score, as AP takes them. One that covers an unclaimed object of its class
+    with IoU >= ``iou`` is right and claims it; otherwise, with its largest IoU with an object of its class (taken
+    or not) and with an object of another class: a duplicate (>= ``iou`` with its class), the wrong class (>= ``iou``
+    with another), poorly located (>= ``background_iou`` with its class), both (>= ``background_iou`` with another),
+    or background. TIDE's thresholds are 0.5 and 0.1; it counts as missed only the objects that no mistake of
+    another kind accounts for, and goes on to measure what each kind costs in mAP, which this does not.
+    """
+    counts = dict.fromkeys(ERROR_KINDS, 0)
+    for i in range(len(data)):
+        objects, object_classes = np.asarray(data.boxes[i]), np.asarray(data.classes[i])
+        real = object_classes >= 0
+        objects, object_classes = objects[real], object_classes[real]
+        n = int(predictions["num_detections"][i])
+        scores = np.asarray(predictions["confidence"][i])[:n]
+        kept = np.flatnonzero(scores >= confidence_threshold)
+        kept = kept[np.argsort(-scores[kept], kind="stable")]
+        boxes, classes = np.asarray(predictions["boxes"][i])[kept], np.asarray(predictions["classes"][i])[kept]
+        overlaps = iou_matrix(boxes, objects) if len(objects) and len(boxes) else np.zeros((len(boxes), len(objects)))
+        claimed = np.zeros(len(objects), bool)
+        for overlap, detected in zip(overlaps, classes):
+            same = object_classes == detected
+            free = np.where(same & ~claimed, overlap, -1.0)
+            if free.size and free.max() >= iou:
+                claimed[int(np.argmax(free))] = True
+                counts["right"] += 1
+                continue
+            with_class = overlap[same].max(initial=0.0)
+            with_other = overlap[~same].max(initial=0.0)
+            if with_class >= iou:
+                kind = "duplicate"
+            elif with_other >= iou:
+                kind = "wrong class"
+            elif with_class >= background_iou:
+                kind = "poorly located"
+            elif with_other >= background_iou:
+                kind = "wrong class, poorly located"
+            else:
+                kind = "background"
+            counts[kind] += 1
+        counts["missed"] += int(np.sum(~claimed))
+    return counts
 
 
 def coco_metrics(predictions: dict, data: DetectionData) -> dict:

@@ -379,3 +379,22 @@ def plot_score_distributions(scores: dict, threshold: float | None = 0.05, title
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
+
+
+def plot_error_kinds(counts: dict, title: str | None = None):
+    """The detections of each kind and the objects missed (``counts``, from :func:`detection_errors`) as
+    horizontal bars, the right detections first and in green, each bar labelled with its count."""
+    import matplotlib.pyplot as plt
+
+    names = list(counts)
+    fig, ax = plt.subplots(figsize=(5.6, 0.35 * len(names) + 0.9), layout="constrained")
+    colours = ["tab:green" if name == "right" else "tab:red" for name in names]
+    bars = ax.barh(range(len(names)), [counts[n] for n in names], color=colours)
+    ax.bar_label(bars, padding=3, fontsize=8)
+    ax.set_yticks(range(len(names)), names)
+    ax.invert_yaxis()
+    ax.set_xlabel("detections (missed: objects)")
+    ax.margins(x=0.12)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
