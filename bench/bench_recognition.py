@@ -1,4 +1,5 @@
-"""Week 2 benchmarks: MobileNetV2 from scratch on the scenes, transfer from the source task, throughput, chapter time.
+"""Week 2 benchmarks: MobileNetV2 from scratch on the scenes, transfer from the source task, the attribution maps'
+hits on the shape, throughput, chapter time.
 
 Loaded by ``python -m bench`` (``BENCHMARKS``); it can also run alone:
 ``python -m bench.bench_recognition`` prints the records without writing them.
@@ -92,6 +93,11 @@ def bench_seeds(seeds=None):
             "week2.imbalance.accuracy_without_weights": "fraction",
             "week2.imbalance.balanced_accuracy_without_weights": "fraction",
             **points,
+            **{
+                f"week2.attribution.{name}": "fraction"
+                for name in ("small_cnn.saliency", "small_cnn.grad_cam", "small_cnn.occlusion")
+                + ("mobilenetv2.saliency", "mobilenetv2.occlusion", "random_pixel")
+            },
         },
         seeds=seeds,
     )

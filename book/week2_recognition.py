@@ -1059,7 +1059,79 @@ fig = plots.embedding_scatter(points, scenes.y_test[shown], names, highlight=mob
 # of another class, or where classes mix. The classifier's last layer draws
 # straight boundaries in the feature space; it cannot undo what the features
 # do not separate.
+
+# %% [markdown]
+# ### What the network looks at
 #
+# A classifier gives a class, not a reason. Three ways to ask which pixels a
+# decision rests on each draw a map over the image:
+#
+# * **saliency** {cite}`simonyan2014`: the gradient of the class's score (the
+#   logit, before the softmax) with respect to each pixel, its largest absolute
+#   value over the colour channels: which single pixels would move the score
+#   most;
+# * **Grad-CAM** {cite}`selvaraju2017`: the maps of a convolutional layer,
+#   each channel weighted by the mean gradient of the score over its positions,
+#   summed, with the negative parts set to zero, and enlarged to the image. We
+#   take the small CNN's third block, whose maps are 8×8 here; MobileNetV2's
+#   last maps are 1×1 at 32×32 pixels, too coarse to point anywhere;
+# * **occlusion** {cite}`zeiler2014`: hide an 8×8 grey square at each position
+#   in turn and record how much the class's probability falls. It needs no
+#   gradient, only predictions.
+#
+# The scenes come with the mask of their shape, so we can measure what such
+# pictures usually only suggest: on how many held-out scenes does a map's
+# strongest pixel (the cross) lie on the shape? A pixel drawn at random would,
+# as often as the shape covers the image (the last line of the table).
+
+# %%
+if scenes.test_masks is not None:
+    n_maps = profile.pick(smoke=32, cpu=200, gpu=400)
+    x_maps, y_maps = scenes.x_test[:n_maps], scenes.y_test[:n_maps]
+    masks = scenes.test_masks[:n_maps]
+    attribution = {
+        ("small CNN", "saliency"): rec.saliency_maps(cnn, x_maps, y_maps),
+        ("small CNN", "Grad-CAM"): rec.grad_cam(cnn, x_maps, y_maps, "relu2"),
+        ("small CNN", "occlusion"): rec.occlusion_maps(cnn, x_maps, y_maps),
+        ("MobileNetV2", "saliency"): rec.saliency_maps(mobilenet, x_maps, y_maps),
+        ("MobileNetV2", "occlusion"): rec.occlusion_maps(mobilenet, x_maps, y_maps),
+    }
+    on_object = {key: rec.peak_on_object(found, masks).mean()
+                 for key, found in attribution.items()}
+    print(f"{n_maps} held-out scenes; the map's strongest pixel on the shape:")
+    for (model_name, method), share in on_object.items():
+        print(f"  {model_name:<12} {method:<10} {share:6.1%}")
+    print(f"  a random pixel           {masks.mean():6.1%}")
+    one_per_class = [int(np.flatnonzero(y_maps == c)[0]) for c in range(len(names))]
+    fig = rec.plot_attribution(
+        x_maps[one_per_class],
+        {f"{method}\n({model_name})": found[one_per_class]
+         for (model_name, method), found in attribution.items()},
+        masks[one_per_class], titles=[names[c] for c in y_maps[one_per_class]])
+else:
+    print("(skipped: your images come without masks of their objects)")
+
+# %% tags=["remove-cell"]
+claims.expect_rounded("week2.attribution.grad_cam_map_side", cnn.get_layer("relu2").output.shape[1], 8, 0, profile)
+claims.expect_rounded("week2.attribution.mobilenet_last_map_side",
+                      rec.base_of(mobilenet).get_layer("out_relu").output.shape[1], 1, 0, profile)
+if scenes.test_masks is not None:
+    for (model_name, method), share in on_object.items():
+        key = model_name.lower().replace(" ", "_")
+        claims.record(f"week2.attribution.{key}.{method.lower().replace('-', '_')}", share)
+    claims.record("week2.attribution.random_pixel", masks.mean())
+
+# %% [markdown]
+# Read the table against its last line: a map whose strongest pixel lands on
+# the shape more often than a random pixel would has found something of the
+# shape, and the figure shows what. The three methods need not agree.
+# Saliency is a derivative at one point, and a single bright pixel of the
+# background can move the score; occlusion asks what the prediction cannot do
+# without, and an 8×8 square is a large part of a 32-pixel image; Grad-CAM is
+# as coarse as the layer it reads. This page does not rank the methods or the
+# networks from one run.
+
+# %% [markdown]
 # ## Summary
 #
 # * MobileNet's depthwise-separable convolutions cost about $1/c_\text{out} + 1/k^2$

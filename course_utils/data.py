@@ -33,8 +33,10 @@ class Split:
     """A train/test split of images and integer labels.
 
     Images are float32 of shape (n, height, width, channels), labels int32 of
-    shape (n,); ``class_names[k]`` names label ``k``. (``eq=False``: comparing
-    two splits with ``==`` would mean comparing arrays, which is ambiguous.)
+    shape (n,); ``class_names[k]`` names label ``k``. ``test_masks``, where the
+    data has them (the synthetic scenes), marks each test image's object pixels
+    (boolean, (n, height, width)). (``eq=False``: comparing two splits with
+    ``==`` would mean comparing arrays, which is ambiguous.)
     """
 
     x_train: np.ndarray
@@ -42,6 +44,7 @@ class Split:
     x_test: np.ndarray
     y_test: np.ndarray
     class_names: tuple[str, ...]
+    test_masks: np.ndarray | None = None
 
 
 def load_digits(size: int = 32, test_fraction: float = 0.2, seed: int = 0) -> Split:

@@ -675,3 +675,57 @@ def test_batch_norm_written_out_is_keras_layer_in_both_modes(shape):
     mean, variance = rec.batch_statistics(x)
     np.testing.assert_allclose(mean, x.reshape(-1, shape[-1]).mean(0), rtol=1e-5)
     np.testing.assert_allclose(layer(x, training=True), rec.batch_norm(x, gamma, beta, mean, variance, 1e-2), atol=1e-4)
+
+
+# --- attribution maps ------------------------------------------------------------------------------------------------
+
+
+def corner_classifier():
+    """A 16x16 grey-image classifier whose class-0 logit is the sum of the top-left 4x4 pixels (class 1's is 0),
+    behind an identity 1x1 convolution named "conv"."""
+    inputs = keras.Input((16, 16, 1))
+    x = layers.Conv2D(1, 1, use_bias=False, kernel_initializer="ones", name="conv")(inputs)
+    x = layers.Flatten()(x)
+    dense = layers.Dense(2, activation="softmax")
+    model = keras.Model(inputs, dense(x))
+    kernel = np.zeros((256, 2), np.float32)
+    kernel[np.ravel_multi_index(np.nonzero(np.ones((4, 4))), (16, 16)), 0] = 1.0
+    dense.set_weights([kernel, np.zeros(2, np.float32)])
+    return model
+
+
+def test_saliency_and_occlusion_find_the_pixels_the_score_reads():
+    model = corner_classifier()
+    images = np.random.default_rng(0).uniform(0.6, 1.0, (3, 16, 16, 1)).astype(np.float32)
+    corner = np.zeros((3, 16, 16), bool)
+    corner[:, :4, :4] = True
+    saliency = rec.saliency_maps(model, images, [0, 0, 0])
+    np.testing.assert_allclose(saliency, np.broadcast_to(corner, saliency.shape).astype(float))
+    occlusion = rec.occlusion_maps(model, images, [0, 0, 0], patch=4, stride=4)
+    assert (occlusion[corner] > 0).all() and np.allclose(occlusion[~corner], 0, atol=1e-6)
+    assert rec.peak_on_object(saliency, corner).all() and rec.peak_on_object(occlusion, corner).all()
+
+
+def test_grad_cam_weighs_the_layers_maps_by_their_mean_gradient():
+    model = corner_classifier()
+    images = np.random.default_rng(1).uniform(0, 1, (2, 16, 16, 1)).astype(np.float32)
+    cam = rec.grad_cam(model, images, [0, 0], "conv")
+    # The class-0 gradient is 1 on 16 of the 256 positions: a mean of 1/16, times the map, which is the image.
+    np.testing.assert_allclose(cam, images[..., 0] / 16, rtol=1e-5)
+
+
+def test_maps_refuse_what_they_cannot_explain():
+    with pytest.raises(ValueError, match="no Dense layer"):
+        rec.saliency_maps(keras.Sequential([keras.Input((4, 4, 1)), layers.Flatten()]), np.zeros((1, 4, 4, 1)), [0])
+    with pytest.raises(ValueError, match="patch of at most 16 px"):
+        rec.occlusion_maps(corner_classifier(), np.zeros((1, 16, 16, 1)), [0], patch=20)
+    with pytest.raises(ValueError, match="must have the same shape"):
+        rec.peak_on_object(np.zeros((2, 4, 4)), np.zeros((2, 5, 5)))
+
+
+def test_scenes_keep_the_masks_of_their_test_shapes():
+    split = rec.load_classification("scenes", image_size=32, n_train=8, n_test=6, seed=3)
+    assert split.test_masks.shape == (6, 32, 32) and split.test_masks.dtype == bool
+    assert all(0 < mask.mean() < 1 for mask in split.test_masks)  # one shape, on a background
+    again = rec.load_classification("scenes", image_size=32, n_train=8, n_test=6, seed=3)
+    np.testing.assert_array_equal(split.test_masks, again.test_masks)

@@ -18,6 +18,9 @@ Its modules follow the chapter; every public name is importable from here too
   task's shapes), a folder of images per class, or a named TensorFlow Datasets set
   (for Colab users);
 * ``augmentation`` -- :class:`RandomDihedral`, the flips and quarter turns that keep a shape's class;
+* ``attribution`` -- which pixels a decision rests on: :func:`saliency_maps`, :func:`grad_cam` and
+  :func:`occlusion_maps`, :func:`peak_on_object` (whether a map's strongest pixel lies on the object) and
+  :func:`plot_attribution`;
 * ``blocks`` -- :func:`conv_cost` and :func:`separable_conv_cost` count the
   parameters and multiply-adds of a standard and a depthwise-separable
   convolution; :func:`block_layers` and :func:`plot_block` show an
@@ -33,6 +36,13 @@ TensorFlow Datasets is imported only by the ``"tfds:..."`` source: it takes
 seconds to import, and nothing else needs it. matplotlib is imported only by the figures.
 """
 
+from course_utils.recognition.attribution import (
+    grad_cam,
+    occlusion_maps,
+    peak_on_object,
+    plot_attribution,
+    saliency_maps,
+)
 from course_utils.recognition.augmentation import RandomDihedral
 from course_utils.recognition.blocks import (
     batch_norm,

@@ -162,7 +162,8 @@ def _from_scene_source(source, size, n_train, n_test, seed, imbalance, noise, ob
         n_train + n_test, size=size, seed=seed, objects=(1, 1), object_size=object_size, noise=noise, classes=classes
     )
     images, labels = scenes.images, scenes.labels
-    return Split(images[:n_train], labels[:n_train], images[n_train:], labels[n_train:], scenes.class_names)
+    test_masks = scenes.masks[n_train:] > 0
+    return Split(images[:n_train], labels[:n_train], images[n_train:], labels[n_train:], scenes.class_names, test_masks)
 
 
 def _imbalanced_scenes(total, n_test, size, seed, imbalance, noise, object_size):
