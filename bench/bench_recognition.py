@@ -1,5 +1,5 @@
 """Week 2 benchmarks: MobileNetV2 from scratch on the scenes, transfer from the source task, the attribution maps'
-hits on the shape, throughput, chapter time.
+hits on the shape, calibration before and after temperature scaling, throughput, chapter time.
 
 Loaded by ``python -m bench`` (``BENCHMARKS``); it can also run alone:
 ``python -m bench.bench_recognition`` prints the records without writing them.
@@ -97,6 +97,11 @@ def bench_seeds(seeds=None):
                 f"week2.attribution.{name}": "fraction"
                 for name in ("small_cnn.saliency", "small_cnn.grad_cam", "small_cnn.occlusion")
                 + ("mobilenetv2.saliency", "mobilenetv2.occlusion", "random_pixel")
+            },
+            **{
+                f"week2.calibration.{model}.{what}": unit
+                for model in ("small_cnn", "mobilenetv2_scratch")
+                for what, unit in (("temperature", "T"), ("ece_as_trained", "ECE"), ("ece_with_temperature", "ECE"))
             },
         },
         seeds=seeds,

@@ -797,6 +797,58 @@ for k, name in enumerate(names):
     print(f"{name:<10} {precision[k]:>9.3f} {recall[k]:>7.3f} {support[k]:>7}")
 
 # %% [markdown]
+# ### Calibration: is 0.9 right 90% of the time?
+#
+# A classifier's largest probability is its *confidence*. Among the scenes it
+# labels with confidence 0.9, a **calibrated** model is right on 90%. A
+# reliability diagram groups the predictions into ten bins of confidence and
+# draws each bin's accuracy as a bar: a calibrated model's bars end on the
+# diagonal. The **expected calibration error** (ECE) is the gap between bar and
+# diagonal, averaged over the bins with the share of predictions each holds.
+#
+# Modern networks tend to be too sure of themselves, and Guo et al.
+# {cite}`guo2017` found that one number repairs much of it: **temperature
+# scaling** divides the logits by a temperature $T$ before the softmax ($T > 1$
+# softens, $T < 1$ sharpens). It changes no prediction, only how sure each one
+# is. $T$ must be fitted on data the network did not train on and measured on
+# other data, so we fit it on half of the held-out scenes (the one that gives
+# their labels the highest likelihood) and measure on the other half.
+
+# %%
+fit_half = np.arange(len(scenes.y_test)) % 2 == 0  # fit T here, measure on ~fit_half
+reliability, calibration_rows = {}, []
+for name, probabilities in [("small CNN", cnn_probabilities),
+                            ("MobileNetV2, from scratch", mobilenet_probabilities)]:
+    temperature = rec.fit_temperature(probabilities[fit_half], scenes.y_test[fit_half])
+    before = probabilities[~fit_half]
+    after = rec.with_temperature(before, temperature)
+    truth = scenes.y_test[~fit_half]
+    reliability[f"{name}\nas trained"] = (before, truth)
+    reliability[f"{name}\nT = {temperature:.2f}"] = (after, truth)
+    calibration_rows.append((name, temperature, rec.expected_calibration_error(before, truth),
+                             rec.expected_calibration_error(after, truth)))
+print(f"{'model':<26} {'T':>5} {'ECE as trained':>15} {'ECE with T':>11}")
+for name, temperature, before_ece, after_ece in calibration_rows:
+    print(f"{name:<26} {temperature:>5.2f} {before_ece:>15.3f} {after_ece:>11.3f}")
+fig = rec.plot_reliability(reliability, title="held-out scenes (the half T was not fitted on)")
+
+# %% tags=["remove-cell"]
+for name, temperature, before_ece, after_ece in calibration_rows:
+    key = "small_cnn" if name == "small CNN" else "mobilenetv2_scratch"
+    claims.record(f"week2.calibration.{key}.temperature", temperature)
+    claims.record(f"week2.calibration.{key}.ece_as_trained", before_ece)
+    claims.record(f"week2.calibration.{key}.ece_with_temperature", after_ece)
+
+# %% [markdown]
+# Read the bars bin by bin, with the counts in mind: a network this accurate
+# puts nearly all its predictions in the last bin, and a bin that holds a
+# handful of scenes has a bar that one scene more or less moves a lot, which
+# the ECE weighs accordingly. A temperature above 1 says the network was too
+# sure, below 1 too unsure. This page does not claim which, nor how much the
+# ECE changes: with few mistakes among the held-out scenes, both move from run
+# to run, more than one run can show.
+
+# %% [markdown]
 # ### Predictions and the worst mistakes
 #
 # A grid of held-out scenes with the predicted class and its probability

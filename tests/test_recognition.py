@@ -729,3 +729,37 @@ def test_scenes_keep_the_masks_of_their_test_shapes():
     assert all(0 < mask.mean() < 1 for mask in split.test_masks)  # one shape, on a background
     again = rec.load_classification("scenes", image_size=32, n_train=8, n_test=6, seed=3)
     np.testing.assert_array_equal(split.test_masks, again.test_masks)
+
+
+# --- calibration -----------------------------------------------------------------------------------------------------
+
+
+def test_a_calibrated_model_has_no_gap_and_an_overconfident_one_is_cooled():
+    rng = np.random.default_rng(0)
+    n, classes = 4000, 3
+    confidence = rng.uniform(0.4, 1.0, n)
+    labels = rng.integers(0, classes, n)
+    right = rng.random(n) < confidence  # each prediction right as often as it says
+    predicted = np.where(right, labels, (labels + rng.integers(1, classes, n)) % classes)
+    probabilities = np.zeros((n, classes))
+    others = (1 - confidence) / (classes - 1)
+    for k in range(classes):
+        probabilities[:, k] = np.where(predicted == k, confidence, others)
+    assert rec.expected_calibration_error(probabilities, labels) < 0.03
+    sharp = rec.with_temperature(probabilities, 0.3)  # the same predictions, far too sure
+    np.testing.assert_array_equal(sharp.argmax(1), probabilities.argmax(1))
+    assert rec.expected_calibration_error(sharp, labels) > 0.1
+    temperature = rec.fit_temperature(sharp, labels)
+    assert 2.5 < temperature < 4.5  # about 1 / 0.3 undoes the sharpening
+    assert rec.expected_calibration_error(rec.with_temperature(sharp, temperature), labels) < 0.03
+
+
+def test_reliability_bins_count_every_prediction_once_and_refuse_bad_shapes():
+    probabilities = np.array([[0.95, 0.05], [0.55, 0.45], [0.05, 0.95], [1.0, 0.0]])
+    rows = rec.reliability_bins(probabilities, [0, 1, 1, 0], n_bins=10)
+    assert sum(count for *_, count in rows) == 4
+    assert rows[9] == (pytest.approx((0.95 + 0.95 + 1.0) / 3), 1.0, 3) and rows[5] == (0.55, 0.0, 1)
+    with pytest.raises(ValueError, match="probabilities of shape"):
+        rec.expected_calibration_error(np.ones(4), [0, 1, 1, 0])
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        rec.with_temperature(probabilities, 0)

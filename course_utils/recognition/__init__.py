@@ -18,6 +18,9 @@ Its modules follow the chapter; every public name is importable from here too
   task's shapes), a folder of images per class, or a named TensorFlow Datasets set
   (for Colab users);
 * ``augmentation`` -- :class:`RandomDihedral`, the flips and quarter turns that keep a shape's class;
+* ``calibration`` -- :func:`reliability_bins`, :func:`expected_calibration_error` and
+  :func:`plot_reliability` (is a probability of 0.9 right 90% of the time?), and temperature scaling
+  (:func:`fit_temperature`, :func:`with_temperature`);
 * ``attribution`` -- which pixels a decision rests on: :func:`saliency_maps`, :func:`grad_cam` and
   :func:`occlusion_maps`, :func:`peak_on_object` (whether a map's strongest pixel lies on the object) and
   :func:`plot_attribution`;
@@ -53,6 +56,13 @@ from course_utils.recognition.blocks import (
     plot_block,
     residual_blocks,
     separable_conv_cost,
+)
+from course_utils.recognition.calibration import (
+    expected_calibration_error,
+    fit_temperature,
+    plot_reliability,
+    reliability_bins,
+    with_temperature,
 )
 from course_utils.recognition.data import (
     SCENE_SOURCES,
