@@ -35,13 +35,17 @@
 # **After this chapter you can**
 #
 # * explain what depthwise-separable convolutions and inverted residual blocks
-#   save, and count it;
+#   save, and count it; compute batch normalisation by hand in both of its
+#   modes;
 # * train a classifier four ways (a small CNN and MobileNetV2 from scratch, a
 #   frozen base, {term}`fine-tuning <Fine-tuning>`) with a warm-up schedule;
 # * read a classifier's mistakes with a confusion matrix, {term}`precision <Precision and recall>` and
-#   recall, and see what class imbalance does to accuracy;
+#   recall, check whether its probabilities are calibrated, and see what class
+#   imbalance does to accuracy;
 # * decide where data augmentation belongs, and measure test-time
-#   augmentation.
+#   augmentation;
+# * ask which pixels a decision rests on (saliency, Grad-CAM, occlusion), and
+#   measure how often the answer lies on the object.
 #
 # **Running time:** between 5.4 and 8.9 minutes at profile `cpu` on a 2-core machine
 # without a GPU (the benchmark's five run seeds, `week2.chapter.seconds` in
