@@ -47,9 +47,10 @@
 #   supervised classifier;
 # * train a denoising autoencoder without labels and judge its latent space.
 #
-# **Running time:** between 3.9 and 4.3 minutes at profile `cpu` on a 2-core machine
-# without a GPU (the benchmark's five run seeds, `week5.chapter.seconds` in
-# `bench/results.json`); seconds at profile `smoke`.
+# **Running time:** between 4.1 and 5.5 minutes at profile `cpu` on a 2-core machine
+# without a GPU (the benchmark's ten run seeds, `week5.chapter.seconds` in
+# `bench/results.json`; measured beside other work, so the longer runs are upper
+# bounds); seconds at profile `smoke`.
 
 # %% tags=["parameters"]
 # Papermill sets PROFILE: "smoke" (seconds, for tests), "cpu" (minutes) or "gpu".
@@ -89,7 +90,7 @@ print(config.describe_device())
 
 
 # %% tags=["remove-cell"]
-claims.quoted_from_bench("week5.chapter.seconds", 3.9, 4.3, scale=1 / 60)
+claims.quoted_from_bench("week5.chapter.seconds", 4.1, 5.5, scale=1 / 60, seeds=(0, 1, 2, 3, 4, 5, 6, 7, 8, 9))
 
 # %% [markdown]
 # ## 1. Two ways to learn from labels
@@ -826,24 +827,26 @@ for kind, subset in [("classes seen in training", ~with_held),
 
 # %% [markdown]
 # The dot on each curve is the threshold chosen on the first half, where the
-# two error rates came closest. On the second half they are no longer equal,
-# but close (this run: at most 6 points apart): a threshold chosen on one set
-# of pairs carried over to pairs it had not seen. On raw pixels the curve runs
-# along the diagonal of chance: a pixel similarity says next to nothing about
-# the class, and the area under the curve is near a coin's 0.5 (this run:
-# between 0.4 and 0.65), so every threshold that accepts most same-class pairs
-# accepts as many of the others. On the learned embedding the curve climbs far
-# above it (this run: an area between 0.8 and 1.0).
+# two error rates came closest. On the second half they came apart by 0.2 to
+# 9.5 points over the benchmark's five run seeds (this run: at most 19 points
+# apart): a threshold chosen on one set of pairs carries over to others, but
+# not exactly. On raw pixels the curve runs along the diagonal of chance: a
+# pixel similarity says next to nothing about the class, and the area under
+# the curve is a coin's, 0.500 to 0.508 (this run: between 0.49 and 0.52), so
+# every threshold that accepts most same-class pairs accepts as many of the
+# others. On the learned embedding the curve climbs far above it, to an area
+# of 0.952 to 0.974 (this run: between 0.92 and 1.0).
 #
 # The errors are not spread evenly. Pairs of the three classes the network
-# trained on are seldom accepted wrongly (this run: at most 5% of those of
-# different classes); the errors gather in the pairs that
-# involve the diamond, which it never saw. Two diamonds are refused more often
-# than two shapes of a trained class (this run: by between 0.1 and 60 points),
-# and a diamond is taken for another shape more often (this run: by between
-# 0.1 and 60 points). A system that verifies classes it never trained on (new
-# faces, new signatures: the usual case for verification) has to be measured
-# on such classes, and here they cost the most.
+# trained on are seldom accepted wrongly, 0.05% to 1.0% of those of different
+# classes over the benchmark's seeds (this run: at most 2%). The diamond, which
+# the network never saw, is taken for another shape far more often: its pairs
+# with the other classes were accepted 12.6 to 20.7 points more often than the
+# pairs of trained classes (this run: by between 4 and 29 points). Whether two
+# diamonds are also refused more often is not settled: that difference ranged
+# from -0.7 to 12.5 points, both signs (this run: between -14 and 26). A
+# system that verifies classes it never trained on (new faces, new signatures:
+# the usual case for verification) has to be measured on such classes.
 
 # %% tags=["remove-cell"]
 embedding_auc, pixels_auc = (sklearn_metrics.roc_auc_score(v["pairs"][1], v["pairs"][0]) for v in verification.values())
@@ -855,16 +858,22 @@ claims.record("week5.verification.seen_false_reject_rate", held_rates["classes s
 claims.record("week5.verification.held_out_false_reject_rate", held_rates[f"involving a {names[held]}"][1])
 claims.record("week5.verification.held_out_false_accept_rate", held_rates[f"involving a {names[held]}"][0])
 embedding_far, embedding_frr = verification["learned embedding"]["rates"]
-claims.expect("week5.verification.seen_false_accept_rate", held_rates["classes seen in training"][0], 0, 0.05, profile)
-claims.expect("week5.verification.raw_pixels_auc", pixels_auc, 0.4, 0.65, profile)
-claims.expect("week5.verification.embedding_auc", embedding_auc, 0.8, 1.0, profile)
-claims.expect("week5.verification.rates_apart_points", 100 * abs(embedding_far - embedding_frr), 0, 6, profile)
+claims.expect("week5.verification.seen_false_accept_rate", held_rates["classes seen in training"][0], 0, 0.02, profile)
+claims.expect("week5.verification.raw_pixels_auc", pixels_auc, 0.49, 0.52, profile)
+claims.expect("week5.verification.embedding_auc", embedding_auc, 0.92, 1.0, profile)
+claims.expect("week5.verification.rates_apart_points", 100 * abs(embedding_far - embedding_frr), 0, 19, profile)
 claims.expect("week5.verification.held_out_minus_seen_false_reject_points",
               100 * (held_rates[f"involving a {names[held]}"][1] - held_rates["classes seen in training"][1]),
-              0.1, 60, profile)
+              -14, 26, profile)
 claims.expect("week5.verification.held_out_minus_seen_false_accept_points",
               100 * (held_rates[f"involving a {names[held]}"][0] - held_rates["classes seen in training"][0]),
-              0.1, 60, profile)
+              4, 29, profile)
+claims.quoted_from_bench("week5.verification.rates_apart_points", 0.2, 9.5)
+claims.quoted_from_bench("week5.verification.raw_pixels_auc", 0.500, 0.508)
+claims.quoted_from_bench("week5.verification.embedding_auc", 0.952, 0.974)
+claims.quoted_from_bench("week5.verification.seen_false_accept_rate", 0.05, 1.0, scale=100)
+claims.quoted_from_bench("week5.verification.held_out_minus_seen_false_accept_points", 12.6, 20.7)
+claims.quoted_from_bench("week5.verification.held_out_minus_seen_false_reject_points", -0.7, 12.5)
 
 # %% [markdown]
 # ## 11. Without any labels: a denoising autoencoder
