@@ -265,8 +265,9 @@ bn_differences = {
 for mode, difference in bn_differences.items():
     print(f"Keras against the formula, {mode}: largest difference "
           f"{difference:.1e}")
-print(f"the two modes differ by {np.abs(keras_training - keras_inference).mean():.2f}"
-      " on average (the batch's mean is 3, the moving mean still 0)")
+mode_gap = np.abs(keras_training - keras_inference).mean()
+print(f"the two modes differ by {mode_gap:.2f} on average (the batch's mean "
+      "is 3, the moving mean still 0)")
 
 # %% [markdown]
 # Keras and the formula agree in both modes, to float32's rounding (the
@@ -324,9 +325,11 @@ frozen.build(maps.shape)
 frozen.trainable = False
 frozen_output = frozen(maps, training=True).numpy()
 frozen_moves = np.abs(frozen.moving_mean.numpy()).max()
-frozen_vs_inference = np.abs(frozen_output - frozen(maps, training=False).numpy()).max()
-print(f"frozen, called in training mode: largest difference from inference "
-      f"mode {frozen_vs_inference:.1e}; moving mean moved by {frozen_moves:.1e}")
+inference_output = frozen(maps, training=False).numpy()
+frozen_vs_inference = np.abs(frozen_output - inference_output).max()
+print("frozen, called in training mode: largest difference from inference "
+      f"mode {frozen_vs_inference:.1e};")
+print(f"moving mean moved by {frozen_moves:.1e}")
 
 # %% [markdown]
 # The frozen layer's output in training mode equals its inference-mode output
@@ -819,22 +822,27 @@ for k, name in enumerate(names):
 # their labels the highest likelihood) and measure on the other half.
 
 # %%
-fit_half = np.arange(len(scenes.y_test)) % 2 == 0  # fit T here, measure on ~fit_half
+fit_half = np.arange(len(scenes.y_test)) % 2 == 0  # fit T here
+truth = scenes.y_test[~fit_half]                    # measure here
 reliability, calibration_rows = {}, []
 for name, probabilities in [("small CNN", cnn_probabilities),
-                            ("MobileNetV2, from scratch", mobilenet_probabilities)]:
-    temperature = rec.fit_temperature(probabilities[fit_half], scenes.y_test[fit_half])
+                            ("MobileNetV2, from scratch",
+                             mobilenet_probabilities)]:
+    temperature = rec.fit_temperature(probabilities[fit_half],
+                                      scenes.y_test[fit_half])
     before = probabilities[~fit_half]
     after = rec.with_temperature(before, temperature)
-    truth = scenes.y_test[~fit_half]
     reliability[f"{name}\nas trained"] = (before, truth)
     reliability[f"{name}\nT = {temperature:.2f}"] = (after, truth)
-    calibration_rows.append((name, temperature, rec.expected_calibration_error(before, truth),
-                             rec.expected_calibration_error(after, truth)))
+    calibration_rows.append(
+        (name, temperature, rec.expected_calibration_error(before, truth),
+         rec.expected_calibration_error(after, truth)))
 print(f"{'model':<26} {'T':>5} {'ECE as trained':>15} {'ECE with T':>11}")
 for name, temperature, before_ece, after_ece in calibration_rows:
-    print(f"{name:<26} {temperature:>5.2f} {before_ece:>15.3f} {after_ece:>11.3f}")
-fig = rec.plot_reliability(reliability, title="held-out scenes (the half T was not fitted on)")
+    print(f"{name:<26} {temperature:>5.2f} {before_ece:>15.3f} "
+          f"{after_ece:>11.3f}")
+fig = rec.plot_reliability(
+    reliability, title="held-out scenes (the half T was not fitted on)")
 
 # %% tags=["remove-cell"]
 for name, temperature, before_ece, after_ece in calibration_rows:
@@ -1149,8 +1157,10 @@ if scenes.test_masks is not None:
         ("small CNN", "saliency"): rec.saliency_maps(cnn, x_maps, y_maps),
         ("small CNN", "Grad-CAM"): rec.grad_cam(cnn, x_maps, y_maps, "relu2"),
         ("small CNN", "occlusion"): rec.occlusion_maps(cnn, x_maps, y_maps),
-        ("MobileNetV2", "saliency"): rec.saliency_maps(mobilenet, x_maps, y_maps),
-        ("MobileNetV2", "occlusion"): rec.occlusion_maps(mobilenet, x_maps, y_maps),
+        ("MobileNetV2", "saliency"):
+            rec.saliency_maps(mobilenet, x_maps, y_maps),
+        ("MobileNetV2", "occlusion"):
+            rec.occlusion_maps(mobilenet, x_maps, y_maps),
     }
     on_object = {key: rec.peak_on_object(found, masks).mean()
                  for key, found in attribution.items()}
@@ -1158,7 +1168,8 @@ if scenes.test_masks is not None:
     for (model_name, method), share in on_object.items():
         print(f"  {model_name:<12} {method:<10} {share:6.1%}")
     print(f"  a random pixel           {masks.mean():6.1%}")
-    one_per_class = [int(np.flatnonzero(y_maps == c)[0]) for c in range(len(names))]
+    one_per_class = [int(np.flatnonzero(y_maps == c)[0])
+                     for c in range(len(names))]
     fig = rec.plot_attribution(
         x_maps[one_per_class],
         {f"{method}\n({model_name})": found[one_per_class]

@@ -680,7 +680,8 @@ claims.expect("week3.found.large_minus_small_points", 100 * (found_large - found
 # %%
 error_kinds = det.detection_errors(predictions, test_data, count_threshold)
 fig = det.plot_error_kinds(
-    error_kinds, title=f"test scenes, detections scoring {count_threshold:.2f} or more")
+    error_kinds,
+    title=f"test scenes, detections scoring {count_threshold:.2f} or more")
 
 # %% tags=["remove-cell"]
 for kind, count in error_kinds.items():
