@@ -56,7 +56,8 @@
 # Papermill sets this: "smoke" (seconds, for tests), "cpu" (minutes) or "gpu".
 # None picks "gpu" when TensorFlow sees a GPU and "cpu" otherwise.
 PROFILE = None
-# The run seed: 0 for the book; the benchmarks rerun the chapter with others (fresh data, weights and order).
+# The run seed: 0 for the book; the benchmarks rerun the chapter with others
+# (fresh data, weights and order).
 SEED = 0
 
 # %%
@@ -81,7 +82,13 @@ print(config.describe_device())
 
 
 # %% tags=["remove-cell"]
-claims.quoted_from_bench("week1.chapter.seconds", 2.9, 5.3, scale=1 / 60, seeds=(0, 1, 2, 3, 4, 5, 6, 7, 8, 9))
+claims.quoted_from_bench(
+    "week1.chapter.seconds",
+    2.9,
+    5.3,
+    scale=1 / 60,
+    seeds=(0, 1, 2, 3, 4, 5, 6, 7, 8, 9),
+)
 
 # %% [markdown]
 # ## 1. Why not a dense network?
@@ -93,7 +100,10 @@ claims.quoted_from_bench("week1.chapter.seconds", 2.9, 5.3, scale=1 / 60, seeds=
 # %% tags=["nbval-check-output"]
 for height, width, channels in [(32, 32, 3), (224, 224, 3)]:
     weights = height * width * channels + 1
-    print(f"{height}x{width}x{channels} image: {weights:,} weights per dense neuron")
+    print(
+        f"{height}x{width}x{channels} image: {weights:,} weights per dense"
+        " neuron"
+    )
 
 # %% [markdown]
 # A thousand neurons on a 224×224 colour photo would already need 150 million
@@ -109,7 +119,9 @@ rng = np.random.default_rng(0)
 pixels = rng.random((5, 32 * 32))  # five flattened 32x32 images
 weights = rng.normal(size=(32 * 32, 16))  # a dense layer with 16 neurons
 permutation = rng.permutation(32 * 32)
-same = np.allclose(pixels @ weights, pixels[:, permutation] @ weights[permutation])
+same = np.allclose(
+    pixels @ weights, pixels[:, permutation] @ weights[permutation]
+)
 print("scrambled pixels + scrambled weights give the same outputs:", same)
 
 # %% [markdown]
@@ -133,11 +145,13 @@ dense_change = (
     dense(shifted.reshape(1, -1)).numpy() - dense(image.reshape(1, -1)).numpy()
 )
 print(
-    f"convolution: largest difference between 'shift then convolve' and 'convolve then shift' "
-    f"(away from the border): {np.abs(conv_shift[:, :, 5:-5]).max():.1e}"
+    "convolution: largest difference between 'shift then convolve' and"
+    " 'convolve then shift' (away from the border):"
+    f" {np.abs(conv_shift[:, :, 5:-5]).max():.1e}"
 )
 print(
-    f"dense layer: its outputs change by {np.abs(dense_change).mean():.2f} on average when the digit moves"
+    f"dense layer: its outputs change by {np.abs(dense_change).mean():.2f} on"
+    " average when the digit moves"
 )
 
 # %% [markdown]
@@ -158,7 +172,7 @@ print(
 
 # %% tags=["nbval-check-output"]
 def correlate2d_valid(x, k):
-    """Cross-correlation without padding: slide k over x and sum the products."""
+    """Cross-correlation without padding: slide k over x, sum the products."""
     out_h, out_w = x.shape[0] - k.shape[0] + 1, x.shape[1] - k.shape[1] + 1
     y = np.zeros((out_h, out_w))
     for i in range(out_h):
@@ -172,7 +186,8 @@ k = np.arange(4, dtype=np.float32).reshape(2, 2)
 by_hand = correlate2d_valid(x, k)
 print("by hand:\n", by_hand)
 
-# TensorFlow wants (batch, height, width, channels) inputs and (h, w, in, out) kernels.
+# TensorFlow wants (batch, height, width, channels) inputs and (h, w, in, out)
+# kernels.
 by_tf = tf.nn.conv2d(
     x[None, :, :, None], k[:, :, None, None], strides=1, padding="VALID"
 )[0, :, :, 0].numpy()
@@ -221,13 +236,17 @@ classic_kernels = {
     "Laplacian (8)": [[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]],
     "sharpen": [[0, -1, 0], [-1, 5, -1], [0, -1, 0]],
 }
-scene = scenes.make_scenes(1, size=64, seed=profile.seed(7), objects=(3, 3),
-                           noise=0.0)
+scene = scenes.make_scenes(
+    1, size=64, seed=profile.seed(7), objects=(3, 3), noise=0.0
+)
 grey = scene.images[0].mean(axis=-1)
-filtered = {name: correlate2d_valid(grey, np.array(kernel, float))
-            for name, kernel in classic_kernels.items()}
-fig, axes = plt.subplots(1, 5, figsize=(plots.PAGE_WIDTH, 1.9),
-                         layout="constrained")
+filtered = {
+    name: correlate2d_valid(grey, np.array(kernel, float))
+    for name, kernel in classic_kernels.items()
+}
+fig, axes = plt.subplots(
+    1, 5, figsize=(plots.PAGE_WIDTH, 1.9), layout="constrained"
+)
 for ax, (name, image) in zip(axes, filtered.items()):
     ax.imshow(image, cmap="gray")
     ax.set_title(name, fontsize=9)
@@ -241,7 +260,8 @@ for ax, (name, image) in zip(axes, filtered.items()):
 # %% tags=["nbval-check-output"]
 inside = scene.masks[0] > 0
 border = inside ^ scipy.ndimage.binary_erosion(inside)
-outline = scipy.ndimage.binary_dilation(border)[1:-1, 1:-1]  # as the valid output
+# as the valid output
+outline = scipy.ndimage.binary_dilation(border)[1:-1, 1:-1]
 print(f"{'kernel':<15} {'outline / elsewhere':>19} {'on a flat patch':>15}")
 outline_ratio = {}
 for name, kernel in classic_kernels.items():
@@ -260,8 +280,20 @@ for name, kernel in classic_kernels.items():
 # LeNet-5's).
 
 # %% tags=["remove-cell"]
-claims.expect("week1.kernels.outline_ratio.laplacian4", outline_ratio["Laplacian (4)"], 1.5, 100, profile)
-claims.expect("week1.kernels.outline_ratio.laplacian8", outline_ratio["Laplacian (8)"], 1.5, 100, profile)
+claims.expect(
+    "week1.kernels.outline_ratio.laplacian4",
+    outline_ratio["Laplacian (4)"],
+    1.5,
+    100,
+    profile,
+)
+claims.expect(
+    "week1.kernels.outline_ratio.laplacian8",
+    outline_ratio["Laplacian (8)"],
+    1.5,
+    100,
+    profile,
+)
 
 # %% [markdown]
 # ## 3. Padding, stride, dilation and pooling
@@ -277,7 +309,10 @@ claims.expect("week1.kernels.outline_ratio.laplacian8", outline_ratio["Laplacian
 # when the stride is 1). We check the formula against the shapes Keras computes:
 
 # %% tags=["nbval-check-output"]
-print(f"{'kernel':>6} {'stride':>6} {'dilation':>8} {'padding':>7} | formula  keras")
+print(
+    f"{'kernel':>6} {'stride':>6} {'dilation':>8} {'padding':>7} | formula "
+    " keras"
+)
 for kernel, stride, dilation, padding in [
     (3, 1, 1, "valid"),
     (3, 1, 1, "same"),
@@ -295,7 +330,8 @@ for kernel, stride, dilation, padding in [
     )
     keras_size = layer.compute_output_shape((None, 32, 32, 1))[1]
     print(
-        f"{kernel:>6} {stride:>6} {dilation:>8} {padding:>7} | {formula:>7} {keras_size:>6}"
+        f"{kernel:>6} {stride:>6} {dilation:>8} {padding:>7} | {formula:>7}"
+        f" {keras_size:>6}"
     )
 
 # %% [markdown]
@@ -329,11 +365,18 @@ window = np.array(
 ).reshape(1, 4, 4, 1)
 print("input:\n", window[0, :, :, 0])
 print("2x2 max pooling:\n", layers.MaxPooling2D(2)(window).numpy()[0, :, :, 0])
-print("2x2 average pooling:\n", layers.AveragePooling2D(2)(window).numpy()[0, :, :, 0])
-print("2x2 min pooling (minus the max pooling of minus the input):\n",
-      -layers.MaxPooling2D(2)(-window).numpy()[0, :, :, 0])
-print("2x2 max pooling, stride 1 (the windows overlap):\n",
-      layers.MaxPooling2D(2, strides=1)(window).numpy()[0, :, :, 0])
+print(
+    "2x2 average pooling:\n",
+    layers.AveragePooling2D(2)(window).numpy()[0, :, :, 0],
+)
+print(
+    "2x2 min pooling (minus the max pooling of minus the input):\n",
+    -layers.MaxPooling2D(2)(-window).numpy()[0, :, :, 0],
+)
+print(
+    "2x2 max pooling, stride 1 (the windows overlap):\n",
+    layers.MaxPooling2D(2, strides=1)(window).numpy()[0, :, :, 0],
+)
 
 # %% [markdown]
 # Min pooling keeps the darkest value of each window; Keras has no layer for
@@ -354,12 +397,15 @@ for pool in (layers.MaxPooling2D(2), layers.AveragePooling2D(2)):
     with tf.GradientTape() as tape:
         tape.watch(inputs)
         pooled = pool(inputs)
-    back = tape.gradient(pooled, inputs,
-                         output_gradients=tf.constant(upstream)).numpy()
-    print(f"{pool.__class__.__name__}: gradient at the input\n"
-          f"{back[0, :, :, 0]}\n"
-          f"  sum {back.sum():.2f} (arriving {upstream.sum():.2f}), norm "
-          f"{np.linalg.norm(back):.3f} (arriving {np.linalg.norm(upstream):.3f})")
+    back = tape.gradient(
+        pooled, inputs, output_gradients=tf.constant(upstream)
+    ).numpy()
+    print(
+        f"{pool.__class__.__name__}: gradient at the input\n"
+        f"{back[0, :, :, 0]}\n"
+        f"  sum {back.sum():.2f} (arriving {upstream.sum():.2f}), norm "
+        f"{np.linalg.norm(back):.3f} (arriving {np.linalg.norm(upstream):.3f})"
+    )
 
 # %% [markdown]
 # Max pooling hands each window's gradient to the one input that won; average
@@ -437,7 +483,8 @@ fig.tight_layout()
 
 # %%
 def conv_backward(x, k, upstream):
-    """Gradients of L with respect to x and k, for y = correlate2d_valid(x, k) and upstream = dL/dy."""
+    """Gradients of L with respect to x and k, for y = correlate2d_valid(x, k)
+    and upstream = dL/dy."""
     grad_k = correlate2d_valid(x, upstream)
     kh, kw = k.shape
     padded = np.pad(upstream, ((kh - 1, kh - 1), (kw - 1, kw - 1)))
@@ -446,18 +493,24 @@ def conv_backward(x, k, upstream):
 
 
 def pool2d(x, size, mode):
-    """Non-overlapping size x size pooling: the maximum or the mean of each window."""
+    """Non-overlapping size x size pooling: each window's maximum or mean."""
     h, w = x.shape[0] // size, x.shape[1] // size
     windows = x[: h * size, : w * size].reshape(h, size, w, size)
-    return windows.max(axis=(1, 3)) if mode == "max" else windows.mean(axis=(1, 3))
+    return (
+        windows.max(axis=(1, 3)) if mode == "max" else windows.mean(axis=(1, 3))
+    )
 
 
 def pool2d_backward(x, upstream, size, mode):
-    """Max pooling: each upstream value goes to the argmax of its window. Average: spread evenly over it."""
+    """Max pooling: each upstream value goes to the argmax of its window.
+    Average: spread evenly over it."""
     grad = np.zeros_like(x)
     for i in range(upstream.shape[0]):
         for j in range(upstream.shape[1]):
-            rows, cols = slice(i * size, (i + 1) * size), slice(j * size, (j + 1) * size)
+            rows, cols = (
+                slice(i * size, (i + 1) * size),
+                slice(j * size, (j + 1) * size),
+            )
             if mode == "max":
                 m, n = np.unravel_index(np.argmax(x[rows, cols]), (size, size))
                 grad[i * size + m, j * size + n] += upstream[i, j]
@@ -477,8 +530,10 @@ def pool2d_backward(x, upstream, size, mode):
 grad_x, grad_k = conv_backward(x, k, np.ones((2, 2)))
 print("dL/dk:\n", grad_k)
 print("dL/dx:\n", grad_x)
-print("2x2 max pooling of the 4x4 window above, dL/dx:\n",
-      pool2d_backward(window[0, :, :, 0], np.ones((2, 2)), 2, "max"))
+print(
+    "2x2 max pooling of the 4x4 window above, dL/dx:\n",
+    pool2d_backward(window[0, :, :, 0], np.ones((2, 2)), 2, "max"),
+)
 
 # %% [markdown]
 # Are the formulas right? We check them twice on random numbers: against
@@ -502,11 +557,14 @@ x6, k3 = rng.normal(size=(6, 6)), rng.normal(size=(3, 3))
 g_conv, g_pool = rng.normal(size=(4, 4)), rng.normal(size=(3, 3))
 
 by_numpy = {}
-by_numpy["convolution, input"], by_numpy["convolution, kernel"] = conv_backward(x6, k3, g_conv)
+by_numpy["convolution, input"], by_numpy["convolution, kernel"] = conv_backward(
+    x6, k3, g_conv
+)
 by_numpy["max pooling, input"] = pool2d_backward(x6, g_pool, 2, "max")
 by_numpy["average pooling, input"] = pool2d_backward(x6, g_pool, 2, "average")
 
-# The same computations as Keras layers (batch and channel axes added), differentiated by TensorFlow.
+# The same computations as Keras layers (batch and channel axes added),
+# differentiated by TensorFlow.
 conv_layer = layers.Conv2D(1, 3, use_bias=False, dtype="float64")
 conv_layer.build((None, 6, 6, 1))
 conv_layer.kernel.assign(k3[:, :, None, None])
@@ -514,30 +572,51 @@ x_tf = tf.constant(x6[None, :, :, None])
 with tf.GradientTape(persistent=True) as tape:
     tape.watch(x_tf)
     conv_loss = tf.reduce_sum(conv_layer(x_tf) * g_conv[None, :, :, None])
-    max_loss = tf.reduce_sum(layers.MaxPooling2D(2, dtype="float64")(x_tf) * g_pool[None, :, :, None])
-    average_loss = tf.reduce_sum(layers.AveragePooling2D(2, dtype="float64")(x_tf) * g_pool[None, :, :, None])
+    max_loss = tf.reduce_sum(
+        layers.MaxPooling2D(2, dtype="float64")(x_tf) * g_pool[None, :, :, None]
+    )
+    average_loss = tf.reduce_sum(
+        layers.AveragePooling2D(2, dtype="float64")(x_tf)
+        * g_pool[None, :, :, None]
+    )
 by_tape = {
     "convolution, input": tape.gradient(conv_loss, x_tf)[0, :, :, 0],
-    "convolution, kernel": tape.gradient(conv_loss, conv_layer.kernel)[:, :, 0, 0],
+    "convolution, kernel": tape.gradient(conv_loss, conv_layer.kernel)[
+        :, :, 0, 0
+    ],
     "max pooling, input": tape.gradient(max_loss, x_tf)[0, :, :, 0],
     "average pooling, input": tape.gradient(average_loss, x_tf)[0, :, :, 0],
 }
 # The definition of the derivative, applied to the NumPy forward passes.
 by_differences = {
-    "convolution, input": numerical_gradient(lambda v: np.sum(correlate2d_valid(v, k3) * g_conv), x6),
-    "convolution, kernel": numerical_gradient(lambda v: np.sum(correlate2d_valid(x6, v) * g_conv), k3),
-    "max pooling, input": numerical_gradient(lambda v: np.sum(pool2d(v, 2, "max") * g_pool), x6),
-    "average pooling, input": numerical_gradient(lambda v: np.sum(pool2d(v, 2, "average") * g_pool), x6),
+    "convolution, input": numerical_gradient(
+        lambda v: np.sum(correlate2d_valid(v, k3) * g_conv), x6
+    ),
+    "convolution, kernel": numerical_gradient(
+        lambda v: np.sum(correlate2d_valid(x6, v) * g_conv), k3
+    ),
+    "max pooling, input": numerical_gradient(
+        lambda v: np.sum(pool2d(v, 2, "max") * g_pool), x6
+    ),
+    "average pooling, input": numerical_gradient(
+        lambda v: np.sum(pool2d(v, 2, "average") * g_pool), x6
+    ),
 }
-print(f"{'gradient':<24} {'max |NumPy - tape|':>18} {'rel. error vs differences':>26}")
+print(
+    f"{'gradient':<24} {'max |NumPy - tape|':>18}"
+    f" {'rel. error vs differences':>26}"
+)
 tape_errors, check_errors = [], []
 for name, ours in by_numpy.items():
     tape_errors.append(np.abs(ours - by_tape[name].numpy()).max())
     check_errors.append(relative_error(ours, by_differences[name]))
     print(f"{name:<24} {tape_errors[-1]:>18.1e} {check_errors[-1]:>26.1e}")
-unflipped = correlate2d_valid(np.pad(g_conv, 2), k3)  # the input gradient without flipping the kernel
-print(f"{'input, kernel not flipped':<24} {'':>18} "
-      f"{relative_error(unflipped, by_differences['convolution, input']):>26.2f}")
+# the input gradient without flipping the kernel
+unflipped = correlate2d_valid(np.pad(g_conv, 2), k3)
+print(
+    f"{'input, kernel not flipped':<24} {'':>18} "
+    f"{relative_error(unflipped, by_differences['convolution, input']):>26.2f}"
+)
 
 # %% tags=["remove-cell"]
 claims.record("week1.gradcheck.tape_max_abs_error", max(tape_errors))
@@ -551,8 +630,12 @@ claims.record("week1.gradcheck.max_relative_error", max(check_errors))
 # week's exercise, where you write the backward pass of a convolution yourself.
 
 # %% tags=["remove-cell"]
-claims.expect("week1.gradcheck.tape_max_abs_error", max(tape_errors), 0, 1e-12, profile)
-claims.expect("week1.gradcheck.max_relative_error", max(check_errors), 0, 1e-6, profile)
+claims.expect(
+    "week1.gradcheck.tape_max_abs_error", max(tape_errors), 0, 1e-12, profile
+)
+claims.expect(
+    "week1.gradcheck.max_relative_error", max(check_errors), 0, 1e-6, profile
+)
 
 # %% [markdown]
 # ## 5. Counting parameters
@@ -598,10 +681,12 @@ print(f"   total: {lenet.count_params():,}")
 # pixels with a single hidden layer of 84 units already needs more, 86,950:
 
 # %% tags=["nbval-check-output"]
-dense_net = models.dense_classifier(input_shape=(32, 32, 1), num_classes=10, hidden=84)
+dense_net = models.dense_classifier(
+    input_shape=(32, 32, 1), num_classes=10, hidden=84
+)
 print(
-    f"dense network: {dense_net.count_params():,} parameters "
-    f"(1,024 x 84 + 84 = {1024 * 84 + 84:,}, then 84 x 10 + 10 = {84 * 10 + 10})"
+    f"dense network: {dense_net.count_params():,} parameters (1,024 x 84 + 84 ="
+    f" {1024 * 84 + 84:,}, then 84 x 10 + 10 = {84 * 10 + 10})"
 )
 
 # %% [markdown]
@@ -620,18 +705,29 @@ print(
 for channels in (1, 3):
     shape = (32, 32, channels)
     rgb_lenet = models.lenet5(input_shape=shape, num_classes=10)
-    rgb_dense = models.dense_classifier(input_shape=shape, num_classes=10,
-                                        hidden=84)
-    print(f"{channels} input map(s): LeNet-5 {rgb_lenet.count_params():,} "
-          f"(first layer {rgb_lenet.layers[0].count_params()}), "
-          f"dense network {rgb_dense.count_params():,}")
+    rgb_dense = models.dense_classifier(
+        input_shape=shape, num_classes=10, hidden=84
+    )
+    print(
+        f"{channels} input map(s): LeNet-5 {rgb_lenet.count_params():,} "
+        f"(first layer {rgb_lenet.layers[0].count_params()}), "
+        f"dense network {rgb_dense.count_params():,}"
+    )
 print("16 filters of 3x3 on RGB:", models.count_conv_params(3, 3, 3, 16))
-wide_then_dense = keras.Sequential([keras.Input((28, 28, 1)),
-                                    layers.Conv2D(64, 3), layers.Flatten(),
-                                    layers.Dense(10)])
+wide_then_dense = keras.Sequential(
+    [
+        keras.Input((28, 28, 1)),
+        layers.Conv2D(64, 3),
+        layers.Flatten(),
+        layers.Dense(10),
+    ]
+)
 print("64 filters of 3x3, then a dense layer on their 26x26x64 values:")
-print("  per layer", [layer.count_params() for layer in wide_then_dense.layers],
-      f"total {wide_then_dense.count_params():,}")
+print(
+    "  per layer",
+    [layer.count_params() for layer in wide_then_dense.layers],
+    f"total {wide_then_dense.count_params():,}",
+)
 
 # %% [markdown]
 # ### From LeNet to VGG, GoogLeNet and MobileNet
@@ -679,27 +775,62 @@ for name, count in parameters.items():
 # layers, and VGG16 is no different:
 
 # %% tags=["nbval-check-output"]
-print(f"{'network':<20} {'convolutions':>13} {'dense layers':>13} {'total':>12} {'dense share':>11} "
-      f"{'conv. mult-adds':>15}")
+print(
+    f"{'network':<20} {'convolutions':>13} {'dense layers':>13} {'total':>12}"
+    f" {'dense share':>11} {'conv. mult-adds':>15}"
+)
 split = {}  # network -> (parameters in convolutions, in dense layers)
-for name, model in [("AlexNet, one tower", models.alexnet(towers=1)), ("AlexNet, two towers", alexnet),
-                    ("VGG16", vgg16)]:
-    conv = sum(layer.count_params() for layer in model.layers if isinstance(layer, layers.Conv2D))
-    dense = sum(layer.count_params() for layer in model.layers if isinstance(layer, layers.Dense))
+for name, model in [
+    ("AlexNet, one tower", models.alexnet(towers=1)),
+    ("AlexNet, two towers", alexnet),
+    ("VGG16", vgg16),
+]:
+    conv = sum(
+        layer.count_params()
+        for layer in model.layers
+        if isinstance(layer, layers.Conv2D)
+    )
+    dense = sum(
+        layer.count_params()
+        for layer in model.layers
+        if isinstance(layer, layers.Dense)
+    )
     assert conv + dense == model.count_params()  # nothing else has weights
     split[name] = (conv, dense)
-    # A convolution weight is used once per output position, a dense weight once per image.
-    conv_mults = sum(layer.output.shape[1] * layer.output.shape[2] * int(np.prod(layer.kernel.shape))
-                     for layer in model.layers if isinstance(layer, layers.Conv2D))
-    dense_mults = sum(int(np.prod(layer.kernel.shape)) for layer in model.layers if isinstance(layer, layers.Dense))
-    print(f"{name:<20} {conv:>13,} {dense:>13,} {conv + dense:>12,} {dense / (conv + dense):>11.1%} "
-          f"{conv_mults / (conv_mults + dense_mults):>15.1%}")
+    # A convolution weight is used once per output position, a dense weight once
+    # per image.
+    conv_mults = sum(
+        layer.output.shape[1]
+        * layer.output.shape[2]
+        * int(np.prod(layer.kernel.shape))
+        for layer in model.layers
+        if isinstance(layer, layers.Conv2D)
+    )
+    dense_mults = sum(
+        int(np.prod(layer.kernel.shape))
+        for layer in model.layers
+        if isinstance(layer, layers.Dense)
+    )
+    print(
+        f"{name:<20} {conv:>13,} {dense:>13,} {conv + dense:>12,}"
+        f" {dense / (conv + dense):>11.1%}"
+        f" {conv_mults / (conv_mults + dense_mults):>15.1%}"
+    )
 
-# VGG16 by hand: 13 convolutions (3x3, "same"), 2x2 pooling after each block, then 7*7*512 -> 4096 -> 4096 -> 1000.
+# VGG16 by hand: 13 convolutions (3x3, "same"), 2x2 pooling after each block,
+# then 7*7*512 -> 4096 -> 4096 -> 1000.
 widths = [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
-vgg_conv = sum(models.count_conv_params(3, 3, d, n) for d, n in zip([3] + widths[:-1], widths))
-vgg_dense = (7 * 7 * 512 * 4096 + 4096) + (4096 * 4096 + 4096) + (4096 * 1000 + 1000)
-print(f"VGG16 by layer arithmetic: {vgg_conv:,} + {vgg_dense:,} = {vgg_conv + vgg_dense:,}")
+vgg_conv = sum(
+    models.count_conv_params(3, 3, d, n)
+    for d, n in zip([3] + widths[:-1], widths)
+)
+vgg_dense = (
+    (7 * 7 * 512 * 4096 + 4096) + (4096 * 4096 + 4096) + (4096 * 1000 + 1000)
+)
+print(
+    f"VGG16 by layer arithmetic: {vgg_conv:,} + {vgg_dense:,} ="
+    f" {vgg_conv + vgg_dense:,}"
+)
 
 # %% [markdown]
 # One tower gives the 3.7 M parameters in convolutions against 58.6 M in dense
@@ -715,17 +846,36 @@ print(f"VGG16 by layer arithmetic: {vgg_conv:,} + {vgg_dense:,} = {vgg_conv + vg
 # %% tags=["remove-cell"]
 one_tower_conv, one_tower_dense = split["AlexNet, one tower"]
 one_tower_share = one_tower_dense / (one_tower_conv + one_tower_dense)
-fc1_inputs, fc1_params = vgg16.get_layer("fc1").input.shape[-1], vgg16.get_layer("fc1").count_params()
-claims.expect_rounded("week1.alexnet.one_tower_conv_millions", one_tower_conv / 1e6, 3.7, 1)
-claims.expect_rounded("week1.alexnet.one_tower_dense_millions", one_tower_dense / 1e6, 58.6, 1)
-claims.expect_rounded("week1.alexnet.one_tower_conv_percent", 100 * (1 - one_tower_share), 6, 0)
-claims.expect_rounded("week1.alexnet.one_tower_dense_percent", 100 * one_tower_share, 94, 0)
-claims.expect_rounded("week1.alexnet.towers_saving_millions",
-                      (one_tower_conv - split["AlexNet, two towers"][0]) / 1e6, 1.4, 1)
-claims.expect_rounded("week1.alexnet.params_millions", parameters["AlexNet (2012)"] / 1e6, 61.0, 1)
+fc1_inputs, fc1_params = (
+    vgg16.get_layer("fc1").input.shape[-1],
+    vgg16.get_layer("fc1").count_params(),
+)
+claims.expect_rounded(
+    "week1.alexnet.one_tower_conv_millions", one_tower_conv / 1e6, 3.7, 1
+)
+claims.expect_rounded(
+    "week1.alexnet.one_tower_dense_millions", one_tower_dense / 1e6, 58.6, 1
+)
+claims.expect_rounded(
+    "week1.alexnet.one_tower_conv_percent", 100 * (1 - one_tower_share), 6, 0
+)
+claims.expect_rounded(
+    "week1.alexnet.one_tower_dense_percent", 100 * one_tower_share, 94, 0
+)
+claims.expect_rounded(
+    "week1.alexnet.towers_saving_millions",
+    (one_tower_conv - split["AlexNet, two towers"][0]) / 1e6,
+    1.4,
+    1,
+)
+claims.expect_rounded(
+    "week1.alexnet.params_millions", parameters["AlexNet (2012)"] / 1e6, 61.0, 1
+)
 claims.expect_rounded("week1.vgg16.fc1_inputs", fc1_inputs, 25_088, 0)
 claims.expect_rounded("week1.vgg16.fc1_millions", fc1_params / 1e6, 102.8, 1)
-claims.expect_rounded("week1.vgg16.params_millions", parameters["VGG16 (2014)"] / 1e6, 138.4, 1)
+claims.expect_rounded(
+    "week1.vgg16.params_millions", parameters["VGG16 (2014)"] / 1e6, 138.4, 1
+)
 
 # %% [markdown]
 # Parameters are not the only memory a network needs. To classify one image,
@@ -741,10 +891,14 @@ for layer in vgg16.layers:
 activations = sum(stored.values())
 first_block = stored["block1_conv1"] + stored["block1_conv2"]
 print(f"numbers computed for one 224x224 image: {activations / 1e6:.1f} M,")
-print(f"  {4 * activations / 2**20:.0f} MiB in 32-bit floats "
-      f"(the weights: {4 * vgg16.count_params() / 2**20:.0f} MiB)")
-print(f"the first block's two convolutions alone: {first_block / 1e6:.1f} M "
-      f"({first_block / activations:.0%})")
+print(
+    f"  {4 * activations / 2**20:.0f} MiB in 32-bit floats "
+    f"(the weights: {4 * vgg16.count_params() / 2**20:.0f} MiB)"
+)
+print(
+    f"the first block's two convolutions alone: {first_block / 1e6:.1f} M "
+    f"({first_block / activations:.0%})"
+)
 
 # %% [markdown]
 # Figures of about 100 MB per image are often quoted for VGG16; counted this
@@ -757,12 +911,22 @@ print(f"the first block's two convolutions alone: {first_block / 1e6:.1f} M "
 # of GPU memory.
 
 # %% tags=["remove-cell"]
-claims.expect_rounded("week1.vgg16.activations_millions", activations / 1e6, 15.2, 1)
-claims.expect_rounded("week1.vgg16.activations_mib", 4 * activations / 2**20, 58, 0)
-claims.expect_rounded("week1.vgg16.first_block_percent", 100 * first_block / activations, 42, 0)
-claims.expect_rounded("week1.vgg16.first_block_params",
-                      vgg16.get_layer("block1_conv1").count_params() + vgg16.get_layer("block1_conv2").count_params(),
-                      38_720, 0)
+claims.expect_rounded(
+    "week1.vgg16.activations_millions", activations / 1e6, 15.2, 1
+)
+claims.expect_rounded(
+    "week1.vgg16.activations_mib", 4 * activations / 2**20, 58, 0
+)
+claims.expect_rounded(
+    "week1.vgg16.first_block_percent", 100 * first_block / activations, 42, 0
+)
+claims.expect_rounded(
+    "week1.vgg16.first_block_params",
+    vgg16.get_layer("block1_conv1").count_params()
+    + vgg16.get_layer("block1_conv2").count_params(),
+    38_720,
+    0,
+)
 
 # %% [markdown]
 # #### Small kernels, stacked
@@ -785,28 +949,57 @@ claims.expect_rounded("week1.vgg16.first_block_params",
 # %% tags=["nbval-check-output"]
 C = 64
 three = keras.Sequential(
-    [keras.Input((56, 56, C))] + [layers.Conv2D(C, 3, padding="same", use_bias=False) for _ in range(3)]
+    [keras.Input((56, 56, C))]
+    + [layers.Conv2D(C, 3, padding="same", use_bias=False) for _ in range(3)]
 )
-one = keras.Sequential([keras.Input((56, 56, C)), layers.Conv2D(C, 7, padding="same", use_bias=False)])
-print(f"three 3x3 layers: {three.count_params():,} weights = 27 C^2 = {27 * C * C:,} (C = {C})")
-print(f"one 7x7 layer   : {one.count_params():,} weights = 49 C^2 = {49 * C * C:,}")
-for depth, (field, jump) in enumerate(models.receptive_field([(3, 1)] * 3), start=1):
-    print(f"after {depth} 3x3 layer{'s' if depth > 1 else ' '}: receptive field {field}x{field}, jump {jump}")
+one = keras.Sequential(
+    [
+        keras.Input((56, 56, C)),
+        layers.Conv2D(C, 7, padding="same", use_bias=False),
+    ]
+)
+print(
+    f"three 3x3 layers: {three.count_params():,} weights = 27 C^2 ="
+    f" {27 * C * C:,} (C = {C})"
+)
+print(
+    f"one 7x7 layer   : {one.count_params():,} weights = 49 C^2 ="
+    f" {49 * C * C:,}"
+)
+for depth, (field, jump) in enumerate(
+    models.receptive_field([(3, 1)] * 3), start=1
+):
+    print(
+        f"after {depth} 3x3 layer{'s' if depth > 1 else ' '}: receptive field"
+        f" {field}x{field}, jump {jump}"
+    )
 
-# Which input rows reach one output of three stacked 3x3 convolutions? Ask the gradient.
+# Which input rows reach one output of three stacked 3x3 convolutions? Ask the
+# gradient.
 probe = keras.Sequential(
-    [keras.Input((15, 15, 1))] + [layers.Conv2D(1, 3, kernel_initializer="ones", use_bias=False) for _ in range(3)]
+    [keras.Input((15, 15, 1))]
+    + [
+        layers.Conv2D(1, 3, kernel_initializer="ones", use_bias=False)
+        for _ in range(3)
+    ]
 )
 x_probe = tf.ones((1, 15, 15, 1))
 with tf.GradientTape() as tape:
     tape.watch(x_probe)
     centre = probe(x_probe)[0, 4, 4, 0]  # the middle of the 9x9 output
-reached = np.flatnonzero(tape.gradient(centre, x_probe).numpy()[0, :, :, 0].any(axis=1))
-print(f"input rows with a non-zero gradient: {reached.min()} to {reached.max()}, {len(reached)} rows")
+reached = np.flatnonzero(
+    tape.gradient(centre, x_probe).numpy()[0, :, :, 0].any(axis=1)
+)
+print(
+    f"input rows with a non-zero gradient: {reached.min()} to {reached.max()},"
+    f" {len(reached)} rows"
+)
 
 print("VGG16, after each block:")
 specs = models.spatial_layers(vgg16)
-for (name, *_), (field, jump) in zip(specs, models.receptive_field([spec[1:] for spec in specs])):
+for (name, *_), (field, jump) in zip(
+    specs, models.receptive_field([spec[1:] for spec in specs])
+):
     if name.endswith("pool"):
         print(f"  {name}: receptive field {field}x{field} pixels, jump {jump}")
 
@@ -816,8 +1009,15 @@ for (name, *_), (field, jump) in zip(specs, models.receptive_field([spec[1:] for
 # pooling, not large kernels, make the field grow.
 
 # %% tags=["remove-cell"]
-vgg_fields = dict(zip([spec[0] for spec in specs], models.receptive_field([spec[1:] for spec in specs])))
-claims.expect_rounded("week1.vgg16.receptive_field", vgg_fields["block5_pool"][0], 212, 0)
+vgg_fields = dict(
+    zip(
+        [spec[0] for spec in specs],
+        models.receptive_field([spec[1:] for spec in specs]),
+    )
+)
+claims.expect_rounded(
+    "week1.vgg16.receptive_field", vgg_fields["block5_pool"][0], 212, 0
+)
 
 # %% [markdown]
 # #### 1×1 convolutions and the Inception module
@@ -828,11 +1028,22 @@ claims.expect_rounded("week1.vgg16.receptive_field", vgg_fields["block5_pool"][0
 
 # %% tags=["nbval-check-output"]
 pointwise = layers.Conv2D(16, 1, use_bias=False)
-maps = np.random.default_rng(profile.seed(101)).normal(size=(1, 28, 28, 192)).astype("float32")
+maps = (
+    np.random.default_rng(profile.seed(101))
+    .normal(size=(1, 28, 28, 192))
+    .astype("float32")
+)
 by_conv = pointwise(maps).numpy()
-by_matmul = maps @ pointwise.kernel.numpy()[0, 0]  # (192, 16): one matrix for every pixel
-print("a 1x1 convolution is the same matrix product at every pixel:", np.allclose(by_conv, by_matmul, atol=1e-5))
-print(f"from 192 to 16 maps it has {pointwise.count_params():,} weights (192 x 16)")
+# (192, 16): one matrix for every pixel
+by_matmul = maps @ pointwise.kernel.numpy()[0, 0]
+print(
+    "a 1x1 convolution is the same matrix product at every pixel:",
+    np.allclose(by_conv, by_matmul, atol=1e-5),
+)
+print(
+    f"from 192 to 16 maps it has {pointwise.count_params():,} weights (192"
+    " x 16)"
+)
 
 # %% [markdown]
 # GoogLeNet's *Inception module* applies 1×1, 3×3 and 5×5 convolutions and a
@@ -848,19 +1059,32 @@ print(f"from 192 to 16 maps it has {pointwise.count_params():,} weights (192 x 1
 
 # %% tags=["nbval-check-output"]
 module_input = keras.Input((28, 28, 192))
-print(f"{'inception (3a)':<22} {'parameters':>10} {'multiply-adds':>14} {'output':>14}")
+print(
+    f"{'inception (3a)':<22} {'parameters':>10} {'multiply-adds':>14}"
+    f" {'output':>14}"
+)
 inception = {}  # variant -> its module
 for name, reduce in [("naive", False), ("with 1x1 reductions", True)]:
     module = keras.Model(
         module_input,
-        models.inception_module(module_input, *models.GOOGLENET_INCEPTIONS["3a"], name=name.split()[0], reduce=reduce),
+        models.inception_module(
+            module_input,
+            *models.GOOGLENET_INCEPTIONS["3a"],
+            name=name.split()[0],
+            reduce=reduce,
+        ),
     )
     multiply_adds = sum(
-        layer.output.shape[1] * layer.output.shape[2] * int(np.prod(layer.kernel.shape))
+        layer.output.shape[1]
+        * layer.output.shape[2]
+        * int(np.prod(layer.kernel.shape))
         for layer in module.layers
         if isinstance(layer, layers.Conv2D)
     )
-    print(f"{name:<22} {module.count_params():>10,} {multiply_adds / 1e6:>13.1f}M {str(module.output.shape[1:]):>14}")
+    print(
+        f"{name:<22} {module.count_params():>10,} {multiply_adds / 1e6:>13.1f}M"
+        f" {str(module.output.shape[1:]):>14}"
+    )
     inception[name] = module
 
 # %% [markdown]
@@ -871,9 +1095,15 @@ for name, reduce in [("naive", False), ("with 1x1 reductions", True)]:
 # the maps would pile up from module to module.
 
 # %% tags=["remove-cell"]
-claims.expect_rounded("week1.inception_3a.maps_with_reductions",
-                      inception["with 1x1 reductions"].output.shape[-1], 256, 0)
-claims.expect_rounded("week1.inception_3a.maps_naive", inception["naive"].output.shape[-1], 416, 0)
+claims.expect_rounded(
+    "week1.inception_3a.maps_with_reductions",
+    inception["with 1x1 reductions"].output.shape[-1],
+    256,
+    0,
+)
+claims.expect_rounded(
+    "week1.inception_3a.maps_naive", inception["naive"].output.shape[-1], 416, 0
+)
 
 # %% [markdown]
 # #### GoogLeNet's "12 times fewer parameters"
@@ -885,18 +1115,30 @@ claims.expect_rounded("week1.inception_3a.maps_naive", inception["naive"].output
 # two papers describe them:
 
 # %% tags=["remove-cell"]
-claims.expect_rounded("week1.googlenet.output_inputs", googlenet.get_layer("output").input.shape[-1], 1_024, 0)
+claims.expect_rounded(
+    "week1.googlenet.output_inputs",
+    googlenet.get_layer("output").input.shape[-1],
+    1_024,
+    0,
+)
 
 # %% tags=["nbval-check-output"]
 with_side_classifiers = models.googlenet(aux_classifiers=True)
 output_layer = googlenet.get_layer("output").count_params()
 googlenet_counts = {
     "GoogLeNet as used at test time": googlenet.count_params(),
-    "  without its 1000-class output layer": googlenet.count_params() - output_layer,
-    "  with the two side classifiers of training": with_side_classifiers.count_params(),
+    "  without its 1000-class output layer": (
+        googlenet.count_params() - output_layer
+    ),
+    "  with the two side classifiers of training": (
+        with_side_classifiers.count_params()
+    ),
 }
 for name, count in googlenet_counts.items():
-    print(f"{name:<44} {count / 1e6:5.2f} M, AlexNet (two towers) / this = {alexnet.count_params() / count:4.1f}")
+    print(
+        f"{name:<44} {count / 1e6:5.2f} M, AlexNet (two towers) / this ="
+        f" {alexnet.count_params() / count:4.1f}"
+    )
 del vgg16, sizes, with_side_classifiers
 keras.backend.clear_session()
 
@@ -916,13 +1158,33 @@ keras.backend.clear_session()
 # %% tags=["remove-cell"]
 alexnet_count = parameters["AlexNet (2012)"]
 test_time, without_output, with_side = googlenet_counts.values()
-claims.expect_rounded("week1.googlenet.params_millions", test_time / 1e6, 7.0, 1)
-claims.expect_rounded("week1.googlenet.alexnet_ratio", alexnet_count / test_time, 8.7, 1)
-claims.expect_rounded("week1.alexnet.params_millions", alexnet_count / 1e6, 61.0, 1)
-claims.expect_rounded("week1.googlenet.output_layer_millions", output_layer / 1e6, 1.0, 1)
-claims.expect_rounded("week1.googlenet.alexnet_ratio_without_output", alexnet_count / without_output, 10.2, 1)
-claims.expect_rounded("week1.googlenet.side_classifiers_params_millions", with_side / 1e6, 13.4, 1)
-claims.expect_rounded("week1.googlenet.alexnet_ratio_side_classifiers", alexnet_count / with_side, 4.6, 1)
+claims.expect_rounded(
+    "week1.googlenet.params_millions", test_time / 1e6, 7.0, 1
+)
+claims.expect_rounded(
+    "week1.googlenet.alexnet_ratio", alexnet_count / test_time, 8.7, 1
+)
+claims.expect_rounded(
+    "week1.alexnet.params_millions", alexnet_count / 1e6, 61.0, 1
+)
+claims.expect_rounded(
+    "week1.googlenet.output_layer_millions", output_layer / 1e6, 1.0, 1
+)
+claims.expect_rounded(
+    "week1.googlenet.alexnet_ratio_without_output",
+    alexnet_count / without_output,
+    10.2,
+    1,
+)
+claims.expect_rounded(
+    "week1.googlenet.side_classifiers_params_millions", with_side / 1e6, 13.4, 1
+)
+claims.expect_rounded(
+    "week1.googlenet.alexnet_ratio_side_classifiers",
+    alexnet_count / with_side,
+    4.6,
+    1,
+)
 
 # %% [markdown]
 # #### Depthwise-separable convolutions
@@ -940,7 +1202,10 @@ claims.expect_rounded("week1.mobilenet.vgg16_ratio", vgg_over_mobilenet, 30, -1)
 
 # %% tags=["nbval-check-output"]
 standard = keras.Sequential(
-    [keras.Input((56, 56, 32)), layers.Conv2D(64, 3, padding="same", use_bias=False)]
+    [
+        keras.Input((56, 56, 32)),
+        layers.Conv2D(64, 3, padding="same", use_bias=False),
+    ]
 )
 separable = keras.Sequential(
     [
@@ -948,13 +1213,17 @@ separable = keras.Sequential(
         layers.SeparableConv2D(64, 3, padding="same", use_bias=False),
     ]
 )
-print(f"standard 3x3 convolution : {standard.count_params():>6,} weights (3*3*32*64)")
 print(
-    f"depthwise + pointwise    : {separable.count_params():>6,} weights (3*3*32 + 32*64)"
+    f"standard 3x3 convolution : {standard.count_params():>6,} weights"
+    " (3*3*32*64)"
 )
 print(
-    f"ratio: {separable.count_params() / standard.count_params():.3f} "
-    f"= 1/64 + 1/9 = {1 / 64 + 1 / 9:.3f}; multiply-adds shrink by the same factor"
+    f"depthwise + pointwise    : {separable.count_params():>6,} weights (3*3*32"
+    " + 32*64)"
+)
+print(
+    f"ratio: {separable.count_params() / standard.count_params():.3f} = 1/64 +"
+    f" 1/9 = {1 / 64 + 1 / 9:.3f}; multiply-adds shrink by the same factor"
 )
 
 # %% [markdown]
@@ -963,7 +1232,12 @@ print(
 # above), it is the network of week 2.
 
 # %% tags=["remove-cell"]
-claims.expect_rounded("week1.mobilenetv2.params_millions", parameters["MobileNetV2 (2018)"] / 1e6, 3.5, 1)
+claims.expect_rounded(
+    "week1.mobilenetv2.params_millions",
+    parameters["MobileNetV2 (2018)"] / 1e6,
+    3.5,
+    1,
+)
 
 # %% [markdown]
 # ## 6. The digits
@@ -973,7 +1247,10 @@ claims.expect_rounded("week1.mobilenetv2.params_millions", parameters["MobileNet
 # a test set that no model sees during training.
 
 # %% tags=["nbval-check-output"]
-print(f"training images: {digits.x_train.shape}, test images: {digits.x_test.shape}")
+print(
+    f"training images: {digits.x_train.shape}, test images:"
+    f" {digits.x_test.shape}"
+)
 print("images per class in the test set:", np.bincount(digits.y_test))
 
 # %%
@@ -1017,7 +1294,10 @@ history, lenet_seconds = models.fit_classifier(
     batch_size=32,
     callbacks=callbacks,
 )
-print(f"trained for {len(history.history['loss'])} epochs in {lenet_seconds:.1f} s")
+print(
+    f"trained for {len(history.history['loss'])} epochs in"
+    f" {lenet_seconds:.1f} s"
+)
 print("files written:", sorted(p.name for p in work_dir.iterdir()))
 
 # %% tags=["remove-cell"]
@@ -1031,7 +1311,8 @@ probabilities = lenet.predict(digits.x_test, verbose=0)
 predicted = probabilities.argmax(axis=1)
 lenet_accuracy = np.mean(predicted == digits.y_test)
 print(
-    f"LeNet-5 test accuracy: {lenet_accuracy:.3f} ({np.sum(predicted != digits.y_test)} of {len(predicted)} wrong)"
+    f"LeNet-5 test accuracy: {lenet_accuracy:.3f}"
+    f" ({np.sum(predicted != digits.y_test)} of {len(predicted)} wrong)"
 )
 
 # %% tags=["remove-cell"]
@@ -1082,17 +1363,24 @@ else:
 # validation split and early stopping.
 
 # %%
-ablation = {"LeNet-5 (above)": (lenet_accuracy, lenet.count_params(), lenet_seconds)}
+ablation = {
+    "LeNet-5 (above)": (lenet_accuracy, lenet.count_params(), lenet_seconds)
+}
 variants = {
     "LeNet-5 + ReLU": ("lenet5_relu", dict(activation="relu")),
     "LeNet-5 + max pooling": ("lenet5_max_pooling", dict(pooling="max")),
     "LeNet-5 + dropout": ("lenet5_dropout", dict(dropout=0.5)),
-    "LeNet-5 + all three": ("lenet5_all_three", dict(activation="relu", pooling="max", dropout=0.5)),
+    "LeNet-5 + all three": (
+        "lenet5_all_three",
+        dict(activation="relu", pooling="max", dropout=0.5),
+    ),
     "small modern CNN": ("small_convnet", None),
 }
 for index, (name, (_, changes)) in enumerate(variants.items()):
     config.seed_everything(profile.seed(110 + index))
-    model = models.small_convnet() if changes is None else models.lenet5(**changes)
+    model = (
+        models.small_convnet() if changes is None else models.lenet5(**changes)
+    )
     _, seconds = models.fit_classifier(
         model,
         digits.x_train,
@@ -1100,9 +1388,17 @@ for index, (name, (_, changes)) in enumerate(variants.items()):
         epochs=EPOCHS,
         learning_rate=5e-3,
         batch_size=32,
-        callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=10, restore_best_weights=True)],
+        callbacks=[
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=10, restore_best_weights=True
+            )
+        ],
     )
-    accuracy = float(np.mean(model.predict(digits.x_test, verbose=0).argmax(1) == digits.y_test))
+    accuracy = float(
+        np.mean(
+            model.predict(digits.x_test, verbose=0).argmax(1) == digits.y_test
+        )
+    )
     ablation[name] = (accuracy, model.count_params(), seconds)
 print(f"{'network':<24} {'test acc.':>9} {'parameters':>10} {'train s':>8}")
 for name, (accuracy, params, seconds) in ablation.items():
@@ -1116,7 +1412,8 @@ for name, (key, _) in variants.items():
 fig, ax = plt.subplots(figsize=(plots.PAGE_WIDTH, 2.6), layout="constrained")
 names = list(ablation)
 accuracies = [ablation[name][0] for name in names]
-colours = ["#999999"] + ["#0072B2"] * 4 + ["#D55E00"]  # grey: LeNet-5, blue: one change or three, orange: modern
+# grey: LeNet-5, blue: one change or three, orange: modern
+colours = ["#999999"] + ["#0072B2"] * 4 + ["#D55E00"]
 ax.barh(names[::-1], accuracies[::-1], color=colours[::-1])
 for position, value in enumerate(accuracies[::-1]):
     ax.text(value + 0.001, position, f"{value:.3f}", va="center", fontsize=8)
@@ -1147,12 +1444,37 @@ _ = ax.set_title("LeNet-5, one change at a time, and a modern small CNN")
 # modern CNN, and between -4 and 4 for ReLU and for dropout alone.
 
 # %% tags=["remove-cell"]
-gain = {key: 100 * (ablation[name][0] - lenet_accuracy) for name, (key, _) in variants.items()}
-claims.expect("week1.ablation.all_three_gain_points", gain["lenet5_all_three"], -2, 4, profile)
-claims.expect("week1.ablation.small_convnet_gain_points", gain["small_convnet"], -1, 3, profile)
-claims.expect("week1.ablation.max_pooling_gain_points", gain["lenet5_max_pooling"], -2, 4, profile)
-claims.expect("week1.ablation.relu_gain_points", gain["lenet5_relu"], -4, 4, profile)
-claims.expect("week1.ablation.dropout_gain_points", gain["lenet5_dropout"], -4, 4, profile)
+gain = {
+    key: 100 * (ablation[name][0] - lenet_accuracy)
+    for name, (key, _) in variants.items()
+}
+claims.expect(
+    "week1.ablation.all_three_gain_points",
+    gain["lenet5_all_three"],
+    -2,
+    4,
+    profile,
+)
+claims.expect(
+    "week1.ablation.small_convnet_gain_points",
+    gain["small_convnet"],
+    -1,
+    3,
+    profile,
+)
+claims.expect(
+    "week1.ablation.max_pooling_gain_points",
+    gain["lenet5_max_pooling"],
+    -2,
+    4,
+    profile,
+)
+claims.expect(
+    "week1.ablation.relu_gain_points", gain["lenet5_relu"], -4, 4, profile
+)
+claims.expect(
+    "week1.ablation.dropout_gain_points", gain["lenet5_dropout"], -4, 4, profile
+)
 claims.quoted_from_bench("week1.ablation.all_three_gain_points", 0, 2)
 claims.quoted_from_bench("week1.ablation.small_convnet_gain_points", 0, 2)
 claims.quoted_from_bench("week1.ablation.max_pooling_gain_points", -1, 2)
@@ -1179,7 +1501,9 @@ perturb = keras.Sequential(
         layers.RandomRotation(
             0.04, fill_mode="constant", seed=profile.seed(7)
         ),  # 0.04 of a full turn: about 15 degrees
-        layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=profile.seed(8)),
+        layers.RandomTranslation(
+            0.1, 0.1, fill_mode="constant", seed=profile.seed(8)
+        ),
     ]
 )
 x_test_moved = perturb(digits.x_test, training=True).numpy()
@@ -1247,12 +1571,14 @@ comparison = {
     ),
 }
 print(
-    f"{'model':<28} {'test acc.':>9} {'perturbed':>9} {'parameters':>10} {'train s':>8}"
+    f"{'model':<28} {'test acc.':>9} {'perturbed':>9} {'parameters':>10}"
+    f" {'train s':>8}"
 )
 for name, (predict, params, seconds) in comparison.items():
     print(
-        f"{name:<28} {accuracy(predict, digits.x_test):>9.3f} {accuracy(predict, x_test_moved):>9.3f} "
-        f"{params:>10,} {seconds:>8.1f}"
+        f"{name:<28} {accuracy(predict, digits.x_test):>9.3f}"
+        f" {accuracy(predict, x_test_moved):>9.3f} {params:>10,}"
+        f" {seconds:>8.1f}"
     )
 
 # %% [markdown]
@@ -1276,7 +1602,9 @@ for name, (predict, params, seconds) in comparison.items():
 # a 9:
 
 # %%
-flips = np.concatenate([digits.x_train[digits.y_train == d][:1] for d in (2, 3, 6, 7)])
+flips = np.concatenate(
+    [digits.x_train[digits.y_train == d][:1] for d in (2, 3, 6, 7)]
+)
 fig = plots.image_grid(
     np.concatenate([flips, flips[:, :, ::-1], np.rot90(flips, 2, axes=(1, 2))]),
     titles=["original"] * 4 + ["mirrored"] * 4 + ["rotated 180°"] * 4,
@@ -1292,7 +1620,8 @@ fig = plots.image_grid(
 # %%
 augment = keras.Sequential(
     [
-        layers.RandomRotation(0.04, fill_mode="constant"),  # up to about ±15 degrees
+        # up to about ±15 degrees
+        layers.RandomRotation(0.04, fill_mode="constant"),
         layers.RandomTranslation(0.1, 0.1, fill_mode="constant"),
         layers.RandomZoom(0.1, fill_mode="constant"),
         layers.RandomContrast(0.3),
@@ -1313,7 +1642,8 @@ fig = plots.image_grid(
 # %%
 config.seed_everything(profile.seed(1))
 lenet_augmented = keras.Sequential(
-    [keras.Input((32, 32, 1)), augment, models.lenet5()], name="lenet5_augmented"
+    [keras.Input((32, 32, 1)), augment, models.lenet5()],
+    name="lenet5_augmented",
 )
 models.fit_classifier(
     lenet_augmented,
@@ -1325,7 +1655,10 @@ models.fit_classifier(
 )
 
 results = {}
-for name, model in [("LeNet-5", lenet), ("LeNet-5 + augmentation", lenet_augmented)]:
+for name, model in [
+    ("LeNet-5", lenet),
+    ("LeNet-5 + augmentation", lenet_augmented),
+]:
     results[name] = [
         model.evaluate(x, digits.y_test, verbose=0)[1]
         for x in (digits.x_test, x_test_moved)
@@ -1335,7 +1668,9 @@ for name, (clean, moved) in results.items():
     print(f"{name:<26} {clean:>10.3f} {moved:>15.3f}")
 
 # %% tags=["remove-cell"]
-claims.record("week1.lenet5_augmented.test_accuracy", results["LeNet-5 + augmentation"][0])
+claims.record(
+    "week1.lenet5_augmented.test_accuracy", results["LeNet-5 + augmentation"][0]
+)
 
 # %% [markdown]
 # The augmented LeNet-5 is this chapter's best model, and the one its headline
@@ -1349,8 +1684,16 @@ claims.record("week1.lenet5_augmented.test_accuracy", results["LeNet-5 + augment
 # varied copies are the cheapest way to get more of them.
 
 # %% tags=["remove-cell"]
-claims.expect("week1.lenet5_augmented.test_accuracy", results["LeNet-5 + augmentation"][0], 0.97, 1.0, profile)
-claims.expect("week1.lenet5.test_accuracy", results["LeNet-5"][0], 0.95, 0.99, profile)
+claims.expect(
+    "week1.lenet5_augmented.test_accuracy",
+    results["LeNet-5 + augmentation"][0],
+    0.97,
+    1.0,
+    profile,
+)
+claims.expect(
+    "week1.lenet5.test_accuracy", results["LeNet-5"][0], 0.95, 0.99, profile
+)
 claims.quoted_from_bench("week1.lenet5_augmented.test_accuracy", 0.983, 1.0)
 claims.quoted_from_bench("week1.lenet5.test_accuracy", 0.967, 0.975)
 
@@ -1372,7 +1715,10 @@ tta_augment = keras.Sequential(
     ]
 )
 print(f"{'model':<26} {'copies':>6} {'clean test':>10} {'perturbed test':>15}")
-for name, model in [("LeNet-5", lenet), ("LeNet-5 + augmentation", lenet_augmented)]:
+for name, model in [
+    ("LeNet-5", lenet),
+    ("LeNet-5 + augmentation", lenet_augmented),
+]:
     for copies in (1, 8):
         config.seed_everything(profile.seed(3))
         scores = [
@@ -1422,8 +1768,12 @@ second_maps = models.feature_extractor(lenet, "c3").predict(
 fig = plots.image_grid(
     digits.x_test[:1], titles=[f"test digit ({digits.y_test[0]})"], ncols=1
 )
-fig = plots.activation_maps(first_maps, ncols=6, title="activation maps of c1 (28x28)")
-fig = plots.activation_maps(second_maps, ncols=8, title="activation maps of c3 (10x10)")
+fig = plots.activation_maps(
+    first_maps, ncols=6, title="activation maps of c1 (28x28)"
+)
+fig = plots.activation_maps(
+    second_maps, ncols=8, title="activation maps of c3 (10x10)"
+)
 
 # %% [markdown]
 # ### The latent space
@@ -1440,7 +1790,9 @@ encoder = models.feature_extractor(lenet, "f6")
 train_features = encoder.predict(digits.x_train, verbose=0)
 test_features = encoder.predict(digits.x_test, verbose=0)
 
-neighbours = KNeighborsClassifier(n_neighbors=5).fit(train_features, digits.y_train)
+neighbours = KNeighborsClassifier(n_neighbors=5).fit(
+    train_features, digits.y_train
+)
 _, index = neighbours.kneighbors(test_features[:6])
 fig = plots.retrieval_grid(
     digits.x_test[:6],
@@ -1463,7 +1815,8 @@ def flat(images):
 
 
 lenet_encoder = models.feature_extractor(lenet, "f6")
-# The augmented model holds LeNet-5 as its second layer; at prediction time the augmentation does nothing.
+# The augmented model holds LeNet-5 as its second layer; at prediction time the
+# augmentation does nothing.
 augmented_encoder = models.feature_extractor(lenet_augmented.layers[1], "f6")
 
 
@@ -1486,7 +1839,8 @@ for name, describe in spaces.items():
         describe(digits.x_train), digits.y_train
     )
     clean, moved = (
-        nearest.score(describe(x), digits.y_test) for x in (digits.x_test, x_test_moved)
+        nearest.score(describe(x), digits.y_test)
+        for x in (digits.x_test, x_test_moved)
     )
     print(f"{name:<36} {clean:>10.3f} {moved:>10.3f}")
 
@@ -1520,7 +1874,9 @@ fig = plots.embedding_scatter(
     digits.y_test,
     digits.class_names,
     highlight=predicted != digits.y_test,
-    title="t-SNE of the test digits in LeNet-5's latent space (x: misclassified)",
+    title=(
+        "t-SNE of the test digits in LeNet-5's latent space (x: misclassified)"
+    ),
 )
 
 # %% [markdown]
@@ -1558,30 +1914,60 @@ fig = plots.embedding_scatter(
 # %%
 from course_utils import residual
 
-RES_TRAIN = profile.pick(smoke=160, cpu=2400, gpu=6000)  # 15% of them are held out for validation
+# 15% of them are held out for validation
+RES_TRAIN = profile.pick(smoke=160, cpu=2400, gpu=6000)
 RES_TEST = profile.pick(smoke=64, cpu=600, gpu=1000)
 RES_EPOCHS = profile.pick(smoke=1, cpu=12, gpu=30)
-RES_BLOCKS = profile.pick(smoke=1, cpu=3, gpu=3)  # blocks of two convolutions per stage: 19 convolutions at cpu
-shape_scenes = scenes.make_scenes(RES_TRAIN + RES_TEST, size=32, object_size=(10, 24), seed=profile.seed(200))
+# blocks of two convolutions per stage: 19 convolutions at cpu
+RES_BLOCKS = profile.pick(smoke=1, cpu=3, gpu=3)
+shape_scenes = scenes.make_scenes(
+    RES_TRAIN + RES_TEST, size=32, object_size=(10, 24), seed=profile.seed(200)
+)
 res_x, res_y = shape_scenes.images[:RES_TRAIN], shape_scenes.labels[:RES_TRAIN]
-res_x_test, res_y_test = shape_scenes.images[RES_TRAIN:], shape_scenes.labels[RES_TRAIN:]
-probe_x, probe_y = res_x[:256], res_y[:256]  # the batch on which gradients are measured
+res_x_test, res_y_test = (
+    shape_scenes.images[RES_TRAIN:],
+    shape_scenes.labels[RES_TRAIN:],
+)
+# the batch on which gradients are measured
+probe_x, probe_y = res_x[:256], res_y[:256]
 
-deep_variants = {"plain": dict(residual=False), "residual": dict(residual=True),
-                 "plain_he": dict(residual=False, kernel_initializer="he_normal")}
-labels = {"plain": "plain", "residual": "residual", "plain_he": "plain, He initialisation"}
+deep_variants = {
+    "plain": dict(residual=False),
+    "residual": dict(residual=True),
+    "plain_he": dict(residual=False, kernel_initializer="he_normal"),
+}
+labels = {
+    "plain": "plain",
+    "residual": "residual",
+    "plain_he": "plain, He initialisation",
+}
 deep = {}
 for name, options in deep_variants.items():
-    config.seed_everything(profile.seed(201))  # the same initial weights for the first two
-    deep[name] = residual.deep_cnn(input_shape=(32, 32, 3), num_classes=len(shape_scenes.class_names),
-                                    blocks_per_stage=RES_BLOCKS, name=name, **options)
+    # the same initial weights for the first two
+    config.seed_everything(profile.seed(201))
+    deep[name] = residual.deep_cnn(
+        input_shape=(32, 32, 3),
+        num_classes=len(shape_scenes.class_names),
+        blocks_per_stage=RES_BLOCKS,
+        name=name,
+        **options,
+    )
 same_start = all(
     np.array_equal(a.kernel.numpy(), b.kernel.numpy())
-    for a, b in zip(residual.conv_layers(deep["plain"]), residual.conv_layers(deep["residual"]))
+    for a, b in zip(
+        residual.conv_layers(deep["plain"]),
+        residual.conv_layers(deep["residual"]),
+    )
 )
-print(f"{len(residual.conv_layers(deep['plain']))} convolutions, {deep['plain'].count_params():,} parameters each; "
-      f"plain and residual start from the same weights: {same_start}")
-at_init = {name: residual.gradient_norms(model, probe_x, probe_y) for name, model in deep.items()}
+print(
+    f"{len(residual.conv_layers(deep['plain']))} convolutions,"
+    f" {deep['plain'].count_params():,} parameters each; plain and residual"
+    f" start from the same weights: {same_start}"
+)
+at_init = {
+    name: residual.gradient_norms(model, probe_x, probe_y)
+    for name, model in deep.items()
+}
 
 # %% [markdown]
 # We train the three the same way (Adam with a cosine-decaying learning rate, as
@@ -1592,29 +1978,59 @@ at_init = {name: residual.gradient_norms(model, probe_x, probe_y) for name, mode
 # weights.
 
 # %%
-tf.get_logger().setLevel("ERROR")  # hide TensorFlow's notices about re-tracing functions
+# hide TensorFlow's notices about re-tracing functions
+tf.get_logger().setLevel("ERROR")
 res_histories, res_seconds = {}, {}
 for name, model in deep.items():
     config.seed_everything(profile.seed(202))
     res_histories[name], res_seconds[name] = models.fit_classifier(
-        model, res_x, res_y, epochs=RES_EPOCHS, learning_rate=1e-3, batch_size=64)
-after = {name: residual.gradient_norms(model, probe_x, probe_y) for name, model in deep.items()}
-res_accuracy = {name: model.evaluate(res_x_test, res_y_test, verbose=0)[1] for name, model in deep.items()}
-ratio_init = {name: residual.first_to_last(norms) for name, norms in at_init.items()}
-ratio_after = {name: residual.first_to_last(norms) for name, norms in after.items()}
-print(f"{'network':<26} {'test acc.':>9} {'first/last gradient: at start':>30} {'trained':>9} {'train s':>8}")
+        model,
+        res_x,
+        res_y,
+        epochs=RES_EPOCHS,
+        learning_rate=1e-3,
+        batch_size=64,
+    )
+after = {
+    name: residual.gradient_norms(model, probe_x, probe_y)
+    for name, model in deep.items()
+}
+res_accuracy = {
+    name: model.evaluate(res_x_test, res_y_test, verbose=0)[1]
+    for name, model in deep.items()
+}
+ratio_init = {
+    name: residual.first_to_last(norms) for name, norms in at_init.items()
+}
+ratio_after = {
+    name: residual.first_to_last(norms) for name, norms in after.items()
+}
+print(
+    f"{'network':<26} {'test acc.':>9} {'first/last gradient: at start':>30}"
+    f" {'trained':>9} {'train s':>8}"
+)
 for name in deep:
-    print(f"{labels[name]:<26} {res_accuracy[name]:>9.3f} {ratio_init[name]:>30.1e} {ratio_after[name]:>9.1e} "
-          f"{res_seconds[name]:>8.1f}")
+    print(
+        f"{labels[name]:<26} {res_accuracy[name]:>9.3f}"
+        f" {ratio_init[name]:>30.1e} {ratio_after[name]:>9.1e}"
+        f" {res_seconds[name]:>8.1f}"
+    )
 n_convs = len(residual.conv_layers(deep["plain"]))
-print(f"Glorot initialisation with ReLU predicts a first/last ratio of (1/2)^({n_convs - 1}/2) = "
-      f"{0.5 ** ((n_convs - 1) / 2):.1e} for the plain network")
+print(
+    "Glorot initialisation with ReLU predicts a first/last ratio of"
+    f" (1/2)^({n_convs - 1}/2) = {0.5 ** ((n_convs - 1) / 2):.1e} for the plain"
+    " network"
+)
 
 # %% tags=["remove-cell"]
 for name in deep:
     claims.record(f"week1.residual.{name}_accuracy", res_accuracy[name])
-    claims.record(f"week1.residual.{name}_gradient_ratio_init", ratio_init[name])
-    claims.record(f"week1.residual.{name}_gradient_ratio_trained", ratio_after[name])
+    claims.record(
+        f"week1.residual.{name}_gradient_ratio_init", ratio_init[name]
+    )
+    claims.record(
+        f"week1.residual.{name}_gradient_ratio_trained", ratio_after[name]
+    )
 claims.record("week1.residual.train_seconds", sum(res_seconds.values()))
 
 # %% [markdown]
@@ -1627,13 +2043,26 @@ claims.record("week1.residual.train_seconds", sum(res_seconds.values()))
 
 # %%
 colours = {"plain": "#D55E00", "residual": "#0072B2", "plain_he": "#009E73"}
-fig, axes = plt.subplots(1, 2, figsize=(plots.PAGE_WIDTH, 3.0), sharey=True, layout="constrained")
-for ax, (title, measured) in zip(axes, [("at initialisation", at_init),
-                                        (f"after {RES_EPOCHS} epoch{'s' if RES_EPOCHS != 1 else ''}", after)]):
+fig, axes = plt.subplots(
+    1, 2, figsize=(plots.PAGE_WIDTH, 3.0), sharey=True, layout="constrained"
+)
+for ax, (title, measured) in zip(
+    axes,
+    [
+        ("at initialisation", at_init),
+        (f"after {RES_EPOCHS} epoch{'s' if RES_EPOCHS != 1 else ''}", after),
+    ],
+):
     for name, norms in measured.items():
         depth = np.arange(1, len(norms) + 1)
-        ax.semilogy(depth, list(norms.values()), marker=".", color=colours[name], label=labels[name],
-                    linestyle="--" if name == "plain_he" else "-")
+        ax.semilogy(
+            depth,
+            list(norms.values()),
+            marker=".",
+            color=colours[name],
+            label=labels[name],
+            linestyle="--" if name == "plain_he" else "-",
+        )
     ax.set_title(title)
     ax.set_xlabel("convolution (input → output)")
     ax.set_xticks(sorted({1, *range(5, len(depth) + 1, 5), len(depth)}))
@@ -1642,18 +2071,34 @@ axes[0].set_ylabel("gradient norm at the layer")
 _ = axes[0].legend(fontsize=8)
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(plots.PAGE_WIDTH, 2.8), layout="constrained")
+fig, axes = plt.subplots(
+    1, 2, figsize=(plots.PAGE_WIDTH, 2.8), layout="constrained"
+)
 for ax, metric in zip(axes, ("loss", "accuracy")):
     for name, history in res_histories.items():
         epochs = np.arange(1, len(history.history[metric]) + 1)
-        marker = "o" if len(epochs) <= 3 else None  # a line of one point is invisible
-        ax.plot(epochs, history.history[metric], color=colours[name], marker=marker,
-                label=f"{labels[name]}, training")
-        ax.plot(epochs, history.history[f"val_{metric}"], color=colours[name], linestyle=":", marker=marker,
-                label=f"{labels[name]}, validation")
+        # a line of one point is invisible
+        marker = "o" if len(epochs) <= 3 else None
+        ax.plot(
+            epochs,
+            history.history[metric],
+            color=colours[name],
+            marker=marker,
+            label=f"{labels[name]}, training",
+        )
+        ax.plot(
+            epochs,
+            history.history[f"val_{metric}"],
+            color=colours[name],
+            linestyle=":",
+            marker=marker,
+            label=f"{labels[name]}, validation",
+        )
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
-    ax.set_xticks(epochs if len(epochs) <= 10 else np.arange(2, len(epochs) + 1, 2))
+    ax.set_xticks(
+        epochs if len(epochs) <= 10 else np.arange(2, len(epochs) + 1, 2)
+    )
     ax.grid(alpha=0.3)
 _ = axes[1].legend(fontsize=8)
 
@@ -1734,16 +2179,48 @@ _ = axes[1].legend(fontsize=8)
 # seed 0; `bench/notes/2026-12-06-residual-sgd.md`), so this page cannot use it.
 
 # %% tags=["remove-cell"]
-claims.expect("week1.residual.plain_gradient_ratio_init", ratio_init["plain"], 0.0003, 0.01, profile)
-claims.expect("week1.residual.plain_he_gradient_ratio_init", ratio_init["plain_he"], 0.2, 5, profile)
-claims.expect("week1.residual.residual_gradient_ratio_init", ratio_init["residual"], 1.5, 6, profile)
+claims.expect(
+    "week1.residual.plain_gradient_ratio_init",
+    ratio_init["plain"],
+    0.0003,
+    0.01,
+    profile,
+)
+claims.expect(
+    "week1.residual.plain_he_gradient_ratio_init",
+    ratio_init["plain_he"],
+    0.2,
+    5,
+    profile,
+)
+claims.expect(
+    "week1.residual.residual_gradient_ratio_init",
+    ratio_init["residual"],
+    1.5,
+    6,
+    profile,
+)
 claims.record("week1.residual.plain_accuracy", res_accuracy["plain"])
-claims.expect("week1.residual.residual_accuracy", res_accuracy["residual"], 0.7, 0.95, profile)
-claims.expect("week1.residual.residual_lead", res_accuracy["residual"] - res_accuracy["plain"], -0.05, 0.8, profile)
+claims.expect(
+    "week1.residual.residual_accuracy",
+    res_accuracy["residual"],
+    0.7,
+    0.95,
+    profile,
+)
+claims.expect(
+    "week1.residual.residual_lead",
+    res_accuracy["residual"] - res_accuracy["plain"],
+    -0.05,
+    0.8,
+    profile,
+)
 claims.quoted_from_bench("week1.residual.plain_accuracy", 0.24, 0.28)
 claims.quoted_from_bench("week1.residual.residual_accuracy", 0.82, 0.91)
 claims.quoted_from_bench("week1.residual.plain_he_accuracy", 0.28, 0.91)
-claims.quoted_from_bench("week1.residual.plain_he_accuracy", 0.70, 0.96, seeds=(5, 6, 7, 8, 9))
+claims.quoted_from_bench(
+    "week1.residual.plain_he_accuracy", 0.70, 0.96, seeds=(5, 6, 7, 8, 9)
+)
 
 # %% [markdown]
 # Vanishing gradients are the simplest of the difficulties of depth, and the
@@ -1797,5 +2274,12 @@ claims.quoted_from_bench("week1.residual.plain_he_accuracy", 0.70, 0.96, seeds=(
 # decide which transformations it may average over.
 
 # %% tags=["remove-cell"]
-claims.expect_rounded("week1.alexnet.one_tower_dense_percent", 100 * one_tower_share, 94, 0)
-claims.expect_rounded("week1.vgg16.dense_percent", 100 * split["VGG16"][1] / sum(split["VGG16"]), 89, 0)
+claims.expect_rounded(
+    "week1.alexnet.one_tower_dense_percent", 100 * one_tower_share, 94, 0
+)
+claims.expect_rounded(
+    "week1.vgg16.dense_percent",
+    100 * split["VGG16"][1] / sum(split["VGG16"]),
+    89,
+    0,
+)

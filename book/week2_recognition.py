@@ -55,13 +55,15 @@
 # Papermill sets this: "smoke" (seconds, for tests), "cpu" (minutes) or "gpu".
 # None picks "gpu" when TensorFlow sees a GPU and "cpu" otherwise.
 PROFILE = None
-# The run seed: 0 for the book; the benchmarks rerun the chapter with others (fresh data, weights and order).
+# The run seed: 0 for the book; the benchmarks rerun the chapter with others
+# (fresh data, weights and order).
 SEED = 0
-# MobileNetV2 from scratch starts each block that has a skip connection as the identity (section 4).
-# Set it to False to see what that is worth.
+# MobileNetV2 from scratch starts each block that has a skip connection as the
+# identity (section 4). Set it to False to see what that is worth.
 ZERO_INIT_RESIDUAL = True
-# The data: "scenes" (synthetic, offline), a folder with one sub-folder of images per class, or a TensorFlow
-# Datasets name such as "tfds:tf_flowers" (Colab). See the page "Use your own images".
+# The data: "scenes" (synthetic, offline), a folder with one sub-folder of
+# images per class, or a TensorFlow Datasets name such as "tfds:tf_flowers"
+# (Colab). See the page "Use your own images".
 DATA_SOURCE = "scenes"
 
 # %%
@@ -72,24 +74,38 @@ import matplotlib.pyplot as plt
 import numpy as np
 import tensorflow as tf
 from keras import layers
-from sklearn.metrics import balanced_accuracy_score, precision_recall_fscore_support
+from sklearn.metrics import (
+    balanced_accuracy_score,
+    precision_recall_fscore_support,
+)
 
 from course_utils import claims, config, data, models, plots
 from course_utils import recognition as rec
 
-tf.get_logger().setLevel("ERROR")  # hide TensorFlow's notices about re-tracing functions
+# hide TensorFlow's notices about re-tracing functions
+tf.get_logger().setLevel("ERROR")
 profile = config.setup(PROFILE, seed=SEED, data_source=DATA_SOURCE)
-SIZE = profile.pick(smoke=32, cpu=32, gpu=96)              # image side in pixels
+# image side in pixels
+SIZE = profile.pick(smoke=32, cpu=32, gpu=96)
 N_TRAIN = profile.pick(smoke=320, cpu=4000, gpu=8000)
 N_TEST = profile.pick(smoke=160, cpu=800, gpu=2000)
-EPOCHS = profile.pick(smoke=2, cpu=6, gpu=15)               # small CNN
-MOBILENET_TRAIN = profile.pick(smoke=320, cpu=12000, gpu=24000)  # fresh scenes for MobileNetV2 from scratch
+EPOCHS = profile.pick(smoke=2, cpu=6, gpu=15)  # small CNN
+# fresh scenes for MobileNetV2 from scratch
+MOBILENET_TRAIN = profile.pick(smoke=320, cpu=12000, gpu=24000)
 MOBILENET_EPOCHS = profile.pick(smoke=1, cpu=10, gpu=15)
-ALPHA = 0.35                                                # MobileNetV2 width
-TRANSFER_SIZE = 96                                          # smallest size with ImageNet weights of its own
-LABELS_PER_CLASS = profile.pick(smoke=(2, 4, 8), cpu=(10, 30, 100), gpu=(10, 30, 100))  # the learning curve
-CURVE_STEPS = profile.pick(smoke=3, cpu=60, gpu=120)        # batches of 32 per training run of the curve
-print(f"profile: {profile}, {SIZE}x{SIZE} images, {N_TRAIN} for training, {N_TEST} held out")
+ALPHA = 0.35  # MobileNetV2 width
+# smallest size with ImageNet weights of its own
+TRANSFER_SIZE = 96
+# the learning curve
+LABELS_PER_CLASS = profile.pick(
+    smoke=(2, 4, 8), cpu=(10, 30, 100), gpu=(10, 30, 100)
+)
+# batches of 32 per training run of the curve
+CURVE_STEPS = profile.pick(smoke=3, cpu=60, gpu=120)
+print(
+    f"profile: {profile}, {SIZE}x{SIZE} images, {N_TRAIN} for training,"
+    f" {N_TEST} held out"
+)
 print(config.describe_device())
 
 
@@ -116,19 +132,30 @@ claims.quoted_from_bench("week2.chapter.seconds", 5.4, 8.9, scale=1 / 60)
 # versions of a few layers, and check the parameter counts against Keras:
 
 # %% tags=["nbval-check-output"]
-print(f"{'layer (h x w, k, c_in -> c_out)':<34} {'standard':>12} {'separable':>12} {'ratio':>6} "
-      f"{'1/c_out + 1/k^2':>16}")
-for h, k, c_in, c_out in [(112, 3, 32, 64), (28, 3, 128, 128), (7, 3, 512, 1024)]:
+print(
+    f"{'layer (h x w, k, c_in -> c_out)':<34} {'standard':>12}"
+    f" {'separable':>12} {'ratio':>6} {'1/c_out + 1/k^2':>16}"
+)
+for h, k, c_in, c_out in [
+    (112, 3, 32, 64),
+    (28, 3, 128, 128),
+    (7, 3, 512, 1024),
+]:
     params, madds = rec.conv_cost(h, h, k, c_in, c_out)
     sep_params, sep_madds = rec.separable_conv_cost(h, h, k, c_in, c_out)
     keras_std = layers.Conv2D(c_out, k, padding="same", use_bias=False)
     keras_sep = layers.SeparableConv2D(c_out, k, padding="same", use_bias=False)
     keras_std.build((None, h, h, c_in))
     keras_sep.build((None, h, h, c_in))
-    assert (params, sep_params) == (keras_std.count_params(), keras_sep.count_params())
+    assert (params, sep_params) == (
+        keras_std.count_params(),
+        keras_sep.count_params(),
+    )
     label = f"{h}x{h}, {k}, {c_in} -> {c_out}"
-    print(f"{label:<34} {madds / 1e6:>10.1f} M {sep_madds / 1e6:>10.1f} M {sep_madds / madds:>6.3f} "
-          f"{1 / c_out + 1 / k**2:>16.3f}")
+    print(
+        f"{label:<34} {madds / 1e6:>10.1f} M {sep_madds / 1e6:>10.1f} M"
+        f" {sep_madds / madds:>6.3f} {1 / c_out + 1 / k**2:>16.3f}"
+    )
     print(f"{'   parameters':<34} {params:>12,} {sep_params:>12,}")
 
 # %% [markdown]
@@ -166,18 +193,32 @@ for h, k, c_in, c_out in [(112, 3, 32, 64), (28, 3, 128, 128), (7, 3, 512, 1024)
 
 # %% tags=["nbval-check-output"]
 config.seed_everything(profile.seed(2))
-mobilenet = rec.mobilenetv2_classifier(4, input_size=SIZE, alpha=ALPHA, weights=None)
+mobilenet = rec.mobilenetv2_classifier(
+    4, input_size=SIZE, alpha=ALPHA, weights=None
+)
 base = rec.base_of(mobilenet)
 print(f"{'layer':<24} {'type':<20} {'output shape':<14} {'parameters':>10}")
 for name, kind, shape, params in rec.describe_block(base, 2):
-    print(f"{name:<24} {kind:<20} {'x'.join(map(str, shape)):<14} {params:>10,}")
+    print(
+        f"{name:<24} {kind:<20} {'x'.join(map(str, shape)):<14} {params:>10,}"
+    )
 block = {layer.name: layer for layer in rec.block_layers(base, 2)}
-narrow, wide = block["block_2_expand"].input.shape[-1], block["block_2_expand"].output.shape[-1]
+narrow, wide = (
+    block["block_2_expand"].input.shape[-1],
+    block["block_2_expand"].output.shape[-1],
+)
 print(f"expansion factor: {wide} / {narrow} = {wide // narrow}")
-print("activation after the projection:", "none (linear)" if "block_2_project_relu" not in block else "ReLU")
+print(
+    "activation after the projection:",
+    "none (linear)" if "block_2_project_relu" not in block else "ReLU",
+)
 
 # %%
-fig = rec.plot_block(base, 2, title=f"block 2 of our MobileNetV2 (alpha {ALPHA}, {SIZE}x{SIZE} input)")
+fig = rec.plot_block(
+    base,
+    2,
+    title=f"block 2 of our MobileNetV2 (alpha {ALPHA}, {SIZE}x{SIZE} input)",
+)
 
 # %% [markdown]
 # The block keeps the spatial size (its depthwise convolution has {term}`stride <Stride>` 1),
@@ -188,12 +229,26 @@ fig = rec.plot_block(base, 2, title=f"block 2 of our MobileNetV2 (alpha {ALPHA},
 # convolution keeps its 1,280 channels. The network has 17 blocks in all:
 
 # %% tags=["nbval-check-output"]
-blocks = sorted({int(layer.name.split("_")[1]) for layer in base.layers if layer.name.startswith("block_")})
+blocks = sorted(
+    {
+        int(layer.name.split("_")[1])
+        for layer in base.layers
+        if layer.name.startswith("block_")
+    }
+)
 with_skip = rec.residual_blocks(base)
-print(f"blocks: block 0 (no expansion) + blocks {blocks[0]}..{blocks[-1]}; with a skip connection: {with_skip}")
+print(
+    f"blocks: block 0 (no expansion) + blocks {blocks[0]}..{blocks[-1]}; with a"
+    f" skip connection: {with_skip}"
+)
 print(f"pooled features per image: {base.output.shape[-1]}")
-full_width = keras.applications.MobileNetV2(input_shape=(SIZE, SIZE, 3), alpha=1.0, include_top=False, weights=None)
-print(f"parameters of the base: {base.count_params():,} at alpha {ALPHA}, {full_width.count_params():,} at alpha 1.0")
+full_width = keras.applications.MobileNetV2(
+    input_shape=(SIZE, SIZE, 3), alpha=1.0, include_top=False, weights=None
+)
+print(
+    f"parameters of the base: {base.count_params():,} at alpha {ALPHA},"
+    f" {full_width.count_params():,} at alpha 1.0"
+)
 del full_width
 
 # %% [markdown]
@@ -213,9 +268,13 @@ for kwargs in [dict(alpha=0.4, weights="imagenet"), dict(input_size=16)]:
         rec.mobilenetv2_classifier(4, **{"input_size": 96, **kwargs})
     except ValueError as error:
         print(f"{kwargs}: {error}")
-unpublished_width = rec.mobilenetv2_classifier(4, input_size=SIZE, alpha=0.4, weights=None, verbose=False)
-print(f"alpha 0.4 from scratch at {SIZE}x{SIZE}: "
-      f"{rec.base_of(unpublished_width).count_params():,} parameters in the base")
+unpublished_width = rec.mobilenetv2_classifier(
+    4, input_size=SIZE, alpha=0.4, weights=None, verbose=False
+)
+print(
+    f"alpha 0.4 from scratch at {SIZE}x{SIZE}: "
+    f"{rec.base_of(unpublished_width).count_params():,} parameters in the base"
+)
 del unpublished_width
 
 # %% [markdown]
@@ -249,25 +308,44 @@ norm.beta.assign(beta)
 print(f"momentum {norm.momentum}, epsilon {norm.epsilon}")
 batch_mean, batch_variance = rec.batch_statistics(maps)
 moving = (norm.moving_mean.numpy(), norm.moving_variance.numpy())
-print(f"moving averages before any training step: mean {moving[0]}, "
-      f"variance {moving[1]}")
+print(
+    f"moving averages before any training step: mean {moving[0]}, "
+    f"variance {moving[1]}"
+)
 keras_inference = norm(maps, training=False).numpy()  # before the step below
 keras_training = norm(maps, training=True).numpy()  # this call updates m
 bn_differences = {
-    "training": np.abs(keras_training - rec.batch_norm(
-        maps, gamma, beta, batch_mean, batch_variance, norm.epsilon)).max(),
-    "inference": np.abs(keras_inference - rec.batch_norm(
-        maps, gamma, beta, *moving, norm.epsilon)).max(),
-    "moving mean after one step": np.abs(
-        norm.moving_mean.numpy()
-        - (norm.momentum * moving[0] + (1 - norm.momentum) * batch_mean)).max(),
+    "training": (
+        np.abs(
+            keras_training
+            - rec.batch_norm(
+                maps, gamma, beta, batch_mean, batch_variance, norm.epsilon
+            )
+        ).max()
+    ),
+    "inference": (
+        np.abs(
+            keras_inference
+            - rec.batch_norm(maps, gamma, beta, *moving, norm.epsilon)
+        ).max()
+    ),
+    "moving mean after one step": (
+        np.abs(
+            norm.moving_mean.numpy()
+            - (norm.momentum * moving[0] + (1 - norm.momentum) * batch_mean)
+        ).max()
+    ),
 }
 for mode, difference in bn_differences.items():
-    print(f"Keras against the formula, {mode}: largest difference "
-          f"{difference:.1e}")
+    print(
+        f"Keras against the formula, {mode}: largest difference "
+        f"{difference:.1e}"
+    )
 mode_gap = np.abs(keras_training - keras_inference).mean()
-print(f"the two modes differ by {mode_gap:.2f} on average (the batch's mean "
-      "is 3, the moving mean still 0)")
+print(
+    f"the two modes differ by {mode_gap:.2f} on average (the batch's mean "
+    "is 3, the moving mean still 0)"
+)
 
 # %% [markdown]
 # Keras and the formula agree in both modes, to float32's rounding (the
@@ -280,7 +358,9 @@ print(f"the two modes differ by {mode_gap:.2f} on average (the batch's mean "
 # after $k$ steps the moving mean would have covered $1 - 0.99^k$ of the way:
 
 # %% tags=["remove-cell"]
-claims.expect("week2.batchnorm.largest_difference", max(bn_differences.values()), 0, 1e-5)
+claims.expect(
+    "week2.batchnorm.largest_difference", max(bn_differences.values()), 0, 1e-5
+)
 
 # %%
 catching_up = layers.BatchNormalization()
@@ -293,14 +373,21 @@ for _ in steps:
 covered = np.array(covered).mean(axis=1)  # the same for every channel
 fig, ax = plt.subplots(figsize=(5, 3), layout="constrained")
 ax.plot(steps, covered, label="Keras' moving mean")
-ax.plot(steps, 1 - catching_up.momentum ** steps, ":", color="black",
-        label=f"1 - {catching_up.momentum}$^k$")
+ax.plot(
+    steps,
+    1 - catching_up.momentum**steps,
+    ":",
+    color="black",
+    label=f"1 - {catching_up.momentum}$^k$",
+)
 ax.set_xlabel("training steps k")
 ax.set_ylabel("share of the way to the batch mean")
 ax.legend()
 steps_to_95 = int(np.ceil(np.log(0.05) / np.log(catching_up.momentum)))
-print(f"after 100 steps: {covered[99]:.1%} of the way; "
-      f"95% takes {steps_to_95} steps")
+print(
+    f"after 100 steps: {covered[99]:.1%} of the way; "
+    f"95% takes {steps_to_95} steps"
+)
 
 # %% [markdown]
 # After 100 steps the moving mean has covered 63% of the way, and 95% takes
@@ -316,8 +403,12 @@ print(f"after 100 steps: {covered[99]:.1%} of the way; "
 # are. A layer with averages far from the new data, frozen, computes:
 
 # %% tags=["remove-cell"]
-claims.expect_rounded("week2.batchnorm.covered_after_100_percent", 100 * covered[99], 63, 0)
-claims.expect_rounded("week2.batchnorm.steps_to_95_percent", steps_to_95, 299, 0)
+claims.expect_rounded(
+    "week2.batchnorm.covered_after_100_percent", 100 * covered[99], 63, 0
+)
+claims.expect_rounded(
+    "week2.batchnorm.steps_to_95_percent", steps_to_95, 299, 0
+)
 
 # %%
 frozen = layers.BatchNormalization()
@@ -327,8 +418,10 @@ frozen_output = frozen(maps, training=True).numpy()
 frozen_moves = np.abs(frozen.moving_mean.numpy()).max()
 inference_output = frozen(maps, training=False).numpy()
 frozen_vs_inference = np.abs(frozen_output - inference_output).max()
-print("frozen, called in training mode: largest difference from inference "
-      f"mode {frozen_vs_inference:.1e};")
+print(
+    "frozen, called in training mode: largest difference from inference "
+    f"mode {frozen_vs_inference:.1e};"
+)
 print(f"moving mean moved by {frozen_moves:.1e}")
 
 # %% [markdown]
@@ -340,7 +433,12 @@ print(f"moving mean moved by {frozen_moves:.1e}")
 # changing.
 
 # %% tags=["remove-cell"]
-claims.expect("week2.batchnorm.frozen_difference", max(frozen_vs_inference, frozen_moves), 0, 1e-6)
+claims.expect(
+    "week2.batchnorm.frozen_difference",
+    max(frozen_vs_inference, frozen_moves),
+    0,
+    1e-6,
+)
 
 # %% [markdown]
 # ## 2. The data: one shape per scene
@@ -357,17 +455,41 @@ claims.expect("week2.batchnorm.frozen_difference", max(frozen_vs_inference, froz
 
 # %% tags=["nbval-check-output"]
 if DATA_SOURCE == "scenes":
-    scenes = rec.load_classification("scenes", image_size=SIZE, n_train=N_TRAIN, n_test=N_TEST, seed=profile.seed(0))
+    scenes = rec.load_classification(
+        "scenes",
+        image_size=SIZE,
+        n_train=N_TRAIN,
+        n_test=N_TEST,
+        seed=profile.seed(0),
+    )
 else:  # your images: a stratified fifth of them held out
-    scenes = rec.load_classification(DATA_SOURCE, image_size=SIZE, seed=profile.seed(0), max_images=N_TRAIN + N_TEST)
+    scenes = rec.load_classification(
+        DATA_SOURCE,
+        image_size=SIZE,
+        seed=profile.seed(0),
+        max_images=N_TRAIN + N_TEST,
+    )
 names = scenes.class_names
-print(f"training images {scenes.x_train.shape}, held-out images {scenes.x_test.shape}")
-print("images per class (train):", dict(zip(names, np.bincount(scenes.y_train).tolist())))
-print("images per class (test): ", dict(zip(names, np.bincount(scenes.y_test).tolist())))
+print(
+    f"training images {scenes.x_train.shape}, held-out images"
+    f" {scenes.x_test.shape}"
+)
+print(
+    "images per class (train):",
+    dict(zip(names, np.bincount(scenes.y_train).tolist())),
+)
+print(
+    "images per class (test): ",
+    dict(zip(names, np.bincount(scenes.y_test).tolist())),
+)
 
 # %%
-fig = plots.image_grid(scenes.x_train[:16], titles=[names[k] for k in scenes.y_train[:16]], ncols=8,
-                       title="training scenes and their class")
+fig = plots.image_grid(
+    scenes.x_train[:16],
+    titles=[names[k] for k in scenes.y_train[:16]],
+    ncols=8,
+    title="training scenes and their class",
+)
 
 # %% [markdown]
 # ## 3. A learning-rate schedule with warm-up
@@ -385,14 +507,22 @@ fig = plots.image_grid(scenes.x_train[:16], titles=[names[k] for k in scenes.y_t
 
 # %% tags=["nbval-check-output"]
 steps_per_epoch = int(np.ceil(N_TRAIN / 64))
-schedule = rec.WarmupExponentialDecay(peak=3e-3, warmup_steps=steps_per_epoch,
-                                      decay_steps=(EPOCHS - 1) * steps_per_epoch, decay_rate=0.02)
+schedule = rec.WarmupExponentialDecay(
+    peak=3e-3,
+    warmup_steps=steps_per_epoch,
+    decay_steps=(EPOCHS - 1) * steps_per_epoch,
+    decay_rate=0.02,
+)
 steps = np.arange(EPOCHS * steps_per_epoch)
 rates = np.array([float(schedule(s)) for s in steps])
 for s in [0, steps_per_epoch // 2, steps_per_epoch, steps[-1]]:
     print(f"step {s:>5}: learning rate {float(schedule(s)):.2e}")
-restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(schedule))
-print("serialised and restored:", restored.get_config() == schedule.get_config())
+restored = keras.saving.deserialize_keras_object(
+    keras.saving.serialize_keras_object(schedule)
+)
+print(
+    "serialised and restored:", restored.get_config() == schedule.get_config()
+)
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 2.6))
@@ -431,15 +561,34 @@ fig.tight_layout()
 
 # %%
 validation = (scenes.x_test, scenes.y_test)
-results = {}  # model name -> (weights, accuracy, total parameters, trainable parameters, seconds)
+# model name -> (weights, accuracy, total parameters, trainable parameters,
+# seconds)
+results = {}
 
 config.seed_everything(profile.seed(3))
 cnn = rec.small_cnn((SIZE, SIZE, 3), len(names))
-cnn_history, cnn_seconds = rec.fit_with_warmup(cnn, scenes.x_train, scenes.y_train, epochs=EPOCHS, learning_rate=3e-3,
-                                               validation=validation)
-cnn_accuracy, cnn_probabilities = rec.evaluate(cnn, scenes.x_test, scenes.y_test)
-results["small CNN"] = ("none", cnn_accuracy, cnn.count_params(), rec.trainable_counts(cnn)[0], cnn_seconds)
-print(f"small CNN: held-out accuracy {cnn_accuracy:.3f} after {EPOCHS} epochs ({cnn_seconds:.0f} s)")
+cnn_history, cnn_seconds = rec.fit_with_warmup(
+    cnn,
+    scenes.x_train,
+    scenes.y_train,
+    epochs=EPOCHS,
+    learning_rate=3e-3,
+    validation=validation,
+)
+cnn_accuracy, cnn_probabilities = rec.evaluate(
+    cnn, scenes.x_test, scenes.y_test
+)
+results["small CNN"] = (
+    "none",
+    cnn_accuracy,
+    cnn.count_params(),
+    rec.trainable_counts(cnn)[0],
+    cnn_seconds,
+)
+print(
+    f"small CNN: held-out accuracy {cnn_accuracy:.3f} after {EPOCHS} epochs"
+    f" ({cnn_seconds:.0f} s)"
+)
 
 # %% [markdown]
 # A deep network from random weights is harder to train than the small CNN,
@@ -471,25 +620,68 @@ print(f"small CNN: held-out accuracy {cnn_accuracy:.3f} after {EPOCHS} epochs ({
 #   the training curve in section 5.
 
 # %%
-# More scenes of the same kind (another seed), and random flips and quarter turns inside the model.
-more = (rec.load_classification("scenes", image_size=SIZE, n_train=MOBILENET_TRAIN, n_test=0, seed=profile.seed(5))
-        if DATA_SOURCE == "scenes" else scenes)  # your images: no more of them to draw
+# More scenes of the same kind (another seed), and random flips and quarter
+# turns inside the model.
+more = (
+    rec.load_classification(
+        "scenes",
+        image_size=SIZE,
+        n_train=MOBILENET_TRAIN,
+        n_test=0,
+        seed=profile.seed(5),
+    )
+    # your images: no more of them to draw
+    if DATA_SOURCE == "scenes"
+    else scenes
+)
 config.seed_everything(profile.seed(3))
-mobilenet = rec.mobilenetv2_classifier(len(names), input_size=SIZE, alpha=ALPHA, weights=None,
-                                       augment=rec.RandomDihedral(seed=profile.seed(4)),
-                                       zero_init_residual=ZERO_INIT_RESIDUAL)
-mobilenet_history, mobilenet_seconds = rec.fit_with_warmup(mobilenet, more.x_train, more.y_train,
-                                                           epochs=MOBILENET_EPOCHS, learning_rate=4e-3,
-                                                           final_fraction=0.2, validation=validation)
-mobilenet_accuracy, mobilenet_probabilities = rec.evaluate(mobilenet, scenes.x_test, scenes.y_test)
-results["MobileNetV2, from scratch"] = ("none", mobilenet_accuracy, mobilenet.count_params(),
-                                        rec.trainable_counts(mobilenet)[0], mobilenet_seconds)
-print(f"MobileNetV2 from scratch: held-out accuracy {mobilenet_accuracy:.3f} after {MOBILENET_EPOCHS} epochs "
-      f"on {MOBILENET_TRAIN} images ({mobilenet_seconds:.0f} s)")
+mobilenet = rec.mobilenetv2_classifier(
+    len(names),
+    input_size=SIZE,
+    alpha=ALPHA,
+    weights=None,
+    augment=rec.RandomDihedral(seed=profile.seed(4)),
+    zero_init_residual=ZERO_INIT_RESIDUAL,
+)
+mobilenet_history, mobilenet_seconds = rec.fit_with_warmup(
+    mobilenet,
+    more.x_train,
+    more.y_train,
+    epochs=MOBILENET_EPOCHS,
+    learning_rate=4e-3,
+    final_fraction=0.2,
+    validation=validation,
+)
+mobilenet_accuracy, mobilenet_probabilities = rec.evaluate(
+    mobilenet, scenes.x_test, scenes.y_test
+)
+results["MobileNetV2, from scratch"] = (
+    "none",
+    mobilenet_accuracy,
+    mobilenet.count_params(),
+    rec.trainable_counts(mobilenet)[0],
+    mobilenet_seconds,
+)
+print(
+    f"MobileNetV2 from scratch: held-out accuracy {mobilenet_accuracy:.3f}"
+    f" after {MOBILENET_EPOCHS} epochs on {MOBILENET_TRAIN} images"
+    f" ({mobilenet_seconds:.0f} s)"
+)
 trained_base = rec.base_of(mobilenet)
-skip_scales = [np.abs(keras.ops.convert_to_numpy(trained_base.get_layer(f"{block}_project_BN").gamma)).mean()
-               for block in with_skip]
-print("mean |gamma| of the last BatchNorm in blocks", with_skip, "now:", np.round(skip_scales, 2))
+skip_scales = [
+    np.abs(
+        keras.ops.convert_to_numpy(
+            trained_base.get_layer(f"{block}_project_BN").gamma
+        )
+    ).mean()
+    for block in with_skip
+]
+print(
+    "mean |gamma| of the last BatchNorm in blocks",
+    with_skip,
+    "now:",
+    np.round(skip_scales, 2),
+)
 
 # %% tags=["remove-cell"]
 claims.record("week2.mobilenetv2_scratch.test_accuracy", mobilenet_accuracy)
@@ -505,27 +697,60 @@ claims.record("week2.mobilenetv2_scratch.train_seconds", mobilenet_seconds)
 
 # %%
 config.seed_everything(profile.seed(3))
-transfer = rec.mobilenetv2_classifier(len(names), input_size=TRANSFER_SIZE, alpha=ALPHA, weights="imagenet",
-                                      trainable_base=False)
+transfer = rec.mobilenetv2_classifier(
+    len(names),
+    input_size=TRANSFER_SIZE,
+    alpha=ALPHA,
+    weights="imagenet",
+    trainable_base=False,
+)
 imagenet_available = rec.weights_used(transfer) == "imagenet"
 print("ImageNet weights available:", imagenet_available)
 if imagenet_available:
-    x_train_96 = tf.image.resize(scenes.x_train, (TRANSFER_SIZE, TRANSFER_SIZE)).numpy()
-    x_test_96 = tf.image.resize(scenes.x_test, (TRANSFER_SIZE, TRANSFER_SIZE)).numpy()
-    frozen_history, seconds = rec.fit_with_warmup(transfer, x_train_96, scenes.y_train, epochs=EPOCHS,
-                                                  learning_rate=3e-3, validation=(x_test_96, scenes.y_test))
+    x_train_96 = tf.image.resize(
+        scenes.x_train, (TRANSFER_SIZE, TRANSFER_SIZE)
+    ).numpy()
+    x_test_96 = tf.image.resize(
+        scenes.x_test, (TRANSFER_SIZE, TRANSFER_SIZE)
+    ).numpy()
+    frozen_history, seconds = rec.fit_with_warmup(
+        transfer,
+        x_train_96,
+        scenes.y_train,
+        epochs=EPOCHS,
+        learning_rate=3e-3,
+        validation=(x_test_96, scenes.y_test),
+    )
     accuracy, _ = rec.evaluate(transfer, x_test_96, scenes.y_test)
-    results["MobileNetV2, ImageNet, frozen base"] = ("imagenet", accuracy, transfer.count_params(),
-                                                     rec.trainable_counts(transfer)[0], seconds)
+    results["MobileNetV2, ImageNet, frozen base"] = (
+        "imagenet",
+        accuracy,
+        transfer.count_params(),
+        rec.trainable_counts(transfer)[0],
+        seconds,
+    )
     unfrozen = rec.fine_tune(transfer, top_layers=30, learning_rate=1e-4)
     start = time.perf_counter()
-    tuned_history = transfer.fit(x_train_96, scenes.y_train, epochs=max(1, EPOCHS // 2), batch_size=64,
-                                 validation_data=(x_test_96, scenes.y_test), verbose=0)
+    tuned_history = transfer.fit(
+        x_train_96,
+        scenes.y_train,
+        epochs=max(1, EPOCHS // 2),
+        batch_size=64,
+        validation_data=(x_test_96, scenes.y_test),
+        verbose=0,
+    )
     accuracy, _ = rec.evaluate(transfer, x_test_96, scenes.y_test)
-    results["MobileNetV2, ImageNet, fine-tuned"] = ("imagenet", accuracy, transfer.count_params(),
-                                                    rec.trainable_counts(transfer)[0],
-                                                    seconds + time.perf_counter() - start)
-    print(f"fine-tuning unfroze {unfrozen} layers of the base (BatchNormalization kept frozen)")
+    results["MobileNetV2, ImageNet, fine-tuned"] = (
+        "imagenet",
+        accuracy,
+        transfer.count_params(),
+        rec.trainable_counts(transfer)[0],
+        seconds + time.perf_counter() - start,
+    )
+    print(
+        f"fine-tuning unfroze {unfrozen} layers of the base (BatchNormalization"
+        " kept frozen)"
+    )
 
 # %% [markdown]
 # ### A base pretrained offline, on other shapes
@@ -549,16 +774,31 @@ if imagenet_available:
 # recomputed.
 
 # %% tags=["nbval-check-output"]
-source = rec.load_classification("scenes-source", image_size=SIZE, n_train=16, n_test=0, seed=profile.seed(11))
+source = rec.load_classification(
+    "scenes-source",
+    image_size=SIZE,
+    n_train=16,
+    n_test=0,
+    seed=profile.seed(11),
+)
 source_file = rec.check_source_weights()
-print(f"source classes: {', '.join(source.class_names)}; target classes: {', '.join(names)}")
-print(f"{source_file.name}: {source_file.stat().st_size:,} bytes, SHA-256 {rec.file_sha256(source_file)[:16]}... "
-      f"(as shipped)")
+print(
+    f"source classes: {', '.join(source.class_names)}; target classes:"
+    f" {', '.join(names)}"
+)
+print(
+    f"{source_file.name}: {source_file.stat().st_size:,} bytes, SHA-256"
+    f" {rec.file_sha256(source_file)[:16]}... (as shipped)"
+)
 print("recipe:", rec.SOURCE_RECIPE)
 
 # %%
-fig = plots.image_grid(source.x_train[:8], titles=[source.class_names[k] for k in source.y_train[:8]], ncols=8,
-                       title="the source task: other shapes, the same kind of scenes")
+fig = plots.image_grid(
+    source.x_train[:8],
+    titles=[source.class_names[k] for k in source.y_train[:8]],
+    ncols=8,
+    title="the source task: other shapes, the same kind of scenes",
+)
 
 # %% [markdown]
 # We use the source base in the two ways listed above: frozen, with a new head
@@ -574,35 +814,78 @@ fig = plots.image_grid(source.x_train[:8], titles=[source.class_names[k] for k i
 
 # %%
 config.seed_everything(profile.seed(10))
-curve = rec.transfer_learning_curve(scenes.x_train, scenes.y_train, scenes.x_test, scenes.y_test, len(names),
-                                    per_class=[k for k in LABELS_PER_CLASS if k <= np.bincount(scenes.y_train).min()]
-                                    or [int(np.bincount(scenes.y_train).min())], steps=CURVE_STEPS, include_all=True,
-                                    seed=profile.seed(10))
-source_model = rec.mobilenetv2_classifier(len(names), input_size=SIZE, alpha=ALPHA, weights="source",
-                                          trainable_base=False, verbose=False)
+curve = rec.transfer_learning_curve(
+    scenes.x_train,
+    scenes.y_train,
+    scenes.x_test,
+    scenes.y_test,
+    len(names),
+    per_class=[
+        k for k in LABELS_PER_CLASS if k <= np.bincount(scenes.y_train).min()
+    ]
+    or [int(np.bincount(scenes.y_train).min())],
+    steps=CURVE_STEPS,
+    include_all=True,
+    seed=profile.seed(10),
+)
+source_model = rec.mobilenetv2_classifier(
+    len(names),
+    input_size=SIZE,
+    alpha=ALPHA,
+    weights="source",
+    trainable_base=False,
+    verbose=False,
+)
 head_parameters = source_model.get_layer("predictions").count_params()
 unfrozen = rec.fine_tune(source_model, top_layers=60)
 for method in ["frozen base", "fine-tuned"]:
-    trainable = head_parameters if method == "frozen base" else rec.trainable_counts(source_model)[0]
-    results[f"MobileNetV2, source task, {method}"] = ("source", curve["all"][method], source_model.count_params(),
-                                                     trainable, curve["all_seconds"][method])
-print(f"learning curve and table rows: {sum(curve['seconds'].values()) - curve['seconds']['frozen base']:.0f} s "
-      f"of training, {curve['features']:.0f} s for the features; fine-tuning unfroze {unfrozen} layers")
+    trainable = (
+        head_parameters
+        if method == "frozen base"
+        else rec.trainable_counts(source_model)[0]
+    )
+    results[f"MobileNetV2, source task, {method}"] = (
+        "source",
+        curve["all"][method],
+        source_model.count_params(),
+        trainable,
+        curve["all_seconds"][method],
+    )
+print(
+    "learning curve and table rows:"
+    f" {sum(curve['seconds'].values()) - curve['seconds']['frozen base']:.0f} s"
+    f" of training, {curve['features']:.0f} s for the features; fine-tuning"
+    f" unfroze {unfrozen} layers"
+)
 del source_model
 
 # %%
-print(f"{'model':<38} {'weights':<9} {'held-out acc.':>13} {'parameters':>11} {'trainable':>10} {'train s':>8}")
-for name in ["small CNN", "MobileNetV2, from scratch", "MobileNetV2, source task, frozen base",
-             "MobileNetV2, source task, fine-tuned", "MobileNetV2, ImageNet, frozen base",
-             "MobileNetV2, ImageNet, fine-tuned"]:
+print(
+    f"{'model':<38} {'weights':<9} {'held-out acc.':>13} {'parameters':>11}"
+    f" {'trainable':>10} {'train s':>8}"
+)
+for name in [
+    "small CNN",
+    "MobileNetV2, from scratch",
+    "MobileNetV2, source task, frozen base",
+    "MobileNetV2, source task, fine-tuned",
+    "MobileNetV2, ImageNet, frozen base",
+    "MobileNetV2, ImageNet, fine-tuned",
+]:
     if name in results:
         weights, accuracy, total, trainable, seconds = results[name]
-        print(f"{name:<38} {weights:<9} {accuracy:>13.3f} {total:>11,} {trainable:>10,} {seconds:>8.0f}")
+        print(
+            f"{name:<38} {weights:<9} {accuracy:>13.3f} {total:>11,}"
+            f" {trainable:>10,} {seconds:>8.0f}"
+        )
     else:
         print(f"{name:<38} {'imagenet':<9} {'not available offline':>45}")
 print(f"(chance level: {1 / len(names):.2f})")
-print(f"MobileNetV2 from scratch: {MOBILENET_TRAIN / N_TRAIN:.0f}x the scenes and "
-      f"{results['MobileNetV2, from scratch'][4] / results['small CNN'][4]:.0f}x the training time of the small CNN")
+print(
+    f"MobileNetV2 from scratch: {MOBILENET_TRAIN / N_TRAIN:.0f}x the scenes and"
+    f" {results['MobileNetV2, from scratch'][4] / results['small CNN'][4]:.0f}x"
+    " the training time of the small CNN"
+)
 
 # %% [markdown]
 # At profile `cpu` both networks classify nearly all the held-out scenes
@@ -624,14 +907,33 @@ print(f"MobileNetV2 from scratch: {MOBILENET_TRAIN / N_TRAIN:.0f}x the scenes an
 
 # %% tags=["remove-cell"]
 claims.expect("week2.small_cnn.test_accuracy", cnn_accuracy, 0.95, 1.0, profile)
-claims.expect("week2.mobilenetv2_scratch.test_accuracy", mobilenet_accuracy, 0.95, 1.0, profile)
-claims.expect("week2.mobilenetv2_minus_small_cnn_points", 100 * (mobilenet_accuracy - cnn_accuracy), -4, 3, profile)
+claims.expect(
+    "week2.mobilenetv2_scratch.test_accuracy",
+    mobilenet_accuracy,
+    0.95,
+    1.0,
+    profile,
+)
+claims.expect(
+    "week2.mobilenetv2_minus_small_cnn_points",
+    100 * (mobilenet_accuracy - cnn_accuracy),
+    -4,
+    3,
+    profile,
+)
 claims.quoted_from_bench("week2.small_cnn.test_accuracy", 0.97, 0.99)
 claims.quoted_from_bench("week2.mobilenetv2_scratch.test_accuracy", 0.97, 0.99)
-claims.quoted_from_bench("week2.mobilenetv2_scratch.test_accuracy", -0.9, 0.6, scale=100,
-                         minus="week2.small_cnn.test_accuracy")
+claims.quoted_from_bench(
+    "week2.mobilenetv2_scratch.test_accuracy",
+    -0.9,
+    0.6,
+    scale=100,
+    minus="week2.small_cnn.test_accuracy",
+)
 claims.record("week2.transfer.frozen_all_labels", curve["all"]["frozen base"])
-claims.record("week2.transfer.fine_tuned_all_labels", curve["all"]["fine-tuned"])
+claims.record(
+    "week2.transfer.fine_tuned_all_labels", curve["all"]["fine-tuned"]
+)
 
 # %% [markdown]
 # ### Few labels: a learning curve
@@ -643,15 +945,30 @@ claims.record("week2.transfer.fine_tuned_all_labels", curve["all"]["fine-tuned"]
 # `rec.transfer_learning_curve` above on the same labelled scenes.
 
 # %%
-print(f"{'labels per class':<17} " + " ".join(f"{m:>13}" for m in rec.TRANSFER_METHODS))
+print(
+    f"{'labels per class':<17} "
+    + " ".join(f"{m:>13}" for m in rec.TRANSFER_METHODS)
+)
 for i, k in enumerate(curve["per_class"]):
-    print(f"{k:<17} " + " ".join(f"{curve[m][i]:>13.3f}" for m in rec.TRANSFER_METHODS))
-fig = rec.plot_learning_curve(curve["per_class"], {m: curve[m] for m in rec.TRANSFER_METHODS}, chance=1 / len(names),
-                              title=f"MobileNetV2 (alpha {ALPHA}) on few labels, {CURVE_STEPS} batches of 32 each")
+    print(
+        f"{k:<17} "
+        + " ".join(f"{curve[m][i]:>13.3f}" for m in rec.TRANSFER_METHODS)
+    )
+fig = rec.plot_learning_curve(
+    curve["per_class"],
+    {m: curve[m] for m in rec.TRANSFER_METHODS},
+    chance=1 / len(names),
+    title=(
+        f"MobileNetV2 (alpha {ALPHA}) on few labels, {CURVE_STEPS} batches of"
+        " 32 each"
+    ),
+)
 
 # %% tags=["remove-cell"]
 for i, k in enumerate(curve["per_class"]):
-    for method, key in zip(rec.TRANSFER_METHODS, ["scratch", "frozen", "fine_tuned"]):
+    for method, key in zip(
+        rec.TRANSFER_METHODS, ["scratch", "frozen", "fine_tuned"]
+    ):
         claims.record(f"week2.transfer.{key}_{k}_per_class", curve[method][i])
 
 # %% [markdown]
@@ -686,18 +1003,52 @@ for i, k in enumerate(curve["per_class"]):
 # on photos does with the same scenes.
 
 # %% tags=["remove-cell"]
-claims.expect("week2.transfer.scratch_best", max(curve["from scratch"]), 0.15, 0.4, profile)
-claims.expect("week2.transfer.frozen_fewest_labels", curve["frozen base"][0], 0.65, 0.9, profile)
-claims.expect("week2.transfer.fine_tuning_lead_most_labels_points",
-              100 * (curve["fine-tuned"][-1] - curve["frozen base"][-1]), -1, 8, profile)
-claims.quoted_from_bench(["week2.transfer.scratch_10_per_class", "week2.transfer.scratch_30_per_class",
-                          "week2.transfer.scratch_100_per_class"], 0.21, 0.27)
+claims.expect(
+    "week2.transfer.scratch_best",
+    max(curve["from scratch"]),
+    0.15,
+    0.4,
+    profile,
+)
+claims.expect(
+    "week2.transfer.frozen_fewest_labels",
+    curve["frozen base"][0],
+    0.65,
+    0.9,
+    profile,
+)
+claims.expect(
+    "week2.transfer.fine_tuning_lead_most_labels_points",
+    100 * (curve["fine-tuned"][-1] - curve["frozen base"][-1]),
+    -1,
+    8,
+    profile,
+)
+claims.quoted_from_bench(
+    [
+        "week2.transfer.scratch_10_per_class",
+        "week2.transfer.scratch_30_per_class",
+        "week2.transfer.scratch_100_per_class",
+    ],
+    0.21,
+    0.27,
+)
 claims.quoted_from_bench("week2.transfer.frozen_10_per_class", 0.75, 0.81)
-claims.quoted_from_bench("week2.transfer.fine_tuned_10_per_class", -1.0, 0.5, scale=100,
-                         minus="week2.transfer.frozen_10_per_class")
+claims.quoted_from_bench(
+    "week2.transfer.fine_tuned_10_per_class",
+    -1.0,
+    0.5,
+    scale=100,
+    minus="week2.transfer.frozen_10_per_class",
+)
 claims.quoted_from_bench("week2.transfer.frozen_100_per_class", 0.80, 0.85)
-claims.quoted_from_bench("week2.transfer.fine_tuned_100_per_class", 2.5, 3.8, scale=100,
-                         minus="week2.transfer.frozen_100_per_class")
+claims.quoted_from_bench(
+    "week2.transfer.fine_tuned_100_per_class",
+    2.5,
+    3.8,
+    scale=100,
+    minus="week2.transfer.frozen_100_per_class",
+)
 
 # %% [markdown]
 # ## 5. Reading the results
@@ -706,7 +1057,9 @@ claims.quoted_from_bench("week2.transfer.fine_tuned_100_per_class", 2.5, 3.8, sc
 
 # %%
 fig = plots.training_curves(cnn_history, title="small CNN")
-fig = plots.training_curves(mobilenet_history, title=f"MobileNetV2 (alpha {ALPHA}) from scratch")
+fig = plots.training_curves(
+    mobilenet_history, title=f"MobileNetV2 (alpha {ALPHA}) from scratch"
+)
 
 # %% [markdown]
 # Both networks learn steadily; the small CNN gets there in
@@ -725,13 +1078,22 @@ fig = plots.training_curves(mobilenet_history, title=f"MobileNetV2 (alpha {ALPHA
 # BatchNormalization uses the moving averages it collected:
 
 # %%
-for name, model, history, (x_seen, y_seen) in [("small CNN", cnn, cnn_history, (scenes.x_train, scenes.y_train)),
-                                                ("MobileNetV2 from scratch", mobilenet, mobilenet_history,
-                                                 (more.x_train[:N_TRAIN], more.y_train[:N_TRAIN]))]:
+for name, model, history, (x_seen, y_seen) in [
+    ("small CNN", cnn, cnn_history, (scenes.x_train, scenes.y_train)),
+    (
+        "MobileNetV2 from scratch",
+        mobilenet,
+        mobilenet_history,
+        (more.x_train[:N_TRAIN], more.y_train[:N_TRAIN]),
+    ),
+]:
     logs = history.history
     own, _ = rec.evaluate(model, x_seen, y_seen)
-    print(f"{name:<25} last epoch: training accuracy {logs['accuracy'][-1]:.3f} (training mode), "
-          f"{own:.3f} (inference mode); held-out accuracy {logs['val_accuracy'][-1]:.3f}")
+    print(
+        f"{name:<25} last epoch: training accuracy {logs['accuracy'][-1]:.3f}"
+        f" (training mode), {own:.3f} (inference mode); held-out accuracy"
+        f" {logs['val_accuracy'][-1]:.3f}"
+    )
 
 # %% [markdown]
 # How to read the three numbers: a network that memorised its training
@@ -760,15 +1122,26 @@ for name, model, history, (x_seen, y_seen) in [("small CNN", cnn, cnn_history, (
 
 # %%
 if DATA_SOURCE == "scenes":
-    small_shapes = rec.load_classification("scenes", image_size=SIZE, n_train=N_TEST, n_test=0, seed=profile.seed(9),
-                                           object_fraction=(0.19, 0.28))
+    small_shapes = rec.load_classification(
+        "scenes",
+        image_size=SIZE,
+        n_train=N_TEST,
+        n_test=0,
+        seed=profile.seed(9),
+        object_fraction=(0.19, 0.28),
+    )
     print(f"{'model':<25} {'shapes of 30-75%':>17} {'shapes of 19-28%':>17}")
-    for name, model, accuracy in [("small CNN", cnn, cnn_accuracy), ("MobileNetV2 from scratch", mobilenet,
-                                                                     mobilenet_accuracy)]:
-        print(f"{name:<25} {accuracy:>17.3f} "
-              f"{rec.evaluate(model, small_shapes.x_train, small_shapes.y_train)[0]:>17.3f}")
+    for name, model, accuracy in [
+        ("small CNN", cnn, cnn_accuracy),
+        ("MobileNetV2 from scratch", mobilenet, mobilenet_accuracy),
+    ]:
+        small = rec.evaluate(model, small_shapes.x_train, small_shapes.y_train)
+        print(f"{name:<25} {accuracy:>17.3f} {small[0]:>17.3f}")
 else:
-    print("(skipped: the small shapes are scenes, and your classes are not the scenes' shapes)")
+    print(
+        "(skipped: the small shapes are scenes, and your classes are not the"
+        " scenes' shapes)"
+    )
 
 
 # %% [markdown]
@@ -788,17 +1161,27 @@ else:
 # found (the diagonal cell over the row sum).
 
 # %%
-candidates = {"small CNN": (cnn, cnn_probabilities, cnn_history),
-              "MobileNetV2, from scratch": (mobilenet, mobilenet_probabilities, mobilenet_history)}
+candidates = {
+    "small CNN": (cnn, cnn_probabilities, cnn_history),
+    "MobileNetV2, from scratch": (
+        mobilenet,
+        mobilenet_probabilities,
+        mobilenet_history,
+    ),
+}
 best_name = max(candidates, key=lambda n: results[n][1])
 best_model, best_probabilities, _ = candidates[best_name]
 predicted = best_probabilities.argmax(1)
 confidence = best_probabilities.max(1)
 print(f"best model without ImageNet weights: {best_name}")
-fig = plots.confusion_matrix(scenes.y_test, predicted, names, title=f"{best_name}, held-out scenes")
+fig = plots.confusion_matrix(
+    scenes.y_test, predicted, names, title=f"{best_name}, held-out scenes"
+)
 
 # %%
-precision, recall, _, support = precision_recall_fscore_support(scenes.y_test, predicted, zero_division=0)
+precision, recall, _, support = precision_recall_fscore_support(
+    scenes.y_test, predicted, zero_division=0
+)
 print(f"{'class':<10} {'precision':>9} {'recall':>7} {'images':>7}")
 for k, name in enumerate(names):
     print(f"{name:<10} {precision[k]:>9.3f} {recall[k]:>7.3f} {support[k]:>7}")
@@ -823,26 +1206,35 @@ for k, name in enumerate(names):
 
 # %%
 fit_half = np.arange(len(scenes.y_test)) % 2 == 0  # fit T here
-truth = scenes.y_test[~fit_half]                    # measure here
+truth = scenes.y_test[~fit_half]  # measure here
 reliability, calibration_rows = {}, []
-for name, probabilities in [("small CNN", cnn_probabilities),
-                            ("MobileNetV2, from scratch",
-                             mobilenet_probabilities)]:
-    temperature = rec.fit_temperature(probabilities[fit_half],
-                                      scenes.y_test[fit_half])
+for name, probabilities in [
+    ("small CNN", cnn_probabilities),
+    ("MobileNetV2, from scratch", mobilenet_probabilities),
+]:
+    temperature = rec.fit_temperature(
+        probabilities[fit_half], scenes.y_test[fit_half]
+    )
     before = probabilities[~fit_half]
     after = rec.with_temperature(before, temperature)
     reliability[f"{name}\nas trained"] = (before, truth)
     reliability[f"{name}\nT = {temperature:.2f}"] = (after, truth)
     calibration_rows.append(
-        (name, temperature, rec.expected_calibration_error(before, truth),
-         rec.expected_calibration_error(after, truth)))
+        (
+            name,
+            temperature,
+            rec.expected_calibration_error(before, truth),
+            rec.expected_calibration_error(after, truth),
+        )
+    )
 print(f"{'model':<26} {'T':>5} {'ECE as trained':>15} {'ECE with T':>11}")
 for name, temperature, before_ece, after_ece in calibration_rows:
-    print(f"{name:<26} {temperature:>5.2f} {before_ece:>15.3f} "
-          f"{after_ece:>11.3f}")
+    print(
+        f"{name:<26} {temperature:>5.2f} {before_ece:>15.3f} {after_ece:>11.3f}"
+    )
 fig = rec.plot_reliability(
-    reliability, title="held-out scenes (the half T was not fitted on)")
+    reliability, title="held-out scenes (the half T was not fitted on)"
+)
 
 # %% tags=["remove-cell"]
 for name, temperature, before_ece, after_ece in calibration_rows:
@@ -869,16 +1261,28 @@ for name, temperature, before_ece, after_ece in calibration_rows:
 # informative ones to look at.
 
 # %%
-fig = plots.prediction_grid(scenes.x_test[:16], scenes.y_test[:16], predicted[:16], names,
-                            confidences=confidence[:16], title="held-out predictions (probability)")
+fig = plots.prediction_grid(
+    scenes.x_test[:16],
+    scenes.y_test[:16],
+    predicted[:16],
+    names,
+    confidences=confidence[:16],
+    title="held-out predictions (probability)",
+)
 
 # %%
 wrong = np.flatnonzero(predicted != scenes.y_test)
 worst = wrong[np.argsort(-confidence[wrong])][:16]
 print(f"{len(wrong)} of {len(predicted)} held-out scenes are misclassified")
 if len(worst):
-    fig = plots.prediction_grid(scenes.x_test[worst], scenes.y_test[worst], predicted[worst], names,
-                                confidences=confidence[worst], title="the most confident mistakes")
+    fig = plots.prediction_grid(
+        scenes.x_test[worst],
+        scenes.y_test[worst],
+        predicted[worst],
+        names,
+        confidences=confidence[worst],
+        title="the most confident mistakes",
+    )
 
 # %% [markdown]
 # At profile `cpu` the mistakes are few (the line above the grid counts them),
@@ -904,31 +1308,70 @@ if len(worst):
 # We train the small CNN twice on the imbalanced data, without and with them.
 
 # %% tags=["nbval-check-output"]
-imbalanced = rec.load_classification("scenes-imbalanced", image_size=SIZE, n_train=N_TRAIN // 2,
-                                     n_test=N_TEST, imbalance=0.1, seed=profile.seed(1))
+imbalanced = rec.load_classification(
+    "scenes-imbalanced",
+    image_size=SIZE,
+    n_train=N_TRAIN // 2,
+    n_test=N_TEST,
+    imbalance=0.1,
+    seed=profile.seed(1),
+)
 counts = np.bincount(imbalanced.y_train)
 weights = rec.class_weights(imbalanced.y_train)
-print("training images per class:", dict(zip(imbalanced.class_names, counts.tolist())))
-print("test images per class:    ", dict(zip(imbalanced.class_names, np.bincount(imbalanced.y_test).tolist())))
-print("class weights:            ", {imbalanced.class_names[k]: round(w, 2) for k, w in weights.items()})
-print("weight x count per class: ",
-      [round(float(weights[k] * counts[k]), 1) for k in range(len(imbalanced.class_names))])
+print(
+    "training images per class:",
+    dict(zip(imbalanced.class_names, counts.tolist())),
+)
+print(
+    "test images per class:    ",
+    dict(zip(imbalanced.class_names, np.bincount(imbalanced.y_test).tolist())),
+)
+print(
+    "class weights:            ",
+    {imbalanced.class_names[k]: round(w, 2) for k, w in weights.items()},
+)
+print(
+    "weight x count per class: ",
+    [
+        round(float(weights[k] * counts[k]), 1)
+        for k in range(len(imbalanced.class_names))
+    ],
+)
 
 # %%
 imbalance_results = {}
-for label, class_weight in [("no class weights", None), ("class weights", weights)]:
+for label, class_weight in [
+    ("no class weights", None),
+    ("class weights", weights),
+]:
     config.seed_everything(profile.seed(4))
     model = rec.small_cnn((SIZE, SIZE, 3), len(imbalanced.class_names))
-    rec.fit_with_warmup(model, imbalanced.x_train, imbalanced.y_train, epochs=EPOCHS, learning_rate=3e-3,
-                        class_weight=class_weight)
+    rec.fit_with_warmup(
+        model,
+        imbalanced.x_train,
+        imbalanced.y_train,
+        epochs=EPOCHS,
+        learning_rate=3e-3,
+        class_weight=class_weight,
+    )
     guess = model.predict(imbalanced.x_test, verbose=0).argmax(1)
-    _, class_recall, _, _ = precision_recall_fscore_support(imbalanced.y_test, guess, zero_division=0)
-    imbalance_results[label] = (np.mean(guess == imbalanced.y_test),
-                                balanced_accuracy_score(imbalanced.y_test, guess), class_recall)
-print(f"{'training':<18} {'accuracy':>8} {'balanced acc.':>13}   "
-      f"recall per class ({', '.join(imbalanced.class_names)})")
+    _, class_recall, _, _ = precision_recall_fscore_support(
+        imbalanced.y_test, guess, zero_division=0
+    )
+    imbalance_results[label] = (
+        np.mean(guess == imbalanced.y_test),
+        balanced_accuracy_score(imbalanced.y_test, guess),
+        class_recall,
+    )
+print(
+    f"{'training':<18} {'accuracy':>8} {'balanced acc.':>13}   "
+    f"recall per class ({', '.join(imbalanced.class_names)})"
+)
 for label, (acc, balanced, class_recall) in imbalance_results.items():
-    print(f"{label:<18} {acc:>8.3f} {balanced:>13.3f}   {np.round(class_recall, 2)}")
+    print(
+        f"{label:<18} {acc:>8.3f} {balanced:>13.3f}  "
+        f" {np.round(class_recall, 2)}"
+    )
 
 # %% [markdown]
 # At profile `cpu` the table tells the story; the ranges below are the
@@ -951,13 +1394,38 @@ for label, (acc, balanced, class_recall) in imbalance_results.items():
 # %% tags=["remove-cell"]
 plain_unweighted, balanced_unweighted, _ = imbalance_results["no class weights"]
 plain_weighted, balanced_weighted, _ = imbalance_results["class weights"]
-claims.expect("week2.imbalance.accuracy_without_weights", plain_unweighted, 0.79, 0.94, profile)
-claims.expect("week2.imbalance.balanced_accuracy_without_weights", balanced_unweighted, 0.4, 0.87, profile)
-claims.expect("week2.imbalance.balanced_accuracy_gain_points", 100 * (balanced_weighted - balanced_unweighted),
-              0, 31, profile)
-claims.expect("week2.imbalance.accuracy_loss_points", 100 * (plain_unweighted - plain_weighted), 0, 20, profile)
+claims.expect(
+    "week2.imbalance.accuracy_without_weights",
+    plain_unweighted,
+    0.79,
+    0.94,
+    profile,
+)
+claims.expect(
+    "week2.imbalance.balanced_accuracy_without_weights",
+    balanced_unweighted,
+    0.4,
+    0.87,
+    profile,
+)
+claims.expect(
+    "week2.imbalance.balanced_accuracy_gain_points",
+    100 * (balanced_weighted - balanced_unweighted),
+    0,
+    31,
+    profile,
+)
+claims.expect(
+    "week2.imbalance.accuracy_loss_points",
+    100 * (plain_unweighted - plain_weighted),
+    0,
+    20,
+    profile,
+)
 claims.quoted_from_bench("week2.imbalance.accuracy_without_weights", 0.84, 0.89)
-claims.quoted_from_bench("week2.imbalance.balanced_accuracy_without_weights", 0.55, 0.71)
+claims.quoted_from_bench(
+    "week2.imbalance.balanced_accuracy_without_weights", 0.55, 0.71
+)
 claims.quoted_from_bench("week2.imbalance.balanced_accuracy_gain_points", 9, 20)
 claims.quoted_from_bench("week2.imbalance.accuracy_loss_points", 2.5, 11)
 
@@ -970,13 +1438,24 @@ claims.quoted_from_bench("week2.imbalance.accuracy_loss_points", 2.5, 11)
 
 # %%
 if DATA_SOURCE == "scenes":
-    square = scenes.x_train[np.flatnonzero(scenes.y_train == names.index("square"))[:1]]
-    turned = layers.RandomRotation((0.125, 0.125), fill_mode="reflect")(square, training=True)
+    square = scenes.x_train[
+        np.flatnonzero(scenes.y_train == names.index("square"))[:1]
+    ]
+    turned = layers.RandomRotation((0.125, 0.125), fill_mode="reflect")(
+        square, training=True
+    )
     dihedral = rec.RandomDihedral(seed=profile.seed(5))
-    variants = np.concatenate([dihedral(np.repeat(square, 6, axis=0), training=True), turned])
-    fig = plots.image_grid(np.concatenate([square, variants]),
-                           titles=["a square"] + ["flip/turn"] * 6 + ["45°: a diamond?"], ncols=8,
-                           title="label-preserving symmetries, and a rotation that changes the class")
+    variants = np.concatenate(
+        [dihedral(np.repeat(square, 6, axis=0), training=True), turned]
+    )
+    fig = plots.image_grid(
+        np.concatenate([square, variants]),
+        titles=["a square"] + ["flip/turn"] * 6 + ["45°: a diamond?"],
+        ncols=8,
+        title=(
+            "label-preserving symmetries, and a rotation that changes the class"
+        ),
+    )
 else:
     print("(skipped: this example turns one of the scenes' squares)")
 
@@ -1002,20 +1481,47 @@ few = slice(0, N_TRAIN // 8)
 x_few, y_few = scenes.x_train[few], scenes.y_train[few]
 augment_epochs = 4 * EPOCHS  # fewer images, more passes over them
 augmentation_results = {}
-for label in ["no augmentation", "augmentation in the model", "augmentation in tf.data"]:
+for label in [
+    "no augmentation",
+    "augmentation in the model",
+    "augmentation in tf.data",
+]:
     config.seed_everything(profile.seed(6))
-    inside = rec.RandomDihedral(seed=profile.seed(6)) if label == "augmentation in the model" else None
+    inside = (
+        rec.RandomDihedral(seed=profile.seed(6))
+        if label == "augmentation in the model"
+        else None
+    )
     model = rec.small_cnn((SIZE, SIZE, 3), len(names), augment=inside)
     if label == "augmentation in tf.data":
-        pipeline = data.make_dataset(x_few, y_few, batch_size=64, shuffle=True,
-                                     augment=rec.RandomDihedral(seed=profile.seed(6)), seed=profile.seed(6))
-        history, _ = rec.fit_with_warmup(model, pipeline, epochs=augment_epochs, learning_rate=3e-3,
-                                         steps_per_epoch=len(pipeline))
+        pipeline = data.make_dataset(
+            x_few,
+            y_few,
+            batch_size=64,
+            shuffle=True,
+            augment=rec.RandomDihedral(seed=profile.seed(6)),
+            seed=profile.seed(6),
+        )
+        history, _ = rec.fit_with_warmup(
+            model,
+            pipeline,
+            epochs=augment_epochs,
+            learning_rate=3e-3,
+            steps_per_epoch=len(pipeline),
+        )
     else:
-        history, _ = rec.fit_with_warmup(model, x_few, y_few, epochs=augment_epochs, learning_rate=3e-3)
-    augmentation_results[label] = (model, rec.evaluate(model, scenes.x_test, scenes.y_test)[0],
-                                   rec.images_per_second(history, len(x_few)))
-print(f"{'training on ' + str(len(x_few)) + ' images':<28} {'held-out acc.':>13} {'images/s':>9}")
+        history, _ = rec.fit_with_warmup(
+            model, x_few, y_few, epochs=augment_epochs, learning_rate=3e-3
+        )
+    augmentation_results[label] = (
+        model,
+        rec.evaluate(model, scenes.x_test, scenes.y_test)[0],
+        rec.images_per_second(history, len(x_few)),
+    )
+print(
+    f"{'training on ' + str(len(x_few)) + ' images':<28} {'held-out acc.':>13}"
+    f" {'images/s':>9}"
+)
 for label, (_, acc, speed) in augmentation_results.items():
     print(f"{label:<28} {acc:>13.3f} {speed:>9.0f}")
 
@@ -1041,16 +1547,43 @@ for label, (_, acc, speed) in augmentation_results.items():
 
 # %% tags=["remove-cell"]
 without_augmentation = augmentation_results["no augmentation"][1]
-in_model, in_pipeline = (augmentation_results["augmentation in the model"][1],
-                         augmentation_results["augmentation in tf.data"][1])
-claims.expect("week2.augmentation.gain_in_model_points", 100 * (in_model - without_augmentation), 0, 26, profile)
-claims.expect("week2.augmentation.gain_in_tf_data_points", 100 * (in_pipeline - without_augmentation), 0, 26, profile)
-claims.expect("week2.augmentation.placement_difference_points", 100 * abs(in_model - in_pipeline), 0, 11, profile)
+in_model, in_pipeline = (
+    augmentation_results["augmentation in the model"][1],
+    augmentation_results["augmentation in tf.data"][1],
+)
+claims.expect(
+    "week2.augmentation.gain_in_model_points",
+    100 * (in_model - without_augmentation),
+    0,
+    26,
+    profile,
+)
+claims.expect(
+    "week2.augmentation.gain_in_tf_data_points",
+    100 * (in_pipeline - without_augmentation),
+    0,
+    26,
+    profile,
+)
+claims.expect(
+    "week2.augmentation.placement_difference_points",
+    100 * abs(in_model - in_pipeline),
+    0,
+    11,
+    profile,
+)
 claims.quoted_from_bench("week2.augmentation.gain_in_model_points", 9, 17)
 claims.quoted_from_bench("week2.augmentation.gain_in_tf_data_points", 7, 16)
-claims.quoted_from_bench("week2.augmentation.placement_difference_points", 0.5, 2.9)
-claims.quoted_from_bench("week2.augmentation.gain_in_model_points", 0.5, 2.9,  # the model's ahead on all five
-                         minus="week2.augmentation.gain_in_tf_data_points")
+claims.quoted_from_bench(
+    "week2.augmentation.placement_difference_points", 0.5, 2.9
+)
+# the model's ahead on all five
+claims.quoted_from_bench(
+    "week2.augmentation.gain_in_model_points",
+    0.5,
+    2.9,
+    minus="week2.augmentation.gain_in_tf_data_points",
+)
 
 # %% [markdown]
 # ### Test-time augmentation
@@ -1067,8 +1600,15 @@ for label in ["no augmentation", "augmentation in the model"]:
     model = augmentation_results[label][0]
     config.seed_everything(profile.seed(7))
     plain = rec.evaluate(model, scenes.x_test, scenes.y_test)[0]
-    tta = np.mean(models.predict_with_tta(model, scenes.x_test, rec.RandomDihedral(seed=profile.seed(7)),
-                                          copies=8).argmax(1) == scenes.y_test)
+    tta = np.mean(
+        models.predict_with_tta(
+            model,
+            scenes.x_test,
+            rec.RandomDihedral(seed=profile.seed(7)),
+            copies=8,
+        ).argmax(1)
+        == scenes.y_test
+    )
     print(f"{label:<28} {plain:>6.3f} {tta:>7.3f}")
     tta_gain[label] = tta - plain
 
@@ -1085,14 +1625,35 @@ for label in ["no augmentation", "augmentation in the model"]:
 # prediction time here, so it is worth measuring before it is deployed.
 
 # %% tags=["remove-cell"]
-claims.expect("week2.tta.gain_without_augmentation_points", 100 * tta_gain["no augmentation"], 0, 12, profile)
-claims.expect("week2.tta.gain_with_augmentation_points", 100 * tta_gain["augmentation in the model"], 0, 12, profile)
-claims.expect("week2.tta.gain_difference_points",
-              100 * (tta_gain["no augmentation"] - tta_gain["augmentation in the model"]), -3, 9, profile)
+claims.expect(
+    "week2.tta.gain_without_augmentation_points",
+    100 * tta_gain["no augmentation"],
+    0,
+    12,
+    profile,
+)
+claims.expect(
+    "week2.tta.gain_with_augmentation_points",
+    100 * tta_gain["augmentation in the model"],
+    0,
+    12,
+    profile,
+)
+claims.expect(
+    "week2.tta.gain_difference_points",
+    100 * (tta_gain["no augmentation"] - tta_gain["augmentation in the model"]),
+    -3,
+    9,
+    profile,
+)
 claims.quoted_from_bench("week2.tta.gain_without_augmentation_points", 4, 8)
 claims.quoted_from_bench("week2.tta.gain_with_augmentation_points", 1, 4)
-claims.quoted_from_bench("week2.tta.gain_without_augmentation_points", 1, 5,
-                         minus="week2.tta.gain_with_augmentation_points")
+claims.quoted_from_bench(
+    "week2.tta.gain_without_augmentation_points",
+    1,
+    5,
+    minus="week2.tta.gain_with_augmentation_points",
+)
 
 # %% [markdown]
 # ## 8. Where the features live
@@ -1106,12 +1667,22 @@ claims.quoted_from_bench("week2.tta.gain_without_augmentation_points", 1, 5,
 # {term}`embedding <Embedding>` directly, without a classification head.
 
 # %%
-features = models.feature_extractor(mobilenet, "features").predict(scenes.x_test, verbose=0)
+features = models.feature_extractor(mobilenet, "features").predict(
+    scenes.x_test, verbose=0
+)
 mobilenet_wrong = mobilenet_probabilities.argmax(1) != scenes.y_test
 shown = slice(0, profile.pick(smoke=150, cpu=600, gpu=1000))
 points = plots.tsne_2d(features[shown])
-fig = plots.embedding_scatter(points, scenes.y_test[shown], names, highlight=mobilenet_wrong[shown],
-                              title=f"t-SNE of MobileNetV2's {features.shape[1]} pooled features (x: misclassified)")
+fig = plots.embedding_scatter(
+    points,
+    scenes.y_test[shown],
+    names,
+    highlight=mobilenet_wrong[shown],
+    title=(
+        f"t-SNE of MobileNetV2's {features.shape[1]} pooled features (x:"
+        " misclassified)"
+    ),
+)
 
 # %% [markdown]
 # Read such a plot for its neighbourhoods only. t-SNE keeps the near
@@ -1157,35 +1728,57 @@ if scenes.test_masks is not None:
         ("small CNN", "saliency"): rec.saliency_maps(cnn, x_maps, y_maps),
         ("small CNN", "Grad-CAM"): rec.grad_cam(cnn, x_maps, y_maps, "relu2"),
         ("small CNN", "occlusion"): rec.occlusion_maps(cnn, x_maps, y_maps),
-        ("MobileNetV2", "saliency"):
-            rec.saliency_maps(mobilenet, x_maps, y_maps),
-        ("MobileNetV2", "occlusion"):
-            rec.occlusion_maps(mobilenet, x_maps, y_maps),
+        ("MobileNetV2", "saliency"): rec.saliency_maps(
+            mobilenet, x_maps, y_maps
+        ),
+        ("MobileNetV2", "occlusion"): rec.occlusion_maps(
+            mobilenet, x_maps, y_maps
+        ),
     }
-    on_object = {key: rec.peak_on_object(found, masks).mean()
-                 for key, found in attribution.items()}
+    on_object = {
+        key: rec.peak_on_object(found, masks).mean()
+        for key, found in attribution.items()
+    }
     print(f"{n_maps} held-out scenes; the map's strongest pixel on the shape:")
     for (model_name, method), share in on_object.items():
         print(f"  {model_name:<12} {method:<10} {share:6.1%}")
     print(f"  a random pixel           {masks.mean():6.1%}")
-    one_per_class = [int(np.flatnonzero(y_maps == c)[0])
-                     for c in range(len(names))]
+    one_per_class = [
+        int(np.flatnonzero(y_maps == c)[0]) for c in range(len(names))
+    ]
     fig = rec.plot_attribution(
         x_maps[one_per_class],
-        {f"{method}\n({model_name})": found[one_per_class]
-         for (model_name, method), found in attribution.items()},
-        masks[one_per_class], titles=[names[c] for c in y_maps[one_per_class]])
+        {
+            f"{method}\n({model_name})": found[one_per_class]
+            for (model_name, method), found in attribution.items()
+        },
+        masks[one_per_class],
+        titles=[names[c] for c in y_maps[one_per_class]],
+    )
 else:
     print("(skipped: your images come without masks of their objects)")
 
 # %% tags=["remove-cell"]
-claims.expect_rounded("week2.attribution.grad_cam_map_side", cnn.get_layer("relu2").output.shape[1], 8, 0, profile)
-claims.expect_rounded("week2.attribution.mobilenet_last_map_side",
-                      rec.base_of(mobilenet).get_layer("out_relu").output.shape[1], 1, 0, profile)
+claims.expect_rounded(
+    "week2.attribution.grad_cam_map_side",
+    cnn.get_layer("relu2").output.shape[1],
+    8,
+    0,
+    profile,
+)
+claims.expect_rounded(
+    "week2.attribution.mobilenet_last_map_side",
+    rec.base_of(mobilenet).get_layer("out_relu").output.shape[1],
+    1,
+    0,
+    profile,
+)
 if scenes.test_masks is not None:
     for (model_name, method), share in on_object.items():
         key = model_name.lower().replace(" ", "_")
-        claims.record(f"week2.attribution.{key}.{method.lower().replace('-', '_')}", share)
+        claims.record(
+            f"week2.attribution.{key}.{method.lower().replace('-', '_')}", share
+        )
     claims.record("week2.attribution.random_pixel", masks.mean())
 
 # %% [markdown]

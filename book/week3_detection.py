@@ -46,13 +46,15 @@
 # `bench/results.json`); seconds at profile `smoke`.
 
 # %% tags=["parameters"]
-# Papermill sets PROFILE: "smoke" (seconds, for tests), "cpu" (minutes) or "gpu".
-# None picks "gpu" when TensorFlow sees a GPU and "cpu" otherwise.
+# Papermill sets PROFILE: "smoke" (seconds, for tests), "cpu" (minutes) or
+# "gpu". None picks "gpu" when TensorFlow sees a GPU and "cpu" otherwise.
 PROFILE = None
-# The run seed: 0 for the book; the benchmarks rerun the chapter with others (fresh data, weights and order).
+# The run seed: 0 for the book; the benchmarks rerun the chapter with others
+# (fresh data, weights and order).
 SEED = 0
-# The data: "scenes" (synthetic, offline), a COCO JSON file ("path/to/annotations.json",
-# images in the same folder) or a TensorFlow Datasets name such as "tfds:voc/2007" (Colab).
+# The data: "scenes" (synthetic, offline), a COCO JSON file
+# ("path/to/annotations.json", images in the same folder) or a TensorFlow
+# Datasets name such as "tfds:voc/2007" (Colab).
 DATA_SOURCE = "scenes"
 
 # %%
@@ -67,11 +69,15 @@ profile = config.setup(PROFILE, seed=SEED, data_source=DATA_SOURCE)
 IMAGE_SIZE = profile.pick(smoke=64, cpu=128, gpu=128)
 N_TRAIN = profile.pick(smoke=96, cpu=2000, gpu=6000)
 N_TEST = profile.pick(smoke=48, cpu=300, gpu=1000)
-N_VALID = profile.pick(smoke=32, cpu=150, gpu=300)  # held out to choose the counting threshold (section 9)
+# held out to choose the counting threshold (section 9)
+N_VALID = profile.pick(smoke=32, cpu=150, gpu=300)
 EPOCHS = profile.pick(smoke=1, cpu=10, gpu=15)
 BATCH_SIZE = 16
-print(f"profile: {profile}, {IMAGE_SIZE}x{IMAGE_SIZE} images, {N_TRAIN} for training, "
-      f"{N_VALID} for validation, {N_TEST} for testing, {EPOCHS} epochs")
+print(
+    f"profile: {profile}, {IMAGE_SIZE}x{IMAGE_SIZE} images, {N_TRAIN} for"
+    f" training, {N_VALID} for validation, {N_TEST} for testing, {EPOCHS}"
+    " epochs"
+)
 print(config.describe_device())
 
 
@@ -94,31 +100,75 @@ claims.quoted_from_bench("week3.chapter.seconds", 5.1, 7.2, scale=1 / 60)
 # %% tags=["nbval-check-output"]
 object_size = (IMAGE_SIZE * 12 // 128, IMAGE_SIZE * 48 // 128)
 if DATA_SOURCE == "scenes":
-    train_data = det.make_detection_scenes(N_TRAIN, size=IMAGE_SIZE, seed=profile.seed(1), object_size=object_size)
-    test_data = det.make_detection_scenes(N_TEST, size=IMAGE_SIZE, seed=profile.seed(2), object_size=object_size)
-    valid_data = det.make_detection_scenes(N_VALID, size=IMAGE_SIZE, seed=profile.seed(4), object_size=object_size)
+    train_data = det.make_detection_scenes(
+        N_TRAIN, size=IMAGE_SIZE, seed=profile.seed(1), object_size=object_size
+    )
+    test_data = det.make_detection_scenes(
+        N_TEST, size=IMAGE_SIZE, seed=profile.seed(2), object_size=object_size
+    )
+    valid_data = det.make_detection_scenes(
+        N_VALID, size=IMAGE_SIZE, seed=profile.seed(4), object_size=object_size
+    )
 else:  # real data: 70% for training, 15% for validation, 15% for testing
-    everything = det.load_detection_data(DATA_SOURCE, n=N_TRAIN + N_VALID + N_TEST, image_size=IMAGE_SIZE)
+    everything = det.load_detection_data(
+        DATA_SOURCE, n=N_TRAIN + N_VALID + N_TEST, image_size=IMAGE_SIZE
+    )
     cut, cut_valid = int(0.7 * len(everything)), int(0.85 * len(everything))
-    train_data, valid_data, test_data = (everything.subset(slice(0, cut)), everything.subset(slice(cut, cut_valid)),
-                                         everything.subset(slice(cut_valid, None)))
+    train_data, valid_data, test_data = (
+        everything.subset(slice(0, cut)),
+        everything.subset(slice(cut, cut_valid)),
+        everything.subset(slice(cut_valid, None)),
+    )
 class_names = train_data.class_names
 NUM_CLASSES = len(class_names)
-print(f"images: train {train_data.images.shape}, validation {valid_data.images.shape}, test {test_data.images.shape}")
-print(f"boxes: {train_data.boxes.shape} (images, slots, xyxy), classes: {train_data.classes.shape}")
+print(
+    f"images: train {train_data.images.shape}, validation"
+    f" {valid_data.images.shape}, test {test_data.images.shape}"
+)
+print(
+    f"boxes: {train_data.boxes.shape} (images, slots, xyxy), classes:"
+    f" {train_data.classes.shape}"
+)
 valid = train_data.classes >= 0
-sides = np.concatenate([train_data.boxes[valid][:, 2] - train_data.boxes[valid][:, 0],
-                        train_data.boxes[valid][:, 3] - train_data.boxes[valid][:, 1]])
-print(f"objects per image: {np.bincount(train_data.object_counts()).tolist()} (images with 0, 1, 2, ... objects)")
-print("objects per class:",
-      dict(zip(class_names, np.bincount(train_data.classes[valid], minlength=NUM_CLASSES).tolist())))
+sides = np.concatenate(
+    [
+        train_data.boxes[valid][:, 2] - train_data.boxes[valid][:, 0],
+        train_data.boxes[valid][:, 3] - train_data.boxes[valid][:, 1],
+    ]
+)
+print(
+    f"objects per image: {np.bincount(train_data.object_counts()).tolist()}"
+    " (images with 0, 1, 2, ... objects)"
+)
+print(
+    "objects per class:",
+    dict(
+        zip(
+            class_names,
+            np.bincount(
+                train_data.classes[valid], minlength=NUM_CLASSES
+            ).tolist(),
+        )
+    ),
+)
 print(f"box sides from {sides.min():.0f} to {sides.max():.0f} pixels")
-print("first image:", [f"{class_names[c]} {b.astype(int).tolist()}" for b, c in
-                        zip(train_data.boxes[0], train_data.classes[0]) if c >= 0])
+print(
+    "first image:",
+    [
+        f"{class_names[c]} {b.astype(int).tolist()}"
+        for b, c in zip(train_data.boxes[0], train_data.classes[0])
+        if c >= 0
+    ],
+)
 
 # %%
-fig = det.plot_detections(train_data.images[:8], class_names, train_data.boxes[:8], train_data.classes[:8],
-                          title="training scenes with their true boxes and classes")
+fig = det.plot_detections(
+    train_data.images[:8],
+    class_names,
+    train_data.boxes[:8],
+    train_data.classes[:8],
+    title="training scenes with their true boxes and classes",
+)
 
 # %% [markdown]
 # A detector has two jobs at once. For many **candidate locations** in the
@@ -144,9 +194,16 @@ fig = det.plot_detections(train_data.images[:8], class_names, train_data.boxes[:
 # %% tags=["nbval-check-output"]
 box = train_data.boxes[0, :1]
 for target in ("xywh", "center_xywh", "yxyx", "rel_xyxy"):
-    converted = det.convert_boxes(box, "xyxy", target, image_size=train_data.image_size)
-    back = det.convert_boxes(converted, target, "xyxy", image_size=train_data.image_size)
-    print(f"{target:>12}: {[round(float(v), 3) for v in converted[0]]}  round trip exact: {np.allclose(back, box)}")
+    converted = det.convert_boxes(
+        box, "xyxy", target, image_size=train_data.image_size
+    )
+    back = det.convert_boxes(
+        converted, target, "xyxy", image_size=train_data.image_size
+    )
+    print(
+        f"{target:>12}: {[round(float(v), 3) for v in converted[0]]}  round"
+        f" trip exact: {np.allclose(back, box)}"
+    )
 
 # %% [markdown]
 # ## 2. Intersection over union
@@ -161,8 +218,10 @@ for target in ("xywh", "center_xywh", "yxyx", "rel_xyxy"):
 a, b = np.array([[0, 0, 10, 10]]), np.array([[5, 5, 15, 15]])
 print(f"by hand: 25 / (100 + 100 - 25) = {25 / 175:.4f}")
 print(f"det.iou_matrix: {det.iou_matrix(a, b)[0, 0]:.4f}")
-print(f"keras.utils.bounding_boxes.compute_iou: "
-      f"{float(keras.utils.bounding_boxes.compute_iou(a.astype('float32'), b.astype('float32'), 'xyxy')[0, 0]):.4f}")
+keras_iou = keras.utils.bounding_boxes.compute_iou(
+    a.astype("float32"), b.astype("float32"), "xyxy"
+)
+print(f"keras.utils.bounding_boxes.compute_iou: {float(keras_iou[0, 0]):.4f}")
 
 # %% [markdown]
 # How fast does the IoU fall when a box is off? A square of side 3 shifted by
@@ -171,8 +230,13 @@ print(f"keras.utils.bounding_boxes.compute_iou: "
 # %% tags=["nbval-check-output"]
 square = np.array([[0, 0, 3, 3]])
 for name, shift in [("along x", [1, 0, 1, 0]), ("along x and y", [1, 1, 1, 1])]:
-    print(f"shifted by a third of its side {name:>13}: IoU {det.iou_matrix(square, square + shift)[0, 0]:.3f}")
-print(f"by hand: 6 / (9 + 9 - 6) = {6 / 12:.3f}, 4 / (9 + 9 - 4) = {4 / 14:.3f}")
+    print(
+        f"shifted by a third of its side {name:>13}: IoU"
+        f" {det.iou_matrix(square, square + shift)[0, 0]:.3f}"
+    )
+print(
+    f"by hand: 6 / (9 + 9 - 6) = {6 / 12:.3f}, 4 / (9 + 9 - 4) = {4 / 14:.3f}"
+)
 
 # %% [markdown]
 # A third of the side along one axis already costs half of the IoU; along both
@@ -194,21 +258,35 @@ print(f"by hand: 6 / (9 + 9 - 6) = {6 / 12:.3f}, 4 / (9 + 9 - 4) = {4 / 14:.3f}"
 # stick out of the image are clipped to it):
 
 # %% tags=["nbval-check-output"]
-anchor_config = det.AnchorConfig(sizes=tuple(IMAGE_SIZE * side / 128 for side in (12, 24, 48)))
+anchor_config = det.AnchorConfig(
+    sizes=tuple(IMAGE_SIZE * side / 128 for side in (12, 24, 48))
+)
 anchors = det.make_anchors(anchor_config, IMAGE_SIZE)
 for (level, boxes), size in zip(anchors.items(), anchor_config.sizes):
     stride = det.LEVEL_STRIDES[level]
-    sides_here = [round(float(size * scale), 1) for scale in anchor_config.scales]
-    print(f"{level}: stride {stride:>2}, grid {IMAGE_SIZE // stride:>2}x{IMAGE_SIZE // stride:<2}, "
-          f"{anchor_config.per_location} anchors per cell, sides {sides_here} px -> {len(boxes)} anchors")
+    sides_here = [
+        round(float(size * scale), 1) for scale in anchor_config.scales
+    ]
+    print(
+        f"{level}: stride {stride:>2}, grid"
+        f" {IMAGE_SIZE // stride:>2}x{IMAGE_SIZE // stride:<2},"
+        f" {anchor_config.per_location} anchors per cell, sides {sides_here} px"
+        f" -> {len(boxes)} anchors"
+    )
 total_anchors = sum(len(b) for b in anchors.values())
 print(f"total: {total_anchors} anchors per image")
 
 # %%
 example = 0
-fig = det.plot_anchors(train_data.images[example], anchor_config,
-                       gt_boxes=train_data.boxes[example][train_data.classes[example] >= 0],
-                       title="anchor centres (dots), the anchors of one cell (colour) and the objects (dashed)")
+fig = det.plot_anchors(
+    train_data.images[example],
+    anchor_config,
+    gt_boxes=train_data.boxes[example][train_data.classes[example] >= 0],
+    title=(
+        "anchor centres (dots), the anchors of one cell (colour) and the"
+        " objects (dashed)"
+    ),
+)
 
 # %% [markdown]
 # During training, each anchor is matched to the ground truth by IoU. An anchor
@@ -217,17 +295,33 @@ fig = det.plot_anchors(train_data.images[example], anchor_config,
 # few in between are ignored. On the training images:
 
 # %% tags=["nbval-check-output"]
-stats = det.matching_statistics(train_data.subset(slice(0, min(500, N_TRAIN))), anchor_config)
+stats = det.matching_statistics(
+    train_data.subset(slice(0, min(500, N_TRAIN))), anchor_config
+)
 per_image = stats["anchors_per_image"]
-print(f"{stats['images']} images, {per_image} anchors each, {stats['objects']} objects")
-print(f"positive anchors:   {stats['positive']:>7} ({stats['positive'] / stats['images']:.1f} per image)")
+print(
+    f"{stats['images']} images, {per_image} anchors each, {stats['objects']}"
+    " objects"
+)
+print(
+    f"positive anchors:   {stats['positive']:>7}"
+    f" ({stats['positive'] / stats['images']:.1f} per image)"
+)
 print(f"ignored anchors:    {stats['ignored']:>7}")
-print(f"background anchors: {stats['negative']:>7} ({stats['negative'] / stats['images']:.1f} per image)")
-print(f"background : positive = {stats['negative'] / stats['positive']:.0f} : 1")
+print(
+    f"background anchors: {stats['negative']:>7}"
+    f" ({stats['negative'] / stats['images']:.1f} per image)"
+)
+print(
+    f"background : positive = {stats['negative'] / stats['positive']:.0f} : 1"
+)
 print("positives per level:", stats["positives_per_level"])
-print(f"objects that no anchor matches: {stats['unmatched_objects']} "
-      f"({stats['unmatched_objects'] / stats['objects']:.1%}), median side "
-      f"{np.median(stats['unmatched_sides']):.0f} px (all objects: {np.median(stats['object_sides']):.0f} px)")
+print(
+    f"objects that no anchor matches: {stats['unmatched_objects']}"
+    f" ({stats['unmatched_objects'] / stats['objects']:.1%}), median side"
+    f" {np.median(stats['unmatched_sides']):.0f} px (all objects:"
+    f" {np.median(stats['object_sides']):.0f} px)"
+)
 background_per_positive = stats["negative"] / stats["positive"]
 
 # %% [markdown]
@@ -247,7 +341,13 @@ background_per_positive = stats["negative"] / stats["positive"]
 # price in computation.
 
 # %% tags=["remove-cell"]
-claims.expect("week3.anchors.background_per_positive", background_per_positive, 50, 200, profile)
+claims.expect(
+    "week3.anchors.background_per_positive",
+    background_per_positive,
+    50,
+    200,
+    profile,
+)
 
 # %% [markdown]
 # ## 4. Focal loss
@@ -267,7 +367,11 @@ claims.expect("week3.anchors.background_per_positive", background_per_positive, 
 p = np.linspace(0.01, 1, 200)
 fig, ax = plt.subplots(figsize=(5.5, 3.6))
 for gamma in (0, 0.5, 1, 2, 5):
-    ax.plot(p, det.focal_loss_values(p, gamma), label=f"γ = {gamma}" + (" (cross-entropy)" if gamma == 0 else ""))
+    ax.plot(
+        p,
+        det.focal_loss_values(p, gamma),
+        label=f"γ = {gamma}" + (" (cross-entropy)" if gamma == 0 else ""),
+    )
 ax.set_xlabel("probability of the true class, $p_t$")
 ax.set_ylabel("loss")
 ax.set_ylim(0, 4)
@@ -301,18 +405,25 @@ for i in range(16):
     labels, best, _ = det.match_anchors(all_anchors, gt)
     onehot = np.zeros((len(all_anchors), NUM_CLASSES))
     pos = labels == 1
-    onehot[pos, train_data.classes[i][train_data.classes[i] >= 0][best[pos]]] = 1
+    onehot[
+        pos, train_data.classes[i][train_data.classes[i] >= 0][best[pos]]
+    ] = 1
     keep = labels >= 0  # ignored anchors do not count
     targets.append(onehot[keep])
     negative_mask.append(labels[keep] == 0)
 y = np.concatenate(targets)
 negative = np.concatenate(negative_mask)
 logits = np.full(y.shape, np.log(0.01 / 0.99))  # p = 0.01 everywhere
-for name, gamma, alpha in [("cross-entropy", 0.0, 0.5), ("focal loss", 2.0, 0.25)]:
+for name, gamma, alpha in [
+    ("cross-entropy", 0.0, 0.5),
+    ("focal loss", 2.0, 0.25),
+]:
     loss = det.binary_focal_loss(y, logits, gamma=gamma, alpha=alpha)
     share = loss[negative].sum() / loss.sum()
-    print(f"{name:>13}: total {loss.sum():9.3f}, of which background anchors {share:6.1%} "
-          f"({negative.sum()} of {len(y)} anchors)")
+    print(
+        f"{name:>13}: total {loss.sum():9.3f}, of which background anchors"
+        f" {share:6.1%} ({negative.sum()} of {len(y)} anchors)"
+    )
 
 # %% [markdown]
 # …the positives, and that is the point. Each background anchor is easy here
@@ -329,12 +440,20 @@ for name, gamma, alpha in [("cross-entropy", 0.0, 0.5), ("focal loss", 2.0, 0.25
 # %% tags=["nbval-check-output"]
 y32, logits32 = y.astype("float32"), logits.astype("float32")
 trained_with = float(det.focal_loss()(y32, logits32))
-core_keras = keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True, alpha=0.25, gamma=2.0,
-                                                  from_logits=True, reduction="sum")
-# A trailing axis of length 1 gives one loss per entry (Keras averages over the last axis), summed.
+core_keras = keras.losses.BinaryFocalCrossentropy(
+    apply_class_balancing=True,
+    alpha=0.25,
+    gamma=2.0,
+    from_logits=True,
+    reduction="sum",
+)
+# A trailing axis of length 1 gives one loss per entry (Keras averages over the
+# last axis), summed.
 core = float(core_keras(y32[..., None], logits32[..., None]))
-print(f"NumPy: {det.binary_focal_loss(y, logits).sum():.4f}, det.focal_loss: {trained_with:.4f}, "
-      f"keras.losses.BinaryFocalCrossentropy: {core:.4f}")
+print(
+    f"NumPy: {det.binary_focal_loss(y, logits).sum():.4f}, det.focal_loss:"
+    f" {trained_with:.4f}, keras.losses.BinaryFocalCrossentropy: {core:.4f}"
+)
 
 # %% [markdown]
 # ## 5. The model: backbone, feature pyramid, heads
@@ -363,14 +482,24 @@ print(f"NumPy: {det.binary_focal_loss(y, logits).sum():.4f}, det.focal_loss: {tr
 config.seed_everything(profile.seed(0))
 steps = EPOCHS * (len(train_data) // BATCH_SIZE)
 warmup = steps // 20  # the first 5% of the steps (section 6)
-schedule = keras.optimizers.schedules.CosineDecay(0.0, steps - warmup, warmup_target=1e-3, warmup_steps=warmup)
-model = det.build_retinanet(NUM_CLASSES, image_size=IMAGE_SIZE, anchors=anchor_config, learning_rate=schedule)
+schedule = keras.optimizers.schedules.CosineDecay(
+    0.0, steps - warmup, warmup_target=1e-3, warmup_steps=warmup
+)
+model = det.build_retinanet(
+    NUM_CLASSES,
+    image_size=IMAGE_SIZE,
+    anchors=anchor_config,
+    learning_rate=schedule,
+)
 for name, shape in det.pyramid_shapes(model, IMAGE_SIZE).items():
     print(f"{name}: {shape}")
 print()
 for part, count in det.parameter_counts(model).items():
     print(f"{part:>20}: {count:>9,} parameters")
-print(f"outputs per image: {total_anchors} anchors x ({NUM_CLASSES} class scores + 4 box numbers)")
+print(
+    f"outputs per image: {total_anchors} anchors x ({NUM_CLASSES} class scores"
+    " + 4 box numbers)"
+)
 
 # %% [markdown]
 # The C levels have 128, 256 and 512 channels (a bottleneck stage outputs four
@@ -396,28 +525,48 @@ print(f"outputs per image: {total_anchors} anchors x ({NUM_CLASSES} class scores
 
 # %%
 augment = det.augmenter(flip=True, scale=0.25, seed=profile.seed(3))
-aug_images, aug_boxes, aug_classes = augment(train_data.images[:4], train_data.boxes[:4], train_data.classes[:4])
+aug_images, aug_boxes, aug_classes = augment(
+    train_data.images[:4], train_data.boxes[:4], train_data.classes[:4]
+)
 aug_boxes, aug_classes = np.asarray(aug_boxes), np.asarray(aug_classes)
-fig = det.plot_detections(np.concatenate([train_data.images[:4], np.asarray(aug_images)]), class_names,
-                          np.concatenate([train_data.boxes[:4], aug_boxes]),
-                          np.concatenate([train_data.classes[:4], aug_classes]),
-                          title="four training scenes (top) and an augmented copy of each (bottom)")
+fig = det.plot_detections(
+    np.concatenate([train_data.images[:4], np.asarray(aug_images)]),
+    class_names,
+    np.concatenate([train_data.boxes[:4], aug_boxes]),
+    np.concatenate([train_data.classes[:4], aug_classes]),
+    title="four training scenes (top) and an augmented copy of each (bottom)",
+)
 
 # %%
-untrained = det.mean_average_precision(det.predict(model, test_data.images), test_data)
+untrained = det.mean_average_precision(
+    det.predict(model, test_data.images), test_data
+)
 print(f"untrained model: mAP@0.5 = {untrained['map'][0.5]:.3f}")
 
 config.seed_everything(profile.seed(1))
-# The test loss after each epoch is drawn below (skipped at the smoke profile: it costs a compilation).
-history, train_seconds = det.fit_detector(model, train_data, epochs=EPOCHS, batch_size=BATCH_SIZE, augment=True,
-                                          seed=profile.seed(1),
-                                          validation=None if profile.name == "smoke" else test_data)
+# The test loss after each epoch is drawn below (skipped at the smoke profile:
+# it costs a compilation).
+history, train_seconds = det.fit_detector(
+    model,
+    train_data,
+    epochs=EPOCHS,
+    batch_size=BATCH_SIZE,
+    augment=True,
+    seed=profile.seed(1),
+    validation=None if profile.name == "smoke" else test_data,
+)
 images_seen = EPOCHS * (N_TRAIN // BATCH_SIZE) * BATCH_SIZE
-print(f"trained {EPOCHS} epochs on {N_TRAIN} images in {train_seconds:.0f} s "
-      f"({images_seen / train_seconds:.0f} images/s)")
+print(
+    f"trained {EPOCHS} epochs on {N_TRAIN} images in {train_seconds:.0f} s "
+    f"({images_seen / train_seconds:.0f} images/s)"
+)
 
 # %%
-fig = plots.training_curves(history, metrics=("loss", "classification_loss", "box_loss"), validation_label="test")
+fig = plots.training_curves(
+    history,
+    metrics=("loss", "classification_loss", "box_loss"),
+    validation_label="test",
+)
 
 # %% [markdown]
 # ## 7. Predictions, the score threshold and non-maximum suppression
@@ -431,10 +580,18 @@ fig = plots.training_curves(history, metrics=("loss", "classification_loss", "bo
 # (white dashed boxes are the ground truth):
 
 # %%
-raw = det.raw_outputs(model, test_data.images)  # computed once, decoded with several settings below
+# computed once, decoded with several settings below
+raw = det.raw_outputs(model, test_data.images)
 predictions = det.predict(model, test_data.images, raw=raw)
-fig = det.plot_detections(test_data.images[:8], class_names, test_data.boxes, test_data.classes, predictions,
-                          min_confidence=0.5, title="test scenes: detections with score >= 0.5")
+fig = det.plot_detections(
+    test_data.images[:8],
+    class_names,
+    test_data.boxes,
+    test_data.classes,
+    predictions,
+    min_confidence=0.5,
+    title="test scenes: detections with score >= 0.5",
+)
 
 # %% [markdown]
 # Several anchors near an object predict a box for it, so without NMS one
@@ -445,22 +602,56 @@ fig = det.plot_detections(test_data.images[:8], class_names, test_data.boxes, te
 # it by more than the IoU threshold, so a circle next to a square keeps both.
 
 # %%
-without_nms = det.predict(model, test_data.images, confidence_threshold=0.3, iou_threshold=1.0, max_detections=100,
-                          raw=raw)
-with_nms = det.predict(model, test_data.images, confidence_threshold=0.3, iou_threshold=0.5, max_detections=100,
-                       raw=raw)
+without_nms = det.predict(
+    model,
+    test_data.images,
+    confidence_threshold=0.3,
+    iou_threshold=1.0,
+    max_detections=100,
+    raw=raw,
+)
+with_nms = det.predict(
+    model,
+    test_data.images,
+    confidence_threshold=0.3,
+    iou_threshold=0.5,
+    max_detections=100,
+    raw=raw,
+)
 true_objects = test_data.object_counts().sum()
-per_object = {name: out["num_detections"].sum() / true_objects for name, out in
-              [("without NMS", without_nms), ("with NMS", with_nms)]}
-print(f"{true_objects} objects in {len(test_data)} test images; detections with score >= 0.3:")
+per_object = {
+    name: out["num_detections"].sum() / true_objects
+    for name, out in [("without NMS", without_nms), ("with NMS", with_nms)]
+}
+print(
+    f"{true_objects} objects in {len(test_data)} test images; detections with"
+    " score >= 0.3:"
+)
 for name, out in [("without NMS", without_nms), ("with NMS", with_nms)]:
-    print(f"  {name + ':':<12} {out['num_detections'].sum():>5} ({per_object[name]:.2f} per object)")
-# NMS removed same-class overlaps above 0.5, so what a class-agnostic pass still removes is another class's box.
-other_class = with_nms["num_detections"].sum() - det.count_objects(with_nms, confidence_threshold=0.3).sum()
-print(f"  of those with NMS, {other_class} lie on a better-scored box of another class")
-fig = det.plot_detections(np.concatenate([test_data.images[:4]] * 2), class_names,
-                          predictions={k: np.concatenate([without_nms[k][:4], with_nms[k][:4]]) for k in with_nms},
-                          titles=["without NMS"] * 4 + ["with NMS"] * 4, min_confidence=0.3)
+    print(
+        f"  {name + ':':<12} {out['num_detections'].sum():>5}"
+        f" ({per_object[name]:.2f} per object)"
+    )
+# NMS removed same-class overlaps above 0.5, so what a class-agnostic pass still
+# removes is another class's box.
+other_class = (
+    with_nms["num_detections"].sum()
+    - det.count_objects(with_nms, confidence_threshold=0.3).sum()
+)
+print(
+    f"  of those with NMS, {other_class} lie on a better-scored box of another"
+    " class"
+)
+fig = det.plot_detections(
+    np.concatenate([test_data.images[:4]] * 2),
+    class_names,
+    predictions={
+        k: np.concatenate([without_nms[k][:4], with_nms[k][:4]])
+        for k in with_nms
+    },
+    titles=["without NMS"] * 4 + ["with NMS"] * 4,
+    min_confidence=0.3,
+)
 
 # %% [markdown]
 # The confidence threshold trades missed objects against false alarms. For each
@@ -469,14 +660,25 @@ fig = det.plot_detections(np.concatenate([test_data.images[:4]] * 2), class_name
 # precision and recall:
 
 # %%
-matched = [det.class_matches(predictions, test_data, c) for c in range(NUM_CLASSES)]  # (scores, found, objects)
-print(f"{'threshold':>9} {'detections':>10} {'TP':>5} {'FP':>5} {'precision':>9} {'recall':>6}")
+# (scores, found, objects)
+matched = [
+    det.class_matches(predictions, test_data, c) for c in range(NUM_CLASSES)
+]
+print(
+    f"{'threshold':>9} {'detections':>10} {'TP':>5} {'FP':>5} {'precision':>9}"
+    f" {'recall':>6}"
+)
 operating = {}
 for threshold in (0.05, 0.2, 0.5, 0.8, 0.95):
-    tp = sum(int(np.sum(found[scores >= threshold])) for scores, found, _ in matched)
+    tp = sum(
+        int(np.sum(found[scores >= threshold])) for scores, found, _ in matched
+    )
     n = sum(int(np.sum(scores >= threshold)) for scores, _, _ in matched)
     operating[threshold] = (tp / max(n, 1), tp / true_objects)
-    print(f"{threshold:>9} {n:>10} {tp:>5} {n - tp:>5} {tp / max(n, 1):>9.3f} {tp / true_objects:>6.3f}")
+    print(
+        f"{threshold:>9} {n:>10} {tp:>5} {n - tp:>5} {tp / max(n, 1):>9.3f}"
+        f" {tp / true_objects:>6.3f}"
+    )
 
 # %% [markdown]
 # Without NMS the trained model gives each object a cluster of boxes (at
@@ -489,8 +691,20 @@ for threshold in (0.05, 0.2, 0.5, 0.8, 0.95):
 # false positive of its class.
 
 # %% tags=["remove-cell"]
-claims.expect("week3.nms.detections_per_object_without", per_object["without NMS"], 2, 6, profile)
-claims.expect("week3.nms.detections_per_object_with", per_object["with NMS"], 0.9, 1.8, profile)
+claims.expect(
+    "week3.nms.detections_per_object_without",
+    per_object["without NMS"],
+    2,
+    6,
+    profile,
+)
+claims.expect(
+    "week3.nms.detections_per_object_with",
+    per_object["with NMS"],
+    0.9,
+    1.8,
+    profile,
+)
 
 # %% [markdown]
 # A low threshold finds more of the objects but lets in more false alarms; a
@@ -517,9 +731,15 @@ claims.expect("week3.nms.detections_per_object_with", per_object["with NMS"], 0.
 # to 0.95 and so also rewards precise boxes.
 
 # %%
-result = det.mean_average_precision(predictions, test_data, iou_thresholds=(0.5, 0.75))
-fig = det.plot_precision_recall(result["curves"][0.5], class_names, result["ap"][0.5],
-                                title="precision-recall at IoU 0.5, test scenes")
+result = det.mean_average_precision(
+    predictions, test_data, iou_thresholds=(0.5, 0.75)
+)
+fig = det.plot_precision_recall(
+    result["curves"][0.5],
+    class_names,
+    result["ap"][0.5],
+    title="precision-recall at IoU 0.5, test scenes",
+)
 
 # %% tags=["remove-cell"]
 for name, ap in zip(class_names, result["ap"][0.5]):
@@ -528,8 +748,14 @@ claims.record("week3.retinanet.ap50_worst_class", np.nanmin(result["ap"][0.5]))
 
 # %%
 coco = det.coco_metrics(predictions, test_data)
-print("AP@0.5 per class:", {c: round(float(a), 3) for c, a in zip(class_names, result["ap"][0.5])})
-print(f"mAP@0.5      (ours, VOC-style):       {result['map'][0.5]:.3f}   untrained: {untrained['map'][0.5]:.3f}")
+print(
+    "AP@0.5 per class:",
+    {c: round(float(a), 3) for c, a in zip(class_names, result["ap"][0.5])},
+)
+print(
+    f"mAP@0.5      (ours, VOC-style):       {result['map'][0.5]:.3f}  "
+    f" untrained: {untrained['map'][0.5]:.3f}"
+)
 print(f"mAP@0.5      (pycocotools COCOeval):  {coco['map50']:.3f}")
 print(f"mAP@0.75     (ours):                  {result['map'][0.75]:.3f}")
 print(f"mAP@[.5:.95] (pycocotools COCOeval):  {coco['map']:.3f}")
@@ -562,11 +788,28 @@ claims.quoted_from_bench("week3.retinanet.ap50_worst_class", 0.79, 0.88)
 # training again would decide it).
 
 # %% tags=["remove-cell"]
-if "triangle" in class_names:  # the scenes' hardest class; your data may have no triangles
-    claims.expect("week3.retinanet.ap50.triangle", result["ap"][0.5][class_names.index("triangle")], 0.7, 0.97, profile)
+# the scenes' hardest class; your data may have no triangles
+if "triangle" in class_names:
+    claims.expect(
+        "week3.retinanet.ap50.triangle",
+        result["ap"][0.5][class_names.index("triangle")],
+        0.7,
+        0.97,
+        profile,
+    )
     triangle_ap = result["ap"][0.5][class_names.index("triangle")]
-    others = [ap for name, ap in zip(class_names, result["ap"][0.5]) if name != "triangle"]
-    claims.expect("week3.retinanet.ap50_margin_over_triangle", np.nanmin(others) - triangle_ap, 0, 0.3, profile)
+    others = [
+        ap
+        for name, ap in zip(class_names, result["ap"][0.5])
+        if name != "triangle"
+    ]
+    claims.expect(
+        "week3.retinanet.ap50_margin_over_triangle",
+        np.nanmin(others) - triangle_ap,
+        0,
+        0.3,
+        profile,
+    )
 
 # %% [markdown]
 # Our own VOC-style computation and pycocotools' `COCOeval`, run over every
@@ -593,22 +836,36 @@ claims.expect("week3.retinanet.map50_95", coco["map"], 0.55, 0.8, profile)
 # held-out **validation** scenes:
 
 # %%
-count_threshold, validation_errors = det.choose_count_threshold(det.predict(model, valid_data.images), valid_data)
-print(f"on {len(valid_data)} validation images the counts are best at threshold {count_threshold:.2f} "
-      f"(mean absolute error {validation_errors.min():.2f}; {validation_errors[0]:.2f} at 0.05, "
-      f"{validation_errors[-1]:.2f} at 0.95)")
+count_threshold, validation_errors = det.choose_count_threshold(
+    det.predict(model, valid_data.images), valid_data
+)
+print(
+    f"on {len(valid_data)} validation images the counts are best at threshold"
+    f" {count_threshold:.2f} (mean absolute error"
+    f" {validation_errors.min():.2f}; {validation_errors[0]:.2f} at 0.05,"
+    f" {validation_errors[-1]:.2f} at 0.95)"
+)
 
-predicted_counts = det.count_objects(predictions, confidence_threshold=count_threshold)
+predicted_counts = det.count_objects(
+    predictions, confidence_threshold=count_threshold
+)
 true_counts = test_data.object_counts()
 error = predicted_counts - true_counts
-print(f"test images, threshold {count_threshold:.2f}: exact count on {np.mean(error == 0):.1%}; "
-      f"mean absolute error {np.mean(np.abs(error)):.2f} objects per image")
-print(f"too few: {np.sum(error < 0)} images, too many: {np.sum(error > 0)} images")
+print(
+    f"test images, threshold {count_threshold:.2f}: exact count on"
+    f" {np.mean(error == 0):.1%}; mean absolute error"
+    f" {np.mean(np.abs(error)):.2f} objects per image"
+)
+print(
+    f"too few: {np.sum(error < 0)} images, too many: {np.sum(error > 0)} images"
+)
 fig = det.plot_counts(true_counts, predicted_counts)
 
 # %% tags=["remove-cell"]
 claims.record("week3.count.exact_share", np.mean(error == 0))
-claims.record("week3.count.off_by_more_than_one_share", np.mean(np.abs(error) > 1))
+claims.record(
+    "week3.count.off_by_more_than_one_share", np.mean(np.abs(error) > 1)
+)
 
 # %% [markdown]
 # With the threshold chosen on the validation scenes, the count is exact on
@@ -616,8 +873,16 @@ claims.record("week3.count.off_by_more_than_one_share", np.mean(np.abs(error) > 
 # one object on at most 5% of them (the figure).
 
 # %% tags=["remove-cell"]
-claims.expect("week3.count.exact_share", np.mean(error == 0), 0.5, 0.95, profile)
-claims.expect("week3.count.off_by_more_than_one_share", np.mean(np.abs(error) > 1), 0, 0.05, profile)
+claims.expect(
+    "week3.count.exact_share", np.mean(error == 0), 0.5, 0.95, profile
+)
+claims.expect(
+    "week3.count.off_by_more_than_one_share",
+    np.mean(np.abs(error) > 1),
+    0,
+    0.05,
+    profile,
+)
 
 # %% [markdown]
 # Which objects does the detector miss? For each test object we check whether a
@@ -632,17 +897,24 @@ for i in range(len(test_data)):
         if c < 0:
             continue
         same = keep & (predictions["classes"][i] == c)
-        best = det.iou_matrix(b[None], predictions["boxes"][i][same]).max(initial=0.0)
+        best = det.iou_matrix(b[None], predictions["boxes"][i][same]).max(
+            initial=0.0
+        )
         found.append(best >= 0.5)
         side.append(max(b[2] - b[0], b[3] - b[1]))
 found, side = np.array(found), np.array(side)
 small, large = IMAGE_SIZE * 24 // 128, IMAGE_SIZE * 36 // 128
 found_share = {}
-for name, group in [(f"smaller than {small} px", side < small),
-                    (f"{small} to {large - 1} px", (side >= small) & (side < large)),
-                    (f"{large} px and larger", side >= large)]:
-    found_share[name] = found[group].mean() if group.any() else np.nan  # own data may have no object of a size
-    print(f"objects {name:>19}: {group.sum():>4}, found {found_share[name]:.1%}")
+for name, group in [
+    (f"smaller than {small} px", side < small),
+    (f"{small} to {large - 1} px", (side >= small) & (side < large)),
+    (f"{large} px and larger", side >= large),
+]:
+    # own data may have no object of a size
+    found_share[name] = found[group].mean() if group.any() else np.nan
+    print(
+        f"objects {name:>19}: {group.sum():>4}, found {found_share[name]:.1%}"
+    )
 
 # %% [markdown]
 # At the `cpu` profile the large objects are found between 85% and 100% of the
@@ -651,10 +923,19 @@ for name, group in [(f"smaller than {small} px", side < small),
 # loses much of its IoU.
 
 # %% tags=["remove-cell"]
-found_small, found_large = list(found_share.values())[0], list(found_share.values())[-1]
+found_small, found_large = (
+    list(found_share.values())[0],
+    list(found_share.values())[-1],
+)
 claims.expect("week3.found.large", found_large, 0.85, 1.0, profile)
 claims.record("week3.found.small", found_small)
-claims.expect("week3.found.large_minus_small_points", 100 * (found_large - found_small), 0, 100, profile)
+claims.expect(
+    "week3.found.large_minus_small_points",
+    100 * (found_large - found_small),
+    0,
+    100,
+    profile,
+)
 
 # %% [markdown]
 # ### The mistakes, by kind
@@ -681,11 +962,14 @@ claims.expect("week3.found.large_minus_small_points", 100 * (found_large - found
 error_kinds = det.detection_errors(predictions, test_data, count_threshold)
 fig = det.plot_error_kinds(
     error_kinds,
-    title=f"test scenes, detections scoring {count_threshold:.2f} or more")
+    title=f"test scenes, detections scoring {count_threshold:.2f} or more",
+)
 
 # %% tags=["remove-cell"]
 for kind, count in error_kinds.items():
-    claims.record(f"week3.errors.{kind.replace(', ', '_and_').replace(' ', '_')}", count)
+    claims.record(
+        f"week3.errors.{kind.replace(', ', '_and_').replace(' ', '_')}", count
+    )
 
 # %% [markdown]
 # A poorly located box leaves its object unclaimed, so unless another
@@ -734,38 +1018,78 @@ for kind, count in error_kinds.items():
 # label encoder, the matching that training uses:
 
 # %% tags=["nbval-check-output"]
-dense_anchors = det.AnchorConfig(sizes=anchor_config.sizes, scales=(1.0, 2 ** (1 / 3), 2 ** (2 / 3)),
-                                 aspect_ratios=(0.5, 1.0, 2.0))
+dense_anchors = det.AnchorConfig(
+    sizes=anchor_config.sizes,
+    scales=(1.0, 2 ** (1 / 3), 2 ** (2 / 3)),
+    aspect_ratios=(0.5, 1.0, 2.0),
+)
 N_COMPARE = profile.pick(smoke=32, cpu=480, gpu=2000)
 EPOCHS_COMPARE = profile.pick(smoke=1, cpu=4, gpu=10)
 compare_train = train_data.subset(slice(0, N_COMPARE))
 compare_steps = EPOCHS_COMPARE * (N_COMPARE // BATCH_SIZE)
 compare_models = {}
-for name, loss in [("focal loss", det.focal_loss(gamma=2.0, alpha=0.25)),
-                   ("cross-entropy", det.focal_loss(gamma=0.0, alpha=0.75))]:
-    config.seed_everything(profile.seed(5))  # the same initial weights for both models
+for name, loss in [
+    ("focal loss", det.focal_loss(gamma=2.0, alpha=0.25)),
+    ("cross-entropy", det.focal_loss(gamma=0.0, alpha=0.75)),
+]:
+    # the same initial weights for both models
+    config.seed_everything(profile.seed(5))
     compare_schedule = keras.optimizers.schedules.CosineDecay(
-        0.0, compare_steps - compare_steps // 20, warmup_target=1e-3, warmup_steps=compare_steps // 20)
-    compare_models[name] = det.build_retinanet(NUM_CLASSES, image_size=IMAGE_SIZE, anchors=dense_anchors,
-                                               learning_rate=compare_schedule, classification_loss=loss,
-                                               features_from=model)
-same_start = all(np.array_equal(a, b) for a, b in zip(*(m.get_weights() for m in compare_models.values())))
-compare_targets = det.anchor_targets(compare_models["focal loss"], compare_train)
-trainable = sum(int(np.prod(w.shape)) for w in compare_models["focal loss"].trainable_weights)
-print(f"{dense_anchors.per_location} anchors per cell: {compare_targets.shape[1]} anchors per image "
-      f"(the chapter's layout: {total_anchors})")
-print(f"both models start from the same weights: {same_start}; trainable (the two heads): {trainable:,} of "
-      f"{compare_models['focal loss'].count_params():,} parameters")
-n_object, n_background = int(np.sum(compare_targets >= 0)), int(np.sum(compare_targets == -1))
-print(f"{N_COMPARE} training images: {n_object} object anchors, {n_background} background anchors, "
-      f"{int(np.sum(compare_targets == -2))} ignored")
-print(f"background : object = {n_background / n_object:.0f} : 1 (with the chapter's layout, section 3: "
-      f"{background_per_positive:.0f} : 1)")
-print(f"training: {N_COMPARE} images, {EPOCHS_COMPARE} epochs, {compare_steps} steps of {BATCH_SIZE}")
+        0.0,
+        compare_steps - compare_steps // 20,
+        warmup_target=1e-3,
+        warmup_steps=compare_steps // 20,
+    )
+    compare_models[name] = det.build_retinanet(
+        NUM_CLASSES,
+        image_size=IMAGE_SIZE,
+        anchors=dense_anchors,
+        learning_rate=compare_schedule,
+        classification_loss=loss,
+        features_from=model,
+    )
+same_start = all(
+    np.array_equal(a, b)
+    for a, b in zip(*(m.get_weights() for m in compare_models.values()))
+)
+compare_targets = det.anchor_targets(
+    compare_models["focal loss"], compare_train
+)
+trainable = sum(
+    int(np.prod(w.shape))
+    for w in compare_models["focal loss"].trainable_weights
+)
+print(
+    f"{dense_anchors.per_location} anchors per cell: {compare_targets.shape[1]}"
+    f" anchors per image (the chapter's layout: {total_anchors})"
+)
+print(
+    f"both models start from the same weights: {same_start}; trainable (the two"
+    f" heads): {trainable:,} of {compare_models['focal loss'].count_params():,}"
+    " parameters"
+)
+n_object, n_background = (
+    int(np.sum(compare_targets >= 0)),
+    int(np.sum(compare_targets == -1)),
+)
+print(
+    f"{N_COMPARE} training images: {n_object} object anchors, {n_background}"
+    f" background anchors, {int(np.sum(compare_targets == -2))} ignored"
+)
+print(
+    f"background : object = {n_background / n_object:.0f} : 1 (with the"
+    f" chapter's layout, section 3: {background_per_positive:.0f} : 1)"
+)
+print(
+    f"training: {N_COMPARE} images, {EPOCHS_COMPARE} epochs, {compare_steps}"
+    f" steps of {BATCH_SIZE}"
+)
 
 # %% tags=["remove-cell"]
 claims.record("week3.focal_vs_ce.anchors_per_image", compare_targets.shape[1])
-claims.record("week3.focal_vs_ce.background_per_object", n_background / n_object)
+claims.record(
+    "week3.focal_vs_ce.background_per_object", n_background / n_object
+)
 
 # %% [markdown]
 # Nine anchors per cell give $9 \times (16^2 + 8^2 + 4^2) = 3024$ anchors per
@@ -775,7 +1099,13 @@ claims.record("week3.focal_vs_ce.background_per_object", n_background / n_object
 # more than with the chapter's layout but far from the paper's 1000 : 1.
 
 # %% tags=["remove-cell"]
-claims.expect("week3.focal_vs_ce.background_per_object", n_background / n_object, 150, 210, profile)
+claims.expect(
+    "week3.focal_vs_ce.background_per_object",
+    n_background / n_object,
+    150,
+    210,
+    profile,
+)
 
 # %% [markdown]
 # Now the two trainings, then both models on the test scenes: mAP@0.5 (ours
@@ -788,35 +1118,73 @@ claims.expect("week3.focal_vs_ce.background_per_object", n_background / n_object
 compare = {}
 for name, compare_model in compare_models.items():
     config.seed_everything(profile.seed(6))
-    _, seconds = det.fit_detector(compare_model, compare_train, epochs=EPOCHS_COMPARE, batch_size=BATCH_SIZE,
-                                  augment=True, seed=profile.seed(6))
+    _, seconds = det.fit_detector(
+        compare_model,
+        compare_train,
+        epochs=EPOCHS_COMPARE,
+        batch_size=BATCH_SIZE,
+        augment=True,
+        seed=profile.seed(6),
+    )
     compare_raw = det.raw_outputs(compare_model, test_data.images)
-    compare_predictions = det.predict(compare_model, test_data.images, raw=compare_raw)
-    compare[name] = {"seconds": seconds, "voc": det.mean_average_precision(compare_predictions, test_data),
-                     "coco": det.coco_metrics(compare_predictions, test_data),
-                     "scores": det.anchor_scores(compare_raw, det.anchor_targets(compare_model, test_data))}
-print(f"{'':>14} {'train s':>7} {'mAP@0.5':>7} {'COCO mAP@0.5':>12} {'mAP@[.5:.95]':>12} "
-      f"{'background >= 0.05':>18} {'median object score':>19}")
+    compare_predictions = det.predict(
+        compare_model, test_data.images, raw=compare_raw
+    )
+    compare[name] = {
+        "seconds": seconds,
+        "voc": det.mean_average_precision(compare_predictions, test_data),
+        "coco": det.coco_metrics(compare_predictions, test_data),
+        "scores": det.anchor_scores(
+            compare_raw, det.anchor_targets(compare_model, test_data)
+        ),
+    }
+print(
+    f"{'':>14} {'train s':>7} {'mAP@0.5':>7} {'COCO mAP@0.5':>12}"
+    f" {'mAP@[.5:.95]':>12} {'background >= 0.05':>18}"
+    f" {'median object score':>19}"
+)
 for name, r in compare.items():
-    print(f"{name:>14} {r['seconds']:>7.0f} {r['voc']['map'][0.5]:>7.3f} {r['coco']['map50']:>12.3f} "
-          f"{r['coco']['map']:>12.3f} {np.mean(r['scores']['background'] >= 0.05):>18.2%} "
-          f"{np.median(r['scores']['object']):>19.3f}")
-map50_focal, map50_ce = compare["focal loss"]["voc"]["map"][0.5], compare["cross-entropy"]["voc"]["map"][0.5]
-background_scored = {name: np.mean(r["scores"]["background"] >= 0.05) for name, r in compare.items()}
+    print(
+        f"{name:>14} {r['seconds']:>7.0f} {r['voc']['map'][0.5]:>7.3f}"
+        f" {r['coco']['map50']:>12.3f} {r['coco']['map']:>12.3f}"
+        f" {np.mean(r['scores']['background'] >= 0.05):>18.2%}"
+        f" {np.median(r['scores']['object']):>19.3f}"
+    )
+map50_focal, map50_ce = (
+    compare["focal loss"]["voc"]["map"][0.5],
+    compare["cross-entropy"]["voc"]["map"][0.5],
+)
+background_scored = {
+    name: np.mean(r["scores"]["background"] >= 0.05)
+    for name, r in compare.items()
+}
 
 # %% tags=["remove-cell"]
 claims.record("week3.focal_vs_ce.map50_focal", map50_focal)
 claims.record("week3.focal_vs_ce.map50_ce", map50_ce)
 claims.record("week3.focal_vs_ce.map50_ce_minus_focal", map50_ce - map50_focal)
-claims.record("week3.focal_vs_ce.map50_95_focal", compare["focal loss"]["coco"]["map"])
-claims.record("week3.focal_vs_ce.map50_95_ce", compare["cross-entropy"]["coco"]["map"])
-claims.record("week3.focal_vs_ce.background_scored_focal", background_scored["focal loss"])
-claims.record("week3.focal_vs_ce.background_scored_ce", background_scored["cross-entropy"])
-claims.record("week3.focal_vs_ce.train_seconds", sum(r["seconds"] for r in compare.values()))
+claims.record(
+    "week3.focal_vs_ce.map50_95_focal", compare["focal loss"]["coco"]["map"]
+)
+claims.record(
+    "week3.focal_vs_ce.map50_95_ce", compare["cross-entropy"]["coco"]["map"]
+)
+claims.record(
+    "week3.focal_vs_ce.background_scored_focal", background_scored["focal loss"]
+)
+claims.record(
+    "week3.focal_vs_ce.background_scored_ce", background_scored["cross-entropy"]
+)
+claims.record(
+    "week3.focal_vs_ce.train_seconds",
+    sum(r["seconds"] for r in compare.values()),
+)
 
 # %%
-fig = det.plot_score_distributions({name: r["scores"] for name, r in compare.items()},
-                                   title="scores of the test anchors after training")
+fig = det.plot_score_distributions(
+    {name: r["scores"] for name, r in compare.items()},
+    title="scores of the test anchors after training",
+)
 
 # %% [markdown]
 # The outcome is not the paper's. Over the benchmark's five run seeds
@@ -834,7 +1202,13 @@ fig = det.plot_score_distributions({name: r["scores"] for name, r in compare.ite
 # %% tags=["remove-cell"]
 claims.expect("week3.focal_vs_ce.map50_ce", map50_ce, 0.6, 0.85, profile)
 claims.expect("week3.focal_vs_ce.map50_focal", map50_focal, 0.48, 0.81, profile)
-claims.expect("week3.focal_vs_ce.map50_ce_minus_focal", map50_ce - map50_focal, -0.06, 0.21, profile)
+claims.expect(
+    "week3.focal_vs_ce.map50_ce_minus_focal",
+    map50_ce - map50_focal,
+    -0.06,
+    0.21,
+    profile,
+)
 claims.quoted_from_bench("week3.focal_vs_ce.map50_ce", 0.71, 0.77)
 claims.quoted_from_bench("week3.focal_vs_ce.map50_focal", 0.59, 0.70)
 claims.quoted_from_bench("week3.focal_vs_ce.map50_ce_minus_focal", 0.03, 0.12)
@@ -866,8 +1240,20 @@ claims.quoted_from_bench("week3.focal_vs_ce.map50_ce_minus_focal", 0.03, 0.12)
 # both on your data.
 
 # %% tags=["remove-cell"]
-claims.expect("week3.focal_vs_ce.background_scored_focal", background_scored["focal loss"], 0.035, 0.12, profile)
-claims.expect("week3.focal_vs_ce.background_scored_ce", background_scored["cross-entropy"], 0.005, 0.03, profile)
+claims.expect(
+    "week3.focal_vs_ce.background_scored_focal",
+    background_scored["focal loss"],
+    0.035,
+    0.12,
+    profile,
+)
+claims.expect(
+    "week3.focal_vs_ce.background_scored_ce",
+    background_scored["cross-entropy"],
+    0.005,
+    0.03,
+    profile,
+)
 
 # %% [markdown]
 # ## 11. Your own data

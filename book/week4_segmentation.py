@@ -46,11 +46,13 @@
 # Papermill sets this: "smoke" (seconds, for tests), "cpu" (minutes) or "gpu".
 # None picks "gpu" when TensorFlow sees a GPU and "cpu" otherwise.
 PROFILE = None
-# The run seed: 0 for the book; the benchmarks rerun the chapter with others (fresh data, weights and order).
+# The run seed: 0 for the book; the benchmarks rerun the chapter with others
+# (fresh data, weights and order).
 SEED = 0
-# The data: "scenes" (synthetic, offline), a folder holding images/ and masks/ (masks: PNG files of class ids,
-# 0 = background, named like their images), or a TensorFlow Datasets name such as "tfds:oxford_iiit_pet" (Colab).
-# See the page "Use your own images".
+# The data: "scenes" (synthetic, offline), a folder holding images/ and masks/
+# (masks: PNG files of class ids, 0 = background, named like their images), or a
+# TensorFlow Datasets name such as "tfds:oxford_iiit_pet" (Colab). See the page
+# "Use your own images".
 DATA_SOURCE = "scenes"
 
 # %%
@@ -67,18 +69,30 @@ from course_utils import claims, config, plots, segmentation
 from course_utils.scenes import make_scenes
 
 profile = config.setup(PROFILE, seed=SEED, data_source=DATA_SOURCE)
-SIZE = profile.pick(smoke=32, cpu=32 if DATA_SOURCE == "scenes" else 64, gpu=64)  # image side in pixels
-N_TRAIN = profile.pick(smoke=200, cpu=2000, gpu=4000)  # training scenes for the main model
+# image side in pixels
+SIZE = profile.pick(smoke=32, cpu=32 if DATA_SOURCE == "scenes" else 64, gpu=64)
+# training scenes for the main model
+N_TRAIN = profile.pick(smoke=200, cpu=2000, gpu=4000)
 EPOCHS = profile.pick(smoke=2, cpu=20, gpu=30)  # epochs of the main model
-N_SMALL = profile.pick(smoke=100, cpu=600, gpu=2000)  # scenes for the side experiments
+# scenes for the side experiments
+N_SMALL = profile.pick(smoke=100, cpu=600, gpu=2000)
 EPOCHS_SMALL = profile.pick(smoke=1, cpu=6, gpu=15)
 BASE = profile.pick(smoke=8, cpu=8, gpu=16)  # filters of the first level
-print(f"profile: {profile}, {SIZE}x{SIZE} images, {N_TRAIN} training scenes, {EPOCHS} epochs")
+print(
+    f"profile: {profile}, {SIZE}x{SIZE} images, {N_TRAIN} training scenes,"
+    f" {EPOCHS} epochs"
+)
 print(config.describe_device())
 
 
 # %% tags=["remove-cell"]
-claims.quoted_from_bench("week4.chapter.seconds", 3.7, 5.1, scale=1 / 60, seeds=(0, 1, 2, 3, 4, 5, 6, 7, 8, 9))
+claims.quoted_from_bench(
+    "week4.chapter.seconds",
+    3.7,
+    5.1,
+    scale=1 / 60,
+    seeds=(0, 1, 2, 3, 4, 5, 6, 7, 8, 9),
+)
 
 # %% [markdown]
 # ## 1. The task: one label per pixel
@@ -93,19 +107,39 @@ claims.quoted_from_bench("week4.chapter.seconds", 3.7, 5.1, scale=1 / 60, seeds=
 # %% tags=["nbval-check-output"]
 OBJECTS = (1, 2)
 if DATA_SOURCE == "scenes":
-    train = make_scenes(N_TRAIN, size=SIZE, seed=profile.seed(1), objects=OBJECTS)
-    valid = make_scenes(N_TRAIN // 10, size=SIZE, seed=profile.seed(2), objects=OBJECTS)
+    train = make_scenes(
+        N_TRAIN, size=SIZE, seed=profile.seed(1), objects=OBJECTS
+    )
+    valid = make_scenes(
+        N_TRAIN // 10, size=SIZE, seed=profile.seed(2), objects=OBJECTS
+    )
     test = make_scenes(500, size=SIZE, seed=profile.seed(3), objects=OBJECTS)
     CLASSES = ("background",) + train.class_names
-else:  # your images: shuffled, then 70% for training, 15% for validation, 15% for testing
-    everything = segmentation.load_segmentation(DATA_SOURCE, image_size=(SIZE, SIZE), max_examples=N_TRAIN + 600)
-    train, valid, test = segmentation.split_data(everything, valid_fraction=0.15, test_fraction=0.15,
-                                                 seed=profile.seed(1))
+# your images: shuffled, then 70% for training, 15% for validation, 15% for
+# testing
+else:
+    everything = segmentation.load_segmentation(
+        DATA_SOURCE, image_size=(SIZE, SIZE), max_examples=N_TRAIN + 600
+    )
+    train, valid, test = segmentation.split_data(
+        everything,
+        valid_fraction=0.15,
+        test_fraction=0.15,
+        seed=profile.seed(1),
+    )
     CLASSES = everything.class_names
-print(f"images {train.images.shape} {train.images.dtype}, masks {train.masks.shape} {train.masks.dtype}")
+print(
+    f"images {train.images.shape} {train.images.dtype}, masks"
+    f" {train.masks.shape} {train.masks.dtype}"
+)
 print(f"validation: {len(valid)} scenes, test: {len(test)} scenes")
-share = np.bincount(train.masks.ravel(), minlength=len(CLASSES)) / train.masks.size
-print("share of the pixels per class:", ", ".join(f"{c} {s:.1%}" for c, s in zip(CLASSES, share)))
+share = (
+    np.bincount(train.masks.ravel(), minlength=len(CLASSES)) / train.masks.size
+)
+print(
+    "share of the pixels per class:",
+    ", ".join(f"{c} {s:.1%}" for c, s in zip(CLASSES, share)),
+)
 
 # %% [markdown]
 # The background covers most of the pixels. A "network" that answers
@@ -121,12 +155,25 @@ print("share of the pixels per class:", ", ".join(f"{c} {s:.1%}" for c, s in zip
 
 # %% tags=["nbval-check-output"]
 all_background = np.zeros_like(test.masks)
-print(f"pixel accuracy of 'all background': {np.mean(all_background == test.masks):.3f}")
-print("its IoU per class:", np.round(segmentation.per_class_iou(test.masks, all_background, len(CLASSES)), 3))
+print(
+    "pixel accuracy of 'all background':"
+    f" {np.mean(all_background == test.masks):.3f}"
+)
+print(
+    "its IoU per class:",
+    np.round(
+        segmentation.per_class_iou(test.masks, all_background, len(CLASSES)), 3
+    ),
+)
 
 # %%
-fig = segmentation.plot_segmentation(train.images, train.masks, class_names=CLASSES, n=8,
-                                     title="training scenes and their masks")
+fig = segmentation.plot_segmentation(
+    train.images,
+    train.masks,
+    class_names=CLASSES,
+    n=8,
+    title="training scenes and their masks",
+)
 
 # %% [markdown]
 # ## 2. The encoder: smaller maps, more of them
@@ -139,12 +186,16 @@ fig = segmentation.plot_segmentation(train.images, train.masks, class_names=CLAS
 # in the first one, a 32×32 image goes through these shapes:
 
 # %% tags=["nbval-check-output"]
-model = segmentation.unet((SIZE, SIZE, 3), num_classes=len(CLASSES), depth=3, base_filters=BASE)
+model = segmentation.unet(
+    (SIZE, SIZE, 3), num_classes=len(CLASSES), depth=3, base_filters=BASE
+)
 for name, shape in segmentation.level_shapes(model):
     print(f"{name:>16}: {'x'.join(map(str, shape))}")
 bottleneck = model.get_layer("bottleneck_relu2").output.shape[1:]
-print(f"numbers in an input image: {SIZE * SIZE * 3:,}; in the bottleneck: {np.prod(bottleneck):,} "
-      f"({'x'.join(map(str, bottleneck))})")
+print(
+    f"numbers in an input image: {SIZE * SIZE * 3:,}; in the bottleneck:"
+    f" {np.prod(bottleneck):,} ({'x'.join(map(str, bottleneck))})"
+)
 
 # %% [markdown]
 # Going down, each map covers a larger part of the image with fewer, coarser
@@ -187,12 +238,17 @@ print("input with zeros in between:\n", spread)
 by_hand = segmentation.transposed_conv_by_hand(x, kernel, stride=2)
 print("transposed convolution by hand:\n", by_hand)
 
-transposed = layers.Conv2DTranspose(1, 3, strides=2, padding="valid", use_bias=False)
+transposed = layers.Conv2DTranspose(
+    1, 3, strides=2, padding="valid", use_bias=False
+)
 transposed.build((1, 2, 2, 1))
 transposed.set_weights([kernel[:, :, None, None]])
 by_keras = transposed(x[None, :, :, None]).numpy()[0, :, :, 0]
-print(f"output size (n - 1) s + k = {segmentation.transposed_conv_output_size(2, 3, 2)}; "
-      f"Keras gives {by_keras.shape}, equal to ours: {np.allclose(by_hand, by_keras)}")
+print(
+    "output size (n - 1) s + k ="
+    f" {segmentation.transposed_conv_output_size(2, 3, 2)}; Keras gives"
+    f" {by_keras.shape}, equal to ours: {np.allclose(by_hand, by_keras)}"
+)
 
 # %% [markdown]
 # The top-left corner is $1 \times 1 = 1$ (only the first input's stamp reaches
@@ -206,8 +262,14 @@ print(f"output size (n - 1) s + k = {segmentation.transposed_conv_output_size(2,
 
 # %% tags=["nbval-check-output"]
 ones = np.ones((3, 3))
-print("kernel 3, stride 2, all ones:\n", segmentation.transposed_conv_by_hand(ones, np.ones((3, 3)), 2))
-print("kernel 2, stride 2, all ones:\n", segmentation.transposed_conv_by_hand(ones, np.ones((2, 2)), 2))
+print(
+    "kernel 3, stride 2, all ones:\n",
+    segmentation.transposed_conv_by_hand(ones, np.ones((3, 3)), 2),
+)
+print(
+    "kernel 2, stride 2, all ones:\n",
+    segmentation.transposed_conv_by_hand(ones, np.ones((2, 2)), 2),
+)
 
 # %% [markdown]
 # The alternative is to **upsample** without weights (repeat each value, or
@@ -217,12 +279,24 @@ print("kernel 2, stride 2, all ones:\n", segmentation.transposed_conv_by_hand(on
 
 # %% tags=["nbval-check-output"]
 small = np.arange(4.0).reshape(1, 2, 2, 1)
-print("nearest-neighbour upsampling:\n", layers.UpSampling2D(2)(small).numpy()[0, :, :, 0])
-print("bilinear upsampling:\n", layers.UpSampling2D(2, interpolation="bilinear")(small).numpy()[0, :, :, 0])
-for layer in (layers.UpSampling2D(2), layers.Conv2DTranspose(32, 2, strides=2, padding="same")):
+print(
+    "nearest-neighbour upsampling:\n",
+    layers.UpSampling2D(2)(small).numpy()[0, :, :, 0],
+)
+print(
+    "bilinear upsampling:\n",
+    layers.UpSampling2D(2, interpolation="bilinear")(small).numpy()[0, :, :, 0],
+)
+for layer in (
+    layers.UpSampling2D(2),
+    layers.Conv2DTranspose(32, 2, strides=2, padding="same"),
+):
     probe = keras.Sequential([keras.Input((4, 4, 64)), layer])
-    print(f"{type(layer).__name__:>16}: 4x4x64 -> {'x'.join(map(str, probe.output_shape[1:]))}, "
-          f"{probe.count_params():,} parameters")
+    print(
+        f"{type(layer).__name__:>16}: 4x4x64 ->"
+        f" {'x'.join(map(str, probe.output_shape[1:]))},"
+        f" {probe.count_params():,} parameters"
+    )
 
 # %% [markdown]
 # The 8,224 parameters are $2 \cdot 2 \cdot 64 \cdot 32$ weights plus 32 biases.
@@ -240,11 +314,21 @@ for layer in (layers.UpSampling2D(2), layers.Conv2DTranspose(32, 2, strides=2, p
 
 # %% tags=["nbval-check-output"]
 for skip in segmentation.SKIP_MODES:
-    variant = segmentation.unet((SIZE, SIZE, 3), len(CLASSES), depth=3, base_filters=BASE, skip=skip)
-    print(f"skips by {skip:<6}: {variant.count_params():>7,} parameters, "
-          f"first decoder block sees {variant.get_layer('dec2_conv1').input.shape[-1]} channels")
-residual = segmentation.unet((SIZE, SIZE, 3), len(CLASSES), depth=3, base_filters=BASE, residual=True)
-print(f"residual blocks (a 1x1 shortcut in each block): {residual.count_params():,} parameters")
+    variant = segmentation.unet(
+        (SIZE, SIZE, 3), len(CLASSES), depth=3, base_filters=BASE, skip=skip
+    )
+    print(
+        f"skips by {skip:<6}: {variant.count_params():>7,} parameters, first"
+        f" decoder block sees {variant.get_layer('dec2_conv1').input.shape[-1]}"
+        " channels"
+    )
+residual = segmentation.unet(
+    (SIZE, SIZE, 3), len(CLASSES), depth=3, base_filters=BASE, residual=True
+)
+print(
+    "residual blocks (a 1x1 shortcut in each block):"
+    f" {residual.count_params():,} parameters"
+)
 
 # %% [markdown]
 # The last layer is a 1×1 convolution: a small classifier applied to every
@@ -266,16 +350,20 @@ print(f"residual blocks (a 1x1 shortcut in each block): {residual.count_params()
 # %% tags=["nbval-check-output"]
 original_sizes = segmentation.valid_unet_sizes(572, depth=4)
 original = segmentation.valid_unet(572, depth=4)
-keras_sides = {name.split("_")[0]: shape[0]
-               for name, shape in segmentation.level_shapes(original)}
+keras_sides = {
+    name.split("_")[0]: shape[0]
+    for name, shape in segmentation.level_shapes(original)
+}
 print(f"{'stage':<11} {'side':>5} {'in Keras':>9}")
 for stage, side in original_sizes:
     print(f"{stage:<11} {side:>5} {keras_sides[stage]:>9}")
 matches = all(keras_sides[stage] == side for stage, side in original_sizes)
 assert matches, "the arithmetic must match Keras"
 output_side = original_sizes[-1][1]
-print(f"572 pixels in, {output_side} out: "
-      f"{(572 - output_side) // 2} pixels of context on each side")
+print(
+    f"572 pixels in, {output_side} out: "
+    f"{(572 - output_side) // 2} pixels of context on each side"
+)
 tiles = [n for n in segmentation.valid_unet_input_sizes(620) if n >= 500]
 print("tiles of 500 to 620 pixels that fit:", *tiles)
 smallest = segmentation.valid_unet_input_sizes(200, depth=3)[0]
@@ -306,26 +394,54 @@ print(f"smallest input for three levels: {smallest} pixels, {smallest_out} out")
 
 # %%
 config.seed_everything(profile.seed(1))
-binary_model = segmentation.unet((SIZE, SIZE, 3), num_classes=1, depth=3, base_filters=BASE)
+binary_model = segmentation.unet(
+    (SIZE, SIZE, 3), num_classes=1, depth=3, base_filters=BASE
+)
 binary_train = train.subset(slice(0, N_SMALL))
-history, seconds = segmentation.fit_segmenter(binary_model, binary_train.images, binary_train.binary_masks(),
-                                              epochs=EPOCHS_SMALL, loss="ce+dice", batch_size=16)
+history, seconds = segmentation.fit_segmenter(
+    binary_model,
+    binary_train.images,
+    binary_train.binary_masks(),
+    epochs=EPOCHS_SMALL,
+    loss="ce+dice",
+    batch_size=16,
+)
 binary_predicted = segmentation.predict_masks(binary_model, test.images)
-binary_iou = segmentation.per_class_iou(test.binary_masks(), binary_predicted, 2)
-dice = segmentation.dice_coefficient(test.binary_masks(), binary_predicted[..., None].astype("float32"), smooth=0.0)
+binary_iou = segmentation.per_class_iou(
+    test.binary_masks(), binary_predicted, 2
+)
+dice = segmentation.dice_coefficient(
+    test.binary_masks(),
+    binary_predicted[..., None].astype("float32"),
+    smooth=0.0,
+)
 print(f"trained on {len(binary_train)} scenes in {seconds:.1f} s")
-print(f"test: Dice {float(dice):.3f}, IoU of the objects {binary_iou[1]:.3f}, of the background {binary_iou[0]:.3f}")
-print(f"2J / (1 + J) with J = {binary_iou[1]:.3f}: {2 * binary_iou[1] / (1 + binary_iou[1]):.3f}, the Dice above")
+print(
+    f"test: Dice {float(dice):.3f}, IoU of the objects {binary_iou[1]:.3f}, of"
+    f" the background {binary_iou[0]:.3f}"
+)
+print(
+    f"2J / (1 + J) with J = {binary_iou[1]:.3f}:"
+    f" {2 * binary_iou[1] / (1 + binary_iou[1]):.3f}, the Dice above"
+)
 
 # %% tags=["remove-cell"]
 claims.record("week4.unet.binary_dice", dice)
 
 # %% tags=["remove-cell"]
-assert abs(float(dice) - 2 * binary_iou[1] / (1 + binary_iou[1])) < 1e-4, "Dice = 2J/(1+J) must hold on this page"
+assert abs(float(dice) - 2 * binary_iou[1] / (1 + binary_iou[1])) < 1e-4, (
+    "Dice = 2J/(1+J) must hold on this page"
+)
 
 # %%
-fig = segmentation.plot_segmentation(test.images, test.binary_masks(), binary_predicted,
-                                     class_names=("background", "object"), n=8, title="binary U-Net on test scenes")
+fig = segmentation.plot_segmentation(
+    test.images,
+    test.binary_masks(),
+    binary_predicted,
+    class_names=("background", "object"),
+    n=8,
+    title="binary U-Net on test scenes",
+)
 
 # %% [markdown]
 # ## 6. Multi-class segmentation
@@ -341,27 +457,45 @@ fig = segmentation.plot_segmentation(test.images, test.binary_masks(), binary_pr
 
 # %%
 config.seed_everything(profile.seed(2))
-model = segmentation.unet((SIZE, SIZE, 3), num_classes=len(CLASSES), depth=3, base_filters=BASE)
-history, seconds = segmentation.fit_segmenter(model, train.images, train.masks, epochs=EPOCHS, loss="ce+dice",
-                                              validation=(valid.images, valid.masks))
-print(f"trained {model.count_params():,} parameters for {EPOCHS} epochs in {seconds:.1f} s "
-      f"({EPOCHS * len(train) / seconds:.0f} images/s)")
+model = segmentation.unet(
+    (SIZE, SIZE, 3), num_classes=len(CLASSES), depth=3, base_filters=BASE
+)
+history, seconds = segmentation.fit_segmenter(
+    model,
+    train.images,
+    train.masks,
+    epochs=EPOCHS,
+    loss="ce+dice",
+    validation=(valid.images, valid.masks),
+)
+print(
+    f"trained {model.count_params():,} parameters for {EPOCHS} epochs in"
+    f" {seconds:.1f} s ({EPOCHS * len(train) / seconds:.0f} images/s)"
+)
 
 # %%
-fig = plots.training_curves(history, metrics=("loss", "mean_iou"), title="multi-class U-Net")
+fig = plots.training_curves(
+    history, metrics=("loss", "mean_iou"), title="multi-class U-Net"
+)
 
 # %% [markdown]
 # On the held-out test scenes, per class:
 
 # %%
 predicted = segmentation.predict_masks(model, test.images)
-results = {"U-Net (concat)": segmentation.per_class_iou(test.masks, predicted, len(CLASSES))}
+results = {
+    "U-Net (concat)": segmentation.per_class_iou(
+        test.masks, predicted, len(CLASSES)
+    )
+}
 print(segmentation.iou_table(results, CLASSES))
 print(f"pixel accuracy: {np.mean(predicted == test.masks):.3f}")
 
 # %% tags=["remove-cell"]
 claims.record("week4.unet.mean_iou", np.nanmean(results["U-Net (concat)"]))
-claims.record("week4.unet.worst_class_iou", np.nanmin(results["U-Net (concat)"]))
+claims.record(
+    "week4.unet.worst_class_iou", np.nanmin(results["U-Net (concat)"])
+)
 claims.record("week4.unet.train_seconds", seconds)
 
 # %% [markdown]
@@ -373,8 +507,20 @@ claims.record("week4.unet.train_seconds", seconds)
 # 0.75, which this page checks at profile `cpu`.
 
 # %% tags=["remove-cell"]
-claims.expect("week4.unet.mean_iou", np.nanmean(results["U-Net (concat)"]), 0.9, 1.0, profile)
-claims.expect("week4.unet.worst_class_iou", np.nanmin(results["U-Net (concat)"]), 0.75, 1.0, profile)
+claims.expect(
+    "week4.unet.mean_iou",
+    np.nanmean(results["U-Net (concat)"]),
+    0.9,
+    1.0,
+    profile,
+)
+claims.expect(
+    "week4.unet.worst_class_iou",
+    np.nanmin(results["U-Net (concat)"]),
+    0.75,
+    1.0,
+    profile,
+)
 claims.quoted_from_bench("week4.unet.mean_iou", 0.944, 0.972)
 claims.quoted_from_bench("week4.unet.worst_class_iou", 0.845, 0.929)
 
@@ -385,9 +531,17 @@ claims.quoted_from_bench("week4.unet.worst_class_iou", 0.845, 0.929)
 # (almost) perfect, so we show the eight with the most wrong pixels.
 
 # %%
-worst = np.argsort(-(predicted != test.masks).sum(axis=(1, 2)), kind="stable")[:8]
-fig = segmentation.plot_segmentation(test.images[worst], test.masks[worst], predicted[worst], class_names=CLASSES,
-                                     n=8, title="multi-class U-Net: the eight test scenes with the most errors")
+worst = np.argsort(-(predicted != test.masks).sum(axis=(1, 2)), kind="stable")[
+    :8
+]
+fig = segmentation.plot_segmentation(
+    test.images[worst],
+    test.masks[worst],
+    predicted[worst],
+    class_names=CLASSES,
+    n=8,
+    title="multi-class U-Net: the eight test scenes with the most errors",
+)
 
 # %% [markdown]
 # Two kinds of mistakes are possible: a thin seam along the edges of an
@@ -396,6 +550,7 @@ fig = segmentation.plot_segmentation(test.images[worst], test.masks[worst], pred
 # the share of wrong pixels that lie on an object's edge (within one pixel of
 # a change of class in the true mask), and the objects whose pixels mostly
 # received the wrong class.
+
 
 # %%
 def edge_pixels(masks):
@@ -409,25 +564,35 @@ def edge_pixels(masks):
 
 
 def misread_objects(scenes, predicted):
-    """Objects whose pixels mostly got another class, and the number of objects."""
+    """Objects whose pixels mostly got another class, and how many objects."""
     wrong = total = 0
-    for i, (boxes, classes) in enumerate(zip(scenes.boxes.astype(int), scenes.box_classes)):
+    for i, (boxes, classes) in enumerate(
+        zip(scenes.boxes.astype(int), scenes.box_classes)
+    ):
         for (x0, y0, x1, y1), cls in zip(boxes, classes):
             if cls < 0:
                 continue
             inside = scenes.masks[i, y0:y1, x0:x1] == cls + 1
             total += 1
-            wrong += np.mean(predicted[i, y0:y1, x0:x1][inside] == cls + 1) < 0.5
+            wrong += (
+                np.mean(predicted[i, y0:y1, x0:x1][inside] == cls + 1) < 0.5
+            )
     return wrong, total
 
 
 errors = predicted != test.masks
-print(f"wrong pixels: {errors.mean():.2%} of all; {np.mean(edge_pixels(test.masks)[errors]):.0%} of them on an edge")
+print(
+    f"wrong pixels: {errors.mean():.2%} of all;"
+    f" {np.mean(edge_pixels(test.masks)[errors]):.0%} of them on an edge"
+)
 if DATA_SOURCE == "scenes":
     wrong, total = misread_objects(test, predicted)
     print(f"objects mostly given the wrong class: {wrong} of {total}")
 else:
-    print("(objects misread: skipped, it needs the scenes' list of objects, which masks alone do not give)")
+    print(
+        "(objects misread: skipped, it needs the scenes' list of objects, which"
+        " masks alone do not give)"
+    )
 
 # %% [markdown]
 # ## 7. Ablation: what are the skip connections worth?
@@ -451,31 +616,46 @@ edge_accuracy = {skip: [] for skip in segmentation.SKIP_MODES}
 for seed in ABLATION_SEEDS:
     for skip in segmentation.SKIP_MODES:
         config.seed_everything(seed)
-        variant = segmentation.unet((SIZE, SIZE, 3), 1, depth=3,
-                                    base_filters=BASE, skip=skip)
+        variant = segmentation.unet(
+            (SIZE, SIZE, 3), 1, depth=3, base_filters=BASE, skip=skip
+        )
         segmentation.fit_segmenter(
-            variant, small_train.images, small_train.binary_masks(),
-            epochs=EPOCHS_SMALL, loss="ce+dice", batch_size=16)
+            variant,
+            small_train.images,
+            small_train.binary_masks(),
+            epochs=EPOCHS_SMALL,
+            loss="ce+dice",
+            batch_size=16,
+        )
         guess = segmentation.predict_masks(variant, test.images)
         object_iou[skip].append(segmentation.per_class_iou(truth, guess, 2)[1])
         edge_accuracy[skip].append(np.mean(guess[edges] == truth[edges]))
 print(f"{'skips':<7} {'object IoU: mean (runs)':<29} edge pixels: mean (runs)")
 for skip in segmentation.SKIP_MODES:
-    iou, edge = (" ".join(f"{v:.3f}" for v in runs[skip])
-                 for runs in (object_iou, edge_accuracy))
-    print(f"{skip:<7} {np.mean(object_iou[skip]):.3f} ({iou})   "
-          f"{np.mean(edge_accuracy[skip]):.3f} ({edge})")
+    iou, edge = (
+        " ".join(f"{v:.3f}" for v in runs[skip])
+        for runs in (object_iou, edge_accuracy)
+    )
+    print(
+        f"{skip:<7} {np.mean(object_iou[skip]):.3f} ({iou})   "
+        f"{np.mean(edge_accuracy[skip]):.3f} ({edge})"
+    )
 cost = 100 * (np.array(object_iou["concat"]) - np.array(object_iou["none"]))
-print(f"removing the skips costs {cost.mean():.1f} points of object IoU on "
-      f"average;\n{cost.min():.1f} to {cost.max():.1f} over the three seeds")
+print(
+    f"removing the skips costs {cost.mean():.1f} points of object IoU on "
+    f"average;\n{cost.min():.1f} to {cost.max():.1f} over the three seeds"
+)
 fig = plots.runs_strip(
     {"object IoU": object_iou, "edge-pixel accuracy": edge_accuracy},
-    title="three trainings per variant (dots) and their mean (bars)")
+    title="three trainings per variant (dots) and their mean (bars)",
+)
 
 # %% tags=["remove-cell"]
 for skip in segmentation.SKIP_MODES:
     claims.record(f"week4.skips.{skip}.object_iou", np.mean(object_iou[skip]))
-    claims.record(f"week4.skips.{skip}.edge_accuracy", np.mean(edge_accuracy[skip]))
+    claims.record(
+        f"week4.skips.{skip}.edge_accuracy", np.mean(edge_accuracy[skip])
+    )
 
 
 # %% [markdown]
@@ -497,11 +677,18 @@ for skip in segmentation.SKIP_MODES:
 
 # %% tags=["remove-cell"]
 claims.expect("week4.skips.cost_points", cost.mean(), 8.7, 12.6, profile)
-claims.expect("week4.skips.smallest_cost_points", cost.min(), 6.5, 12.6, profile)
+claims.expect(
+    "week4.skips.smallest_cost_points", cost.min(), 6.5, 12.6, profile
+)
 claims.quoted_from_bench("week4.skips.cost_points", 10.0, 11.3)
 claims.quoted_from_bench("week4.skips.smallest_cost_points", 8.6, 10.5)
-claims.quoted_from_bench("week4.skips.concat.edge_accuracy", 8.8, 10.1, scale=100,
-                         minus="week4.skips.none.edge_accuracy")
+claims.quoted_from_bench(
+    "week4.skips.concat.edge_accuracy",
+    8.8,
+    10.1,
+    scale=100,
+    minus="week4.skips.none.edge_accuracy",
+)
 
 # %% [markdown]
 # ## 8. The loss and small objects
@@ -526,24 +713,39 @@ claims.quoted_from_bench("week4.skips.concat.edge_accuracy", 8.8, 10.1, scale=10
 tiny_args = dict(size=SIZE, objects=(3, 6), object_size=(4, 7))
 tiny_train = make_scenes(N_SMALL, seed=profile.seed(11), **tiny_args)
 tiny_test = make_scenes(300, seed=profile.seed(12), **tiny_args)
-print(f"objects per test scene: {tiny_test.object_counts().mean():.1f}, "
-      f"object pixels: {tiny_test.binary_masks().mean():.1%} of all")
+print(
+    f"objects per test scene: {tiny_test.object_counts().mean():.1f}, "
+    f"object pixels: {tiny_test.binary_masks().mean():.1%} of all"
+)
 
 
 # %%
-print(f"{'loss':<22} {'object IoU':>10} {'objects found':>14} {'share predicted as object':>26}")
+print(
+    f"{'loss':<22} {'object IoU':>10} {'objects found':>14}"
+    f" {'share predicted as object':>26}"
+)
 loss_results = {}
 for loss in ("ce", "dice"):
     config.seed_everything(profile.seed(5))
-    tiny_model = segmentation.unet((SIZE, SIZE, 3), 1, depth=3, base_filters=BASE)
-    segmentation.fit_segmenter(tiny_model, tiny_train.images, tiny_train.binary_masks(), epochs=EPOCHS_SMALL,
-                               loss=loss, batch_size=16)
+    tiny_model = segmentation.unet(
+        (SIZE, SIZE, 3), 1, depth=3, base_filters=BASE
+    )
+    segmentation.fit_segmenter(
+        tiny_model,
+        tiny_train.images,
+        tiny_train.binary_masks(),
+        epochs=EPOCHS_SMALL,
+        loss=loss,
+        batch_size=16,
+    )
     guess = segmentation.predict_masks(tiny_model, tiny_test.images)
     loss_results[loss] = found = segmentation.objects_found(tiny_test, guess)
     iou = segmentation.per_class_iou(tiny_test.binary_masks(), guess, 2)[1]
     print(f"{loss:<22} {iou:>10.3f} {found:>14.1%} {guess.mean():>26.1%}")
-print(f"most objects found with: {max(loss_results, key=loss_results.get)} "
-      f"(true share of object pixels: {tiny_test.binary_masks().mean():.1%})")
+print(
+    f"most objects found with: {max(loss_results, key=loss_results.get)} "
+    f"(true share of object pixels: {tiny_test.binary_masks().mean():.1%})"
+)
 
 # %% tags=["remove-cell"]
 for loss, found in loss_results.items():
@@ -577,20 +779,32 @@ for loss, found in loss_results.items():
 # %% tags=["nbval-check-output"]
 discs = segmentation.touching_discs(64, radius=9, gap=2)
 disc_weights = segmentation.border_weight_map(discs, w0=10.0, sigma=5.0)
-distances = np.sort([ndimage.distance_transform_edt(discs != k)
-                     for k in range(1, discs.max() + 1)], axis=0)
+distances = np.sort(
+    [
+        ndimage.distance_transform_edt(discs != k)
+        for k in range(1, discs.max() + 1)
+    ],
+    axis=0,
+)
 background = discs == 0
 in_gaps = background & (distances[1] <= 3)  # within 3 px of two discs
 far_out = background & (distances[0] >= 8)  # 8 px or more from every disc
 gap_weight = np.median(disc_weights[in_gaps])
 far_weight = disc_weights[far_out].max()
-print(f"{discs.max()} discs; background in the gaps between two discs: "
-      f"median weight {gap_weight:.1f}")
-print(f"8 or more pixels from every disc: at most {far_weight:.2f}; "
-      f"inside a disc: {disc_weights[discs > 0].max():.2f}")
+print(
+    f"{discs.max()} discs; background in the gaps between two discs: "
+    f"median weight {gap_weight:.1f}"
+)
+print(
+    f"8 or more pixels from every disc: at most {far_weight:.2f}; "
+    f"inside a disc: {disc_weights[discs > 0].max():.2f}"
+)
 assert 7 < gap_weight / far_weight < 9, "the text says about eight times"
 fig = segmentation.plot_weight_map(
-    discs, disc_weights, title="the original U-Net's weights, w0 = 10, sigma = 5")
+    discs,
+    disc_weights,
+    title="the original U-Net's weights, w0 = 10, sigma = 5",
+)
 
 # %% [markdown]
 # The bright lines in the right panel are the gaps: a background pixel there
@@ -612,9 +826,18 @@ fig = segmentation.plot_weight_map(
 # %%
 import tensorflow as tf
 
-pairs = [segmentation.augment_pair(train.images[0], train.masks[0], tf.constant([0, s])) for s in range(6)]
-fig = segmentation.plot_segmentation([p[0].numpy() for p in pairs], [p[1].numpy() for p in pairs],
-                                     class_names=CLASSES, title="six random augmentations of one scene and its mask")
+pairs = [
+    segmentation.augment_pair(
+        train.images[0], train.masks[0], tf.constant([0, s])
+    )
+    for s in range(6)
+]
+fig = segmentation.plot_segmentation(
+    [p[0].numpy() for p in pairs],
+    [p[1].numpy() for p in pairs],
+    class_names=CLASSES,
+    title="six random augmentations of one scene and its mask",
+)
 
 # %% [markdown]
 # ## 10. Your own data
@@ -635,14 +858,28 @@ folder = Path(tempfile.mkdtemp(prefix="week4_"))
 (folder / "masks").mkdir()
 shown = min(5, len(test))
 for i in range(shown):
-    Image.fromarray((test.images[i] * 255).round().astype(np.uint8)).save(folder / "images" / f"scene_{i}.png")
+    Image.fromarray((test.images[i] * 255).round().astype(np.uint8)).save(
+        folder / "images" / f"scene_{i}.png"
+    )
     Image.fromarray(test.masks[i]).save(folder / "masks" / f"scene_{i}.png")
-loaded = segmentation.load_segmentation(folder, image_size=(SIZE, SIZE), class_names=CLASSES)
-print(f"loaded {len(loaded)} pairs: images {loaded.images.shape}, masks {loaded.masks.shape}")
-print("masks identical to the originals:", np.array_equal(loaded.masks, test.masks[:shown]))
-Image.fromarray(np.zeros((SIZE // 2, SIZE // 2), np.uint8)).save(folder / "masks" / f"scene_{shown - 1}.png")
+loaded = segmentation.load_segmentation(
+    folder, image_size=(SIZE, SIZE), class_names=CLASSES
+)
+print(
+    f"loaded {len(loaded)} pairs: images {loaded.images.shape}, masks"
+    f" {loaded.masks.shape}"
+)
+print(
+    "masks identical to the originals:",
+    np.array_equal(loaded.masks, test.masks[:shown]),
+)
+Image.fromarray(np.zeros((SIZE // 2, SIZE // 2), np.uint8)).save(
+    folder / "masks" / f"scene_{shown - 1}.png"
+)
 try:
-    segmentation.load_segmentation(folder, image_size=(SIZE, SIZE), class_names=CLASSES)
+    segmentation.load_segmentation(
+        folder, image_size=(SIZE, SIZE), class_names=CLASSES
+    )
 except ValueError as error:
     print(str(error).replace(str(folder), "<folder>"))
 

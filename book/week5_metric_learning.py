@@ -53,16 +53,19 @@
 # bounds); seconds at profile `smoke`.
 
 # %% tags=["parameters"]
-# Papermill sets PROFILE: "smoke" (seconds, for tests), "cpu" (minutes) or "gpu".
-# None picks "gpu" when TensorFlow sees a GPU and "cpu" otherwise.
+# Papermill sets PROFILE: "smoke" (seconds, for tests), "cpu" (minutes) or
+# "gpu". None picks "gpu" when TensorFlow sees a GPU and "cpu" otherwise.
 PROFILE = None
-# The run seed: 0 for the book; the benchmarks rerun the chapter with others (fresh data, weights and order).
+# The run seed: 0 for the book; the benchmarks rerun the chapter with others
+# (fresh data, weights and order).
 SEED = 0
-# The data: "scenes" (synthetic, offline), a folder with one sub-folder of images per class (at least
-# PER_CLASS + a few images in each), or a TensorFlow Datasets name such as "tfds:tf_flowers" (Colab).
-# See the page "Use your own images".
+# The data: "scenes" (synthetic, offline), a folder with one sub-folder of
+# images per class (at least PER_CLASS + a few images in each), or a TensorFlow
+# Datasets name such as "tfds:tf_flowers" (Colab). See the page "Use your own
+# images".
 DATA_SOURCE = "scenes"
-# The class kept out of training (a name); None: "diamond" for the scenes, the last class of a folder.
+# The class kept out of training (a name); None: "diamond" for the scenes, the
+# last class of a folder.
 HELD_OUT = None
 
 # %%
@@ -77,20 +80,35 @@ from course_utils import recognition as rec
 from course_utils.scenes import make_scenes
 
 profile = config.setup(PROFILE, seed=SEED, data_source=DATA_SOURCE)
-SIZE = profile.pick(smoke=32, cpu=32, gpu=64)              # image side in pixels
-PER_CLASS = 20                                             # labelled images per class
-TEST_PER_CLASS = profile.pick(smoke=30, cpu=150, gpu=500)  # test images per class
-EPOCHS = profile.pick(smoke=1, cpu=60, gpu=100)            # epochs of STEPS batches
+# image side in pixels
+SIZE = profile.pick(smoke=32, cpu=32, gpu=64)
+# labelled images per class
+PER_CLASS = 20
+# test images per class
+TEST_PER_CLASS = profile.pick(smoke=30, cpu=150, gpu=500)
+# epochs of STEPS batches
+EPOCHS = profile.pick(smoke=1, cpu=60, gpu=100)
 STEPS = profile.pick(smoke=3, cpu=10, gpu=10)
-K = 5                                                      # neighbours that vote
-EAGER = profile.name == "smoke"  # a few steps only: skip building TensorFlow graphs
+# neighbours that vote
+K = 5
+# a few steps only: skip building TensorFlow graphs
+EAGER = profile.name == "smoke"
 TEMPERATURE = 0.1
-print(f"profile: {profile}, {SIZE}x{SIZE} images, {EPOCHS} epochs of {STEPS} batches per model")
+print(
+    f"profile: {profile}, {SIZE}x{SIZE} images, {EPOCHS} epochs of {STEPS}"
+    " batches per model"
+)
 print(config.describe_device())
 
 
 # %% tags=["remove-cell"]
-claims.quoted_from_bench("week5.chapter.seconds", 4.1, 5.5, scale=1 / 60, seeds=(0, 1, 2, 3, 4, 5, 6, 7, 8, 9))
+claims.quoted_from_bench(
+    "week5.chapter.seconds",
+    4.1,
+    5.5,
+    scale=1 / 60,
+    seeds=(0, 1, 2, 3, 4, 5, 6, 7, 8, 9),
+)
 
 # %% [markdown]
 # ## 1. Two ways to learn from labels
@@ -131,30 +149,69 @@ claims.quoted_from_bench("week5.chapter.seconds", 4.1, 5.5, scale=1 / 60, seeds=
 
 # %% tags=["nbval-check-output"]
 if DATA_SOURCE == "scenes":
-    split = ml.scenes_few_labels(size=SIZE, per_class=PER_CLASS, test_per_class=TEST_PER_CLASS,
-                                 held_out=HELD_OUT or "diamond", seed=profile.seed(0))
+    split = ml.scenes_few_labels(
+        size=SIZE,
+        per_class=PER_CLASS,
+        test_per_class=TEST_PER_CLASS,
+        held_out=HELD_OUT or "diamond",
+        seed=profile.seed(0),
+    )
 else:
-    if str(DATA_SOURCE).startswith("tfds:"):  # every image of the set's split, divided below as a folder's
-        whole = rec.load_classification(DATA_SOURCE, image_size=SIZE, test_fraction=0.5, seed=profile.seed(0))
-        images, labels = np.concatenate([whole.x_train, whole.x_test]), np.concatenate([whole.y_train, whole.y_test])
+    # every image of the set's split, divided below as a folder's
+    if str(DATA_SOURCE).startswith("tfds:"):
+        whole = rec.load_classification(
+            DATA_SOURCE,
+            image_size=SIZE,
+            test_fraction=0.5,
+            seed=profile.seed(0),
+        )
+        images, labels = (
+            np.concatenate([whole.x_train, whole.x_test]),
+            np.concatenate([whole.y_train, whole.y_test]),
+        )
         names = whole.class_names
     else:
-        images, labels, names = data.load_image_folder(DATA_SOURCE, image_size=(SIZE, SIZE))
-    split = ml.few_label_split(images, labels, names, per_class=PER_CLASS, held_out=HELD_OUT or names[-1],
-                               test_per_class=TEST_PER_CLASS, seed=profile.seed(0))
+        images, labels, names = data.load_image_folder(
+            DATA_SOURCE, image_size=(SIZE, SIZE)
+        )
+    split = ml.few_label_split(
+        images,
+        labels,
+        names,
+        per_class=PER_CLASS,
+        held_out=HELD_OUT or names[-1],
+        test_per_class=TEST_PER_CLASS,
+        seed=profile.seed(0),
+    )
 names = split.class_names
 held = split.held_out
 seen_names = [n for c, n in enumerate(names) if c != held]
 print(f"classes: {', '.join(names)}; held out of training: {names[held]}")
-print(f"labelled training images: {split.x_labelled.shape}, "
-      f"per class {np.bincount(split.y_labelled, minlength=len(names))}")
-print(f"kNN reference images:     {split.x_reference.shape}, per class {np.bincount(split.y_reference)}")
-print(f"test images:              {split.x_test.shape}, per class {np.bincount(split.y_test)}")
+print(
+    f"labelled training images: {split.x_labelled.shape}, "
+    f"per class {np.bincount(split.y_labelled, minlength=len(names))}"
+)
+print(
+    f"kNN reference images:     {split.x_reference.shape}, per class"
+    f" {np.bincount(split.y_reference)}"
+)
+print(
+    f"test images:              {split.x_test.shape}, per class"
+    f" {np.bincount(split.y_test)}"
+)
 
 # %%
-show = np.concatenate([np.flatnonzero(split.y_reference == c)[:6] for c in range(len(names))])
-fig = plots.image_grid(split.x_reference[show], titles=[names[c] for c in split.y_reference[show]], ncols=6,
-                       title="labelled images (the held-out class is only in the kNN reference set)")
+show = np.concatenate(
+    [np.flatnonzero(split.y_reference == c)[:6] for c in range(len(names))]
+)
+fig = plots.image_grid(
+    split.x_reference[show],
+    titles=[names[c] for c in split.y_reference[show]],
+    ncols=6,
+    title=(
+        "labelled images (the held-out class is only in the kNN reference set)"
+    ),
+)
 
 # %% [markdown]
 # The shape, not the colour, tells the class: every class draws its colours from
@@ -175,9 +232,14 @@ fig = plots.image_grid(split.x_reference[show], titles=[names[c] for c in split.
 
 # %% tags=["nbval-check-output"]
 embedder = ml.embedding_model((SIZE, SIZE, 3), embedding_dim=32)
-print(f"{embedder.name}: {embedder.count_params():,} parameters, output {embedder.output.shape}")
+print(
+    f"{embedder.name}: {embedder.count_params():,} parameters, output"
+    f" {embedder.output.shape}"
+)
 norms = np.linalg.norm(ml.embed(embedder, split.x_test[:100]), axis=1)
-print(f"lengths of 100 embeddings: min {norms.min():.4f}, max {norms.max():.4f}")
+print(
+    f"lengths of 100 embeddings: min {norms.min():.4f}, max {norms.max():.4f}"
+)
 
 # %% [markdown]
 # ## 4. Class-balanced batches
@@ -193,18 +255,30 @@ print(f"lengths of 100 embeddings: min {norms.min():.4f}, max {norms.max():.4f}"
 # that keep the shape, and so the label.
 
 # %% tags=["nbval-check-output"]
-batches = ml.BalancedBatches(split.x_labelled, split.y_labelled, per_class=16, steps=STEPS, seed=profile.seed(0))
+batches = ml.BalancedBatches(
+    split.x_labelled,
+    split.y_labelled,
+    per_class=16,
+    steps=STEPS,
+    seed=profile.seed(0),
+)
 x_batch, y_batch = batches[0]
 half = len(y_batch) // 2
-print(f"one batch: images {x_batch.shape}, {len(np.unique(y_batch))} classes x {np.bincount(y_batch)[0]} images")
+print(
+    f"one batch: images {x_batch.shape}, {len(np.unique(y_batch))} classes x"
+    f" {np.bincount(y_batch)[0]} images"
+)
 print("anchor labels:  ", y_batch[:half])
 print("positive labels:", y_batch[half:])
 
 # %%
-fig = plots.image_grid(np.concatenate([x_batch[:8], x_batch[half:half + 8]]),
-                       titles=[f"anchor {names[c]}" for c in y_batch[:8]]
-                       + [f"positive {names[c]}" for c in y_batch[half:half + 8]],
-                       ncols=8, title="the first 8 anchors (top) and their positives (bottom), augmented")
+fig = plots.image_grid(
+    np.concatenate([x_batch[:8], x_batch[half : half + 8]]),
+    titles=[f"anchor {names[c]}" for c in y_batch[:8]]
+    + [f"positive {names[c]}" for c in y_batch[half : half + 8]],
+    ncols=8,
+    title="the first 8 anchors (top) and their positives (bottom), augmented",
+)
 
 # %% [markdown]
 # ## 5. The loss: a similarity matrix and a softmax
@@ -247,7 +321,8 @@ fig = plots.image_grid(np.concatenate([x_batch[:8], x_batch[half:half + 8]]),
 # %% tags=["nbval-check-output"]
 rng = np.random.default_rng(0)
 pair_labels = np.repeat(np.arange(4), 3)
-directions = np.linalg.qr(rng.normal(size=(32, 32)))[0][:4]                    # 4 orthogonal unit vectors
+# 4 orthogonal unit vectors
+directions = np.linalg.qr(rng.normal(size=(32, 32)))[0][:4]
 cases = {
     "random": (rng.normal(size=(12, 32)), rng.normal(size=(12, 32))),
     "separated": (directions[pair_labels], directions[pair_labels]),
@@ -256,9 +331,19 @@ cases = {
 temperatures = [0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
 print(f"{'embeddings':<10} " + " ".join(f"tau={t:<5}" for t in temperatures))
 for case, (a, p) in cases.items():
-    losses = [float(np.mean(ml.similarity_softmax_loss(a, p, t, pair_labels, pair_labels))) for t in temperatures]
+    losses = [
+        float(
+            np.mean(
+                ml.similarity_softmax_loss(a, p, t, pair_labels, pair_labels)
+            )
+        )
+        for t in temperatures
+    ]
     print(f"{case:<10} " + " ".join(f"{v:9.3f}" for v in losses))
-print(f"lowest possible value, log(3) = {np.log(3):.3f}; collapsed = log(12) = {np.log(12):.3f}")
+print(
+    f"lowest possible value, log(3) = {np.log(3):.3f}; collapsed = log(12) ="
+    f" {np.log(12):.3f}"
+)
 
 # %% [markdown]
 # Collapsed embeddings cost $\log 12$ at every temperature: all 12 positives
@@ -283,9 +368,19 @@ print(f"lowest possible value, log(3) = {np.log(3):.3f}; collapsed = log(12) = {
 
 # %% tags=["nbval-check-output"]
 for case, (a, p) in cases.items():
-    batch = np.concatenate([a, p]) / np.linalg.norm(np.concatenate([a, p]), axis=1, keepdims=True)
-    values = {m: float(np.mean(ml.triplet_loss(np.tile(pair_labels, 2), batch, 0.2, m))) for m in ("hard", "semi-hard")}
-    print(f"{case:<10} batch-hard {values['hard']:.3f}   semi-hard {values['semi-hard']:.3f}")
+    batch = np.concatenate([a, p]) / np.linalg.norm(
+        np.concatenate([a, p]), axis=1, keepdims=True
+    )
+    values = {
+        m: float(
+            np.mean(ml.triplet_loss(np.tile(pair_labels, 2), batch, 0.2, m))
+        )
+        for m in ("hard", "semi-hard")
+    }
+    print(
+        f"{case:<10} batch-hard {values['hard']:.3f}   semi-hard"
+        f" {values['semi-hard']:.3f}"
+    )
 
 # %% [markdown]
 # Note the collapsed case: the triplet loss is exactly the margin, 0.2, a
@@ -300,23 +395,37 @@ for case, (a, p) in cases.items():
 # First, the similarity matrix of a batch of test images (anchors and positives
 # sorted by class, 8 of each class, no augmentation) *before* training:
 
+
 # %%
 def sorted_pairs(images, labels, classes, per_class=8, seed=1):
-    """Anchors and positives: per_class different test images of each class, sorted by class."""
+    """Anchors and positives: per_class different test images of each class,
+    sorted by class."""
     rng = np.random.default_rng(seed)
-    picks = [rng.choice(np.flatnonzero(labels == c), 2 * per_class, replace=False) for c in classes]
+    picks = [
+        rng.choice(np.flatnonzero(labels == c), 2 * per_class, replace=False)
+        for c in classes
+    ]
     anchors = np.concatenate([p[:per_class] for p in picks])
     positives = np.concatenate([p[per_class:] for p in picks])
     return images[anchors], images[positives], labels[anchors]
 
 
 seen_classes = [c for c in range(len(names)) if c != held]
-pairs_per_class = min(8, min(int(np.sum(split.y_test == c)) for c in seen_classes) // 2)  # 8 on the scenes
-eval_anchors, eval_positives, eval_labels = sorted_pairs(split.x_test, split.y_test, seen_classes, pairs_per_class)
+# 8 on the scenes
+pairs_per_class = min(
+    8, min(int(np.sum(split.y_test == c)) for c in seen_classes) // 2
+)
+eval_anchors, eval_positives, eval_labels = sorted_pairs(
+    split.x_test, split.y_test, seen_classes, pairs_per_class
+)
 
 
 def batch_similarity(model):
-    return np.asarray(ml.cosine_similarity_matrix(ml.embed(model, eval_anchors), ml.embed(model, eval_positives)))
+    return np.asarray(
+        ml.cosine_similarity_matrix(
+            ml.embed(model, eval_anchors), ml.embed(model, eval_positives)
+        )
+    )
 
 
 def similarity_gap(matrix):
@@ -327,23 +436,46 @@ def similarity_gap(matrix):
 config.seed_everything(profile.seed(1))
 embedder = ml.embedding_model((SIZE, SIZE, 3), embedding_dim=32)
 before = batch_similarity(embedder)
-print(f"before training: mean similarity same class {before[eval_labels[:, None] == eval_labels].mean():.2f}, "
-      f"gap to different classes {similarity_gap(before):.2f}")
+print(
+    "before training: mean similarity same class"
+    f" {before[eval_labels[:, None] == eval_labels].mean():.2f}, gap to"
+    f" different classes {similarity_gap(before):.2f}"
+)
 
 # %%
-history, embed_seconds = ml.fit_embedding(embedder, batches, ml.SimilaritySoftmaxLoss(TEMPERATURE), EPOCHS,
-                                          learning_rate=3e-3, run_eagerly=EAGER)
+history, embed_seconds = ml.fit_embedding(
+    embedder,
+    batches,
+    ml.SimilaritySoftmaxLoss(TEMPERATURE),
+    EPOCHS,
+    learning_rate=3e-3,
+    run_eagerly=EAGER,
+)
 after = batch_similarity(embedder)
-print(f"trained {EPOCHS} epochs in {embed_seconds:.0f} s; loss {history.history['loss'][0]:.3f} -> "
-      f"{history.history['loss'][-1]:.3f} (floor log(8) = {np.log(8):.3f})")
-print(f"after training: gap between same-class and different-class similarity {similarity_gap(after):.2f}")
+print(
+    f"trained {EPOCHS} epochs in {embed_seconds:.0f} s; loss"
+    f" {history.history['loss'][0]:.3f} -> {history.history['loss'][-1]:.3f}"
+    f" (floor log(8) = {np.log(8):.3f})"
+)
+print(
+    "after training: gap between same-class and different-class similarity"
+    f" {similarity_gap(after):.2f}"
+)
 
 # %%
-fig = plots.training_curves(history, metrics=("loss",), title=f"similarity softmax loss, tau = {TEMPERATURE}")
+fig = plots.training_curves(
+    history,
+    metrics=("loss",),
+    title=f"similarity softmax loss, tau = {TEMPERATURE}",
+)
 
 # %%
-fig = ml.plot_similarity_heatmaps({"before training": before, "after training": after}, labels=eval_labels,
-                             class_names=names, title="cosine similarities of test anchors and positives")
+fig = ml.plot_similarity_heatmaps(
+    {"before training": before, "after training": after},
+    labels=eval_labels,
+    class_names=names,
+    title="cosine similarities of test anchors and positives",
+)
 
 # %% [markdown]
 # Before training, all similarities are high: an untrained network maps every
@@ -366,28 +498,46 @@ seen_test = split.seen
 
 
 def knn_accuracy(model, k=K):
-    predicted, _ = ml.knn_predict(ml.embed(model, split.x_reference[seen_ref]), split.y_reference[seen_ref],
-                                  ml.embed(model, split.x_test[seen_test]), k)
+    predicted, _ = ml.knn_predict(
+        ml.embed(model, split.x_reference[seen_ref]),
+        split.y_reference[seen_ref],
+        ml.embed(model, split.x_test[seen_test]),
+        k,
+    )
     return float(np.mean(predicted == split.y_test[seen_test]))
 
 
 variants = {f"softmax, tau = {TEMPERATURE}": (embedder, history)}
-other_losses = [("softmax, tau = 1.0", ml.SimilaritySoftmaxLoss(1.0)),
-                ("triplet, semi-hard", ml.TripletLoss(0.2, "semi-hard")),
-                ("triplet, batch-hard", ml.TripletLoss(0.2, "hard"))]
-for label, loss in other_losses[:profile.pick(smoke=1, cpu=3, gpu=3)]:
+other_losses = [
+    ("softmax, tau = 1.0", ml.SimilaritySoftmaxLoss(1.0)),
+    ("triplet, semi-hard", ml.TripletLoss(0.2, "semi-hard")),
+    ("triplet, batch-hard", ml.TripletLoss(0.2, "hard")),
+]
+for label, loss in other_losses[: profile.pick(smoke=1, cpu=3, gpu=3)]:
     config.seed_everything(profile.seed(1))
     model = ml.embedding_model((SIZE, SIZE, 3), embedding_dim=32)
-    hist, _ = ml.fit_embedding(model, batches, loss, EPOCHS, learning_rate=3e-3, run_eagerly=EAGER)
+    hist, _ = ml.fit_embedding(
+        model, batches, loss, EPOCHS, learning_rate=3e-3, run_eagerly=EAGER
+    )
     variants[label] = (model, hist)
-print(f"{'loss':<22} {'final loss':>10} {'similarity gap':>15} {'kNN accuracy':>13}")
+print(
+    f"{'loss':<22} {'final loss':>10} {'similarity gap':>15}"
+    f" {'kNN accuracy':>13}"
+)
 for label, (model, hist) in variants.items():
-    print(f"{label:<22} {hist.history['loss'][-1]:>10.3f} {similarity_gap(batch_similarity(model)):>15.2f} "
-          f"{knn_accuracy(model):>13.3f}")
+    print(
+        f"{label:<22} {hist.history['loss'][-1]:>10.3f}"
+        f" {similarity_gap(batch_similarity(model)):>15.2f}"
+        f" {knn_accuracy(model):>13.3f}"
+    )
 
 # %%
-fig = ml.plot_similarity_heatmaps({label: batch_similarity(model) for label, (model, _) in variants.items()},
-                             labels=eval_labels, class_names=names, title="test-batch similarities after training")
+fig = ml.plot_similarity_heatmaps(
+    {label: batch_similarity(model) for label, (model, _) in variants.items()},
+    labels=eval_labels,
+    class_names=names,
+    title="test-batch similarities after training",
+)
 
 # %% [markdown]
 # The table and the heatmaps show what each loss made of the same batches in
@@ -405,9 +555,10 @@ fig = ml.plot_similarity_heatmaps({label: batch_similarity(model) for label, (mo
 # below computes the loss of a training batch of section 4 (8 anchors per
 # class) for ideal embeddings, every image exactly at its class centre.
 
+
 # %% tags=["nbval-check-output"]
 def simplex(n, dim=32):
-    """n unit vectors in dim dimensions at equal angles to each other (cosine -1/(n-1))."""
+    """n unit vectors in dim dimensions at equal angles (cosine -1/(n-1))."""
     if n == 1:
         return np.eye(1, dim)
     v = np.eye(n, dim) - np.pad(np.full((n, n), 1 / n), ((0, 0), (0, dim - n)))
@@ -415,7 +566,8 @@ def simplex(n, dim=32):
 
 
 def two_merged(n, angle=0.0, dim=32):
-    """Classes 0 and 1 on one point (or `angle` degrees apart, out of the plane of the others), the rest apart."""
+    """Classes 0 and 1 on one point (or `angle` degrees apart, out of the plane
+    of the others), the rest apart."""
     centres = simplex(n - 1, dim)[[0] + list(range(n - 1))]
     half_angle, away = np.radians(angle) / 2, np.eye(1, dim, dim - 1)[0]
     centres[0] = np.cos(half_angle) * centres[0] + np.sin(half_angle) * away
@@ -423,27 +575,52 @@ def two_merged(n, angle=0.0, dim=32):
     return centres
 
 
-batch_classes, class_of = np.unique(y_batch, return_inverse=True)  # the training batch shown in section 4
+# the training batch shown in section 4
+batch_classes, class_of = np.unique(y_batch, return_inverse=True)
 n_pairs = len(class_of) // 2
 
 
 def ideal_loss(centres, tau):
     e = centres[class_of]
-    return float(np.mean(ml.similarity_softmax_loss(e[:n_pairs], e[n_pairs:], tau,
-                                                    class_of[:n_pairs], class_of[n_pairs:])))
+    return float(
+        np.mean(
+            ml.similarity_softmax_loss(
+                e[:n_pairs],
+                e[n_pairs:],
+                tau,
+                class_of[:n_pairs],
+                class_of[n_pairs:],
+            )
+        )
+    )
 
 
-ideal = {f"{len(batch_classes)} classes, equally spaced": simplex(len(batch_classes)),
-         "two classes on one point": two_merged(len(batch_classes)),
-         "the same two, 20 degrees apart": two_merged(len(batch_classes), 20)}
-print(f"{'every image at its class centre':<34} {'tau = 1':>8} {f'tau = {TEMPERATURE:g}':>10}")
+ideal = {
+    f"{len(batch_classes)} classes, equally spaced": simplex(
+        len(batch_classes)
+    ),
+    "two classes on one point": two_merged(len(batch_classes)),
+    "the same two, 20 degrees apart": two_merged(len(batch_classes), 20),
+}
+print(
+    f"{'every image at its class centre':<34} {'tau = 1':>8}"
+    f" {f'tau = {TEMPERATURE:g}':>10}"
+)
 for label, centres in ideal.items():
-    print(f"{label:<34} {ideal_loss(centres, 1.0):>8.3f} {ideal_loss(centres, TEMPERATURE):>10.3f}")
+    print(
+        f"{label:<34} {ideal_loss(centres, 1.0):>8.3f}"
+        f" {ideal_loss(centres, TEMPERATURE):>10.3f}"
+    )
 positives_per_class = np.bincount(class_of[n_pairs:])[0]
 print(f"floor: log {positives_per_class} = {np.log(positives_per_class):.3f}")
 for tau in (1.0, TEMPERATURE):
-    drop = ideal_loss(two_merged(len(batch_classes)), tau) - ideal_loss(two_merged(len(batch_classes), 20), tau)
-    print(f"moving the two classes 20 degrees apart lowers the loss at tau = {tau:g} by {drop:.3f}")
+    drop = ideal_loss(two_merged(len(batch_classes)), tau) - ideal_loss(
+        two_merged(len(batch_classes), 20), tau
+    )
+    print(
+        "moving the two classes 20 degrees apart lowers the loss at tau ="
+        f" {tau:g} by {drop:.3f}"
+    )
 
 # %% [markdown]
 # Even at $\tau = 1$, three equally spaced classes (120° apart) cost less,
@@ -464,14 +641,35 @@ for tau in (1.0, TEMPERATURE):
 # wrong matches: the confusable pairs.
 
 # %% tags=["remove-cell"]
-merged_loss = {tau: ideal_loss(two_merged(len(batch_classes)), tau) for tau in (1.0, TEMPERATURE)}
-apart_loss = {tau: ideal_loss(two_merged(len(batch_classes), 20), tau) for tau in (1.0, TEMPERATURE)}
+merged_loss = {
+    tau: ideal_loss(two_merged(len(batch_classes)), tau)
+    for tau in (1.0, TEMPERATURE)
+}
+apart_loss = {
+    tau: ideal_loss(two_merged(len(batch_classes), 20), tau)
+    for tau in (1.0, TEMPERATURE)
+}
 equally_spaced = ideal_loss(simplex(len(batch_classes)), 1.0)
-claims.expect_rounded("week5.ideal_loss.equally_spaced_tau_1", equally_spaced, 2.448, 3, profile)
-claims.expect_rounded("week5.ideal_loss.two_merged_tau_1", merged_loss[1.0], 2.665, 3, profile)
-claims.expect_rounded("week5.ideal_loss.drop_20_degrees_tau_1", merged_loss[1.0] - apart_loss[1.0], 0.017, 3, profile)
-claims.expect_rounded("week5.ideal_loss.drop_20_degrees_tau_small",
-                      merged_loss[TEMPERATURE] - apart_loss[TEMPERATURE], 0.171, 3, profile)
+claims.expect_rounded(
+    "week5.ideal_loss.equally_spaced_tau_1", equally_spaced, 2.448, 3, profile
+)
+claims.expect_rounded(
+    "week5.ideal_loss.two_merged_tau_1", merged_loss[1.0], 2.665, 3, profile
+)
+claims.expect_rounded(
+    "week5.ideal_loss.drop_20_degrees_tau_1",
+    merged_loss[1.0] - apart_loss[1.0],
+    0.017,
+    3,
+    profile,
+)
+claims.expect_rounded(
+    "week5.ideal_loss.drop_20_degrees_tau_small",
+    merged_loss[TEMPERATURE] - apart_loss[TEMPERATURE],
+    0.171,
+    3,
+    profile,
+)
 
 # %% [markdown]
 # Among the triplet losses, compare the two kinds of mining row by row. A
@@ -498,18 +696,31 @@ claims.expect_rounded("week5.ideal_loss.drop_20_degrees_tau_small",
 ref_embeddings = ml.embed(embedder, split.x_reference)
 test_embeddings = ml.embed(embedder, split.x_test)
 ks = [1, 3, 5, 7, 9, 15, 25, 39]
-by_k_all = ml.accuracy_vs_k(ref_embeddings, split.y_reference, test_embeddings, split.y_test, ks)
-by_k_seen = ml.accuracy_vs_k(ref_embeddings[seen_ref], split.y_reference[seen_ref], test_embeddings[seen_test],
-                             split.y_test[seen_test], ks)
+by_k_all = ml.accuracy_vs_k(
+    ref_embeddings, split.y_reference, test_embeddings, split.y_test, ks
+)
+by_k_seen = ml.accuracy_vs_k(
+    ref_embeddings[seen_ref],
+    split.y_reference[seen_ref],
+    test_embeddings[seen_test],
+    split.y_test[seen_test],
+    ks,
+)
 print(f"{'k':>3} {'3 training classes':>19} {'all 4 classes':>14}")
 for k in ks:
     print(f"{k:>3} {by_k_seen[k]:>19.3f} {by_k_all[k]:>14.3f}")
 
 # %%
 fig, ax = plt.subplots(figsize=(5.5, 3.4))
-ax.plot(list(by_k_seen), list(by_k_seen.values()), "o-", label="3 training classes")
-ax.plot(list(by_k_all), list(by_k_all.values()), "s-",
-        label=f"all {len(names)} classes ({names[held]} unseen in training)")
+ax.plot(
+    list(by_k_seen), list(by_k_seen.values()), "o-", label="3 training classes"
+)
+ax.plot(
+    list(by_k_all),
+    list(by_k_all.values()),
+    "s-",
+    label=f"all {len(names)} classes ({names[held]} unseen in training)",
+)
 ax.set_xlabel("k (neighbours that vote)")
 ax.set_ylabel("test accuracy")
 ax.grid(alpha=0.3)
@@ -529,23 +740,45 @@ fig.tight_layout()
 
 # %% tags=["remove-cell"]
 small_k = [k for k in ks if k <= 25]
-claims.expect("week5.knn.k_spread_seen_points",
-              100 * (max(by_k_seen[k] for k in small_k) - min(by_k_seen[k] for k in small_k)), 0, 6, profile)
-claims.expect("week5.knn.k_spread_all_points",
-              100 * (max(by_k_all[k] for k in small_k) - min(by_k_all[k] for k in small_k)), 0, 6, profile)
+claims.expect(
+    "week5.knn.k_spread_seen_points",
+    100
+    * (max(by_k_seen[k] for k in small_k) - min(by_k_seen[k] for k in small_k)),
+    0,
+    6,
+    profile,
+)
+claims.expect(
+    "week5.knn.k_spread_all_points",
+    100
+    * (max(by_k_all[k] for k in small_k) - min(by_k_all[k] for k in small_k)),
+    0,
+    6,
+    profile,
+)
 
 # %% [markdown]
 # Where do the mistakes go? The confusion matrix for all four classes, $k = 5$:
 
 # %%
-predicted, confidence = ml.knn_predict(ref_embeddings, split.y_reference, test_embeddings, K)
+predicted, confidence = ml.knn_predict(
+    ref_embeddings, split.y_reference, test_embeddings, K
+)
 correct = predicted == split.y_test
-fig = plots.confusion_matrix(split.y_test, predicted, names, title=f"kNN (k = {K}) on the embedding, test set")
+fig = plots.confusion_matrix(
+    split.y_test,
+    predicted,
+    names,
+    title=f"kNN (k = {K}) on the embedding, test set",
+)
 
 # %%
 for c, name in enumerate(names):
     chosen = split.y_test == c
-    print(f"{name:>9}: accuracy {correct[chosen].mean():.3f}" + ("  (held out of training)" if c == held else ""))
+    print(
+        f"{name:>9}: accuracy {correct[chosen].mean():.3f}"
+        + ("  (held out of training)" if c == held else "")
+    )
 
 # %% [markdown]
 # The held-out diamonds are recognised most of the time, from 20 reference
@@ -563,8 +796,16 @@ for c, name in enumerate(names):
 # rounded or pointed shapes.
 
 # %% tags=["remove-cell"]
-claims.expect("week5.embedding_knn.held_out_class_accuracy", correct[split.y_test == held].mean(), 0.5, 1.0, profile)
-claims.quoted_from_bench("week5.embedding_knn.held_out_class_accuracy", 0.89, 0.93)
+claims.expect(
+    "week5.embedding_knn.held_out_class_accuracy",
+    correct[split.y_test == held].mean(),
+    0.5,
+    1.0,
+    profile,
+)
+claims.quoted_from_bench(
+    "week5.embedding_knn.held_out_class_accuracy", 0.89, 0.93
+)
 
 # %% [markdown]
 # ### Confidence: how many of the votes agree
@@ -578,13 +819,22 @@ claims.quoted_from_bench("week5.embedding_knn.held_out_class_accuracy", 0.89, 0.
 curve = ml.coverage_curve(correct, confidence)
 print(f"{'votes for the winner':>20} {'coverage':>9} {'accuracy':>9}")
 for threshold, coverage, accuracy in curve:
-    print(f"{f'>= {threshold * K:.0f} of {K}':>20} {coverage:>9.3f} {accuracy:>9.3f}")
+    print(
+        f"{f'>= {threshold * K:.0f} of {K}':>20} {coverage:>9.3f}"
+        f" {accuracy:>9.3f}"
+    )
 
 # %%
 fig, ax = plt.subplots(figsize=(5.5, 3.4))
 ax.plot([c for _, c, _ in curve], [a for _, _, a in curve], "o-")
 for threshold, coverage, accuracy in curve:
-    ax.annotate(f"{threshold * K:.0f}/{K}", (coverage, accuracy), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.annotate(
+        f"{threshold * K:.0f}/{K}",
+        (coverage, accuracy),
+        textcoords="offset points",
+        xytext=(4, 4),
+        fontsize=8,
+    )
 ax.set_xlabel("coverage (share of test images answered)")
 ax.set_ylabel("accuracy of the answered images")
 ax.grid(alpha=0.3)
@@ -621,16 +871,47 @@ fig.tight_layout()
 
 # %%
 config.seed_everything(profile.seed(1))
-supervised = ml.classifier_from(ml.embedding_model((SIZE, SIZE, 3)), num_classes=len(names))
-_, supervised_seconds = ml.fit_embedding(supervised, batches, "sparse_categorical_crossentropy", EPOCHS,
-                                         learning_rate=3e-3, run_eagerly=EAGER)
+supervised = ml.classifier_from(
+    ml.embedding_model((SIZE, SIZE, 3)), num_classes=len(names)
+)
+_, supervised_seconds = ml.fit_embedding(
+    supervised,
+    batches,
+    "sparse_categorical_crossentropy",
+    EPOCHS,
+    learning_rate=3e-3,
+    run_eagerly=EAGER,
+)
 config.seed_everything(profile.seed(1))
-mobilenet = rec.mobilenetv2_classifier(len(names), input_size=SIZE, alpha=0.35, weights=None, dropout=0, verbose=False)
-_, mobilenet_seconds = ml.fit_embedding(mobilenet, batches, "sparse_categorical_crossentropy", EPOCHS,
-                                        learning_rate=3e-3, run_eagerly=EAGER)
-print(f"supervised CNN: {supervised.count_params():,} parameters, trained in {supervised_seconds:.0f} s")
-print(f"MobileNetV2:    {mobilenet.count_params():,} parameters, trained in {mobilenet_seconds:.0f} s")
-print(f"embedding:      {embedder.count_params():,} parameters, trained in {embed_seconds:.0f} s")
+mobilenet = rec.mobilenetv2_classifier(
+    len(names),
+    input_size=SIZE,
+    alpha=0.35,
+    weights=None,
+    dropout=0,
+    verbose=False,
+)
+_, mobilenet_seconds = ml.fit_embedding(
+    mobilenet,
+    batches,
+    "sparse_categorical_crossentropy",
+    EPOCHS,
+    learning_rate=3e-3,
+    run_eagerly=EAGER,
+)
+print(
+    f"supervised CNN: {supervised.count_params():,} parameters, trained in"
+    f" {supervised_seconds:.0f} s"
+)
+print(
+    f"MobileNetV2:    {mobilenet.count_params():,} parameters, trained in"
+    f" {mobilenet_seconds:.0f} s"
+)
+print(
+    f"embedding:      {embedder.count_params():,} parameters, trained in"
+    f" {embed_seconds:.0f} s"
+)
+
 
 # %%
 def flat(images):
@@ -639,30 +920,54 @@ def flat(images):
 
 spaces = {
     "raw pixels": flat,
-    "MobileNetV2 features": lambda x: ml.embed(models.feature_extractor(mobilenet, "features"), x),
-    "supervised CNN features": lambda x: ml.embed(models.feature_extractor(supervised, "encoder"), x),
+    "MobileNetV2 features": lambda x: ml.embed(
+        models.feature_extractor(mobilenet, "features"), x
+    ),
+    "supervised CNN features": lambda x: ml.embed(
+        models.feature_extractor(supervised, "encoder"), x
+    ),
     "learned embedding": lambda x: ml.embed(embedder, x),
 }
 comparison = {}
 for name, describe in spaces.items():
     ref, test = describe(split.x_reference), describe(split.x_test)
-    seen_pred, _ = ml.knn_predict(ref[seen_ref], split.y_reference[seen_ref], test[seen_test], K)
+    seen_pred, _ = ml.knn_predict(
+        ref[seen_ref], split.y_reference[seen_ref], test[seen_test], K
+    )
     all_pred, _ = ml.knn_predict(ref, split.y_reference, test, K)
-    comparison[f"kNN on {name}"] = (np.mean(seen_pred == split.y_test[seen_test]), np.mean(all_pred == split.y_test))
-for name, classifier in [("supervised CNN", supervised), ("MobileNetV2", mobilenet)]:
+    comparison[f"kNN on {name}"] = (
+        np.mean(seen_pred == split.y_test[seen_test]),
+        np.mean(all_pred == split.y_test),
+    )
+for name, classifier in [
+    ("supervised CNN", supervised),
+    ("MobileNetV2", mobilenet),
+]:
     softmax_pred = ml.embed(classifier, split.x_test).argmax(1)
-    comparison[f"{name}, its softmax"] = (np.mean(softmax_pred[seen_test] == split.y_test[seen_test]),
-                                          np.mean(softmax_pred == split.y_test))
+    comparison[f"{name}, its softmax"] = (
+        np.mean(softmax_pred[seen_test] == split.y_test[seen_test]),
+        np.mean(softmax_pred == split.y_test),
+    )
 print(f"{'method':<34} {'3 training classes':>19} {'all 4 classes':>14}")
 for name, (seen_acc, all_acc) in comparison.items():
     print(f"{name:<34} {seen_acc:>19.3f} {all_acc:>14.3f}")
 
 # %% tags=["remove-cell"]
-claims.record("week5.embedding_knn.test_accuracy", comparison["kNN on learned embedding"][0])
-claims.record("week5.embedding_knn.test_accuracy_with_held_out_class", comparison["kNN on learned embedding"][1])
-claims.record("week5.raw_pixels_knn.test_accuracy", comparison["kNN on raw pixels"][0])
-claims.record("week5.supervised_features_knn.test_accuracy_with_held_out_class",
-              comparison["kNN on supervised CNN features"][1])
+claims.record(
+    "week5.embedding_knn.test_accuracy",
+    comparison["kNN on learned embedding"][0],
+)
+claims.record(
+    "week5.embedding_knn.test_accuracy_with_held_out_class",
+    comparison["kNN on learned embedding"][1],
+)
+claims.record(
+    "week5.raw_pixels_knn.test_accuracy", comparison["kNN on raw pixels"][0]
+)
+claims.record(
+    "week5.supervised_features_knn.test_accuracy_with_held_out_class",
+    comparison["kNN on supervised CNN features"][1],
+)
 claims.record("week5.embedding.train_seconds", embed_seconds)
 
 # %% [markdown]
@@ -703,22 +1008,62 @@ claims.record("week5.embedding.train_seconds", embed_seconds)
 #   on four seeds of five and level on the fifth, by 0 to 7 points.
 
 # %% tags=["remove-cell"]
-claims.expect("week5.raw_pixels_knn.test_accuracy", comparison["kNN on raw pixels"][0], 0.27, 0.42, profile)
-claims.expect("week5.mobilenetv2_softmax.test_accuracy", comparison["MobileNetV2, its softmax"][0], 0.27, 0.48, profile)
-claims.expect("week5.supervised_softmax.test_accuracy", comparison["supervised CNN, its softmax"][0],
-              0.92, 1.0, profile)
-claims.expect("week5.embedding_knn.test_accuracy", comparison["kNN on learned embedding"][0], 0.93, 1.0, profile)
-claims.expect("week5.embedding_knn.test_accuracy_with_held_out_class", comparison["kNN on learned embedding"][1],
-              0.88, 1.0, profile)
+claims.expect(
+    "week5.raw_pixels_knn.test_accuracy",
+    comparison["kNN on raw pixels"][0],
+    0.27,
+    0.42,
+    profile,
+)
+claims.expect(
+    "week5.mobilenetv2_softmax.test_accuracy",
+    comparison["MobileNetV2, its softmax"][0],
+    0.27,
+    0.48,
+    profile,
+)
+claims.expect(
+    "week5.supervised_softmax.test_accuracy",
+    comparison["supervised CNN, its softmax"][0],
+    0.92,
+    1.0,
+    profile,
+)
+claims.expect(
+    "week5.embedding_knn.test_accuracy",
+    comparison["kNN on learned embedding"][0],
+    0.93,
+    1.0,
+    profile,
+)
+claims.expect(
+    "week5.embedding_knn.test_accuracy_with_held_out_class",
+    comparison["kNN on learned embedding"][1],
+    0.88,
+    1.0,
+    profile,
+)
 claims.quoted_from_bench("week5.raw_pixels_knn.test_accuracy", 0.32, 0.37)
 claims.quoted_from_bench("week5.mobilenetv2_softmax.test_accuracy", 0.34, 0.41)
 claims.quoted_from_bench("week5.supervised_softmax.test_accuracy", 0.96, 0.99)
 claims.quoted_from_bench("week5.embedding_knn.test_accuracy", 0.97, 1.00)
-claims.quoted_from_bench("week5.embedding_knn.test_accuracy", -0.7, 1.3, scale=100,
-                         minus="week5.supervised_softmax.test_accuracy")
-claims.quoted_from_bench("week5.embedding_knn.test_accuracy_with_held_out_class", 0.92, 0.95)
-claims.quoted_from_bench("week5.embedding_knn.test_accuracy_with_held_out_class", 0, 7, scale=100,
-                         minus="week5.supervised_features_knn.test_accuracy_with_held_out_class")
+claims.quoted_from_bench(
+    "week5.embedding_knn.test_accuracy",
+    -0.7,
+    1.3,
+    scale=100,
+    minus="week5.supervised_softmax.test_accuracy",
+)
+claims.quoted_from_bench(
+    "week5.embedding_knn.test_accuracy_with_held_out_class", 0.92, 0.95
+)
+claims.quoted_from_bench(
+    "week5.embedding_knn.test_accuracy_with_held_out_class",
+    0,
+    7,
+    scale=100,
+    minus="week5.supervised_features_knn.test_accuracy_with_held_out_class",
+)
 
 # %% [markdown]
 # ## 9. The embedding in two dimensions
@@ -729,8 +1074,16 @@ claims.quoted_from_bench("week5.embedding_knn.test_accuracy_with_held_out_class"
 
 # %%
 points = plots.tsne_2d(test_embeddings)
-fig = plots.embedding_scatter(points, split.y_test, names, highlight=~correct,
-                              title=f"t-SNE of the test embeddings ({names[held]}: never trained on; x: kNN wrong)")
+fig = plots.embedding_scatter(
+    points,
+    split.y_test,
+    names,
+    highlight=~correct,
+    title=(
+        f"t-SNE of the test embeddings ({names[held]}: never trained on; x: kNN"
+        " wrong)"
+    ),
+)
 
 # %% [markdown]
 # Read the plot for its neighbourhoods: whether the neighbours of a point are
@@ -749,13 +1102,21 @@ fig = plots.embedding_scatter(points, split.y_test, names, highlight=~correct,
 # each neighbour; red titles mark neighbours of another class.
 
 # %%
-queries = np.concatenate([np.flatnonzero(split.y_test == c)[:2] for c in range(len(names))])
+queries = np.concatenate(
+    [np.flatnonzero(split.y_test == c)[:2] for c in range(len(names))]
+)
 index, similarity = ml.retrieve(ref_embeddings, test_embeddings[queries], k=6)
-neighbour_titles = [[f"{names[split.y_reference[i]]} {s:.2f}" for i, s in zip(row, sims)]
-                    for row, sims in zip(index, similarity)]
-fig = plots.retrieval_grid(split.x_test[queries], split.x_reference[index],
-                           query_titles=[f"query: {names[c]}" for c in split.y_test[queries]],
-                           neighbour_titles=neighbour_titles, title="nearest reference images in the learned embedding")
+neighbour_titles = [
+    [f"{names[split.y_reference[i]]} {s:.2f}" for i, s in zip(row, sims)]
+    for row, sims in zip(index, similarity)
+]
+fig = plots.retrieval_grid(
+    split.x_test[queries],
+    split.x_reference[index],
+    query_titles=[f"query: {names[c]}" for c in split.y_test[queries]],
+    neighbour_titles=neighbour_titles,
+    title="nearest reference images in the learned embedding",
+)
 for r, (row, q) in enumerate(zip(index, queries)):
     for col, i in enumerate(row):
         if split.y_reference[i] != split.y_test[q]:
@@ -790,17 +1151,25 @@ for r, (row, q) in enumerate(zip(index, queries)):
 half = np.arange(len(split.y_test)) % 2
 choose, measure = half == 0, half == 1  # choose the threshold, then measure
 verification = {}
-features = {"learned embedding": test_embeddings, "raw pixels": flat(split.x_test)}
+features = {
+    "learned embedding": test_embeddings,
+    "raw pixels": flat(split.x_test),
+}
 for name, vectors in features.items():
     threshold = ml.equal_error_threshold(
-        *ml.all_pairs(vectors[choose], split.y_test[choose]))
+        *ml.all_pairs(vectors[choose], split.y_test[choose])
+    )
     pairs = ml.all_pairs(vectors[measure], split.y_test[measure])
-    verification[name] = dict(threshold=threshold, pairs=pairs,
-                              rates=ml.verification_rates(*pairs, threshold))
+    verification[name] = dict(
+        threshold=threshold,
+        pairs=pairs,
+        rates=ml.verification_rates(*pairs, threshold),
+    )
 fig = ml.plot_verification_roc(
     {name: v["pairs"] for name, v in verification.items()},
     {name: v["rates"] for name, v in verification.items()},
-    title="verification, measured on the second half's pairs")
+    title="verification, measured on the second half's pairs",
+)
 print(f"{'':<18} {'threshold':>9} {'false accepts':>13} {'false rejects':>13}")
 for name, v in verification.items():
     far, frr = v["rates"]
@@ -817,13 +1186,18 @@ labels = split.y_test[measure]
 with_held = (labels[first] == held) | (labels[second] == held)
 threshold = verification["learned embedding"]["threshold"]
 held_rates = {}
-for kind, subset in [("classes seen in training", ~with_held),
-                     (f"involving a {names[held]}", with_held)]:
-    far, frr = ml.verification_rates(similarities[subset], same[subset],
-                                     threshold)
+for kind, subset in [
+    ("classes seen in training", ~with_held),
+    (f"involving a {names[held]}", with_held),
+]:
+    far, frr = ml.verification_rates(
+        similarities[subset], same[subset], threshold
+    )
     held_rates[kind] = (far, frr)
-    print(f"pairs {kind:<26} false accepts {far:>6.2%}   "
-          f"false rejects {frr:>6.2%}")
+    print(
+        f"pairs {kind:<26} false accepts {far:>6.2%}   "
+        f"false rejects {frr:>6.2%}"
+    )
 
 # %% [markdown]
 # The dot on each curve is the threshold chosen on the first half, where the
@@ -849,31 +1223,87 @@ for kind, subset in [("classes seen in training", ~with_held),
 # the usual case for verification) has to be measured on such classes.
 
 # %% tags=["remove-cell"]
-embedding_auc, pixels_auc = (sklearn_metrics.roc_auc_score(v["pairs"][1], v["pairs"][0]) for v in verification.values())
+embedding_auc, pixels_auc = (
+    sklearn_metrics.roc_auc_score(v["pairs"][1], v["pairs"][0])
+    for v in verification.values()
+)
 claims.record("week5.verification.embedding_auc", embedding_auc)
 claims.record("week5.verification.raw_pixels_auc", pixels_auc)
-claims.record("week5.verification.embedding_false_accept_rate", verification["learned embedding"]["rates"][0])
-claims.record("week5.verification.embedding_false_reject_rate", verification["learned embedding"]["rates"][1])
-claims.record("week5.verification.seen_false_reject_rate", held_rates["classes seen in training"][1])
-claims.record("week5.verification.held_out_false_reject_rate", held_rates[f"involving a {names[held]}"][1])
-claims.record("week5.verification.held_out_false_accept_rate", held_rates[f"involving a {names[held]}"][0])
+claims.record(
+    "week5.verification.embedding_false_accept_rate",
+    verification["learned embedding"]["rates"][0],
+)
+claims.record(
+    "week5.verification.embedding_false_reject_rate",
+    verification["learned embedding"]["rates"][1],
+)
+claims.record(
+    "week5.verification.seen_false_reject_rate",
+    held_rates["classes seen in training"][1],
+)
+claims.record(
+    "week5.verification.held_out_false_reject_rate",
+    held_rates[f"involving a {names[held]}"][1],
+)
+claims.record(
+    "week5.verification.held_out_false_accept_rate",
+    held_rates[f"involving a {names[held]}"][0],
+)
 embedding_far, embedding_frr = verification["learned embedding"]["rates"]
-claims.expect("week5.verification.seen_false_accept_rate", held_rates["classes seen in training"][0], 0, 0.02, profile)
-claims.expect("week5.verification.raw_pixels_auc", pixels_auc, 0.49, 0.52, profile)
-claims.expect("week5.verification.embedding_auc", embedding_auc, 0.92, 1.0, profile)
-claims.expect("week5.verification.rates_apart_points", 100 * abs(embedding_far - embedding_frr), 0, 19, profile)
-claims.expect("week5.verification.held_out_minus_seen_false_reject_points",
-              100 * (held_rates[f"involving a {names[held]}"][1] - held_rates["classes seen in training"][1]),
-              -14, 26, profile)
-claims.expect("week5.verification.held_out_minus_seen_false_accept_points",
-              100 * (held_rates[f"involving a {names[held]}"][0] - held_rates["classes seen in training"][0]),
-              4, 29, profile)
+claims.expect(
+    "week5.verification.seen_false_accept_rate",
+    held_rates["classes seen in training"][0],
+    0,
+    0.02,
+    profile,
+)
+claims.expect(
+    "week5.verification.raw_pixels_auc", pixels_auc, 0.49, 0.52, profile
+)
+claims.expect(
+    "week5.verification.embedding_auc", embedding_auc, 0.92, 1.0, profile
+)
+claims.expect(
+    "week5.verification.rates_apart_points",
+    100 * abs(embedding_far - embedding_frr),
+    0,
+    19,
+    profile,
+)
+claims.expect(
+    "week5.verification.held_out_minus_seen_false_reject_points",
+    100
+    * (
+        held_rates[f"involving a {names[held]}"][1]
+        - held_rates["classes seen in training"][1]
+    ),
+    -14,
+    26,
+    profile,
+)
+claims.expect(
+    "week5.verification.held_out_minus_seen_false_accept_points",
+    100
+    * (
+        held_rates[f"involving a {names[held]}"][0]
+        - held_rates["classes seen in training"][0]
+    ),
+    4,
+    29,
+    profile,
+)
 claims.quoted_from_bench("week5.verification.rates_apart_points", 0.2, 9.5)
 claims.quoted_from_bench("week5.verification.raw_pixels_auc", 0.500, 0.508)
 claims.quoted_from_bench("week5.verification.embedding_auc", 0.952, 0.974)
-claims.quoted_from_bench("week5.verification.seen_false_accept_rate", 0.05, 1.0, scale=100)
-claims.quoted_from_bench("week5.verification.held_out_minus_seen_false_accept_points", 12.6, 20.7)
-claims.quoted_from_bench("week5.verification.held_out_minus_seen_false_reject_points", -0.7, 12.5)
+claims.quoted_from_bench(
+    "week5.verification.seen_false_accept_rate", 0.05, 1.0, scale=100
+)
+claims.quoted_from_bench(
+    "week5.verification.held_out_minus_seen_false_accept_points", 12.6, 20.7
+)
+claims.quoted_from_bench(
+    "week5.verification.held_out_minus_seen_false_reject_points", -0.7, 12.5
+)
 
 # %% [markdown]
 # ## 11. Without any labels: a denoising autoencoder
@@ -902,25 +1332,43 @@ claims.quoted_from_bench("week5.verification.held_out_minus_seen_false_reject_po
 # back up.
 
 # %% tags=["nbval-check-output"]
-NOISE = 0.2                                                  # standard deviation of the added noise
-AE_IMAGES = profile.pick(smoke=64, cpu=2000, gpu=4000)       # unlabelled training images
+# standard deviation of the added noise
+NOISE = 0.2
+# unlabelled training images
+AE_IMAGES = profile.pick(smoke=64, cpu=2000, gpu=4000)
 AE_EPOCHS = profile.pick(smoke=1, cpu=10, gpu=30)
 if DATA_SOURCE == "scenes":
-    unlabelled = make_scenes(AE_IMAGES, size=SIZE, seed=profile.seed(2), objects=(1, 1)).images
+    unlabelled = make_scenes(
+        AE_IMAGES, size=SIZE, seed=profile.seed(2), objects=(1, 1)
+    ).images
 else:
-    unlabelled = split.x_reference  # a folder has no spare images: the reference set, unlabelled
+    # a folder has no spare images: the reference set, unlabelled
+    unlabelled = split.x_reference
 config.seed_everything(profile.seed(3))
-autoencoder = ml.denoising_autoencoder((SIZE, SIZE, 3), filters=(32, 64), latent_channels=16)
+autoencoder = ml.denoising_autoencoder(
+    (SIZE, SIZE, 3), filters=(32, 64), latent_channels=16
+)
 latent_layer = autoencoder.get_layer("latent")
-print(f"{autoencoder.name}: {autoencoder.count_params():,} parameters, bottleneck {latent_layer.output.shape[1:]} "
-      f"= {int(np.prod(latent_layer.output.shape[1:])):,} numbers per image; "
-      f"{len(unlabelled)} unlabelled training images")
+print(
+    f"{autoencoder.name}: {autoencoder.count_params():,} parameters, bottleneck"
+    f" {latent_layer.output.shape[1:]} ="
+    f" {int(np.prod(latent_layer.output.shape[1:])):,} numbers per image;"
+    f" {len(unlabelled)} unlabelled training images"
+)
 
 # %%
-noisy_batches = ml.NoisyBatches(unlabelled, NOISE, batch_size=64, seed=profile.seed(3))
-ae_history, ae_seconds = ml.fit_autoencoder(autoencoder, noisy_batches, AE_EPOCHS, run_eagerly=EAGER)
-print(f"trained {AE_EPOCHS} epochs of {len(noisy_batches)} batches in {ae_seconds:.0f} s; "
-      f"mean squared error {ae_history.history['loss'][0]:.4f} -> {ae_history.history['loss'][-1]:.4f}")
+noisy_batches = ml.NoisyBatches(
+    unlabelled, NOISE, batch_size=64, seed=profile.seed(3)
+)
+ae_history, ae_seconds = ml.fit_autoencoder(
+    autoencoder, noisy_batches, AE_EPOCHS, run_eagerly=EAGER
+)
+print(
+    f"trained {AE_EPOCHS} epochs of {len(noisy_batches)} batches in"
+    f" {ae_seconds:.0f} s; mean squared error"
+    f" {ae_history.history['loss'][0]:.4f} ->"
+    f" {ae_history.history['loss'][-1]:.4f}"
+)
 
 # %% tags=["remove-cell"]
 claims.record("week5.autoencoder.train_seconds", ae_seconds)
@@ -946,15 +1394,21 @@ claims.record("week5.autoencoder.train_seconds", ae_seconds)
 
 noisy_test = ml.add_noise(split.x_test, NOISE, seed=profile.seed(4))
 denoised_test = ml.embed(autoencoder, noisy_test)
-blurred_test = gaussian_filter(noisy_test, sigma=(0, 1, 1, 0))  # 1 pixel across height and width, per channel
+# 1 pixel across height and width, per channel
+blurred_test = gaussian_filter(noisy_test, sigma=(0, 1, 1, 0))
 psnr_noisy = ml.psnr(split.x_test, noisy_test)
 psnr_denoised = ml.psnr(split.x_test, denoised_test)
 psnr_blurred = ml.psnr(split.x_test, blurred_test)
-print(f"PSNR against the clean test images, mean over {len(split.x_test)} images:")
+print(
+    f"PSNR against the clean test images, mean over {len(split.x_test)} images:"
+)
 print(f"  noisy input (sigma = {NOISE}):   {psnr_noisy.mean():6.2f} dB")
 print(f"  Gaussian blur of the input:    {psnr_blurred.mean():6.2f} dB")
-print(f"  autoencoder output:            {psnr_denoised.mean():6.2f} dB "
-      f"(better than its noisy input on {np.mean(psnr_denoised > psnr_noisy):.0%} of the images)")
+print(
+    f"  autoencoder output:            {psnr_denoised.mean():6.2f} dB (better"
+    f" than its noisy input on {np.mean(psnr_denoised > psnr_noisy):.0%} of the"
+    " images)"
+)
 
 # %% tags=["remove-cell"]
 claims.record("week5.autoencoder.psnr_noisy", float(psnr_noisy.mean()))
@@ -962,11 +1416,19 @@ claims.record("week5.autoencoder.psnr_denoised", float(psnr_denoised.mean()))
 claims.record("week5.autoencoder.psnr_blurred", float(psnr_blurred.mean()))
 
 # %%
-panel = np.concatenate([np.flatnonzero(split.y_test == c)[:2] for c in range(len(names))])
-fig = plots.image_grid(np.concatenate([split.x_test[panel], noisy_test[panel], denoised_test[panel]]),
-                       titles=[names[c] for c in split.y_test[panel]] + [f"{psnr_noisy[i]:.1f} dB" for i in panel]
-                       + [f"{psnr_denoised[i]:.1f} dB" for i in panel], ncols=len(panel),
-                       title="clean, noisy and denoised test images (PSNR against the clean one)")
+panel = np.concatenate(
+    [np.flatnonzero(split.y_test == c)[:2] for c in range(len(names))]
+)
+fig = plots.image_grid(
+    np.concatenate(
+        [split.x_test[panel], noisy_test[panel], denoised_test[panel]]
+    ),
+    titles=[names[c] for c in split.y_test[panel]]
+    + [f"{psnr_noisy[i]:.1f} dB" for i in panel]
+    + [f"{psnr_denoised[i]:.1f} dB" for i in panel],
+    ncols=len(panel),
+    title="clean, noisy and denoised test images (PSNR against the clean one)",
+)
 # %% [markdown]
 # Read the table and the panels together. The gain of the autoencoder is the
 # difference between its row and the noisy row: each 3 dB is a halving of the
@@ -988,15 +1450,40 @@ fig = plots.image_grid(np.concatenate([split.x_test[panel], noisy_test[panel], d
 # small latent to use as an embedding.
 
 # %% tags=["remove-cell"]
-claims.expect("week5.autoencoder.psnr_noisy", psnr_noisy.mean(), 14.5, 14.9, profile)
-claims.expect("week5.autoencoder.psnr_denoised", psnr_denoised.mean(), 20.8, 21.6, profile)
-claims.expect("week5.autoencoder.psnr_gain_db", psnr_denoised.mean() - psnr_noisy.mean(), 6.2, 6.9, profile)
-claims.expect("week5.autoencoder.blur_minus_autoencoder_db", psnr_blurred.mean() - psnr_denoised.mean(),
-              0.5, 1.5, profile)
+claims.expect(
+    "week5.autoencoder.psnr_noisy", psnr_noisy.mean(), 14.5, 14.9, profile
+)
+claims.expect(
+    "week5.autoencoder.psnr_denoised", psnr_denoised.mean(), 20.8, 21.6, profile
+)
+claims.expect(
+    "week5.autoencoder.psnr_gain_db",
+    psnr_denoised.mean() - psnr_noisy.mean(),
+    6.2,
+    6.9,
+    profile,
+)
+claims.expect(
+    "week5.autoencoder.blur_minus_autoencoder_db",
+    psnr_blurred.mean() - psnr_denoised.mean(),
+    0.5,
+    1.5,
+    profile,
+)
 claims.quoted_from_bench("week5.autoencoder.psnr_noisy", 14.66, 14.68)
 claims.quoted_from_bench("week5.autoencoder.psnr_denoised", 21.1, 21.3)
-claims.quoted_from_bench("week5.autoencoder.psnr_denoised", 6.5, 6.6, minus="week5.autoencoder.psnr_noisy")
-claims.quoted_from_bench("week5.autoencoder.psnr_blurred", 0.9, 1.0, minus="week5.autoencoder.psnr_denoised")
+claims.quoted_from_bench(
+    "week5.autoencoder.psnr_denoised",
+    6.5,
+    6.6,
+    minus="week5.autoencoder.psnr_noisy",
+)
+claims.quoted_from_bench(
+    "week5.autoencoder.psnr_blurred",
+    0.9,
+    1.0,
+    minus="week5.autoencoder.psnr_denoised",
+)
 
 # %% [markdown]
 # ### The latent space as an embedding
@@ -1012,23 +1499,40 @@ claims.quoted_from_bench("week5.autoencoder.psnr_blurred", 0.9, 1.0, minus="week
 latent_model = models.feature_extractor(autoencoder, "latent")
 latent_spaces = {
     "autoencoder latent, flattened": lambda x: flat(ml.embed(latent_model, x)),
-    "autoencoder latent, pooled": lambda x: ml.embed(latent_model, x).mean(axis=(1, 2)),
+    "autoencoder latent, pooled": (
+        lambda x: ml.embed(latent_model, x).mean(axis=(1, 2))
+    ),
 }
 for name, describe in latent_spaces.items():
     ref, test = describe(split.x_reference), describe(split.x_test)
-    seen_pred, _ = ml.knn_predict(ref[seen_ref], split.y_reference[seen_ref], test[seen_test], K)
+    seen_pred, _ = ml.knn_predict(
+        ref[seen_ref], split.y_reference[seen_ref], test[seen_test], K
+    )
     all_pred, _ = ml.knn_predict(ref, split.y_reference, test, K)
-    comparison[f"kNN on {name}"] = (np.mean(seen_pred == split.y_test[seen_test]), np.mean(all_pred == split.y_test))
-print(f"{'kNN (k = 5) on':<34} {'3 training classes':>19} {'all 4 classes':>14}")
+    comparison[f"kNN on {name}"] = (
+        np.mean(seen_pred == split.y_test[seen_test]),
+        np.mean(all_pred == split.y_test),
+    )
+print(
+    f"{'kNN (k = 5) on':<34} {'3 training classes':>19} {'all 4 classes':>14}"
+)
 for name in ["raw pixels", *latent_spaces, "learned embedding"]:
     seen_acc, all_acc = comparison[f"kNN on {name}"]
     print(f"{name:<34} {seen_acc:>19.3f} {all_acc:>14.3f}")
 
 # %% tags=["remove-cell"]
-claims.record("week5.autoencoder.knn_accuracy", comparison["kNN on autoencoder latent, flattened"][0])
-claims.record("week5.autoencoder.knn_accuracy_pooled", comparison["kNN on autoencoder latent, pooled"][0])
-claims.record("week5.autoencoder.knn_accuracy_with_held_out_class",
-              comparison["kNN on autoencoder latent, flattened"][1])
+claims.record(
+    "week5.autoencoder.knn_accuracy",
+    comparison["kNN on autoencoder latent, flattened"][0],
+)
+claims.record(
+    "week5.autoencoder.knn_accuracy_pooled",
+    comparison["kNN on autoencoder latent, pooled"][0],
+)
+claims.record(
+    "week5.autoencoder.knn_accuracy_with_held_out_class",
+    comparison["kNN on autoencoder latent, flattened"][1],
+)
 
 # %% [markdown]
 # Without labels, the latent space is no better than the pixels it was
@@ -1041,22 +1545,45 @@ claims.record("week5.autoencoder.knn_accuracy_with_held_out_class",
 # ahead by between 55 and 72 points.) The retrieval below shows why.
 
 # %% tags=["remove-cell"]
-claims.expect("week5.autoencoder.knn_accuracy", comparison["kNN on autoencoder latent, flattened"][0],
-              0.28, 0.42, profile)
-ae_behind = 100 * (comparison["kNN on learned embedding"][0] - comparison["kNN on autoencoder latent, flattened"][0])
-claims.expect("week5.embedding_minus_autoencoder_knn.points", ae_behind, 55, 72, profile)
+claims.expect(
+    "week5.autoencoder.knn_accuracy",
+    comparison["kNN on autoencoder latent, flattened"][0],
+    0.28,
+    0.42,
+    profile,
+)
+ae_behind = 100 * (
+    comparison["kNN on learned embedding"][0]
+    - comparison["kNN on autoencoder latent, flattened"][0]
+)
+claims.expect(
+    "week5.embedding_minus_autoencoder_knn.points", ae_behind, 55, 72, profile
+)
 claims.quoted_from_bench("week5.autoencoder.knn_accuracy", 0.33, 0.36)
-claims.quoted_from_bench("week5.embedding_knn.test_accuracy", 60, 66, scale=100, minus="week5.autoencoder.knn_accuracy")
+claims.quoted_from_bench(
+    "week5.embedding_knn.test_accuracy",
+    60,
+    66,
+    scale=100,
+    minus="week5.autoencoder.knn_accuracy",
+)
 
 # %%
-latent_index, latent_similarity = ml.retrieve(latent_spaces["autoencoder latent, flattened"](split.x_reference),
-                                              latent_spaces["autoencoder latent, flattened"](split.x_test[queries]),
-                                              k=6)
-fig = plots.retrieval_grid(split.x_test[queries], split.x_reference[latent_index],
-                           query_titles=[f"query: {names[c]}" for c in split.y_test[queries]],
-                           neighbour_titles=[[f"{names[split.y_reference[i]]} {s:.2f}" for i, s in zip(row, sims)]
-                                             for row, sims in zip(latent_index, latent_similarity)],
-                           title="nearest reference images in the autoencoder's latent space")
+latent_index, latent_similarity = ml.retrieve(
+    latent_spaces["autoencoder latent, flattened"](split.x_reference),
+    latent_spaces["autoencoder latent, flattened"](split.x_test[queries]),
+    k=6,
+)
+fig = plots.retrieval_grid(
+    split.x_test[queries],
+    split.x_reference[latent_index],
+    query_titles=[f"query: {names[c]}" for c in split.y_test[queries]],
+    neighbour_titles=[
+        [f"{names[split.y_reference[i]]} {s:.2f}" for i, s in zip(row, sims)]
+        for row, sims in zip(latent_index, latent_similarity)
+    ],
+    title="nearest reference images in the autoencoder's latent space",
+)
 for r, (row, q) in enumerate(zip(latent_index, queries)):
     for col, i in enumerate(row):
         if split.y_reference[i] != split.y_test[q]:
@@ -1109,6 +1636,15 @@ for r, (row, q) in enumerate(zip(latent_index, queries)):
 # which a false accept costs five false rejects.
 
 # %% tags=["remove-cell"]
-points_over_pixels = 100 * (comparison["kNN on learned embedding"][0] - comparison["kNN on raw pixels"][0])
-claims.expect("week5.embedding_minus_raw_pixels_knn.points", points_over_pixels, 52, 74, profile)
+points_over_pixels = 100 * (
+    comparison["kNN on learned embedding"][0]
+    - comparison["kNN on raw pixels"][0]
+)
+claims.expect(
+    "week5.embedding_minus_raw_pixels_knn.points",
+    points_over_pixels,
+    52,
+    74,
+    profile,
+)
 claims.quoted_from_bench("week5.embedding_minus_raw_pixels_knn.points", 60, 66)

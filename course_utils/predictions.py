@@ -292,14 +292,13 @@ def week5_threshold_direction(predicted_direction, embedder, validation) -> None
     from course_utils import metric_learning  # on use: the other weeks' questions do not need it
     from course_utils.exercise_checks import week5
 
-    if predicted_direction not in ("higher", "lower", "the same"):
-        raise AssertionError(f"predicted_direction is 'higher', 'lower' or 'the same', got {predicted_direction!r}.")
+    _check_direction("predicted_direction", predicted_direction)
     similarities, same = metric_learning.all_pairs(
         metric_learning.embed(embedder, validation.images), validation.labels
     )
-    by_cost = week5._cheapest_threshold(similarities, same, week5.FALSE_ACCEPT_COST)
-    by_errors = week5._cheapest_threshold(similarities, same, 1)
-    actual = "higher" if by_cost > by_errors else "lower" if by_cost < by_errors else "the same"
+    by_cost = week5.cheapest_threshold(similarities, same, week5.FALSE_ACCEPT_COST)
+    by_errors = week5.cheapest_threshold(similarities, same, 1)
+    actual = _direction(by_cost - by_errors, tolerance=0)
     check_prediction(
         predicted_direction,
         actual,
@@ -320,12 +319,11 @@ def week1_mirror_tta(predicted_effect, lenet, digits) -> None:
     its test accuracy on the digits (within a point), measured on the trained ``lenet``."""
     from course_utils.exercise_checks import week1  # on use: the other weeks' questions do not need it
 
-    if predicted_effect not in ("higher", "lower", "the same"):
-        raise AssertionError(f"predicted_effect is 'higher', 'lower' or 'the same', got {predicted_effect!r}.")
+    _check_direction("predicted_effect", predicted_effect)
     mirror = keras.Sequential([layers.RandomFlip("horizontal", seed=0)])
     plain, averaged = week1.tta_accuracies(lenet, mirror, digits)
     change = averaged - plain
-    actual = "higher" if change > 0.01 else "lower" if change < -0.01 else "the same"
+    actual = _direction(change, tolerance=0.01)
     check_prediction(
         predicted_effect,
         actual,
@@ -341,3 +339,17 @@ def week1_mirror_tta(predicted_effect, lenet, digits) -> None:
             ),
         },
     )
+
+
+_DIRECTIONS = ("higher", "lower", "the same")
+
+
+def _check_direction(name: str, predicted) -> None:
+    """A direction prediction is one of three words; anything else is refused before the answer is computed."""
+    if predicted not in _DIRECTIONS:
+        raise AssertionError(f"{name} is 'higher', 'lower' or 'the same', got {predicted!r}.")
+
+
+def _direction(change: float, tolerance: float) -> str:
+    """The word for a change: "the same" within ``tolerance`` of zero."""
+    return "higher" if change > tolerance else "lower" if change < -tolerance else "the same"

@@ -72,7 +72,7 @@ rng = np.random.default_rng(0)
 
 # %%
 def correlate2d(x, kernel, padding=0, stride=1):
-    raise NotImplementedError("Blank 1 of week1_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 1 of week1_exercise is not filled in yet")
 
 
 # %%
@@ -115,30 +115,41 @@ passed("correlate2d")
 
 # %%
 def output_size(n, kernel, stride=1, padding=0):
-    raise NotImplementedError("Blank 2 of week1_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 2 of week1_exercise is not filled in yet")
 
 
 def conv_params(kh, kw, in_channels, filters):
-    raise NotImplementedError("Blank 3 of week1_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 3 of week1_exercise is not filled in yet")
 
 
-# first_layer_side: the output side length for a 224x224 input, a 7x7 kernel, stride 2, padding 3.
-raise NotImplementedError("Blank 4 of week1_exercise is not filled in yet: replace this line with your code.")
-# c3_params: the parameters of LeNet-5's second convolution, 16 filters of 5x5 over 6 maps.
-raise NotImplementedError("Blank 5 of week1_exercise is not filled in yet: replace this line with your code.")
-# vgg_block_params: the parameters of a 3x3 convolution with 128 filters over 64 maps.
-raise NotImplementedError("Blank 6 of week1_exercise is not filled in yet: replace this line with your code.")
-# Design decisions: same_padding, the padding that keeps 28x28 at 28x28 (5x5 kernel, stride 1),
-# and halving, a (stride, padding) that takes 64x64 to 32x32 with a 3x3 kernel.
-raise NotImplementedError("Blank 7 of week1_exercise is not filled in yet: replace this line with your code.")
-# Predictions for LeNet-5: predicted_flatten_input, the shape entering the flatten (a tuple), and
-# predicted_dense_params, the parameters of the first dense layer.
-raise NotImplementedError("Blank 8 of week1_exercise is not filled in yet: replace this line with your code.")
+# first_layer_side: the output side length for a 224x224 input, a 7x7 kernel,
+# stride 2, padding 3.
+raise NotImplementedError("Blank 4 of week1_exercise is not filled in yet")
+# c3_params: the parameters of LeNet-5's second convolution, 16 filters of 5x5
+# over 6 maps.
+raise NotImplementedError("Blank 5 of week1_exercise is not filled in yet")
+# vgg_block_params: the parameters of a 3x3 convolution with 128 filters over 64
+# maps.
+raise NotImplementedError("Blank 6 of week1_exercise is not filled in yet")
+# Design decisions: same_padding, the padding that keeps 28x28 at 28x28 (5x5
+# kernel, stride 1), and halving, a (stride, padding) that takes 64x64 to 32x32
+# with a 3x3 kernel.
+raise NotImplementedError("Blank 7 of week1_exercise is not filled in yet")
+# Predictions for LeNet-5: predicted_flatten_input, the shape entering the
+# flatten (a tuple), and predicted_dense_params, the parameters of the first
+# dense layer.
+raise NotImplementedError("Blank 8 of week1_exercise is not filled in yet")
 
 # %%
 # CHECK sizes points=2
 exercise_checks.week1_sizes(
-    c3_params, conv_params, first_layer_side, halving, output_size, same_padding, vgg_block_params
+    c3_params,
+    conv_params,
+    first_layer_side,
+    halving,
+    output_size,
+    same_padding,
+    vgg_block_params,
 )
 passed("output sizes and parameter counts")
 
@@ -167,7 +178,7 @@ passed("predictions")
 
 # %%
 def build_lenet5():
-    raise NotImplementedError("Blank 9 of week1_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 9 of week1_exercise is not filled in yet")
 
 
 # %%
@@ -189,7 +200,7 @@ EPOCHS = profile.pick(smoke=8, cpu=30, gpu=30)
 
 # %%
 config.seed_everything(0)
-raise NotImplementedError("Blank 10 of week1_exercise is not filled in yet: replace this line with your code.")
+raise NotImplementedError("Blank 10 of week1_exercise is not filled in yet")
 
 # %%
 # CHECK training points=2
@@ -201,7 +212,9 @@ check_reached(
     test_accuracy,
     0.95,
     "LeNet-5's test accuracy",
-    lambda: diagnose_classifier(lenet, digits.x_train, digits.y_train, digits.x_test, digits.y_test),
+    lambda: diagnose_classifier(
+        lenet, digits.x_train, digits.y_train, digits.x_test, digits.y_test
+    ),
 )
 passed("training")
 
@@ -216,7 +229,7 @@ passed("training")
 
 # %%
 def tta_predict(model, images, augment, copies=8):
-    raise NotImplementedError("Blank 11 of week1_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 11 of week1_exercise is not filled in yet")
 
 
 # %%
@@ -241,7 +254,7 @@ passed("test-time augmentation")
 # point) as without the copies?
 
 # %%
-raise NotImplementedError("Blank 12 of week1_exercise is not filled in yet: replace this line with your code.")
+raise NotImplementedError("Blank 12 of week1_exercise is not filled in yet")
 
 # %%
 # CHECK mirror-prediction points=1
@@ -257,7 +270,7 @@ predictions.week1_mirror_tta(predicted_effect, lenet, digits)
 # choosing on the test set makes its accuracy an optimistic estimate.
 
 # %%
-raise NotImplementedError("Blank 13 of week1_exercise is not filled in yet: replace this line with your code.")
+raise NotImplementedError("Blank 13 of week1_exercise is not filled in yet")
 
 # %%
 # CHECK tta-augmentation points=2
@@ -300,8 +313,9 @@ passed("the augmentation for test-time augmentation")
 # pass, these are the pixels that `grad_y[1, 2]` reaches.
 
 # %%
-# Your prediction: the input rows (first, last) and columns (first, last) that output (1, 2) depends on.
-raise NotImplementedError("Blank 14 of week1_exercise is not filled in yet: replace this line with your code.")
+# Your prediction: the input rows (first, last) and columns (first, last) that
+# output (1, 2) depends on.
+raise NotImplementedError("Blank 14 of week1_exercise is not filled in yet")
 
 # %%
 # CHECK reach points=1
@@ -311,7 +325,7 @@ passed("reach prediction")
 
 # %%
 def correlate2d_backward(x, kernel, grad_y, padding=0, stride=1):
-    raise NotImplementedError("Blank 15 of week1_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 15 of week1_exercise is not filled in yet")
 
 
 # %%

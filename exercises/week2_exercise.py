@@ -89,17 +89,21 @@ profile = config.setup(PROFILE, seed=0)
 # image size?
 
 # %%
-# Your prediction: the trainable parameters of build_frozen_classifier(5, input_size=64, alpha=0.35).
-raise NotImplementedError("Blank 1 of week2_exercise is not filled in yet: replace this line with your code.")
+# Your prediction: the trainable parameters of build_frozen_classifier(5,
+# input_size=64, alpha=0.35).
+raise NotImplementedError("Blank 1 of week2_exercise is not filled in yet")
 
 # %%
 # CHECK prediction points=1
 predictions.week2_frozen_head(predicted_trainable)
 passed("prediction")
 
+
 # %%
-def build_frozen_classifier(num_classes, input_size=96, alpha=0.35, weights=None):
-    raise NotImplementedError("Blank 2 of week2_exercise is not filled in yet: replace this line with your code.")
+def build_frozen_classifier(
+    num_classes, input_size=96, alpha=0.35, weights=None
+):
+    raise NotImplementedError("Blank 2 of week2_exercise is not filled in yet")
 
 
 # %%
@@ -118,14 +122,22 @@ passed("frozen base with a new head")
 # Run the cell and look at the curves.
 
 # %%
-data = rec.load_classification("scenes", image_size=32, n_train=400, n_test=400, seed=11)
+data = rec.load_classification(
+    "scenes", image_size=32, n_train=400, n_test=400, seed=11
+)
 
 
 def source_classifier():
-    """The chapter's MobileNetV2 (alpha 0.35, 32x32) with the source task's weights, its base frozen and named
-    "base", and a new head for our five classes."""
-    model = rec.mobilenetv2_classifier(len(data.class_names), input_size=32, weights="source",
-                                       trainable_base=False, verbose=False)
+    """The chapter's MobileNetV2 (alpha 0.35, 32x32) with the source task's
+    weights, its base frozen and named "base", and a new head for our five
+    classes."""
+    model = rec.mobilenetv2_classifier(
+        len(data.class_names),
+        input_size=32,
+        weights="source",
+        trainable_base=False,
+        verbose=False,
+    )
     rec.base_of(model).name = "base"
     return model
 
@@ -135,15 +147,26 @@ colleague = source_classifier()
 rec.compile_classifier(colleague, 1e-3)
 colleague.fit(data.x_train, data.y_train, batch_size=32, epochs=3, verbose=0)
 head_only, _ = rec.evaluate(colleague, data.x_test, data.y_test)
-with_new_head = colleague.get_weights()  # where the fine-tuning started: your fix starts there again
+# where the fine-tuning started: your fix starts there again
+with_new_head = colleague.get_weights()
 for layer in colleague.get_layer("base").layers:
     layer.trainable = True
 rec.compile_classifier(colleague, 1e-3)
-history = colleague.fit(data.x_train, data.y_train, batch_size=16, epochs=3, verbose=0,
-                        validation_data=(data.x_test, data.y_test))
-print(f"held-out accuracy with the new head alone: {head_only:.3f}; "
-      f"after the colleague's fine-tuning: {history.history['val_accuracy'][-1]:.3f}")
-fig = plots.training_curves(history, title="the colleague's fine-tuning", validation_label="held-out")
+history = colleague.fit(
+    data.x_train,
+    data.y_train,
+    batch_size=16,
+    epochs=3,
+    verbose=0,
+    validation_data=(data.x_test, data.y_test),
+)
+print(
+    f"held-out accuracy with the new head alone: {head_only:.3f}; after the"
+    f" colleague's fine-tuning: {history.history['val_accuracy'][-1]:.3f}"
+)
+fig = plots.training_curves(
+    history, title="the colleague's fine-tuning", validation_label="held-out"
+)
 
 # %% [markdown]
 # The training accuracy climbs; the held-out accuracy ends below what the head
@@ -163,21 +186,25 @@ fig = plots.training_curves(history, title="the colleague's fine-tuning", valida
 # colleague's model on its training scenes and on the held-out ones, decide
 # which explanation your numbers support, and store it in `diagnosis`.
 
+
 # %%
 def accuracy_in_both_modes(model, images, labels):
-    raise NotImplementedError("Blank 3 of week2_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 3 of week2_exercise is not filled in yet")
 
 
 # %%
 # CHECK both-modes points=1
 probe, probe_images, probe_labels = exercise_checks.week2_mode_probe()
 answer = accuracy_in_both_modes(probe, probe_images, probe_labels)
-exercise_checks.week2_accuracy_in_both_modes(accuracy_in_both_modes, answer, probe)
+exercise_checks.week2_accuracy_in_both_modes(
+    accuracy_in_both_modes, answer, probe
+)
 passed("accuracy in both modes")
 
 # %%
-# Your measurements of the colleague's model, and your diagnosis: "overfitting", "learning_rate" or "batchnorm".
-raise NotImplementedError("Blank 4 of week2_exercise is not filled in yet: replace this line with your code.")
+# Your measurements of the colleague's model, and your diagnosis: "overfitting",
+# "learning_rate" or "batchnorm".
+raise NotImplementedError("Blank 4 of week2_exercise is not filled in yet")
 
 # %%
 # CHECK diagnosis points=1
@@ -201,9 +228,10 @@ passed("diagnosis")
 #   softmax output) and the accuracy metric (the new `trainable` settings take
 #   effect when the model is compiled).
 
+
 # %%
 def unfreeze_top(model, top_layers, learning_rate=1e-4):
-    raise NotImplementedError("Blank 5 of week2_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 5 of week2_exercise is not filled in yet")
 
 
 # %%
@@ -224,16 +252,17 @@ passed("fine-tuning set-up")
 
 # %%
 config.seed_everything(0)
-raise NotImplementedError("Blank 6 of week2_exercise is not filled in yet: replace this line with your code.")
+raise NotImplementedError("Blank 6 of week2_exercise is not filled in yet")
 
 # %%
-fig = plots.training_curves(fixed_history, title="your fine-tuning", validation_label="held-out")
+fig = plots.training_curves(
+    fixed_history, title="your fine-tuning", validation_label="held-out"
+)
 
 # %%
 # CHECK fine-tuning points=2
 exercise_checks.week2_fine_tuned(fine_tuned, data, head_only)
 passed("fine-tuning")
-
 
 # %% [markdown]
 # ## 3. Precision and recall by hand
@@ -245,13 +274,14 @@ passed("fine-tuning")
 # the class) and recall (correct predictions of the class over all images of
 # the class). When a class is never predicted, its precision is 0. NumPy only.
 
+
 # %%
 def confusion(y_true, y_pred, num_classes):
-    raise NotImplementedError("Blank 7 of week2_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 7 of week2_exercise is not filled in yet")
 
 
 def precision_recall(matrix):
-    raise NotImplementedError("Blank 8 of week2_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 8 of week2_exercise is not filled in yet")
 
 
 # %%

@@ -60,7 +60,9 @@ def random_boxes(n, rng, size=100.0):
     """n random xyxy boxes inside a size x size image."""
     corner = rng.uniform(0, size * 0.8, size=(n, 2))
     extent = rng.uniform(2, size * 0.4, size=(n, 2))
-    return np.concatenate([corner, np.minimum(corner + extent, size)], axis=1).astype(np.float32)
+    return np.concatenate(
+        [corner, np.minimum(corner + extent, size)], axis=1
+    ).astype(np.float32)
 
 
 # %% [markdown]
@@ -75,7 +77,7 @@ def random_boxes(n, rng, size=100.0):
 
 # %%
 def iou(boxes_a, boxes_b):
-    raise NotImplementedError("Blank 1 of week3_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 1 of week3_exercise is not filled in yet")
 
 
 # %%
@@ -99,7 +101,7 @@ passed("IoU")
 
 # %%
 def focal_loss(y_true, logits, gamma=2.0, alpha=0.25):
-    raise NotImplementedError("Blank 2 of week3_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 2 of week3_exercise is not filled in yet")
 
 
 # %%
@@ -124,8 +126,9 @@ passed("focal loss")
 
 
 # %%
-# Your prediction: how many of A, B and C does non-maximum suppression keep (threshold 0.5)?
-raise NotImplementedError("Blank 3 of week3_exercise is not filled in yet: replace this line with your code.")
+# Your prediction: how many of A, B and C does non-maximum suppression keep
+# (threshold 0.5)?
+raise NotImplementedError("Blank 3 of week3_exercise is not filled in yet")
 
 # %%
 # CHECK prediction points=1
@@ -135,7 +138,7 @@ passed("prediction")
 
 # %%
 def nms(boxes, scores, iou_threshold=0.5):
-    raise NotImplementedError("Blank 4 of week3_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 4 of week3_exercise is not filled in yet")
 
 
 # %%
@@ -160,7 +163,7 @@ passed("non-maximum suppression")
 
 # %%
 def label_anchors(anchors, truth_boxes, positive=0.5, negative=0.4):
-    raise NotImplementedError("Blank 5 of week3_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 5 of week3_exercise is not filled in yet")
 
 
 # %%
@@ -196,16 +199,18 @@ passed("anchor labels")
 
 # %%
 def encode_boxes(anchors, boxes):
-    raise NotImplementedError("Blank 6 of week3_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 6 of week3_exercise is not filled in yet")
 
 
 def decode_boxes(anchors, offsets):
-    raise NotImplementedError("Blank 7 of week3_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 7 of week3_exercise is not filled in yet")
 
 
 # %%
 # CHECK boxes points=2
-exercise_checks.week3_box_encoding(encode_boxes, decode_boxes, random_boxes, rng)
+exercise_checks.week3_box_encoding(
+    encode_boxes, decode_boxes, random_boxes, rng
+)
 passed("box encoding")
 
 # %% [markdown]
@@ -229,7 +234,7 @@ passed("box encoding")
 
 # %%
 # Your prediction: which detection, 1 or 2, is the true positive?
-raise NotImplementedError("Blank 8 of week3_exercise is not filled in yet: replace this line with your code.")
+raise NotImplementedError("Blank 8 of week3_exercise is not filled in yet")
 
 # %%
 # CHECK matching_prediction points=1
@@ -246,7 +251,7 @@ passed("prediction")
 
 # %%
 def match_detections(boxes, scores, truth_boxes, iou_threshold=0.5):
-    raise NotImplementedError("Blank 9 of week3_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 9 of week3_exercise is not filled in yet")
 
 
 # %%
@@ -269,7 +274,7 @@ passed("matching detections to objects")
 
 # %%
 def average_precision(scores, is_true_positive, n_objects):
-    raise NotImplementedError("Blank 10 of week3_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 10 of week3_exercise is not filled in yet")
 
 
 # %%

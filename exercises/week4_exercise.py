@@ -66,20 +66,20 @@ rng = np.random.default_rng(0)
 # where $|\cdot|$ counts the pixels that are 1. When both masks are empty there
 # is nothing to get wrong: return 1.0 (and never divide by zero). Use NumPy.
 
+
 # %%
 def dice(truth, predicted):
-    raise NotImplementedError("Blank 1 of week4_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 1 of week4_exercise is not filled in yet")
 
 
 def iou(truth, predicted):
-    raise NotImplementedError("Blank 2 of week4_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 2 of week4_exercise is not filled in yet")
 
 
 # %%
 # CHECK dice-and-iou points=1
 exercise_checks.week4_dice_and_iou(dice, iou, rng)
 passed("Dice and IoU")
-
 
 # %% [markdown]
 # ## 2. The output size of a transposed convolution
@@ -91,16 +91,16 @@ passed("Dice and IoU")
 # values and the kernel adds $k - 1$ more; `"same"` is chosen so that the
 # output is exactly `stride` times the input.
 
+
 # %%
 def transposed_output_size(n, kernel, stride, padding="valid"):
-    raise NotImplementedError("Blank 3 of week4_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 3 of week4_exercise is not filled in yet")
 
 
 # %%
 # CHECK transposed-convolution-sizes points=2
 exercise_checks.week4_transposed_convolution_sizes(transposed_output_size)
 passed("transposed convolution sizes")
-
 
 # %% [markdown]
 # ## 3. A three-level U-Net
@@ -137,9 +137,10 @@ passed("transposed convolution sizes")
 # With the default filters, for 32×32×3 inputs and 3 classes, the right
 # choice gives exactly 121,899 parameters.
 
+
 # %%
 def build_unet(input_shape=(32, 32, 3), num_classes=3, filters=(8, 16, 32, 64)):
-    raise NotImplementedError("Blank 4 of week4_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 4 of week4_exercise is not filled in yet")
 
 
 # %%
@@ -166,9 +167,9 @@ passed("U-Net")
 #    block, ...); the check measures the result, not the recipe.
 
 # %%
-# Your prediction, predicted_half_params, and your build_small_unet(input_shape, num_classes)
-# (at most 40,000 parameters).
-raise NotImplementedError("Blank 5 of week4_exercise is not filled in yet: replace this line with your code.")
+# Your prediction, predicted_half_params, and your build_small_unet(input_shape,
+# num_classes) (at most 40,000 parameters).
+raise NotImplementedError("Blank 5 of week4_exercise is not filled in yet")
 
 # %%
 # CHECK budget points=2
@@ -188,8 +189,9 @@ passed("U-Net on a budget")
 # pixels; each pooling doubles that distance.
 
 # %%
-# Your prediction: the receptive field, in input pixels across, of one pixel of the bottleneck.
-raise NotImplementedError("Blank 6 of week4_exercise is not filled in yet: replace this line with your code.")
+# Your prediction: the receptive field, in input pixels across, of one pixel of
+# the bottleneck.
+raise NotImplementedError("Blank 6 of week4_exercise is not filled in yet")
 
 # %%
 # CHECK receptive-field points=1
@@ -233,18 +235,33 @@ SEEDS = (0, 1, 2)
 
 
 def train_tiny(model, loss, epochs=6):
-    """Train ``model`` (softmax over 2 classes) on tiny_train with ``loss``; the share of tiny_test's objects found."""
+    """Train ``model`` (softmax over 2 classes) on tiny_train with ``loss``;
+    the share of tiny_test's objects found."""
     steps = epochs * int(np.ceil(len(tiny_train.images) / 16))
-    model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(3e-3, steps)), loss=loss)
-    model.fit(tiny_train.images, tiny_train.binary_masks(), batch_size=16, epochs=epochs, verbose=0)
-    # A direct call, not model.predict: six new models would make TensorFlow warn about retracing.
-    predicted = keras.ops.convert_to_numpy(model(tiny_test.images, training=False)).argmax(axis=-1)
+    model.compile(
+        optimizer=keras.optimizers.Adam(
+            keras.optimizers.schedules.CosineDecay(3e-3, steps)
+        ),
+        loss=loss,
+    )
+    model.fit(
+        tiny_train.images,
+        tiny_train.binary_masks(),
+        batch_size=16,
+        epochs=epochs,
+        verbose=0,
+    )
+    # A direct call, not model.predict: six new models would make TensorFlow
+    # warn about retracing.
+    predicted = keras.ops.convert_to_numpy(
+        model(tiny_test.images, training=False)
+    ).argmax(axis=-1)
     return segmentation.objects_found(tiny_test, predicted)
 
 
 # %%
 def soft_dice_loss(y_true, y_pred):
-    raise NotImplementedError("Blank 7 of week4_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 7 of week4_exercise is not filled in yet")
 
 
 # %%
@@ -259,7 +276,7 @@ passed("soft Dice loss")
 
 # %%
 # Your prediction ("ce" or "dice"), then found = {"ce": [...], "dice": [...]}.
-raise NotImplementedError("Blank 8 of week4_exercise is not filled in yet: replace this line with your code.")
+raise NotImplementedError("Blank 8 of week4_exercise is not filled in yet")
 
 # %%
 # CHECK loss-prediction points=1
@@ -278,7 +295,7 @@ passed("loss prediction")
 
 # %%
 # Print the means and spreads, then set better_loss and beyond_noise.
-raise NotImplementedError("Blank 9 of week4_exercise is not filled in yet: replace this line with your code.")
+raise NotImplementedError("Blank 9 of week4_exercise is not filled in yet")
 
 # %%
 # CHECK loss-verdict points=2
@@ -297,14 +314,16 @@ passed("the verdict of three seeds")
 # during training (`keras.optimizers.schedules.CosineDecay`) helps.
 
 # %%
-scene_args = dict(size=32, objects=1, object_size=(10, 16), classes=("circle", "square"))
+scene_args = dict(
+    size=32, objects=1, object_size=(10, 16), classes=("circle", "square")
+)
 train = make_scenes(480, seed=1, **scene_args)
 test = make_scenes(200, seed=2, **scene_args)
 EPOCHS = profile.pick(smoke=12, cpu=12, gpu=12)
 
 # %%
 config.seed_everything(0)
-raise NotImplementedError("Blank 10 of week4_exercise is not filled in yet: replace this line with your code.")
+raise NotImplementedError("Blank 10 of week4_exercise is not filled in yet")
 
 # %%
 # CHECK training points=2
@@ -315,13 +334,26 @@ check_reached(  # every pixel is an example for the diagnosis
     score,
     0.8,
     "the U-Net's mean IoU",
-    lambda: diagnose_classifier(unet_model, train.images, train.masks, test.images, test.masks, batch_size=32),
+    lambda: diagnose_classifier(
+        unet_model,
+        train.images,
+        train.masks,
+        test.images,
+        test.masks,
+        batch_size=32,
+    ),
 )
 passed("training")
 
 # %%
-fig = segmentation.plot_segmentation(test.images, test.masks, predicted, class_names=("background", "circle", "square"),
-                                     n=8, title="your U-Net on test scenes")
+fig = segmentation.plot_segmentation(
+    test.images,
+    test.masks,
+    predicted,
+    class_names=("background", "circle", "square"),
+    n=8,
+    title="your U-Net on test scenes",
+)
 
 # %% [markdown]
 # Done: every check above passed.

@@ -42,7 +42,13 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from course_utils import config, exercise_checks, predictions
 from course_utils import metric_learning as ml
-from course_utils.checks import check, check_close, check_equal, check_shape, passed
+from course_utils.checks import (
+    check,
+    check_close,
+    check_equal,
+    check_shape,
+    passed,
+)
 from course_utils.scenes import make_scenes
 
 profile = config.setup(PROFILE, seed=0)
@@ -56,9 +62,10 @@ rng = np.random.default_rng(0)
 # equal to the cosine of the angle between row `i` of `a` and row `j` of `b`,
 # $\frac{a_i \cdot b_j}{\|a_i\|\,\|b_j\|}$. The rows need not have length 1.
 
+
 # %%
 def cosine_similarity_matrix(a, b):
-    raise NotImplementedError("Blank 1 of week5_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 1 of week5_exercise is not filled in yet")
 
 
 # %%
@@ -83,8 +90,9 @@ passed("cosine similarity matrix")
 # temperature 0.1? Store the number in `predicted_collapsed_loss` (within 1%).
 
 # %%
-# Your prediction: the loss of collapsed embeddings for 48 pairs at temperature 0.1.
-raise NotImplementedError("Blank 2 of week5_exercise is not filled in yet: replace this line with your code.")
+# Your prediction: the loss of collapsed embeddings for 48 pairs at temperature
+# 0.1.
+raise NotImplementedError("Blank 2 of week5_exercise is not filled in yet")
 
 # %%
 # CHECK prediction points=1
@@ -94,7 +102,7 @@ passed("prediction")
 
 # %%
 def softmax_loss(anchors, positives, temperature):
-    raise NotImplementedError("Blank 3 of week5_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 3 of week5_exercise is not filled in yet")
 
 
 # %%
@@ -118,8 +126,9 @@ passed("temperature softmax loss")
 # temperature 0.1? Store the number in `predicted_clustered_loss` (within 1%).
 
 # %%
-# Your prediction: part 2's loss of a perfect clustering, 48 pairs (16 per class), temperature 0.1.
-raise NotImplementedError("Blank 4 of week5_exercise is not filled in yet: replace this line with your code.")
+# Your prediction: part 2's loss of a perfect clustering, 48 pairs (16 per
+# class), temperature 0.1.
+raise NotImplementedError("Blank 4 of week5_exercise is not filled in yet")
 
 # %%
 # CHECK clustered-prediction points=1
@@ -136,9 +145,12 @@ passed("prediction")
 # the others as wrong, and give exactly part 2's loss when every label appears
 # once. You may call your `cosine_similarity_matrix`.
 
+
 # %%
-def class_softmax_loss(anchors, positives, temperature, anchor_labels, positive_labels):
-    raise NotImplementedError("Blank 5 of week5_exercise is not filled in yet: replace this line with your code.")
+def class_softmax_loss(
+    anchors, positives, temperature, anchor_labels, positive_labels
+):
+    raise NotImplementedError("Blank 5 of week5_exercise is not filled in yet")
 
 
 # %%
@@ -153,13 +165,26 @@ passed("the class-aware softmax loss")
 # no longer coincide:
 
 # %%
-three_points = np.array([[1.0, 0.0, 0.0], [-0.5, np.sqrt(3) / 2, 0.0], [-0.5, -np.sqrt(3) / 2, 0.0]])
+three_points = np.array(
+    [[1.0, 0.0, 0.0], [-0.5, np.sqrt(3) / 2, 0.0], [-0.5, -np.sqrt(3) / 2, 0.0]]
+)
 pair_labels = np.repeat(np.arange(3), 16)
 clustered = three_points[pair_labels]
-pulled_apart = clustered + np.outer(np.tile(np.linspace(-1, 1, 16), 3), [0.0, 0.0, 1.0])
-for name, points in [("perfect clustering", clustered), ("each class pulled apart", pulled_apart)]:
-    print(f"{name:<24} part 2's target: {softmax_loss(points, points, 0.1):.2f}   "
-          f"the class-aware target: {class_softmax_loss(points, points, 0.1, pair_labels, pair_labels):.2f}")
+pulled_apart = clustered + np.outer(
+    np.tile(np.linspace(-1, 1, 16), 3), [0.0, 0.0, 1.0]
+)
+for name, points in [
+    ("perfect clustering", clustered),
+    ("each class pulled apart", pulled_apart),
+]:
+    class_aware = class_softmax_loss(
+        points, points, 0.1, pair_labels, pair_labels
+    )
+    print(
+        f"{name:<24} part 2's target: {softmax_loss(points, points, 0.1):.2f}"
+        "   "
+        f"the class-aware target: {class_aware:.2f}"
+    )
 
 # %% [markdown]
 # Part 2's target *rewards* pulling a class apart: its loss falls when the
@@ -181,9 +206,10 @@ for name, points in [("perfect clustering", clustered), ("each class pulled apar
 # (`np.bincount(...).argmax()` does exactly that). The check compares your
 # votes with scikit-learn's `KNeighborsClassifier(metric="cosine")`.
 
+
 # %%
 def knn_vote(reference, labels, queries, k):
-    raise NotImplementedError("Blank 6 of week5_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 6 of week5_exercise is not filled in yet")
 
 
 # %%
@@ -205,23 +231,38 @@ passed("kNN majority vote")
 # %%
 classes = ("circle", "square", "triangle")
 train = make_scenes(300, size=32, seed=1, classes=classes, object_size=(12, 22))
-validation = make_scenes(150, size=32, seed=2, classes=classes, object_size=(12, 22))
+validation = make_scenes(
+    150, size=32, seed=2, classes=classes, object_size=(12, 22)
+)
 test = make_scenes(300, size=32, seed=3, classes=classes, object_size=(12, 22))
 EPOCHS = 20  # the same at every profile: the checks need a trained network
 
 # %%
 config.seed_everything(0)
-raise NotImplementedError("Blank 7 of week5_exercise is not filled in yet: replace this line with your code.")
+raise NotImplementedError("Blank 7 of week5_exercise is not filled in yet")
 
 # %%
 # CHECK training points=2
 train_embeddings = ml.embed(embedder, train.images)
-check_shape(train_embeddings, (300, 32), "embeddings of the 300 training images")
-check_close(np.linalg.norm(train_embeddings, axis=1), np.ones(300), "lengths of the embeddings", atol=1e-3)
+check_shape(
+    train_embeddings, (300, 32), "embeddings of the 300 training images"
+)
+check_close(
+    np.linalg.norm(train_embeddings, axis=1),
+    np.ones(300),
+    "lengths of the embeddings",
+    atol=1e-3,
+)
 same = train.labels[:, None] == train.labels[None, :]
-gap = (train_embeddings @ train_embeddings.T)[same].mean() - (train_embeddings @ train_embeddings.T)[~same].mean()
+gap = (train_embeddings @ train_embeddings.T)[same].mean() - (
+    train_embeddings @ train_embeddings.T
+)[~same].mean()
 print(f"mean similarity, same class minus different classes: {gap:.2f}")
-check(gap > 0.3, f"images of the same class should be much more similar than others (gap {gap:.2f}); train longer?")
+check(
+    gap > 0.3,
+    "images of the same class should be much more similar than others (gap"
+    f" {gap:.2f}); train longer?",
+)
 passed("training")
 
 # %% [markdown]
@@ -240,26 +281,55 @@ CANDIDATES = [1, 3, 5, 7, 9, 15]
 # %%
 validation_embeddings = ml.embed(embedder, validation.images)
 test_embeddings = ml.embed(embedder, test.images)
-raise NotImplementedError("Blank 8 of week5_exercise is not filled in yet: replace this line with your code.")
+raise NotImplementedError("Blank 8 of week5_exercise is not filled in yet")
 
 # %%
 # CHECK choosing-k-and-test-accuracy points=2
-check(best_k in CANDIDATES, f"best_k must be one of {CANDIDATES}, got {best_k!r}")
-# The check embeds the three sets with your network itself, so it judges what `embedder` computes.
-on_train, on_validation, on_test_set = (ml.embed(embedder, s.images) for s in (train, validation, test))
-scores = {k: np.mean(knn_vote(on_train, train.labels, on_validation, k) == validation.labels) for k in CANDIDATES}
-on_test = {k: np.mean(knn_vote(on_train, train.labels, on_test_set, k) == test.labels) for k in CANDIDATES}
-check_equal(best_k, max(CANDIDATES, key=lambda k: (scores[k], -k)), "best_k (highest validation accuracy)",
-            mistakes={"you chose k on the TEST set: choose it on the validation set, and use the test set once, "
-                      "at the end.": max(CANDIDATES, key=lambda k: (on_test[k], -k)),
-                      "several k tie on the validation set: take the smallest of them.":
-                          max(CANDIDATES, key=lambda k: (scores[k], k)),
-                      "that k has the LOWEST validation accuracy: take the highest.":
-                          min(CANDIDATES, key=lambda k: (scores[k], k))})
+check(
+    best_k in CANDIDATES, f"best_k must be one of {CANDIDATES}, got {best_k!r}"
+)
+# The check embeds the three sets with your network itself, so it judges what
+# `embedder` computes.
+on_train, on_validation, on_test_set = (
+    ml.embed(embedder, s.images) for s in (train, validation, test)
+)
+scores = {
+    k: np.mean(
+        knn_vote(on_train, train.labels, on_validation, k) == validation.labels
+    )
+    for k in CANDIDATES
+}
+on_test = {
+    k: np.mean(knn_vote(on_train, train.labels, on_test_set, k) == test.labels)
+    for k in CANDIDATES
+}
+check_equal(
+    best_k,
+    max(CANDIDATES, key=lambda k: (scores[k], -k)),
+    "best_k (highest validation accuracy)",
+    mistakes={
+        "you chose k on the TEST set: choose it on the validation set, and use"
+        " the test set once, at the end.": max(
+            CANDIDATES, key=lambda k: (on_test[k], -k)
+        ),
+        "several k tie on the validation set: take the smallest of them.": max(
+            CANDIDATES, key=lambda k: (scores[k], k)
+        ),
+        "that k has the LOWEST validation accuracy: take the highest.": min(
+            CANDIDATES, key=lambda k: (scores[k], k)
+        ),
+    },
+)
 check_close(test_accuracy, on_test[best_k], "test_accuracy with best_k")
-print(f"best k on the validation set: {best_k}; test accuracy: {test_accuracy:.3f}")
-check(on_test[best_k] >= 0.9,
-      f"kNN on your embedding reaches {on_test[best_k]:.3f} test accuracy; at least 0.9 is needed.")
+print(
+    f"best k on the validation set: {best_k}; test accuracy:"
+    f" {test_accuracy:.3f}"
+)
+check(
+    on_test[best_k] >= 0.9,
+    f"kNN on your embedding reaches {on_test[best_k]:.3f} test accuracy; at"
+    " least 0.9 is needed.",
+)
 passed("choosing k and test accuracy")
 
 # %% [markdown]
@@ -282,14 +352,19 @@ passed("choosing k and test accuracy")
 # similarity is at least `threshold` is accepted.
 
 # %%
-validation_similarities, validation_same = ml.all_pairs(validation_embeddings, validation.labels)
+validation_similarities, validation_same = ml.all_pairs(
+    validation_embeddings, validation.labels
+)
 test_similarities, test_same = ml.all_pairs(test_embeddings, test.labels)
-print(f"{len(validation_same)} validation pairs, {validation_same.sum()} of them of the same class")
+print(
+    f"{len(validation_same)} validation pairs, {validation_same.sum()} of them"
+    " of the same class"
+)
 
 
 # %%
 def pair_errors(similarities, same, threshold):
-    raise NotImplementedError("Blank 9 of week5_exercise is not filled in yet: replace this line with your code.")
+    raise NotImplementedError("Blank 9 of week5_exercise is not filled in yet")
 
 
 # %%
@@ -304,7 +379,7 @@ passed("pair_errors")
 # `"the same"`?
 
 # %%
-raise NotImplementedError("Blank 10 of week5_exercise is not filled in yet: replace this line with your code.")
+raise NotImplementedError("Blank 10 of week5_exercise is not filled in yet")
 
 # %%
 # CHECK threshold-prediction points=1
@@ -319,17 +394,25 @@ predictions.week5_threshold_direction(predicted_direction, embedder, validation)
 # refuses.
 
 # %%
-raise NotImplementedError("Blank 11 of week5_exercise is not filled in yet: replace this line with your code.")
+raise NotImplementedError("Blank 11 of week5_exercise is not filled in yet")
 
 # %%
 # CHECK threshold points=3
 exercise_checks.week5_threshold(threshold, embedder, validation, test)
-check_close([test_false_accept_rate, test_false_reject_rate],
-            exercise_checks.week5_test_rates(threshold, embedder, test),
-            "test_false_accept_rate and test_false_reject_rate at your threshold",
-            mistakes={"the two rates are swapped.": exercise_checks.week5_test_rates(threshold, embedder, test)[::-1]})
-print(f"on the test pairs: {test_false_accept_rate:.2%} of the impostors accepted, "
-      f"{test_false_reject_rate:.2%} of the genuine pairs refused")
+check_close(
+    [test_false_accept_rate, test_false_reject_rate],
+    exercise_checks.week5_test_rates(threshold, embedder, test),
+    "test_false_accept_rate and test_false_reject_rate at your threshold",
+    mistakes={
+        "the two rates are swapped.": exercise_checks.week5_test_rates(
+            threshold, embedder, test
+        )[::-1]
+    },
+)
+print(
+    f"on the test pairs: {test_false_accept_rate:.2%} of the impostors"
+    f" accepted, {test_false_reject_rate:.2%} of the genuine pairs refused"
+)
 passed("threshold")
 
 # %% [markdown]

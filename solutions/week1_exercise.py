@@ -77,7 +77,9 @@ def correlate2d(x, kernel, padding=0, stride=1):
     y = np.zeros((out_h, out_w, filters))
     for i in range(out_h):
         for j in range(out_w):
-            window = x[i * stride : i * stride + kh, j * stride : j * stride + kw, :]
+            window = x[
+                i * stride : i * stride + kh, j * stride : j * stride + kw, :
+            ]
             y[i, j] = np.tensordot(window, kernel, axes=3)
     return y
     ### END SOLUTION
@@ -153,35 +155,47 @@ def conv_params(kh, kw, in_channels, filters):
     ### END SOLUTION
 
 
-# first_layer_side: the output side length for a 224x224 input, a 7x7 kernel, stride 2, padding 3.
+# first_layer_side: the output side length for a 224x224 input, a 7x7 kernel,
+# stride 2, padding 3.
 ### BEGIN SOLUTION
 first_layer_side = output_size(224, 7, stride=2, padding=3)
 ### END SOLUTION
-# c3_params: the parameters of LeNet-5's second convolution, 16 filters of 5x5 over 6 maps.
+# c3_params: the parameters of LeNet-5's second convolution, 16 filters of 5x5
+# over 6 maps.
 ### BEGIN SOLUTION
 c3_params = conv_params(5, 5, 6, 16)
 ### END SOLUTION
-# vgg_block_params: the parameters of a 3x3 convolution with 128 filters over 64 maps.
+# vgg_block_params: the parameters of a 3x3 convolution with 128 filters over 64
+# maps.
 ### BEGIN SOLUTION
 vgg_block_params = conv_params(3, 3, 64, 128)
 ### END SOLUTION
-# Design decisions: same_padding, the padding that keeps 28x28 at 28x28 (5x5 kernel, stride 1),
-# and halving, a (stride, padding) that takes 64x64 to 32x32 with a 3x3 kernel.
+# Design decisions: same_padding, the padding that keeps 28x28 at 28x28 (5x5
+# kernel, stride 1), and halving, a (stride, padding) that takes 64x64 to 32x32
+# with a 3x3 kernel.
 ### BEGIN SOLUTION
 same_padding = 2  # (28 + 2p - 5) + 1 = 28 needs p = 2: (k - 1) / 2 on each side
 halving = (2, 1)  # (64 + 2 - 3) // 2 + 1 = 32
 ### END SOLUTION
-# Predictions for LeNet-5: predicted_flatten_input, the shape entering the flatten (a tuple), and
-# predicted_dense_params, the parameters of the first dense layer.
+# Predictions for LeNet-5: predicted_flatten_input, the shape entering the
+# flatten (a tuple), and predicted_dense_params, the parameters of the first
+# dense layer.
 ### BEGIN SOLUTION
-predicted_flatten_input = (5, 5, 16)  # 32 -5+1-> 28 /2-> 14 -5+1-> 10 /2-> 5, with 16 maps
+# 32 -5+1-> 28 /2-> 14 -5+1-> 10 /2-> 5, with 16 maps
+predicted_flatten_input = (5, 5, 16)
 predicted_dense_params = 5 * 5 * 16 * 120 + 120
 ### END SOLUTION
 
 # %%
 # CHECK sizes points=2
 exercise_checks.week1_sizes(
-    c3_params, conv_params, first_layer_side, halving, output_size, same_padding, vgg_block_params
+    c3_params,
+    conv_params,
+    first_layer_side,
+    halving,
+    output_size,
+    same_padding,
+    vgg_block_params,
 )
 passed("output sizes and parameter counts")
 
@@ -221,7 +235,8 @@ def build_lenet5():
     return keras.Sequential(
         [
             keras.Input((28, 28, 1)),
-            layers.Conv2D(6, 5, padding="same", activation="tanh"),  # 28 -> 28, pooled to 14
+            # 28 -> 28, pooled to 14
+            layers.Conv2D(6, 5, padding="same", activation="tanh"),
             layers.AveragePooling2D(2),
             layers.Conv2D(16, 5, activation="tanh"),  # 14 -> 10, pooled to 5
             layers.AveragePooling2D(2),
@@ -259,7 +274,9 @@ lenet.compile(
     loss="sparse_categorical_crossentropy",
     metrics=["accuracy"],
 )
-lenet.fit(digits.x_train, digits.y_train, epochs=EPOCHS, batch_size=32, verbose=0)
+lenet.fit(
+    digits.x_train, digits.y_train, epochs=EPOCHS, batch_size=32, verbose=0
+)
 ### END SOLUTION
 
 # %%
@@ -272,7 +289,9 @@ check_reached(
     test_accuracy,
     0.95,
     "LeNet-5's test accuracy",
-    lambda: diagnose_classifier(lenet, digits.x_train, digits.y_train, digits.x_test, digits.y_test),
+    lambda: diagnose_classifier(
+        lenet, digits.x_train, digits.y_train, digits.x_test, digits.y_test
+    ),
 )
 passed("training")
 
@@ -350,8 +369,10 @@ predictions.week1_mirror_tta(predicted_effect, lenet, digits)
 ### BEGIN SOLUTION
 tta_augment = keras.Sequential(
     [
-        layers.RandomTranslation(0.05, 0.05, fill_mode="constant"),  # a pixel or two: still the same digit
-        layers.RandomRotation(0.02, fill_mode="constant"),  # about 7 degrees: handwriting leans that much
+        # a pixel or two: still the same digit
+        layers.RandomTranslation(0.05, 0.05, fill_mode="constant"),
+        # about 7 degrees: handwriting leans that much
+        layers.RandomRotation(0.02, fill_mode="constant"),
     ]
 )
 ### END SOLUTION
@@ -397,9 +418,11 @@ passed("the augmentation for test-time augmentation")
 # pass, these are the pixels that `grad_y[1, 2]` reaches.
 
 # %%
-# Your prediction: the input rows (first, last) and columns (first, last) that output (1, 2) depends on.
+# Your prediction: the input rows (first, last) and columns (first, last) that
+# output (1, 2) depends on.
 ### BEGIN SOLUTION
-predicted_rows = (1 * 2 - 1, 1 * 2 - 1 + 2)  # the window starts at i * stride - padding and is 3 wide
+# the window starts at i * stride - padding and is 3 wide
+predicted_rows = (1 * 2 - 1, 1 * 2 - 1 + 2)
 predicted_columns = (2 * 2 - 1, 2 * 2 - 1 + 2)
 ### END SOLUTION
 
@@ -414,22 +437,43 @@ def correlate2d_backward(x, kernel, grad_y, padding=0, stride=1):
     ### BEGIN SOLUTION
     kh, kw, channels, filters = kernel.shape
     padded = np.pad(x, ((padding, padding), (padding, padding), (0, 0)))
-    # The outputs sit `stride` apart in the padded input: put stride - 1 zeros between them.
-    spread = np.zeros(((grad_y.shape[0] - 1) * stride + 1, (grad_y.shape[1] - 1) * stride + 1, filters))
-    spread[::stride, ::stride] = grad_y
-    # kernel[a, b, c, f] met padded[i * stride + a, j * stride + b, c] at output (i, j, f): correlate the padded
-    # input, one channel at a time, with the spread gradient as the kernel (rows of the input past the last window
-    # give extra rows, cropped off).
-    grad_kernel = np.stack(
-        [correlate2d(padded[:, :, [c]], spread[:, :, None, :])[:kh, :kw] for c in range(channels)], axis=2
+    # The outputs sit `stride` apart in the padded input: put stride - 1 zeros
+    # between them.
+    spread = np.zeros(
+        (
+            (grad_y.shape[0] - 1) * stride + 1,
+            (grad_y.shape[1] - 1) * stride + 1,
+            filters,
+        )
     )
-    # padded[r, s, c] received grad_y * kernel[r - i * stride, s - j * stride, c, f]: a full correlation of the
-    # spread gradient with the kernel flipped in both spatial axes, its channel axes swapped; the padded rows past
-    # the last window received nothing, so the spread gradient gets zeros there too.
-    missing = (padded.shape[0] - (spread.shape[0] + kh - 1), padded.shape[1] - (spread.shape[1] + kw - 1))
-    around = np.pad(spread, ((kh - 1, kh - 1 + missing[0]), (kw - 1, kw - 1 + missing[1]), (0, 0)))
+    spread[::stride, ::stride] = grad_y
+    # kernel[a, b, c, f] met padded[i * stride + a, j * stride + b, c] at output
+    # (i, j, f): correlate the padded input, one channel at a time, with the
+    # spread gradient as the kernel (rows of the input past the last window give
+    # extra rows, cropped off).
+    grad_kernel = np.stack(
+        [
+            correlate2d(padded[:, :, [c]], spread[:, :, None, :])[:kh, :kw]
+            for c in range(channels)
+        ],
+        axis=2,
+    )
+    # padded[r, s, c] received grad_y * kernel[r - i * stride, s - j * stride,
+    # c, f]: a full correlation of the spread gradient with the kernel flipped
+    # in both spatial axes, its channel axes swapped; the padded rows past the
+    # last window received nothing, so the spread gradient gets zeros there too.
+    missing = (
+        padded.shape[0] - (spread.shape[0] + kh - 1),
+        padded.shape[1] - (spread.shape[1] + kw - 1),
+    )
+    around = np.pad(
+        spread,
+        ((kh - 1, kh - 1 + missing[0]), (kw - 1, kw - 1 + missing[1]), (0, 0)),
+    )
     grad_padded = correlate2d(around, kernel[::-1, ::-1].transpose(0, 1, 3, 2))
-    grad_x = grad_padded[padding : padding + x.shape[0], padding : padding + x.shape[1]]
+    grad_x = grad_padded[
+        padding : padding + x.shape[0], padding : padding + x.shape[1]
+    ]
     return grad_x, grad_kernel
     ### END SOLUTION
 
@@ -449,11 +493,23 @@ for padding, stride in [(2, 3), (1, 1)]:
     x = hidden_rng.normal(size=(8, 7, 3))
     kernel = hidden_rng.normal(size=(4, 2, 3, 5))
     pads = [[0, 0], [padding, padding], [padding, padding], [0, 0]]
-    grad_y = hidden_rng.normal(size=tf.nn.conv2d(x[None], kernel, strides=stride, padding=pads).shape[1:])
+    grad_y = hidden_rng.normal(
+        size=tf.nn.conv2d(x[None], kernel, strides=stride, padding=pads).shape[
+            1:
+        ]
+    )
     tape_x, tape_kernel = tape_gradients(x, kernel, grad_y, padding, stride)
-    grad_x, grad_kernel = correlate2d_backward(x, kernel, grad_y, padding, stride)
-    check_gradient(grad_x, tape_x, f"grad_x (hidden) padding={padding}, stride={stride}")
-    check_gradient(grad_kernel, tape_kernel, f"grad_kernel (hidden) padding={padding}, stride={stride}")
+    grad_x, grad_kernel = correlate2d_backward(
+        x, kernel, grad_y, padding, stride
+    )
+    check_gradient(
+        grad_x, tape_x, f"grad_x (hidden) padding={padding}, stride={stride}"
+    )
+    check_gradient(
+        grad_kernel,
+        tape_kernel,
+        f"grad_kernel (hidden) padding={padding}, stride={stride}",
+    )
 ### END HIDDEN TESTS
 
 # %% [markdown]

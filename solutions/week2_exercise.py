@@ -86,9 +86,11 @@ profile = config.setup(PROFILE, seed=0)
 # image size?
 
 # %%
-# Your prediction: the trainable parameters of build_frozen_classifier(5, input_size=64, alpha=0.35).
+# Your prediction: the trainable parameters of build_frozen_classifier(5,
+# input_size=64, alpha=0.35).
 ### BEGIN SOLUTION
-predicted_trainable = 1280 * 5 + 5  # only the dense head trains: 1280 features x 5 classes + 5 biases
+# only the dense head trains: 1280 features x 5 classes + 5 biases
+predicted_trainable = 1280 * 5 + 5
 ### END SOLUTION
 
 # %%
@@ -96,18 +98,26 @@ predicted_trainable = 1280 * 5 + 5  # only the dense head trains: 1280 features 
 predictions.week2_frozen_head(predicted_trainable)
 passed("prediction")
 
+
 # %%
-def build_frozen_classifier(num_classes, input_size=96, alpha=0.35, weights=None):
+def build_frozen_classifier(
+    num_classes, input_size=96, alpha=0.35, weights=None
+):
     ### BEGIN SOLUTION
-    base = keras.applications.MobileNetV2(input_shape=(input_size, input_size, 3), alpha=alpha,
-                                          include_top=False, weights=weights)
+    base = keras.applications.MobileNetV2(
+        input_shape=(input_size, input_size, 3),
+        alpha=alpha,
+        include_top=False,
+        weights=weights,
+    )
     base.name = "base"
     base.trainable = False
     inputs = keras.Input((input_size, input_size, 3))
     x = layers.Rescaling(2.0, offset=-1.0)(inputs)
     x = base(x)
-    # The average over the positions: one value per channel whatever the image size, so the dense layer
-    # below has 1280 x num_classes weights plus biases at any input_size (Flatten would have h x w times more).
+    # The average over the positions: one value per channel whatever the image
+    # size, so the dense layer below has 1280 x num_classes weights plus biases
+    # at any input_size (Flatten would have h x w times more).
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(0.2)(x)
     outputs = layers.Dense(num_classes, activation="softmax")(x)
@@ -124,9 +134,18 @@ passed("frozen base with a new head")
 ### BEGIN HIDDEN TESTS
 # CHECK frozen-base-with-a-new-head points=1
 other = build_frozen_classifier(3, input_size=96, alpha=0.5, weights=None)
-check_equal(sum(int(np.prod(w.shape)) for w in other.trainable_weights), 1280 * 3 + 3, "hidden: 3 classes, alpha 0.5")
-check(any(isinstance(layer, layers.Dropout) and np.isclose(layer.rate, 0.2) for layer in other.layers),
-      "hidden: the head has a dropout layer with rate 0.2")
+check_equal(
+    sum(int(np.prod(w.shape)) for w in other.trainable_weights),
+    1280 * 3 + 3,
+    "hidden: 3 classes, alpha 0.5",
+)
+check(
+    any(
+        isinstance(layer, layers.Dropout) and np.isclose(layer.rate, 0.2)
+        for layer in other.layers
+    ),
+    "hidden: the head has a dropout layer with rate 0.2",
+)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -140,14 +159,22 @@ check(any(isinstance(layer, layers.Dropout) and np.isclose(layer.rate, 0.2) for 
 # Run the cell and look at the curves.
 
 # %%
-data = rec.load_classification("scenes", image_size=32, n_train=400, n_test=400, seed=11)
+data = rec.load_classification(
+    "scenes", image_size=32, n_train=400, n_test=400, seed=11
+)
 
 
 def source_classifier():
-    """The chapter's MobileNetV2 (alpha 0.35, 32x32) with the source task's weights, its base frozen and named
-    "base", and a new head for our five classes."""
-    model = rec.mobilenetv2_classifier(len(data.class_names), input_size=32, weights="source",
-                                       trainable_base=False, verbose=False)
+    """The chapter's MobileNetV2 (alpha 0.35, 32x32) with the source task's
+    weights, its base frozen and named "base", and a new head for our five
+    classes."""
+    model = rec.mobilenetv2_classifier(
+        len(data.class_names),
+        input_size=32,
+        weights="source",
+        trainable_base=False,
+        verbose=False,
+    )
     rec.base_of(model).name = "base"
     return model
 
@@ -157,15 +184,26 @@ colleague = source_classifier()
 rec.compile_classifier(colleague, 1e-3)
 colleague.fit(data.x_train, data.y_train, batch_size=32, epochs=3, verbose=0)
 head_only, _ = rec.evaluate(colleague, data.x_test, data.y_test)
-with_new_head = colleague.get_weights()  # where the fine-tuning started: your fix starts there again
+# where the fine-tuning started: your fix starts there again
+with_new_head = colleague.get_weights()
 for layer in colleague.get_layer("base").layers:
     layer.trainable = True
 rec.compile_classifier(colleague, 1e-3)
-history = colleague.fit(data.x_train, data.y_train, batch_size=16, epochs=3, verbose=0,
-                        validation_data=(data.x_test, data.y_test))
-print(f"held-out accuracy with the new head alone: {head_only:.3f}; "
-      f"after the colleague's fine-tuning: {history.history['val_accuracy'][-1]:.3f}")
-fig = plots.training_curves(history, title="the colleague's fine-tuning", validation_label="held-out")
+history = colleague.fit(
+    data.x_train,
+    data.y_train,
+    batch_size=16,
+    epochs=3,
+    verbose=0,
+    validation_data=(data.x_test, data.y_test),
+)
+print(
+    f"held-out accuracy with the new head alone: {head_only:.3f}; after the"
+    f" colleague's fine-tuning: {history.history['val_accuracy'][-1]:.3f}"
+)
+fig = plots.training_curves(
+    history, title="the colleague's fine-tuning", validation_label="held-out"
+)
 
 # %% [markdown]
 # The training accuracy climbs; the held-out accuracy ends below what the head
@@ -185,15 +223,23 @@ fig = plots.training_curves(history, title="the colleague's fine-tuning", valida
 # colleague's model on its training scenes and on the held-out ones, decide
 # which explanation your numbers support, and store it in `diagnosis`.
 
+
 # %%
 def accuracy_in_both_modes(model, images, labels):
     ### BEGIN SOLUTION
     kept = model.get_weights()
-    training = keras.ops.convert_to_numpy(model(images, training=True)).argmax(axis=1)
+    training = keras.ops.convert_to_numpy(model(images, training=True)).argmax(
+        axis=1
+    )
     model.set_weights(kept)
-    inference = keras.ops.convert_to_numpy(model(images, training=False)).argmax(axis=1)
+    inference = keras.ops.convert_to_numpy(
+        model(images, training=False)
+    ).argmax(axis=1)
     labels = np.asarray(labels)
-    return float(np.mean(training == labels)), float(np.mean(inference == labels))
+    return (
+        float(np.mean(training == labels)),
+        float(np.mean(inference == labels)),
+    )
     ### END SOLUTION
 
 
@@ -201,17 +247,28 @@ def accuracy_in_both_modes(model, images, labels):
 # CHECK both-modes points=1
 probe, probe_images, probe_labels = exercise_checks.week2_mode_probe()
 answer = accuracy_in_both_modes(probe, probe_images, probe_labels)
-exercise_checks.week2_accuracy_in_both_modes(accuracy_in_both_modes, answer, probe)
+exercise_checks.week2_accuracy_in_both_modes(
+    accuracy_in_both_modes, answer, probe
+)
 passed("accuracy in both modes")
 
 # %%
-# Your measurements of the colleague's model, and your diagnosis: "overfitting", "learning_rate" or "batchnorm".
+# Your measurements of the colleague's model, and your diagnosis: "overfitting",
+# "learning_rate" or "batchnorm".
 ### BEGIN SOLUTION
-for name, images, labels in [("training scenes", data.x_train, data.y_train),
-                             ("held-out scenes", data.x_test, data.y_test)]:
-    training_mode, inference_mode = accuracy_in_both_modes(colleague, images, labels)
-    print(f"{name}: {training_mode:.3f} in training mode, {inference_mode:.3f} in inference mode")
-# High in training mode, on new scenes too; low in inference mode, on the very scenes it trained on.
+for name, images, labels in [
+    ("training scenes", data.x_train, data.y_train),
+    ("held-out scenes", data.x_test, data.y_test),
+]:
+    training_mode, inference_mode = accuracy_in_both_modes(
+        colleague, images, labels
+    )
+    print(
+        f"{name}: {training_mode:.3f} in training mode, {inference_mode:.3f} in"
+        " inference mode"
+    )
+# High in training mode, on new scenes too; low in inference mode, on the very
+# scenes it trained on.
 diagnosis = "batchnorm"
 ### END SOLUTION
 
@@ -237,6 +294,7 @@ passed("diagnosis")
 #   softmax output) and the accuracy metric (the new `trainable` settings take
 #   effect when the model is compiled).
 
+
 # %%
 def unfreeze_top(model, top_layers, learning_rate=1e-4):
     ### BEGIN SOLUTION
@@ -247,8 +305,11 @@ def unfreeze_top(model, top_layers, learning_rate=1e-4):
     for layer in base.layers:
         if isinstance(layer, layers.BatchNormalization):
             layer.trainable = False
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     ### END SOLUTION
 
 
@@ -263,7 +324,9 @@ passed("fine-tuning set-up")
 # CHECK fine-tuning-set-up points=1
 fresh = build_frozen_classifier(4, input_size=64)
 unfreeze_top(fresh, 40, learning_rate=3e-5)
-exercise_checks.week2_unfreeze_top(fresh, top_layers=40, learning_rate=3e-5, hidden=True)
+exercise_checks.week2_unfreeze_top(
+    fresh, top_layers=40, learning_rate=3e-5, hidden=True
+)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -282,12 +345,20 @@ config.seed_everything(0)
 fine_tuned = source_classifier()
 fine_tuned.set_weights(with_new_head)
 unfreeze_top(fine_tuned, 40, learning_rate=1e-4)
-fixed_history = fine_tuned.fit(data.x_train, data.y_train, batch_size=16, epochs=3, verbose=0,
-                               validation_data=(data.x_test, data.y_test))
+fixed_history = fine_tuned.fit(
+    data.x_train,
+    data.y_train,
+    batch_size=16,
+    epochs=3,
+    verbose=0,
+    validation_data=(data.x_test, data.y_test),
+)
 ### END SOLUTION
 
 # %%
-fig = plots.training_curves(fixed_history, title="your fine-tuning", validation_label="held-out")
+fig = plots.training_curves(
+    fixed_history, title="your fine-tuning", validation_label="held-out"
+)
 
 # %%
 # CHECK fine-tuning points=2
@@ -297,16 +368,38 @@ passed("fine-tuning")
 # %%
 ### BEGIN HIDDEN TESTS
 # CHECK fine-tuning points=1
-# From the weights, which is what reaches the grader of a model. The head's training leaves the frozen base as the
-# source task left it, so the fine-tuning started from the source weights: BatchNormalization's averages still
-# there (the layers frozen), and some of the base's convolution kernels moved (the base fine-tuned).
-start = {weight.path: keras.ops.convert_to_numpy(weight) for weight in source_classifier().get_layer("base").weights}
-now = {weight.path: keras.ops.convert_to_numpy(weight) for weight in fine_tuned.get_layer("base").weights}
+# From the weights, which is what reaches the grader of a model. The head's
+# training leaves the frozen base as the source task left it, so the fine-tuning
+# started from the source weights: BatchNormalization's averages still there
+# (the layers frozen), and some of the base's convolution kernels moved (the
+# base fine-tuned).
+start = {
+    weight.path: keras.ops.convert_to_numpy(weight)
+    for weight in source_classifier().get_layer("base").weights
+}
+now = {
+    weight.path: keras.ops.convert_to_numpy(weight)
+    for weight in fine_tuned.get_layer("base").weights
+}
 check(now.keys() == start.keys(), "hidden: the base is the source MobileNetV2")
-check(all(np.allclose(now[path], start[path]) for path in start if "moving_" in path),
-      "hidden: the base's BatchNormalization averages stay where the fine-tuning started (the layers frozen)")
-check(any(not np.allclose(now[path], start[path]) for path in start if path.endswith("kernel")),
-      "hidden: part of the base trains (top_layers > 0): with the whole base frozen, nothing is fine-tuned")
+check(
+    all(
+        np.allclose(now[path], start[path])
+        for path in start
+        if "moving_" in path
+    ),
+    "hidden: the base's BatchNormalization averages stay where the fine-tuning"
+    " started (the layers frozen)",
+)
+check(
+    any(
+        not np.allclose(now[path], start[path])
+        for path in start
+        if path.endswith("kernel")
+    ),
+    "hidden: part of the base trains (top_layers > 0): with the whole base"
+    " frozen, nothing is fine-tuned",
+)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -318,6 +411,7 @@ check(any(not np.allclose(now[path], start[path]) for path in start if path.ends
 # class: precision (correct predictions of the class over all predictions of
 # the class) and recall (correct predictions of the class over all images of
 # the class). When a class is never predicted, its precision is 0. NumPy only.
+
 
 # %%
 def confusion(y_true, y_pred, num_classes):
@@ -332,8 +426,18 @@ def precision_recall(matrix):
     ### BEGIN SOLUTION
     matrix = np.asarray(matrix, dtype=float)
     correct = np.diag(matrix)
-    precision = np.divide(correct, matrix.sum(axis=0), out=np.zeros_like(correct), where=matrix.sum(axis=0) > 0)
-    recall = np.divide(correct, matrix.sum(axis=1), out=np.zeros_like(correct), where=matrix.sum(axis=1) > 0)
+    precision = np.divide(
+        correct,
+        matrix.sum(axis=0),
+        out=np.zeros_like(correct),
+        where=matrix.sum(axis=0) > 0,
+    )
+    recall = np.divide(
+        correct,
+        matrix.sum(axis=1),
+        out=np.zeros_like(correct),
+        where=matrix.sum(axis=1) > 0,
+    )
     return precision, recall
     ### END SOLUTION
 
@@ -347,7 +451,9 @@ passed("precision and recall")
 ### BEGIN HIDDEN TESTS
 # CHECK precision-and-recall points=1
 never = precision_recall(confusion([0, 1, 2], [0, 0, 0], 3))
-check_close(never[0], [1 / 3, 0, 0], "hidden: a class never predicted has precision 0")
+check_close(
+    never[0], [1 / 3, 0, 0], "hidden: a class never predicted has precision 0"
+)
 check_close(never[1], [1, 0, 0], "hidden: recall")
 ### END HIDDEN TESTS
 

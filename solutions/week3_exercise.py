@@ -57,7 +57,9 @@ def random_boxes(n, rng, size=100.0):
     """n random xyxy boxes inside a size x size image."""
     corner = rng.uniform(0, size * 0.8, size=(n, 2))
     extent = rng.uniform(2, size * 0.4, size=(n, 2))
-    return np.concatenate([corner, np.minimum(corner + extent, size)], axis=1).astype(np.float32)
+    return np.concatenate(
+        [corner, np.minimum(corner + extent, size)], axis=1
+    ).astype(np.float32)
 
 
 # %% [markdown]
@@ -75,8 +77,12 @@ def iou(boxes_a, boxes_b):
     ### BEGIN SOLUTION
     a = np.asarray(boxes_a, np.float64)
     b = np.asarray(boxes_b, np.float64)
-    width = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
-    height = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    width = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(
+        a[:, None, 0], b[None, :, 0]
+    )
+    height = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(
+        a[:, None, 1], b[None, :, 1]
+    )
     inter = np.clip(width, 0, None) * np.clip(height, 0, None)
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
@@ -94,8 +100,14 @@ passed("IoU")
 # CHECK iou points=1
 hidden_rng = np.random.default_rng(11)
 a, b = random_boxes(20, hidden_rng), random_boxes(13, hidden_rng)
-check_close(iou(a, b), np.asarray(keras.utils.bounding_boxes.compute_iou(a, b, "xyxy")), "iou (hidden) on more boxes")
-check_close(iou(a, a).diagonal(), np.ones(20), "iou (hidden) of each box with itself")
+check_close(
+    iou(a, b),
+    np.asarray(keras.utils.bounding_boxes.compute_iou(a, b, "xyxy")),
+    "iou (hidden) on more boxes",
+)
+check_close(
+    iou(a, a).diagonal(), np.ones(20), "iou (hidden) of each box with itself"
+)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -135,9 +147,19 @@ passed("focal loss")
 # CHECK focal points=1
 y = (np.random.default_rng(5).random((3, 50)) < 0.1).astype(np.float32)
 logits = np.random.default_rng(6).normal(0, 5, size=(3, 50)).astype(np.float32)
-expected = keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True, alpha=0.25, gamma=2.0, from_logits=True,
-                                                reduction="sum")(y[..., None], logits[..., None])
-check_close(focal_loss(y, logits), float(expected), "focal_loss (hidden) with large logits", atol=1e-3)
+expected = keras.losses.BinaryFocalCrossentropy(
+    apply_class_balancing=True,
+    alpha=0.25,
+    gamma=2.0,
+    from_logits=True,
+    reduction="sum",
+)(y[..., None], logits[..., None])
+check_close(
+    focal_loss(y, logits),
+    float(expected),
+    "focal_loss (hidden) with large logits",
+    atol=1e-3,
+)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -157,9 +179,12 @@ check_close(focal_loss(y, logits), float(expected), "focal_loss (hidden) with la
 
 
 # %%
-# Your prediction: how many of A, B and C does non-maximum suppression keep (threshold 0.5)?
+# Your prediction: how many of A, B and C does non-maximum suppression keep
+# (threshold 0.5)?
 ### BEGIN SOLUTION
-predicted_kept = 2  # IoU(A, B) = 80/120 > 0.5: B goes; IoU(A, C) = 60/140 keeps C (B, removed, suppresses nothing)
+# IoU(A, B) = 80/120 > 0.5: B goes; IoU(A, C) = 60/140 keeps C (B, removed,
+# suppresses nothing)
+predicted_kept = 2
 ### END SOLUTION
 
 # %%
@@ -194,8 +219,12 @@ passed("non-maximum suppression")
 hidden_rng = np.random.default_rng(21)
 boxes = random_boxes(80, hidden_rng)
 scores = hidden_rng.random(80).astype(np.float32)
-expected = tf.image.non_max_suppression(boxes[:, [1, 0, 3, 2]], scores, 80, iou_threshold=0.4).numpy()
-check_equal(list(nms(boxes, scores, 0.4)), list(expected), "nms (hidden) on 80 boxes")
+expected = tf.image.non_max_suppression(
+    boxes[:, [1, 0, 3, 2]], scores, 80, iou_threshold=0.4
+).numpy()
+check_equal(
+    list(nms(boxes, scores, 0.4)), list(expected), "nms (hidden) on 80 boxes"
+)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -219,7 +248,9 @@ def label_anchors(anchors, truth_boxes, positive=0.5, negative=0.4):
     anchors = np.asarray(anchors, np.float64).reshape(-1, 4)
     truth_boxes = np.asarray(truth_boxes, np.float64).reshape(-1, 4)
     if len(truth_boxes) == 0:
-        return np.zeros(len(anchors), np.int64), np.full(len(anchors), -1, np.int64)
+        return np.zeros(len(anchors), np.int64), np.full(
+            len(anchors), -1, np.int64
+        )
     overlaps = iou(anchors, truth_boxes)
     best = overlaps.max(axis=1)
     labels = np.full(len(anchors), -1, np.int64)
@@ -237,14 +268,26 @@ passed("anchor labels")
 # %%
 ### BEGIN HIDDEN TESTS
 # CHECK anchors points=1
-from course_utils.detection.anchors import match_anchors as reference_match_anchors
+from course_utils.detection.anchors import (
+    match_anchors as reference_match_anchors,
+)
 
 hidden_rng = np.random.default_rng(31)
 anchors, objects = random_boxes(200, hidden_rng), random_boxes(6, hidden_rng)
-expected_labels, expected_matched, _ = reference_match_anchors(anchors, objects, 0.6, 0.3)
+expected_labels, expected_matched, _ = reference_match_anchors(
+    anchors, objects, 0.6, 0.3
+)
 labels, matched = label_anchors(anchors, objects, 0.6, 0.3)
-check_equal(list(labels), list(expected_labels), "label_anchors (hidden) with thresholds 0.6 and 0.3")
-check_equal(list(matched), list(expected_matched), "label_anchors (hidden): the object each anchor overlaps most")
+check_equal(
+    list(labels),
+    list(expected_labels),
+    "label_anchors (hidden) with thresholds 0.6 and 0.3",
+)
+check_equal(
+    list(matched),
+    list(expected_matched),
+    "label_anchors (hidden): the object each anchor overlaps most",
+)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -282,7 +325,10 @@ def encode_boxes(anchors, boxes):
     anchor_centre = (a[:, :2] + a[:, 2:]) / 2
     centre = (b[:, :2] + b[:, 2:]) / 2
     size = b[:, 2:] - b[:, :2]
-    return np.concatenate([(centre - anchor_centre) / anchor_size, np.log(size / anchor_size)], axis=1)
+    return np.concatenate(
+        [(centre - anchor_centre) / anchor_size, np.log(size / anchor_size)],
+        axis=1,
+    )
     ### END SOLUTION
 
 
@@ -299,7 +345,9 @@ def decode_boxes(anchors, offsets):
 
 # %%
 # CHECK boxes points=2
-exercise_checks.week3_box_encoding(encode_boxes, decode_boxes, random_boxes, rng)
+exercise_checks.week3_box_encoding(
+    encode_boxes, decode_boxes, random_boxes, rng
+)
 passed("box encoding")
 
 # %%
@@ -308,11 +356,28 @@ passed("box encoding")
 hidden_rng = np.random.default_rng(41)
 anchors, boxes = random_boxes(50, hidden_rng), random_boxes(50, hidden_rng)
 offsets = encode_boxes(anchors, boxes)
-check_close(decode_boxes(anchors, offsets), boxes, "decode_boxes(encode_boxes(...)) (hidden) on 50 random pairs")
+check_close(
+    decode_boxes(anchors, offsets),
+    boxes,
+    "decode_boxes(encode_boxes(...)) (hidden) on 50 random pairs",
+)
 anchor_size = anchors[:, 2:] - anchors[:, :2]
-centre_shift = ((boxes[:, :2] + boxes[:, 2:]) - (anchors[:, :2] + anchors[:, 2:])) / 2
-expected = np.concatenate([centre_shift / anchor_size, np.log((boxes[:, 2:] - boxes[:, :2]) / anchor_size)], axis=1)
-check_close(offsets, expected, "encode_boxes (hidden) against the centre/size offsets with log sizes", atol=1e-4)
+centre_shift = (
+    (boxes[:, :2] + boxes[:, 2:]) - (anchors[:, :2] + anchors[:, 2:])
+) / 2
+expected = np.concatenate(
+    [
+        centre_shift / anchor_size,
+        np.log((boxes[:, 2:] - boxes[:, :2]) / anchor_size),
+    ],
+    axis=1,
+)
+check_close(
+    offsets,
+    expected,
+    "encode_boxes (hidden) against the centre/size offsets with log sizes",
+    atol=1e-4,
+)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -337,7 +402,9 @@ check_close(offsets, expected, "encode_boxes (hidden) against the centre/size of
 # %%
 # Your prediction: which detection, 1 or 2, is the true positive?
 ### BEGIN SOLUTION
-predicted_true_positive = 1  # D1 (IoU 100/160 = 0.625 >= 0.5) claims first; D2 fits better but is a duplicate
+# D1 (IoU 100/160 = 0.625 >= 0.5) claims first; D2 fits better but is a
+# duplicate
+predicted_true_positive = 1
 ### END SOLUTION
 
 # %%
@@ -381,16 +448,27 @@ passed("matching detections to objects")
 # %%
 ### BEGIN HIDDEN TESTS
 # CHECK matching points=1
-from course_utils.detection.evaluation import match_detections as reference_match
+from course_utils.detection.evaluation import (
+    match_detections as reference_match,
+)
 
 hidden_rng = np.random.default_rng(51)
 for threshold in (0.3, 0.5, 0.75):
     truth = random_boxes(8, hidden_rng)
-    boxes = np.concatenate([truth + hidden_rng.normal(0, 3, truth.shape), random_boxes(12, hidden_rng)])
+    boxes = np.concatenate(
+        [
+            truth + hidden_rng.normal(0, 3, truth.shape),
+            random_boxes(12, hidden_rng),
+        ]
+    )
     boxes = boxes.astype(np.float32)
     scores = hidden_rng.random(len(boxes))
-    check_equal(list(match_detections(boxes, scores, truth, threshold)), list(reference_match(boxes, scores, truth,
-                threshold)), f"match_detections (hidden) on 20 detections of 8 objects, threshold {threshold}")
+    check_equal(
+        list(match_detections(boxes, scores, truth, threshold)),
+        list(reference_match(boxes, scores, truth, threshold)),
+        "match_detections (hidden) on 20 detections of 8 objects, threshold"
+        f" {threshold}",
+    )
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -433,7 +511,11 @@ from course_utils.detection import average_precision as reference_ap
 hidden_rng = np.random.default_rng(3)
 scores = hidden_rng.random(60)
 tp = hidden_rng.random(60) < 0.6
-check_close(average_precision(scores, tp, 50), reference_ap(scores, tp, 50)[0], "AP (hidden) against the reference")
+check_close(
+    average_precision(scores, tp, 50),
+    reference_ap(scores, tp, 50)[0],
+    "AP (hidden) against the reference",
+)
 ### END HIDDEN TESTS
 
 # %% [markdown]

@@ -63,6 +63,7 @@ rng = np.random.default_rng(0)
 # where $|\cdot|$ counts the pixels that are 1. When both masks are empty there
 # is nothing to get wrong: return 1.0 (and never divide by zero). Use NumPy.
 
+
 # %%
 def dice(truth, predicted):
     ### BEGIN SOLUTION
@@ -90,12 +91,32 @@ passed("Dice and IoU")
 # CHECK dice-and-iou points=1
 hidden = np.random.default_rng(42)
 for _ in range(10):
-    truth, predicted = hidden.random((2, 9, 13)) < hidden.uniform(0.0, 0.3, size=(2, 1, 1))
-    check_close(iou(truth, predicted), np.nan_to_num(segmentation.per_class_iou(truth, predicted, 2)[1], nan=1.0),
-                "iou (hidden)")
-    check_close(dice(truth, predicted), float(segmentation.dice_coefficient(
-        truth[None].astype(np.float32), predicted[None, ..., None].astype(np.float32), smooth=0.0)), "dice (hidden)")
-check_close(dice(np.ones((3, 3)), np.zeros((3, 3))), 0.0, "dice with an empty prediction (hidden)")
+    truth, predicted = hidden.random((2, 9, 13)) < hidden.uniform(
+        0.0, 0.3, size=(2, 1, 1)
+    )
+    check_close(
+        iou(truth, predicted),
+        np.nan_to_num(
+            segmentation.per_class_iou(truth, predicted, 2)[1], nan=1.0
+        ),
+        "iou (hidden)",
+    )
+    check_close(
+        dice(truth, predicted),
+        float(
+            segmentation.dice_coefficient(
+                truth[None].astype(np.float32),
+                predicted[None, ..., None].astype(np.float32),
+                smooth=0.0,
+            )
+        ),
+        "dice (hidden)",
+    )
+check_close(
+    dice(np.ones((3, 3)), np.zeros((3, 3))),
+    0.0,
+    "dice with an empty prediction (hidden)",
+)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -107,6 +128,7 @@ check_close(dice(np.ones((3, 3)), np.zeros((3, 3))), 0.0, "dice with an empty pr
 # chapter: with `"valid"`, the input with zeros in between has $(n-1)s + 1$
 # values and the kernel adds $k - 1$ more; `"same"` is chosen so that the
 # output is exactly `stride` times the input.
+
 
 # %%
 def transposed_output_size(n, kernel, stride, padding="valid"):
@@ -125,10 +147,22 @@ passed("transposed convolution sizes")
 # %%
 ### BEGIN HIDDEN TESTS
 # CHECK transposed-convolution-sizes points=1
-for n, kernel, stride, padding in [(10, 4, 4, "valid"), (3, 7, 2, "same"), (6, 3, 3, "valid")]:
-    probe = keras.Sequential([keras.Input((n, n, 1)),
-                              layers.Conv2DTranspose(1, kernel, strides=stride, padding=padding)])
-    check_equal(transposed_output_size(n, kernel, stride, padding), probe.output_shape[1], "transposed size (hidden)")
+for n, kernel, stride, padding in [
+    (10, 4, 4, "valid"),
+    (3, 7, 2, "same"),
+    (6, 3, 3, "valid"),
+]:
+    probe = keras.Sequential(
+        [
+            keras.Input((n, n, 1)),
+            layers.Conv2DTranspose(1, kernel, strides=stride, padding=padding),
+        ]
+    )
+    check_equal(
+        transposed_output_size(n, kernel, stride, padding),
+        probe.output_shape[1],
+        "transposed size (hidden)",
+    )
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -166,6 +200,7 @@ for n, kernel, stride, padding in [(10, 4, 4, "valid"), (3, 7, 2, "same"), (6, 3
 # With the default filters, for 32×32×3 inputs and 3 classes, the right
 # choice gives exactly 121,899 parameters.
 
+
 # %%
 def build_unet(input_shape=(32, 32, 3), num_classes=3, filters=(8, 16, 32, 64)):
     ### BEGIN SOLUTION
@@ -201,8 +236,16 @@ passed("U-Net")
 ### BEGIN HIDDEN TESTS
 # CHECK u-net points=1
 reference = segmentation.unet((32, 32, 3), 3, depth=3, base_filters=8)
-check_equal(unet_model.count_params(), reference.count_params(), "parameters against the package's U-Net (hidden)")
-check_equal(tuple(build_unet((64, 48, 3), 5).output_shape), (None, 64, 48, 5), "another input size (hidden)")
+check_equal(
+    unet_model.count_params(),
+    reference.count_params(),
+    "parameters against the package's U-Net (hidden)",
+)
+check_equal(
+    tuple(build_unet((64, 48, 3), 5).output_shape),
+    (None, 64, 48, 5),
+    "another input size (hidden)",
+)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -224,10 +267,11 @@ check_equal(tuple(build_unet((64, 48, 3), 5).output_shape), (None, 64, 48, 5), "
 #    block, ...); the check measures the result, not the recipe.
 
 # %%
-# Your prediction, predicted_half_params, and your build_small_unet(input_shape, num_classes)
-# (at most 40,000 parameters).
+# Your prediction, predicted_half_params, and your build_small_unet(input_shape,
+# num_classes) (at most 40,000 parameters).
 ### BEGIN SOLUTION
-predicted_half_params = 121_899 / 4  # weights scale with in_channels x filters: halving both divides by 4
+# weights scale with in_channels x filters: halving both divides by 4
+predicted_half_params = 121_899 / 4
 
 
 def build_small_unet(input_shape=(32, 32, 3), num_classes=3):
@@ -253,9 +297,11 @@ passed("U-Net on a budget")
 # pixels; each pooling doubles that distance.
 
 # %%
-# Your prediction: the receptive field, in input pixels across, of one pixel of the bottleneck.
+# Your prediction: the receptive field, in input pixels across, of one pixel of
+# the bottleneck.
 ### BEGIN SOLUTION
-predicted_receptive_field = 1 + 2 * 2 * (1 + 2 + 4 + 8) + (1 + 2 + 4)  # eight 3x3 convolutions, three poolings
+# eight 3x3 convolutions, three poolings
+predicted_receptive_field = 1 + 2 * 2 * (1 + 2 + 4 + 8) + (1 + 2 + 4)
 ### END SOLUTION
 
 # %%
@@ -300,12 +346,27 @@ SEEDS = (0, 1, 2)
 
 
 def train_tiny(model, loss, epochs=6):
-    """Train ``model`` (softmax over 2 classes) on tiny_train with ``loss``; the share of tiny_test's objects found."""
+    """Train ``model`` (softmax over 2 classes) on tiny_train with ``loss``;
+    the share of tiny_test's objects found."""
     steps = epochs * int(np.ceil(len(tiny_train.images) / 16))
-    model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(3e-3, steps)), loss=loss)
-    model.fit(tiny_train.images, tiny_train.binary_masks(), batch_size=16, epochs=epochs, verbose=0)
-    # A direct call, not model.predict: six new models would make TensorFlow warn about retracing.
-    predicted = keras.ops.convert_to_numpy(model(tiny_test.images, training=False)).argmax(axis=-1)
+    model.compile(
+        optimizer=keras.optimizers.Adam(
+            keras.optimizers.schedules.CosineDecay(3e-3, steps)
+        ),
+        loss=loss,
+    )
+    model.fit(
+        tiny_train.images,
+        tiny_train.binary_masks(),
+        batch_size=16,
+        epochs=epochs,
+        verbose=0,
+    )
+    # A direct call, not model.predict: six new models would make TensorFlow
+    # warn about retracing.
+    predicted = keras.ops.convert_to_numpy(
+        model(tiny_test.images, training=False)
+    ).argmax(axis=-1)
     return segmentation.objects_found(tiny_test, predicted)
 
 
@@ -315,7 +376,9 @@ def soft_dice_loss(y_true, y_pred):
     truth = keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "float32")
     objects = keras.ops.reshape(y_pred[..., 1], (-1,))
     overlap = keras.ops.sum(truth * objects)
-    return 1.0 - (2.0 * overlap + 1.0) / (keras.ops.sum(truth) + keras.ops.sum(objects) + 1.0)
+    return 1.0 - (2.0 * overlap + 1.0) / (
+        keras.ops.sum(truth) + keras.ops.sum(objects) + 1.0
+    )
     ### END SOLUTION
 
 
@@ -341,7 +404,10 @@ exercise_checks.week4_soft_dice_loss(soft_dice_loss, seed=7, shape=(3, 5, 7))
 predicted_better_loss = "dice"
 found = {"ce": [], "dice": []}
 for seed in SEEDS:
-    for name, loss in (("ce", "sparse_categorical_crossentropy"), ("dice", soft_dice_loss)):
+    for name, loss in (
+        ("ce", "sparse_categorical_crossentropy"),
+        ("dice", soft_dice_loss),
+    ):
         config.seed_everything(seed)
         found[name].append(train_tiny(build_unet((32, 32, 3), 2), loss))
 ### END SOLUTION
@@ -365,7 +431,10 @@ passed("loss prediction")
 # Print the means and spreads, then set better_loss and beyond_noise.
 ### BEGIN SOLUTION
 for name, shares in found.items():
-    print(f"{name:<5} mean {np.mean(shares):.3f}  spread {np.ptp(shares):.3f}  seeds {np.round(shares, 3)}")
+    print(
+        f"{name:<5} mean {np.mean(shares):.3f}  spread {np.ptp(shares):.3f} "
+        f" seeds {np.round(shares, 3)}"
+    )
 better_loss = max(found, key=lambda name: np.mean(found[name]))
 other = "ce" if better_loss == "dice" else "dice"
 beyond_noise = min(found[better_loss]) > max(found[other])
@@ -379,8 +448,12 @@ passed("the verdict of three seeds")
 # %%
 ### BEGIN HIDDEN TESTS
 # CHECK loss-verdict points=1
-check(min(found["dice"]) >= 0.6, f"hidden: the U-Net trained with your soft Dice loss finds at least 60% of the "
-      f"tiny objects on every seed (it found {min(found['dice']):.0%} on its worst)")
+check(
+    min(found["dice"]) >= 0.6,
+    "hidden: the U-Net trained with your soft Dice loss finds at least 60% of"
+    f" the tiny objects on every seed (it found {min(found['dice']):.0%} on its"
+    " worst)",
+)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -395,7 +468,9 @@ check(min(found["dice"]) >= 0.6, f"hidden: the U-Net trained with your soft Dice
 # during training (`keras.optimizers.schedules.CosineDecay`) helps.
 
 # %%
-scene_args = dict(size=32, objects=1, object_size=(10, 16), classes=("circle", "square"))
+scene_args = dict(
+    size=32, objects=1, object_size=(10, 16), classes=("circle", "square")
+)
 train = make_scenes(480, seed=1, **scene_args)
 test = make_scenes(200, seed=2, **scene_args)
 EPOCHS = profile.pick(smoke=12, cpu=12, gpu=12)
@@ -404,9 +479,15 @@ EPOCHS = profile.pick(smoke=12, cpu=12, gpu=12)
 config.seed_everything(0)
 ### BEGIN SOLUTION
 steps = EPOCHS * int(np.ceil(len(train.images) / 8))
-unet_model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(3e-3, steps)),
-                   loss="sparse_categorical_crossentropy")
-unet_model.fit(train.images, train.masks, batch_size=8, epochs=EPOCHS, verbose=0)
+unet_model.compile(
+    optimizer=keras.optimizers.Adam(
+        keras.optimizers.schedules.CosineDecay(3e-3, steps)
+    ),
+    loss="sparse_categorical_crossentropy",
+)
+unet_model.fit(
+    train.images, train.masks, batch_size=8, epochs=EPOCHS, verbose=0
+)
 ### END SOLUTION
 
 # %%
@@ -418,7 +499,14 @@ check_reached(  # every pixel is an example for the diagnosis
     score,
     0.8,
     "the U-Net's mean IoU",
-    lambda: diagnose_classifier(unet_model, train.images, train.masks, test.images, test.masks, batch_size=32),
+    lambda: diagnose_classifier(
+        unet_model,
+        train.images,
+        train.masks,
+        test.images,
+        test.masks,
+        batch_size=32,
+    ),
 )
 passed("training")
 
@@ -426,13 +514,23 @@ passed("training")
 ### BEGIN HIDDEN TESTS
 # CHECK training points=1
 fresh = make_scenes(200, seed=7, **scene_args)
-fresh_score = segmentation.mean_iou(fresh.masks, unet_model.predict(fresh.images, verbose=0).argmax(axis=-1), 3)
-check(fresh_score >= 0.75, f"mean IoU on other scenes (hidden): {fresh_score:.3f}")
+fresh_score = segmentation.mean_iou(
+    fresh.masks, unet_model.predict(fresh.images, verbose=0).argmax(axis=-1), 3
+)
+check(
+    fresh_score >= 0.75, f"mean IoU on other scenes (hidden): {fresh_score:.3f}"
+)
 ### END HIDDEN TESTS
 
 # %%
-fig = segmentation.plot_segmentation(test.images, test.masks, predicted, class_names=("background", "circle", "square"),
-                                     n=8, title="your U-Net on test scenes")
+fig = segmentation.plot_segmentation(
+    test.images,
+    test.masks,
+    predicted,
+    class_names=("background", "circle", "square"),
+    n=8,
+    title="your U-Net on test scenes",
+)
 
 # %% [markdown]
 # Done: every check above passed.

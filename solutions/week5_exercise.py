@@ -39,7 +39,13 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from course_utils import config, exercise_checks, predictions
 from course_utils import metric_learning as ml
-from course_utils.checks import check, check_close, check_equal, check_shape, passed
+from course_utils.checks import (
+    check,
+    check_close,
+    check_equal,
+    check_shape,
+    passed,
+)
 from course_utils.scenes import make_scenes
 
 profile = config.setup(PROFILE, seed=0)
@@ -52,6 +58,7 @@ rng = np.random.default_rng(0)
 # has shape `(m, d)`, and the result has shape `(n, m)` with entry `[i, j]`
 # equal to the cosine of the angle between row `i` of `a` and row `j` of `b`,
 # $\frac{a_i \cdot b_j}{\|a_i\|\,\|b_j\|}$. The rows need not have length 1.
+
 
 # %%
 def cosine_similarity_matrix(a, b):
@@ -70,8 +77,15 @@ passed("cosine similarity matrix")
 # %%
 ### BEGIN HIDDEN TESTS
 # CHECK cosine-similarity-matrix points=1
-a, b = np.random.default_rng(7).normal(size=(9, 3)), np.random.default_rng(8).normal(size=(2, 3))
-check_close(cosine_similarity_matrix(a, b), ml.cosine_similarity_matrix(a, b), "cosine_similarity_matrix (hidden)")
+a, b = (
+    np.random.default_rng(7).normal(size=(9, 3)),
+    np.random.default_rng(8).normal(size=(2, 3)),
+)
+check_close(
+    cosine_similarity_matrix(a, b),
+    ml.cosine_similarity_matrix(a, b),
+    "cosine_similarity_matrix (hidden)",
+)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -91,9 +105,11 @@ check_close(cosine_similarity_matrix(a, b), ml.cosine_similarity_matrix(a, b), "
 # temperature 0.1? Store the number in `predicted_collapsed_loss` (within 1%).
 
 # %%
-# Your prediction: the loss of collapsed embeddings for 48 pairs at temperature 0.1.
+# Your prediction: the loss of collapsed embeddings for 48 pairs at temperature
+# 0.1.
 ### BEGIN SOLUTION
-predicted_collapsed_loss = np.log(48)  # every similarity is 1: a uniform softmax, P_ii = 1/48, -log(1/48)
+# every similarity is 1: a uniform softmax, P_ii = 1/48, -log(1/48)
+predicted_collapsed_loss = np.log(48)
 ### END SOLUTION
 
 # %%
@@ -107,7 +123,9 @@ def softmax_loss(anchors, positives, temperature):
     ### BEGIN SOLUTION
     logits = cosine_similarity_matrix(anchors, positives) / temperature
     logits = logits - logits.max(axis=1, keepdims=True)
-    log_probabilities = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    log_probabilities = logits - np.log(
+        np.exp(logits).sum(axis=1, keepdims=True)
+    )
     return float(-np.mean(np.diag(log_probabilities)))
     ### END SOLUTION
 
@@ -120,9 +138,15 @@ passed("temperature softmax loss")
 # %%
 ### BEGIN HIDDEN TESTS
 # CHECK temperature-softmax-loss points=1
-anchors, positives = np.random.default_rng(3).normal(size=(5, 4)), np.random.default_rng(4).normal(size=(5, 4))
-check_close(softmax_loss(anchors, positives, 0.3), np.mean(ml.similarity_softmax_loss(anchors, positives, 0.3)),
-            "softmax_loss (hidden)")
+anchors, positives = (
+    np.random.default_rng(3).normal(size=(5, 4)),
+    np.random.default_rng(4).normal(size=(5, 4)),
+)
+check_close(
+    softmax_loss(anchors, positives, 0.3),
+    np.mean(ml.similarity_softmax_loss(anchors, positives, 0.3)),
+    "softmax_loss (hidden)",
+)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -141,9 +165,11 @@ check_close(softmax_loss(anchors, positives, 0.3), np.mean(ml.similarity_softmax
 # temperature 0.1? Store the number in `predicted_clustered_loss` (within 1%).
 
 # %%
-# Your prediction: part 2's loss of a perfect clustering, 48 pairs (16 per class), temperature 0.1.
+# Your prediction: part 2's loss of a perfect clustering, 48 pairs (16 per
+# class), temperature 0.1.
 ### BEGIN SOLUTION
-predicted_clustered_loss = np.log(16)  # 16 positives share the top logit 10, the 32 others are at -5: P_ii ~ 1/16
+# 16 positives share the top logit 10, the 32 others are at -5: P_ii ~ 1/16
+predicted_clustered_loss = np.log(16)
 ### END SOLUTION
 
 # %%
@@ -161,13 +187,21 @@ passed("prediction")
 # the others as wrong, and give exactly part 2's loss when every label appears
 # once. You may call your `cosine_similarity_matrix`.
 
+
 # %%
-def class_softmax_loss(anchors, positives, temperature, anchor_labels, positive_labels):
+def class_softmax_loss(
+    anchors, positives, temperature, anchor_labels, positive_labels
+):
     ### BEGIN SOLUTION
     logits = cosine_similarity_matrix(anchors, positives) / temperature
     logits = logits - logits.max(axis=1, keepdims=True)
-    log_probabilities = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-    same = (np.asarray(anchor_labels)[:, None] == np.asarray(positive_labels)[None, :]).astype(float)
+    log_probabilities = logits - np.log(
+        np.exp(logits).sum(axis=1, keepdims=True)
+    )
+    same = (
+        np.asarray(anchor_labels)[:, None]
+        == np.asarray(positive_labels)[None, :]
+    ).astype(float)
     target = same / same.sum(axis=1, keepdims=True)
     return float(-np.mean(np.sum(target * log_probabilities, axis=1)))
     ### END SOLUTION
@@ -182,11 +216,18 @@ passed("the class-aware softmax loss")
 ### BEGIN HIDDEN TESTS
 # CHECK class-softmax-loss points=1
 hidden_rng = np.random.default_rng(17)
-anchors, positives = hidden_rng.normal(size=(12, 6)), hidden_rng.normal(size=(12, 6))
+anchors, positives = (
+    hidden_rng.normal(size=(12, 6)),
+    hidden_rng.normal(size=(12, 6)),
+)
 labels = hidden_rng.integers(0, 3, 12)
-check_close(class_softmax_loss(anchors, positives, 0.2, labels, labels),
-            np.mean(ml.similarity_softmax_loss(anchors, positives, 0.2, labels, labels)),
-            "class_softmax_loss (hidden) on 12 pairs of 3 classes")
+check_close(
+    class_softmax_loss(anchors, positives, 0.2, labels, labels),
+    np.mean(
+        ml.similarity_softmax_loss(anchors, positives, 0.2, labels, labels)
+    ),
+    "class_softmax_loss (hidden) on 12 pairs of 3 classes",
+)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -196,13 +237,26 @@ check_close(class_softmax_loss(anchors, positives, 0.2, labels, labels),
 # no longer coincide:
 
 # %%
-three_points = np.array([[1.0, 0.0, 0.0], [-0.5, np.sqrt(3) / 2, 0.0], [-0.5, -np.sqrt(3) / 2, 0.0]])
+three_points = np.array(
+    [[1.0, 0.0, 0.0], [-0.5, np.sqrt(3) / 2, 0.0], [-0.5, -np.sqrt(3) / 2, 0.0]]
+)
 pair_labels = np.repeat(np.arange(3), 16)
 clustered = three_points[pair_labels]
-pulled_apart = clustered + np.outer(np.tile(np.linspace(-1, 1, 16), 3), [0.0, 0.0, 1.0])
-for name, points in [("perfect clustering", clustered), ("each class pulled apart", pulled_apart)]:
-    print(f"{name:<24} part 2's target: {softmax_loss(points, points, 0.1):.2f}   "
-          f"the class-aware target: {class_softmax_loss(points, points, 0.1, pair_labels, pair_labels):.2f}")
+pulled_apart = clustered + np.outer(
+    np.tile(np.linspace(-1, 1, 16), 3), [0.0, 0.0, 1.0]
+)
+for name, points in [
+    ("perfect clustering", clustered),
+    ("each class pulled apart", pulled_apart),
+]:
+    class_aware = class_softmax_loss(
+        points, points, 0.1, pair_labels, pair_labels
+    )
+    print(
+        f"{name:<24} part 2's target: {softmax_loss(points, points, 0.1):.2f}"
+        "   "
+        f"the class-aware target: {class_aware:.2f}"
+    )
 
 # %% [markdown]
 # Part 2's target *rewards* pulling a class apart: its loss falls when the
@@ -224,12 +278,18 @@ for name, points in [("perfect clustering", clustered), ("each class pulled apar
 # (`np.bincount(...).argmax()` does exactly that). The check compares your
 # votes with scikit-learn's `KNeighborsClassifier(metric="cosine")`.
 
+
 # %%
 def knn_vote(reference, labels, queries, k):
     ### BEGIN SOLUTION
     similarities = cosine_similarity_matrix(queries, reference)
     nearest = np.argsort(-similarities, axis=1, kind="stable")[:, :k]
-    return np.array([np.bincount(labels[row], minlength=labels.max() + 1).argmax() for row in nearest])
+    return np.array(
+        [
+            np.bincount(labels[row], minlength=labels.max() + 1).argmax()
+            for row in nearest
+        ]
+    )
     ### END SOLUTION
 
 
@@ -244,8 +304,16 @@ passed("kNN majority vote")
 reference = np.random.default_rng(11).normal(size=(30, 3))
 reference_labels = np.random.default_rng(12).integers(0, 3, 30)
 queries = np.random.default_rng(13).normal(size=(25, 3))
-sklearn = KNeighborsClassifier(n_neighbors=7, metric="cosine").fit(reference, reference_labels).predict(queries)
-check_equal(list(knn_vote(reference, reference_labels, queries, 7)), list(sklearn), "knn_vote (hidden)")
+sklearn = (
+    KNeighborsClassifier(n_neighbors=7, metric="cosine")
+    .fit(reference, reference_labels)
+    .predict(queries)
+)
+check_equal(
+    list(knn_vote(reference, reference_labels, queries, 7)),
+    list(sklearn),
+    "knn_vote (hidden)",
+)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -262,7 +330,9 @@ check_equal(list(knn_vote(reference, reference_labels, queries, 7)), list(sklear
 # %%
 classes = ("circle", "square", "triangle")
 train = make_scenes(300, size=32, seed=1, classes=classes, object_size=(12, 22))
-validation = make_scenes(150, size=32, seed=2, classes=classes, object_size=(12, 22))
+validation = make_scenes(
+    150, size=32, seed=2, classes=classes, object_size=(12, 22)
+)
 test = make_scenes(300, size=32, seed=3, classes=classes, object_size=(12, 22))
 EPOCHS = 20  # the same at every profile: the checks need a trained network
 
@@ -270,19 +340,36 @@ EPOCHS = 20  # the same at every profile: the checks need a trained network
 config.seed_everything(0)
 ### BEGIN SOLUTION
 embedder = ml.embedding_model(input_shape=(32, 32, 3))
-batches = ml.BalancedBatches(train.images, train.labels, per_class=16, steps=10, seed=0)
-history, seconds = ml.fit_embedding(embedder, batches, ml.SimilaritySoftmaxLoss(temperature=0.1), EPOCHS)
+batches = ml.BalancedBatches(
+    train.images, train.labels, per_class=16, steps=10, seed=0
+)
+history, seconds = ml.fit_embedding(
+    embedder, batches, ml.SimilaritySoftmaxLoss(temperature=0.1), EPOCHS
+)
 ### END SOLUTION
 
 # %%
 # CHECK training points=2
 train_embeddings = ml.embed(embedder, train.images)
-check_shape(train_embeddings, (300, 32), "embeddings of the 300 training images")
-check_close(np.linalg.norm(train_embeddings, axis=1), np.ones(300), "lengths of the embeddings", atol=1e-3)
+check_shape(
+    train_embeddings, (300, 32), "embeddings of the 300 training images"
+)
+check_close(
+    np.linalg.norm(train_embeddings, axis=1),
+    np.ones(300),
+    "lengths of the embeddings",
+    atol=1e-3,
+)
 same = train.labels[:, None] == train.labels[None, :]
-gap = (train_embeddings @ train_embeddings.T)[same].mean() - (train_embeddings @ train_embeddings.T)[~same].mean()
+gap = (train_embeddings @ train_embeddings.T)[same].mean() - (
+    train_embeddings @ train_embeddings.T
+)[~same].mean()
 print(f"mean similarity, same class minus different classes: {gap:.2f}")
-check(gap > 0.3, f"images of the same class should be much more similar than others (gap {gap:.2f}); train longer?")
+check(
+    gap > 0.3,
+    "images of the same class should be much more similar than others (gap"
+    f" {gap:.2f}); train longer?",
+)
 passed("training")
 
 # %% [markdown]
@@ -302,39 +389,92 @@ CANDIDATES = [1, 3, 5, 7, 9, 15]
 validation_embeddings = ml.embed(embedder, validation.images)
 test_embeddings = ml.embed(embedder, test.images)
 ### BEGIN SOLUTION
-validation_accuracy = {k: float(np.mean(knn_vote(train_embeddings, train.labels, validation_embeddings, k)
-                                        == validation.labels)) for k in CANDIDATES}
+validation_accuracy = {
+    k: float(
+        np.mean(
+            knn_vote(train_embeddings, train.labels, validation_embeddings, k)
+            == validation.labels
+        )
+    )
+    for k in CANDIDATES
+}
 best_k = max(CANDIDATES, key=lambda k: (validation_accuracy[k], -k))
-test_accuracy = float(np.mean(knn_vote(train_embeddings, train.labels, test_embeddings, best_k) == test.labels))
+test_accuracy = float(
+    np.mean(
+        knn_vote(train_embeddings, train.labels, test_embeddings, best_k)
+        == test.labels
+    )
+)
 ### END SOLUTION
 
 # %%
 # CHECK choosing-k-and-test-accuracy points=2
-check(best_k in CANDIDATES, f"best_k must be one of {CANDIDATES}, got {best_k!r}")
-# The check embeds the three sets with your network itself, so it judges what `embedder` computes.
-on_train, on_validation, on_test_set = (ml.embed(embedder, s.images) for s in (train, validation, test))
-scores = {k: np.mean(knn_vote(on_train, train.labels, on_validation, k) == validation.labels) for k in CANDIDATES}
-on_test = {k: np.mean(knn_vote(on_train, train.labels, on_test_set, k) == test.labels) for k in CANDIDATES}
-check_equal(best_k, max(CANDIDATES, key=lambda k: (scores[k], -k)), "best_k (highest validation accuracy)",
-            mistakes={"you chose k on the TEST set: choose it on the validation set, and use the test set once, "
-                      "at the end.": max(CANDIDATES, key=lambda k: (on_test[k], -k)),
-                      "several k tie on the validation set: take the smallest of them.":
-                          max(CANDIDATES, key=lambda k: (scores[k], k)),
-                      "that k has the LOWEST validation accuracy: take the highest.":
-                          min(CANDIDATES, key=lambda k: (scores[k], k))})
+check(
+    best_k in CANDIDATES, f"best_k must be one of {CANDIDATES}, got {best_k!r}"
+)
+# The check embeds the three sets with your network itself, so it judges what
+# `embedder` computes.
+on_train, on_validation, on_test_set = (
+    ml.embed(embedder, s.images) for s in (train, validation, test)
+)
+scores = {
+    k: np.mean(
+        knn_vote(on_train, train.labels, on_validation, k) == validation.labels
+    )
+    for k in CANDIDATES
+}
+on_test = {
+    k: np.mean(knn_vote(on_train, train.labels, on_test_set, k) == test.labels)
+    for k in CANDIDATES
+}
+check_equal(
+    best_k,
+    max(CANDIDATES, key=lambda k: (scores[k], -k)),
+    "best_k (highest validation accuracy)",
+    mistakes={
+        "you chose k on the TEST set: choose it on the validation set, and use"
+        " the test set once, at the end.": max(
+            CANDIDATES, key=lambda k: (on_test[k], -k)
+        ),
+        "several k tie on the validation set: take the smallest of them.": max(
+            CANDIDATES, key=lambda k: (scores[k], k)
+        ),
+        "that k has the LOWEST validation accuracy: take the highest.": min(
+            CANDIDATES, key=lambda k: (scores[k], k)
+        ),
+    },
+)
 check_close(test_accuracy, on_test[best_k], "test_accuracy with best_k")
-print(f"best k on the validation set: {best_k}; test accuracy: {test_accuracy:.3f}")
-check(on_test[best_k] >= 0.9,
-      f"kNN on your embedding reaches {on_test[best_k]:.3f} test accuracy; at least 0.9 is needed.")
+print(
+    f"best k on the validation set: {best_k}; test accuracy:"
+    f" {test_accuracy:.3f}"
+)
+check(
+    on_test[best_k] >= 0.9,
+    f"kNN on your embedding reaches {on_test[best_k]:.3f} test accuracy; at"
+    " least 0.9 is needed.",
+)
 passed("choosing k and test accuracy")
 
 # %%
 ### BEGIN HIDDEN TESTS
 # CHECK choosing-k-and-test-accuracy points=1
-sklearn_accuracy = KNeighborsClassifier(n_neighbors=best_k, metric="cosine").fit(
-    on_train, train.labels).score(on_test_set, test.labels)
-check_close(test_accuracy, sklearn_accuracy, "test_accuracy against scikit-learn (hidden)", atol=0.02)
-check(sklearn_accuracy >= 0.9, f"kNN (scikit-learn) on your embedding (hidden): {sklearn_accuracy:.3f} test accuracy")
+sklearn_accuracy = (
+    KNeighborsClassifier(n_neighbors=best_k, metric="cosine")
+    .fit(on_train, train.labels)
+    .score(on_test_set, test.labels)
+)
+check_close(
+    test_accuracy,
+    sklearn_accuracy,
+    "test_accuracy against scikit-learn (hidden)",
+    atol=0.02,
+)
+check(
+    sklearn_accuracy >= 0.9,
+    f"kNN (scikit-learn) on your embedding (hidden): {sklearn_accuracy:.3f}"
+    " test accuracy",
+)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -357,9 +497,14 @@ check(sklearn_accuracy >= 0.9, f"kNN (scikit-learn) on your embedding (hidden): 
 # similarity is at least `threshold` is accepted.
 
 # %%
-validation_similarities, validation_same = ml.all_pairs(validation_embeddings, validation.labels)
+validation_similarities, validation_same = ml.all_pairs(
+    validation_embeddings, validation.labels
+)
 test_similarities, test_same = ml.all_pairs(test_embeddings, test.labels)
-print(f"{len(validation_same)} validation pairs, {validation_same.sum()} of them of the same class")
+print(
+    f"{len(validation_same)} validation pairs, {validation_same.sum()} of them"
+    " of the same class"
+)
 
 
 # %%
@@ -401,10 +546,17 @@ predictions.week5_threshold_direction(predicted_direction, embedder, validation)
 # %%
 ### BEGIN SOLUTION
 candidates = np.unique(validation_similarities)
-costs = [5 * accepts + rejects
-         for accepts, rejects in (pair_errors(validation_similarities, validation_same, t) for t in candidates)]
+costs = [
+    5 * accepts + rejects
+    for accepts, rejects in (
+        pair_errors(validation_similarities, validation_same, t)
+        for t in candidates
+    )
+]
 threshold = float(candidates[int(np.argmin(costs))])
-false_accepts, false_rejects = pair_errors(test_similarities, test_same, threshold)
+false_accepts, false_rejects = pair_errors(
+    test_similarities, test_same, threshold
+)
 test_false_accept_rate = false_accepts / np.sum(~test_same)
 test_false_reject_rate = false_rejects / np.sum(test_same)
 ### END SOLUTION
@@ -412,12 +564,20 @@ test_false_reject_rate = false_rejects / np.sum(test_same)
 # %%
 # CHECK threshold points=3
 exercise_checks.week5_threshold(threshold, embedder, validation, test)
-check_close([test_false_accept_rate, test_false_reject_rate],
-            exercise_checks.week5_test_rates(threshold, embedder, test),
-            "test_false_accept_rate and test_false_reject_rate at your threshold",
-            mistakes={"the two rates are swapped.": exercise_checks.week5_test_rates(threshold, embedder, test)[::-1]})
-print(f"on the test pairs: {test_false_accept_rate:.2%} of the impostors accepted, "
-      f"{test_false_reject_rate:.2%} of the genuine pairs refused")
+check_close(
+    [test_false_accept_rate, test_false_reject_rate],
+    exercise_checks.week5_test_rates(threshold, embedder, test),
+    "test_false_accept_rate and test_false_reject_rate at your threshold",
+    mistakes={
+        "the two rates are swapped.": exercise_checks.week5_test_rates(
+            threshold, embedder, test
+        )[::-1]
+    },
+)
+print(
+    f"on the test pairs: {test_false_accept_rate:.2%} of the impostors"
+    f" accepted, {test_false_reject_rate:.2%} of the genuine pairs refused"
+)
 passed("threshold")
 
 # %% [markdown]

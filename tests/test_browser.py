@@ -146,6 +146,21 @@ def test_a_page_fits_a_phone_without_scrolling_sideways(site, browser, doc):
     assert not squeezed, f"{doc}: figures squeezed out of proportion at 400 px: {squeezed}"
 
 
+@pytest.mark.parametrize("doc", [d for d in pages(Path(__file__).resolve().parents[1]) if "week" in d])
+def test_no_code_cell_or_output_scrolls_sideways_at_1280_px(site, browser, doc):
+    """The sources are formatted to 80 columns (tests/test_style.py) and the code is set at 13 px
+    (course_utils.sphinx_ext.PAGE_STYLE): every cell and every output fits the page's code column."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{site}/{doc}.html", wait_until="load")
+    wide = page.eval_on_selector_all(
+        ".bd-article div.cell pre",
+        "els => els.filter(e => e.scrollWidth > e.clientWidth + 1)"
+        ".map(e => e.textContent.split('\\n').reduce((a, b) => b.length > a.length ? b : a, ''))",
+    )
+    page.close()
+    assert not wide, f"{doc}: {len(wide)} code cells or outputs scroll sideways at 1280 px; their longest lines: {wide}"
+
+
 def test_a_page_shows_one_search_field(site, browser):
     """The theme's header has a search field; the sidebar does not repeat it (_config.yml, html_sidebars)."""
     page, _ = open_page(browser, f"{site}/book/intro.html")

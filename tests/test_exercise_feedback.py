@@ -110,8 +110,8 @@ def test_week1_an_ignored_stride_is_named():
     source = changed(
         W1,
         1,
-        "window = x[i * stride : i * stride + kh, j * stride : j * stride + kw, :]",
-        "window = x[i : i + kh, j : j + kw, :]",
+        "i * stride : i * stride + kh, j * stride : j * stride + kw, :",
+        "i : i + kh, j : j + kw, :",
     ).replace("// stride + 1", "+ 1")
     fails(W1, "correlate2d.1", run(W1, source), "padding=2, stride=2", "you ignored the stride")
 
@@ -297,13 +297,16 @@ GRADIENT_CASES = {
     ),
     "padding not cropped": (
         (
-            "grad_x = grad_padded[padding : padding + x.shape[0], padding : padding + x.shape[1]]",
-            "grad_x = grad_padded",
+            "padding : padding + x.shape[0], padding : padding + x.shape[1]",
+            ":, :",
         ),
         ["(padding=1, stride=2): expected shape (5, 6, 2), got (7, 8, 2).", "gradient of the PADDED input"],
     ),
     "flipped kernel gradient": (
-        ("[:kh, :kw] for c in range(channels)]", "[:kh, :kw][::-1, ::-1] for c in range(channels)]"),
+        (
+            "[:kh, :kw]\n            for c in range(channels)",
+            "[:kh, :kw][::-1, ::-1]\n            for c in range(channels)",
+        ),
         ["grad_kernel against central differences", "your kernel gradient is flipped"],
     ),
     "grad_y not spread out for the stride": (
@@ -457,8 +460,8 @@ def test_week2_a_wrong_loss_is_named(loss, phrase):
             "rows and columns are swapped",
         ),
         (
-            "matrix.sum(axis=0), out=np.zeros_like(correct), where=matrix.sum(axis=0) > 0)",
-            "matrix.sum(axis=1), out=np.zeros_like(correct), where=matrix.sum(axis=1) > 0)",
+            "matrix.sum(axis=0),\n        out=np.zeros_like(correct),\n        where=matrix.sum(axis=0) > 0,",
+            "matrix.sum(axis=1),\n        out=np.zeros_like(correct),\n        where=matrix.sum(axis=1) > 0,",
             "you divided by the row sums (all images of the class): that is recall",
         ),
     ],
@@ -472,8 +475,8 @@ def test_week2_precision_recall_mistakes_are_named(old, new, phrase):
     [
         ("    model.set_weights(kept)\n", "", "keep model.get_weights() before it"),
         (
-            "return float(np.mean(training == labels)), float(np.mean(inference == labels))",
-            "return float(np.mean(inference == labels)), float(np.mean(training == labels))",
+            "float(np.mean(training == labels)),\n        float(np.mean(inference == labels)),",
+            "float(np.mean(inference == labels)),\n        float(np.mean(training == labels)),",
             "the pair is the wrong way round",
         ),
         ("model(images, training=True)", "model(images, training=False)", "call the model with training=True"),
@@ -621,7 +624,7 @@ def test_week3_anchor_label_mistakes_are_named(old, new, phrase):
 @pytest.mark.parametrize(
     "old, new, phrase",
     [
-        ("np.log(size / anchor_size)], axis=1)", "size / anchor_size - 1], axis=1)", "a logarithm of the size ratio"),
+        ("np.log(size / anchor_size)],", "size / anchor_size - 1],", "a logarithm of the size ratio"),
         (
             "(centre - anchor_centre) / anchor_size, np.log",
             "(centre - anchor_centre) / anchor_size[:, :1], np.log",
@@ -629,7 +632,10 @@ def test_week3_anchor_label_mistakes_are_named(old, new, phrase):
         ),
         ("(centre - anchor_centre) / anchor_size, np.log", "(centre - anchor_centre), np.log", "in anchor sizes"),
         (
-            "return np.concatenate([(centre - anchor_centre) / anchor_size, np.log(size / anchor_size)], axis=1)",
+            "return np.concatenate(\n"
+            "        [(centre - anchor_centre) / anchor_size, np.log(size / anchor_size)],\n"
+            "        axis=1,\n"
+            "    )",
             "return np.concatenate([(b[:, :2] - a[:, :2]) / anchor_size, (b[:, 2:] - a[:, 2:]) / anchor_size], 1)",
             "corner offsets do neither",
         ),
@@ -1063,7 +1069,7 @@ def test_week4_receptive_field_mistakes_are_named(guess, phrase, capsys):
         ("y_pred[..., 1]", "y_pred[..., 0]", "channel 0 is the background's probability"),
         ("(2.0 * overlap + 1.0)", "(overlap + 1.0)", "Dice has a factor 2"),
         (
-            "(2.0 * overlap + 1.0) / (keras.ops.sum(truth) + keras.ops.sum(objects) + 1.0)",
+            "(2.0 * overlap + 1.0) / (\n        keras.ops.sum(truth) + keras.ops.sum(objects) + 1.0\n    )",
             "(2.0 * overlap) / (keras.ops.sum(truth) + keras.ops.sum(objects))",
             "add 1 to both",
         ),

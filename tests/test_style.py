@@ -3,6 +3,12 @@
 import subprocess
 import sys
 
+import jupytext
+import pytest
+
+# The book's code column holds about 83 characters of monospace at 1280 px (tests/test_browser.py measures it).
+PAGE_COLUMNS = 80
+
 
 def ruff(root, *arguments):
     return subprocess.run(
@@ -16,9 +22,37 @@ def test_the_linter_finds_nothing(root):
 
 
 def test_the_code_is_formatted(root):
-    """Chapters and exercise sources are excluded in pyproject.toml: they are linted, laid out by hand."""
+    """Chapters and exercise sources too, at the page's width (book/ruff.toml, solutions/ruff.toml)."""
     result = ruff(root, "format", "--check")
     assert result.returncode == 0, f"run `ruff format .`:\n{result.stdout}{result.stderr}"
+
+
+def long_code_lines(path, limit=PAGE_COLUMNS):
+    """(cell, line) of every code line of a jupytext notebook longer than ``limit``: strings and comments, which
+    the formatter cannot break, included."""
+    cells = jupytext.read(path).cells
+    return [
+        (number, line)
+        for number, cell in enumerate(cells, 1)
+        if cell.cell_type == "code"
+        for line in cell.source.splitlines()
+        if len(line) > limit
+    ]
+
+
+@pytest.mark.parametrize("folder", ["book", "solutions", "exercises"])
+def test_code_cells_fit_the_pages_code_column(root, folder):
+    paths = sorted((root / folder).glob("week*.py"))
+    assert paths, f"no notebooks in {folder}/"
+    too_long = {path.name: lines for path in paths if (lines := long_code_lines(path))}
+    assert not too_long, f"code lines over {PAGE_COLUMNS} characters scroll sideways on the page: {too_long}"
+
+
+def test_the_width_check_sees_long_strings_and_ignores_prose(tmp_path):
+    path = tmp_path / "demo.py"
+    long_prose, long_string = "# " + "word " * 30, 'print("' + "x" * 80 + '")'
+    path.write_text(f"# %% [markdown]\n{long_prose}\n\n# %%\nshort = 1\n{long_string}\n")
+    assert long_code_lines(path) == [(2, long_string)]
 
 
 def lint_imports(root):

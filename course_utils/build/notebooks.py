@@ -19,9 +19,8 @@ import yaml
 SOURCE_FORMAT = "py:percent"
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
-PLACEHOLDER = (
-    'raise NotImplementedError("Blank {number} of {name} is not filled in yet: replace this line with your code.")'
-)
+# Short enough to fit the page's 80 columns at one indentation level.
+PLACEHOLDER = 'raise NotImplementedError("Blank {number} of {name} is not filled in yet")'
 PLACEHOLDER_START = PLACEHOLDER.split("{", 1)[0]
 """How every placeholder line of a handout begins (the grader recognises a blank left unfilled by it)."""
 

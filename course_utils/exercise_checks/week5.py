@@ -171,7 +171,7 @@ def _costs(similarities, same, false_accept_cost):
     return thresholds[first], (false_accept_cost * false_accepts + false_rejects)[first]
 
 
-def _cheapest_threshold(similarities, same, false_accept_cost) -> float:
+def cheapest_threshold(similarities, same, false_accept_cost) -> float:
     """The threshold of lowest cost (the middle of the range of thresholds that reach it, when several do)."""
     thresholds, costs = _costs(similarities, same, false_accept_cost)
     best = np.flatnonzero(costs == costs.min())
@@ -230,13 +230,13 @@ def week5_threshold(threshold, embedder, validation, test) -> None:
         return
     named = {
         "you chose it on the TEST pairs; choose it on the validation pairs and use the test pairs once.": (
-            _cheapest_threshold(on_test, test_same, FALSE_ACCEPT_COST)
+            cheapest_threshold(on_test, test_same, FALSE_ACCEPT_COST)
         ),
         "that threshold minimises the NUMBER of errors; here a false accept costs five false rejects.": (
-            _cheapest_threshold(on_validation, validation_same, 1)
+            cheapest_threshold(on_validation, validation_same, 1)
         ),
         "the weights are swapped: a false ACCEPT (different classes, accepted) costs five times more.": (
-            _cheapest_threshold(on_validation, validation_same, 1 / FALSE_ACCEPT_COST)
+            cheapest_threshold(on_validation, validation_same, 1 / FALSE_ACCEPT_COST)
         ),
     }
     causes = [why for why, other in named.items() if abs(threshold - other) < 0.005]

@@ -67,7 +67,7 @@ WITHHELD = {
         "course_utils.metric_learning.knn.accuracy_vs_k": "validation_accuracy",
         "course_utils.exercise_checks.week5.pair_errors": "pair_errors",
         "course_utils.metric_learning.knn.verification_rates": "pair_errors",
-        "course_utils.exercise_checks.week5._cheapest_threshold": "threshold",
+        "course_utils.exercise_checks.week5.cheapest_threshold": "threshold",
         "course_utils.exercise_checks.week5.week5_test_rates": "test_false_accept_rate and test_false_reject_rate",
     },
 }
