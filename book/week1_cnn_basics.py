@@ -776,8 +776,8 @@ for name, count in parameters.items():
 
 # %% tags=["nbval-check-output"]
 print(
-    f"{'network':<20} {'convolutions':>13} {'dense layers':>13} {'total':>12}"
-    f" {'dense share':>11} {'conv. mult-adds':>15}"
+    f"{'network':<20} {'convolutions':>12} {'dense layers':>12} {'total':>11}"
+    f" {'dense share':>11} {'conv. MACs':>10}"
 )
 split = {}  # network -> (parameters in convolutions, in dense layers)
 for name, model in [
@@ -812,9 +812,9 @@ for name, model in [
         if isinstance(layer, layers.Dense)
     )
     print(
-        f"{name:<20} {conv:>13,} {dense:>13,} {conv + dense:>12,}"
+        f"{name:<20} {conv:>12,} {dense:>12,} {conv + dense:>11,}"
         f" {dense / (conv + dense):>11.1%}"
-        f" {conv_mults / (conv_mults + dense_mults):>15.1%}"
+        f" {conv_mults / (conv_mults + dense_mults):>10.1%}"
     )
 
 # VGG16 by hand: 13 convolutions (3x3, "same"), 2x2 pooling after each block,
@@ -838,8 +838,8 @@ print(
 # the convolutions, which leaves 61.0 M, the paper's 60 million. In VGG16 the first
 # dense layer alone, from the 7×7×512 = 25,088 values of the last pooling layer
 # to 4,096 units, has 102.8 M of its 138.4 M parameters. The computing is the
-# other way round (last column: the convolutions' share of the multiply-adds
-# per image): a convolution weight is used at every position
+# other way round (last column, `conv. MACs`: the convolutions' share of the
+# multiply-adds per image): a convolution weight is used at every position
 # of its output, a dense weight once per image, so the few weights of the
 # convolutions do almost all of the multiply-adds.
 
@@ -1134,10 +1134,11 @@ googlenet_counts = {
         with_side_classifiers.count_params()
     ),
 }
+print(f"{'':<44} {'parameters':>10}  AlexNet (two towers) / this")
 for name, count in googlenet_counts.items():
     print(
-        f"{name:<44} {count / 1e6:5.2f} M, AlexNet (two towers) / this ="
-        f" {alexnet.count_params() / count:4.1f}"
+        f"{name:<44} {count / 1e6:8.2f} M"
+        f"  {alexnet.count_params() / count:27.1f}"
     )
 del vgg16, sizes, with_side_classifiers
 keras.backend.clear_session()

@@ -861,8 +861,8 @@ del source_model
 
 # %%
 print(
-    f"{'model':<38} {'weights':<9} {'held-out acc.':>13} {'parameters':>11}"
-    f" {'trainable':>10} {'train s':>8}"
+    f"{'model':<38} {'accuracy':>8} {'parameters':>11} {'trainable':>10}"
+    f" {'train s':>8}"
 )
 for name in [
     "small CNN",
@@ -873,10 +873,10 @@ for name in [
     "MobileNetV2, ImageNet, fine-tuned",
 ]:
     if name in results:
-        weights, accuracy, total, trainable, seconds = results[name]
+        _, accuracy, total, trainable, seconds = results[name]
         print(
-            f"{name:<38} {weights:<9} {accuracy:>13.3f} {total:>11,}"
-            f" {trainable:>10,} {seconds:>8.0f}"
+            f"{name:<38} {accuracy:>8.3f} {total:>11,} {trainable:>10,}"
+            f" {seconds:>8.0f}"
         )
     else:
         print(f"{name:<38} {'imagenet':<9} {'not available offline':>45}")
@@ -1363,14 +1363,11 @@ for label, class_weight in [
         balanced_accuracy_score(imbalanced.y_test, guess),
         class_recall,
     )
-print(
-    f"{'training':<18} {'accuracy':>8} {'balanced acc.':>13}   "
-    f"recall per class ({', '.join(imbalanced.class_names)})"
-)
+print("recall per class, in the order", ", ".join(imbalanced.class_names))
+print(f"{'training':<18} {'accuracy':>8} {'balanced':>8}   recall per class")
 for label, (acc, balanced, class_recall) in imbalance_results.items():
     print(
-        f"{label:<18} {acc:>8.3f} {balanced:>13.3f}  "
-        f" {np.round(class_recall, 2)}"
+        f"{label:<18} {acc:>8.3f} {balanced:>8.3f}   {np.round(class_recall, 2)}"
     )
 
 # %% [markdown]

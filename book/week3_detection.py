@@ -1109,10 +1109,10 @@ claims.expect(
 
 # %% [markdown]
 # Now the two trainings, then both models on the test scenes: mAP@0.5 (ours
-# and COCOeval's), the COCO mAP@[.5:.95], the share of background anchors
-# that score 0.05 or more (the decoder's threshold: each of them is a
-# candidate false detection) and the median score an object anchor gives its
-# true class.
+# and COCOeval's, `COCO @0.5`), the COCO mAP@[.5:.95], the share of background
+# anchors that score 0.05 or more (`background`: the decoder's threshold, so
+# each of them is a candidate false detection) and the median score an object
+# anchor gives its true class (`object`).
 
 # %%
 compare = {}
@@ -1139,16 +1139,15 @@ for name, compare_model in compare_models.items():
         ),
     }
 print(
-    f"{'':>14} {'train s':>7} {'mAP@0.5':>7} {'COCO mAP@0.5':>12}"
-    f" {'mAP@[.5:.95]':>12} {'background >= 0.05':>18}"
-    f" {'median object score':>19}"
+    f"{'':>14} {'train s':>7} {'mAP@0.5':>7} {'COCO @0.5':>9}"
+    f" {'@[.5:.95]':>9} {'background':>10} {'object':>7}"
 )
 for name, r in compare.items():
     print(
         f"{name:>14} {r['seconds']:>7.0f} {r['voc']['map'][0.5]:>7.3f}"
-        f" {r['coco']['map50']:>12.3f} {r['coco']['map']:>12.3f}"
-        f" {np.mean(r['scores']['background'] >= 0.05):>18.2%}"
-        f" {np.median(r['scores']['object']):>19.3f}"
+        f" {r['coco']['map50']:>9.3f} {r['coco']['map']:>9.3f}"
+        f" {np.mean(r['scores']['background'] >= 0.05):>10.2%}"
+        f" {np.median(r['scores']['object']):>7.3f}"
     )
 map50_focal, map50_ce = (
     compare["focal loss"]["voc"]["map"][0.5],

@@ -1404,10 +1404,10 @@ print(
 )
 print(f"  noisy input (sigma = {NOISE}):   {psnr_noisy.mean():6.2f} dB")
 print(f"  Gaussian blur of the input:    {psnr_blurred.mean():6.2f} dB")
+print(f"  autoencoder output:            {psnr_denoised.mean():6.2f} dB")
 print(
-    f"  autoencoder output:            {psnr_denoised.mean():6.2f} dB (better"
-    f" than its noisy input on {np.mean(psnr_denoised > psnr_noisy):.0%} of the"
-    " images)"
+    "the autoencoder's output is better than its noisy input on"
+    f" {np.mean(psnr_denoised > psnr_noisy):.0%} of the images"
 )
 
 # %% tags=["remove-cell"]

@@ -146,19 +146,49 @@ def test_a_page_fits_a_phone_without_scrolling_sideways(site, browser, doc):
     assert not squeezed, f"{doc}: figures squeezed out of proportion at 400 px: {squeezed}"
 
 
+# Per code block: does it scroll sideways, how many characters fit on one of its lines, and its text.
+MEASURE_CODE_BLOCKS = """els => els.map(e => {
+    const probe = document.createElement('span');
+    probe.textContent = 'x'.repeat(100);
+    probe.style.whiteSpace = 'pre';  // one line, even inside an output that wraps
+    probe.style.position = 'absolute';
+    e.appendChild(probe);
+    const style = getComputedStyle(e);
+    const inner = e.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    const columns = Math.floor(inner / (probe.getBoundingClientRect().width / 100));
+    probe.remove();
+    return {scrolls: e.scrollWidth > e.clientWidth + 1, columns: columns, text: e.textContent,
+            output: e.closest('.cell_output') !== null};
+})"""
+
+
+def aligned_lines_too_long(block):
+    """The lines of a printed table (columns aligned by runs of spaces) longer than the block holds: wrapped,
+    they would break the table's columns."""
+    return [
+        line for line in block["text"].splitlines() if len(line) > block["columns"] and re.search(r"\S {2,}\S", line)
+    ]
+
+
 @pytest.mark.parametrize("doc", [d for d in pages(Path(__file__).resolve().parents[1]) if "week" in d])
 def test_no_code_cell_or_output_scrolls_sideways_at_1280_px(site, browser, doc):
-    """The sources are formatted to 80 columns (tests/test_style.py) and the code is set at 13 px
-    (course_utils.sphinx_ext.PAGE_STYLE): every cell and every output fits the page's code column."""
+    """The sources are formatted to 80 columns (tests/test_style.py) and set at 13 px; printed sentences wrap
+    as in Jupyter, and printed tables are narrow enough not to (course_utils.sphinx_ext.PAGE_STYLE)."""
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(f"{site}/{doc}.html", wait_until="load")
-    wide = page.eval_on_selector_all(
-        ".bd-article div.cell pre",
-        "els => els.filter(e => e.scrollWidth > e.clientWidth + 1)"
-        ".map(e => e.textContent.split('\\n').reduce((a, b) => b.length > a.length ? b : a, ''))",
-    )
+    blocks = page.eval_on_selector_all(".bd-article div.cell pre", MEASURE_CODE_BLOCKS)
     page.close()
-    assert not wide, f"{doc}: {len(wide)} code cells or outputs scroll sideways at 1280 px; their longest lines: {wide}"
+    assert blocks, f"{doc}: no code cells found"
+    assert min(b["columns"] for b in blocks) >= 80, f"{doc}: a code block holds fewer than 80 columns"
+    scrolling = [max(b["text"].splitlines() or [""], key=len) for b in blocks if b["scrolls"]]
+    assert not scrolling, f"{doc}: code cells or outputs scroll sideways at 1280 px; their longest lines: {scrolling}"
+    broken_tables = [line for b in blocks if b["output"] for line in aligned_lines_too_long(b)]
+    assert not broken_tables, f"{doc}: printed tables wider than the page wrap: {broken_tables}"
+
+
+def test_the_table_check_spares_sentences_and_catches_tables():
+    block = {"columns": 20, "text": "a sentence that is longer than twenty\nname      value   other\nshort  ok"}
+    assert aligned_lines_too_long(block) == ["name      value   other"]
 
 
 def test_a_page_shows_one_search_field(site, browser):
