@@ -1134,10 +1134,10 @@ googlenet_counts = {
         with_side_classifiers.count_params()
     ),
 }
-print(f"{'':<44} {'parameters':>10}  AlexNet (two towers) / this")
+print(f"{'':<43} {'parameters':>10}  AlexNet (two towers) / this")
 for name, count in googlenet_counts.items():
     print(
-        f"{name:<44} {count / 1e6:8.2f} M"
+        f"{name:<43} {count / 1e6:8.2f} M"
         f"  {alexnet.count_params() / count:27.1f}"
     )
 del vgg16, sizes, with_side_classifiers
@@ -2008,13 +2008,13 @@ ratio_after = {
 }
 print(
     f"{'network':<26} {'test acc.':>9} {'first/last gradient: at start':>30}"
-    f" {'trained':>9} {'train s':>8}"
+    f" {'trained':>8} {'train s':>7}"
 )
 for name in deep:
     print(
         f"{labels[name]:<26} {res_accuracy[name]:>9.3f}"
-        f" {ratio_init[name]:>30.1e} {ratio_after[name]:>9.1e}"
-        f" {res_seconds[name]:>8.1f}"
+        f" {ratio_init[name]:>30.1e} {ratio_after[name]:>8.1e}"
+        f" {res_seconds[name]:>7.1f}"
     )
 n_convs = len(residual.conv_layers(deep["plain"]))
 print(

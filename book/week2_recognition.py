@@ -133,8 +133,8 @@ claims.quoted_from_bench("week2.chapter.seconds", 5.4, 8.9, scale=1 / 60)
 
 # %% tags=["nbval-check-output"]
 print(
-    f"{'layer (h x w, k, c_in -> c_out)':<34} {'standard':>12}"
-    f" {'separable':>12} {'ratio':>6} {'1/c_out + 1/k^2':>16}"
+    f"{'layer (h x w, k, c_in -> c_out)':<34} {'standard':>11}"
+    f" {'separable':>11} {'ratio':>6} {'1/c_out + 1/k^2':>16}"
 )
 for h, k, c_in, c_out in [
     (112, 3, 32, 64),
@@ -153,10 +153,10 @@ for h, k, c_in, c_out in [
     )
     label = f"{h}x{h}, {k}, {c_in} -> {c_out}"
     print(
-        f"{label:<34} {madds / 1e6:>10.1f} M {sep_madds / 1e6:>10.1f} M"
+        f"{label:<34} {madds / 1e6:>9.1f} M {sep_madds / 1e6:>9.1f} M"
         f" {sep_madds / madds:>6.3f} {1 / c_out + 1 / k**2:>16.3f}"
     )
-    print(f"{'   parameters':<34} {params:>12,} {sep_params:>12,}")
+    print(f"{'   parameters':<34} {params:>11,} {sep_params:>11,}")
 
 # %% [markdown]
 # The multiply-adds are the numbers in millions; the parameters, on the second
@@ -475,11 +475,11 @@ print(
     f" {scenes.x_test.shape}"
 )
 print(
-    "images per class (train):",
+    "images per class, training:",
     dict(zip(names, np.bincount(scenes.y_train).tolist())),
 )
 print(
-    "images per class (test): ",
+    "images per class, test:",
     dict(zip(names, np.bincount(scenes.y_test).tolist())),
 )
 
@@ -879,7 +879,7 @@ for name in [
             f" {seconds:>8.0f}"
         )
     else:
-        print(f"{name:<38} {'imagenet':<9} {'not available offline':>45}")
+        print(f"{name:<38} {'not available offline':>40}")
 print(f"(chance level: {1 / len(names):.2f})")
 print(
     f"MobileNetV2 from scratch: {MOBILENET_TRAIN / N_TRAIN:.0f}x the scenes and"
@@ -1090,7 +1090,7 @@ for name, model, history, (x_seen, y_seen) in [
     logs = history.history
     own, _ = rec.evaluate(model, x_seen, y_seen)
     print(
-        f"{name:<25} last epoch: training accuracy {logs['accuracy'][-1]:.3f}"
+        f"{name}, last epoch: training accuracy {logs['accuracy'][-1]:.3f}"
         f" (training mode), {own:.3f} (inference mode); held-out accuracy"
         f" {logs['val_accuracy'][-1]:.3f}"
     )
@@ -1318,25 +1318,16 @@ imbalanced = rec.load_classification(
 )
 counts = np.bincount(imbalanced.y_train)
 weights = rec.class_weights(imbalanced.y_train)
+test_counts = np.bincount(imbalanced.y_test, minlength=len(counts))
 print(
-    "training images per class:",
-    dict(zip(imbalanced.class_names, counts.tolist())),
+    f"{'class':<12} {'training':>8} {'test':>6} {'weight':>7}"
+    f" {'weight x training':>18}"
 )
-print(
-    "test images per class:    ",
-    dict(zip(imbalanced.class_names, np.bincount(imbalanced.y_test).tolist())),
-)
-print(
-    "class weights:            ",
-    {imbalanced.class_names[k]: round(w, 2) for k, w in weights.items()},
-)
-print(
-    "weight x count per class: ",
-    [
-        round(float(weights[k] * counts[k]), 1)
-        for k in range(len(imbalanced.class_names))
-    ],
-)
+for k, name in enumerate(imbalanced.class_names):
+    print(
+        f"{name:<12} {counts[k]:>8} {test_counts[k]:>6} {weights[k]:>7.2f}"
+        f" {weights[k] * counts[k]:>18.1f}"
+    )
 
 # %%
 imbalance_results = {}
@@ -1367,7 +1358,8 @@ print("recall per class, in the order", ", ".join(imbalanced.class_names))
 print(f"{'training':<18} {'accuracy':>8} {'balanced':>8}   recall per class")
 for label, (acc, balanced, class_recall) in imbalance_results.items():
     print(
-        f"{label:<18} {acc:>8.3f} {balanced:>8.3f}   {np.round(class_recall, 2)}"
+        f"{label:<18} {acc:>8.3f} {balanced:>8.3f}"
+        f"   {np.round(class_recall, 2)}"
     )
 
 # %% [markdown]

@@ -421,8 +421,8 @@ for name, gamma, alpha in [
     loss = det.binary_focal_loss(y, logits, gamma=gamma, alpha=alpha)
     share = loss[negative].sum() / loss.sum()
     print(
-        f"{name:>13}: total {loss.sum():9.3f}, of which background anchors"
-        f" {share:6.1%} ({negative.sum()} of {len(y)} anchors)"
+        f"{name:>13}: total {loss.sum():9.3f}, background anchors' share"
+        f" {share:6.1%} ({negative.sum()} of {len(y)})"
     )
 
 # %% [markdown]
