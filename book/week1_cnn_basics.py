@@ -226,7 +226,7 @@ print(correlate2d_valid(np.pad(x, 1), k))
 # Laplacian: its weights sum to 1, so flat regions keep their value, while
 # outlines gain contrast.
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w1-kernels", "caption": "Classic hand-made 3\u00d73 kernels applied to one scene."}}
 from course_utils import scenes
 
 classic_kernels = {
@@ -425,7 +425,7 @@ for pool in (layers.MaxPooling2D(2), layers.AveragePooling2D(2)):
 # $\max(0, x)$, keeps a slope of 1 for every positive input; leaky ReLU also
 # keeps a small slope for negative inputs, so a unit cannot get stuck at zero.
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w1-activations", "caption": "ReLU, leaky ReLU, tanh and the sigmoid: four activation functions."}}
 z = np.linspace(-4, 4, 200).astype(np.float32)
 activations = {
     "ReLU": keras.activations.relu(z),
@@ -1254,7 +1254,7 @@ print(
 )
 print("images per class in the test set:", np.bincount(digits.y_test))
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w1-digits", "caption": "Training digits with their labels, scaled to LeNet-5's 32\u00d732 input."}}
 fig = plots.image_grid(
     digits.x_train[:16],
     titles=digits.y_train[:16],
@@ -1304,7 +1304,7 @@ print("files written:", sorted(p.name for p in work_dir.iterdir()))
 # %% tags=["remove-cell"]
 claims.record("week1.lenet5.train_seconds", lenet_seconds)
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w1-lenet-curves", "caption": "LeNet-5's loss and accuracy per epoch, on the training digits and on the validation digits held out from them."}}
 fig = plots.training_curves(history, title="LeNet-5 on the digits")
 
 # %% tags=["nbval-check-output"]
@@ -1324,12 +1324,12 @@ claims.record("week1.lenet5.test_accuracy", lenet_accuracy)
 # true digit, columns: the prediction), and the mistakes themselves are worth a
 # look: some are digits a person would hesitate over too.
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w1-confusion", "caption": "LeNet-5's confusion matrix on the test digits: rows are the true digit, columns the prediction."}}
 fig = plots.confusion_matrix(
     digits.y_test, predicted, digits.class_names, title="LeNet-5, test set"
 )
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w1-mistakes", "caption": "Test digits LeNet-5 gets wrong: its prediction, its confidence and, in brackets, the true digit."}}
 wrong = np.flatnonzero(predicted != digits.y_test)[:16]
 if len(wrong):
     fig = plots.prediction_grid(
@@ -1409,7 +1409,7 @@ for name, (accuracy, params, seconds) in ablation.items():
 for name, (key, _) in variants.items():
     claims.record(f"week1.ablation.{key}", ablation[name][0])
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w1-ablation", "caption": "Test accuracy of LeNet-5 with one modern change at a time, with all three, and of the modern small CNN, in one run."}}
 fig, ax = plt.subplots(figsize=(plots.PAGE_WIDTH, 2.6), layout="constrained")
 names = list(ablation)
 accuracies = [ablation[name][0] for name in names]
@@ -1423,7 +1423,7 @@ ax.set_xlabel("test accuracy (one run)")
 _ = ax.set_title("LeNet-5, one change at a time, and a modern small CNN")
 
 # %% [markdown]
-# The table and the plot show one run. Read them with the test set's size in
+# The table and {numref}`fig-w1-ablation` show one run. Read them with the test set's size in
 # mind: with 360 test digits, one digit more or less is 0.28 points of
 # accuracy, and another run seed (other initial weights, another split of the
 # digits) moves each network by about as much as most of the differences
@@ -1496,7 +1496,7 @@ claims.quoted_from_bench("week1.ablation.dropout_gain_points", -1, 2)
 # degrees (a fixed, seeded perturbation), as if the writer had been less careful
 # than the people who wrote the training set.
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w1-perturbed", "caption": "Test digits and their copies shifted by up to 3 pixels and rotated by up to 15 degrees."}}
 perturb = keras.Sequential(
     [
         layers.RandomRotation(
@@ -1602,7 +1602,7 @@ for name, (predict, params, seconds) in comparison.items():
 # mirror image of a 2 or a 7 is no longer a digit, and a 6 turned upside down is
 # a 9:
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w1-bad-augmentations", "caption": "Mirrored and upside-down digits: transformations a digit's label does not survive."}}
 flips = np.concatenate(
     [digits.x_train[digits.y_train == d][:1] for d in (2, 3, 6, 7)]
 )
@@ -1618,7 +1618,7 @@ fig = plots.image_grid(
 # the first layers of the classifier they are active during training only, and
 # do nothing at prediction time.
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w1-augmentations", "caption": "One training digit and eight random rotations, shifts and zooms of it, as the augmented network sees them."}}
 augment = keras.Sequential(
     [
         # up to about ±15 degrees
@@ -1752,7 +1752,7 @@ for name, model in [
 # test digit. Several respond to edges of one orientation, the kind of
 # feature HOG was designed to compute.
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w1-filters", "caption": "The six 5\u00d75 kernels of LeNet-5's first layer after training."}}
 fig = plots.conv_filters(
     lenet.get_layer("c1").kernel.numpy(),
     ncols=6,
@@ -1784,7 +1784,7 @@ fig = plots.activation_maps(
 # finds similar are close there, so we can search it: here are the nearest
 # training images of a few test digits.
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w1-neighbours", "caption": "Test digits (left) and their nearest training digits in LeNet-5's 84-value latent space."}}
 from sklearn.neighbors import KNeighborsClassifier
 
 encoder = models.feature_extractor(lenet, "f6")
@@ -1866,9 +1866,9 @@ for name, describe in spaces.items():
 # points that sit on another class's island are usually the mistakes seen
 # earlier. Only these neighbourhoods carry meaning: t-SNE does not preserve
 # the distances between islands or their sizes, so a gap or a crowded island
-# in the plot says nothing about the 84-dimensional space.
+# in {numref}`fig-w1-tsne` says nothing about the 84-dimensional space.
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w1-tsne", "caption": "A t-SNE map of the test digits' latent vectors, coloured by the true digit; crosses are LeNet-5's mistakes."}}
 points = plots.tsne_2d(test_features)
 fig = plots.embedding_scatter(
     points,
@@ -2035,14 +2035,14 @@ for name in deep:
 claims.record("week1.residual.train_seconds", sum(res_seconds.values()))
 
 # %% [markdown]
-# The figure shows, for each convolution from the input (left) to the output
+# {numref}`fig-w1-gradients` shows, for each convolution from the input (left) to the output
 # (right), the norm of the loss gradient with respect to that layer's output
 # on a batch of 256 training scenes: how much error signal reaches it. The
 # scale is logarithmic, so a straight line is a signal that is divided by the
 # same factor at every layer on its way back: read from right to left, from
 # the output towards the input, it falls.
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w1-gradients", "caption": "The norm of the loss gradient at each convolution's output, from the input (left) to the output (right), at initialisation and after training, on a logarithmic scale."}}
 colours = {"plain": "#D55E00", "residual": "#0072B2", "plain_he": "#009E73"}
 fig, axes = plt.subplots(
     1, 2, figsize=(plots.PAGE_WIDTH, 3.0), sharey=True, layout="constrained"
@@ -2071,7 +2071,7 @@ for ax, (title, measured) in zip(
 axes[0].set_ylabel("gradient norm at the layer")
 _ = axes[0].legend(fontsize=8)
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w1-deep-curves", "caption": "Loss and accuracy per epoch, on the training scenes (solid) and the validation scenes (dotted), of the plain network, the residual network and the plain network with He initialisation."}}
 fig, axes = plt.subplots(
     1, 2, figsize=(plots.PAGE_WIDTH, 2.8), layout="constrained"
 )
@@ -2153,7 +2153,7 @@ _ = axes[1].legend(fontsize=8)
 # gentle first steps, which is one more reason residual networks come with
 # BatchNorm.
 #
-# Why does the plain network not learn? The figure shows how much signal
+# Why does the plain network not learn? {numref}`fig-w1-gradients` shows how much signal
 # reaches each layer at the start, not that this is what stops training, and
 # both networks train with Adam, which divides each weight's step by a running
 # estimate of the size of that weight's own gradient and so largely undoes a

@@ -213,7 +213,7 @@ print(
     "none (linear)" if "block_2_project_relu" not in block else "ReLU",
 )
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w2-block", "caption": "Block 2 of our MobileNetV2 drawn from its layers: each box a layer with its output shape, its width following the number of channels, and the skip connection from the block's input to its `add` layer."}}
 fig = rec.plot_block(
     base,
     2,
@@ -362,7 +362,7 @@ claims.expect(
     "week2.batchnorm.largest_difference", max(bn_differences.values()), 0, 1e-5
 )
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w2-moving-mean", "caption": "The share of the way from 0 to the batch mean that a BatchNormalization layer's moving mean has covered after k training steps on one batch, beside 1 \u2212 momentum to the power k."}}
 catching_up = layers.BatchNormalization()
 catching_up.build(maps.shape)
 steps = np.arange(1, 501)
@@ -483,7 +483,7 @@ print(
     dict(zip(names, np.bincount(scenes.y_test).tolist())),
 )
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w2-scenes", "caption": "Training scenes and their class."}}
 fig = plots.image_grid(
     scenes.x_train[:16],
     titles=[names[k] for k in scenes.y_train[:16]],
@@ -524,7 +524,7 @@ print(
     "serialised and restored:", restored.get_config() == schedule.get_config()
 )
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w2-schedule", "caption": "The learning rate per epoch: a linear warm-up, then an exponential decay."}}
 fig, ax = plt.subplots(figsize=(6, 2.6))
 ax.plot(steps / steps_per_epoch, rates)
 ax.set_xlabel("epoch")
@@ -792,7 +792,7 @@ print(
 )
 print("recipe:", rec.SOURCE_RECIPE)
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w2-source", "caption": "Scenes of the source task: other shapes on the same kind of background."}}
 fig = plots.image_grid(
     source.x_train[:8],
     titles=[source.class_names[k] for k in source.y_train[:8]],
@@ -944,7 +944,7 @@ claims.record(
 # number of labelled scenes per class, for the three starts trained by
 # `rec.transfer_learning_curve` above on the same labelled scenes.
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w2-learning-curve", "caption": "Held-out accuracy against the number of labelled scenes per class, for the three starts of MobileNetV2."}}
 print(
     f"{'labels per class':<17} "
     + " ".join(f"{m:>13}" for m in rec.TRANSFER_METHODS)
@@ -972,7 +972,7 @@ for i, k in enumerate(curve["per_class"]):
         claims.record(f"week2.transfer.{key}_{k}_per_class", curve[method][i])
 
 # %% [markdown]
-# Read the plot from left to right. Every point is a network trained for the
+# Read {numref}`fig-w2-learning-curve` from left to right. Every point is a network trained for the
 # same number of batches; what changes is how many different labelled scenes
 # those batches are drawn from, and where the weights start. From scratch,
 # 400 thousand parameters meet a few dozen scenes: the network can learn
@@ -1160,7 +1160,7 @@ else:
 # sum), and **recall** the fraction of the scenes *of* that class that were
 # found (the diagonal cell over the row sum).
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w2-confusion", "caption": "The confusion matrix of the better of the two networks on the held-out scenes: rows are the true class, columns the prediction."}}
 candidates = {
     "small CNN": (cnn, cnn_probabilities, cnn_history),
     "MobileNetV2, from scratch": (
@@ -1204,7 +1204,7 @@ for k, name in enumerate(names):
 # other data, so we fit it on half of the held-out scenes (the one that gives
 # their labels the highest likelihood) and measure on the other half.
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w2-reliability", "caption": "Reliability diagrams of both networks, as trained and with the fitted temperature T, on the half of the held-out scenes T was not fitted on."}}
 fit_half = np.arange(len(scenes.y_test)) % 2 == 0  # fit T here
 truth = scenes.y_test[~fit_half]  # measure here
 reliability, calibration_rows = {}, []
@@ -1244,7 +1244,7 @@ for name, temperature, before_ece, after_ece in calibration_rows:
     claims.record(f"week2.calibration.{key}.ece_with_temperature", after_ece)
 
 # %% [markdown]
-# Read the bars bin by bin, with the counts in mind: a network this accurate
+# Read the bars of {numref}`fig-w2-reliability` bin by bin, with the counts in mind: a network this accurate
 # puts nearly all its predictions in the last bin, and a bin that holds a
 # handful of scenes has a bar that one scene more or less moves a lot, which
 # the ECE weighs accordingly. A temperature above 1 says the network was too
@@ -1260,7 +1260,7 @@ for name, temperature, before_ece, after_ece in calibration_rows:
 # the mistakes the model was *most confident* about, which are the most
 # informative ones to look at.
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w2-predictions", "caption": "Held-out scenes with the predicted class and its probability; a wrong prediction is red, with the true class in brackets."}}
 fig = plots.prediction_grid(
     scenes.x_test[:16],
     scenes.y_test[:16],
@@ -1270,7 +1270,7 @@ fig = plots.prediction_grid(
     title="held-out predictions (probability)",
 )
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w2-worst", "caption": "The held-out scenes the network misclassified with the highest confidence."}}
 wrong = np.flatnonzero(predicted != scenes.y_test)
 worst = wrong[np.argsort(-confidence[wrong])][:16]
 print(f"{len(wrong)} of {len(predicted)} held-out scenes are misclassified")
@@ -1425,7 +1425,7 @@ claims.quoted_from_bench("week2.imbalance.accuracy_loss_points", 2.5, 11)
 # square (flips and quarter turns) are safe, but an arbitrary rotation is not:
 # a square turned by 45 degrees *is* a diamond.
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w2-symmetries", "caption": "A square under flips and quarter turns, which keep its class, and turned by 45 degrees, which makes it a diamond."}}
 if DATA_SOURCE == "scenes":
     square = scenes.x_train[
         np.flatnonzero(scenes.y_train == names.index("square"))[:1]
@@ -1655,7 +1655,7 @@ claims.quoted_from_bench(
 # own region if the features separate the classes. Week 5 trains such an
 # {term}`embedding <Embedding>` directly, without a classification head.
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w2-tsne", "caption": "A t-SNE map of MobileNetV2's pooled features of the held-out scenes, coloured by class; crosses are its mistakes."}}
 features = models.feature_extractor(mobilenet, "features").predict(
     scenes.x_test, verbose=0
 )
@@ -1678,7 +1678,7 @@ fig = plots.embedding_scatter(
 # neighbours of each scene near, but it does not keep the distances between
 # groups, nor their sizes: a class drawn far from the others, or a cluster
 # that looks wide or tight, says nothing about the 1,280-dimensional features.
-# What the plot does show is whether the neighbours of a scene belong to its
+# What {numref}`fig-w2-tsne` does show is whether the neighbours of a scene belong to its
 # own class, and where the misclassified scenes (crosses) sit: inside a group
 # of another class, or where classes mix. The classifier's last layer draws
 # straight boundaries in the feature space; it cannot undo what the features
@@ -1708,7 +1708,7 @@ fig = plots.embedding_scatter(
 # strongest pixel (the cross) lie on the shape? A pixel drawn at random would,
 # as often as the shape covers the image (the last line of the table).
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w2-attribution", "caption": "Saliency, Grad-CAM and occlusion maps of both networks on held-out scenes; the cross marks each map's strongest pixel."}}
 if scenes.test_masks is not None:
     n_maps = profile.pick(smoke=32, cpu=200, gpu=400)
     x_maps, y_maps = scenes.x_test[:n_maps], scenes.y_test[:n_maps]

@@ -161,7 +161,7 @@ print(
     ],
 )
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w3-scenes", "caption": "Training scenes with their true boxes and classes."}}
 fig = det.plot_detections(
     train_data.images[:8],
     class_names,
@@ -276,7 +276,7 @@ for (level, boxes), size in zip(anchors.items(), anchor_config.sizes):
 total_anchors = sum(len(b) for b in anchors.values())
 print(f"total: {total_anchors} anchors per image")
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w3-anchors", "caption": "The anchors of one training scene, one panel per pyramid level: the centres of the level's grid cells, and the anchors of one cell."}}
 example = 0
 fig = det.plot_anchors(
     train_data.images[example],
@@ -361,9 +361,10 @@ claims.expect(
 #
 # $$ \mathrm{FL}(p_t) = -\alpha_t\,(1 - p_t)^\gamma \log p_t . $$
 #
-# With $\gamma = 0$ (and $\alpha_t = 1$) it is cross-entropy again. The curves:
+# With $\gamma = 0$ (and $\alpha_t = 1$) it is cross-entropy again. The curves
+# ({numref}`fig-w3-focal`):
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w3-focal", "caption": "The focal loss against the probability given to the true class, for several values of \u03b3; \u03b3 = 0 is cross-entropy."}}
 p = np.linspace(0.01, 1, 200)
 fig, ax = plt.subplots(figsize=(5.5, 3.6))
 for gamma in (0, 0.5, 1, 2, 5):
@@ -523,7 +524,7 @@ print(
 # pixels (`det.augmenter`, built on Keras' box-aware `RandomFlip` and
 # `RandomZoom`):
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w3-augmented", "caption": "Four training scenes and an augmented copy of each: the boxes flip and zoom with the pixels."}}
 augment = det.augmenter(flip=True, scale=0.25, seed=profile.seed(3))
 aug_images, aug_boxes, aug_classes = augment(
     train_data.images[:4], train_data.boxes[:4], train_data.classes[:4]
@@ -561,7 +562,7 @@ print(
     f"({images_seen / train_seconds:.0f} images/s)"
 )
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w3-curves", "caption": "RetinaNet's total, classification and box losses per epoch, on the training and the test scenes."}}
 fig = plots.training_curves(
     history,
     metrics=("loss", "classification_loss", "box_loss"),
@@ -579,7 +580,7 @@ fig = plots.training_curves(
 # the whole ranking; for display, only detections scoring 0.5 or more are drawn
 # (white dashed boxes are the ground truth):
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w3-detections", "caption": "Detections scoring 0.5 or more on test scenes; the white dashed boxes are the ground truth."}}
 # computed once, decoded with several settings below
 raw = det.raw_outputs(model, test_data.images)
 predictions = det.predict(model, test_data.images, raw=raw)
@@ -601,7 +602,7 @@ fig = det.plot_detections(
 # does: a box only removes lower-scored boxes *of its own class* that overlap
 # it by more than the IoU threshold, so a circle next to a square keeps both.
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w3-nms", "caption": "Detections scoring 0.3 or more on four test scenes, without non-maximum suppression (top) and with it (bottom)."}}
 without_nms = det.predict(
     model,
     test_data.images,
@@ -730,7 +731,7 @@ claims.expect(
 # the COCO measure, mAP@[.5:.95], averages the mAP over IoU thresholds from 0.5
 # to 0.95 and so also rewards precise boxes.
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w3-pr", "caption": "Precision against recall per class at IoU 0.5 on the test scenes, with each class's average precision."}}
 result = det.mean_average_precision(
     predictions, test_data, iou_thresholds=(0.5, 0.75)
 )
@@ -835,7 +836,7 @@ claims.expect("week3.retinanet.map50_95", coco["map"], 0.55, 0.8, profile)
 # images, whose score we want to report, but the one that counts best on the
 # held-out **validation** scenes:
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w3-counts", "caption": "Predicted against true number of objects per test image; each disc is labelled with the number of images it stands for."}}
 count_threshold, validation_errors = det.choose_count_threshold(
     det.predict(model, valid_data.images), valid_data
 )
@@ -870,7 +871,7 @@ claims.record(
 # %% [markdown]
 # With the threshold chosen on the validation scenes, the count is exact on
 # between 50% and 95% of the test images at profile `cpu`, and off by more than
-# one object on at most 5% of them (the figure).
+# one object on at most 5% of them ({numref}`fig-w3-counts`).
 
 # %% tags=["remove-cell"]
 claims.expect(
@@ -958,7 +959,7 @@ claims.expect(
 # and each object no detection claims as **missed**. (TIDE goes further and
 # measures how much mAP each kind costs; these are only counts.)
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w3-error-kinds", "caption": "The test scenes' detections by kind, the right ones first, and the objects no detection found."}}
 error_kinds = det.detection_errors(predictions, test_data, count_threshold)
 fig = det.plot_error_kinds(
     error_kinds,
@@ -1179,7 +1180,7 @@ claims.record(
     sum(r["seconds"] for r in compare.values()),
 )
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w3-scores", "caption": "Histograms of the scores of the test scenes' background anchors and object anchors, after training with cross-entropy and with the focal loss."}}
 fig = det.plot_score_distributions(
     {name: r["scores"] for name, r in compare.items()},
     title="scores of the test anchors after training",
@@ -1213,7 +1214,7 @@ claims.quoted_from_bench("week3.focal_vs_ce.map50_focal", 0.59, 0.70)
 claims.quoted_from_bench("week3.focal_vs_ce.map50_ce_minus_focal", 0.03, 0.12)
 
 # %% [markdown]
-# The figure shows why. Cross-entropy keeps pushing every background anchor
+# {numref}`fig-w3-scores` shows why. Cross-entropy keeps pushing every background anchor
 # down, many of them decades below the prior of 0.01 they started from, and
 # its object anchors up towards 1. The focal loss does what it was built to
 # do: once an anchor is easy, it stops paying for it, so its background

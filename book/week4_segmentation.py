@@ -166,7 +166,7 @@ print(
     ),
 )
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w4-masks", "caption": "Training scenes and their masks, one colour per class."}}
 fig = segmentation.plot_segmentation(
     train.images,
     train.masks,
@@ -433,7 +433,7 @@ assert abs(float(dice) - 2 * binary_iou[1] / (1 + binary_iou[1])) < 1e-4, (
     "Dice = 2J/(1+J) must hold on this page"
 )
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w4-binary", "caption": "The binary U-Net on test scenes: image, true mask, prediction and error map in each column."}}
 fig = segmentation.plot_segmentation(
     test.images,
     test.binary_masks(),
@@ -473,7 +473,7 @@ print(
     f" {seconds:.1f} s ({EPOCHS * len(train) / seconds:.0f} images/s)"
 )
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w4-curves", "caption": "The multi-class U-Net's loss and mean IoU per epoch."}}
 fig = plots.training_curves(
     history, metrics=("loss", "mean_iou"), title="multi-class U-Net"
 )
@@ -525,12 +525,12 @@ claims.quoted_from_bench("week4.unet.mean_iou", 0.944, 0.972)
 claims.quoted_from_bench("week4.unet.worst_class_iou", 0.845, 0.929)
 
 # %% [markdown]
-# Each column of the figure is one test scene: the image, the true mask, the
+# Each column of {numref}`fig-w4-worst` is one test scene: the image, the true mask, the
 # prediction, and an **error map** (black: object pixels missed or given the
 # wrong shape; orange: background taken for an object). Most scenes come out
 # (almost) perfect, so we show the eight with the most wrong pixels.
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w4-worst", "caption": "The eight test scenes on which the multi-class U-Net gets the most pixels wrong: image, true mask, prediction and error map in each column."}}
 worst = np.argsort(-(predicted != test.masks).sum(axis=(1, 2)), kind="stable")[
     :8
 ]
@@ -606,7 +606,7 @@ else:
 # process, so each variant is trained three times, from three seeds of its
 # weights and of the order of its batches.
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w4-ablation", "caption": "The U-Net with and without its skip connections, three trainings each (dots) and their mean (bars)."}}
 small_train = train.subset(slice(0, N_SMALL))
 truth = test.binary_masks()
 edges = edge_pixels(truth)
@@ -666,7 +666,7 @@ for skip in segmentation.SKIP_MODES:
 # with fewer parameters than concatenation; concatenation leaves the decoder
 # free to weigh the two sources differently.
 #
-# Read the figure against the spread of the dots. The benchmark reran this
+# Read {numref}`fig-w4-ablation` against the spread of the dots. The benchmark reran this
 # page with its five run seeds, each with fresh scenes, and on each of the
 # three trainings of every seed removing the skips cost object IoU: 10.0 to
 # 11.3 points on average over the three (this run: between 8.7 and 12.6),
@@ -776,7 +776,7 @@ for loss, found in loss_results.items():
 # computes it (the separation term on the background pixels), here for discs
 # of one class packed 2 pixels apart:
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output"] mystnb={"figure": {"name": "fig-w4-weight-map", "caption": "Two touching discs (left) and the original U-Net's pixel weights for them (right)."}}
 discs = segmentation.touching_discs(64, radius=9, gap=2)
 disc_weights = segmentation.border_weight_map(discs, w0=10.0, sigma=5.0)
 distances = np.sort(
@@ -823,7 +823,7 @@ fig = segmentation.plot_weight_map(
 # scenes; with a few hundred real photographs, augmentation is how a U-Net
 # gets enough variety.)
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w4-augmented", "caption": "Six random augmentations of one scene, its mask transformed with it."}}
 import tensorflow as tf
 
 pairs = [

@@ -200,7 +200,7 @@ print(
     f" {np.bincount(split.y_test)}"
 )
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w5-images", "caption": "Labelled images of each class; the held-out class is only in the kNN reference set."}}
 show = np.concatenate(
     [np.flatnonzero(split.y_reference == c)[:6] for c in range(len(names))]
 )
@@ -271,7 +271,7 @@ print(
 print("anchor labels:  ", y_batch[:half])
 print("positive labels:", y_batch[half:])
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w5-pairs", "caption": "The first eight anchors of a training batch and their positives: other images of the same class, augmented."}}
 fig = plots.image_grid(
     np.concatenate([x_batch[:8], x_batch[half : half + 8]]),
     titles=[f"anchor {names[c]}" for c in y_batch[:8]]
@@ -462,14 +462,14 @@ print(
     f" {similarity_gap(after):.2f}"
 )
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w5-curves", "caption": "The similarity softmax loss per epoch."}}
 fig = plots.training_curves(
     history,
     metrics=("loss",),
     title=f"similarity softmax loss, tau = {TEMPERATURE}",
 )
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w5-similarities", "caption": "Cosine similarities between test anchors (rows) and positives (columns), sorted by class, before and after training."}}
 fig = ml.plot_similarity_heatmaps(
     {"before training": before, "after training": after},
     labels=eval_labels,
@@ -531,7 +531,7 @@ for label, (model, hist) in variants.items():
         f" {knn_accuracy(model):>13.3f}"
     )
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w5-variants", "caption": "Test-batch similarities after training, for each loss."}}
 fig = ml.plot_similarity_heatmaps(
     {label: batch_similarity(model) for label, (model, _) in variants.items()},
     labels=eval_labels,
@@ -540,7 +540,7 @@ fig = ml.plot_similarity_heatmaps(
 )
 
 # %% [markdown]
-# The table and the heatmaps show what each loss made of the same batches in
+# The table and the heatmaps of {numref}`fig-w5-variants` show what each loss made of the same batches in
 # this run. Read the similarity gap and the kNN accuracy together: they can
 # disagree. The gap is an average over all pairs of images, so pushing two
 # classes to opposite poles of the sphere raises it even while two other
@@ -710,7 +710,7 @@ print(f"{'k':>3} {'3 training classes':>19} {'all 4 classes':>14}")
 for k in ks:
     print(f"{k:>3} {by_k_seen[k]:>19.3f} {by_k_all[k]:>14.3f}")
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w5-k", "caption": "kNN test accuracy against k, on the three training classes, and on all four with the class never trained on."}}
 fig, ax = plt.subplots(figsize=(5.5, 3.4))
 ax.plot(
     list(by_k_seen), list(by_k_seen.values()), "o-", label="3 training classes"
@@ -760,7 +760,7 @@ claims.expect(
 # %% [markdown]
 # Where do the mistakes go? The confusion matrix for all four classes, $k = 5$:
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w5-confusion", "caption": "The kNN classifier's confusion matrix on the test set, the held-out class included."}}
 predicted, confidence = ml.knn_predict(
     ref_embeddings, split.y_reference, test_embeddings, K
 )
@@ -824,7 +824,7 @@ for threshold, coverage, accuracy in curve:
         f" {accuracy:>9.3f}"
     )
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w5-coverage", "caption": "Accuracy against coverage when kNN answers only if enough of its k neighbours agree; each point is labelled with the votes it needs."}}
 fig, ax = plt.subplots(figsize=(5.5, 3.4))
 ax.plot([c for _, c, _ in curve], [a for _, _, a in curve], "o-")
 for threshold, coverage, accuracy in curve:
@@ -1072,7 +1072,7 @@ claims.quoted_from_bench(
 # a plane, keeping neighbours together. The held-out class was never used in
 # training; crosses mark the test images that kNN gets wrong.
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w5-tsne", "caption": "A t-SNE map of the test embeddings, coloured by class; crosses are kNN's mistakes."}}
 points = plots.tsne_2d(test_embeddings)
 fig = plots.embedding_scatter(
     points,
@@ -1086,14 +1086,14 @@ fig = plots.embedding_scatter(
 )
 
 # %% [markdown]
-# Read the plot for its neighbourhoods: whether the neighbours of a point are
+# Read {numref}`fig-w5-tsne` for its neighbourhoods: whether the neighbours of a point are
 # of its own class, whether the diamonds, never seen in training, have
 # diamonds as neighbours, and next to which class the crosses (kNN mistakes)
 # sit. Do not read it for distances between groups or for their sizes: t-SNE
 # keeps near neighbours near, but it stretches and shrinks the rest, so a
 # class that looks far from the others, or a group that looks compact, says
 # nothing about the 32-dimensional embedding. To compare classes, use the
-# cosine similarities themselves, as in the heatmaps of section 6.
+# cosine similarities themselves, as in {numref}`fig-w5-similarities`.
 #
 # ## 10. Retrieval
 #
@@ -1101,7 +1101,7 @@ fig = plots.embedding_scatter(
 # reference images. Two test queries per class, with the cosine similarity of
 # each neighbour; red titles mark neighbours of another class.
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w5-retrieval", "caption": "Test images (left) and their nearest reference images in the learned embedding, with class and cosine similarity; a neighbour of another class is titled in red."}}
 queries = np.concatenate(
     [np.flatnonzero(split.y_test == c)[:2] for c in range(len(names))]
 )
@@ -1147,7 +1147,7 @@ for r, (row, q) in enumerate(zip(index, queries)):
 # the held-out class: pairs of two diamonds, which the network never saw in
 # training, must be accepted too.
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w5-roc", "caption": "ROC curves of verification by a similarity threshold, for the learned embedding and for raw pixels, on the second half's pairs; the marks are the thresholds chosen on the first half."}}
 half = np.arange(len(split.y_test)) % 2
 choose, measure = half == 0, half == 1  # choose the threshold, then measure
 verification = {}
@@ -1415,7 +1415,7 @@ claims.record("week5.autoencoder.psnr_noisy", float(psnr_noisy.mean()))
 claims.record("week5.autoencoder.psnr_denoised", float(psnr_denoised.mean()))
 claims.record("week5.autoencoder.psnr_blurred", float(psnr_blurred.mean()))
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w5-denoised", "caption": "Clean test images, their noisy copies and the autoencoder's output, with the PSNR against the clean image."}}
 panel = np.concatenate(
     [np.flatnonzero(split.y_test == c)[:2] for c in range(len(names))]
 )
@@ -1430,7 +1430,7 @@ fig = plots.image_grid(
     title="clean, noisy and denoised test images (PSNR against the clean one)",
 )
 # %% [markdown]
-# Read the table and the panels together. The gain of the autoencoder is the
+# Read the table and the panels of {numref}`fig-w5-denoised` together. The gain of the autoencoder is the
 # difference between its row and the noisy row: each 3 dB is a halving of the
 # squared error. Over the benchmark's five run seeds (`SEED` = 0..4, at profile
 # cpu; `week5.autoencoder.*` in `bench/results.json`) the noisy inputs scored
@@ -1568,7 +1568,7 @@ claims.quoted_from_bench(
     minus="week5.autoencoder.knn_accuracy",
 )
 
-# %%
+# %% mystnb={"figure": {"name": "fig-w5-latent-retrieval", "caption": "Test images (left) and their nearest reference images in the autoencoder's latent space."}}
 latent_index, latent_similarity = ml.retrieve(
     latent_spaces["autoencoder latent, flattened"](split.x_reference),
     latent_spaces["autoencoder latent, flattened"](split.x_test[queries]),

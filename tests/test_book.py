@@ -2,6 +2,12 @@
 
 import re
 
+import jupytext
+
+# A line that makes a figure: `fig = ...` or `fig, axes = ...`.
+FIGURE_LINE = re.compile(r"^\s*fig(, \w+)? = ", re.MULTILINE)
+NUMREF = re.compile(r"\{numref\}`([^`]+)`")
+
 
 def test_book_has_every_page_of_the_table_of_contents(built_book, root):
     from course_utils.build import toc_files
@@ -17,6 +23,45 @@ def test_week1_page_shows_figures_and_printed_results(built_book):
     assert len(re.findall(r"<img [^>]*src=\"[^\"]*\.png\"", page)) >= 10
     assert "61,706" in page and "[[19. 25.]" in page
     assert "Traceback" not in page and "NotImplementedError" not in page
+
+
+def figure_options(root):
+    """(chapter, cell source, MyST-NB figure options or None) of every code cell of the chapters, and every
+    figure name their text cites with {numref}."""
+    cells, cited = [], set()
+    for path in sorted((root / "book").glob("week*.py")):
+        for cell in jupytext.read(path).cells:
+            if cell.cell_type == "markdown":
+                cited |= set(NUMREF.findall(cell.source))
+            else:
+                cells.append((path.stem, cell.source, cell.metadata.get("mystnb", {}).get("figure")))
+    return cells, cited
+
+
+def test_every_figure_of_a_chapter_has_a_number_and_a_caption(root):
+    """A cell that draws one figure carries MyST-NB's figure options: a name the text cites it by (its number on
+    the page) and a caption. A cell that draws several cannot share one name among them, so it has none."""
+    cells, cited = figure_options(root)
+    names = []
+    for chapter, source, figure in cells:
+        drawn = len(FIGURE_LINE.findall(source))
+        where = f"{chapter}, the cell starting {source[:60]!r}"
+        if drawn == 1:
+            assert figure and figure.get("caption"), f"{where}: a figure without a caption"
+            assert str(figure.get("name", "")).startswith("fig-"), f"{where}: a figure without a fig- name"
+            names.append(figure["name"])
+        else:
+            assert figure is None, f"{where} draws {drawn} figures: one name cannot label them all"
+    assert len(names) == len(set(names)), "two figures share a name"
+    assert cited <= set(names), f"the text cites figures no cell draws: {cited - set(names)}"
+    assert len(cited) >= 10, "the text should refer to its figures by number"
+
+
+def test_figures_are_numbered_and_cited_by_number_on_the_page(built_book):
+    page = (built_book / "html" / "book" / "week4_segmentation.html").read_text()
+    numbers = re.findall(r'<span class="caption-number">Fig\. (\d+) </span>', page)
+    assert numbers and numbers == [str(n) for n in range(1, len(numbers) + 1)], numbers
+    assert re.search(r'<a class="reference internal" href="#fig-w4-worst"><span class="std std-numref">Fig\. \d+', page)
 
 
 def colab_links(page: str) -> set[str]:
