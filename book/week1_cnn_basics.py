@@ -2007,12 +2007,12 @@ ratio_after = {
     name: residual.first_to_last(norms) for name, norms in after.items()
 }
 print(
-    f"{'network':<26} {'test acc.':>9} {'first/last gradient: at start':>30}"
+    f"{'network':<24} {'test acc.':>9} {'first/last gradient: at start':>30}"
     f" {'trained':>8} {'train s':>7}"
 )
 for name in deep:
     print(
-        f"{labels[name]:<26} {res_accuracy[name]:>9.3f}"
+        f"{labels[name]:<24} {res_accuracy[name]:>9.3f}"
         f" {ratio_init[name]:>30.1e} {ratio_after[name]:>8.1e}"
         f" {res_seconds[name]:>7.1f}"
     )

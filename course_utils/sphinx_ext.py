@@ -178,12 +178,16 @@ PAGE_STYLE = (
     "<style>.bd-article code.literal span.pre { white-space: pre-wrap; overflow-wrap: anywhere; }"
     " .bd-article img { height: auto !important; }"
     " .bd-article div.cell pre { font-size: 0.8125rem; }"
-    " .bd-article div.cell_output pre { white-space: pre-wrap; overflow-wrap: anywhere; }</style>"
+    " .bd-article div.cell_output pre { white-space: pre-wrap; overflow-wrap: anywhere; }"
+    " @media (max-width: 600px) { .bd-article div.cell_output { overflow-x: auto; }"
+    " .bd-article div.cell_output img { max-width: none !important; } }</style>"
 )
 """Inline code in the text may break anywhere, rather than widen a narrow page; a figure narrowed to a phone's
 width keeps its proportions (the 2x figures carry their display width and height); code cells and their
 outputs at 13 px (the theme's 14 px holds 77 columns at 1280 px) hold the 80 columns the sources are formatted
-to; a printed line longer than that wraps, as in Jupyter, rather than scroll (tables are printed to fit)."""
+to; a printed line longer than that wraps, as in Jupyter, rather than scroll (tables are printed to fit). On
+a phone a figure keeps its display size and scrolls sideways inside its cell: shrunk to 400 px, its 9-pt
+labels would read as 5 pt."""
 
 
 def _add_page_style(app, pagename, templatename, context, doctree):

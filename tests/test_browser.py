@@ -130,8 +130,8 @@ def test_table_of_contents_is_in_week_order(root, site, browser):
 
 @pytest.mark.parametrize("doc", pages(Path(__file__).resolve().parents[1]))
 def test_a_page_fits_a_phone_without_scrolling_sideways(site, browser, doc):
-    """At 400 px nothing widens the page itself: code blocks scroll inside their box, and inline code names
-    (a record, a file path) wrap (course_utils.sphinx_ext.PAGE_STYLE)."""
+    """At 400 px nothing widens the page itself: code blocks and figures scroll inside their box, and inline
+    code names (a record, a file path) wrap (course_utils.sphinx_ext.PAGE_STYLE)."""
     page = browser.new_page(viewport={"width": 400, "height": 900})
     page.goto(f"{site}/{doc}.html", wait_until="load")
     width = page.evaluate("document.documentElement.scrollWidth")
@@ -141,9 +141,15 @@ def test_a_page_fits_a_phone_without_scrolling_sideways(site, browser, doc):
         "els => els.filter(e => e.naturalWidth && e.clientWidth && Math.abs("
         "e.clientHeight / e.clientWidth - e.naturalHeight / e.naturalWidth) > 0.02).map(e => e.src)",
     )
+    # A figure keeps its display width and scrolls inside its cell: shrunk, its 9-pt labels would read as 5 pt.
+    shrunk = page.eval_on_selector_all(
+        ".bd-article div.cell_output img",
+        "els => els.filter(e => e.style.width && e.clientWidth < parseFloat(e.style.width) - 1).map(e => e.src)",
+    )
     page.close()
     assert width <= 400, f"{doc} is {width} px wide at a 400-px viewport"
     assert not squeezed, f"{doc}: figures squeezed out of proportion at 400 px: {squeezed}"
+    assert not shrunk, f"{doc}: figures shrunk below their display width at 400 px: {shrunk}"
 
 
 # Per code block: does it scroll sideways, how many characters fit on one of its lines, and its text.
