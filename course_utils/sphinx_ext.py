@@ -182,12 +182,12 @@ PAGE_STYLE = (
     " @media (max-width: 600px) { .bd-article div.cell_output { overflow-x: auto; }"
     " .bd-article div.cell_output img { max-width: none !important; } }</style>"
 )
-"""Inline code in the text may break anywhere, rather than widen a narrow page; a figure narrowed to a phone's
-width keeps its proportions (the 2x figures carry their display width and height); code cells and their
-outputs at 13 px (the theme's 14 px holds 77 columns at 1280 px) hold the 80 columns the sources are formatted
-to; a printed line longer than that wraps, as in Jupyter, rather than scroll (tables are printed to fit). On
-a phone a figure keeps its display size and scrolls sideways inside its cell: shrunk to 400 px, its 9-pt
-labels would read as 5 pt."""
+"""Inline code in the text may break anywhere rather than widen a narrow page. Code cells and their outputs
+are set at 13 px, where the page's code column holds the 80 columns the sources are formatted to (at the
+theme's 14 px it holds 77); a printed line longer than that wraps, as in Jupyter (tables are printed to fit).
+On a phone a cell's figure keeps its display size and scrolls sideways inside its cell: shrunk to 400 px, its
+9-pt labels would read as 5 pt. Any other image narrowed to the page keeps its proportions (the 2x figures
+carry their display width and height)."""
 
 
 def _add_page_style(app, pagename, templatename, context, doctree):
