@@ -109,9 +109,11 @@ def bench_seeds(seeds=None):
 
 
 def bench_zero_init():
-    """The chapter once more (run seed 0) without zero-initialised skip blocks: what they contribute."""
+    """The chapter once more (run seed 0) without zero-initialised skip blocks: what they contribute. The text
+    describes the chapter with them, so this run breaks its claims about MobileNetV2 by design: it runs as a
+    reader's build, which lists them instead of stopping."""
     keep_as = f"{CHAPTER}_no_zero_init"
-    execute_chapter(CHAPTER, parameters={"ZERO_INIT_RESIDUAL": False}, keep_as=keep_as)
+    execute_chapter(CHAPTER, parameters={"ZERO_INIT_RESIDUAL": False}, keep_as=keep_as, strict=False)
     accuracy = claims.read_records(ROOT / "_build" / "bench" / f"{keep_as}.ipynb")[
         "week2.mobilenetv2_scratch.test_accuracy"
     ]
