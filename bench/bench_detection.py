@@ -14,7 +14,7 @@ lives in ``book/week3_detection.py`` only.
 from __future__ import annotations
 
 from bench.run import sweep
-from course_utils.detection.evaluation import ERROR_KINDS
+from course_utils.detection.evaluation import ERROR_KINDS, error_slug
 
 
 def bench_week3(seeds=None):
@@ -32,7 +32,7 @@ def bench_week3(seeds=None):
             "week3.found.large": "fraction",
             "week3.found.small": "fraction",
             "week3.found.large_minus_small_points": "points",
-            **{f"week3.errors.{kind.replace(', ', '_and_').replace(' ', '_')}": "detections" for kind in ERROR_KINDS},
+            **{f"week3.errors.{error_slug(kind)}": "detections" for kind in ERROR_KINDS},
             "week3.retinanet.train_seconds": "s",
             "week3.focal_vs_ce.anchors_per_image": "anchors",
             "week3.focal_vs_ce.background_per_object": "background anchors per object anchor",

@@ -968,9 +968,7 @@ fig = det.plot_error_kinds(
 
 # %% tags=["remove-cell"]
 for kind, count in error_kinds.items():
-    claims.record(
-        f"week3.errors.{kind.replace(', ', '_and_').replace(' ', '_')}", count
-    )
+    claims.record(f"week3.errors.{det.error_slug(kind)}", count)
 
 # %% [markdown]
 # A poorly located box leaves its object unclaimed, so unless another

@@ -72,7 +72,6 @@ HELD_OUT = None
 import matplotlib.pyplot as plt
 import numpy as np
 from scipy.ndimage import gaussian_filter
-from sklearn import metrics as sklearn_metrics
 
 from course_utils import claims, config, data, models, plots
 from course_utils import metric_learning as ml
@@ -1224,8 +1223,7 @@ for kind, subset in [
 
 # %% tags=["remove-cell"]
 embedding_auc, pixels_auc = (
-    sklearn_metrics.roc_auc_score(v["pairs"][1], v["pairs"][0])
-    for v in verification.values()
+    ml.verification_auc(*v["pairs"]) for v in verification.values()
 )
 claims.record("week5.verification.embedding_auc", embedding_auc)
 claims.record("week5.verification.raw_pixels_auc", pixels_auc)

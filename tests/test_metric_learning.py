@@ -302,6 +302,15 @@ def test_the_equal_error_threshold_brings_the_two_rates_closest(case):
     )
 
 
+@settings(max_examples=60, deadline=None)
+@given(labelled_vectors())
+def test_the_roc_area_is_the_chance_a_same_class_pair_ranks_above_another(case):
+    similarities, same = ml.all_pairs(*case)
+    above = similarities[same][:, None] - similarities[~same][None, :]
+    ranked = np.mean(np.where(above == 0, 0.5, above > 0))  # exact ties count half
+    assert np.isclose(ml.verification_auc(similarities, same), ranked)
+
+
 def test_verification_refuses_pairs_of_one_kind_and_mismatched_labels():
     with pytest.raises(ValueError, match="same class and pairs of different"):
         ml.verification_rates([0.1, 0.5], [True, True], 0.3)

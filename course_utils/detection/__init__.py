@@ -79,6 +79,7 @@ from course_utils.detection.evaluation import (
     coco_metrics,
     count_objects,
     detection_errors,
+    error_slug,
     match_detections,
     mean_average_precision,
     perfect_predictions,

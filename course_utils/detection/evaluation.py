@@ -115,6 +115,12 @@ ERROR_KINDS = (
 detection is right or one of the next five, and every object no detection claims is missed."""
 
 
+def error_slug(kind: str) -> str:
+    """``kind`` of :data:`ERROR_KINDS` as a record name's last part: "wrong class, poorly located" becomes
+    ``wrong_class_and_poorly_located``."""
+    return kind.replace(", ", "_and_").replace(" ", "_")
+
+
 def detection_errors(
     predictions: dict, data: DetectionData, confidence_threshold: float, iou: float = 0.5, background_iou: float = 0.1
 ) -> dict:

@@ -24,7 +24,8 @@ with k-nearest neighbours (kNN) among a few labelled reference images.
   fraction of predictions kept); for verification (same class or not?),
   :func:`all_pairs` (the similarity and same-class flag of every pair, in the
   order of :func:`pair_indices`),
-  :func:`verification_rates` and :func:`equal_error_threshold`.
+  :func:`verification_rates`, :func:`verification_auc` and
+  :func:`equal_error_threshold`.
 * :func:`few_label_split` -- the few-labels regime of the chapter (a small
   labelled set, a test set and a class held out of training), for the
   synthetic scenes or any ``(images, labels)`` arrays such as an image folder.
@@ -64,6 +65,7 @@ from course_utils.metric_learning.knn import (
     knn_predict,
     pair_indices,
     retrieve,
+    verification_auc,
     verification_rates,
 )
 from course_utils.metric_learning.losses import (

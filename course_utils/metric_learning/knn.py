@@ -86,6 +86,14 @@ def verification_rates(similarities, same, threshold) -> tuple[float, float]:
     return float(np.mean(accepted[~same])), float(np.mean(~accepted[same]))
 
 
+def verification_auc(similarities, same) -> float:
+    """Area under the ROC curve of verification by a similarity threshold: the chance that a random same-class
+    pair is more similar than a random pair of different classes (0.5 is a coin, 1 a perfect ranking)."""
+    from sklearn.metrics import roc_auc_score  # on use: scikit-learn's metrics are slow to import
+
+    return float(roc_auc_score(np.asarray(same, bool), np.asarray(similarities)))
+
+
 def equal_error_threshold(similarities, same) -> float:
     """The threshold at which the false accept and false reject rates come closest (where a verification system's
     equal error rate is read), found among the pairs' own similarities."""

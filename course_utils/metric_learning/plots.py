@@ -54,12 +54,16 @@ def plot_verification_roc(curves: dict, chosen: dict | None = None, title: str |
     same-class pairs accepted against the share of different-class pairs accepted, with the area under each curve
     in the legend and chance as the diagonal; ``chosen`` marks a point per name, ``(far, frr)``."""
     import matplotlib.pyplot as plt
-    from sklearn.metrics import roc_auc_score, roc_curve
+    from sklearn.metrics import roc_curve
+
+    from course_utils.metric_learning.knn import verification_auc
 
     fig, ax = plt.subplots(figsize=(4.6, 3.8), layout="constrained")
     for name, (similarities, same) in curves.items():
         false_accepts, true_accepts, _ = roc_curve(same, similarities)
-        (line,) = ax.plot(false_accepts, true_accepts, label=f"{name} (area {roc_auc_score(same, similarities):.3f})")
+        (line,) = ax.plot(
+            false_accepts, true_accepts, label=f"{name} (area {verification_auc(similarities, same):.3f})"
+        )
         if chosen and name in chosen:
             far, frr = chosen[name]
             ax.plot(far, 1 - frr, "o", color=line.get_color())
