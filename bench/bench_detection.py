@@ -24,6 +24,10 @@ def bench_week3(seeds=None):
         {
             "week3.retinanet.map50": "mAP@0.5",
             "week3.retinanet.ap50_worst_class": "AP@0.5",
+            "week3.retinanet.ap50.triangle": "AP@0.5",
+            "week3.anchors.background_per_positive": "background anchors per object anchor",
+            "week3.nms.detections_per_object_without": "detections per object",
+            "week3.nms.detections_per_object_with": "detections per object",
             "week3.retinanet.map50_coco": "mAP@0.5 (COCOeval)",
             "week3.retinanet.map50_95": "mAP@[.5:.95] (COCOeval)",
             "week3.count.exact_share": "fraction",

@@ -89,7 +89,11 @@ def bench_seeds(seeds=None):
             "week2.mobilenetv2_scratch.train_seconds": "s",
             "week2.transfer.frozen_all_labels": "fraction",
             "week2.transfer.fine_tuned_all_labels": "fraction",
+            "week2.transfer.scratch_best": "fraction",
+            "week2.transfer.frozen_fewest_labels": "fraction",
             **transfer,
+            "week2.batchnorm.largest_difference": "absolute",
+            "week2.batchnorm.frozen_difference": "absolute",
             "week2.imbalance.accuracy_without_weights": "fraction",
             "week2.imbalance.balanced_accuracy_without_weights": "fraction",
             **points,
@@ -97,7 +101,9 @@ def bench_seeds(seeds=None):
                 f"week2.attribution.{name}": "fraction"
                 for name in ("small_cnn.saliency", "small_cnn.grad_cam", "small_cnn.occlusion")
                 + ("mobilenetv2.saliency", "mobilenetv2.occlusion", "random_pixel")
+                + ("weakest_minus_random_pixel", "saliency_small_cnn_minus_mobilenetv2")
             },
+            "week2.calibration.small_cnn.ece_drop": "ECE",
             **{
                 f"week2.calibration.{model}.{what}": unit
                 for model in ("small_cnn", "mobilenetv2_scratch")

@@ -89,6 +89,8 @@ def bench_week1(seeds=None):
             "week1.lenet5.train_seconds": "s",
             "week1.gradcheck.max_relative_error": "ratio",
             "week1.gradcheck.tape_max_abs_error": "absolute",
+            "week1.kernels.outline_ratio.laplacian4": "ratio (on the outline / off it)",
+            "week1.kernels.outline_ratio.laplacian8": "ratio (on the outline / off it)",
             "week1.ablation.lenet5_relu": "fraction",
             "week1.ablation.lenet5_max_pooling": "fraction",
             "week1.ablation.lenet5_dropout": "fraction",
