@@ -79,7 +79,9 @@ def record(name, value, unit, profile=None):
 def bench_week1(seeds=None):
     """The week 1 chapter at profile cpu over five run seeds: LeNet-5's test accuracy with augmentation (the
     headline, target >= 0.97 on the worst seed) and without, the chapter's time, the gradient checks of the
-    NumPy backward passes (their worst is the largest error) and the ablation from LeNet-5 to a modern small CNN."""
+    NumPy backward passes (their worst is the largest error), the checks before training (initial loss, one batch,
+    the learning rates the range test suggests), LeNet-5 trained with SGD beside Adam, and the ablation from
+    LeNet-5 to a modern small CNN."""
     return sweep(
         "week1_cnn_basics",
         "week1",
@@ -89,6 +91,15 @@ def bench_week1(seeds=None):
             "week1.lenet5.train_seconds": "s",
             "week1.gradcheck.max_relative_error": "ratio",
             "week1.gradcheck.tape_max_abs_error": "absolute",
+            "week1.diagnostics.initial_loss": "cross-entropy",
+            "week1.diagnostics.one_batch_last_loss": "cross-entropy",
+            "week1.diagnostics.suggested_rate_adam": "learning rate",
+            "week1.diagnostics.suggested_rate_sgd": "learning rate",
+            **{
+                f"week1.optimisers.{run}.{what}": unit
+                for run in ("adam", "sgd_adam_rate", "sgd_suggested_rate")
+                for what, unit in (("loss_epoch3", "cross-entropy"), ("test_accuracy", "fraction"))
+            },
             "week1.kernels.outline_ratio.laplacian4": "ratio (on the outline / off it)",
             "week1.kernels.outline_ratio.laplacian8": "ratio (on the outline / off it)",
             "week1.ablation.lenet5_relu": "fraction",

@@ -40,6 +40,8 @@
 #   {term}`padding <Padding>`, {term}`stride <Stride>`, dilation and pooling, and its backward pass;
 # * work out the output shape, the parameters and the memory of a CNN's
 #   layers, from LeNet-5 to VGG16 and MobileNetV2;
+# * check a training before it runs (its initial loss, one batch, a
+#   learning-rate range test) and set SGD with momentum beside Adam;
 # * train LeNet-5 and measure, rather than assume, what each modern change,
 #   data augmentation and test-time augmentation are worth;
 # * look inside a trained network: its filters, activation maps and latent
@@ -73,7 +75,7 @@ import scipy.signal
 import tensorflow as tf
 from keras import layers
 
-from course_utils import claims, config, data, models, plots
+from course_utils import claims, config, data, diagnostics, models, plots
 
 profile = config.setup(PROFILE, seed=SEED)
 EPOCHS = profile.pick(smoke=2, cpu=30, gpu=60)
@@ -1265,6 +1267,80 @@ fig = plots.image_grid(
 # %% [markdown]
 # ## 7. Training LeNet-5
 #
+# ### Three checks before the training
+#
+# A training that fails after many epochs says little about why. Three checks
+# of a few seconds each, in `course_utils.diagnostics`, catch the commonest
+# faults before it starts:
+#
+# * **The loss at the start.** Small random weights make an untrained
+#   classifier give every class about the same probability, $1/C$, so its
+#   cross-entropy starts near $\log C$: $\log 10 \approx 2.30$ for the ten
+#   digits. A loss far above it means confident wrong guesses from the first
+#   step (weights or an output layer at the wrong scale), which the first
+#   epochs then spend undoing.
+# * **Overfitting one batch.** Trained on the same 32 digits step after step,
+#   a network with tens of thousands of weights memorises them, and the loss
+#   falls towards zero. If it stays up, something between the images and the
+#   loss is broken (labels shuffled apart from their images, a loss that does
+#   not fit the output, a frozen layer), and a longer training would not fix
+#   it.
+# * **A learning-rate range test** {cite}`smith2017`: a short run, one random
+#   batch per step, whose learning rate grows by the same factor at every
+#   step, from $10^{-5}$ towards 1. While the rate is too small the loss
+#   hardly moves; then it falls; then the steps grow too large and it climbs,
+#   and the run stops once the loss is four times the lowest it reached. A
+#   tenth of the rate at the lowest point of the smoothed curve is fast and
+#   still leaves a margin (the "minimum" suggestion of the fastai library's
+#   `lr_find`). We run it from fresh weights for Adam, the optimiser this
+#   chapter trains with, and for SGD with momentum, which this section sets
+#   beside it after the training.
+
+# %%
+config.seed_everything(profile.seed(20))
+untrained = models.lenet5()
+chance = diagnostics.chance_loss(len(digits.class_names))
+start_loss = diagnostics.initial_loss(untrained, digits.x_train, digits.y_train)
+print(f"loss before training: {start_loss:.3f} (log C = {chance:.3f})")
+one_batch = diagnostics.overfit_one_batch(
+    untrained, digits.x_train[:32], digits.y_train[:32]
+)
+print(
+    f"one batch of 32 digits: loss {one_batch[0]:.3f} at the first step,"
+    f" {one_batch[-1]:.4f} after {len(one_batch)} steps"
+)
+range_tests = {}
+for name, optimizer in [("Adam", "adam"), ("SGD, momentum 0.9", "sgd")]:
+    config.seed_everything(profile.seed(21))
+    rates, losses = diagnostics.learning_rate_range_test(
+        models.lenet5(),
+        digits.x_train,
+        digits.y_train,
+        optimizer=optimizer,
+        seed=profile.seed(22),
+    )
+    suggested = diagnostics.suggested_learning_rate(rates, losses)
+    range_tests[name] = (rates, losses, suggested)
+    print(
+        f"{name}: suggested learning rate {suggested:.4f}"
+        f" (the run stopped at a rate of {rates[-1]:.3g})"
+    )
+
+# %% tags=["remove-cell"]
+claims.record("week1.diagnostics.initial_loss", start_loss)
+claims.record("week1.diagnostics.one_batch_last_loss", one_batch[-1])
+claims.record("week1.diagnostics.suggested_rate_adam", range_tests["Adam"][2])
+claims.record(
+    "week1.diagnostics.suggested_rate_sgd",
+    range_tests["SGD, momentum 0.9"][2],
+)
+
+# %% mystnb={"figure": {"name": "fig-w1-checks", "caption": "Left: the loss on one batch of 32 digits, step by step, against chance's log C (dashed). Right: the learning-rate range test of each optimiser, its smoothed loss against the rate; a dot marks the suggested rate, the cross the rate this chapter trains Adam with."}}
+fig = plots.training_checks(one_batch, range_tests, chance, used={"Adam": 5e-3})
+
+# %% [markdown]
+# ### The training
+#
 # We train with Adam and the {term}`cross-entropy <Cross-entropy>` loss, holding out 15% of the
 # training images for validation; the learning rate starts at 0.005 and decays
 # to zero along a cosine (`course_utils.models.fit_classifier`). Three **callbacks** take care of the
@@ -1342,6 +1418,68 @@ if len(wrong):
     )
 else:
     print("No mistakes on the test set.")
+
+# %% [markdown]
+# ### SGD with momentum beside Adam
+#
+# Adam {cite}`kingma2015` gives each weight its own step: it divides a
+# running average of the weight's gradient by a running estimate of that
+# gradient's size, so that each step is roughly bounded by the learning rate,
+# whatever the scale of the gradient. SGD with momentum moves every weight by
+# the learning rate times a running sum of its own gradients, so a weight
+# with small gradients takes small steps. The same learning rate therefore
+# means different steps for the two, and the range test above measured a
+# rate for each. We train LeNet-5 with SGD (momentum 0.9) twice, from the
+# same initial weights and in the same order as Adam's run, with the same
+# schedule and early stopping: once at Adam's rate, 0.005, and once at the
+# rate SGD's own range test suggested.
+
+# %%
+sgd_rate = range_tests["SGD, momentum 0.9"][2]
+optimiser_runs = {"Adam, 0.005": history}
+optimiser_accuracy = {"Adam, 0.005": lenet_accuracy}
+for name, rate in [("SGD, 0.005", 5e-3), (f"SGD, {sgd_rate:.3f}", sgd_rate)]:
+    config.seed_everything(profile.seed(1))
+    model = models.lenet5()
+    optimiser_runs[name], _ = models.fit_classifier(
+        model,
+        digits.x_train,
+        digits.y_train,
+        epochs=EPOCHS,
+        learning_rate=rate,
+        batch_size=32,
+        optimizer="sgd",
+        callbacks=[
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=10, restore_best_weights=True
+            )
+        ],
+    )
+    predicted_sgd = model.predict(digits.x_test, verbose=0).argmax(axis=1)
+    optimiser_accuracy[name] = np.mean(predicted_sgd == digits.y_test)
+print(f"{'optimiser, rate':<16} {'loss, epoch 3':>13} {'test accuracy':>13}")
+for name, run in optimiser_runs.items():
+    loss_3 = run.history["loss"][min(2, len(run.history["loss"]) - 1)]
+    print(f"{name:<16} {loss_3:>13.3f} {optimiser_accuracy[name]:>13.3f}")
+
+# %% tags=["remove-cell"]
+adam_name, slow_name, suggested_name = optimiser_runs
+for key, name in [
+    ("adam", adam_name),
+    ("sgd_adam_rate", slow_name),
+    ("sgd_suggested_rate", suggested_name),
+]:
+    run_losses = optimiser_runs[name].history["loss"]
+    claims.record(
+        f"week1.optimisers.{key}.loss_epoch3",
+        run_losses[min(2, len(run_losses) - 1)],
+    )
+    claims.record(
+        f"week1.optimisers.{key}.test_accuracy", optimiser_accuracy[name]
+    )
+
+# %% mystnb={"figure": {"name": "fig-w1-optimisers", "caption": "Loss and accuracy per epoch of LeNet-5 trained with Adam and with SGD with momentum at two learning rates, on the training digits (solid) and the validation digits (dotted)."}}
+fig = plots.compare_training(optimiser_runs)
 
 # %% [markdown]
 # ### LeNet-5 against a modern small CNN
@@ -2072,36 +2210,10 @@ axes[0].set_ylabel("gradient norm at the layer")
 _ = axes[0].legend(fontsize=8)
 
 # %% mystnb={"figure": {"name": "fig-w1-deep-curves", "caption": "Loss and accuracy per epoch, on the training scenes (solid) and the validation scenes (dotted), of the plain network, the residual network and the plain network with He initialisation."}}
-fig, axes = plt.subplots(
-    1, 2, figsize=(plots.PAGE_WIDTH, 2.8), layout="constrained"
+fig = plots.compare_training(
+    {labels[name]: history for name, history in res_histories.items()},
+    colours=[colours[name] for name in res_histories],
 )
-for ax, metric in zip(axes, ("loss", "accuracy")):
-    for name, history in res_histories.items():
-        epochs = np.arange(1, len(history.history[metric]) + 1)
-        # a line of one point is invisible
-        marker = "o" if len(epochs) <= 3 else None
-        ax.plot(
-            epochs,
-            history.history[metric],
-            color=colours[name],
-            marker=marker,
-            label=f"{labels[name]}, training",
-        )
-        ax.plot(
-            epochs,
-            history.history[f"val_{metric}"],
-            color=colours[name],
-            linestyle=":",
-            marker=marker,
-            label=f"{labels[name]}, validation",
-        )
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(metric)
-    ax.set_xticks(
-        epochs if len(epochs) <= 10 else np.arange(2, len(epochs) + 1, 2)
-    )
-    ax.grid(alpha=0.3)
-_ = axes[1].legend(fontsize=8)
 
 # %% [markdown]
 # In the plain network the gradient shrinks at every layer on its way back

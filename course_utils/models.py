@@ -246,6 +246,20 @@ def fit_quietly(model: keras.Model, *data, **fit_arguments):
     return history, time.perf_counter() - start
 
 
+OPTIMIZERS = ("adam", "sgd")
+"""The optimisers the chapters train with: Adam, and SGD with momentum 0.9 beside it."""
+
+
+def make_optimizer(name: str, learning_rate) -> keras.optimizers.Optimizer:
+    """Adam, or plain SGD with momentum 0.9 (one step size for every weight, which week 1 compares with Adam's
+    per-weight steps), at ``learning_rate`` (a number or a schedule)."""
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate)
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=0.9)
+    raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {name!r}")
+
+
 def fit_classifier(
     model: keras.Model,
     x,
@@ -261,9 +275,8 @@ def fit_classifier(
 ):
     """Compile ``model`` for integer labels and fit it quietly; return ``(history, seconds)``.
 
-    Adam, or with ``optimizer="sgd"`` plain SGD with momentum 0.9 (one step
-    size for every weight, which week 1 compares with Adam's per-weight steps),
-    with a cosine-decaying learning rate (when ``decay``): large steps first,
+    ``optimizer`` is a name of :func:`make_optimizer` ("adam" or "sgd"), its
+    learning rate decaying along a cosine (when ``decay``): large steps first,
     small ones at the end, so the last epoch does not land on a noisy point.
     The last ``validation_split`` of the training data is held out for validation.
     ``strategy``: a ``tf.distribute`` strategy the model was built under (default:
@@ -273,14 +286,10 @@ def fit_classifier(
     strategy, batch_size = distribute(model, batch_size, strategy)
     steps = epochs * int(np.ceil(len(x) * (1 - validation_split) / batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps) if decay else learning_rate
-    optimizers = {
-        "adam": lambda: keras.optimizers.Adam(schedule),
-        "sgd": lambda: keras.optimizers.SGD(schedule, momentum=0.9),
-    }
-    if optimizer not in optimizers:
-        raise ValueError(f"optimizer must be one of {sorted(optimizers)}, not {optimizer!r}")
     with strategy.scope():
-        model.compile(optimizer=optimizers[optimizer](), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.compile(
+            optimizer=make_optimizer(optimizer, schedule), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+        )
     return fit_quietly(
         model, x, y, validation_split=validation_split, epochs=epochs, batch_size=batch_size, callbacks=list(callbacks)
     )

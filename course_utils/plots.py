@@ -320,3 +320,63 @@ def runs_strip(panels: dict, title: str | None = None):
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def training_checks(one_batch_losses, range_tests: dict, chance: float, used: dict | None = None):
+    """The checks before a training, side by side: the loss on one batch step by step (log scale, chance's log C
+    dashed) and, per optimiser, the smoothed loss of a learning-rate range test against the rate, its suggested
+    rate marked with a dot. ``range_tests`` maps a name to ``(rates, losses, suggested)``; ``used`` marks a rate
+    per name with a cross (the one a training used)."""
+    from course_utils.diagnostics import smoothed
+
+    fig, (batch_ax, range_ax) = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 3.0))
+    steps = np.arange(1, len(one_batch_losses) + 1)
+    batch_ax.plot(steps, one_batch_losses, label="one batch")
+    batch_ax.axhline(chance, linestyle="--", color="grey", label=f"chance, log C = {chance:.2f}")
+    batch_ax.set_yscale("log")
+    batch_ax.set_xlabel("training step")
+    batch_ax.set_ylabel("loss")
+    batch_ax.set_title("overfitting one batch", fontsize=10)
+    batch_ax.legend(fontsize=9, loc="lower left")
+    for k, (name, (rates, losses, suggested)) in enumerate(range_tests.items()):
+        curve = smoothed(losses)
+        range_ax.plot(rates, curve, color=f"C{k}", label=name)
+        range_ax.plot(suggested, np.interp(np.log(suggested), np.log(rates), curve), "o", color=f"C{k}")
+        if used and name in used:
+            rate = used[name]
+            range_ax.plot(rate, np.interp(np.log(rate), np.log(rates), curve), "x", color=f"C{k}", markersize=9)
+    range_ax.axhline(chance, linestyle="--", color="grey")
+    range_ax.set_xscale("log")
+    range_ax.set_xlabel("learning rate")
+    range_ax.set_ylabel("loss (smoothed)")
+    range_ax.set_title("learning-rate range test", fontsize=10)
+    range_ax.legend(fontsize=9, loc="lower left")
+    for ax in (batch_ax, range_ax):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def compare_training(histories: dict, colours=None, metrics=("loss", "accuracy"), title: str | None = None):
+    """Several trainings' curves in one panel per metric: for each name of ``histories`` (Keras ``History``
+    objects or their dicts) the training curve solid and the validation curve dotted, in one colour per run
+    (``colours``, a list, or matplotlib's cycle)."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(PAGE_WIDTH, 2.8), layout="constrained", squeeze=False)
+    for ax, metric in zip(axes.flat, metrics):
+        for k, (name, history) in enumerate(histories.items()):
+            logs = getattr(history, "history", history)
+            epochs = np.arange(1, len(logs[metric]) + 1)
+            marker = "o" if len(epochs) <= 3 else None  # a line of one point is invisible
+            colour = colours[k] if colours else f"C{k}"
+            ax.plot(epochs, logs[metric], color=colour, marker=marker, label=f"{name}, training")
+            if f"val_{metric}" in logs:
+                validation = logs[f"val_{metric}"]
+                ax.plot(epochs, validation, color=colour, linestyle=":", marker=marker, label=f"{name}, validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric_label(metric))
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    axes.flat[-1].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig

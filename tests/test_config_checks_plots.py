@@ -150,6 +150,21 @@ FIGURES = {
         lambda: plots.embedding_scatter(RNG.random((20, 2)), RNG.integers(0, 3, 20), ["a", "b", "c"]),
         lambda fig: fig.axes[0].get_legend() is not None,
     ),
+    "compare_training": (
+        lambda: plots.compare_training({"a": FakeHistory(), "b": FakeHistory.history}, colours=["red", "blue"]),
+        lambda fig: len(fig.axes) == 2
+        and [line.get_label() for line in fig.axes[0].lines]
+        == ["a, training", "a, validation", "b, training", "b, validation"]
+        and fig.axes[1].lines[2].get_color() == "blue",
+    ),
+    "training_checks": (
+        lambda: plots.training_checks(
+            [2.3, 1.0, 0.1], {"Adam": (np.geomspace(1e-4, 1, 5), [2.3, 2.0, 1.0, 0.5, 3.0], 0.01)}, 2.3, {"Adam": 0.005}
+        ),
+        lambda fig: len(fig.axes) == 2
+        and fig.axes[0].get_yscale() == "log"
+        and [line.get_xdata()[0] for line in fig.axes[1].lines if line.get_marker() in ("o", "x")] == [0.01, 0.005],
+    ),
     "retrieval_grid": (
         lambda: plots.retrieval_grid(RNG.random((2, 8, 8)), RNG.random((2, 3, 8, 8))),
         lambda fig: len(fig.axes) == 8,

@@ -198,5 +198,5 @@ def test_fit_classifier_compiles_the_optimizer_asked_for_and_names_the_choices_o
     model = models.lenet5(num_classes=2)
     models.fit_classifier(model, x, y, epochs=1, optimizer="sgd")
     assert isinstance(model.optimizer, keras.optimizers.SGD) and float(model.optimizer.momentum) == 0.9
-    with pytest.raises(ValueError, match=r"one of \['adam', 'sgd'\], not 'rmsprop'"):
+    with pytest.raises(ValueError, match="one of adam, sgd, not 'rmsprop'"):
         models.fit_classifier(model, x, y, epochs=1, optimizer="rmsprop")
