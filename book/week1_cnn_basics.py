@@ -1555,7 +1555,7 @@ accuracies = [ablation[name][0] for name in names]
 colours = ["#999999"] + ["#0072B2"] * 4 + ["#D55E00"]
 ax.barh(names[::-1], accuracies[::-1], color=colours[::-1])
 for position, value in enumerate(accuracies[::-1]):
-    ax.text(value + 0.001, position, f"{value:.3f}", va="center", fontsize=8)
+    ax.text(value + 0.001, position, f"{value:.3f}", va="center", fontsize=9)
 ax.set_xlim(min(accuracies) - 0.03, 1.0)
 ax.set_xlabel("test accuracy (one run)")
 _ = ax.set_title("LeNet-5, one change at a time, and a modern small CNN")
@@ -2207,7 +2207,7 @@ for ax, (title, measured) in zip(
     ax.set_xticks(sorted({1, *range(5, len(depth) + 1, 5), len(depth)}))
     ax.grid(alpha=0.3, which="both")
 axes[0].set_ylabel("gradient norm at the layer")
-_ = axes[0].legend(fontsize=8)
+_ = axes[0].legend(fontsize=9)
 
 # %% mystnb={"figure": {"name": "fig-w1-deep-curves", "caption": "Loss and accuracy per epoch, on the training scenes (solid) and the validation scenes (dotted), of the plain network, the residual network and the plain network with He initialisation."}}
 fig = plots.compare_training(

@@ -832,7 +832,7 @@ for threshold, coverage, accuracy in curve:
         (coverage, accuracy),
         textcoords="offset points",
         xytext=(4, 4),
-        fontsize=8,
+        fontsize=9,
     )
 ax.set_xlabel("coverage (share of test images answered)")
 ax.set_ylabel("accuracy of the answered images")

@@ -174,6 +174,11 @@ class Profile:
         return self.name
 
 
+FIGURE_AUDIT = "COURSE_FIGURE_AUDIT"
+"""Environment variable: a file to which every figure drawn in the kernel appends its smallest text as the page
+shows it (one JSON line per draw; :func:`course_utils.plots.audit_text_on_draw`), for the tests; unset for readers."""
+
+
 def sharp_figures() -> bool:
     """Have a Jupyter kernel show matplotlib figures as PNGs of twice the pixels, displayed at the same size
     (IPython's "retina" format), so that they stay sharp on high-resolution screens and in the book. Returns
@@ -186,6 +191,12 @@ def sharp_figures() -> bool:
     if get_ipython() is None:
         return False
     set_matplotlib_formats("retina")
+    if os.environ.get(FIGURE_AUDIT):  # the tests measure each figure's text as the page shows it
+        import matplotlib
+
+        hook = "course_utils.plots:audit_text_on_draw"
+        if hook not in matplotlib.rcParams["figure.hooks"]:
+            matplotlib.rcParams["figure.hooks"] = [*matplotlib.rcParams["figure.hooks"], hook]
     return True
 
 

@@ -73,7 +73,7 @@ def _text_width(text: str, size: float = TITLE_SIZE) -> float:
     return TextToPath().get_text_width_height_descent(text, FontProperties(size=size), ismath=False)[0] / 72
 
 
-def _wrap(title, width_inches: float) -> str:
+def wrap_title(title, width_inches: float) -> str:
     """``title`` broken at spaces into lines that fit a panel ``width_inches`` wide at :data:`TITLE_SIZE`.
 
     Neighbouring titles would otherwise run into one another; a single word
@@ -136,7 +136,7 @@ def image_grid(images, titles=None, ncols: int = 8, cmap: str = "gray", title: s
     """Images in a grid with an optional title each (and an optional colour per title)."""
     images = list(images)
     if titles is not None:
-        titles = [_wrap(t, _cell(len(images), ncols)) for t in titles]
+        titles = [wrap_title(t, _cell(len(images), ncols)) for t in titles]
     lines = max((t.count("\n") + 1 for t in titles), default=0) if titles is not None else 0
     fig, axes = _grid(len(images), ncols, title_lines=lines, suptitle=bool(title))
     for i, (ax, image) in enumerate(zip(axes, images)):
@@ -275,9 +275,9 @@ def retrieval_grid(query_images, neighbour_images, query_titles=None, neighbour_
     neighbour_images = np.asarray(neighbour_images)
     n, k = neighbour_images.shape[:2]
     cell = min(1.5, PAGE_WIDTH / (k + 1))  # one row per query, however many neighbours: never wider than the page
-    query_titles = [_wrap(query_titles[row] if query_titles is not None else "query", cell) for row in range(n)]
+    query_titles = [wrap_title(query_titles[row] if query_titles is not None else "query", cell) for row in range(n)]
     if neighbour_titles is not None:
-        neighbour_titles = [[_wrap(t, cell) for t in neighbour_titles[row]] for row in range(n)]
+        neighbour_titles = [[wrap_title(t, cell) for t in neighbour_titles[row]] for row in range(n)]
     lines = max(t.count("\n") + 1 for t in query_titles + sum(neighbour_titles or [], []))
     line = TITLE_SIZE * 1.3 / 72
     fig, axes = plt.subplots(
@@ -376,7 +376,48 @@ def compare_training(histories: dict, colours=None, metrics=("loss", "accuracy")
         ax.set_ylabel(metric_label(metric))
         ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    axes.flat[-1].legend(fontsize=8)
+    axes.flat[-1].legend(fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
+
+
+SMALLEST_TEXT = 9.0
+"""The smallest font size (pt) a figure's text may have as the page shows it: a figure wider than the page is
+scaled down, and its text with it (:data:`PAGE_WIDTH`)."""
+
+
+def shown_text_sizes(fig) -> list[tuple[str, float]]:
+    """``(text, size in pt as the page shows it)`` of each visible text of ``fig``, smallest first: its font size
+    times the page's scale, ``PAGE_WIDTH`` over the width of the figure as saved (tight bounding box), when that
+    is wider."""
+    from matplotlib.text import Text
+
+    width = fig.get_tightbbox(fig.canvas.get_renderer()).width  # inches, as bbox_inches="tight" saves it
+    scale = min(1.0, PAGE_WIDTH / width) if width > 0 else 1.0
+    sizes = [
+        (text.get_text(), round(text.get_fontsize() * scale, 2))
+        for text in fig.findobj(Text)
+        if text.get_visible() and text.get_text().strip() and text.get_figure() is fig
+    ]
+    return sorted(sizes, key=lambda pair: pair[1])
+
+
+def audit_text_on_draw(fig) -> None:
+    """A ``figure.hooks`` entry (:func:`course_utils.config.sharp_figures` adds it for the tests): after each draw
+    of ``fig``, append its smallest text as shown to the file named by ``config.FIGURE_AUDIT``."""
+    import json
+    import os
+
+    from course_utils.config import FIGURE_AUDIT
+
+    def audit(event):
+        path = os.environ.get(FIGURE_AUDIT)
+        sizes = shown_text_sizes(fig)
+        if path and sizes:
+            titles = [t.get_text() for t in (fig._suptitle, *(ax.title for ax in fig.axes)) if t and t.get_text()]
+            record = {"figure": titles[0] if titles else f"figure {fig.number}", "smallest": sizes[0]}
+            with open(path, "a") as out:
+                out.write(json.dumps(record) + "\n")
+
+    fig.canvas.mpl_connect("draw_event", audit)

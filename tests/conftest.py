@@ -98,11 +98,14 @@ def smoke_chapter(tmp_path_factory):
     Each chapter is executed once per test run, by the first worker that asks
     for it; the book, nbval and the chapter checks all read that execution.
     Copy the file before changing it. With ``wait=False`` it returns None at
-    once if another worker is executing that chapter.
+    once if another worker is executing that chapter. Beside it,
+    ``<name>.figures.jsonl`` holds the smallest text of each figure drawn, as
+    the page shows it (``config.FIGURE_AUDIT``).
     """
     import nbformat
 
     from course_utils import build
+    from course_utils.config import FIGURE_AUDIT
 
     folder = shared_folder(tmp_path_factory) / "smoke_chapters"
     folder.mkdir(exist_ok=True)
@@ -115,7 +118,13 @@ def smoke_chapter(tmp_path_factory):
             if not path.exists():
                 running = folder / f"{name}.running.ipynb"
                 running.write_text(nbformat.writes(build.book_page(ROOT, f"book/{name}")))
-                build.execute(running, "smoke")
+                audit = path.with_suffix(".figures.jsonl")
+                audit.unlink(missing_ok=True)
+                os.environ[FIGURE_AUDIT] = str(audit)  # the kernel inherits it: each figure's smallest text
+                try:
+                    build.execute(running, "smoke")
+                finally:
+                    os.environ.pop(FIGURE_AUDIT, None)
                 running.rename(path)
         return path
 

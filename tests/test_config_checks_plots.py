@@ -309,3 +309,41 @@ def test_a_target_missed_says_what_was_reached_and_asks_for_the_diagnosis_only_t
 
 def test_sharp_figures_needs_a_kernel():
     assert config.sharp_figures() is False  # plain Python: nothing to set, nothing raised
+
+
+def test_text_sizes_are_measured_as_the_page_shows_them():
+    narrow, ax = plt.subplots(figsize=(4, 3))
+    ax.set_title("title", fontsize=10)
+    ax.legend(handles=ax.plot([0, 1], label="line"), fontsize=7)
+    wide, wide_ax = plt.subplots(figsize=(2 * plots.PAGE_WIDTH, 3))
+    wide_ax.set_title("title", fontsize=10)
+    try:
+        sizes = dict(plots.shown_text_sizes(narrow))
+        assert sizes["title"] == 10 and sizes["line"] == 7  # as set: the figure fits the page
+        assert plots.shown_text_sizes(narrow)[0] == ("line", 7)  # smallest first
+        saved_width = wide.get_tightbbox(wide.canvas.get_renderer()).width  # the figure as saved, margins trimmed
+        shown = dict(plots.shown_text_sizes(wide))["title"]
+        assert shown == round(10 * plots.PAGE_WIDTH / saved_width, 2) < 7  # the page scales it down to fit
+    finally:
+        plt.close(narrow)
+        plt.close(wide)
+
+
+def test_the_audit_hook_writes_each_drawn_figures_smallest_text(tmp_path, monkeypatch):
+    import json
+
+    from course_utils import config
+
+    audit = tmp_path / "figures.jsonl"
+    monkeypatch.setenv(config.FIGURE_AUDIT, str(audit))
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.set_title("a title", fontsize=11)
+    ax.set_xlabel("small", fontsize=6)
+    plots.audit_text_on_draw(fig)
+    try:
+        fig.canvas.draw()
+    finally:
+        plt.close(fig)
+    assert [json.loads(line) for line in audit.read_text().splitlines()] == [
+        {"figure": "a title", "smallest": ["small", 6.0]}
+    ]

@@ -1,5 +1,6 @@
 """Every chapter, solution and exercise executes at the smoke profile; nbval checks the outputs."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -10,7 +11,7 @@ import nbformat
 import papermill
 import pytest
 
-from course_utils import build
+from course_utils import build, plots
 
 SANITIZE = "tests/nbval_sanitize.cfg"
 
@@ -84,6 +85,11 @@ def test_chapter_executes_at_smoke_profile(smoke_chapter, name):
         and re.match(r"(Text|\[<matplotlib|<matplotlib|<Figure)", o.data.get("text/plain", ""))
     ]
     assert not stray, f"a cell ends in a matplotlib call whose return value the page shows: {stray}"
+    drawn = [json.loads(line) for line in smoke_chapter(name).with_suffix(".figures.jsonl").read_text().splitlines()]
+    small = {d["figure"]: d["smallest"] for d in drawn if d["smallest"][1] < plots.SMALLEST_TEXT}
+    assert drawn and not small, (
+        f"text smaller than {plots.SMALLEST_TEXT} pt as the page shows it ((text, pt) per figure): {small}"
+    )
 
 
 @pytest.mark.parametrize("name", chapter_names(Path(__file__).resolve().parents[1]))

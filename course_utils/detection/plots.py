@@ -163,7 +163,7 @@ def plot_anchors(image, config: AnchorConfig, gt_boxes=None, centre=None, title:
     image = np.asarray(image)
     height, width = image.shape[:2]
     centre = centre or (width / 2, height / 2)
-    cell = min(3.2, PAGE_WIDTH / len(config.levels))  # the row of levels fits the page, so its titles stay legible
+    cell = min(3.2, (PAGE_WIDTH - 0.1) / len(config.levels))  # the row of levels fits the page: titles stay legible
     fig, axes = plt.subplots(
         1,
         len(config.levels),
@@ -369,12 +369,12 @@ def plot_score_distributions(scores: dict, threshold: float | None = 0.05, title
             )
         if threshold is not None:
             ax.axvline(threshold, color="grey", ls="--", lw=1)
-            ax.text(threshold, ax.get_ylim()[1] * 0.97, f" {threshold:g}", color="grey", fontsize=8, va="top")
+            ax.text(threshold, ax.get_ylim()[1] * 0.97, f" {threshold:g}", color="grey", fontsize=9, va="top")
         ax.set_xscale("log")
         ax.set_xlabel("score (sigmoid probability)")
         ax.set_title(name, fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="upper left")
+        ax.legend(fontsize=9, loc="upper left")
     axes[0].set_ylabel("share of anchors")
     if title:
         fig.suptitle(title, fontsize=10)
@@ -390,7 +390,7 @@ def plot_error_kinds(counts: dict, title: str | None = None):
     fig, ax = plt.subplots(figsize=(5.6, 0.35 * len(names) + 0.9), layout="constrained")
     colours = ["tab:green" if name == "right" else "tab:red" for name in names]
     bars = ax.barh(range(len(names)), [counts[n] for n in names], color=colours)
-    ax.bar_label(bars, padding=3, fontsize=8)
+    ax.bar_label(bars, padding=3, fontsize=9)
     ax.set_yticks(range(len(names)), names)
     ax.invert_yaxis()
     ax.set_xlabel("detections (missed: objects)")

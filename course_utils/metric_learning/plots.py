@@ -72,7 +72,7 @@ def plot_verification_roc(curves: dict, chosen: dict | None = None, title: str |
     ax.set_ylim(0, 1.01)
     ax.set_xlabel("false accept rate (different classes accepted)")
     ax.set_ylabel("same-class pairs accepted")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=9, loc="lower right")
     if title:
         ax.set_title(title, fontsize=10)
     return fig

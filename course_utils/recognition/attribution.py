@@ -111,7 +111,7 @@ def plot_attribution(images, maps: dict, masks=None, titles=None):
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:
-                ax.set_title(name, fontsize=8)
+                ax.set_title(name, fontsize=9)
         if titles is not None:
-            axes[row][0].set_ylabel(titles[row], fontsize=8)
+            axes[row][0].set_ylabel(titles[row], fontsize=9)
     return fig

@@ -70,11 +70,10 @@ def plot_reliability(curves: dict, n_bins: int = 10, title: str | None = None):
     confidence as a bar, the diagonal where a calibrated model's bars end, and the ECE in the panel's title."""
     import matplotlib.pyplot as plt
 
-    from course_utils.plots import PAGE_WIDTH
+    from course_utils.plots import PAGE_WIDTH, wrap_title
 
-    fig, axes = plt.subplots(
-        1, len(curves), figsize=(min(2.6 * len(curves), PAGE_WIDTH), 2.9), squeeze=False, layout="constrained"
-    )
+    width = min(2.6 * len(curves), PAGE_WIDTH)
+    fig, axes = plt.subplots(1, len(curves), figsize=(width, 2.9), squeeze=False, layout="constrained")
     centres = (np.arange(n_bins) + 0.5) / n_bins
     for ax, (name, (probabilities, labels)) in zip(axes.flat, curves.items()):
         rows = reliability_bins(probabilities, labels, n_bins)
@@ -82,11 +81,11 @@ def plot_reliability(curves: dict, n_bins: int = 10, title: str | None = None):
         ax.bar(centres, accuracy, width=1 / n_bins, edgecolor="black", linewidth=0.5, color="tab:blue")
         ax.plot([0, 1], [0, 1], ":", color="black")
         ece = expected_calibration_error(probabilities, labels, n_bins)
-        ax.set_title(f"{name}\nECE {ece:.3f}", fontsize=8)
+        ax.set_title(wrap_title(f"{name}\nECE {ece:.3f}", width / len(curves)), fontsize=9)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
-        ax.set_xlabel("confidence", fontsize=8)
-    axes.flat[0].set_ylabel("accuracy", fontsize=8)
+        ax.set_xlabel("confidence", fontsize=9)
+    axes.flat[0].set_ylabel("accuracy", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig

@@ -87,7 +87,7 @@ def _panel_grid(n_rows: int, count: int, with_predictions: bool, with_names: boo
     from course_utils.plots import PAGE_WIDTH
 
     # At most the page's width (row labels included), so the labels are read at their size, not scaled down.
-    cell = min(1.7, (PAGE_WIDTH - 0.3) / max(count, 1))
+    cell = min(1.7, (PAGE_WIDTH - 0.4) / max(count, 1))  # the row labels and margins take the rest
     split = cell < 1.0  # narrow panels: "93.9%" and "right" on two lines, or neighbouring labels touch
     below = (0.35 if split else 0.2) if with_predictions else 0.0  # the "% right" under the error maps
     legend_rows = (2 if with_names else 0) + (3 if with_predictions else 0)
