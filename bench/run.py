@@ -95,6 +95,10 @@ def bench_week1(seeds=None):
             "week1.diagnostics.one_batch_last_loss": "cross-entropy",
             "week1.diagnostics.suggested_rate_adam": "learning rate",
             "week1.diagnostics.suggested_rate_sgd": "learning rate",
+            "week1.diagnostics.sgd_over_adam_rate": "ratio",
+            "week1.optimisers.sgd_adam_rate_over_adam_loss_epoch3": "ratio",
+            "week1.optimisers.sgd_adam_rate_minus_adam_points": "points",
+            "week1.optimisers.sgd_suggested_rate_minus_adam_points": "points",
             **{
                 f"week1.optimisers.{run}.{what}": unit
                 for run in ("adam", "sgd_adam_rate", "sgd_suggested_rate")

@@ -1334,6 +1334,10 @@ claims.record(
     "week1.diagnostics.suggested_rate_sgd",
     range_tests["SGD, momentum 0.9"][2],
 )
+claims.record(
+    "week1.diagnostics.sgd_over_adam_rate",
+    range_tests["SGD, momentum 0.9"][2] / range_tests["Adam"][2],
+)
 
 # %% mystnb={"figure": {"name": "fig-w1-checks", "caption": "Left: the loss on one batch of 32 digits, step by step, against chance's log C (dashed). Right: the learning-rate range test of each optimiser, its smoothed loss against the rate; a dot marks the suggested rate, the cross the rate this chapter trains Adam with."}}
 fig = plots.training_checks(one_batch, range_tests, chance, used={"Adam": 5e-3})
@@ -1476,6 +1480,19 @@ for key, name in [
     )
     claims.record(
         f"week1.optimisers.{key}.test_accuracy", optimiser_accuracy[name]
+    )
+losses_epoch3 = {
+    name: run.history["loss"][min(2, len(run.history["loss"]) - 1)]
+    for name, run in optimiser_runs.items()
+}
+claims.record(
+    "week1.optimisers.sgd_adam_rate_over_adam_loss_epoch3",
+    losses_epoch3[slow_name] / losses_epoch3[adam_name],
+)
+for key, name in [("adam_rate", slow_name), ("suggested_rate", suggested_name)]:
+    claims.record(
+        f"week1.optimisers.sgd_{key}_minus_adam_points",
+        100 * (optimiser_accuracy[name] - optimiser_accuracy[adam_name]),
     )
 
 # %% mystnb={"figure": {"name": "fig-w1-optimisers", "caption": "Loss and accuracy per epoch of LeNet-5 trained with Adam and with SGD with momentum at two learning rates, on the training digits (solid) and the validation digits (dotted)."}}
