@@ -195,7 +195,7 @@ def plot_anchors(image, config: AnchorConfig, gt_boxes=None, centre=None, title:
         ax.set_title(f"{level}: stride {stride}, {gx.size} cells", fontsize=9)
         ax.axis("off")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=10)  # at the default 12 pt a one-line title can be wider than the page
     return fig
 
 
