@@ -494,6 +494,70 @@ def test_ground_truth_is_labelled_with_class_names_and_predictions_with_class_an
     plt.close("all")
 
 
+def _overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+@st.composite
+def boxes_in_an_image(draw):
+    """1 to 6 boxes (xyxy) inside a 64-pixel image, and a label size in pixels."""
+    boxes = []
+    for _ in range(draw(st.integers(1, 6))):
+        x0, y0 = draw(st.integers(0, 56)), draw(st.integers(0, 56))
+        boxes.append((x0, y0, draw(st.integers(x0 + 4, 64)), draw(st.integers(y0 + 4, 64))))
+    return boxes, (draw(st.integers(8, 30)), draw(st.integers(4, 8)))
+
+
+@settings(max_examples=150, deadline=None)
+@given(boxes_in_an_image())
+def test_a_label_goes_inside_the_image_clear_of_the_others_whenever_one_of_its_places_is(case):
+    from course_utils.detection.plots import _label_place
+
+    boxes, size = case
+    taken = []
+    for box in boxes:
+        x0, y0, x1, y1 = box
+        places = [
+            (left, top, left + size[0], top + size[1])
+            for top in (y0 - 1.0 - size[1], y1, y0 - 0.5)
+            for left in (x0 - 0.5, x1 - 0.5 - size[0])
+        ]
+        inside = [p for p in places if p[0] >= -0.5 and p[1] >= -0.5 and p[2] <= 63.5 and p[3] <= 63.5]
+        free = [p for p in inside if not any(_overlap(p, t) for t in taken)]
+        *_, chosen = _label_place(box, size, (64, 64), taken)
+        assert chosen in places
+        if free:
+            assert chosen == free[0]  # the first free place inside: above, below, then inside the box
+        elif inside:
+            assert chosen == inside[0]
+        taken.append(chosen)
+
+
+def test_the_room_a_label_is_given_holds_the_label_as_drawn(scenes):
+    """The placement above works on estimated label sizes; on the drawn figure each label's patch fits inside its
+    estimate, so that labels placed apart are drawn apart."""
+    import matplotlib.pyplot as plt
+
+    from course_utils.detection.plots import _label_size
+
+    data = scenes.subset(slice(0, 8))
+    fig = d.plot_detections(data.images, list(data.class_names), data.boxes, data.classes)
+    fig.canvas.draw()  # places each label's patch
+    renderer = fig.canvas.get_renderer()
+    too_big = []
+    for ax in fig.axes:
+        per_point = 64 / (ax.get_window_extent().width / fig.dpi * 72)  # image pixels per point of this panel
+        for text in ax.texts:
+            (left, bottom), (right, top) = ax.transData.inverted().transform(
+                text.get_bbox_patch().get_window_extent(renderer).get_points()
+            )
+            width, height = _label_size(text.get_text(), per_point)
+            if abs(right - left) > width + 0.5 or abs(top - bottom) > height + 0.5:
+                too_big.append((text.get_text(), abs(right - left), width, abs(top - bottom), height))
+    plt.close(fig)
+    assert not too_big, f"labels drawn larger than the room given them (text, width, room, height, room): {too_big}"
+
+
 def test_count_plot_has_integer_ticks_fitted_to_the_counts_and_shows_how_many_images_share_a_point():
     import matplotlib.pyplot as plt
 

@@ -14,13 +14,48 @@ _COLOURS = ("#e41a1c", "#377eb8", "#4daf4a", "#ff7f00", "#984ea3", "#a65628", "#
 _LABEL_SIZE = 9  # pt, the labels on the boxes; figures are at most plots.PAGE_WIDTH wide, so they show at this size
 
 
-def _box_patch(ax, box, colour, style="-", width=1.5, label=None, pixels_per_point=0.0, image_shape=None):
+def _label_size(label: str, pixels_per_point: float) -> tuple[float, float]:
+    """``(width, height)`` in image pixels of a box label on its patch: about 0.65 em a character, and the
+    patch's padding."""
+    return (0.65 * _LABEL_SIZE * len(label) + 3) * pixels_per_point, (_LABEL_SIZE + 3) * pixels_per_point
+
+
+def _label_place(box, size, image_shape, taken) -> tuple:
+    """Where a label of ``size`` ``(width, height)`` (image pixels) goes for ``box``: ``(x, y, va, ha, rectangle)``.
+
+    Above the box at its left edge is the first choice, then the right edge,
+    then the same below the box, then inside its top; the first place inside
+    the image whose rectangle overlaps no label in ``taken`` wins (in a crowded
+    image: the first inside it, or above at the left).
+    """
+    x0, y0, x1, y1 = box
+    width, height = size
+    rows, columns = image_shape if image_shape is not None else (float("inf"), float("inf"))
+    candidates = []
+    for top, va in ((y0 - 1.0 - height, "bottom"), (y1, "top"), (y0 - 0.5, "top")):  # above, below, inside
+        for left, ha in ((x0 - 0.5, "left"), (x1 - 0.5 - width, "right")):
+            rectangle = (left, top, left + width, top + height)
+            inside = left >= -0.5 and top >= -0.5 and left + width <= columns - 0.5 and top + height <= rows - 0.5
+            free = not any(
+                rectangle[0] < r[2] and r[0] < rectangle[2] and rectangle[1] < r[3] and r[1] < rectangle[3]
+                for r in taken
+            )
+            x = left if ha == "left" else left + width
+            y = top + height if va == "bottom" else top
+            candidates.append((inside and free, inside, (x, y, va, ha, rectangle)))
+    for wanted in (lambda c: c[0], lambda c: c[1], lambda c: True):
+        for candidate in candidates:
+            if wanted(candidate):
+                return candidate[2]
+
+
+def _box_patch(ax, box, colour, style="-", width=1.5, label=None, pixels_per_point=0.0, image_shape=None, taken=None):
     """Draw ``box`` (xyxy pixels) on ``ax``, with ``label`` on a patch of its colour.
 
-    The label sits above the box, or below it when there is no room above, and
-    ends at the box's right edge when it would run past the image's, so that it
-    stays inside its panel (``pixels_per_point``: image pixels per typographic
-    point of the panel; ``image_shape``: ``(height, width)``).
+    The label goes where :func:`_label_place` finds room, inside the panel and
+    clear of the labels already in ``taken`` (a list it adds this label's
+    rectangle to; ``pixels_per_point``: image pixels per typographic point of
+    the panel; ``image_shape``: ``(height, width)``).
     """
     # Imported on use: matplotlib (also behind course_utils.plots) is slow to import.
     import matplotlib.patches as patches
@@ -33,20 +68,18 @@ def _box_patch(ax, box, colour, style="-", width=1.5, label=None, pixels_per_poi
         )
     )
     if label:
-        height, width_px = image_shape if image_shape is not None else (float("inf"), float("inf"))
-        label_height = (_LABEL_SIZE + 3) * pixels_per_point
-        label_width = (0.6 * _LABEL_SIZE * len(label) + 2) * pixels_per_point  # about 0.6 em a character
-        room_below = y1 + label_height <= height
-        above = y0 - 1.0 - label_height >= -0.5 or not room_below
-        left = x0 - 0.5 + label_width <= width_px - 0.5 or x1 - 0.5 - label_width < -0.5
+        size = _label_size(label, pixels_per_point)
+        taken = [] if taken is None else taken
+        x, y, va, ha, rectangle = _label_place(box, size, image_shape, taken)
+        taken.append(rectangle)
         ax.text(
-            x0 - 0.5 if left else x1 - 0.5,
-            y0 - 1.0 if above else y1,
+            x,
+            y,
             label,
             color="white",
             fontsize=_LABEL_SIZE,
-            va="bottom" if above else "top",
-            ha="left" if left else "right",
+            va=va,
+            ha=ha,
             clip_on=True,
             bbox={"facecolor": colour, "edgecolor": "none", "pad": 1, "alpha": 0.85},
         )
@@ -86,10 +119,11 @@ def plot_detections(
     per_point = max(shape) / (cell * 72) if shape is not None else 0.0
     for i, ax in enumerate(axes.flat[: len(images)]):
         ax.imshow(np.clip(images[i], 0, 1))
+        taken = []  # the panel's labels so far, kept apart
         if true_boxes is not None:
-            _draw_truth(ax, true_boxes[i], true_classes[i], class_names, label_truth, per_point, shape)
+            _draw_truth(ax, true_boxes[i], true_classes[i], class_names, label_truth, per_point, shape, taken)
         if predictions is not None:
-            _draw_predictions(ax, predictions, i, class_names, min_confidence, per_point, shape)
+            _draw_predictions(ax, predictions, i, class_names, min_confidence, per_point, shape, taken)
         if titles is not None:
             ax.set_title(str(titles[i]), fontsize=TITLE_SIZE)
     if title:
@@ -121,7 +155,7 @@ def _image_grid(n: int, ncols: int, with_titles: bool, title):
     return fig, axes, cell
 
 
-def _draw_truth(ax, boxes, classes, class_names, labelled: bool, per_point: float, shape) -> None:
+def _draw_truth(ax, boxes, classes, class_names, labelled: bool, per_point: float, shape, taken) -> None:
     """One image's true boxes, dashed: in their class colour with the name when ``labelled``, else white."""
     for box, c in zip(boxes, classes):
         if c >= 0 and labelled:
@@ -133,20 +167,20 @@ def _draw_truth(ax, boxes, classes, class_names, labelled: bool, per_point: floa
                 label=str(class_names[int(c)]),
                 pixels_per_point=per_point,
                 image_shape=shape,
+                taken=taken,
             )
         elif c >= 0:
             _box_patch(ax, box, "white", style="--", width=1.0)
 
 
-def _draw_predictions(ax, predictions: dict, i: int, class_names, min_confidence: float, per_point, shape) -> None:
+def _draw_predictions(ax, predictions: dict, i: int, class_names, min_confidence: float, per_point, shape, taken):
     """Image ``i``'s detections with a confidence of at least ``min_confidence``, labelled with class and score."""
     k = int(predictions["num_detections"][i])
     for box, c, s in zip(predictions["boxes"][i][:k], predictions["classes"][i][:k], predictions["confidence"][i][:k]):
         if s >= min_confidence and c >= 0:
             colour = _COLOURS[int(c) % len(_COLOURS)]
-            _box_patch(
-                ax, box, colour, label=f"{class_names[int(c)]} {s:.2f}", pixels_per_point=per_point, image_shape=shape
-            )
+            label = f"{class_names[int(c)]} {s:.2f}"
+            _box_patch(ax, box, colour, label=label, pixels_per_point=per_point, image_shape=shape, taken=taken)
 
 
 def plot_anchors(image, config: AnchorConfig, gt_boxes=None, centre=None, title: str | None = None):
