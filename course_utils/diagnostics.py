@@ -72,8 +72,9 @@ def learning_rate_range_test(
     One random batch of ``(x, y)`` per step, the rate rising geometrically from
     ``lowest`` to ``highest``. While the rate is too small the loss hardly
     moves, then it falls, then it climbs as steps grow too large; the run stops
-    once the loss is four times the lowest it reached (or not finite). It
-    trains ``model``: test on a fresh copy, not on the one to train.
+    once the smoothed loss (:func:`smoothed`) is four times the lowest it
+    reached, or a loss is not finite. It trains ``model``: test on a fresh
+    copy, not on the one to train.
     """
     if not 0 < lowest < highest:
         raise ValueError(f"need 0 < lowest < highest, got {lowest} and {highest}")
