@@ -257,8 +257,6 @@ def test_a_stale_benchmark_quote_fails_and_says_what_was_measured(tmp_path):
 
 
 NOT_YET_SWEPT = {
-    "week1.kernels.outline_ratio.laplacian4",
-    "week1.kernels.outline_ratio.laplacian8",
     "week2.batchnorm.largest_difference",
     "week2.batchnorm.frozen_difference",
     "week2.transfer.scratch_best",
