@@ -1288,7 +1288,7 @@ fig = plots.image_grid(
 #   batch per step, whose learning rate grows by the same factor at every
 #   step, from $10^{-5}$ towards 1. While the rate is too small the loss
 #   hardly moves; then it falls; then the steps grow too large and it climbs,
-#   and the run stops once the loss is four times the lowest it reached. A
+#   and the run stops once the smoothed loss is four times its lowest. A
 #   tenth of the rate at the lowest point of the smoothed curve is fast and
 #   still leaves a margin (the "minimum" suggestion of the fastai library's
 #   `lr_find`). We run it from fresh weights for Adam, the optimiser this
@@ -1557,13 +1557,14 @@ fig = plots.compare_training(optimiser_runs)
 # the benchmark's five run seeds its training loss after three epochs was 2.9
 # to 5.9 times Adam's (this run: between 1 and 8.9 times), and its test
 # accuracy ended -1.4 to -0.3 points from Adam's (this run: between -2.6 and
-# 0.9). At the rate its own range test suggested it kept pace: -0.8 to 0.6
-# points from Adam's (this run: between -2.3 and 2.0). On 360 test digits one
-# digit is 0.28 points, so these accuracies differ by a few digits, the noise
-# of one run: on this problem the two optimisers end in the same place once
-# each has its own rate, and what the wrong rate costs is speed. Adam's
-# per-weight steps matter more where gradients differ in size from layer to
-# layer, as in the deep plain network of section 12.
+# 0.9). At the rate its own range test suggested it ended level with Adam:
+# -0.8 to 0.6 points from Adam's (this run: between -2.3 and 2.0). On 360 test
+# digits one digit is 0.28 points, so these accuracies differ by a few digits,
+# the noise of one run: on this problem the two optimisers end in the same
+# place once each has its own rate, and what the wrong rate costs is speed.
+# One would expect Adam's per-weight steps to matter more where gradients
+# differ in size from layer to layer, as in the deep plain network of section
+# 12; this page does not test that.
 
 # %% tags=["remove-cell"]
 claims.expect(
