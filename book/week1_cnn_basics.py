@@ -1284,16 +1284,17 @@ fig = plots.image_grid(
 #   loss is broken (labels shuffled apart from their images, a loss that does
 #   not fit the output, a frozen layer), and a longer training would not fix
 #   it.
-# * **A learning-rate range test** {cite}`smith2017`: a short run, one random
-#   batch per step, whose learning rate grows by the same factor at every
-#   step, from $10^{-5}$ towards 1. While the rate is too small the loss
-#   hardly moves; then it falls; then the steps grow too large and it climbs,
-#   and the run stops once the smoothed loss is four times its lowest. A
-#   tenth of the rate at the lowest point of the smoothed curve is fast and
-#   still leaves a margin (the "minimum" suggestion of the fastai library's
-#   `lr_find`). We run it from fresh weights for Adam, the optimiser this
-#   chapter trains with, and for SGD with momentum, which this section sets
-#   beside it after the training.
+# * **A {term}`learning-rate range test <Learning-rate range test>`**
+#   {cite}`smith2017`: a short run, one random batch per step, whose learning
+#   rate grows by the same factor at every step, from $10^{-5}$ towards 1.
+#   While the rate is too small the loss hardly moves; then it falls; then the
+#   steps grow too large and it climbs, and the run stops once the smoothed
+#   loss is four times its lowest. A tenth of the rate at the lowest point of
+#   the smoothed curve is fast and still leaves a margin (the "minimum"
+#   suggestion of the fastai library's `lr_find`). We run it from fresh
+#   weights for Adam, the optimiser this chapter trains with, and for SGD with
+#   {term}`momentum <Momentum>`, which this section sets beside it after the
+#   training.
 
 # %%
 config.seed_everything(profile.seed(20))
