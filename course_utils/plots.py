@@ -415,7 +415,7 @@ def audit_text_on_draw(fig) -> None:
         path = os.environ.get(FIGURE_AUDIT)
         sizes = shown_text_sizes(fig)
         if path and sizes:
-            titles = [t.get_text() for t in (fig._suptitle, *(ax.title for ax in fig.axes)) if t and t.get_text()]
+            titles = [t for t in (fig.get_suptitle(), *(ax.get_title() for ax in fig.axes)) if t]
             record = {"figure": titles[0] if titles else f"figure {fig.number}", "smallest": sizes[0]}
             with open(path, "a") as out:
                 out.write(json.dumps(record) + "\n")
