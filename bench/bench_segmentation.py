@@ -6,7 +6,8 @@ Records (each per seed, worst seed, mean and spread; see ``run.sweep``):
 and the chapter's time, the skip ablation (``week4.skips.<mode>.*``, each the mean of the page's three
 trainings; ``week4.skips.cost_points``, their average cost of removing the skips, and
 ``week4.skips.smallest_cost_points``, the smallest of the three) and the
-small objects found with each loss (``week4.small_objects.<loss>.found``),
+small objects found with each loss (``week4.small_objects.<loss>.found``) and
+Dice's lead over cross-entropy (``week4.small_objects.dice_lead_points``),
 all read from what the chapter recorded: the recipes live in
 ``book/week4_segmentation.py`` only.
 """
@@ -33,6 +34,7 @@ def bench_week4(seeds=None):
             "week4.skips.cost_points": "points",
             "week4.skips.smallest_cost_points": "points",
             **{f"week4.small_objects.{loss}.found": "fraction" for loss in ("ce", "dice")},
+            "week4.small_objects.dice_lead_points": "points",
         },
         seeds=seeds,
     )

@@ -548,45 +548,19 @@ fig = segmentation.plot_segmentation(
 # object (the outline is a little off) or a whole object painted with the
 # wrong class (the shape was misread). We count both, over the whole test set:
 # the share of wrong pixels that lie on an object's edge (within one pixel of
-# a change of class in the true mask), and the objects whose pixels mostly
-# received the wrong class.
-
+# a change of class in the true mask: `segmentation.edge_pixels`), and the
+# objects whose pixels mostly received the wrong class
+# (`segmentation.misread_objects`).
 
 # %%
-def edge_pixels(masks):
-    """Pixels with a differently labelled neighbour (4-neighbourhood)."""
-    edge = np.zeros(masks.shape, bool)
-    edge[:, 1:] |= masks[:, 1:] != masks[:, :-1]
-    edge[:, :-1] |= masks[:, 1:] != masks[:, :-1]
-    edge[:, :, 1:] |= masks[:, :, 1:] != masks[:, :, :-1]
-    edge[:, :, :-1] |= masks[:, :, 1:] != masks[:, :, :-1]
-    return edge
-
-
-def misread_objects(scenes, predicted):
-    """Objects whose pixels mostly got another class, and how many objects."""
-    wrong = total = 0
-    for i, (boxes, classes) in enumerate(
-        zip(scenes.boxes.astype(int), scenes.box_classes)
-    ):
-        for (x0, y0, x1, y1), cls in zip(boxes, classes):
-            if cls < 0:
-                continue
-            inside = scenes.masks[i, y0:y1, x0:x1] == cls + 1
-            total += 1
-            wrong += (
-                np.mean(predicted[i, y0:y1, x0:x1][inside] == cls + 1) < 0.5
-            )
-    return wrong, total
-
-
 errors = predicted != test.masks
+on_edge = segmentation.edge_pixels(test.masks)[errors]
 print(
     f"wrong pixels: {errors.mean():.2%} of all;"
-    f" {np.mean(edge_pixels(test.masks)[errors]):.0%} of them on an edge"
+    f" {np.mean(on_edge):.0%} of them on an edge"
 )
 if DATA_SOURCE == "scenes":
-    wrong, total = misread_objects(test, predicted)
+    wrong, total = segmentation.misread_objects(test, predicted)
     print(f"objects mostly given the wrong class: {wrong} of {total}")
 else:
     print(
@@ -609,7 +583,7 @@ else:
 # %% mystnb={"figure": {"name": "fig-w4-ablation", "caption": "The U-Net with and without its skip connections, three trainings each (dots) and their mean (bars)."}}
 small_train = train.subset(slice(0, N_SMALL))
 truth = test.binary_masks()
-edges = edge_pixels(truth)
+edges = segmentation.edge_pixels(truth)
 ABLATION_SEEDS = [profile.seed(3), profile.seed(13), profile.seed(23)]
 object_iou = {skip: [] for skip in segmentation.SKIP_MODES}
 edge_accuracy = {skip: [] for skip in segmentation.SKIP_MODES}
@@ -742,8 +716,10 @@ for loss in ("ce", "dice"):
     loss_results[loss] = found = segmentation.objects_found(tiny_test, guess)
     iou = segmentation.per_class_iou(tiny_test.binary_masks(), guess, 2)[1]
     print(f"{loss:<22} {iou:>10.3f} {found:>14.1%} {guess.mean():>26.1%}")
+dice_lead = 100 * (loss_results["dice"] - loss_results["ce"])
 print(
-    f"most objects found with: {max(loss_results, key=loss_results.get)} "
+    f"most objects found with: {max(loss_results, key=loss_results.get)}; "
+    f"Dice minus cross-entropy: {dice_lead:+.1f} points of objects found\n"
     f"(true share of object pixels: {tiny_test.binary_masks().mean():.1%})"
 )
 
@@ -760,6 +736,38 @@ for loss, found in loss_results.items():
 # jumps from step to step. Cross-entropy gives each pixel its own, steady
 # gradient; the sum of both, used in section 5, is the usual compromise.
 #
+# One training per loss is a single sample, so read this run against the
+# benchmark's. On its five run seeds, each with fresh scenes, Dice found 98.7%
+# to 99.8% of the tiny objects and cross-entropy 93.5% to 97.4%: seed by seed,
+# Dice was ahead by 2.3 to 5.5 points, and on five more seeds (5 to 9), run to
+# test this page, by 1.5 to 4.8. This page's single run is checked more
+# loosely (Dice minus cross-entropy between -1 and 9 points, printed under the
+# table), because one seed can land beyond the spread of the others: what
+# ranks Dice first on tiny objects here is the ten seeds, not this one run.
+
+# %% tags=["remove-cell"]
+claims.expect("week4.small_objects.dice_lead_points", dice_lead, -1, 9, profile)
+claims.quoted_from_bench(
+    "week4.small_objects.dice.found", 98.7, 99.8, scale=100
+)
+claims.quoted_from_bench("week4.small_objects.ce.found", 93.5, 97.4, scale=100)
+claims.quoted_from_bench(
+    "week4.small_objects.dice.found",
+    2.3,
+    5.5,
+    scale=100,
+    minus="week4.small_objects.ce.found",
+)
+claims.quoted_from_bench(
+    "week4.small_objects.dice.found",
+    1.5,
+    4.8,
+    scale=100,
+    minus="week4.small_objects.ce.found",
+    seeds=(5, 6, 7, 8, 9),
+)
+
+# %% [markdown]
 # ### Touching objects: the original U-Net's pixel weights
 #
 # Cells in a microscope image often touch. A segmentation that merges two of
@@ -840,6 +848,43 @@ fig = segmentation.plot_segmentation(
 )
 
 # %% [markdown]
+# Flips and turns keep every shape rigid. The original U-Net, trained on the 30
+# annotated images (512×512 pixels) of a microscopy challenge, also *bent*
+# them, and its authors credit random {term}`elastic deformations <Elastic deformation>` most for learning
+# from so few images {cite}`ronneberger2015`: a random displacement for each
+# point of a coarse 3×3 grid (Gaussian, standard deviation 10 pixels),
+# interpolated smoothly (bicubic) to every pixel; image and mask are then read
+# at the displaced positions. Tissue bends like that, and a cell bent a little
+# is still a cell. `segmentation.elastic_pair` does it in NumPy, reading the
+# mask at the nearest pixel so that it keeps exact class ids. We show it on a
+# 96-pixel scene (synthetic whatever `DATA_SOURCE` is) with a standard deviation
+# of 6 pixels, about 6% of the side where the paper's 10 pixels were 1.7% of
+# its 572-pixel tiles: exaggerated, so that the bending shows.
+
+# %% mystnb={"figure": {"name": "fig-w4-elastic", "caption": "A scene and its mask (left) and three elastic deformations of both: circles become ellipses, and the mask follows the image."}}
+bendable = make_scenes(
+    1, size=96, seed=profile.seed(30), objects=(2, 3), object_size=(24, 40)
+)
+bend_rng = np.random.default_rng(profile.seed(31))
+bent = [
+    segmentation.elastic_pair(
+        bendable.images[0], bendable.masks[0], bend_rng, grid=3, std=6.0
+    )
+    for _ in range(3)
+]
+assert all(
+    set(np.unique(mask)) <= set(np.unique(bendable.masks[0]))
+    for _, mask in bent
+), "a mask read at the nearest pixel invents no class"
+fig = segmentation.plot_segmentation(
+    [bendable.images[0]] + [image for image, _ in bent],
+    [bendable.masks[0]] + [mask for _, mask in bent],
+    class_names=("background",) + bendable.class_names,
+    n=4,
+    title="a scene (left) and three elastic deformations, std 6 px",
+)
+
+# %% [markdown]
 # ## 10. Your own data
 #
 # Set `DATA_SOURCE` in the parameters cell to a folder holding `images/` and
@@ -907,11 +952,14 @@ except ValueError as error:
 # * The loss decides what the network cares about: cross-entropy counts pixels,
 #   so the background dominates it; binary Dice is the F1 score of the object
 #   class, in which the correctly ignored background does not count, which
-#   matters for small objects. The original U-Net's pixel weights make the thin
-#   gaps between touching objects expensive to fill.
+#   matters for small objects: Dice found more of the tiny objects than
+#   cross-entropy on each of the ten seeds the benchmark ran. The original
+#   U-Net's pixel weights make the thin gaps between touching objects
+#   expensive to fill.
 # * The original U-Net pads nothing: its output (388 pixels for a 572-pixel
 #   tile) is smaller than its input, every output pixel sees only real image,
-#   and large images are segmented tile by tile.
+#   and large images are segmented tile by tile. It learned from 30 images,
+#   bent by random elastic deformations that move image and mask together.
 #
 # The exercise has you write Dice and IoU, work out the size of a transposed
 # convolution, build a U-Net to an exact parameter count and then on a budget,

@@ -265,6 +265,7 @@ NOT_YET_SWEPT = {
     "week2.attribution.weakest_minus_random_pixel",
     "week2.attribution.saliency_small_cnn_minus_mobilenetv2",
     "week3.errors.wrong_class_share_of_mistakes",
+    "week4.small_objects.dice_lead_points",
 }
 """Checked names that their week's sweep lists but has not run since they were added: the next sweep records
 them, and then they leave this set (the test below fails until they do). A name joins only with its sweep

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from PIL import Image
 
 from course_utils import config
@@ -393,3 +394,59 @@ def test_objects_found_counts_each_object_once():
     assert seg.objects_found(scenes, np.zeros_like(scenes.masks)) == 0.0
     with pytest.raises(ValueError, match="predicted masks have shape"):
         seg.objects_found(scenes, scenes.masks[:, :16])
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.int8, st.tuples(st.integers(1, 3), st.integers(1, 6), st.integers(1, 6)), elements=st.integers(0, 2)))
+def test_edge_pixels_are_those_with_a_differently_labelled_neighbour(masks):
+    edges = seg.edge_pixels(masks)
+    n, height, width = masks.shape
+    for i, y, x in np.ndindex(masks.shape):
+        neighbours = [(y + dy, x + dx) for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))]
+        differs = any(masks[i, v, u] != masks[i, y, x] for v, u in neighbours if 0 <= v < height and 0 <= u < width)
+        assert edges[i, y, x] == differs, (i, y, x)
+
+
+def test_misread_objects_counts_objects_painted_with_another_class():
+    scenes = make_scenes(20, seed=3, size=32, objects=(2, 4), object_size=(6, 10))
+    visible = sum(
+        np.any(scenes.masks[i, y0:y1, x0:x1] == cls + 1)
+        for i, (boxes, classes) in enumerate(zip(scenes.boxes.astype(int), scenes.box_classes))
+        for (x0, y0, x1, y1), cls in zip(boxes, classes)
+        if cls >= 0
+    )
+    total = int((scenes.box_classes >= 0).sum())
+    assert seg.misread_objects(scenes, scenes.masks) == (0, total)
+    shifted = np.where(scenes.masks > 0, scenes.masks % scenes.masks.max() + 1, 0)  # every class to another
+    assert seg.misread_objects(scenes, shifted) == (visible, total)
+    with pytest.raises(ValueError, match="predicted masks have shape"):
+        seg.misread_objects(scenes, scenes.masks[:, :16])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    arrays(np.uint8, st.tuples(st.integers(2, 12), st.integers(2, 12)), elements=st.integers(0, 4)),
+    st.integers(0, 2**32 - 1),
+    st.floats(0, 20),
+    st.integers(2, 5),
+)
+def test_elastic_pair_moves_image_and_mask_together_and_invents_no_class(mask, seed, std, grid):
+    image = np.stack([mask / 4.0, 1 - mask / 4.0], axis=-1).astype(np.float32)  # the image shows the mask
+    bent_image, bent_mask = seg.elastic_pair(image, mask, np.random.default_rng(seed), grid=grid, std=std)
+    assert bent_image.shape == image.shape and bent_image.dtype == image.dtype
+    assert bent_mask.shape == mask.shape and bent_mask.dtype == mask.dtype
+    assert set(np.unique(bent_mask)) <= set(np.unique(mask))
+    assert bent_image.min() >= image.min() - 1e-6 and bent_image.max() <= image.max() + 1e-6  # linear: no overshoot
+    unmoved_image, unmoved_mask = seg.elastic_pair(image, mask, np.random.default_rng(seed), grid=grid, std=0.0)
+    assert np.array_equal(unmoved_mask, mask) and np.allclose(unmoved_image, image)
+
+
+def test_elastic_pair_bends_and_names_bad_input():
+    scene = make_scenes(1, seed=0, size=64, objects=(1, 1), object_size=(30, 40))
+    image, mask = seg.elastic_pair(scene.images[0], scene.masks[0], np.random.default_rng(1), std=6.0)
+    assert 0 < np.mean(mask != scene.masks[0]) < 0.5  # the object moved, it did not vanish
+    assert not np.allclose(image, scene.images[0])
+    with pytest.raises(ValueError, match="need an"):
+        seg.elastic_pair(scene.images[0], scene.masks[0][:10], np.random.default_rng(1))
+    with pytest.raises(ValueError, match="grid of at least 2"):
+        seg.elastic_pair(scene.images[0], scene.masks[0], np.random.default_rng(1), grid=1)

@@ -12,10 +12,12 @@
   and on plain NumPy arrays: :func:`dice_coefficient`, :class:`DiceLoss`,
   :class:`CrossEntropyDiceLoss` (binary or categorical cross-entropy plus Dice),
   :class:`MeanIoU`, :class:`ClassIoU`, :class:`DiceScore`; and the NumPy
-  evaluation helpers :func:`per_class_iou`, :func:`mean_iou` and :func:`objects_found`.
+  evaluation helpers :func:`per_class_iou`, :func:`mean_iou`, :func:`objects_found`,
+  :func:`misread_objects` and :func:`edge_pixels`.
 * :func:`augment_pair` / :func:`make_segmentation_dataset`: random flips,
   quarter turns and colour changes applied identically to an image and its mask
-  (colour changes to the image only).
+  (colour changes to the image only); :func:`elastic_pair`, the original U-Net's
+  elastic deformation of both (NumPy).
 * :func:`load_segmentation`: real data, either a folder of images with a folder
   of masks paired by file name, or a TensorFlow Datasets set
   (``"tfds:oxford_iiit_pet"``).
@@ -55,7 +57,9 @@ from course_utils.segmentation.metrics import (
     MeanIoU,
     border_weight_map,
     confusion,
+    edge_pixels,
     mean_iou,
+    misread_objects,
     objects_found,
     per_class_iou,
     predicted_labels,
@@ -83,6 +87,7 @@ from course_utils.segmentation.plots import (
 from course_utils.segmentation.training import (
     augment_pair,
     compile_segmenter,
+    elastic_pair,
     fit_segmenter,
     make_segmentation_dataset,
     predict_masks,

@@ -137,19 +137,52 @@ def objects_found(scenes, predicted, min_share: float = 0.5) -> float:
     object counts as found when at least ``min_share`` of the object pixels inside its box are predicted: one vote
     per object, where a pixel average such as IoU lets the large objects dominate.
     """
+    shares = _object_shares(scenes, predicted, own_class=False)
+    if shares.size == 0:
+        raise ValueError("the scenes hold no objects")
+    return float(np.mean(shares >= min_share))
+
+
+def misread_objects(scenes, predicted) -> tuple[int, int]:
+    """``(misread, total)``: how many objects of ``scenes`` had under half of their pixels given their own class by
+    ``predicted`` (class-id masks of the scenes' shape), out of how many: a whole shape misread, where
+    :func:`edge_pixels` counts the seams. An object hidden under others has no pixels to misread."""
+    shares = _object_shares(scenes, predicted, own_class=True)
+    return int(np.sum(shares < 0.5)), int(shares.size)
+
+
+def _object_shares(scenes, predicted, own_class: bool) -> np.ndarray:
+    """Per object, the share of its visible pixels (inside its box) that ``predicted`` gives its own class
+    (``own_class``) or any object class; NaN for an object with no visible pixel."""
     predicted = np.asarray(predicted)
     if predicted.shape != scenes.masks.shape:
         raise ValueError(f"predicted masks have shape {predicted.shape}, the scenes' masks {scenes.masks.shape}")
-    found = total = 0
+    shares = []
     for i, (boxes, classes) in enumerate(zip(scenes.boxes.astype(int), scenes.box_classes)):
         for (x0, y0, x1, y1), cls in zip(boxes, classes):
-            if cls >= 0:  # -1 pads the box lists
-                inside = scenes.masks[i, y0:y1, x0:x1] > 0
-                total += 1
-                found += np.mean(predicted[i, y0:y1, x0:x1][inside] > 0) >= min_share
-    if total == 0:
-        raise ValueError("the scenes hold no objects")
-    return found / total
+            if cls < 0:  # -1 pads the box lists
+                continue
+            truth, guess = scenes.masks[i, y0:y1, x0:x1], predicted[i, y0:y1, x0:x1]
+            inside = truth == cls + 1 if own_class else truth > 0
+            hit = guess == cls + 1 if own_class else guess > 0
+            shares.append(hit[inside].mean() if inside.any() else np.nan)
+    return np.array(shares, float)
+
+
+def edge_pixels(masks) -> np.ndarray:
+    """Where the class changes: the pixels of ``masks`` (a stack of class-id masks) with a differently labelled
+    neighbour above, below, left or right, the band one pixel wide on each side of every outline."""
+    masks = np.asarray(masks)
+    if masks.ndim != 3:
+        raise ValueError(f"masks must be a stack (count, height, width), not of shape {masks.shape}")
+    edge = np.zeros(masks.shape, bool)
+    across = masks[:, :, 1:] != masks[:, :, :-1]
+    down = masks[:, 1:] != masks[:, :-1]
+    edge[:, :, 1:] |= across
+    edge[:, :, :-1] |= across
+    edge[:, 1:] |= down
+    edge[:, :-1] |= down
+    return edge
 
 
 def border_weight_map(instances, w0: float = 10.0, sigma: float = 5.0) -> np.ndarray:

@@ -1,10 +1,11 @@
-"""Training a segmenter: compiling, fitting, predicting masks, and the paired augmentation of ``tf.data``."""
+"""Training a segmenter: compiling, fitting, predicting masks, and the paired augmentations (``tf.data``, elastic)."""
 
 from __future__ import annotations
 
 import keras
 import numpy as np
 import tensorflow as tf
+from scipy import ndimage
 
 from course_utils.config import distribute
 from course_utils.models import fit_quietly
@@ -140,3 +141,30 @@ def make_segmentation_dataset(
             lambda pair, s: augment_pair(pair[0], pair[1], s), num_parallel_calls=tf.data.AUTOTUNE
         )
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def elastic_pair(image, mask, rng: np.random.Generator, grid: int = 3, std: float = 10.0):
+    """Bend one image and its mask the same way: the original U-Net's elastic deformation (Ronneberger et al., 2015).
+
+    A random displacement (Gaussian, ``std`` pixels, in x and in y) is drawn for each point of a coarse ``grid`` x
+    ``grid`` lattice spread over the image, interpolated to every pixel with cubic splines, and the image is read at
+    the displaced positions (linear interpolation, reflected at the border). The mask is read at the nearest pixel,
+    so it keeps exact class ids. NumPy, for showing it; returns ``(image, mask)`` in their shapes and dtypes.
+    """
+    image, mask = np.asarray(image), np.asarray(mask)
+    if image.ndim != 3 or image.shape[:2] != mask.shape[:2] or mask.ndim not in (2, 3):
+        raise ValueError(f"need an (H, W, C) image and an (H, W) mask of its size, not {image.shape} and {mask.shape}")
+    if grid < 2 or not std >= 0:
+        raise ValueError(f"need a grid of at least 2 points a side and a std of 0 or more, not {grid} and {std}")
+    height, width = mask.shape[:2]
+    coarse = rng.normal(0.0, std, size=(2, grid, grid))
+    shift = [ndimage.zoom(c, (height / grid, width / grid), order=3) for c in coarse]
+    rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    where = np.stack([rows + shift[0], cols + shift[1]])
+    bent = np.stack(
+        [ndimage.map_coordinates(image[..., c], where, order=1, mode="reflect") for c in range(image.shape[-1])],
+        axis=-1,
+    )
+    mask_2d = mask.reshape(height, width)
+    bent_mask = ndimage.map_coordinates(mask_2d, where, order=0, mode="reflect").reshape(mask.shape)
+    return bent.astype(image.dtype), bent_mask.astype(mask.dtype)
