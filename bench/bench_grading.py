@@ -1,6 +1,7 @@
-"""Grading speed: week 1 submissions graded per minute at profile smoke with 2 workers.
+"""Grading speed: week 1 submissions graded per minute with 2 workers, at profile smoke and at the grader's
+default, cpu (``grading.cpu``: fewer submissions, each trains for the exercise's full epochs).
 
-Beside it, the same submissions run by papermill alone, two at a time, with no
+Beside the smoke measurement, the same submissions run by papermill alone, two at a time, with no
 grader, no sandbox and no judge: what executing the students' notebooks costs by
 itself on this machine, the ceiling for any grader that executes them.
 
@@ -23,8 +24,9 @@ from bench.run import record
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def bench_grading(n: int = 20, workers: int = 2):
-    """Grade ``n`` copies of a fully correct week 1 submission (each trains LeNet-5) from an empty output folder."""
+def bench_grading(n: int = 20, workers: int = 2, profile: str = "smoke"):
+    """Grade ``n`` copies of a fully correct week 1 submission (each trains LeNet-5) from an empty output folder,
+    at ``profile`` with the grader's default time limits."""
     from course_utils.grading import cli, submission
     from course_utils.grading.workers import Settings
 
@@ -34,7 +36,7 @@ def bench_grading(n: int = 20, workers: int = 2):
         text = nbformat.writes(submission.model_submission(ROOT, "week1_exercise"))
         for i in range(n):
             (submissions / f"student {i:02d}.ipynb").write_text(text)
-        settings = Settings(profile="smoke", cell_timeout=120, notebook_timeout=600)
+        settings = Settings(profile=profile)
         start = time.perf_counter()
         cli.grade("week1_exercise", submissions, out, root=ROOT, workers=workers, settings=settings)
         minutes = (time.perf_counter() - start) / 60
@@ -43,7 +45,8 @@ def bench_grading(n: int = 20, workers: int = 2):
     wrong = [r for r in rows if r["total"] != r["max"]]
     if len(rows) != n or wrong:
         raise RuntimeError(f"the benchmark's correct submissions were not all given full marks: {wrong}")
-    return [record("grading.submissions_per_minute", round(n / minutes, 2), "submissions/min", "smoke")]
+    name = "grading.submissions_per_minute" if profile == "smoke" else f"grading.{profile}.submissions_per_minute"
+    return [record(name, round(n / minutes, 2), "submissions/min", profile)]
 
 
 def bench_notebooks_alone(n: int = 20, workers: int = 2):
@@ -84,7 +87,12 @@ def bench_grading_against_papermill(n: int = 20, workers: int = 2):
     return alone + graded + [record("grading.ratio_to_notebooks_alone", ratio, "ratio", "smoke")]
 
 
-BENCHMARKS = {"grading": bench_grading_against_papermill}
+def bench_grading_at_cpu(n: int = 4, workers: int = 2):
+    """What an instructor's default run costs: ``n`` correct week 1 submissions graded at profile cpu."""
+    return bench_grading(n, workers, profile="cpu")
+
+
+BENCHMARKS = {"grading": bench_grading_against_papermill, "grading.cpu": bench_grading_at_cpu}
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
