@@ -152,7 +152,7 @@ def elastic_pair(image, mask, rng: np.random.Generator, grid: int = 3, std: floa
     so it keeps exact class ids. NumPy, for showing it; returns ``(image, mask)`` in their shapes and dtypes.
     """
     image, mask = np.asarray(image), np.asarray(mask)
-    if image.ndim != 3 or image.shape[:2] != mask.shape[:2] or mask.ndim not in (2, 3):
+    if image.ndim != 3 or mask.shape not in (image.shape[:2], (*image.shape[:2], 1)):
         raise ValueError(f"need an (H, W, C) image and an (H, W) mask of its size, not {image.shape} and {mask.shape}")
     if grid < 2 or not std >= 0:
         raise ValueError(f"need a grid of at least 2 points a side and a std of 0 or more, not {grid} and {std}")
