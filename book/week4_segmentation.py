@@ -718,8 +718,8 @@ for loss in ("ce", "dice"):
     print(f"{loss:<22} {iou:>10.3f} {found:>14.1%} {guess.mean():>26.1%}")
 dice_lead = 100 * (loss_results["dice"] - loss_results["ce"])
 print(
-    f"most objects found with: {max(loss_results, key=loss_results.get)}; "
-    f"Dice minus cross-entropy: {dice_lead:+.1f} points of objects found\n"
+    f"most objects found with: {max(loss_results, key=loss_results.get)} "
+    f"(Dice minus cross-entropy: {dice_lead:+.1f} points)\n"
     f"(true share of object pixels: {tiny_test.binary_masks().mean():.1%})"
 )
 

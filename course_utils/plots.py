@@ -10,6 +10,7 @@ import math
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.lines import Line2D
 
 PAGE_WIDTH = 6.7
 """Width in inches of the book's content column for a figure at matplotlib's 100 dpi.
@@ -329,15 +330,14 @@ def training_checks(one_batch_losses, range_tests: dict, chance: float, used: di
     per name with a cross (the one a training used)."""
     from course_utils.diagnostics import smoothed
 
-    fig, (batch_ax, range_ax) = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 3.0))
+    fig, (batch_ax, range_ax) = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 3.6), layout="constrained")
     steps = np.arange(1, len(one_batch_losses) + 1)
-    batch_ax.plot(steps, one_batch_losses, label="one batch")
+    batch_ax.plot(steps, one_batch_losses, color="black", label="one batch")
     batch_ax.axhline(chance, linestyle="--", color="grey", label=f"chance, log C = {chance:.2f}")
     batch_ax.set_yscale("log")
     batch_ax.set_xlabel("training step")
     batch_ax.set_ylabel("loss")
     batch_ax.set_title("overfitting one batch", fontsize=10)
-    batch_ax.legend(fontsize=9, loc="lower left")
     for k, (name, (rates, losses, suggested)) in enumerate(range_tests.items()):
         curve = smoothed(losses)
         range_ax.plot(rates, curve, color=f"C{k}", label=name)
@@ -350,10 +350,14 @@ def training_checks(one_batch_losses, range_tests: dict, chance: float, used: di
     range_ax.set_xlabel("learning rate")
     range_ax.set_ylabel("loss (smoothed)")
     range_ax.set_title("learning-rate range test", fontsize=10)
-    range_ax.legend(fontsize=9, loc="lower left")
     for ax in (batch_ax, range_ax):
         ax.grid(alpha=0.3)
-    fig.tight_layout()
+    # One legend under both panels: inside either, it covered a curve on some run seeds.
+    handles, labels = (sum(pair, []) for pair in zip(*(ax.get_legend_handles_labels() for ax in (batch_ax, range_ax))))
+    markers = [("o", "suggested rate")] + ([("x", "rate the training used")] if used else [])
+    handles += [Line2D([], [], marker=marker, linestyle="", color="grey", markersize=7) for marker, _ in markers]
+    labels += [label for _, label in markers]
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=9, frameon=False)
     return fig
 
 
