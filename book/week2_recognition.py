@@ -47,10 +47,11 @@
 # * ask which pixels a decision rests on (saliency, Grad-CAM, occlusion), and
 #   measure how often the answer lies on the object.
 #
-# **Running time:** between 6.2 and 12.2 minutes at profile `cpu` on a 2-core
+# **Running time:** between 5.7 and 13.8 minutes at profile `cpu` on a 2-core
 # machine without a GPU (the benchmark's ten run seeds, `week2.chapter.seconds`
-# in `bench/results.json`; measured beside other work, so the longer runs are
-# upper bounds); seconds at profile `smoke`.
+# in `bench/results.json`; most ran beside other work, so the longer runs are
+# upper bounds: the two that ran alone took 5.7 and 5.8); seconds at profile
+# `smoke`.
 
 # %% tags=["parameters"]
 # Papermill sets this: "smoke" (seconds, for tests), "cpu" (minutes) or "gpu".
@@ -113,8 +114,8 @@ print(config.describe_device())
 # %% tags=["remove-cell"]
 claims.quoted_from_bench(
     "week2.chapter.seconds",
-    6.2,
-    12.2,
+    5.7,
+    13.8,
     scale=1 / 60,
     seeds=(0, 1, 2, 3, 4, 5, 6, 7, 8, 9),
 )

@@ -257,13 +257,6 @@ def test_a_stale_benchmark_quote_fails_and_says_what_was_measured(tmp_path):
 
 
 NOT_YET_SWEPT = {
-    "week2.batchnorm.largest_difference",
-    "week2.batchnorm.frozen_difference",
-    "week2.transfer.scratch_best",
-    "week2.transfer.frozen_fewest_labels",
-    "week2.calibration.small_cnn.ece_drop",
-    "week2.attribution.weakest_minus_random_pixel",
-    "week2.attribution.saliency_small_cnn_minus_mobilenetv2",
     "week3.errors.wrong_class_share_of_mistakes",
     "week4.small_objects.dice_lead_points",
 }
