@@ -487,3 +487,21 @@ def test_visible_bookkeeping_is_found(tmp_path):
     )
     [problem] = visible_bookkeeping(chapter)
     assert "claims.record" in problem and "week9.x" in problem
+
+
+def test_the_instructors_page_quotes_the_graders_speed_as_recorded(root):
+    """The grading rates on the instructors' page are the records' values, with the commit they were measured at."""
+    page = (root / "book" / "instructors.md").read_text()
+    records = {r["name"]: r for r in json.loads((root / "bench" / "results.json").read_text())}
+    for name in (
+        "grading.cpu.submissions_per_minute",
+        "grading.submissions_per_minute",
+        "grading.notebooks_alone_per_minute",
+    ):
+        assert f"`{name}`" in page, f"the instructors' page does not name {name}"
+        record = records[name]
+        value = f"{record['value']:g}"
+        quoted = re.search(rf"(?<![\d.]){re.escape(value)}\s", page)
+        assert quoted, f"{name} is {record['value']} in bench/results.json"
+        assert record["date"] in page, f"{name} was measured on {record['date']}"
+    assert records["grading.cpu.submissions_per_minute"]["commit"][:12] in page
