@@ -488,7 +488,8 @@ def test_ground_truth_is_labelled_with_class_names_and_predictions_with_class_an
     assert labels and labels <= set(names)  # "circle", never "circle 1.00"
     predicted = d.plot_detections(data.images, names, data.boxes, data.classes, d.perfect_predictions(data))
     labels = [t.get_text() for ax in predicted.axes for t in ax.texts]
-    assert len(labels) == int((data.classes >= 0).sum())  # the truth beside predictions is unlabelled
+    # the truth beside predictions is unlabelled (below: every label has a score); a label with no room is left out
+    assert 0.8 * int((data.classes >= 0).sum()) <= len(labels) <= int((data.classes >= 0).sum())
     assert all(label.rsplit(" ", 1)[0] in names and label.endswith(" 1.00") for label in labels)
     assert truth.get_size_inches()[0] <= plots.PAGE_WIDTH + 1e-9
     plt.close("all")
@@ -510,7 +511,7 @@ def boxes_in_an_image(draw):
 
 @settings(max_examples=150, deadline=None)
 @given(boxes_in_an_image())
-def test_a_label_goes_inside_the_image_clear_of_the_others_whenever_one_of_its_places_is(case):
+def test_a_label_goes_inside_the_image_clear_of_the_others_or_is_left_out(case):
     from course_utils.detection.plots import _label_place
 
     boxes, size = case
@@ -519,18 +520,40 @@ def test_a_label_goes_inside_the_image_clear_of_the_others_whenever_one_of_its_p
         x0, y0, x1, y1 = box
         places = [
             (left, top, left + size[0], top + size[1])
-            for top in (y0 - 1.0 - size[1], y1, y0 - 0.5)
+            for top in (y0 - 1.0 - size[1], y1, y0 - 0.5, y1 - 0.5 - size[1])
             for left in (x0 - 0.5, x1 - 0.5 - size[0])
         ]
         inside = [p for p in places if p[0] >= -0.5 and p[1] >= -0.5 and p[2] <= 63.5 and p[3] <= 63.5]
         free = [p for p in inside if not any(_overlap(p, t) for t in taken)]
-        *_, chosen = _label_place(box, size, (64, 64), taken)
-        assert chosen in places
-        if free:
-            assert chosen == free[0]  # the first free place inside: above, below, then inside the box
-        elif inside:
-            assert chosen == inside[0]
-        taken.append(chosen)
+        place = _label_place(box, size, (64, 64), taken)
+        if free:  # the first free place inside: above, below, inside the top, inside the bottom of the box
+            assert place is not None and place[-1] == free[0]
+            taken.append(place[-1])
+        else:
+            assert place is None  # no room: left out, never drawn over another label
+    assert all(not _overlap(a, b) for i, a in enumerate(taken) for b in taken[i + 1 :])
+
+
+def test_no_two_labels_of_a_drawn_panel_overlap(scenes):
+    """On the drawn figure of crowded training scenes (up to four objects in 64 pixels), no label's patch covers
+    another's."""
+    import matplotlib.pyplot as plt
+
+    data = scenes.subset(slice(0, 16))
+    fig = d.plot_detections(data.images, list(data.class_names), data.boxes, data.classes)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    drawn = 0
+    for ax in fig.axes:
+        patches = [text.get_bbox_patch().get_window_extent(renderer) for text in ax.texts]
+        drawn += len(patches)
+        for i, a in enumerate(patches):
+            for b in patches[i + 1 :]:
+                across = min(a.x1, b.x1) - max(a.x0, b.x0)
+                up = min(a.y1, b.y1) - max(a.y0, b.y0)
+                assert min(across, up) < 1.0, (a, b)  # at most a sliver under one screen pixel, where two touch
+    plt.close(fig)
+    assert drawn >= 0.8 * int((data.classes >= 0).sum())  # few labels are left out for want of room
 
 
 def test_the_room_a_label_is_given_holds_the_label_as_drawn(scenes):

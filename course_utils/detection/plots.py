@@ -20,19 +20,21 @@ def _label_size(label: str, pixels_per_point: float) -> tuple[float, float]:
     return (0.65 * _LABEL_SIZE * len(label) + 3) * pixels_per_point, (_LABEL_SIZE + 3) * pixels_per_point
 
 
-def _label_place(box, size, image_shape, taken) -> tuple:
-    """Where a label of ``size`` ``(width, height)`` (image pixels) goes for ``box``: ``(x, y, va, ha, rectangle)``.
+def _label_place(box, size, image_shape, taken) -> tuple | None:
+    """Where a label of ``size`` ``(width, height)`` (image pixels) goes for ``box``: ``(x, y, va, ha, rectangle)``,
+    or None when it has no room.
 
     Above the box at its left edge is the first choice, then the right edge,
-    then the same below the box, then inside its top; the first place inside
-    the image whose rectangle overlaps no label in ``taken`` wins (in a crowded
-    image: the first inside it, or above at the left).
+    then the same below the box, then inside its top, then inside its bottom;
+    the first place inside the image whose rectangle overlaps no label in
+    ``taken`` wins. In a crowded panel none may be free: then the label is left
+    out (its box keeps its class colour) rather than drawn over another.
     """
     x0, y0, x1, y1 = box
     width, height = size
     rows, columns = image_shape if image_shape is not None else (float("inf"), float("inf"))
-    candidates = []
-    for top, va in ((y0 - 1.0 - height, "bottom"), (y1, "top"), (y0 - 0.5, "top")):  # above, below, inside
+    inside_bottom = y1 - 0.5 - height
+    for top, va in ((y0 - 1.0 - height, "bottom"), (y1, "top"), (y0 - 0.5, "top"), (inside_bottom, "top")):
         for left, ha in ((x0 - 0.5, "left"), (x1 - 0.5 - width, "right")):
             rectangle = (left, top, left + width, top + height)
             inside = left >= -0.5 and top >= -0.5 and left + width <= columns - 0.5 and top + height <= rows - 0.5
@@ -40,20 +42,18 @@ def _label_place(box, size, image_shape, taken) -> tuple:
                 rectangle[0] < r[2] and r[0] < rectangle[2] and rectangle[1] < r[3] and r[1] < rectangle[3]
                 for r in taken
             )
-            x = left if ha == "left" else left + width
-            y = top + height if va == "bottom" else top
-            candidates.append((inside and free, inside, (x, y, va, ha, rectangle)))
-    for wanted in (lambda c: c[0], lambda c: c[1], lambda c: True):
-        for candidate in candidates:
-            if wanted(candidate):
-                return candidate[2]
+            if inside and free:
+                x = left if ha == "left" else left + width
+                y = top + height if va == "bottom" else top
+                return x, y, va, ha, rectangle
+    return None
 
 
 def _box_patch(ax, box, colour, style="-", width=1.5, label=None, pixels_per_point=0.0, image_shape=None, taken=None):
     """Draw ``box`` (xyxy pixels) on ``ax``, with ``label`` on a patch of its colour.
 
     The label goes where :func:`_label_place` finds room, inside the panel and
-    clear of the labels already in ``taken`` (a list it adds this label's
+    clear of the labels already in ``taken``, or is left out where there is none (a list it adds this label's
     rectangle to; ``pixels_per_point``: image pixels per typographic point of
     the panel; ``image_shape``: ``(height, width)``).
     """
@@ -70,7 +70,10 @@ def _box_patch(ax, box, colour, style="-", width=1.5, label=None, pixels_per_poi
     if label:
         size = _label_size(label, pixels_per_point)
         taken = [] if taken is None else taken
-        x, y, va, ha, rectangle = _label_place(box, size, image_shape, taken)
+        place = _label_place(box, size, image_shape, taken)
+        if place is None:
+            return
+        x, y, va, ha, rectangle = place
         taken.append(rectangle)
         ax.text(
             x,
@@ -103,7 +106,9 @@ def plot_detections(
     labelled with its class name only: drawn alone (no ``predictions``), its
     boxes take their class colour and carry the name; beside predictions they
     are white and unlabelled, so that the labels on the image are the model's
-    (``label_truth`` overrides either default).
+    (``label_truth`` overrides either default). Labels never cover one another:
+    in a crowded panel, one with no free place is left out, its box keeping its
+    class colour.
 
     (``keras.visualization.plot_bounding_box_gallery`` draws with OpenCV, which the
     course does not install; this is the matplotlib equivalent.)
