@@ -848,9 +848,9 @@ fig = segmentation.plot_segmentation(
 )
 
 # %% [markdown]
-# Flips and turns keep every shape rigid. The original U-Net, trained on the 30
-# annotated images (512×512 pixels) of a microscopy challenge, also *bent*
-# them, and its authors credit random {term}`elastic deformations <Elastic deformation>` most for learning
+# Flips and turns keep every shape rigid. The original U-Net, trained for an
+# electron-microscopy challenge on its 30 annotated images (512×512 pixels),
+# also *bent* them, and its authors credit random {term}`elastic deformations <Elastic deformation>` most for learning
 # from so few images {cite}`ronneberger2015`: a random displacement for each
 # point of a coarse 3×3 grid (Gaussian, standard deviation 10 pixels),
 # interpolated smoothly (bicubic) to every pixel; image and mask are then read
@@ -958,8 +958,9 @@ except ValueError as error:
 #   expensive to fill.
 # * The original U-Net pads nothing: its output (388 pixels for a 572-pixel
 #   tile) is smaller than its input, every output pixel sees only real image,
-#   and large images are segmented tile by tile. It learned from 30 images,
-#   bent by random elastic deformations that move image and mask together.
+#   and large images are segmented tile by tile. For its electron-microscopy
+#   challenge it learned from 30 images, bent by random elastic deformations
+#   that move image and mask together.
 #
 # The exercise has you write Dice and IoU, work out the size of a transposed
 # convolution, build a U-Net to an exact parameter count and then on a budget,
