@@ -37,10 +37,10 @@
 # * choose a loss for small objects, weight the gaps between touching objects,
 #   and augment images and masks together.
 #
-# **Running time:** between 3.7 and 5.1 minutes at profile `cpu` on a 2-core machine
+# **Running time:** between 3.7 and 4.7 minutes at profile `cpu` on a 2-core machine
 # without a GPU (the benchmark's ten run seeds, `week4.chapter.seconds` in
-# `bench/results.json`; measured beside other work, so the longer runs are upper
-# bounds); seconds at profile `smoke`.
+# `bench/results.json`, with nothing else running but short tests); seconds at
+# profile `smoke`.
 
 # %% tags=["parameters"]
 # Papermill sets this: "smoke" (seconds, for tests), "cpu" (minutes) or "gpu".
@@ -89,7 +89,7 @@ print(config.describe_device())
 claims.quoted_from_bench(
     "week4.chapter.seconds",
     3.7,
-    5.1,
+    4.7,
     scale=1 / 60,
     seeds=(0, 1, 2, 3, 4, 5, 6, 7, 8, 9),
 )
