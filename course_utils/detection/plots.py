@@ -53,9 +53,10 @@ def _box_patch(ax, box, colour, style="-", width=1.5, label=None, pixels_per_poi
     """Draw ``box`` (xyxy pixels) on ``ax``, with ``label`` on a patch of its colour.
 
     The label goes where :func:`_label_place` finds room, inside the panel and
-    clear of the labels already in ``taken``, or is left out where there is none (a list it adds this label's
-    rectangle to; ``pixels_per_point``: image pixels per typographic point of
-    the panel; ``image_shape``: ``(height, width)``).
+    clear of the labels already in ``taken`` (a list it adds this label's
+    rectangle to), and is left out where there is none (``pixels_per_point``:
+    image pixels per typographic point of the panel; ``image_shape``:
+    ``(height, width)``).
     """
     # Imported on use: matplotlib (also behind course_utils.plots) is slow to import.
     import matplotlib.patches as patches
