@@ -400,7 +400,7 @@ def test_objects_found_counts_each_object_once():
 @given(arrays(np.int8, st.tuples(st.integers(1, 3), st.integers(1, 6), st.integers(1, 6)), elements=st.integers(0, 2)))
 def test_edge_pixels_are_those_with_a_differently_labelled_neighbour(masks):
     edges = seg.edge_pixels(masks)
-    n, height, width = masks.shape
+    _, height, width = masks.shape
     for i, y, x in np.ndindex(masks.shape):
         neighbours = [(y + dy, x + dx) for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))]
         differs = any(masks[i, v, u] != masks[i, y, x] for v, u in neighbours if 0 <= v < height and 0 <= u < width)
