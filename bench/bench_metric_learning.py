@@ -6,7 +6,8 @@ accuracy on the learned embedding for the three training classes
 held-out class (and on the held-out class alone), kNN on raw pixels and on the supervised CNN's features, the
 two classifiers' own softmax accuracies, the embedding's lead over raw pixels, the embedding's training time,
 the denoising autoencoder's PSNR (noisy input, its output, a blur; all against the clean
-images), kNN on its latent space and its training time, verification on pairs of test images (the area under
+images), kNN on its latent space and its training time, the share of zeros in its code, PSNR and kNN without and with
+two weights of an L1 penalty on the code (the sparse autoencoder), verification on pairs of test images (the area under
 the ROC curve on the embedding and on raw pixels, the error rates at a threshold chosen on the other half, and
 those of the pairs with and without the held-out class), and the chapter's time,
 all read from what the chapter recorded: the recipe lives in
@@ -32,6 +33,14 @@ def bench_week5(seeds=None):
             "week5.mobilenetv2_softmax.test_accuracy": "fraction",
             "week5.embedding_minus_raw_pixels_knn.points": "points",
             "week5.embedding.train_seconds": "s",
+            "week5.contrastive.knn_accuracy": "fraction",
+            "week5.temperature.knn_accuracy_tau_0_03": "fraction",
+            "week5.temperature.knn_accuracy_tau_0_1": "fraction",
+            "week5.temperature.knn_accuracy_tau_0_3": "fraction",
+            "week5.temperature.knn_accuracy_tau_1": "fraction",
+            "week5.embedding_size.knn_accuracy_dim_2": "fraction",
+            "week5.embedding_size.knn_accuracy_dim_32": "fraction",
+            "week5.embedding_size.knn_accuracy_dim_128": "fraction",
             "week5.autoencoder.psnr_noisy": "dB",
             "week5.autoencoder.psnr_denoised": "dB",
             "week5.autoencoder.psnr_blurred": "dB",
@@ -42,6 +51,11 @@ def bench_week5(seeds=None):
             "week5.autoencoder.knn_accuracy_pooled": "fraction",
             "week5.autoencoder.knn_accuracy_with_held_out_class": "fraction",
             "week5.autoencoder.train_seconds": "s",
+            **{
+                f"week5.sparse_autoencoder.{measure}_l1_{l1}": unit
+                for l1 in ("0", "3e_06", "1e_05")
+                for measure, unit in (("zero_share", "fraction"), ("psnr", "dB"), ("knn_accuracy", "fraction"))
+            },
             "week5.knn.k_spread_seen_points": "points",
             "week5.knn.k_spread_all_points": "points",
             "week5.verification.embedding_auc": "fraction",

@@ -6,6 +6,7 @@ import pytest
 from sklearn.neighbors import KNeighborsClassifier
 
 from course_utils import metric_learning as ml
+from course_utils import models
 
 
 def separated(labels, dim=8):
@@ -99,6 +100,34 @@ def test_batch_hard_triplet_loss_by_hand():
     np.testing.assert_allclose(loss, [0.0, 0.7, 2.2, 0.0], atol=1e-5)
     with pytest.raises(ValueError):
         ml.triplet_loss(labels, points, mining="easy")
+
+
+def test_contrastive_loss_by_hand():
+    # 1-D points: class 0 at 0 and 0.5, class 1 at 0.8 and 3; margin 1.
+    points = np.array([[0.0], [0.5], [0.8], [3.0]], np.float32)
+    labels = np.array([0, 0, 1, 1])
+    loss = np.asarray(ml.contrastive_loss(labels, points, margin=1.0))
+    # point 0: same 0.5**2/2, different (1 - 0.8)**2/2 and 0 (3 > margin); mean over its 3 pairs
+    expected = [
+        (0.125 + 0.02 + 0.0) / 3,
+        (0.125 + 0.7**2 / 2 + 0.0) / 3,
+        (0.02 + 0.7**2 / 2 + 2.2**2 / 2) / 3,
+        (0.0 + 0.0 + 2.2**2 / 2) / 3,
+    ]
+    np.testing.assert_allclose(loss, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="margin"):
+        ml.contrastive_loss(labels, points, margin=0.0)
+
+
+def test_contrastive_loss_is_zero_when_classes_sit_on_points_a_margin_apart_and_trains_as_a_keras_loss():
+    labels = np.repeat(np.arange(3), 4)
+    assert np.allclose(np.asarray(ml.contrastive_loss(labels, separated(labels), margin=1.0)), 0.0, atol=1e-6)
+    # Collapsed: every different-label pair costs margin**2 / 2; 8 of each image's 11 pairs are such.
+    collapsed = np.ones((12, 8), np.float32) / np.sqrt(8)
+    np.testing.assert_allclose(np.asarray(ml.contrastive_loss(labels, collapsed, 1.0)), 8 / 11 * 0.5, atol=1e-5)
+    loss = ml.ContrastiveLoss(0.5)
+    assert loss.get_config()["margin"] == 0.5
+    assert float(loss(labels, separated(labels))) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_embeddings_have_unit_length():
@@ -259,6 +288,22 @@ def test_fit_autoencoder_lowers_the_reconstruction_error():
     assert history.history["loss"][-1] < 0.5 * history.history["loss"][0] and seconds > 0
 
 
+def test_a_sparse_autoencoder_pays_for_its_code_and_trains_it_to_zeros():
+    images = np.tile(np.random.default_rng(0).random((4, 8, 8, 3)).astype(np.float32), (8, 1, 1, 1))
+    zeros = {}
+    for l1 in (0.0, 1e-2):
+        keras.utils.set_random_seed(0)
+        model = ml.denoising_autoencoder((8, 8, 3), filters=(8,), latent_channels=4, latent_l1=l1)
+        model(images[:2])
+        assert (len(model.losses) > 0) == (l1 > 0)  # the penalty is a loss of its own, only when asked for
+        ml.fit_autoencoder(model, ml.NoisyBatches(images, 0.1, batch_size=16, seed=0), epochs=10, learning_rate=1e-2)
+        code = ml.embed(models.feature_extractor(model, "latent"), images)
+        zeros[l1] = np.mean(code == 0)
+    assert zeros[1e-2] > zeros[0.0] + 0.2
+    with pytest.raises(ValueError, match="latent_l1"):
+        ml.denoising_autoencoder((8, 8, 3), filters=(8,), latent_l1=-1.0)
+
+
 # --- verification: pairs, rates, the equal error threshold ---------------------------------------------------------
 
 from hypothesis import given, settings  # noqa: E402
@@ -333,3 +378,38 @@ def test_the_roc_figure_draws_each_curve_with_its_area_and_the_chosen_point():
         (far, 1 - frr)
     ]
     assert ax.get_xlim() == (0, 1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.integers(0, 2), min_size=2, max_size=10),
+    st.integers(0, 2**32 - 1),
+    st.floats(0.1, 3.0),
+)
+def test_contrastive_loss_matches_its_definition_pair_by_pair(labels, seed, margin):
+    labels = np.array(labels)
+    points = np.random.default_rng(seed).normal(size=(len(labels), 4)).astype(np.float32)
+    got = np.asarray(ml.contrastive_loss(labels, points, margin))
+    for i in range(len(labels)):
+        terms = []
+        for j in range(len(labels)):
+            if j == i:
+                continue
+            d = float(np.linalg.norm(points[i] - points[j]))
+            terms.append(d**2 / 2 if labels[i] == labels[j] else max(0.0, margin - d) ** 2 / 2)
+        assert got[i] == pytest.approx(np.mean(terms), rel=1e-4, abs=1e-5)
+
+
+@pytest.mark.parametrize("panels, rows, columns", [(1, 1, 1), (2, 1, 2), (3, 1, 3), (4, 2, 2), (5, 2, 3), (7, 3, 3)])
+def test_similarity_heatmaps_take_at_most_three_panels_a_row(panels, rows, columns):
+    import matplotlib.pyplot as plt
+
+    labels = np.repeat(np.arange(3), 2)
+    matrices = {f"run {i}": np.eye(6) for i in range(panels)}
+    fig = ml.plot_similarity_heatmaps(matrices, labels=labels, class_names=["a", "b", "c"])
+    shown = [ax for ax in fig.axes if ax.get_images()]
+    assert [ax.get_title() for ax in shown] == list(matrices)
+    grid = {(ax.get_subplotspec().rowspan.start, ax.get_subplotspec().colspan.start) for ax in shown}
+    assert max(r for r, _ in grid) + 1 == rows and max(c for _, c in grid) + 1 == columns
+    assert sum(ax.get_ylabel() == "anchors" for ax in shown) == rows
+    plt.close(fig)

@@ -12,9 +12,10 @@ with k-nearest neighbours (kNN) among a few labelled reference images.
   (same classes, same order, different images).
 * Losses, written with ``keras.ops`` only (any Keras backend):
   :func:`cosine_similarity_matrix`, :func:`similarity_softmax_loss` (anchors
-  against positives, with a temperature) and :func:`triplet_loss` (batch-hard or
-  semi-hard mining), and their ``keras.losses.Loss`` forms
-  :class:`SimilaritySoftmaxLoss` and :class:`TripletLoss` for ``model.compile``;
+  against positives, with a temperature), :func:`triplet_loss` (batch-hard or
+  semi-hard mining) and :func:`contrastive_loss` (pairs, with a margin), and
+  their ``keras.losses.Loss`` forms :class:`SimilaritySoftmaxLoss`,
+  :class:`TripletLoss` and :class:`ContrastiveLoss` for ``model.compile``;
   training is a plain ``model.fit`` on :class:`BalancedBatches` (:func:`fit_embedding`;
   under ``tf.distribute``, :class:`ReplicaBatches` gives each replica a whole batch).
 * kNN on embeddings with scikit-learn (cosine metric): :func:`knn_fit`,
@@ -39,7 +40,7 @@ Every public name is importable from here (``from course_utils import metric_lea
 
 * ``model`` -- the embedding model, its classifier twin, and :func:`embed`;
 * ``batches`` -- :class:`BalancedBatches` and :func:`augment_batch`;
-* ``losses`` -- the similarity softmax and the triplet loss;
+* ``losses`` -- the similarity softmax, the triplet loss and the contrastive loss;
 * ``training`` -- :func:`fit_embedding` (and :class:`ReplicaBatches` for ``tf.distribute``);
 * ``knn`` -- kNN predictions, retrieval and coverage;
 * ``data`` -- the few-labels split;
@@ -69,8 +70,10 @@ from course_utils.metric_learning.knn import (
     verification_rates,
 )
 from course_utils.metric_learning.losses import (
+    ContrastiveLoss,
     SimilaritySoftmaxLoss,
     TripletLoss,
+    contrastive_loss,
     cosine_similarity_matrix,
     similarity_softmax_loss,
     triplet_loss,

@@ -44,7 +44,11 @@ def psnr(reference, images, max_val: float = 1.0) -> np.ndarray:
 
 
 def denoising_autoencoder(
-    input_shape=(32, 32, 3), filters=(32, 64), latent_channels: int = 16, name: str = "autoencoder"
+    input_shape=(32, 32, 3),
+    filters=(32, 64),
+    latent_channels: int = 16,
+    latent_l1: float = 0.0,
+    name: str = "autoencoder",
 ) -> keras.Model:
     """A convolutional autoencoder: images in [0, 1] in, images of the same shape in [0, 1] out.
 
@@ -57,7 +61,14 @@ def denoising_autoencoder(
     the input's channels with a sigmoid. Trained on (noisy, clean) pairs
     (:class:`NoisyBatches`) it is a *denoising* autoencoder. The height and
     width of the input must be divisible by ``2**len(filters)``.
+
+    ``latent_l1`` > 0 makes it a *sparse* autoencoder: the training loss gains
+    ``latent_l1`` times the sum of the absolute values of an image's latent
+    numbers (averaged over the batch, as Keras does for an activity
+    regularizer), which pushes most of them to exactly zero.
     """
+    if not latent_l1 >= 0:
+        raise ValueError(f"latent_l1 must be >= 0, got {latent_l1!r}")
     height, width, channels = input_shape
     scale = 2 ** len(filters)
     if height % scale or width % scale:
@@ -67,7 +78,10 @@ def denoising_autoencoder(
     for level, width_ in enumerate(filters):
         x = layers.Conv2D(width_, 3, padding="same", activation="relu", name=f"enc_conv{level}")(x)
         x = layers.MaxPooling2D(2, name=f"enc_pool{level}")(x)
-    x = layers.Conv2D(latent_channels, 3, padding="same", activation="relu", name="latent")(x)
+    sparsity = keras.regularizers.L1(latent_l1) if latent_l1 else None
+    x = layers.Conv2D(
+        latent_channels, 3, padding="same", activation="relu", activity_regularizer=sparsity, name="latent"
+    )(x)
     for level, width_ in reversed(list(enumerate(filters))):
         x = layers.Conv2DTranspose(width_, 3, strides=2, padding="same", activation="relu", name=f"dec_up{level}")(x)
     outputs = layers.Conv2D(channels, 3, padding="same", activation="sigmoid", dtype="float32", name="reconstruction")(

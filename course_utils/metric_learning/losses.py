@@ -1,4 +1,5 @@
-"""Metric-learning losses, written with ``keras.ops`` only: the similarity softmax and the triplet loss."""
+"""Metric-learning losses, written with ``keras.ops`` only: the similarity softmax, the triplet loss and the
+contrastive loss with a margin."""
 
 from __future__ import annotations
 
@@ -114,6 +115,29 @@ def triplet_loss(labels, embeddings, margin: float = 0.2, mining: str = "hard"):
     return per_anchor * has_both
 
 
+def contrastive_loss(labels, embeddings, margin: float = 1.0):
+    """The contrastive loss with a margin of Hadsell, Chopra and LeCun (2006) over every pair of the batch, one
+    value per image.
+
+    A pair of the same label costs ``d**2 / 2``, its Euclidean distance ``d``
+    squared; a pair of different labels costs ``max(0, margin - d)**2 / 2``, so
+    it is pushed apart only while it is closer than ``margin`` and costs nothing
+    beyond. Each image's value is the mean over its pairs with the other images
+    of the batch. Unlike the softmax and triplet losses, which compare
+    distances with each other, this one asks for absolute distances: 0 within
+    a class, at least ``margin`` between classes.
+    """
+    if not margin > 0:
+        raise ValueError(f"margin must be > 0, got {margin!r}")
+    labels = ops.reshape(labels, (-1,))
+    d = _pairwise_distances(embeddings)
+    n = ops.shape(d)[0]
+    same = ops.cast(ops.equal(ops.expand_dims(labels, 1), ops.expand_dims(labels, 0)), d.dtype)
+    not_self = 1.0 - ops.eye(n, dtype=d.dtype)
+    per_pair = (same * ops.square(d) + (1.0 - same) * ops.square(ops.relu(margin - d))) / 2.0
+    return ops.sum(per_pair * not_self, axis=1) / ops.maximum(ops.cast(n, d.dtype) - 1.0, 1.0)
+
+
 @keras.saving.register_keras_serializable(package="course_utils")
 class SimilaritySoftmaxLoss(keras.losses.Loss):
     """:func:`similarity_softmax_loss` for ``model.compile``, on batches laid out by :class:`BalancedBatches`.
@@ -156,3 +180,18 @@ class TripletLoss(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "margin": self.margin, "mining": self.mining}
+
+
+@keras.saving.register_keras_serializable(package="course_utils")
+class ContrastiveLoss(keras.losses.Loss):
+    """:func:`contrastive_loss` for ``model.compile``: ``y_true`` labels, ``y_pred`` embeddings."""
+
+    def __init__(self, margin: float = 1.0, name: str = "contrastive", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.margin = margin
+
+    def call(self, y_true, y_pred):
+        return contrastive_loss(y_true, y_pred, self.margin)
+
+    def get_config(self):
+        return {**super().get_config(), "margin": self.margin}

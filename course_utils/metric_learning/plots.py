@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -15,20 +17,25 @@ def plot_similarity_heatmaps(matrices: dict, labels=None, class_names=None, titl
 
     from course_utils.plots import PAGE_WIDTH
 
-    # No wider than the page, which would scale the figure (and its labels) down.
-    width = min(4.2 * len(matrices), PAGE_WIDTH)
+    # At most three panels to a row, rows as even as they can be (four: two by two), and no wider than the
+    # page, which would scale the figure (and its labels) down.
+    rows = math.ceil(len(matrices) / 3)
+    columns = math.ceil(len(matrices) / rows)
+    width = min(4.2 * columns, PAGE_WIDTH)
     fig, axes = plt.subplots(
-        1,
-        len(matrices),
-        figsize=(width, 3.9 * width / (4.2 * len(matrices)) + 0.3),
+        rows,
+        columns,
+        figsize=(width, rows * (3.9 * width / (4.2 * columns)) + 0.3),
         squeeze=False,
         layout="constrained",
     )
+    for ax in axes.flat[len(matrices) :]:
+        ax.set_axis_off()
     for i, (ax, (name, matrix)) in enumerate(zip(axes.flat, matrices.items())):
         image = ax.imshow(np.asarray(matrix), cmap="RdBu_r", vmin=-1, vmax=1)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("positives")
-        if i == 0:  # one label for the row: the panels' own labels ran into their neighbours
+        if i % columns == 0:  # one label per row: the panels' own labels ran into their neighbours
             ax.set_ylabel("anchors")
         if labels is not None:
             labels_arr = np.asarray(labels)
@@ -43,7 +50,7 @@ def plot_similarity_heatmaps(matrices: dict, labels=None, class_names=None, titl
                 names = [class_names[labels_arr[s]] for s in starts]
                 ax.set_xticks(centres, names, fontsize=9)
                 ax.set_yticks(centres, names, fontsize=9, rotation=90, va="center")
-    fig.colorbar(image, ax=list(axes.flat), shrink=0.8, label="cosine similarity")
+    fig.colorbar(image, ax=list(axes.flat[: len(matrices)]), shrink=0.8, label="cosine similarity")
     if title:
         fig.suptitle(title)
     return fig
