@@ -376,6 +376,7 @@ print(
 # %% tags=["nbval-check-output"]
 # the contrastive loss's margin, a distance on the unit sphere
 CONTRASTIVE_MARGIN = 1.0
+contrastive_losses = {}
 for case, (a, p) in cases.items():
     batch = np.concatenate([a, p]) / np.linalg.norm(
         np.concatenate([a, p]), axis=1, keepdims=True
@@ -385,12 +386,13 @@ for case, (a, p) in cases.items():
         m: float(np.mean(ml.triplet_loss(batch_labels, batch, 0.2, m)))
         for m in ("hard", "semi-hard")
     }
-    contrastive = float(
+    contrastive_losses[case] = float(
         np.mean(ml.contrastive_loss(batch_labels, batch, CONTRASTIVE_MARGIN))
     )
     print(
         f"{case:<10} batch-hard {values['hard']:.3f}   semi-hard"
-        f" {values['semi-hard']:.3f}   contrastive {contrastive:.3f}"
+        f" {values['semi-hard']:.3f}   contrastive"
+        f" {contrastive_losses[case]:.3f}"
     )
 
 # %% [markdown]
@@ -399,8 +401,26 @@ for case, (a, p) in cases.items():
 # (all distances are zero). We come back to this below. The contrastive loss
 # of collapsed embeddings is $\tfrac12 m^2$ times the share of pairs that
 # differ in class (18 of the 23 pairs of each image here: 0.391); the
-# separated ones, $\sqrt 2$ apart, are beyond the margin and cost nothing.
-#
+# separated ones, $\sqrt 2$ apart, are beyond the margin and cost nothing
+# (0.000).
+
+# %% tags=["remove-cell"]
+claims.expect_rounded(
+    "week5.fixed_embeddings.contrastive_collapsed",
+    contrastive_losses["collapsed"],
+    0.391,
+    3,
+    profile,
+)
+claims.expect_rounded(
+    "week5.fixed_embeddings.contrastive_separated",
+    contrastive_losses["separated"],
+    0.000,
+    3,
+    profile,
+)
+
+# %% [markdown]
 # ## 6. Training
 #
 # Training is an ordinary `fit`: the loss is a `keras.losses.Loss`
@@ -523,8 +543,8 @@ def knn_accuracy(model, k=K):
 
 
 def train_embedder(loss, embedding_dim=32):
-    """The embedding network of this section, trained afresh with `loss`:
-    the same initial weights (for one size), batches and steps as above."""
+    """The embedding network of this section, trained afresh with `loss`: the
+    same initial weights (for a given size), batches and steps as above."""
     config.seed_everything(profile.seed(1))
     model = ml.embedding_model((SIZE, SIZE, 3), embedding_dim=embedding_dim)
     hist, _ = ml.fit_embedding(
