@@ -780,6 +780,7 @@ for tau, accuracy in temperature_knn.items():
 for dim, accuracy in size_knn.items():
     claims.record(f"week5.embedding_size.knn_accuracy_dim_{dim}", accuracy)
 
+# %% [markdown]
 # ## 7. Classifying with k-nearest neighbours
 #
 # kNN needs no training: the reference embeddings are stored, and a new image

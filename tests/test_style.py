@@ -55,6 +55,30 @@ def test_the_width_check_sees_long_strings_and_ignores_prose(tmp_path):
     assert long_code_lines(path) == [(2, long_string)]
 
 
+def headings_in_code(path):
+    """(cell, line) of every comment line of a code cell that is written as a Markdown heading (``# ## ...``): a
+    ``# %% [markdown]`` marker left out before it, which hides the heading and its section in a code cell."""
+    return [
+        (number, line)
+        for number, cell in enumerate(jupytext.read(path).cells, 1)
+        if cell.cell_type == "code"
+        for line in cell.source.splitlines()
+        if line.startswith("# #")
+    ]
+
+
+@pytest.mark.parametrize("folder", ["book", "solutions", "exercises"])
+def test_every_heading_is_in_a_markdown_cell(root, folder):
+    found = {path.name: lines for path in sorted((root / folder).glob("week*.py")) if (lines := headings_in_code(path))}
+    assert not found, f"headings inside code cells (a missing '# %% [markdown]'): {found}"
+
+
+def test_the_heading_check_finds_a_section_swallowed_by_a_code_cell(tmp_path):
+    path = tmp_path / "demo.py"
+    path.write_text("# %% [markdown]\n# ## 1. Start\n\n# %%\nx = 1\n\n# ## 2. Lost\n# Its text.\n")
+    assert headings_in_code(path) == [(2, "# ## 2. Lost")]
+
+
 def lint_imports(root):
     """import-linter's verdict on the contracts of pyproject.toml, run on the package found from ``root``."""
     command = [
