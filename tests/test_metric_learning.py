@@ -161,9 +161,12 @@ def test_fit_embedding_trains_through_keras_fit_and_returns_history():
     model = ml.embedding_model((16, 16, 3), embedding_dim=8, filters=(4,))
     history, seconds = ml.fit_embedding(model, batches, ml.TripletLoss(0.2, "semi-hard"), epochs=2)
     assert len(history.history["loss"]) == 2 and seconds > 0
+    after_first = batches.epoch
+    assert after_first >= 2
     classifier = ml.classifier_from(ml.embedding_model((16, 16, 3), filters=(4,)), num_classes=2)
     history, _ = ml.fit_embedding(classifier, batches, "sparse_categorical_crossentropy", epochs=1)
     assert "accuracy" in history.history
+    assert batches.epoch > after_first  # the count goes on: the second model drew other batches (as documented)
 
 
 def test_knn_matches_scikit_learn_and_confidence_is_vote_share():

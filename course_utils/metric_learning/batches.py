@@ -50,7 +50,9 @@ class BalancedBatches(keras.utils.PyDataset):
     cross-entropy ignore it.
 
     Batches are random but reproducible: batch ``i`` of epoch ``e`` only depends
-    on ``seed``, ``i`` and ``e``. ``augment`` (default True) applies
+    on ``seed``, ``i`` and ``e``. The epoch count goes on from one ``fit`` to the
+    next, so a second model trained on the same object gets other batches.
+    ``augment`` (default True) applies
     :func:`augment_batch` (with its colour changes when ``colour``).
     """
 
