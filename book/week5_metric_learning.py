@@ -831,7 +831,8 @@ for dim, accuracy in size_knn.items():
 #   on seeds 1, 3 and 4 the run ended in the saddle point of section 6 (the
 #   heatmaps of those runs show two classes in one block; on seed 1 kNN still
 #   told part of the pair apart). On seeds 5 to 9, which the benchmark ran
-#   beyond these five, it scored 0.70 to 0.76: in the saddle on every one.
+#   beyond these five, it scored 0.70 to 0.76, near the 2/3 of a merged pair
+#   on every one.
 #   At 0.03 and 0.1 kNN scored between 0.96
 #   and 1.00 on every seed. As section 6 computed, the loss at $\tau = 1$
 #   prefers the right configuration but hardly pushes a run out of the wrong
