@@ -1981,9 +1981,10 @@ claims.quoted_from_bench("week5.sparse_autoencoder.code_knn", 0.33, 0.38)
 #   which learned next to nothing from so little data. A supervised CNN with the
 #   same encoder did about as well on the classes it was trained on (kNN on the
 #   embedding 0 to 2.7 points ahead of its softmax, too little to rank them).
-# * Two numbers of the recipe, swept: below $\tau = 0.1$ the temperature hardly
-#   mattered, while at $\tau = 1$ a run could stop at the saddle point where two
-#   classes share one place; an embedding of 2 numbers cost a point or two
+# * Two numbers of the recipe, swept: between $\tau = 0.03$ and 0.1 the
+#   temperature made no difference the chapter could resolve, while at
+#   $\tau = 1$ most runs stopped at the saddle point where two classes share one
+#   place; an embedding of 2 numbers cost a point or two
 #   against 32. The older contrastive loss, which asks for a distance rather
 #   than an order, did as well as the softmax for kNN.
 # * A denoising autoencoder learns without labels to remove noise (measured as
