@@ -1,5 +1,6 @@
-"""Week 2 benchmarks: MobileNetV2 from scratch on the scenes, transfer from the source task, the attribution maps'
-hits on the shape, calibration before and after temperature scaling, throughput, chapter time.
+"""Week 2 benchmarks: MobileNetV2 from scratch on the scenes, transfer from the source task and what a frozen
+step costs, mixup, the attribution maps' hits on the shape, calibration before and after temperature scaling,
+throughput, chapter time.
 
 Loaded by ``python -m bench`` (``BENCHMARKS``); it can also run alone:
 ``python -m bench.bench_recognition`` prints the records without writing them.
@@ -104,6 +105,13 @@ def bench_seeds(seeds=None):
                 + ("weakest_minus_random_pixel", "saliency_small_cnn_minus_mobilenetv2")
             },
             "week2.calibration.small_cnn.ece_drop": "ECE",
+            "week2.freezing.fine_tuned_time_share": "ratio",
+            "week2.freezing.cached_time_share": "ratio",
+            **{
+                f"week2.mixup.{key}": "points"
+                for key in ("alpha_0_2.gain_points", "alpha_1.gain_points")
+                + tuple(f"{m}.confidence_minus_accuracy_points" for m in ("alpha_0_2", "alpha_1", "plain"))
+            },
             **{
                 f"week2.calibration.{model}.{what}": unit
                 for model in ("small_cnn", "mobilenetv2_scratch")

@@ -1059,6 +1059,151 @@ claims.quoted_from_bench(
 )
 
 # %% [markdown]
+# ### Why freezing is cheaper
+#
+# A training step runs the network forward, then backward. On the way back,
+# each convolution and dense layer has up to two jobs, and each costs about
+# as many multiply-adds as its forward pass (the gradients are products of
+# the same sizes):
+#
+# * it hands the gradient down to its input, which every layer above the
+#   lowest trainable one must do so that the gradient reaches it;
+# * it computes the gradient of its own weights, which only a layer that
+#   trains needs.
+#
+# Below the lowest trainable layer, the backward pass has nothing to do.
+# `rec.training_multiply_adds` counts the forward pass and both backward
+# jobs for a built model, frozen as it is. First, the counter against the
+# paper: Sandler et al. {cite}`sandler2018` give 300 million multiply-adds
+# for MobileNetV2 at width 1.0 on 224×224 images.
+
+# %% tags=["nbval-check-output"]
+paper_network = keras.applications.MobileNetV2(
+    weights=None, alpha=1.0, input_shape=(224, 224, 3)
+)
+paper_forward = rec.training_multiply_adds(paper_network)["forward"]
+print(
+    "MobileNetV2, width 1.0, 224x224:"
+    f" {paper_forward / 1e6:.1f} million multiply-adds per image, forward"
+)
+del paper_network
+
+# %% [markdown]
+# The count gives 301 million, the paper's 300 to its two digits. Now the
+# three ways of section 4 on our network (width 0.35, 32×32 images),
+# counted per training image, beside the seconds per batch of 32 that
+# `rec.transfer_learning_curve` measured while it trained them above (the
+# median over its runs after the first, which also traced the step). The
+# frozen base appears twice: as it would train if every batch went through
+# it, and as the curve trains it, on features computed once.
+
+# %% tags=["remove-cell"]
+claims.expect_rounded(
+    "week2.freezing.paper_network_millions", paper_forward / 1e6, 301
+)
+
+# %%
+everything = rec.mobilenetv2_classifier(
+    len(names), input_size=SIZE, alpha=ALPHA, weights=None, verbose=False
+)
+partly = rec.mobilenetv2_classifier(
+    len(names),
+    input_size=SIZE,
+    alpha=ALPHA,
+    weights=None,
+    trainable_base=False,
+    verbose=False,
+)
+frozen_cost = rec.training_multiply_adds(partly)
+head_cost = rec.layer_multiply_adds(partly.get_layer("predictions"))
+rec.fine_tune(partly, top_layers=60)
+# regime -> (multiply-adds per image, measured seconds per batch)
+step_costs = {
+    "everything trains (from scratch)": (
+        rec.training_multiply_adds(everything),
+        curve["step_seconds"]["from scratch"],
+    ),
+    "top 60 layers fine-tuned": (
+        rec.training_multiply_adds(partly),
+        curve["step_seconds"]["fine-tuned"],
+    ),
+    "frozen base": (frozen_cost, None),
+    "frozen base, features computed once": (
+        {
+            "forward": head_cost,
+            "input_gradients": 0,
+            "weight_gradients": head_cost,
+        },
+        curve["step_seconds"]["frozen base"],
+    ),
+}
+del everything, partly
+full_madds = sum(step_costs["everything trains (from scratch)"][0].values())
+full_seconds = step_costs["everything trains (from scratch)"][1]
+print(
+    f"{'per training image':<36} {'forward':>9} {'to input':>9}"
+    f" {'weights':>9} {'total':>9} {'share':>6} {'ms/batch':>9} {'share':>6}"
+)
+for regime, (cost, seconds) in step_costs.items():
+    total = sum(cost.values())
+    timed = (
+        f"{1000 * seconds:>9.1f} {seconds / full_seconds:>6.2f}"
+        if seconds
+        else f"{'not timed':>16}"
+    )
+    print(
+        f"{regime:<36} {cost['forward']:>9,} {cost['input_gradients']:>9,}"
+        f" {cost['weight_gradients']:>9,} {total:>9,}"
+        f" {total / full_madds:>6.3f} {timed}"
+    )
+
+# %% [markdown]
+# Read the columns from left to right. Training everything costs about three
+# forward passes per image: 3.46 million multiply-adds. Unfreezing the top
+# 60 layers leaves 0.60 of that, because the backward pass stops at the
+# lowest of them and the layers below only run forward. A frozen base that
+# every batch goes through costs 0.34, nearly all of it the forward pass.
+# Computing the features once is the big saving: the base then runs once
+# per image for the whole training instead of once per image per epoch, and
+# each step trains the head's 5,124 parameters for 0.3% of the full step's
+# multiply-adds.
+# Memory shrinks the same way: only the layers above the lowest trainable
+# one must keep their inputs for the backward pass, and Adam keeps two
+# running averages for each *trainable* parameter (the table of section 4
+# counts them).
+
+# %% tags=["remove-cell"]
+claims.expect_rounded(
+    "week2.freezing.full_step_madds_millions", full_madds / 1e6, 3.46, 2
+)
+claims.expect_rounded(
+    "week2.freezing.fine_tuned_share",
+    sum(step_costs["top 60 layers fine-tuned"][0].values()) / full_madds,
+    0.60,
+    2,
+)
+claims.expect_rounded(
+    "week2.freezing.frozen_share",
+    sum(frozen_cost.values()) / full_madds,
+    0.34,
+    2,
+)
+claims.expect_rounded(
+    "week2.freezing.cached_share_percent",
+    100 * 2 * head_cost / full_madds,
+    0.3,
+    1,
+)
+claims.record(
+    "week2.freezing.fine_tuned_time_share",
+    step_costs["top 60 layers fine-tuned"][1] / full_seconds,
+)
+claims.record(
+    "week2.freezing.cached_time_share",
+    step_costs["frozen base, features computed once"][1] / full_seconds,
+)
+
+# %% [markdown]
 # ## 5. Reading the results
 #
 # ### Training curves
@@ -1731,6 +1876,109 @@ claims.quoted_from_bench(
     5,
     minus="week2.tta.gain_with_augmentation_points",
 )
+
+# %% [markdown]
+# ### Mixup: blending images and labels
+#
+# The symmetries above use what we know about the task: a turned triangle is
+# still a triangle. **{term}`Mixup <Mixup>`** {cite}`zhang2018mixup` assumes
+# nothing about it. It trains on blends of two training images, $\lambda x_i + (1 -
+# \lambda) x_j$, labelled with the same blend of their one-hot labels, so
+# that a scene that is 70% circle and 30% square should be called 0.7
+# circle and 0.3 square. The weight $\lambda$ comes from a Beta($\alpha$,
+# $\alpha$) distribution: a small $\alpha$ keeps most blends close to one of
+# the two images, $\alpha = 1$ draws $\lambda$ uniformly. The paper's code
+# draws one $\lambda$ per batch; Keras' `MixUp` layer, which
+# `rec.mixup_batches` applies to the batches of a `tf.data` pipeline, draws
+# one per image. Since the labels become class probabilities, the loss is the
+# categorical cross-entropy (`soft_labels=True`). Here is one batch at
+# $\alpha = 1$:
+
+# %% mystnb={"figure": {"name": "fig-w2-mixup", "caption": "Training scenes blended by mixup at alpha = 1, each titled with its two largest label shares."}}
+blended_images, blended_labels = next(
+    iter(
+        rec.mixup_batches(
+            data.make_dataset(x_few[:6], y_few[:6], batch_size=6),
+            len(names),
+            alpha=1.0,
+            seed=profile.seed(12),
+        )
+    )
+)
+blended_labels = np.asarray(blended_labels)
+fig = plots.image_grid(
+    np.asarray(blended_images),
+    titles=[
+        "\n".join(f"{row[k]:.2f} {names[k]}" for k in np.argsort(row)[::-1][:2])
+        for row in blended_labels
+    ],
+    ncols=6,
+    title="mixup at alpha = 1: blended scenes and their labels",
+)
+
+# %% [markdown]
+# We train the small CNN on the same eighth of the training set with mixup at
+# $\alpha = 0.2$ (the default of Keras' layer, which its documentation
+# recommends for ImageNet) and at $\alpha = 1$, for as many epochs as the
+# runs above, and set them beside the run without augmentation. Besides the
+# accuracy, the table gives the mean confidence (the largest probability):
+# trained on soft labels, a network may become less sure of itself.
+
+# %%
+MIXUP_ALPHAS = (0.2, 1.0)
+plain_probabilities = rec.evaluate(
+    augmentation_results["no augmentation"][0], scenes.x_test, scenes.y_test
+)[1]
+mixup_results = {0: (without_augmentation, plain_probabilities.max(1).mean())}
+for alpha in MIXUP_ALPHAS:
+    config.seed_everything(profile.seed(6))
+    model = rec.small_cnn((SIZE, SIZE, 3), len(names))
+    pipeline = rec.mixup_batches(
+        data.make_dataset(
+            x_few, y_few, batch_size=64, shuffle=True, seed=profile.seed(6)
+        ),
+        len(names),
+        alpha=alpha,
+        seed=profile.seed(12),
+    )
+    rec.fit_with_warmup(
+        model,
+        pipeline,
+        epochs=augment_epochs,
+        learning_rate=3e-3,
+        steps_per_epoch=len(pipeline),
+        soft_labels=True,
+    )
+    accuracy, probabilities = rec.evaluate(model, scenes.x_test, scenes.y_test)
+    mixup_results[alpha] = (accuracy, probabilities.max(1).mean())
+print(
+    f"{'training on ' + str(len(x_few)) + ' images':<28} {'held-out acc.':>13}"
+    f" {'mean confidence':>16}"
+)
+for alpha, (accuracy, confidence) in mixup_results.items():
+    label = f"mixup, alpha = {alpha}" if alpha else "no augmentation"
+    print(f"{label:<28} {accuracy:>13.3f} {confidence:>16.3f}")
+
+# %% tags=["remove-cell"]
+for alpha, key in zip(MIXUP_ALPHAS, ["alpha_0_2", "alpha_1"]):
+    accuracy, confidence = mixup_results[alpha]
+    claims.record(
+        f"week2.mixup.{key}.gain_points",
+        100 * (accuracy - without_augmentation),
+    )
+    claims.record(
+        f"week2.mixup.{key}.confidence_minus_accuracy_points",
+        100 * (confidence - accuracy),
+    )
+claims.record(
+    "week2.mixup.plain.confidence_minus_accuracy_points",
+    100 * (mixup_results[0][1] - without_augmentation),
+)
+
+# %% [markdown]
+# Compare each mixup row with the first: the accuracy says whether blending
+# helped this network on these few images, and the mean confidence minus the
+# accuracy says whether it became too sure (above zero) or too unsure (below).
 
 # %% [markdown]
 # ## 8. Where the features live

@@ -256,6 +256,42 @@ def test_small_cnn_and_random_dihedral():
     assert rec.RandomDihedral.from_config(layer.get_config()).seed == 0
 
 
+def test_mixup_blends_images_and_labels_alike():
+    import tensorflow as tf
+
+    y = np.array([0, 1, 2, 3, 0, 1, 2, 0])
+    x = np.eye(4, dtype=np.float32)[y].reshape(8, 1, 1, 4)  # each image is its label's one-hot vector
+    batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+
+    def draws(seed):
+        return [
+            (np.asarray(i), np.asarray(t)) for i, t in rec.mixup_batches(batches, 4, alpha=0.4, seed=seed).repeat(6)
+        ]
+
+    weights = set()
+    for images, labels in draws(seed=3):
+        np.testing.assert_allclose(images[:, 0, 0, :], labels, atol=1e-6)  # blended with the same weight
+        np.testing.assert_allclose(labels.sum(1), 1, atol=1e-6)
+        assert ((labels > 1e-6).sum(1) <= 2).all()  # a blend of two images at most
+        weights |= {round(float(w), 5) for w in labels[np.arange(8), y]}  # what each image kept of its own class
+    assert len(weights) > 20  # a new weight for each image, in each epoch
+    for (a, b), (c, d) in zip(draws(seed=3), draws(seed=3)):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, d)
+    with pytest.raises(ValueError, match="alpha must be a positive number"):
+        rec.mixup_batches(batches, 4, alpha=0)
+    with pytest.raises(ValueError, match="num_classes"):
+        rec.mixup_batches(batches, 1)
+
+
+def test_soft_labels_train_with_categorical_cross_entropy():
+    model = rec.small_cnn((32, 32, 3), 3)
+    rec.compile_classifier(model, soft_labels=True)
+    assert model.loss == "categorical_crossentropy"
+    rec.compile_classifier(model)
+    assert model.loss == "sparse_categorical_crossentropy"
+
+
 # --- schedule and class weights ------------------------------------------------------------------
 
 
@@ -455,6 +491,43 @@ def test_conv_costs_match_keras():
     assert params == separable.count_params() and madds == params * 28 * 28
 
 
+def test_training_multiply_adds_follow_what_is_frozen():
+    inputs = keras.Input((8, 8, 2))
+    x = layers.Conv2D(3, 3, padding="same", name="first")(inputs)  # 3*3*2*3 weights at 64 pixels
+    x = layers.DepthwiseConv2D(3, strides=2, padding="same", name="depthwise")(x)  # 3*3*3 at 16 pixels
+    x = layers.BatchNormalization()(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, layers.Dense(5, name="head")(x))  # 3*5
+    first, depthwise, head = 3456, 432, 15
+    assert [rec.layer_multiply_adds(model.get_layer(n)) for n in ("first", "depthwise", "head")] == [
+        first,
+        depthwise,
+        head,
+    ]
+    forward = first + depthwise + head
+    expected = {"forward": forward, "input_gradients": depthwise + head, "weight_gradients": forward}
+    assert rec.training_multiply_adds(model) == expected  # everything trains
+    model.get_layer("first").trainable = False  # the lowest trainable layer is now the depthwise one
+    expected = {"forward": forward, "input_gradients": head, "weight_gradients": depthwise + head}
+    assert rec.training_multiply_adds(model) == expected
+    for layer in model.layers[:-1]:
+        layer.trainable = False  # a frozen base: only the head learns, no gradient goes below it
+    assert rec.training_multiply_adds(model) == {"forward": forward, "input_gradients": 0, "weight_gradients": head}
+    model.trainable = False
+    assert rec.training_multiply_adds(model)["weight_gradients"] == 0
+
+
+def test_training_multiply_adds_of_mobilenetv2_match_the_paper():
+    # Sandler et al. (2018), Table 4: MobileNetV2 (1.0, 224x224) has 3.4 M parameters and 300 M multiply-adds.
+    model = keras.applications.MobileNetV2(weights=None, alpha=1.0, input_shape=(224, 224, 3))
+    cost = rec.training_multiply_adds(model)
+    assert round(cost["forward"] / 1e7) == 30 and cost["weight_gradients"] == cost["forward"]
+    nested = rec.mobilenetv2_classifier(4, input_size=32, alpha=0.35, trainable_base=False, verbose=False)
+    frozen = rec.training_multiply_adds(nested)  # the base is a model inside the classifier: it is opened up
+    assert frozen["weight_gradients"] == 1280 * 4 and frozen["input_gradients"] == 0
+    assert frozen["forward"] > 100 * frozen["weight_gradients"]
+
+
 def test_block_layers_and_drawing(scratch):
     base = rec.base_of(scratch)
     names = [layer.name for layer in rec.block_layers(base, 2)]
@@ -652,7 +725,8 @@ def test_transfer_learning_curve_trains_three_methods_per_size():
     assert curve["per_class"] == [2, 5]
     for method in rec.TRANSFER_METHODS:
         assert len(curve[method]) == 2 and all(0 <= a <= 1 for a in curve[method])
-        assert curve["seconds"][method] > 0
+        assert curve["seconds"][method] > 0 and curve["step_seconds"][method] > 0
+    assert curve["step_seconds"]["from scratch"] < curve["seconds"]["from scratch"] / 2  # a batch of a run
     assert set(curve["all"]) == {"frozen base", "fine-tuned"} and set(curve["all_seconds"]) == set(curve["all"])
     with pytest.raises(ValueError, match="per_class"):
         rec.transfer_learning_curve(data.x_train, data.y_train, data.x_test, data.y_test, 4, per_class=(0,))

@@ -17,7 +17,8 @@ Its modules follow the chapter; every public name is importable from here too
   data: the synthetic scenes (balanced, deliberately imbalanced, or of the source
   task's shapes), a folder of images per class, or a named TensorFlow Datasets set
   (for Colab users);
-* ``augmentation`` -- :class:`RandomDihedral`, the flips and quarter turns that keep a shape's class;
+* ``augmentation`` -- :class:`RandomDihedral`, the flips and quarter turns that keep a shape's class, and
+  :func:`mixup_batches`, which blends pairs of images and their labels;
 * ``calibration`` -- :func:`reliability_bins`, :func:`expected_calibration_error` and
   :func:`plot_reliability` (is a probability of 0.9 right 90% of the time?), and temperature scaling
   (:func:`fit_temperature`, :func:`with_temperature`);
@@ -26,7 +27,8 @@ Its modules follow the chapter; every public name is importable from here too
   :func:`plot_attribution`;
 * ``blocks`` -- :func:`conv_cost` and :func:`separable_conv_cost` count the
   parameters and multiply-adds of a standard and a depthwise-separable
-  convolution; :func:`block_layers` and :func:`plot_block` show an
+  convolution, :func:`training_multiply_adds` those of a training step of a model
+  frozen or not; :func:`block_layers` and :func:`plot_block` show an
   inverted-residual block of a built MobileNetV2; :func:`batch_norm` and
   :func:`batch_statistics` write batch normalisation out;
 * ``transfer`` -- :func:`fine_tune` unfreezes the top layers of the base, keeps
@@ -46,16 +48,18 @@ from course_utils.recognition.attribution import (
     plot_attribution,
     saliency_maps,
 )
-from course_utils.recognition.augmentation import RandomDihedral
+from course_utils.recognition.augmentation import RandomDihedral, mixup_batches
 from course_utils.recognition.blocks import (
     batch_norm,
     batch_statistics,
     block_layers,
     conv_cost,
     describe_block,
+    layer_multiply_adds,
     plot_block,
     residual_blocks,
     separable_conv_cost,
+    training_multiply_adds,
 )
 from course_utils.recognition.calibration import (
     expected_calibration_error,

@@ -1,9 +1,12 @@
-"""Augmentation that keeps the class of the synthetic shapes: the symmetries of a square."""
+"""Augmentation: the symmetries of a square, which keep the class of the synthetic shapes, and mixup, which
+blends two images and their labels."""
 
 from __future__ import annotations
 
 import keras
 from keras import layers, ops
+
+from course_utils.data import check_integer
 
 
 @keras.saving.register_keras_serializable(package="course_utils")
@@ -36,3 +39,27 @@ class RandomDihedral(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "seed": self.seed}
+
+
+def mixup_batches(batches, num_classes: int, alpha: float = 0.2, seed=None):
+    """Mixup (Zhang et al., 2018) on a ``tf.data`` stream of ``(images, integer labels)`` batches.
+
+    Keras' ``MixUp`` layer blends each image with another of its batch:
+    ``lam * x_i + (1 - lam) * x_j``, and its one-hot label the same way, with ``lam``
+    drawn for each image from Beta(``alpha``, ``alpha``) (the paper's code draws one
+    per batch). A small ``alpha`` keeps most blends close to one of the two images.
+    The labels come out as class probabilities: train with categorical cross-entropy
+    (``fit_with_warmup(..., soft_labels=True)``). Draws follow ``seed``, new ones
+    every epoch.
+    """
+    num_classes = check_integer(num_classes, "num_classes", minimum=2)
+    if not (isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and alpha > 0):
+        raise ValueError(f"alpha must be a positive number (the Beta distribution's parameter), not {alpha!r}")
+    blend = layers.MixUp(alpha=alpha, seed=seed)
+
+    def mix(images, labels):
+        one_hot = ops.one_hot(ops.reshape(labels, (-1,)), num_classes)
+        mixed = blend({"images": images, "labels": one_hot}, training=True)
+        return mixed["images"], mixed["labels"]
+
+    return batches.map(mix)

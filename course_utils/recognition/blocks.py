@@ -1,7 +1,9 @@
 """What a MobileNetV2 block is made of and what it costs.
 
 :func:`conv_cost` and :func:`separable_conv_cost` count the parameters and
-multiply-adds of a standard and a depthwise-separable convolution;
+multiply-adds of a standard and a depthwise-separable convolution, and
+:func:`training_multiply_adds` those of a training step of a built model, frozen
+or not;
 :func:`block_layers`, :func:`describe_block` and :func:`plot_block` show an
 inverted-residual block of a built Keras MobileNetV2, and :func:`residual_blocks`
 names the blocks that have a skip connection. :func:`batch_norm` and
@@ -65,6 +67,52 @@ def separable_conv_cost(
     depthwise = kernel * kernel * c_in
     pointwise = c_in * c_out
     return depthwise + pointwise, (depthwise + pointwise) * out
+
+
+def layer_multiply_adds(layer) -> int:
+    """Multiply-adds of one image through a built ``Conv2D``, ``DepthwiseConv2D`` or ``Dense`` layer; 0 for any other.
+
+    Those layers do nearly all of a CNN's arithmetic: each output number costs one
+    multiply-add per kernel weight that reaches it (a bias, BatchNormalization or an
+    activation costs one operation per number, too few to count).
+    """
+    if not isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)):
+        return 0
+    if getattr(layer, "groups", 1) != 1:
+        raise ValueError(f"{layer.name}: grouped convolutions are not counted")
+    kernel = tuple(layer.kernel.shape)  # (k, k, c_in, c_out), (k, k, c_in, multiplier) or (c_in, c_out)
+    positions = math.prod(layer.output.shape[1:-1])  # output pixels (1 for a Dense layer on vectors)
+    return math.prod(kernel) * positions
+
+
+def _flat_layers(model: keras.Model) -> list:
+    """The layers of ``model`` in the order they run, with a nested model (a MobileNetV2 base) opened up."""
+    found = []
+    for layer in model.layers:
+        found += _flat_layers(layer) if isinstance(layer, keras.Model) else [layer]
+    return found
+
+
+def training_multiply_adds(model: keras.Model) -> dict[str, int]:
+    """Multiply-adds per image of one training step of ``model``, frozen as it is now.
+
+    * ``forward``: every counted layer (:func:`layer_multiply_adds`);
+    * ``input_gradients``: the backward pass hands the gradient down through each
+      layer that lies above the lowest trainable one, at the cost of its forward
+      pass; below that layer, no gradient is needed and the backward pass stops;
+    * ``weight_gradients``: each trainable layer also computes its own weights'
+      gradient, at the cost of its forward pass again.
+
+    So a fully trainable network costs about three forward passes per step, and a
+    frozen base with a trainable head little more than one.
+    """
+    costs = [(layer_multiply_adds(layer), bool(layer.trainable_weights)) for layer in _flat_layers(model)]
+    lowest = next((i for i, (_, trainable) in enumerate(costs) if trainable), len(costs))
+    return {
+        "forward": sum(cost for cost, _ in costs),
+        "input_gradients": sum(cost for cost, _ in costs[lowest + 1 :]),
+        "weight_gradients": sum(cost for cost, trainable in costs if trainable),
+    }
 
 
 def residual_blocks(base: keras.Model) -> list[str]:

@@ -18,17 +18,17 @@ from course_utils.config import distribute
 from course_utils.models import fit_quietly
 
 
-def compile_classifier(model: keras.Model, learning_rate=1e-3, strategy=None) -> keras.Model:
+def compile_classifier(model: keras.Model, learning_rate=1e-3, strategy=None, soft_labels: bool = False) -> keras.Model:
     """Compile for integer labels: Adam, sparse categorical cross-entropy, accuracy.
 
-    ``strategy``: a ``tf.distribute`` strategy, by default the model's own
+    ``soft_labels=True``: labels are class probabilities (as :func:`mixup_batches` makes), and the loss is the
+    categorical cross-entropy. ``strategy``: a ``tf.distribute`` strategy, by default the model's own
     (see :func:`course_utils.config.distribute`).
     """
     strategy, _ = distribute(model, None, strategy)
+    loss = "categorical_crossentropy" if soft_labels else "sparse_categorical_crossentropy"
     with strategy.scope():
-        model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
-        )
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=["accuracy"])
     return model
 
 
@@ -89,6 +89,7 @@ def fit_with_warmup(
     final_fraction: float = 0.02,
     steps_per_epoch: int | None = None,
     strategy=None,
+    soft_labels: bool = False,
 ):
     """Compile ``model`` with Adam on a :class:`WarmupExponentialDecay` schedule and fit it quietly.
 
@@ -100,6 +101,7 @@ def fit_with_warmup(
     ``history.epoch_seconds`` lists the wall time of each epoch (see
     :func:`images_per_second`).
 
+    ``soft_labels``: the labels are class probabilities (see :func:`compile_classifier`).
     ``strategy``: a ``tf.distribute`` strategy (by default the model's own, see
     :func:`course_utils.config.distribute`); ``batch_size`` is then per replica.
     A dataset of batches is used as it is: batch it with the global batch size.
@@ -111,7 +113,7 @@ def fit_with_warmup(
     warmup = int(round(warmup_epochs * steps_per_epoch))
     decay_steps = max(1, total - warmup)
     schedule = WarmupExponentialDecay(learning_rate, warmup, decay_steps=decay_steps, decay_rate=final_fraction)
-    compile_classifier(model, schedule, strategy=strategy)
+    compile_classifier(model, schedule, strategy=strategy, soft_labels=soft_labels)
     clock = _EpochClock()
     fit_args = dict(epochs=epochs, validation_data=validation, class_weight=class_weight, callbacks=[clock])
     if y is not None:

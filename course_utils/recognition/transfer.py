@@ -194,16 +194,18 @@ def transfer_learning_curve(
     models on the whole pool (the from-scratch recipe for a large set is another
     one). Returns ``{"per_class": [...], method: [accuracy per k], "all": {method:
     accuracy}, "all_seconds": {method: training seconds of that run}, "seconds":
-    {method: training seconds over all runs}, "features": seconds to compute the
-    features}``. A run's seconds include tracing the first time a model is trained.
+    {method: training seconds over all runs}, "step_seconds": {method: seconds per
+    batch, the median over the runs after the first}, "features": seconds to compute
+    the features}``. A run's seconds include tracing the first time a model is
+    trained, which is why ``step_seconds`` leaves the first run out; the frozen
+    base's batches train the head alone, on the computed features.
     """
     per_class = list(per_class)
     runs = _labelled_runs(y_pool, per_class, include_all, seed)
     result = _empty_curve(per_class)
     pool, test = (x_pool, y_pool), (x_test, y_test)
-    result["from scratch"], result["seconds"]["from scratch"] = _from_scratch_runs(
-        runs, pool, test, num_classes, steps, batch_size, seed
-    )
+    result["from scratch"], scratch_seconds = _from_scratch_runs(runs, pool, test, num_classes, steps, batch_size, seed)
+    run_seconds = {"from scratch": scratch_seconds, "frozen base": [], "fine-tuned": []}
     model, (pool_features, test_features), result["features"] = _source_model_and_features(
         num_classes, x_pool, x_test, seed
     )
@@ -214,8 +216,15 @@ def transfer_learning_curve(
         frozen = _train_from(head, head_start, feature_pool, feature_test, index, head_steps, batch_size, seed + 20 + i)
         tuned = _train_from(model, model_start, pool, test, index, steps, batch_size, seed + 30 + i, head=head)
         _record_source_run(result, k, frozen, tuned)
+        run_seconds["frozen base"].append(frozen[1])
+        run_seconds["fine-tuned"].append(tuned[1])
+    result["seconds"] = {method: float(sum(seconds)) for method, seconds in run_seconds.items()}
     # Fine-tuning starts from the trained head, so its time includes the head's.
     result["seconds"]["fine-tuned"] += result["seconds"]["frozen base"]
+    batches = {"from scratch": steps, "frozen base": head_steps, "fine-tuned": steps}
+    result["step_seconds"] = {
+        method: float(np.median(seconds[1:] or seconds)) / batches[method] for method, seconds in run_seconds.items()
+    }
     return result
 
 
@@ -225,7 +234,6 @@ def _empty_curve(per_class: list) -> dict:
         "per_class": per_class,
         **{m: [] for m in TRANSFER_METHODS},
         "all": {},
-        "seconds": dict.fromkeys(TRANSFER_METHODS, 0.0),
     }
 
 
@@ -250,8 +258,8 @@ def _compiled_start(model: keras.Model, schedule) -> list:
     return model.get_weights()
 
 
-def _from_scratch_runs(runs, pool, test, num_classes, steps, batch_size, seed) -> tuple[list, float]:
-    """``(accuracy per k, total seconds)`` of one model from random weights, reset to them before every run.
+def _from_scratch_runs(runs, pool, test, num_classes, steps, batch_size, seed) -> tuple[list, list]:
+    """``(accuracy per k, seconds per k)`` of one model from random weights, reset to them before every run.
 
     The chapter's from-scratch recipe; it is not run on the whole pool (``"all"``).
     """
@@ -265,12 +273,12 @@ def _from_scratch_runs(runs, pool, test, num_classes, steps, batch_size, seed) -
         verbose=False,
     )
     start = _compiled_start(model, _schedule(steps, 4e-3, 0.2))
-    accuracy, seconds = [], 0.0
+    accuracy, seconds = [], []
     for i, (k, index) in enumerate(runs):
         if k == "all":
             continue
         run_accuracy, run_seconds = _train_from(model, start, pool, test, index, steps, batch_size, seed + 10 + i)
-        seconds += run_seconds
+        seconds.append(run_seconds)
         accuracy.append(run_accuracy)
     return accuracy, seconds
 
@@ -328,8 +336,6 @@ def _train_from(model, start, pool, test, index, steps, batch_size, seed, head=N
 def _record_source_run(result: dict, k, frozen: tuple, tuned: tuple) -> None:
     """Add a run's ``(accuracy, seconds)`` of the frozen and the fine-tuned model to ``result``."""
     (frozen_accuracy, head_seconds), (tuned_accuracy, tuning_seconds) = frozen, tuned
-    result["seconds"]["frozen base"] += head_seconds
-    result["seconds"]["fine-tuned"] += tuning_seconds
     if k == "all":
         result["all"] = {"frozen base": frozen_accuracy, "fine-tuned": tuned_accuracy}
         result["all_seconds"] = {"frozen base": head_seconds, "fine-tuned": head_seconds + tuning_seconds}
