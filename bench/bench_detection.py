@@ -38,6 +38,7 @@ def bench_week3(seeds=None):
             "week3.found.large_minus_small_points": "points",
             **{f"week3.errors.{error_slug(kind)}": "detections" for kind in ERROR_KINDS},
             "week3.errors.wrong_class_share_of_mistakes": "fraction",
+            "week3.errors.duplicate_share_of_mistakes": "fraction",
             "week3.retinanet.train_seconds": "s",
             "week3.focal_vs_ce.anchors_per_image": "anchors",
             "week3.focal_vs_ce.background_per_object": "background anchors per object anchor",

