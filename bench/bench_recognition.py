@@ -105,8 +105,8 @@ def bench_seeds(seeds=None):
                 + ("weakest_minus_random_pixel", "saliency_small_cnn_minus_mobilenetv2")
             },
             "week2.calibration.small_cnn.ece_drop": "ECE",
-            "week2.freezing.fine_tuned_time_share": "ratio",
-            "week2.freezing.cached_time_share": "ratio",
+            "week2.freezing.fine_tuned_time_share": "time share",
+            "week2.freezing.cached_time_share": "time share",
             **{
                 f"week2.mixup.{key}": "points"
                 for key in ("alpha_0_2.gain_points", "alpha_1.gain_points")

@@ -78,6 +78,8 @@ BENCH_SEEDS = (0, 1, 2, 3, 4)
 """The run seeds every chapter's sweep measures (``python -m bench``), whose range a quote gives by default."""
 RECORDED_SEEDS = tuple(range(10))
 """Those and the five more run to test the claims on seeds their ranges were not set from."""
+TIMING_UNITS = ("s", "time share")
+"""Units of records read off a clock (seconds, and one time as a share of another): no run repeats them exactly."""
 
 
 def expect(name: str, value, low: float, high: float, profile=None) -> None:
@@ -256,14 +258,14 @@ def stale_quotes(notebook, records: list[dict], seed: int = 0) -> list[str]:
     """The quoted records whose value in this executed notebook, run at run seed ``seed``, is not the one the
     benchmark recorded for that seed (``<name>.seed<seed>`` in ``records``, the list of bench/results.json):
     each with both values and where the record was measured. On the benchmark's machine, a mismatch means the
-    record is older than the code; elsewhere it may be the machine. Timings (unit ``s``, such as the chapter's
-    running time, which the benchmark measures from outside) never repeat exactly and are not compared."""
+    record is older than the code; elsewhere it may be the machine. Timings (:data:`TIMING_UNITS`, such as the
+    chapter's running time, which the benchmark measures from outside) never repeat exactly and are not compared."""
     kept = {r["name"]: r for r in records}
     built = read_records(notebook)
     problems = []
     for name in sorted(quoted_records(notebook)):
         record_ = kept.get(f"{name}.seed{seed}")
-        if record_ is not None and record_.get("unit") == "s":
+        if record_ is not None and record_.get("unit") in TIMING_UNITS:
             continue
         if name not in built or record_ is None:
             problems.append(f"{name}: {'not recorded by this build' if name not in built else 'no seed record'}")

@@ -419,6 +419,13 @@ def test_a_quoted_seed_record_that_differs_from_the_build_is_named():
     notebook["cells"].append(timed)  # measured by the benchmark from outside, never recorded by the chapter
     records.append({"name": "week9.chapter.seconds.seed0", "value": 301.5, "unit": "s"})
     assert claims.stale_quotes(notebook, records) == []
+    shared = {"cell_type": "code", "source": 'claims.quoted_from_bench("week9.step_share", 0.2, 0.6)', "outputs": []}
+    notebook["cells"] += [shared, {"cell_type": "code", "source": "", "outputs": [recorded("week9.step_share", 0.3)]}]
+    records.append({"name": "week9.step_share.seed0", "value": 0.5, "unit": "time share"})  # another clock reading
+    assert claims.stale_quotes(notebook, records) == []
+    records[-1]["unit"] = "ratio"  # not read off a clock: compared
+    [problem] = claims.stale_quotes(notebook, records)
+    assert "week9.step_share = 0.3 in this build, 0.5" in problem
 
 
 def test_a_readers_page_says_where_each_quoted_range_was_measured_and_what_this_run_got():
