@@ -1119,16 +1119,16 @@ head_cost = rec.layer_multiply_adds(partly.get_layer("predictions"))
 rec.fine_tune(partly, top_layers=60)
 # regime -> (multiply-adds per image, measured seconds per batch)
 step_costs = {
-    "everything trains (from scratch)": (
+    "everything trains": (
         rec.training_multiply_adds(everything),
         curve["step_seconds"]["from scratch"],
     ),
-    "top 60 layers fine-tuned": (
+    "top 60 layers tuned": (
         rec.training_multiply_adds(partly),
         curve["step_seconds"]["fine-tuned"],
     ),
     "frozen base": (frozen_cost, None),
-    "frozen base, features computed once": (
+    "frozen, features once": (
         {
             "forward": head_cost,
             "input_gradients": 0,
@@ -1138,22 +1138,25 @@ step_costs = {
     ),
 }
 del everything, partly
-full_madds = sum(step_costs["everything trains (from scratch)"][0].values())
-full_seconds = step_costs["everything trains (from scratch)"][1]
+full_madds = sum(step_costs["everything trains"][0].values())
+full_seconds = step_costs["everything trains"][1]
+print("multiply-adds per training image, in thousands; milliseconds per batch")
+print("of 32 as timed above; each share is of the step that trains everything")
 print(
-    f"{'per training image':<36} {'forward':>9} {'to input':>9}"
-    f" {'weights':>9} {'total':>9} {'share':>6} {'ms/batch':>9} {'share':>6}"
+    f"{'':<21} {'forward':>7} {'to input':>8} {'weights':>7} {'total':>6}"
+    f" {'share':>6} {'ms':>6} {'share':>5}"
 )
 for regime, (cost, seconds) in step_costs.items():
     total = sum(cost.values())
     timed = (
-        f"{1000 * seconds:>9.1f} {seconds / full_seconds:>6.2f}"
+        f"{1000 * seconds:>6.1f} {seconds / full_seconds:>5.2f}"
         if seconds
-        else f"{'not timed':>16}"
+        else f"{'-':>6} {'-':>5}"
     )
     print(
-        f"{regime:<36} {cost['forward']:>9,} {cost['input_gradients']:>9,}"
-        f" {cost['weight_gradients']:>9,} {total:>9,}"
+        f"{regime:<21} {cost['forward'] / 1e3:>7,.0f}"
+        f" {cost['input_gradients'] / 1e3:>8,.0f}"
+        f" {cost['weight_gradients'] / 1e3:>7,.0f} {total / 1e3:>6,.0f}"
         f" {total / full_madds:>6.3f} {timed}"
     )
 
@@ -1178,7 +1181,7 @@ claims.expect_rounded(
 )
 claims.expect_rounded(
     "week2.freezing.fine_tuned_share",
-    sum(step_costs["top 60 layers fine-tuned"][0].values()) / full_madds,
+    sum(step_costs["top 60 layers tuned"][0].values()) / full_madds,
     0.60,
     2,
 )
@@ -1218,14 +1221,14 @@ claims.expect_rounded(
 # %% tags=["remove-cell"]
 claims.expect(
     "week2.freezing.fine_tuned_time_share",
-    step_costs["top 60 layers fine-tuned"][1] / full_seconds,
+    step_costs["top 60 layers tuned"][1] / full_seconds,
     0,
     0.94,
     profile,
 )
 claims.expect(
     "week2.freezing.cached_time_share",
-    step_costs["frozen base, features computed once"][1] / full_seconds,
+    step_costs["frozen, features once"][1] / full_seconds,
     0,
     0.064,
     profile,
@@ -1942,7 +1945,7 @@ fig = plots.image_grid(
         "\n".join(f"{row[k]:.2f} {names[k]}" for k in np.argsort(row)[::-1][:2])
         for row in blended_labels
     ],
-    ncols=6,
+    ncols=3,
     title="mixup at alpha = 1: blended scenes and their labels",
 )
 
@@ -1956,9 +1959,9 @@ fig = plots.image_grid(
 
 # %%
 MIXUP_ALPHAS = (0.2, 1.0)
-plain_probabilities = rec.evaluate(
+_, plain_probabilities = rec.evaluate(
     augmentation_results["no augmentation"][0], scenes.x_test, scenes.y_test
-)[1]
+)
 mixup_results = {0: (without_augmentation, plain_probabilities.max(1).mean())}
 for alpha in MIXUP_ALPHAS:
     config.seed_everything(profile.seed(6))
@@ -1982,18 +1985,21 @@ for alpha in MIXUP_ALPHAS:
     accuracy, probabilities = rec.evaluate(model, scenes.x_test, scenes.y_test)
     mixup_results[alpha] = (accuracy, probabilities.max(1).mean())
 print(
-    f"{'training on ' + str(len(x_few)) + ' images':<28} {'held-out acc.':>13}"
-    f" {'mean confidence':>16}"
+    f"{'training on ' + str(len(x_few)) + ' images':<24} {'held-out acc.':>13}"
+    f" {'mean confidence':>16} {'difference':>11}"
 )
 for alpha, (accuracy, confidence) in mixup_results.items():
     label = f"mixup, alpha = {alpha}" if alpha else "no augmentation"
-    print(f"{label:<28} {accuracy:>13.3f} {confidence:>16.3f}")
+    print(
+        f"{label:<24} {accuracy:>13.3f} {confidence:>16.3f}"
+        f" {100 * (confidence - accuracy):>+11.1f}"
+    )
 
 # %% [markdown]
 # Compare each mixup row with the first: the accuracy says whether blending
-# helped this network on these few images, and the mean confidence minus the
-# accuracy says whether it is too sure of itself (above zero) or too unsure
-# (below).
+# helped this network on these few images, and the last column, the mean
+# confidence minus the accuracy in points, whether it is too sure of itself
+# (above zero) or too unsure (below).
 #
 # Over the benchmark's five run seeds (`week2.mixup.*` in
 # `bench/results.json`), mixup cost accuracy on every seed: the accuracy
