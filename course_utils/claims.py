@@ -254,12 +254,17 @@ def quote_sources(notebook, records: list[dict], seeds=RECORDED_SEEDS, this_run:
     return found
 
 
-def stale_quotes(notebook, records: list[dict], seed: int = 0) -> list[str]:
+ANOTHER_PROCESSOR = "measured on another processor than this build's"
+"""Said of a stale quote whose record a different processor measured: the difference may be the machine's."""
+
+
+def stale_quotes(notebook, records: list[dict], seed: int = 0, processor: str | None = None) -> list[str]:
     """The quoted records whose value in this executed notebook, run at run seed ``seed``, is not the one the
     benchmark recorded for that seed (``<name>.seed<seed>`` in ``records``, the list of bench/results.json):
     each with both values and where the record was measured. On the benchmark's machine, a mismatch means the
     record is older than the code; elsewhere it may be the machine. Timings (:data:`TIMING_UNITS`, such as the
-    chapter's running time, which the benchmark measures from outside) never repeat exactly and are not compared."""
+    chapter's running time, which the benchmark measures from outside) never repeat exactly and are not compared.
+    Given this build's ``processor``, a record that names another says so (:data:`ANOTHER_PROCESSOR`)."""
     kept = {r["name"]: r for r in records}
     built = read_records(notebook)
     problems = []
@@ -271,8 +276,10 @@ def stale_quotes(notebook, records: list[dict], seed: int = 0) -> list[str]:
             problems.append(f"{name}: {'not recorded by this build' if name not in built else 'no seed record'}")
         elif not math.isclose(float(built[name]), float(record_["value"]), rel_tol=1e-5, abs_tol=1e-9):
             where = f"{record_.get('commit', 'commit not recorded')}, {record_.get('machine')}, {record_.get('date')}"
+            elsewhere = processor and not str(record_.get("machine", "")).startswith(processor + ",")
             problems.append(
                 f"{name} = {built[name]} in this build, {record_['value']} in the seed-{seed} record ({where})"
+                + (f": {ANOTHER_PROCESSOR}" if elsewhere else "")
             )
     return problems
 

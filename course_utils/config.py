@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import platform
 import random
 import re
 import select
@@ -333,6 +334,29 @@ def replica_share(loss):
     context = tf.distribute.get_replica_context()
     n = context.num_replicas_in_sync if context is not None else 1
     return loss if n == 1 else loss / n
+
+
+def processor() -> str:
+    """The processor's model name (from ``/proc/cpuinfo``, else the platform's): two models may round
+    differently in their vector instructions and so train different networks from the same seed."""
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8", errors="replace"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> str:
+    """Where a result was measured, in one line: processor, cores, memory, system and Python."""
+    memory = ""
+    if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
+        memory = f", {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB"
+    return (
+        f"{processor()}, {os.cpu_count()} cores{memory}, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
+    )
 
 
 def describe_device() -> str:

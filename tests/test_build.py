@@ -233,3 +233,26 @@ def test_a_chapters_kernel_is_encrypted_and_keeps_its_log_out_of_the_build_log(t
     )
     assert result.returncode == 0, result.stderr
     assert nbformat.read(tmp_path / "demo.ipynb", as_version=4).cells[-1].outputs[0].text == "smoke 50 True\n"
+
+
+def test_the_build_summary_says_which_differing_records_another_processor_measured():
+    from course_utils import claims
+    from course_utils.build import book
+    from course_utils.config import processor
+
+    said = []
+    stale = [
+        "  book/w: a = 1 in this build, 2 in the seed-0 record (abc, X, d)",
+        f"  book/w: b ...: {claims.ANOTHER_PROCESSOR}",
+    ]
+    book._log_summary(said.append, [], stale, "cpu")
+    assert (
+        "2 record(s) the text quotes differ" in said[-1] and "1 of them were measured on another processor" in said[-1]
+    )
+    assert processor() in said[-1] and said[-1].endswith(stale[-1])
+    said.clear()
+    book._log_summary(said.append, [], [], "cpu")
+    assert said == [
+        "every claim of the text held in this run",
+        "every record the text quotes for seed 0 is this build's value",
+    ]

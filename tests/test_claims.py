@@ -426,6 +426,14 @@ def test_a_quoted_seed_record_that_differs_from_the_build_is_named():
     records[-1]["unit"] = "ratio"  # not read off a clock: compared
     [problem] = claims.stale_quotes(notebook, records)
     assert "week9.step_share = 0.3 in this build, 0.5" in problem
+    assert claims.ANOTHER_PROCESSOR not in problem  # no processor given: nothing said about it
+    [problem] = claims.stale_quotes(notebook, records, processor="AMD EPYC")  # the record names none
+    assert problem.endswith(claims.ANOTHER_PROCESSOR)
+    records[-1]["machine"] = "AMD EPYC, 2 cores, 24 GiB, Linux 6.18, Python 3.11.7"
+    [problem] = claims.stale_quotes(notebook, records, processor="AMD EPYC")
+    assert claims.ANOTHER_PROCESSOR not in problem  # the same processor: a stale record, not the machine
+    [problem] = claims.stale_quotes(notebook, records, processor="AMD EPYC 9B14")  # a prefix is another model
+    assert problem.endswith(claims.ANOTHER_PROCESSOR)
 
 
 def test_a_readers_page_says_where_each_quoted_range_was_measured_and_what_this_run_got():

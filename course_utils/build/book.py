@@ -19,6 +19,7 @@ import yaml
 
 from course_utils import claims
 from course_utils.build.notebooks import LOCAL_BADGE, colab_notebook, published_notebooks
+from course_utils.config import processor
 
 BUILD_SOURCE = Path("_build") / "book_src"
 BOOK_FILES = ("_config.yml", "_toc.yml", "references.bib")
@@ -231,7 +232,7 @@ def _annotate_page(path: Path, profile: str, records: list[dict]) -> tuple[list[
     describes_text = profile == claims.TEXT_PROFILE
     if note_quote_sources(executed, records, this_run=describes_text):
         nbformat.write(executed, path)
-    stale = claims.stale_quotes(executed, records, seed=0) if describes_text and records else []
+    stale = claims.stale_quotes(executed, records, seed=0, processor=processor()) if describes_text and records else []
     return broken, stale
 
 
@@ -241,9 +242,12 @@ def _log_summary(log, broken: list[str], stale: list[str], profile: str) -> None
     else:
         log("every claim of the text held in this run")
     if stale:
+        elsewhere = sum(claims.ANOTHER_PROCESSOR in line for line in stale)
         log(
-            f"{len(stale)} record(s) the text quotes differ from this build's values at SEED = 0 (on the benchmark's "
-            "machine, re-measure them: python -m bench --only <week>):\n" + "\n".join(stale)
+            f"{len(stale)} record(s) the text quotes differ from this build's values at SEED = 0; {elsewhere} of them "
+            f"were measured on another processor than this build's ({processor()}), which can train another network "
+            "from the same seed. Re-measure them on this machine (python -m bench --only <week>): if they still "
+            "differ, the record is older than the code.\n" + "\n".join(stale)
         )
     elif profile == claims.TEXT_PROFILE:
         log("every record the text quotes for seed 0 is this build's value")
