@@ -38,20 +38,19 @@
 #   save, and count it; compute batch normalisation by hand in both of its
 #   modes;
 # * train a classifier four ways (a small CNN and MobileNetV2 from scratch, a
-#   frozen base, {term}`fine-tuning <Fine-tuning>`) with a warm-up schedule;
+#   frozen base, {term}`fine-tuning <Fine-tuning>`) with a warm-up schedule,
+#   and count what freezing saves in a training step;
 # * read a classifier's mistakes with a confusion matrix, {term}`precision <Precision and recall>` and
 #   recall, check whether its probabilities are calibrated, and see what class
 #   imbalance does to accuracy;
-# * decide where data augmentation belongs, and measure test-time
-#   augmentation;
+# * decide where data augmentation belongs, measure test-time augmentation,
+#   and test whether mixup helps;
 # * ask which pixels a decision rests on (saliency, Grad-CAM, occlusion), and
 #   measure how often the answer lies on the object.
 #
-# **Running time:** between 5.7 and 13.8 minutes at profile `cpu` on a 2-core
+# **Running time:** between 4.6 and 5.2 minutes at profile `cpu` on a 2-core
 # machine without a GPU (the benchmark's ten run seeds, `week2.chapter.seconds`
-# in `bench/results.json`; most ran beside other work, so the longer runs are
-# upper bounds: the two that ran alone took 5.7 and 5.8); seconds at profile
-# `smoke`.
+# in `bench/results.json`, each run alone); seconds at profile `smoke`.
 
 # %% tags=["parameters"]
 # Papermill sets this: "smoke" (seconds, for tests), "cpu" (minutes) or "gpu".
@@ -114,8 +113,8 @@ print(config.describe_device())
 # %% tags=["remove-cell"]
 claims.quoted_from_bench(
     "week2.chapter.seconds",
-    5.7,
-    13.8,
+    4.6,
+    5.2,
     scale=1 / 60,
     seeds=(0, 1, 2, 3, 4, 5, 6, 7, 8, 9),
 )
@@ -902,7 +901,7 @@ print(
 # and 0.99), at very different costs: MobileNetV2 from scratch needed three
 # times as many scenes, more epochs and many times the training time of the
 # small CNN (the line under the table) and did no better. Over those seeds its
-# accuracy minus the small CNN's lay between -0.9 and 0.6 points: a few of the
+# accuracy minus the small CNN's lay between -1.25 and 0.75 points: a few of the
 # 800 held-out scenes either way (one scene is 0.125 points), which is
 # the noise of one run, so the page does not rank the two (here the difference
 # lies between -4 and 3 points). The
@@ -933,8 +932,8 @@ claims.quoted_from_bench("week2.small_cnn.test_accuracy", 0.97, 0.99)
 claims.quoted_from_bench("week2.mobilenetv2_scratch.test_accuracy", 0.97, 0.99)
 claims.quoted_from_bench(
     "week2.mobilenetv2_scratch.test_accuracy",
-    -0.9,
-    0.6,
+    -1.25,
+    0.75,
     scale=100,
     minus="week2.small_cnn.test_accuracy",
 )
@@ -996,8 +995,8 @@ for i, k in enumerate(curve["per_class"]):
 # of labels is what the source task is worth there.
 #
 # On the benchmark's five run seeds (`week2.transfer.*` in
-# `bench/results.json`), the network from scratch stayed between 0.21 and
-# 0.27 at every number of labels, which is chance. The frozen base reached
+# `bench/results.json`), the network from scratch stayed between 0.22 and
+# 0.28 at every number of labels, which is chance. The frozen base reached
 # 0.75 to 0.81 with 10 labelled scenes per class and 0.80 to 0.85 with 100.
 # Fine-tuning's accuracy minus the frozen base's lay between -1.0 and 0.5
 # points with 10 labels per class (a few test scenes either way: no difference
@@ -1038,8 +1037,8 @@ claims.quoted_from_bench(
         "week2.transfer.scratch_30_per_class",
         "week2.transfer.scratch_100_per_class",
     ],
-    0.21,
-    0.27,
+    0.22,
+    0.28,
 )
 claims.quoted_from_bench("week2.transfer.frozen_10_per_class", 0.75, 0.81)
 claims.quoted_from_bench(
@@ -1201,12 +1200,13 @@ claims.expect_rounded(
 # %% [markdown]
 # The clock agrees on the order but not on the proportions. Over the
 # benchmark's five run seeds (`week2.freezing.*` in `bench/results.json`), a
-# batch of fine-tuning took 0.24 to 0.59 of the time of a batch that trains
-# everything, and a batch of the head on computed features 0.018 to 0.041, far
-# more than the count's 0.003 (on this page, the checks allow 0 to 0.94 and
-# 0 to 0.064). Each is the median of a few runs of 60 batches, and a batch of
-# this small network lasts tens of milliseconds, so the shares move from run
-# to run. The count leaves out whatever is not a multiply-add: what every
+# batch of fine-tuning took 0.43 to 0.55 of the time of a batch that trains
+# everything, and a batch of the head on computed features 0.030 to 0.056, far
+# more than the count's 0.003. Each is the median of a few runs of 60
+# batches, and a batch of this small network lasts tens of milliseconds, so
+# the shares move from run to run: an earlier sweep of the same code on the
+# same machine measured 0.24 to 0.59 and 0.018 to 0.041, and the checks on
+# this page keep the wider ranges, 0 to 0.94 and 0 to 0.083. The count leaves out whatever is not a multiply-add: what every
 # step costs whatever its size (the optimizer's update, starting each
 # operation), and the elementwise layers (BatchNormalization, ReLU6), whose
 # work follows the size of the activations, not of the weights. Those are
@@ -1230,11 +1230,11 @@ claims.expect(
     "week2.freezing.cached_time_share",
     step_costs["frozen, features once"][1] / full_seconds,
     0,
-    0.064,
+    0.083,
     profile,
 )
-claims.quoted_from_bench("week2.freezing.fine_tuned_time_share", 0.24, 0.59)
-claims.quoted_from_bench("week2.freezing.cached_time_share", 0.018, 0.041)
+claims.quoted_from_bench("week2.freezing.fine_tuned_time_share", 0.43, 0.55)
+claims.quoted_from_bench("week2.freezing.cached_time_share", 0.030, 0.056)
 
 # %% [markdown]
 # ## 5. Reading the results
@@ -1431,19 +1431,20 @@ fig = rec.plot_reliability(
 #
 # The benchmark reran this page with five run seeds (`week2.calibration.*` in
 # `bench/results.json`). The small CNN came out the opposite of the networks
-# Guo et al. measured: too unsure, with $T$ between 0.27 and 0.54, and
-# temperature scaling cut its ECE from between 0.044 and 0.079 to between 0.008
-# and 0.017, by 0.033 to 0.065. MobileNetV2 from scratch was calibrated as
-# trained (ECE 0.008 to 0.015); its $T$ fell on both sides of 1 (0.85 to 1.17)
-# and its ECE with $T$ stayed in the same range (0.009 to 0.018), lower than as
-# trained on one seed of the five and higher on four. A temperature repairs a
+# Guo et al. measured: too unsure, with $T$ between 0.32 and 0.55, and
+# temperature scaling cut its ECE from between 0.044 and 0.084 to between 0.011
+# and 0.015, by 0.032 to 0.070. MobileNetV2 from scratch was calibrated as
+# trained (ECE 0.006 to 0.016); its $T$ fell on both sides of 1 (0.72 to 1.10)
+# and its ECE with $T$ stayed in the same range (0.006 to 0.016): with $T$
+# minus as trained lay between -0.004 and 0.005, lower on some seeds and
+# higher on others. A temperature repairs a
 # network that is consistently too sure or too unsure, and has nothing to
 # repair in one that is neither. Why the small CNN is too unsure, this page
 # does not test. Widened by their spread, the checks at profile `cpu` ask, for
-# the small CNN, for $T$ between 0 and 0.82, an ECE between 0.008 and 0.114 as
-# trained and between 0 and 0.026 with $T$, and a drop between 0 and 0.098;
-# for MobileNetV2, for $T$ between 0.53 and 1.49, an ECE between 0.001 and
-# 0.022 as trained and between 0 and 0.027 with $T$.
+# the small CNN, for $T$ between 0 and 0.82, an ECE between 0.004 and 0.124 as
+# trained and between 0 and 0.026 with $T$, and a drop between 0 and 0.108;
+# for MobileNetV2, for $T$ between 0.34 and 1.48, an ECE between 0 and
+# 0.026 as trained and between 0 and 0.027 with $T$.
 
 # %% tags=["remove-cell"]
 (
@@ -1456,8 +1457,8 @@ claims.expect(
 claims.expect(
     "week2.calibration.small_cnn.ece_as_trained",
     small_ece,
-    0.008,
-    0.114,
+    0.004,
+    0.124,
     profile,
 )
 claims.expect(
@@ -1471,21 +1472,21 @@ claims.expect(
     "week2.calibration.small_cnn.ece_drop",
     small_ece - small_ece_t,
     0,
-    0.098,
+    0.108,
     profile,
 )
 claims.expect(
     "week2.calibration.mobilenetv2_scratch.temperature",
     mobile_t,
-    0.53,
-    1.49,
+    0.34,
+    1.48,
     profile,
 )
 claims.expect(
     "week2.calibration.mobilenetv2_scratch.ece_as_trained",
     mobile_ece,
-    0.001,
-    0.022,
+    0,
+    0.026,
     profile,
 )
 claims.expect(
@@ -1495,27 +1496,33 @@ claims.expect(
     0.027,
     profile,
 )
-claims.quoted_from_bench("week2.calibration.small_cnn.temperature", 0.27, 0.54)
+claims.quoted_from_bench("week2.calibration.small_cnn.temperature", 0.32, 0.55)
 claims.quoted_from_bench(
-    "week2.calibration.small_cnn.ece_as_trained", 0.044, 0.079
+    "week2.calibration.small_cnn.ece_as_trained", 0.044, 0.084
 )
 claims.quoted_from_bench(
-    "week2.calibration.small_cnn.ece_with_temperature", 0.008, 0.017
+    "week2.calibration.small_cnn.ece_with_temperature", 0.011, 0.015
 )
 claims.quoted_from_bench(
     "week2.calibration.small_cnn.ece_as_trained",
-    0.033,
-    0.065,
+    0.032,
+    0.070,
     minus="week2.calibration.small_cnn.ece_with_temperature",
 )
 claims.quoted_from_bench(
-    "week2.calibration.mobilenetv2_scratch.ece_as_trained", 0.008, 0.015
+    "week2.calibration.mobilenetv2_scratch.ece_as_trained", 0.006, 0.016
 )
 claims.quoted_from_bench(
-    "week2.calibration.mobilenetv2_scratch.temperature", 0.85, 1.17
+    "week2.calibration.mobilenetv2_scratch.temperature", 0.72, 1.10
 )
 claims.quoted_from_bench(
-    "week2.calibration.mobilenetv2_scratch.ece_with_temperature", 0.009, 0.018
+    "week2.calibration.mobilenetv2_scratch.ece_with_temperature", 0.006, 0.016
+)
+claims.quoted_from_bench(
+    "week2.calibration.mobilenetv2_scratch.ece_with_temperature",
+    -0.004,
+    0.005,
+    minus="week2.calibration.mobilenetv2_scratch.ece_as_trained",
 )
 
 # %% [markdown]
@@ -1633,12 +1640,12 @@ for label, (acc, balanced, class_recall) in imbalance_results.items():
 # benchmark's, over five run seeds. Without class weights, plain accuracy looks
 # respectable (0.84 to 0.89) because the test set is mostly circles and
 # squares, which the network finds almost all of; it misses many of the rare
-# triangles and diamonds, and balanced accuracy (0.55 to 0.71) exposes that.
+# triangles and diamonds, and balanced accuracy (0.56 to 0.72) exposes that.
 # With class weights the rare classes are found far more often and balanced
-# accuracy rises (by 9 to 20 points), while plain accuracy falls (by 2.5 to 11
+# accuracy rises (by 9 to 18 points), while plain accuracy falls (by 3.5 to 11
 # points), on every seed, since circles are now often taken for something
 # rarer. (On this page the hidden check allows plain accuracy between 0.79 and
-# 0.94 and balanced accuracy between 0.4 and 0.87 without weights, a rise
+# 0.94 and balanced accuracy between 0.4 and 0.88 without weights, a rise
 # between 0 and 31 points and a fall between 0 and 20.) Neither run comes near the accuracy of the same network
 # trained on the balanced set in section 4 (which also had twice as many
 # images): weighting changes what the network pays attention to, but it
@@ -1660,7 +1667,7 @@ claims.expect(
     "week2.imbalance.balanced_accuracy_without_weights",
     balanced_unweighted,
     0.4,
-    0.87,
+    0.88,
     profile,
 )
 claims.expect(
@@ -1679,10 +1686,10 @@ claims.expect(
 )
 claims.quoted_from_bench("week2.imbalance.accuracy_without_weights", 0.84, 0.89)
 claims.quoted_from_bench(
-    "week2.imbalance.balanced_accuracy_without_weights", 0.55, 0.71
+    "week2.imbalance.balanced_accuracy_without_weights", 0.56, 0.72
 )
-claims.quoted_from_bench("week2.imbalance.balanced_accuracy_gain_points", 9, 20)
-claims.quoted_from_bench("week2.imbalance.accuracy_loss_points", 2.5, 11)
+claims.quoted_from_bench("week2.imbalance.balanced_accuracy_gain_points", 9, 18)
+claims.quoted_from_bench("week2.imbalance.accuracy_loss_points", 3.5, 11)
 
 # %% [markdown]
 # ## 7. Data augmentation: in the model or in `tf.data`?
@@ -1783,13 +1790,14 @@ for label, (_, acc, speed) in augmentation_results.items():
 # %% [markdown]
 # With only an eighth of the images, the network is far from what it reached
 # on the full training set in section 4. At profile `cpu`, over the
-# benchmark's five run seeds, augmentation added 9 to 17 points of held-out
-# accuracy in the model and 7 to 16 in `tf.data`, and the two placements ended
-# 0.5 to 2.9 points apart, the one in the model ahead on all five. Five more
-# seeds (5 to 9, run to test this page) temper that: there the gap reached 5.6
-# points, and `tf.data` was ahead on two of them, so over ten seeds neither
+# benchmark's five run seeds, augmentation added 9 to 18 points of held-out
+# accuracy in the model and 8 to 15 in `tf.data`, and the two placements ended
+# 0 to 2.8 points apart, the one in the model ahead on four and level on one.
+# Five more seeds (5 to 9, run to test this page) temper that: there the
+# gain in the model minus the gain in `tf.data` lay between -3.6 and 5.1
+# points, `tf.data` ahead on two of them, so over ten seeds neither
 # placement is better on every one. (On this page, the hidden check allows
-# between 0 and 26 points with either placement, 0 to 11 points apart.) They
+# between 0 and 27 points with either placement, 0 to 11 points apart.) They
 # apply the same random symmetries, only in a different place. What differs is where the
 # work is done. On a CPU-only machine the augmentation and the training step
 # compete for the same two cores, so the speed column says little: the
@@ -1810,14 +1818,14 @@ claims.expect(
     "week2.augmentation.gain_in_model_points",
     100 * (in_model - without_augmentation),
     0,
-    26,
+    27,
     profile,
 )
 claims.expect(
     "week2.augmentation.gain_in_tf_data_points",
     100 * (in_pipeline - without_augmentation),
     0,
-    26,
+    27,
     profile,
 )
 claims.expect(
@@ -1827,17 +1835,24 @@ claims.expect(
     11,
     profile,
 )
-claims.quoted_from_bench("week2.augmentation.gain_in_model_points", 9, 17)
-claims.quoted_from_bench("week2.augmentation.gain_in_tf_data_points", 7, 16)
+claims.quoted_from_bench("week2.augmentation.gain_in_model_points", 9, 18)
+claims.quoted_from_bench("week2.augmentation.gain_in_tf_data_points", 8, 15)
 claims.quoted_from_bench(
-    "week2.augmentation.placement_difference_points", 0.5, 2.9
+    "week2.augmentation.placement_difference_points", 0, 2.8
 )
-# the model's ahead on all five
+# the model's ahead on four and level on one
 claims.quoted_from_bench(
     "week2.augmentation.gain_in_model_points",
-    0.5,
-    2.9,
+    0,
+    2.8,
     minus="week2.augmentation.gain_in_tf_data_points",
+)
+claims.quoted_from_bench(
+    "week2.augmentation.gain_in_model_points",
+    -3.6,
+    5.1,
+    minus="week2.augmentation.gain_in_tf_data_points",
+    seeds=(5, 6, 7, 8, 9),
 )
 
 # %% [markdown]
@@ -1871,9 +1886,9 @@ for label in ["no augmentation", "augmentation in the model"]:
 # At profile `cpu`, TTA adds a few points to both networks: over the
 # benchmark's five run seeds, 4 to 8 points to the one trained without
 # augmentation and 1 to 4 to the one trained with it, which gained less on
-# every seed, by 1 to 5 points (on this page, the hidden check allows each gain
-# between 0 and 12 points, and the second short of the first by between -3
-# and 9). It helps most where the network's answer
+# every seed, by 0.3 to 5.6 points (on this page, the hidden check allows each
+# gain between 0 and 12 points, and the second short of the first by between
+# -5 and 11). It helps most where the network's answer
 # depends on the orientation it happens to see; a network that has learned
 # every symmetry gives more nearly the same answer for each, so averaging over
 # them adds less. TTA costs one forward pass per variant, eight times the
@@ -1897,16 +1912,16 @@ claims.expect(
 claims.expect(
     "week2.tta.gain_difference_points",
     100 * (tta_gain["no augmentation"] - tta_gain["augmentation in the model"]),
-    -3,
-    9,
+    -5,
+    11,
     profile,
 )
 claims.quoted_from_bench("week2.tta.gain_without_augmentation_points", 4, 8)
 claims.quoted_from_bench("week2.tta.gain_with_augmentation_points", 1, 4)
 claims.quoted_from_bench(
     "week2.tta.gain_without_augmentation_points",
-    1,
-    5,
+    0.3,
+    5.6,
     minus="week2.tta.gain_with_augmentation_points",
 )
 
@@ -2002,29 +2017,36 @@ for alpha, (accuracy, confidence) in mixup_results.items():
 # (above zero) or too unsure (below).
 #
 # Over the benchmark's five run seeds (`week2.mixup.*` in
-# `bench/results.json`), mixup cost accuracy on every seed: the accuracy
-# minus that of the run without augmentation lay between -3.1 and -0.75
-# points at $\alpha = 0.2$ and between -11 and -1.9 points at $\alpha = 1$
-# (one held-out scene is 0.125 points). The symmetries, which carry what we
-# know about the shapes, added 9 to 17 points above; a blend that knows
-# nothing about them took points away. It did change how sure the network
-# is: without augmentation its mean confidence lay 0.7 to 8.6 points above
-# its accuracy, too sure on every seed; with mixup at $\alpha = 0.2$, -7.0 to
-# -0.2 points, too unsure on every seed. Trained on labels such as 0.7 and
-# 0.3, it learns to answer with probabilities short of 1. (On this page, the
-# checks allow an accuracy difference between -5.5 and 1.6 points at
-# $\alpha = 0.2$ and between -20.1 and 7.2 at $\alpha = 1$, and a confidence
-# minus accuracy between -7.2 and 16.5 points without augmentation and
-# between -13.8 and 6.6 with mixup at $\alpha = 0.2$.)
+# `bench/results.json`), mixup at $\alpha = 0.2$ cost accuracy on every seed:
+# the accuracy minus that of the run without augmentation lay between -3.1
+# and -0.75 points (one held-out scene is 0.125 points). Five more seeds (5
+# to 9, run to test this page) overturned that: there it lay between -0.75
+# and 3.0, ahead on three of the five. Over ten seeds, mixup at
+# $\alpha = 0.2$ made no difference this page can see. At $\alpha = 1$ it
+# cost accuracy on all ten seeds, between -11 and -1.9 points. The
+# symmetries, which carry what we know about the shapes, added 9 to 18
+# points above; a blend that knows nothing about them did not.
 #
-# Why mixup costs accuracy here, this page does not test. Two guesses: a
-# blend of two shapes on two backgrounds is a scene that never occurs, and
-# the small network spends part of its 24 short epochs learning to
-# answer for such scenes; and a regulariser pays when a network overfits
-# more than ours does on these scenes. Mixup was shown to help large
-# networks trained long on ImageNet and CIFAR {cite}`zhang2018mixup`; what
-# it does for your network and data is worth measuring, as here, before it
-# goes into a recipe.
+# What mixup did change is how sure the network is. Without augmentation,
+# its mean confidence minus its accuracy lay between 0.7 and 8.6 points on
+# the first five seeds, too sure on every one, and between -1.1 and 5.7 on
+# the next five; with mixup at $\alpha = 0.2$, between -10.1 and -0.2 over
+# all ten, too unsure on every one. Trained on labels such as
+# 0.7 and 0.3, it learns to answer with probabilities short of 1. (On this
+# page, the checks allow an accuracy difference between -9.3 and 9.2 points
+# at $\alpha = 0.2$, the ten seeds' range widened by the rule, and between
+# -20.1 and 7.2 at $\alpha = 1$; and a confidence minus accuracy between -7.2
+# and 16.5 points without augmentation and between -13.8 and 6.6 with mixup
+# at $\alpha = 0.2$.)
+#
+# Why mixup at $\alpha = 1$ costs accuracy here, this page does not test.
+# Two guesses: a blend of two shapes on two backgrounds is a scene that
+# never occurs, and the small network spends part of its 24 short epochs
+# learning to answer for such scenes; and a regulariser pays when a network
+# overfits more than ours does on these scenes. Mixup was shown to help
+# large networks trained long on ImageNet and CIFAR {cite}`zhang2018mixup`;
+# what it does for your network and data is worth measuring, on more than
+# five seeds, before it goes into a recipe.
 
 # %% tags=["remove-cell"]
 (accuracy_02, confidence_02), (accuracy_1, confidence_1) = (
@@ -2033,8 +2055,8 @@ for alpha, (accuracy, confidence) in mixup_results.items():
 claims.expect(
     "week2.mixup.alpha_0_2.gain_points",
     100 * (accuracy_02 - without_augmentation),
-    -5.5,
-    1.6,
+    -9.3,
+    9.2,
     profile,
 )
 claims.expect(
@@ -2063,12 +2085,30 @@ claims.record(
     100 * (confidence_1 - accuracy_1),
 )
 claims.quoted_from_bench("week2.mixup.alpha_0_2.gain_points", -3.1, -0.75)
-claims.quoted_from_bench("week2.mixup.alpha_1.gain_points", -11, -1.9)
+claims.quoted_from_bench(
+    "week2.mixup.alpha_0_2.gain_points", -0.75, 3.0, seeds=(5, 6, 7, 8, 9)
+)
+claims.quoted_from_bench(
+    "week2.mixup.alpha_1.gain_points",
+    -11,
+    -1.9,
+    seeds=(0, 1, 2, 3, 4, 5, 6, 7, 8, 9),
+)
+claims.quoted_from_bench("week2.augmentation.gain_in_model_points", 9, 18)
 claims.quoted_from_bench(
     "week2.mixup.plain.confidence_minus_accuracy_points", 0.7, 8.6
 )
 claims.quoted_from_bench(
-    "week2.mixup.alpha_0_2.confidence_minus_accuracy_points", -7.0, -0.2
+    "week2.mixup.plain.confidence_minus_accuracy_points",
+    -1.1,
+    5.7,
+    seeds=(5, 6, 7, 8, 9),
+)
+claims.quoted_from_bench(
+    "week2.mixup.alpha_0_2.confidence_minus_accuracy_points",
+    -10.1,
+    -0.2,
+    seeds=(0, 1, 2, 3, 4, 5, 6, 7, 8, 9),
 )
 
 # %% [markdown]
@@ -2202,20 +2242,24 @@ claims.expect_rounded(
 # The benchmark reran this page with five run seeds (`week2.attribution.*` in
 # `bench/results.json`, 200 held-out scenes each). A random pixel lay on the
 # shape on 19.6% to 21.0% of the scenes. The small CNN's strongest pixel did on
-# 51.5% to 59.5% with saliency, 56.5% to 69.0% with Grad-CAM and 49.5% to
-# 63.5% with occlusion; MobileNetV2's on 36.0% to 44.5% with saliency and 37.0%
-# to 52.5% with occlusion. Every map beat a random pixel on every seed, by 15.2
-# to 48.0 points, and the small CNN's saliency beat MobileNetV2's by 11.0 to
-# 17.5 points. The three methods' ranges on the small CNN overlap, so this page
+# 52.5% to 58.5% with saliency, 54.0% to 70.5% with Grad-CAM and 50.5% to
+# 64.0% with occlusion; MobileNetV2's on 40.0% to 48.5% with saliency and 41.5%
+# to 57.5% with occlusion. Every map beat a random pixel on every seed, by 19.2
+# to 49.5 points, and the small CNN's saliency beat MobileNetV2's by 4.0 to
+# 15.0 points. The three methods' ranges on the small CNN overlap, so this page
 # does not rank them; why MobileNetV2's saliency finds the shape less often, it
 # does not test. Widened by their spread, the checks at profile `cpu` ask for a
 # random pixel on the shape on 18% to 23% of the scenes; for the small CNN,
-# 43% to 68% with saliency, 44% to 82% with Grad-CAM and 35% to 78% with
-# occlusion; for MobileNetV2, 27% to 53% with saliency and 21% to 68% with
-# occlusion; and the weakest map 5% to 35% of the scenes above a random pixel.
-# The same rule gave 4 to 24 points for the small CNN's lead in saliency, but on
-# seed 8 of the ten it led by 28.0: the check asks only that it leads, by
-# between 4% and 100% of the scenes.
+# 43% to 68% with saliency, 37% to 87% with Grad-CAM and 35% to 78% with
+# occlusion; for MobileNetV2, 27% to 57% with saliency and 21% to 74% with
+# occlusion; and the weakest map 5% to 37% of the scenes above a random pixel
+# (where an earlier sweep on another machine gave a wider range, the check
+# keeps it).
+# Over all ten seeds the small CNN's saliency led MobileNetV2's, by 4.0 to
+# 17.5 points. For that lead the rule gives -7 to 26 points, and a sweep on
+# another machine once needed more, so the check asks for a lead between -7%
+# and 100% of the scenes: a run in which MobileNetV2's saliency comes out a
+# few scenes ahead still passes.
 
 # %% tags=["remove-cell"]
 if scenes.test_masks is not None:
@@ -2236,8 +2280,8 @@ if scenes.test_masks is not None:
     claims.expect(
         "week2.attribution.small_cnn.grad_cam",
         share["small CNN, Grad-CAM"],
-        0.44,
-        0.82,
+        0.37,
+        0.87,
         profile,
     )
     claims.expect(
@@ -2251,27 +2295,27 @@ if scenes.test_masks is not None:
         "week2.attribution.mobilenetv2.saliency",
         share["MobileNetV2, saliency"],
         0.27,
-        0.53,
+        0.57,
         profile,
     )
     claims.expect(
         "week2.attribution.mobilenetv2.occlusion",
         share["MobileNetV2, occlusion"],
         0.21,
-        0.68,
+        0.74,
         profile,
     )
     claims.expect(
         "week2.attribution.weakest_minus_random_pixel",
         min(share.values()) - masks.mean(),
         0.05,
-        0.35,
+        0.37,
         profile,
     )
     claims.expect(
         "week2.attribution.saliency_small_cnn_minus_mobilenetv2",
         share["small CNN, saliency"] - share["MobileNetV2, saliency"],
-        0.04,
+        -0.07,
         1,
         profile,
     )
@@ -2279,19 +2323,19 @@ claims.quoted_from_bench(
     "week2.attribution.random_pixel", 19.6, 21.0, scale=100
 )
 claims.quoted_from_bench(
-    "week2.attribution.small_cnn.saliency", 51.5, 59.5, scale=100
+    "week2.attribution.small_cnn.saliency", 52.5, 58.5, scale=100
 )
 claims.quoted_from_bench(
-    "week2.attribution.small_cnn.grad_cam", 56.5, 69.0, scale=100
+    "week2.attribution.small_cnn.grad_cam", 54.0, 70.5, scale=100
 )
 claims.quoted_from_bench(
-    "week2.attribution.small_cnn.occlusion", 49.5, 63.5, scale=100
+    "week2.attribution.small_cnn.occlusion", 50.5, 64.0, scale=100
 )
 claims.quoted_from_bench(
-    "week2.attribution.mobilenetv2.saliency", 36.0, 44.5, scale=100
+    "week2.attribution.mobilenetv2.saliency", 40.0, 48.5, scale=100
 )
 claims.quoted_from_bench(
-    "week2.attribution.mobilenetv2.occlusion", 37.0, 52.5, scale=100
+    "week2.attribution.mobilenetv2.occlusion", 41.5, 57.5, scale=100
 )
 claims.quoted_from_bench(
     [
@@ -2301,25 +2345,25 @@ claims.quoted_from_bench(
         "week2.attribution.mobilenetv2.saliency",
         "week2.attribution.mobilenetv2.occlusion",
     ],
-    15.2,
-    48.0,
+    19.2,
+    49.5,
     scale=100,
     minus="week2.attribution.random_pixel",
 )
 claims.quoted_from_bench(
     "week2.attribution.small_cnn.saliency",
-    11.0,
-    17.5,
+    4.0,
+    15.0,
     scale=100,
     minus="week2.attribution.mobilenetv2.saliency",
 )
 claims.quoted_from_bench(
     "week2.attribution.small_cnn.saliency",
-    28.0,
-    28.0,
+    4.0,
+    17.5,
     scale=100,
     minus="week2.attribution.mobilenetv2.saliency",
-    seeds=(8,),
+    seeds=(0, 1, 2, 3, 4, 5, 6, 7, 8, 9),
 )
 
 # %% [markdown]
@@ -2350,7 +2394,15 @@ claims.quoted_from_bench(
 # * Augmentation must keep the label; it helped most when data were scarce,
 #   and placing it in the model or in `tf.data` changed where it runs, not what
 #   it does. {term}`Test-time augmentation <Test-time augmentation (TTA)>` added a few points more, most to a model
-#   trained without augmentation.
+#   trained without augmentation. Mixup, which knows nothing about the task,
+#   made no difference the page could see at $\alpha = 0.2$ (between -3.1
+#   and 3.0 points over the benchmark's ten run seeds), cost accuracy at
+#   $\alpha = 1$, and left the network too unsure of itself on every seed
+#   (its confidence -10.1 to -0.2 points from its accuracy at $\alpha = 0.2$).
+# * Freezing is cheaper because the backward pass stops at the lowest
+#   trainable layer, and features computed once spare the frozen base's
+#   forward pass too; counting multiply-adds predicts the order of the costs,
+#   and the clock agreed with the order, not with the proportions.
 #
 # This week's exercise has you design the head of a frozen-base classifier,
 # diagnose a fine-tuning run that went wrong (from measurements you choose,
@@ -2359,3 +2411,15 @@ claims.quoted_from_bench(
 
 # %% tags=["remove-cell"]
 claims.quoted_from_bench("week2.small_cnn.test_accuracy", 0.97, 0.99)
+claims.quoted_from_bench(
+    "week2.mixup.alpha_0_2.gain_points",
+    -3.1,
+    3.0,
+    seeds=(0, 1, 2, 3, 4, 5, 6, 7, 8, 9),
+)
+claims.quoted_from_bench(
+    "week2.mixup.alpha_0_2.confidence_minus_accuracy_points",
+    -10.1,
+    -0.2,
+    seeds=(0, 1, 2, 3, 4, 5, 6, 7, 8, 9),
+)
