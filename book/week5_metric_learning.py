@@ -48,10 +48,10 @@
 #   supervised classifier;
 # * train a denoising autoencoder without labels and judge its latent space.
 #
-# **Running time:** between 6.0 and 7.2 minutes at profile `cpu` on a 2-core
-# machine without a GPU (the benchmark's ten run seeds, `week5.chapter.seconds`
-# in `bench/results.json`, with nothing else running but short tests); seconds
-# at profile `smoke`.
+# **Running time:** between 5.8 and 5.9 minutes at profile `cpu` on a 2-core
+# machine without a GPU (the benchmark's five run seeds 0 to 4, which ran
+# alone; `week5.chapter.seconds` in `bench/results.json`); seconds at profile
+# `smoke`.
 
 # %% tags=["parameters"]
 # Papermill sets PROFILE: "smoke" (seconds, for tests), "cpu" (minutes) or
@@ -104,10 +104,9 @@ print(config.describe_device())
 # %% tags=["remove-cell"]
 claims.quoted_from_bench(
     "week5.chapter.seconds",
-    6.0,
-    7.2,
+    5.8,
+    5.9,
     scale=1 / 60,
-    seeds=(0, 1, 2, 3, 4, 5, 6, 7, 8, 9),
 )
 
 # %% [markdown]
@@ -748,9 +747,9 @@ claims.expect_rounded(
 # 1 a pair of different classes costs nothing once its cosine is below 0.5,
 # while the softmax at $\tau = 0.1$ goes on rewarding every further step
 # apart. For kNN that was enough: over the benchmark's five run seeds, kNN
-# after the contrastive loss scored between 0.96 and 0.99, and seed by seed it
-# was between -0.4 and +0.7 points from the softmax at $\tau = 0.1$, from two
-# test images of the 450 behind to three ahead (one image is 0.22 points): no
+# after the contrastive loss scored between 0.97 and 1.00, and seed by seed it
+# was between -0.7 and +0.2 points from the softmax at $\tau = 0.1$, from three
+# test images of the 450 behind to one ahead (one image is 0.22 points): no
 # difference this chapter can resolve. (On this page kNN after the contrastive
 # loss is checked to lie between 0.93 and 1.00.)
 
@@ -763,11 +762,11 @@ if f"contrastive, m = {CONTRASTIVE_MARGIN}" in variants:
         1.00,
         profile,
     )
-claims.quoted_from_bench("week5.contrastive.knn_accuracy", 0.96, 0.99)
+claims.quoted_from_bench("week5.contrastive.knn_accuracy", 0.97, 1.00)
 claims.quoted_from_bench(
     "week5.contrastive.knn_accuracy",
-    -0.4,
-    0.7,
+    -0.7,
+    0.2,
     scale=100,
     minus="week5.temperature.knn_accuracy_tau_0_1",
 )
@@ -822,35 +821,37 @@ for dim, accuracy in size_knn.items():
 # One run says little here: one test image is 0.22 points, and each model gets
 # its own draw of batches. Over the benchmark's five run seeds:
 #
-# * **$\tau = 0.03$ against 0.1**: seed by seed, between -0.4 and +0.9 points
-#   apart, two test images one way or four the other: between these two the
+# * **$\tau = 0.03$ against 0.1**: seed by seed, between -0.7 and +0.9 points
+#   apart, three test images one way or four the other: between these two the
 #   temperature made no difference the chapter can resolve.
-# * **$\tau = 1$** is where it does: kNN scored 0.99, 0.80, 0.96, 0.69 and
-#   0.68 on seeds 0 to 4. Two classes that share one place cost kNN about half
+# * **$\tau = 1$** is where it does: kNN scored 0.99, 0.78, 0.95, 0.71 and
+#   0.69 on seeds 0 to 4. Two classes that share one place cost kNN about half
 #   of their test images, which leaves about 2/3 of the three classes right:
-#   on seeds 1, 3 and 4 the run ended in the saddle point of section 6 (the
-#   heatmaps of those runs show two classes in one block; on seed 1 kNN still
-#   told part of the pair apart). On seeds 5 to 9, which the benchmark ran
+#   seeds 3 and 4 scored that, as a run stuck at the saddle point of section 6
+#   would, and seed 1 little more (its score alone does not say whether that
+#   run half merged a pair or told part of it apart). On seeds 5 to 9, which the benchmark ran
 #   beyond these five, it scored 0.70 to 0.76, near the 2/3 of a merged pair
 #   on every one.
 #   At 0.03 and 0.1 kNN scored between 0.96
 #   and 1.00 on every seed. As section 6 computed, the loss at $\tau = 1$
 #   prefers the right configuration but hardly pushes a run out of the wrong
 #   one.
-# * **2 numbers against 32**: kNN between 0.96 and 0.99 with 2, behind 32 by
-#   0.7 to 2.0 points on every seed (and by 0.0 to 2.4 on seeds 5 to 9, level
-#   on one). Three classes fit on a circle, 120°
+# * **2 numbers against 32**: kNN between 0.95 and 1.00 with 2; seed by seed,
+#   32 numbers were -0.2 to 2.2 points ahead, behind by one test image on
+#   seed 3 and ahead by 1.1 or more on the others (and by 0.0 to 2.4 on seeds
+#   5 to 9, level on one). Three classes fit on a circle, 120°
 #   apart; a plausible reason for the small loss, not tested here, is that an
 #   image between two classes' arcs has only one direction in which to move.
 #
-# (On this page kNN is checked to lie between 0.93 and 1.00 at $\tau = 0.03$
-# and with 2 numbers, and between 0.37 and 1.00 at $\tau = 1$.)
+# (On this page kNN is checked to lie between 0.92 and 1.00 at $\tau = 0.03$,
+# between 0.89 and 1.00 with 2 numbers, and between 0.37 and 1.00 at
+# $\tau = 1$.)
 
 # %% tags=["remove-cell"]
 claims.expect(
     "week5.temperature.knn_accuracy_tau_0_03",
     temperature_knn[0.03],
-    0.93,
+    0.92,
     1.00,
     profile,
 )
@@ -864,13 +865,13 @@ claims.expect(
 claims.expect(
     "week5.embedding_size.knn_accuracy_dim_2",
     size_knn[2],
-    0.93,
+    0.89,
     1.00,
     profile,
 )
 claims.quoted_from_bench(
     "week5.temperature.knn_accuracy_tau_0_03",
-    -0.4,
+    -0.7,
     0.9,
     scale=100,
     minus="week5.temperature.knn_accuracy_tau_0_1",
@@ -887,21 +888,21 @@ claims.quoted_from_bench(
     "week5.temperature.knn_accuracy_tau_1", 0.99, 0.99, seeds=(0,)
 )
 claims.quoted_from_bench(
-    "week5.temperature.knn_accuracy_tau_1", 0.80, 0.80, seeds=(1,)
+    "week5.temperature.knn_accuracy_tau_1", 0.78, 0.78, seeds=(1,)
 )
 claims.quoted_from_bench(
-    "week5.temperature.knn_accuracy_tau_1", 0.96, 0.96, seeds=(2,)
+    "week5.temperature.knn_accuracy_tau_1", 0.95, 0.95, seeds=(2,)
 )
 claims.quoted_from_bench(
-    "week5.temperature.knn_accuracy_tau_1", 0.69, 0.69, seeds=(3,)
+    "week5.temperature.knn_accuracy_tau_1", 0.71, 0.71, seeds=(3,)
 )
 claims.quoted_from_bench(
-    "week5.temperature.knn_accuracy_tau_1", 0.68, 0.68, seeds=(4,)
+    "week5.temperature.knn_accuracy_tau_1", 0.69, 0.69, seeds=(4,)
 )
 claims.quoted_from_bench(
     "week5.temperature.knn_accuracy_tau_1", 0.70, 0.76, seeds=(5, 6, 7, 8, 9)
 )
-claims.quoted_from_bench("week5.embedding_size.knn_accuracy_dim_2", 0.96, 0.99)
+claims.quoted_from_bench("week5.embedding_size.knn_accuracy_dim_2", 0.95, 1.00)
 claims.quoted_from_bench(
     "week5.embedding_size.knn_accuracy_dim_32",
     0.0,
@@ -912,8 +913,8 @@ claims.quoted_from_bench(
 )
 claims.quoted_from_bench(
     "week5.embedding_size.knn_accuracy_dim_32",
-    0.7,
-    2.0,
+    -0.2,
+    2.2,
     scale=100,
     minus="week5.embedding_size.knn_accuracy_dim_2",
 )
@@ -1021,7 +1022,7 @@ for c, name in enumerate(names):
 # images and a network that has never seen one: over the benchmark's five run
 # seeds (`SEED` = 0..4, `week5.embedding_knn.held_out_class_accuracy` in
 # `bench/results.json`), the share of test diamonds kNN got right lay between
-# 0.89 and 0.93. Five more seeds (5 to 9), run to test this page, show how
+# 0.91 and 0.97. Five more seeds (5 to 9), run to test this page, show how
 # fragile a class learned from 20 references is: four gave 0.92 to 0.97 and
 # one (seed 6) only 0.68. A run of this page is therefore checked only for
 # getting most diamonds right, between 0.5 and 1.0. Most of the mistakes are between the new class and the old
@@ -1040,7 +1041,7 @@ claims.expect(
     profile,
 )
 claims.quoted_from_bench(
-    "week5.embedding_knn.held_out_class_accuracy", 0.89, 0.93
+    "week5.embedding_knn.held_out_class_accuracy", 0.91, 0.97
 )
 
 # %% [markdown]
@@ -1211,36 +1212,37 @@ claims.record("week5.embedding.train_seconds", embed_seconds)
 # The table above gives this run's accuracies. At profile cpu, over the
 # benchmark's five run seeds (`SEED` = 0..4, `week5.*` in `bench/results.json`),
 # with in brackets the range a run of this page is checked against (the seeds'
-# range widened by its width on either side):
+# range widened by its width on either side, and no narrower than the check an
+# earlier machine's runs set):
 #
 # * **Raw pixels** are at chance level (chance is 1/3 on three classes): kNN on
 #   the pixels scored 0.32 to 0.37 (this run: between 0.27 and 0.42). A pixel
 #   distance compares backgrounds and colours, and the shape is a small part of
 #   the image.
-# * **MobileNetV2 trained from scratch** is barely better: near chance with its
-#   own softmax, 0.36 to 0.41 on the three classes (this run: between 0.31 and
-#   0.46; kNN on its features is in the table). Sixty images and 600 steps are far too little
+# * **MobileNetV2 trained from scratch** does no better: near chance with its
+#   own softmax, 0.32 to 0.40 on the three classes (this run: between 0.24 and
+#   0.48; kNN on its features is in the table). Sixty images and 600 steps are far too little
 #   for a network of 415 thousand parameters designed for ImageNet and 224-pixel
 #   inputs (on 32 pixels its last {term}`feature map <Feature map>` is a single pixel). This is the
 #   situation in which week 2 used ImageNet weights; without a network they are
 #   out of reach here.
 # * The **supervised CNN**, the same encoder trained with cross-entropy on the
-#   same labelled images, does well on the three classes it knows (its softmax 0.94 to
+#   same labelled images, does well on the three classes it knows (its softmax 0.96 to
 #   0.99; this run: between 0.89 and 1.0), and so does kNN on the **learned
 #   embedding** (0.97 to 1.00; this run: between 0.93 and 1.0). kNN on the
-#   embedding was never behind the softmax: 0 to 2.7 points ahead, at most 12
-#   of the 450 test images. A lead that small, on five seeds, does not rank the
+#   embedding was never behind the softmax: 0.4 to 2.0 points ahead, two to
+#   nine of the 450 test images. A lead that small, on five seeds, does not rank the
 #   two losses; with the same encoder and the same augmentation, the choice of
 #   loss changes little on the classes seen in training.
 # * The **held-out class** is where the softmax fails outright: it can only
 #   answer circle, square or triangle, so every diamond, a quarter of the
 #   four-class test set, is wrong. kNN can use the diamond reference images, on
 #   the classifier's features as on the embedding (on the embedding, 0.92 to
-#   0.95 with all four classes; this run: between 0.88 and 1.0), and both stay
+#   0.96 with all four classes; this run: between 0.88 and 1.0), and both stay
 #   well above the softmax, which cannot exceed 0.75 there. Neither set of
 #   features was trained to keep diamonds apart, but the embedding, trained
 #   only to make similar things similar, transferred at least as well to the
-#   class it never saw: kNN on it was -0.3 to 5.0 points from kNN on the
+#   class it never saw: kNN on it was -0.3 to 8.3 points from kNN on the
 #   classifier's features, ahead on four seeds of five and two test images
 #   behind on the fifth.
 
@@ -1255,8 +1257,8 @@ claims.expect(
 claims.expect(
     "week5.mobilenetv2_softmax.test_accuracy",
     comparison["MobileNetV2, its softmax"][0],
-    0.31,
-    0.46,
+    0.24,
+    0.48,
     profile,
 )
 claims.expect(
@@ -1281,23 +1283,23 @@ claims.expect(
     profile,
 )
 claims.quoted_from_bench("week5.raw_pixels_knn.test_accuracy", 0.32, 0.37)
-claims.quoted_from_bench("week5.mobilenetv2_softmax.test_accuracy", 0.36, 0.41)
-claims.quoted_from_bench("week5.supervised_softmax.test_accuracy", 0.94, 0.99)
+claims.quoted_from_bench("week5.mobilenetv2_softmax.test_accuracy", 0.32, 0.40)
+claims.quoted_from_bench("week5.supervised_softmax.test_accuracy", 0.96, 0.99)
 claims.quoted_from_bench("week5.embedding_knn.test_accuracy", 0.97, 1.00)
 claims.quoted_from_bench(
     "week5.embedding_knn.test_accuracy",
-    0,
-    2.7,
+    0.4,
+    2.0,
     scale=100,
     minus="week5.supervised_softmax.test_accuracy",
 )
 claims.quoted_from_bench(
-    "week5.embedding_knn.test_accuracy_with_held_out_class", 0.92, 0.95
+    "week5.embedding_knn.test_accuracy_with_held_out_class", 0.92, 0.96
 )
 claims.quoted_from_bench(
     "week5.embedding_knn.test_accuracy_with_held_out_class",
     -0.3,
-    5.0,
+    8.3,
     scale=100,
     minus="week5.supervised_features_knn.test_accuracy_with_held_out_class",
 )
@@ -1438,24 +1440,24 @@ for kind, subset in [
 
 # %% [markdown]
 # The dot on each curve is the threshold chosen on the first half, where the
-# two error rates came closest. On the second half they came apart by 0.2 to
-# 9.5 points over the benchmark's five run seeds (this run: at most 19 points
+# two error rates came closest. On the second half they came apart by 0.04 to
+# 2.4 points over the benchmark's five run seeds (this run: at most 19 points
 # apart): a threshold chosen on one set of pairs carries over to others, but
 # not exactly. On raw pixels the curve runs along the diagonal of chance: a
 # pixel similarity says next to nothing about the class, and the area under
 # the curve is a coin's, 0.500 to 0.508 (this run: between 0.49 and 0.52), so
 # every threshold that accepts most same-class pairs accepts as many of the
 # others. On the learned embedding the curve climbs far above it, to an area
-# of 0.952 to 0.974 (this run: between 0.92 and 1.0).
+# of 0.946 to 0.979 (this run: between 0.91 and 1.0).
 #
 # The errors are not spread evenly. Pairs of the three classes the network
-# trained on are seldom accepted wrongly, 0.05% to 1.0% of those of different
-# classes over the benchmark's seeds (this run: at most 2%). The diamond, which
+# trained on are seldom accepted wrongly, 0.02% to 1.5% of those of different
+# classes over the benchmark's seeds (this run: at most 3%). The diamond, which
 # the network never saw, is taken for another shape far more often: its pairs
-# with the other classes were accepted 12.6 to 20.7 points more often than the
+# with the other classes were accepted 12.8 to 20.4 points more often than the
 # pairs of trained classes (this run: by between 4 and 29 points). Whether two
 # diamonds are also refused more often is not settled: that difference ranged
-# from -0.7 to 12.5 points, both signs (this run: between -14 and 26). A
+# from -2.0 to 9.9 points, both signs (this run: between -14 and 26). A
 # system that verifies classes it never trained on (new faces, new signatures:
 # the usual case for verification) has to be measured on such classes.
 
@@ -1490,14 +1492,14 @@ claims.expect(
     "week5.verification.seen_false_accept_rate",
     held_rates["classes seen in training"][0],
     0,
-    0.02,
+    0.03,
     profile,
 )
 claims.expect(
     "week5.verification.raw_pixels_auc", pixels_auc, 0.49, 0.52, profile
 )
 claims.expect(
-    "week5.verification.embedding_auc", embedding_auc, 0.92, 1.0, profile
+    "week5.verification.embedding_auc", embedding_auc, 0.91, 1.0, profile
 )
 claims.expect(
     "week5.verification.rates_apart_points",
@@ -1528,17 +1530,17 @@ claims.expect(
     29,
     profile,
 )
-claims.quoted_from_bench("week5.verification.rates_apart_points", 0.2, 9.5)
+claims.quoted_from_bench("week5.verification.rates_apart_points", 0.04, 2.4)
 claims.quoted_from_bench("week5.verification.raw_pixels_auc", 0.500, 0.508)
-claims.quoted_from_bench("week5.verification.embedding_auc", 0.952, 0.974)
+claims.quoted_from_bench("week5.verification.embedding_auc", 0.946, 0.979)
 claims.quoted_from_bench(
-    "week5.verification.seen_false_accept_rate", 0.05, 1.0, scale=100
+    "week5.verification.seen_false_accept_rate", 0.02, 1.5, scale=100
 )
 claims.quoted_from_bench(
-    "week5.verification.held_out_minus_seen_false_accept_points", 12.6, 20.7
+    "week5.verification.held_out_minus_seen_false_accept_points", 12.8, 20.4
 )
 claims.quoted_from_bench(
-    "week5.verification.held_out_minus_seen_false_reject_points", -0.7, 12.5
+    "week5.verification.held_out_minus_seen_false_reject_points", -2.0, 9.9
 )
 
 # %% [markdown]
@@ -1778,7 +1780,7 @@ claims.record(
 # on some and level or behind on others; the pooled latent was at chance too. The
 # learned embedding was ahead of the flattened latent by 60 to 66 points on
 # every seed. (On this page: the latent between 0.28 and 0.42, the embedding
-# ahead by between 55 and 72 points.) The retrieval below shows why.
+# ahead by between 54 and 72 points.) The retrieval below shows why.
 
 # %% tags=["remove-cell"]
 claims.expect(
@@ -1793,7 +1795,7 @@ ae_behind = 100 * (
     - comparison["kNN on autoencoder latent, flattened"][0]
 )
 claims.expect(
-    "week5.embedding_minus_autoencoder_knn.points", ae_behind, 55, 72, profile
+    "week5.embedding_minus_autoencoder_knn.points", ae_behind, 54, 72, profile
 )
 claims.quoted_from_bench("week5.autoencoder.knn_accuracy", 0.33, 0.36)
 claims.quoted_from_bench(
@@ -1921,7 +1923,7 @@ for measure in ("zeros", "dead", "psnr", "knn"):
 # 21.0 dB). And kNN on the sparse code was at chance, 0.33 to 0.38, like the
 # plain latent: fewer active numbers describe the same thing, the pixels, not
 # the class. (On this page the share of zeros is checked to lie between 47% and
-# 100%, the dead channels between 1 and 13, the PSNR between 13.4 and 24.8 dB
+# 100%, the dead channels between 1 and 13, the PSNR between 13.3 and 25.0 dB
 # and kNN between 0.28 and 0.43.)
 
 # %% tags=["remove-cell"]
@@ -1938,8 +1940,8 @@ claims.expect(
 claims.expect(
     "week5.sparse_autoencoder.code_psnr",
     sparse_code["psnr"],
-    13.4,
-    24.8,
+    13.3,
+    25.0,
     profile,
 )
 claims.expect(
@@ -1980,11 +1982,11 @@ claims.quoted_from_bench("week5.sparse_autoencoder.code_knn", 0.33, 0.38)
 #   (a run of this page: between 52 and 74), and MobileNetV2 from scratch,
 #   which learned next to nothing from so little data. A supervised CNN with the
 #   same encoder did about as well on the classes it was trained on (kNN on the
-#   embedding 0 to 2.7 points ahead of its softmax, too little to rank them).
+#   embedding 0.4 to 2.0 points ahead of its softmax, too little to rank them).
 # * Two numbers of the recipe, swept: between $\tau = 0.03$ and 0.1 the
 #   temperature made no difference the chapter could resolve, while at
 #   $\tau = 1$ most runs stopped at the saddle point where two classes share one
-#   place; an embedding of 2 numbers cost a point or two
+#   place; an embedding of 2 numbers usually cost a point or two
 #   against 32. The older contrastive loss, which asks for a distance rather
 #   than an order, did as well as the softmax for kNN.
 # * A denoising autoencoder learns without labels to remove noise (measured as
