@@ -1244,7 +1244,12 @@ fig = det.plot_score_distributions(
 # of a seed share their scenes and their starting weights, so the comparison
 # is paired; but were the two losses equal, four or more of five leads would
 # still share a sign 3 times in 8 (12 of the 32 equally likely patterns of
-# signs), so five seeds alone do not order the losses. On this page,
+# signs), so five seeds alone do not order the losses. On five more seeds (5
+# to 9), run to test this page, cross-entropy was ahead on all five, by 0.006
+# to 0.13. Nine leads of ten with one sign would come by chance about one time
+# in 47 (22 of the 1,024 patterns), so the page takes the order as measured,
+# but not the size of the lead, which varies from seed to seed as much as the
+# lead itself. On this page,
 # cross-entropy's mAP@0.5 lies between 0.59 and 0.85, the focal loss's between
 # 0.48 and 0.81, and cross-entropy's lead (its mAP@0.5 minus the focal loss's)
 # between -0.15 and 0.27.
@@ -1262,6 +1267,12 @@ claims.expect(
 claims.quoted_from_bench("week3.focal_vs_ce.map50_ce", 0.67, 0.75)
 claims.quoted_from_bench("week3.focal_vs_ce.map50_focal", 0.61, 0.68)
 claims.quoted_from_bench("week3.focal_vs_ce.map50_ce_minus_focal", -0.007, 0.13)
+claims.quoted_from_bench(
+    "week3.focal_vs_ce.map50_ce_minus_focal",
+    0.006,
+    0.13,
+    seeds=(5, 6, 7, 8, 9),
+)
 
 # %% [markdown]
 # {numref}`fig-w3-scores` shows why. Cross-entropy keeps pushing every background anchor
@@ -1279,7 +1290,7 @@ claims.quoted_from_bench("week3.focal_vs_ce.map50_ce_minus_focal", -0.007, 0.13)
 # already had the two things that make it work under imbalance: the
 # $\pi = 0.01$ start and the $\alpha$ weights. At that imbalance the easy
 # background does not drown it, and the focal loss's down-weighting costs
-# more than it saves on most seeds we ran: in this short training it leaves object and background
+# more than it saves on nine of the ten seeds we ran: in this short training it leaves object and background
 # scores less well separated (whether it would catch up with longer training
 # we did not measure). The paper's regime, about 100,000
 # anchors per image, an imbalance of the order of 1000 : 1 and a whole
@@ -1323,7 +1334,8 @@ claims.expect(
 # * The grid is mostly background: here between 50 and 200 background anchors
 #   per positive (section 3). The focal loss shrinks the loss of easy examples so that the
 #   positives count; trained side by side at nine anchors per cell, though,
-#   cross-entropy with the same prior-probability start did better: the focal
+#   cross-entropy with the same prior-probability start did better in nine
+#   trainings of ten: the focal
 #   loss answers an imbalance more severe than ours.
 # * The feature pyramid gives the fine levels the semantics of the coarse ones
 #   through a top-down path with lateral connections.
