@@ -1334,8 +1334,8 @@ claims.expect(
 # * The grid is mostly background: here between 50 and 200 background anchors
 #   per positive (section 3). The focal loss shrinks the loss of easy examples so that the
 #   positives count; trained side by side at nine anchors per cell, though,
-#   cross-entropy with the same prior-probability start did better in nine
-#   trainings of ten: the focal
+#   cross-entropy with the same prior-probability start did better on nine
+#   of the ten seeds of section 10: the focal
 #   loss answers an imbalance more severe than ours.
 # * The feature pyramid gives the fine levels the semantics of the coarse ones
 #   through a top-down path with lateral connections.
