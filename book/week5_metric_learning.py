@@ -830,16 +830,16 @@ for dim, accuracy in size_knn.items():
 #   seeds 3 and 4 scored that, as a run stuck at the saddle point of section 6
 #   would, and seed 1 little more (its score alone does not say whether that
 #   run half merged a pair or told part of it apart). On seeds 5 to 9, which the benchmark ran
-#   beyond these five, it scored 0.70 to 0.76, near the 2/3 of a merged pair
-#   on every one.
+#   beyond these five, it scored 0.70 to 0.83: none came near the 0.95 and
+#   0.99 of seeds 2 and 0.
 #   At 0.03 and 0.1 kNN scored between 0.96
 #   and 1.00 on every seed. As section 6 computed, the loss at $\tau = 1$
 #   prefers the right configuration but hardly pushes a run out of the wrong
 #   one.
 # * **2 numbers against 32**: kNN between 0.95 and 1.00 with 2; seed by seed,
 #   32 numbers were -0.2 to 2.2 points ahead, behind by one test image on
-#   seed 3 and ahead by 1.1 or more on the others (and by 0.0 to 2.4 on seeds
-#   5 to 9, level on one). Three classes fit on a circle, 120°
+#   seed 3 and ahead by 1.1 or more on the others (and -0.4 to 0.9 on seeds
+#   5 to 9, behind by two test images on one). Three classes fit on a circle, 120°
 #   apart; a plausible reason for the small loss, not tested here, is that an
 #   image between two classes' arcs has only one direction in which to move.
 #
@@ -900,13 +900,13 @@ claims.quoted_from_bench(
     "week5.temperature.knn_accuracy_tau_1", 0.69, 0.69, seeds=(4,)
 )
 claims.quoted_from_bench(
-    "week5.temperature.knn_accuracy_tau_1", 0.70, 0.76, seeds=(5, 6, 7, 8, 9)
+    "week5.temperature.knn_accuracy_tau_1", 0.70, 0.83, seeds=(5, 6, 7, 8, 9)
 )
 claims.quoted_from_bench("week5.embedding_size.knn_accuracy_dim_2", 0.95, 1.00)
 claims.quoted_from_bench(
     "week5.embedding_size.knn_accuracy_dim_32",
-    0.0,
-    2.4,
+    -0.4,
+    0.9,
     scale=100,
     minus="week5.embedding_size.knn_accuracy_dim_2",
     seeds=(5, 6, 7, 8, 9),
@@ -1022,10 +1022,10 @@ for c, name in enumerate(names):
 # images and a network that has never seen one: over the benchmark's five run
 # seeds (`SEED` = 0..4, `week5.embedding_knn.held_out_class_accuracy` in
 # `bench/results.json`), the share of test diamonds kNN got right lay between
-# 0.91 and 0.97. Five more seeds (5 to 9), run to test this page, show how
-# fragile a class learned from 20 references is: four gave 0.92 to 0.97 and
-# one (seed 6) only 0.68. A run of this page is therefore checked only for
-# getting most diamonds right, between 0.5 and 1.0. Most of the mistakes are between the new class and the old
+# 0.91 and 0.97. Five more seeds (5 to 9), run to test this page, gave 0.85
+# to 0.98, a wider spread than the first five: a class learned from 20
+# references is fragile. A run of this page is therefore
+# checked only for getting most diamonds right, between 0.5 and 1.0. Most of the mistakes are between the new class and the old
 # ones: circles and triangles taken for diamonds, and diamonds for circles or
 # triangles. Squares, the diamonds' twins turned by 45°, are rarely confused
 # with them. The embedding was never asked to separate diamonds from
@@ -1042,6 +1042,12 @@ claims.expect(
 )
 claims.quoted_from_bench(
     "week5.embedding_knn.held_out_class_accuracy", 0.91, 0.97
+)
+claims.quoted_from_bench(
+    "week5.embedding_knn.held_out_class_accuracy",
+    0.85,
+    0.98,
+    seeds=(5, 6, 7, 8, 9),
 )
 
 # %% [markdown]
