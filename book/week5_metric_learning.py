@@ -1992,8 +1992,8 @@ claims.quoted_from_bench("week5.sparse_autoencoder.code_knn", 0.33, 0.38)
 # * Two numbers of the recipe, swept: between $\tau = 0.03$ and 0.1 the
 #   temperature made no difference the chapter could resolve, while at
 #   $\tau = 1$ most runs stopped at the saddle point where two classes share one
-#   place; an embedding of 2 numbers usually cost a point or two
-#   against 32. The older contrastive loss, which asks for a distance rather
+#   place; an embedding of 2 numbers cost at most about two points
+#   against 32, and nothing on some seeds. The older contrastive loss, which asks for a distance rather
 #   than an order, did as well as the softmax for kNN.
 # * A denoising autoencoder learns without labels to remove noise (measured as
 #   the PSNR of its output against the clean image, beside that of its noisy
